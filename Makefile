@@ -1,0 +1,43 @@
+# quote2cash — every target creates or refreshes its own virtualenv first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-long lint format bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev,sandbox]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)  ## create or refresh the virtualenv
+
+demo: $(STAMP)  ## run the demo end to end (q2c demo)
+	$(BIN)/q2c demo
+
+test: $(STAMP)  ## run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-long: $(STAMP)  ## the long trials: 1,000+ crash kill points, more property examples
+	Q2C_LONG=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff (lint + format check) and mypy strict on src/
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)  ## apply ruff's formatting and fixes
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: $(STAMP)  ## the benchmarks in quick mode (figures in docs/benchmarks.md)
+	$(BIN)/python benchmarks/engine_throughput.py --quick
+
+clean:  ## remove the virtualenv and local state
+	rm -rf $(VENV) .q2c q2c.sqlite* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,422 @@
+"""The ``q2c`` command line: run workers, inspect events, replay with approval, verify audit."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import importlib
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quote2cash.engine.control import ControlError
+from quote2cash.engine.registry import Registry
+from quote2cash.engine.runtime import Runtime
+from quote2cash.settings import get_settings
+
+app = typer.Typer(help="quote2cash: the quote-to-cash integration hub.", no_args_is_help=True)
+events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The exception queue and dead letters.", no_args_is_help=True)
+replay_app = typer.Typer(help="Replay events, approved by a second person.", no_args_is_help=True)
+systems_app = typer.Typer(help="Pause, resume and inspect target systems.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+operators_app = typer.Typer(help="Who may request and approve.", no_args_is_help=True)
+for sub, name in [
+    (events_app, "events"),
+    (dlq_app, "dlq"),
+    (replay_app, "replay"),
+    (systems_app, "systems"),
+    (audit_app, "audit"),
+    (operators_app, "operators"),
+]:
+    app.add_typer(sub, name=name)
+
+console = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Store URL (default: $Q2C_DATABASE_URL or q2c.sqlite)")
+]
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="Operator acting (default: $Q2C_ACTOR or login)")
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def open_runtime(db: str | None, *, initialise: bool = False) -> Runtime:
+    settings = get_settings()
+    url = db or settings.database_url
+    try:
+        rt = Runtime.open(
+            url, initialise=initialise, sqlite_synchronous=settings.sqlite_synchronous
+        )
+    except Exception as exc:
+        fail(f"cannot open the store: {type(exc).__name__}: {exc}")
+    if not initialise:
+        from quote2cash.store.db import is_initialised
+
+        if not is_initialised(rt.engine):
+            fail("the store is not initialised; run `q2c init` first")
+    return rt
+
+
+def actor_name(actor: str | None) -> str:
+    return actor or get_settings().actor or getpass.getuser()
+
+
+def parse_time(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"{field}: {value!r} is not an ISO 8601 time (e.g. 2026-11-26T10:00:00Z)")
+    if parsed.tzinfo is None:
+        fail(f"{field}: {value!r} has no time zone; give UTC explicitly (…Z or +00:00)")
+    return parsed.astimezone(UTC)
+
+
+@app.command()
+def init(db: DbOption = None) -> None:
+    """Create or migrate the store's schema."""
+    from quote2cash.store.db import current_revision
+
+    rt = open_runtime(db, initialise=True)
+    console.print(f"store ready at revision [bold]{current_revision(rt.engine)}[/]")
+
+
+def load_registry(spec: str) -> Registry:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        registry = getattr(module, attr or "registry")
+    except (ImportError, AttributeError) as exc:
+        fail(f"--handlers {spec!r}: cannot load a registry ({exc})")
+    if not isinstance(registry, Registry):
+        fail(f"--handlers {spec!r} is a {type(registry).__name__}, not a Registry")
+    return registry
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    handlers: Annotated[str, typer.Option(help="module:attribute of the handler Registry")] = (
+        "quote2cash.flows:registry"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    once: Annotated[bool, typer.Option(help="Drain what is ready now, then exit")] = False,
+) -> None:
+    """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C."""
+    from quote2cash.engine.worker import Worker
+    from quote2cash.observability.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    rt = open_runtime(db)
+    w = Worker(rt, load_registry(handlers), batch_size=batch_size)
+
+    async def main() -> None:
+        if once:
+            report = await w.drain()
+            console.print(f"processed {report.processed} events")
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await w.run(stop)
+
+    asyncio.run(main())
+
+
+@events_app.command("list")
+def events_list(
+    db: DbOption = None,
+    status: Annotated[str | None, typer.Option(help="pending, done, exception or dead")] = None,
+    subject: str | None = None,
+    correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
+    limit: int = 50,
+) -> None:
+    """The newest events, optionally filtered."""
+    from quote2cash.engine.queries import list_events
+
+    rows = list_events(
+        open_runtime(db), status=status, subject=subject, correlation_id=correlation_id, limit=limit
+    )
+    table = Table("pos", "id", "type", "subject", "seq", "status", "attempts", "correlation")
+    for r in rows:
+        table.add_row(
+            str(r.pos),
+            r.id,
+            r.type,
+            r.subject,
+            str(r.sequence),
+            r.status,
+            str(r.attempts),
+            r.correlation_id,
+        )
+    console.print(table)
+
+
+@events_app.command("show")
+def events_show(event_id: str, db: DbOption = None) -> None:
+    """One event with its steps and failure history, as JSON."""
+    from quote2cash.engine.queries import find_event
+
+    found = find_event(open_runtime(db), event_id)
+    if found is None:
+        fail(f"no event with id or position {event_id!r}")
+    console.print_json(json.dumps(found, default=str))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    db: DbOption = None,
+    kind: Annotated[str | None, typer.Option(help="exception or dead (default both)")] = None,
+) -> None:
+    """Events waiting for a person: permanent failures and exhausted retries, with reasons."""
+    from quote2cash.engine.queries import failed_events
+
+    if kind not in (None, "exception", "dead"):
+        fail(f"--kind must be 'exception' or 'dead', not {kind!r}")
+    rows = failed_events(open_runtime(db), kind)
+    table = Table("id", "type", "subject", "queue", "category", "attempts", "reason")
+    for r in rows:
+        table.add_row(
+            r.id,
+            r.type,
+            r.subject,
+            r.status,
+            r.category or "-",
+            str(r.attempts),
+            r.last_error or "",
+        )
+    console.print(table)
+    console.print(f"{len(rows)} event(s) waiting")
+
+
+@replay_app.command("request")
+def replay_request(
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log)")],
+    event_id: Annotated[list[str] | None, typer.Option("--event-id")] = None,
+    correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time, exclusive")] = None,
+    include_processed: Annotated[bool, typer.Option("--include-processed")] = False,
+    db: DbOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Ask for a replay; another operator must approve it."""
+    from quote2cash.engine.replay import Selector, request_replay
+
+    selector = Selector(
+        tuple(event_id or ()),
+        correlation_id,
+        parse_time(since, "--since"),
+        parse_time(until, "--until"),
+        include_processed,
+    )
+    try:
+        req = request_replay(open_runtime(db), selector, actor=actor_name(actor), reason=reason)
+    except ControlError as exc:
+        fail(str(exc))
+    sensitive = " (finance-sensitive: needs a finance_approver)" if req.finance_sensitive else ""
+    console.print(f"replay request [bold]{req.id}[/] for {req.event_count} event(s){sensitive}")
+
+
+@replay_app.command("approve")
+def replay_approve(
+    request_id: int, note: str = "", db: DbOption = None, actor: ActorOption = None
+) -> None:
+    """Approve (and execute) a replay request made by someone else."""
+    from quote2cash.engine.replay import approve_replay
+
+    try:
+        req = approve_replay(open_runtime(db), request_id, actor=actor_name(actor), note=note)
+    except ControlError as exc:
+        fail(str(exc))
+    console.print(
+        f"replay request {req.id} approved by {req.decided_by}: {req.event_count} event(s)"
+    )
+
+
+@replay_app.command("reject")
+def replay_reject(
+    request_id: int,
+    note: Annotated[str, typer.Option(help="Why it is rejected")],
+    db: DbOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Reject a replay request."""
+    from quote2cash.engine.replay import reject_replay
+
+    try:
+        reject_replay(open_runtime(db), request_id, actor=actor_name(actor), note=note)
+    except ControlError as exc:
+        fail(str(exc))
+    console.print(f"replay request {request_id} rejected")
+
+
+@replay_app.command("list")
+def replay_list(db: DbOption = None, status: str | None = None) -> None:
+    """Replay requests and their decisions."""
+    from quote2cash.engine.replay import list_requests
+
+    table = Table("id", "status", "events", "finance", "requested by", "decided by", "reason")
+    for r in list_requests(open_runtime(db), status):
+        table.add_row(
+            str(r.id),
+            r.status,
+            str(r.event_count),
+            "yes" if r.finance_sensitive else "",
+            r.requested_by,
+            r.decided_by or "",
+            r.reason,
+        )
+    console.print(table)
+
+
+@systems_app.command("pause")
+def systems_pause(
+    system: str,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log)")],
+    db: DbOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Hold all work for SYSTEM (in order) until it is resumed."""
+    from quote2cash.engine.control import pause_system
+
+    pause_system(open_runtime(db), system, actor=actor_name(actor), reason=reason)
+    console.print(f"{system} paused")
+
+
+@systems_app.command("resume")
+def systems_resume(system: str, db: DbOption = None, actor: ActorOption = None) -> None:
+    """Resume SYSTEM; its held work drains in order."""
+    from quote2cash.engine.control import resume_system
+
+    resume_system(open_runtime(db), system, actor=actor_name(actor))
+    console.print(f"{system} resumed")
+
+
+@systems_app.command("window")
+def systems_window(
+    system: str,
+    start: Annotated[str, typer.Option(help="ISO time with zone")],
+    end: Annotated[str, typer.Option(help="ISO time with zone")],
+    reason: Annotated[str, typer.Option()],
+    db: DbOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Schedule a maintenance window for SYSTEM."""
+    from quote2cash.engine.control import schedule_window
+
+    starts, ends = parse_time(start, "--start"), parse_time(end, "--end")
+    assert starts is not None and ends is not None
+    try:
+        wid = schedule_window(
+            open_runtime(db), system, starts, ends, actor=actor_name(actor), reason=reason
+        )
+    except ControlError as exc:
+        fail(str(exc))
+    console.print(f"window {wid} scheduled for {system}")
+
+
+@systems_app.command("status")
+def systems_status(db: DbOption = None) -> None:
+    """Paused systems, maintenance windows and how many subjects wait on each."""
+    from quote2cash.engine.control import system_status
+
+    table = Table("system", "paused", "reason", "windows", "held subjects")
+    for s in system_status(open_runtime(db)):
+        windows = s.get("windows") or []
+        assert isinstance(windows, list)
+        win = "; ".join(
+            f"{w['starts_at']:%Y-%m-%d %H:%M}→{w['ends_at']:%H:%M}"
+            + (" (now)" if w["in_force"] else "")
+            for w in windows
+        )
+        table.add_row(
+            str(s["system"]),
+            "yes" if s["paused"] else "no",
+            str(s["reason"] or ""),
+            win,
+            str(s.get("held_subjects", 0)),
+        )
+    console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(db: DbOption = None) -> None:
+    """Recompute the hash chain; name the first entry that was edited, removed or reordered."""
+    from quote2cash.engine.audit import verify_audit
+
+    result = verify_audit(open_runtime(db).engine)
+    if result.ok:
+        console.print(f"[green]audit log intact[/]: {result.checked} entries verified")
+        return
+    fail(
+        f"audit log broken at entry {result.first_broken_seq}: {result.reason} "
+        f"({result.checked} entries verified before it)",
+        code=1,
+    )
+
+
+@operators_app.command("add")
+def operators_add(
+    name: str,
+    role: Annotated[list[str] | None, typer.Option(help="operator, finance_approver")] = None,
+    db: DbOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Register an operator (or change their roles)."""
+    from quote2cash.engine.control import add_operator
+
+    try:
+        add_operator(open_runtime(db), name, role or ["operator"], actor=actor_name(actor))
+    except ControlError as exc:
+        fail(str(exc))
+    console.print(f"operator {name}: {', '.join(role or ['operator'])}")
+
+
+@operators_app.command("list")
+def operators_list(db: DbOption = None) -> None:
+    """Registered operators and their roles."""
+    from quote2cash.engine.control import list_operators
+
+    for name, roles in list_operators(open_runtime(db)):
+        console.print(f"{name}: {', '.join(roles)}")
+
+
+@app.command()
+def demo(
+    quick: Annotated[bool, typer.Option(help="A smaller run, for CI")] = False,
+    workdir: Annotated[str, typer.Option(help="Where the demo keeps its store")] = ".q2c/demo",
+) -> None:
+    """Run the demo end to end and print a summary."""
+    from quote2cash.demo import run_demo
+
+    ok = run_demo(workdir=workdir, quick=quick, console=console)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return app(argv)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

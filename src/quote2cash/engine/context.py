@@ -1,0 +1,176 @@
+"""What a handler sees: its event, durable steps with idempotency keys, and an outbox.
+
+A step's result is committed as soon as its side effect returns, so a re-run after a crash skips
+it. A crash between the side effect and that commit re-runs the side effect with the SAME
+idempotency key, which the target system (Stripe's Idempotency-Key, an upsert by external id, a
+reference looked up before create) turns into a no-op: effectively once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
+
+from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.events import Event, encode_json
+from quote2cash.store.schema import steps
+
+if TYPE_CHECKING:
+    from quote2cash.engine.runtime import Runtime
+
+T = TypeVar("T")
+STEP_NAMESPACE = uuid.UUID("5f0c7d2e-9a4b-4f7e-8d51-2b6a9c3e1f00")
+log = logging.getLogger("quote2cash.engine")
+
+
+def idempotency_key(event: Event, step: str) -> str:
+    """Stable across re-runs and workers: derived only from (source, event id, step name)."""
+    return str(uuid.uuid5(STEP_NAMESPACE, f"{event.source}\x1f{event.id}\x1f{step}"))
+
+
+_decoder = msgspec.json.Decoder()
+
+
+class HandlerContext:
+    """Created by the worker for one event; not shared between events."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        event: Event,
+        completed: dict[str, str],
+        actor: str = "engine",
+    ) -> None:
+        self.runtime = runtime
+        self.event = event
+        self._completed = completed
+        self._emitted: list[Event] = []
+        self.actor = actor
+        self.log = logging.LoggerAdapter(log, {"event_id": event.id})
+
+    @property
+    def now(self) -> datetime:
+        return self.runtime.clock.now()
+
+    def idempotency_key(self, step: str) -> str:
+        return idempotency_key(self.event, step)
+
+    def completed(self, step: str) -> bool:
+        return step in self._completed
+
+    async def step(
+        self,
+        name: str,
+        action: Callable[[str], Awaitable[T] | T],
+        *,
+        system: str | None = None,
+    ) -> T:
+        """Run ``action(idempotency_key)`` once per (event, step); its result must be JSON-able.
+
+        With ``system`` set, the call goes through that system's gate (pause, breaker, rate).
+        """
+        if name in self._completed:
+            return _decoder.decode(self._completed[name])  # type: ignore[no-any-return]
+        key = self.idempotency_key(name)
+        if system is not None:
+            async with self.runtime.gates.call(system):
+                result = await _maybe_await(action(key))
+        else:
+            result = await _maybe_await(action(key))
+        encoded = encode_json(result)
+        self._record(name, key, system, encoded)
+        self._completed[name] = encoded
+        return result
+
+    def emit(
+        self,
+        type: str,
+        subject: str,
+        data: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+    ) -> Event:
+        """Queue a follow-up event, committed with this event's completion (transactional outbox).
+
+        Its id is derived from this event and ``key``, so a re-run emits the same id (deduplicated).
+        """
+        n = len(self._emitted)
+        ident = str(
+            uuid.uuid5(
+                STEP_NAMESPACE, f"{self.event.source}\x1f{self.event.id}\x1femit\x1f{key or n}"
+            )
+        )
+        follow = Event(
+            id=ident,
+            source="q2c",
+            type=type,
+            subject=subject,
+            time=self.now,
+            correlation_id=self.event.correlation_id,
+            causation_id=self.event.id,
+            data=data or {},
+        )
+        self._emitted.append(follow)
+        return follow
+
+    @property
+    def emitted(self) -> list[Event]:
+        return list(self._emitted)
+
+    def _record(self, name: str, key: str, system: str | None, encoded: str) -> None:
+        now = self.now
+        assert self.event.pos is not None
+        try:
+            self._insert_step(name, key, system, encoded, now)
+        except IntegrityError:
+            # Another worker that held this subject before us recorded the same step with the
+            # same idempotency key: the side effect happened once; nothing more to record.
+            self.log.info("step %s of event %s was already recorded", name, self.event.id)
+
+    def _insert_step(
+        self, name: str, key: str, system: str | None, encoded: str, now: datetime
+    ) -> None:
+        with self.runtime.engine.begin() as conn:
+            conn.execute(
+                insert(steps).values(
+                    event_pos=self.event.pos,
+                    name=name,
+                    idempotency_key=key,
+                    system=system,
+                    result=encoded,
+                    completed_at=now,
+                )
+            )
+            append_audit(
+                conn,
+                [
+                    AuditEntry(
+                        actor=self.actor,
+                        action="step.completed",
+                        entity=self.event.subject,
+                        correlation_id=self.event.correlation_id,
+                        details={
+                            "event_id": self.event.id,
+                            "type": self.event.type,
+                            "step": name,
+                            "system": system,
+                            "idempotency_key": key,
+                        },
+                    )
+                ],
+                now,
+            )
+
+
+async def _maybe_await(value: Awaitable[T] | T) -> T:
+    if inspect.isawaitable(value):
+        return await value
+    return value

@@ -1,0 +1,108 @@
+"""Read-only views of the engine's state for the CLI, the API and the console."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from quote2cash.engine.runtime import Runtime
+from quote2cash.store.schema import events, failures, steps, subjects
+
+
+@dataclass(frozen=True)
+class EventRow:
+    pos: int
+    id: str
+    source: str
+    type: str
+    subject: str
+    sequence: int
+    status: str
+    attempts: int
+    correlation_id: str
+    time: datetime
+    category: str | None
+    last_error: str | None
+
+
+def _row(r: Any) -> EventRow:
+    return EventRow(
+        r.pos,
+        r.event_id,
+        r.source,
+        r.type,
+        r.subject,
+        r.sequence,
+        r.status,
+        r.attempts,
+        r.correlation_id,
+        r.time,
+        r.category,
+        r.last_error,
+    )
+
+
+def list_events(
+    runtime: Runtime,
+    *,
+    status: str | None = None,
+    subject: str | None = None,
+    correlation_id: str | None = None,
+    type_prefix: str | None = None,
+    limit: int = 50,
+) -> list[EventRow]:
+    q = select(events).order_by(events.c.pos.desc()).limit(limit)
+    if status:
+        q = q.where(events.c.status == status)
+    if subject:
+        q = q.where(events.c.subject == subject)
+    if correlation_id:
+        q = q.where(events.c.correlation_id == correlation_id)
+    if type_prefix:
+        q = q.where(events.c.type.startswith(type_prefix))
+    with runtime.engine.connect() as conn:
+        return [_row(r) for r in conn.execute(q)]
+
+
+def failed_events(runtime: Runtime, kind: str | None = None, limit: int = 200) -> list[EventRow]:
+    """The exception queue (permanent) and the dead-letter queue (retries exhausted)."""
+    statuses = [kind] if kind else ["exception", "dead"]
+    q = select(events).where(events.c.status.in_(statuses)).order_by(events.c.pos).limit(limit)
+    with runtime.engine.connect() as conn:
+        return [_row(r) for r in conn.execute(q)]
+
+
+def find_event(runtime: Runtime, ident: str) -> dict[str, Any] | None:
+    """An event by id (or log position), with its steps and failure history."""
+    with runtime.engine.connect() as conn:
+        q = select(events).where(events.c.event_id == ident)
+        if ident.isdigit():
+            q = select(events).where((events.c.event_id == ident) | (events.c.pos == int(ident)))
+        row = conn.execute(q.limit(1)).first()
+        if row is None:
+            return None
+        step_rows = conn.execute(
+            select(steps).where(steps.c.event_pos == row.pos).order_by(steps.c.completed_at)
+        ).all()
+        failure_rows = conn.execute(
+            select(failures).where(failures.c.event_pos == row.pos).order_by(failures.c.id)
+        ).all()
+        return {
+            "event": dict(row._mapping),
+            "steps": [dict(s._mapping) for s in step_rows],
+            "failures": [dict(f._mapping) for f in failure_rows],
+        }
+
+
+def status_counts(runtime: Runtime) -> dict[str, int]:
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(select(events.c.status, func.count()).group_by(events.c.status))
+        counts = {status: int(n) for status, n in rows}
+        held = conn.execute(
+            select(func.count()).where(subjects.c.held_by.is_not(None))
+        ).scalar_one()
+    counts["held_subjects"] = int(held)
+    return counts

@@ -1,0 +1,303 @@
+"""Replay with control (maker-checker): a request names events, a second person approves it.
+
+Selecting: by event ids, by correlation id, or by a time range (event time). A failed event
+(exception or dead letter) is put back in its place in its subject, so the subject drains in
+order; a processed event is re-run as a new event (``causation_id`` = the original) after the
+subject's current events. Finance-sensitive types need an approver with ``finance_approver``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.control import ControlError, operator_roles
+from quote2cash.engine.events import Event, decode_data
+from quote2cash.engine.runtime import Runtime
+from quote2cash.store.schema import events, replay_requests, subjects
+
+FINANCE_SENSITIVE = re.compile(r"(invoice|credit_?memo|credit_?note|payment|refund)", re.I)
+MAX_EVENTS_PER_REQUEST = 100_000
+
+
+class ReplayError(ControlError):
+    """A refused replay action; the message names the request and the rule."""
+
+
+@dataclass(frozen=True)
+class Selector:
+    event_ids: tuple[str, ...] = ()
+    correlation_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_processed: bool = False
+
+    def describe(self) -> str:
+        parts = []
+        if self.event_ids:
+            parts.append(f"event ids {', '.join(self.event_ids)}")
+        if self.correlation_id:
+            parts.append(f"correlation id {self.correlation_id}")
+        if self.since or self.until:
+            parts.append(f"time {self.since or '-inf'} .. {self.until or '+inf'}")
+        return "; ".join(parts) or "nothing"
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    id: int
+    status: str
+    requested_by: str
+    reason: str
+    finance_sensitive: bool
+    event_count: int
+    positions: tuple[int, ...]
+    selector: str
+    decided_by: str | None = None
+    decision_note: str | None = None
+
+
+def is_finance_sensitive(event_type: str) -> bool:
+    return bool(FINANCE_SENSITIVE.search(event_type))
+
+
+def request_replay(
+    runtime: Runtime, selector: Selector, *, actor: str, reason: str
+) -> ReplayRequest:
+    """Pin the selected events now, so the approver approves exactly what will run."""
+    operator_roles(runtime, actor)
+    if not reason.strip():
+        raise ReplayError("a replay request needs a reason")
+    if not (selector.event_ids or selector.correlation_id or selector.since or selector.until):
+        raise ReplayError("a replay request needs event ids, a correlation id or a time range")
+    statuses = ["exception", "dead"] + (["done"] if selector.include_processed else [])
+    query = select(events.c.pos, events.c.type, events.c.event_id).where(
+        events.c.status.in_(statuses)
+    )
+    if selector.event_ids:
+        query = query.where(events.c.event_id.in_(selector.event_ids))
+    if selector.correlation_id:
+        query = query.where(events.c.correlation_id == selector.correlation_id)
+    if selector.since:
+        query = query.where(events.c.time >= selector.since)
+    if selector.until:
+        query = query.where(events.c.time < selector.until)
+    now = runtime.clock.now()
+    with runtime.engine.begin() as conn:
+        rows = conn.execute(query.order_by(events.c.pos).limit(MAX_EVENTS_PER_REQUEST + 1)).all()
+        if not rows:
+            raise ReplayError(
+                f"no replayable events match {selector.describe()} (statuses {statuses})"
+            )
+        if len(rows) > MAX_EVENTS_PER_REQUEST:
+            raise ReplayError(f"more than {MAX_EVENTS_PER_REQUEST} events match; narrow it down")
+        if selector.event_ids:
+            missing = set(selector.event_ids) - {r.event_id for r in rows}
+            if missing:
+                raise ReplayError(
+                    f"event id(s) {sorted(missing)} are not replayable (unknown or still pending);"
+                    " use --include-processed for processed events"
+                )
+        positions = [r.pos for r in rows]
+        sensitive = any(is_finance_sensitive(r.type) for r in rows)
+        stored = json.dumps(
+            {
+                "event_ids": list(selector.event_ids),
+                "correlation_id": selector.correlation_id,
+                "since": selector.since.isoformat() if selector.since else None,
+                "until": selector.until.isoformat() if selector.until else None,
+                "include_processed": selector.include_processed,
+                "positions": positions,
+            }
+        )
+        rid = conn.execute(
+            insert(replay_requests)
+            .values(
+                selector=stored,
+                reason=reason,
+                requested_by=actor,
+                requested_at=now,
+                status="pending",
+                finance_sensitive=sensitive,
+                event_count=len(positions),
+            )
+            .returning(replay_requests.c.id)
+        ).scalar_one()
+        append_audit(
+            conn,
+            [
+                AuditEntry(
+                    actor,
+                    "replay.requested",
+                    f"replay:{rid}",
+                    details={
+                        "selector": selector.describe(),
+                        "events": len(positions),
+                        "finance_sensitive": sensitive,
+                        "reason": reason,
+                    },
+                )
+            ],
+            now,
+        )
+    return get_request(runtime, int(rid))
+
+
+def get_request(runtime: Runtime, request_id: int) -> ReplayRequest:
+    with runtime.engine.connect() as conn:
+        row = conn.execute(
+            select(replay_requests).where(replay_requests.c.id == request_id)
+        ).first()
+    if row is None:
+        raise ReplayError(f"replay request {request_id} does not exist")
+    return _to_request(row)
+
+
+def list_requests(runtime: Runtime, status: str | None = None) -> list[ReplayRequest]:
+    query = select(replay_requests).order_by(replay_requests.c.id)
+    if status:
+        query = query.where(replay_requests.c.status == status)
+    with runtime.engine.connect() as conn:
+        return [_to_request(r) for r in conn.execute(query)]
+
+
+def _to_request(row: Any) -> ReplayRequest:
+    sel = json.loads(row.selector)
+    return ReplayRequest(
+        id=row.id,
+        status=row.status,
+        requested_by=row.requested_by,
+        reason=row.reason,
+        finance_sensitive=row.finance_sensitive,
+        event_count=row.event_count,
+        positions=tuple(sel["positions"]),
+        selector=row.selector,
+        decided_by=row.decided_by,
+        decision_note=row.decision_note,
+    )
+
+
+def _check_decider(runtime: Runtime, req: ReplayRequest, actor: str) -> None:
+    roles = operator_roles(runtime, actor)
+    if req.status != "pending":
+        raise ReplayError(f"replay request {req.id} is {req.status}, not pending")
+    if actor == req.requested_by:
+        raise ReplayError(
+            f"replay request {req.id}: {actor} requested it and cannot also decide it "
+            "(a second person must)"
+        )
+    if req.finance_sensitive and "finance_approver" not in roles:
+        raise ReplayError(
+            f"replay request {req.id} touches finance-sensitive events (invoice, credit memo, "
+            f"payment or refund); {actor} lacks the finance_approver role"
+        )
+    if not roles & {"operator", "finance_approver"}:
+        raise ReplayError(f"{actor} holds no role that may decide replay requests")
+
+
+def reject_replay(runtime: Runtime, request_id: int, *, actor: str, note: str) -> ReplayRequest:
+    req = get_request(runtime, request_id)
+    _check_decider(runtime, req, actor)
+    now = runtime.clock.now()
+    with runtime.engine.begin() as conn:
+        _decide(conn, req, "rejected", actor, note, now)
+        append_audit(
+            conn,
+            [AuditEntry(actor, "replay.rejected", f"replay:{req.id}", details={"note": note})],
+            now,
+        )
+    return get_request(runtime, request_id)
+
+
+def approve_replay(
+    runtime: Runtime, request_id: int, *, actor: str, note: str = ""
+) -> ReplayRequest:
+    """Approve and execute in one transaction: failed events go back in place, processed re-run."""
+    req = get_request(runtime, request_id)
+    _check_decider(runtime, req, actor)
+    now = runtime.clock.now()
+    with runtime.engine.begin() as conn:
+        _decide(conn, req, "executed", actor, note, now)
+        rows = conn.execute(
+            select(events).where(events.c.pos.in_(req.positions)).order_by(events.c.pos)
+        ).all()
+        requeued, rerun = 0, []
+        for row in rows:
+            if row.status in ("exception", "dead"):
+                conn.execute(
+                    update(events)
+                    .where(events.c.pos == row.pos)
+                    .values(status="pending", attempts=0)
+                )
+                conn.execute(
+                    update(subjects)
+                    .where(subjects.c.subject == row.subject)
+                    .values(
+                        pending=subjects.c.pending + 1,
+                        held_by=None,
+                        ready_at=None,
+                        waiting_on=None,
+                    )
+                )
+                requeued += 1
+            elif row.status == "done":
+                rerun.append(
+                    Event(
+                        id=f"replay-{req.id}-{row.source}-{row.event_id}"[:200],
+                        source="q2c.replay",
+                        type=row.type,
+                        subject=row.subject,
+                        time=row.time,
+                        correlation_id=row.correlation_id,
+                        causation_id=row.event_id,
+                        schema_version=row.schema_version,
+                        data=decode_data(row.data),
+                    )
+                )
+        if rerun:
+            runtime.log.append_in(conn, rerun)
+        append_audit(
+            conn,
+            [
+                AuditEntry(
+                    actor,
+                    "replay.approved",
+                    f"replay:{req.id}",
+                    details={
+                        "requested_by": req.requested_by,
+                        "note": note,
+                        "requeued": requeued,
+                        "rerun": len(rerun),
+                    },
+                )
+            ],
+            now,
+        )
+    return get_request(runtime, request_id)
+
+
+def _decide(
+    conn: Connection, req: ReplayRequest, status: str, actor: str, note: str, now: datetime
+) -> None:
+    result = conn.execute(
+        update(replay_requests)
+        .where(replay_requests.c.id == req.id, replay_requests.c.status == "pending")
+        .values(status=status, decided_by=actor, decided_at=now, decision_note=note)
+    )
+    if result.rowcount != 1:
+        raise ReplayError(f"replay request {req.id} was decided by someone else meanwhile")
+
+
+def pending_count(runtime: Runtime) -> int:
+    with runtime.engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).where(replay_requests.c.status == "pending")
+            ).scalar_one()
+        )

@@ -1,0 +1,461 @@
+"""Dispatch: claim subjects, run their events strictly in sequence, commit outcomes in batches.
+
+A subject is leased by one worker at a time (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's
+write lock elsewhere). Outcomes are committed only while the lease is still ours (fencing), so a
+worker that lost its lease cannot overwrite a newer owner's progress. A failing event stops its
+own subject; other subjects in the batch carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+
+from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.errors import (
+    Category,
+    PermanentError,
+    SystemUnavailable,
+    TransientError,
+)
+from quote2cash.engine.events import Event, decode_data
+from quote2cash.engine.registry import Registry
+from quote2cash.engine.runtime import Runtime
+from quote2cash.observability.logging import event_context
+from quote2cash.store.schema import events, failures, steps, subjects
+
+log = logging.getLogger("quote2cash.worker")
+
+HOLD_POLL_SECONDS = 5.0
+
+
+@dataclass
+class _Outcome:
+    """What happened to one subject's events in this batch."""
+
+    done: list[int] = field(default_factory=list)
+    emitted: list[Event] = field(default_factory=list)
+    failed: dict[str, Any] | None = None
+    ready_at: datetime | None = None
+    held_by: int | None = None
+    waiting_on: str | None = None
+
+
+@dataclass
+class BatchReport:
+    claimed_subjects: int = 0
+    processed: int = 0
+    retried: int = 0
+    exceptions: int = 0
+    dead: int = 0
+    held: int = 0
+    lost_lease: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.claimed_subjects == 0
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """One dispatcher; run several (threads of asyncio, processes, hosts) for more throughput."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        registry: Registry,
+        *,
+        worker_id: str | None = None,
+        batch_size: int = 1000,
+        max_subjects: int = 250,
+        lease_seconds: float = 60.0,
+        concurrency: int = 64,
+    ) -> None:
+        self.runtime = runtime
+        self.registry = registry
+        self.worker_id = worker_id or make_worker_id()
+        self.batch_size = batch_size
+        self.max_subjects = max_subjects
+        self.lease = timedelta(seconds=lease_seconds)
+        self.concurrency = concurrency
+        self._sem = asyncio.Semaphore(concurrency)
+        self._postgres = runtime.engine.dialect.name == "postgresql"
+        self._steps: dict[int, dict[str, str]] = {}
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
+        """Process until ``stop`` is set; sleeps only when nothing is ready."""
+        self.recover_dead_leases()
+        while not stop.is_set():
+            report = await self.run_once()
+            if report.idle:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+
+    async def drain(self, *, max_batches: int = 1_000_000) -> BatchReport:
+        """Run batches until nothing is ready *now*; returns the summed report."""
+        total = BatchReport()
+        for _ in range(max_batches):
+            report = await self.run_once()
+            if report.idle:
+                break
+            for name in ("claimed_subjects", "processed", "retried", "exceptions", "dead", "held"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+        return total
+
+    async def run_once(self) -> BatchReport:
+        self.runtime.gates.refresh(self.runtime.engine)
+        now = self.runtime.clock.now()
+        claimed = self._claim(now)
+        report = BatchReport(claimed_subjects=len(claimed))
+        if not claimed:
+            return report
+        by_subject = self._load(claimed)
+        outcomes = {s: _Outcome() for s in claimed}
+        await asyncio.gather(
+            *(self._run_subject(evs, outcomes[s]) for s, evs in by_subject.items())
+        )
+        self._commit(claimed, by_subject, outcomes, report)
+        return report
+
+    # -- claim and load -------------------------------------------------------------------
+    def _claim(self, now: datetime) -> list[str]:
+        ready = (
+            select(subjects.c.subject)
+            .where(
+                subjects.c.pending > 0,
+                subjects.c.held_by.is_(None),
+                or_(subjects.c.ready_at.is_(None), subjects.c.ready_at <= now),
+                or_(subjects.c.lease_owner.is_(None), subjects.c.lease_until < now),
+            )
+            .order_by(subjects.c.claimed_at)
+            .limit(self.max_subjects)
+        )
+        if self._postgres:
+            ready = ready.with_for_update(skip_locked=True)
+        stmt = (
+            update(subjects)
+            .where(subjects.c.subject.in_(ready.scalar_subquery()))
+            .values(
+                lease_owner=self.worker_id,
+                lease_until=now + self.lease,
+                claimed_at=int(now.timestamp() * 1_000_000),
+            )
+            .returning(subjects.c.subject)
+        )
+        with self.runtime.engine.begin() as conn:
+            return [row[0] for row in conn.execute(stmt)]
+
+    def _load(self, claimed: list[str]) -> dict[str, list[tuple[Event, int]]]:
+        stmt = (
+            select(
+                events.c.pos,
+                events.c.event_id,
+                events.c.source,
+                events.c.type,
+                events.c.subject,
+                events.c.time,
+                events.c.correlation_id,
+                events.c.causation_id,
+                events.c.sequence,
+                events.c.schema_version,
+                events.c.data,
+                events.c.attempts,
+            )
+            .where(events.c.subject.in_(claimed), events.c.status == "pending")
+            .order_by(events.c.pos)
+            .limit(self.batch_size)
+        )
+        by_subject: dict[str, list[tuple[Event, int]]] = defaultdict(list)
+        with self.runtime.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+            positions = [r.pos for r in rows]
+            done_steps: dict[int, dict[str, str]] = defaultdict(dict)
+            if positions:
+                for pos, name, result in conn.execute(
+                    select(steps.c.event_pos, steps.c.name, steps.c.result).where(
+                        steps.c.event_pos.in_(positions)
+                    )
+                ):
+                    done_steps[pos][name] = result
+        self._steps = done_steps
+        for r in rows:
+            ev = Event(
+                id=r.event_id,
+                source=r.source,
+                type=r.type,
+                subject=r.subject,
+                time=r.time,
+                correlation_id=r.correlation_id,
+                causation_id=r.causation_id,
+                sequence=r.sequence,
+                schema_version=r.schema_version,
+                data=decode_data(r.data),
+                pos=r.pos,
+            )
+            by_subject[r.subject].append((ev, r.attempts))
+        for subject_events in by_subject.values():
+            subject_events.sort(key=lambda item: item[0].sequence or 0)
+        return by_subject
+
+    # -- run ------------------------------------------------------------------------------
+    async def _run_subject(self, subject_events: list[tuple[Event, int]], out: _Outcome) -> None:
+        async with self._sem:
+            for event, attempts in subject_events:
+                if not await self._run_event(event, attempts, out):
+                    return
+
+    async def _run_event(self, event: Event, attempts: int, out: _Outcome) -> bool:
+        """Run one event; False stops the subject for this batch."""
+        assert event.pos is not None
+        clock = self.runtime.clock
+        spec = self.registry.resolve(event.type)
+        with event_context(event):
+            if spec is None:
+                self._fail_permanent(
+                    event,
+                    attempts,
+                    out,
+                    PermanentError(
+                        f"no handler is registered for event type {event.type!r}",
+                        category=Category.MAPPING,
+                    ),
+                )
+                return False
+            try:
+                for system in spec.systems:
+                    self.runtime.gates.check(system)
+                ctx = HandlerContext(self.runtime, event, self._steps.get(event.pos, {}))
+                await spec.fn(ctx, event)
+            except SystemUnavailable as hold:
+                now = clock.now()
+                until = (
+                    datetime.fromtimestamp(hold.until, UTC)
+                    if hold.until
+                    else now + timedelta(seconds=HOLD_POLL_SECONDS)
+                )
+                out.ready_at = max(until, now + timedelta(milliseconds=1))
+                out.waiting_on = hold.system
+                log.info("held: %s", hold)
+                return False
+            except PermanentError as err:
+                self._fail_permanent(event, attempts, out, err)
+                return False
+            except Exception as err:
+                transient = err if isinstance(err, TransientError) else None
+                tries = attempts + 1
+                now = clock.now()
+                retry_after = transient.retry_after if transient else None
+                failure: dict[str, Any] = {
+                    "pos": event.pos,
+                    "attempt": tries,
+                    "category": None,
+                    "system": getattr(err, "system", None),
+                    "error": _describe(err),
+                    "at": now,
+                }
+                if spec.retry.exhausted(tries):
+                    failure.update(kind="dead", status="dead", retry_at=None)
+                    out.held_by = event.pos
+                    log.error("dead-lettered after %d attempts: %s", tries, failure["error"])
+                else:
+                    delay = spec.retry.delay(tries, retry_after)
+                    retry_at = now + timedelta(seconds=delay)
+                    failure.update(kind="transient", status="pending", retry_at=retry_at)
+                    out.ready_at = retry_at
+                    log.warning("attempt %d failed, retry at %s: %s", tries, retry_at, err)
+                out.failed = failure
+                return False
+            out.done.append(event.pos)
+            out.emitted.extend(ctx.emitted)
+            return True
+
+    def _fail_permanent(
+        self, event: Event, attempts: int, out: _Outcome, err: PermanentError
+    ) -> None:
+        assert event.pos is not None
+        out.held_by = event.pos
+        out.failed = {
+            "pos": event.pos,
+            "attempt": attempts + 1,
+            "kind": "permanent",
+            "status": "exception",
+            "category": str(err.category),
+            "system": err.system,
+            "error": _describe(err),
+            "retry_at": None,
+            "at": self.runtime.clock.now(),
+        }
+        log.error("exception (%s): %s", err.category, err)
+
+    # -- commit ---------------------------------------------------------------------------
+    def _commit(
+        self,
+        claimed: list[str],
+        by_subject: dict[str, list[tuple[Event, int]]],
+        outcomes: dict[str, _Outcome],
+        report: BatchReport,
+    ) -> None:
+        now = self.runtime.clock.now()
+        done = [pos for o in outcomes.values() for pos in o.done]
+        emitted = [e for o in outcomes.values() for e in o.emitted]
+        failed = [(s, o.failed) for s, o in outcomes.items() if o.failed is not None]
+        with self.runtime.engine.begin() as conn:
+            if not self._still_ours(conn, claimed, now):
+                conn.rollback()
+                report.lost_lease = True
+                log.warning("lease lost on part of the batch; its work will be redone")
+                return
+            if done:
+                conn.execute(
+                    update(events)
+                    .where(events.c.pos.in_(bindparam("positions", expanding=True)))
+                    .values(status="done", processed_at=now),
+                    {"positions": done},
+                )
+            audit: list[AuditEntry] = []
+            for subject, f in failed:
+                assert f is not None
+                conn.execute(
+                    update(events)
+                    .where(events.c.pos == f["pos"])
+                    .values(
+                        status=f["status"],
+                        attempts=f["attempt"],
+                        category=f["category"],
+                        last_error=f["error"],
+                    )
+                )
+                conn.execute(
+                    insert(failures).values(
+                        event_pos=f["pos"],
+                        attempt=f["attempt"],
+                        kind=f["kind"],
+                        category=f["category"],
+                        system=f["system"],
+                        error=f["error"],
+                        retry_at=f["retry_at"],
+                        at=f["at"],
+                    )
+                )
+                if f["status"] == "pending":
+                    report.retried += 1
+                    continue
+                if f["status"] == "dead":
+                    report.dead += 1
+                else:
+                    report.exceptions += 1
+                ev = next(e for e, _ in by_subject[subject] if e.pos == f["pos"])
+                audit.append(
+                    AuditEntry(
+                        actor="engine",
+                        action=f"event.{'dead_lettered' if f['status'] == 'dead' else 'exception'}",
+                        entity=subject,
+                        correlation_id=ev.correlation_id,
+                        details={
+                            "event_id": ev.id,
+                            "type": ev.type,
+                            "category": f["category"],
+                            "attempts": f["attempt"],
+                            "error": f["error"],
+                        },
+                    )
+                )
+            params = []
+            for subject in claimed:
+                o = outcomes[subject]
+                left = 1 if o.failed is not None and o.failed["status"] != "pending" else 0
+                if o.waiting_on is not None:
+                    report.held += 1
+                params.append(
+                    {
+                        "s": subject,
+                        "n": len(o.done) + left,
+                        "ready": o.ready_at,
+                        "held": o.held_by,
+                        "waiting": o.waiting_on,
+                    }
+                )
+            conn.execute(
+                update(subjects)
+                .where(subjects.c.subject == bindparam("s"))
+                .values(
+                    pending=subjects.c.pending - bindparam("n"),
+                    ready_at=bindparam("ready", type_=subjects.c.ready_at.type),
+                    held_by=bindparam("held"),
+                    waiting_on=bindparam("waiting"),
+                    lease_owner=None,
+                    lease_until=None,
+                ),
+                params,
+            )
+            if emitted:
+                self.runtime.log.append_in(conn, emitted)
+            append_audit(conn, audit, now)
+        report.processed += len(done)
+
+    def _still_ours(self, conn: Connection, claimed: list[str], now: datetime) -> bool:
+        """Lock our subjects' rows and check that every lease is still ours (fencing)."""
+        stmt = select(subjects.c.subject).where(
+            and_(subjects.c.subject.in_(claimed), subjects.c.lease_owner == self.worker_id)
+        )
+        if self._postgres:
+            stmt = stmt.with_for_update()
+        return len(conn.execute(stmt).all()) == len(claimed)
+
+    def recover_dead_leases(self) -> int:
+        """Release leases held by crashed workers of this host (their pid no longer exists)."""
+        host = socket.gethostname()
+        released = 0
+        with self.runtime.engine.begin() as conn:
+            owners = conn.execute(
+                select(subjects.c.lease_owner)
+                .where(subjects.c.lease_owner.like(f"{host}:%"))
+                .distinct()
+            ).scalars()
+            dead = [o for o in owners if o and not _pid_alive(o)]
+            if dead:
+                result = conn.execute(
+                    update(subjects)
+                    .where(subjects.c.lease_owner.in_(dead))
+                    .values(lease_owner=None, lease_until=None)
+                )
+                released = result.rowcount
+        if released:
+            log.warning("released %d subject leases of crashed workers %s", released, dead)
+        return released
+
+
+def _pid_alive(owner: str) -> bool:
+    try:
+        pid = int(owner.split(":")[1])
+    except (IndexError, ValueError):
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return f"{type(err).__name__}: {text}"[:4000]

@@ -1,0 +1,82 @@
+"""Structured JSON logs; every line carries the correlation id of the work in hand."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quote2cash.engine.events import Event
+
+correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "correlation_id", default=None
+)
+current_event: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars.ContextVar(
+    "current_event", default=None
+)
+
+
+@contextmanager
+def event_context(event: Event) -> Iterator[None]:
+    """Within this block every log line names the event, its subject and its correlation id."""
+    t1 = correlation_id.set(event.correlation_id)
+    t2 = current_event.set((event.id, event.type, event.subject))
+    try:
+        yield
+    finally:
+        correlation_id.reset(t1)
+        current_event.reset(t2)
+
+
+@contextmanager
+def correlation(cid: str) -> Iterator[None]:
+    token = correlation_id.set(cid)
+    try:
+        yield
+    finally:
+        correlation_id.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, correlation and event ids."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": correlation_id.get(),
+        }
+        ev = current_event.get()
+        if ev is not None:
+            out["event_id"], out["event_type"], out["subject"] = ev
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        cid = correlation_id.get()
+        base = f"{record.levelname:<7} {record.name}: {record.getMessage()}"
+        return f"{base}  [cid={cid}]" if cid else base
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """Install the hub's formatter on the root logger (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_q2c", False):
+            root.removeHandler(old)
+    handler._q2c = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())

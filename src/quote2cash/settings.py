@@ -1,0 +1,29 @@
+"""Runtime configuration: environment variables with the ``Q2C_`` prefix, validated at load."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the hub keeps its state and how its workers behave."""
+
+    model_config = SettingsConfigDict(env_prefix="Q2C_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///q2c.sqlite",
+        description="SQLAlchemy URL of the store: a SQLite file (default) or postgresql://...",
+    )
+    bus_url: str = Field(default="embedded", description="'embedded' or nats://host:port")
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+    actor: str | None = Field(default=None, description="operator name for CLI actions")
+    sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,178 @@
+"""The declared schema of the hub's store. Alembic migrations must produce exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from quote2cash.store.types import UtcDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# BigInteger autoincrement primary keys need INTEGER on SQLite to be rowid aliases.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+events = Table(
+    "events",
+    metadata,
+    Column("pos", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("time", UtcDateTime(), nullable=False),
+    Column("correlation_id", String(100), nullable=False),
+    Column("causation_id", String(200), nullable=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("schema_version", Integer, nullable=False, server_default=text("1")),
+    Column("data", Text, nullable=False),
+    Column("status", String(16), nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("category", String(32), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("processed_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("source", "event_id"),
+    UniqueConstraint("subject", "sequence"),
+    Index("ix_events_correlation_id", "correlation_id"),
+    Index("ix_events_time", "time"),
+    Index(
+        "ix_events_status_failed",
+        "status",
+        "pos",
+        sqlite_where=text("status IN ('exception', 'dead')"),
+        postgresql_where=text("status IN ('exception', 'dead')"),
+    ),
+)
+
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("subject", String(300), primary_key=True),
+    Column("last_sequence", BigInteger, nullable=False, server_default=text("0")),
+    Column("pending", BigInteger, nullable=False, server_default=text("0")),
+    Column("held_by", BigInteger, nullable=True),
+    Column("ready_at", UtcDateTime(), nullable=True),
+    Column("waiting_on", String(100), nullable=True),
+    Column("lease_owner", String(120), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Column("claimed_at", BigInteger, nullable=False, server_default=text("0")),
+    Index(
+        "ix_subjects_ready",
+        "claimed_at",
+        sqlite_where=text("pending > 0 AND held_by IS NULL"),
+        postgresql_where=text("pending > 0 AND held_by IS NULL"),
+    ),
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("event_pos", BigInteger, ForeignKey("events.pos"), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("idempotency_key", String(80), nullable=False),
+    Column("system", String(50), nullable=True),
+    Column("result", Text, nullable=False),
+    Column("completed_at", UtcDateTime(), nullable=False),
+)
+
+failures = Table(
+    "failures",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_pos", BigInteger, ForeignKey("events.pos"), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("category", String(32), nullable=True),
+    Column("system", String(50), nullable=True),
+    Column("error", Text, nullable=False),
+    Column("retry_at", UtcDateTime(), nullable=True),
+    Column("at", UtcDateTime(), nullable=False),
+)
+
+systems = Table(
+    "systems",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("reason", Text, nullable=True),
+    Column("changed_by", String(100), nullable=True),
+    Column("changed_at", UtcDateTime(), nullable=True),
+)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("system", String(50), nullable=False, index=True),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("ends_at", UtcDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(100), nullable=False),
+)
+
+operators = Table(
+    "operators",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("roles", Text, nullable=False, server_default=text("''")),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+replay_requests = Table(
+    "replay_requests",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("selector", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_by", String(100), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("finance_sensitive", Boolean, nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("decision_note", Text, nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(100), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("entity", String(300), nullable=True),
+    Column("correlation_id", String(100), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
