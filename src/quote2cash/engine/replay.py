@@ -93,7 +93,8 @@ def request_replay(
         rows = conn.execute(query.order_by(events.c.pos).limit(MAX_EVENTS_PER_REQUEST + 1)).all()
         if not rows:
             raise ReplayError(
-                f"no replayable events match {selector.describe()} (statuses {statuses})"
+                f"no replayable events match {selector.describe()} (statuses {statuses}); "
+                "to re-run processed events, include processed ones (--include-processed)"
             )
         if len(rows) > MAX_EVENTS_PER_REQUEST:
             raise ReplayError(f"more than {MAX_EVENTS_PER_REQUEST} events match; narrow it down")
