@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, String, any_, bindparam, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.events import Event, encode_data, validate_envelope
-from quote2cash.store.schema import events, subjects
-
-T = TypeVar("T")
 
 _APPEND_RETRIES = 5
-_IN_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +56,8 @@ class EventLog:
         """Append inside the caller's transaction (the transactional outbox uses this)."""
         if not batch:
             return []
-        seen = _existing(conn, batch)
+        postgres = conn.dialect.name == "postgresql"
+        seen = _existing(conn, batch, postgres)
         receipts: list[Appended | None] = [None] * len(batch)
         fresh: list[tuple[int, Event]] = []
         in_batch: dict[tuple[str, str], int] = {}
@@ -70,41 +66,38 @@ class EventLog:
             if key in seen:
                 subject, sequence = seen[key]
                 receipts[i] = Appended(event.source, event.id, subject, sequence, True)
-            elif key in in_batch:
-                receipts[i] = None  # resolved below, once the first copy has its sequence
-            else:
+            elif key not in in_batch:
                 in_batch[key] = i
                 fresh.append((i, event))
         if fresh:
             counts: dict[str, int] = defaultdict(int)
             for _, event in fresh:
                 counts[event.subject] += 1
-            last = _reserve_sequences(conn, counts)
+            reserve = _reserve_postgres if postgres else _reserve_sqlite
+            last = reserve(conn, counts)
             next_seq = {s: last[s] - n + 1 for s, n in counts.items()}
             now = self.clock.now()
-            rows = []
+            rows: list[tuple[object, ...]] = []
             for i, event in fresh:
                 seq = next_seq[event.subject]
                 next_seq[event.subject] = seq + 1
                 rows.append(
-                    {
-                        "event_id": event.id,
-                        "source": event.source,
-                        "type": event.type,
-                        "subject": event.subject,
-                        "time": event.time,
-                        "correlation_id": event.correlation_id,
-                        "causation_id": event.causation_id,
-                        "sequence": seq,
-                        "schema_version": event.schema_version,
-                        "data": encode_data(event.data),
-                        "status": "pending",
-                        "attempts": 0,
-                        "recorded_at": now,
-                    }
+                    (
+                        event.id,
+                        event.source,
+                        event.type,
+                        event.subject,
+                        event.time,
+                        event.correlation_id,
+                        event.causation_id,
+                        seq,
+                        event.schema_version,
+                        encode_data(event.data),
+                        now,
+                    )
                 )
                 receipts[i] = Appended(event.source, event.id, event.subject, seq, False)
-            conn.execute(events.insert(), rows)
+            (_copy_postgres if postgres else _insert_sqlite)(conn, rows)
         for i, event in enumerate(batch):
             if receipts[i] is None:
                 first = receipts[in_batch[(event.source, event.id)]]
@@ -113,53 +106,85 @@ class EventLog:
         return [r for r in receipts if r is not None]
 
 
-def _existing(conn: Connection, batch: Sequence[Event]) -> dict[tuple[str, str], tuple[str, int]]:
-    """Which events of the batch the log already holds; one indexed lookup per source."""
-    by_source: dict[str, set[str]] = defaultdict(set)
+_COLUMNS = (
+    "event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
+    "schema_version, data, recorded_at"
+)
+
+
+def _existing(
+    conn: Connection, batch: Sequence[Event], postgres: bool
+) -> dict[tuple[str, str], tuple[str, int]]:
+    """Which events of the batch the log already holds: one indexed lookup per source."""
+    by_source: dict[str, list[str]] = defaultdict(list)
     for e in batch:
-        by_source[e.source].add(e.id)
-    postgres = conn.dialect.name == "postgresql"
+        by_source[e.source].append(e.id)
     found: dict[tuple[str, str], tuple[str, int]] = {}
-    cols = (events.c.event_id, events.c.subject, events.c.sequence)
-    for source, id_set in by_source.items():
-        ids = sorted(id_set)
-        for chunk in [ids] if postgres else _chunks(ids, _IN_CHUNK):
-            match = (
-                events.c.event_id == any_(bindparam("ids", list(chunk), type_=ARRAY(String)))
-                if postgres
-                else events.c.event_id.in_(chunk)
-            )
-            for event_id, subject, sequence in conn.execute(
-                select(*cols).where(events.c.source == source, match)
-            ):
-                found[(source, event_id)] = (subject, sequence)
+    sql = (
+        "SELECT e.event_id, e.subject, e.sequence FROM unnest(%s::text[]) AS t(id) "
+        "JOIN events e ON e.source = %s AND e.event_id = t.id"
+        if postgres
+        else "SELECT event_id, subject, sequence FROM events WHERE source = ? AND event_id IN "
+        "(SELECT value FROM json_each(?))"
+    )
+    for source, ids in by_source.items():
+        params = (ids, source) if postgres else (source, json.dumps(ids))
+        for event_id, subject, sequence in conn.exec_driver_sql(sql, params):
+            found[(source, event_id)] = (subject, int(sequence))
     return found
 
 
-def _reserve_sequences(conn: Connection, counts: dict[str, int]) -> dict[str, int]:
-    """Atomically move each subject's last sequence forward; returns the new last values.
+def _reserve_sqlite(conn: Connection, counts: dict[str, int]) -> dict[str, int]:
+    """Move each subject's last sequence forward. SQLite's write lock (BEGIN IMMEDIATE) is held
+    by this transaction, so read-then-write is atomic."""
+    names = list(counts)
+    current: dict[str, int] = dict(
+        conn.exec_driver_sql(
+            "SELECT subject, last_sequence FROM subjects WHERE subject IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps(names),),
+        ).all()
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO subjects (subject, last_sequence, pending) VALUES (?, ?, ?) "
+        "ON CONFLICT (subject) DO UPDATE SET last_sequence = last_sequence + "
+        "excluded.last_sequence, pending = pending + excluded.pending",
+        [(s, n, n) for s, n in counts.items()],
+    )
+    return {s: int(current.get(s, 0)) + n for s, n in counts.items()}
 
-    Subjects are upserted in sorted order so concurrent appenders lock rows in the same order.
-    """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    last: dict[str, int] = {}
+
+def _reserve_postgres(conn: Connection, counts: dict[str, int]) -> dict[str, int]:
+    """One atomic upsert; subjects in sorted order so concurrent appenders lock rows alike."""
     ordered = sorted(counts.items())
-    for chunk in _chunks(ordered, _IN_CHUNK):
-        base = insert(subjects).values(
-            [{"subject": s, "last_sequence": n, "pending": n} for s, n in chunk]
-        )
-        stmt = base.on_conflict_do_update(
-            index_elements=[subjects.c.subject],
-            set_={
-                "last_sequence": subjects.c.last_sequence + base.excluded.last_sequence,
-                "pending": subjects.c.pending + base.excluded.pending,
-            },
-        ).returning(subjects.c.subject, subjects.c.last_sequence)
-        for subject, last_sequence in conn.execute(stmt):
-            last[subject] = int(last_sequence)
-    return last
+    rows = conn.exec_driver_sql(
+        "INSERT INTO subjects (subject, last_sequence, pending) "
+        "SELECT s, n, n FROM unnest(%s::text[], %s::bigint[]) AS t(s, n) "
+        "ON CONFLICT (subject) DO UPDATE SET last_sequence = subjects.last_sequence + "
+        "excluded.last_sequence, pending = subjects.pending + excluded.pending "
+        "RETURNING subject, last_sequence",
+        ([s for s, _ in ordered], [n for _, n in ordered]),
+    )
+    return {subject: int(last) for subject, last in rows}
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _insert_sqlite(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    conn.exec_driver_sql(
+        f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*r[:4], _sqlite_time(r[4]), *r[5:10], _sqlite_time(r[10])) for r in rows],
+    )
+
+
+def _sqlite_time(value: object) -> str:
+    """The exact text SQLAlchemy's SQLite DateTime writes, so comparisons stay lexical-safe."""
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _copy_postgres(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """COPY is PostgreSQL's fastest path; duplicates were filtered out before."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY events ({_COLUMNS}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)

@@ -70,7 +70,14 @@ def list_events(
 def failed_events(runtime: Runtime, kind: str | None = None, limit: int = 200) -> list[EventRow]:
     """The exception queue (permanent) and the dead-letter queue (retries exhausted)."""
     statuses = [kind] if kind else ["exception", "dead"]
-    q = select(events).where(events.c.status.in_(statuses)).order_by(events.c.pos).limit(limit)
+    # A failed event always holds its subject, so the (small, indexed) hold list finds them.
+    q = (
+        select(events)
+        .join(subjects, subjects.c.held_by == events.c.pos)
+        .where(events.c.status.in_(statuses))
+        .order_by(events.c.pos)
+        .limit(limit)
+    )
     with runtime.engine.connect() as conn:
         return [_row(r) for r in conn.execute(q)]
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import insert, or_, select, update
 
+from quote2cash.engine import dispatch_sql as sql
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import (
@@ -33,7 +34,7 @@ from quote2cash.engine.events import Event, decode_data
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.observability.logging import event_context
-from quote2cash.store.schema import events, failures, steps, subjects
+from quote2cash.store.schema import events, failures, subjects
 
 log = logging.getLogger("quote2cash.worker")
 
@@ -161,53 +162,25 @@ class Worker:
             return [row[0] for row in conn.execute(stmt)]
 
     def _load(self, claimed: list[str]) -> dict[str, list[tuple[Event, int]]]:
-        stmt = (
-            select(
-                events.c.pos,
-                events.c.event_id,
-                events.c.source,
-                events.c.type,
-                events.c.subject,
-                events.c.time,
-                events.c.correlation_id,
-                events.c.causation_id,
-                events.c.sequence,
-                events.c.schema_version,
-                events.c.data,
-                events.c.attempts,
-            )
-            .where(events.c.subject.in_(claimed), events.c.status == "pending")
-            .order_by(events.c.pos)
-            .limit(self.batch_size)
-        )
         by_subject: dict[str, list[tuple[Event, int]]] = defaultdict(list)
         with self.runtime.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-            positions = [r.pos for r in rows]
-            done_steps: dict[int, dict[str, str]] = defaultdict(dict)
-            if positions:
-                for pos, name, result in conn.execute(
-                    select(steps.c.event_pos, steps.c.name, steps.c.result).where(
-                        steps.c.event_pos.in_(positions)
-                    )
-                ):
-                    done_steps[pos][name] = result
-        self._steps = done_steps
-        for r in rows:
+            rows = sql.load_pending(conn, claimed, self.batch_size, self._postgres)
+            self._steps = sql.load_steps(conn, [r[0] for r in rows], self._postgres) if rows else {}
+        for pos, eid, source, type_, subject, time, cid, cause, seq, version, data, tries in rows:
             ev = Event(
-                id=r.event_id,
-                source=r.source,
-                type=r.type,
-                subject=r.subject,
-                time=r.time,
-                correlation_id=r.correlation_id,
-                causation_id=r.causation_id,
-                sequence=r.sequence,
-                schema_version=r.schema_version,
-                data=decode_data(r.data),
-                pos=r.pos,
+                id=eid,
+                source=source,
+                type=type_,
+                subject=subject,
+                time=sql.parse_time(time),
+                correlation_id=cid,
+                causation_id=cause,
+                sequence=seq,
+                schema_version=version,
+                data=decode_data(data),
+                pos=pos,
             )
-            by_subject[r.subject].append((ev, r.attempts))
+            by_subject[subject].append((ev, tries))
         for subject_events in by_subject.values():
             subject_events.sort(key=lambda item: item[0].sequence or 0)
         return by_subject
@@ -315,18 +288,13 @@ class Worker:
         emitted = [e for o in outcomes.values() for e in o.emitted]
         failed = [(s, o.failed) for s, o in outcomes.items() if o.failed is not None]
         with self.runtime.engine.begin() as conn:
-            if not self._still_ours(conn, claimed, now):
+            if sql.leases_held(conn, claimed, self.worker_id, self._postgres) != len(claimed):
                 conn.rollback()
                 report.lost_lease = True
                 log.warning("lease lost on part of the batch; its work will be redone")
                 return
             if done:
-                conn.execute(
-                    update(events)
-                    .where(events.c.pos.in_(bindparam("positions", expanding=True)))
-                    .values(status="done", processed_at=now),
-                    {"positions": done},
-                )
+                sql.mark_done(conn, done, now, self._postgres)
             audit: list[AuditEntry] = []
             for subject, f in failed:
                 assert f is not None
@@ -375,47 +343,18 @@ class Worker:
                         },
                     )
                 )
-            params = []
+            updates: list[sql.SubjectUpdate] = []
             for subject in claimed:
                 o = outcomes[subject]
                 left = 1 if o.failed is not None and o.failed["status"] != "pending" else 0
                 if o.waiting_on is not None:
                     report.held += 1
-                params.append(
-                    {
-                        "s": subject,
-                        "n": len(o.done) + left,
-                        "ready": o.ready_at,
-                        "held": o.held_by,
-                        "waiting": o.waiting_on,
-                    }
-                )
-            conn.execute(
-                update(subjects)
-                .where(subjects.c.subject == bindparam("s"))
-                .values(
-                    pending=subjects.c.pending - bindparam("n"),
-                    ready_at=bindparam("ready", type_=subjects.c.ready_at.type),
-                    held_by=bindparam("held"),
-                    waiting_on=bindparam("waiting"),
-                    lease_owner=None,
-                    lease_until=None,
-                ),
-                params,
-            )
+                updates.append((subject, len(o.done) + left, o.ready_at, o.held_by, o.waiting_on))
+            sql.release_subjects(conn, updates, self._postgres)
             if emitted:
                 self.runtime.log.append_in(conn, emitted)
             append_audit(conn, audit, now)
         report.processed += len(done)
-
-    def _still_ours(self, conn: Connection, claimed: list[str], now: datetime) -> bool:
-        """Lock our subjects' rows and check that every lease is still ours (fencing)."""
-        stmt = select(subjects.c.subject).where(
-            and_(subjects.c.subject.in_(claimed), subjects.c.lease_owner == self.worker_id)
-        )
-        if self._postgres:
-            stmt = stmt.with_for_update()
-        return len(conn.execute(stmt).all()) == len(claimed)
 
     def recover_dead_leases(self) -> int:
         """Release leases held by crashed workers of this host (their pid no longer exists)."""

@@ -56,13 +56,6 @@ events = Table(
     UniqueConstraint("subject", "sequence"),
     Index("ix_events_correlation_id", "correlation_id"),
     Index("ix_events_time", "time"),
-    Index(
-        "ix_events_status_failed",
-        "status",
-        "pos",
-        sqlite_where=text("status IN ('exception', 'dead')"),
-        postgresql_where=text("status IN ('exception', 'dead')"),
-    ),
 )
 
 subjects = Table(
@@ -82,6 +75,12 @@ subjects = Table(
         "claimed_at",
         sqlite_where=text("pending > 0 AND held_by IS NULL"),
         postgresql_where=text("pending > 0 AND held_by IS NULL"),
+    ),
+    Index(
+        "ix_subjects_held_by",
+        "held_by",
+        sqlite_where=text("held_by IS NOT NULL"),
+        postgresql_where=text("held_by IS NOT NULL"),
     ),
 )
 

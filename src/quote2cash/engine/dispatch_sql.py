@@ -1,0 +1,128 @@
+"""The dispatcher's hot SQL, written per backend: one statement per batch, arrays not IN-lists.
+
+PostgreSQL takes arrays (``= ANY``, ``unnest``) so statements stay the same text, are prepared
+once and keep index plans; SQLite takes a JSON array through ``json_each`` or ``executemany``.
+Everything else in the engine uses SQLAlchemy Core; these few statements run per batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+_EVENT_COLUMNS = (
+    "pos, event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
+    "schema_version, data, attempts"
+)
+
+SubjectUpdate = tuple[str, int, datetime | None, int | None, str | None]
+
+
+def sqlite_time(value: datetime) -> str:
+    """The exact text SQLAlchemy's SQLite DateTime writes, so comparisons stay lexical-safe."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def load_pending(conn: Connection, claimed: Sequence[str], limit: int, postgres: bool) -> list[Any]:
+    """The earliest pending events of the claimed subjects, in log order (a prefix per subject)."""
+    if postgres:
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject = ANY(%s) "
+            "AND status = 'pending' ORDER BY pos LIMIT %s"
+        )
+        return list(conn.exec_driver_sql(sql, (list(claimed), limit)))
+    sql = (
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject IN "
+        "(SELECT value FROM json_each(?)) AND status = 'pending' ORDER BY pos LIMIT ?"
+    )
+    return list(conn.exec_driver_sql(sql, (json.dumps(list(claimed)), limit)))
+
+
+def load_steps(
+    conn: Connection, positions: Sequence[int], postgres: bool
+) -> dict[int, dict[str, str]]:
+    """Steps already completed for these events (a re-run after a crash skips them)."""
+    out: dict[int, dict[str, str]] = {}
+    if postgres:
+        rows = conn.exec_driver_sql(
+            "SELECT event_pos, name, result FROM steps WHERE event_pos = ANY(%s)",
+            (list(positions),),
+        )
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT event_pos, name, result FROM steps WHERE event_pos IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps(list(positions)),),
+        )
+    for pos, name, result in rows:
+        out.setdefault(int(pos), {})[name] = result
+    return out
+
+
+def leases_held(conn: Connection, claimed: Sequence[str], owner: str, postgres: bool) -> int:
+    """How many of ``claimed`` this worker still leases; on PostgreSQL the rows are locked."""
+    if postgres:
+        rows = conn.exec_driver_sql(
+            "SELECT subject FROM subjects WHERE subject = ANY(%s) AND lease_owner = %s FOR UPDATE",
+            (list(claimed), owner),
+        )
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT subject FROM subjects WHERE subject IN (SELECT value FROM json_each(?)) "
+            "AND lease_owner = ?",
+            (json.dumps(list(claimed)), owner),
+        )
+    return len(rows.all())
+
+
+def mark_done(conn: Connection, positions: Sequence[int], now: datetime, postgres: bool) -> None:
+    if postgres:
+        conn.exec_driver_sql(
+            "UPDATE events SET status = 'done', processed_at = %s WHERE pos = ANY(%s)",
+            (now, list(positions)),
+        )
+    else:
+        conn.exec_driver_sql(
+            "UPDATE events SET status = 'done', processed_at = ? WHERE pos IN "
+            "(SELECT value FROM json_each(?))",
+            (sqlite_time(now), json.dumps(list(positions))),
+        )
+
+
+def release_subjects(conn: Connection, updates: Sequence[SubjectUpdate], postgres: bool) -> None:
+    """Per subject: fewer pending, next ready time, hold, what it waits on; lease released."""
+    if not updates:
+        return
+    if postgres:
+        conn.exec_driver_sql(
+            "UPDATE subjects AS s SET pending = s.pending - v.n, ready_at = v.ready, "
+            "held_by = v.held, waiting_on = v.waiting, lease_owner = NULL, lease_until = NULL "
+            "FROM unnest(%s::text[], %s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[]) "
+            "AS v(subject, n, ready, held, waiting) WHERE s.subject = v.subject",
+            (
+                [u[0] for u in updates],
+                [u[1] for u in updates],
+                [u[2] for u in updates],
+                [u[3] for u in updates],
+                [u[4] for u in updates],
+            ),
+        )
+        return
+    conn.exec_driver_sql(
+        "UPDATE subjects SET pending = pending - ?, ready_at = ?, held_by = ?, waiting_on = ?, "
+        "lease_owner = NULL, lease_until = NULL WHERE subject = ?",
+        [
+            (n, sqlite_time(ready) if ready else None, held, waiting, subject)
+            for subject, n, ready, held, waiting in updates
+        ],
+    )

@@ -1,0 +1,47 @@
+"""Daily API allocation: /limits, the Sforce-Limit-Info header, and exhaustion."""
+
+from __future__ import annotations
+
+import pytest
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceRefusedRequest
+
+from .conftest import admin, password_login
+
+
+def test_limits_and_usage_header(sf: Salesforce):
+    first = sf.restful("limits")["DailyApiRequests"]
+    assert first["Max"] == 15000
+    assert first["Remaining"] == 15000 - 1
+    accounts = sf.Account
+    accounts.create({"Name": "Counted"})
+    usage = accounts.api_usage["api-usage"]
+    assert (usage.used, usage.total) == (2, 15000)
+    assert sf.restful("limits")["DailyApiRequests"]["Remaining"] == 15000 - 3
+
+
+def test_daily_allocation_exhausted_is_403(sf: Salesforce, http, emulator):
+    admin(http, emulator, "PATCH", "config", {"daily_api_limit": 3})
+    for _ in range(3):
+        sf.query("SELECT COUNT() FROM Account")
+    with pytest.raises(SalesforceRefusedRequest) as excinfo:
+        sf.query("SELECT COUNT() FROM Account")
+    assert excinfo.value.status == 403
+    assert excinfo.value.content == [
+        {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
+    ]
+    admin(http, emulator, "POST", "clock", {"advance_seconds": 86400})
+    token = password_login(http, emulator)["access_token"]
+    next_day = Salesforce(instance_url=emulator.instance_url, session_id=token, session=http)
+    assert next_day.query("SELECT COUNT() FROM Account")["totalSize"] == 0
+    assert next_day.api_usage["api-usage"].used == 1
+
+
+def test_admin_config_names_the_bad_key(http, emulator):
+    url = f"{emulator.instance_url}/_emulator/config"
+    unknown = http.patch(url, json={"daily_limit": 5})
+    assert unknown.status_code == 400 and "daily_limit" in unknown.json()["error"]
+    wrong_type = http.patch(url, json={"daily_api_limit": "many"})
+    assert wrong_type.status_code == 400 and "daily_api_limit" in wrong_type.json()["error"]
+    shown = http.get(url).json()
+    assert shown["daily_api_limit"] == 15000 and "callout_secret" not in shown
