@@ -1,0 +1,190 @@
+"""The business operations the process layer asks of each system, in canonical types only.
+
+Flows depend on these protocols, never on a concrete connector. Every create-like operation
+takes the step's ``idempotency_key`` and must be safe to call again with it: the same key gives
+the same object, never a second one. Errors leave a connector only as the engine's
+``TransientError`` / ``PermanentError`` (see ``quote2cash.engine.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from quote2cash.canonical import (
+    Amendment,
+    CreditMemo,
+    Customer,
+    Invoice,
+    InvoiceStatus,
+    Money,
+    Order,
+    Payment,
+    Product,
+    Subscription,
+    UsageRecord,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``next_cursor`` back to get the next (None: no more)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class SystemCheck:
+    """What ``q2c systems check`` reports per system; ``detail`` never holds a secret."""
+
+    system: str
+    reachable: bool
+    authenticated: bool
+    detail: str = ""
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class PostedInvoice:
+    """The ERP's receipt for a posted customer invoice."""
+
+    erp_id: str
+    number: str
+    total: Money
+    status: InvoiceStatus
+
+
+@dataclass(frozen=True)
+class InvoiceStatusReport:
+    status: InvoiceStatus
+    total: Money
+    amount_paid: Money
+    amount_due: Money
+    due_date: Any = None
+
+
+@dataclass(frozen=True)
+class BillingEvent:
+    """A billing platform event, as the hub logs it (source ``billing``)."""
+
+    id: str
+    type: str
+    created: datetime
+    subject: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A status written back to the CRM: which object (by external id) and which fields."""
+
+    object_type: str
+    external_id_field: str
+    external_id: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    external_id: str
+    crm_id: str | None
+    created: bool
+    error: str | None = None
+
+
+@runtime_checkable
+class Crm(Protocol):
+    """The CRM owns opportunities, pipeline and quotes; the hub writes back status fields only."""
+
+    system: str
+
+    async def closed_won_deals(
+        self, since: datetime | None = None, cursor: str | None = None, limit: int = 200
+    ) -> Page[Order]: ...
+
+    async def get_deal(self, deal_id: str) -> Order: ...
+
+    async def get_account(self, account_id: str) -> Customer: ...
+
+    async def amendment_requests(
+        self, since: datetime | None = None, cursor: str | None = None
+    ) -> Page[Amendment]: ...
+
+    async def publish_status(
+        self, updates: Sequence[StatusUpdate], *, idempotency_key: str
+    ) -> list[StatusResult]: ...
+
+    async def check(self) -> SystemCheck: ...
+
+
+@runtime_checkable
+class Erp(Protocol):
+    """The ERP owns the customer financial master, items, ledger and receivables."""
+
+    system: str
+
+    async def upsert_customer(
+        self, customer: Customer, *, legal_entity: str, idempotency_key: str
+    ) -> str: ...
+
+    async def get_customer(self, erp_customer_id: str) -> Customer: ...
+
+    async def list_items(self) -> list[Product]: ...
+
+    async def book_order(self, order: Order, *, legal_entity: str, idempotency_key: str) -> str: ...
+
+    async def post_invoice(
+        self, invoice: Invoice, *, legal_entity: str, idempotency_key: str
+    ) -> PostedInvoice: ...
+
+    async def apply_payment(
+        self, payment: Payment, *, erp_invoice_id: str, idempotency_key: str
+    ) -> str: ...
+
+    async def issue_credit_note(
+        self, memo: CreditMemo, *, erp_invoice_id: str, idempotency_key: str
+    ) -> str: ...
+
+    async def invoice_status(self, erp_invoice_id: str) -> InvoiceStatusReport: ...
+
+    async def check(self) -> SystemCheck: ...
+
+
+@runtime_checkable
+class Billing(Protocol):
+    """The billing platform owns the subscription lifecycle; its events are the truth."""
+
+    system: str
+
+    async def upsert_customer(self, customer: Customer, *, idempotency_key: str) -> str: ...
+
+    async def create_subscription(
+        self, subscription: Subscription, *, idempotency_key: str
+    ) -> Subscription: ...
+
+    async def get_subscription(self, subscription_id: str) -> Subscription: ...
+
+    async def change_quantity(
+        self, amendment: Amendment, *, idempotency_key: str
+    ) -> Subscription: ...
+
+    async def renew(self, subscription_id: str, *, idempotency_key: str) -> Subscription: ...
+
+    async def cancel(
+        self, subscription_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> Subscription: ...
+
+    async def report_usage(self, record: UsageRecord) -> None: ...
+
+    async def get_invoice(self, invoice_id: str) -> Invoice: ...
+
+    async def list_events(
+        self, cursor: str | None = None, limit: int = 100
+    ) -> Page[BillingEvent]: ...
+
+    async def check(self) -> SystemCheck: ...
