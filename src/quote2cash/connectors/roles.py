@@ -22,6 +22,7 @@ from quote2cash.canonical import (
     Money,
     Order,
     Payment,
+    PricePlan,
     Product,
     Subscription,
     UsageRecord,
@@ -115,6 +116,8 @@ class Crm(Protocol):
         self, since: datetime | None = None, cursor: str | None = None
     ) -> Page[Amendment]: ...
 
+    async def list_products(self) -> list[Product]: ...
+
     async def publish_status(
         self, updates: Sequence[StatusUpdate], *, idempotency_key: str
     ) -> list[StatusResult]: ...
@@ -178,6 +181,8 @@ class Billing(Protocol):
     async def cancel(
         self, subscription_id: str, *, at_period_end: bool, idempotency_key: str
     ) -> Subscription: ...
+
+    async def list_prices(self) -> list[PricePlan]: ...
 
     async def report_usage(self, record: UsageRecord) -> None: ...
 
