@@ -40,12 +40,12 @@ def load_pending(conn: Connection, claimed: Sequence[str], limit: int, postgres:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject = ANY(%s) "
             "AND status = 'pending' ORDER BY pos LIMIT %s"
         )
-        return list(conn.exec_driver_sql(sql, (list(claimed), limit)))
+        return conn.exec_driver_sql(sql, (list(claimed), limit)).fetchall()
     sql = (
         f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject IN "
         "(SELECT value FROM json_each(?)) AND status = 'pending' ORDER BY pos LIMIT ?"
     )
-    return list(conn.exec_driver_sql(sql, (json.dumps(list(claimed)), limit)))
+    return conn.exec_driver_sql(sql, (json.dumps(list(claimed)), limit)).fetchall()
 
 
 def load_steps(
@@ -64,7 +64,7 @@ def load_steps(
             "(SELECT value FROM json_each(?))",
             (json.dumps(list(positions)),),
         )
-    for pos, name, result in rows:
+    for pos, name, result in rows.fetchall():
         out.setdefault(int(pos), {})[name] = result
     return out
 

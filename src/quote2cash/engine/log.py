@@ -169,9 +169,10 @@ def _reserve_postgres(conn: Connection, counts: dict[str, int]) -> dict[str, int
 
 
 def _insert_sqlite(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    recorded = _sqlite_time(rows[0][10]) if rows else None
     conn.exec_driver_sql(
         f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*r[:4], _sqlite_time(r[4]), *r[5:10], _sqlite_time(r[10])) for r in rows],
+        [(*r[:4], _sqlite_time(r[4]), *r[5:10], recorded) for r in rows],
     )
 
 

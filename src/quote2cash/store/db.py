@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,8 +32,14 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # Pooled connections stay open: closing the last WAL connection checkpoints the file,
+        # which would cost milliseconds per transaction. In-memory databases get one connection.
+        memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            poolclass=StaticPool if memory else QueuePool,
+            **({} if memory else {"pool_size": pool_size, "max_overflow": 2}),
         )
         _sqlite_hooks(engine, sqlite_synchronous)
         return engine

@@ -175,3 +175,114 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+# --- master data (masterdata/): cross-references, hierarchy, golden customers, steward queue ---
+
+md_global_ids = Table(
+    "md_global_ids",
+    metadata,
+    Column("global_id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("merged_into", String(64), ForeignKey("md_global_ids.global_id"), nullable=True),
+    Column("merged_at", UtcDateTime(), nullable=True),
+    Index("ix_md_global_ids_merged_into", "merged_into"),
+)
+
+md_xrefs = Table(
+    "md_xrefs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("global_id", String(64), ForeignKey("md_global_ids.global_id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("system", String(50), nullable=False),
+    Column("local_id", String(255), nullable=False),
+    Column("valid_from", UtcDateTime(), nullable=False),
+    Column("valid_to", UtcDateTime(), nullable=True),
+    Column("changed_by", String(100), nullable=False),
+    Index("ix_md_xrefs_global_id", "global_id"),
+    Index("ix_md_xrefs_lookup", "kind", "system", "local_id"),
+    Index(
+        "ix_md_xrefs_current",
+        "kind",
+        "system",
+        "local_id",
+        unique=True,
+        sqlite_where=text("valid_to IS NULL"),
+        postgresql_where=text("valid_to IS NULL"),
+    ),
+)
+
+md_customer_parents = Table(
+    "md_customer_parents",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("child_id", String(64), ForeignKey("md_global_ids.global_id"), nullable=False),
+    Column("parent_id", String(64), ForeignKey("md_global_ids.global_id"), nullable=True),
+    Column("valid_from", UtcDateTime(), nullable=False),
+    Column("valid_to", UtcDateTime(), nullable=True),
+    Column("changed_by", String(100), nullable=False),
+    Index("ix_md_customer_parents_child_id", "child_id"),
+    Index("ix_md_customer_parents_parent_id", "parent_id"),
+    Index(
+        "ix_md_customer_parents_current",
+        "child_id",
+        unique=True,
+        sqlite_where=text("valid_to IS NULL"),
+        postgresql_where=text("valid_to IS NULL"),
+    ),
+)
+
+md_customer_sources = Table(
+    "md_customer_sources",
+    metadata,
+    Column("system", String(50), primary_key=True),
+    Column("local_id", String(255), primary_key=True),
+    Column("global_id", String(64), ForeignKey("md_global_ids.global_id"), nullable=False),
+    Column("name_key", String(500), nullable=False),
+    Column("country", String(2), nullable=True),
+    Column("postal_code", String(32), nullable=True),
+    Column("domain", String(255), nullable=True),
+    Column("tax_keys", Text, nullable=False),
+    Column("record", Text, nullable=False),
+    Column("source_updated_at", UtcDateTime(), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_md_customer_sources_global_id", "global_id"),
+    Index("ix_md_customer_sources_country", "country"),
+    Index("ix_md_customer_sources_domain", "domain"),
+)
+
+md_golden_customers = Table(
+    "md_golden_customers",
+    metadata,
+    Column("global_id", String(64), ForeignKey("md_global_ids.global_id"), primary_key=True),
+    Column("record", Text, nullable=False),
+    Column("provenance", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+md_match_reviews = Table(
+    "md_match_reviews",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("candidate_system", String(50), nullable=False),
+    Column("candidate_local_id", String(255), nullable=False),
+    Column("candidate_global_id", String(64), nullable=False),
+    Column("existing_system", String(50), nullable=False),
+    Column("existing_local_id", String(255), nullable=False),
+    Column("existing_global_id", String(64), nullable=False),
+    Column("evidence", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("decision_note", Text, nullable=True),
+    UniqueConstraint(
+        "candidate_system",
+        "candidate_local_id",
+        "existing_system",
+        "existing_local_id",
+        name="uq_md_match_reviews_pair",
+    ),
+    Index("ix_md_match_reviews_status", "status"),
+)
