@@ -33,7 +33,9 @@ def parse_time(value: Any) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def load_pending(conn: Connection, claimed: Sequence[str], limit: int, postgres: bool) -> list[Any]:
+def load_pending(
+    conn: Connection, claimed: Sequence[str], limit: int, postgres: bool
+) -> Sequence[Any]:
     """The earliest pending events of the claimed subjects, in log order (a prefix per subject)."""
     if postgres:
         sql = (
