@@ -1,0 +1,909 @@
+"""Invoices, prorations, renewals and test-clock time travel: the emulator's billing rules.
+
+Money stays integer minor units; fractional results (prorations, decimal unit prices, metered usage)
+are computed exactly with ``Fraction`` and rounded once per line, half away from zero.
+
+Proration (Stripe's seconds-based method): changing an item at time ``t`` inside the period
+``[start, end)`` credits the old quantity for the unused time and charges the new quantity for the
+remaining time, each as its own line: ``-round(old_qty * unit * (end - t) / (end - start))`` and
+``+round(new_qty * unit * (end - t) / (end - start))``.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from .errors import StripeApiError, invalid_state
+from .payments import confirm_payment_intent, new_payment_intent
+from .render import render
+from .store import JSON, Store, public
+
+
+def round_minor(value: Fraction) -> int:
+    """Round an exact amount to whole minor units, half away from zero."""
+    magnitude = abs(value)
+    whole = int(magnitude)
+    if magnitude - whole >= Fraction(1, 2):
+        whole += 1
+    return whole if value >= 0 else -whole
+
+
+def unit_amount(price: JSON) -> Fraction:
+    return Fraction(Decimal(price["unit_amount_decimal"]))
+
+
+def add_interval(anchor: int, steps: int, interval: str, count: int) -> int:
+    """``anchor`` moved by ``steps * count`` intervals; months clamp to the month's last day."""
+    start = datetime.fromtimestamp(anchor, UTC)
+    n = steps * count
+    if interval == "day":
+        return int((start + timedelta(days=n)).timestamp())
+    if interval == "week":
+        return int((start + timedelta(weeks=n)).timestamp())
+    months = n if interval == "month" else 12 * n
+    month_index = start.month - 1 + months
+    year = start.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return int(start.replace(year=year, month=month, day=day).timestamp())
+
+
+def _fmt_date(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%d %b %Y")
+
+
+def product_name(store: Store, price: JSON) -> str:
+    product = store.lookup("product", price["product"])
+    return str(product["name"]) if product else str(price["product"])
+
+
+# --- invoice items and lines -----------------------------------------------------------------
+
+
+def new_invoiceitem(
+    store: Store,
+    *,
+    customer: JSON,
+    amount: int,
+    currency: str,
+    description: str | None,
+    period: tuple[int, int],
+    quantity: int = 1,
+    price: JSON | None = None,
+    unit_amount_decimal: str | None = None,
+    proration: bool = False,
+    subscription: str | None = None,
+    subscription_item: str | None = None,
+    invoice: str | None = None,
+    metadata: dict[str, str] | None = None,
+    discountable: bool = True,
+) -> JSON:
+    """A pending (or attached to ``invoice``) invoice item; announces ``invoiceitem.created``."""
+    now = store.now_for_clock(customer["test_clock"])
+    item: JSON = {
+        "id": store.new_id("ii"),
+        "object": "invoiceitem",
+        "amount": amount,
+        "currency": currency,
+        "customer": customer["id"],
+        "customer_account": None,
+        "date": now,
+        "description": description,
+        "discountable": discountable and not proration,
+        "discounts": [],
+        "invoice": invoice,
+        "livemode": False,
+        "metadata": dict(metadata or {}),
+        "net_amount": amount,
+        "parent": (
+            {
+                "subscription_details": {
+                    "subscription": subscription,
+                    "subscription_item": subscription_item,
+                },
+                "type": "subscription_details",
+            }
+            if subscription
+            else None
+        ),
+        "period": {"end": period[1], "start": period[0]},
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
+            "type": "price_details",
+            "unit_amount_decimal": unit_amount_decimal
+            if unit_amount_decimal is not None
+            else (price["unit_amount_decimal"] if price else str(amount)),
+        },
+        "proration": proration,
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "tax_rates": [],
+        "test_clock": customer["test_clock"],
+    }
+    store.add("invoiceitem", item)
+    store.emit("invoiceitem.created", public(item), created=now)
+    return item
+
+
+def add_line(
+    store: Store,
+    invoice: JSON,
+    *,
+    amount: int,
+    description: str | None,
+    period: tuple[int, int],
+    quantity: int | None,
+    price: JSON | None,
+    proration: bool = False,
+    invoice_item: str | None = None,
+    subscription: str | None = None,
+    subscription_item: str | None = None,
+    unit_amount_decimal: str | None = None,
+    quantity_decimal: str | None = None,
+    metadata: dict[str, str] | None = None,
+) -> JSON:
+    """Append a line to a draft invoice; totals are recomputed at once."""
+    details: JSON = {"credited_items": None}
+    if subscription_item is not None:
+        parent: JSON = {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": invoice_item,
+                "proration": proration,
+                "proration_details": details,
+                "subscription": subscription,
+                "subscription_item": subscription_item,
+            },
+            "type": "subscription_item_details",
+        }
+    else:
+        parent = {
+            "invoice_item_details": {
+                "invoice_item": invoice_item,
+                "proration": proration,
+                "proration_details": details,
+                "subscription": subscription,
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        }
+    line: JSON = {
+        "id": store.new_id("il"),
+        "object": "line_item",
+        "amount": amount,
+        "currency": invoice["currency"],
+        "description": description,
+        "discount_amounts": [],
+        "discountable": not proration,
+        "discounts": [],
+        "invoice": invoice["id"],
+        "livemode": False,
+        "metadata": dict(metadata or {}),
+        "parent": parent,
+        "period": {"end": period[1], "start": period[0]},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]} if price else None,
+            "type": "price_details",
+            "unit_amount_decimal": unit_amount_decimal
+            if unit_amount_decimal is not None
+            else (price["unit_amount_decimal"] if price else None),
+        },
+        "quantity": quantity,
+        "quantity_decimal": quantity_decimal
+        if quantity_decimal is not None
+        else (str(quantity) if quantity is not None else None),
+        "subscription": subscription,
+        "subtotal": amount,
+        "taxes": [],
+        "_invoiceitem": invoice_item,
+    }
+    store.add("line_item", line)
+    invoice["_lines"].append(line["id"])
+    refresh_amounts(invoice, store)
+    return line
+
+
+def line_from_invoiceitem(store: Store, invoice: JSON, item: JSON) -> JSON:
+    """Move an invoice item onto ``invoice`` as a line (it stops being pending)."""
+    item["invoice"] = invoice["id"]
+    parent = item["parent"] or {}
+    details = parent.get("subscription_details") or {}
+    price_details = item["pricing"]["price_details"]
+    price = store.lookup("price", price_details["price"]) if price_details else None
+    return add_line(
+        store,
+        invoice,
+        amount=item["amount"],
+        description=item["description"],
+        period=(item["period"]["start"], item["period"]["end"]),
+        quantity=item["quantity"],
+        price=price,
+        proration=item["proration"],
+        invoice_item=item["id"],
+        subscription=details.get("subscription"),
+        subscription_item=details.get("subscription_item"),
+        unit_amount_decimal=item["pricing"]["unit_amount_decimal"],
+        metadata=item["metadata"],
+    )
+
+
+def pending_invoiceitems(
+    store: Store, customer_id: str, subscription: str | None = None
+) -> list[JSON]:
+    """The customer's invoice items not yet on an invoice, optionally one subscription's only."""
+    out = []
+    for item in store.all("invoiceitem"):
+        if item["customer"] != customer_id or item["invoice"] is not None:
+            continue
+        parent = item["parent"] or {}
+        owner = (parent.get("subscription_details") or {}).get("subscription")
+        if subscription is not None and owner != subscription:
+            continue
+        out.append(store.get("invoiceitem", item["id"]))
+    return out
+
+
+# --- invoices --------------------------------------------------------------------------------
+
+
+def new_invoice(
+    store: Store,
+    customer: JSON,
+    *,
+    currency: str,
+    billing_reason: str,
+    collection_method: str = "charge_automatically",
+    days_until_due: int | None = None,
+    subscription: JSON | None = None,
+    description: str | None = None,
+    metadata: dict[str, str] | None = None,
+    auto_advance: bool | None = None,
+    default_payment_method: str | None = None,
+    period: tuple[int, int] | None = None,
+) -> JSON:
+    """A draft invoice with the customer snapshot Stripe copies at creation."""
+    now = store.now_for_clock(customer["test_clock"])
+    if collection_method == "send_invoice" and days_until_due is None:
+        days_until_due = 30
+    invoice: JSON = {
+        "id": store.new_id("in"),
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "quote2cash sandbox",
+        "account_tax_ids": None,
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": auto_advance if auto_advance is not None else billing_reason != "manual",
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
+        "automatically_finalizes_at": None,
+        "billing_reason": billing_reason,
+        "collection_method": collection_method,
+        "created": now,
+        "currency": currency,
+        "custom_fields": None,
+        "customer": customer["id"],
+        "customer_account": None,
+        "customer_address": customer["address"],
+        "customer_email": customer["email"],
+        "customer_name": customer["name"],
+        "customer_phone": customer["phone"],
+        "customer_shipping": customer["shipping"],
+        "customer_tax_exempt": customer["tax_exempt"],
+        "customer_tax_ids": [],
+        "days_until_due": days_until_due,
+        "default_payment_method": default_payment_method,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": description,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": None,
+        "ending_balance": None,
+        "footer": None,
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "livemode": False,
+        "metadata": dict(metadata or {}),
+        "next_payment_attempt": None,
+        "number": None,
+        "on_behalf_of": None,
+        "parent": (
+            {
+                "quote_details": None,
+                "subscription_details": {
+                    "metadata": dict(subscription["metadata"]),
+                    "subscription": subscription["id"],
+                },
+                "type": "subscription_details",
+            }
+            if subscription
+            else None
+        ),
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
+        "period_end": period[1] if period else now,
+        "period_start": period[0] if period else now,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subscription": subscription["id"] if subscription else None,
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": customer["test_clock"],
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": None,
+        "_lines": [],
+        "_net_due": 0,
+    }
+    if customer["currency"] is None:
+        customer["currency"] = currency
+    store.add("invoice", invoice)
+    return invoice
+
+
+def refresh_amounts(invoice: JSON, store: Store) -> None:
+    """Recompute totals from the lines; amounts due follow the status and the credit notes."""
+    total = sum(store.get("line_item", i)["amount"] for i in invoice["_lines"])
+    invoice["subtotal"] = invoice["subtotal_excluding_tax"] = total
+    invoice["total"] = invoice["total_excluding_tax"] = total
+    if invoice["status"] == "draft":
+        invoice["_net_due"] = max(total, 0)
+    due = max(invoice["_net_due"] - invoice["pre_payment_credit_notes_amount"], 0)
+    invoice["amount_due"] = due
+    invoice["amount_remaining"] = max(due - invoice["amount_paid"], 0)
+
+
+def emit_invoice(store: Store, type_: str, invoice: JSON, previous: JSON | None = None) -> None:
+    store.emit(
+        type_,
+        render(store, invoice),
+        previous=previous,
+        created=store.now_for_customer(invoice["customer"]),
+    )
+
+
+def finalize_invoice(store: Store, invoice: JSON) -> None:
+    """Draft -> open: number assigned, customer balance applied; nothing due means paid at once."""
+    if invoice["status"] != "draft":
+        raise invalid_state(
+            "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+            code="invoice_not_editable",
+        )
+    customer = store.get("customer", invoice["customer"])
+    now = store.now_for_clock(customer["test_clock"])
+    refresh_amounts(invoice, store)
+    starting = customer["balance"]
+    net = invoice["total"] + starting
+    invoice["starting_balance"] = starting
+    invoice["ending_balance"] = min(net, 0)
+    customer["balance"] = min(net, 0)
+    invoice["_net_due"] = max(net, 0)
+    invoice["status"] = "open"
+    invoice["number"] = f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}"
+    customer["next_invoice_sequence"] += 1
+    invoice["effective_at"] = now
+    invoice["status_transitions"]["finalized_at"] = now
+    if invoice["collection_method"] == "send_invoice":
+        invoice["due_date"] = now + 86400 * int(invoice["days_until_due"] or 0)
+        invoice["hosted_invoice_url"] = f"https://invoice.stripe.com/i/sandbox/{invoice['id']}"
+    refresh_amounts(invoice, store)
+    emit_invoice(store, "invoice.finalized", invoice)
+    if invoice["amount_remaining"] == 0:
+        mark_paid(store, invoice, now)
+
+
+def mark_paid(store: Store, invoice: JSON, now: int) -> None:
+    """Paid: announces ``invoice.payment_succeeded``/``invoice.paid``; revives the subscription."""
+    invoice["status"] = "paid"
+    invoice["status_transitions"]["paid_at"] = now
+    invoice["next_payment_attempt"] = None
+    invoice["auto_advance"] = False
+    refresh_amounts(invoice, store)
+    emit_invoice(store, "invoice.payment_succeeded", invoice)
+    emit_invoice(store, "invoice.paid", invoice)
+    subscription_id = invoice["subscription"]
+    if subscription_id:
+        sub = store.lookup("subscription", subscription_id)
+        if sub is not None and sub["status"] in ("incomplete", "past_due", "unpaid"):
+            previous = {"status": sub["status"]}
+            sub["status"] = "active"
+            store.emit(
+                "customer.subscription.updated", render(store, sub), previous=previous, created=now
+            )
+
+
+def payment_method_for(store: Store, invoice: JSON, override: str | None) -> str | None:
+    """Which card pays: explicit, then invoice, subscription, customer default (as Stripe)."""
+    if override:
+        return override
+    if invoice["default_payment_method"]:
+        return str(invoice["default_payment_method"])
+    if invoice["subscription"]:
+        sub = store.lookup("subscription", invoice["subscription"])
+        if sub is not None and sub["default_payment_method"]:
+            return str(sub["default_payment_method"])
+    customer = store.get("customer", invoice["customer"])
+    default = customer["invoice_settings"]["default_payment_method"]
+    return str(default) if default else None
+
+
+def _invoice_payment(store: Store, invoice: JSON, intent: JSON, now: int) -> JSON:
+    record: JSON = {
+        "id": store.new_id("inpay"),
+        "object": "invoice_payment",
+        "amount_paid": None,
+        "amount_requested": intent["amount"],
+        "created": now,
+        "currency": intent["currency"],
+        "invoice": invoice["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"payment_intent": intent["id"], "type": "payment_intent"},
+        "status": "open",
+        "status_transitions": {"canceled_at": None, "paid_at": None},
+    }
+    return store.add("invoice_payment", record)
+
+
+def pay_invoice(
+    store: Store, invoice: JSON, *, payment_method: str | None = None, out_of_band: bool = False
+) -> StripeApiError | None:
+    """Collect the amount remaining; a decline is recorded on the invoice and returned."""
+    if invoice["status"] == "draft":
+        finalize_invoice(store, invoice)
+    if invoice["status"] == "paid":
+        raise invalid_state("Invoice is already paid", code="invoice_already_paid")
+    if invoice["status"] == "void":
+        raise invalid_state(
+            "This invoice has been voided and cannot be paid.", code="invoice_not_editable"
+        )
+    customer = store.get("customer", invoice["customer"])
+    now = store.now_for_clock(customer["test_clock"])
+    if out_of_band:
+        invoice["amount_paid"] += invoice["amount_remaining"]
+        mark_paid(store, invoice, now)
+        return None
+    if invoice["amount_remaining"] == 0:
+        mark_paid(store, invoice, now)
+        return None
+    pm_id = payment_method_for(store, invoice, payment_method)
+    invoice["attempted"] = True
+    invoice["attempt_count"] += 1
+    if pm_id is None:
+        missing = StripeApiError(
+            400,
+            "invalid_request_error",
+            "This customer has no attached payment source or default payment method. "
+            "Please consider adding a default payment method.",
+        )
+        _record_failure(store, invoice, now)
+        return missing
+    reason = invoice["billing_reason"]
+    description = {
+        "subscription_create": "Subscription creation",
+        "subscription_update": "Subscription update",
+        "subscription_cycle": "Subscription cycle",
+    }.get(reason, "Payment for Invoice")
+    intent = new_payment_intent(
+        store,
+        amount=invoice["amount_remaining"],
+        currency=invoice["currency"],
+        customer=customer["id"],
+        description=description,
+        payment_method=pm_id,
+    )
+    record = _invoice_payment(store, invoice, intent, now)
+    declined = confirm_payment_intent(store, intent)
+    if declined is not None:
+        _record_failure(store, invoice, now)
+        return declined
+    invoice["amount_paid"] += intent["amount"]
+    record["amount_paid"] = intent["amount"]
+    record["status"] = "paid"
+    record["status_transitions"]["paid_at"] = now
+    invoice["_payment_intent"] = intent["id"]
+    mark_paid(store, invoice, now)
+    store.emit("invoice_payment.paid", public(record), created=now)
+    return None
+
+
+RETRY_DELAY = 3 * 86400
+MAX_ATTEMPTS = 4
+
+
+def _record_failure(store: Store, invoice: JSON, now: int) -> None:
+    """A failed collection: renewals go ``past_due`` and are retried every 3 days of clock time;
+    after the 4th failed attempt the subscription is canceled (Stripe's default dunning outcome).
+    """
+    retrying = (
+        invoice["collection_method"] == "charge_automatically"
+        and invoice["billing_reason"] != "subscription_create"
+        and invoice["attempt_count"] < MAX_ATTEMPTS
+    )
+    invoice["next_payment_attempt"] = now + RETRY_DELAY if retrying else None
+    emit_invoice(store, "invoice.payment_failed", invoice)
+    sub = store.lookup("subscription", invoice["subscription"])
+    if sub is None or invoice["billing_reason"] == "subscription_create":
+        return
+    if sub["status"] == "active":
+        sub["status"] = "past_due"
+        store.emit(
+            "customer.subscription.updated",
+            render(store, sub),
+            previous={"status": "active"},
+            created=now,
+        )
+    if (
+        sub["status"] == "past_due"
+        and invoice["collection_method"] == "charge_automatically"
+        and invoice["attempt_count"] >= MAX_ATTEMPTS
+    ):
+        end_subscription(store, sub, now, reason="payment_failed")
+
+
+def void_invoice(store: Store, invoice: JSON) -> None:
+    """Open or uncollectible -> void; customer balance applied at finalization is given back."""
+    if invoice["status"] not in ("open", "uncollectible"):
+        raise invalid_state(
+            f"You can only void open or uncollectible invoices; this one is {invoice['status']}.",
+            code="invoice_not_editable",
+        )
+    now = store.now_for_customer(invoice["customer"])
+    invoice["status"] = "void"
+    invoice["status_transitions"]["voided_at"] = now
+    invoice["auto_advance"] = False
+    invoice["amount_remaining"] = 0
+    customer = store.lookup("customer", invoice["customer"])
+    if customer is not None and invoice["starting_balance"] != invoice["ending_balance"]:
+        customer["balance"] += invoice["starting_balance"] - invoice["ending_balance"]
+    emit_invoice(store, "invoice.voided", invoice)
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+def item_price(store: Store, item: JSON) -> JSON:
+    return store.get("price", item["_price"])
+
+
+def is_metered(price: JSON) -> bool:
+    return bool(price["recurring"] and price["recurring"]["usage_type"] == "metered")
+
+
+def licensed_description(store: Store, price: JSON, quantity: int) -> str:
+    recurring = price["recurring"] or {}
+    unit = Decimal(price["unit_amount_decimal"]) / 100
+    return (
+        f"{quantity} × {product_name(store, price)} "  # noqa: RUF001
+        f"(at {unit:.2f} {price['currency'].upper()} / {recurring.get('interval', 'once')})"
+    )
+
+
+def add_period_lines(
+    store: Store, invoice: JSON, sub: JSON, start: int, end: int, *, trial: bool = False
+) -> None:
+    """Charge each licensed item for the period ahead (a trial period is a zero-amount line)."""
+    for item_id in sub["_items"]:
+        item = store.get("subscription_item", item_id)
+        price = item_price(store, item)
+        if is_metered(price):
+            continue
+        quantity = int(item["quantity"])
+        add_line(
+            store,
+            invoice,
+            amount=0 if trial else round_minor(unit_amount(price) * quantity),
+            description=f"Trial period for {product_name(store, price)}"
+            if trial
+            else licensed_description(store, price, quantity),
+            period=(start, end),
+            quantity=quantity,
+            price=price,
+            subscription=sub["id"],
+            subscription_item=item["id"],
+        )
+
+
+def metered_usage(store: Store, sub: JSON, price: JSON, start: int, end: int) -> Fraction:
+    """Aggregate the meter's events for this customer with ``start <= timestamp < end``."""
+    meter = store.get("billing.meter", price["recurring"]["meter"])
+    customer_key = meter["customer_mapping"]["event_payload_key"]
+    value_key = meter["value_settings"]["event_payload_key"]
+    values = [
+        Fraction(Decimal(e["payload"].get(value_key, "0")))
+        for e in store.all("billing.meter_event")
+        if e["event_name"] == meter["event_name"]
+        and not e.get("_canceled")
+        and e["payload"].get(customer_key) == sub["customer"]
+        and start <= e["timestamp"] < end
+    ]
+    formula = meter["default_aggregation"]["formula"]
+    if formula == "count":
+        return Fraction(len(values))
+    if formula == "last":
+        return values[-1] if values else Fraction(0)
+    return sum(values, Fraction(0))
+
+
+def add_usage_lines(store: Store, invoice: JSON, sub: JSON, start: int, end: int) -> None:
+    """Bill metered items in arrears for ``[start, end)``."""
+    for item_id in sub["_items"]:
+        item = store.get("subscription_item", item_id)
+        price = item_price(store, item)
+        if not is_metered(price):
+            continue
+        usage = metered_usage(store, sub, price, start, end)
+        quantity_decimal = str(Decimal(usage.numerator) / Decimal(usage.denominator))
+        add_line(
+            store,
+            invoice,
+            amount=round_minor(unit_amount(price) * usage),
+            description=(
+                f"{product_name(store, price)} (usage {_fmt_date(start)} - {_fmt_date(end)})"
+            ),
+            period=(start, end),
+            quantity=int(usage) if usage.denominator == 1 else None,
+            quantity_decimal=quantity_decimal,
+            price=price,
+            subscription=sub["id"],
+            subscription_item=item["id"],
+        )
+
+
+def proration_lines(
+    store: Store,
+    sub: JSON,
+    item: JSON,
+    *,
+    at: int,
+    old: tuple[JSON, int] | None,
+    new: tuple[JSON, int] | None,
+) -> list[JSON]:
+    """Pending invoice items crediting ``old`` and charging ``new`` for ``[at, period_end)``."""
+    start, end = sub["_period_start"], sub["_period_end"]
+    remaining, length = end - at, end - start
+    if remaining <= 0 or length <= 0 or sub["status"] == "trialing":
+        return []
+    customer = store.get("customer", sub["customer"])
+    items = []
+    for sign, change in ((-1, old), (1, new)):
+        if change is None:
+            continue
+        price, quantity = change
+        if is_metered(price) or quantity == 0:
+            continue
+        exact = unit_amount(price) * quantity * Fraction(remaining, length)
+        amount = sign * round_minor(exact)
+        label = "Unused time" if sign < 0 else "Remaining time"
+        items.append(
+            new_invoiceitem(
+                store,
+                customer=customer,
+                amount=amount,
+                currency=price["currency"],
+                description=(
+                    f"{label} on {quantity} × {product_name(store, price)} "  # noqa: RUF001
+                    f"after {_fmt_date(at)}"
+                ),
+                period=(at, end),
+                quantity=quantity,
+                price=price,
+                unit_amount_decimal=str(Decimal(amount) / quantity),
+                proration=True,
+                subscription=sub["id"],
+                subscription_item=item["id"],
+            )
+        )
+    return items
+
+
+def invoice_pending_now(store: Store, sub: JSON, billing_reason: str) -> StripeApiError | None:
+    """Put the subscription's pending items on an invoice, finalize it and try to collect.
+
+    Returns the payment failure, if any (already recorded on the invoice and subscription).
+    """
+    customer = store.get("customer", sub["customer"])
+    pending = pending_invoiceitems(store, customer["id"], sub["id"])
+    if not pending:
+        return None
+    now = store.now_for_clock(customer["test_clock"])
+    invoice = new_invoice(
+        store,
+        customer,
+        currency=sub["currency"],
+        billing_reason=billing_reason,
+        collection_method=sub["collection_method"],
+        days_until_due=sub["days_until_due"],
+        subscription=sub,
+        period=(now, now),
+    )
+    for ii in pending:
+        line_from_invoiceitem(store, invoice, ii)
+    emit_invoice(store, "invoice.created", invoice)
+    sub["latest_invoice"] = invoice["id"]
+    finalize_invoice(store, invoice)
+    if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
+        return pay_invoice(store, invoice)
+    return None
+
+
+def cycle_subscription(store: Store, sub: JSON) -> None:
+    """Cross a period boundary: cancel if asked, else invoice usage, prorations, next period."""
+    boundary = sub["_period_end"]
+    start = sub["_period_start"]
+    customer = store.get("customer", sub["customer"])
+    cancel_at = sub["cancel_at"]
+    if sub["cancel_at_period_end"] or (cancel_at is not None and cancel_at <= boundary):
+        has_usage = any(
+            is_metered(item_price(store, store.get("subscription_item", i))) for i in sub["_items"]
+        )
+        if has_usage or pending_invoiceitems(store, customer["id"], sub["id"]):
+            invoice = new_invoice(
+                store,
+                customer,
+                currency=sub["currency"],
+                billing_reason="subscription_cycle",
+                collection_method=sub["collection_method"],
+                days_until_due=sub["days_until_due"],
+                subscription=sub,
+                period=(start, boundary),
+            )
+            for ii in pending_invoiceitems(store, customer["id"], sub["id"]):
+                line_from_invoiceitem(store, invoice, ii)
+            add_usage_lines(store, invoice, sub, start, boundary)
+            _issue(store, sub, invoice)
+        end_subscription(store, sub, boundary, reason="cancellation_requested")
+        return
+    ending_trial = sub["status"] == "trialing"
+    if ending_trial:
+        sub["status"] = "active"
+        store.emit(
+            "customer.subscription.updated",
+            render(store, sub),
+            previous={"status": "trialing"},
+            created=boundary,
+        )
+    next_index = sub["_period_index"] + 1
+    recurring = sub["_recurring"]
+    next_end = add_interval(
+        sub["billing_cycle_anchor"],
+        next_index + 1,
+        recurring["interval"],
+        recurring["interval_count"],
+    )
+    invoice = new_invoice(
+        store,
+        customer,
+        currency=sub["currency"],
+        billing_reason="subscription_cycle",
+        collection_method=sub["collection_method"],
+        days_until_due=sub["days_until_due"],
+        subscription=sub,
+        period=(start, boundary),
+    )
+    for ii in pending_invoiceitems(store, customer["id"], sub["id"]):
+        line_from_invoiceitem(store, invoice, ii)
+    if not ending_trial:
+        add_usage_lines(store, invoice, sub, start, boundary)
+    previous = {"current_period_start": start, "current_period_end": boundary}
+    sub["_period_index"] = next_index
+    sub["_period_start"] = boundary
+    sub["_period_end"] = next_end
+    add_period_lines(store, invoice, sub, boundary, next_end)
+    store.emit(
+        "customer.subscription.updated",
+        render(store, sub),
+        previous={"items": previous},
+        created=boundary,
+    )
+    _issue(store, sub, invoice)
+
+
+def _issue(store: Store, sub: JSON, invoice: JSON) -> None:
+    emit_invoice(store, "invoice.created", invoice)
+    sub["latest_invoice"] = invoice["id"]
+    finalize_invoice(store, invoice)
+    if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
+        pay_invoice(store, invoice)
+
+
+def end_subscription(store: Store, sub: JSON, when: int, *, reason: str) -> None:
+    """Canceled at ``when``; announces ``customer.subscription.deleted``."""
+    sub["status"] = "canceled"
+    sub["ended_at"] = when
+    if sub["canceled_at"] is None:
+        sub["canceled_at"] = when
+    sub["cancellation_details"]["reason"] = reason
+    store.emit("customer.subscription.deleted", render(store, sub), created=when)
+
+
+def advance_clock(store: Store, clock: JSON, target: int) -> None:
+    """Move a test clock forward: renewals, expiries and payment retries, in time order."""
+    customers = {c["id"] for c in store.all("customer") if c["test_clock"] == clock["id"]}
+
+    def due() -> list[tuple[int, str, JSON]]:
+        out: list[tuple[int, str, JSON]] = []
+        for sub in store.all("subscription"):
+            if sub["customer"] not in customers:
+                continue
+            if (
+                sub["status"] in ("active", "past_due", "trialing", "unpaid")
+                and sub["_period_end"] <= target
+            ):
+                out.append((sub["_period_end"], "renew", sub))
+            elif sub["status"] == "incomplete" and sub["created"] + 23 * 3600 <= target:
+                out.append((sub["created"] + 23 * 3600, "expire", sub))
+        for invoice in store.all("invoice"):
+            retry_at = invoice["next_payment_attempt"]
+            if (
+                invoice["customer"] in customers
+                and invoice["status"] == "open"
+                and retry_at is not None
+                and retry_at <= target
+            ):
+                out.append((retry_at, "retry", invoice))
+        return sorted(out, key=lambda entry: entry[0])
+
+    while True:
+        pending = due()
+        if not pending:
+            break
+        when, action, target_obj = pending[0]
+        clock["frozen_time"] = when
+        if action == "retry":
+            invoice = store.get("invoice", target_obj["id"])
+            invoice["next_payment_attempt"] = None
+            pay_invoice(store, invoice)
+            continue
+        sub = store.get("subscription", target_obj["id"])
+        if action == "expire":
+            previous = {"status": "incomplete"}
+            sub["status"] = "incomplete_expired"
+            latest = store.lookup("invoice", sub["latest_invoice"] or "")
+            if latest is not None and latest["status"] == "open":
+                void_invoice(store, latest)
+            store.emit(
+                "customer.subscription.updated", render(store, sub), previous=previous, created=when
+            )
+            continue
+        cycle_subscription(store, sub)
+    clock["frozen_time"] = target
