@@ -18,8 +18,8 @@ def test_migrations_from_empty_match_declared_schema(db_url: str) -> None:
         diff = compare_metadata(ctx, metadata)
         head = conn.execute(select(audit_head)).one()
     assert diff == [], f"schema drift between migrations and schema.py: {diff}"
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0001"
     assert head.seq == 0 and head.hash == "0" * 64
     migrate(engine)  # idempotent
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == "0001"
     engine.dispose()
