@@ -1,0 +1,412 @@
+"""Salesforce records <-> canonical model: Opportunity -> Order, Account -> Customer, and so on.
+
+Id convention: ``external_ids["crm"]`` is always the Salesforce record Id (18 characters) of the
+record itself: Account for a customer, Opportunity for an order, OpportunityLineItem for a line,
+Product2 for a product, the amendment request and Subscription__c for amendments. Product codes
+travel as ``Product.sku``; ids other systems wrote back (``ERP_Customer_Number__c``,
+``Billing_Customer_Id__c``, ``ERP_Item_Code__c``, ...) become their systems' external ids.
+Amounts are Decimals straight from the JSON (never float); a value that does not fit the
+canonical model raises ``DataError`` naming the record, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Any, Final, TypeVar
+
+from quote2cash.canonical import (
+    Address,
+    Amendment,
+    Customer,
+    Money,
+    MoneyError,
+    Order,
+    OrderLine,
+    OrderStatus,
+    Product,
+    ProrationBehavior,
+    Record,
+    RecordValidationError,
+    Ref,
+    validate_record,
+)
+from quote2cash.engine.errors import DataError
+
+M = TypeVar("M", bound=Record)
+SYSTEM: Final = "crm"
+CLOSED_WON: Final = "Closed Won"
+CLOSED_LOST: Final = "Closed Lost"
+
+ACCOUNT_REF_FIELDS: Final = (
+    "Account.Hub_Global_Id__c",
+    "Account.ERP_Customer_Number__c",
+    "Account.Billing_Customer_Id__c",
+)
+LINE_FIELDS: Final = (
+    "Id",
+    "Product2Id",
+    "Product2.ProductCode",
+    "Product2.Name",
+    "Product2.ERP_Item_Code__c",
+    "Product2.Billing_Price_Id__c",
+    "Quantity",
+    "UnitPrice",
+    "TotalPrice",
+    "Discount",
+    "ServiceDate",
+    "Description",
+)
+OPPORTUNITY_FIELDS: Final = (
+    "Id",
+    "Name",
+    "AccountId",
+    "StageName",
+    "IsWon",
+    "IsClosed",
+    "CurrencyIsoCode",
+    "CloseDate",
+    "Contract_Number__c",
+    "SystemModstamp",
+    *ACCOUNT_REF_FIELDS,
+)
+PRODUCT_FIELDS: Final = (
+    "Id",
+    "Name",
+    "ProductCode",
+    "Description",
+    "IsActive",
+    "QuantityUnitOfMeasure",
+    "ERP_Item_Code__c",
+)
+AMENDMENT_FIELDS: Final = (
+    "Id",
+    "Name",
+    "Subscription__c",
+    "Subscription__r.Billing_Subscription_Id__c",
+    "Subscription__r.Quantity__c",
+    "Product__c",
+    "Product__r.ProductCode",
+    "Billing_Subscription_Item_Id__c",
+    "Amendment_Number__c",
+    "Previous_Quantity__c",
+    "New_Quantity__c",
+    "Effective_Date__c",
+    "Proration__c",
+    "Reason__c",
+    "Status__c",
+    "CreatedDate",
+    "SystemModstamp",
+)
+
+
+def opportunity_soql(where: str) -> str:
+    """Opportunities with their account ids and product lines (a child subquery)."""
+    lines = f"(SELECT {', '.join(LINE_FIELDS)} FROM OpportunityLineItems ORDER BY CreatedDate, Id)"
+    return (
+        f"SELECT {', '.join(OPPORTUNITY_FIELDS)}, {lines} FROM Opportunity WHERE {where} "
+        "ORDER BY SystemModstamp, Id"
+    )
+
+
+def soql_datetime(moment: datetime) -> str:
+    """A SOQL datetime literal (whole seconds, UTC): filters with it use ``>=`` to lose nothing."""
+    if moment.utcoffset() is None:
+        raise DataError(f"'since' {moment.isoformat()} has no timezone (UTC expected)")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def soql_string(value: str) -> str:
+    """A quoted SOQL string literal with quotes and backslashes escaped."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _text(record: Mapping[str, Any], name: str) -> str | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _parent(record: Mapping[str, Any], relationship: str) -> Mapping[str, Any]:
+    parent = record.get(relationship)
+    return parent if isinstance(parent, Mapping) else {}
+
+
+def _date(record: Mapping[str, Any], name: str, what: str) -> date | None:
+    value = record.get(name)
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise DataError(
+            f"{what}: {name} {value!r} is not a date (YYYY-MM-DD expected)", system=SYSTEM
+        ) from None
+
+
+def _whole(value: Any, what: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise DataError(f"{what}: {name} {value!r} is not a number of seats", system=SYSTEM)
+    number = Decimal(value)
+    if number != number.to_integral_value() or number < 0:
+        raise DataError(
+            f"{what}: {name} {number} is not a whole, non-negative number of seats",
+            system=SYSTEM,
+        )
+    return int(number)
+
+
+def _money(value: Any, currency: str, what: str, name: str) -> Money:
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise DataError(f"{what}: {name} {value!r} is not an amount", system=SYSTEM)
+    try:
+        return Money(Decimal(value), currency)
+    except MoneyError as exc:
+        raise DataError(f"{what}: {name}: {exc}", system=SYSTEM) from None
+
+
+def _validated(model: type[M], data: dict[str, Any], what: str) -> M:
+    try:
+        return validate_record(model, data, record=what)
+    except RecordValidationError as exc:
+        raise DataError(str(exc), system=SYSTEM) from None
+
+
+def _ids(**pairs: str | None) -> dict[str, str]:
+    return {system: value for system, value in pairs.items() if value}
+
+
+# --- Opportunity -> Order ----------------------------------------------------------------------
+
+
+def customer_ref(opportunity: Mapping[str, Any], what: str) -> Ref:
+    """The deal's account: its Salesforce Id, plus hub, ERP and billing ids it carries."""
+    account_id = _text(opportunity, "AccountId")
+    if account_id is None:
+        raise DataError(f"{what}: AccountId is empty (a deal needs an account)", system=SYSTEM)
+    account = _parent(opportunity, "Account")
+    return Ref(
+        global_id=_text(account, "Hub_Global_Id__c"),
+        external_ids=_ids(
+            crm=account_id,
+            erp=_text(account, "ERP_Customer_Number__c"),
+            billing=_text(account, "Billing_Customer_Id__c"),
+        ),
+    )
+
+
+def order_line(line: Mapping[str, Any], currency: str, what: str) -> OrderLine:
+    """One OpportunityLineItem; ``discount`` is list total minus Salesforce's TotalPrice."""
+    line_what = f"{what} line {line.get('Id')}"
+    product_id = _text(line, "Product2Id")
+    if product_id is None:
+        raise DataError(f"{line_what}: Product2Id is empty", system=SYSTEM)
+    product = _parent(line, "Product2")
+    quantity = _whole(line.get("Quantity"), line_what, "Quantity")
+    unit_price = _money(line.get("UnitPrice"), currency, line_what, "UnitPrice")
+    amount = _money(line.get("TotalPrice"), currency, line_what, "TotalPrice")
+    gross = unit_price * quantity
+    discount = gross - amount
+    price_id = _text(product, "Billing_Price_Id__c")
+    data: dict[str, Any] = {
+        "external_ids": _ids(crm=_text(line, "Id")),
+        "product": Ref(external_ids=_ids(crm=product_id, erp=_text(product, "ERP_Item_Code__c"))),
+        "price_plan": Ref.external("billing", price_id) if price_id else None,
+        "description": _text(line, "Description") or _text(product, "Name"),
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "discount": None if discount.amount.is_zero() else discount,
+        "amount": amount,
+    }
+    return _validated(OrderLine, data, line_what)
+
+
+def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> Order:
+    """A deal as an Order: booked if won, cancelled if lost, otherwise draft.
+
+    ``number`` is the contract number (Contract_Number__c) or else the Opportunity Id;
+    ``start_date`` is the earliest line ServiceDate, or else the CloseDate.
+    """
+    opportunity_id = _text(opportunity, "Id") or "?"
+    what = f"Salesforce Opportunity {opportunity_id}"
+    currency = _text(opportunity, "CurrencyIsoCode")
+    if currency is None:
+        raise DataError(f"{what}: CurrencyIsoCode is empty", system=SYSTEM)
+    if not lines:
+        raise DataError(
+            f"{what}: has no products (OpportunityLineItems); a booked deal needs at least one",
+            system=SYSTEM,
+        )
+    mapped = tuple(order_line(line, currency, what) for line in lines)
+    service_dates = [
+        d
+        for d in (_date(line, "ServiceDate", f"{what} line {line.get('Id')}") for line in lines)
+        if d is not None
+    ]
+    start = min(service_dates) if service_dates else _date(opportunity, "CloseDate", what)
+    if start is None:
+        raise DataError(f"{what}: neither a line ServiceDate nor CloseDate is set", system=SYSTEM)
+    if opportunity.get("IsWon") or opportunity.get("StageName") == CLOSED_WON:
+        status = OrderStatus.BOOKED
+    elif opportunity.get("StageName") == CLOSED_LOST:
+        status = OrderStatus.CANCELLED
+    else:
+        status = OrderStatus.DRAFT
+    data: dict[str, Any] = {
+        "external_ids": {SYSTEM: opportunity_id},
+        "number": _text(opportunity, "Contract_Number__c") or opportunity_id,
+        "customer": customer_ref(opportunity, what),
+        "currency": currency,
+        "status": status,
+        "start_date": start,
+        "lines": mapped,
+    }
+    return _validated(Order, data, what)
+
+
+# --- Account -> Customer ---------------------------------------------------------------------
+
+
+def billing_address(account: Mapping[str, Any]) -> Address | None:
+    """The Billing* address, when street, city and an ISO country code are all present."""
+    street = _text(account, "BillingStreet")
+    city = _text(account, "BillingCity")
+    country = _text(account, "BillingCountryCode")
+    if country is None:
+        name = _text(account, "BillingCountry")
+        country = name if name is not None and len(name) == 2 and name.isalpha() else None
+    if street is None or city is None or country is None:
+        return None
+    street_lines = [part.strip() for part in street.splitlines() if part.strip()]
+    return Address(
+        line1=street_lines[0],
+        line2=", ".join(street_lines[1:]) or None,
+        city=city,
+        postal_code=_text(account, "BillingPostalCode"),
+        state=_text(account, "BillingState"),
+        country=country.upper(),
+    )
+
+
+def customer(
+    account: Mapping[str, Any],
+    *,
+    email_field: str | None = None,
+    tax_id_field: str | None = None,
+    tax_id_type: str = "eu_vat",
+) -> Customer:
+    """An Account as a Customer; optional custom fields are read only if the record has them."""
+    account_id = _text(account, "Id") or "?"
+    what = f"Salesforce Account {account_id}"
+    name = _text(account, "Name")
+    if name is None:
+        raise DataError(f"{what}: Name is empty", system=SYSTEM)
+    tax_id = _text(account, tax_id_field) if tax_id_field else None
+    legal_entity = _text(account, "Legal_Entity__c")
+    try:
+        address = billing_address(account)
+    except ValueError as exc:
+        raise DataError(f"{what}: Billing address: {exc}", system=SYSTEM) from None
+    data: dict[str, Any] = {
+        "global_id": _text(account, "Hub_Global_Id__c"),
+        "external_ids": _ids(
+            crm=account_id,
+            erp=_text(account, "ERP_Customer_Number__c"),
+            billing=_text(account, "Billing_Customer_Id__c"),
+        ),
+        "name": name,
+        "email": _text(account, email_field) if email_field else None,
+        "phone": _text(account, "Phone"),
+        "address": address,
+        "tax_ids": ((tax_id_type, tax_id),) if tax_id else (),
+        "currency": _text(account, "CurrencyIsoCode"),
+        "legal_entity": Ref.external(SYSTEM, legal_entity) if legal_entity else None,
+    }
+    return _validated(Customer, data, what)
+
+
+# --- Product2 -> Product ---------------------------------------------------------------------
+
+
+def product(record: Mapping[str, Any]) -> Product:
+    product_id = _text(record, "Id") or "?"
+    what = f"Salesforce Product2 {product_id}"
+    name = _text(record, "Name")
+    if name is None:
+        raise DataError(f"{what}: Name is empty", system=SYSTEM)
+    data: dict[str, Any] = {
+        "external_ids": _ids(crm=product_id, erp=_text(record, "ERP_Item_Code__c")),
+        "name": name,
+        "sku": _text(record, "ProductCode"),
+        "description": _text(record, "Description"),
+        "unit_label": _text(record, "QuantityUnitOfMeasure"),
+        "active": bool(record.get("IsActive")),
+    }
+    return _validated(Product, data, what)
+
+
+# --- Amendment_Request__c -> Amendment -------------------------------------------------------
+
+_PRORATIONS: Final = {p.value: p for p in ProrationBehavior}
+
+
+def amendment(request: Mapping[str, Any], number: int) -> Amendment:
+    """A seat-change request as an Amendment, effective at 00:00 UTC of its Effective_Date__c.
+
+    The subscription is referenced by its Subscription__c Id (``crm``) and, once billing has
+    written it back, Billing_Subscription_Id__c (``billing``); the item by
+    Billing_Subscription_Item_Id__c (``billing``) or else by the product's Product2 Id (``crm``).
+    """
+    request_id = _text(request, "Id") or "?"
+    what = f"Salesforce amendment request {request_id}"
+    subscription_id = _text(request, "Subscription__c")
+    if subscription_id is None:
+        raise DataError(f"{what}: Subscription__c is empty", system=SYSTEM)
+    subscription = _parent(request, "Subscription__r")
+    item_id = _text(request, "Billing_Subscription_Item_Id__c")
+    product_id = _text(request, "Product__c")
+    if item_id is None and product_id is None:
+        raise DataError(
+            f"{what}: name the seat line: Billing_Subscription_Item_Id__c or Product__c",
+            system=SYSTEM,
+        )
+    effective = _date(request, "Effective_Date__c", what)
+    if effective is None:
+        raise DataError(f"{what}: Effective_Date__c is empty", system=SYSTEM)
+    new_quantity = request.get("New_Quantity__c")
+    if new_quantity is None:
+        raise DataError(f"{what}: New_Quantity__c is empty", system=SYSTEM)
+    previous = request.get("Previous_Quantity__c")
+    if previous is None:
+        previous = subscription.get("Quantity__c")
+    proration_text = _text(request, "Proration__c")
+    proration = _PRORATIONS.get(proration_text or ProrationBehavior.CREATE_PRORATIONS.value)
+    if proration is None:
+        raise DataError(
+            f"{what}: Proration__c {proration_text!r} is not one of {sorted(_PRORATIONS)}",
+            system=SYSTEM,
+        )
+    data: dict[str, Any] = {
+        "external_ids": {SYSTEM: request_id},
+        "subscription": Ref(
+            external_ids=_ids(
+                crm=subscription_id, billing=_text(subscription, "Billing_Subscription_Id__c")
+            )
+        ),
+        "subscription_item": (
+            Ref.external("billing", item_id) if item_id else Ref.external(SYSTEM, str(product_id))
+        ),
+        "amendment_number": number,
+        "effective_at": datetime.combine(effective, time(0), tzinfo=UTC),
+        "previous_quantity": None if previous is None else _whole(previous, what, "quantity"),
+        "new_quantity": _whole(new_quantity, what, "New_Quantity__c"),
+        "proration_behavior": proration,
+        "reason": _text(request, "Reason__c"),
+    }
+    return _validated(Amendment, data, what)
