@@ -27,7 +27,9 @@ replay_app = typer.Typer(help="Replay events, approved by a second person.", no_
 systems_app = typer.Typer(help="Pause, resume and inspect target systems.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 operators_app = typer.Typer(help="Who may request and approve.", no_args_is_help=True)
+sandbox_app = typer.Typer(help="Local Salesforce, Stripe and Tryton systems.", no_args_is_help=True)
 for sub, name in [
+    (sandbox_app, "sandbox"),
     (events_app, "events"),
     (dlq_app, "dlq"),
     (replay_app, "replay"),
@@ -396,6 +398,58 @@ def operators_list(db: DbOption = None) -> None:
 
     for name, roles in list_operators(open_runtime(db)):
         console.print(f"{name}: {', '.join(roles)}")
+
+
+SandboxDir = Annotated[str, typer.Option("--workdir", help="Where the sandbox keeps its state")]
+
+
+@sandbox_app.command("up")
+def sandbox_up(workdir: SandboxDir = ".q2c/sandbox") -> None:
+    """Start the Stripe and Salesforce emulators and a Tryton ERP; print where they listen."""
+    from pathlib import Path
+
+    from quote2cash.sandbox.orchestrator import SandboxError, up
+
+    try:
+        with console.status("starting the sandbox") as spinner:
+            described = up(Path(workdir), progress=lambda msg: spinner.update(msg))
+    except SandboxError as exc:
+        fail(str(exc))
+    _print_sandbox(described, workdir)
+
+
+@sandbox_app.command("status")
+def sandbox_status(workdir: SandboxDir = ".q2c/sandbox") -> None:
+    """Where each sandbox system listens and whether it runs."""
+    from pathlib import Path
+
+    from quote2cash.sandbox.orchestrator import status
+
+    described = status(Path(workdir))
+    if not described:
+        fail(f"no sandbox in {workdir}; start one with `q2c sandbox up`", code=1)
+    _print_sandbox(described, workdir)
+    if not all(s["running"] for s in described.values()):
+        raise typer.Exit(1)
+
+
+@sandbox_app.command("down")
+def sandbox_down(workdir: SandboxDir = ".q2c/sandbox") -> None:
+    """Stop every sandbox system."""
+    from pathlib import Path
+
+    from quote2cash.sandbox.orchestrator import down
+
+    stopped = down(Path(workdir))
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def _print_sandbox(described: dict[str, Any], workdir: str) -> None:
+    table = Table("system", "listens on", "running")
+    for name, info in described.items():
+        table.add_row(name, info["url"], "[green]yes[/]" if info["running"] else "[red]no[/]")
+    console.print(table)
+    console.print(f"credentials: {workdir}/state.json (mode 0600)")
 
 
 @app.command()

@@ -1,0 +1,201 @@
+"""``q2c sandbox up|down|status``: the three local systems as detached processes.
+
+The Stripe and Salesforce emulators run as ``python -m quote2cash.sandbox.<name>`` children in
+their own sessions, logging to the sandbox folder; Tryton runs through its own launcher. What
+they listen on and their credentials are kept in ``<workdir>/state.json`` (mode 0600) so other
+commands (``q2c systems check``, the demo, a worker) can connect; nothing printed holds a secret.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quote2cash.sandbox.tryton import commands as tryton_commands
+
+DEFAULT_WORKDIR = Path(".q2c") / "sandbox"
+STATE = "state.json"
+_READY = re.compile(r"listening on (https?://\S+)", re.I)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started; the message says which system and why."""
+
+
+def _state_path(workdir: Path) -> Path:
+    return workdir / STATE
+
+
+def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any] | None:
+    path = _state_path(workdir)
+    if not path.exists():
+        return None
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return state
+
+
+def _write_state(workdir: Path, state: dict[str, Any]) -> None:
+    path = _state_path(workdir)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, indent=2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spawn(
+    name: str, args: list[str], workdir: Path, env: dict[str, str], timeout: float = 30.0
+) -> tuple[int, str]:
+    """Start ``python -m <args>`` detached; wait until its log says where it listens."""
+    log_path = workdir / f"{name}.log"
+    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SandboxError(
+                f"{name} exited with code {proc.returncode} while starting; see {log_path}"
+            )
+        match = _READY.search(log_path.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            return proc.pid, match.group(1).rstrip("/ ")
+        time.sleep(0.05)
+    _terminate(proc.pid)
+    raise SandboxError(f"{name} did not report its address within {timeout:.0f} s; see {log_path}")
+
+
+def _terminate(pid: int, timeout: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def up(
+    workdir: Path = DEFAULT_WORKDIR,
+    *,
+    tryton_backend: str = "sqlite",
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Start whatever is not running yet; returns the public description (no secrets)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = read_state(workdir) or {}
+    stripe = state.get("stripe")
+    if not stripe or not _alive(int(stripe["pid"])):
+        progress("starting the Stripe emulator")
+        key = f"sk_test_q2c_{secrets.token_hex(12)}"
+        pid, url = _spawn(
+            "stripe",
+            ["quote2cash.sandbox.stripe", "--port", "0", "--api-key-env", "Q2C_SANDBOX_STRIPE_KEY"],
+            workdir,
+            {"Q2C_SANDBOX_STRIPE_KEY": key},
+        )
+        state["stripe"] = {"pid": pid, "base_url": url, "api_key": key}
+        _write_state(workdir, state)
+    salesforce = state.get("salesforce")
+    if not salesforce or not _alive(int(salesforce["pid"])):
+        progress("starting the Salesforce emulator")
+        ca = workdir / "salesforce-ca.pem"
+        callout_secret = secrets.token_hex(16)
+        pid, url = _spawn(
+            "salesforce",
+            ["quote2cash.sandbox.salesforce", "--port", "0", "--ca-out", str(ca)],
+            workdir,
+            {"Q2C_SF_CALLOUT_SECRET": callout_secret},
+        )
+        state["salesforce"] = {
+            "pid": pid,
+            "instance_url": url,
+            "ca_file": str(ca),
+            "callout_secret": callout_secret,
+        }
+        _write_state(workdir, state)
+    progress("starting the Tryton ERP (first time: builds a template, about 30 s)")
+    tryton_dir = workdir / "tryton"
+    try:
+        tryton = tryton_commands.sandbox_up(tryton_dir, backend=tryton_backend)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise SandboxError(f"Tryton ERP could not start: {exc}") from exc
+    state["tryton"] = {
+        "workdir": str(tryton_dir),
+        "pid": tryton["pid"],
+        "base_url": tryton["base_url"],
+    }
+    _write_state(workdir, state)
+    return status(workdir)
+
+
+def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
+    """Where each system listens and whether its process is alive; never a credential."""
+    state = read_state(workdir) or {}
+    out: dict[str, Any] = {}
+    if "stripe" in state:
+        s = state["stripe"]
+        out["billing (Stripe emulator)"] = {"url": s["base_url"], "running": _alive(int(s["pid"]))}
+    if "salesforce" in state:
+        s = state["salesforce"]
+        out["crm (Salesforce emulator)"] = {
+            "url": s["instance_url"],
+            "running": _alive(int(s["pid"])),
+        }
+    tryton = (
+        tryton_commands.sandbox_status(Path(state["tryton"]["workdir"]))
+        if "tryton" in state
+        else None
+    )
+    if tryton is not None:
+        out["erp (Tryton)"] = {
+            "url": tryton["base_url"],
+            "running": tryton["running"],
+            "database": tryton["database"],
+        }
+    return out
+
+
+def down(workdir: Path = DEFAULT_WORKDIR) -> list[str]:
+    """Stop every sandbox system; returns what was stopped."""
+    state = read_state(workdir)
+    if state is None:
+        return []
+    stopped: list[str] = []
+    for name in ("stripe", "salesforce"):
+        if name in state and _alive(int(state[name]["pid"])):
+            _terminate(int(state[name]["pid"]))
+            stopped.append(name)
+    if "tryton" in state and tryton_commands.sandbox_down(Path(state["tryton"]["workdir"])):
+        stopped.append("tryton")
+    _state_path(workdir).unlink(missing_ok=True)
+    return stopped

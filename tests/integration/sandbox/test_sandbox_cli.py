@@ -1,0 +1,54 @@
+"""``q2c sandbox up|status|down`` as a person runs it: three real systems, then none."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def q2c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "quote2cash.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_sandbox_up_status_down(tmp_path: Path) -> None:
+    started = q2c("sandbox", "up", cwd=tmp_path)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        state_file = tmp_path / ".q2c/sandbox/state.json"
+        assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+        state = json.loads(state_file.read_text())
+        key = state["stripe"]["api_key"]
+        assert key not in started.stdout and key not in started.stderr
+        for needle in ("Stripe emulator", "Salesforce emulator", "Tryton", "127.0.0.1"):
+            assert needle in started.stdout
+        # Each system answers: Stripe wants its key, Tryton its JSON-RPC, Salesforce its TLS.
+        req = urllib.request.Request(
+            f"{state['stripe']['base_url']}/v1/customers",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.load(resp)["object"] == "list"
+        status = q2c("sandbox", "status", cwd=tmp_path)
+        assert status.returncode == 0 and status.stdout.count("yes") == 3
+    finally:
+        stopped = q2c("sandbox", "down", cwd=tmp_path)
+    assert stopped.returncode == 0 and "tryton" in stopped.stdout
+    after = q2c("sandbox", "status", cwd=tmp_path)
+    assert after.returncode == 1 and "q2c sandbox up" in after.stderr
+    for pid in (state["stripe"]["pid"], state["salesforce"]["pid"]):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
