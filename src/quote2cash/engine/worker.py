@@ -85,6 +85,7 @@ class Worker:
         max_subjects: int = 250,
         lease_seconds: float = 60.0,
         concurrency: int = 64,
+        commit_interval: float = 0.25,
     ) -> None:
         self.runtime = runtime
         self.registry = registry
@@ -93,6 +94,7 @@ class Worker:
         self.max_subjects = max_subjects
         self.lease = timedelta(seconds=lease_seconds)
         self.concurrency = concurrency
+        self.commit_interval = commit_interval
         self._sem = asyncio.Semaphore(concurrency)
         self._postgres = runtime.engine.dialect.name == "postgresql"
         self._steps: dict[int, dict[str, str]] = {}
@@ -119,6 +121,8 @@ class Worker:
         return total
 
     async def run_once(self) -> BatchReport:
+        """Claim a batch and run it; subjects that finish are committed every
+        ``commit_interval`` seconds, so one slow call does not hold the others back."""
         self.runtime.gates.refresh(self.runtime.engine)
         now = self.runtime.clock.now()
         claimed = self._claim(now)
@@ -127,11 +131,49 @@ class Worker:
             return report
         by_subject = self._load(claimed)
         outcomes = {s: _Outcome() for s in claimed}
-        await asyncio.gather(
-            *(self._run_subject(evs, outcomes[s]) for s, evs in by_subject.items())
-        )
-        self._commit(claimed, by_subject, outcomes, report)
+        finished = [s for s in claimed if s not in by_subject]
+        running = {
+            asyncio.ensure_future(self._run_subject(evs, outcomes[s])): s
+            for s, evs in by_subject.items()
+        }
+        heartbeat = asyncio.ensure_future(self._heartbeat(running))
+        try:
+            waiting = set(running)
+            while waiting:
+                done, waiting = await asyncio.wait(waiting, timeout=self.commit_interval)
+                for task in done:
+                    task.result()  # an engine bug must surface, not vanish
+                    finished.append(running.pop(task))
+                if finished:
+                    self._commit(finished, by_subject, outcomes, report)
+                    finished = []
+            if finished:
+                self._commit(finished, by_subject, outcomes, report)
+        finally:
+            heartbeat.cancel()
+            for task in running:
+                task.cancel()
         return report
+
+    async def _heartbeat(self, running: dict[asyncio.Task[None], str]) -> None:
+        """Extend the leases of subjects still running, so a long call does not lose them."""
+        interval = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            if running:
+                self._extend_leases(list(running.values()))
+
+    def _extend_leases(self, subject_names: list[str]) -> None:
+        until = self.runtime.clock.now() + self.lease
+        with self.runtime.engine.begin() as conn:
+            conn.execute(
+                update(subjects)
+                .where(
+                    subjects.c.subject.in_(subject_names),
+                    subjects.c.lease_owner == self.worker_id,
+                )
+                .values(lease_until=until)
+            )
 
     # -- claim and load -------------------------------------------------------------------
     def _claim(self, now: datetime) -> list[str]:
@@ -278,17 +320,18 @@ class Worker:
     # -- commit ---------------------------------------------------------------------------
     def _commit(
         self,
-        claimed: list[str],
+        finished: list[str],
         by_subject: dict[str, list[tuple[Event, int]]],
         outcomes: dict[str, _Outcome],
         report: BatchReport,
     ) -> None:
         now = self.runtime.clock.now()
-        done = [pos for o in outcomes.values() for pos in o.done]
-        emitted = [e for o in outcomes.values() for e in o.emitted]
-        failed = [(s, o.failed) for s, o in outcomes.items() if o.failed is not None]
+        mine = [(s, outcomes[s]) for s in finished]
+        done = [pos for _, o in mine for pos in o.done]
+        emitted = [e for _, o in mine for e in o.emitted]
+        failed = [(s, o.failed) for s, o in mine if o.failed is not None]
         with self.runtime.engine.begin() as conn:
-            if sql.leases_held(conn, claimed, self.worker_id, self._postgres) != len(claimed):
+            if sql.leases_held(conn, finished, self.worker_id, self._postgres) != len(finished):
                 conn.rollback()
                 report.lost_lease = True
                 log.warning("lease lost on part of the batch; its work will be redone")
@@ -344,7 +387,7 @@ class Worker:
                     )
                 )
             updates: list[sql.SubjectUpdate] = []
-            for subject in claimed:
+            for subject in finished:
                 o = outcomes[subject]
                 left = 1 if o.failed is not None and o.failed["status"] != "pending" else 0
                 if o.waiting_on is not None:

@@ -134,3 +134,37 @@ async def test_open_breaker_holds_without_spending_attempts(
     assert breaker.state(clock.now()) == "closed"
     assert len(ledger.rows) == 4
     runtime.close()
+
+
+async def test_a_slow_subject_does_not_hold_back_the_others_commits(runtime: Runtime) -> None:
+    """Subjects that finish are committed while a slow one is still waiting on its system."""
+    import asyncio
+
+    from quote2cash.engine.queries import list_events
+
+    release = asyncio.Event()
+    registry = Registry()
+
+    @registry.on("erp.invoice.requested")
+    async def handler(ctx: HandlerContext, event: Event) -> None:
+        if event.subject == "slow":
+            await release.wait()
+
+    runtime.log.append_many(
+        [new_event("erp.invoice.requested", s) for s in ("slow", "fast-1", "fast-2")]
+    )
+    worker = Worker(runtime, registry, commit_interval=0.01)
+    batch = asyncio.ensure_future(worker.run_once())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline:
+        done = {r.subject for r in list_events(runtime, status="done")}
+        if done == {"fast-1", "fast-2"}:
+            break
+        await asyncio.sleep(0.01)
+    assert done == {"fast-1", "fast-2"}
+    assert not batch.done()
+    release.set()
+    report = await batch
+    assert report.processed == 3
+    assert {r.subject for r in list_events(runtime, status="done")} == {"slow", "fast-1", "fast-2"}
