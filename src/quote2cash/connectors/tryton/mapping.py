@@ -1,0 +1,241 @@
+"""Tryton records <-> the canonical model: pure functions, no I/O, testable without a server.
+
+The hub marks the parties it creates with two party identifiers of no type (Tryton allows
+``type = None``): ``q2c-gid:<global id>`` and ``q2c-key:<idempotency key>``; both are searchable
+and survive edits in Tryton's UI. Quantities travel to Tryton as floats (its field type) only when
+they are whole numbers, so nothing is lost; money always travels as ``Decimal``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from quote2cash.canonical import (
+    Address,
+    Customer,
+    InvoiceLine,
+    InvoiceStatus,
+    Money,
+    OrderLine,
+    Product,
+    Ref,
+    TaxIdValue,
+)
+from quote2cash.canonical.money import exact_product
+
+__all__ = [
+    "GLOBAL_ID_MARK",
+    "IDEMPOTENCY_MARK",
+    "ITEM_CODE_KEYS",
+    "PAYMENT_MARK",
+    "PRICE_DIGITS",
+    "LineAmount",
+    "address_from_tryton",
+    "address_values",
+    "customer_from_party",
+    "global_id_marker",
+    "idempotency_marker",
+    "invoice_line_amount",
+    "invoice_status",
+    "item_codes",
+    "order_line_amount",
+    "payment_marker",
+    "product_from_tryton",
+    "record_id",
+]
+
+GLOBAL_ID_MARK: Final = "q2c-gid:"
+IDEMPOTENCY_MARK: Final = "q2c-key:"
+PAYMENT_MARK: Final = "q2c-payment:"
+PRICE_DIGITS: Final = 4
+"""Tryton's default unit price precision (``account_invoice``/``sale`` ``price_decimal``)."""
+
+_STATUS: Final = {
+    "draft": InvoiceStatus.DRAFT,
+    "validated": InvoiceStatus.DRAFT,
+    "posted": InvoiceStatus.OPEN,
+    "paid": InvoiceStatus.PAID,
+    "cancelled": InvoiceStatus.VOID,
+}
+
+
+def global_id_marker(global_id: str) -> str:
+    return f"{GLOBAL_ID_MARK}{global_id}"
+
+
+def idempotency_marker(key: str) -> str:
+    return f"{IDEMPOTENCY_MARK}{key}"
+
+
+def payment_marker(key: str) -> str:
+    """What a payment move's description carries so a retry with the same key finds it."""
+    return f"{PAYMENT_MARK}{key}"
+
+
+def record_id(value: str) -> int | None:
+    """A Tryton id from the hub's string form; None when it cannot be one (not a positive int)."""
+    text = value.strip()
+    if not text.isdigit():
+        return None
+    number = int(text)
+    return number if number > 0 else None
+
+
+def invoice_status(state: str) -> InvoiceStatus:
+    """draft/validated -> draft, posted -> open, paid -> paid, cancelled -> void."""
+    try:
+        return _STATUS[state]
+    except KeyError:
+        raise ValueError(f"unknown Tryton invoice state {state!r}") from None
+
+
+# --- addresses and customers ----------------------------------------------------------------
+
+
+def address_values(address: Address, country_id: int) -> dict[str, Any]:
+    """A ``party.address`` create/write dict; the state is kept in the street block."""
+    street = [address.line1]
+    if address.line2:
+        street.append(address.line2)
+    values: dict[str, Any] = {
+        "street_unstructured": "\n".join(street),
+        "city": address.city,
+        "postal_code": address.postal_code or "",
+        "country": country_id,
+    }
+    if address.state:
+        values["street_unstructured"] += f"\n{address.state}"
+    return values
+
+
+def address_from_tryton(row: Mapping[str, Any], country_code: str | None) -> Address | None:
+    """The Address of a ``party.address`` row; None if it lacks a street, city or country."""
+    street = [s for s in str(row.get("street_unstructured") or "").split("\n") if s.strip()]
+    city = row.get("city")
+    if not street or not city or not country_code:
+        return None
+    return Address(
+        line1=street[0],
+        line2=", ".join(street[1:]) or None,
+        city=str(city),
+        postal_code=str(row["postal_code"]) if row.get("postal_code") else None,
+        country=country_code,
+    )
+
+
+def customer_from_party(
+    party: Mapping[str, Any],
+    *,
+    addresses: Sequence[Address],
+    identifiers: Iterable[tuple[str | None, str]],
+    email: str | None,
+) -> Customer:
+    """The canonical Customer of a party: ``external_ids`` hold the party id (``erp``) and its
+    code, the customer's ERP number (``erp_number``); the hub's global id comes from its marker."""
+    global_id: str | None = None
+    tax_ids: list[TaxIdValue] = []
+    for kind, code in identifiers:
+        if kind is None:
+            if code.startswith(GLOBAL_ID_MARK):
+                global_id = code.removeprefix(GLOBAL_ID_MARK)
+            continue
+        tax_ids.append(TaxIdValue(type=kind, value=code))
+    external_ids = {"erp": str(party["id"])}
+    if party.get("code"):
+        external_ids["erp_number"] = str(party["code"])
+    return Customer(
+        global_id=global_id,
+        external_ids=external_ids,
+        name=str(party["name"]),
+        email=email,
+        address=addresses[0] if addresses else None,
+        billing_address=None,
+        tax_ids=tuple(tax_ids),
+    )
+
+
+# --- items ----------------------------------------------------------------------------------
+
+
+def product_from_tryton(row: Mapping[str, Any]) -> Product:
+    """An item of the master: ``sku`` is the product code, ``external_ids['erp']`` its id."""
+    template = row.get("template.") or {}
+    uom = row.get("default_uom.") or {}
+    name = row.get("name") or template.get("name") or row.get("rec_name") or row.get("code")
+    description = row.get("description") or None
+    return Product(
+        external_ids={"erp": str(row["id"])},
+        name=str(name),
+        sku=str(row["code"]) if row.get("code") else None,
+        description=str(description) if description else None,
+        unit_label=str(uom["name"]) if uom.get("name") else None,
+        active=bool(row.get("active", True)),
+    )
+
+
+ITEM_CODE_KEYS: Final = ("erp", "item_code", "sku", "product_code")
+"""``external_ids`` keys a line's product reference may carry an ERP item code (or id) under."""
+
+
+def item_codes(ref: Ref) -> list[str]:
+    """The codes a line's product reference may name, most specific first (``ITEM_CODE_KEYS``,
+    then the global id); a Tryton product is matched by code, else by id."""
+    codes: list[str] = []
+    for candidate in (*(ref.id_in(key) for key in ITEM_CODE_KEYS), ref.global_id):
+        if candidate and candidate not in codes:
+            codes.append(candidate)
+    return codes
+
+
+# --- amounts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineAmount:
+    """What a Tryton line is given so that ``quantity * unit_price`` is the canonical amount."""
+
+    quantity: float
+    unit_price: Decimal
+
+
+def _fits_price(value: Decimal) -> bool:
+    exponent = value.normalize().as_tuple().exponent
+    return isinstance(exponent, int) and exponent >= -PRICE_DIGITS
+
+
+def _exact_pair(quantity: Decimal | int | None, unit: Decimal | None, amount: Money) -> bool:
+    if quantity is None or unit is None:
+        return False
+    qty = Decimal(quantity)
+    if qty != qty.to_integral_value() or qty == 0 or not _fits_price(unit):
+        return False
+    return exact_product(qty, unit) == amount.amount
+
+
+def invoice_line_amount(line: InvoiceLine) -> LineAmount:
+    """Quantity and unit price for a Tryton invoice line whose amount equals ``line.amount``.
+
+    The line's own quantity and unit amount are used when they multiply exactly to the amount
+    (whole quantity, unit price within Tryton's 4 decimals); otherwise one unit at the amount, so
+    Tryton never rounds differently from billing. Negative amounts (proration credits) stay
+    negative on the unit price.
+    """
+    if _exact_pair(line.quantity, line.unit_amount, line.amount):
+        assert line.quantity is not None and line.unit_amount is not None
+        return LineAmount(float(line.quantity), line.unit_amount)
+    return LineAmount(1.0, line.amount.amount)
+
+
+def order_line_amount(line: OrderLine) -> LineAmount:
+    """Quantity and unit price of a sale line; a discount is folded into the unit price when it
+    divides exactly, else the line becomes one unit at its amount."""
+    if line.discount is None and _exact_pair(line.quantity, line.unit_price.amount, line.amount):
+        return LineAmount(float(line.quantity), line.unit_price.amount)
+    if line.quantity:
+        unit = line.amount.amount / Decimal(line.quantity)
+        if _exact_pair(line.quantity, unit, line.amount):
+            return LineAmount(float(line.quantity), unit.normalize())
+    return LineAmount(1.0, line.amount.amount)
