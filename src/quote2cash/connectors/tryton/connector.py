@@ -1073,7 +1073,8 @@ class TrytonErp:
         except TransientError as exc:
             return SystemCheck(SYSTEM, reachable=False, authenticated=False, detail=exc.message)
         except PermanentError as exc:
-            return SystemCheck(SYSTEM, reachable=True, authenticated=True, detail=exc.message)
+            # The server answered but refused the work (e.g. no such database): not usable.
+            return SystemCheck(SYSTEM, reachable=True, authenticated=False, detail=exc.message)
         latency = (time.monotonic() - started) * 1000
         return SystemCheck(
             SYSTEM,

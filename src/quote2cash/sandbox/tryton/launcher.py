@@ -248,7 +248,7 @@ class TrytonSandbox:
         self.init_timeout = init_timeout
         self.keep_database = keep_database
         self._owns_workdir = workdir is None
-        self._workdir = Path(workdir) if workdir else None
+        self._workdir = Path(workdir).resolve() if workdir else None
         self.database = database or f"q2c_{uuid.uuid4().hex[:12]}"
         self.template: TemplateInfo | None = None
         self.endpoint: TrytonEndpoint | None = None

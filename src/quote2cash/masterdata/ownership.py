@@ -1,0 +1,171 @@
+"""Field ownership: which system may change which field; the one place every flow asks.
+
+A change from a system that does not own a field is not propagated; it becomes an ownership
+violation and a ``masterdata.ownership.violated`` event payload, so finance sees who tried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+
+from quote2cash.engine.errors import MappingError
+from quote2cash.engine.events import Event, new_event
+from quote2cash.masterdata.config import StrictModel, parse_yaml, read_yaml, validate_model
+
+SystemName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+VIOLATION_EVENT = "masterdata.ownership.violated"
+
+
+class EntityOwnership(StrictModel):
+    """Owners of one entity's fields; ``default_owner`` covers fields not listed (None: nobody)."""
+
+    default_owner: SystemName | None = None
+    fields: dict[str, SystemName | list[SystemName]] = Field(default_factory=dict)
+
+    @field_validator("fields")
+    @classmethod
+    def _owners_listed(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for name, owner in value.items():
+            if isinstance(owner, list) and not owner:
+                raise ValueError(f"field {name!r}: list of owners must not be empty")
+        return value
+
+    def owners_of(self, field: str) -> tuple[str, ...]:
+        """Owners of ``field``; a nested path (``address.city``) follows its top-level field."""
+        top = field.split(".", 1)[0]
+        owner = self.fields.get(field, self.fields.get(top, self.default_owner))
+        if owner is None:
+            return ()
+        return tuple(owner) if isinstance(owner, list) else (owner,)
+
+
+class OwnershipConfig(StrictModel):
+    """``config/ownership.yaml``: per entity and field, the owning system (or systems)."""
+
+    version: Annotated[int, Field(ge=1)] = 1
+    entities: dict[str, EntityOwnership]
+
+    def entity(self, name: str) -> EntityOwnership:
+        try:
+            return self.entities[name]
+        except KeyError:
+            known = ", ".join(sorted(self.entities))
+            raise MappingError(
+                f"no ownership rules for entity {name!r} (configured: {known})"
+            ) from None
+
+    def owners_of(self, entity: str, field: str) -> tuple[str, ...]:
+        return self.entity(entity).owners_of(field)
+
+    def owner_of(self, entity: str, field: str) -> str | None:
+        """The single owner of ``field`` (the first listed when several share it)."""
+        owners = self.owners_of(entity, field)
+        return owners[0] if owners else None
+
+
+@dataclass(frozen=True)
+class OwnershipViolation:
+    entity: str
+    field: str
+    source_system: str
+    owners: tuple[str, ...]
+
+    @property
+    def owner(self) -> str | None:
+        return self.owners[0] if self.owners else None
+
+    def event_payload(self, entity_id: str | None = None) -> dict[str, Any]:
+        """The ``data`` of a ``masterdata.ownership.violated`` event."""
+        return {
+            "entity": self.entity,
+            "entity_id": entity_id,
+            "field": self.field,
+            "source_system": self.source_system,
+            "owner": self.owner,
+            "owners": list(self.owners),
+        }
+
+
+@dataclass(frozen=True)
+class OwnershipDecision:
+    """Which changed fields may propagate, and which were refused as ownership violations."""
+
+    entity: str
+    source_system: str
+    propagate: tuple[str, ...]
+    violations: tuple[OwnershipViolation, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def allowed_values(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep only the values of fields that may propagate."""
+        return {name: value for name, value in values.items() if name in self.propagate}
+
+    def warning_events(self, entity_id: str | None = None) -> list[dict[str, Any]]:
+        """One ``{"type", "data"}`` payload per violation, ready for the event log."""
+        return [
+            {"type": VIOLATION_EVENT, "data": violation.event_payload(entity_id)}
+            for violation in self.violations
+        ]
+
+    def events(
+        self,
+        subject: str,
+        *,
+        correlation_id: str,
+        causation_id: str | None = None,
+        entity_id: str | None = None,
+        time: datetime | None = None,
+    ) -> list[Event]:
+        """The violations as engine events on ``subject``, in the change's correlation."""
+        return [
+            new_event(
+                VIOLATION_EVENT,
+                subject,
+                violation.event_payload(entity_id),
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                time=time,
+            )
+            for violation in self.violations
+        ]
+
+
+def check_change(
+    config: OwnershipConfig, entity: str, source_system: str, changed_fields: Iterable[str]
+) -> OwnershipDecision:
+    """Split a change from ``source_system`` into fields it owns and ownership violations.
+
+    Fields keep their given order; a field no system owns is a violation with no owner. An
+    entity without rules is a MappingError (the flow's exception queue, category ``mapping``).
+    """
+    rules = config.entity(entity)
+    propagate: list[str] = []
+    violations: list[OwnershipViolation] = []
+    seen: set[str] = set()
+    for name in changed_fields:
+        if name in seen:
+            continue
+        seen.add(name)
+        owners = rules.owners_of(name)
+        if source_system in owners:
+            propagate.append(name)
+        else:
+            violations.append(OwnershipViolation(entity, name, source_system, owners))
+    return OwnershipDecision(entity, source_system, tuple(propagate), tuple(violations))
+
+
+def load_ownership(path: str | Path) -> OwnershipConfig:
+    return validate_model(OwnershipConfig, read_yaml(path))
+
+
+def parse_ownership(text: str, source: str = "<ownership.yaml>") -> OwnershipConfig:
+    return validate_model(OwnershipConfig, parse_yaml(text, source))
