@@ -39,6 +39,25 @@ for sub, name in [
 ]:
     app.add_typer(sub, name=name)
 
+
+def _catalog_app() -> typer.Typer:
+    """``q2c catalog``; its ``check`` reaches the systems as ``q2c systems check`` does."""
+    from contextlib import asynccontextmanager
+
+    from quote2cash.masterdata import cli as catalog_cli
+
+    @asynccontextmanager
+    async def provider():  # type: ignore[no-untyped-def]
+        systems = load_systems(None, ".q2c/sandbox")
+        async with systems:
+            yield systems.crm, systems.erp, systems.billing
+
+    catalog_cli.use_systems(provider)
+    return catalog_cli.catalog_app
+
+
+app.add_typer(_catalog_app(), name="catalog")
+
 console = Console()
 err = Console(stderr=True)
 
@@ -48,6 +67,9 @@ DbOption = Annotated[
 ActorOption = Annotated[
     str | None, typer.Option("--actor", help="Operator acting (default: $Q2C_ACTOR or login)")
 ]
+
+
+SandboxDir = Annotated[str, typer.Option("--workdir", help="Where the sandbox keeps its state")]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -358,6 +380,51 @@ def systems_status(db: DbOption = None) -> None:
     console.print(table)
 
 
+SystemsConfig = Annotated[
+    str | None,
+    typer.Option("--config", help="systems.yaml (default: $Q2C_SYSTEMS_CONFIG, else the sandbox)"),
+]
+
+
+def load_systems(config: str | None, sandbox: str) -> Any:
+    """The configured connectors: a systems.yaml, or the running sandbox."""
+    import os
+
+    from quote2cash.connectors import registry
+
+    path = config or os.environ.get("Q2C_SYSTEMS_CONFIG")
+    try:
+        return registry.from_file(path) if path else registry.from_sandbox(sandbox)
+    except registry.SystemsConfigError as exc:
+        fail(str(exc))
+
+
+@systems_app.command("check")
+def systems_check(config: SystemsConfig = None, sandbox: SandboxDir = ".q2c/sandbox") -> None:
+    """Call each configured system: reachable? credentials accepted? (exit 1 if not)."""
+    from quote2cash.connectors.registry import check_all
+
+    systems = load_systems(config, sandbox)
+
+    async def run() -> list[Any]:
+        async with systems:
+            return await check_all(systems)
+
+    results = asyncio.run(run())
+    table = Table("role", "reachable", "authenticated", "latency", "detail")
+    for r in results:
+        table.add_row(
+            r.system,
+            "[green]yes[/]" if r.reachable else "[red]no[/]",
+            "[green]yes[/]" if r.authenticated else "[red]no[/]",
+            f"{r.latency_ms:.0f} ms" if r.latency_ms is not None else "-",
+            r.detail,
+        )
+    console.print(table)
+    if not all(r.reachable and r.authenticated for r in results):
+        raise typer.Exit(1)
+
+
 @audit_app.command("verify")
 def audit_verify(db: DbOption = None) -> None:
     """Recompute the hash chain; name the first entry that was edited, removed or reordered."""
@@ -398,9 +465,6 @@ def operators_list(db: DbOption = None) -> None:
 
     for name, roles in list_operators(open_runtime(db)):
         console.print(f"{name}: {', '.join(roles)}")
-
-
-SandboxDir = Annotated[str, typer.Option("--workdir", help="Where the sandbox keeps its state")]
 
 
 @sandbox_app.command("up")

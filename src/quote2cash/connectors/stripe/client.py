@@ -1,0 +1,282 @@
+"""The official ``stripe`` SDK over aiohttp, with bounded retries and the engine's error taxonomy.
+
+Guarantees: every call leaves either with Stripe's answer or as a ``quote2cash.engine.errors``
+exception naming the system and the operation, never a raw ``stripe`` exception, never the API
+key. 429s, 5xx, timeouts and connection errors are retried here a bounded number of times with
+exponential backoff and full jitter, honouring ``Retry-After`` (a wait longer than
+``retry_max_delay`` is handed to the engine as ``TransientError.retry_after`` instead). Retrying
+never duplicates anything: every POST carries the step's idempotency key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import aiohttp
+import stripe
+
+from quote2cash.connectors.stripe.config import StripeConfig
+from quote2cash.engine.errors import (
+    AuthError,
+    ConflictError,
+    DataError,
+    IntegrationError,
+    TransientError,
+)
+
+__all__ = [
+    "CardDeclined",
+    "InvalidRequest",
+    "ResourceMissing",
+    "StripeApi",
+    "map_stripe_error",
+    "plain",
+]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_KEY_PATTERN: Final = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]+")
+_RESOURCE_IN_MESSAGE: Final = re.compile(r"No such ([a-z_ ]+?): '([^']+)'")
+
+
+class InvalidRequest(DataError):
+    """Stripe refused the request's data; ``code`` and ``param`` as Stripe gave them."""
+
+    def __init__(
+        self, message: str, *, system: str | None, code: str | None, param: str | None
+    ) -> None:
+        super().__init__(message, system=system)
+        self.code = code
+        self.param = param
+
+
+class ResourceMissing(InvalidRequest):
+    """Stripe has no such object (``resource_missing``); ``resource_id`` is the id it named."""
+
+    def __init__(
+        self, message: str, *, system: str | None, param: str | None, resource_id: str | None
+    ) -> None:
+        super().__init__(message, system=system, code="resource_missing", param=param)
+        self.resource_id = resource_id
+
+
+class CardDeclined(DataError):
+    """A card payment was declined: ``code`` / ``decline_code`` as Stripe gave them."""
+
+    def __init__(
+        self, message: str, *, system: str | None, code: str | None, decline_code: str | None
+    ) -> None:
+        super().__init__(message, system=system)
+        self.code = code
+        self.decline_code = decline_code
+
+
+def _scrub(text: str, secret: str | None = None) -> str:
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEY_PATTERN.sub("***", text)
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def retry_after_of(error: stripe.StripeError) -> float | None:
+    """Seconds from the ``Retry-After`` header, if Stripe (or a proxy) sent a number."""
+    value = _header(error.headers, "Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(seconds, 0.0)
+
+
+def should_retry(error: stripe.StripeError) -> bool:
+    """Retry what can succeed later: 429, 409 lock contention, 5xx, network, as Stripe advises."""
+    advice = _header(error.headers, "Stripe-Should-Retry")
+    if advice == "false":
+        return False
+    if advice == "true":
+        return True
+    if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError):
+        return True
+    status = error.http_status
+    return status is not None and (status >= 500 or status == 409)
+
+
+def map_stripe_error(
+    error: stripe.StripeError, operation: str, *, system: str = "billing", secret: str | None = None
+) -> IntegrationError:
+    """The engine error for one Stripe failure; the message names the operation, never the key."""
+    status = error.http_status
+    raw = _scrub(error.user_message or "", secret)
+    if isinstance(error, stripe.AuthenticationError):
+        return AuthError(
+            f"Stripe rejected the API key while trying to {operation} (HTTP {status}); "
+            "check the billing connector's api_key",
+            system=system,
+        )
+    if isinstance(error, stripe.PermissionError):
+        return AuthError(
+            f"the API key may not {operation} (HTTP {status}: permission denied); "
+            "give the restricted key this permission",
+            system=system,
+        )
+    if isinstance(error, stripe.RateLimitError):
+        return TransientError(
+            f"rate limited by Stripe while trying to {operation}",
+            system=system,
+            retry_after=retry_after_of(error),
+        )
+    if isinstance(error, stripe.APIConnectionError):
+        return TransientError(
+            f"could not reach Stripe to {operation} (connection error or timeout)", system=system
+        )
+    if isinstance(error, stripe.IdempotencyError):
+        return ConflictError(
+            f"cannot {operation}: the idempotency key was used before with different "
+            f"parameters ({raw})",
+            system=system,
+        )
+    if isinstance(error, stripe.CardError):
+        decline = getattr(error.error, "decline_code", None) if error.error else None
+        return CardDeclined(
+            f"card declined while trying to {operation}: {error.code or 'card_error'}"
+            + (f" ({decline})" if decline else "")
+            + (f": {raw}" if raw else ""),
+            system=system,
+            code=error.code,
+            decline_code=decline,
+        )
+    if isinstance(error, stripe.InvalidRequestError):
+        param = error.param
+        if error.code == "resource_missing":
+            found = _RESOURCE_IN_MESSAGE.search(raw)
+            what = f"no such {found.group(1)} {found.group(2)!r}" if found else raw
+            return ResourceMissing(
+                f"cannot {operation}: {what}" + (f" (parameter {param})" if param else ""),
+                system=system,
+                param=param,
+                resource_id=found.group(2) if found else None,
+            )
+        where = f" (parameter {param})" if param else ""
+        return InvalidRequest(
+            f"Stripe refused to {operation}{where}: {raw}",
+            system=system,
+            code=error.code,
+            param=param,
+        )
+    if status is not None and (status >= 500 or status == 409):
+        return TransientError(
+            f"Stripe failed to {operation} (HTTP {status}): {raw}",
+            system=system,
+            retry_after=retry_after_of(error),
+        )
+    return DataError(
+        f"Stripe refused to {operation} (HTTP {status}): {raw or type(error).__name__}",
+        system=system,
+    )
+
+
+class StripeApi:
+    """One Stripe account through ``stripe.StripeClient`` on aiohttp; ``call`` wraps every request.
+
+    The SDK's own retries are off: ``call`` retries, so a longer ``Retry-After`` can be handed to
+    the engine rather than slept through.
+    """
+
+    def __init__(
+        self,
+        config: StripeConfig,
+        *,
+        system: str = "billing",
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.system = system
+        self._sleep = sleep
+        self._http = stripe.AIOHTTPClient(
+            timeout=aiohttp.ClientTimeout(
+                total=config.request_timeout, connect=config.connect_timeout
+            )
+        )
+        self.sdk = stripe.StripeClient(
+            api_key=config.api_key.get_secret_value(),
+            base_addresses={"api": config.base_url} if config.base_url else None,
+            http_client=self._http,
+            max_network_retries=0,
+        )
+        self.retries = 0
+        """Retries made so far (429/5xx/network); for metrics and tests."""
+
+    def __repr__(self) -> str:
+        return f"StripeApi(system={self.system!r}, base_url={self.config.base_url!r})"
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def call(
+        self,
+        operation: str,
+        request: Callable[[], Awaitable[T]],
+        *,
+        max_retries: int | None = None,
+    ) -> T:
+        """Run ``request`` (one SDK call), retrying transient failures; map what remains.
+
+        ``operation`` completes "trying to ..." in messages, e.g. ``"create subscription C-1"``.
+        """
+        budget = self.config.max_network_retries if max_retries is None else max_retries
+        attempt = 0
+        while True:
+            try:
+                return await request()
+            except stripe.StripeError as error:
+                mapped = map_stripe_error(
+                    error,
+                    operation,
+                    system=self.system,
+                    secret=self.config.api_key.get_secret_value(),
+                )
+                if not should_retry(error) or attempt >= budget:
+                    raise mapped from None
+                delay = self._delay(attempt, retry_after_of(error))
+                if delay is None:
+                    raise mapped from None
+                attempt += 1
+                self.retries += 1
+                _log.info(
+                    "retrying Stripe call",
+                    extra={"operation": operation, "attempt": attempt, "delay": delay},
+                )
+                await self._sleep(delay)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float | None:
+        """Full-jitter backoff, at least ``retry_after``; None when that exceeds the cap."""
+        cap = self.config.retry_max_delay
+        if retry_after is not None and retry_after > cap:
+            return None
+        backoff = random.uniform(0, min(cap, self.config.retry_base_delay * 2**attempt))
+        return max(backoff, retry_after or 0.0)
+
+
+def plain(obj: Any) -> dict[str, Any]:
+    """An SDK object as plain dicts and lists (what ``mapping`` takes)."""
+    if isinstance(obj, dict) and not isinstance(obj, stripe.StripeObject):
+        return obj
+    result: dict[str, Any] = obj.to_dict()
+    return result

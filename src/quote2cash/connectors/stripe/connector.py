@@ -1,0 +1,774 @@
+"""The ``Billing`` role on Stripe: customers, subscriptions, amendments, usage, invoices, events.
+
+Guarantees: every POST carries the step's idempotency key as ``Idempotency-Key`` (operations
+that need several POSTs derive sub-keys ``{key}:create``, ``{key}:update``), so any step can be
+run again without a second customer, subscription or charge. Failures leave as the engine's
+errors (see ``client``). Choices, documented once here:
+
+- Collection: ``StripeConfig.collection_method``, default ``charge_automatically`` with the
+  customer's default payment method and Stripe's default ``payment_behavior``
+  (``allow_incomplete`` in the API version the SDK pins; both are left out of the request, which
+  older fakes refuse): a declined first payment is a business outcome (the subscription is
+  ``incomplete``, Stripe's events tell the rest), never an error of the step. ``send_invoice``
+  sends ``collection_method`` and ``days_until_due``.
+- Billing cycle: anchored at creation (Stripe's default); the price's interval sets its length.
+- Renewal: Stripe renews by itself. ``renew`` withdraws a scheduled cancellation
+  (``cancel_at_period_end`` / ``cancel_at``) so the subscription renews; a canceled subscription
+  cannot be renewed (ConflictError: create a new one).
+- Cancel now: ``DELETE`` with ``prorate`` and ``invoice_now``, so unused time becomes a credit on
+  a final invoice; at period end: ``cancel_at_period_end=true``. Both are no-ops when done.
+- Card declines: in ``create_subscription`` see above; ``pay_invoice`` returns a failed Payment
+  with the decline code; elsewhere a CardError is a ``CardDeclined`` (DataError).
+- Events: ``list_events`` reads oldest first after a cursor (see its docstring).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import stripe
+from pydantic import SecretStr
+
+from quote2cash.canonical import (
+    Amendment,
+    Customer,
+    Invoice,
+    MoneyError,
+    Payment,
+    PricePlan,
+    ProrationBehavior,
+    RecordValidationError,
+    Subscription,
+    UsageRecord,
+)
+from quote2cash.connectors.roles import BillingEvent, Page, SystemCheck
+from quote2cash.connectors.stripe import mapping
+from quote2cash.connectors.stripe.client import (
+    CardDeclined,
+    InvalidRequest,
+    ResourceMissing,
+    StripeApi,
+    plain,
+)
+from quote2cash.connectors.stripe.config import CollectionMethod, CustomerLookup, StripeConfig
+from quote2cash.engine.errors import (
+    AuthError,
+    ConflictError,
+    DataError,
+    IntegrationError,
+    MappingError,
+    TransientError,
+)
+
+__all__ = ["StripeBilling", "verify_webhook"]
+
+T = TypeVar("T")
+BILLING: Final = "billing"
+_ENDED: Final = frozenset({"canceled", "incomplete_expired"})
+_ID_PREFIXES: Final = ("price_", "plan_")
+_PAGE: Final = 100
+
+
+def _opts(idempotency_key: str) -> Any:
+    return {"idempotency_key": idempotency_key}
+
+
+def _canonical(what: str, build: Callable[[], T], *, system: str = BILLING) -> T:
+    """Map a Stripe object, turning a shape the canonical model refuses into a MappingError."""
+    try:
+        return build()
+    except (RecordValidationError, MoneyError, ValueError, KeyError, TypeError) as exc:
+        raise MappingError(
+            f"cannot map {what} to the canonical model: {exc}", system=system
+        ) from None
+
+
+def verify_webhook(
+    payload: bytes,
+    signature_header: str,
+    secret: str | SecretStr,
+    tolerance: int = 300,
+    *,
+    system: str = BILLING,
+) -> BillingEvent:
+    """Check a delivery's ``Stripe-Signature`` and return its event; the secret is never shown.
+
+    Raises AuthError for a missing, malformed or wrong signature or a timestamp older than
+    ``tolerance`` seconds (a possible replay), DataError for a body that is not a Stripe event.
+    ``secret`` may be a ``SecretStr``.
+    """
+    key = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    try:
+        event = stripe.Webhook.construct_event(payload, signature_header, key, tolerance)
+    except stripe.SignatureVerificationError as error:
+        text = (error.user_message or "").lower()
+        if "tolerance" in text:
+            reason = f"its timestamp is more than {tolerance} s old (stale or replayed delivery)"
+        elif "unable to extract" in text or not signature_header:
+            reason = "the Stripe-Signature header is missing or malformed"
+        else:
+            reason = "no signature matches the payload (wrong signing secret or altered body)"
+        raise AuthError(f"webhook rejected: {reason}", system=system) from None
+    except ValueError:
+        raise DataError("webhook payload is not valid JSON", system=system) from None
+    body = plain(event)
+    if not body.get("id") or not body.get("type"):
+        raise DataError("webhook payload is not a Stripe event (no id or type)", system=system)
+    return _canonical(f"Stripe event {body['id']}", lambda: mapping.billing_event(body))
+
+
+class StripeBilling:
+    """``connectors.roles.Billing`` on one Stripe account; ``async with`` closes its HTTP pool."""
+
+    def __init__(self, config: StripeConfig, *, system: str = BILLING) -> None:
+        self.system = system
+        self.config = config
+        self.api = StripeApi(config, system=system)
+        self._sdk = self.api.sdk
+        self._usage_targets: dict[str, tuple[str, str, str, str]] = {}
+
+    @classmethod
+    def for_sandbox(cls, base_url: str, **overrides: object) -> StripeBilling:
+        """A connector for a local emulator or localstripe (``StripeConfig.for_sandbox``)."""
+        return cls(StripeConfig.for_sandbox(base_url, **overrides))
+
+    def __repr__(self) -> str:
+        return f"StripeBilling(system={self.system!r}, base_url={self.config.base_url!r})"
+
+    async def __aenter__(self) -> StripeBilling:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.api.close()
+
+    async def _call(self, operation: str, request: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        return plain(await self.api.call(operation, request))
+
+    # --- customers ----------------------------------------------------------------------------
+
+    async def upsert_customer(self, customer: Customer, *, idempotency_key: str) -> str:
+        """Find by ``metadata['hub_global_id']`` (or the known billing id) and update, else create.
+
+        Returns the Stripe customer id. Search lags writes on real Stripe; a retried step is still
+        safe because the create carries ``{key}:create``.
+        """
+        params: Any = mapping.customer_params(customer)
+        existing = customer.id_in(self.system)
+        if existing is None:
+            found = await self._find_customer(customer)
+            if found is not None:
+                existing = str(found["id"])
+                if found.get("tax_exempt") not in (None, "none") and "tax_exempt" not in params:
+                    params["tax_exempt"] = "none"
+        if existing is not None:
+            target = existing
+            updated = await self._call(
+                f"update customer {target} ({customer.label})",
+                lambda: self._sdk.v1.customers.update_async(
+                    target, params=params, options=_opts(f"{idempotency_key}:update")
+                ),
+            )
+            return str(updated["id"])
+        created = await self._call(
+            f"create customer for {customer.label}",
+            lambda: self._sdk.v1.customers.create_async(
+                params=params, options=_opts(f"{idempotency_key}:create")
+            ),
+        )
+        return str(created["id"])
+
+    async def _find_customer(self, customer: Customer) -> dict[str, Any] | None:
+        """The one Stripe customer whose ``metadata['hub_global_id']`` is the customer's."""
+        global_id = customer.global_id
+        if global_id is None:
+            return None
+        if self.config.customer_lookup is CustomerLookup.SEARCH:
+            query = f"metadata['hub_global_id']:{mapping.search_literal(global_id)}"
+            found = await self._call(
+                f"search customers for {customer.label}",
+                lambda: self._sdk.v1.customers.search_async(params={"query": query, "limit": 10}),
+            )
+            matches = list(found.get("data") or [])
+        else:
+            if not customer.email:
+                return None
+            email = customer.email
+            listed = await self._call(
+                f"list customers by email for {customer.label}",
+                lambda: self._sdk.v1.customers.list_async(params={"email": email, "limit": 100}),
+            )
+            matches = [
+                c
+                for c in listed.get("data") or []
+                if (c.get("metadata") or {}).get("hub_global_id") == global_id
+            ]
+        if len(matches) > 1:
+            raise ConflictError(
+                f"{customer.label}: Stripe has several customers with hub_global_id "
+                f"{global_id!r} ({', '.join(sorted(str(c['id']) for c in matches))}); "
+                "merge or delete the duplicates",
+                system=self.system,
+            )
+        return matches[0] if matches else None
+
+    async def _customer_of(self, subscription: Subscription) -> str:
+        ref = subscription.customer
+        known = ref.id_in(self.system)
+        if known:
+            return known
+        if ref.global_id:
+            found = await self._find_customer(Customer(global_id=ref.global_id, name="lookup"))
+            if found is not None:
+                return str(found["id"])
+        raise MappingError(
+            f"{subscription.label}: customer {ref} has no Stripe customer id; "
+            "upsert the customer to billing first",
+            system=self.system,
+        )
+
+    # --- subscriptions ------------------------------------------------------------------------
+
+    async def create_subscription(
+        self, subscription: Subscription, *, idempotency_key: str
+    ) -> Subscription:
+        """Create it in Stripe and return it with Stripe's ids.
+
+        Each item's ``price_plan.external_ids['billing']`` is a price id (``price_...``), a legacy
+        plan id (``plan_...``, sent as the item's ``plan``, as older accounts and localstripe
+        expect) or else a lookup key.
+        """
+        customer_id = await self._customer_of(subscription)
+        prices = await self._resolve_prices(subscription)
+        items: list[dict[str, Any]] = []
+        for item, price in zip(subscription.items, prices, strict=True):
+            kind = "plan" if price.get("object") == "plan" else "price"
+            entry: dict[str, Any] = {kind: price["id"]}
+            if item.quantity is not None and _usage_type(price) != "metered":
+                entry["quantity"] = item.quantity
+            items.append(entry)
+        metadata = {
+            k: v
+            for k, v in (
+                ("contract_number", subscription.contract_number),
+                ("hub_global_id", subscription.global_id),
+            )
+            if v
+        }
+        params: Any = {"customer": customer_id, "items": items, "metadata": metadata}
+        if self.config.collection_method is CollectionMethod.SEND_INVOICE:
+            params["collection_method"] = CollectionMethod.SEND_INVOICE.value
+            params["days_until_due"] = self.config.days_until_due
+        created = await self._call(
+            f"create subscription {subscription.label}",
+            lambda: self._sdk.v1.subscriptions.create_async(
+                params=params, options=_opts(idempotency_key)
+            ),
+        )
+        full = await self._with_all_items(created)
+        stripe_sub = _canonical(
+            f"Stripe subscription {full.get('id')}", lambda: mapping.subscription_from_stripe(full)
+        )
+        return _canonical(
+            subscription.label,
+            lambda: mapping.merge_subscription(
+                subscription, stripe_sub, [str(p["id"]) for p in prices]
+            ),
+        )
+
+    async def _resolve_prices(self, subscription: Subscription) -> list[dict[str, Any]]:
+        """Each item's Stripe price (by id, legacy plan id, or lookup key), checked usable."""
+        refs: list[str] = []
+        for number, item in enumerate(subscription.items, start=1):
+            ref = item.price_plan.id_in(self.system)
+            if not ref:
+                raise MappingError(
+                    f"{subscription.label}: item {number} price plan {item.price_plan} has no "
+                    "Stripe price id or lookup key (external_ids['billing'])",
+                    system=self.system,
+                )
+            refs.append(ref)
+        keys = sorted({r for r in refs if not r.startswith(_ID_PREFIXES)})
+        by_key: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 10):
+            chunk = keys[start : start + 10]
+            listed = await self._call(
+                f"look up prices {', '.join(chunk)} for {subscription.label}",
+                lambda chunk=chunk: self._sdk.v1.prices.list_async(  # type: ignore[misc]
+                    params={"lookup_keys": chunk, "limit": 100}
+                ),
+            )
+            by_key.update({str(p["lookup_key"]): p for p in listed.get("data") or []})
+        resolved: list[dict[str, Any]] = []
+        for number, ref in enumerate(refs, start=1):
+            price = by_key.get(ref) if ref in keys else await self._price_by_id(ref, subscription)
+            if price is None:
+                raise MappingError(
+                    f"{subscription.label}: item {number} price {ref!r} is not a Stripe price id "
+                    "or lookup key",
+                    system=self.system,
+                )
+            if str(price.get("currency", "")).upper() != subscription.currency:
+                raise MappingError(
+                    f"{subscription.label}: item {number} price {ref!r} is in "
+                    f"{str(price.get('currency')).upper()}, the subscription in "
+                    f"{subscription.currency}",
+                    system=self.system,
+                )
+            if price.get("active") is False:
+                raise MappingError(
+                    f"{subscription.label}: item {number} price {ref!r} is archived in Stripe",
+                    system=self.system,
+                )
+            resolved.append(price)
+        return resolved
+
+    async def _price_by_id(self, ref: str, subscription: Subscription) -> dict[str, Any] | None:
+        try:
+            if ref.startswith("plan_"):
+                return await self._call(
+                    f"read plan {ref} for {subscription.label}",
+                    lambda: self._sdk.v1.plans.retrieve_async(ref),
+                )
+            return await self._call(
+                f"read price {ref} for {subscription.label}",
+                lambda: self._sdk.v1.prices.retrieve_async(ref),
+            )
+        except ResourceMissing:
+            return None
+
+    async def _with_all_items(self, sub: dict[str, Any]) -> dict[str, Any]:
+        """The subscription with every item (Stripe embeds the first 10)."""
+        items = sub.get("items") or {}
+        if not items.get("has_more"):
+            return sub
+        data: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params: Any = {"subscription": sub["id"], "limit": _PAGE}
+            if cursor:
+                params["starting_after"] = cursor
+            page = await self._call(
+                f"list items of subscription {sub['id']}",
+                lambda params=params: self._sdk.v1.subscription_items.list_async(  # type: ignore[misc]
+                    params=params
+                ),
+            )
+            data.extend(page.get("data") or [])
+            if not page.get("has_more") or not data:
+                break
+            cursor = str(data[-1]["id"])
+        return {**sub, "items": {**items, "data": data, "has_more": False}}
+
+    async def _subscription(self, subscription_id: str) -> dict[str, Any]:
+        sub = await self._call(
+            f"read subscription {subscription_id}",
+            lambda: self._sdk.v1.subscriptions.retrieve_async(subscription_id),
+        )
+        return await self._with_all_items(sub)
+
+    def _map_subscription(self, sub: Mapping[str, Any]) -> Subscription:
+        return _canonical(
+            f"Stripe subscription {sub.get('id')}", lambda: mapping.subscription_from_stripe(sub)
+        )
+
+    async def get_subscription(self, subscription_id: str) -> Subscription:
+        return self._map_subscription(await self._subscription(subscription_id))
+
+    async def change_quantity(self, amendment: Amendment, *, idempotency_key: str) -> Subscription:
+        """Set one item's quantity with the amendment's proration behaviour.
+
+        ``effective_at`` becomes Stripe's ``proration_date`` when it falls in the current period
+        (so a retry prorates identically); otherwise Stripe prorates from now. If Stripe's quantity
+        is neither ``previous_quantity`` nor ``new_quantity``, someone else changed it: Conflict.
+        """
+        sub_id = amendment.subscription.id_in(self.system)
+        if not sub_id:
+            raise MappingError(
+                f"{amendment.label}: subscription {amendment.subscription} has no Stripe id",
+                system=self.system,
+            )
+        current = await self._subscription(sub_id)
+        if current.get("status") in _ENDED:
+            raise ConflictError(
+                f"{amendment.label}: subscription {sub_id} is {current['status']}; "
+                "its quantity cannot change",
+                system=self.system,
+            )
+        items = (current.get("items") or {}).get("data") or []
+        item_id = amendment.subscription_item.id_in(self.system)
+        if item_id is None and len(items) == 1:
+            item_id = str(items[0]["id"])
+        item = next((i for i in items if i["id"] == item_id), None)
+        if item is None:
+            raise MappingError(
+                f"{amendment.label}: subscription item {amendment.subscription_item} is not on "
+                f"Stripe subscription {sub_id}",
+                system=self.system,
+            )
+        quantity = item.get("quantity")
+        expected = amendment.previous_quantity
+        if expected is not None and quantity not in (expected, amendment.new_quantity):
+            raise ConflictError(
+                f"{amendment.label}: expected quantity {expected} on item {item_id}, Stripe has "
+                f"{quantity}; amend from the current quantity",
+                system=self.system,
+            )
+        params: Any = {
+            "items": [{"id": item_id, "quantity": amendment.new_quantity}],
+            "proration_behavior": amendment.proration_behavior.value,
+        }
+        if amendment.proration_behavior is not ProrationBehavior.NONE:
+            at = int(amendment.effective_at.timestamp())
+            start = item.get("current_period_start", current.get("current_period_start"))
+            end = item.get("current_period_end", current.get("current_period_end"))
+            if start is not None and end is not None and int(start) <= at < int(end):
+                params["proration_date"] = at
+        updated = await self._call(
+            f"change quantity for {amendment.label}",
+            lambda: self._sdk.v1.subscriptions.update_async(
+                sub_id, params=params, options=_opts(idempotency_key)
+            ),
+        )
+        return self._map_subscription(await self._with_all_items(updated))
+
+    async def renew(self, subscription_id: str, *, idempotency_key: str) -> Subscription:
+        """Make sure it renews: withdraw a scheduled cancellation; canceled -> ConflictError."""
+        current = await self._subscription(subscription_id)
+        if current.get("status") in _ENDED:
+            raise ConflictError(
+                f"subscription {subscription_id} is {current['status']} and cannot be renewed in "
+                "Stripe; create a new subscription",
+                system=self.system,
+            )
+        if current.get("cancel_at_period_end"):
+            params: Any = {"cancel_at_period_end": False}
+        elif current.get("cancel_at"):
+            params = {"cancel_at": ""}
+        else:
+            return self._map_subscription(current)
+        updated = await self._call(
+            f"withdraw the cancellation of subscription {subscription_id}",
+            lambda: self._sdk.v1.subscriptions.update_async(
+                subscription_id, params=params, options=_opts(idempotency_key)
+            ),
+        )
+        return self._map_subscription(await self._with_all_items(updated))
+
+    async def cancel(
+        self, subscription_id: str, *, at_period_end: bool, idempotency_key: str
+    ) -> Subscription:
+        """Cancel now (prorated credit on a final invoice) or at period end; no-op when done."""
+        current = await self._subscription(subscription_id)
+        if current.get("status") in _ENDED:
+            return self._map_subscription(current)
+        if at_period_end:
+            if current.get("cancel_at_period_end"):
+                return self._map_subscription(current)
+            updated = await self._call(
+                f"cancel subscription {subscription_id} at period end",
+                lambda: self._sdk.v1.subscriptions.update_async(
+                    subscription_id,
+                    params={"cancel_at_period_end": True},
+                    options=_opts(idempotency_key),
+                ),
+            )
+            return self._map_subscription(await self._with_all_items(updated))
+        try:
+            canceled = await self._call(
+                f"cancel subscription {subscription_id}",
+                lambda: self._sdk.v1.subscriptions.cancel_async(
+                    subscription_id,
+                    params={"prorate": True, "invoice_now": True},
+                    options=_opts(idempotency_key),
+                ),
+            )
+        except InvalidRequest:
+            again = await self._subscription(subscription_id)
+            if again.get("status") in _ENDED:
+                return self._map_subscription(again)
+            raise
+        return self._map_subscription(await self._with_all_items(canceled))
+
+    # --- catalog ------------------------------------------------------------------------------
+
+    async def list_prices(self) -> list[PricePlan]:
+        """Every recurring per-unit month/year price, active or archived (see ``mapping``)."""
+        plans: list[PricePlan] = []
+        cursor: str | None = None
+        while True:
+            params: Any = {"limit": _PAGE}
+            if cursor:
+                params["starting_after"] = cursor
+            page = await self._call(
+                "list prices",
+                lambda params=params: self._sdk.v1.prices.list_async(params=params),  # type: ignore[misc]
+            )
+            data = page.get("data") or []
+            for price in data:
+                plan = _canonical(
+                    f"Stripe price {price.get('id')}",
+                    lambda price=price: mapping.price_plan_from_stripe(price),  # type: ignore[misc]
+                )
+                if plan is not None:
+                    plans.append(plan)
+            if not page.get("has_more") or not data:
+                return plans
+            cursor = str(data[-1]["id"])
+
+    # --- usage --------------------------------------------------------------------------------
+
+    async def report_usage(self, record: UsageRecord) -> None:
+        """Send one billing meter event, ``identifier`` = the record's idempotency key.
+
+        A meter record goes to the meter's ``event_name`` with payload ``stripe_customer_id`` and
+        ``value``; a subscription-item record to the meter of the item's price, with that meter's
+        payload keys. A repeated identifier (Stripe says duplicate) is success: already counted.
+        """
+        event_name, customer_key, value_key, customer_id = await self._usage_target(record)
+        params: Any = {
+            "event_name": event_name,
+            "identifier": record.idempotency_key,
+            "timestamp": int(record.timestamp.timestamp()),
+            "payload": {
+                customer_key: customer_id,
+                value_key: format(record.quantity.normalize(), "f"),
+            },
+        }
+        try:
+            await self.api.call(
+                f"report usage {record.label}",
+                lambda: self._sdk.v1.billing.meter_events.create_async(
+                    params=params, options=_opts(record.idempotency_key)
+                ),
+            )
+        except InvalidRequest as error:
+            if error.code == "duplicate_meter_event" or error.param == "identifier":
+                return
+            raise
+
+    async def _usage_target(self, record: UsageRecord) -> tuple[str, str, str, str]:
+        if record.meter is not None:
+            customer = record.customer.id_in(self.system) if record.customer else None
+            if not customer:
+                raise MappingError(
+                    f"{record.label}: customer {record.customer} has no Stripe customer id",
+                    system=self.system,
+                )
+            return record.meter, "stripe_customer_id", "value", customer
+        ref = record.subscription_item
+        item_id = ref.id_in(self.system) if ref else None
+        if not item_id:
+            raise MappingError(
+                f"{record.label}: subscription item {ref} has no Stripe id", system=self.system
+            )
+        cached = self._usage_targets.get(item_id)
+        if cached is not None:
+            return cached
+        item = await self._call(
+            f"read subscription item {item_id} for {record.label}",
+            lambda: self._sdk.v1.subscription_items.retrieve_async(item_id),
+        )
+        price = item.get("price") or {}
+        meter_id = (price.get("recurring") or {}).get("meter")
+        if not meter_id:
+            raise MappingError(
+                f"{record.label}: subscription item {item_id} has price {price.get('id')} without "
+                "a billing meter; Stripe takes usage through meters",
+                system=self.system,
+            )
+        meter = await self._call(
+            f"read billing meter {meter_id} for {record.label}",
+            lambda: self._sdk.v1.billing.meters.retrieve_async(str(meter_id)),
+        )
+        sub = await self._subscription(str(item["subscription"]))
+        target = (
+            str(meter["event_name"]),
+            str(
+                (meter.get("customer_mapping") or {}).get("event_payload_key")
+                or "stripe_customer_id"
+            ),
+            str((meter.get("value_settings") or {}).get("event_payload_key") or "value"),
+            str(sub["customer"]),
+        )
+        self._usage_targets[item_id] = target
+        return target
+
+    # --- invoices and payments ----------------------------------------------------------------
+
+    async def get_invoice(self, invoice_id: str) -> Invoice:
+        """The invoice with every line; its total equals Stripe's to the cent, or MappingError."""
+        invoice = await self._call(
+            f"read invoice {invoice_id}",
+            lambda: self._sdk.v1.invoices.retrieve_async(invoice_id),
+        )
+        lines = list((invoice.get("lines") or {}).get("data") or [])
+        more = bool((invoice.get("lines") or {}).get("has_more"))
+        while more and lines:
+            params = {"limit": _PAGE, "starting_after": str(lines[-1]["id"])}
+            page = await self._call(
+                f"list lines of invoice {invoice_id}",
+                lambda params=params: self._sdk.v1.invoices.line_items.list_async(  # type: ignore[misc]
+                    invoice_id, params=params
+                ),
+            )
+            lines.extend(page.get("data") or [])
+            more = bool(page.get("has_more")) and bool(page.get("data"))
+        return _canonical(
+            f"Stripe invoice {invoice_id}", lambda: mapping.invoice_from_stripe(invoice, lines)
+        )
+
+    async def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> Payment | None:
+        """Collect an open invoice now with the customer's default payment method.
+
+        A decline is a business outcome: a ``failed`` Payment with Stripe's decline code, not an
+        error. An invoice already paid gives its payment; None when nothing was due.
+        Void or uncollectible invoices raise ConflictError.
+        """
+        invoice = await self._call(
+            f"read invoice {invoice_id}", lambda: self._sdk.v1.invoices.retrieve_async(invoice_id)
+        )
+        status = invoice.get("status")
+        if status in ("void", "uncollectible"):
+            raise ConflictError(
+                f"invoice {invoice_id} is {status}; it cannot be paid", system=self.system
+            )
+        if status != "paid":
+            try:
+                invoice = await self._call(
+                    f"pay invoice {invoice_id}",
+                    lambda: self._sdk.v1.invoices.pay_async(
+                        invoice_id, options=_opts(idempotency_key)
+                    ),
+                )
+            except CardDeclined as declined:
+                after = await self._call(
+                    f"read invoice {invoice_id}",
+                    lambda: self._sdk.v1.invoices.retrieve_async(invoice_id),
+                )
+                outcome = (
+                    declined.decline_code or declined.code or "card_declined",
+                    declined.message,
+                )
+                return _canonical(
+                    f"payment of Stripe invoice {invoice_id}",
+                    lambda: mapping.payment_from_invoice(after, declined=outcome),
+                )
+            if invoice.get("status") != "paid":
+                unpaid = invoice
+                outcome_left = (
+                    "payment_failed",
+                    f"Stripe left invoice {invoice_id} {unpaid.get('status')} after the attempt",
+                )
+                return _canonical(
+                    f"payment of Stripe invoice {invoice_id}",
+                    lambda: mapping.payment_from_invoice(unpaid, declined=outcome_left),
+                )
+        if not int(invoice.get("amount_paid") or 0):
+            return None
+        return _canonical(
+            f"payment of Stripe invoice {invoice_id}",
+            lambda: mapping.payment_from_invoice(invoice),
+        )
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def list_events(self, cursor: str | None = None, limit: int = 100) -> Page[BillingEvent]:
+        """Events oldest first, strictly after ``cursor`` (an event id; None: the oldest kept).
+
+        Stripe lists newest first; ``ending_before=cursor`` gives the ``limit`` events just newer
+        than the cursor, which are reversed. Without a cursor, the list is walked back to its
+        oldest event (Stripe keeps 30 days). ``next_cursor`` is the newest event returned, or
+        None when there is nothing newer yet (keep polling with the cursor you have). A cursor
+        Stripe no longer keeps raises DataError.
+        """
+        size = max(1, min(limit, _PAGE))
+        if cursor is not None:
+            params: Any = {"limit": size, "ending_before": cursor}
+            page = await self._call(
+                f"list events after {cursor}",
+                lambda: self._sdk.v1.events.list_async(params=params),
+            )
+            newest_first = list(page.get("data") or [])
+        else:
+            newest_first = await self._oldest_events(size)
+        events = [
+            _canonical(f"Stripe event {e.get('id')}", lambda e=e: mapping.billing_event(e))  # type: ignore[misc]
+            for e in reversed(newest_first)
+        ]
+        return Page(events, events[-1].id if events else None)
+
+    async def _oldest_events(self, size: int) -> list[dict[str, Any]]:
+        tail: deque[dict[str, Any]] = deque(maxlen=size)
+        after: str | None = None
+        while True:
+            params: Any = {"limit": _PAGE}
+            if after:
+                params["starting_after"] = after
+            page = await self._call(
+                "list events",
+                lambda params=params: self._sdk.v1.events.list_async(params=params),  # type: ignore[misc]
+            )
+            data = page.get("data") or []
+            tail.extend(data)
+            if not page.get("has_more") or not data:
+                return list(tail)
+            after = str(data[-1]["id"])
+
+    def verify_webhook(self, payload: bytes, signature_header: str) -> BillingEvent:
+        """``verify_webhook`` with this account's ``webhook_secret``."""
+        if self.config.webhook_secret is None:
+            raise AuthError(
+                "webhook rejected: no webhook_secret is configured for this Stripe account",
+                system=self.system,
+            )
+        return verify_webhook(
+            payload,
+            signature_header,
+            self.config.webhook_secret,
+            self.config.webhook_tolerance_seconds,
+            system=self.system,
+        )
+
+    # --- health -------------------------------------------------------------------------------
+
+    async def check(self) -> SystemCheck:
+        """One cheap authenticated call (list one customer), no retries, with its latency."""
+        started = time.perf_counter()
+        where = self.config.base_url or "https://api.stripe.com"
+        try:
+            await self.api.call(
+                "check the connection",
+                lambda: self._sdk.v1.customers.list_async(params={"limit": 1}),
+                max_retries=0,
+            )
+        except AuthError as error:
+            return SystemCheck(self.system, True, False, error.message, _ms(started))
+        except TransientError as error:
+            limited = "rate limited" in error.message
+            return SystemCheck(self.system, limited, False, error.message, _ms(started))
+        except IntegrationError as error:
+            return SystemCheck(self.system, True, False, error.message, _ms(started))
+        return SystemCheck(self.system, True, True, f"Stripe API at {where}", _ms(started))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _usage_type(price: Mapping[str, Any]) -> str:
+    source: Mapping[str, Any] = (
+        price if price.get("object") == "plan" else price.get("recurring") or {}
+    )
+    return str(source.get("usage_type") or "licensed")

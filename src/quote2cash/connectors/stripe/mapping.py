@@ -1,0 +1,564 @@
+"""Stripe objects (plain dicts, as the API answers) <-> canonical records; pure functions.
+
+Both the current API shapes (periods on subscription items, ``invoice.parent``, line
+``pricing``/``parent``, ``total_taxes``) and the older ones (periods on the subscription,
+``invoice.subscription``, line ``price``/``plan``/``proration``, ``tax_amounts``) are read, so
+localstripe's 2017 answers map too. Amounts go through ``Money.from_stripe_amount`` with the
+invoice or price currency; unit amounts finer than a cent keep their precision.
+
+Where things live (documented choices):
+- PricePlan: ``external_ids['billing']`` is the price id, ``external_ids['lookup_key']`` its
+  lookup key (the catalog's ``price:`` codes may be either), ``nickname`` is Stripe's nickname,
+  ``per_seat`` is ``metadata['per_seat'] == 'true'``, ``global_id`` is
+  ``metadata['hub_global_id']``. Only recurring per-unit monthly/yearly prices are plans; others
+  are left out of ``list_prices``.
+- Invoice lines: ``amount`` is after discounts and credits and before tax (Stripe's ``amount``
+  minus ``discount_amounts``, ``pretax_credit_amounts`` and inclusive tax), so
+  ``total == sum(lines) + tax`` holds exactly as Stripe computes ``total``. The service period
+  is ``[date(period.start), date(period.end))`` in UTC (a day belongs to the period that starts
+  on it, so consecutive periods never overlap); a period within one day (a one-off item) serves
+  that day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from quote2cash.canonical import (
+    STRIPE_EXPONENTS,
+    Customer,
+    Invoice,
+    Money,
+    Payment,
+    PricePlan,
+    Subscription,
+    TaxExemption,
+    to_decimal,
+    validate_record,
+)
+from quote2cash.connectors.roles import BillingEvent
+
+__all__ = [
+    "EVENT_TYPES",
+    "billing_event",
+    "customer_metadata",
+    "customer_params",
+    "event_subject",
+    "hub_event_type",
+    "invoice_from_stripe",
+    "jsonable",
+    "merge_subscription",
+    "payment_from_invoice",
+    "price_plan_from_stripe",
+    "search_literal",
+    "subscription_from_stripe",
+    "subscription_item_ids",
+    "unit_amount",
+]
+
+BILLING: Final = "billing"
+
+EVENT_TYPES: Final[Mapping[str, str]] = {
+    "customer.created": "billing.customer.created",
+    "customer.updated": "billing.customer.updated",
+    "customer.deleted": "billing.customer.deleted",
+    "customer.subscription.created": "billing.subscription.created",
+    "customer.subscription.updated": "billing.subscription.updated",
+    "customer.subscription.deleted": "billing.subscription.canceled",
+    "invoice.created": "billing.invoice.created",
+    "invoice.updated": "billing.invoice.updated",
+    "invoice.finalized": "billing.invoice.finalized",
+    "invoice.paid": "billing.invoice.paid",
+    "invoice.voided": "billing.invoice.voided",
+    "invoice.marked_uncollectible": "billing.invoice.uncollectible",
+    "invoice.payment_succeeded": "billing.payment.succeeded",
+    "invoice.payment_failed": "billing.payment.failed",
+    "charge.refunded": "billing.payment.refunded",
+    "credit_note.created": "billing.credit_note.created",
+    "credit_note.voided": "billing.credit_note.voided",
+}
+"""Stripe event type -> hub type. Subscription events are refined by ``hub_event_type``
+(activated / amended / renewed / cancel_scheduled / past_due); any other Stripe type becomes
+``billing.stripe.<stripe type>``. The raw type is always kept in ``data['stripe_type']``."""
+
+_LIVE_STATUSES: Final = frozenset({"active", "trialing"})
+
+
+# --- small conversions -----------------------------------------------------------------------
+
+
+def instant(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(int(seconds), UTC)
+
+
+def _money(units: int | None, currency: str) -> Money:
+    return Money.from_stripe_amount(int(units or 0), currency)
+
+
+def unit_amount(minor: Decimal | str | int | None, currency: str) -> Decimal | None:
+    """A Stripe unit amount (minor units, maybe fractional like ``"2257.8"``) in currency units."""
+    if minor is None:
+        return None
+    value = to_decimal(minor, what="unit amount")
+    return value.scaleb(-STRIPE_EXPONENTS[currency.upper()])
+
+
+def _ident(value: Any) -> str | None:
+    """An id field that may be expanded into an object."""
+    if isinstance(value, Mapping):
+        found = value.get("id")
+        return str(found) if found else None
+    return str(value) if value else None
+
+
+def search_literal(value: str) -> str:
+    """``value`` quoted for Stripe's search query language."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values only: Decimals (the SDK parses ``*_decimal`` fields) become strings."""
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+# --- customers -------------------------------------------------------------------------------
+
+
+def customer_metadata(customer: Customer) -> dict[str, str]:
+    """The cross-reference ids Stripe keeps for the hub (``hub_global_id`` is the lookup key)."""
+    metadata: dict[str, str] = {}
+    if customer.global_id:
+        metadata["hub_global_id"] = customer.global_id
+    for key, system in (("crm_account_id", "crm"), ("erp_customer_id", "erp")):
+        identifier = customer.id_in(system)
+        if identifier:
+            metadata[key] = identifier
+    if customer.currency:
+        metadata["preferred_currency"] = customer.currency
+    return metadata
+
+
+def customer_params(customer: Customer) -> dict[str, Any]:
+    """Create/update parameters: name, email, phone, billing address, tax status, metadata.
+
+    Stripe customers have no writable currency (it is set by the first invoice), so the
+    preferred currency is kept in ``metadata['preferred_currency']``. ``tax_exempt`` is sent when
+    the customer is exempt or reverse-charge (the connector also resets a found customer to
+    ``none``), so systems without the field (localstripe) take ordinary customers.
+    """
+    params: dict[str, Any] = {"name": customer.name, "metadata": customer_metadata(customer)}
+    if customer.email:
+        params["email"] = customer.email
+    if customer.phone:
+        params["phone"] = customer.phone
+    address = customer.billing_address or customer.address
+    if address is not None:
+        params["address"] = {
+            key: value
+            for key, value in (
+                ("line1", address.line1),
+                ("line2", address.line2),
+                ("city", address.city),
+                ("postal_code", address.postal_code),
+                ("state", address.state),
+                ("country", address.country),
+            )
+            if value is not None
+        }
+    if customer.tax_exemption is not TaxExemption.NONE:
+        params["tax_exempt"] = customer.tax_exemption.value
+    return params
+
+
+# --- prices ----------------------------------------------------------------------------------
+
+
+def price_plan_from_stripe(price: Mapping[str, Any]) -> PricePlan | None:
+    """A recurring per-unit month/year price (or legacy plan) as a PricePlan; None otherwise."""
+    is_plan = price.get("object") == "plan"
+    recurring: Mapping[str, Any] = price if is_plan else (price.get("recurring") or {})
+    interval = recurring.get("interval")
+    if interval not in ("month", "year"):
+        return None
+    if (price.get("billing_scheme") or "per_unit") != "per_unit":
+        return None
+    currency = str(price["currency"]).upper()
+    minor = (
+        price.get("amount_decimal", price.get("amount"))
+        if is_plan
+        else price.get("unit_amount_decimal", price.get("unit_amount"))
+    )
+    amount = unit_amount(minor, currency)
+    if amount is None:
+        return None
+    product = _ident(price.get("product"))
+    if product is None:
+        return None
+    metadata: Mapping[str, Any] = price.get("metadata") or {}
+    external_ids = {BILLING: str(price["id"])}
+    if price.get("lookup_key"):
+        external_ids["lookup_key"] = str(price["lookup_key"])
+    return validate_record(
+        PricePlan,
+        {
+            "global_id": metadata.get("hub_global_id") or None,
+            "external_ids": external_ids,
+            "product": {"external_ids": {BILLING: product}},
+            "currency": currency,
+            "unit_amount": amount,
+            "interval": interval,
+            "interval_count": int(recurring.get("interval_count") or 1),
+            "usage_type": recurring.get("usage_type") or "licensed",
+            "per_seat": metadata.get("per_seat") == "true",
+            "nickname": price.get("nickname") or None,
+            "active": bool(price.get("active", True)),
+        },
+        record=f"Stripe price {price['id']}",
+    )
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+def _items(sub: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = sub.get("items") or {}
+    data = items.get("data") if isinstance(items, Mapping) else items
+    return list(data or [])
+
+
+def _item_price(item: Mapping[str, Any]) -> Mapping[str, Any]:
+    price = item.get("price") or item.get("plan") or {}
+    return price if isinstance(price, Mapping) else {"id": price}
+
+
+def subscription_item_ids(sub: Mapping[str, Any]) -> dict[str, str]:
+    """Price id -> subscription item id (Stripe allows each price once per subscription)."""
+    return {str(_item_price(item).get("id")): str(item["id"]) for item in _items(sub)}
+
+
+def _period(sub: Mapping[str, Any]) -> tuple[int, int]:
+    for source in [*_items(sub), sub]:
+        start, end = source.get("current_period_start"), source.get("current_period_end")
+        if start is not None and end is not None and int(end) > int(start):
+            return int(start), int(end)
+    raise ValueError(f"Stripe subscription {sub.get('id')} has no current period")
+
+
+def _subscription_currency(sub: Mapping[str, Any]) -> str:
+    currency = sub.get("currency")
+    if not currency:
+        currency = next((_item_price(i).get("currency") for i in _items(sub)), None)
+    return str(currency or "").upper()
+
+
+def subscription_from_stripe(sub: Mapping[str, Any]) -> Subscription:
+    """The canonical Subscription Stripe holds: ids, status, items, current period, dates."""
+    metadata: Mapping[str, Any] = sub.get("metadata") or {}
+    start, end = _period(sub)
+    items = []
+    for item in _items(sub):
+        price = _item_price(item)
+        usage = (price.get("recurring") or price).get("usage_type") or "licensed"
+        entry: dict[str, Any] = {
+            "external_ids": {BILLING: str(item["id"])},
+            "price_plan": {"external_ids": {BILLING: str(price.get("id"))}},
+            "quantity": None if usage == "metered" else int(item.get("quantity") or 0),
+        }
+        product = _ident(price.get("product"))
+        if product:
+            entry["product"] = {"external_ids": {BILLING: product}}
+        items.append(entry)
+    return validate_record(
+        Subscription,
+        {
+            "global_id": metadata.get("hub_global_id") or None,
+            "external_ids": {BILLING: str(sub["id"])},
+            "contract_number": metadata.get("contract_number") or None,
+            "customer": {"external_ids": {BILLING: _ident(sub.get("customer"))}},
+            "currency": _subscription_currency(sub),
+            "status": sub["status"],
+            "items": items,
+            "current_period_start": instant(start),
+            "current_period_end": instant(end),
+            "started_at": instant(sub.get("start_date") or sub.get("start")),
+            "cancel_at": instant(sub.get("cancel_at")),
+            "canceled_at": instant(sub.get("canceled_at")),
+        },
+        record=f"Stripe subscription {sub.get('id')}",
+    )
+
+
+def merge_subscription(
+    requested: Subscription, stripe_sub: Subscription, price_ids: Sequence[str]
+) -> Subscription:
+    """The hub's subscription with Stripe's ids, status and period filled in.
+
+    ``price_ids[i]`` is the Stripe price the i-th requested item was created with; each item keeps
+    its own price reference and gains the id of the Stripe item with that price.
+    """
+    by_price = {item.price_plan.id_in(BILLING): item for item in stripe_sub.items}
+    items = []
+    for mine, price_id in zip(requested.items, price_ids, strict=True):
+        theirs = by_price.get(price_id)
+        if theirs is None:
+            raise ValueError(
+                f"{requested.label}: Stripe subscription {stripe_sub.id_in(BILLING)} has no item "
+                f"with price {price_id}"
+            )
+        items.append(
+            mine.model_copy(update={"external_ids": {**mine.external_ids, **theirs.external_ids}})
+        )
+    data = requested.model_dump()
+    data.update(
+        external_ids={**requested.external_ids, BILLING: stripe_sub.external_ids[BILLING]},
+        status=stripe_sub.status,
+        items=[item.model_dump() for item in items],
+        current_period_start=stripe_sub.current_period_start,
+        current_period_end=stripe_sub.current_period_end,
+        started_at=stripe_sub.started_at or requested.started_at,
+        cancel_at=stripe_sub.cancel_at,
+        canceled_at=stripe_sub.canceled_at,
+    )
+    return validate_record(Subscription, data, record=requested.label)
+
+
+# --- invoices --------------------------------------------------------------------------------
+
+
+def _sum_amounts(entries: Sequence[Mapping[str, Any]] | None) -> int:
+    return sum(int(e.get("amount") or 0) for e in entries or [])
+
+
+def _line_taxes(line: Mapping[str, Any]) -> tuple[int | None, int]:
+    """(all tax on the line or None if unknown, the part already inside ``amount``)."""
+    if line.get("taxes") is not None:
+        taxes = line["taxes"]
+        inclusive = sum(
+            int(t.get("amount") or 0) for t in taxes if t.get("tax_behavior") == "inclusive"
+        )
+        return _sum_amounts(taxes), inclusive
+    if line.get("tax_amounts") is not None:
+        amounts = line["tax_amounts"]
+        inclusive = sum(int(t.get("amount") or 0) for t in amounts if t.get("inclusive"))
+        return _sum_amounts(amounts), inclusive
+    return None, 0
+
+
+def _invoice_tax(invoice: Mapping[str, Any]) -> int:
+    """All tax on the invoice, inclusive and exclusive.
+
+    Stripe's ``total`` is the lines' ``amount`` (inclusive tax inside) less discounts and credits
+    plus exclusive tax, which is exactly the net lines plus all tax.
+    """
+    if invoice.get("total_taxes") is not None:
+        return _sum_amounts(invoice["total_taxes"])
+    if invoice.get("total_tax_amounts") is not None:
+        return _sum_amounts(invoice["total_tax_amounts"])
+    return int(invoice.get("tax") or 0)
+
+
+def service_dates(start: int, end: int) -> tuple[date, date]:
+    """Stripe's ``[start, end)`` instants as UTC dates, end exclusive, at least one day.
+
+    Both ends take the date they fall on, so consecutive periods anchored mid-day
+    (``03:07`` to ``03:07``) stay contiguous and never share a day.
+    """
+    first = datetime.fromtimestamp(start, UTC).date()
+    last = datetime.fromtimestamp(end, UTC).date()
+    return first, max(last, first + timedelta(days=1))
+
+
+def _line(line: Mapping[str, Any], currency: str) -> dict[str, Any]:
+    parent: Mapping[str, Any] = line.get("parent") or {}
+    details: Mapping[str, Any] = (
+        parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
+    )
+    pricing: Mapping[str, Any] = line.get("pricing") or {}
+    price_details: Mapping[str, Any] = pricing.get("price_details") or {}
+    legacy_price: Mapping[str, Any] = line.get("price") or line.get("plan") or {}
+    price_id = _ident(price_details.get("price")) or _ident(legacy_price.get("id"))
+    product_id = _ident(price_details.get("product")) or _ident(legacy_price.get("product"))
+    item_id = _ident(details.get("subscription_item")) or _ident(line.get("subscription_item"))
+    proration = bool(details.get("proration", line.get("proration", False)))
+    tax, inclusive = _line_taxes(line)
+    net = (
+        int(line["amount"])
+        - _sum_amounts(line.get("discount_amounts"))
+        - _sum_amounts(line.get("pretax_credit_amounts"))
+        - inclusive
+    )
+    unit_minor = pricing.get("unit_amount_decimal")
+    if unit_minor is None:
+        unit_minor = legacy_price.get("unit_amount_decimal", legacy_price.get("amount"))
+    quantity = line.get("quantity_decimal", line.get("quantity"))
+    period: Mapping[str, Any] = line.get("period") or {}
+    start, end = service_dates(int(period["start"]), int(period["end"]))
+    entry: dict[str, Any] = {
+        "external_ids": {BILLING: str(line["id"])},
+        "description": line.get("description") or None,
+        "quantity": to_decimal(quantity) if quantity is not None else None,
+        "unit_amount": unit_amount(unit_minor, currency),
+        "amount": _money(net, currency),
+        "tax": _money(tax, currency) if tax is not None else None,
+        "service_start": start,
+        "service_end": end,
+        "proration": proration,
+    }
+    if price_id:
+        entry["price_plan"] = {"external_ids": {BILLING: price_id}}
+    if product_id:
+        entry["product"] = {"external_ids": {BILLING: product_id}}
+    if item_id:
+        entry["subscription_item"] = {"external_ids": {BILLING: item_id}}
+    return entry
+
+
+def invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
+    parent: Mapping[str, Any] = invoice.get("parent") or {}
+    details: Mapping[str, Any] = parent.get("subscription_details") or {}
+    return _ident(details.get("subscription")) or _ident(invoice.get("subscription"))
+
+
+def invoice_from_stripe(
+    invoice: Mapping[str, Any], lines: Sequence[Mapping[str, Any]] | None = None
+) -> Invoice:
+    """The canonical Invoice; raises RecordValidationError if lines + tax != Stripe's total."""
+    currency = str(invoice["currency"]).upper()
+    all_lines = lines if lines is not None else (invoice.get("lines") or {}).get("data") or []
+    tax = _invoice_tax(invoice)
+    transitions: Mapping[str, Any] = invoice.get("status_transitions") or {}
+    due = instant(invoice.get("due_date"))
+    data: dict[str, Any] = {
+        "external_ids": {BILLING: str(invoice["id"])},
+        "number": invoice.get("number") or None,
+        "customer": {"external_ids": {BILLING: _ident(invoice.get("customer"))}},
+        "currency": currency,
+        "status": invoice.get("status") or "draft",
+        "issued_at": instant(transitions.get("finalized_at")),
+        "due_date": due.date() if due else None,
+        "lines": [_line(line, currency) for line in all_lines],
+        "tax": _money(tax, currency),
+        "total": _money(int(invoice["total"]), currency),
+        "amount_paid": _money(invoice.get("amount_paid"), currency),
+    }
+    subscription = invoice_subscription(invoice)
+    if subscription:
+        data["subscription"] = {"external_ids": {BILLING: subscription}}
+    return validate_record(Invoice, data, record=f"Stripe invoice {invoice['id']}")
+
+
+def payment_from_invoice(
+    invoice: Mapping[str, Any],
+    *,
+    declined: tuple[str, str] | None = None,
+    at: datetime | None = None,
+) -> Payment:
+    """A payment attempt on ``invoice``: succeeded, or failed with (code, reason) if declined."""
+    currency = str(invoice["currency"]).upper()
+    transitions: Mapping[str, Any] = invoice.get("status_transitions") or {}
+    charged = invoice.get("amount_paid") if declined is None else invoice.get("amount_due")
+    created = at or instant(transitions.get("paid_at")) or instant(invoice.get("created"))
+    data: dict[str, Any] = {
+        "customer": {"external_ids": {BILLING: _ident(invoice.get("customer"))}},
+        "invoice": {"external_ids": {BILLING: str(invoice["id"])}},
+        "amount": _money(charged, currency),
+        "status": "failed" if declined else "succeeded",
+        "created_at": created,
+        "method": "card",
+    }
+    intent = _ident(invoice.get("payment_intent")) or _ident(invoice.get("charge"))
+    if intent:
+        data["external_ids"] = {BILLING: intent}
+    if declined is not None:
+        data["failure_code"], data["failure_reason"] = declined
+    return validate_record(Payment, data, record=f"payment of Stripe invoice {invoice['id']}")
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+def event_subject(obj: Mapping[str, Any]) -> str:
+    """The business key: the subscription where there is one, else the customer, else the id."""
+    kind = obj.get("object")
+    if kind == "subscription":
+        return str(obj["id"])
+    subscription = (
+        invoice_subscription(obj) if kind == "invoice" else _ident(obj.get("subscription"))
+    )
+    if subscription:
+        return subscription
+    if kind == "customer":
+        return str(obj["id"])
+    return _ident(obj.get("customer")) or str(obj.get("id") or "")
+
+
+def _quantities(items: Sequence[Mapping[str, Any]]) -> set[tuple[str | None, int | None]]:
+    return {(_ident(_item_price(i).get("id")), i.get("quantity")) for i in items}
+
+
+def _subscription_change(obj: Mapping[str, Any], previous: Mapping[str, Any]) -> str:
+    status, before = obj.get("status"), previous.get("status")
+    if before is not None and before != status:
+        if status == "active":
+            return "billing.subscription.activated"
+        if status == "past_due":
+            return "billing.subscription.past_due"
+    if "items" in previous:
+        old = previous["items"]
+        old_items = old.get("data", []) if isinstance(old, Mapping) else old or []
+        if _quantities(old_items) != _quantities(_items(obj)):
+            return "billing.subscription.amended"
+        if any("current_period_start" in i for i in old_items):
+            return "billing.subscription.renewed"
+    if "quantity" in previous or "plan" in previous:
+        return "billing.subscription.amended"
+    if "current_period_start" in previous:
+        return "billing.subscription.renewed"
+    if previous.get("cancel_at_period_end") is False and obj.get("cancel_at_period_end"):
+        return "billing.subscription.cancel_scheduled"
+    return "billing.subscription.updated"
+
+
+def hub_event_type(
+    stripe_type: str, obj: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+) -> str:
+    """The hub's ``billing.<entity>.<verb>`` name for a Stripe event (see ``EVENT_TYPES``)."""
+    if stripe_type == "customer.subscription.created" and obj.get("status") in _LIVE_STATUSES:
+        return "billing.subscription.activated"
+    if stripe_type == "customer.subscription.updated":
+        return _subscription_change(obj, previous or {})
+    return EVENT_TYPES.get(stripe_type, f"billing.stripe.{stripe_type}")
+
+
+def billing_event(event: Mapping[str, Any]) -> BillingEvent:
+    """A Stripe event as the hub logs it; ``data`` keeps the raw type and the object snapshot."""
+    body: Mapping[str, Any] = event.get("data") or {}
+    obj: Mapping[str, Any] = body.get("object") or {}
+    previous: Mapping[str, Any] = body.get("previous_attributes") or {}
+    stripe_type = str(event["type"])
+    created = instant(event.get("created")) or datetime.now(UTC)
+    data: dict[str, Any] = {
+        "stripe_type": stripe_type,
+        "object_type": obj.get("object"),
+        "object_id": obj.get("id"),
+        "customer": obj["id"] if obj.get("object") == "customer" else _ident(obj.get("customer")),
+        "object": jsonable(obj),
+    }
+    if previous:
+        data["previous_attributes"] = jsonable(previous)
+    return BillingEvent(
+        id=str(event["id"]),
+        type=hub_event_type(stripe_type, obj, previous),
+        created=created,
+        subject=event_subject(obj),
+        data=data,
+    )

@@ -1,0 +1,156 @@
+"""Classified failure: auth, rate limits and 5xx absorbed or handed on, unknown ids, bad prices."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from quote2cash.canonical import Customer
+from quote2cash.connectors.roles import Billing
+from quote2cash.engine.errors import AuthError, DataError, MappingError, TransientError
+
+from .harness import StripeEmulatorHarness, subscription_for
+
+WRONG_KEY = "sk_test_this_key_is_wrong_0123456789"
+
+
+async def test_a_rejected_key_is_an_auth_error_that_names_billing_not_the_key(
+    harness: StripeEmulatorHarness,
+) -> None:
+    harness.emulator.config.api_keys = {"sk_test_quote2cash_sandbox"}
+    wrong = harness.connector(api_key=WRONG_KEY)
+    with pytest.raises(AuthError) as info:
+        await wrong.upsert_customer(Customer(name="X"), idempotency_key="k1")
+    assert info.value.system == "billing"
+    assert info.value.category == "auth"
+    text = f"{info.value} {info.value!r} {info.value.args}"
+    assert "billing" in str(info.value)
+    assert WRONG_KEY not in text and WRONG_KEY[-8:] not in text
+    assert WRONG_KEY not in repr(wrong) and WRONG_KEY not in repr(wrong.config)
+    check = await wrong.check()
+    assert (check.reachable, check.authenticated) == (True, False)
+    assert WRONG_KEY not in check.detail
+
+
+async def test_check_reports_a_working_connection(billing: Billing) -> None:
+    check = await billing.check()
+    assert (check.system, check.reachable, check.authenticated) == ("billing", True, True)
+    assert check.latency_ms is not None and check.latency_ms >= 0
+
+
+async def test_a_429_storm_is_absorbed_and_the_subscription_made_once(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    price = harness.seat_price("10.00")
+    customer = harness.customer_with_card()
+    harness.rate_limit_next(3)
+    created = await billing.create_subscription(
+        subscription_for(customer, [(price, 1)]), idempotency_key="evt-1:subscribe"
+    )
+    assert harness.pending_faults() == 0
+    harness.clear_faults()
+    assert created.status == "active"
+    assert harness.count("subscriptions") == 1
+    assert harness.count("invoices") == 1
+
+
+async def test_every_other_request_rate_limited_still_completes_each_step_once(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    price = harness.seat_price("10.00")
+    harness.rate_limit_every(2)
+    for n in range(3):
+        customer_id = await billing.upsert_customer(
+            Customer(global_id=f"c-{n}", name=f"Customer {n}"), idempotency_key=f"evt-{n}:upsert"
+        )
+        harness.clear_faults()
+        harness.give_card(customer_id)
+        harness.rate_limit_every(2)
+        sub = subscription_for(
+            Customer(name="x", external_ids={"billing": customer_id}), [(price, 2)]
+        )
+        await billing.create_subscription(sub, idempotency_key=f"evt-{n}:subscribe")
+    harness.clear_faults()
+    assert harness.count("customers") == 3
+    assert harness.count("subscriptions") == 3
+
+
+async def test_retry_after_is_honoured(billing: Billing, harness: StripeEmulatorHarness) -> None:
+    harness.rate_limit_next(1, retry_after=1)
+    started = time.monotonic()
+    await billing.upsert_customer(Customer(name="Patient"), idempotency_key="evt-1:upsert")
+    assert time.monotonic() - started >= 1.0
+    assert harness.count("customers") == 1
+
+
+async def test_a_long_storm_becomes_a_transient_error_with_retry_after(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    harness.rate_limit_next(100, retry_after=30)
+    started = time.monotonic()
+    with pytest.raises(TransientError) as info:
+        await billing.upsert_customer(Customer(name="Later"), idempotency_key="evt-1:upsert")
+    assert time.monotonic() - started < 5
+    assert info.value.retry_after == 30
+    assert info.value.system == "billing"
+    harness.clear_faults()
+    assert harness.count("customers") == 0
+
+
+async def test_5xx_are_absorbed_and_the_customer_made_once(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    harness.fail_next_500(2)
+    customer_id = await billing.upsert_customer(
+        Customer(global_id="c-500", name="Resilient"), idempotency_key="evt-1:upsert"
+    )
+    assert harness.pending_faults() == 0
+    harness.clear_faults()
+    assert harness.count("customers") == 1
+    assert harness.customer(customer_id)["name"] == "Resilient"
+
+
+async def test_persistent_5xx_end_as_transient(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    harness.fail_next_500(50)
+    with pytest.raises(TransientError):
+        await billing.get_subscription("sub_anything")
+    harness.clear_faults()
+
+
+async def test_unknown_ids_are_data_errors_naming_the_id(billing: Billing) -> None:
+    with pytest.raises(DataError) as sub:
+        await billing.get_subscription("sub_doesnotexist")
+    assert "sub_doesnotexist" in str(sub.value) and sub.value.system == "billing"
+    with pytest.raises(DataError) as inv:
+        await billing.get_invoice("in_doesnotexist")
+    assert "in_doesnotexist" in str(inv.value)
+    with pytest.raises(DataError) as cancel:
+        await billing.cancel("sub_gone", at_period_end=False, idempotency_key="k")
+    assert "sub_gone" in str(cancel.value)
+
+
+async def test_an_unknown_price_is_a_mapping_error_naming_subscription_and_price(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    customer = harness.customer_with_card()
+    for ref in ("no_such_lookup_key", "price_doesnotexist"):
+        requested = subscription_for(customer, [(ref, 1)], contract_number="C-77")
+        with pytest.raises(MappingError) as info:
+            await billing.create_subscription(requested, idempotency_key=f"evt-{ref}")
+        assert "C-77" in str(info.value) and ref in str(info.value)
+    assert harness.count("subscriptions") == 0
+
+
+async def test_a_price_in_another_currency_is_a_mapping_error(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    usd = harness.seat_price("10.00", "USD")
+    customer = harness.customer_with_card()
+    with pytest.raises(MappingError) as info:
+        await billing.create_subscription(
+            subscription_for(customer, [(usd, 1)], currency="EUR"), idempotency_key="evt-1"
+        )
+    assert "USD" in str(info.value) and "EUR" in str(info.value)

@@ -1,0 +1,126 @@
+"""Effectively once: the same step run again (same idempotency key) changes nothing more."""
+
+from __future__ import annotations
+
+from quote2cash.canonical import Address, Customer, Ref
+from quote2cash.connectors.roles import Billing
+
+from .harness import StripeEmulatorHarness, subscription_for
+
+
+def acme(name: str = "Acme GmbH") -> Customer:
+    return Customer(
+        global_id="cust-acme-1",
+        name=name,
+        email="ap@acme.example",
+        address=Address(line1="Hauptstr. 1", city="Berlin", postal_code="10115", country="DE"),
+        currency="EUR",
+        external_ids={"crm": "001ACME", "erp": "ERP-42"},
+    )
+
+
+def test_the_role_is_implemented(billing: Billing) -> None:
+    assert isinstance(billing, Billing)
+    assert billing.system == "billing"
+
+
+async def test_upsert_customer_twice_with_one_key_makes_one_customer(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    first = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
+    again = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
+    assert first == again
+    assert harness.count("customers") == 1
+    assert harness.idempotency_keys_of("customer.created") == ["evt-1:upsert:create"]
+    stored = harness.customer(first)
+    assert stored["metadata"] == {
+        "hub_global_id": "cust-acme-1",
+        "crm_account_id": "001ACME",
+        "erp_customer_id": "ERP-42",
+        "preferred_currency": "EUR",
+    }
+    assert (stored["name"], stored["email"]) == ("Acme GmbH", "ap@acme.example")
+    assert stored["address"]["city"] == "Berlin" and stored["address"]["country"] == "DE"
+
+
+async def test_upsert_customer_finds_by_global_id_and_updates(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    created = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
+    renamed = await billing.upsert_customer(acme("Acme SE"), idempotency_key="evt-2:upsert")
+    assert renamed == created
+    assert harness.count("customers") == 1
+    assert harness.idempotency_keys_of("customer.updated")[-1] == "evt-2:upsert:update"
+    assert harness.customer(created)["name"] == "Acme SE"
+
+
+async def test_create_subscription_twice_with_one_key_makes_one_subscription(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    price = harness.seat_price("33.33", lookup_key="seat_eur")
+    customer = harness.customer_with_card()
+    requested = subscription_for(customer, [("seat_eur", 3)], global_id="sub-hub-1")
+    first = await billing.create_subscription(requested, idempotency_key="evt-9:subscribe")
+    again = await billing.create_subscription(requested, idempotency_key="evt-9:subscribe")
+    assert harness.count("subscriptions") == 1
+    assert harness.idempotency_keys_of("customer.subscription.created") == ["evt-9:subscribe"]
+    assert first == again
+    sub_id = first.id_in("billing")
+    assert sub_id is not None and sub_id.startswith("sub_")
+    assert first.global_id == "sub-hub-1" and first.contract_number == "C-0001"
+    assert first.status == "active"
+    (item,) = first.items
+    assert item.quantity == 3
+    assert item.price_plan == Ref.external("billing", "seat_eur")
+    stored = harness.subscription(sub_id)
+    assert item.id_in("billing") == stored["items"]["data"][0]["id"]
+    assert stored["items"]["data"][0]["price"]["id"] == price
+    assert stored["metadata"] == {"contract_number": "C-0001", "hub_global_id": "sub-hub-1"}
+    assert len(harness.invoices_of(sub_id)) == 1
+
+
+async def test_subscription_for_a_customer_known_only_by_global_id(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    customer_id = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
+    harness.give_card(customer_id)
+    price = harness.seat_price("10.00")
+    requested = subscription_for(Ref.to("cust-acme-1"), [(price, 1)])
+    created = await billing.create_subscription(requested, idempotency_key="evt-2:subscribe")
+    assert created.status == "active"
+    sub_id = created.id_in("billing")
+    assert sub_id is not None
+    assert harness.subscription(sub_id)["customer"] == customer_id
+
+
+async def test_change_quantity_twice_with_one_key_prorates_once(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    from datetime import timedelta
+
+    from quote2cash.canonical import Amendment, ProrationBehavior
+
+    from .harness import T0
+
+    clock = harness.start_clock()
+    customer = harness.customer_with_card(clock=clock)
+    price = harness.seat_price("20.00")
+    created = await billing.create_subscription(
+        subscription_for(customer, [(price, 2)]), idempotency_key="evt-1:subscribe"
+    )
+    harness.advance_clock(clock, T0 + timedelta(days=15))
+    amendment = Amendment(
+        subscription=Ref(external_ids=created.external_ids),
+        subscription_item=Ref(external_ids=created.items[0].external_ids),
+        amendment_number=1,
+        effective_at=T0 + timedelta(days=15),
+        previous_quantity=2,
+        new_quantity=4,
+        proration_behavior=ProrationBehavior.ALWAYS_INVOICE,
+    )
+    sub_id = created.id_in("billing")
+    assert sub_id is not None
+    first = await billing.change_quantity(amendment, idempotency_key="evt-2:amend")
+    again = await billing.change_quantity(amendment, idempotency_key="evt-2:amend")
+    assert first.items[0].quantity == again.items[0].quantity == 4
+    assert len(harness.invoices_of(sub_id)) == 2

@@ -1,0 +1,63 @@
+"""Connection refused and timeouts end as TransientError after bounded retries."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from quote2cash.connectors.stripe import StripeBilling
+from quote2cash.engine.errors import TransientError
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+async def slow_server() -> AsyncIterator[tuple[str, list[int]]]:
+    hits: list[int] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        hits.append(1)
+        await asyncio.sleep(1)
+        return web.json_response({"object": "list", "data": [], "has_more": False})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", hits
+    await runner.cleanup()
+
+
+async def test_connection_refused_is_transient_and_check_says_unreachable() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    async with StripeBilling.for_sandbox(url, max_network_retries=2) as billing:
+        with pytest.raises(TransientError) as info:
+            await billing.get_subscription("sub_1")
+        assert info.value.system == "billing"
+        assert billing.api.retries == 2
+        check = await billing.check()
+        assert (check.reachable, check.authenticated) == (False, False)
+
+
+async def test_a_timeout_is_transient_after_retries(slow_server: tuple[str, list[int]]) -> None:
+    url, hits = slow_server
+    async with StripeBilling.for_sandbox(
+        url, request_timeout=0.2, max_network_retries=1
+    ) as billing:
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="timeout"):
+            await billing.list_prices()
+        assert time.monotonic() - started < 1
+    assert len(hits) == 2
