@@ -36,12 +36,13 @@ class UsageType(StrEnum):
 
 
 class PricePlan(Record):
-    """A price of a product per interval; ``unit_amount`` may be finer than the currency's cent."""
+    """A price of a product per interval (``interval`` None: a one-time price);
+    ``unit_amount`` may be finer than the currency's cent."""
 
     product: Ref
     currency: CurrencyCode
     unit_amount: UnitAmount
-    interval: Interval
+    interval: Interval | None
     interval_count: Annotated[int, Field(ge=1, le=36, strict=True)] = 1
     usage_type: UsageType = UsageType.LICENSED
     per_seat: bool = False

@@ -8,6 +8,7 @@ commands (``q2c systems check``, the demo, a worker) can connect; nothing printe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.tryton import commands as tryton_commands
 
 DEFAULT_WORKDIR = Path(".q2c") / "sandbox"
@@ -149,6 +151,14 @@ def up(
         tryton = tryton_commands.sandbox_up(tryton_dir, backend=tryton_backend)  # type: ignore[arg-type]
     except Exception as exc:
         raise SandboxError(f"Tryton ERP could not start: {exc}") from exc
+    progress("seeding the product catalog in Stripe and Salesforce")
+    try:
+        seed_stripe(state["stripe"]["base_url"], state["stripe"]["api_key"])
+        asyncio.run(
+            seed_salesforce(state["salesforce"]["instance_url"], state["salesforce"]["ca_file"])
+        )
+    except Exception as exc:
+        raise SandboxError(f"seeding the sandbox catalog failed: {exc}") from exc
     state["tryton"] = {
         "workdir": str(tryton_dir),
         "pid": tryton["pid"],

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+CATALOG = Path(__file__).parents[3] / "config" / "catalog.yaml"
+
 
 def q2c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -44,6 +46,25 @@ def test_sandbox_up_status_down(tmp_path: Path) -> None:
             assert json.load(resp)["object"] == "list"
         status = q2c("sandbox", "status", cwd=tmp_path)
         assert status.returncode == 0 and status.stdout.count("yes") == 3
+        checked = q2c("systems", "check", cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert key not in checked.stdout
+        for role in ("crm", "erp", "billing"):
+            assert role in checked.stdout
+        # The shipped catalog maps onto what the sandbox seeded ...
+        good = q2c("catalog", "check", str(CATALOG), cwd=tmp_path)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "catalog OK against" in good.stdout
+        # ... and a catalog naming things no system has is reported, every one of them.
+        broken = tmp_path / "catalog.yaml"
+        broken.write_text(
+            CATALOG.read_text()
+            .replace("item: ONBOARD", "item: ONBOARD-XL")
+            .replace("support_prem_monthly_eur", "support_gold_monthly_eur")
+        )
+        bad = q2c("catalog", "check", str(broken), cwd=tmp_path)
+        assert bad.returncode == 1
+        assert "ONBOARD-XL" in bad.stderr and "support_gold_monthly_eur" in bad.stderr
     finally:
         stopped = q2c("sandbox", "down", cwd=tmp_path)
     assert stopped.returncode == 0 and "tryton" in stopped.stdout

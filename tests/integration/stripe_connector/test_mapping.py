@@ -133,7 +133,7 @@ def test_service_dates_are_contiguous_and_at_least_one_day() -> None:
     assert service_dates(mid_day, mid_day) == (date(2026, 1, 1), date(2026, 1, 2))
 
 
-def test_only_recurring_per_unit_month_or_year_prices_are_plans() -> None:
+def test_month_year_and_one_time_per_unit_prices_are_plans() -> None:
     base = {
         "id": "price_1",
         "object": "price",
@@ -150,7 +150,9 @@ def test_only_recurring_per_unit_month_or_year_prices_are_plans() -> None:
     assert plan is not None
     assert (plan.unit_amount, plan.currency, plan.per_seat) == (Decimal("19.99"), "USD", True)
     assert plan.external_ids == {"billing": "price_1", "lookup_key": "pro_monthly"}
-    assert price_plan_from_stripe({**base, "recurring": None}) is None
+    one_time = price_plan_from_stripe({**base, "recurring": None, "metadata": {}})
+    assert one_time is not None and one_time.interval is None
+    assert one_time.amount_for(2).amount == Decimal("39.98")
     assert price_plan_from_stripe({**base, "billing_scheme": "tiered"}) is None
     weekly = {**base, "recurring": {"interval": "week", "usage_type": "licensed"}}
     assert price_plan_from_stripe(weekly) is None

@@ -10,8 +10,8 @@ Where things live (documented choices):
 - PricePlan: ``external_ids['billing']`` is the price id, ``external_ids['lookup_key']`` its
   lookup key (the catalog's ``price:`` codes may be either), ``nickname`` is Stripe's nickname,
   ``per_seat`` is ``metadata['per_seat'] == 'true'``, ``global_id`` is
-  ``metadata['hub_global_id']``. Only recurring per-unit monthly/yearly prices are plans; others
-  are left out of ``list_prices``.
+  ``metadata['hub_global_id']``. Per-unit monthly/yearly and one-time prices are plans (a
+  one-time price has ``interval`` None); daily, weekly and tiered prices are left out.
 - Invoice lines: ``amount`` is after discounts and credits and before tax (Stripe's ``amount``
   minus ``discount_amounts``, ``pretax_credit_amounts`` and inclusive tax), so
   ``total == sum(lines) + tax`` holds exactly as Stripe computes ``total``. The service period
@@ -183,11 +183,13 @@ def customer_params(customer: Customer) -> dict[str, Any]:
 
 
 def price_plan_from_stripe(price: Mapping[str, Any]) -> PricePlan | None:
-    """A recurring per-unit month/year price (or legacy plan) as a PricePlan; None otherwise."""
+    """A per-unit month/year price (or legacy plan), or a one-time price (``interval`` None),
+    as a PricePlan; None for what the canonical model cannot say (daily, weekly, tiered)."""
     is_plan = price.get("object") == "plan"
     recurring: Mapping[str, Any] = price if is_plan else (price.get("recurring") or {})
     interval = recurring.get("interval")
-    if interval not in ("month", "year"):
+    one_time = not is_plan and not price.get("recurring")
+    if not one_time and interval not in ("month", "year"):
         return None
     if (price.get("billing_scheme") or "per_unit") != "per_unit":
         return None
