@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import msgspec
 from sqlalchemy import insert
@@ -65,6 +65,16 @@ class HandlerContext:
 
     def completed(self, step: str) -> bool:
         return step in self._completed
+
+    @overload
+    async def step(
+        self, name: str, action: Callable[[str], Awaitable[T]], *, system: str | None = None
+    ) -> T: ...
+
+    @overload
+    async def step(
+        self, name: str, action: Callable[[str], T], *, system: str | None = None
+    ) -> T: ...
 
     async def step(
         self,

@@ -292,7 +292,13 @@ class Worker:
                     retry_at = now + timedelta(seconds=delay)
                     failure.update(kind="transient", status="pending", retry_at=retry_at)
                     out.ready_at = retry_at
-                    log.warning("attempt %d failed, retry at %s: %s", tries, retry_at, err)
+                    log.warning(
+                        "attempt %d failed, retry at %s: %s",
+                        tries,
+                        retry_at,
+                        err,
+                        exc_info=transient is None,  # an unexpected error: keep its traceback
+                    )
                 out.failed = failure
                 return False
             out.done.append(event.pos)

@@ -1,5 +1,51 @@
-"""Process APIs: one module per business process, registered on the hub's handler registry."""
+"""Process APIs: one module per business process, each a sequence of durable engine steps.
 
+``build_registry(deps)`` wires them to the event types they handle. Handlers declare no systems
+up front: each step names its system, so a paused ERP holds an event at its first ERP step
+while the CRM and billing steps before it go ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.events import Event
 from quote2cash.engine.registry import Registry
+from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.invoices import record_failed_payment, sync_invoice, sync_payment
+from quote2cash.flows.new_business import activate_subscription, submit_subscription_order
+
+FlowHandler = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
+
+FLOWS: dict[str, FlowHandler] = {
+    "crm.opportunity.closed_won": submit_subscription_order,
+    "billing.subscription.activated": activate_subscription,
+    "billing.invoice.finalized": sync_invoice,
+    "billing.payment.succeeded": sync_payment,
+    "billing.payment.failed": record_failed_payment,
+}
+
+
+async def _recorded_only(ctx: HandlerContext, event: Event) -> None:
+    """Billing events no process acts on yet are kept in the log, in order, and marked done."""
+
+
+def build_registry(deps: FlowDeps) -> Registry:
+    registry = Registry()
+    for event_type, flow in FLOWS.items():
+        registry.add(event_type, _bind(flow, deps))
+    registry.add("billing.*", _recorded_only)
+    return registry
+
+
+def _bind(flow: FlowHandler, deps: FlowDeps) -> Callable[[HandlerContext, Event], Awaitable[None]]:
+    async def handler(ctx: HandlerContext, event: Event) -> None:
+        await flow(ctx, event, deps)
+
+    handler.__name__ = flow.__name__
+    return handler
+
 
 registry = Registry()
+"""Kept for ``q2c worker --handlers``; flows need their systems, see ``build_registry``."""

@@ -286,3 +286,13 @@ md_match_reviews = Table(
     ),
     Index("ix_md_match_reviews_status", "status"),
 )
+
+# --- intake --------------------------------------------------------------------------------
+
+intake_cursors = Table(
+    "intake_cursors",
+    metadata,
+    Column("source", String(100), primary_key=True),
+    Column("cursor", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

@@ -1,0 +1,81 @@
+"""What the business flows need, handed in once: the runtime, the three roles, master data.
+
+Flows ask for a role (``crm``, ``erp``, ``billing``), never for a concrete connector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from quote2cash.connectors.roles import Billing, Crm, Erp
+from quote2cash.engine.errors import MappingError
+from quote2cash.engine.runtime import Runtime
+from quote2cash.masterdata import Catalog, EntityResolver, load_catalog, load_entities
+from quote2cash.masterdata.xref import XrefStore
+
+CONFIG_DIR = Path("config")
+R = TypeVar("R")
+
+
+@dataclass
+class FlowDeps:
+    runtime: Runtime
+    crm_role: Crm | None
+    erp_role: Erp | None
+    billing_role: Billing | None
+    catalog: Catalog
+    entities: EntityResolver
+    xref: XrefStore
+    _price_keys: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, runtime: Runtime, systems: Any, config_dir: Path = CONFIG_DIR) -> FlowDeps:
+        return cls(
+            runtime=runtime,
+            crm_role=systems.crm,
+            erp_role=systems.erp,
+            billing_role=systems.billing,
+            catalog=load_catalog(config_dir / "catalog.yaml"),
+            entities=load_entities(config_dir / "entities.yaml"),
+            xref=XrefStore(runtime.engine, runtime.clock),
+        )
+
+    @property
+    def crm(self) -> Crm:
+        return _configured(self.crm_role, "crm")
+
+    @property
+    def erp(self) -> Erp:
+        return _configured(self.erp_role, "erp")
+
+    @property
+    def billing(self) -> Billing:
+        return _configured(self.billing_role, "billing")
+
+    async def lookup_key_of(self, price_id: str) -> str | None:
+        """A billing price id's lookup key (the catalog's name for it), cached per process."""
+        if price_id not in self._price_keys:
+            for plan in await self.billing.list_prices():
+                pid, key = plan.external_ids.get("billing"), plan.external_ids.get("lookup_key")
+                if pid and key:
+                    self._price_keys[pid] = key
+        return self._price_keys.get(price_id)
+
+    def erp_item_for_price(self, lookup_key: str) -> str | None:
+        """The ERP item a billing price stands for, from the catalog (components pair by place)."""
+        for mapping in self.catalog.config.catalog:
+            for version in mapping.versions:
+                if len(version.billing) != len(version.erp):
+                    continue
+                for bill, item in zip(version.billing, version.erp, strict=True):
+                    if lookup_key in bill.prices():
+                        return item.item
+        return None
+
+
+def _configured(role: R | None, name: str) -> R:
+    if role is None:
+        raise MappingError(f"no {name} system is configured (systems.yaml or the sandbox)")
+    return role

@@ -1,0 +1,143 @@
+"""Intake: what the CRM and billing tell us becomes events in the log, durable before acked.
+
+Webhooks (Stripe events, the Salesforce Closed-Won callout) and polling (the fallback) produce
+the same event ids, so a deal or an invoice seen both ways is logged once. A billing event
+joins its contract's subject (the contract number billing keeps in the subscription's
+metadata) and carries the correlation id the deal started with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from quote2cash.canonical import Order
+from quote2cash.connectors.roles import Billing, BillingEvent, Crm
+from quote2cash.engine.events import Event
+from quote2cash.engine.log import Appended
+from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.subjects import contract_number_of, contract_subject
+from quote2cash.store.schema import events, intake_cursors
+
+DEAL_NAMESPACE = uuid.UUID("0b1e2c55-7d0f-4c8e-9a61-3f2d4e5a6b7c")
+CLOSED_WON = "crm.opportunity.closed_won"
+
+
+def correlation_of_subject(runtime: Runtime, subject: str) -> str | None:
+    """The correlation id the subject's first event carried (the deal's)."""
+    with runtime.engine.connect() as conn:
+        return conn.execute(
+            select(events.c.correlation_id)
+            .where(events.c.subject == subject)
+            .order_by(events.c.sequence)
+            .limit(1)
+        ).scalar_one_or_none()
+
+
+def deal_event(opportunity_id: str, contract_number: str, *, time: datetime) -> Event:
+    """The one event for a won deal, however it was heard of (callout or polling)."""
+    return Event(
+        id=f"closed_won:{opportunity_id}",
+        source="crm",
+        type=CLOSED_WON,
+        subject=contract_subject(contract_number),
+        time=time,
+        correlation_id=f"deal-{uuid.uuid5(DEAL_NAMESPACE, opportunity_id)}",
+        data={"opportunity_id": opportunity_id, "contract_number": contract_number},
+    )
+
+
+def order_event(order: Order, *, time: datetime) -> Event:
+    opportunity_id = order.external_ids["crm"]
+    return deal_event(opportunity_id, order.number or opportunity_id, time=time)
+
+
+def callout_event(message: dict[str, Any], *, time: datetime) -> Event:
+    """The Salesforce Closed-Won callout (already verified) as the deal's event."""
+    opp: dict[str, Any] = message.get("opportunity") or {}
+    opportunity_id = str(opp.get("Id") or "")
+    if not opportunity_id:
+        from quote2cash.engine.errors import DataError
+
+        raise DataError(f"callout {message.get('messageId')}: field 'opportunity.Id' is missing")
+    return deal_event(
+        opportunity_id, str(opp.get("Contract_Number__c") or opportunity_id), time=time
+    )
+
+
+def billing_event(runtime: Runtime, be: BillingEvent) -> Event:
+    """A billing platform event in its contract's subject, with the deal's correlation id."""
+    obj: dict[str, Any] = be.data.get("object") or {}
+    number = contract_number_of(obj)
+    subject = contract_subject(number) if number else f"billing:{be.subject}"
+    correlation = correlation_of_subject(runtime, subject) or f"billing-{be.subject or be.id}"
+    return Event(
+        id=be.id,
+        source="billing",
+        type=be.type,
+        subject=subject,
+        time=be.created,
+        correlation_id=correlation,
+        data=be.data,
+    )
+
+
+def _cursor(runtime: Runtime, source: str) -> str | None:
+    with runtime.engine.connect() as conn:
+        return conn.execute(
+            select(intake_cursors.c.cursor).where(intake_cursors.c.source == source)
+        ).scalar_one_or_none()
+
+
+def _save_cursor(runtime: Runtime, source: str, cursor: str) -> None:
+    from quote2cash.store.upsert import upsert_row
+
+    with runtime.engine.begin() as conn:
+        upsert_row(
+            conn,
+            intake_cursors,
+            {"source": source, "cursor": cursor, "updated_at": runtime.clock.now()},
+            key="source",
+        )
+
+
+async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "billing") -> int:
+    """Log every billing event since the stored cursor; returns how many were new."""
+    new = 0
+    cursor = _cursor(runtime, source)
+    while True:
+        page = await billing.list_events(cursor=cursor, limit=100)
+        if page.items:
+            receipts = runtime.log.append_many([billing_event(runtime, be) for be in page.items])
+            new += sum(not r.duplicate for r in receipts)
+        if page.next_cursor is None or page.next_cursor == cursor:
+            break
+        cursor = page.next_cursor
+        _save_cursor(runtime, source, cursor)
+        if not page.items:
+            break
+    return new
+
+
+async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
+    """Log every Closed Won deal changed since the last poll (by SystemModstamp)."""
+    raw = _cursor(runtime, source)
+    since = datetime.fromisoformat(raw) if raw else None
+    started = runtime.clock.now()
+    new = 0
+    cursor: str | None = None
+    while True:
+        page = await crm.closed_won_deals(since=since, cursor=cursor)
+        if page.items:
+            receipts: list[Appended] = runtime.log.append_many(
+                [order_event(order, time=started) for order in page.items]
+            )
+            new += sum(not r.duplicate for r in receipts)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    _save_cursor(runtime, source, started.isoformat())
+    return new

@@ -1,0 +1,179 @@
+"""Invoice sync and payment sync: billing's finalized invoices are posted in the ERP, deferred
+over their service period, equal to the cent; payments are applied; the CRM sees the status.
+
+The ERP owns the customer's financial master, so the legal entity an invoice is posted in is
+resolved from the ERP customer record.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from quote2cash.canonical import Invoice, InvoiceLine, Money, Payment, PaymentStatus, Ref
+from quote2cash.connectors.roles import StatusUpdate
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.errors import DataError, MappingError
+from quote2cash.engine.events import Event
+from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.onboarding import dump, published
+from quote2cash.masterdata.xref import Kind
+
+
+async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``billing.invoice.finalized``: post it in the ERP and show it in the CRM."""
+    invoice_id = _object_id(event)
+    invoice = Invoice.model_validate(
+        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
+    )
+    customer_gid = deps.xref.global_id_for(
+        Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
+    )
+    if customer_gid is None:
+        raise DataError(f"{invoice.label}: billing customer is not one the hub onboarded")
+    erp_customer = deps.xref.local_id(customer_gid, "erp")
+    crm_account = deps.xref.local_id(customer_gid, "crm")
+    if erp_customer is None or crm_account is None:
+        raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
+    master = await deps.erp.get_customer(erp_customer)
+    entity = deps.entities.resolve(master)
+    lines = [await _erp_line(deps, invoice, line) for line in invoice.lines]
+    erp_invoice = invoice.model_copy(
+        update={
+            "customer": Ref(global_id=customer_gid, external_ids={"erp": erp_customer}),
+            "lines": tuple(lines),
+        }
+    )
+    posted = await ctx.step(
+        "erp.post_invoice",
+        lambda key: _posted(
+            deps.erp.post_invoice(erp_invoice, legal_entity=entity.entity_key, idempotency_key=key)
+        ),
+        system="erp",
+    )
+    if Decimal(posted["total"]) != invoice.total.amount:
+        raise DataError(
+            f"{invoice.label}: ERP posted {posted['total']} but billing says {invoice.total}"
+        )
+    invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
+    deps.xref.link(invoice_gid, "erp", posted["erp_id"], actor="flows")
+    await _publish_invoice(
+        ctx, deps, invoice, crm_account, status="Open", step="crm.publish_invoice"
+    )
+
+
+async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``billing.payment.succeeded``: apply it to the ERP invoice; the CRM shows it paid."""
+    invoice_id = _object_id(event)
+    invoice = Invoice.model_validate(
+        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
+    )
+    erp_invoice = _erp_invoice_of(deps, invoice_id)
+    obj: dict[str, Any] = event.data.get("object") or {}
+    paid = Money.from_stripe_amount(int(obj.get("amount_paid") or 0), invoice.currency)
+    if paid.is_zero():
+        paid = invoice.total
+    payment = Payment(
+        customer=invoice.customer,
+        invoice=Ref(external_ids={"billing": invoice_id, "erp": erp_invoice}),
+        amount=paid,
+        status=PaymentStatus.SUCCEEDED,
+        created_at=event.time,
+    )
+    await ctx.step(
+        "erp.apply_payment",
+        lambda key: deps.erp.apply_payment(
+            payment, erp_invoice_id=erp_invoice, idempotency_key=key
+        ),
+        system="erp",
+    )
+    account = _crm_account_of(deps, invoice)
+    await _publish_invoice(
+        ctx, deps, invoice, account, status="Paid", step="crm.publish_paid", balance=Decimal(0)
+    )
+
+
+async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the open balance."""
+    invoice_id = _object_id(event)
+    invoice = Invoice.model_validate(
+        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
+    )
+    account = _crm_account_of(deps, invoice)
+    await _publish_invoice(ctx, deps, invoice, account, status="Open", step="crm.publish_failed")
+
+
+def _object_id(event: Event) -> str:
+    obj: dict[str, Any] = event.data.get("object") or {}
+    ident = obj.get("id") or event.data.get("object_id")
+    if not ident:
+        raise DataError(f"event {event.id}: field 'data.object.id' is missing")
+    return str(ident)
+
+
+def _erp_invoice_of(deps: FlowDeps, invoice_id: str) -> str:
+    gid = deps.xref.global_id_for(Kind.INVOICE, "billing", invoice_id)
+    erp_id = deps.xref.local_id(gid, "erp") if gid else None
+    if erp_id is None:
+        # Billing said paid before its invoice was posted: wait for the invoice sync.
+        from quote2cash.engine.errors import TransientError
+
+        raise TransientError(f"invoice {invoice_id} is not posted in the ERP yet", system="erp")
+    return erp_id
+
+
+def _crm_account_of(deps: FlowDeps, invoice: Invoice) -> str:
+    gid = deps.xref.global_id_for(
+        Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
+    )
+    account = deps.xref.local_id(gid, "crm") if gid else None
+    if account is None:
+        raise DataError(f"{invoice.label}: billing customer has no CRM account")
+    return account
+
+
+async def _erp_line(deps: FlowDeps, invoice: Invoice, line: InvoiceLine) -> InvoiceLine:
+    price_id = line.price_plan.external_ids.get("billing") if line.price_plan else None
+    key = await deps.lookup_key_of(price_id) if price_id else None
+    item = deps.erp_item_for_price(key) if key else None
+    if item is None:
+        raise MappingError(
+            f"{invoice.label}: line {line.description!r} (price {price_id or '-'}, lookup key "
+            f"{key or '-'}) maps to no ERP item in the catalog"
+        )
+    return line.model_copy(update={"product": Ref(external_ids={"item_code": item})})
+
+
+async def _posted(awaitable: Any) -> dict[str, str]:
+    receipt = await awaitable
+    return {"erp_id": receipt.erp_id, "number": receipt.number, "total": str(receipt.total.amount)}
+
+
+async def _publish_invoice(
+    ctx: HandlerContext,
+    deps: FlowDeps,
+    invoice: Invoice,
+    account: str,
+    *,
+    status: str,
+    step: str,
+    balance: Decimal | None = None,
+) -> None:
+    number = invoice.number or invoice.external_ids["billing"]
+    fields: dict[str, Any] = {
+        "Account__c": account,
+        "Amount__c": invoice.total.amount,
+        "Balance__c": invoice.amount_due.amount if balance is None else balance,
+        "Status__c": status,
+        "Due_Date__c": invoice.due_date.isoformat() if invoice.due_date else None,
+    }
+    await ctx.step(
+        step,
+        lambda key: published(
+            deps.crm.publish_status(
+                [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)],
+                idempotency_key=key,
+            )
+        ),
+        system="crm",
+    )

@@ -1,0 +1,113 @@
+"""The whole hub against the three real local systems: the Stripe and Salesforce emulators
+(in threads), a real Tryton server, the product catalog seeded as ``q2c sandbox up`` seeds it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from contract.crm.salesforce_harness import SalesforceDesk, http_session, running_emulator
+from quote2cash.connectors.registry import Systems
+from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.stripe import StripeBilling, StripeConfig
+from quote2cash.connectors.stripe.config import CollectionMethod
+from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
+from quote2cash.connectors.tryton.client import TrytonClient
+from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.worker import Worker
+from quote2cash.flows import build_registry
+from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.intake import poll_billing, poll_crm
+from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
+from quote2cash.sandbox.stripe import StripeEmulator
+from quote2cash.sandbox.tryton import TrytonEndpoint, TrytonSandbox
+
+STRIPE_KEY = "sk_test_q2c_e2e"
+CONFIG = Path(__file__).parents[2] / "config"
+
+
+@dataclass
+class World:
+    stripe_url: str
+    desk: SalesforceDesk
+    sf_url: str
+    sf_ca: str
+    erp: TrytonEndpoint
+
+    def stripe(self) -> stripe.StripeClient:
+        return stripe.StripeClient(api_key=STRIPE_KEY, base_addresses={"api": self.stripe_url})
+
+    def systems(self) -> Systems:
+        return Systems(
+            crm=SalesforceCrm(SalesforceConfig.for_sandbox(self.sf_url, self.sf_ca)),
+            erp=TrytonErp(TrytonConfig.from_sandbox(self.erp)),
+            billing=StripeBilling(
+                StripeConfig.for_sandbox(
+                    self.stripe_url,
+                    api_key=STRIPE_KEY,
+                    collection_method=CollectionMethod.SEND_INVOICE,
+                    customer_lookup="email",
+                )
+            ),
+        )
+
+    def erp_client(self) -> TrytonClient:
+        return self.erp.client(admin=True)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    folder = tmp_path_factory.mktemp("e2e")
+    emulator = StripeEmulator()
+    stripe_url, stop_stripe = emulator.start_in_thread()
+    sandbox = TrytonSandbox(folder / "tryton")
+    try:
+        endpoint = sandbox.start()
+        with running_emulator(folder) as sf:
+            desk = SalesforceDesk(sf, http_session(sf.ca_path))
+            seed_stripe(stripe_url, STRIPE_KEY)
+            asyncio.run(seed_salesforce(sf.instance_url, sf.ca_path))
+            yield World(stripe_url, desk, sf.instance_url, sf.ca_path, endpoint)
+    finally:
+        sandbox.stop()
+        stop_stripe()
+
+
+@dataclass
+class Hub:
+    runtime: Runtime
+    deps: FlowDeps
+    worker: Worker
+    systems: Systems
+
+    async def settle(self, rounds: int = 8) -> None:
+        """Poll both systems and drain the log until nothing new arrives."""
+        for _ in range(rounds):
+            assert self.systems.crm is not None and self.systems.billing is not None
+            new = await poll_crm(self.runtime, self.systems.crm)
+            new += await poll_billing(self.runtime, self.systems.billing)
+            report = await self.worker.drain()
+            if new == 0 and report.processed == 0:
+                return
+
+
+@pytest.fixture
+async def hub(world: World, tmp_path: Path) -> AsyncIterator[Hub]:
+    runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
+    systems = world.systems()
+    async with systems:
+        deps = FlowDeps.build(runtime, systems, CONFIG)
+        worker = Worker(runtime, build_registry(deps), commit_interval=0.05)
+        yield Hub(runtime, deps, worker, systems)
+    runtime.close()
+
+
+def sf_products(desk: SalesforceDesk) -> dict[str, Any]:
+    rows = desk.sf.query("SELECT Id, ProductCode FROM Product2")["records"]
+    return {r["ProductCode"]: r["Id"] for r in rows}
