@@ -40,23 +40,10 @@ for sub, name in [
     app.add_typer(sub, name=name)
 
 
-def _catalog_app() -> typer.Typer:
-    """``q2c catalog``; its ``check`` reaches the systems as ``q2c systems check`` does."""
-    from contextlib import asynccontextmanager
-
-    from quote2cash.masterdata import cli as catalog_cli
-
-    @asynccontextmanager
-    async def provider():  # type: ignore[no-untyped-def]
-        systems = load_systems(None, ".q2c/sandbox")
-        async with systems:
-            yield systems.crm, systems.erp, systems.billing
-
-    catalog_cli.use_systems(provider)
-    return catalog_cli.catalog_app
-
-
-app.add_typer(_catalog_app(), name="catalog")
+catalog_app = typer.Typer(
+    help="Catalog mapping: CRM codes -> billing prices, ERP items.", no_args_is_help=True
+)
+app.add_typer(catalog_app, name="catalog")
 
 console = Console()
 err = Console(stderr=True)
@@ -397,6 +384,28 @@ def load_systems(config: str | None, sandbox: str) -> Any:
         return registry.from_file(path) if path else registry.from_sandbox(sandbox)
     except registry.SystemsConfigError as exc:
         fail(str(exc))
+
+
+@catalog_app.command("check")
+def catalog_check(
+    path: Annotated[str, typer.Argument(help="catalog YAML, e.g. config/catalog.yaml")],
+    offline: Annotated[bool, typer.Option(help="Only validate the file")] = False,
+    config: SystemsConfig = None,
+    sandbox: SandboxDir = ".q2c/sandbox",
+) -> None:
+    """Validate the catalog; unless --offline, report every item and price the systems lack."""
+    from contextlib import asynccontextmanager
+    from pathlib import Path
+
+    from quote2cash.masterdata.cli import run_check
+
+    @asynccontextmanager
+    async def provider():  # type: ignore[no-untyped-def]
+        systems = load_systems(config, sandbox)
+        async with systems:
+            yield systems.crm, systems.erp, systems.billing
+
+    run_check(Path(path), None if offline else provider)
 
 
 @systems_app.command("check")

@@ -45,6 +45,11 @@ def check(
     ] = False,
 ) -> None:
     """Validate the catalog file; with systems configured, report every missing item and price."""
+    run_check(path, None if offline else _systems)
+
+
+def run_check(path: Path, provider: SystemsProvider | None) -> None:
+    """Validate ``path``; with a provider, check it against those systems (exit 1 if missing)."""
     try:
         catalog = load_catalog(path)
     except ConfigError as exc:
@@ -52,13 +57,13 @@ def check(
         raise typer.Exit(2) from None
     versions = sum(len(m.versions) for m in catalog.config.catalog)
     typer.echo(f"{path}: valid, {len(catalog.codes)} codes, {versions} versions")
-    if offline or _systems is None:
+    if provider is None:
         typer.echo("not checked against the systems (offline)")
         return
-    provider = _systems
+    systems = provider
 
     async def run() -> str:
-        async with provider() as (crm, erp, billing):
+        async with systems() as (crm, erp, billing):
             report = await check_catalog(catalog, crm=crm, erp=erp, billing=billing)
         if not report.ok:
             typer.echo(report.summary(), err=True)
