@@ -121,31 +121,48 @@ def load_registry(spec: str) -> Registry:
 @app.command()
 def worker(
     db: DbOption = None,
-    handlers: Annotated[str, typer.Option(help="module:attribute of the handler Registry")] = (
-        "quote2cash.flows:registry"
-    ),
+    handlers: Annotated[
+        str,
+        typer.Option(
+            help="'flows' (the business processes, with the configured systems) or "
+            "module:attribute of a handler Registry"
+        ),
+    ] = "flows",
+    config: SystemsConfig = None,
+    sandbox: SandboxDir = ".q2c/sandbox",
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
     once: Annotated[bool, typer.Option(help="Drain what is ready now, then exit")] = False,
 ) -> None:
     """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C."""
+    from contextlib import AsyncExitStack
+
     from quote2cash.engine.worker import Worker
     from quote2cash.observability.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     rt = open_runtime(db)
-    w = Worker(rt, load_registry(handlers), batch_size=batch_size)
 
     async def main() -> None:
-        if once:
-            report = await w.drain()
-            console.print(f"processed {report.processed} events")
-            return
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await w.run(stop)
+        async with AsyncExitStack() as stack:
+            if handlers == "flows":
+                from quote2cash.flows import build_registry
+                from quote2cash.flows.deps import FlowDeps
+
+                systems = await stack.enter_async_context(load_systems(config, sandbox))
+                registry = build_registry(FlowDeps.build(rt, systems))
+            else:
+                registry = load_registry(handlers)
+            w = Worker(rt, registry, batch_size=batch_size)
+            if once:
+                report = await w.drain()
+                console.print(f"processed {report.processed} events")
+                return
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await w.run(stop)
 
     asyncio.run(main())
 

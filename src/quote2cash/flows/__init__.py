@@ -45,7 +45,3 @@ def _bind(flow: FlowHandler, deps: FlowDeps) -> Callable[[HandlerContext, Event]
 
     handler.__name__ = flow.__name__
     return handler
-
-
-registry = Registry()
-"""Kept for ``q2c worker --handlers``; flows need their systems, see ``build_registry``."""
