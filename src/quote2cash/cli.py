@@ -146,11 +146,18 @@ def worker(
     async def main() -> None:
         async with AsyncExitStack() as stack:
             if handlers == "flows":
+                from pathlib import Path
+
                 from quote2cash.flows import build_registry
                 from quote2cash.flows.deps import FlowDeps
+                from quote2cash.masterdata import ConfigError
 
                 systems = await stack.enter_async_context(load_systems(config, sandbox))
-                registry = build_registry(FlowDeps.build(rt, systems))
+                try:
+                    deps = FlowDeps.build(rt, systems, Path(settings.config_dir))
+                except ConfigError as exc:
+                    fail(f"{exc} (set Q2C_CONFIG_DIR to the folder with catalog.yaml)")
+                registry = build_registry(deps)
             else:
                 registry = load_registry(handlers)
             w = Worker(rt, registry, batch_size=batch_size)

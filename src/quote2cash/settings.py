@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     bus_url: str = Field(default="embedded", description="'embedded' or nats://host:port")
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+    config_dir: str = Field(
+        default="config",
+        description="folder of catalog.yaml, entities.yaml, ownership.yaml, matching.yaml",
+    )
     actor: str | None = Field(default=None, description="operator name for CLI actions")
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
 
