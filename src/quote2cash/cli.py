@@ -45,6 +45,16 @@ catalog_app = typer.Typer(
 )
 app.add_typer(catalog_app, name="catalog")
 
+
+def _api_commands() -> None:
+    from quote2cash.api.cli import serve_command, tokens_app
+
+    app.command("serve")(serve_command)
+    app.add_typer(tokens_app, name="tokens")
+
+
+_api_commands()
+
 console = Console()
 err = Console(stderr=True)
 

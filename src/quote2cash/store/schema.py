@@ -296,3 +296,26 @@ intake_cursors = Table(
     Column("cursor", Text, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+# --- API (api/): bearer tokens, stored only as SHA-256 hashes ------------------------------
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("revoked_at", UtcDateTime(), nullable=True),
+    Column("revoked_by", String(100), nullable=True),
+    UniqueConstraint("token_hash"),
+    Index(
+        "ix_api_tokens_active_name",
+        "name",
+        unique=True,
+        sqlite_where=text("revoked_at IS NULL"),
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)

@@ -1,0 +1,397 @@
+"""The hub's HTTP API: webhooks in (durable before 2xx), read-only ``/v1`` views, ``/health``.
+
+Guarantees: a webhook is answered 200 only after its event is committed to the log; a store
+that cannot commit gets the sender a 503, so it retries. A delivery seen again (same event id)
+is answered 200 and logged once. Every ``/v1`` route needs ``Authorization: Bearer <token>``.
+Errors are ``{"error": {"code", "message"}}``; no secret is ever part of an answer or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from aiohttp import web
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
+from quote2cash.api.tokens import ApiToken, authenticate, role_allows
+from quote2cash.connectors.roles import BillingEvent
+from quote2cash.engine.clock import Clock, SystemClock
+from quote2cash.engine.control import system_status
+from quote2cash.engine.errors import AuthError, IntegrationError
+from quote2cash.engine.events import Event, EventValidationError, decode_data
+from quote2cash.engine.log import Appended
+from quote2cash.engine.queries import EventRow, failed_events, find_event, list_events
+from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.intake import billing_event, callout_event
+from quote2cash.observability.logging import correlation
+
+log = logging.getLogger(__name__)
+
+StripeVerifier = Callable[[bytes, str], BillingEvent]
+"""Checks a Stripe delivery (payload, ``Stripe-Signature``) and returns its event, or raises
+AuthError (bad signature, stale timestamp) or DataError (not a Stripe event)."""
+
+TOKEN: Final = web.RequestKey("token", ApiToken)
+"""The token a ``/v1`` request was authenticated with."""
+STATUSES: Final = ("pending", "done", "exception", "dead")
+MAX_LIMIT: Final = 1000
+MAX_BODY: Final = 4 * 1024 * 1024
+
+
+@dataclass
+class HubStatus:
+    """What ``/health`` reports besides the store: is the worker loop running (None: not here)."""
+
+    worker_running: bool | None = None
+
+
+class ApiError(Exception):
+    """An answer other than success, with a code a client can act on and a safe message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def jsonable(value: Any) -> Any:
+    """Times as ISO 8601, money and other Decimals as strings (never floats)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(jsonable(body)), content_type="application/json"
+    )
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def _event_json(row: EventRow) -> dict[str, Any]:
+    return {
+        "pos": row.pos,
+        "id": row.id,
+        "source": row.source,
+        "type": row.type,
+        "subject": row.subject,
+        "sequence": row.sequence,
+        "status": row.status,
+        "attempts": row.attempts,
+        "correlation_id": row.correlation_id,
+        "time": row.time,
+        "category": row.category,
+        "last_error": row.last_error,
+    }
+
+
+def _maybe_json(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _event_time(raw: Any) -> datetime | None:
+    """The callout's ``eventTime`` (Salesforce writes ``+0000``), if it is an aware time."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+class HubApi:
+    """The handlers; webhook secrets may be set after construction (e.g. once registered)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        stripe_verifier: StripeVerifier | None,
+        callout_secret: str | None,
+        clock: Clock,
+        status: HubStatus,
+        callout_tolerance: int,
+        store_timeout: float,
+    ) -> None:
+        self.runtime = runtime
+        self.stripe_verifier = stripe_verifier
+        self.callout_secret = callout_secret
+        self.clock = clock
+        self.status = status
+        self.callout_tolerance = callout_tolerance
+        self.store_timeout = store_timeout
+
+    async def _store(self, call: Callable[[], Any]) -> Any:
+        """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(call), self.store_timeout)
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.warning("store unavailable: %s", type(exc).__name__)
+            raise ApiError(
+                503, "store_unavailable", "the hub's store cannot be reached; try again later"
+            ) from None
+
+    async def _log(self, build: Callable[[], Event]) -> web.Response:
+        """Append the event (committed) and only then answer 200, logging under its deal's
+        correlation id."""
+
+        def append() -> tuple[Event, Appended]:
+            event = build()
+            return event, self.runtime.log.append(event)
+
+        try:
+            event, receipt = await self._store(append)
+        except EventValidationError as exc:
+            raise ApiError(400, "invalid_event", str(exc)) from None
+        with correlation(event.correlation_id):
+            log.info(
+                "%s %s received from %s; duplicate=%s",
+                event.type,
+                event.id,
+                event.source,
+                receipt.duplicate,
+            )
+        return json_response({"received": True, "duplicate": receipt.duplicate})
+
+    # --- webhooks -----------------------------------------------------------------------------
+
+    async def stripe_webhook(self, request: web.Request) -> web.Response:
+        verifier = self.stripe_verifier
+        if verifier is None:
+            raise ApiError(503, "not_configured", "no Stripe webhook secret is configured")
+        payload = await request.read()
+        try:
+            be = verifier(payload, request.headers.get("Stripe-Signature", ""))
+        except AuthError as exc:
+            raise ApiError(400, "signature_invalid", exc.message) from None
+        except IntegrationError as exc:
+            raise ApiError(400, "invalid_payload", exc.message) from None
+        return await self._log(lambda: billing_event(self.runtime, be))
+
+    async def salesforce_callout(self, request: web.Request) -> web.Response:
+        secret = self.callout_secret
+        if secret is None:
+            raise ApiError(503, "not_configured", "no Salesforce callout secret is configured")
+        body = await request.read()
+        now = self.clock.now()
+        try:
+            verify_callout(
+                secret,
+                request.headers.get(SIGNATURE_HEADER),
+                body,
+                now=now,
+                tolerance=self.callout_tolerance,
+            )
+        except SignatureError as exc:
+            raise ApiError(400, "signature_invalid", str(exc)) from None
+        try:
+            message = json.loads(body)
+        except ValueError:
+            raise ApiError(400, "invalid_payload", "the callout body is not JSON") from None
+        if not isinstance(message, dict):
+            raise ApiError(400, "invalid_payload", "the callout body is not a JSON object")
+        kind = message.get("eventType")
+        if kind != "opportunity.closed_won":
+            raise ApiError(
+                400,
+                "unsupported_event",
+                f"callout {message.get('messageId')}: field 'eventType' is {kind!r}; "
+                "expected 'opportunity.closed_won'",
+            )
+        try:
+            event = callout_event(message, time=_event_time(message.get("eventTime")) or now)
+        except IntegrationError as exc:
+            raise ApiError(400, "invalid_payload", exc.message) from None
+        return await self._log(lambda: event)
+
+    # --- health -------------------------------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        def ping() -> None:
+            with self.runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            await self._store(ping)
+            reachable = True
+        except ApiError:
+            reachable = False
+        running = self.status.worker_running
+        healthy = reachable and running is not False
+        return json_response(
+            {
+                "status": "ok" if healthy else "unavailable",
+                "store": {"reachable": reachable},
+                "worker": {"enabled": running is not None, "running": bool(running)},
+            },
+            200 if healthy else 503,
+        )
+
+    # --- /v1 ----------------------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.Response:
+        query = request.query
+        status = query.get("status") or None
+        if status is not None and status not in STATUSES:
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"query parameter 'status' is {status!r}; expected one of {list(STATUSES)}",
+            )
+        limit = _limit(query.get("limit"))
+        rows: list[EventRow] = await self._store(
+            lambda: list_events(
+                self.runtime,
+                status=status,
+                subject=query.get("subject") or None,
+                correlation_id=query.get("correlation_id") or None,
+                limit=limit,
+            )
+        )
+        return json_response({"data": [_event_json(r) for r in rows], "count": len(rows)})
+
+    async def event(self, request: web.Request) -> web.Response:
+        ident = request.match_info["id"]
+        found: dict[str, Any] | None = await self._store(lambda: find_event(self.runtime, ident))
+        if found is None:
+            raise ApiError(404, "not_found", f"no event with id or position {ident!r}")
+        event = dict(found["event"])
+        event["id"] = event.pop("event_id")
+        with contextlib.suppress(ValueError, EventValidationError):
+            event["data"] = decode_data(event["data"])
+        steps = [{**s, "result": _maybe_json(s.get("result"))} for s in found["steps"]]
+        return json_response({"event": event, "steps": steps, "failures": found["failures"]})
+
+    async def exceptions(self, request: web.Request) -> web.Response:
+        kind = request.query.get("kind") or None
+        if kind not in (None, "exception", "dead"):
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"query parameter 'kind' is {kind!r}; expected 'exception' or 'dead'",
+            )
+        limit = _limit(request.query.get("limit"), default=200)
+        rows: list[EventRow] = await self._store(
+            lambda: failed_events(self.runtime, kind, limit=limit)
+        )
+        return json_response({"data": [_event_json(r) for r in rows], "count": len(rows)})
+
+    async def systems(self, request: web.Request) -> web.Response:
+        rows = await self._store(lambda: system_status(self.runtime))
+        return json_response({"data": rows})
+
+    # --- middleware ---------------------------------------------------------------------------
+
+    @web.middleware
+    async def errors(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except web.HTTPException as exc:
+            code = exc.reason.lower().replace(" ", "_")
+            return error_response(
+                exc.status, code, f"{request.method} {request.path}: {exc.reason}"
+            )
+        except Exception as exc:
+            log.error(
+                "internal error on %s %s: %s", request.method, request.path, type(exc).__name__
+            )
+            return error_response(500, "internal", "internal error; the operator can see the log")
+
+    @web.middleware
+    async def bearer(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if not request.path.startswith("/v1"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
+        found: ApiToken | None = await self._store(
+            lambda: authenticate(self.runtime, token.strip())
+        )
+        if found is None:
+            raise ApiError(401, "unauthenticated", "the token is unknown or revoked")
+        if not role_allows(found.role, "reader"):
+            raise ApiError(403, "forbidden", f"role {found.role!r} may not read")
+        request[TOKEN] = found
+        return await handler(request)
+
+
+def _limit(raw: str | None, *, default: int = 50) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_LIMIT:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"query parameter 'limit' is {raw!r}; expected a whole number from 1 to {MAX_LIMIT}",
+        )
+    return value
+
+
+HUB: Final = web.AppKey("hub", HubApi)
+
+
+def build_app(
+    runtime: Runtime,
+    *,
+    stripe_verifier: StripeVerifier | None = None,
+    callout_secret: str | None = None,
+    clock: Clock | None = None,
+    status: HubStatus | None = None,
+    callout_tolerance: int = 300,
+    store_timeout: float = 15.0,
+) -> web.Application:
+    """The API for ``runtime``; connectors are not needed (the verifier carries the secret)."""
+    hub = HubApi(
+        runtime,
+        stripe_verifier=stripe_verifier,
+        callout_secret=callout_secret,
+        clock=clock or SystemClock(),
+        status=status or HubStatus(),
+        callout_tolerance=callout_tolerance,
+        store_timeout=store_timeout,
+    )
+    app = web.Application(middlewares=[hub.errors, hub.bearer], client_max_size=MAX_BODY)
+    app[HUB] = hub
+    app.router.add_get("/health", hub.health)
+    app.router.add_post("/webhooks/stripe", hub.stripe_webhook)
+    app.router.add_post("/webhooks/salesforce", hub.salesforce_callout)
+    app.router.add_get("/v1/events", hub.events)
+    app.router.add_get("/v1/events/{id}", hub.event)
+    app.router.add_get("/v1/exceptions", hub.exceptions)
+    app.router.add_get("/v1/systems", hub.systems)
+    return app

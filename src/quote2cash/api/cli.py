@@ -1,0 +1,226 @@
+"""``q2c serve`` and ``q2c tokens``: the API process and its bearer tokens.
+
+Registered by ``quote2cash.cli`` (``serve_command``, ``tokens_app``); the shared CLI helpers
+are imported when a command runs, so importing this module does not import the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import ssl
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from quote2cash.api.tokens import ROLES, TokenError, create_token, list_tokens, revoke_token
+
+if TYPE_CHECKING:
+    from quote2cash.api.app import StripeVerifier
+
+tokens_app = typer.Typer(help="Bearer tokens for the REST API.", no_args_is_help=True)
+console = Console()
+
+DbOption = Annotated[
+    str | None, typer.Option("--db", help="Store URL (default: $Q2C_DATABASE_URL or q2c.sqlite)")
+]
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="Operator acting (default: $Q2C_ACTOR or login)")
+]
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str,
+    role: Annotated[str, typer.Option(help=" or ".join(ROLES))] = "reader",
+    db: DbOption = None,
+    actor: ActorOption = None,
+) -> None:
+    """Create a token; it is printed once and only its hash is kept."""
+    from quote2cash.cli import actor_name, fail, open_runtime
+
+    try:
+        token = create_token(open_runtime(db), name, role, actor=actor_name(actor))
+    except TokenError as exc:
+        fail(str(exc))
+    console.print(f"token [bold]{name}[/] ({role}) created; copy it now, it is not shown again:")
+    print(token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    db: DbOption = None,
+    include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens")] = False,
+) -> None:
+    """Tokens by name and role (never their values)."""
+    from quote2cash.cli import open_runtime
+
+    table = Table("name", "role", "created", "created by", "revoked")
+    for t in list_tokens(open_runtime(db), include_revoked=include_revoked):
+        table.add_row(
+            t.name,
+            t.role,
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            t.created_by,
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str, db: DbOption = None, actor: ActorOption = None) -> None:
+    """Revoke a token at once; requests carrying it get 401."""
+    from quote2cash.cli import actor_name, fail, open_runtime
+
+    try:
+        revoke_token(open_runtime(db), name, actor=actor_name(actor))
+    except TokenError as exc:
+        fail(str(exc))
+    console.print(f"token {name} revoked")
+
+
+def _stripe_verifier(billing: Any) -> StripeVerifier | None:
+    config = getattr(billing, "config", None)
+    if billing is None or getattr(config, "webhook_secret", None) is None:
+        return None
+    verifier: StripeVerifier = billing.verify_webhook
+    return verifier
+
+
+def _sandbox_state(sandbox: str) -> dict[str, Any]:
+    path = Path(sandbox) / "state.json"
+    if not path.exists():
+        return {}
+    state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return state
+
+
+def _callout_secret(state: dict[str, Any]) -> str | None:
+    secret = os.environ.get("Q2C_SF_CALLOUT_SECRET")
+    if secret:
+        return secret
+    value = (state.get("salesforce") or {}).get("callout_secret")
+    return str(value) if value else None
+
+
+async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier | None:
+    """Point the sandbox's emulators at this hub: a Stripe webhook endpoint (whose fresh signing
+    secret is returned as a verifier) and the Salesforce Closed-Won callout URL."""
+    import aiohttp
+    import stripe
+
+    from quote2cash.connectors.stripe import verify_webhook
+
+    verifier: StripeVerifier | None = None
+    st = state.get("stripe")
+    if st:
+        client = stripe.StripeClient(api_key=st["api_key"], base_addresses={"api": st["base_url"]})
+        url = f"{base_url}/webhooks/stripe"
+
+        def register() -> str:
+            for endpoint in client.v1.webhook_endpoints.list(params={"limit": 100}).data:
+                metadata: dict[str, Any] = endpoint.to_dict().get("metadata") or {}
+                if metadata.get("registered_by") == "q2c serve":
+                    client.v1.webhook_endpoints.delete(endpoint.id)
+            created = client.v1.webhook_endpoints.create(
+                params={
+                    "url": url,
+                    "enabled_events": ["*"],
+                    "metadata": {"registered_by": "q2c serve"},
+                }
+            )
+            return str(created.secret)
+
+        secret = await asyncio.to_thread(register)
+
+        def verify(payload: bytes, header: str) -> Any:
+            return verify_webhook(payload, header, secret)
+
+        verifier = verify
+    sf = state.get("salesforce")
+    if sf:
+        context = ssl.create_default_context(cafile=sf["ca_file"])
+        async with aiohttp.ClientSession() as session:
+            response = await session.patch(
+                f"{sf['instance_url']}/_emulator/config",
+                json={"callout_url": f"{base_url}/webhooks/salesforce"},
+                ssl=context,
+            )
+            response.raise_for_status()
+    return verifier
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port)", min=0, max=65535)] = 8080,
+    workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Run the flows")] = True,
+    poll_seconds: Annotated[
+        float, typer.Option(help="Poll CRM and billing every N s (0: never)", min=0)
+    ] = 30.0,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="systems.yaml (default: $Q2C_SYSTEMS_CONFIG or sandbox)"),
+    ] = None,
+    sandbox: Annotated[str, typer.Option("--workdir", help="The sandbox's folder")] = (
+        ".q2c/sandbox"
+    ),
+    hook_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--hook-sandbox/--no-hook-sandbox",
+            help="With the sandbox: register this hub's webhook and callout URLs on the emulators",
+        ),
+    ] = True,
+    config_dir: Annotated[str, typer.Option(help="Catalog and entity rules folder")] = "config",
+    db: DbOption = None,
+) -> None:
+    """Serve the API (webhooks, /v1, /health) with the workers and polling, until SIGTERM."""
+    from quote2cash.api.app import HUB
+    from quote2cash.api.serve import ServeOptions, serve
+    from quote2cash.cli import fail, load_systems, open_runtime
+    from quote2cash.observability.logging import configure_logging
+    from quote2cash.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    runtime = open_runtime(db)
+    use_sandbox = not (config or os.environ.get("Q2C_SYSTEMS_CONFIG"))
+    systems = load_systems(config, sandbox)
+    state = _sandbox_state(sandbox) if use_sandbox else {}
+    options = ServeOptions(host, port, workers, poll_seconds, Path(config_dir))
+
+    async def ready(url: str, app: Any) -> None:
+        if use_sandbox and hook_sandbox:
+            try:
+                verifier = await _hook_sandbox(state, url)
+            except Exception as exc:
+                fail(f"could not point the sandbox's emulators at {url}: {type(exc).__name__}")
+            if verifier is not None:
+                app[HUB].stripe_verifier = verifier
+        console.print(f"q2c serving on {url}", highlight=False)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with systems:
+            await serve(
+                runtime,
+                systems,
+                stop,
+                options,
+                stripe_verifier=_stripe_verifier(systems.billing),
+                callout_secret=_callout_secret(state) if use_sandbox else _callout_secret({}),
+                on_ready=ready,
+            )
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()

@@ -1,0 +1,142 @@
+"""``q2c serve``: the API, the worker loop and the polling fallback in one asyncio process.
+
+Shutdown (``stop`` set, e.g. on SIGTERM): the listener closes first and requests in flight
+finish, so nothing is acknowledged that is not logged; pollers stop; the worker finishes its
+batch; then the connectors close. Polling and webhooks give the same event ids, so an event
+heard both ways is logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from quote2cash.api.app import HubStatus, StripeVerifier, build_app
+from quote2cash.engine.errors import IntegrationError
+from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.intake import poll_billing, poll_crm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: bool = True
+    poll_seconds: float = 30.0
+    config_dir: Path = Path("config")
+    shutdown_seconds: float = 10.0
+
+
+Poller = tuple[str, Callable[[], Awaitable[int]]]
+"""A named fallback poll; returns how many new events it logged."""
+
+
+def default_pollers(runtime: Runtime, systems: Any) -> list[Poller]:
+    """Closed-won deals from the CRM and events from billing, for the roles configured."""
+    pollers: list[Poller] = []
+    if systems.crm is not None:
+        pollers.append(("crm", partial(poll_crm, runtime, systems.crm)))
+    if systems.billing is not None:
+        pollers.append(("billing", partial(poll_billing, runtime, systems.billing)))
+    return pollers
+
+
+async def poll_forever(pollers: list[Poller], stop: asyncio.Event, every: float) -> None:
+    """The fallback for missed webhooks: run every poller each ``every`` seconds until stopped."""
+    while not stop.is_set():
+        for name, poll in pollers:
+            if stop.is_set():
+                break
+            try:
+                new = await poll()
+                if new:
+                    log.info("polling %s: %d new event(s)", name, new)
+            except Exception as exc:
+                reason = exc if isinstance(exc, IntegrationError) else type(exc).__name__
+                log.warning("polling %s failed (%s); next try in %.0f s", name, reason, every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+async def run_worker(
+    runtime: Runtime, systems: Any, stop: asyncio.Event, status: HubStatus, config_dir: Path
+) -> None:
+    """The flows' worker; ``status`` says whether it runs (``/health`` reports it)."""
+    from quote2cash.engine.worker import Worker
+    from quote2cash.flows import build_registry
+    from quote2cash.flows.deps import FlowDeps
+
+    try:
+        worker = Worker(runtime, build_registry(FlowDeps.build(runtime, systems, config_dir)))
+        status.worker_running = True
+        await worker.run(stop)
+    except Exception as exc:
+        log.error("the worker stopped: %s", type(exc).__name__, exc_info=True)
+    finally:
+        status.worker_running = False
+
+
+async def serve(
+    runtime: Runtime,
+    systems: Any,
+    stop: asyncio.Event,
+    options: ServeOptions,
+    *,
+    stripe_verifier: StripeVerifier | None,
+    callout_secret: str | None,
+    on_ready: Callable[[str, web.Application], Awaitable[None]] | None = None,
+    pollers: list[Poller] | None = None,
+) -> None:
+    """Serve until ``stop`` is set; ``on_ready`` gets the bound base URL (port 0 is resolved).
+
+    ``pollers`` defaults to ``default_pollers(runtime, systems)``.
+    """
+    status = HubStatus(worker_running=False if options.workers else None)
+    app = build_app(
+        runtime, stripe_verifier=stripe_verifier, callout_secret=callout_secret, status=status
+    )
+    runner = web.AppRunner(app, shutdown_timeout=options.shutdown_seconds)
+    await runner.setup()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        site = web.TCPSite(runner, options.host, options.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        url = f"http://{host}:{port}"
+        if options.workers:
+            tasks.append(
+                asyncio.create_task(run_worker(runtime, systems, stop, status, options.config_dir))
+            )
+        if options.poll_seconds > 0:
+            tasks.append(
+                asyncio.create_task(
+                    poll_forever(
+                        default_pollers(runtime, systems) if pollers is None else pollers,
+                        stop,
+                        options.poll_seconds,
+                    )
+                )
+            )
+        log.info("serving on %s (workers: %s)", url, options.workers)
+        if stripe_verifier is None:
+            log.warning("no Stripe webhook secret: Stripe webhooks are answered 503")
+        if callout_secret is None:
+            log.warning("no Salesforce callout secret: callouts are answered 503")
+        if on_ready is not None:
+            await on_ready(url, app)
+        await stop.wait()
+    finally:
+        stop.set()
+        await runner.cleanup()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
