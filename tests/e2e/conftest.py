@@ -23,7 +23,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.intake import poll_billing, poll_crm
+from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.stripe import StripeEmulator
 from quote2cash.sandbox.tryton import TrytonEndpoint, TrytonSandbox
@@ -91,6 +91,7 @@ class Hub:
         for _ in range(rounds):
             assert self.systems.crm is not None and self.systems.billing is not None
             new = await poll_crm(self.runtime, self.systems.crm)
+            new += await poll_amendments(self.runtime, self.systems.crm, self.deps.xref)
             new += await poll_billing(self.runtime, self.systems.billing)
             report = await self.worker.drain()
             if new == 0 and report.processed == 0:

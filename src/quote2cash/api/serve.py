@@ -22,7 +22,8 @@ from aiohttp import web
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
-from quote2cash.flows.intake import poll_billing, poll_crm
+from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
+from quote2cash.masterdata.xref import XrefStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,9 @@ def default_pollers(runtime: Runtime, systems: Any) -> list[Poller]:
     """Closed-won deals from the CRM and events from billing, for the roles configured."""
     pollers: list[Poller] = []
     if systems.crm is not None:
+        xref = XrefStore(runtime.engine, runtime.clock)
         pollers.append(("crm", partial(poll_crm, runtime, systems.crm)))
+        pollers.append(("crm.amendments", partial(poll_amendments, runtime, systems.crm, xref)))
     if systems.billing is not None:
         pollers.append(("billing", partial(poll_billing, runtime, systems.billing)))
     return pollers

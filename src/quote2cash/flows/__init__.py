@@ -12,8 +12,15 @@ from collections.abc import Awaitable, Callable
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event
 from quote2cash.engine.registry import Registry
+from quote2cash.engine.retry import RetryPolicy
+from quote2cash.flows.amendments import AMENDMENT_RETRY, request_amendment
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.invoices import record_failed_payment, sync_invoice, sync_payment
+from quote2cash.flows.invoices import record_failed_payment
+from quote2cash.flows.lifecycle import (
+    mirror_subscription,
+    sync_invoice_or_credit,
+    sync_payment_or_settled,
+)
 from quote2cash.flows.new_business import activate_subscription, submit_subscription_order
 
 FlowHandler = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
@@ -21,9 +28,19 @@ FlowHandler = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
 FLOWS: dict[str, FlowHandler] = {
     "crm.opportunity.closed_won": submit_subscription_order,
     "billing.subscription.activated": activate_subscription,
-    "billing.invoice.finalized": sync_invoice,
-    "billing.payment.succeeded": sync_payment,
+    "billing.invoice.finalized": sync_invoice_or_credit,
+    "billing.payment.succeeded": sync_payment_or_settled,
     "billing.payment.failed": record_failed_payment,
+    "crm.amendment.requested": request_amendment,
+    "billing.subscription.amended": mirror_subscription,
+    "billing.subscription.renewed": mirror_subscription,
+    "billing.subscription.cancel_scheduled": mirror_subscription,
+    "billing.subscription.canceled": mirror_subscription,
+}
+
+RETRIES: dict[str, RetryPolicy] = {
+    # An amendment for a contract the hub does not know yet waits, then is dead-lettered.
+    "crm.amendment.requested": AMENDMENT_RETRY,
 }
 
 
@@ -34,7 +51,7 @@ async def _recorded_only(ctx: HandlerContext, event: Event) -> None:
 def build_registry(deps: FlowDeps) -> Registry:
     registry = Registry()
     for event_type, flow in FLOWS.items():
-        registry.add(event_type, _bind(flow, deps))
+        registry.add(event_type, _bind(flow, deps), retry=RETRIES.get(event_type))
     registry.add("billing.*", _recorded_only)
     return registry
 

@@ -20,6 +20,7 @@ from quote2cash.engine.events import Event
 from quote2cash.engine.log import Appended
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.subjects import contract_number_of, contract_subject
+from quote2cash.masterdata.xref import XrefStore
 from quote2cash.store.schema import events, intake_cursors
 
 DEAL_NAMESPACE = uuid.UUID("0b1e2c55-7d0f-4c8e-9a61-3f2d4e5a6b7c")
@@ -136,6 +137,39 @@ async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
                 [order_event(order, time=started) for order in page.items]
             )
             new += sum(not r.duplicate for r in receipts)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    _save_cursor(runtime, source, started.isoformat())
+    return new
+
+
+async def poll_amendments(
+    runtime: Runtime, crm: Crm, xref: XrefStore, *, source: str = "crm.amendments"
+) -> int:
+    """Log every approved amendment request changed since the last poll, in its contract's
+    subject when the hub knows the contract (see ``flows.amendments``)."""
+    from quote2cash.flows.amendments import amendment_event, contract_of
+
+    raw = _cursor(runtime, source)
+    since = datetime.fromisoformat(raw) if raw else None
+    started = runtime.clock.now()
+    new = 0
+    cursor: str | None = None
+    while True:
+        page = await crm.amendment_requests(since=since, cursor=cursor)
+        logged = []
+        for amendment in page.items:
+            contract = contract_of(runtime, xref, amendment)
+            subject = contract_subject(contract) if contract else None
+            correlation = (correlation_of_subject(runtime, subject) if subject else None) or (
+                f"amendment-{uuid.uuid5(DEAL_NAMESPACE, amendment.external_ids['crm'])}"
+            )
+            logged.append(
+                amendment_event(amendment, contract, time=started, correlation_id=correlation)
+            )
+        if logged:
+            new += sum(not r.duplicate for r in runtime.log.append_many(logged))
         if page.next_cursor is None:
             break
         cursor = page.next_cursor

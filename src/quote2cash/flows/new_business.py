@@ -24,6 +24,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
 from quote2cash.flows.onboarding import dump, onboard_customer, published, read_account
 from quote2cash.masterdata import MappedOrderLine, product_codes
 from quote2cash.masterdata.xref import Kind
@@ -104,6 +105,12 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         ),
         system="crm",
     )
+    links = ContractLinks(
+        order.number or opportunity_id, contract_gid, sub_id, opportunity_id, customer.crm_id
+    )
+    await publish_subscription(
+        ctx, deps, links, billing_sub, step="crm.publish_subscription_record"
+    )
 
 
 async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -141,6 +148,19 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
     )
     order_gid = deps.xref.ensure_global_id(Kind.ORDER, "erp", str(erp_order), actor="flows")
     deps.xref.link(order_gid, "billing", sub_id, actor="flows")
+    current = Subscription.model_validate(
+        await ctx.step(
+            "billing.get_subscription", lambda _k: dump(deps.billing.get_subscription(sub_id))
+        )
+    )
+    links = ContractLinks(
+        order.number or opportunity_id,
+        contract_gid,
+        sub_id,
+        opportunity_id,
+        account.external_ids["crm"],
+    )
+    await publish_subscription(ctx, deps, links, current, step="crm.publish_subscription_active")
     activated = obj.get("start_date") or obj.get("created")
     await ctx.step(
         "crm.publish_activation",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,8 +193,18 @@ async def test_amendment_number_from_the_request_wins(harness: Any):
     assert amendment.reason == "Team shrank"
 
 
-async def test_org_without_the_amendment_object_is_a_mapping_error():
-    emulator = SalesforceEmulator()
+async def test_org_without_the_amendment_object_is_a_mapping_error(tmp_path: Path):
+    """An org whose schema lacks Amendment_Request__c (the packaged schema has it)."""
+    from importlib import resources
+
+    import yaml
+
+    packaged = resources.files("quote2cash.sandbox.salesforce").joinpath("default_schema.yaml")
+    document = yaml.safe_load(packaged.read_text("utf-8"))
+    del document["objects"]["Amendment_Request__c"]
+    schema = tmp_path / "schema.yaml"
+    schema.write_text(yaml.safe_dump(document, sort_keys=False), "utf-8")
+    emulator = SalesforceEmulator(schema_path=schema)
     await emulator.start()
     try:
         config = SalesforceConfig.for_sandbox(emulator.instance_url, emulator.ca_path)

@@ -1,0 +1,179 @@
+"""GetInvoiceStatus: an invoice's last known status, amounts and ids in every system, answered
+from the hub's own state (cross-references, the logged billing events and the steps the invoice
+and payment flows recorded). It never calls an external system, so it answers while they are
+down; ``as_of`` says how fresh the answer is.
+
+Any id will do: the billing invoice id (``in_...``), the ERP invoice id, the CRM's
+Invoice_Number__c (billing's invoice number) or Invoice__c record id, or the hub's global id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import or_, select
+
+from quote2cash.canonical import Money
+from quote2cash.engine.errors import DataError
+from quote2cash.engine.events import decode_data
+from quote2cash.engine.runtime import Runtime
+from quote2cash.masterdata.xref import Kind, XrefStore
+from quote2cash.store.schema import events, steps
+
+_ERP_POSTING = ("erp.post_invoice", "erp.issue_credit_note")
+_ERP_PAYMENT = "erp.apply_payment"
+_CRM_PUBLISHING = ("crm.publish_invoice", "crm.publish_paid", "crm.publish_failed")
+_decoder = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class InvoiceStatusView:
+    """What the hub knows of one invoice; ``status`` is billing's (the system of record)."""
+
+    global_id: str | None
+    billing_id: str
+    erp_id: str | None
+    crm_id: str | None
+    number: str | None
+    contract: str | None
+    status: str
+    currency: str
+    total: Money
+    amount_paid: Money
+    amount_due: Money
+    due_date: date | None
+    paid_at: datetime | None
+    posted_in_erp: bool
+    payment_applied_in_erp: bool
+    as_of: datetime
+
+    @property
+    def is_credit(self) -> bool:
+        return self.total.is_negative()
+
+
+def get_invoice_status(runtime: Runtime, xref: XrefStore, invoice_id: str) -> InvoiceStatusView:
+    """The invoice known by ``invoice_id`` in any system; DataError if the hub knows none."""
+    ident = invoice_id.strip()
+    billing_id = _billing_id(runtime, xref, ident)
+    rows = _invoice_events(runtime, billing_id) if billing_id else []
+    if billing_id is None or not rows:
+        raise DataError(
+            f"invoice {invoice_id!r}: the hub knows no invoice by that id (expected a billing "
+            "invoice id in_..., an ERP invoice id, the CRM Invoice_Number__c or Invoice__c Id, "
+            "or a global id INV-...)"
+        )
+    return _view(runtime, xref, billing_id, rows)
+
+
+def _billing_id(runtime: Runtime, xref: XrefStore, ident: str) -> str | None:
+    for system in ("billing", "erp"):
+        gid = xref.global_id_for(Kind.INVOICE, system, ident)
+        if gid is not None:
+            return xref.local_id(gid, "billing")
+    if ident.upper().startswith("INV-"):
+        try:
+            gid = xref.resolve(ident)
+        except DataError:
+            gid = None
+        if gid is not None:
+            return xref.local_id(gid, "billing")
+    if _invoice_events(runtime, ident):
+        return ident
+    return _by_crm_id(runtime, ident)
+
+
+def _invoice_events(runtime: Runtime, billing_id: str) -> list[tuple[int, str, datetime, Any]]:
+    """(pos, subject, time, data) of the billing invoice and payment events about it."""
+    with runtime.engine.connect() as conn:
+        found = conn.execute(
+            select(events.c.pos, events.c.subject, events.c.time, events.c.data)
+            .where(
+                or_(
+                    events.c.type.startswith("billing.invoice."),
+                    events.c.type.startswith("billing.payment."),
+                ),
+                events.c.data.contains(f'"{billing_id}"', autoescape=True),
+            )
+            .order_by(events.c.pos)
+        ).all()
+    out = []
+    for pos, subject, time, raw in found:
+        data = decode_data(raw)
+        obj = data.get("object") or {}
+        if obj.get("object") == "invoice" and (
+            obj.get("id") == billing_id or obj.get("number") == billing_id
+        ):
+            out.append((pos, subject, time, data))
+    return out
+
+
+def _by_crm_id(runtime: Runtime, crm_id: str) -> str | None:
+    """An Invoice__c record id, from what the CRM answered to the hub's invoice publishing."""
+    with runtime.engine.connect() as conn:
+        found = conn.execute(
+            select(events.c.data)
+            .join(steps, steps.c.event_pos == events.c.pos)
+            .where(
+                steps.c.name.in_(_CRM_PUBLISHING),
+                steps.c.result.contains(f'"{crm_id}"', autoescape=True),
+            )
+            .limit(1)
+        ).scalar_one_or_none()
+    if found is None:
+        return None
+    obj = decode_data(found).get("object") or {}
+    return str(obj["id"]) if obj.get("id") else None
+
+
+def _view(
+    runtime: Runtime,
+    xref: XrefStore,
+    billing_id: str,
+    rows: Sequence[tuple[int, str, datetime, Any]],
+) -> InvoiceStatusView:
+    billing_id = str((rows[-1][3].get("object") or {}).get("id") or billing_id)
+    positions = [pos for pos, *_ in rows]
+    with runtime.engine.connect() as conn:
+        recorded = conn.execute(
+            select(steps.c.name, steps.c.result)
+            .where(steps.c.event_pos.in_(positions))
+            .order_by(steps.c.completed_at)
+        ).all()
+    names = {name for name, _ in recorded}
+    crm_id = None
+    for name, result in recorded:
+        if name in _CRM_PUBLISHING:
+            ids = _decoder.decode(result)
+            if isinstance(ids, list) and ids and ids[0]:
+                crm_id = str(ids[0])
+    gid = xref.global_id_for(Kind.INVOICE, "billing", billing_id)
+    _, subject, as_of, data = rows[-1]
+    obj: dict[str, Any] = data.get("object") or {}
+    currency = str(obj.get("currency") or "").upper()
+    transitions: dict[str, Any] = obj.get("status_transitions") or {}
+    due = obj.get("due_date")
+    paid = transitions.get("paid_at")
+    amount_paid = Money.from_stripe_amount(int(obj.get("amount_paid") or 0), currency)
+    return InvoiceStatusView(
+        global_id=gid,
+        billing_id=billing_id,
+        erp_id=xref.local_id(gid, "erp") if gid else None,
+        crm_id=crm_id,
+        number=obj.get("number") or None,
+        contract=subject.removeprefix("contract:") if subject.startswith("contract:") else None,
+        status=str(obj.get("status") or "draft"),
+        currency=currency,
+        total=Money.from_stripe_amount(int(obj.get("total") or 0), currency),
+        amount_paid=amount_paid,
+        amount_due=Money.from_stripe_amount(int(obj.get("amount_remaining") or 0), currency),
+        due_date=datetime.fromtimestamp(int(due), UTC).date() if due else None,
+        paid_at=datetime.fromtimestamp(int(paid), UTC) if paid else None,
+        posted_in_erp=bool(names.intersection(_ERP_POSTING)),
+        payment_applied_in_erp=_ERP_PAYMENT in names,
+        as_of=as_of,
+    )
