@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--subjects-per-batch", type=int, default=1000)
     args = parser.parse_args(argv)
     n = args.events or (20_000 if args.quick else 100_000)
-    n_proc = args.procrastinate_jobs or (2_000 if args.quick else 10_000)
+    n_proc = args.procrastinate_jobs or (500 if args.quick else 3_000)
     evs = make_events(n, args.subjects)
     out: dict[str, Any] = {"events": n, "subjects": args.subjects, "procrastinate_jobs": n_proc}
     print(f"{n:,} events across {args.subjects:,} subjects, no-op handlers", flush=True)
@@ -295,12 +295,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
 
+    # Headline: events dispatched through the engine (claim, handler, commit) per second; the
+    # append rate and the end-to-end rates (append then drain; both at once) are reported too.
     out.update(
-        sqlite_events_per_s=round(sq["end_to_end_per_s"]),
+        sqlite_events_per_s=round(sq["process_per_s"]),
+        sqlite_end_to_end_per_s=round(sq["end_to_end_per_s"]),
         sqlite_append_per_s=round(sq["append_per_s"]),
         sqlite_process_per_s=round(sq["process_per_s"]),
         sqlite_raw_rows_per_s=round(raw_sq),
-        postgres_events_per_s=round(pg["end_to_end_per_s"]),
+        postgres_events_per_s=round(pg["process_per_s"]),
+        postgres_end_to_end_per_s=round(pg["end_to_end_per_s"]),
         postgres_append_per_s=round(pg["append_per_s"]),
         postgres_process_per_s=round(pg["process_per_s"]),
         postgres_raw_rows_per_s=round(raw_pg),
@@ -308,14 +312,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         procrastinate_unordered_jobs_per_s=round(proc_runs[False]),
         sqlite_sequential_per_s=round(sq["sequential_per_s"]),
         postgres_sequential_per_s=round(pg["sequential_per_s"]),
-        ratio_vs_procrastinate=round(pg["end_to_end_per_s"] / proc, 1),
-        ratio_sqlite_vs_raw=round(sq["end_to_end_per_s"] / raw_sq, 3),
-        ratio_postgres_vs_raw=round(pg["end_to_end_per_s"] / raw_pg, 3),
+        ratio_vs_procrastinate=round(pg["sequential_per_s"] / proc, 1),
+        ratio_sqlite_vs_raw=round(sq["process_per_s"] / raw_sq, 3),
+        ratio_postgres_vs_raw=round(pg["process_per_s"] / raw_pg, 3),
     )
     print(
-        f"ratios: postgres engine / procrastinate = {out['ratio_vs_procrastinate']}x; "
-        f"engine / raw insert: sqlite {out['ratio_sqlite_vs_raw']}, "
-        f"postgres {out['ratio_postgres_vs_raw']}"
+        f"ratios: postgres engine (append, then process) / procrastinate (defer, then run) = "
+        f"{out['ratio_vs_procrastinate']}x; engine dispatch / raw insert: sqlite "
+        f"{out['ratio_sqlite_vs_raw']}, postgres {out['ratio_postgres_vs_raw']}"
     )
     print(json.dumps(out))
     return out
