@@ -73,7 +73,6 @@ def pause_system(runtime: Runtime, system: str, *, actor: str, reason: str) -> N
 def resume_system(runtime: Runtime, system: str, *, actor: str, reason: str = "resumed") -> None:
     """End a manual pause and any maintenance window in force now; held work drains in order."""
     now = runtime.clock.now()
-    _set_paused(runtime, system, False, actor=actor, reason=reason)
     with runtime.engine.begin() as conn:
         conn.execute(
             update(maintenance_windows)
@@ -84,6 +83,8 @@ def resume_system(runtime: Runtime, system: str, *, actor: str, reason: str = "r
             )
             .values(ends_at=now)
         )
+    # Ends the window first, so the gates reloaded here no longer see it in force.
+    _set_paused(runtime, system, False, actor=actor, reason=reason)
     _release_held(runtime, system)
 
 

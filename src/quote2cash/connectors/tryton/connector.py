@@ -818,10 +818,13 @@ class TrytonErp:
                 f"{expected_tax}); not posted, the draft was deleted",
                 system=SYSTEM,
             )
-        with _about(label):
-            await invoices.execute_button(
-                "post", [invoice_id], context=ctx, allow_warnings=POSTING_WARNINGS
-            )
+        # Tryton deletes a warning's acknowledgement when it is used, so two postings that
+        # acknowledge the same warning at once would race: post one at a time per connector.
+        async with self._exclusive("post"):
+            with _about(label):
+                await invoices.execute_button(
+                    "post", [invoice_id], context=ctx, allow_warnings=POSTING_WARNINGS
+                )
         [posted] = await invoices.read([invoice_id], list(_INVOICE_FIELDS), context=ctx)
         return _receipt(posted)
 

@@ -198,8 +198,12 @@ def _stop_process_group(
         if process is not None:
             if process.poll() is not None:
                 break
-        elif not _alive(pid):
-            break
+        else:
+            # A child of this process stays a zombie (still "alive") until it is reaped.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not _alive(pid):
+                break
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

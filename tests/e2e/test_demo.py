@@ -1,0 +1,50 @@
+"""``q2c demo --quick`` (what CI runs): the whole story on the three local systems, reconciled.
+
+The demo starts its own sandbox (Stripe and Salesforce emulators, a Tryton server), so this test
+needs nothing running; it checks what the demo printed and what it left in the hub's store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from conftest import missing_service
+from quote2cash.demo import run_demo
+from quote2cash.engine.queries import failed_events
+from quote2cash.engine.runtime import Runtime
+from quote2cash.sandbox import orchestrator
+
+
+def test_quick_demo_reconciles_and_prints_the_summary(tmp_path: Path) -> None:
+    if shutil.which("trytond", path=str(Path(sys.executable).parent)) is None:
+        missing_service("trytond is not installed in this virtualenv (extra 'sandbox')")
+    folder = tmp_path / "demo"
+    console = Console(record=True, width=140, force_terminal=False, color_system=None)
+
+    ok = run_demo(workdir=str(folder), quick=True, console=console)
+
+    text = console.export_text()
+    assert ok, text[-4000:]
+    assert "summary" in text and "reconciled:" in text
+    for currency in ("EUR", "USD"):
+        row = next(line for line in text.splitlines() if line.strip(" │|").startswith(currency))
+        assert "equal to the cent" in row, row
+    assert "LEGACY-ANALYTICS" in text and "mapping" in text
+    assert "nothing was written to any system" in text
+    assert "declined card" in text and "Open, balance" in text
+    assert "drained in order: yes" in text
+    assert f"q2c dlq list --db sqlite:///{folder / 'hub.sqlite'}" in text
+    assert "q2c audit verify" in text
+
+    # the sandbox is stopped again, the hub's store stays for a look further
+    assert orchestrator.read_state(folder / "sandbox") is None
+    runtime = Runtime.open(f"sqlite:///{folder / 'hub.sqlite'}", initialise=False)
+    try:
+        failed = failed_events(runtime)
+        assert [(f.type, f.category) for f in failed] == [("crm.opportunity.closed_won", "mapping")]
+    finally:
+        runtime.close()

@@ -1,0 +1,130 @@
+"""Multi-entity: a German account is served by Q2C GmbH in EUR, a US account by Q2C Inc. in USD.
+
+Sales reps close one deal each; the end state is read from each system directly: Tryton over
+JSON-RPC (company and currency of the customer's booking and posted invoice), Stripe through the
+SDK (invoice currency and prices), Salesforce through simple-salesforce (the entity written back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract.crm.salesforce_harness import Line
+from e2e.conftest import CONFIG, Hub, World, sf_products
+from quote2cash.connectors.tryton import TrytonConfig
+from quote2cash.engine.queries import failed_events
+from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.systems import SystemLimits
+from quote2cash.engine.worker import Worker
+from quote2cash.flows import build_registry
+from quote2cash.flows.deps import FlowDeps
+
+
+@pytest.fixture
+async def hub(world: World, tmp_path: Path) -> AsyncIterator[Hub]:
+    """The hub with one ERP step at a time (the sandbox ERP is SQLite: one writer)."""
+    runtime = Runtime.open(
+        f"sqlite:///{tmp_path / 'hub.sqlite'}",
+        sqlite_synchronous="NORMAL",
+        limits={"erp": SystemLimits(max_concurrency=1)},
+    )
+    systems = world.systems()
+    async with systems:
+        deps = FlowDeps.build(runtime, systems, CONFIG)
+        yield Hub(runtime, deps, Worker(runtime, build_registry(deps)), systems)
+    runtime.close()
+
+
+async def test_each_account_lands_in_its_legal_entity_and_currency(world: World, hub: Hub) -> None:
+    desk = world.desk
+    products = sf_products(desk)
+    german = desk.account(
+        "Weber Feinmechanik GmbH",
+        currency="EUR",
+        BillingStreet="Leopoldstraße 12",
+        BillingCity="München",
+        BillingPostalCode="80331",
+        BillingCountryCode="DE",
+        BillingCountry="Germany",
+    )
+    american = desk.account(
+        "Granite Peak Outfitters Inc.",
+        currency="USD",
+        BillingStreet="1600 Market St",
+        BillingCity="Denver",
+        BillingState="CO",
+        BillingPostalCode="80202",
+        BillingCountryCode="US",
+        BillingCountry="United States",
+    )
+    desk.deal(
+        german,
+        "EUR",
+        [Line(products["PLAT-SEAT"], 7, "45.00"), Line(products["SUPPORT-PREM"], 1, "179.00")],
+        name="Weber platform",
+        Contract_Number__c="C-ME-DE-1",
+    )
+    desk.deal(
+        american,
+        "USD",
+        [Line(products["PLAT-SEAT"], 12, "49.00")],
+        name="Granite Peak platform",
+        Contract_Number__c="C-ME-US-1",
+    )
+    await hub.settle()
+    assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
+
+    entities = TrytonConfig.from_sandbox(world.erp).legal_entities
+    expected = {
+        "Weber Feinmechanik GmbH": (entities["DE"].company, "EUR", Decimal("494.00")),
+        "Granite Peak Outfitters Inc.": (entities["US"].company, "USD", Decimal("588.00")),
+    }
+    assert entities["DE"].company != entities["US"].company
+
+    # ERP: the booking and the posted invoice in the entity's company and currency.
+    async with world.erp_client() as erp:
+        for name, (company, currency, total) in expected.items():
+            [party] = await erp.model("party.party").search([("name", "=", name)])
+            sales = await erp.model("sale.sale").search_read(
+                [("party", "=", party)], ["company", "currency.code", "total_amount", "state"]
+            )
+            assert [(s["company"], s["currency."]["code"]) for s in sales] == [(company, currency)]
+            assert sales[0]["total_amount"] == total and sales[0]["state"] != "draft"
+            invoices = await erp.model("account.invoice").search_read(
+                [("party", "=", party), ("type", "=", "out")],
+                ["company", "company.rec_name", "currency.code", "total_amount", "state"],
+            )
+            assert len(invoices) == 1, invoices
+            invoice = invoices[0]
+            assert invoice["company"] == company
+            assert invoice["currency."]["code"] == currency
+            assert invoice["total_amount"] == total and invoice["state"] == "posted"
+            assert ("GmbH" if currency == "EUR" else "Inc.") in invoice["company."]["rec_name"]
+
+    # Billing: the customer's invoice and prices are in the entity's currency.
+    client = world.stripe()
+    for name, (_, currency, total) in expected.items():
+        [customer] = [c for c in client.v1.customers.list().auto_paging_iter() if c.name == name]
+        [subscription] = list(client.v1.subscriptions.list(params={"customer": customer.id}).data)
+        assert {item["price"]["currency"] for item in subscription["items"]["data"]} == {
+            currency.lower()
+        }
+        [invoice] = list(client.v1.invoices.list(params={"customer": customer.id}).data)
+        assert invoice.currency == currency.lower()
+        assert Decimal(invoice.total) / 100 == total
+
+    # CRM: the legal entity the hub resolved is written back on each account.
+    accounts: dict[str, Any] = {
+        "Weber Feinmechanik GmbH": desk.sf.Account.get(german),
+        "Granite Peak Outfitters Inc.": desk.sf.Account.get(american),
+    }
+    assert accounts["Weber Feinmechanik GmbH"]["Legal_Entity__c"] == "DE"
+    assert accounts["Granite Peak Outfitters Inc."]["Legal_Entity__c"] == "US"
+    rows = desk.sf.query("SELECT Amount__c, Account__c FROM Invoice__c")["records"]
+    amounts = {r["Account__c"]: Decimal(str(r["Amount__c"])) for r in rows}
+    assert amounts == {german: Decimal("494.00"), american: Decimal("588.00")}
