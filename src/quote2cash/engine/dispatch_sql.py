@@ -74,8 +74,10 @@ def load_steps(
 def leases_held(conn: Connection, claimed: Sequence[str], owner: str, postgres: bool) -> int:
     """How many of ``claimed`` this worker still leases; on PostgreSQL the rows are locked."""
     if postgres:
+        # Rows are locked in subject order, the order appenders lock them in (no deadlock).
         rows = conn.exec_driver_sql(
-            "SELECT subject FROM subjects WHERE subject = ANY(%s) AND lease_owner = %s FOR UPDATE",
+            "SELECT subject FROM subjects WHERE subject = ANY(%s) AND lease_owner = %s "
+            "ORDER BY subject FOR UPDATE",
             (list(claimed), owner),
         )
     else:

@@ -165,13 +165,20 @@ class Worker:
 
     def _extend_leases(self, subject_names: list[str]) -> None:
         until = self.runtime.clock.now() + self.lease
+        mine = (
+            select(subjects.c.subject)
+            .where(
+                subjects.c.subject.in_(subject_names),
+                subjects.c.lease_owner == self.worker_id,
+            )
+            .order_by(subjects.c.subject)
+        )
+        if self._postgres:
+            mine = mine.with_for_update()  # in subject order, as appenders lock them
         with self.runtime.engine.begin() as conn:
             conn.execute(
                 update(subjects)
-                .where(
-                    subjects.c.subject.in_(subject_names),
-                    subjects.c.lease_owner == self.worker_id,
-                )
+                .where(subjects.c.subject.in_(mine.scalar_subquery()))
                 .values(lease_until=until)
             )
 
