@@ -105,8 +105,10 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(db_url: str, tmp_
             runtime.log.append_many(batch)
             appended += len(batch)
         runtime.engine.dispose()  # no pooled connection crosses the fork
-        pid = fork_worker(db_url, effects_path, 0.02, trial)
-        time.sleep(rng.uniform(0.0, 0.04))
+        # Children kill themselves right after 5% of side effects (before the step is
+        # recorded); the parent kills the others at a random time within their batch.
+        pid = fork_worker(db_url, effects_path, 0.05, trial)
+        time.sleep(rng.uniform(0.0, 0.12))
         try:
             os.kill(pid, signal.SIGKILL)
             kills += 1
