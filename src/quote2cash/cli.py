@@ -563,9 +563,15 @@ def _print_sandbox(described: dict[str, Any], workdir: str) -> None:
 def demo(
     quick: Annotated[bool, typer.Option(help="A smaller run, for CI")] = False,
     workdir: Annotated[str, typer.Option(help="Where the demo keeps its store")] = ".q2c/demo",
+    engine_only: Annotated[
+        bool, typer.Option("--engine-only", help="The engine's guarantees on simulated systems")
+    ] = False,
 ) -> None:
-    """Run the demo end to end and print a summary."""
-    from quote2cash.demo import run_demo
+    """Run the quote-to-cash demo on the sandbox end to end and print a summary."""
+    if engine_only:
+        from quote2cash.demo.engine_demo import run_demo
+    else:
+        from quote2cash.demo import run_demo
 
     ok = run_demo(workdir=workdir, quick=quick, console=console)
     if not ok:

@@ -64,3 +64,16 @@ def test_uninitialised_store_and_bad_handlers_are_clear_errors(tmp_path: Path) -
     assert run("init", db=db).returncode == 0
     r = run("worker", "--once", "--handlers", "no.such.module:registry", db=db)
     assert r.returncode == 2 and "cannot load a registry" in r.stderr
+
+
+def test_engine_demo_runs_and_reconciles(tmp_path: Path) -> None:
+    """`q2c demo --engine-only`: held ERP work, an exception, a two-person replay, audit."""
+    done = subprocess.run(
+        [*Q2C, "demo", "--engine-only", "--quick", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "cannot also decide it" in done.stdout  # the requester was refused
+    assert "audit log" in done.stdout and "intact" in done.stdout
