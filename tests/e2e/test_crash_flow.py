@@ -238,7 +238,11 @@ def test_sigkill_during_new_business_duplicates_nothing_in_any_system(
     )
     assert steps_in_trials >= recorded_steps(runtime) // 2, "the trials barely got going"
     assert outcomes["killed"] + outcomes["self-killed"] >= TRIALS // 2, outcomes
-    assert sum(after_write.values()) == outcomes["self-killed"] >= 1
+    # Every self-kill left its mark; a child that killed itself just as our timer fired is
+    # counted as killed by us (it was already a zombie), so marks may exceed self-kills.
+    marks = sum(after_write.values())
+    assert outcomes["self-killed"] <= marks <= outcomes["self-killed"] + outcomes["killed"]
+    assert marks >= 1
     assert len({k.split(".")[0] for k in after_write}) >= 2, after_write
     assert failed_events(runtime) == [], [e.last_error for e in failed_events(runtime)]
 
