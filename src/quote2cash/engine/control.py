@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import maintenance_windows, operators, systems
+from quote2cash.store.schema import maintenance_windows, operators, subjects, systems
 
 ROLES = frozenset({"operator", "finance_approver"})
 
@@ -161,8 +161,6 @@ def schedule_window(
 
 def _release_held(runtime: Runtime, system: str) -> None:
     """Subjects waiting on ``system`` become ready at once instead of at their next poll."""
-    from quote2cash.store.schema import subjects
-
     with runtime.engine.begin() as conn:
         conn.execute(update(subjects).where(subjects.c.waiting_on == system).values(ready_at=None))
 
@@ -206,10 +204,6 @@ def system_status(runtime: Runtime) -> list[dict[str, object]]:
                     "in_force": w.starts_at <= now,
                 }
             )
-        from sqlalchemy import func
-
-        from quote2cash.store.schema import subjects
-
         for system, count in conn.execute(
             select(subjects.c.waiting_on, func.count())
             .where(subjects.c.waiting_on.is_not(None))

@@ -6,12 +6,14 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from quote2cash.engine.clock import Clock, SystemClock
+from quote2cash.engine.dispatch_sql import sqlite_time
 from quote2cash.engine.events import Event, encode_data, validate_envelope
 
 _APPEND_RETRIES = 5
@@ -169,17 +171,11 @@ def _reserve_postgres(conn: Connection, counts: dict[str, int]) -> dict[str, int
 
 
 def _insert_sqlite(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
-    recorded = _sqlite_time(rows[0][10]) if rows else None
+    recorded = sqlite_time(cast(datetime, rows[0][10])) if rows else None
     conn.exec_driver_sql(
         f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*r[:4], _sqlite_time(r[4]), *r[5:10], recorded) for r in rows],
+        [(*r[:4], sqlite_time(cast(datetime, r[4])), *r[5:10], recorded) for r in rows],
     )
-
-
-def _sqlite_time(value: object) -> str:
-    """The exact text SQLAlchemy's SQLite DateTime writes, so comparisons stay lexical-safe."""
-    assert isinstance(value, datetime)
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _copy_postgres(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.control import ControlError, operator_roles
@@ -293,12 +293,3 @@ def _decide(
     )
     if result.rowcount != 1:
         raise ReplayError(f"replay request {req.id} was decided by someone else meanwhile")
-
-
-def pending_count(runtime: Runtime) -> int:
-    with runtime.engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count()).where(replay_requests.c.status == "pending")
-            ).scalar_one()
-        )

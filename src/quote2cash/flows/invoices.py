@@ -13,7 +13,7 @@ from typing import Any
 from quote2cash.canonical import Invoice, InvoiceLine, Money, Payment, PaymentStatus, Ref
 from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.errors import DataError, MappingError
+from quote2cash.engine.errors import DataError, MappingError, TransientError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.onboarding import dump, published
@@ -23,9 +23,7 @@ from quote2cash.masterdata.xref import Kind
 async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.invoice.finalized``: post it in the ERP and show it in the CRM."""
     invoice_id = _object_id(event)
-    invoice = Invoice.model_validate(
-        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
-    )
+    invoice = await read_invoice(ctx, deps, invoice_id)
     customer_gid = deps.xref.global_id_for(
         Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
     )
@@ -65,9 +63,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.succeeded``: apply it to the ERP invoice; the CRM shows it paid."""
     invoice_id = _object_id(event)
-    invoice = Invoice.model_validate(
-        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
-    )
+    invoice = await read_invoice(ctx, deps, invoice_id)
     erp_invoice = _erp_invoice_of(deps, invoice_id)
     obj: dict[str, Any] = event.data.get("object") or {}
     paid = Money.from_stripe_amount(int(obj.get("amount_paid") or 0), invoice.currency)
@@ -96,11 +92,16 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the open balance."""
     invoice_id = _object_id(event)
-    invoice = Invoice.model_validate(
-        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
-    )
+    invoice = await read_invoice(ctx, deps, invoice_id)
     account = _crm_account_of(deps, invoice)
     await _publish_invoice(ctx, deps, invoice, account, status="Open", step="crm.publish_failed")
+
+
+async def read_invoice(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> Invoice:
+    """Billing's invoice, read once per event (a step, so a re-run reuses the reading)."""
+    return Invoice.model_validate(
+        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
+    )
 
 
 def _object_id(event: Event) -> str:
@@ -116,8 +117,6 @@ def _erp_invoice_of(deps: FlowDeps, invoice_id: str) -> str:
     erp_id = deps.xref.local_id(gid, "erp") if gid else None
     if erp_id is None:
         # Billing said paid before its invoice was posted: wait for the invoice sync.
-        from quote2cash.engine.errors import TransientError
-
         raise TransientError(f"invoice {invoice_id} is not posted in the ERP yet", system="erp")
     return erp_id
 

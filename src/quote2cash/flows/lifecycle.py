@@ -41,7 +41,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, TransientError
 from quote2cash.engine.events import Event, decode_data
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.invoices import sync_invoice, sync_payment
+from quote2cash.flows.invoices import read_invoice, sync_invoice, sync_payment
 from quote2cash.flows.onboarding import dump, published
 from quote2cash.flows.subjects import contract_subject
 from quote2cash.masterdata.xref import Kind
@@ -216,12 +216,7 @@ async def sync_payment_or_settled(ctx: HandlerContext, event: Event, deps: FlowD
     if int(obj.get("amount_paid") or 0) > 0 or int(obj.get("total") or 0) > 0:
         await sync_payment(ctx, event, deps)
         return
-    invoice = Invoice.model_validate(
-        await ctx.step(
-            "billing.get_invoice",
-            lambda _k: dump(deps.billing.get_invoice(str(obj.get("id")))),
-        )
-    )
+    invoice = await read_invoice(ctx, deps, str(obj.get("id")))
     await _publish_invoice(ctx, deps, invoice, status="Paid", step="crm.publish_paid")
 
 
@@ -229,9 +224,7 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     """A billing credit invoice as an ERP credit note on the contract's latest posted invoice."""
     obj: dict[str, Any] = event.data.get("object") or {}
     invoice_id = str(obj.get("id") or event.data.get("object_id"))
-    invoice = Invoice.model_validate(
-        await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
-    )
+    invoice = await read_invoice(ctx, deps, invoice_id)
     customer = invoice.customer.external_ids["billing"]
     customer_gid = deps.xref.global_id_for(Kind.CUSTOMER, "billing", customer)
     erp_customer = deps.xref.local_id(customer_gid, "erp") if customer_gid else None
