@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ class World:
     def stripe(self) -> stripe.StripeClient:
         return stripe.StripeClient(api_key=STRIPE_KEY, base_addresses={"api": self.stripe_url})
 
-    def systems(self) -> Systems:
+    def systems(self, **billing: Any) -> Systems:
+        """The hub's connectors; ``billing`` overrides Stripe settings (e.g. days_until_due)."""
         return Systems(
             crm=SalesforceCrm(SalesforceConfig.for_sandbox(self.sf_url, self.sf_ca)),
             erp=TrytonErp(TrytonConfig.from_sandbox(self.erp)),
@@ -53,6 +55,7 @@ class World:
                     api_key=STRIPE_KEY,
                     collection_method=CollectionMethod.SEND_INVOICE,
                     customer_lookup="email",
+                    **billing,
                 )
             ),
         )
@@ -98,15 +101,24 @@ class Hub:
                 return
 
 
+@asynccontextmanager
+async def running_hub(world: World, folder: Path, **billing: Any) -> AsyncIterator[Hub]:
+    """A hub on its own SQLite store, connected to ``world`` (billing settings overridable)."""
+    runtime = Runtime.open(f"sqlite:///{folder / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
+    try:
+        systems = world.systems(**billing)
+        async with systems:
+            deps = FlowDeps.build(runtime, systems, CONFIG)
+            worker = Worker(runtime, build_registry(deps), commit_interval=0.05)
+            yield Hub(runtime, deps, worker, systems)
+    finally:
+        runtime.close()
+
+
 @pytest.fixture
 async def hub(world: World, tmp_path: Path) -> AsyncIterator[Hub]:
-    runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
-    systems = world.systems()
-    async with systems:
-        deps = FlowDeps.build(runtime, systems, CONFIG)
-        worker = Worker(runtime, build_registry(deps), commit_interval=0.05)
-        yield Hub(runtime, deps, worker, systems)
-    runtime.close()
+    async with running_hub(world, tmp_path) as running:
+        yield running
 
 
 def sf_products(desk: SalesforceDesk) -> dict[str, Any]:

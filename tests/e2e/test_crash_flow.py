@@ -216,7 +216,7 @@ def test_sigkill_during_new_business_duplicates_nothing_in_any_system(
             business.close_deal()
         business.pay_open_invoices()
         runtime.engine.dispose()  # no pooled connection crosses the fork
-        delay = rng.uniform(0.05, 1.5)
+        delay = rng.uniform(0.05, 3.0)  # long enough for a worker to get going on a slow box
         outcomes[run_trial(db_url, world, trial, SELF_KILL, delay, kills)] += 1
     steps_in_trials = recorded_steps(runtime)
     while len(business.deals) < DEALS:

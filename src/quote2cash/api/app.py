@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -24,15 +24,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.api.tokens import ApiToken, authenticate, role_allows
+from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.control import system_status
-from quote2cash.engine.errors import AuthError, IntegrationError
+from quote2cash.engine.errors import AuthError, DataError, IntegrationError
 from quote2cash.engine.events import Event, EventValidationError, decode_data
 from quote2cash.engine.log import Appended
 from quote2cash.engine.queries import EventRow, failed_events, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import billing_event, callout_event
+from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
+from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,18 @@ def _event_json(row: EventRow) -> dict[str, Any]:
     }
 
 
+def _invoice_json(view: InvoiceStatusView) -> dict[str, Any]:
+    """The view with money as ``{"amount": "12.30", "currency": "EUR"}`` (never a float)."""
+    out: dict[str, Any] = {}
+    for field in fields(view):
+        value = getattr(view, field.name)
+        if isinstance(value, Money):
+            value = {"amount": str(value.amount), "currency": value.currency}
+        out[field.name] = jsonable(value)
+    out["is_credit"] = view.is_credit
+    return out
+
+
 def _maybe_json(raw: Any) -> Any:
     if not isinstance(raw, str):
         return raw
@@ -144,6 +159,7 @@ class HubApi:
         self.status = status
         self.callout_tolerance = callout_tolerance
         self.store_timeout = store_timeout
+        self.xref = XrefStore(runtime.engine, runtime.clock)
 
     async def _store(self, call: Callable[[], Any]) -> Any:
         """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
@@ -300,6 +316,27 @@ class HubApi:
         )
         return json_response({"data": [_event_json(r) for r in rows], "count": len(rows)})
 
+    async def invoice(self, request: web.Request) -> web.Response:
+        """GetInvoiceStatus: by billing, ERP or CRM id, invoice number or global id, answered
+        from the hub's own state (no external call)."""
+        ident = request.match_info["id"]
+
+        def read() -> InvoiceStatusView | None:
+            try:
+                return get_invoice_status(self.runtime, self.xref, ident)
+            except DataError:
+                return None
+
+        view: InvoiceStatusView | None = await self._store(read)
+        if view is None:
+            raise ApiError(
+                404,
+                "not_found",
+                f"no invoice known by {ident!r} (a billing, ERP or CRM id, the invoice number, "
+                "or a global id INV-...)",
+            )
+        return json_response({"invoice": _invoice_json(view)})
+
     async def systems(self, request: web.Request) -> web.Response:
         rows = await self._store(lambda: system_status(self.runtime))
         return json_response({"data": rows})
@@ -394,4 +431,5 @@ def build_app(
     app.router.add_get("/v1/events/{id}", hub.event)
     app.router.add_get("/v1/exceptions", hub.exceptions)
     app.router.add_get("/v1/systems", hub.systems)
+    app.router.add_get("/v1/invoices/{id}", hub.invoice)
     return app

@@ -149,6 +149,20 @@ class Erp(Protocol):
         self, payment: Payment, *, erp_invoice_id: str, idempotency_key: str
     ) -> str: ...
 
+    async def reverse_payment(
+        self, payment: Payment, *, erp_invoice_id: str, idempotency_key: str
+    ) -> str:
+        """Reverse what billing refunded of a payment applied to ``erp_invoice_id``.
+
+        ``payment.external_ids['billing']`` names the billing payment and
+        ``payment.amount_refunded`` is its cumulative refunded amount: the ERP's total reversed
+        for that payment is brought up to it (cash out, receivable back), so the invoice owes
+        that much again. A call with the same or a smaller cumulative amount changes nothing,
+        whatever its key. Reversing more than the ERP has received on the invoice is a
+        ``TransientError`` (the payment sync may not have applied the payment yet). Returns the
+        id of the ERP document that holds the newest reversal."""
+        ...
+
     async def issue_credit_note(
         self, memo: CreditMemo, *, erp_invoice_id: str, idempotency_key: str
     ) -> str: ...
@@ -187,6 +201,11 @@ class Billing(Protocol):
     async def report_usage(self, record: UsageRecord) -> None: ...
 
     async def get_invoice(self, invoice_id: str) -> Invoice: ...
+
+    async def get_payment(self, payment_id: str) -> Payment:
+        """A payment as billing holds it now: the invoice it paid, its amount and, once money
+        went back, status ``refunded`` with the cumulative ``amount_refunded``."""
+        ...
 
     async def list_events(
         self, cursor: str | None = None, limit: int = 100

@@ -12,6 +12,7 @@ from typing import Any
 
 import stripe
 
+from quote2cash.canonical import Money
 from quote2cash.demo.book import UNMAPPED_CODE, UNMAPPED_PRICES, DemoAccount, DemoDeal, Payer
 
 DECLINING_CARD = "pm_card_chargeDeclined"
@@ -186,6 +187,37 @@ class Customers:
                 self.client.v1.invoices.pay(invoice.id, params={"payment_method": GOOD_CARD})
                 outcome.card += 1
         return outcome
+
+
+@dataclass(frozen=True)
+class GrantedRefund:
+    number: str
+    amount: Money
+
+
+def refund_one_card_payment(client: stripe.StripeClient, share: int = 4) -> GrantedRefund | None:
+    """A goodwill refund: 1/``share`` of the newest invoice paid by card is given back."""
+    for paid in client.v1.invoice_payments.list(
+        params={"status": "paid", "limit": 100}
+    ).auto_paging_iter():
+        intent = paid.payment.payment_intent
+        if not intent:
+            continue
+        invoice = client.v1.invoices.retrieve(str(paid.invoice))
+        amount = int(invoice.amount_paid) // share
+        if amount <= 0:
+            continue
+        client.v1.refunds.create(
+            params={
+                "payment_intent": str(intent),
+                "amount": amount,
+                "reason": "requested_by_customer",
+            }
+        )
+        return GrantedRefund(
+            str(invoice.number), Money.from_stripe_amount(amount, str(invoice.currency))
+        )
+    return None
 
 
 class BillingTeam:

@@ -38,9 +38,11 @@ from sqlalchemy import select
 from quote2cash.demo.actors import (
     BillingTeam,
     Customers,
+    GrantedRefund,
     PaymentRound,
     SalesOrg,
     months_later,
+    refund_one_card_payment,
 )
 from quote2cash.demo.book import Book, DemoAccount, DemoDeal, build_book
 from quote2cash.demo.hub import DemoHub
@@ -105,6 +107,7 @@ class DemoRun:
     payments: PaymentRound = field(default_factory=PaymentRound)
     window: WindowReport = field(default_factory=WindowReport)
     renewal_months: list[str] = field(default_factory=list)
+    refund: GrantedRefund | None = None
     tasks: dict[str, TaskID] = field(default_factory=dict)
     quarter_start: datetime = field(default_factory=_quarter_start)
 
@@ -179,6 +182,7 @@ async def _scenario(run: DemoRun) -> Findings:
             org, customers, billing_team = await asyncio.to_thread(_actors, run)
             await _waves_and_window(run, hub, org, customers)
             await _simulated_quarter(run, hub, customers, billing_team)
+            await _goodwill_refund(run, hub)
             finished = await hub.finish(run.show_hub)
             if not finished:
                 run.say("[red]the hub still had pending work at the deadline[/]")
@@ -312,6 +316,31 @@ async def _simulated_quarter(
         run.progress.advance(run.tasks["quarter"])
 
 
+async def _goodwill_refund(run: DemoRun, hub: DemoHub) -> None:
+    """Billing gives a quarter of one card payment back; the ERP reverses that much of it."""
+    run.refund = await asyncio.to_thread(refund_one_card_payment, run.sandbox.stripe())
+    if run.refund is not None:
+        run.say(
+            f"[bold]goodwill refund[/]: billing refunds {run.refund.amount} of invoice "
+            f"{run.refund.number}'s card payment"
+        )
+        await hub.settle(run.show_hub)
+
+
+def _refund_shown(rec: Reconciliation, refund: GrantedRefund | None) -> str:
+    if refund is None:
+        return "none (no invoice was paid by card)"
+    shown = {s: rec.invoices.get(s, {}).get(refund.number) for s in ("billing", "erp", "crm")}
+    billing, erp, crm = shown["billing"], shown["erp"], shown["crm"]
+    if billing is None or erp is None or crm is None:
+        return f"{refund.number}: missing in {[s for s, i in shown.items() if i is None]}"
+    return (
+        f"{refund.number}: {refund.amount} refunded in Stripe ({billing.status}); Tryton "
+        f"{erp.status}, owes {_cents(erp.balance)} again; CRM {crm.status}, balance "
+        f"{_cents(crm.balance)}"
+    )
+
+
 def _waiting_for_booking(runtime: Runtime) -> int:
     """Contracts whose subscription exists but whose activation (ERP booking) is still pending."""
     with runtime.engine.connect() as conn:
@@ -439,6 +468,7 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
         "; ".join(found.declined_in_crm) or "none (this run had no declining payer)",
     )
     w = run.window
+    facts.add_row("card refund", _refund_shown(rec, run.refund))
     facts.add_row(
         "ERP maintenance window",
         f"{w.held_subjects} contracts held; {w.done_during} events and "
@@ -501,7 +531,8 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
         and w.in_order,
         "a declined card shows in the CRM": bool(found.declined_in_crm)
         and len(found.declined_in_crm) == len(run.payments.declined)
-        and all(": Open," in d for d in found.declined_in_crm),
+        and all(": Open," in d or ": Overdue," in d for d in found.declined_in_crm),
+        "a refund is reversed in the ERP and shown in the CRM": _refund_reversed(rec, run.refund),
         "nothing left pending": found.finished,
         "audit chain intact": audit.ok,
     }
@@ -511,6 +542,20 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
         return False
     console.print("[green bold]reconciled[/]: " + "; ".join(checks))
     return True
+
+
+def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:
+    if refund is None:
+        return True
+    erp = rec.invoices.get("erp", {}).get(refund.number)
+    crm = rec.invoices.get("crm", {}).get(refund.number)
+    return (
+        erp is not None
+        and crm is not None
+        and erp.status == "posted"
+        and erp.balance == crm.balance == refund.amount.amount
+        and crm.status in ("Partially Refunded", "Refunded")
+    )
 
 
 async def _untouched(run: DemoRun, org: SalesOrg, account: DemoAccount) -> bool:

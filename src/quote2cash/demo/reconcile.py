@@ -1,5 +1,7 @@
 """Three-way comparison at the end of the demo: every invoice read back from billing (the stripe
-SDK), the ERP (JSON-RPC) and the CRM (SOQL), matched by invoice number, compared to the cent.
+SDK), the ERP (JSON-RPC) and the CRM (SOQL), matched by invoice number, compared to the cent:
+its total, and what is still owed on it (billing: the amount remaining plus what was refunded
+of its payments; the ERP: the amount to pay; the CRM: Balance__c).
 
 Only reads; each system is asked directly, never through the hub's own state.
 """
@@ -29,6 +31,9 @@ class SeenInvoice:
     paid: bool
     where: str
     """Billing: the customer; ERP: the company (legal entity); CRM: the account."""
+    balance: Decimal
+    """What the customer still owes on it (refunds owed again included)."""
+    status: str = ""
 
 
 @dataclass
@@ -78,9 +83,9 @@ class Reconciliation:
             amounts = {s: (inv.total, inv.currency) for s, inv in seen.items() if inv}
             if len(set(amounts.values())) != 1:
                 problems.append(f"invoice {number}: amounts differ {amounts}")
-            paid = {s: inv.paid for s, inv in seen.items() if inv}
-            if len(set(paid.values())) != 1:
-                problems.append(f"invoice {number}: paid in {paid}")
+            owed = {s: inv.balance for s, inv in seen.items() if inv}
+            if len(set(owed.values())) != 1:
+                problems.append(f"invoice {number}: balances differ {owed}")
         problems += self.entity_mismatches
         return problems
 
@@ -89,18 +94,40 @@ class Reconciliation:
         return not self.differences() and bool(self.invoices.get("billing"))
 
 
+def _refunded_per_invoice(client: stripe.StripeClient) -> dict[str, int]:
+    """Billing invoice id -> minor units refunded of the payments that paid it."""
+    refunded = {
+        str(c.payment_intent): int(c.amount_refunded)
+        for c in client.v1.charges.list(params={"limit": 100}).auto_paging_iter()
+        if c.amount_refunded and c.payment_intent
+    }
+    out: dict[str, int] = defaultdict(int)
+    if not refunded:
+        return out
+    for paid in client.v1.invoice_payments.list(
+        params={"status": "paid", "limit": 100}
+    ).auto_paging_iter():
+        intent = str(paid.payment.payment_intent or "")
+        out[str(paid.invoice)] += refunded.get(intent, 0)
+    return out
+
+
 def read_billing(client: stripe.StripeClient, rec: Reconciliation) -> None:
     seen: dict[str, SeenInvoice] = {}
+    refunded = _refunded_per_invoice(client)
     for inv in client.v1.invoices.list(params={"limit": 100}).auto_paging_iter():
         if inv.status not in ("open", "paid") or not inv.number:
             continue
         currency = str(inv.currency).upper()
+        owed = int(inv.amount_remaining) + refunded.get(str(inv.id), 0)
         seen[str(inv.number)] = SeenInvoice(
             str(inv.number),
             currency,
             Money.from_stripe_amount(int(inv.total), currency).amount,
             inv.status == "paid",
             str(inv.customer),
+            Money.from_stripe_amount(owed, currency).amount,
+            str(inv.status),
         )
     rec.invoices["billing"] = seen
     rec.subscriptions = sum(
@@ -118,7 +145,14 @@ def read_billing(client: stripe.StripeClient, rec: Reconciliation) -> None:
 async def read_erp(erp: TrytonClient, rec: Reconciliation) -> None:
     rows = await erp.model("account.invoice").search_read(
         [("type", "=", "out"), ("state", "in", ["posted", "paid"])],
-        ["reference", "total_amount", "state", "currency.code", "company.rec_name"],
+        [
+            "reference",
+            "total_amount",
+            "amount_to_pay",
+            "state",
+            "currency.code",
+            "company.rec_name",
+        ],
     )
     seen: dict[str, SeenInvoice] = {}
     for row in rows:
@@ -130,6 +164,8 @@ async def read_erp(erp: TrytonClient, rec: Reconciliation) -> None:
             Decimal(row["total_amount"]),
             row["state"] == "paid",
             company,
+            Decimal(0) if row["state"] == "paid" else Decimal(row["amount_to_pay"]),
+            str(row["state"]),
         )
         seen[invoice.number] = invoice
         expected = "GmbH" if currency == "EUR" else "Inc."
@@ -160,6 +196,8 @@ def read_crm(sf: Any, rec: Reconciliation) -> None:
             Decimal(str(row["Amount__c"])).quantize(Decimal("0.01")),
             row["Status__c"] == "Paid",
             str(row["Account__c"]),
+            Decimal(str(row["Balance__c"] or 0)).quantize(Decimal("0.01")),
+            str(row["Status__c"]),
         )
     rec.invoices["crm"] = seen
     rec.crm_active_deals = int(

@@ -15,7 +15,7 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.flows.amendments import AMENDMENT_RETRY, request_amendment
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.invoices import record_failed_payment
+from quote2cash.flows.invoices import mark_overdue, record_failed_payment, sync_refund
 from quote2cash.flows.lifecycle import (
     mirror_subscription,
     sync_invoice_or_credit,
@@ -31,10 +31,13 @@ FLOWS: dict[str, FlowHandler] = {
     "billing.invoice.finalized": sync_invoice_or_credit,
     "billing.payment.succeeded": sync_payment_or_settled,
     "billing.payment.failed": record_failed_payment,
+    "billing.payment.refunded": sync_refund,
+    "billing.invoice.overdue": mark_overdue,
     "crm.amendment.requested": request_amendment,
     "billing.subscription.amended": mirror_subscription,
     "billing.subscription.renewed": mirror_subscription,
     "billing.subscription.cancel_scheduled": mirror_subscription,
+    "billing.subscription.past_due": mirror_subscription,
     "billing.subscription.canceled": mirror_subscription,
 }
 

@@ -33,7 +33,6 @@ from sqlalchemy import select
 
 from quote2cash.canonical import (
     Amendment,
-    Money,
     Order,
     OrderLine,
     OrderStatus,
@@ -46,6 +45,7 @@ from quote2cash.engine.errors import DataError, MappingError, PermanentError, Tr
 from quote2cash.engine.events import Event, decode_data
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.allocation import seat_billing_prices, seat_prices
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import (
     CRM_SUBSCRIPTION,
@@ -255,14 +255,23 @@ async def apply_amendment(
         return
     order = await read_deal(ctx, deps, links.opportunity_id)
     mapped = await map_deal(deps, order)
-    item_id, line = await _amended_item(deps, before, amendment, mapped)
-    previous = next(i.quantity for i in before.items if i.id_in("billing") == item_id) or 0
+    item_id, line, per_seat = await _amended_item(deps, before, amendment, mapped)
+    held = next(i.quantity for i in before.items if i.id_in("billing") == item_id) or 0
+    if held % per_seat:
+        raise DataError(
+            f"{amendment.label}: billing item {item_id} of subscription {sub_id} has quantity "
+            f"{held}; expected a whole number of seats at {per_seat} per seat"
+        )
+    previous = held // per_seat
+    stated = amendment.previous_quantity
     target = amendment.model_copy(
         update={
             "subscription": Ref(
                 external_ids={**amendment.subscription.external_ids, "billing": sub_id}
             ),
             "subscription_item": Ref.external("billing", item_id),
+            "new_quantity": amendment.new_quantity * per_seat,
+            "previous_quantity": None if stated is None else stated * per_seat,
         }
     )
     after = Subscription.model_validate(
@@ -278,8 +287,9 @@ async def apply_amendment(
 
 async def _amended_item(
     deps: FlowDeps, sub: Subscription, amendment: Amendment, mapped: list[MappedOrderLine]
-) -> tuple[str, MappedOrderLine]:
-    """The billing item and deal line an amendment changes (by item id, product or sole line)."""
+) -> tuple[str, MappedOrderLine, int]:
+    """The billing item, deal line and billing units per seat an amendment changes (by item id,
+    product or sole line); of a bundle only a per-unit price's item (never a per-line support)."""
     wanted = amendment.subscription_item.id_in("billing")
     product = amendment.subscription_item.id_in("crm")
     for item in sub.items:
@@ -287,12 +297,15 @@ async def _amended_item(
         price = item.price_plan.id_in("billing")
         if item_id is None or price is None or item.quantity is None:
             continue
+        if wanted is not None and wanted != item_id:
+            continue
         key = await deps.lookup_key_of(price)
-        lines = [m for m in mapped if any(p in (price, key) for p, _ in m.billing)]
-        if product is not None:
-            lines = [m for m in lines if m.line.product.id_in("crm") == product]
-        if lines and (wanted is None or wanted == item_id):
-            return item_id, lines[0]
+        for m in mapped:
+            if product is not None and m.line.product.id_in("crm") != product:
+                continue
+            for billed, per_seat in seat_billing_prices(m):
+                if billed in (price, key):
+                    return item_id, m, per_seat
     raise MappingError(
         f"{amendment.label}: subscription item {amendment.subscription_item} matches no seat "
         f"line of subscription {sub.id_in('billing')} and its deal"
@@ -307,21 +320,21 @@ async def _book_delta(
     amendment: Amendment,
     previous: int,
 ) -> None:
-    """The seats added (or removed, at a negative price) as a sale of their own in the ERP."""
-    if len(line.erp) != 1:
-        raise DataError(
-            f"{amendment.label}: line {line.index} ({line.code}) fans out to several ERP items; "
-            "booking its amendment needs per-item prices (not supported yet)"
-        )
-    item, erp_quantity = line.erp[0]
-    per_seat = erp_quantity // line.line.quantity if line.line.quantity else 1
-    unit = Money.quantize(line.line.amount.amount / erp_quantity, order.currency)
+    """The seats added (or removed, at a negative price) as a sale of their own in the ERP: one
+    line per item that moves with seats, at its allocated price (a bundle's per-line items stay)."""
     delta = amendment.new_quantity - previous
     if delta == 0:
         return
-    seats = abs(delta) * max(per_seat, 1)
+    moved = await seat_prices(deps, order, line)
+    if not moved:
+        log.info(
+            "%s: line %s (%s) has no ERP item per seat; nothing to book",
+            amendment.label,
+            line.index,
+            line.code,
+        )
+        return
     sign = 1 if delta > 0 else -1
-    price = unit * sign
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
     entity = deps.entities.resolve(account)
     customer_gid = deps.xref.ensure_global_id(
@@ -339,17 +352,18 @@ async def _book_delta(
         status=OrderStatus.BOOKED,
         booked_at=amendment.effective_at,
         start_date=amendment.effective_at.date(),
-        lines=(
+        lines=tuple(
             OrderLine(
-                product=Ref(external_ids={"item_code": item}),
+                product=Ref(external_ids={"item_code": seat.item}),
                 description=(
                     f"Amendment {amendment.amendment_number}: {previous} -> "
                     f"{amendment.new_quantity} seats"
                 ),
-                quantity=seats,
-                unit_price=price,
-                amount=price * seats,
-            ),
+                quantity=abs(delta) * seat.per_seat,
+                unit_price=seat.unit_price * sign,
+                amount=seat.unit_price * sign * (abs(delta) * seat.per_seat),
+            )
+            for seat in moved
         ),
     )
     sale = await ctx.step(

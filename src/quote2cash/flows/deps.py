@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from quote2cash.canonical import PricePlan
 from quote2cash.connectors.roles import Billing, Crm, Erp
 from quote2cash.engine.errors import MappingError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.masterdata import Catalog, EntityResolver, load_catalog, load_entities
+from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 
 CONFIG_DIR = Path("config")
@@ -28,7 +30,9 @@ class FlowDeps:
     catalog: Catalog
     entities: EntityResolver
     xref: XrefStore
+    sync: SyncState
     _price_keys: dict[str, str] = field(default_factory=dict)
+    _price_plans: dict[str, PricePlan] = field(default_factory=dict)
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path = CONFIG_DIR) -> FlowDeps:
@@ -39,7 +43,8 @@ class FlowDeps:
             billing_role=systems.billing,
             catalog=load_catalog(config_dir / "catalog.yaml"),
             entities=load_entities(config_dir / "entities.yaml"),
-            xref=XrefStore(runtime.engine, runtime.clock),
+            xref=(xref := XrefStore(runtime.engine, runtime.clock)),
+            sync=SyncState(runtime.engine, runtime.clock, xref),
         )
 
     @property
@@ -57,11 +62,23 @@ class FlowDeps:
     async def lookup_key_of(self, price_id: str) -> str | None:
         """A billing price id's lookup key (the catalog's name for it), cached per process."""
         if price_id not in self._price_keys:
-            for plan in await self.billing.list_prices():
-                pid, key = plan.external_ids.get("billing"), plan.external_ids.get("lookup_key")
-                if pid and key:
-                    self._price_keys[pid] = key
+            await self._load_prices()
         return self._price_keys.get(price_id)
+
+    async def price_plan(self, price: str) -> PricePlan | None:
+        """Billing's price by id or lookup key (as the catalog names it), cached per process."""
+        if price not in self._price_plans:
+            await self._load_prices()
+        return self._price_plans.get(price)
+
+    async def _load_prices(self) -> None:
+        for plan in await self.billing.list_prices():
+            pid, key = plan.external_ids.get("billing"), plan.external_ids.get("lookup_key")
+            if pid and key:
+                self._price_keys[pid] = key
+            for name in (pid, key):
+                if name:
+                    self._price_plans[name] = plan
 
     def erp_item_for_price(self, lookup_key: str) -> str | None:
         """The ERP item a billing price stands for, from the catalog (components pair by place)."""

@@ -7,17 +7,30 @@ resolved from the ERP customer record.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from quote2cash.canonical import Invoice, InvoiceLine, Money, Payment, PaymentStatus, Ref
-from quote2cash.connectors.roles import StatusUpdate
+from quote2cash.canonical import (
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Money,
+    Payment,
+    PaymentStatus,
+    Ref,
+)
+from quote2cash.connectors.roles import InvoiceStatusReport, StatusUpdate
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError, TransientError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.onboarding import dump, published
 from quote2cash.masterdata.xref import Kind
+
+log = logging.getLogger("quote2cash.flows.invoices")
 
 
 async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -55,7 +68,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         )
     invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
     deps.xref.link(invoice_gid, "erp", posted["erp_id"], actor="flows")
-    await _publish_invoice(
+    await publish_invoice(
         ctx, deps, invoice, crm_account, status="Open", step="crm.publish_invoice"
     )
 
@@ -83,18 +96,93 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         ),
         system="erp",
     )
-    account = _crm_account_of(deps, invoice)
-    await _publish_invoice(
+    account = crm_account_of(deps, invoice)
+    await publish_invoice(
         ctx, deps, invoice, account, status="Paid", step="crm.publish_paid", balance=Decimal(0)
     )
 
 
 async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the open balance."""
+    """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the balance, Overdue
+    once the invoice is past due (one charged automatically is due when it is issued)."""
     invoice_id = _object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
-    account = _crm_account_of(deps, invoice)
-    await _publish_invoice(ctx, deps, invoice, account, status="Open", step="crm.publish_failed")
+    account = crm_account_of(deps, invoice)
+    status = "Overdue" if is_past_due(invoice, event.time) else "Open"
+    await publish_invoice(ctx, deps, invoice, account, status=status, step="crm.publish_failed")
+
+
+async def mark_overdue(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``billing.invoice.overdue``: an invoice still open after its due date shows Overdue with
+    its balance in the CRM (one paid since is left as the payment sync published it)."""
+    invoice_id = _object_id(event)
+    invoice = await read_invoice(ctx, deps, invoice_id)
+    if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
+        log.info("%s is %s; not overdue any more", invoice.label, invoice.status)
+        return
+    account = crm_account_of(deps, invoice)
+    await publish_invoice(ctx, deps, invoice, account, status="Overdue", step="crm.publish_overdue")
+
+
+def is_past_due(invoice: Invoice, at: datetime) -> bool:
+    """Unpaid after its due date; without one (charged automatically) it was due when issued."""
+    if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
+        return False
+    return invoice.due_date is None or invoice.due_date < at.astimezone(UTC).date()
+
+
+async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``billing.payment.refunded``: billing gave money back on a payment of an invoice, so the
+    ERP reverses that much of the payment (the invoice owes it again) and the CRM shows the
+    invoice Refunded or Partially Refunded with the ERP's balance.
+
+    The refund is read from billing now (cumulative), so redelivered or reordered refund events
+    converge on the same ERP state; the ERP reverses only what it has not reversed yet."""
+    payment_id = _object_id(event)
+    payment = Payment.model_validate(
+        await ctx.step(
+            "billing.get_payment",
+            lambda _k: dump(deps.billing.get_payment(payment_id)),
+            system="billing",
+        )
+    )
+    invoice_id = payment.invoice.id_in("billing") if payment.invoice else None
+    if payment.amount_refunded is None or invoice_id is None:
+        log.info("payment %s: no refunded invoice payment (recorded only)", payment_id)
+        return
+    if deps.xref.global_id_for(Kind.INVOICE, "billing", invoice_id) is None:
+        log.info("payment %s paid invoice %s, which the hub never posted", payment_id, invoice_id)
+        return
+    erp_invoice = _erp_invoice_of(deps, invoice_id)
+    await ctx.step(
+        "erp.reverse_payment",
+        lambda key: deps.erp.reverse_payment(
+            payment, erp_invoice_id=erp_invoice, idempotency_key=key
+        ),
+        system="erp",
+    )
+    erp_status = await ctx.step(
+        "erp.invoice_status",
+        lambda _k: _due(deps.erp.invoice_status(erp_invoice)),
+        system="erp",
+    )
+    invoice = await read_invoice(ctx, deps, invoice_id)
+    account = crm_account_of(deps, invoice)
+    full = payment.amount_refunded >= payment.amount
+    await publish_invoice(
+        ctx,
+        deps,
+        invoice,
+        account,
+        status="Refunded" if full else "Partially Refunded",
+        step="crm.publish_refund",
+        balance=Decimal(erp_status["amount_due"]),
+    )
+
+
+async def _due(awaitable: Awaitable[InvoiceStatusReport]) -> dict[str, str]:
+    report = await awaitable
+    return {"status": report.status.value, "amount_due": str(report.amount_due.amount)}
 
 
 async def read_invoice(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> Invoice:
@@ -121,7 +209,7 @@ def _erp_invoice_of(deps: FlowDeps, invoice_id: str) -> str:
     return erp_id
 
 
-def _crm_account_of(deps: FlowDeps, invoice: Invoice) -> str:
+def crm_account_of(deps: FlowDeps, invoice: Invoice) -> str:
     gid = deps.xref.global_id_for(
         Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
     )
@@ -148,7 +236,7 @@ async def _posted(awaitable: Any) -> dict[str, str]:
     return {"erp_id": receipt.erp_id, "number": receipt.number, "total": str(receipt.total.amount)}
 
 
-async def _publish_invoice(
+async def publish_invoice(
     ctx: HandlerContext,
     deps: FlowDeps,
     invoice: Invoice,

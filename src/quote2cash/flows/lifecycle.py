@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -31,7 +30,6 @@ from quote2cash.canonical import (
     CreditMemo,
     CreditMemoLine,
     CreditReason,
-    Invoice,
     Ref,
     Subscription,
     SubscriptionStatus,
@@ -41,7 +39,13 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, TransientError
 from quote2cash.engine.events import Event, decode_data
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.invoices import read_invoice, sync_invoice, sync_payment
+from quote2cash.flows.invoices import (
+    crm_account_of,
+    publish_invoice,
+    read_invoice,
+    sync_invoice,
+    sync_payment,
+)
 from quote2cash.flows.onboarding import dump, published
 from quote2cash.flows.subjects import contract_subject
 from quote2cash.masterdata.xref import Kind
@@ -217,7 +221,10 @@ async def sync_payment_or_settled(ctx: HandlerContext, event: Event, deps: FlowD
         await sync_payment(ctx, event, deps)
         return
     invoice = await read_invoice(ctx, deps, str(obj.get("id")))
-    await _publish_invoice(ctx, deps, invoice, status="Paid", step="crm.publish_paid")
+    account = crm_account_of(deps, invoice)
+    await publish_invoice(
+        ctx, deps, invoice, account, status="Paid", step="crm.publish_paid", balance=Decimal(0)
+    )
 
 
 async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -265,8 +272,16 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     )
     invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
     deps.xref.link(invoice_gid, "erp", str(credit_id), actor="flows")
-    status = "Paid" if invoice.status.value == "paid" else "Open"
-    await _publish_invoice(ctx, deps, invoice, status=status, step="crm.publish_invoice")
+    paid = invoice.status.value == "paid"
+    await publish_invoice(
+        ctx,
+        deps,
+        invoice,
+        crm_account_of(deps, invoice),
+        status="Paid" if paid else "Open",
+        step="crm.publish_invoice",
+        balance=Decimal(0) if paid else None,
+    )
 
 
 def _latest_posted_invoice(deps: FlowDeps, event: Event) -> tuple[str, str]:
@@ -293,33 +308,4 @@ def _latest_posted_invoice(deps: FlowDeps, event: Event) -> tuple[str, str]:
     raise TransientError(
         f"credit for {event.subject}: waiting for an invoice of the contract posted in the ERP",
         system="erp",
-    )
-
-
-async def _publish_invoice(
-    ctx: HandlerContext, deps: FlowDeps, invoice: Invoice, *, status: str, step: str
-) -> None:
-    customer = invoice.customer.external_ids["billing"]
-    gid = deps.xref.global_id_for(Kind.CUSTOMER, "billing", customer)
-    account = deps.xref.local_id(gid, "crm") if gid else None
-    if account is None:
-        raise DataError(f"{invoice.label}: billing customer {customer} has no CRM account")
-    number = invoice.number or invoice.external_ids["billing"]
-    balance = invoice.amount_due if status != "Paid" else None
-    fields: dict[str, Any] = {
-        "Account__c": account,
-        "Amount__c": invoice.total.amount,
-        "Balance__c": balance.amount if balance is not None else Decimal(0),
-        "Status__c": status,
-        "Due_Date__c": invoice.due_date.isoformat() if isinstance(invoice.due_date, date) else None,
-    }
-    await ctx.step(
-        step,
-        lambda key: published(
-            deps.crm.publish_status(
-                [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)],
-                idempotency_key=key,
-            )
-        ),
-        system="crm",
     )

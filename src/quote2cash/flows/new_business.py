@@ -11,9 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from quote2cash.canonical import (
-    Money,
     Order,
-    OrderLine,
     Ref,
     Subscription,
     SubscriptionItem,
@@ -23,6 +21,7 @@ from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
+from quote2cash.flows.allocation import erp_lines
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
 from quote2cash.flows.onboarding import dump, onboard_customer, published, read_account
@@ -136,7 +135,7 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
         update={
             "global_id": contract_gid,
             "customer": Ref(global_id=customer_gid, external_ids={"erp": erp_customer or ""}),
-            "lines": tuple(_erp_lines(order, mapped)),
+            "lines": tuple(await erp_lines(deps, order, mapped)),
         }
     )
     erp_order = await ctx.step(
@@ -187,34 +186,6 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
         ),
         system="crm",
     )
-
-
-def _erp_lines(order: Order, mapped: list[MappedOrderLine]) -> list[OrderLine]:
-    """The deal's lines as ERP items: a bundle fans out, amounts split by the catalog's items."""
-    out: list[OrderLine] = []
-    for m in mapped:
-        if len(m.erp) == 1:
-            item, quantity = m.erp[0]
-            out.append(
-                m.line.model_copy(
-                    update={
-                        "product": Ref(external_ids={"item_code": item}),
-                        "quantity": quantity,
-                        "unit_price": (
-                            m.line.unit_price
-                            if quantity == m.line.quantity and m.line.discount is None
-                            else Money.quantize(m.line.amount.amount / quantity, order.currency)
-                        ),
-                        "discount": None,
-                    }
-                )
-            )
-            continue
-        raise DataError(
-            f"{order.label}: line {m.index} ({m.code}) fans out to several ERP items; "
-            "booking bundles needs per-item prices (not supported yet)"
-        )
-    return out
 
 
 def _crm_status(status: SubscriptionStatus) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import or_, select
 
-from quote2cash.canonical import Money
+from quote2cash.canonical import Money, Payment
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import decode_data
 from quote2cash.engine.runtime import Runtime
@@ -26,7 +26,13 @@ from quote2cash.store.schema import events, steps
 
 _ERP_POSTING = ("erp.post_invoice", "erp.issue_credit_note")
 _ERP_PAYMENT = "erp.apply_payment"
-_CRM_PUBLISHING = ("crm.publish_invoice", "crm.publish_paid", "crm.publish_failed")
+_CRM_PUBLISHING = (
+    "crm.publish_invoice",
+    "crm.publish_paid",
+    "crm.publish_failed",
+    "crm.publish_overdue",
+    "crm.publish_refund",
+)
 _decoder = msgspec.json.Decoder()
 
 
@@ -50,6 +56,10 @@ class InvoiceStatusView:
     posted_in_erp: bool
     payment_applied_in_erp: bool
     as_of: datetime
+    amount_refunded: Money | None = None
+    """What billing has refunded of the invoice's payment (None: nothing)."""
+    refund_reversed_in_erp: bool = False
+    """Whether the ERP has reversed that refund on its invoice."""
 
     @property
     def is_credit(self) -> bool:
@@ -159,6 +169,7 @@ def _view(
     due = obj.get("due_date")
     paid = transitions.get("paid_at")
     amount_paid = Money.from_stripe_amount(int(obj.get("amount_paid") or 0), currency)
+    refunded, reversed_in_erp = _refund(runtime, billing_id)
     return InvoiceStatusView(
         global_id=gid,
         billing_id=billing_id,
@@ -175,5 +186,38 @@ def _view(
         paid_at=datetime.fromtimestamp(int(paid), UTC) if paid else None,
         posted_in_erp=bool(names.intersection(_ERP_POSTING)),
         payment_applied_in_erp=_ERP_PAYMENT in names,
-        as_of=as_of,
+        as_of=max(as_of, refunded[0]) if refunded else as_of,
+        amount_refunded=refunded[1] if refunded else None,
+        refund_reversed_in_erp=reversed_in_erp,
     )
+
+
+def _refund(runtime: Runtime, billing_id: str) -> tuple[tuple[datetime, Money] | None, bool]:
+    """The newest refund the refund flow read for this invoice: (when, cumulative amount), and
+    whether the ERP reversal of that reading completed."""
+    with runtime.engine.connect() as conn:
+        found = conn.execute(
+            select(events.c.pos, events.c.time, steps.c.result)
+            .join(steps, steps.c.event_pos == events.c.pos)
+            .where(
+                events.c.type == "billing.payment.refunded",
+                steps.c.name == "billing.get_payment",
+                steps.c.result.contains(f'"{billing_id}"', autoescape=True),
+            )
+            .order_by(events.c.pos.desc())
+            .limit(1)
+        ).first()
+        if found is None:
+            return None, False
+        reversed_in_erp = (
+            conn.execute(
+                select(steps.c.name).where(
+                    steps.c.event_pos == found.pos, steps.c.name == "erp.reverse_payment"
+                )
+            ).first()
+            is not None
+        )
+    payment = Payment.model_validate(_decoder.decode(found.result))
+    if payment.amount_refunded is None:
+        return None, False
+    return (found.time, payment.amount_refunded), reversed_in_erp

@@ -252,6 +252,18 @@ md_customer_sources = Table(
     Index("ix_md_customer_sources_domain", "domain"),
 )
 
+md_sync_state = Table(
+    "md_sync_state",
+    metadata,
+    Column("global_id", String(64), ForeignKey("md_global_ids.global_id"), primary_key=True),
+    Column("system", String(50), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("local_id", String(255), nullable=False),
+    Column("synced_at", UtcDateTime(), nullable=False),
+)
+"""What the hub last wrote of a customer to a system (SHA-256 of the canonical record), so an
+unchanged customer is not written again."""
+
 md_golden_customers = Table(
     "md_golden_customers",
     metadata,

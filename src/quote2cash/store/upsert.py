@@ -8,12 +8,15 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 
-def upsert_row(conn: Connection, table: Table, values: dict[str, Any], *, key: str) -> None:
+def upsert_row(
+    conn: Connection, table: Table, values: dict[str, Any], *, key: str | tuple[str, ...]
+) -> None:
+    keys = (key,) if isinstance(key, str) else key
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(table).values(**values)
     conn.execute(
         stmt.on_conflict_do_update(
-            index_elements=[table.c[key]],
-            set_={k: stmt.excluded[k] for k in values if k != key},
+            index_elements=[table.c[k] for k in keys],
+            set_={k: stmt.excluded[k] for k in values if k not in keys},
         )
     )

@@ -154,3 +154,14 @@ def credit_memo(unique: str, erp_invoice: str, amount: Money) -> CreditMemo:
         tax=Money.zero(amount.currency),
         total=amount,
     )
+
+
+def refund(amount: Money, refunded: Money, billing_id: str, **changes: object) -> Payment:
+    """Billing payment ``billing_id`` of ``amount``, ``refunded`` of it so far (cumulative)."""
+    values: dict[str, object] = {
+        "status": PaymentStatus.REFUNDED,
+        "amount_refunded": refunded,
+        "external_ids": {"billing": billing_id},
+    }
+    values.update(changes)
+    return payment(amount, **values)

@@ -305,6 +305,34 @@ def test_send_invoice_subscription_is_active_with_open_invoice(client: stripe.St
     assert [i.id for i in by_status.data] == [invoice.id]
 
 
+def test_an_unpaid_invoice_falls_overdue_once_at_its_due_date(
+    client: stripe.StripeClient,
+) -> None:
+    clock = make_clock(client)
+    customer = make_customer(client, clock, pm=None)
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": make_seat_price(client).id, "quantity": 1}],
+            "collection_method": "send_invoice",
+            "days_until_due": 14,
+        }
+    )
+    invoice = str(sub.latest_invoice)
+
+    def overdue() -> list[Any]:
+        listed = client.v1.events.list(params={"type": "invoice.overdue", "limit": 100}).data
+        return [e for e in listed if e.data.object.id == invoice]
+
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 13 * DAY})
+    assert overdue() == []
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 20 * DAY})
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 25 * DAY})
+    (event,) = overdue()
+    assert event.created == T0 + 14 * DAY
+    assert (event.data.object.status, event.data.object.amount_remaining) == ("open", 1000)
+
+
 def test_error_if_incomplete_update_is_undone_on_decline(client: stripe.StripeClient) -> None:
     _, customer, sub = _setup(client)
     failing = client.v1.payment_methods.attach(

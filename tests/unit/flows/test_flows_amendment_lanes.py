@@ -22,6 +22,7 @@ from quote2cash.flows.amendments import AMENDMENT_RETRY, amendment_event, reques
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import deal_event
 from quote2cash.masterdata import load_catalog, load_entities
+from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import Kind, XrefStore
 
 CONFIG = Path(__file__).parents[3] / "config"
@@ -43,7 +44,8 @@ def deps_of(runtime: Runtime) -> FlowDeps:
         billing_role=None,
         catalog=load_catalog(CONFIG / "catalog.yaml"),
         entities=load_entities(CONFIG / "entities.yaml"),
-        xref=XrefStore(runtime.engine, runtime.clock),
+        xref=(xref := XrefStore(runtime.engine, runtime.clock)),
+        sync=SyncState(runtime.engine, runtime.clock, xref),
     )
 
 

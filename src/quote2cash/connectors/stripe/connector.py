@@ -629,6 +629,45 @@ class StripeBilling:
             f"Stripe invoice {invoice_id}", lambda: mapping.invoice_from_stripe(invoice, lines)
         )
 
+    async def get_payment(self, payment_id: str) -> Payment:
+        """A charge (``ch_``) or payment intent (``pi_``) with the invoice it paid, found through
+        Stripe's invoice payments; refunds show as the cumulative ``amount_refunded``."""
+        if payment_id.startswith("pi_"):
+            intent = await self._call(
+                f"read payment {payment_id}",
+                lambda: self._sdk.v1.payment_intents.retrieve_async(payment_id),
+            )
+            charge_id = mapping.ident(intent.get("latest_charge"))
+            if charge_id is None:
+                raise ConflictError(
+                    f"payment {payment_id} has no charge yet (status {intent.get('status')})",
+                    system=self.system,
+                )
+        else:
+            charge_id = payment_id
+        charge = await self._call(
+            f"read charge {charge_id}", lambda: self._sdk.v1.charges.retrieve_async(charge_id)
+        )
+        intent_id = mapping.ident(charge.get("payment_intent"))
+        invoice_id: str | None = None
+        if intent_id:
+            paid = await self._call(
+                f"find the invoice paid by {intent_id}",
+                lambda: self._sdk.v1.invoice_payments.list_async(
+                    params={"payment": {"type": "payment_intent", "payment_intent": intent_id}}
+                ),
+            )
+            invoices = {str(p["invoice"]) for p in paid.get("data") or [] if p.get("invoice")}
+            if len(invoices) > 1:
+                raise ConflictError(
+                    f"payment {intent_id} paid several invoices ({', '.join(sorted(invoices))})",
+                    system=self.system,
+                )
+            invoice_id = next(iter(invoices), None)
+        return _canonical(
+            f"Stripe charge {charge_id}", lambda: mapping.payment_from_charge(charge, invoice_id)
+        )
+
     async def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> Payment | None:
         """Collect an open invoice now with the customer's default payment method.
 

@@ -48,9 +48,11 @@ __all__ = [
     "customer_params",
     "event_subject",
     "hub_event_type",
+    "ident",
     "invoice_from_stripe",
     "jsonable",
     "merge_subscription",
+    "payment_from_charge",
     "payment_from_invoice",
     "price_plan_from_stripe",
     "search_literal",
@@ -74,6 +76,7 @@ EVENT_TYPES: Final[Mapping[str, str]] = {
     "invoice.paid": "billing.invoice.paid",
     "invoice.voided": "billing.invoice.voided",
     "invoice.marked_uncollectible": "billing.invoice.uncollectible",
+    "invoice.overdue": "billing.invoice.overdue",
     "invoice.payment_succeeded": "billing.payment.succeeded",
     "invoice.payment_failed": "billing.payment.failed",
     "charge.refunded": "billing.payment.refunded",
@@ -112,6 +115,9 @@ def _ident(value: Any) -> str | None:
         found = value.get("id")
         return str(found) if found else None
     return str(value) if value else None
+
+
+ident = _ident
 
 
 def search_literal(value: str) -> str:
@@ -483,6 +489,30 @@ def payment_from_invoice(
     if declined is not None:
         data["failure_code"], data["failure_reason"] = declined
     return validate_record(Payment, data, record=f"payment of Stripe invoice {invoice['id']}")
+
+
+def payment_from_charge(charge: Mapping[str, Any], invoice_id: str | None) -> Payment:
+    """A Stripe charge as the hub's payment, keyed by its payment intent (the charge id when it
+    has none); a refund shows as status ``refunded`` with the cumulative amount refunded."""
+    currency = str(charge["currency"]).upper()
+    refunded = int(charge.get("amount_refunded") or 0)
+    status = charge.get("status")
+    data: dict[str, Any] = {
+        "external_ids": {BILLING: _ident(charge.get("payment_intent")) or str(charge["id"])},
+        "customer": {"external_ids": {BILLING: _ident(charge.get("customer"))}},
+        "amount": _money(charge.get("amount"), currency),
+        "status": "failed" if status == "failed" else "refunded" if refunded else "succeeded",
+        "created_at": instant(charge.get("created")),
+        "method": str((charge.get("payment_method_details") or {}).get("type") or "card"),
+    }
+    if invoice_id:
+        data["invoice"] = {"external_ids": {BILLING: invoice_id}}
+    if refunded:
+        data["amount_refunded"] = _money(refunded, currency)
+    if status == "failed":
+        data["failure_code"] = charge.get("failure_code") or "card_declined"
+        data["failure_reason"] = charge.get("failure_message") or "declined"
+    return validate_record(Payment, data, record=f"Stripe charge {charge['id']}")
 
 
 # --- events ----------------------------------------------------------------------------------

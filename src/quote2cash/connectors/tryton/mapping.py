@@ -8,6 +8,7 @@ they are whole numbers, so nothing is lost; money always travels as ``Decimal``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,7 +33,9 @@ __all__ = [
     "ITEM_CODE_KEYS",
     "PAYMENT_MARK",
     "PRICE_DIGITS",
+    "REFUND_MARK",
     "LineAmount",
+    "RefundMarker",
     "address_from_tryton",
     "address_values",
     "customer_from_party",
@@ -45,11 +48,15 @@ __all__ = [
     "payment_marker",
     "product_from_tryton",
     "record_id",
+    "refund_marker",
+    "refund_marker_prefix",
+    "refund_marker_read",
 ]
 
 GLOBAL_ID_MARK: Final = "q2c-gid:"
 IDEMPOTENCY_MARK: Final = "q2c-key:"
 PAYMENT_MARK: Final = "q2c-payment:"
+REFUND_MARK: Final = "q2c-refund:"
 PRICE_DIGITS: Final = 4
 """Tryton's default unit price precision (``account_invoice``/``sale`` ``price_decimal``)."""
 
@@ -73,6 +80,49 @@ def idempotency_marker(key: str) -> str:
 def payment_marker(key: str) -> str:
     """What a payment move's description carries so a retry with the same key finds it."""
     return f"{PAYMENT_MARK}{key}"
+
+
+@dataclass(frozen=True)
+class RefundMarker:
+    """What a payment reversal move's description says: the cumulative refunded amount it brings
+    the billing payment's reversals up to, and the receivable lines it takes off the invoice."""
+
+    target: Money
+    picked: tuple[int, ...]
+
+
+_REFUND_TAIL: Final = re.compile(r"(\d+(?:\.\d+)?) ([A-Z]{3}) picks (\d+(?:,\d+)*)")
+
+
+def refund_marker_prefix(billing_payment_id: str) -> str:
+    """How every reversal move of one billing payment's refunds starts its description."""
+    return f"{REFUND_MARK}{billing_payment_id} to "
+
+
+def refund_marker(billing_payment_id: str, target: Money, picked: Sequence[int]) -> str:
+    """``q2c-refund:<billing payment id> to <cumulative refunded> <currency> picks <line ids>``:
+    found again by the billing payment id whatever the key, and naming the lines it reverses so
+    a retry after a crash can finish the move's work instead of booking another."""
+    lines = ",".join(str(i) for i in picked)
+    return (
+        f"{refund_marker_prefix(billing_payment_id)}{target.amount} {target.currency} picks {lines}"
+    )
+
+
+def refund_marker_read(description: str, billing_payment_id: str) -> RefundMarker | None:
+    """The marker of a reversal move of ``billing_payment_id``; None for any other description."""
+    prefix = refund_marker_prefix(billing_payment_id)
+    if not description.startswith(prefix):
+        return None
+    found = _REFUND_TAIL.fullmatch(description.removeprefix(prefix))
+    if found is None:
+        return None
+    amount, currency, lines = found.groups()
+    try:
+        target = Money(amount, currency)
+    except ValueError:
+        return None
+    return RefundMarker(target=target, picked=tuple(int(i) for i in lines.split(",")))
 
 
 def record_id(value: str) -> int | None:

@@ -857,7 +857,8 @@ def end_subscription(store: Store, sub: JSON, when: int, *, reason: str) -> None
 
 
 def advance_clock(store: Store, clock: JSON, target: int) -> None:
-    """Move a test clock forward: renewals, expiries and payment retries, in time order."""
+    """Move a test clock forward: renewals, expiries, payment retries and invoices falling
+    overdue (``invoice.overdue`` once, at the due date), in time order."""
     customers = {c["id"] for c in store.all("customer") if c["test_clock"] == clock["id"]}
 
     def due() -> list[tuple[int, str, JSON]]:
@@ -881,6 +882,15 @@ def advance_clock(store: Store, clock: JSON, target: int) -> None:
                 and retry_at <= target
             ):
                 out.append((retry_at, "retry", invoice))
+            due_at = invoice["due_date"]
+            if (
+                invoice["customer"] in customers
+                and invoice["status"] == "open"
+                and due_at is not None
+                and due_at <= target
+                and not invoice.get("_overdue")
+            ):
+                out.append((due_at, "overdue", invoice))
         return sorted(out, key=lambda entry: entry[0])
 
     while True:
@@ -889,6 +899,11 @@ def advance_clock(store: Store, clock: JSON, target: int) -> None:
             break
         when, action, target_obj = pending[0]
         clock["frozen_time"] = when
+        if action == "overdue":
+            invoice = store.get("invoice", target_obj["id"])
+            invoice["_overdue"] = True
+            emit_invoice(store, "invoice.overdue", invoice)
+            continue
         if action == "retry":
             invoice = store.get("invoice", target_obj["id"])
             invoice["next_payment_attempt"] = None

@@ -386,8 +386,22 @@ def list_invoices(store: Store, p: Params) -> JSON:
 
 @route("GET", "/v1/invoice_payments")
 def list_invoice_payments(store: Store, p: Params) -> JSON:
+    """Filter by ``invoice``, ``status`` and ``payment[type]`` + ``payment[payment_intent]``."""
     invoice = p.str_("invoice")
-    items = [public(x) for x in store.all("invoice_payment") if invoice in (None, x["invoice"])]
+    status = p.str_("status", choices=["canceled", "open", "paid"])
+    payment = p.sub("payment")
+    kind = intent = None
+    if payment is not None:
+        kind = payment.req_str("type", choices=["payment_intent", "payment_record"])
+        intent = payment.str_("payment_intent")
+    items = [
+        public(x)
+        for x in store.all("invoice_payment")
+        if invoice in (None, x["invoice"])
+        and status in (None, x["status"])
+        and kind in (None, x["payment"]["type"])
+        and intent in (None, x["payment"].get("payment_intent"))
+    ]
     return paginate(items, p, "/v1/invoice_payments")
 
 

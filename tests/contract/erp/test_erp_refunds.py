@@ -1,0 +1,334 @@
+"""ERP contract: reversing what billing refunded of a payment (``reverse_payment``).
+
+Billing reports a refund as the payment's cumulative ``amount_refunded``; the ERP's reversals of
+that billing payment converge on it: partial refunds add up, redeliveries and stale (smaller)
+amounts change nothing, a refund the ERP has no payment for yet is worth a retry.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from contract.erp import builders
+from contract.erp.harness import ErpWorld
+from quote2cash.canonical import InvoiceStatus, Money, PaymentStatus
+from quote2cash.connectors.roles import Erp, PostedInvoice
+from quote2cash.connectors.tryton import TrytonErp
+from quote2cash.engine.errors import DataError, TransientError
+
+
+async def _posted(erp: Erp, erp_world: ErpWorld, unique: str, entity: str) -> PostedInvoice:
+    """A customer and an open invoice of 87.65 for them in ``entity``."""
+    customer = builders.customer(unique, entity)
+    party = await erp.upsert_customer(customer, legal_entity=entity, idempotency_key=unique)
+    currency = erp_world.currencies[entity]
+    invoice = builders.invoice(unique, party, currency, erp_world.item_codes[0])
+    return await erp.post_invoice(invoice, legal_entity=entity, idempotency_key=unique)
+
+
+async def _paid(erp: Erp, erp_world: ErpWorld, unique: str, entity: str) -> PostedInvoice:
+    """An invoice of 87.65 paid in full by one payment (billing's ``ch_<unique>``)."""
+    posted = await _posted(erp, erp_world, unique, entity)
+    await erp.apply_payment(
+        builders.payment(posted.total), erp_invoice_id=posted.erp_id, idempotency_key="p" + unique
+    )
+    assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
+    return posted
+
+
+@pytest.mark.parametrize("entity", ["US", "DE"])
+async def test_a_full_refund_reopens_the_paid_invoice(
+    erp: Erp, erp_world: ErpWorld, unique: str, entity: str
+) -> None:
+    posted = await _paid(erp, erp_world, unique, entity)
+    currency = posted.total.currency
+    refund = builders.refund(posted.total, posted.total, f"ch_{unique}")
+    reversal = await erp.reverse_payment(
+        refund, erp_invoice_id=posted.erp_id, idempotency_key="r" + unique
+    )
+    assert reversal
+    status = await erp.invoice_status(posted.erp_id)
+    assert status.status is InvoiceStatus.OPEN
+    assert (status.amount_due, status.amount_paid) == (posted.total, Money.zero(currency))
+
+
+async def test_partial_refunds_add_up_and_a_redelivery_changes_nothing(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _paid(erp, erp_world, unique, "US")
+    currency = posted.total.currency
+    charge = f"ch_{unique}"
+    first = await erp.reverse_payment(
+        builders.refund(posted.total, Money("30.00", currency), charge),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r1" + unique,
+    )
+    after_first = await erp.invoice_status(posted.erp_id)
+    assert after_first.status is InvoiceStatus.OPEN
+    assert after_first.amount_due == Money("30.00", currency)
+
+    cumulative = builders.refund(posted.total, Money("50.00", currency), charge)
+    second = await erp.reverse_payment(
+        cumulative, erp_invoice_id=posted.erp_id, idempotency_key="r2" + unique
+    )
+    assert second != first
+    status = await erp.invoice_status(posted.erp_id)
+    assert status.status is InvoiceStatus.OPEN
+    assert status.amount_due == Money("50.00", currency)
+    assert status.amount_paid == posted.total - Money("50.00", currency)
+
+    # the same event again, under another key: nothing more is reversed
+    redelivered = await erp.reverse_payment(
+        cumulative, erp_invoice_id=posted.erp_id, idempotency_key="r3" + unique
+    )
+    assert redelivered == second
+    assert await erp.invoice_status(posted.erp_id) == status
+
+
+async def test_a_smaller_cumulative_refund_after_a_bigger_one_changes_nothing(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _paid(erp, erp_world, unique, "DE")
+    currency = posted.total.currency
+    charge = f"ch_{unique}"
+    newest = await erp.reverse_payment(
+        builders.refund(posted.total, Money("50.00", currency), charge),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r2" + unique,
+    )
+    status = await erp.invoice_status(posted.erp_id)
+    assert status.amount_due == Money("50.00", currency)
+    stale = await erp.reverse_payment(
+        builders.refund(posted.total, Money("30.00", currency), charge),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r1" + unique,
+    )
+    assert stale == newest
+    assert await erp.invoice_status(posted.erp_id) == status
+
+
+async def test_refunds_of_two_payments_are_counted_apart(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _posted(erp, erp_world, unique, "US")
+    currency = posted.total.currency
+    first, second = Money("40.00", currency), posted.total - Money("40.00", currency)
+    for key, amount in (("p1", first), ("p2", second)):
+        await erp.apply_payment(
+            builders.payment(amount), erp_invoice_id=posted.erp_id, idempotency_key=key + unique
+        )
+    await erp.reverse_payment(
+        builders.refund(first, Money("10.00", currency), f"ch_1{unique}"),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r1" + unique,
+    )
+    await erp.reverse_payment(
+        builders.refund(second, Money("10.00", currency), f"ch_2{unique}"),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r2" + unique,
+    )
+    status = await erp.invoice_status(posted.erp_id)
+    assert status.status is InvoiceStatus.OPEN
+    assert status.amount_due == Money("20.00", currency)
+
+
+async def test_a_refund_before_its_payment_is_applied_is_transient_and_books_nothing(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _posted(erp, erp_world, unique, "US")
+    currency = posted.total.currency
+    refund = builders.refund(Money("50.00", currency), Money("50.00", currency), f"ch_{unique}")
+    with pytest.raises(TransientError) as early:
+        await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+    assert posted.number in str(early.value) and "50.00" in str(early.value)
+    assert (await erp.invoice_status(posted.erp_id)).amount_due == posted.total
+
+    # a payment smaller than what would be reversed is not enough either
+    await erp.apply_payment(
+        builders.payment(Money("40.00", currency)),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="p" + unique,
+    )
+    with pytest.raises(TransientError) as short:
+        await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+    assert "40.00" in str(short.value) and "50.00" in str(short.value)
+    status = await erp.invoice_status(posted.erp_id)
+    assert status.amount_due == posted.total - Money("40.00", currency)
+
+    # once the payment is there, the same refund goes through
+    await erp.apply_payment(
+        builders.payment(Money("10.00", currency)),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="p2" + unique,
+    )
+    await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+    assert (await erp.invoice_status(posted.erp_id)).amount_due == posted.total
+
+
+async def test_a_refund_in_another_currency_is_a_data_error(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _paid(erp, erp_world, unique, "DE")
+    other = "USD" if posted.total.currency != "USD" else "EUR"
+    refund = builders.refund(Money("10.00", other), Money("10.00", other), f"ch_{unique}")
+    with pytest.raises(DataError, match=other):
+        await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+    assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
+
+
+async def test_a_refund_without_its_billing_payment_id_is_a_data_error(
+    erp: Erp, unique: str
+) -> None:
+    refund = builders.payment(
+        Money("10.00", "USD"),
+        global_id=f"pay-{unique}",
+        status=PaymentStatus.REFUNDED,
+        amount_refunded=Money("10.00", "USD"),
+    )
+    with pytest.raises(DataError, match=r"external_ids\['billing'\]"):
+        await erp.reverse_payment(refund, erp_invoice_id="1", idempotency_key=unique)
+
+
+async def test_a_new_payment_after_a_refund_pays_the_invoice_again(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _paid(erp, erp_world, unique, "US")
+    currency = posted.total.currency
+    await erp.reverse_payment(
+        builders.refund(posted.total, posted.total, f"ch_{unique}"),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r" + unique,
+    )
+    reopened = await erp.invoice_status(posted.erp_id)
+    assert reopened.amount_due == posted.total
+    await erp.apply_payment(
+        builders.payment(reopened.amount_due),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="p2" + unique,
+    )
+    paid = await erp.invoice_status(posted.erp_id)
+    assert paid.status is InvoiceStatus.PAID
+    assert (paid.amount_paid, paid.amount_due) == (posted.total, Money.zero(currency))
+
+
+async def test_a_refund_leaves_a_credit_note_applied(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    posted = await _posted(erp, erp_world, unique, "DE")
+    currency = posted.total.currency
+    memo = builders.credit_memo(unique, posted.erp_id, Money("10.01", currency))
+    await erp.issue_credit_note(memo, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+    rest = (await erp.invoice_status(posted.erp_id)).amount_due
+    await erp.apply_payment(
+        builders.payment(rest), erp_invoice_id=posted.erp_id, idempotency_key="p" + unique
+    )
+    assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
+
+    # only the payment came in as money: refunding more than it is transient, all of it is fine
+    with pytest.raises(TransientError):
+        await erp.reverse_payment(
+            builders.refund(posted.total, posted.total, f"ch_{unique}"),
+            erp_invoice_id=posted.erp_id,
+            idempotency_key="r0" + unique,
+        )
+    assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
+    await erp.reverse_payment(
+        builders.refund(rest, rest, f"ch_{unique}"),
+        erp_invoice_id=posted.erp_id,
+        idempotency_key="r" + unique,
+    )
+    status = await erp.invoice_status(posted.erp_id)
+    assert status.status is InvoiceStatus.OPEN
+    assert status.amount_due == rest == posted.total - Money("10.01", currency)
+
+
+_READS = frozenset({"read", "search", "search_read", "search_count", "login"})
+
+
+class _CrashAfterEffects:
+    """An aiohttp trace that lets the connector's requests through until ``effects`` of them
+    changed something in Tryton (a model write/create/delete/button or a wizard step), then
+    sends nothing more: the process 'died' right after that change."""
+
+    def __init__(self, effects: int) -> None:
+        self.effects = effects
+        self.seen = 0
+        self.crashed = False
+        self.config = aiohttp.TraceConfig()
+        self.config.on_request_start.append(self._start)
+        self.config.on_request_chunk_sent.append(self._sent)
+
+    async def _start(
+        self, session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
+    ) -> None:
+        if self.seen >= self.effects:
+            self.crashed = True
+            raise aiohttp.ClientConnectionError("crash trial: the hub died before this call")
+
+    async def _sent(
+        self, session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
+    ) -> None:
+        found = re.search(rb'"method":"([^"]+)"', params.chunk)
+        if found is None:
+            return
+        kind, *_, verb = found.group(1).decode().split(".")
+        if (kind == "model" and verb not in _READS) or (kind == "wizard" and verb == "execute"):
+            self.seen += 1
+
+
+@pytest.mark.slow
+async def test_a_retry_after_a_crash_after_any_change_finishes_without_duplicating(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    """Step n refunds 0.n more of a paid invoice and crashes after its n-th change in the ERP,
+    until a step completes uncrashed; the retry (another key) must leave exactly that step's
+    amount owed, and a redelivery must change nothing."""
+    if not isinstance(erp, TrytonErp):
+        pytest.skip("crash points are the Tryton connector's RPCs")
+    posted = await _paid(erp, erp_world, unique, "US")
+    currency = posted.total.currency
+    charge = f"ch_{unique}"
+    refunded = Money.zero(currency)
+    step = 0
+    crash = _CrashAfterEffects(0)
+    while step == 0 or crash.crashed:
+        step += 1
+        delta = Money(Decimal(step) / 10, currency)
+        refunded += delta
+        refund = builders.refund(posted.total, refunded, charge)
+        crash = _CrashAfterEffects(step - 1)
+        async with (
+            aiohttp.ClientSession(trace_configs=[crash.config]) as http,
+            TrytonErp(erp.config, http=http) as dying,
+        ):
+            try:
+                await dying.reverse_payment(
+                    refund, erp_invoice_id=posted.erp_id, idempotency_key=f"r{step}"
+                )
+            except TransientError:
+                assert crash.crashed
+        reversal = await erp.reverse_payment(
+            refund, erp_invoice_id=posted.erp_id, idempotency_key=f"r{step}-retry"
+        )
+        status = await erp.invoice_status(posted.erp_id)
+        assert status.status is InvoiceStatus.OPEN, step
+        assert status.amount_due == delta, step
+        again = await erp.reverse_payment(
+            refund, erp_invoice_id=posted.erp_id, idempotency_key=f"r{step}-again"
+        )
+        assert again == reversal
+        assert await erp.invoice_status(posted.erp_id) == status
+        await erp.apply_payment(
+            builders.payment(delta),
+            erp_invoice_id=posted.erp_id,
+            idempotency_key=f"p{step}{unique}",
+        )
+        assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
+    # crashed after reopening, booking, posting, unpaying, reconciling and re-paying the rest
+    assert step > 7, step

@@ -1,0 +1,143 @@
+"""Payment sync seen as finance sees it: a declined card leaves the balance open, the invoice
+falls Overdue at its due date, a card payment settles it in the ERP, and refunds reverse that
+payment in the ERP (the invoice owes the refunded amount again) while the CRM shows Refunded.
+Each system is read directly; GetInvoiceStatus is read through the API."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import stripe
+
+from contract.crm.salesforce_harness import Line
+from e2e.conftest import Hub, World, running_hub, sf_products
+from integration.api.conftest import served
+from quote2cash.api.app import build_app
+from quote2cash.api.tokens import create_token
+from quote2cash.engine.queries import failed_events
+from quote2cash.masterdata.xref import Kind
+
+DAY = 86400
+ADDRESS = {
+    "BillingStreet": "9 Refund Way",
+    "BillingCity": "Austin",
+    "BillingPostalCode": "73301",
+    "BillingState": "TX",
+    "BillingCountryCode": "US",
+    "BillingCountry": "United States",
+}
+
+
+def _crm(world: World, number: str) -> tuple[str, Decimal]:
+    """The CRM's Invoice__c status and balance (Salesforce sends currency as JSON numbers)."""
+    [row] = world.desk.invoices(number)
+    return str(row["Status__c"]), Decimal(str(row["Balance__c"])).quantize(Decimal("0.01"))
+
+
+async def _erp_invoice(world: World, erp_id: str) -> dict[str, Any]:
+    async with world.erp_client() as erp:
+        [row] = await erp.model("account.invoice").read(
+            [int(erp_id)], ["state", "total_amount", "amount_to_pay"]
+        )
+    return dict(row)
+
+
+async def _settled(hub: Hub) -> None:
+    await hub.settle()
+    failures = failed_events(hub.runtime)
+    assert failures == [], [e.last_error for e in failures]
+
+
+async def test_declined_overdue_paid_then_refunded_in_two_steps(
+    world: World, tmp_path: Path
+) -> None:
+    client = world.stripe()
+    start = int(time.time())
+    clock = client.v1.test_helpers.test_clocks.create(params={"frozen_time": start})
+    customer = client.v1.customers.create(
+        params={"name": "Refund Works LLC", "test_clock": clock.id}
+    )
+    desk = world.desk
+    account = desk.account(
+        "Refund Works LLC", currency="USD", Billing_Customer_Id__c=customer.id, **ADDRESS
+    )
+    desk.deal(
+        account,
+        "USD",
+        [Line(sf_products(desk)["PLAT-SEAT"], 3, "49.00")],
+        name="Refunds",
+        Contract_Number__c="C-RF-0001",
+    )
+    async with running_hub(world, tmp_path, days_until_due=14) as hub:
+        await _settled(hub)
+        [bill] = client.v1.invoices.list(params={"customer": customer.id}).data
+        assert (bill.status, bill.amount_remaining) == ("open", 14700)
+        gid = hub.deps.xref.global_id_for(Kind.INVOICE, "billing", bill.id)
+        erp_id = hub.deps.xref.local_id(gid, "erp") if gid else None
+        assert erp_id is not None
+
+        # A declined card: nothing moves in the ERP; the CRM sees the balance, not yet overdue.
+        with pytest.raises(stripe.CardError):
+            client.v1.invoices.pay(bill.id, params={"payment_method": "pm_card_chargeDeclined"})
+        await _settled(hub)
+        assert _crm(world, bill.number) == ("Open", Decimal("147.00"))
+
+        # Past its due date (14 days) the invoice is Overdue, still with its balance.
+        client.v1.test_helpers.test_clocks.advance(
+            clock.id, params={"frozen_time": start + 15 * DAY}
+        )
+        await _settled(hub)
+        assert _crm(world, bill.number) == ("Overdue", Decimal("147.00"))
+        assert (await _erp_invoice(world, erp_id))["amount_to_pay"] == Decimal("147.00")
+
+        # Paid by card: Paid everywhere.
+        client.v1.invoices.pay(bill.id, params={"payment_method": "pm_card_visa"})
+        await _settled(hub)
+        assert _crm(world, bill.number) == ("Paid", Decimal("0.00"))
+        assert (await _erp_invoice(world, erp_id))["state"] == "paid"
+
+        # A partial refund reopens that much in the ERP; the CRM shows it.
+        [paid] = client.v1.invoice_payments.list(params={"invoice": bill.id, "status": "paid"}).data
+        intent = paid.payment.payment_intent
+        assert (paid.status, intent is not None) == ("paid", True)
+        client.v1.refunds.create(params={"payment_intent": intent, "amount": 4700})
+        await _settled(hub)
+        erp = await _erp_invoice(world, erp_id)
+        assert (erp["state"], erp["amount_to_pay"]) == ("posted", Decimal("47.00"))
+        assert _crm(world, bill.number) == ("Partially Refunded", Decimal("47.00"))
+
+        # The rest: the ERP invoice owes its whole total again.
+        client.v1.refunds.create(params={"payment_intent": intent})
+        await _settled(hub)
+        erp = await _erp_invoice(world, erp_id)
+        assert (erp["state"], erp["amount_to_pay"]) == ("posted", Decimal("147.00"))
+        assert _crm(world, bill.number) == ("Refunded", Decimal("147.00"))
+        latest = client.v1.payment_intents.retrieve(intent).latest_charge
+        charge = client.v1.charges.retrieve(str(latest))
+        assert charge.amount_refunded == 14700
+
+        # GetInvoiceStatus over the API, by the CRM's invoice number, from the hub's own state.
+        token = create_token(hub.runtime, "finance-ui", "reader", actor="test")
+        async with served(build_app(hub.runtime)) as base, aiohttp.ClientSession() as http:
+            async with http.get(
+                f"{base}/v1/invoices/{bill.number}",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as answered:
+                assert answered.status == 200
+                body = (await answered.json())["invoice"]
+            async with http.get(f"{base}/v1/invoices/{bill.number}") as anonymous:
+                assert anonymous.status == 401
+            async with http.get(
+                f"{base}/v1/invoices/in_unknown", headers={"Authorization": f"Bearer {token}"}
+            ) as unknown:
+                assert unknown.status == 404
+        assert body["billing_id"] == bill.id and body["erp_id"] == erp_id
+        assert body["status"] == "paid"
+        assert body["amount_refunded"] == {"amount": "147.00", "currency": "USD"}
+        assert body["refund_reversed_in_erp"] is True
+        assert body["total"] == {"amount": "147.00", "currency": "USD"}
