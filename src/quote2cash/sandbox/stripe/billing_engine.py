@@ -874,22 +874,13 @@ def advance_clock(store: Store, clock: JSON, target: int) -> None:
             elif sub["status"] == "incomplete" and sub["created"] + 23 * 3600 <= target:
                 out.append((sub["created"] + 23 * 3600, "expire", sub))
         for invoice in store.all("invoice"):
+            if invoice["customer"] not in customers or invoice["status"] != "open":
+                continue
             retry_at = invoice["next_payment_attempt"]
-            if (
-                invoice["customer"] in customers
-                and invoice["status"] == "open"
-                and retry_at is not None
-                and retry_at <= target
-            ):
+            if retry_at is not None and retry_at <= target:
                 out.append((retry_at, "retry", invoice))
             due_at = invoice["due_date"]
-            if (
-                invoice["customer"] in customers
-                and invoice["status"] == "open"
-                and due_at is not None
-                and due_at <= target
-                and not invoice.get("_overdue")
-            ):
+            if due_at is not None and due_at <= target and not invoice.get("_overdue"):
                 out.append((due_at, "overdue", invoice))
         return sorted(out, key=lambda entry: entry[0])
 
