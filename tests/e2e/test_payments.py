@@ -19,7 +19,7 @@ from e2e.conftest import Hub, World, running_hub, sf_products
 from integration.api.conftest import served
 from quote2cash.api.app import build_app
 from quote2cash.api.tokens import create_token
-from quote2cash.engine.queries import failed_events
+from quote2cash.engine.queries import failed_events, list_events
 from quote2cash.masterdata.xref import Kind
 
 DAY = 86400
@@ -120,6 +120,16 @@ async def test_declined_overdue_paid_then_refunded_in_two_steps(
         latest = client.v1.payment_intents.retrieve(intent).latest_charge
         charge = client.v1.charges.retrieve(str(latest))
         assert charge.amount_refunded == 14700
+
+        # Stripe's charge names no subscription, so each refund event is routed to the contract
+        # of the invoice it refunds: handled there, in order, and in the deal's trace.
+        contract = "contract:C-RF-0001"
+        [deal] = list_events(hub.runtime, subject=contract, type_prefix="crm.opportunity")
+        routed = list_events(hub.runtime, subject=contract, type_prefix="billing.payment.refunded")
+        assert [(r.source, r.status) for r in routed] == [("q2c", "done")] * 2
+        assert {r.correlation_id for r in routed} == {deal.correlation_id}
+        heard = list_events(hub.runtime, type_prefix="billing.payment.refunded", limit=100)
+        assert {r.subject for r in heard if r.source == "billing"} == {f"billing:{customer.id}"}
 
         # GetInvoiceStatus over the API, by the CRM's invoice number, from the hub's own state.
         token = create_token(hub.runtime, "finance-ui", "reader", actor="test")

@@ -6,6 +6,7 @@ dates are ``date``; records are frozen pydantic models with ``global_id`` and ``
 
 from quote2cash.canonical.base import (
     CanonicalModel,
+    DiscountPercent,
     Identifier,
     Record,
     RecordValidationError,
@@ -75,6 +76,7 @@ __all__ = [
     "CurrencyCode",
     "CurrencyMismatchError",
     "Customer",
+    "DiscountPercent",
     "Identifier",
     "Interval",
     "Invoice",

@@ -39,6 +39,13 @@ UnitAmount = Annotated[
 """A price per unit, which may be finer than the currency's minor unit (0.0025 USD per call)."""
 
 
+DiscountPercent = Annotated[
+    Decimal,
+    BeforeValidator(_refuse_float),
+    Field(gt=0, le=100, allow_inf_nan=False, decimal_places=2),
+]
+"""A percentage off a price: more than 0, at most 100, at most 2 decimal places (15.5 = 15.5 %)."""
+
 SignedDecimal = Annotated[Decimal, BeforeValidator(_refuse_float), Field(allow_inf_nan=False)]
 """A Decimal that may be negative (e.g. a proration's unit amount), never a float."""
 

@@ -7,7 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from quote2cash.canonical.base import Identifier, Record, Ref, SeatQuantity
+from quote2cash.canonical.base import DiscountPercent, Identifier, Record, Ref, SeatQuantity
 from quote2cash.canonical.currency import CurrencyCode
 from quote2cash.canonical.time import UtcDateTime
 
@@ -26,11 +26,16 @@ class SubscriptionStatus(StrEnum):
 
 
 class SubscriptionItem(Record):
-    """One price on a subscription; ``quantity`` is None for metered prices (billed on usage)."""
+    """One price on a subscription; ``quantity`` is None for metered prices (billed on usage).
+
+    ``discount_percent`` is the contract's discount off that price for the whole term (a deal line
+    sold at 15 % off billing's price is billed at 15 % off it). The hub sets it when it creates
+    the subscription; a subscription read back from billing leaves it unset."""
 
     price_plan: Ref
     product: Ref | None = None
     quantity: SeatQuantity | None = None
+    discount_percent: DiscountPercent | None = None
 
 
 class Subscription(Record):

@@ -103,6 +103,7 @@ class SalesOrg:
                     "PricebookEntryId": self._entry(line.code, currency),
                     "Quantity": line.quantity,
                     "UnitPrice": str(line.unit_price(currency)),
+                    **({"Discount": str(line.discount)} if line.discount else {}),
                 }
             )
         self.sf.Opportunity.update(opportunity, {"StageName": "Closed Won"})

@@ -16,6 +16,12 @@ LIST_PRICES: dict[str, dict[str, Decimal]] = {
     "PLAT-SEAT": {"USD": Decimal("49.00"), "EUR": Decimal("45.00")},
     "SUPPORT-PREM": {"USD": Decimal("199.00"), "EUR": Decimal("179.00")},
 }
+VOLUME_DISCOUNTS: dict[int, Decimal] = {
+    40: Decimal("10"),
+    60: Decimal("12.5"),
+    100: Decimal("15"),
+}
+"""Seats -> the Discount % a rep gives on large deals; billing must charge exactly that price."""
 UNMAPPED_CODE = "LEGACY-ANALYTICS"
 """A product the sales org still sells in the CRM but the catalog never mapped."""
 UNMAPPED_PRICES = {"USD": Decimal("99.00"), "EUR": Decimal("89.00")}
@@ -62,6 +68,8 @@ class DemoAccount:
 class DemoLine:
     code: str
     quantity: int
+    discount: Decimal | None = None
+    """The rep's Discount % on the line (volume deals get one)."""
 
     def unit_price(self, currency: str) -> Decimal:
         prices = UNMAPPED_PRICES if self.code == UNMAPPED_CODE else LIST_PRICES[self.code]
@@ -194,7 +202,7 @@ def build_book(*, accounts: int, deals: int, self_serve: int, seed: int = 2026) 
     owners = [declining if a is payer else a for a in owners]
     for n, account in enumerate(owners):
         seats = rng.choice((5, 8, 10, 12, 15, 20, 25, 40, 60, 100))
-        lines = [DemoLine("PLAT-SEAT", seats)]
+        lines = [DemoLine("PLAT-SEAT", seats, VOLUME_DISCOUNTS.get(seats))]
         if rng.random() < 0.4:
             lines.append(DemoLine("SUPPORT-PREM", 1))
         book.deals.append(

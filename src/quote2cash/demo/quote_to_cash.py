@@ -397,6 +397,7 @@ class Findings:
     audit: Verification
     finished: bool
     declined_in_crm: list[str]
+    discounts: DiscountCheck
 
 
 def _cents(value: object) -> str:
@@ -419,7 +420,8 @@ async def _collect(run: DemoRun, runtime: Runtime, org: SalesOrg, finished: bool
     untouched = await _untouched(run, org, legacy.account)
     declined = await asyncio.to_thread(_declined_in_crm, org, run.payments.declined)
     audit = verify_audit(runtime.engine)
-    return Findings(rec, exceptions, expected, untouched, audit, finished, declined)
+    discounts = await _discounts_billed(run, org)
+    return Findings(rec, exceptions, expected, untouched, audit, finished, declined, discounts)
 
 
 def _print_summary(run: DemoRun, found: Findings) -> bool:
@@ -467,6 +469,7 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
         "declined card",
         "; ".join(found.declined_in_crm) or "none (this run had no declining payer)",
     )
+    facts.add_row("discounts", found.discounts.shown())
     w = run.window
     facts.add_row("card refund", _refund_shown(rec, run.refund))
     facts.add_row(
@@ -524,6 +527,8 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
         and rec.subscriptions == mapped_deals
         and rec.erp_bookings == mapped_deals,
         "the unmapped product is in the exception queue": len(expected_exception) == 1,
+        "discounted deals billed and booked at the CRM's price": found.discounts.matching
+        == found.discounts.deals,
         "no unexpected exceptions": not unexpected,
         "the unmapped deal touched no system": found.untouched,
         "ERP held during the window and drained in order": w.erp_steps_during == 0
@@ -556,6 +561,66 @@ def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:
         and erp.balance == crm.balance == refund.amount.amount
         and crm.status in ("Partially Refunded", "Refunded")
     )
+
+
+@dataclass(frozen=True)
+class DiscountCheck:
+    """Discounted deals whose first invoice (Stripe, Tryton) and ERP booking equal the CRM's."""
+
+    deals: int
+    matching: int
+    percents: tuple[Decimal, ...]
+
+    def shown(self) -> str:
+        if not self.deals:
+            return "none in this book"
+        off = " / ".join(f"{p:f} %" for p in self.percents)
+        return (
+            f"{self.deals} volume deals at {off} off seats (Stripe coupons): first invoice in "
+            f"Stripe and Tryton and the Tryton booking equal the CRM's price for {self.matching} "
+            f"of {self.deals}"
+        )
+
+
+async def _discounts_billed(run: DemoRun, org: SalesOrg) -> DiscountCheck:
+    """Read each discounted deal back: the CRM's amount, billing's first invoice total, the ERP
+    invoice with that invoice number and the ERP sale booked for the contract must all be equal."""
+    deals = [
+        d
+        for d in run.book.deals
+        if d is not run.book.unmapped_deal and any(line.discount for line in d.lines)
+    ]
+    client = run.sandbox.stripe()
+    matching = 0
+    async with run.sandbox.erp_client() as erp:
+        for deal in deals:
+            opp = org.sf.Opportunity.get(org.opportunities[deal.contract_number])
+            crm = Decimal(str(opp.get("Amount") or 0))
+            first = [
+                i
+                for i in client.v1.invoices.list(
+                    params={"subscription": str(opp.get("Subscription_Id__c") or "")}
+                ).auto_paging_iter()
+                if i.billing_reason == "subscription_create"
+            ]
+            if len(first) != 1:
+                continue
+            billed = Decimal(first[0].total) / 100
+            posted = await erp.model("account.invoice").search_read(
+                [("reference", "=", first[0].number), ("type", "=", "out")],
+                ["total_amount"],
+            )
+            sales = await erp.model("sale.sale").search_read(
+                [("reference", "=", deal.contract_number)], ["total_amount"]
+            )
+            if (
+                crm == billed
+                and [Decimal(p["total_amount"]) for p in posted] == [crm]
+                and [Decimal(x["total_amount"]) for x in sales] == [crm]
+            ):
+                matching += 1
+    percents = sorted({line.discount for d in deals for line in d.lines if line.discount})
+    return DiscountCheck(len(deals), matching, tuple(percents))
 
 
 async def _untouched(run: DemoRun, org: SalesOrg, account: DemoAccount) -> bool:

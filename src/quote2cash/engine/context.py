@@ -107,10 +107,13 @@ class HandlerContext:
         data: dict[str, Any] | None = None,
         *,
         key: str | None = None,
+        correlation_id: str | None = None,
     ) -> Event:
         """Queue a follow-up event, committed with this event's completion (transactional outbox).
 
         Its id is derived from this event and ``key``, so a re-run emits the same id (deduplicated).
+        It carries this event's correlation id unless ``correlation_id`` names the trace it joins
+        (an event routed to its contract joins the deal's); ``causation_id`` always names this one.
         """
         n = len(self._emitted)
         ident = str(
@@ -124,7 +127,7 @@ class HandlerContext:
             type=type,
             subject=subject,
             time=self.now,
-            correlation_id=self.event.correlation_id,
+            correlation_id=correlation_id or self.event.correlation_id,
             causation_id=self.event.id,
             data=data or {},
         )

@@ -21,13 +21,16 @@ from quote2cash.canonical import (
     Payment,
     PaymentStatus,
     Ref,
+    Subscription,
 )
 from quote2cash.connectors.roles import InvoiceStatusReport, StatusUpdate
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError, TransientError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.intake import correlation_of_subject
 from quote2cash.flows.onboarding import dump, published
+from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_subject
 from quote2cash.masterdata.xref import Kind
 
 log = logging.getLogger("quote2cash.flows.invoices")
@@ -153,6 +156,11 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
     if deps.xref.global_id_for(Kind.INVOICE, "billing", invoice_id) is None:
         log.info("payment %s paid invoice %s, which the hub never posted", payment_id, invoice_id)
         return
+    invoice = await read_invoice(ctx, deps, invoice_id)
+    if not event.subject.startswith(CONTRACT_PREFIX) and await _route_to_contract(
+        ctx, event, deps, invoice
+    ):
+        return
     erp_invoice = _erp_invoice_of(deps, invoice_id)
     await ctx.step(
         "erp.reverse_payment",
@@ -166,7 +174,6 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         lambda _k: _due(deps.erp.invoice_status(erp_invoice)),
         system="erp",
     )
-    invoice = await read_invoice(ctx, deps, invoice_id)
     account = crm_account_of(deps, invoice)
     full = payment.amount_refunded >= payment.amount
     await publish_invoice(
@@ -178,6 +185,36 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         step="crm.publish_refund",
         balance=Decimal(erp_status["amount_due"]),
     )
+
+
+async def _route_to_contract(
+    ctx: HandlerContext, event: Event, deps: FlowDeps, invoice: Invoice
+) -> bool:
+    """Send a refund heard outside its contract (Stripe's charge carries no subscription) to the
+    contract of the invoice it refunds: handled there in order after that invoice's payment, and
+    in the deal's trace (its correlation id). False when the invoice belongs to no contract."""
+    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
+    if sub_id is None:
+        return False
+    sub = Subscription.model_validate(
+        await ctx.step(
+            "billing.get_subscription",
+            lambda _k: dump(deps.billing.get_subscription(sub_id)),
+            system="billing",
+        )
+    )
+    if not sub.contract_number:
+        return False
+    subject = contract_subject(sub.contract_number)
+    routed = ctx.emit(
+        event.type,
+        subject,
+        {**event.data, "routed_from": event.id},
+        key="contract",
+        correlation_id=correlation_of_subject(deps.runtime, subject),
+    )
+    log.info("refund event %s goes to %s as %s", event.id, subject, routed.id)
+    return True
 
 
 async def _due(awaitable: Awaitable[InvoiceStatusReport]) -> dict[str, str]:

@@ -8,14 +8,18 @@ product or an unresolvable account is an exception with its reason, never half-p
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from quote2cash.canonical import (
+    Money,
     Order,
+    PricePlan,
     Ref,
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
+    UsageType,
 )
 from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
@@ -39,6 +43,53 @@ async def map_deal(deps: FlowDeps, order: Order) -> list[MappedOrderLine]:
     return deps.catalog.map_order_lines(order, code_of=code_of)
 
 
+def discount_percent(
+    order: Order, mapped: MappedOrderLine, billing_price: PricePlan | None = None
+) -> Decimal | None:
+    """The percentage off billing's price that makes billing charge the deal line's amount, which
+    billing applies to each of the line's prices; None when billing's price already does.
+
+    A line of one licensed billing price (``billing_price``) is measured against what billing
+    would charge for it, so a sales price typed below the list price is carried as well as a
+    Discount %; a bundle, or a metered line, takes the line's own discount off its list total.
+    Billing takes a percentage with at most two decimals (like Salesforce's Discount field): the
+    one that gives the line's amount again, rounded as the CRM rounds it. An amount that no such
+    percentage gives, or one above billing's price, is refused with the line named rather than
+    billed at another price."""
+    line = mapped.line
+    where = f"{order.label}: lines[{mapped.index}] ({mapped.code})"
+    if (
+        billing_price is not None
+        and len(mapped.billing) == 1
+        and billing_price.usage_type is UsageType.LICENSED
+        and billing_price.currency == order.currency
+    ):
+        quantity = mapped.billing[0][1]
+        gross = billing_price.amount_for(quantity)
+        unit = billing_price.unit_amount
+        shown = unit if -int(unit.as_tuple().exponent) > 2 else unit.quantize(Decimal("0.01"))
+        basis = f"billing's price {shown:f} x {quantity}"
+    else:
+        gross = line.unit_price * line.quantity
+        basis = "the line's list total"
+    if line.amount == gross:
+        return None
+    if line.amount > gross or not gross.is_positive():
+        raise DataError(
+            f"{where}: field 'amount' is {line.amount}; {basis} is {gross}, and billing can "
+            "only charge it or less (a discount), so the deal is not submitted"
+        )
+    exact = (gross - line.amount).amount * 100 / gross.amount
+    percent = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if Money.quantize(gross.amount * (100 - percent) / 100, gross.currency) != line.amount:
+        raise DataError(
+            f"{where}: field 'amount' is {line.amount}, {exact:.4f}% off {basis} ({gross}); "
+            "billing takes a percentage with at most two decimals, so the deal is not "
+            "submitted (give the line a Discount % instead of a typed price)"
+        )
+    return percent
+
+
 async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``crm.opportunity.closed_won``: onboard the customer and create the subscription."""
     opportunity_id = str(event.data["opportunity_id"])
@@ -46,6 +97,12 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     if order.status.value != "booked":
         raise DataError(f"{order.label}: opportunity {opportunity_id} is not Closed Won")
     mapped = await map_deal(deps, order)
+    discounts = [
+        discount_percent(
+            order, line, await deps.price_plan(line.billing[0][0]) if line.billing else None
+        )
+        for line in mapped
+    ]
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
     entity = deps.entities.resolve(account)
     if entity.invoicing_currency != order.currency:
@@ -68,8 +125,9 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
             SubscriptionItem(
                 price_plan=Ref(external_ids={"billing": price}),
                 quantity=quantity,
+                discount_percent=discount,
             )
-            for line in mapped
+            for line, discount in zip(mapped, discounts, strict=True)
             for price, quantity in line.billing
         ),
         current_period_start=start,

@@ -131,6 +131,10 @@ NULLABLE: dict[str, set[str]] = {
     "deleted_invoice": set(),
     "deleted_test_helpers.test_clock": set(),
     "deleted_plan": set(),
+    # Coupons and the discounts redeemed from them (a percent coupon has no currency).
+    "coupon": {"currency"},
+    "discount": set(),
+    "deleted_coupon": set(),
 }
 POLYMORPHIC = {"event": {"data.object"}}
 LIST_FIXTURE = {"object": "list", "data": [], "has_more": False, "url": "/v1/things"}
@@ -288,6 +292,29 @@ def served(client: stripe.StripeClient) -> dict[str, dict[str, Any]]:
     out["plan"] = raw(client.v1.plans.retrieve(price.id))
     out["line_item"] = raw(client.v1.invoices.line_items.list(invoice.id))["data"][0]
     out["credit_note_line_item"] = raw(client.v1.credit_notes.line_items.list(note.id))["data"][0]
+    coupon = client.v1.coupons.create(
+        params={
+            "percent_off": 25.5,
+            "duration": "repeating",
+            "duration_in_months": 3,
+            "redeem_by": T0 + 3650 * 86400,
+            "max_redemptions": 5,
+            "name": "25.5% off",
+        }
+    )
+    discounted = client.v1.subscription_items.create(
+        params={
+            "subscription": sub.id,
+            "price": make_seat_price(client, 900).id,
+            "discounts": [{"coupon": coupon.id}],
+            "proration_behavior": "none",
+            "expand": ["discounts"],
+        }
+    )
+    out["discount"] = raw(discounted)["discounts"][0]
+    out["coupon"] = raw(client.v1.coupons.retrieve(coupon.id))
+    client.v1.subscription_items.delete(discounted.id, params={"proration_behavior": "none"})
+    out["deleted_coupon"] = raw(client.v1.coupons.delete(coupon.id))
     extra_item = client.v1.subscription_items.create(
         params={
             "subscription": sub.id,

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -130,6 +131,7 @@ class StripeBilling:
         self.api = StripeApi(config, system=system)
         self._sdk = self.api.sdk
         self._usage_targets: dict[str, tuple[str, str, str, str]] = {}
+        self._coupons: set[str] = set()
 
     @classmethod
     def for_sandbox(cls, base_url: str, **overrides: object) -> StripeBilling:
@@ -257,6 +259,9 @@ class StripeBilling:
             entry: dict[str, Any] = {kind: price["id"]}
             if item.quantity is not None and _usage_type(price) != "metered":
                 entry["quantity"] = item.quantity
+            if item.discount_percent is not None:
+                coupon = await self._contract_coupon(item.discount_percent, subscription.label)
+                entry["discounts"] = [{"coupon": coupon}]
             items.append(entry)
         metadata = {
             k: v
@@ -286,6 +291,53 @@ class StripeBilling:
                 subscription, stripe_sub, [str(p["id"]) for p in prices]
             ),
         )
+
+    async def _contract_coupon(self, percent: Decimal, label: str) -> str:
+        """The coupon for a contract discount of ``percent`` off for the whole term.
+
+        One coupon per percentage, with a readable id (``q2c-15_5pct``), found or else created;
+        a concurrent creation of the same coupon is fine (Stripe says it already exists)."""
+        text = format(percent.normalize(), "f")
+        coupon_id = f"q2c-{text.replace('.', '_')}pct"
+        if coupon_id in self._coupons:
+            return coupon_id
+        try:
+            found = await self._call(
+                f"read coupon {coupon_id} for {label}",
+                lambda: self._sdk.v1.coupons.retrieve_async(coupon_id),
+            )
+        except ResourceMissing:
+            found = None
+        if found is None:
+            try:
+                found = await self._call(
+                    f"create coupon {coupon_id} for {label}",
+                    lambda: self._sdk.v1.coupons.create_async(
+                        params={
+                            "id": coupon_id,
+                            "percent_off": float(percent),
+                            "duration": "forever",
+                            "name": f"{text}% contract discount",
+                            "metadata": {"created_by": "quote2cash"},
+                        },
+                        options=_opts(f"q2c-coupon-{coupon_id}"),
+                    ),
+                )
+            except InvalidRequest as exc:
+                if exc.code != "resource_already_exists":
+                    raise
+                found = await self._call(
+                    f"read coupon {coupon_id} for {label}",
+                    lambda: self._sdk.v1.coupons.retrieve_async(coupon_id),
+                )
+        if Decimal(str(found.get("percent_off"))) != percent or found.get("duration") != "forever":
+            raise ConflictError(
+                f"{label}: Stripe coupon {coupon_id} is {found.get('percent_off')}% off "
+                f"{found.get('duration')}, expected {text}% off forever; rename or delete it",
+                system=self.system,
+            )
+        self._coupons.add(coupon_id)
+        return coupon_id
 
     async def _resolve_prices(self, subscription: Subscription) -> list[dict[str, Any]]:
         """Each item's Stripe price (by id, legacy plan id, or lookup key), checked usable."""

@@ -27,7 +27,16 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import catalog, customers, invoicing, metering, payments, subscriptions, webhooks
+from . import (
+    catalog,
+    coupons,
+    customers,
+    invoicing,
+    metering,
+    payments,
+    subscriptions,
+    webhooks,
+)
 from .errors import StripeApiError
 from .params import Params, decode_form
 from .render import expand
@@ -37,7 +46,7 @@ from .store import API_VERSION, JSON, RequestInfo, Store
 log = logging.getLogger(__name__)
 
 # Importing the endpoint modules registers their routes.
-_MODULES = (catalog, customers, invoicing, metering, payments, subscriptions, webhooks)
+_MODULES = (catalog, coupons, customers, invoicing, metering, payments, subscriptions, webhooks)
 IDEMPOTENCY_TTL = 24 * 3600
 T = TypeVar("T")
 

@@ -7,6 +7,25 @@ Proration (Stripe's seconds-based method): changing an item at time ``t`` inside
 ``[start, end)`` credits the old quantity for the unused time and charges the new quantity for the
 remaining time, each as its own line: ``-round(old_qty * unit * (end - t) / (end - start))`` and
 ``+round(new_qty * unit * (end - t) / (end - start))``.
+
+Discounts (coupons redeemed on a subscription item or on the subscription):
+
+- A regular line keeps its gross ``amount``; each item discount takes, in order, from what the
+  previous ones left: a percent coupon ``round(base * percent_off / 100)`` (``round_minor``: half
+  away from zero, i.e. half-up for these positive bases), an amount coupon ``min(amount_off,
+  base)`` (same currency only), listed in the line's ``discounts`` and ``discount_amounts``.
+  Subscription-level (invoice) discounts then take from each discountable line's remaining base
+  (percent per line; an amount coupon split over the lines in proportion, floored, the remainder
+  on the last line) and appear in ``discount_amounts`` and the invoice's ``discounts``.
+- Invoice ``subtotal`` is the sum of line amounts less item discounts ("item discounts are already
+  incorporated", Stripe's field description), ``total`` also less invoice discounts;
+  ``total_discount_amounts`` sums every line's ``discount_amounts`` per discount.
+- Prorations follow Stripe's default ``proration_discounts: included``: the credit and the charge
+  are computed on the exactly discounted full-period amount and rounded once per line, and carry
+  ``discount_amounts`` of 0 for the discounts used.
+- Durations: ``forever`` always applies; ``repeating`` applies to a line whose period starts
+  before the discount's ``end``; ``once`` applies to the first invoice it touches only. An ended
+  discount is dropped from its item or subscription when the next invoice finds it ended.
 """
 
 from __future__ import annotations
@@ -80,8 +99,14 @@ def new_invoiceitem(
     invoice: str | None = None,
     metadata: dict[str, str] | None = None,
     discountable: bool = True,
+    discounts: list[str] | None = None,
+    discounts_applied: list[str] | None = None,
 ) -> JSON:
-    """A pending (or attached to ``invoice``) invoice item; announces ``invoiceitem.created``."""
+    """A pending (or attached to ``invoice``) invoice item; announces ``invoiceitem.created``.
+
+    ``discounts`` are the item discounts a proration's amount is already net of;
+    ``discounts_applied`` all discounts it is net of (subscription-level ones too).
+    """
     now = store.now_for_clock(customer["test_clock"])
     item: JSON = {
         "id": store.new_id("ii"),
@@ -93,7 +118,7 @@ def new_invoiceitem(
         "date": now,
         "description": description,
         "discountable": discountable and not proration,
-        "discounts": [],
+        "discounts": list(discounts or []),
         "invoice": invoice,
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -122,6 +147,7 @@ def new_invoiceitem(
         "quantity_decimal": str(quantity),
         "tax_rates": [],
         "test_clock": customer["test_clock"],
+        "_discounts_applied": list(discounts_applied or []),
     }
     store.add("invoiceitem", item)
     store.emit("invoiceitem.created", public(item), created=now)
@@ -144,8 +170,14 @@ def add_line(
     unit_amount_decimal: str | None = None,
     quantity_decimal: str | None = None,
     metadata: dict[str, str] | None = None,
+    discounts: list[str] | None = None,
+    discount_amounts: list[JSON] | None = None,
 ) -> JSON:
-    """Append a line to a draft invoice; totals are recomputed at once."""
+    """Append a line to a draft invoice; totals are recomputed at once.
+
+    ``discounts``/``discount_amounts`` are the line's item discounts (fixed here); invoice-level
+    discount shares are added to ``discount_amounts`` by ``refresh_amounts``.
+    """
     details: JSON = {"credited_items": None}
     if subscription_item is not None:
         parent: JSON = {
@@ -176,9 +208,9 @@ def add_line(
         "amount": amount,
         "currency": invoice["currency"],
         "description": description,
-        "discount_amounts": [],
+        "discount_amounts": [dict(d) for d in discount_amounts or []],
         "discountable": not proration,
-        "discounts": [],
+        "discounts": list(discounts or []),
         "invoice": invoice["id"],
         "livemode": False,
         "metadata": dict(metadata or {}),
@@ -200,6 +232,7 @@ def add_line(
         "subtotal": amount,
         "taxes": [],
         "_invoiceitem": invoice_item,
+        "_item_discount_amounts": [dict(d) for d in discount_amounts or []],
     }
     store.add("line_item", line)
     invoice["_lines"].append(line["id"])
@@ -214,6 +247,11 @@ def line_from_invoiceitem(store: Store, invoice: JSON, item: JSON) -> JSON:
     details = parent.get("subscription_details") or {}
     price_details = item["pricing"]["price_details"]
     price = store.lookup("price", price_details["price"]) if price_details else None
+    applied = list(item.get("_discounts_applied", []))
+    for discount_id in applied:
+        discount = store.lookup("discount", discount_id)
+        if discount is not None:
+            _mark_used(discount, invoice["id"])
     return add_line(
         store,
         invoice,
@@ -228,6 +266,8 @@ def line_from_invoiceitem(store: Store, invoice: JSON, item: JSON) -> JSON:
         subscription_item=details.get("subscription_item"),
         unit_amount_decimal=item["pricing"]["unit_amount_decimal"],
         metadata=item["metadata"],
+        discounts=item["discounts"],
+        discount_amounts=[{"amount": 0, "discount": d} for d in applied],
     )
 
 
@@ -374,6 +414,8 @@ def new_invoice(
         "_lines": [],
         "_net_due": 0,
     }
+    if subscription is not None and billing_reason != "manual":
+        invoice["discounts"] = _live_discounts(store, subscription, now, invoice["id"])
     if customer["currency"] is None:
         customer["currency"] = currency
     store.add("invoice", invoice)
@@ -381,9 +423,29 @@ def new_invoice(
 
 
 def refresh_amounts(invoice: JSON, store: Store) -> None:
-    """Recompute totals from the lines; amounts due follow the status and the credit notes."""
-    total = sum(store.get("line_item", i)["amount"] for i in invoice["_lines"])
-    invoice["subtotal"] = invoice["subtotal_excluding_tax"] = total
+    """Recompute totals from the lines; amounts due follow the status and the credit notes.
+
+    While a draft, invoice-level discounts are shared out over the lines afresh.
+    """
+    lines = [store.get("line_item", i) for i in invoice["_lines"]]
+    if invoice["status"] == "draft":
+        _share_invoice_discounts(store, invoice, lines)
+    gross = sum(int(line["amount"]) for line in lines)
+    item_off = sum(
+        int(d["amount"]) for line in lines for d in line.get("_item_discount_amounts", [])
+    )
+    per_discount: dict[str, int] = {}
+    for line in lines:
+        for entry in line["discount_amounts"]:
+            per_discount[entry["discount"]] = per_discount.get(entry["discount"], 0) + int(
+                entry["amount"]
+            )
+    all_off = sum(per_discount.values())
+    invoice["total_discount_amounts"] = [
+        {"amount": amount, "discount": discount_id} for discount_id, amount in per_discount.items()
+    ]
+    invoice["subtotal"] = invoice["subtotal_excluding_tax"] = gross - item_off
+    total = gross - all_off
     invoice["total"] = invoice["total_excluding_tax"] = total
     if invoice["status"] == "draft":
         invoice["_net_due"] = max(total, 0)
@@ -598,6 +660,124 @@ def void_invoice(store: Store, invoice: JSON) -> None:
     emit_invoice(store, "invoice.voided", invoice)
 
 
+# --- discounts -------------------------------------------------------------------------------
+
+
+def discount_ended(discount: JSON, period_start: int, invoice_id: str | None) -> bool:
+    """Whether ``discount`` no longer applies to a charge for a period starting at
+    ``period_start`` on invoice ``invoice_id`` (None: a proration not yet on an invoice)."""
+    duration = discount["_coupon"]["duration"]
+    if duration == "once":
+        first = discount["_first_invoice"]
+        return first is not None and first != invoice_id
+    if duration == "repeating":
+        return period_start >= int(discount["end"])
+    return False
+
+
+def _mark_used(discount: JSON, invoice_id: str) -> None:
+    if discount["_coupon"]["duration"] == "once" and discount["_first_invoice"] is None:
+        discount["_first_invoice"] = invoice_id
+
+
+def _exact_off(discount: JSON, base: Fraction, currency: str) -> Fraction | None:
+    """The exact amount ``discount`` takes off ``base``; None if it cannot apply (currency)."""
+    coupon = discount["_coupon"]
+    if coupon["percent_off"] is not None:
+        return base * Fraction(Decimal(coupon["percent_off"])) / 100
+    if coupon["currency"] != currency:
+        return None
+    return min(Fraction(int(coupon["amount_off"])), base)
+
+
+def _live_discounts(store: Store, owner: JSON, at: int, invoice_id: str | None) -> list[str]:
+    """``owner``'s discounts still in force at ``at``; ended ones are dropped from ``owner``."""
+    live = []
+    for discount_id in list(owner["discounts"]):
+        discount = store.lookup("discount", discount_id)
+        if discount is None or discount_ended(discount, at, invoice_id):
+            owner["discounts"].remove(discount_id)
+            continue
+        live.append(discount_id)
+    return live
+
+
+def item_discounts(
+    store: Store, invoice: JSON, item: JSON, amount: int, period_start: int
+) -> tuple[list[str], list[JSON]]:
+    """The item discounts for a line of ``amount`` (gross) whose period starts at
+    ``period_start``: their ids and per-discount amounts, each rounded half-up to the cent."""
+    if amount <= 0:
+        return [], []
+    ids: list[str] = []
+    amounts: list[JSON] = []
+    base = amount
+    for discount_id in _live_discounts(store, item, period_start, invoice["id"]):
+        discount = store.get("discount", discount_id)
+        off = _exact_off(discount, Fraction(base), invoice["currency"])
+        if off is None:
+            continue
+        taken = round_minor(off)
+        _mark_used(discount, invoice["id"])
+        ids.append(discount_id)
+        amounts.append({"amount": taken, "discount": discount_id})
+        base -= taken
+    return ids, amounts
+
+
+def _net_of_discounts(
+    store: Store, full: Fraction, in_force: tuple[list[str], list[str]], at: int, currency: str
+) -> tuple[Fraction, list[str]]:
+    """``full`` less the item then subscription discounts in force at ``at``, exactly."""
+    used: list[str] = []
+    net = full
+    for discount_id in [*in_force[0], *(d for d in in_force[1] if d not in in_force[0])]:
+        discount = store.lookup("discount", discount_id)
+        if discount is None or discount_ended(discount, at, None) or net <= 0:
+            continue
+        off = _exact_off(discount, net, currency)
+        if off is None:
+            continue
+        net -= off
+        used.append(discount_id)
+    return net, used
+
+
+def _share_invoice_discounts(store: Store, invoice: JSON, lines: list[JSON]) -> None:
+    """Put each invoice-level discount's share on the discountable lines' ``discount_amounts``."""
+    for line in lines:
+        line["discount_amounts"] = [dict(d) for d in line.get("_item_discount_amounts", [])]
+    for discount_id in invoice["discounts"]:
+        discount = store.lookup("discount", discount_id)
+        if discount is None:
+            continue
+        eligible: list[tuple[JSON, int]] = []
+        for line in lines:
+            if not line["discountable"] or discount_ended(
+                discount, int(line["period"]["start"]), invoice["id"]
+            ):
+                continue
+            base = int(line["amount"]) - sum(int(d["amount"]) for d in line["discount_amounts"])
+            if base > 0:
+                eligible.append((line, base))
+        if not eligible:
+            continue
+        coupon = discount["_coupon"]
+        if coupon["percent_off"] is not None:
+            percent = Fraction(Decimal(coupon["percent_off"]))
+            shares = [round_minor(Fraction(base) * percent / 100) for _, base in eligible]
+        elif coupon["currency"] == invoice["currency"]:
+            pool = sum(base for _, base in eligible)
+            off = min(int(coupon["amount_off"]), pool)
+            shares = [off * base // pool for _, base in eligible]
+            shares[-1] += off - sum(shares)
+        else:
+            continue
+        for (line, _), share in zip(eligible, shares, strict=True):
+            line["discount_amounts"].append({"amount": share, "discount": discount_id})
+        _mark_used(discount, invoice["id"])
+
+
 # --- subscriptions ---------------------------------------------------------------------------
 
 
@@ -628,10 +808,12 @@ def add_period_lines(
         if is_metered(price):
             continue
         quantity = int(item["quantity"])
+        amount = 0 if trial else round_minor(unit_amount(price) * quantity)
+        discounts, discount_amounts = item_discounts(store, invoice, item, amount, start)
         add_line(
             store,
             invoice,
-            amount=0 if trial else round_minor(unit_amount(price) * quantity),
+            amount=amount,
             description=f"Trial period for {product_name(store, price)}"
             if trial
             else licensed_description(store, price, quantity),
@@ -640,6 +822,8 @@ def add_period_lines(
             price=price,
             subscription=sub["id"],
             subscription_item=item["id"],
+            discounts=discounts,
+            discount_amounts=discount_amounts,
         )
 
 
@@ -673,10 +857,12 @@ def add_usage_lines(store: Store, invoice: JSON, sub: JSON, start: int, end: int
             continue
         usage = metered_usage(store, sub, price, start, end)
         quantity_decimal = str(Decimal(usage.numerator) / Decimal(usage.denominator))
+        amount = round_minor(unit_amount(price) * usage)
+        discounts, discount_amounts = item_discounts(store, invoice, item, amount, start)
         add_line(
             store,
             invoice,
-            amount=round_minor(unit_amount(price) * usage),
+            amount=amount,
             description=(
                 f"{product_name(store, price)} (usage {_fmt_date(start)} - {_fmt_date(end)})"
             ),
@@ -686,6 +872,8 @@ def add_usage_lines(store: Store, invoice: JSON, sub: JSON, start: int, end: int
             price=price,
             subscription=sub["id"],
             subscription_item=item["id"],
+            discounts=discounts,
+            discount_amounts=discount_amounts,
         )
 
 
@@ -697,21 +885,31 @@ def proration_lines(
     at: int,
     old: tuple[JSON, int] | None,
     new: tuple[JSON, int] | None,
+    old_discounts: tuple[list[str], list[str]] | None = None,
 ) -> list[JSON]:
-    """Pending invoice items crediting ``old`` and charging ``new`` for ``[at, period_end)``."""
+    """Pending invoice items crediting ``old`` and charging ``new`` for ``[at, period_end)``.
+
+    Each is net of the discounts then in force (``old_discounts``: the item's and the
+    subscription's before the change; the new side uses the current ones): the full-period amount
+    is discounted exactly, prorated, then rounded once.
+    """
     start, end = sub["_period_start"], sub["_period_end"]
     remaining, length = end - at, end - start
     if remaining <= 0 or length <= 0 or sub["status"] == "trialing":
         return []
     customer = store.get("customer", sub["customer"])
+    current = (list(item["discounts"]), list(sub["discounts"]))
     items = []
-    for sign, change in ((-1, old), (1, new)):
+    for sign, change, in_force in ((-1, old, old_discounts or current), (1, new, current)):
         if change is None:
             continue
         price, quantity = change
         if is_metered(price) or quantity == 0:
             continue
-        exact = unit_amount(price) * quantity * Fraction(remaining, length)
+        full, used = _net_of_discounts(
+            store, unit_amount(price) * quantity, in_force, at, price["currency"]
+        )
+        exact = full * Fraction(remaining, length)
         amount = sign * round_minor(exact)
         label = "Unused time" if sign < 0 else "Remaining time"
         items.append(
@@ -731,6 +929,8 @@ def proration_lines(
                 proration=True,
                 subscription=sub["id"],
                 subscription_item=item["id"],
+                discounts=[d for d in used if d in in_force[0]],
+                discounts_applied=used,
             )
         )
     return items

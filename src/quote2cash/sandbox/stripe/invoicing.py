@@ -467,7 +467,21 @@ def _credit_note_lines(store: Store, invoice: JSON, p: Params) -> list[JSON]:
                         f"{entry.prefix}[quantity]",
                         "The quantity cannot exceed the invoice line's quantity.",
                     )
-                amount = round_minor(Fraction(source["amount"]) * quantity / source_qty)
+                share = Fraction(quantity, source_qty)
+                amount = round_minor(Fraction(source["amount"]) * share)
+                # The same share of each discount the line had is credited back with it.
+                shares = [
+                    {
+                        "amount": round_minor(Fraction(d["amount"]) * share),
+                        "discount": d["discount"],
+                    }
+                    for d in source["discount_amounts"]
+                ]
+                line["discount_amounts"] = shares
+                line["discount_amount"] = sum(int(d["amount"]) for d in shares)
+                line["_item_discount"] = sum(
+                    int(d["amount"]) for d in shares if d["discount"] in source["discounts"]
+                )
             line.update(
                 amount=amount,
                 description=source["description"],
@@ -517,7 +531,8 @@ def create_credit_note(store: Store, p: Params) -> JSON:
     lines = _credit_note_lines(store, invoice, p)
     amount = p.int_("amount", minimum=1)
     if lines:
-        total = sum(int(line["amount"]) for line in lines)
+        # Line amounts are gross; the note's total is what the lines credit after discounts.
+        total = sum(int(line["amount"]) - int(line["discount_amount"]) for line in lines)
         if amount is not None and amount != total:
             raise invalid_param("amount", "The amount must equal the sum of the credit note lines.")
     elif amount is not None:
@@ -597,6 +612,14 @@ def create_credit_note(store: Store, p: Params) -> JSON:
                 }
             )
     sequence = 1 + sum(1 for c in store.all("credit_note") if c["invoice"] == invoice["id"])
+    credited_discounts: dict[str, int] = {}
+    for line in lines:
+        for entry in line["discount_amounts"]:
+            credited_discounts[entry["discount"]] = credited_discounts.get(
+                entry["discount"], 0
+            ) + int(entry["amount"])
+    # Subtotal: after item discounts, before invoice-level ones (as the invoice's).
+    subtotal = sum(int(line["amount"]) - int(line.get("_item_discount", 0)) for line in lines)
     note: JSON = {
         "id": store.new_id("cn"),
         "object": "credit_note",
@@ -607,8 +630,11 @@ def create_credit_note(store: Store, p: Params) -> JSON:
         "customer": customer["id"],
         "customer_account": None,
         "customer_balance_transaction": None,
-        "discount_amount": 0,
-        "discount_amounts": [],
+        "discount_amount": sum(credited_discounts.values()),
+        "discount_amounts": [
+            {"amount": amount, "discount": discount_id}
+            for discount_id, amount in credited_discounts.items()
+        ],
         "effective_at": now,
         "invoice": invoice["id"],
         "livemode": False,
@@ -626,8 +652,8 @@ def create_credit_note(store: Store, p: Params) -> JSON:
         "refunds": refunds,
         "shipping_cost": None,
         "status": "issued",
-        "subtotal": total,
-        "subtotal_excluding_tax": total,
+        "subtotal": subtotal,
+        "subtotal_excluding_tax": subtotal,
         "total": total,
         "total_excluding_tax": total,
         "total_taxes": [],

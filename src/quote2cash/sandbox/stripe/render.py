@@ -64,8 +64,30 @@ def render(store: Store, obj: JSON) -> JSON:
         lines = [public(store.get("line_item", i)) for i in obj["_lines"]]
         out["lines"] = list_object(lines, f"/v1/invoices/{obj['id']}/lines")
         return out
+    if kind == "coupon":
+        out = public(obj)
+        out["valid"] = coupon_valid(store, obj)
+        return out
     result: JSON = public(obj)
     return result
+
+
+def coupon_valid(store: Store, coupon: JSON, at: int | None = None) -> bool:
+    """Redeemable at ``at`` (default now): not deleted, before ``redeem_by``, under its cap."""
+    when = store.real_now() if at is None else at
+    if coupon.get("_deleted"):
+        return False
+    if coupon["redeem_by"] is not None and when >= int(coupon["redeem_by"]):
+        return False
+    cap = coupon["max_redemptions"]
+    return cap is None or int(coupon["times_redeemed"]) < int(cap)
+
+
+def _expand_id(store: Store, object_id: str, full: str) -> JSON:
+    target = store.find(object_id)
+    if target is None:
+        raise invalid_param("expand", f"This property cannot be expanded ({full}).")
+    return render(store, target)
 
 
 def _expand_path(store: Store, value: Any, parts: list[str], full: str) -> Any:
@@ -87,10 +109,9 @@ def _expand_path(store: Store, value: Any, parts: list[str], full: str) -> Any:
         raise invalid_param("expand", f"This property cannot be expanded ({full}).")
     child = value[head]
     if isinstance(child, str):
-        target = store.find(child)
-        if target is None:
-            raise invalid_param("expand", f"This property cannot be expanded ({full}).")
-        child = render(store, target)
+        child = _expand_id(store, child, full)
+    elif isinstance(child, list) and child and all(isinstance(c, str) for c in child):
+        child = [_expand_id(store, c, full) for c in child]  # e.g. ``discounts: [di_...]``
     value[head] = _expand_path(store, child, rest, full)
     return value
 

@@ -39,6 +39,8 @@ KIND_NAMES = {
     "test_helpers.test_clock": "test clock",
     "event": "event",
     "webhook_endpoint": "webhook endpoint",
+    "coupon": "coupon",
+    "discount": "discount",
 }
 
 

@@ -18,6 +18,7 @@ from .billing_engine import (
     pending_invoiceitems,
     proration_lines,
 )
+from .coupons import resolve_discounts
 from .errors import invalid_param, invalid_state, missing_param, resource_missing
 from .params import Params
 from .payments import attach_payment_method, resolve_payment_method
@@ -114,6 +115,7 @@ _SUB_CREATE = (
     "billing_cycle_anchor",
     "trial_period_days",
     "trial_end",
+    "discounts",
 )
 
 
@@ -140,14 +142,14 @@ def create_subscription(store: Store, p: Params) -> JSON:
     recurring: JSON | None = None
     currency: str | None = None
     for entry in entries:
-        entry.allow("price", "plan", "quantity", "metadata")
+        entry.allow("price", "plan", "quantity", "metadata", "discounts")
         key = "plan" if entry.has("plan") and not entry.has("price") else "price"
         price = _check_price(
             store, currency, entry.req_str(key), f"{entry.prefix}[{key}]", recurring
         )
         recurring = recurring or price["recurring"]
         currency = currency or price["currency"]
-        prices.append((price, entry.int_("quantity", minimum=0), entry.metadata()))
+        prices.append((price, entry.int_("quantity", minimum=0), entry.metadata(), entry))
     assert recurring is not None and currency is not None
     if customer["currency"] not in (None, currency):
         raise invalid_param(
@@ -235,8 +237,12 @@ def create_subscription(store: Store, p: Params) -> JSON:
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = sub["_period_end"]
     store.add("subscription", sub)
-    for price, quantity, metadata in prices:
-        _new_item(store, sub, price, quantity, metadata, now)
+    sub["discounts"] = resolve_discounts(store, p, "discounts", sub=sub, item=None, current=[])
+    for price, quantity, metadata, entry in prices:
+        item = _new_item(store, sub, price, quantity, metadata, now)
+        item["discounts"] = resolve_discounts(
+            store, entry, "discounts", sub=sub, item=item, current=[]
+        )
     invoice = new_invoice(
         store,
         customer,
@@ -325,8 +331,13 @@ def change_item(
     quantity: int | None,
     behavior: str,
     at: int,
+    old_discounts: tuple[list[str], list[str]] | None = None,
 ) -> bool:
-    """Apply a price/quantity change; returns whether proration items were created."""
+    """Apply a price/quantity change; returns whether proration items were created.
+
+    ``old_discounts`` (item's, subscription's) are those in force before this request changed
+    them; the credit for the old configuration is net of them.
+    """
     old_price = item_price(store, item)
     new_price = price or old_price
     old_qty = int(item.get("quantity", 0))
@@ -345,7 +356,13 @@ def change_item(
     if behavior == "none":
         return False
     created = proration_lines(
-        store, sub, item, at=at, old=(old_price, old_qty), new=(new_price, new_qty)
+        store,
+        sub,
+        item,
+        at=at,
+        old=(old_price, old_qty),
+        new=(new_price, new_qty),
+        old_discounts=old_discounts,
     )
     return bool(created)
 
@@ -377,12 +394,23 @@ def _after_change(
 
 
 def apply_item_changes(
-    store: Store, sub: JSON, entries: list[Params], behavior: str, at: int
+    store: Store,
+    sub: JSON,
+    entries: list[Params],
+    behavior: str,
+    at: int,
+    old_sub_discounts: list[str] | None = None,
 ) -> bool:
-    """Add, change or delete items as ``items[]`` asks; returns whether prorations were created."""
+    """Add, change or delete items as ``items[]`` asks; returns whether prorations were created.
+
+    ``old_sub_discounts``: the subscription's discounts before this request replaced them.
+    """
     prorated = False
+    sub_before = list(sub["discounts"]) if old_sub_discounts is None else old_sub_discounts
     for entry in entries:
-        entry.allow("id", "price", "plan", "quantity", "deleted", "metadata", "clear_usage")
+        entry.allow(
+            "id", "price", "plan", "quantity", "deleted", "metadata", "clear_usage", "discounts"
+        )
         if entry.has("plan") and not entry.has("price"):
             entry.data["price"] = entry.data.pop("plan")
         item_id = entry.str_("id")
@@ -402,6 +430,9 @@ def apply_item_changes(
             if price is None:
                 raise missing_param(f"{entry.prefix}[price]")
             item = _new_item(store, sub, price, quantity, entry.metadata(), at)
+            item["discounts"] = resolve_discounts(
+                store, entry, "discounts", sub=sub, item=item, current=[]
+            )
             if behavior != "none":
                 prorated |= bool(
                     proration_lines(
@@ -415,12 +446,24 @@ def apply_item_changes(
                 f"{entry.prefix}[id]",
                 f"Subscription item {item_id} does not belong to {sub['id']}.",
             )
+        old_discounts = (list(item["discounts"]), sub_before)
         if entry.bool_("deleted"):
-            prorated |= _delete_item(store, sub, item, behavior, at)
+            prorated |= _delete_item(store, sub, item, behavior, at, old_discounts)
             continue
+        if entry.has("discounts"):
+            item["discounts"] = resolve_discounts(
+                store, entry, "discounts", sub=sub, item=item, current=item["discounts"]
+            )
         item["metadata"] = entry.metadata(item["metadata"])
         prorated |= change_item(
-            store, sub, item, price=price, quantity=quantity, behavior=behavior, at=at
+            store,
+            sub,
+            item,
+            price=price,
+            quantity=quantity,
+            behavior=behavior,
+            at=at,
+            old_discounts=old_discounts,
         )
     return prorated
 
@@ -440,15 +483,28 @@ def update_subscription(store: Store, p: Params, id: str) -> JSON:
         "description",
         "payment_behavior",
         "off_session",
+        "discounts",
     )
     sub = store.get("subscription", id)
     before = render(store, sub)
-    if p.has("items") or p.has("proration_behavior") or p.has("collection_method"):
+    if (
+        p.has("items")
+        or p.has("proration_behavior")
+        or p.has("collection_method")
+        or p.has("discounts")
+    ):
         _live(sub)
     behavior = p.str_("proration_behavior", choices=PRORATION_BEHAVIORS) or "create_prorations"
     payment_behavior = _payment_behavior(p)
     at = _proration_time(store, sub, p)
-    prorated = apply_item_changes(store, sub, p.items("items"), behavior, at)
+    old_sub_discounts = list(sub["discounts"])
+    if p.has("discounts"):
+        sub["discounts"] = resolve_discounts(
+            store, p, "discounts", sub=sub, item=None, current=sub["discounts"]
+        )
+    prorated = apply_item_changes(
+        store, sub, p.items("items"), behavior, at, old_sub_discounts=old_sub_discounts
+    )
     if p.has("cancel_at_period_end"):
         flag = bool(p.bool_("cancel_at_period_end"))
         sub["cancel_at_period_end"] = flag
@@ -475,7 +531,14 @@ def update_subscription(store: Store, p: Params, id: str) -> JSON:
     return render(store, sub)
 
 
-def _delete_item(store: Store, sub: JSON, item: JSON, behavior: str, at: int) -> bool:
+def _delete_item(
+    store: Store,
+    sub: JSON,
+    item: JSON,
+    behavior: str,
+    at: int,
+    old_discounts: tuple[list[str], list[str]] | None = None,
+) -> bool:
     if len(sub["_items"]) == 1:
         raise invalid_state(
             "A subscription must have at least one active plan. "
@@ -486,7 +549,13 @@ def _delete_item(store: Store, sub: JSON, item: JSON, behavior: str, at: int) ->
         price = item_price(store, item)
         prorated = bool(
             proration_lines(
-                store, sub, item, at=at, old=(price, int(item.get("quantity", 0))), new=None
+                store,
+                sub,
+                item,
+                at=at,
+                old=(price, int(item.get("quantity", 0))),
+                new=None,
+                old_discounts=old_discounts,
             )
         )
     sub["_items"].remove(item["id"])
@@ -587,6 +656,7 @@ def create_subscription_item(store: Store, p: Params) -> JSON:
         "proration_behavior",
         "proration_date",
         "payment_behavior",
+        "discounts",
     )
     sub = store.get("subscription", p.req_str("subscription"), "subscription")
     _live(sub)
@@ -596,6 +666,7 @@ def create_subscription_item(store: Store, p: Params) -> JSON:
     at = _proration_time(store, sub, p)
     before = render(store, sub)
     item = _new_item(store, sub, price, p.int_("quantity", minimum=0), p.metadata(), at)
+    item["discounts"] = resolve_discounts(store, p, "discounts", sub=sub, item=item, current=[])
     prorated = False
     if behavior != "none":
         prorated = bool(
@@ -628,11 +699,17 @@ def update_subscription_item(store: Store, p: Params, id: str) -> JSON:
         "proration_date",
         "payment_behavior",
         "off_session",
+        "discounts",
     )
     item = store.get("subscription_item", id)
     sub = store.get("subscription", item["subscription"])
     _live(sub)
     before = render(store, sub)
+    old_discounts = (list(item["discounts"]), list(sub["discounts"]))
+    if p.has("discounts"):
+        item["discounts"] = resolve_discounts(
+            store, p, "discounts", sub=sub, item=item, current=item["discounts"]
+        )
     behavior = p.str_("proration_behavior", choices=PRORATION_BEHAVIORS) or "create_prorations"
     payment_behavior = _payment_behavior(p)
     at = _proration_time(store, sub, p)
@@ -650,6 +727,7 @@ def update_subscription_item(store: Store, p: Params, id: str) -> JSON:
         quantity=p.int_("quantity", minimum=0),
         behavior=behavior,
         at=at,
+        old_discounts=old_discounts,
     )
     _after_change(store, sub, behavior, prorated, payment_behavior)
     store.emit(
