@@ -50,20 +50,18 @@ async def test_a_discounted_deal_is_billed_booked_and_invoiced_at_its_price(
     opportunity = desk.deal(
         account,
         "USD",
-        [Line(products["PLAT-SEAT"], 10, "49.00"), Line(products["SUPPORT-PREM"], 1, "199.00")],
+        [
+            Line(products["PLAT-SEAT"], 10, "49.00", discount="15"),
+            Line(products["SUPPORT-PREM"], 1, "199.00"),
+        ],
         name="Rabatt platform",
-        won=False,
         Contract_Number__c=CONTRACT,
     )
-    seat_line = desk.sf.query(
-        "SELECT Id FROM OpportunityLineItem WHERE OpportunityId = "
+    [seat_total] = desk.sf.query(
+        "SELECT TotalPrice FROM OpportunityLineItem WHERE OpportunityId = "
         f"'{opportunity}' AND Product2Id = '{products['PLAT-SEAT']}'"
-    )["records"][0]["Id"]
-    desk.sf.OpportunityLineItem.update(seat_line, {"Discount": 15})
-    assert Decimal(str(desk.sf.OpportunityLineItem.get(seat_line)["TotalPrice"])) == Decimal(
-        "416.50"
-    )
-    desk.sf.Opportunity.update(opportunity, {"StageName": "Closed Won"})
+    )["records"]
+    assert Decimal(str(seat_total["TotalPrice"])) == Decimal("416.50")
     # Another rep typed a sales price of 44.00 a seat: 10.2041 % off billing's 49.00, which no
     # two-decimal coupon charges exactly; that deal is an exception and nothing is written.
     odd_account = desk.account(

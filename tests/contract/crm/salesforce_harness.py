@@ -130,6 +130,8 @@ class Line:
     quantity: int
     unit_price: str
     service_date: date | None = None
+    discount: str | None = None
+    """The rep's Discount % on the line (Salesforce computes TotalPrice from it)."""
 
 
 class SalesforceDesk:
@@ -243,6 +245,7 @@ class SalesforceDesk:
                     "Quantity": line.quantity,
                     "UnitPrice": line.unit_price,
                     "ServiceDate": line.service_date and line.service_date.isoformat(),
+                    **({"Discount": line.discount} if line.discount is not None else {}),
                 }
             )
         if won:

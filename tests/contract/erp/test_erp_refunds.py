@@ -17,7 +17,7 @@ import pytest
 
 from contract.erp import builders
 from contract.erp.harness import ErpWorld
-from quote2cash.canonical import InvoiceStatus, Money, PaymentStatus
+from quote2cash.canonical import InvoiceStatus, Money, Payment, PaymentStatus
 from quote2cash.connectors.roles import Erp, PostedInvoice
 from quote2cash.connectors.tryton import TrytonErp
 from quote2cash.engine.errors import DataError, TransientError
@@ -30,6 +30,11 @@ async def _posted(erp: Erp, erp_world: ErpWorld, unique: str, entity: str) -> Po
     currency = erp_world.currencies[entity]
     invoice = builders.invoice(unique, party, currency, erp_world.item_codes[0])
     return await erp.post_invoice(invoice, legal_entity=entity, idempotency_key=unique)
+
+
+async def _reverse(erp: Erp, posted: PostedInvoice, refund: Payment, key: str) -> str:
+    """Book a billing refund of ``posted``'s payment in the ERP."""
+    return await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=key)
 
 
 async def _paid(erp: Erp, erp_world: ErpWorld, unique: str, entity: str) -> PostedInvoice:
@@ -49,9 +54,7 @@ async def test_a_full_refund_reopens_the_paid_invoice(
     posted = await _paid(erp, erp_world, unique, entity)
     currency = posted.total.currency
     refund = builders.refund(posted.total, posted.total, f"ch_{unique}")
-    reversal = await erp.reverse_payment(
-        refund, erp_invoice_id=posted.erp_id, idempotency_key="r" + unique
-    )
+    reversal = await _reverse(erp, posted, refund, "r" + unique)
     assert reversal
     status = await erp.invoice_status(posted.erp_id)
     assert status.status is InvoiceStatus.OPEN
@@ -64,19 +67,15 @@ async def test_partial_refunds_add_up_and_a_redelivery_changes_nothing(
     posted = await _paid(erp, erp_world, unique, "US")
     currency = posted.total.currency
     charge = f"ch_{unique}"
-    first = await erp.reverse_payment(
-        builders.refund(posted.total, Money("30.00", currency), charge),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r1" + unique,
+    first = await _reverse(
+        erp, posted, builders.refund(posted.total, Money("30.00", currency), charge), "r1" + unique
     )
     after_first = await erp.invoice_status(posted.erp_id)
     assert after_first.status is InvoiceStatus.OPEN
     assert after_first.amount_due == Money("30.00", currency)
 
     cumulative = builders.refund(posted.total, Money("50.00", currency), charge)
-    second = await erp.reverse_payment(
-        cumulative, erp_invoice_id=posted.erp_id, idempotency_key="r2" + unique
-    )
+    second = await _reverse(erp, posted, cumulative, "r2" + unique)
     assert second != first
     status = await erp.invoice_status(posted.erp_id)
     assert status.status is InvoiceStatus.OPEN
@@ -84,9 +83,7 @@ async def test_partial_refunds_add_up_and_a_redelivery_changes_nothing(
     assert status.amount_paid == posted.total - Money("50.00", currency)
 
     # the same event again, under another key: nothing more is reversed
-    redelivered = await erp.reverse_payment(
-        cumulative, erp_invoice_id=posted.erp_id, idempotency_key="r3" + unique
-    )
+    redelivered = await _reverse(erp, posted, cumulative, "r3" + unique)
     assert redelivered == second
     assert await erp.invoice_status(posted.erp_id) == status
 
@@ -97,17 +94,13 @@ async def test_a_smaller_cumulative_refund_after_a_bigger_one_changes_nothing(
     posted = await _paid(erp, erp_world, unique, "DE")
     currency = posted.total.currency
     charge = f"ch_{unique}"
-    newest = await erp.reverse_payment(
-        builders.refund(posted.total, Money("50.00", currency), charge),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r2" + unique,
+    newest = await _reverse(
+        erp, posted, builders.refund(posted.total, Money("50.00", currency), charge), "r2" + unique
     )
     status = await erp.invoice_status(posted.erp_id)
     assert status.amount_due == Money("50.00", currency)
-    stale = await erp.reverse_payment(
-        builders.refund(posted.total, Money("30.00", currency), charge),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r1" + unique,
+    stale = await _reverse(
+        erp, posted, builders.refund(posted.total, Money("30.00", currency), charge), "r1" + unique
     )
     assert stale == newest
     assert await erp.invoice_status(posted.erp_id) == status
@@ -123,15 +116,17 @@ async def test_refunds_of_two_payments_are_counted_apart(
         await erp.apply_payment(
             builders.payment(amount), erp_invoice_id=posted.erp_id, idempotency_key=key + unique
         )
-    await erp.reverse_payment(
+    await _reverse(
+        erp,
+        posted,
         builders.refund(first, Money("10.00", currency), f"ch_1{unique}"),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r1" + unique,
+        "r1" + unique,
     )
-    await erp.reverse_payment(
+    await _reverse(
+        erp,
+        posted,
         builders.refund(second, Money("10.00", currency), f"ch_2{unique}"),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r2" + unique,
+        "r2" + unique,
     )
     status = await erp.invoice_status(posted.erp_id)
     assert status.status is InvoiceStatus.OPEN
@@ -145,7 +140,7 @@ async def test_a_refund_before_its_payment_is_applied_is_transient_and_books_not
     currency = posted.total.currency
     refund = builders.refund(Money("50.00", currency), Money("50.00", currency), f"ch_{unique}")
     with pytest.raises(TransientError) as early:
-        await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+        await _reverse(erp, posted, refund, unique)
     assert posted.number in str(early.value) and "50.00" in str(early.value)
     assert (await erp.invoice_status(posted.erp_id)).amount_due == posted.total
 
@@ -156,7 +151,7 @@ async def test_a_refund_before_its_payment_is_applied_is_transient_and_books_not
         idempotency_key="p" + unique,
     )
     with pytest.raises(TransientError) as short:
-        await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+        await _reverse(erp, posted, refund, unique)
     assert "40.00" in str(short.value) and "50.00" in str(short.value)
     status = await erp.invoice_status(posted.erp_id)
     assert status.amount_due == posted.total - Money("40.00", currency)
@@ -167,7 +162,7 @@ async def test_a_refund_before_its_payment_is_applied_is_transient_and_books_not
         erp_invoice_id=posted.erp_id,
         idempotency_key="p2" + unique,
     )
-    await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+    await _reverse(erp, posted, refund, unique)
     assert (await erp.invoice_status(posted.erp_id)).amount_due == posted.total
 
 
@@ -178,7 +173,7 @@ async def test_a_refund_in_another_currency_is_a_data_error(
     other = "USD" if posted.total.currency != "USD" else "EUR"
     refund = builders.refund(Money("10.00", other), Money("10.00", other), f"ch_{unique}")
     with pytest.raises(DataError, match=other):
-        await erp.reverse_payment(refund, erp_invoice_id=posted.erp_id, idempotency_key=unique)
+        await _reverse(erp, posted, refund, unique)
     assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
 
 
@@ -200,10 +195,8 @@ async def test_a_new_payment_after_a_refund_pays_the_invoice_again(
 ) -> None:
     posted = await _paid(erp, erp_world, unique, "US")
     currency = posted.total.currency
-    await erp.reverse_payment(
-        builders.refund(posted.total, posted.total, f"ch_{unique}"),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r" + unique,
+    await _reverse(
+        erp, posted, builders.refund(posted.total, posted.total, f"ch_{unique}"), "r" + unique
     )
     reopened = await erp.invoice_status(posted.erp_id)
     assert reopened.amount_due == posted.total
@@ -232,17 +225,11 @@ async def test_a_refund_leaves_a_credit_note_applied(
 
     # only the payment came in as money: refunding more than it is transient, all of it is fine
     with pytest.raises(TransientError):
-        await erp.reverse_payment(
-            builders.refund(posted.total, posted.total, f"ch_{unique}"),
-            erp_invoice_id=posted.erp_id,
-            idempotency_key="r0" + unique,
+        await _reverse(
+            erp, posted, builders.refund(posted.total, posted.total, f"ch_{unique}"), "r0" + unique
         )
     assert (await erp.invoice_status(posted.erp_id)).status is InvoiceStatus.PAID
-    await erp.reverse_payment(
-        builders.refund(rest, rest, f"ch_{unique}"),
-        erp_invoice_id=posted.erp_id,
-        idempotency_key="r" + unique,
-    )
+    await _reverse(erp, posted, builders.refund(rest, rest, f"ch_{unique}"), "r" + unique)
     status = await erp.invoice_status(posted.erp_id)
     assert status.status is InvoiceStatus.OPEN
     assert status.amount_due == rest == posted.total - Money("10.01", currency)

@@ -301,11 +301,15 @@ class StripeBilling:
         coupon_id = f"q2c-{text.replace('.', '_')}pct"
         if coupon_id in self._coupons:
             return coupon_id
-        try:
-            found = await self._call(
+
+        async def read() -> dict[str, Any]:
+            return await self._call(
                 f"read coupon {coupon_id} for {label}",
                 lambda: self._sdk.v1.coupons.retrieve_async(coupon_id),
             )
+
+        try:
+            found: dict[str, Any] | None = await read()
         except ResourceMissing:
             found = None
         if found is None:
@@ -326,10 +330,7 @@ class StripeBilling:
             except InvalidRequest as exc:
                 if exc.code != "resource_already_exists":
                     raise
-                found = await self._call(
-                    f"read coupon {coupon_id} for {label}",
-                    lambda: self._sdk.v1.coupons.retrieve_async(coupon_id),
-                )
+                found = await read()
         if Decimal(str(found.get("percent_off"))) != percent or found.get("duration") != "forever":
             raise ConflictError(
                 f"{label}: Stripe coupon {coupon_id} is {found.get('percent_off')}% off "
