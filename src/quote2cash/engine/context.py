@@ -12,15 +12,17 @@ import inspect
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
 
 import msgspec
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
+from quote2cash.engine.parking import Parked, is_released
 from quote2cash.store.schema import steps
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class HandlerContext:
         self.event = event
         self._completed = completed
         self._emitted: list[Event] = []
+        self._released: list[str] = []
         self.actor = actor
         self.log = logging.LoggerAdapter(log, {"event_id": event.id})
 
@@ -137,6 +140,32 @@ class HandlerContext:
     @property
     def emitted(self) -> list[Event]:
         return list(self._emitted)
+
+    def park(
+        self,
+        key: str,
+        reason: str,
+        *,
+        deadline: datetime | timedelta,
+        category: Category | str = Category.DATA,
+    ) -> NoReturn:
+        """Wait for ``key`` out of the subject's queue (later events run); the event runs again
+        when another event releases the key, or goes to the exception queue at ``deadline``."""
+        until = self.now + deadline if isinstance(deadline, timedelta) else deadline
+        raise Parked(key, reason, deadline=until, category=category)
+
+    def release(self, key: str) -> None:
+        """Release ``key`` when this event completes (same commit): every event parked on it,
+        of any subject, is pending again; a later park on it does not wait."""
+        self._released.append(key)
+
+    @property
+    def releases(self) -> list[str]:
+        return list(self._released)
+
+    def released(self, key: str) -> bool:
+        """Whether a completed event has released ``key``."""
+        return is_released(self.runtime.engine, key)
 
     def _record(self, name: str, key: str, system: str | None, encoded: str) -> None:
         now = self.now

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import events, failures, steps, subjects
+from quote2cash.store.schema import events, failures, parked_events, steps, subjects
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,9 @@ class EventRow:
     time: datetime
     category: str | None
     last_error: str | None
+    parked_on: str | None = None
+    park_reason: str | None = None
+    park_deadline: datetime | None = None
 
 
 def _row(r: Any) -> EventRow:
@@ -42,6 +45,9 @@ def _row(r: Any) -> EventRow:
         r.time,
         r.category,
         r.last_error,
+        getattr(r, "park_key", None),
+        getattr(r, "reason", None),
+        getattr(r, "deadline", None),
     )
 
 
@@ -54,7 +60,21 @@ def list_events(
     type_prefix: str | None = None,
     limit: int = 50,
 ) -> list[EventRow]:
-    q = select(events).order_by(events.c.pos.desc()).limit(limit)
+    """Newest first; a parked event carries the key it waits on, why, and its deadline."""
+    q = (
+        select(
+            events,
+            parked_events.c.park_key,
+            parked_events.c.reason,
+            parked_events.c.deadline,
+        )
+        .outerjoin(
+            parked_events,
+            (parked_events.c.event_pos == events.c.pos) & parked_events.c.expired.is_(False),
+        )
+        .order_by(events.c.pos.desc())
+        .limit(limit)
+    )
     if status:
         q = q.where(events.c.status == status)
     if subject:
@@ -70,11 +90,16 @@ def list_events(
 def failed_events(runtime: Runtime, kind: str | None = None, limit: int = 200) -> list[EventRow]:
     """The exception queue (permanent) and the dead-letter queue (retries exhausted)."""
     statuses = [kind] if kind else ["exception", "dead"]
-    # A failed event always holds its subject, so the (small, indexed) hold list finds them.
+    # A failed event holds its subject, so the (small, indexed) hold list finds it; a park past
+    # its deadline holds nothing and is found by its expired park.
+    held = select(subjects.c.held_by).where(subjects.c.held_by.is_not(None))
+    expired = select(parked_events.c.event_pos).where(parked_events.c.expired.is_(True))
     q = (
         select(events)
-        .join(subjects, subjects.c.held_by == events.c.pos)
-        .where(events.c.status.in_(statuses))
+        .where(
+            events.c.status.in_(statuses),
+            events.c.pos.in_(held.union(expired).scalar_subquery()),
+        )
         .order_by(events.c.pos)
         .limit(limit)
     )

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.control import ControlError, operator_roles
 from quote2cash.engine.events import Event, decode_data
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import events, replay_requests, subjects
+from quote2cash.store.schema import events, parked_events, replay_requests, subjects
 
 FINANCE_SENSITIVE = re.compile(r"(invoice|credit_?memo|credit_?note|payment|refund)", re.I)
 MAX_EVENTS_PER_REQUEST = 100_000
@@ -236,12 +236,15 @@ def approve_replay(
                     .where(events.c.pos == row.pos)
                     .values(status="pending", attempts=0)
                 )
+                conn.execute(delete(parked_events).where(parked_events.c.event_pos == row.pos))
                 conn.execute(
                     update(subjects)
                     .where(subjects.c.subject == row.subject)
                     .values(
                         pending=subjects.c.pending + 1,
-                        held_by=None,
+                        held_by=case(
+                            (subjects.c.held_by == row.pos, None), else_=subjects.c.held_by
+                        ),
                         ready_at=None,
                         waiting_on=None,
                     )

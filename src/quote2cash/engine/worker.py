@@ -31,6 +31,15 @@ from quote2cash.engine.errors import (
     TransientError,
 )
 from quote2cash.engine.events import Event, decode_data
+from quote2cash.engine.parking import (
+    Park,
+    Parked,
+    Release,
+    backend,
+    commit_parking,
+    expire_overdue,
+    return_to_queues,
+)
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.observability.logging import event_context
@@ -47,6 +56,8 @@ class _Outcome:
 
     done: list[int] = field(default_factory=list)
     emitted: list[Event] = field(default_factory=list)
+    parked: list[Park] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
     failed: dict[str, Any] | None = None
     ready_at: datetime | None = None
     held_by: int | None = None
@@ -61,11 +72,27 @@ class BatchReport:
     exceptions: int = 0
     dead: int = 0
     held: int = 0
+    parked: int = 0
+    unparked: int = 0
+    expired: int = 0
     lost_lease: bool = False
 
     @property
     def idle(self) -> bool:
         return self.claimed_subjects == 0
+
+
+_COUNTS = (
+    "claimed_subjects",
+    "processed",
+    "retried",
+    "exceptions",
+    "dead",
+    "held",
+    "parked",
+    "unparked",
+    "expired",
+)
 
 
 def make_worker_id() -> str:
@@ -116,7 +143,7 @@ class Worker:
             report = await self.run_once()
             if report.idle:
                 break
-            for name in ("claimed_subjects", "processed", "retried", "exceptions", "dead", "held"):
+            for name in _COUNTS:
                 setattr(total, name, getattr(total, name) + getattr(report, name))
         return total
 
@@ -125,8 +152,9 @@ class Worker:
         ``commit_interval`` seconds, so one slow call does not hold the others back."""
         self.runtime.gates.refresh(self.runtime.engine)
         now = self.runtime.clock.now()
+        expired = expire_overdue(self.runtime.engine, now)
         claimed = self._claim(now)
-        report = BatchReport(claimed_subjects=len(claimed))
+        report = BatchReport(claimed_subjects=len(claimed), expired=expired)
         if not claimed:
             return report
         by_subject = self._load(claimed)
@@ -263,6 +291,12 @@ class Worker:
                     self.runtime.gates.check(system)
                 ctx = HandlerContext(self.runtime, event, self._steps.get(event.pos, {}))
                 await spec.fn(ctx, event)
+            except Parked as park:
+                out.parked.append(
+                    Park(event, park.key, park.reason, str(park.category), park.deadline)
+                )
+                log.info("parked: %s", park)
+                return True
             except SystemUnavailable as hold:
                 now = clock.now()
                 until = (
@@ -310,6 +344,7 @@ class Worker:
                 return False
             out.done.append(event.pos)
             out.emitted.extend(ctx.emitted)
+            out.releases.extend(Release(key, event) for key in ctx.releases)
             return True
 
     def _fail_permanent(
@@ -343,7 +378,11 @@ class Worker:
         done = [pos for _, o in mine for pos in o.done]
         emitted = [e for _, o in mine for e in o.emitted]
         failed = [(s, o.failed) for s, o in mine if o.failed is not None]
+        parks = [p for _, o in mine for p in o.parked]
+        releases = [r for _, o in mine for r in o.releases]
         with self.runtime.engine.begin() as conn:
+            # Key rows first, then subject rows: the lock order every committer follows.
+            backend(conn).lock_keys(conn, {p.key for p in parks} | {r.key for r in releases})
             if sql.leases_held(conn, finished, self.worker_id, self._postgres) != len(finished):
                 conn.rollback()
                 report.lost_lease = True
@@ -352,6 +391,9 @@ class Worker:
             if done:
                 sql.mark_done(conn, done, now, self._postgres)
             audit: list[AuditEntry] = []
+            parking = commit_parking(conn, parks, releases, now, audit)
+            report.parked += parking.parked
+            report.unparked += parking.unparked
             for subject, f in failed:
                 assert f is not None
                 conn.execute(
@@ -405,8 +447,10 @@ class Worker:
                 left = 1 if o.failed is not None and o.failed["status"] != "pending" else 0
                 if o.waiting_on is not None:
                     report.held += 1
+                left += parking.left[subject]
                 updates.append((subject, len(o.done) + left, o.ready_at, o.held_by, o.waiting_on))
             sql.release_subjects(conn, updates, self._postgres)
+            return_to_queues(conn, parking.returned)
             if emitted:
                 self.runtime.log.append_in(conn, emitted)
             append_audit(conn, audit, now)

@@ -331,3 +331,36 @@ api_tokens = Table(
         postgresql_where=text("revoked_at IS NULL"),
     ),
 )
+
+# --- engine: parked events (an event waiting on a key another event releases) ---------------
+
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("event_pos", BigInteger, ForeignKey("events.pos"), primary_key=True),
+    Column("subject", String(300), nullable=False),
+    Column("park_key", String(300), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("parked_at", UtcDateTime(), nullable=False),
+    Column("deadline", UtcDateTime(), nullable=False),
+    Column("expired", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_parked_events_park_key", "park_key"),
+    Index(
+        "ix_parked_events_deadline",
+        "deadline",
+        sqlite_where=text("expired = false"),
+        postgresql_where=text("expired = false"),
+    ),
+)
+"""One row per event parked on a key; kept, ``expired``, once its deadline sent it to the
+exception queue."""
+
+park_keys = Table(
+    "park_keys",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("released_at", UtcDateTime(), nullable=True),
+    Column("released_by", String(200), nullable=True),
+)
+"""A key's row is locked by whoever parks on it or releases it, so a release is never missed."""
