@@ -141,10 +141,10 @@ class Worker:
         total = BatchReport()
         for _ in range(max_batches):
             report = await self.run_once()
-            if report.idle:
-                break
             for name in _COUNTS:
                 setattr(total, name, getattr(total, name) + getattr(report, name))
+            if report.idle:
+                break
         return total
 
     async def run_once(self) -> BatchReport:
