@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from quote2cash.engine.control import ControlError
@@ -187,7 +188,9 @@ def worker(
 @events_app.command("list")
 def events_list(
     db: DbOption = None,
-    status: Annotated[str | None, typer.Option(help="pending, done, exception or dead")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, parked, done, exception or dead")
+    ] = None,
     subject: str | None = None,
     correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
     limit: int = 50,
@@ -198,17 +201,25 @@ def events_list(
     rows = list_events(
         open_runtime(db), status=status, subject=subject, correlation_id=correlation_id, limit=limit
     )
-    table = Table("pos", "id", "type", "subject", "seq", "status", "attempts", "correlation")
+    table = Table(
+        "pos", "id", "type", "subject", "seq", "status", "attempts", "correlation", "parked on"
+    )
     for r in rows:
+        parked = (
+            escape(f"{r.parked_on}: {r.park_reason} (until {r.park_deadline:%Y-%m-%d %H:%M}Z)")
+            if r.parked_on and r.park_deadline
+            else ""
+        )
         table.add_row(
             str(r.pos),
-            r.id,
+            escape(r.id),
             r.type,
-            r.subject,
+            escape(r.subject),
             str(r.sequence),
             r.status,
             str(r.attempts),
             r.correlation_id,
+            parked,
         )
     console.print(table)
 

@@ -4,7 +4,10 @@ the key it waits on is released (by any subject), and never waits silently forev
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -259,3 +262,21 @@ def test_any_arrival_order_ends_with_every_event_done_in_business_order(
     assert status_counts(runtime) == {"done": len(arrivals), "held_subjects": 0}
     with runtime.engine.connect() as conn:
         assert conn.execute(select(parked_events)).all() == []
+
+
+async def test_the_cli_lists_a_parked_event_with_its_key_and_not_as_a_failure(db_url: str) -> None:
+    rt = Runtime.open(db_url)
+    rt.log.append(step_event("F", 2))
+    await Worker(rt, chain_registry(Ledger())).drain()
+    rt.close()
+    env = {**os.environ, "Q2C_DATABASE_URL": db_url, "COLUMNS": "400"}
+    cli = [sys.executable, "-m", "quote2cash.cli"]
+    listed = subprocess.run(
+        [*cli, "events", "list", "--status", "parked"], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "parked" in listed.stdout
+    assert f"{key('F', 1)}: step 2 of F waits for step 1" in listed.stdout
+    dlq = subprocess.run([*cli, "dlq", "list"], capture_output=True, text=True, env=env)
+    assert dlq.returncode == 0, dlq.stderr
+    assert "0 event(s) waiting" in dlq.stdout
