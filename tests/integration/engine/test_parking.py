@@ -264,10 +264,10 @@ def test_any_arrival_order_ends_with_every_event_done_in_business_order(
         assert conn.execute(select(parked_events)).all() == []
 
 
-async def test_the_cli_lists_a_parked_event_with_its_key_and_not_as_a_failure(db_url: str) -> None:
+def test_the_cli_lists_a_parked_event_with_its_key_and_not_as_a_failure(db_url: str) -> None:
     rt = Runtime.open(db_url)
     rt.log.append(step_event("F", 2))
-    await Worker(rt, chain_registry(Ledger())).drain()
+    asyncio.run(Worker(rt, chain_registry(Ledger())).drain())
     rt.close()
     env = {**os.environ, "Q2C_DATABASE_URL": db_url, "COLUMNS": "400"}
     cli = [sys.executable, "-m", "quote2cash.cli"]
