@@ -24,6 +24,7 @@ from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.queries import failed_events, list_events, status_counts
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.replay import Selector, approve_replay, request_replay
+from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.store.schema import (
@@ -47,20 +48,16 @@ def key(contract: str, n: int) -> str:
     return f"step-applied:{contract}:{n}"
 
 
-def chain_registry(ledger: Ledger, *, stale_reads: set[str] | None = None) -> Registry:
-    """Step n of a contract needs step n-1 applied; it releases step n once applied.
-
-    ``stale_reads`` names events whose first run parks as if it had not seen the release."""
+def chain_registry(ledger: Ledger) -> Registry:
+    """Step n of a contract needs step n-1 applied; it releases step n once applied."""
     registry = Registry()
-    stale = set(stale_reads or ())
 
     @registry.on(STEP)
     async def step(ctx: HandlerContext, event: Event) -> None:
         contract, n = event.data["contract"], int(event.data["n"])
         await ctx.step("prepare", lambda k: ledger.write(k, f"prepare:{contract}", n))
         needed = key(contract, n - 1)
-        if n > 1 and (event.id in stale or not ctx.released(needed)):
-            stale.discard(event.id)
+        if n > 1 and not ctx.released(needed):
             ctx.park(needed, f"step {n} of {contract} waits for step {n - 1}", deadline=WAIT)
         await ctx.step("apply", lambda k: ledger.write(k, contract, n))
         ctx.release(key(contract, n))
@@ -115,16 +112,52 @@ async def test_a_park_and_its_release_in_one_batch_of_one_subject(runtime: Runti
     assert status_counts(runtime) == {"done": 3, "held_subjects": 0}
 
 
-async def test_a_park_committed_after_its_release_does_not_wait(runtime: Runtime) -> None:
+async def test_a_release_committed_between_a_park_and_its_commit_is_not_missed(
+    runtime: Runtime,
+) -> None:
+    """The parking event has seen no release; another worker commits one before the park's
+    commit: the event stays pending and completes (it is never parked on a released key)."""
     ledger = Ledger()
-    late = step_event("C", 2)
-    worker = Worker(runtime, chain_registry(ledger, stale_reads={late.id}))
-    runtime.log.append(step_event("C", 1, subject="side:C"))
-    await worker.drain()
-    runtime.log.append(late)
-    await worker.drain()
+    registry = chain_registry(ledger)
+    other = Worker(runtime, registry, worker_id="other")
+
+    @registry.on("test.release.raced")
+    async def race(ctx: HandlerContext, event: Event) -> None:
+        runtime.log.append(step_event("C", 1, subject="side:C"))
+        await other.drain()
+
+    runtime.log.append_many([step_event("C", 2), new_event("test.release.raced", "race:C")])
+    report = await Worker(runtime, registry, worker_id="main").run_once()
+    assert report.parked == 0
+    assert ledger.order["C"] == [1]
+    assert list_events(runtime, status="parked") == []
+    await Worker(runtime, registry).drain()
     assert ledger.order["C"] == [1, 2]
-    assert status_counts(runtime) == {"done": 2, "held_subjects": 0}
+    assert status_counts(runtime) == {"done": 3, "held_subjects": 0}
+
+
+async def test_waiting_on_a_released_key_is_retried_not_parked(runtime: Runtime) -> None:
+    """A handler whose condition a release did not make true never spins parked on it."""
+    registry = Registry(default_retry=RetryPolicy(max_attempts=2, base_seconds=1, cap_seconds=1))
+
+    @registry.on(STEP)
+    async def stubborn(ctx: HandlerContext, event: Event) -> None:
+        ctx.park("done:G", "waits whatever happens", deadline=WAIT)
+
+    @registry.on(OTHER)
+    async def releaser(ctx: HandlerContext, event: Event) -> None:
+        ctx.release("done:G")
+
+    runtime.log.append(new_event(OTHER, "side:G"))
+    worker = Worker(runtime, registry)
+    await worker.drain()
+    runtime.log.append(step_event("G", 2))
+    await worker.drain()
+    runtime.clock.advance(2)  # type: ignore[attr-defined]
+    await worker.drain()
+    [row] = failed_events(runtime)
+    assert row.status == "dead" and row.last_error is not None
+    assert "done:G is released but the event still waits" in row.last_error
 
 
 async def test_past_its_deadline_a_parked_event_is_an_exception_naming_what_it_waited_for(
