@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.dispatch_sql import sqlite_time
-from quote2cash.engine.events import Event, encode_data, validate_envelope
+from quote2cash.engine.events import Event, decode_data, encode_data, validate_envelope
+from quote2cash.store.schema import events
 
 _APPEND_RETRIES = 5
 
@@ -36,6 +37,45 @@ class EventLog:
     def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.clock = clock or SystemClock()
+
+    def subject_of(self, source: str, event_id: str) -> str | None:
+        """The subject an event was logged under (the business key it was ordered by)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(events.c.subject).where(
+                    events.c.source == source, events.c.event_id == event_id
+                )
+            ).first()
+        return None if row is None else str(row[0])
+
+    def history(
+        self, subject: str, types: Sequence[str], *, before: int | None = None
+    ) -> list[Event]:
+        """A subject's events of ``types`` (before sequence ``before``), newest first."""
+        query = (
+            select(events)
+            .where(events.c.subject == subject, events.c.type.in_(list(types)))
+            .order_by(events.c.sequence.desc())
+        )
+        if before is not None:
+            query = query.where(events.c.sequence < before)
+        with self.engine.connect() as conn:
+            return [
+                Event(
+                    id=r.event_id,
+                    source=r.source,
+                    type=r.type,
+                    subject=r.subject,
+                    time=r.time,
+                    correlation_id=r.correlation_id,
+                    causation_id=r.causation_id,
+                    schema_version=r.schema_version,
+                    sequence=r.sequence,
+                    pos=r.pos,
+                    data=decode_data(r.data),
+                )
+                for r in conn.execute(query)
+            ]
 
     def append(self, event: Event) -> Appended:
         return self.append_many([event])[0]

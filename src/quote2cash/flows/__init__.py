@@ -13,7 +13,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
-from quote2cash.flows.amendments import AMENDMENT_RETRY, request_amendment
+from quote2cash.flows.amendments import activate_contract, request_amendment
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.invoices import mark_overdue, record_failed_payment, sync_refund
 from quote2cash.flows.lifecycle import (
@@ -21,13 +21,13 @@ from quote2cash.flows.lifecycle import (
     sync_invoice_or_credit,
     sync_payment_or_settled,
 )
-from quote2cash.flows.new_business import activate_subscription, submit_subscription_order
+from quote2cash.flows.new_business import submit_subscription_order
 
 FlowHandler = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
 
 FLOWS: dict[str, FlowHandler] = {
     "crm.opportunity.closed_won": submit_subscription_order,
-    "billing.subscription.activated": activate_subscription,
+    "billing.subscription.activated": activate_contract,
     "billing.invoice.finalized": sync_invoice_or_credit,
     "billing.payment.succeeded": sync_payment_or_settled,
     "billing.payment.failed": record_failed_payment,
@@ -41,10 +41,8 @@ FLOWS: dict[str, FlowHandler] = {
     "billing.subscription.canceled": mirror_subscription,
 }
 
-RETRIES: dict[str, RetryPolicy] = {
-    # An amendment for a contract the hub does not know yet waits, then is dead-lettered.
-    "crm.amendment.requested": AMENDMENT_RETRY,
-}
+RETRIES: dict[str, RetryPolicy] = {}
+"""Per event type, where the default retry policy does not fit (waiting is parking, not this)."""
 
 
 async def _recorded_only(ctx: HandlerContext, event: Event) -> None:

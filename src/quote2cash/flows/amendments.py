@@ -2,34 +2,25 @@
 with its proration, a delta booking in the ERP and Applied in the CRM; to zero seats it is a
 cancellation (``lifecycle.cancel_contract``), as CPQ amends a contract to quantity 0.
 
-Ordering, without ever blocking the contract's subject:
+Ordering, without ever blocking the contract's subject: a request that must wait **parks**
+(``ctx.park``) on a key and leaves the subject's queue, so the contract's activation, ERP booking
+and payments go on; the event it waits for releases the key and the request resumes in order.
 
 * Intake (``intake.poll_amendments``) puts a request in its contract's subject
-  (``contract:<number>``), found from the hub's own state: billing subscription id (or CRM
-  Subscription__c id) -> contract global id -> CRM opportunity -> the deal's event. A request
-  whose contract the hub does not know yet goes to ``crm-subscription:<id>``, where it waits
-  with ``TransientError`` (bounded by the retry policy, then dead-lettered with its reason) and,
-  once the contract is known, is forwarded into the contract's subject. Waiting there blocks
-  nothing else of the contract.
-* In the contract's subject, amendment *n* needs the activation and amendment *n-1*:
-  - activation already handled (an earlier event of the subject: the engine ran it first);
-  - activation logged *after* it: the request re-emits itself to the subject's tail (behind the
-    activation) and completes; activation not logged at all yet: ``TransientError`` (it blocks
-    nothing that exists, and on retry finds the activation behind it);
-  - *n-1* not applied yet: the request is **parked** (step ``amendment.parked``) and completes;
-    when *n-1* is applied (step ``amendment.applied``) it emits the parked *n* as a follow-up
-    event in the same subject, which applies it and releases *n+1* in turn.
-  So amendment 2 before 1, or both before the activation, end in the same state as in order.
+  (``contract:<number>``), found from the hub's own state. A request whose contract the hub does
+  not know yet goes to ``crm-subscription:<id>`` and parks until the contract's activation makes
+  its subscription known, then is forwarded into the contract's subject.
+* In the contract's subject, amendment *n* parks until the contract is activated
+  (``activated_key``) and amendment *n-1* is applied (``applied_key``); applying *n* releases
+  ``applied_key(n)``. So amendment 2 before 1, or both before the activation, end in the same
+  state as in order. A request parked longer than ``AMENDMENT_WAIT`` goes to the exception queue.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import select
 
 from quote2cash.canonical import (
     Amendment,
@@ -41,9 +32,8 @@ from quote2cash.canonical import (
 )
 from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.errors import DataError, MappingError, PermanentError, TransientError
-from quote2cash.engine.events import Event, decode_data
-from quote2cash.engine.retry import RetryPolicy
+from quote2cash.engine.errors import DataError, MappingError, PermanentError
+from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.allocation import seat_billing_prices, seat_prices
 from quote2cash.flows.deps import FlowDeps
@@ -54,22 +44,35 @@ from quote2cash.flows.lifecycle import (
     contract_links,
     subscription_update,
 )
-from quote2cash.flows.new_business import map_deal, read_deal
+from quote2cash.flows.new_business import activate_subscription, map_deal, read_deal
 from quote2cash.flows.onboarding import dump, published, read_account
-from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_subject
+from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_number_of, contract_subject
 from quote2cash.masterdata import MappedOrderLine
 from quote2cash.masterdata.xref import Kind, XrefStore
-from quote2cash.store.schema import events, steps
 
 AMENDMENT_REQUESTED = "crm.amendment.requested"
-ACTIVATED = "billing.subscription.activated"
 UNKNOWN_CONTRACT_PREFIX = "crm-subscription:"
-PARKED = "amendment.parked"
-APPLIED = "amendment.applied"
-AMENDMENT_RETRY = RetryPolicy(max_attempts=8, base_seconds=30.0, cap_seconds=3600.0)
-"""How long a request waits for its contract or activation: about an hour, then dead-lettered."""
+AMENDMENT_WAIT = timedelta(days=3)
+"""How long a request may wait for its contract, activation or predecessor (an ERP window may
+hold the activation over a weekend); then it is an exception naming what it waited for."""
 
 log = logging.getLogger("quote2cash.flows.amendments")
+
+
+def activated_key(contract: str) -> str:
+    return f"contract-activated:{contract}"
+
+
+def applied_key(contract: str, number: int) -> str:
+    return f"amendment-applied:{contract}:{number}"
+
+
+def request_applied_key(request_id: str) -> str:
+    return f"amendment-request-applied:{request_id}"
+
+
+def subscription_known_key(system: str, local_id: str) -> str:
+    return f"contract-known:{system}:{local_id}"
 
 
 # --- intake ---------------------------------------------------------------------------------
@@ -87,16 +90,10 @@ def contract_of(runtime: Runtime, xref: XrefStore, amendment: Amendment) -> str 
     opportunity = xref.local_id(gid, "crm") if gid else None
     if opportunity is None:
         return None
-    with runtime.engine.connect() as conn:
-        subject = conn.execute(
-            select(events.c.subject).where(
-                events.c.source == "crm",
-                events.c.event_id == f"closed_won:{opportunity}",
-            )
-        ).scalar_one_or_none()
+    subject = runtime.log.subject_of("crm", f"closed_won:{opportunity}")
     if subject is None or not subject.startswith(CONTRACT_PREFIX):
         return None
-    return str(subject).removeprefix(CONTRACT_PREFIX)
+    return subject.removeprefix(CONTRACT_PREFIX)
 
 
 def amendment_event(
@@ -126,63 +123,7 @@ def amendment_event(
     )
 
 
-# --- the contract's amendment state, read from the log and the steps ------------------------
-
-
-@dataclass
-class _ContractState:
-    activated: bool = False
-    activation_behind: bool = False
-    applied: dict[int, str] = field(default_factory=dict)
-    """Amendment number -> the CRM request applied under it."""
-    parked: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-
-def _contract_state(runtime: Runtime, event: Event) -> _ContractState:
-    """Earlier events of a subject ran before this one (the engine's order): an activation
-    before it is done; one after it is still to come."""
-    state = _ContractState()
-    mine = event.sequence or 0
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(
-            select(events.c.pos, events.c.sequence, events.c.type, events.c.data).where(
-                events.c.subject == event.subject,
-                events.c.type.in_([ACTIVATED, AMENDMENT_REQUESTED]),
-            )
-        ).all()
-        amendment_rows = {r.pos: r for r in rows if r.type == AMENDMENT_REQUESTED}
-        marks = (
-            conn.execute(
-                select(steps.c.event_pos, steps.c.name).where(
-                    steps.c.event_pos.in_(list(amendment_rows)),
-                    steps.c.name.in_([PARKED, APPLIED]),
-                )
-            ).all()
-            if amendment_rows
-            else []
-        )
-    for row in rows:
-        if row.type == ACTIVATED:
-            if row.sequence < mine:
-                state.activated = True
-            elif row.sequence > mine:
-                state.activation_behind = True
-    parked: list[tuple[int, dict[str, Any]]] = []
-    for pos, name in marks:
-        data = decode_data(amendment_rows[pos].data)
-        number = int(data["amendment_number"])
-        if name == APPLIED:
-            state.applied[number] = str(data.get("request_id"))
-        else:
-            parked.append((pos, data))
-    for _pos, data in sorted(parked, key=lambda p: p[0]):
-        number = int(data["amendment_number"])
-        if number not in state.applied:
-            state.parked.setdefault(number, data)
-    return state
-
-
-# --- the handler ----------------------------------------------------------------------------
+# --- the handlers ---------------------------------------------------------------------------
 
 
 async def request_amendment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -190,49 +131,91 @@ async def request_amendment(ctx: HandlerContext, event: Event, deps: FlowDeps) -
     amendment = Amendment.model_validate(event.data["amendment"])
     number = amendment.amendment_number
     if not event.subject.startswith(CONTRACT_PREFIX):
-        contract = contract_of(deps.runtime, deps.xref, amendment)
-        if contract is None:
-            raise TransientError(
-                f"{amendment.label}: waiting for its contract: subscription "
-                f"{amendment.subscription} is not a contract the hub knows yet"
-            )
-        ctx.emit(
-            AMENDMENT_REQUESTED,
-            contract_subject(contract),
-            {**event.data, "contract_number": contract},
-            key="forward",
-        )
+        _forward_to_contract(ctx, event, deps, amendment)
         return
     contract = event.subject.removeprefix(CONTRACT_PREFIX)
-    state = _contract_state(deps.runtime, event)
-    if number in state.applied:
-        if state.applied[number] != amendment.external_ids["crm"]:
-            raise DataError(
-                f"{amendment.label}: field 'Amendment_Number__c' is {number}, but contract "
-                f"{contract} already applied request {state.applied[number]} as amendment "
-                f"{number}; expected the next free number"
-            )
+    request_id = amendment.external_ids["crm"]
+    if ctx.released(request_applied_key(request_id)):
         log.info("%s of contract %s was already applied", amendment.label, contract)
         return
-    if not state.activated:
-        if state.activation_behind:
-            ctx.emit(AMENDMENT_REQUESTED, event.subject, dict(event.data), key="after-activation")
-            return
-        raise TransientError(
-            f"{amendment.label}: waiting for the activation of contract {contract}"
+    if ctx.released(applied_key(contract, number)):
+        raise DataError(
+            f"{amendment.label}: field 'Amendment_Number__c' is {number}, but contract "
+            f"{contract} already applied another request as amendment {number}; expected the "
+            "next free number"
         )
-    if number > 1 and number - 1 not in state.applied:
-        await ctx.step(PARKED, lambda _k: {"number": number, "waiting_for": number - 1})
-        return
+    if not ctx.released(activated_key(contract)):
+        ctx.park(
+            activated_key(contract),
+            f"{amendment.label}: waiting for the activation of contract {contract}",
+            deadline=AMENDMENT_WAIT,
+        )
+    if number > 1 and not ctx.released(applied_key(contract, number - 1)):
+        ctx.park(
+            applied_key(contract, number - 1),
+            f"{amendment.label}: waiting for amendment {number - 1} of contract {contract}",
+            deadline=AMENDMENT_WAIT,
+        )
     try:
         await apply_amendment(ctx, deps, contract, amendment)
     except PermanentError as refused:
         await _publish_failed(ctx, deps, amendment, refused)
         raise
-    await ctx.step(APPLIED, lambda _k: {"number": number})
-    successor = state.parked.get(number + 1)
-    if successor is not None:
-        ctx.emit(AMENDMENT_REQUESTED, event.subject, successor, key=f"release:{number + 1}")
+    ctx.release(applied_key(contract, number))
+    ctx.release(request_applied_key(request_id))
+
+
+def _forward_to_contract(
+    ctx: HandlerContext, event: Event, deps: FlowDeps, amendment: Amendment
+) -> None:
+    """From the side lane into the contract's subject, once the contract is known."""
+    contract = contract_of(deps.runtime, deps.xref, amendment)
+    if contract is None:
+        billing_id = amendment.subscription.id_in("billing")
+        crm_id = amendment.subscription.id_in("crm")
+        known = (
+            subscription_known_key("billing", billing_id)
+            if billing_id
+            else subscription_known_key(CRM_SUBSCRIPTION, crm_id or event.subject)
+        )
+        ctx.park(
+            known,
+            f"{amendment.label}: waiting for its contract: subscription "
+            f"{amendment.subscription} is not a contract the hub knows yet",
+            deadline=AMENDMENT_WAIT,
+        )
+    ctx.emit(
+        AMENDMENT_REQUESTED,
+        contract_subject(contract),
+        {**event.data, "contract_number": contract},
+        key="forward",
+    )
+
+
+async def activate_contract(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``billing.subscription.activated``: the activation, then its amendments may go ahead
+    (the contract's and its subscription's keys are released with the activation's completion)."""
+    await activate_subscription(ctx, event, deps)
+    release_activation(ctx, event, deps)
+
+
+def release_activation(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """What an activation lets go ahead: its contract's amendments, and requests that named its
+    billing or CRM subscription before the hub knew it."""
+    obj: dict[str, Any] = event.data.get("object") or {}
+    contract = (
+        event.subject.removeprefix(CONTRACT_PREFIX)
+        if event.subject.startswith(CONTRACT_PREFIX)
+        else contract_number_of(obj)
+    )
+    if contract:
+        ctx.release(activated_key(contract))
+    sub_id = str(obj.get("id") or event.data.get("object_id"))
+    ctx.release(subscription_known_key("billing", sub_id))
+    gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id)
+    crm_id = deps.xref.local_id(gid, CRM_SUBSCRIPTION) if gid else None
+    if crm_id:
+        ctx.release(subscription_known_key(CRM_SUBSCRIPTION, crm_id))
 
 
 async def apply_amendment(

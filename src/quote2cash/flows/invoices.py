@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from quote2cash.canonical import (
     Invoice,
@@ -25,7 +25,7 @@ from quote2cash.canonical import (
 )
 from quote2cash.connectors.roles import InvoiceStatusReport, StatusUpdate
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.errors import DataError, MappingError, TransientError
+from quote2cash.engine.errors import DataError, MappingError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import correlation_of_subject
@@ -34,6 +34,13 @@ from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_subject
 from quote2cash.masterdata.xref import Kind
 
 log = logging.getLogger("quote2cash.flows.invoices")
+INVOICE_WAIT = timedelta(days=3)
+"""How long a payment, refund or credit may wait for its invoice to be posted in the ERP."""
+
+
+def erp_invoice_key(invoice_id: str) -> str:
+    """Released when billing's invoice ``invoice_id`` is posted in the ERP."""
+    return f"erp-invoice-posted:{invoice_id}"
 
 
 async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -74,13 +81,14 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     await publish_invoice(
         ctx, deps, invoice, crm_account, status="Open", step="crm.publish_invoice"
     )
+    ctx.release(erp_invoice_key(invoice_id))
 
 
 async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.succeeded``: apply it to the ERP invoice; the CRM shows it paid."""
     invoice_id = _object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
-    erp_invoice = _erp_invoice_of(deps, invoice_id)
+    erp_invoice = _erp_invoice_of(ctx, deps, invoice_id)
     obj: dict[str, Any] = event.data.get("object") or {}
     paid = Money.from_stripe_amount(int(obj.get("amount_paid") or 0), invoice.currency)
     if paid.is_zero():
@@ -161,7 +169,7 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         ctx, event, deps, invoice
     ):
         return
-    erp_invoice = _erp_invoice_of(deps, invoice_id)
+    erp_invoice = _erp_invoice_of(ctx, deps, invoice_id)
     await ctx.step(
         "erp.reverse_payment",
         lambda key: deps.erp.reverse_payment(
@@ -237,13 +245,22 @@ def _object_id(event: Event) -> str:
     return str(ident)
 
 
-def _erp_invoice_of(deps: FlowDeps, invoice_id: str) -> str:
+def _erp_invoice_of(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> str:
     gid = deps.xref.global_id_for(Kind.INVOICE, "billing", invoice_id)
     erp_id = deps.xref.local_id(gid, "erp") if gid else None
     if erp_id is None:
-        # Billing said paid before its invoice was posted: wait for the invoice sync.
-        raise TransientError(f"invoice {invoice_id} is not posted in the ERP yet", system="erp")
+        wait_for_erp_invoice(ctx, invoice_id, f"{ctx.event.type} {ctx.event.id}")
     return erp_id
+
+
+def wait_for_erp_invoice(ctx: HandlerContext, invoice_id: str, what: str) -> NoReturn:
+    """Billing told of money on an invoice before the hub posted it: park until the invoice
+    sync posts it (arrival order is not business order)."""
+    ctx.park(
+        erp_invoice_key(invoice_id),
+        f"{what}: invoice {invoice_id} is not posted in the ERP yet",
+        deadline=INVOICE_WAIT,
+    )
 
 
 def crm_account_of(deps: FlowDeps, invoice: Invoice) -> str:

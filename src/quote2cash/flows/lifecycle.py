@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-
 from quote2cash.canonical import (
     Amendment,
     CreditMemo,
@@ -37,7 +35,7 @@ from quote2cash.canonical import (
 from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, TransientError
-from quote2cash.engine.events import Event, decode_data
+from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.invoices import (
     crm_account_of,
@@ -45,11 +43,11 @@ from quote2cash.flows.invoices import (
     read_invoice,
     sync_invoice,
     sync_payment,
+    wait_for_erp_invoice,
 )
 from quote2cash.flows.onboarding import dump, published
 from quote2cash.flows.subjects import contract_subject
 from quote2cash.masterdata.xref import Kind
-from quote2cash.store.schema import events
 
 log = logging.getLogger("quote2cash.flows.lifecycle")
 CRM_SUBSCRIPTION = "crm_subscription"
@@ -78,14 +76,8 @@ def contract_links(deps: FlowDeps, billing_id: str | None, contract: str) -> Con
     """Resolve from the xref (billing id) or the contract's deal event; DataError if unknown."""
     gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", billing_id) if billing_id else None
     if gid is None:
-        with deps.runtime.engine.connect() as conn:
-            raw = conn.execute(
-                select(events.c.data).where(
-                    events.c.subject == contract_subject(contract),
-                    events.c.type == "crm.opportunity.closed_won",
-                )
-            ).scalar()
-        opportunity = decode_data(raw).get("opportunity_id") if raw else None
+        deal = deps.runtime.log.history(contract_subject(contract), ["crm.opportunity.closed_won"])
+        opportunity = deal[-1].data.get("opportunity_id") if deal else None
         if opportunity:
             gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "crm", str(opportunity))
     billing = deps.xref.local_id(gid, "billing") if gid else None
@@ -237,7 +229,7 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     erp_customer = deps.xref.local_id(customer_gid, "erp") if customer_gid else None
     if customer_gid is None or erp_customer is None:
         raise DataError(f"{invoice.label}: billing customer {customer} has no ERP customer")
-    credited_billing, credited_erp = _latest_posted_invoice(deps, event)
+    credited_billing, credited_erp = _latest_posted_invoice(ctx, deps, event)
     currency = invoice.currency
     if all(line.amount.is_negative() for line in invoice.lines):
         lines = tuple(
@@ -284,20 +276,15 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     )
 
 
-def _latest_posted_invoice(deps: FlowDeps, event: Event) -> tuple[str, str]:
-    """The contract's newest invoice before this one that the hub posted in the ERP."""
-    with deps.runtime.engine.connect() as conn:
-        rows = conn.execute(
-            select(events.c.data)
-            .where(
-                events.c.subject == event.subject,
-                events.c.type == "billing.invoice.finalized",
-                events.c.sequence < (event.sequence or 0),
-            )
-            .order_by(events.c.sequence.desc())
-        ).all()
-    for (raw,) in rows:
-        obj = decode_data(raw).get("object") or {}
+def _latest_posted_invoice(ctx: HandlerContext, deps: FlowDeps, event: Event) -> tuple[str, str]:
+    """The contract's newest invoice before this one that the hub posted in the ERP; if none is
+    posted yet, the credit parks until the newest one is."""
+    earlier = deps.runtime.log.history(
+        event.subject, ["billing.invoice.finalized"], before=event.sequence or 0
+    )
+    newest_unposted = None
+    for finalized in earlier:
+        obj = finalized.data.get("object") or {}
         if int(obj.get("total") or 0) <= 0:
             continue
         billing_id = str(obj.get("id"))
@@ -305,6 +292,9 @@ def _latest_posted_invoice(deps: FlowDeps, event: Event) -> tuple[str, str]:
         erp_id = deps.xref.local_id(gid, "erp") if gid else None
         if erp_id:
             return billing_id, erp_id
+        newest_unposted = newest_unposted or billing_id
+    if newest_unposted is not None:
+        wait_for_erp_invoice(ctx, newest_unposted, f"credit for {event.subject}")
     raise TransientError(
         f"credit for {event.subject}: waiting for an invoice of the contract posted in the ERP",
         system="erp",
