@@ -107,7 +107,7 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 
 async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the balance, Overdue
-    once the invoice is past due (one charged automatically is due when it is issued)."""
+    only once the invoice is past its due date."""
     invoice_id = _object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     account = crm_account_of(deps, invoice)
@@ -128,10 +128,11 @@ async def mark_overdue(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 
 
 def is_past_due(invoice: Invoice, at: datetime) -> bool:
-    """Unpaid after its due date; without one (charged automatically) it was due when issued."""
+    """Unpaid after its due date; one without a due date (charged automatically) is never
+    overdue: a declined charge leaves it open for billing's retries."""
     if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
         return False
-    return invoice.due_date is None or invoice.due_date < at.astimezone(UTC).date()
+    return invoice.due_date is not None and invoice.due_date < at.astimezone(UTC).date()
 
 
 async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -291,13 +292,21 @@ async def publish_invoice(
         "Status__c": status,
         "Due_Date__c": invoice.due_date.isoformat() if invoice.due_date else None,
     }
+    updates = [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)]
+    opportunity = _opportunity_of(deps, invoice)
+    if opportunity is not None:
+        updates.append(
+            StatusUpdate("Opportunity", "Id", opportunity, {"Invoice_Status__c": status})
+        )
     await ctx.step(
         step,
-        lambda key: published(
-            deps.crm.publish_status(
-                [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)],
-                idempotency_key=key,
-            )
-        ),
+        lambda key: published(deps.crm.publish_status(updates, idempotency_key=key)),
         system="crm",
     )
+
+
+def _opportunity_of(deps: FlowDeps, invoice: Invoice) -> str | None:
+    """The CRM opportunity of the contract an invoice bills (None: no contract of the hub's)."""
+    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
+    gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id) if sub_id else None
+    return deps.xref.local_id(gid, "crm") if gid else None
