@@ -1,8 +1,8 @@
 """Invoice sync and payment sync: billing's finalized invoices are posted in the ERP, deferred
 over their service period, equal to the cent; payments are applied; the CRM sees the status.
 
-The ERP owns the customer's financial master, so the legal entity an invoice is posted in is
-resolved from the ERP customer record.
+An invoice is posted in the legal entity decided for its contract at Closed Won (never resolved
+again from the ERP's customer record, which carries no currency).
 """
 
 from __future__ import annotations
@@ -49,8 +49,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     crm_account = deps.xref.local_id(customer_gid, "crm")
     if erp_customer is None or crm_account is None:
         raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
-    master = await deps.erp.get_customer(erp_customer)
-    entity = deps.entities.resolve(master)
+    entity_key = await _entity_of(deps, invoice, customer_gid, erp_customer)
     lines = [await _erp_line(deps, invoice, line) for line in invoice.lines]
     erp_invoice = invoice.model_copy(
         update={
@@ -61,7 +60,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     posted = await ctx.step(
         "erp.post_invoice",
         lambda key: _posted(
-            deps.erp.post_invoice(erp_invoice, legal_entity=entity.entity_key, idempotency_key=key)
+            deps.erp.post_invoice(erp_invoice, legal_entity=entity_key, idempotency_key=key)
         ),
         system="erp",
     )
@@ -228,6 +227,22 @@ async def read_invoice(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> 
     return Invoice.model_validate(
         await ctx.step("billing.get_invoice", lambda _k: dump(deps.billing.get_invoice(invoice_id)))
     )
+
+
+async def _entity_of(deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_customer: str) -> str:
+    """The legal entity decided for the invoice's contract (else its customer's latest); for a
+    customer onboarded before decisions were kept, the ERP's customer master completed with the
+    invoice's currency, which it does not carry."""
+    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
+    contract = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id) if sub_id else None
+    for gid in (contract, customer_gid):
+        kept = deps.decisions.decided(gid) if gid else None
+        if kept is not None:
+            return kept
+    master = await deps.erp.get_customer(erp_customer)
+    if master.currency is None:
+        master = master.model_copy(update={"currency": invoice.currency})
+    return deps.entities.resolve(master).entity_key
 
 
 def _object_id(event: Event) -> str:
