@@ -25,9 +25,11 @@ from sqlalchemy import select
 
 from quote2cash.canonical import Amendment, Order
 from quote2cash.connectors.roles import Billing, BillingEvent, Crm, RejectedRecord
-from quote2cash.engine.errors import DataError, IntegrationError, PermanentError
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.errors import Category, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, validate_envelope
 from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.subjects import contract_number_of, contract_subject
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.store.schema import events, intake_cursors
@@ -114,6 +116,18 @@ def rejected_event(rejected: RejectedRecord, *, time: datetime) -> Event:
             "category": rejected.category,
             "raw": rejected.raw,
         },
+    )
+
+
+async def hold_rejected_record(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``intake.record.rejected``: the exception queue shows the record and why it was refused
+    (its raw form is in the event's data); a person fixes it at its source."""
+    data = event.data
+    category = str(data.get("category"))
+    raise PermanentError(
+        f"{data.get('record')} was not taken in: {data.get('reason')}",
+        category=category if category in set(Category) else Category.DATA,
+        system=str(data.get("system") or event.source),
     )
 
 

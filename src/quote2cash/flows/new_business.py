@@ -30,7 +30,6 @@ from quote2cash.flows.allocation import erp_lines
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
 from quote2cash.flows.onboarding import (
-    ERP_NUMBER,
     account_ids,
     contract_entity,
     customer_record,
@@ -124,12 +123,12 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     customer = customer_record(deps, account, entity)
     deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)
     erp_first = deps.onboarding.erp_first
-    erp_id = await write_erp_customer(ctx, deps, customer) if erp_first else None
-    billing_id = await write_billing_customer(ctx, deps, customer)
-    first_ids = account_ids(
-        customer, billing_id, erp_id or deps.xref.local_id(customer.global_id, "erp")
-    )
-    await publish_account_ids(ctx, deps, customer, first_ids, step="crm.publish_account_ids")
+    if erp_first:
+        erp_id = await write_erp_customer(ctx, deps, customer)
+        billing_id = await write_billing_customer(ctx, deps, customer)
+        await publish_account_ids(ctx, deps, customer, account_ids(customer, billing_id, erp_id))
+    else:
+        billing_id = await write_billing_customer(ctx, deps, customer)
     start = datetime.combine(order.start_date, time(0), tzinfo=UTC)
     subscription = Subscription(
         global_id=contract_gid,
@@ -185,12 +184,9 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         ctx, deps, links, billing_sub, step="crm.publish_subscription_record"
     )
     if not erp_first:
-        # The deal's last write: while the ERP is away the contract waits here, in order.
+        # The deal's last writes: while the ERP is away the contract waits here, in order.
         erp_id = await write_erp_customer(ctx, deps, customer)
-        if first_ids[ERP_NUMBER] != erp_id:
-            await publish_account_ids(
-                ctx, deps, customer, {ERP_NUMBER: erp_id}, step="crm.publish_account_erp_id"
-            )
+        await publish_account_ids(ctx, deps, customer, account_ids(customer, billing_id, erp_id))
 
 
 def _decided_entity(

@@ -1,11 +1,12 @@
 """Customer onboarding (CreateCustomerAccount): CRM account -> global id -> legal entity ->
-billing customer and ERP customer -> ids written back to the CRM.
+billing customer and ERP customer -> ids written back to the CRM account (once both exist).
 
 The order of the two writes is finance's policy (``flows.policy``): by default the billing
-customer comes first and the ERP customer is the deal's last write, so a deal reaches billing
-and the CRM while the ERP is paused, in a window or behind an open breaker, and the ERP customer
-follows in order when it is back (the contract's later events, its booking and invoices, wait
-behind it). ``erp_first`` writes the ERP customer before anything reaches billing.
+customer comes first and the ERP customer is among the deal's last writes, so a deal reaches
+billing and the CRM (subscription, opportunity) while the ERP is paused, in a window or behind
+an open breaker, and the ERP customer and the account's ids follow in order when it is back (the
+contract's later events, its booking and invoices, wait behind them). ``erp_first`` writes the
+ERP customer before anything reaches billing.
 
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
@@ -32,8 +33,6 @@ from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.sync import fingerprint
 from quote2cash.masterdata.xref import Kind
-
-ERP_NUMBER = "ERP_Customer_Number__c"
 
 
 @dataclass(frozen=True)
@@ -122,38 +121,33 @@ async def publish_account_ids(
     ctx: HandlerContext,
     deps: FlowDeps,
     record: CustomerRecord,
-    ids: dict[str, str | None],
-    *,
-    step: str,
+    ids: dict[str, str],
 ) -> None:
     """Write the ids back to the account, unless it already shows every one of them."""
     account = record.account
     shown: dict[str, str | None] = {
         "Hub_Global_Id__c": account.global_id,
-        ERP_NUMBER: account.external_ids.get("erp"),
+        "ERP_Customer_Number__c": account.external_ids.get("erp"),
         "Billing_Customer_Id__c": account.external_ids.get("billing"),
         "Legal_Entity__c": account.legal_entity.id_in("crm") if account.legal_entity else None,
     }
-    fields = {name: value for name, value in ids.items() if value is not None}
-    if all(shown.get(name) == value for name, value in fields.items()):
+    if all(shown.get(name) == value for name, value in ids.items()):
         return
     await ctx.step(
-        step,
+        "crm.publish_account_ids",
         lambda key: published(
             deps.crm.publish_status(
-                [StatusUpdate("Account", "Id", record.crm_id, fields)], idempotency_key=key
+                [StatusUpdate("Account", "Id", record.crm_id, dict(ids))], idempotency_key=key
             )
         ),
         system="crm",
     )
 
 
-def account_ids(
-    record: CustomerRecord, billing_id: str, erp_id: str | None
-) -> dict[str, str | None]:
+def account_ids(record: CustomerRecord, billing_id: str, erp_id: str) -> dict[str, str]:
     return {
         "Hub_Global_Id__c": record.global_id,
-        ERP_NUMBER: erp_id,
+        "ERP_Customer_Number__c": erp_id,
         "Billing_Customer_Id__c": billing_id,
         "Legal_Entity__c": record.entity.entity_key,
     }
