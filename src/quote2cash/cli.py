@@ -13,9 +13,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
+from quote2cash.cli_text import DataTable, escape
 from quote2cash.engine.control import ControlError
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
@@ -70,8 +70,12 @@ ActorOption = Annotated[
 SandboxDir = Annotated[str, typer.Option("--workdir", help="Where the sandbox keeps its state")]
 
 
+def _yes_no(flag: bool) -> Text:
+    return Text("yes", style="green") if flag else Text("no", style="red")
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -201,20 +205,20 @@ def events_list(
     rows = list_events(
         open_runtime(db), status=status, subject=subject, correlation_id=correlation_id, limit=limit
     )
-    table = Table(
+    table = DataTable(
         "pos", "id", "type", "subject", "seq", "status", "attempts", "correlation", "parked on"
     )
     for r in rows:
         parked = (
-            escape(f"{r.parked_on}: {r.park_reason} (until {r.park_deadline:%Y-%m-%d %H:%M}Z)")
+            f"{r.parked_on}: {r.park_reason} (until {r.park_deadline:%Y-%m-%d %H:%M}Z)"
             if r.parked_on and r.park_deadline
             else ""
         )
         table.add_row(
             str(r.pos),
-            escape(r.id),
+            r.id,
             r.type,
-            escape(r.subject),
+            r.subject,
             str(r.sequence),
             r.status,
             str(r.attempts),
@@ -246,7 +250,7 @@ def dlq_list(
     if kind not in (None, "exception", "dead"):
         fail(f"--kind must be 'exception' or 'dead', not {kind!r}")
     rows = failed_events(open_runtime(db), kind)
-    table = Table("id", "type", "subject", "queue", "category", "attempts", "reason")
+    table = DataTable("id", "type", "subject", "queue", "category", "attempts", "reason")
     for r in rows:
         table.add_row(
             r.id,
@@ -302,7 +306,8 @@ def replay_approve(
     except ControlError as exc:
         fail(str(exc))
     console.print(
-        f"replay request {req.id} approved by {req.decided_by}: {req.event_count} event(s)"
+        f"replay request {req.id} approved by {escape(req.decided_by or '')}: "
+        f"{req.event_count} event(s)"
     )
 
 
@@ -328,7 +333,7 @@ def replay_list(db: DbOption = None, status: str | None = None) -> None:
     """Replay requests and their decisions."""
     from quote2cash.engine.replay import list_requests
 
-    table = Table("id", "status", "events", "finance", "requested by", "decided by", "reason")
+    table = DataTable("id", "status", "events", "finance", "requested by", "decided by", "reason")
     for r in list_requests(open_runtime(db), status):
         table.add_row(
             str(r.id),
@@ -353,7 +358,7 @@ def systems_pause(
     from quote2cash.engine.control import pause_system
 
     pause_system(open_runtime(db), system, actor=actor_name(actor), reason=reason)
-    console.print(f"{system} paused")
+    console.print(f"{escape(system)} paused")
 
 
 @systems_app.command("resume")
@@ -362,7 +367,7 @@ def systems_resume(system: str, db: DbOption = None, actor: ActorOption = None) 
     from quote2cash.engine.control import resume_system
 
     resume_system(open_runtime(db), system, actor=actor_name(actor))
-    console.print(f"{system} resumed")
+    console.print(f"{escape(system)} resumed")
 
 
 @systems_app.command("window")
@@ -385,7 +390,7 @@ def systems_window(
         )
     except ControlError as exc:
         fail(str(exc))
-    console.print(f"window {wid} scheduled for {system}")
+    console.print(f"window {wid} scheduled for {escape(system)}")
 
 
 @systems_app.command("status")
@@ -393,7 +398,7 @@ def systems_status(db: DbOption = None) -> None:
     """Paused systems, maintenance windows and how many subjects wait on each."""
     from quote2cash.engine.control import system_status
 
-    table = Table("system", "paused", "reason", "windows", "held subjects")
+    table = DataTable("system", "paused", "reason", "windows", "held subjects")
     for s in system_status(open_runtime(db)):
         windows = s.get("windows") or []
         assert isinstance(windows, list)
@@ -465,12 +470,12 @@ def systems_check(config: SystemsConfig = None, sandbox: SandboxDir = ".q2c/sand
             return await check_all(systems)
 
     results = asyncio.run(run())
-    table = Table("role", "reachable", "authenticated", "latency", "detail")
+    table = DataTable("role", "reachable", "authenticated", "latency", "detail")
     for r in results:
         table.add_row(
             r.system,
-            "[green]yes[/]" if r.reachable else "[red]no[/]",
-            "[green]yes[/]" if r.authenticated else "[red]no[/]",
+            _yes_no(r.reachable),
+            _yes_no(r.authenticated),
             f"{r.latency_ms:.0f} ms" if r.latency_ms is not None else "-",
             r.detail,
         )
@@ -509,7 +514,7 @@ def operators_add(
         add_operator(open_runtime(db), name, role or ["operator"], actor=actor_name(actor))
     except ControlError as exc:
         fail(str(exc))
-    console.print(f"operator {name}: {', '.join(role or ['operator'])}")
+    console.print(escape(f"operator {name}: {', '.join(role or ['operator'])}"))
 
 
 @operators_app.command("list")
@@ -518,7 +523,7 @@ def operators_list(db: DbOption = None) -> None:
     from quote2cash.engine.control import list_operators
 
     for name, roles in list_operators(open_runtime(db)):
-        console.print(f"{name}: {', '.join(roles)}")
+        console.print(escape(f"{name}: {', '.join(roles)}"))
 
 
 @sandbox_app.command("up")
@@ -559,15 +564,15 @@ def sandbox_down(workdir: SandboxDir = ".q2c/sandbox") -> None:
     from quote2cash.sandbox.orchestrator import down
 
     stopped = down(Path(workdir))
-    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    console.print(escape(f"stopped: {', '.join(stopped) or 'nothing was running'}"))
 
 
 def _print_sandbox(described: dict[str, Any], workdir: str) -> None:
-    table = Table("system", "listens on", "running")
+    table = DataTable("system", "listens on", "running")
     for name, info in described.items():
-        table.add_row(name, info["url"], "[green]yes[/]" if info["running"] else "[red]no[/]")
+        table.add_row(name, info["url"], _yes_no(info["running"]))
     console.print(table)
-    console.print(f"credentials: {workdir}/state.json (mode 0600)")
+    console.print(escape(f"credentials: {workdir}/state.json (mode 0600)"))
 
 
 @app.command()

@@ -53,9 +53,11 @@ class World:
                 StripeConfig.for_sandbox(
                     self.stripe_url,
                     api_key=STRIPE_KEY,
-                    collection_method=CollectionMethod.SEND_INVOICE,
-                    customer_lookup="email",
-                    **billing,
+                    **{
+                        "collection_method": CollectionMethod.SEND_INVOICE,
+                        "customer_lookup": "email",
+                        **billing,
+                    },
                 )
             ),
         )

@@ -3,11 +3,12 @@ the window ends; the CRM and billing work that does not need the ERP goes on mea
 
 Three contracts: C was fully on board before the window (its invoice posted); A had reached
 billing (customer, subscription, CRM updated) when the window began, so its ERP booking and
-invoice posting wait; B was closed during the window and waits at its first ERP step (the ERP
-customer is created first, before anything is written to billing). During the window C's
-customer has a card declined, which the CRM hears at once, then pays, which waits for the ERP.
-Every system is read directly: Stripe through the SDK, Tryton over JSON-RPC, Salesforce through
-simple-salesforce.
+invoice posting wait; B was closed during the window: its billing customer and subscription are
+created and the CRM hears back at once, while its ERP customer, then its booking and invoice,
+follow when the window ends (the default onboarding policy, ``config/onboarding.yaml``). During
+the window C's customer has a card declined, which the CRM hears at once, then pays, which
+waits for the ERP. Every system is read directly: Stripe through the SDK, Tryton over JSON-RPC,
+Salesforce through simple-salesforce.
 """
 
 from __future__ import annotations
@@ -223,11 +224,24 @@ async def test_erp_work_is_held_in_order_while_crm_and_billing_continue(
     assert held["contract:C-WIN-B"] == "erp"
     assert held["contract:C-WIN-C"] == "erp"  # the successful payment waits for the ERP
 
-    # B waits before any write: nothing in billing, nothing in the CRM yet.
-    assert not [
+    # B went ahead in billing and the CRM; only its ERP customer waits (Tryton has nothing).
+    [customer_b] = [
         c for c in client.v1.customers.list().auto_paging_iter() if c.name == "Summit Foods LLC"
     ]
-    assert desk.sf.Opportunity.get(opp_b)["Subscription_Id__c"] is None
+    [subscription_b] = client.v1.subscriptions.list(params={"customer": customer_b.id}).data
+    assert [i["quantity"] for i in subscription_b["items"]["data"]] == [6]
+    assert desk.sf.Opportunity.get(opp_b)["Subscription_Id__c"] == subscription_b.id
+    shown_b = desk.sf.Account.get(account_b)  # its ids are written back once the ERP has it
+    assert (shown_b["Billing_Customer_Id__c"], shown_b["ERP_Customer_Number__c"]) == (None, None)
+    rows_b = sorted(
+        list_events(runtime, subject="contract:C-WIN-B", limit=100), key=lambda r: r.sequence
+    )
+    assert rows_b[0].type == "crm.opportunity.closed_won" and rows_b[0].status == "pending"
+    assert {"billing.subscription.activated", "billing.invoice.finalized"} <= {
+        r.type for r in rows_b if r.status == "pending"
+    }
+    async with world.erp_client() as erp:
+        assert not await erp.model("party.party").search([("name", "=", "Summit Foods LLC")])
 
     # The window ends: the held ERP work drains, each contract's in its events' order.
     resume_system(runtime, "erp", actor="erp-admin", reason="upgrade done")
@@ -242,6 +256,12 @@ async def test_erp_work_is_held_in_order_while_crm_and_billing_continue(
     erp_steps_a = [(s[1], s[2]) for s in after if s[0] == "contract:C-WIN-A"]
     assert {name for _, name in erp_steps_a} == {"erp.book_order", "erp.post_invoice"}
     assert erp_steps_a == sorted(erp_steps_a)
+    erp_steps_b = [s[2] for s in after if s[0] == "contract:C-WIN-B"]
+    assert erp_steps_b[0] == "erp.upsert_customer"  # the customer first, then its documents
+    assert sorted(erp_steps_b[1:]) == ["erp.book_order", "erp.post_invoice"]
+    shown_b = desk.sf.Account.get(account_b)
+    assert shown_b["Billing_Customer_Id__c"] == customer_b.id
+    assert shown_b["ERP_Customer_Number__c"] is not None
     assert {s[0] for s in after} == {"contract:C-WIN-A", "contract:C-WIN-B", "contract:C-WIN-C"}
 
     # The end state reconciles: every invoice equal to the cent in billing, ERP and CRM.

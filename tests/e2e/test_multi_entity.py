@@ -62,6 +62,23 @@ async def test_each_account_lands_in_its_legal_entity_and_currency(world: World,
         BillingCountryCode="US",
         BillingCountry="United States",
     )
+    # GB buying in USD: no European rule takes USD, so Q2C Inc. contracts (rest of world).
+    british = desk.account(
+        "Thames Analytics Ltd",
+        currency="USD",
+        BillingStreet="1 Canada Square",
+        BillingCity="London",
+        BillingPostalCode="E14 5AB",
+        BillingCountryCode="GB",
+        BillingCountry="United Kingdom",
+    )
+    desk.deal(
+        british,
+        "USD",
+        [Line(products["PLAT-SEAT"], 3, "49.00")],
+        name="Thames platform",
+        Contract_Number__c="C-ME-GB-1",
+    )
     desk.deal(
         german,
         "EUR",
@@ -83,6 +100,7 @@ async def test_each_account_lands_in_its_legal_entity_and_currency(world: World,
     expected = {
         "Weber Feinmechanik GmbH": (entities["DE"].company, "EUR", Decimal("494.00")),
         "Granite Peak Outfitters Inc.": (entities["US"].company, "USD", Decimal("588.00")),
+        "Thames Analytics Ltd": (entities["US"].company, "USD", Decimal("147.00")),
     }
     assert entities["DE"].company != entities["US"].company
 
@@ -122,9 +140,15 @@ async def test_each_account_lands_in_its_legal_entity_and_currency(world: World,
     accounts: dict[str, Any] = {
         "Weber Feinmechanik GmbH": desk.sf.Account.get(german),
         "Granite Peak Outfitters Inc.": desk.sf.Account.get(american),
+        "Thames Analytics Ltd": desk.sf.Account.get(british),
     }
     assert accounts["Weber Feinmechanik GmbH"]["Legal_Entity__c"] == "DE"
     assert accounts["Granite Peak Outfitters Inc."]["Legal_Entity__c"] == "US"
+    assert accounts["Thames Analytics Ltd"]["Legal_Entity__c"] == "US"
     rows = desk.sf.query("SELECT Amount__c, Account__c FROM Invoice__c")["records"]
     amounts = {r["Account__c"]: Decimal(str(r["Amount__c"])) for r in rows}
-    assert amounts == {german: Decimal("494.00"), american: Decimal("588.00")}
+    assert amounts == {
+        german: Decimal("494.00"),
+        american: Decimal("588.00"),
+        british: Decimal("147.00"),
+    }

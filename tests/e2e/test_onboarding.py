@@ -1,14 +1,25 @@
 """Onboarding writes a customer to the ERP and billing once, and again only when the account
-changed: a customer's second deal costs no master-data calls; an address change reaches the ERP."""
+changed: a customer's second deal costs no master-data calls; an address change reaches the ERP.
+Finance's ``erp_first`` policy holds a deal out of billing until the ERP has its customer."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 from sqlalchemy import select
 
 from contract.crm.salesforce_harness import Line
-from e2e.conftest import Hub, World, sf_products
+from e2e.conftest import CONFIG, Hub, World, sf_products
+from e2e.test_erp_window import empty_crm_and_billing
+from quote2cash.engine.control import pause_system, resume_system
 from quote2cash.engine.queries import failed_events
+from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.worker import Worker
+from quote2cash.flows import build_registry
+from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.subjects import contract_subject
+from quote2cash.sandbox.seed import seed_salesforce
 from quote2cash.store.schema import events, steps
 
 MASTER_DATA_STEPS = {"erp.upsert_customer", "billing.upsert_customer", "crm.publish_account_ids"}
@@ -79,3 +90,72 @@ async def test_unchanged_customer_is_not_written_again(world: World, hub: Hub) -
         assert len(parties) == 1
         streets = await erp.model("party.address").read(parties[0]["addresses"], ["street"])
     assert any("2 Second Ave" in (a["street"] or "") for a in streets), streets
+
+
+async def test_erp_first_policy_writes_nothing_to_billing_while_the_erp_is_paused(
+    world: World, tmp_path: Path
+) -> None:
+    """Finance requires the ERP customer first (``onboarding: {erp_first: true}``): a deal closed
+    while the ERP is paused reaches neither billing nor the CRM until the ERP has the customer."""
+    empty_crm_and_billing(world)  # a hub of its own: the other test's deals are not its business
+    await seed_salesforce(world.sf_url, world.sf_ca)
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    (config / "onboarding.yaml").write_text("version: 1\nonboarding: {erp_first: true}\n")
+    runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
+    try:
+        systems = world.systems()
+        async with systems:
+            deps = FlowDeps.build(runtime, systems, config)
+            assert deps.onboarding.erp_first
+            hub = Hub(runtime, deps, Worker(runtime, build_registry(deps)), systems)
+            pause_system(runtime, "erp", actor="erp-admin", reason="credit check system down")
+            account = world.desk.account(
+                "Credit First Corp",
+                currency="USD",
+                BillingStreet="3 Third St",
+                BillingCity="Austin",
+                BillingPostalCode="73301",
+                BillingState="TX",
+                BillingCountryCode="US",
+                BillingCountry="United States",
+            )
+            opportunity = world.desk.deal(
+                account,
+                "USD",
+                [Line(sf_products(world.desk)["PLAT-SEAT"], 2, "49.00")],
+                Contract_Number__c="C-EF-0001",
+            )
+            await hub.settle()
+            client = world.stripe()
+            named = [
+                c
+                for c in client.v1.customers.list().auto_paging_iter()
+                if c.name == "Credit First Corp"
+            ]
+            assert named == []
+            assert world.desk.sf.Opportunity.get(opportunity)["Subscription_Id__c"] is None
+            assert _steps_of_deal(hub, "C-EF-0001") == {"crm.get_deal", "crm.get_account"}
+
+            resume_system(runtime, "erp", actor="erp-admin", reason="back")
+            await hub.settle()
+            failures = failed_events(runtime)
+            assert failures == [], [e.last_error for e in failures]
+            with runtime.engine.connect() as conn:
+                order = list(
+                    conn.execute(
+                        select(steps.c.name)
+                        .join(events, events.c.pos == steps.c.event_pos)
+                        .where(events.c.type == "crm.opportunity.closed_won")
+                        .order_by(steps.c.completed_at)
+                    ).scalars()
+                )
+            assert order.index("erp.upsert_customer") < order.index("billing.upsert_customer")
+            [customer] = [
+                c
+                for c in client.v1.customers.list().auto_paging_iter()
+                if c.name == "Credit First Corp"
+            ]
+            assert client.v1.subscriptions.list(params={"customer": customer.id}).data
+    finally:
+        runtime.close()

@@ -2,14 +2,19 @@
 
 Guarantees: a webhook is answered 200 only after its event is committed to the log; a store
 that cannot commit gets the sender a 503, so it retries. A delivery seen again (same event id)
-is answered 200 and logged once. Every ``/v1`` route needs ``Authorization: Bearer <token>``.
-Errors are ``{"error": {"code", "message"}}``; no secret is ever part of an answer or a log line.
+is answered 200 and logged once. An authentic delivery (signature checked) whose content the hub
+cannot take is never lost: it is logged as ``intake.record.rejected`` with its raw body, which
+puts it in the exception queue with the reason, and answered 200 with that reason; only a
+delivery that fails its signature check is refused (400) and not logged. Every ``/v1`` route
+needs ``Authorization: Bearer <token>``. Errors are ``{"error": {"code", "message"}}``; no
+secret is ever part of an answer or a log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,15 +30,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.api.tokens import ApiToken, authenticate, role_allows
 from quote2cash.canonical import Money
-from quote2cash.connectors.roles import BillingEvent
+from quote2cash.connectors.roles import BillingEvent, RejectedRecord
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.control import system_status
-from quote2cash.engine.errors import AuthError, DataError, IntegrationError
-from quote2cash.engine.events import Event, EventValidationError, decode_data
+from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
+from quote2cash.engine.events import Event, EventValidationError, decode_data, validate_envelope
 from quote2cash.engine.log import Appended
 from quote2cash.engine.queries import EventRow, failed_events, find_event, list_events
 from quote2cash.engine.runtime import Runtime
-from quote2cash.flows.intake import billing_event, callout_event
+from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
@@ -127,6 +132,11 @@ def _maybe_json(raw: Any) -> Any:
         return raw
 
 
+def _delivery(body: bytes) -> str:
+    """A delivery's name when its content names none: the digest of its body."""
+    return f"delivery {hashlib.sha256(body).hexdigest()[:16]}"
+
+
 def _event_time(raw: Any) -> datetime | None:
     """The callout's ``eventTime`` (Salesforce writes ``+0000``), if it is an aware time."""
     if not isinstance(raw, str):
@@ -191,7 +201,32 @@ class HubApi:
                 event.source,
                 receipt.duplicate,
             )
-        return json_response({"received": True, "duplicate": receipt.duplicate})
+        answer: dict[str, Any] = {"received": True, "duplicate": receipt.duplicate}
+        if event.type == REJECTED:
+            answer["rejected"] = event.data["reason"]
+        return json_response(answer)
+
+    async def _intake(
+        self, system: str, record: str, build: Callable[[], Event], body: bytes
+    ) -> web.Response:
+        """Log an authentic delivery's event; one whose content cannot be taken is logged as a
+        rejected record (its body kept) for a person, never refused and lost."""
+        now = self.clock.now()
+
+        def event() -> Event:
+            try:
+                built = build()
+                validate_envelope(built)
+            except (IntegrationError, EventValidationError) as exc:
+                reason = exc.message if isinstance(exc, IntegrationError) else str(exc)
+                category = exc.category.value if isinstance(exc, PermanentError) else "data"
+                raw = {"body": body.decode("utf-8", "replace")}
+                return rejected_event(
+                    RejectedRecord(system, record, reason, category, raw), time=now
+                )
+            return built
+
+        return await self._log(event)
 
     # --- webhooks -----------------------------------------------------------------------------
 
@@ -205,8 +240,15 @@ class HubApi:
         except AuthError as exc:
             raise ApiError(400, "signature_invalid", exc.message) from None
         except IntegrationError as exc:
-            raise ApiError(400, "invalid_payload", exc.message) from None
-        return await self._log(lambda: billing_event(self.runtime, be))
+            refused = exc
+
+            def unmappable() -> Event:
+                raise refused
+
+            return await self._intake("billing", _delivery(payload), unmappable, payload)
+        return await self._intake(
+            "billing", f"event {be.id}", lambda: billing_event(self.runtime, be), payload
+        )
 
     async def salesforce_callout(self, request: web.Request) -> web.Response:
         secret = self.callout_secret
@@ -227,22 +269,23 @@ class HubApi:
         try:
             message = json.loads(body)
         except ValueError:
-            raise ApiError(400, "invalid_payload", "the callout body is not JSON") from None
-        if not isinstance(message, dict):
-            raise ApiError(400, "invalid_payload", "the callout body is not a JSON object")
-        kind = message.get("eventType")
-        if kind != "opportunity.closed_won":
-            raise ApiError(
-                400,
-                "unsupported_event",
-                f"callout {message.get('messageId')}: field 'eventType' is {kind!r}; "
-                "expected 'opportunity.closed_won'",
-            )
-        try:
-            event = callout_event(message, time=_event_time(message.get("eventTime")) or now)
-        except IntegrationError as exc:
-            raise ApiError(400, "invalid_payload", exc.message) from None
-        return await self._log(lambda: event)
+            message = None
+        record = _delivery(body)
+        if isinstance(message, dict) and message.get("messageId"):
+            record = f"callout {message['messageId']}"
+
+        def deal() -> Event:
+            if not isinstance(message, dict):
+                raise DataError(f"{record}: the body is not a JSON object", system="crm")
+            kind = message.get("eventType")
+            if kind != "opportunity.closed_won":
+                raise DataError(
+                    f"{record}: field 'eventType' is {kind!r}; expected 'opportunity.closed_won'",
+                    system="crm",
+                )
+            return callout_event(message, time=_event_time(message.get("eventTime")) or now)
+
+        return await self._intake("crm", record, deal, body)
 
     # --- health -------------------------------------------------------------------------------
 

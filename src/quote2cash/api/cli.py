@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from quote2cash.api.tokens import ROLES, TokenError, create_token, list_tokens, revoke_token
+from quote2cash.cli_text import DataTable, escape
 
 if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
@@ -48,7 +48,10 @@ def tokens_create(
         token = create_token(open_runtime(db), name, role, actor=actor_name(actor))
     except TokenError as exc:
         fail(str(exc))
-    console.print(f"token [bold]{name}[/] ({role}) created; copy it now, it is not shown again:")
+    console.print(
+        f"token [bold]{escape(name)}[/] ({escape(role)}) created; "
+        "copy it now, it is not shown again:"
+    )
     print(token)
 
 
@@ -60,7 +63,7 @@ def tokens_list(
     """Tokens by name and role (never their values)."""
     from quote2cash.cli import open_runtime
 
-    table = Table("name", "role", "created", "created by", "revoked")
+    table = DataTable("name", "role", "created", "created by", "revoked")
     for t in list_tokens(open_runtime(db), include_revoked=include_revoked):
         table.add_row(
             t.name,
@@ -81,7 +84,7 @@ def tokens_revoke(name: str, db: DbOption = None, actor: ActorOption = None) -> 
         revoke_token(open_runtime(db), name, actor=actor_name(actor))
     except TokenError as exc:
         fail(str(exc))
-    console.print(f"token {name} revoked")
+    console.print(f"token {escape(name)} revoked")
 
 
 def _stripe_verifier(billing: Any) -> StripeVerifier | None:

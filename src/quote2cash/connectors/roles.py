@@ -32,11 +32,26 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class RejectedRecord:
+    """A record of a listing that cannot be mapped: which one and why (naming the field and what
+    was expected), with its raw form, so intake puts it before a person instead of failing the
+    whole page."""
+
+    system: str
+    record: str
+    reason: str
+    category: str = "data"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a listing; pass ``next_cursor`` back to get the next (None: no more)."""
+    """One page of a listing; pass ``next_cursor`` back to get the next (None: no more).
+    ``rejected`` are the page's records that could not be mapped (the others still are)."""
 
     items: list[T]
     next_cursor: str | None = None
+    rejected: list[RejectedRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

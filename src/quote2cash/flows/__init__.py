@@ -15,6 +15,7 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.flows.amendments import activate_contract, request_amendment
 from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.intake import REJECTED, hold_rejected_record
 from quote2cash.flows.invoices import mark_overdue, record_failed_payment, sync_refund
 from quote2cash.flows.lifecycle import (
     mirror_subscription,
@@ -39,6 +40,7 @@ FLOWS: dict[str, FlowHandler] = {
     "billing.subscription.cancel_scheduled": mirror_subscription,
     "billing.subscription.past_due": mirror_subscription,
     "billing.subscription.canceled": mirror_subscription,
+    REJECTED: hold_rejected_record,
 }
 
 RETRIES: dict[str, RetryPolicy] = {}

@@ -45,7 +45,7 @@ from quote2cash.flows.lifecycle import (
     subscription_update,
 )
 from quote2cash.flows.new_business import activate_subscription, map_deal, read_deal
-from quote2cash.flows.onboarding import dump, published, read_account
+from quote2cash.flows.onboarding import contract_entity, dump, published, read_account
 from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_number_of, contract_subject
 from quote2cash.masterdata import MappedOrderLine
 from quote2cash.masterdata.xref import Kind, XrefStore
@@ -319,10 +319,13 @@ async def _book_delta(
         return
     sign = 1 if delta > 0 else -1
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
-    entity = deps.entities.resolve(account)
     customer_gid = deps.xref.ensure_global_id(
         Kind.CUSTOMER, "crm", account.external_ids["crm"], actor="flows"
     )
+    contract_gid = deps.xref.ensure_global_id(
+        Kind.SUBSCRIPTION, "crm", order.external_ids["crm"], actor="flows"
+    )
+    entity = contract_entity(deps, contract_gid, customer_gid, account, order.currency)
     erp_customer = deps.xref.local_id(customer_gid, "erp")
     if erp_customer is None:
         raise DataError(f"{amendment.label}: customer {customer_gid} has no ERP id")

@@ -13,7 +13,9 @@ from quote2cash.canonical import PricePlan
 from quote2cash.connectors.roles import Billing, Crm, Erp
 from quote2cash.engine.errors import MappingError
 from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.policy import OnboardingPolicy, load_onboarding
 from quote2cash.masterdata import Catalog, EntityResolver, load_catalog, load_entities
+from quote2cash.masterdata.entities import EntityDecisions
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 
@@ -31,6 +33,7 @@ class FlowDeps:
     entities: EntityResolver
     xref: XrefStore
     sync: SyncState
+    onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
     _price_keys: dict[str, str] = field(default_factory=dict)
     _price_plans: dict[str, PricePlan] = field(default_factory=dict)
 
@@ -45,7 +48,13 @@ class FlowDeps:
             entities=load_entities(config_dir / "entities.yaml"),
             xref=(xref := XrefStore(runtime.engine, runtime.clock)),
             sync=SyncState(runtime.engine, runtime.clock, xref),
+            onboarding=load_onboarding(config_dir / "onboarding.yaml"),
         )
+
+    @property
+    def decisions(self) -> EntityDecisions:
+        """Each contract's legal entity, as decided at Closed Won."""
+        return EntityDecisions(self.runtime.engine, self.runtime.clock)
 
     @property
     def crm(self) -> Crm:

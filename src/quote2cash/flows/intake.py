@@ -4,27 +4,40 @@ Webhooks (Stripe events, the Salesforce Closed-Won callout) and polling (the fal
 the same event ids, so a deal or an invoice seen both ways is logged once. A billing event
 joins its contract's subject (the contract number billing keeps in the subscription's
 metadata) and carries the correlation id the deal started with.
+
+One bad record never stops intake: a record that cannot be mapped or logged is logged instead
+as ``intake.record.rejected`` in a subject of its own, whose handler puts it in the exception
+queue with its reason (record, field, what was expected); the page's other records are logged
+and the cursor moves on. A record fixed at its source later is logged afresh when polled again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
 
-from quote2cash.canonical import Order
-from quote2cash.connectors.roles import Billing, BillingEvent, Crm
-from quote2cash.engine.events import Event
-from quote2cash.engine.log import Appended
+from quote2cash.canonical import Amendment, Order
+from quote2cash.connectors.roles import Billing, BillingEvent, Crm, RejectedRecord
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.errors import Category, DataError, IntegrationError, PermanentError
+from quote2cash.engine.events import Event, EventValidationError, validate_envelope
 from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.subjects import contract_number_of, contract_subject
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.store.schema import events, intake_cursors
 
 DEAL_NAMESPACE = uuid.UUID("0b1e2c55-7d0f-4c8e-9a61-3f2d4e5a6b7c")
 CLOSED_WON = "crm.opportunity.closed_won"
+REJECTED = "intake.record.rejected"
+log = logging.getLogger("quote2cash.flows.intake")
 
 
 def correlation_of_subject(runtime: Runtime, subject: str) -> str | None:
@@ -61,8 +74,6 @@ def callout_event(message: dict[str, Any], *, time: datetime) -> Event:
     opp: dict[str, Any] = message.get("opportunity") or {}
     opportunity_id = str(opp.get("Id") or "")
     if not opportunity_id:
-        from quote2cash.engine.errors import DataError
-
         raise DataError(f"callout {message.get('messageId')}: field 'opportunity.Id' is missing")
     return deal_event(
         opportunity_id, str(opp.get("Contract_Number__c") or opportunity_id), time=time
@@ -84,6 +95,71 @@ def billing_event(runtime: Runtime, be: BillingEvent) -> Event:
         correlation_id=correlation,
         data=be.data,
     )
+
+
+def rejected_event(rejected: RejectedRecord, *, time: datetime) -> Event:
+    """A record intake could not take, as an event of its own subject (it blocks nothing); the
+    same record refused for the same reason is logged once."""
+    digest = hashlib.sha256(rejected.reason.encode()).hexdigest()[:16]
+    record = rejected.record[:120]
+    return Event(
+        id=f"rejected:{record}:{digest}",
+        source=rejected.system,
+        type=REJECTED,
+        subject=f"rejected:{rejected.system}:{record}",
+        time=time,
+        correlation_id=f"rejected-{uuid.uuid5(DEAL_NAMESPACE, rejected.system + record)}",
+        data={
+            "system": rejected.system,
+            "record": rejected.record,
+            "reason": rejected.reason,
+            "category": rejected.category,
+            "raw": rejected.raw,
+        },
+    )
+
+
+async def hold_rejected_record(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``intake.record.rejected``: the exception queue shows the record and why it was refused
+    (its raw form is in the event's data); a person fixes it at its source."""
+    data = event.data
+    category = str(data.get("category"))
+    raise PermanentError(
+        f"{data.get('record')} was not taken in: {data.get('reason')}",
+        category=category if category in set(Category) else Category.DATA,
+        system=str(data.get("system") or event.source),
+    )
+
+
+Built = tuple[str, Callable[[], Event]]
+"""A record's name and how to build its event (building may refuse the record)."""
+
+
+def intake_events(
+    system: str, built: Iterable[Built], rejected: Iterable[RejectedRecord], *, time: datetime
+) -> list[Event]:
+    """The events to log for a page: each good record's, and a rejected event for each record
+    the connector or the event envelope refused."""
+    out: list[Event] = []
+    refused = list(rejected)
+    for record, build in built:
+        try:
+            event = build()
+            validate_envelope(event)
+        except (IntegrationError, EventValidationError) as exc:
+            category = exc.category.value if isinstance(exc, PermanentError) else "data"
+            reason = exc.message if isinstance(exc, IntegrationError) else str(exc)
+            refused.append(RejectedRecord(system, record, reason, category))
+            continue
+        out.append(event)
+    for bad in refused:
+        log.warning("intake refused %s %s: %s", bad.system, bad.record, bad.reason)
+        out.append(rejected_event(bad, time=time))
+    return out
+
+
+def _new(runtime: Runtime, batch: list[Event]) -> int:
+    return sum(not r.duplicate for r in runtime.log.append_many(batch)) if batch else 0
 
 
 def _cursor(runtime: Runtime, source: str) -> str | None:
@@ -111,14 +187,17 @@ async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "bil
     cursor = _cursor(runtime, source)
     while True:
         page = await billing.list_events(cursor=cursor, limit=100)
-        if page.items:
-            receipts = runtime.log.append_many([billing_event(runtime, be) for be in page.items])
-            new += sum(not r.duplicate for r in receipts)
+        built: list[Built] = [
+            (f"event {be.id}", partial(billing_event, runtime, be)) for be in page.items
+        ]
+        new += _new(
+            runtime, intake_events("billing", built, page.rejected, time=runtime.clock.now())
+        )
         if page.next_cursor is None or page.next_cursor == cursor:
             break
         cursor = page.next_cursor
         _save_cursor(runtime, source, cursor)
-        if not page.items:
+        if not page.items and not page.rejected:
             break
     return new
 
@@ -132,11 +211,11 @@ async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
     cursor: str | None = None
     while True:
         page = await crm.closed_won_deals(since=since, cursor=cursor)
-        if page.items:
-            receipts: list[Appended] = runtime.log.append_many(
-                [order_event(order, time=started) for order in page.items]
-            )
-            new += sum(not r.duplicate for r in receipts)
+        built: list[Built] = [
+            (f"Opportunity {o.external_ids.get('crm')}", partial(order_event, o, time=started))
+            for o in page.items
+        ]
+        new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
@@ -158,18 +237,20 @@ async def poll_amendments(
     cursor: str | None = None
     while True:
         page = await crm.amendment_requests(since=since, cursor=cursor)
-        logged = []
-        for amendment in page.items:
+
+        def request(amendment: Amendment) -> Event:
             contract = contract_of(runtime, xref, amendment)
             subject = contract_subject(contract) if contract else None
             correlation = (correlation_of_subject(runtime, subject) if subject else None) or (
                 f"amendment-{uuid.uuid5(DEAL_NAMESPACE, amendment.external_ids['crm'])}"
             )
-            logged.append(
-                amendment_event(amendment, contract, time=started, correlation_id=correlation)
-            )
-        if logged:
-            new += sum(not r.duplicate for r in runtime.log.append_many(logged))
+            return amendment_event(amendment, contract, time=started, correlation_id=correlation)
+
+        built: list[Built] = [
+            (f"amendment request {a.external_ids.get('crm')}", partial(request, a))
+            for a in page.items
+        ]
+        new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
         if page.next_cursor is None:
             break
         cursor = page.next_cursor

@@ -1,8 +1,8 @@
 """Invoice sync and payment sync: billing's finalized invoices are posted in the ERP, deferred
 over their service period, equal to the cent; payments are applied; the CRM sees the status.
 
-The ERP owns the customer's financial master, so the legal entity an invoice is posted in is
-resolved from the ERP customer record.
+An invoice is posted in the legal entity decided for its contract at Closed Won (never resolved
+again from the ERP's customer record, which carries no currency).
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     crm_account = deps.xref.local_id(customer_gid, "crm")
     if erp_customer is None or crm_account is None:
         raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
-    master = await deps.erp.get_customer(erp_customer)
-    entity = deps.entities.resolve(master)
+    entity_key = await _entity_of(deps, invoice, customer_gid, erp_customer)
     lines = [await _erp_line(deps, invoice, line) for line in invoice.lines]
     erp_invoice = invoice.model_copy(
         update={
@@ -68,7 +67,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     posted = await ctx.step(
         "erp.post_invoice",
         lambda key: _posted(
-            deps.erp.post_invoice(erp_invoice, legal_entity=entity.entity_key, idempotency_key=key)
+            deps.erp.post_invoice(erp_invoice, legal_entity=entity_key, idempotency_key=key)
         ),
         system="erp",
     )
@@ -115,7 +114,7 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 
 async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the balance, Overdue
-    once the invoice is past due (one charged automatically is due when it is issued)."""
+    only once the invoice is past its due date."""
     invoice_id = _object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     account = crm_account_of(deps, invoice)
@@ -136,10 +135,11 @@ async def mark_overdue(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 
 
 def is_past_due(invoice: Invoice, at: datetime) -> bool:
-    """Unpaid after its due date; without one (charged automatically) it was due when issued."""
+    """Unpaid after its due date; one without a due date (charged automatically) is never
+    overdue: a declined charge leaves it open for billing's retries."""
     if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
         return False
-    return invoice.due_date is None or invoice.due_date < at.astimezone(UTC).date()
+    return invoice.due_date is not None and invoice.due_date < at.astimezone(UTC).date()
 
 
 async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -237,6 +237,22 @@ async def read_invoice(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> 
     )
 
 
+async def _entity_of(deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_customer: str) -> str:
+    """The legal entity decided for the invoice's contract (else its customer's latest); for a
+    customer onboarded before decisions were kept, the ERP's customer master completed with the
+    invoice's currency, which it does not carry."""
+    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
+    contract = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id) if sub_id else None
+    for gid in (contract, customer_gid):
+        kept = deps.decisions.decided(gid) if gid else None
+        if kept is not None:
+            return kept
+    master = await deps.erp.get_customer(erp_customer)
+    if master.currency is None:
+        master = master.model_copy(update={"currency": invoice.currency})
+    return deps.entities.resolve(master).entity_key
+
+
 def _object_id(event: Event) -> str:
     obj: dict[str, Any] = event.data.get("object") or {}
     ident = obj.get("id") or event.data.get("object_id")
@@ -308,13 +324,21 @@ async def publish_invoice(
         "Status__c": status,
         "Due_Date__c": invoice.due_date.isoformat() if invoice.due_date else None,
     }
+    updates = [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)]
+    opportunity = _opportunity_of(deps, invoice)
+    if opportunity is not None:
+        updates.append(
+            StatusUpdate("Opportunity", "Id", opportunity, {"Invoice_Status__c": status})
+        )
     await ctx.step(
         step,
-        lambda key: published(
-            deps.crm.publish_status(
-                [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)],
-                idempotency_key=key,
-            )
-        ),
+        lambda key: published(deps.crm.publish_status(updates, idempotency_key=key)),
         system="crm",
     )
+
+
+def _opportunity_of(deps: FlowDeps, invoice: Invoice) -> str | None:
+    """The CRM opportunity of the contract an invoice bills (None: no contract of the hub's)."""
+    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
+    gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id) if sub_id else None
+    return deps.xref.local_id(gid, "crm") if gid else None

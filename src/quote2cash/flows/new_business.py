@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from quote2cash.canonical import (
+    Customer,
     Money,
     Order,
     PricePlan,
@@ -28,8 +29,19 @@ from quote2cash.engine.events import Event
 from quote2cash.flows.allocation import erp_lines
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
-from quote2cash.flows.onboarding import dump, onboard_customer, published, read_account
+from quote2cash.flows.onboarding import (
+    account_ids,
+    contract_entity,
+    customer_record,
+    dump,
+    publish_account_ids,
+    published,
+    read_account,
+    write_billing_customer,
+    write_erp_customer,
+)
 from quote2cash.masterdata import MappedOrderLine, product_codes
+from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.xref import Kind
 
 
@@ -104,21 +116,24 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         for line in mapped
     ]
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
-    entity = deps.entities.resolve(account)
-    if entity.invoicing_currency != order.currency:
-        raise DataError(
-            f"{order.label}: field 'currency' is {order.currency}; legal entity "
-            f"{entity.entity_key} invoices in {entity.invoicing_currency}"
-        )
-    customer = await onboard_customer(ctx, deps, account, entity)
     contract_gid = deps.xref.ensure_global_id(
         Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
     )
+    entity = _decided_entity(deps, order, account, contract_gid)
+    customer = customer_record(deps, account, entity)
+    deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)
+    erp_first = deps.onboarding.erp_first
+    if erp_first:
+        erp_id = await write_erp_customer(ctx, deps, customer)
+        billing_id = await write_billing_customer(ctx, deps, customer)
+        await publish_account_ids(ctx, deps, customer, account_ids(customer, billing_id, erp_id))
+    else:
+        billing_id = await write_billing_customer(ctx, deps, customer)
     start = datetime.combine(order.start_date, time(0), tzinfo=UTC)
     subscription = Subscription(
         global_id=contract_gid,
         contract_number=order.number,
-        customer=Ref(global_id=customer.global_id, external_ids={"billing": customer.billing_id}),
+        customer=Ref(global_id=customer.global_id, external_ids={"billing": billing_id}),
         currency=order.currency,
         status=SubscriptionStatus.INCOMPLETE,
         items=tuple(
@@ -168,6 +183,27 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     await publish_subscription(
         ctx, deps, links, billing_sub, step="crm.publish_subscription_record"
     )
+    if not erp_first:
+        # The deal's last writes: while the ERP is away the contract waits here, in order.
+        erp_id = await write_erp_customer(ctx, deps, customer)
+        await publish_account_ids(ctx, deps, customer, account_ids(customer, billing_id, erp_id))
+
+
+def _decided_entity(
+    deps: FlowDeps, order: Order, account: Customer, contract_gid: str
+) -> EntityResolution:
+    """The contract's legal entity: the one already decided for it, else the account's by the
+    rules, which must invoice in the deal's currency."""
+    kept = deps.decisions.decided(contract_gid)
+    if kept is not None:
+        return deps.entities.as_decided(kept, order.currency)
+    entity = deps.entities.resolve(account)
+    if entity.invoicing_currency != order.currency:
+        raise DataError(
+            f"{order.label}: field 'currency' is {order.currency}; legal entity "
+            f"{entity.entity_key} invoices in {entity.invoicing_currency}"
+        )
+    return entity
 
 
 async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -184,10 +220,10 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
     order = await read_deal(ctx, deps, opportunity_id)
     mapped = await map_deal(deps, order)
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
-    entity = deps.entities.resolve(account)
     customer_gid = deps.xref.ensure_global_id(
         Kind.CUSTOMER, "crm", account.external_ids["crm"], actor="flows"
     )
+    entity = contract_entity(deps, contract_gid, customer_gid, account, order.currency)
     erp_customer = deps.xref.local_id(customer_gid, "erp")
     booking = order.model_copy(
         update={

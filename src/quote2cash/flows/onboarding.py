@@ -1,12 +1,20 @@
 """Customer onboarding (CreateCustomerAccount): CRM account -> global id -> legal entity ->
-ERP customer -> billing customer -> ids written back to the CRM.
+billing customer and ERP customer -> ids written back to the CRM account (once both exist).
+
+The order of the two writes is finance's policy (``flows.policy``): by default the billing
+customer comes first and the ERP customer is among the deal's last writes, so a deal reaches
+billing and the CRM (subscription, opportunity) while the ERP is paused, in a window or behind
+an open breaker, and the ERP customer and the account's ids follow in order when it is back (the
+contract's later events, its booking and invoices, wait behind them). ``erp_first`` writes the
+ERP customer before anything reaches billing.
 
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
 shows are not published again: a customer's second deal costs no master-data calls.
 
-Entity resolution happens before any system is written, so an account no rule resolves goes to
-the exception queue (category ``mapping``) untouched.
+The legal entity is decided once per contract before any system is written (an account no rule
+resolves goes to the exception queue, category ``mapping``, untouched) and kept
+(``masterdata.entities.EntityDecisions``): every later step of the contract uses it.
 """
 
 from __future__ import annotations
@@ -28,12 +36,15 @@ from quote2cash.masterdata.xref import Kind
 
 
 @dataclass(frozen=True)
-class OnboardedCustomer:
+class CustomerRecord:
+    """An account as the hub writes it to the ERP and billing, with its global id and entity."""
+
+    account: Customer
+    customer: Customer
     global_id: str
     crm_id: str
-    erp_id: str
-    billing_id: str
     entity: EntityResolution
+    print_: str
 
 
 async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> Customer:
@@ -44,10 +55,7 @@ async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> 
     return Customer.model_validate(raw)
 
 
-async def onboard_customer(
-    ctx: HandlerContext, deps: FlowDeps, account: Customer, entity: EntityResolution
-) -> OnboardedCustomer:
-    """Create or update the customer everywhere; every write is a step with its own key."""
+def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution) -> CustomerRecord:
     crm_id = account.external_ids["crm"]
     gid = deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", crm_id, actor="flows")
     customer = account.model_copy(update={"global_id": gid, "currency": entity.invoicing_currency})
@@ -56,53 +64,93 @@ async def onboard_customer(
         customer.model_copy(update={"external_ids": {"crm": crm_id}, "legal_entity": None}),
         legal_entity=entity.entity_key,
     )
+    return CustomerRecord(account, customer, gid, crm_id, entity, print_)
+
+
+def contract_entity(
+    deps: FlowDeps, contract_gid: str, customer_gid: str, account: Customer, currency: str
+) -> EntityResolution:
+    """The entity decided for the contract (in ``currency``, the contract's) at Closed Won; a
+    contract from before decisions were kept is resolved once from its CRM account (a full
+    record) and that decision kept."""
+    kept = deps.decisions.decided(contract_gid)
+    if kept is not None:
+        return deps.entities.as_decided(kept, currency)
+    entity = deps.entities.resolve(account)
+    deps.decisions.decide(contract_gid, customer_gid, entity.entity_key)
+    return entity
+
+
+async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord) -> str:
+    gid, print_ = record.global_id, record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
     if erp_id is None:
         erp_id = str(
             await ctx.step(
                 "erp.upsert_customer",
                 lambda key: deps.erp.upsert_customer(
-                    customer, legal_entity=entity.entity_key, idempotency_key=key
+                    record.customer, legal_entity=record.entity.entity_key, idempotency_key=key
                 ),
                 system="erp",
             )
         )
         deps.xref.link(gid, "erp", erp_id, actor="flows")
         deps.sync.record(gid, "erp", print_, erp_id)
+    return erp_id
+
+
+async def write_billing_customer(
+    ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord
+) -> str:
+    gid, print_ = record.global_id, record.print_
     billing_id = deps.sync.unchanged(gid, "billing", print_)
     if billing_id is None:
         billing_id = str(
             await ctx.step(
                 "billing.upsert_customer",
-                lambda key: deps.billing.upsert_customer(customer, idempotency_key=key),
+                lambda key: deps.billing.upsert_customer(record.customer, idempotency_key=key),
                 system="billing",
             )
         )
         deps.xref.link(gid, "billing", billing_id, actor="flows")
         deps.sync.record(gid, "billing", print_, billing_id)
-    ids = {
-        "Hub_Global_Id__c": gid,
+    return billing_id
+
+
+async def publish_account_ids(
+    ctx: HandlerContext,
+    deps: FlowDeps,
+    record: CustomerRecord,
+    ids: dict[str, str],
+) -> None:
+    """Write the ids back to the account, unless it already shows every one of them."""
+    account = record.account
+    shown: dict[str, str | None] = {
+        "Hub_Global_Id__c": account.global_id,
+        "ERP_Customer_Number__c": account.external_ids.get("erp"),
+        "Billing_Customer_Id__c": account.external_ids.get("billing"),
+        "Legal_Entity__c": account.legal_entity.id_in("crm") if account.legal_entity else None,
+    }
+    if all(shown.get(name) == value for name, value in ids.items()):
+        return
+    await ctx.step(
+        "crm.publish_account_ids",
+        lambda key: published(
+            deps.crm.publish_status(
+                [StatusUpdate("Account", "Id", record.crm_id, dict(ids))], idempotency_key=key
+            )
+        ),
+        system="crm",
+    )
+
+
+def account_ids(record: CustomerRecord, billing_id: str, erp_id: str) -> dict[str, str]:
+    return {
+        "Hub_Global_Id__c": record.global_id,
         "ERP_Customer_Number__c": erp_id,
         "Billing_Customer_Id__c": billing_id,
-        "Legal_Entity__c": entity.entity_key,
+        "Legal_Entity__c": record.entity.entity_key,
     }
-    shown = (
-        account.global_id,
-        account.external_ids.get("erp"),
-        account.external_ids.get("billing"),
-        account.legal_entity.id_in("crm") if account.legal_entity else None,
-    )
-    if shown != tuple(ids.values()):
-        await ctx.step(
-            "crm.publish_account_ids",
-            lambda key: published(
-                deps.crm.publish_status(
-                    [StatusUpdate("Account", "Id", crm_id, ids)], idempotency_key=key
-                )
-            ),
-            system="crm",
-        )
-    return OnboardedCustomer(gid, crm_id, erp_id, billing_id, entity)
 
 
 async def dump(awaitable: Awaitable[BaseModel]) -> dict[str, Any]:

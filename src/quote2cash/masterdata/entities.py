@@ -2,17 +2,22 @@
 
 Rules live in ``config/entities.yaml`` and are tried in order; the first whose conditions all hold
 wins. An account no rule resolves is a MappingError naming the account and what was looked for.
+The entity is decided once per contract, at Closed Won, and kept (``EntityDecisions``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from quote2cash.canonical import Customer, LegalEntity, validate_currency_code
+from quote2cash.engine.clock import Clock
 from quote2cash.engine.errors import MappingError
 from quote2cash.masterdata.config import (
     KeyedValueError,
@@ -21,6 +26,8 @@ from quote2cash.masterdata.config import (
     read_yaml,
     validate_model,
 )
+from quote2cash.store.schema import md_sync_state
+from quote2cash.store.upsert import upsert_row
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
 ANY = "*"
@@ -135,6 +142,17 @@ class EntityResolver:
             global_id=key, name=spec.name, country=spec.country, base_currency=spec.base_currency
         )
 
+    def as_decided(self, key: str, invoicing_currency: str) -> EntityResolution:
+        """The resolution a recorded decision stands for: its entity, in the contract's currency."""
+        spec = self.config.entities[key]
+        return EntityResolution(
+            entity_key=key,
+            legal_entity=self.legal_entity(key),
+            invoicing_currency=invoicing_currency,
+            tax_registration=spec.tax_registration,
+            rule="decided",
+        )
+
     def regions_of(self, country: str) -> set[str]:
         return {name for name, members in self.config.regions.items() if country in members}
 
@@ -173,6 +191,61 @@ class EntityResolver:
             f"account {label}: no legal-entity rule for billing country '{country}' and "
             f"currency {currency}{line}"
         )
+
+
+class EntityDecisions:
+    """The legal entity decided for each contract at Closed Won, kept so that every later step
+    (booking, invoices, amendments) uses that entity and never resolves it again from a record
+    that lacks fields (an ERP customer read back carries no currency).
+
+    Kept beside the master-data sync state (``md_sync_state``, system ``legal_entity``): the
+    first decision for a contract stands; a customer's row is its latest contract's, the entity
+    of billing documents that belong to no contract.
+    """
+
+    SYSTEM = "legal_entity"
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine, self.clock = engine, clock
+
+    def decide(self, contract_gid: str, customer_gid: str, entity_key: str) -> str:
+        """Record ``entity_key`` for the contract unless it has one; returns the one in force."""
+        kept = self._insert_once(contract_gid, entity_key)
+        self._record(customer_gid, kept)
+        return kept
+
+    def decided(self, global_id: str) -> str | None:
+        """The entity recorded for a contract or customer global id, if any."""
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(md_sync_state.c.local_id).where(
+                    md_sync_state.c.global_id == global_id, md_sync_state.c.system == self.SYSTEM
+                )
+            ).scalar_one_or_none()
+        return None if found is None else str(found)
+
+    def _row(self, global_id: str, entity_key: str) -> dict[str, object]:
+        return {
+            "global_id": global_id,
+            "system": self.SYSTEM,
+            "fingerprint": hashlib.sha256(entity_key.encode()).hexdigest(),
+            "local_id": entity_key,
+            "synced_at": self.clock.now(),
+        }
+
+    def _insert_once(self, global_id: str, entity_key: str) -> str:
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(md_sync_state).values(**self._row(global_id, entity_key)))
+        except IntegrityError:
+            return self.decided(global_id) or entity_key
+        return entity_key
+
+    def _record(self, global_id: str, entity_key: str) -> None:
+        with self.engine.begin() as conn:
+            upsert_row(
+                conn, md_sync_state, self._row(global_id, entity_key), key=("global_id", "system")
+            )
 
 
 def load_entities(path: str | Path) -> EntityResolver:

@@ -68,10 +68,22 @@ async def test_fractional_seats_are_a_data_error_naming_deal_and_field(harness: 
 
 async def test_deal_without_products_is_a_data_error(harness: Any):
     account = harness.desk.account("Empty", "USD")
+    seat = harness.desk.product("SEAT-EMPTY", "Seat", {"USD": "10.00"})
     deal = harness.desk.deal(account, "USD", [])
+    good = harness.desk.deal(account, "USD", [Line(seat, 1, "10.00")])
     with pytest.raises(DataError) as excinfo:
-        await harness.crm().closed_won_deals()
+        await harness.crm().get_deal(deal)
     assert deal in str(excinfo.value) and "OpportunityLineItems" in str(excinfo.value)
+    # A listing maps the other deals and names the refused one with its reason.
+    page = await harness.crm().closed_won_deals()
+    assert [o.external_ids["crm"] for o in page.items] == [good]
+    [refused] = page.rejected
+    assert (refused.system, refused.record, refused.category) == (
+        "crm",
+        f"Opportunity {deal}",
+        "data",
+    )
+    assert "OpportunityLineItems" in refused.reason and refused.raw["Id"] == deal
 
 
 async def test_get_account_reads_optional_fields_when_the_org_has_them(harness: Any):

@@ -15,7 +15,13 @@ from types import TracebackType
 from typing import Any, Final
 
 from quote2cash.canonical import Amendment, Customer, Order, Product
-from quote2cash.connectors.roles import Page, StatusResult, StatusUpdate, SystemCheck
+from quote2cash.connectors.roles import (
+    Page,
+    RejectedRecord,
+    StatusResult,
+    StatusUpdate,
+    SystemCheck,
+)
 from quote2cash.connectors.salesforce import mapping
 from quote2cash.connectors.salesforce.client import (
     COLLECTION_BATCH,
@@ -86,8 +92,14 @@ class SalesforceCrm:
             if since is not None:
                 where += f" AND SystemModstamp >= {mapping.soql_datetime(since)}"
             page = await self.client.query_page(mapping.opportunity_soql(where), batch_size=limit)
-        orders = [await self._order(record) for record in page.records]
-        return Page(orders, page.next_records_url)
+        orders: list[Order] = []
+        rejected: list[RejectedRecord] = []
+        for record in page.records:
+            try:
+                orders.append(await self._order(record))
+            except (DataError, MappingError) as refused:
+                rejected.append(self._rejected("Opportunity", record, refused))
+        return Page(orders, page.next_records_url, rejected)
 
     async def get_deal(self, deal_id: str) -> Order:
         """One Opportunity as an Order (any stage: won is booked, lost cancelled, open draft)."""
@@ -143,8 +155,25 @@ class SalesforceCrm:
             )
             page = await self.client.query_page(soql)
         numbers = await self._amendment_numbers(page.records)
-        items = [mapping.amendment(r, numbers[str(r.get("Id"))]) for r in page.records]
-        return Page(items, page.next_records_url)
+        items: list[Amendment] = []
+        rejected: list[RejectedRecord] = []
+        for record in page.records:
+            try:
+                items.append(mapping.amendment(record, numbers[str(record.get("Id"))]))
+            except (DataError, MappingError) as refused:
+                rejected.append(self._rejected(obj, record, refused))
+        return Page(items, page.next_records_url, rejected)
+
+    def _rejected(
+        self, sobject: str, record: dict[str, Any], refused: PermanentError
+    ) -> RejectedRecord:
+        return RejectedRecord(
+            self.system,
+            f"{sobject} {record.get('Id')}",
+            refused.message,
+            refused.category.value,
+            {k: v for k, v in record.items() if k != "attributes"},
+        )
 
     async def _amendment_numbers(self, requests: list[dict[str, Any]]) -> dict[str, int]:
         numbers: dict[str, int] = {}

@@ -46,7 +46,7 @@ from quote2cash.canonical import (
     Subscription,
     UsageRecord,
 )
-from quote2cash.connectors.roles import BillingEvent, Page, SystemCheck
+from quote2cash.connectors.roles import BillingEvent, Page, RejectedRecord, SystemCheck
 from quote2cash.connectors.stripe import mapping
 from quote2cash.connectors.stripe.client import (
     CardDeclined,
@@ -795,11 +795,21 @@ class StripeBilling:
             newest_first = list(page.get("data") or [])
         else:
             newest_first = await self._oldest_events(size)
-        events = [
-            _canonical(f"Stripe event {e.get('id')}", lambda e=e: mapping.billing_event(e))  # type: ignore[misc]
-            for e in reversed(newest_first)
-        ]
-        return Page(events, events[-1].id if events else None)
+        events: list[BillingEvent] = []
+        rejected: list[RejectedRecord] = []
+        for e in reversed(newest_first):
+            try:
+                events.append(
+                    _canonical(f"Stripe event {e.get('id')}", lambda e=e: mapping.billing_event(e))  # type: ignore[misc]
+                )
+            except MappingError as refused:
+                rejected.append(
+                    RejectedRecord(
+                        self.system, f"event {e.get('id')}", refused.message, "mapping", plain(e)
+                    )
+                )
+        newest = str(newest_first[0]["id"]) if newest_first else None
+        return Page(events, newest, rejected)
 
     async def _oldest_events(self, size: int) -> list[dict[str, Any]]:
         tail: deque[dict[str, Any]] = deque(maxlen=size)

@@ -68,6 +68,8 @@ POSTING_WARNINGS: Final = (
     "account.invoice eu_vat valid",
     # lines posted without the product's default taxes (billing decided the tax)
     "invoice_taxes",
+    # billing's due date already passed when the ERP gets the invoice (e.g. after a window)
+    "invoice_payment_term",
 )
 _INVOICE_FIELDS: Final = (
     "state",
@@ -839,6 +841,7 @@ class TrytonErp:
                     "account": entity.receivable_account,
                     "journal": entity.revenue_journal,
                     "invoice_date": min(issued, _today()),
+                    "payment_term_date": invoice.due_date,
                     "reference": reference,
                     "description": f"{label} ({mapping.idempotency_marker(key)})"[:250],
                     "lines": [("create", lines)],
