@@ -33,9 +33,17 @@ class Parked(Exception):
     """Raised by ``HandlerContext.park``: the event waits for ``key``; not an attempt."""
 
     def __init__(
-        self, key: str, reason: str, *, deadline: datetime, category: Category | str
+        self,
+        key: str,
+        reason: str,
+        *,
+        deadline: datetime,
+        category: Category | str,
+        released: bool = False,
     ) -> None:
         super().__init__(f"parked on {key}: {reason}")
+        self.released = released
+        """The key was already released when the handler parked (it read the release late)."""
         self.key = key
         self.reason = reason
         self.deadline = deadline
