@@ -11,12 +11,16 @@ import sys
 import threading
 from datetime import timedelta
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, update
 
 from conftest import LONG
+from integration.api.conftest import served
+from quote2cash.api.app import build_app
+from quote2cash.api.tokens import create_token
 from quote2cash.engine.audit import GENESIS, verify_audit
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
@@ -348,3 +352,24 @@ def test_concurrent_workers_releasing_across_subjects_end_in_business_order(
         assert ledger.order[f"X{c}"] == [1, 2, 3, 4, 5]
     assert status_counts(runtime) == {"done": len(arrivals), "held_subjects": 0}
     assert verify_audit(runtime.engine).ok
+
+
+async def test_the_api_lists_parked_events_with_what_they_wait_on(runtime: Runtime) -> None:
+    runtime.log.append(step_event("H", 2))
+    await Worker(runtime, chain_registry(Ledger())).drain()
+    token = create_token(runtime, "ops-ui", "reader", actor="test")
+    async with (
+        served(build_app(runtime)) as base,
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{base}/v1/events",
+            params={"status": "parked"},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as answered,
+    ):
+        assert answered.status == 200
+        body = await answered.json()
+    [row] = body["data"]
+    assert row["status"] == "parked"
+    assert row["parked"]["key"] == key("H", 1)
+    assert row["parked"]["reason"] == "step 2 of H waits for step 1"
