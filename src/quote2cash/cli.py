@@ -357,8 +357,11 @@ def systems_pause(
     """Hold all work for SYSTEM (in order) until it is resumed."""
     from quote2cash.engine.control import pause_system
 
-    pause_system(open_runtime(db), system, actor=actor_name(actor), reason=reason)
-    console.print(f"{escape(system)} paused")
+    bound = pause_system(open_runtime(db), system, actor=actor_name(actor), reason=reason)
+    console.print(
+        f"{escape(system)} paused: no call to it starts from now on (every hub process "
+        f"re-reads pauses within {bound:g} s)"
+    )
 
 
 @systems_app.command("resume")

@@ -51,7 +51,7 @@ AuthError (bad signature, stale timestamp) or DataError (not a Stripe event)."""
 
 TOKEN: Final = web.RequestKey("token", ApiToken)
 """The token a ``/v1`` request was authenticated with."""
-STATUSES: Final = ("pending", "done", "exception", "dead")
+STATUSES: Final = ("pending", "parked", "done", "exception", "dead")
 MAX_LIMIT: Final = 1000
 MAX_BODY: Final = 4 * 1024 * 1024
 
@@ -108,6 +108,11 @@ def _event_json(row: EventRow) -> dict[str, Any]:
         "time": row.time,
         "category": row.category,
         "last_error": row.last_error,
+        "parked": (
+            {"key": row.parked_on, "reason": row.park_reason, "deadline": row.park_deadline}
+            if row.parked_on
+            else None
+        ),
     }
 
 

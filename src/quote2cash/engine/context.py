@@ -20,7 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
 from quote2cash.engine.audit import AuditEntry, append_audit
-from quote2cash.engine.errors import Category, TransientError
+from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
 from quote2cash.engine.parking import Parked, is_released
 from quote2cash.store.schema import steps
@@ -151,12 +151,8 @@ class HandlerContext:
     ) -> NoReturn:
         """Wait for ``key`` out of the subject's queue (later events run); the event runs again
         when another event releases the key, or goes to the exception queue at ``deadline``."""
-        if self.released(key):
-            # Released, yet the handler still waits: a release it read too early retries soon;
-            # a condition the release did not make true is retried, then dead-lettered.
-            raise TransientError(f"{reason}: {key} is released but the event still waits")
         until = self.now + deadline if isinstance(deadline, timedelta) else deadline
-        raise Parked(key, reason, deadline=until, category=category)
+        raise Parked(key, reason, deadline=until, category=category, released=self.released(key))
 
     def release(self, key: str) -> None:
         """Release ``key`` when this event completes (same commit): every event parked on it,

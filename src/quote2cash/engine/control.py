@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
@@ -65,9 +66,19 @@ def list_operators(runtime: Runtime) -> list[tuple[str, list[str]]]:
         return [(n, [r for r in roles.split(",") if r]) for n, roles in rows]
 
 
-def pause_system(runtime: Runtime, system: str, *, actor: str, reason: str) -> None:
-    """Hold all work for ``system`` until resumed; other systems keep flowing."""
+def pause_system(
+    runtime: Runtime, system: str, *, actor: str, reason: str, wait: bool = True
+) -> float:
+    """Hold all work for ``system`` until resumed; other systems keep flowing.
+
+    Returns once every hub process's gates have re-read it (``wait``): from then on no call to
+    ``system`` starts. Returns that bound in seconds."""
     _set_paused(runtime, system, True, actor=actor, reason=reason)
+    committed = time.monotonic()
+    bound = runtime.gates.max_age
+    if wait:
+        time.sleep(max(0.0, committed + bound - time.monotonic()))
+    return bound
 
 
 def resume_system(runtime: Runtime, system: str, *, actor: str, reason: str = "resumed") -> None:

@@ -33,9 +33,17 @@ class Parked(Exception):
     """Raised by ``HandlerContext.park``: the event waits for ``key``; not an attempt."""
 
     def __init__(
-        self, key: str, reason: str, *, deadline: datetime, category: Category | str
+        self,
+        key: str,
+        reason: str,
+        *,
+        deadline: datetime,
+        category: Category | str,
+        released: bool = False,
     ) -> None:
         super().__init__(f"parked on {key}: {reason}")
+        self.released = released
+        """The key was already released when the handler parked (it read the release late)."""
         self.key = key
         self.reason = reason
         self.deadline = deadline
@@ -133,16 +141,18 @@ def commit_parking(
                 parked_events.c.park_key.in_(sorted(first)),
                 parked_events.c.expired.is_(False),
             )
-            .returning(parked_events.c.event_pos, parked_events.c.subject)
+            .returning(parked_events.c.event_pos, parked_events.c.subject, parked_events.c.park_key)
         ).all()
+        per_key: Counter[str] = Counter()
         if freed:
             conn.execute(
                 update(events)
-                .where(events.c.pos.in_([pos for pos, _ in freed]), events.c.status == "parked")
+                .where(events.c.pos.in_([pos for pos, _, _ in freed]), events.c.status == "parked")
                 .values(status="pending")
             )
-            for _, subject in freed:
+            for _, subject, key in freed:
                 out.returned[subject] += 1
+                per_key[key] += 1
             out.unparked = len(freed)
         for key, by in first.items():
             audit.append(
@@ -151,7 +161,7 @@ def commit_parking(
                     "key.released",
                     by.subject,
                     correlation_id=by.correlation_id,
-                    details={"key": key, "event_id": by.id, "unparked": len(freed)},
+                    details={"key": key, "event_id": by.id, "unparked": per_key[key]},
                 )
             )
     return out

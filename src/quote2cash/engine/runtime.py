@@ -23,7 +23,7 @@ class Runtime:
         self.engine = engine
         self.clock = clock or SystemClock()
         self.log = EventLog(engine, self.clock)
-        self.gates = SystemGates(self.clock, limits)
+        self.gates = SystemGates(self.clock, limits, engine=engine)
 
     @classmethod
     def open(

@@ -7,6 +7,7 @@ and the subject resumes by itself when the system is available again.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from quote2cash.engine.errors import SystemUnavailable, TransientError
 from quote2cash.store.schema import maintenance_windows, systems
 
 Sleep = Callable[[float], Awaitable[None]]
+GATE_MAX_AGE_SECONDS = 0.5
+"""A gated call never starts on pause state older than this (DESIGN 4.6: within one second)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,11 @@ class _Pause:
 
 
 class SystemGates:
-    """All systems' gates for one worker process; pauses are read from the store."""
+    """All systems' gates for one worker process; pauses are read from the store.
+
+    With ``engine`` set, every gate check re-reads pauses and windows in force when its copy is
+    older than ``max_age_seconds`` of real time, so a pause holds every process's calls within
+    that bound, however long a batch runs."""
 
     def __init__(
         self,
@@ -107,11 +114,16 @@ class SystemGates:
         *,
         sleep: Sleep = asyncio.sleep,
         refresh_seconds: float = 1.0,
+        engine: Engine | None = None,
+        max_age_seconds: float = GATE_MAX_AGE_SECONDS,
     ) -> None:
         self.clock = clock
         self.limits = limits or {}
         self.sleep = sleep
         self.refresh_every = timedelta(seconds=refresh_seconds)
+        self.engine = engine
+        self.max_age = max_age_seconds
+        self._read_at = float("-inf")
         self._buckets: dict[str, TokenBucket] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -132,7 +144,9 @@ class SystemGates:
     def refresh(self, engine: Engine, *, force: bool = False) -> None:
         """Reload manual pauses and maintenance windows in force now."""
         now = self.clock.now()
-        if not force and self._refreshed and now - self._refreshed < self.refresh_every:
+        started = time.monotonic()
+        fresh = started - self._read_at < self.max_age
+        if not force and fresh and self._refreshed and now - self._refreshed < self.refresh_every:
             return
         pauses: dict[str, _Pause] = {}
         with engine.connect() as conn:
@@ -148,9 +162,12 @@ class SystemGates:
                     pauses[w.system] = _Pause(f"maintenance window: {w.reason}", w.ends_at)
         self._pauses = pauses
         self._refreshed = now
+        self._read_at = started
 
     def check(self, system: str) -> None:
         """Raise ``SystemUnavailable`` if work for ``system`` must wait now."""
+        if self.engine is not None and time.monotonic() - self._read_at >= self.max_age:
+            self.refresh(self.engine, force=True)
         now = self.clock.now()
         pause = self._pauses.get(system)
         if pause is not None:

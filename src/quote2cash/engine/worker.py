@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
 
 from quote2cash.engine import dispatch_sql as sql
 from quote2cash.engine.audit import AuditEntry, append_audit
@@ -41,6 +42,7 @@ from quote2cash.engine.parking import (
     return_to_queues,
 )
 from quote2cash.engine.registry import Registry
+from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.observability.logging import event_context
 from quote2cash.store.schema import events, failures, subjects
@@ -48,6 +50,11 @@ from quote2cash.store.schema import events, failures, subjects
 log = logging.getLogger("quote2cash.worker")
 
 HOLD_POLL_SECONDS = 5.0
+COMMIT_ATTEMPTS = 3
+MAX_REREADS = 3
+"""How often an event may park on a key already released (it read the release too early) and
+run again at once; after that the wait is a transient failure, so it never spins."""
+DEADLOCK_SQLSTATE = "40P01"
 
 
 @dataclass
@@ -125,6 +132,7 @@ class Worker:
         self._sem = asyncio.Semaphore(concurrency)
         self._postgres = runtime.engine.dialect.name == "postgresql"
         self._steps: dict[int, dict[str, str]] = {}
+        self._rereads: defaultdict[int, int] = defaultdict(int)
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
@@ -292,6 +300,14 @@ class Worker:
                 ctx = HandlerContext(self.runtime, event, self._steps.get(event.pos, {}))
                 await spec.fn(ctx, event)
             except Parked as park:
+                if park.released:
+                    self._rereads[event.pos] += 1
+                    if self._rereads[event.pos] > MAX_REREADS:
+                        waits = TransientError(
+                            f"{park.reason}: {park.key} is released but the event still waits"
+                        )
+                        self._fail_transient(event, attempts, out, spec.retry, waits)
+                        return False
                 out.parked.append(
                     Park(event, park.key, park.reason, str(park.category), park.deadline)
                 )
@@ -312,40 +328,47 @@ class Worker:
                 self._fail_permanent(event, attempts, out, err)
                 return False
             except Exception as err:
-                transient = err if isinstance(err, TransientError) else None
-                tries = attempts + 1
-                now = clock.now()
-                retry_after = transient.retry_after if transient else None
-                failure: dict[str, Any] = {
-                    "pos": event.pos,
-                    "attempt": tries,
-                    "category": None,
-                    "system": getattr(err, "system", None),
-                    "error": _describe(err),
-                    "at": now,
-                }
-                if spec.retry.exhausted(tries):
-                    failure.update(kind="dead", status="dead", retry_at=None)
-                    out.held_by = event.pos
-                    log.error("dead-lettered after %d attempts: %s", tries, failure["error"])
-                else:
-                    delay = spec.retry.delay(tries, retry_after)
-                    retry_at = now + timedelta(seconds=delay)
-                    failure.update(kind="transient", status="pending", retry_at=retry_at)
-                    out.ready_at = retry_at
-                    log.warning(
-                        "attempt %d failed, retry at %s: %s",
-                        tries,
-                        retry_at,
-                        err,
-                        exc_info=transient is None,  # an unexpected error: keep its traceback
-                    )
-                out.failed = failure
+                self._fail_transient(event, attempts, out, spec.retry, err)
                 return False
+            self._rereads.pop(event.pos, None)
             out.done.append(event.pos)
             out.emitted.extend(ctx.emitted)
             out.releases.extend(Release(key, event) for key in ctx.releases)
             return True
+
+    def _fail_transient(
+        self, event: Event, attempts: int, out: _Outcome, retry: RetryPolicy, err: Exception
+    ) -> None:
+        """Retry later with backoff, or dead-letter once the retry budget is spent."""
+        transient = err if isinstance(err, TransientError) else None
+        tries = attempts + 1
+        now = self.runtime.clock.now()
+        retry_after = transient.retry_after if transient else None
+        failure: dict[str, Any] = {
+            "pos": event.pos,
+            "attempt": tries,
+            "category": None,
+            "system": getattr(err, "system", None),
+            "error": _describe(err),
+            "at": now,
+        }
+        if retry.exhausted(tries):
+            failure.update(kind="dead", status="dead", retry_at=None)
+            out.held_by = event.pos
+            log.error("dead-lettered after %d attempts: %s", tries, failure["error"])
+        else:
+            delay = retry.delay(tries, retry_after)
+            retry_at = now + timedelta(seconds=delay)
+            failure.update(kind="transient", status="pending", retry_at=retry_at)
+            out.ready_at = retry_at
+            log.warning(
+                "attempt %d failed, retry at %s: %s",
+                tries,
+                retry_at,
+                err,
+                exc_info=transient is None,  # an unexpected error: keep its traceback
+            )
+        out.failed = failure
 
     def _fail_permanent(
         self, event: Event, attempts: int, out: _Outcome, err: PermanentError
@@ -367,6 +390,29 @@ class Worker:
 
     # -- commit ---------------------------------------------------------------------------
     def _commit(
+        self,
+        finished: list[str],
+        by_subject: dict[str, list[tuple[Event, int]]],
+        outcomes: dict[str, _Outcome],
+        report: BatchReport,
+    ) -> None:
+        """Commit the outcomes; a transaction PostgreSQL chose as a deadlock victim (this
+        commit touched another worker's subject, releasing or emitting into it) is tried again."""
+        for attempt in range(COMMIT_ATTEMPTS):
+            part = BatchReport()
+            try:
+                self._commit_once(finished, by_subject, outcomes, part)
+            except DBAPIError as err:
+                if not _is_deadlock(err) or attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                log.warning("commit chosen as a deadlock victim; trying again")
+                continue
+            report.lost_lease = report.lost_lease or part.lost_lease
+            for name in _COUNTS:
+                setattr(report, name, getattr(report, name) + getattr(part, name))
+            return
+
+    def _commit_once(
         self,
         finished: list[str],
         by_subject: dict[str, list[tuple[Event, int]]],
@@ -493,6 +539,10 @@ def _pid_alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _is_deadlock(err: DBAPIError) -> bool:
+    return getattr(err.orig, "sqlstate", None) == DEADLOCK_SQLSTATE
 
 
 def _describe(err: BaseException) -> str:
