@@ -102,3 +102,25 @@ def test_an_invoice_smaller_than_the_credit_is_settled_from_the_balance(
     assert (settled.total, settled.starting_balance, settled.ending_balance) == (4900, -9800, -4900)
     assert (settled.amount_due, settled.amount_paid, settled.status) == (0, 0, "paid")
     assert client.v1.customers.retrieve(customer.id).balance == -4900
+
+
+def test_a_one_off_takes_its_own_coupon(client: stripe.StripeClient) -> None:
+    customer = make_customer(client)
+    seat = make_seat_price(client, 4900)
+    onboarding = _one_time_price(client)
+    coupon = client.v1.coupons.create(params={"percent_off": 10, "duration": "forever"})
+    sub = client.v1.subscriptions.create(
+        params={
+            "customer": customer.id,
+            "items": [{"price": seat.id, "quantity": 1}],
+            "add_invoice_items": [{"price": onboarding.id, "discounts": [{"coupon": coupon.id}]}],
+            "expand": ["latest_invoice"],
+        }
+    )
+    first = sub.latest_invoice
+    one_off = next(
+        line for line in first.lines.data if line.pricing.price_details.price == onboarding.id
+    )
+    assert one_off.amount == 150000
+    assert [d.amount for d in one_off.discount_amounts] == [15000]
+    assert first.total == 4900 + 135000

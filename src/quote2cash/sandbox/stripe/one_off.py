@@ -2,15 +2,17 @@
 once, on the subscription's first invoice, never on a renewal.
 
 Shape as Stripe's: each entry takes a one-time ``price``, a ``quantity`` (default 1),
-``metadata`` and a ``period`` whose ``start[type]`` defaults to ``max_item_period_start`` (the
-subscription's start) and ``end[type]`` to ``min_item_period_end`` (its first period's end).
+``metadata``, ``discounts`` (coupons taken off that item alone) and a ``period`` whose
+``start[type]`` defaults to ``max_item_period_start`` (the subscription's start) and
+``end[type]`` to ``min_item_period_end`` (its first period's end).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .billing_engine import line_from_invoiceitem, new_invoiceitem, round_minor, unit_amount
+from .billing_engine import add_line, item_discounts, new_invoiceitem, round_minor, unit_amount
+from .coupons import resolve_discounts
 from .errors import invalid_param
 from .params import Params
 from .store import JSON, Store
@@ -28,6 +30,7 @@ class OneOff:
     metadata: dict[str, str]
     start: int | None
     end: int | None
+    request: Params
 
 
 def _bound(period: Params | None, key: str, choices: list[str]) -> int | None:
@@ -44,7 +47,7 @@ def parse_one_offs(store: Store, p: Params, currency: str) -> list[OneOff]:
     currency only (Stripe refuses a recurring price there)."""
     out = []
     for entry in p.items("add_invoice_items"):
-        entry.allow("price", "quantity", "metadata", "period")
+        entry.allow("price", "quantity", "metadata", "period", "discounts")
         price = store.get("price", entry.req_str("price"), f"{entry.prefix}[price]")
         if price["recurring"] is not None:
             raise invalid_param(
@@ -73,6 +76,7 @@ def parse_one_offs(store: Store, p: Params, currency: str) -> list[OneOff]:
                 metadata=entry.metadata(),
                 start=_bound(period, "start", START_TYPES),
                 end=_bound(period, "end", END_TYPES),
+                request=entry,
             )
         )
     return out
@@ -81,22 +85,45 @@ def parse_one_offs(store: Store, p: Params, currency: str) -> list[OneOff]:
 def bill_one_offs(
     store: Store, sub: JSON, invoice: JSON, one_offs: list[OneOff], start: int, end: int
 ) -> None:
-    """Each one-off as an invoice item of the subscription, put on its first ``invoice``."""
+    """Each one-off as an invoice item of the subscription, put on its first ``invoice`` net of
+    its own discounts."""
     customer = store.get("customer", sub["customer"])
     for one_off in one_offs:
+        amount = round_minor(unit_amount(one_off.price) * one_off.quantity)
+        period = (one_off.start or start, one_off.end or end)
         item = new_invoiceitem(
             store,
             customer=customer,
-            amount=round_minor(unit_amount(one_off.price) * one_off.quantity),
+            amount=amount,
             currency=one_off.price["currency"],
             description=_description(store, one_off),
-            period=(one_off.start or start, one_off.end or end),
+            period=period,
             quantity=one_off.quantity,
             price=one_off.price,
             subscription=sub["id"],
             metadata=one_off.metadata,
         )
-        line_from_invoiceitem(store, invoice, item)
+        item["discounts"] = resolve_discounts(
+            store, one_off.request, "discounts", sub=sub, item=None, current=[]
+        )
+        for discount_id in item["discounts"]:
+            store.get("discount", discount_id)["invoice_item"] = item["id"]
+        discounts, discount_amounts = item_discounts(store, invoice, item, amount, period[0])
+        item["invoice"] = invoice["id"]
+        add_line(
+            store,
+            invoice,
+            amount=amount,
+            description=item["description"],
+            period=period,
+            quantity=one_off.quantity,
+            price=one_off.price,
+            invoice_item=item["id"],
+            subscription=sub["id"],
+            metadata=one_off.metadata,
+            discounts=discounts,
+            discount_amounts=discount_amounts,
+        )
 
 
 def _description(store: Store, one_off: OneOff) -> str:
