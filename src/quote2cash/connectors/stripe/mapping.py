@@ -463,11 +463,24 @@ def invoice_from_stripe(
         "tax": _money(tax, currency),
         "total": _money(int(invoice["total"]), currency),
         "amount_paid": _money(invoice.get("amount_paid"), currency),
+        "credit_applied": _money(_credit_applied(invoice), currency),
     }
     subscription = invoice_subscription(invoice)
     if subscription:
         data["subscription"] = {"external_ids": {BILLING: subscription}}
     return validate_record(Invoice, data, record=f"Stripe invoice {invoice['id']}")
+
+
+def _credit_applied(invoice: Mapping[str, Any]) -> int:
+    """What the customer's credit balance paid of the invoice at finalization: the balance went
+    from ``starting_balance`` up to ``ending_balance`` (both <= 0 for a credit, minor units)."""
+    if invoice.get("ending_balance") is None:
+        return 0
+    starting = int(invoice.get("starting_balance") or 0)
+    ending = int(invoice["ending_balance"])
+    if int(invoice["total"]) <= 0:
+        return 0
+    return max(0, min(ending, 0) - min(starting, 0))
 
 
 def payment_from_invoice(
