@@ -113,7 +113,7 @@ async def test_an_invoice_settled_wholly_from_credit_is_paid_with_no_cash(
     assert left.status is InvoiceStatus.OPEN and left.amount_due == Money("-12.35", currency)
     # More than the invoice owes is refused, naming it.
     other = await _invoice(erp, erp_world, unique, party, entity, f"INV-2-{unique}")
-    with pytest.raises(ConflictError, match="owes 87.65"):
+    with pytest.raises(ConflictError, match=r"owes 87\.65"):
         await erp.apply_customer_credit(
             other, Money("87.66", currency), idempotency_key="x" + unique
         )
