@@ -117,3 +117,38 @@ async def test_an_invoice_settled_wholly_from_credit_is_paid_with_no_cash(
         await erp.apply_customer_credit(
             other, Money("87.66", currency), idempotency_key="x" + unique
         )
+
+
+async def test_a_payment_is_never_refused_for_credit_the_erp_applied(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    """Billing collected the whole invoice in cash, so the credit the ERP took off it is the
+    customer's again; the payment is applied, not refused as an overpayment."""
+    entity = "US"
+    currency = erp_world.currencies[entity]
+    party = await _party(erp, unique, entity)
+    first = await _invoice(erp, erp_world, unique, party, entity, f"INV-A-{unique}")
+    memo = builders.credit_memo(unique, first, Money("10.01", currency))
+    note = await erp.issue_credit_note(memo, erp_invoice_id=first, idempotency_key=unique)
+    assert (await erp.invoice_status(first)).amount_due == Money("77.64", currency)
+    await erp.apply_payment(
+        builders.payment(Money("87.65", currency)),
+        erp_invoice_id=first,
+        idempotency_key="p" + unique,
+    )
+    assert (await erp.invoice_status(first)).status is InvoiceStatus.PAID
+    assert (await erp.invoice_status(note)).amount_due == Money("-10.01", currency)
+
+    second = await _invoice(erp, erp_world, unique, party, entity, f"INV-B-{unique}")
+    await erp.apply_customer_credit(second, Money("10.01", currency), idempotency_key="c" + unique)
+    assert (await erp.invoice_status(note)).amount_due.is_zero()
+    await erp.apply_payment(
+        builders.payment(Money("87.65", currency)),
+        erp_invoice_id=second,
+        idempotency_key="p2" + unique,
+    )
+    assert (await erp.invoice_status(second)).status is InvoiceStatus.PAID
+    assert (await erp.invoice_status(note)).amount_due == Money("-10.01", currency)
+    third = await _invoice(erp, erp_world, unique, party, entity, f"INV-C-{unique}")
+    await erp.apply_customer_credit(third, Money("10.01", currency), idempotency_key="c3" + unique)
+    assert (await erp.invoice_status(third)).amount_due == Money("77.64", currency)

@@ -1026,6 +1026,11 @@ class TrytonErp:
                 f"{currency}",
                 system=SYSTEM,
             )
+        if payment.amount > to_pay and await self._release_credit(
+            row, (payment.amount - to_pay).amount, label, ctx
+        ):
+            row = await self._read_invoice(erp_invoice_id)
+            to_pay = Money(Decimal(row["amount_to_pay"]), currency)
         if payment.amount > to_pay:
             raise DataError(
                 f"{label}: amount {payment.amount} exceeds what {invoice_label} still owes "
@@ -1059,6 +1064,21 @@ class TrytonErp:
                 system=SYSTEM,
             )
         return str(done[0])
+
+    async def _release_credit(
+        self, row: Mapping[str, Any], excess: Decimal, label: str, ctx: Mapping[str, Any]
+    ) -> bool:
+        """Billing collected cash the ERP invoice has no room for because the ERP applied the
+        customer's credit to it: that credit goes back to the customer (see ``credits``)."""
+        current = await self._read_invoice(str(row["id"]), ("payment_lines",))
+        with _about(label):
+            return await credits.release_credit(
+                await self._erp(),
+                current,
+                excess,
+                ctx,
+                lambda ids: self._reconcile(ids, label, ctx),
+            )
 
     # --- refunds ---------------------------------------------------------------------------
 

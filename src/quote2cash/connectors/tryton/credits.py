@@ -239,3 +239,101 @@ async def _settle(
     [after] = await invoices.read([document], ["state"], context=ctx)
     if after["state"] == "posted":
         await invoices.execute_button("process", [document], context=ctx)
+
+
+async def release_credit(
+    erp: TrytonClient,
+    row: Mapping[str, Any],
+    excess: Decimal,
+    ctx: Mapping[str, Any],
+    reconcile: Reconcile,
+) -> bool:
+    """Take exactly ``excess`` of credit back off invoice ``row`` (payment lines from the
+    customer's credit notes or credit transfers), so cash billing collected for the invoice fits;
+    that credit is the customer's open credit again. False (nothing changed) when the credit on
+    the invoice cannot make up exactly ``excess``."""
+    ids = [int(i) for i in row.get("payment_lines") or []]
+    if not ids or excess <= 0:
+        return False
+    move_lines = erp.model("account.move.line")
+    lines = await move_lines.read(
+        ids, ["move", "debit", "credit", "description", "reconciliation"], context=ctx
+    )
+    moves = sorted({int(line["move"]) for line in lines})
+    notes = {
+        int(n["move"])
+        for n in await erp.model("account.invoice").search_read(
+            [("move", "in", moves)], ["move", "total_amount"], context=ctx
+        )
+        if Decimal(n["total_amount"]) < 0
+    }
+    credits = [
+        line
+        for line in lines
+        if not line.get("reconciliation")
+        and Decimal(line["credit"]) > 0
+        and Decimal(line["debit"]) == 0
+        and (
+            int(line["move"]) in notes
+            or str(line.get("description") or "").startswith(mapping.CREDIT_MARK)
+        )
+    ]
+    picked = _exactly(credits, excess)
+    if picked is None:
+        return False
+    invoices = erp.model("account.invoice")
+    await invoices.write(
+        [int(row["id"])],
+        {"payment_lines": [("remove", [int(line["id"]) for line in picked])]},
+        context=ctx,
+    )
+    for line in picked:
+        if int(line["move"]) not in notes:
+            await _undo_transfer(erp, int(line["move"]), ctx, reconcile)
+    return True
+
+
+def _exactly(lines: Sequence[Mapping[str, Any]], amount: Decimal) -> list[Mapping[str, Any]] | None:
+    """Lines whose credits add up to exactly ``amount``: one such line, else largest first."""
+    exact = [line for line in lines if Decimal(line["credit"]) == amount]
+    if exact:
+        return exact[:1]
+    picked: list[Mapping[str, Any]] = []
+    total = Decimal(0)
+    for line in sorted(lines, key=lambda li: -Decimal(li["credit"])):
+        if total + Decimal(line["credit"]) <= amount:
+            picked.append(line)
+            total += Decimal(line["credit"])
+    return picked if total == amount else None
+
+
+async def _undo_transfer(
+    erp: TrytonClient, move_id: int, ctx: Mapping[str, Any], reconcile: Reconcile
+) -> None:
+    """A released credit transfer gives its credit back to its credit notes (reopened when it
+    had settled them); its own lines, which balance, are reconciled with each other."""
+    move_lines = erp.model("account.move.line")
+    lines = await move_lines.search_read(
+        [("move", "=", move_id)], ["description", "reconciliation", "debit"], context=ctx
+    )
+    settled = [int(line["id"]) for line in lines if line.get("reconciliation")]
+    if settled:
+        async with erp.wizard(
+            "account.move.unreconcile_lines",
+            active_model="account.move.line",
+            active_ids=settled,
+            context=ctx,
+        ) as wizard:
+            await wizard.start()
+    invoices = erp.model("account.invoice")
+    for line in lines:
+        target = _target(str(line.get("description") or ""))
+        if target is None or Decimal(line["debit"]) == 0:
+            continue
+        [note] = await invoices.read([target], ["state"], context=ctx)
+        if note["state"] == "paid":
+            await invoices.execute_button("process", [target], context=ctx)
+        await invoices.write(
+            [target], {"payment_lines": [("remove", [int(line["id"])])]}, context=ctx
+        )
+    await reconcile([int(line["id"]) for line in lines])
