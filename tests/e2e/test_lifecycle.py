@@ -54,13 +54,18 @@ async def test_immediate_cancellation_credits_the_unused_time_everywhere(
     credit = bills[1]
     assert -22500 <= credit.total < 0
 
-    # ERP: the first invoice posted, then a credit note equal to the cent, applied to it.
+    # ERP: the first invoice posted, then a credit note equal to the cent. Billing moved the
+    # credit to the customer's balance and the first invoice still owes all of it; the ERP holds
+    # the same: the credit note is the customer's open credit, the invoice owes 225.00.
     erp = await erp_documents(world, name)
     by_total = {i["total_amount"]: i for i in erp["invoices"]}
     assert sorted(by_total) == [Decimal(credit.total) / 100, Decimal("225.00")]
     original = by_total[Decimal("225.00")]
-    assert original["amount_to_pay"] == Decimal("225.00") + Decimal(credit.total) / 100
-    assert by_total[Decimal(credit.total) / 100]["state"] in ("posted", "paid")
+    assert original["amount_to_pay"] == Decimal(bills[0].amount_remaining) / 100
+    assert original["amount_to_pay"] == Decimal("225.00")
+    note = by_total[Decimal(credit.total) / 100]
+    assert (note["state"], note["amount_to_pay"]) == ("posted", Decimal(credit.total) / 100)
+    assert client.v1.customers.retrieve(str(credit.customer)).balance == credit.total
 
     # CRM: request applied, subscription and opportunity canceled, the credit visible.
     assert desk.sf.Amendment_Request__c.get(cancel)["Status__c"] == "Applied"

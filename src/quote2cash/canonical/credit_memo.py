@@ -61,13 +61,14 @@ class CreditMemoLine(Record):
 
 
 class CreditMemo(Record):
-    """A credit against one invoice; guaranteed: one currency and ``total == lines + tax``."""
+    """A credit against one invoice, or (``invoice`` None) to the customer's balance, which
+    billing applies to the next invoices; guaranteed: one currency and ``total == lines + tax``."""
 
     label_fields = ("number",)
 
     number: Identifier | None = None
     customer: Ref
-    invoice: Ref
+    invoice: Ref | None = None
     currency: CurrencyCode
     status: CreditMemoStatus = CreditMemoStatus.ISSUED
     reason: CreditReason | None = None

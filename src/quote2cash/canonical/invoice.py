@@ -116,6 +116,8 @@ class Invoice(Record):
     tax: Money
     total: Money
     amount_paid: Money | None = None
+    credit_applied: Money | None = None
+    """The customer's credit balance this invoice consumed when it was finalized (no cash)."""
 
     @model_validator(mode="after")
     def _totals_add_up(self) -> Self:
@@ -135,6 +137,17 @@ class Invoice(Record):
                 )
             if self.amount_paid.is_negative():
                 raise ValueError(f"{self.label}: amount_paid {self.amount_paid} must be >= 0")
+        credit = self.credit_applied
+        if credit is not None:
+            if credit.currency != self.currency:
+                raise ValueError(
+                    f"{self.label}: credit_applied currency {credit.currency} != {self.currency}"
+                )
+            if credit.is_negative() or (credit.is_positive() and credit > self.total):
+                raise ValueError(
+                    f"{self.label}: credit_applied {credit} must be >= 0 and at most the total "
+                    f"{self.total}"
+                )
         return self
 
     @property
@@ -144,6 +157,7 @@ class Invoice(Record):
 
     @property
     def amount_due(self) -> Money:
-        """What is still owed: total minus amount paid."""
+        """What is still owed: total minus amount paid and the credit balance it consumed."""
         paid = self.amount_paid if self.amount_paid is not None else Money.zero(self.currency)
-        return self.total - paid
+        credit = self.credit_applied or Money.zero(self.currency)
+        return self.total - paid - credit

@@ -182,6 +182,24 @@ class Erp(Protocol):
         self, memo: CreditMemo, *, erp_invoice_id: str, idempotency_key: str
     ) -> str: ...
 
+    async def post_customer_credit(
+        self, memo: CreditMemo, *, legal_entity: str, idempotency_key: str
+    ) -> PostedInvoice:
+        """Post ``memo`` (its ``invoice`` None) as a credit note of ``memo.customer`` that pays
+        no invoice: the customer's open credit, as billing holds a negative invoice in the
+        customer balance. Its total is ``-memo.total``; the same number or key posts it once."""
+        ...
+
+    async def apply_customer_credit(
+        self, erp_invoice_id: str, amount: Money, *, idempotency_key: str
+    ) -> str:
+        """Pay ``amount`` of an open invoice from the customer's open credit, oldest first, as
+        billing applied the balance when it finalized the invoice; no cash moves and the
+        customer's receivable is unchanged. The same key applies it once. Less open credit than
+        ``amount`` is a ``TransientError`` (the credit may not be posted yet); more than the
+        invoice owes is a ``ConflictError``. Returns the id of the ERP document that holds it."""
+        ...
+
     async def invoice_status(self, erp_invoice_id: str) -> InvoiceStatusReport: ...
 
     async def check(self) -> SystemCheck: ...

@@ -17,7 +17,6 @@ from quote2cash.canonical import (
     Invoice,
     InvoiceLine,
     InvoiceStatus,
-    Money,
     Payment,
     PaymentStatus,
     Ref,
@@ -56,7 +55,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     crm_account = deps.xref.local_id(customer_gid, "crm")
     if erp_customer is None or crm_account is None:
         raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
-    entity_key = await _entity_of(deps, invoice, customer_gid, erp_customer)
+    entity_key = await entity_of(deps, invoice, customer_gid, erp_customer)
     lines = [await _erp_line(deps, invoice, line) for line in invoice.lines]
     erp_invoice = invoice.model_copy(
         update={
@@ -66,7 +65,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     )
     posted = await ctx.step(
         "erp.post_invoice",
-        lambda key: _posted(
+        lambda key: receipt_of(
             deps.erp.post_invoice(erp_invoice, legal_entity=entity_key, idempotency_key=key)
         ),
         system="erp",
@@ -77,6 +76,15 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         )
     invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
     deps.xref.link(invoice_gid, "erp", posted["erp_id"], actor="flows")
+    credit = invoice.credit_applied
+    if credit is not None and credit.is_positive():
+        await ctx.step(
+            "erp.apply_customer_credit",
+            lambda key: deps.erp.apply_customer_credit(
+                posted["erp_id"], credit, idempotency_key=key
+            ),
+            system="erp",
+        )
     await publish_invoice(
         ctx, deps, invoice, crm_account, status="Open", step="crm.publish_invoice"
     )
@@ -84,14 +92,17 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 
 
 async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``billing.payment.succeeded``: apply it to the ERP invoice; the CRM shows it paid."""
+    """``billing.payment.succeeded``: apply the cash billing collected (``amount_paid``, never
+    the credit balance it used) to the ERP invoice; the CRM shows it paid."""
     invoice_id = _object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     erp_invoice = _erp_invoice_of(ctx, deps, invoice_id)
-    obj: dict[str, Any] = event.data.get("object") or {}
-    paid = Money.from_stripe_amount(int(obj.get("amount_paid") or 0), invoice.currency)
-    if paid.is_zero():
-        paid = invoice.total
+    paid = invoice.amount_paid
+    if paid is None or not paid.is_positive():
+        raise DataError(
+            f"{invoice.label}: billing reports it paid with no cash collected (amount_paid "
+            f"{paid}); nothing to apply in the ERP"
+        )
     payment = Payment(
         customer=invoice.customer,
         invoice=Ref(external_ids={"billing": invoice_id, "erp": erp_invoice}),
@@ -237,7 +248,7 @@ async def read_invoice(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> 
     )
 
 
-async def _entity_of(deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_customer: str) -> str:
+async def entity_of(deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_customer: str) -> str:
     """The legal entity decided for the invoice's contract (else its customer's latest); for a
     customer onboarded before decisions were kept, the ERP's customer master completed with the
     invoice's currency, which it does not carry."""
@@ -301,7 +312,8 @@ async def _erp_line(deps: FlowDeps, invoice: Invoice, line: InvoiceLine) -> Invo
     return line.model_copy(update={"product": Ref(external_ids={"item_code": item})})
 
 
-async def _posted(awaitable: Any) -> dict[str, str]:
+async def receipt_of(awaitable: Any) -> dict[str, str]:
+    """An ERP posting receipt as a step result (JSON: id, number, total)."""
     receipt = await awaitable
     return {"erp_id": receipt.erp_id, "number": receipt.number, "total": str(receipt.total.amount)}
 

@@ -4,9 +4,10 @@
   Subscription__c (status, new period) and the renewal invoice goes through the invoice sync.
 * Cancellation is requested in the CRM as an amendment to zero seats (as CPQ does): effective on
   or after the current period's end -> at period end; earlier -> now, with billing's prorated
-  credit. Billing's final invoice is then a credit (negative total): instead of an ERP invoice
-  it becomes an ERP credit note against the contract's latest posted invoice
-  (``sync_invoice_or_credit``), equal to the cent. ``billing.subscription.canceled`` marks the
+  credit. Billing's final invoice is then a credit (negative total), which billing moves to the
+  customer's balance: instead of an ERP invoice it becomes an ERP credit note of the customer
+  that pays no invoice (``sync_invoice_or_credit``), equal to the cent; later invoices use it as
+  billing applied the balance. ``billing.subscription.canceled`` marks the
   CRM Subscription__c and Opportunity Canceled. A cancellation at period end moves no money,
   so the ERP gets nothing (its deferred revenue already stops at the period end).
 * ``sync_invoice_or_credit`` and ``sync_payment_or_settled`` wrap the invoice and payment syncs
@@ -34,16 +35,17 @@ from quote2cash.canonical import (
 )
 from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.errors import DataError, TransientError
+from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.invoices import (
     crm_account_of,
+    entity_of,
     publish_invoice,
     read_invoice,
+    receipt_of,
     sync_invoice,
     sync_payment,
-    wait_for_erp_invoice,
 )
 from quote2cash.flows.onboarding import dump, published
 from quote2cash.flows.subjects import contract_subject
@@ -206,13 +208,15 @@ async def sync_invoice_or_credit(ctx: HandlerContext, event: Event, deps: FlowDe
 
 
 async def sync_payment_or_settled(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``billing.payment.succeeded``: an invoice settled with nothing collected (a credit) moves
-    no money in the ERP; the CRM shows it paid. Anything else is the payment sync."""
+    """``billing.payment.succeeded``: cash billing collected is applied in the ERP (the payment
+    sync); an invoice settled with no cash (a credit, or wholly from the customer's balance,
+    which the invoice sync already applied in the ERP) moves nothing there. The CRM shows it
+    paid either way."""
     obj: dict[str, Any] = event.data.get("object") or {}
-    if int(obj.get("amount_paid") or 0) > 0 or int(obj.get("total") or 0) > 0:
+    invoice = await read_invoice(ctx, deps, str(obj.get("id") or event.data.get("object_id")))
+    if invoice.amount_paid is not None and invoice.amount_paid.is_positive():
         await sync_payment(ctx, event, deps)
         return
-    invoice = await read_invoice(ctx, deps, str(obj.get("id")))
     account = crm_account_of(deps, invoice)
     await publish_invoice(
         ctx, deps, invoice, account, status="Paid", step="crm.publish_paid", balance=Decimal(0)
@@ -220,7 +224,9 @@ async def sync_payment_or_settled(ctx: HandlerContext, event: Event, deps: FlowD
 
 
 async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """A billing credit invoice as an ERP credit note on the contract's latest posted invoice."""
+    """A billing credit invoice (negative total) as an ERP credit note of the customer that pays
+    no invoice: billing moved it to the customer's balance, for the next invoices to use (the
+    invoice sync applies it to each as billing did)."""
     obj: dict[str, Any] = event.data.get("object") or {}
     invoice_id = str(obj.get("id") or event.data.get("object_id"))
     invoice = await read_invoice(ctx, deps, invoice_id)
@@ -229,8 +235,7 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     erp_customer = deps.xref.local_id(customer_gid, "erp") if customer_gid else None
     if customer_gid is None or erp_customer is None:
         raise DataError(f"{invoice.label}: billing customer {customer} has no ERP customer")
-    credited_billing, credited_erp = _latest_posted_invoice(ctx, deps, event)
-    currency = invoice.currency
+    entity_key = await entity_of(deps, invoice, customer_gid, erp_customer)
     if all(line.amount.is_negative() for line in invoice.lines):
         lines = tuple(
             CreditMemoLine(description=line.description, amount=-line.amount)
@@ -247,8 +252,7 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
         number=invoice.number,
         external_ids={"billing": invoice_id},
         customer=Ref(global_id=customer_gid, external_ids={"erp": erp_customer}),
-        invoice=Ref(external_ids={"billing": credited_billing, "erp": credited_erp}),
-        currency=currency,
+        currency=invoice.currency,
         reason=CreditReason.ORDER_CHANGE,
         issued_at=invoice.issued_at or event.time,
         lines=lines,
@@ -256,14 +260,14 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
         total=-invoice.total,
     )
     credit_id = await ctx.step(
-        "erp.issue_credit_note",
-        lambda key: deps.erp.issue_credit_note(
-            memo, erp_invoice_id=credited_erp, idempotency_key=key
+        "erp.post_customer_credit",
+        lambda key: receipt_of(
+            deps.erp.post_customer_credit(memo, legal_entity=entity_key, idempotency_key=key)
         ),
         system="erp",
     )
     invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
-    deps.xref.link(invoice_gid, "erp", str(credit_id), actor="flows")
+    deps.xref.link(invoice_gid, "erp", str(credit_id["erp_id"]), actor="flows")
     paid = invoice.status.value == "paid"
     await publish_invoice(
         ctx,
@@ -273,29 +277,4 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
         status="Paid" if paid else "Open",
         step="crm.publish_invoice",
         balance=Decimal(0) if paid else None,
-    )
-
-
-def _latest_posted_invoice(ctx: HandlerContext, deps: FlowDeps, event: Event) -> tuple[str, str]:
-    """The contract's newest invoice before this one that the hub posted in the ERP; if none is
-    posted yet, the credit parks until the newest one is."""
-    earlier = deps.runtime.log.history(
-        event.subject, ["billing.invoice.finalized"], before=event.sequence or 0
-    )
-    newest_unposted = None
-    for finalized in earlier:
-        obj = finalized.data.get("object") or {}
-        if int(obj.get("total") or 0) <= 0:
-            continue
-        billing_id = str(obj.get("id"))
-        gid = deps.xref.global_id_for(Kind.INVOICE, "billing", billing_id)
-        erp_id = deps.xref.local_id(gid, "erp") if gid else None
-        if erp_id:
-            return billing_id, erp_id
-        newest_unposted = newest_unposted or billing_id
-    if newest_unposted is not None:
-        wait_for_erp_invoice(ctx, newest_unposted, f"credit for {event.subject}")
-    raise TransientError(
-        f"credit for {event.subject}: waiting for an invoice of the contract posted in the ERP",
-        system="erp",
     )

@@ -24,7 +24,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.masterdata.xref import Kind, XrefStore
 from quote2cash.store.schema import events, steps
 
-_ERP_POSTING = ("erp.post_invoice", "erp.issue_credit_note")
+_ERP_POSTING = ("erp.post_invoice", "erp.issue_credit_note", "erp.post_customer_credit")
 _ERP_PAYMENT = "erp.apply_payment"
 _CRM_PUBLISHING = (
     "crm.publish_invoice",

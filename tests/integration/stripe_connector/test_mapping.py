@@ -235,3 +235,30 @@ def test_event_subject_prefers_the_subscription_then_the_customer() -> None:
     mapped = billing_event(event(price))
     assert mapped.subject == "price_1"
     assert mapped.data["object"]["unit_amount_decimal"] == "12.5"
+
+
+@pytest.mark.parametrize(
+    ("total", "starting", "ending", "paid", "applied", "due"),
+    [
+        (4900, -9799, -4899, 0, "49.00", "0.00"),  # settled wholly from the credit balance
+        (24500, -9800, 0, 14700, "98.00", "0.00"),  # part credit, the rest by card
+        (24500, -9800, 0, 0, "98.00", "147.00"),  # part credit, the rest still owed
+        (-9800, 0, -9800, 0, "0.00", "-98.00"),  # a credit invoice adds to the balance
+        (24500, 0, 0, 0, "0.00", "245.00"),  # no balance
+        (24500, 0, None, 0, "0.00", "245.00"),  # a draft: no balance applied yet
+    ],
+)
+def test_the_credit_balance_an_invoice_consumed(
+    total: int, starting: int, ending: int | None, paid: int, applied: str, due: str
+) -> None:
+    invoice = invoice_from_stripe(
+        _invoice(
+            [_line(total)],
+            total,
+            starting_balance=starting,
+            ending_balance=ending,
+            amount_paid=paid,
+        )
+    )
+    assert invoice.credit_applied == Money(applied, "EUR")
+    assert invoice.amount_due == Money(due, "EUR")

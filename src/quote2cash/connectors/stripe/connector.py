@@ -44,6 +44,7 @@ from quote2cash.canonical import (
     ProrationBehavior,
     RecordValidationError,
     Subscription,
+    SubscriptionItem,
     UsageRecord,
 )
 from quote2cash.connectors.roles import BillingEvent, Page, RejectedRecord, SystemCheck
@@ -254,7 +255,11 @@ class StripeBilling:
         customer_id = await self._customer_of(subscription)
         prices = await self._resolve_prices(subscription)
         items: list[dict[str, Any]] = []
+        one_offs: list[dict[str, Any]] = []
         for item, price in zip(subscription.items, prices, strict=True):
+            if _is_one_time(price):
+                one_offs.append(await self._one_off(subscription, item, price))
+                continue
             kind = "plan" if price.get("object") == "plan" else "price"
             entry: dict[str, Any] = {kind: price["id"]}
             if item.quantity is not None and _usage_type(price) != "metered":
@@ -263,6 +268,12 @@ class StripeBilling:
                 coupon = await self._contract_coupon(item.discount_percent, subscription.label)
                 entry["discounts"] = [{"coupon": coupon}]
             items.append(entry)
+        if not items:
+            raise MappingError(
+                f"{subscription.label}: every item is a one-time price; a subscription needs at "
+                "least one recurring price",
+                system=self.system,
+            )
         metadata = {
             k: v
             for k, v in (
@@ -272,6 +283,8 @@ class StripeBilling:
             if v
         }
         params: Any = {"customer": customer_id, "items": items, "metadata": metadata}
+        if one_offs:
+            params["add_invoice_items"] = one_offs
         if self.config.collection_method is CollectionMethod.SEND_INVOICE:
             params["collection_method"] = CollectionMethod.SEND_INVOICE.value
             params["days_until_due"] = self.config.days_until_due
@@ -288,9 +301,23 @@ class StripeBilling:
         return _canonical(
             subscription.label,
             lambda: mapping.merge_subscription(
-                subscription, stripe_sub, [str(p["id"]) for p in prices]
+                subscription,
+                stripe_sub,
+                [str(p["id"]) for p in prices],
+                one_time={str(p["id"]) for p in prices if _is_one_time(p)},
             ),
         )
+
+    async def _one_off(
+        self, subscription: Subscription, item: SubscriptionItem, price: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """A one-time price as Stripe bills it with a new subscription: an invoice item on the
+        first invoice (``add_invoice_items``), never an item that renews."""
+        entry: dict[str, Any] = {"price": price["id"], "quantity": item.quantity or 1}
+        if item.discount_percent is not None:
+            coupon = await self._contract_coupon(item.discount_percent, subscription.label)
+            entry["discounts"] = [{"coupon": coupon}]
+        return entry
 
     async def _contract_coupon(self, percent: Decimal, label: str) -> str:
         """The coupon for a contract discount of ``percent`` off for the whole term.
@@ -867,6 +894,10 @@ class StripeBilling:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
+
+
+def _is_one_time(price: Mapping[str, Any]) -> bool:
+    return price.get("object") != "plan" and not price.get("recurring")
 
 
 def _usage_type(price: Mapping[str, Any]) -> str:

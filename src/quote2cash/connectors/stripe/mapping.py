@@ -22,7 +22,7 @@ Where things live (documented choices):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -306,16 +306,22 @@ def subscription_from_stripe(sub: Mapping[str, Any]) -> Subscription:
 
 
 def merge_subscription(
-    requested: Subscription, stripe_sub: Subscription, price_ids: Sequence[str]
+    requested: Subscription,
+    stripe_sub: Subscription,
+    price_ids: Sequence[str],
+    one_time: Collection[str] = (),
 ) -> Subscription:
     """The hub's subscription with Stripe's ids, status and period filled in.
 
     ``price_ids[i]`` is the Stripe price the i-th requested item was created with; each item keeps
-    its own price reference and gains the id of the Stripe item with that price.
+    its own price reference and gains the id of the Stripe item with that price. Items of a
+    ``one_time`` price are left out: Stripe bills them once, on the first invoice, as invoice items.
     """
     by_price = {item.price_plan.id_in(BILLING): item for item in stripe_sub.items}
     items = []
     for mine, price_id in zip(requested.items, price_ids, strict=True):
+        if price_id in one_time:
+            continue
         theirs = by_price.get(price_id)
         if theirs is None:
             raise ValueError(
@@ -457,11 +463,24 @@ def invoice_from_stripe(
         "tax": _money(tax, currency),
         "total": _money(int(invoice["total"]), currency),
         "amount_paid": _money(invoice.get("amount_paid"), currency),
+        "credit_applied": _money(_credit_applied(invoice), currency),
     }
     subscription = invoice_subscription(invoice)
     if subscription:
         data["subscription"] = {"external_ids": {BILLING: subscription}}
     return validate_record(Invoice, data, record=f"Stripe invoice {invoice['id']}")
+
+
+def _credit_applied(invoice: Mapping[str, Any]) -> int:
+    """What the customer's credit balance paid of the invoice at finalization: the balance went
+    from ``starting_balance`` up to ``ending_balance`` (both <= 0 for a credit, minor units)."""
+    if invoice.get("ending_balance") is None:
+        return 0
+    starting = int(invoice.get("starting_balance") or 0)
+    ending = int(invoice["ending_balance"])
+    if int(invoice["total"]) <= 0:
+        return 0
+    return max(0, min(ending, 0) - min(starting, 0))
 
 
 def payment_from_invoice(

@@ -43,7 +43,7 @@ from quote2cash.canonical import (
     Ref,
 )
 from quote2cash.connectors.roles import InvoiceStatusReport, PostedInvoice, SystemCheck
-from quote2cash.connectors.tryton import mapping
+from quote2cash.connectors.tryton import credits, mapping
 from quote2cash.connectors.tryton.client import (
     TrytonClient,
     TrytonStateConflict,
@@ -308,6 +308,45 @@ class TrytonErp:
             return await self._issue_credit_note(
                 memo, erp_invoice_id=erp_invoice_id, idempotency_key=idempotency_key
             )
+
+    async def post_customer_credit(
+        self, memo: CreditMemo, *, legal_entity: str, idempotency_key: str
+    ) -> PostedInvoice:
+        """A posted credit note of ``memo.customer`` that pays no invoice: open credit, used by
+        ``apply_customer_credit``; ``reference`` the memo number, never posted twice."""
+        reference = _reference(memo, idempotency_key)
+        async with self._exclusive(f"invoice:{legal_entity}:{reference}"):
+            return await self._post_customer_credit(
+                memo, legal_entity=legal_entity, idempotency_key=idempotency_key
+            )
+
+    async def apply_customer_credit(
+        self, erp_invoice_id: str, amount: Money, *, idempotency_key: str
+    ) -> str:
+        """The id of the transfer move paying ``amount`` of the invoice from the customer's open
+        credit notes, oldest first (see ``credits``); the same key books it once."""
+        row = await self._read_invoice(erp_invoice_id)
+        label = f"credit applied to ERP invoice {row.get('number') or erp_invoice_id}"
+        entity = self._entity_of_company(int(row["company"]), label)
+        async with (
+            self._exclusive(f"collect:{erp_invoice_id}"),
+            self._exclusive(f"credit:{row['party']}"),
+        ):
+            row = await self._read_invoice(erp_invoice_id)
+            ctx = await self._context(entity)
+            with _about(label):
+                move = await credits.apply_credit(
+                    await self._erp(),
+                    row,
+                    entity,
+                    amount,
+                    key=idempotency_key,
+                    label=label,
+                    ctx=ctx,
+                    reconcile=lambda ids: self._reconcile(ids, label, ctx),
+                    today=_today(),
+                )
+        return str(move)
 
     @asynccontextmanager
     async def _exclusive(self, name: str) -> AsyncIterator[None]:
@@ -990,6 +1029,11 @@ class TrytonErp:
                 f"{currency}",
                 system=SYSTEM,
             )
+        if payment.amount > to_pay and await self._release_credit(
+            row, (payment.amount - to_pay).amount, label, ctx
+        ):
+            row = await self._read_invoice(erp_invoice_id)
+            to_pay = Money(Decimal(row["amount_to_pay"]), currency)
         if payment.amount > to_pay:
             raise DataError(
                 f"{label}: amount {payment.amount} exceeds what {invoice_label} still owes "
@@ -1023,6 +1067,21 @@ class TrytonErp:
                 system=SYSTEM,
             )
         return str(done[0])
+
+    async def _release_credit(
+        self, row: Mapping[str, Any], excess: Decimal, label: str, ctx: Mapping[str, Any]
+    ) -> bool:
+        """Billing collected cash the ERP invoice has no room for because the ERP applied the
+        customer's credit to it: that credit goes back to the customer (see ``credits``)."""
+        current = await self._read_invoice(str(row["id"]), ("payment_lines",))
+        with _about(label):
+            return await credits.release_credit(
+                await self._erp(),
+                current,
+                excess,
+                ctx,
+                lambda ids: self._reconcile(ids, label, ctx),
+            )
 
     # --- refunds ---------------------------------------------------------------------------
 
@@ -1471,48 +1530,113 @@ class TrytonErp:
             raise ConflictError(
                 f"{label}: ERP credit note {existing['id']} is cancelled", system=SYSTEM
             )
-        erp = await self._erp()
         ctx = await self._context(entity)
         if existing is not None:
             credit_id = int(existing["id"])
         else:
-            taxes = self._taxes_for(entity, memo.tax, label)
-            lines = [
+            credit_id = await self._draft_credit_note(
+                memo,
+                entity,
                 {
-                    "type": "line",
-                    "quantity": -1.0,
-                    "unit_price": line.amount.amount,
-                    "account": entity.revenue_account,
-                    "description": line.description or f"Credit on {original.get('number')}",
-                    "taxes": [("add", taxes)] if taxes else [],
-                }
-                for line in memo.lines
-            ]
-            with _about(label):
-                credit_id = await erp.model("account.invoice").create_one(
-                    {
-                        "type": "out",
-                        "company": entity.company,
-                        "currency": await self._currency(currency, label),
-                        "party": int(original["party"]),
-                        "invoice_address": int(original["invoice_address"]),
-                        "account": int(original["account"]),
-                        "journal": original["journal"] or entity.revenue_journal,
-                        "invoice_date": min(memo.issued_at.date(), _today()),
-                        "reference": reference,
-                        "description": (
-                            f"{label} on {original.get('number')} "
-                            f"({mapping.idempotency_marker(idempotency_key)})"
-                        )[:250],
-                        "lines": [("create", lines)],
-                    },
-                    context=ctx,
-                )
+                    "party": int(original["party"]),
+                    "invoice_address": int(original["invoice_address"]),
+                    "account": int(original["account"]),
+                    "journal": original["journal"] or entity.revenue_journal,
+                    "reference": reference,
+                    "description": (
+                        f"{label} on {original.get('number')} "
+                        f"({mapping.idempotency_marker(idempotency_key)})"
+                    )[:250],
+                },
+                f"Credit on {original.get('number')}",
+                label,
+            )
         await self._post_checked(
             credit_id, entity, label, expected_total=-memo.total, expected_tax=-memo.tax
         )
         await self._apply_credit(credit_id, original, memo.total, label, ctx)
         return str(credit_id)
+
+    async def _draft_credit_note(
+        self,
+        memo: CreditMemo,
+        entity: TrytonLegalEntity,
+        header: Mapping[str, Any],
+        default_description: str,
+        label: str,
+    ) -> int:
+        """A draft ``out`` invoice of the memo's lines negated (``header``: party, address,
+        account, journal, reference, description)."""
+        erp = await self._erp()
+        ctx = await self._context(entity)
+        taxes = self._taxes_for(entity, memo.tax, label)
+        lines = [
+            {
+                "type": "line",
+                "quantity": -1.0,
+                "unit_price": line.amount.amount,
+                "account": entity.revenue_account,
+                "description": line.description or default_description,
+                "taxes": [("add", taxes)] if taxes else [],
+            }
+            for line in memo.lines
+        ]
+        with _about(label):
+            return await erp.model("account.invoice").create_one(
+                {
+                    "type": "out",
+                    "company": entity.company,
+                    "currency": await self._currency(memo.currency, label),
+                    "invoice_date": min(memo.issued_at.date(), _today()),
+                    **header,
+                    "lines": [("create", lines)],
+                },
+                context=ctx,
+            )
+
+    async def _post_customer_credit(
+        self, memo: CreditMemo, *, legal_entity: str, idempotency_key: str
+    ) -> PostedInvoice:
+        label = memo.label or "CreditMemo"
+        entity = self._entity(legal_entity, label)
+        party = self._party_of(memo.customer, label)
+        reference = _reference(memo, idempotency_key)
+        existing = await self._find_invoice(entity, reference, label)
+        if existing is not None:
+            if int(existing["party"]) != party:
+                raise ConflictError(
+                    f"{label}: ERP invoice {existing['id']} with reference {reference!r} belongs "
+                    f"to party {existing['party']}, not {party}",
+                    system=SYSTEM,
+                )
+            if existing["state"] in ("posted", "paid"):
+                return _receipt(existing)
+            if existing["state"] == "cancelled":
+                raise ConflictError(
+                    f"{label}: ERP credit note {existing['id']} is cancelled", system=SYSTEM
+                )
+            credit_id = int(existing["id"])
+        else:
+            ctx = await self._context(entity)
+            credit_id = await self._draft_credit_note(
+                memo,
+                entity,
+                {
+                    "party": party,
+                    "invoice_address": await self._invoice_address(party, label, ctx),
+                    "account": entity.receivable_account,
+                    "journal": entity.revenue_journal,
+                    "reference": reference,
+                    "description": (
+                        f"{label}: customer credit ({mapping.idempotency_marker(idempotency_key)})"
+                    )[:250],
+                },
+                f"Credit {memo.number or reference}",
+                label,
+            )
+        return await self._post_checked(
+            credit_id, entity, label, expected_total=-memo.total, expected_tax=-memo.tax
+        )
 
     async def _apply_credit(
         self,

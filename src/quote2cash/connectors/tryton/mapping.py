@@ -38,6 +38,7 @@ __all__ = [
     "RefundMarker",
     "address_from_tryton",
     "address_values",
+    "credit_marker",
     "customer_from_party",
     "global_id_marker",
     "idempotency_marker",
@@ -57,6 +58,7 @@ GLOBAL_ID_MARK: Final = "q2c-gid:"
 IDEMPOTENCY_MARK: Final = "q2c-key:"
 PAYMENT_MARK: Final = "q2c-payment:"
 REFUND_MARK: Final = "q2c-refund:"
+CREDIT_MARK: Final = "q2c-credit:"
 PRICE_DIGITS: Final = 4
 """Tryton's default unit price precision (``account_invoice``/``sale`` ``price_decimal``)."""
 
@@ -80,6 +82,12 @@ def idempotency_marker(key: str) -> str:
 def payment_marker(key: str) -> str:
     """What a payment move's description carries so a retry with the same key finds it."""
     return f"{PAYMENT_MARK}{key}"
+
+
+def credit_marker(key: str) -> str:
+    """What a credit application move's description carries so a retry with the same key
+    finds it."""
+    return f"{CREDIT_MARK}{key}"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from .billing_engine import (
 )
 from .coupons import resolve_discounts
 from .errors import invalid_param, invalid_state, missing_param, resource_missing
+from .one_off import bill_one_offs, parse_one_offs
 from .params import Params
 from .payments import attach_payment_method, resolve_payment_method
 from .render import render
@@ -116,6 +117,7 @@ _SUB_CREATE = (
     "trial_period_days",
     "trial_end",
     "discounts",
+    "add_invoice_items",
 )
 
 
@@ -151,6 +153,7 @@ def create_subscription(store: Store, p: Params) -> JSON:
         currency = currency or price["currency"]
         prices.append((price, entry.int_("quantity", minimum=0), entry.metadata(), entry))
     assert recurring is not None and currency is not None
+    one_offs = parse_one_offs(store, p, currency)
     if customer["currency"] not in (None, currency):
         raise invalid_param(
             "currency",
@@ -254,6 +257,7 @@ def create_subscription(store: Store, p: Params) -> JSON:
         period=(now, now),
     )
     add_period_lines(store, invoice, sub, now, sub["_period_end"], trial=bool(trial_end))
+    bill_one_offs(store, sub, invoice, one_offs, now, sub["_period_end"])
     sub["latest_invoice"] = invoice["id"]
     if trial_end:
         sub["status"] = "trialing"
