@@ -1,8 +1,9 @@
 """New business (SubmitSubscriptionOrder): a Closed Won deal becomes a billing subscription,
 then, on billing's activation event, an ERP booking; the CRM hears back at each stage.
 
-Catalog mapping and legal-entity resolution run before any system is written: an unmapped
-product or an unresolvable account is an exception with its reason, never half-processed.
+Catalog mapping, legal-entity resolution and tax determination run before any system is written:
+an unmapped product or an unresolvable account is an exception with its reason, never
+half-processed. The tax rates determined for the account are the subscription's tax rates.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
             f"{order.label}: field 'currency' is {order.currency}; legal entity "
             f"{entity.entity_key} invoices in {entity.invoicing_currency}"
         )
+    tax = deps.tax_for(account, entity)
+    account = account.model_copy(update={"tax_exemption": tax.exemption})
     customer = await onboard_customer(ctx, deps, account, entity)
     contract_gid = deps.xref.ensure_global_id(
         Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
@@ -132,6 +135,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         ),
         current_period_start=start,
         current_period_end=start + timedelta(days=30),
+        tax_rates=tax.rates,
     )
     created = await ctx.step(
         "billing.create_subscription",
