@@ -1,4 +1,4 @@
-"""Tax determination from config/tax.yaml: per legal entity and jurisdiction, and bad configuration."""
+"""Tax determination from config/tax.yaml: per legal entity and jurisdiction; bad config."""
 
 from __future__ import annotations
 
@@ -109,6 +109,6 @@ def test_an_entity_without_a_matching_rule_is_a_mapping_error() -> None:
     ],
 )
 def test_bad_configuration_names_file_line_and_key(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match="tax.yaml") as error:
+    with pytest.raises(ConfigError, match=r"tax\.yaml") as error:
         parse_tax(text, ENTITIES, source="config/tax.yaml")
     assert message in str(error.value)
