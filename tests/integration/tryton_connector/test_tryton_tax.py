@@ -167,9 +167,7 @@ async def test_a_credit_note_credits_the_tax_on_the_same_erp_tax(
         Decimal("-4.47"),
         Decimal("-27.97"),
     )
-    assert await _tax_lines(ledger, credit) == [
-        ("DE VAT 19%", Decimal("-23.50"), Decimal("-4.47"))
-    ]
+    assert await _tax_lines(ledger, credit) == [("DE VAT 19%", Decimal("-23.50"), Decimal("-4.47"))]
     status = await connector.invoice_status(posted.erp_id)
     assert status.amount_due == Money("61.89", "EUR")  # 89.86 - 27.97
 
