@@ -1,12 +1,10 @@
-"""Tax rates (create / retrieve / update / list) and the tax they put on invoice lines.
+"""Tax rates (create / retrieve / update / list) and how they are attached to other objects.
 
-A tax rate is applied as a snapshot of the object at the time it is attached (subscription
-``default_tax_rates``, item and invoice item ``tax_rates``); its percentage and inclusiveness
-never change in Stripe, so the snapshot computes exactly what Stripe would. Tax is computed per
-line, on the line's amount after discounts, rounded half away from zero per line:
-exclusive ``round(net * p / 100)``, inclusive ``net - round(net / (1 + p / 100))``. A customer
-whose ``tax_exempt`` is ``exempt`` or ``reverse`` pays 0 on every rate, with the taxability
-reason ``customer_exempt`` or ``reverse_charge``.
+A rate is attached as a snapshot of the object at that time (subscription ``default_tax_rates``,
+subscription item and invoice item ``tax_rates``, invoice ``default_tax_rates``): its percentage
+and inclusiveness never change in Stripe, so the snapshot taxes exactly as the rate does
+(``taxation``); only ``active`` and the descriptive fields may be updated, and an inactive rate
+cannot be attached to anything new.
 """
 
 from __future__ import annotations
