@@ -263,9 +263,9 @@ async def test_amendments_in_reverse_order_and_before_activation(
     sub = client.v1.subscriptions.retrieve(billing_id)
     assert sub["items"]["data"][0]["quantity"] == 6
     bills = stripe_invoices(world, billing_id)
-    assert bills[0].total == 22500
+    assert bills[0].total == 26775  # 5 x 45.00 plus 19 % German VAT
     assert len(bills) == 3 and bills[1].total > 0 and bills[2].total < 0
-    assert 0 < bills[1].total <= 9000 and -4500 <= bills[2].total < 0
+    assert 0 < bills[1].total <= 10710 and -5355 <= bills[2].total < 0
 
     # ERP: the booking and one delta sale per amendment; invoices and credit note to the cent.
     erp = await erp_documents(world, name)

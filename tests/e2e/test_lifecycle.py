@@ -23,6 +23,9 @@ from quote2cash.engine.queries import failed_events
 from quote2cash.flows.status import get_invoice_status
 from quote2cash.masterdata.xref import Kind
 
+GROSS = Decimal("267.75")
+"""5 seats at 45.00 (225.00) plus 19 % German VAT (42.75)."""
+
 
 @pytest.fixture
 async def lifecycle_hub(world: World, tmp_path: Path) -> AsyncIterator[LifecycleHub]:
@@ -52,17 +55,17 @@ async def test_immediate_cancellation_credits_the_unused_time_everywhere(
     bills = stripe_invoices(world, billing_id)
     assert [b.total > 0 for b in bills] == [True, False]
     credit = bills[1]
-    assert -22500 <= credit.total < 0
+    assert -26775 <= credit.total < 0  # at most the 225.00 plus 19 % VAT
 
     # ERP: the first invoice posted, then a credit note equal to the cent. Billing moved the
     # credit to the customer's balance and the first invoice still owes all of it; the ERP holds
     # the same: the credit note is the customer's open credit, the invoice owes 225.00.
     erp = await erp_documents(world, name)
     by_total = {i["total_amount"]: i for i in erp["invoices"]}
-    assert sorted(by_total) == [Decimal(credit.total) / 100, Decimal("225.00")]
-    original = by_total[Decimal("225.00")]
+    assert sorted(by_total) == [Decimal(credit.total) / 100, GROSS]
+    original = by_total[GROSS]
     assert original["amount_to_pay"] == Decimal(bills[0].amount_remaining) / 100
-    assert original["amount_to_pay"] == Decimal("225.00")
+    assert original["amount_to_pay"] == GROSS
     note = by_total[Decimal(credit.total) / 100]
     assert (note["state"], note["amount_to_pay"]) == ("posted", Decimal(credit.total) / 100)
     assert client.v1.customers.retrieve(str(credit.customer)).balance == credit.total
@@ -129,9 +132,9 @@ async def test_renewal_then_cancellation_at_period_end(
     second_end = renewed["items"]["data"][0]["current_period_end"]
     assert renewed.status == "active" and second_end > first_end
     bills = stripe_invoices(world, billing_id)
-    assert [b.total for b in bills] == [22500, 22500]
+    assert [b.total for b in bills] == [26775, 26775]  # 5 seats at 45.00 plus 19 % VAT
     erp = await erp_documents(world, name)
-    assert sorted(i["total_amount"] for i in erp["invoices"]) == [Decimal("225.00")] * 2
+    assert sorted(i["total_amount"] for i in erp["invoices"]) == [GROSS] * 2
     crm = desk.sf.Subscription__c.get(crm_sub)
     assert crm["Status__c"] == "Active"
     assert crm["End_Date__c"] == datetime.fromtimestamp(second_end, UTC).date().isoformat()

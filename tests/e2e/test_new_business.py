@@ -35,7 +35,8 @@ async def test_german_deal_end_to_end(world: World, hub: Hub) -> None:
     await hub.settle()
     assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
 
-    # Billing: one customer, one subscription of 5 seats, its first invoice 225.00 EUR.
+    # Billing: one customer, one subscription of 5 seats, its first invoice 225.00 EUR plus
+    # 19 % German VAT (42.75).
     client = world.stripe()
     customers = [
         c
@@ -48,7 +49,7 @@ async def test_german_deal_end_to_end(world: World, hub: Hub) -> None:
     assert subs[0].metadata["contract_number"] == "C-DE-0001"
     invoices = list(client.v1.invoices.list(params={"customer": customers[0].id}).data)
     assert len(invoices) == 1 and invoices[0].currency == "eur"
-    assert invoices[0].total == 22500
+    assert (invoices[0].total_excluding_tax, invoices[0].total) == (22500, 26775)
 
     # ERP: the customer once, the invoice posted in the EUR entity, equal to the cent.
     async with world.erp_client() as erp:
@@ -61,7 +62,7 @@ async def test_german_deal_end_to_end(world: World, hub: Hub) -> None:
             ["total_amount", "state", "currency.code", "company.rec_name"],
         )
         assert len(posted) == 1
-        assert posted[0]["total_amount"] == Decimal("225.00")
+        assert posted[0]["total_amount"] == Decimal("267.75")
         assert posted[0]["state"] == "posted"
         assert posted[0]["currency."]["code"] == "EUR"
         assert "GmbH" in posted[0]["company."]["rec_name"]
@@ -75,7 +76,7 @@ async def test_german_deal_end_to_end(world: World, hub: Hub) -> None:
     assert opp["Subscription_Status__c"] == "Active"
     crm_invoices = desk.sf.query("SELECT Amount__c, Status__c FROM Invoice__c")["records"]
     assert [(Decimal(str(i["Amount__c"])), i["Status__c"]) for i in crm_invoices] == [
-        (Decimal("225.00"), "Open")
+        (Decimal("267.75"), "Open")
     ]
 
     # The customer pays: ERP applies it, the CRM shows it paid.

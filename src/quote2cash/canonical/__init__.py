@@ -58,6 +58,7 @@ from quote2cash.canonical.subscription import (
     SubscriptionItem,
     SubscriptionStatus,
 )
+from quote2cash.canonical.tax import TaxPercentage, TaxRate, TaxTreatment
 from quote2cash.canonical.time import NaiveDatetimeError, UtcDateTime, ensure_utc, utc_now
 from quote2cash.canonical.usage import UsageRecord
 
@@ -105,6 +106,9 @@ __all__ = [
     "TaxExemption",
     "TaxId",
     "TaxIdValue",
+    "TaxPercentage",
+    "TaxRate",
+    "TaxTreatment",
     "UnitAmount",
     "UnknownCurrencyError",
     "UsageQuantity",

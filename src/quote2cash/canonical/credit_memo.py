@@ -12,6 +12,7 @@ from quote2cash.canonical.base import Identifier, Record, Ref, UsageQuantity
 from quote2cash.canonical.currency import CurrencyCode
 from quote2cash.canonical.invoice import check_totals
 from quote2cash.canonical.money import Money
+from quote2cash.canonical.tax import TaxRate
 from quote2cash.canonical.time import UtcDateTime
 
 
@@ -37,6 +38,7 @@ class CreditMemoLine(Record):
     quantity: UsageQuantity | None = None
     amount: Money
     tax: Money | None = None
+    tax_rate: TaxRate | None = None
     service_start: date | None = None
     service_end: date | None = None
 

@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 from quote2cash.canonical.base import Identifier, Record, Ref, SignedDecimal, UsageQuantity
 from quote2cash.canonical.currency import CurrencyCode
 from quote2cash.canonical.money import Money
+from quote2cash.canonical.tax import TaxRate
 from quote2cash.canonical.time import UtcDateTime
 
 Description = Annotated[str, Field(min_length=1, max_length=1000)]
@@ -30,7 +31,8 @@ class InvoiceLine(Record):
 
     The end is the first day not served (like Stripe's ``period.end``), so it is always after the
     start; ``service_last_day`` gives the inclusive end ERPs often want. ``amount`` is before tax
-    and may be negative (proration credit). ``tax`` None means tax is only known per invoice.
+    and may be negative (proration credit). ``tax`` None means tax is only known per invoice;
+    ``tax_rate`` is the rate billing taxed the line at (None: untaxed or not known).
     """
 
     description: Description | None = None
@@ -41,6 +43,7 @@ class InvoiceLine(Record):
     unit_amount: SignedDecimal | None = None
     amount: Money
     tax: Money | None = None
+    tax_rate: TaxRate | None = None
     service_start: date
     service_end: date
     proration: bool = False

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from quote2cash.canonical.base import DiscountPercent, Identifier, Record, Ref, SeatQuantity
 from quote2cash.canonical.currency import CurrencyCode
+from quote2cash.canonical.tax import TaxRate
 from quote2cash.canonical.time import UtcDateTime
 
 
@@ -39,6 +40,8 @@ class SubscriptionItem(Record):
 
 
 class Subscription(Record):
+    """A contract in billing; ``tax_rates`` are the rates every item is taxed at (none: untaxed)."""
+
     label_fields = ("contract_number",)
 
     contract_number: Identifier | None = None
@@ -53,6 +56,7 @@ class Subscription(Record):
     started_at: UtcDateTime | None = None
     cancel_at: UtcDateTime | None = None
     canceled_at: UtcDateTime | None = None
+    tax_rates: tuple[TaxRate, ...] = ()
 
     @model_validator(mode="after")
     def _period_is_forward(self) -> Self:

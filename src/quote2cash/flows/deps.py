@@ -9,12 +9,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from quote2cash.canonical import PricePlan
+from quote2cash.canonical import Customer, PricePlan
 from quote2cash.connectors.roles import Billing, Crm, Erp
 from quote2cash.engine.errors import MappingError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.policy import OnboardingPolicy, load_onboarding
-from quote2cash.masterdata import Catalog, EntityResolver, load_catalog, load_entities
+from quote2cash.masterdata import (
+    Catalog,
+    EntityResolution,
+    EntityResolver,
+    TaxDetermination,
+    TaxResolver,
+    load_catalog,
+    load_entities,
+    load_tax,
+)
 from quote2cash.masterdata.entities import EntityDecisions
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
@@ -36,20 +45,30 @@ class FlowDeps:
     onboarding: OnboardingPolicy = field(default_factory=OnboardingPolicy)
     _price_keys: dict[str, str] = field(default_factory=dict)
     _price_plans: dict[str, PricePlan] = field(default_factory=dict)
+    tax_rules: TaxResolver | None = None
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path = CONFIG_DIR) -> FlowDeps:
+        entities = load_entities(config_dir / "entities.yaml")
+        tax_file = config_dir / "tax.yaml"
         return cls(
             runtime=runtime,
             crm_role=systems.crm,
             erp_role=systems.erp,
             billing_role=systems.billing,
             catalog=load_catalog(config_dir / "catalog.yaml"),
-            entities=load_entities(config_dir / "entities.yaml"),
+            entities=entities,
             xref=(xref := XrefStore(runtime.engine, runtime.clock)),
             sync=SyncState(runtime.engine, runtime.clock, xref),
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
+            tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
         )
+
+    def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:
+        """The tax a legal entity charges the customer; untaxed when no tax rules are configured."""
+        if self.tax_rules is None:
+            return TaxDetermination(None, customer.tax_exemption, "no-tax-rules")
+        return self.tax_rules.determine(customer, entity)
 
     @property
     def decisions(self) -> EntityDecisions:

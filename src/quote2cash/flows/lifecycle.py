@@ -238,7 +238,12 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     entity_key = await entity_of(deps, invoice, customer_gid, erp_customer)
     if all(line.amount.is_negative() for line in invoice.lines):
         lines = tuple(
-            CreditMemoLine(description=line.description, amount=-line.amount)
+            CreditMemoLine(
+                description=line.description,
+                amount=-line.amount,
+                tax=-line.tax if line.tax is not None else None,
+                tax_rate=line.tax_rate,
+            )
             for line in invoice.lines
         )
     else:

@@ -1,8 +1,9 @@
 """New business (SubmitSubscriptionOrder): a Closed Won deal becomes a billing subscription,
 then, on billing's activation event, an ERP booking; the CRM hears back at each stage.
 
-Catalog mapping and legal-entity resolution run before any system is written: an unmapped
-product or an unresolvable account is an exception with its reason, never half-processed.
+Catalog mapping, legal-entity resolution and tax determination run before any system is written:
+an unmapped product or an unresolvable account is an exception with its reason, never
+half-processed. The tax rates determined for the account are the subscription's tax rates.
 """
 
 from __future__ import annotations
@@ -120,6 +121,8 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
     )
     entity = _decided_entity(deps, order, account, contract_gid)
+    tax = deps.tax_for(account, entity)
+    account = account.model_copy(update={"tax_exemption": tax.exemption})
     customer = customer_record(deps, account, entity)
     deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)
     erp_first = deps.onboarding.erp_first
@@ -147,6 +150,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         ),
         current_period_start=start,
         current_period_end=start + timedelta(days=30),
+        tax_rates=tax.rates,
     )
     created = await ctx.step(
         "billing.create_subscription",

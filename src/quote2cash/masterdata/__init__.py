@@ -52,6 +52,12 @@ from quote2cash.masterdata.survivorship import (
     load_survivorship,
     parse_survivorship,
 )
+from quote2cash.masterdata.tax import (
+    TaxDetermination,
+    TaxResolver,
+    load_tax,
+    parse_tax,
+)
 from quote2cash.masterdata.xref import CrossReference, Kind, MergeResult, XrefStore
 
 __all__ = [
@@ -82,6 +88,8 @@ __all__ = [
     "ResolvedMapping",
     "ReviewStatus",
     "Survivorship",
+    "TaxDetermination",
+    "TaxResolver",
     "XrefStore",
     "check_catalog",
     "check_change",
@@ -90,12 +98,14 @@ __all__ = [
     "load_matching",
     "load_ownership",
     "load_survivorship",
+    "load_tax",
     "match_all",
     "parse_catalog",
     "parse_entities",
     "parse_matching",
     "parse_ownership",
     "parse_survivorship",
+    "parse_tax",
     "product_code_of",
     "product_codes",
 ]

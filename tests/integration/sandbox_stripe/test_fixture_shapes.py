@@ -79,7 +79,16 @@ NULLABLE: dict[str, set[str]] = {
         "lines.data[].parent.subscription_item_details.proration_details.credited_items",
     },
     "invoiceitem": {"parent.subscription_details.subscription_item"},
-    "credit_note": {"shipping_cost", "voided_at", "out_of_band_amount", "total_excluding_tax"},
+    "credit_note": {
+        "shipping_cost",
+        "voided_at",
+        "out_of_band_amount",
+        "total_excluding_tax",
+        "lines.data[].tax_rates[].flat_amount",
+    },
+    "credit_note_line_item": {"tax_rates[].flat_amount"},
+    # A percentage rate has no flat amount.
+    "tax_rate": {"flat_amount"},
     "payment_intent": {
         "automatic_payment_methods",
         "canceled_at",
@@ -122,7 +131,6 @@ NULLABLE: dict[str, set[str]] = {
         "parent.invoice_item_details",
         "parent.subscription_item_details.proration_details.credited_items",
     },
-    "credit_note_line_item": set(),
     "deleted_customer": set(),
     "deleted_subscription_item": set(),
     "deleted_invoiceitem": set(),
@@ -215,8 +223,24 @@ def served(client: stripe.StripeClient) -> dict[str, dict[str, Any]]:
     price = make_seat_price(client)
     out["price"] = raw(client.v1.prices.retrieve(price.id))
     out["product"] = raw(client.v1.products.retrieve(price.product))
+    vat = client.v1.tax_rates.create(
+        params={
+            "display_name": "VAT",
+            "description": "VAT Germany",
+            "percentage": 19,
+            "inclusive": False,
+            "country": "DE",
+            "jurisdiction": "DE",
+            "tax_type": "vat",
+        }
+    )
+    out["tax_rate"] = raw(client.v1.tax_rates.retrieve(vat.id))
     sub = client.v1.subscriptions.create(
-        params={"customer": customer.id, "items": [{"price": price.id, "quantity": 4}]}
+        params={
+            "customer": customer.id,
+            "items": [{"price": price.id, "quantity": 4}],
+            "default_tax_rates": [vat.id],
+        }
     )
     out["subscription"] = raw(client.v1.subscriptions.retrieve(sub.id))
     out["subscription_item"] = raw(client.v1.subscription_items.retrieve(sub["items"].data[0].id))
@@ -241,7 +265,7 @@ def served(client: stripe.StripeClient) -> dict[str, dict[str, Any]]:
                     "quantity": 1,
                 }
             ],
-            "credit_amount": 1000,
+            "credit_amount": 1190,  # one seat of 10.00 plus 19 % VAT
         }
     )
     out["credit_note"] = raw(client.v1.credit_notes.retrieve(note.id))

@@ -7,7 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from quote2cash.canonical import Address, InvoiceLine, InvoiceStatus, Money, OrderLine, Ref
+from quote2cash.canonical import (
+    Address,
+    InvoiceLine,
+    InvoiceStatus,
+    Money,
+    OrderLine,
+    Ref,
+    TaxRate,
+)
 from quote2cash.connectors.tryton import mapping
 
 START, END = dt.date(2027, 1, 1), dt.date(2028, 1, 1)
@@ -135,3 +143,40 @@ def test_item_codes_try_erp_item_code_sku_product_code_then_global_id() -> None:
 @pytest.mark.parametrize(("text", "expected"), [("12", 12), (" 7 ", 7), ("0", None), ("x1", None)])
 def test_record_ids_are_positive_integers(text: str, expected: int | None) -> None:
     assert mapping.record_id(text) == expected
+
+
+# --- tax postings ----------------------------------------------------------------------------
+
+
+def _eur(value: str) -> Money:
+    return Money(value, "EUR")
+
+
+def test_tax_postings_group_billings_tax_per_rate_in_first_seen_order() -> None:
+    vat = TaxRate(code="DE-VAT-19", display_name="VAT", percentage=Decimal(19))
+    reduced = TaxRate(code="DE-VAT-7", display_name="VAT", percentage=Decimal(7))
+    postings = mapping.tax_postings(
+        [
+            (_eur("10.50"), _eur("2.00"), vat),
+            (_eur("20.00"), _eur("1.40"), reduced),
+            (_eur("23.50"), _eur("4.47"), vat),
+        ],
+        _eur("7.87"),
+    )
+    assert [(p.code, p.base, p.amount, p.line_bases) for p in postings] == [
+        ("DE-VAT-19", Decimal("34.00"), Decimal("6.47"), (Decimal("10.50"), Decimal("23.50"))),
+        ("DE-VAT-7", Decimal("20.00"), Decimal("1.40"), (Decimal("20.00"),)),
+    ]
+    assert postings[0].plausible(Decimal("0.19"))  # 6.46 exactly, 6.47 per line
+    assert postings[0].per_line(Decimal("0.19"), "EUR") == Decimal("6.47")
+    assert not postings[0].plausible(Decimal("0.20"))
+
+
+def test_tax_without_a_rate_is_one_posting_over_the_unrated_lines() -> None:
+    postings = mapping.tax_postings(
+        [(_eur("99.99"), None, None), (_eur("-12.34"), None, None)], _eur("16.66")
+    )
+    assert [(p.code, p.base, p.amount) for p in postings] == [
+        (None, Decimal("87.65"), Decimal("16.66"))
+    ]
+    assert mapping.tax_postings([(_eur("99.99"), None, None)], _eur("0")) == []

@@ -20,6 +20,11 @@ errors (see ``client``). Choices, documented once here:
 - Card declines: in ``create_subscription`` see above; ``pay_invoice`` returns a failed Payment
   with the decline code; elsewhere a CardError is a ``CardDeclined`` (DataError).
 - Events: ``list_events`` reads oldest first after a cursor (see its docstring).
+- Tax: a subscription's ``tax_rates`` become Stripe tax rates found by
+  ``metadata['q2c_tax_code']`` (created once, with a key derived from code and percentage, never
+  duplicated) and are set as its ``default_tax_rates``; an invoice's lines carry the rate billing
+  taxed them at. A rate whose percentage or inclusiveness differs from Stripe's copy under the
+  same code is a ConflictError (Stripe rates are immutable: give the new rate a new code).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from quote2cash.canonical import (
     RecordValidationError,
     Subscription,
     SubscriptionItem,
+    TaxRate,
     UsageRecord,
 )
 from quote2cash.connectors.roles import BillingEvent, Page, RejectedRecord, SystemCheck
@@ -133,6 +139,8 @@ class StripeBilling:
         self._sdk = self.api.sdk
         self._usage_targets: dict[str, tuple[str, str, str, str]] = {}
         self._coupons: set[str] = set()
+        self._tax_rates: dict[str, TaxRate] = {}
+        self._tax_rate_ids: dict[str, str] = {}
 
     @classmethod
     def for_sandbox(cls, base_url: str, **overrides: object) -> StripeBilling:
@@ -285,6 +293,10 @@ class StripeBilling:
         params: Any = {"customer": customer_id, "items": items, "metadata": metadata}
         if one_offs:
             params["add_invoice_items"] = one_offs
+        if subscription.tax_rates:
+            params["default_tax_rates"] = [
+                await self._tax_rate_id(rate, subscription.label) for rate in subscription.tax_rates
+            ]
         if self.config.collection_method is CollectionMethod.SEND_INVOICE:
             params["collection_method"] = CollectionMethod.SEND_INVOICE.value
             params["days_until_due"] = self.config.days_until_due
@@ -318,6 +330,70 @@ class StripeBilling:
             coupon = await self._contract_coupon(item.discount_percent, subscription.label)
             entry["discounts"] = [{"coupon": coupon}]
         return entry
+
+    async def _tax_rate_id(self, rate: TaxRate, label: str) -> str:
+        """The Stripe tax rate of ``rate.code``: found by its metadata, else created once."""
+        if rate.code in self._tax_rate_ids:
+            return self._tax_rate_ids[rate.code]
+        matches: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": _PAGE, "active": True}
+        while True:
+            page = await self._call(
+                f"list tax rates for {label}",
+                lambda params=dict(params): self._sdk.v1.tax_rates.list_async(params=params),  # type: ignore[misc]
+            )
+            data = list(page.get("data") or [])
+            matches += [
+                r for r in data if (r.get("metadata") or {}).get(mapping.TAX_CODE_KEY) == rate.code
+            ]
+            if not page.get("has_more") or not data:
+                break
+            params["starting_after"] = str(data[-1]["id"])
+        if len(matches) > 1:
+            raise ConflictError(
+                f"{label}: Stripe has several active tax rates with {mapping.TAX_CODE_KEY} "
+                f"{rate.code!r} ({', '.join(sorted(str(r['id']) for r in matches))}); "
+                "archive the duplicates",
+                system=self.system,
+            )
+        if matches:
+            found = matches[0]
+        else:
+            found = await self._call(
+                f"create tax rate {rate.code} for {label}",
+                lambda: self._sdk.v1.tax_rates.create_async(
+                    params=mapping.tax_rate_params(rate),  # type: ignore[arg-type]
+                    options=_opts(f"q2c-tax-rate:{rate.code}:{rate.percentage}:{rate.inclusive}"),
+                ),
+            )
+        stored = _canonical(
+            f"Stripe tax rate {found.get('id')}", lambda: mapping.tax_rate_from_stripe(found)
+        )
+        if (stored.percentage, stored.inclusive) != (rate.percentage, rate.inclusive):
+            raise ConflictError(
+                f"{label}: tax rate {rate.code} is {rate.percentage}% "
+                f"({'inclusive' if rate.inclusive else 'exclusive'}) in the configuration but "
+                f"Stripe's {found['id']} is {stored.percentage}% "
+                f"({'inclusive' if stored.inclusive else 'exclusive'}); give the new rate a new "
+                "code",
+                system=self.system,
+            )
+        self._tax_rate_ids[rate.code] = str(found["id"])
+        self._tax_rates[str(found["id"])] = stored
+        return str(found["id"])
+
+    async def _rates_of(self, lines: list[dict[str, Any]], what: str) -> dict[str, TaxRate]:
+        """The tax rates the lines name, read once per connector (Stripe rates are immutable)."""
+        for rate_id in sorted(mapping.tax_rate_ids(lines) - self._tax_rates.keys()):
+            found = await self._call(
+                f"read tax rate {rate_id} of {what}",
+                lambda rate_id=rate_id: self._sdk.v1.tax_rates.retrieve_async(rate_id),  # type: ignore[misc]
+            )
+            self._tax_rates[rate_id] = _canonical(
+                f"Stripe tax rate {rate_id}",
+                lambda found=found: mapping.tax_rate_from_stripe(found),  # type: ignore[misc]
+            )
+        return self._tax_rates
 
     async def _contract_coupon(self, percent: Decimal, label: str) -> str:
         """The coupon for a contract discount of ``percent`` off for the whole term.
@@ -705,8 +781,10 @@ class StripeBilling:
             )
             lines.extend(page.get("data") or [])
             more = bool(page.get("has_more")) and bool(page.get("data"))
+        rates = await self._rates_of(lines, f"invoice {invoice_id}")
         return _canonical(
-            f"Stripe invoice {invoice_id}", lambda: mapping.invoice_from_stripe(invoice, lines)
+            f"Stripe invoice {invoice_id}",
+            lambda: mapping.invoice_from_stripe(invoice, lines, rates),
         )
 
     async def get_payment(self, payment_id: str) -> Payment:

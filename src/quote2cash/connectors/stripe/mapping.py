@@ -36,6 +36,7 @@ from quote2cash.canonical import (
     PricePlan,
     Subscription,
     TaxExemption,
+    TaxRate,
     to_decimal,
     validate_record,
 )
@@ -43,6 +44,7 @@ from quote2cash.connectors.roles import BillingEvent
 
 __all__ = [
     "EVENT_TYPES",
+    "TAX_CODE_KEY",
     "billing_event",
     "customer_metadata",
     "customer_params",
@@ -58,6 +60,9 @@ __all__ = [
     "search_literal",
     "subscription_from_stripe",
     "subscription_item_ids",
+    "tax_rate_from_stripe",
+    "tax_rate_ids",
+    "tax_rate_params",
     "unit_amount",
 ]
 
@@ -183,6 +188,72 @@ def customer_params(customer: Customer) -> dict[str, Any]:
     if customer.tax_exemption is not TaxExemption.NONE:
         params["tax_exempt"] = customer.tax_exemption.value
     return params
+
+
+# --- tax rates -------------------------------------------------------------------------------
+
+TAX_CODE_KEY: Final = "q2c_tax_code"
+"""The metadata key a Stripe tax rate is found by: the group's tax code (``DE-VAT-19``)."""
+_TREATMENT_KEY: Final = "q2c_tax_treatment"
+
+
+def tax_rate_params(rate: TaxRate) -> dict[str, Any]:
+    """Create parameters of the Stripe tax rate for ``rate``; code and treatment go in metadata."""
+    params: dict[str, Any] = {
+        "display_name": rate.display_name,
+        "percentage": str(rate.percentage),
+        "inclusive": rate.inclusive,
+        "tax_type": rate.tax_type,
+        "description": rate.note or f"{rate.display_name} {rate.percentage}%",
+        "metadata": {TAX_CODE_KEY: rate.code, _TREATMENT_KEY: rate.treatment.value},
+    }
+    if rate.country:
+        params["country"] = rate.country
+    if rate.jurisdiction:
+        params["jurisdiction"] = rate.jurisdiction
+    return params
+
+
+def tax_rate_from_stripe(rate: Mapping[str, Any]) -> TaxRate:
+    """The canonical TaxRate of a Stripe tax rate; one the hub did not create is named by its id."""
+    metadata: Mapping[str, Any] = rate.get("metadata") or {}
+    description = rate.get("description")
+    data: dict[str, Any] = {
+        "external_ids": {BILLING: str(rate["id"])},
+        "code": metadata.get(TAX_CODE_KEY) or str(rate["id"]).upper()[:40],
+        "display_name": rate.get("display_name") or str(rate["id"]),
+        "percentage": to_decimal(str(rate["percentage"])),
+        "inclusive": bool(rate.get("inclusive")),
+        "treatment": metadata.get(_TREATMENT_KEY) or "standard",
+        "country": rate.get("country") or None,
+        "jurisdiction": rate.get("jurisdiction") or None,
+        "tax_type": rate.get("tax_type") or "vat",
+        "note": description if metadata.get(_TREATMENT_KEY) == "reverse_charge" else None,
+    }
+    return validate_record(TaxRate, data, record=f"Stripe tax rate {rate['id']}")
+
+
+def tax_rate_ids(lines: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every tax rate id the lines' ``taxes`` (or older ``tax_amounts``) name."""
+    found: set[str] = set()
+    for line in lines:
+        for entry in line.get("taxes") or []:
+            rate = _ident((entry.get("tax_rate_details") or {}).get("tax_rate"))
+            if rate:
+                found.add(rate)
+        for entry in line.get("tax_amounts") or []:
+            rate = _ident(entry.get("tax_rate"))
+            if rate:
+                found.add(rate)
+    return found
+
+
+def _line_rate(line: Mapping[str, Any], rates: Mapping[str, TaxRate]) -> TaxRate | None:
+    """The line's one tax rate (None when untaxed, several or unknown)."""
+    named = tax_rate_ids([line])
+    if len(named) != 1:
+        return None
+    return rates.get(named.pop())
 
 
 # --- prices ----------------------------------------------------------------------------------
@@ -391,7 +462,9 @@ def service_dates(start: int, end: int) -> tuple[date, date]:
     return first, max(last, first + timedelta(days=1))
 
 
-def _line(line: Mapping[str, Any], currency: str) -> dict[str, Any]:
+def _line(
+    line: Mapping[str, Any], currency: str, rates: Mapping[str, TaxRate] | None = None
+) -> dict[str, Any]:
     parent: Mapping[str, Any] = line.get("parent") or {}
     details: Mapping[str, Any] = (
         parent.get("subscription_item_details") or parent.get("invoice_item_details") or {}
@@ -433,6 +506,9 @@ def _line(line: Mapping[str, Any], currency: str) -> dict[str, Any]:
         entry["product"] = {"external_ids": {BILLING: product_id}}
     if item_id:
         entry["subscription_item"] = {"external_ids": {BILLING: item_id}}
+    rate = _line_rate(line, rates or {})
+    if rate is not None:
+        entry["tax_rate"] = rate.model_dump()
     return entry
 
 
@@ -443,9 +519,13 @@ def invoice_subscription(invoice: Mapping[str, Any]) -> str | None:
 
 
 def invoice_from_stripe(
-    invoice: Mapping[str, Any], lines: Sequence[Mapping[str, Any]] | None = None
+    invoice: Mapping[str, Any],
+    lines: Sequence[Mapping[str, Any]] | None = None,
+    rates: Mapping[str, TaxRate] | None = None,
 ) -> Invoice:
-    """The canonical Invoice; raises RecordValidationError if lines + tax != Stripe's total."""
+    """The canonical Invoice; raises RecordValidationError if lines + tax != Stripe's total.
+
+    ``rates`` (Stripe id -> TaxRate) give each taxed line its rate."""
     currency = str(invoice["currency"]).upper()
     all_lines = lines if lines is not None else (invoice.get("lines") or {}).get("data") or []
     tax = _invoice_tax(invoice)
@@ -459,7 +539,7 @@ def invoice_from_stripe(
         "status": invoice.get("status") or "draft",
         "issued_at": instant(transitions.get("finalized_at")),
         "due_date": due.date() if due else None,
-        "lines": [_line(line, currency) for line in all_lines],
+        "lines": [_line(line, currency, rates) for line in all_lines],
         "tax": _money(tax, currency),
         "total": _money(int(invoice["total"]), currency),
         "amount_paid": _money(invoice.get("amount_paid"), currency),

@@ -44,6 +44,10 @@ class TrytonLegalEntity(BaseModel):
     revenue_account: RecordId
     deferred_revenue_account: RecordId | None = None
     sales_tax: RecordId | None = None
+    taxes: dict[Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,39}$")], RecordId] = Field(
+        default_factory=dict
+    )
+    """The group's tax code (``DE-VAT-19``) -> the ``account.tax`` billing's rate posts to."""
     revenue_journal: RecordId
     payment_method: RecordId
 
@@ -95,6 +99,7 @@ class TrytonConfig(BaseModel):
                 revenue_account=company.revenue_account,
                 deferred_revenue_account=company.deferred_revenue_account,
                 sales_tax=company.sales_tax,
+                taxes=company.taxes,
                 revenue_journal=company.revenue_journal,
                 payment_method=company.payment_method,
             )

@@ -6,8 +6,10 @@ Guarantees (see ``connectors.roles.Erp``):
   moves), so calling again with the same key (or the same customer global id) never duplicates;
 - to the cent: an invoice, credit note or sale is posted/confirmed only when Tryton's computed
   total equals the canonical total; otherwise the draft is deleted and a ``DataError`` gives both;
-- taxes: a zero-tax billing invoice is posted without ERP taxes; a taxed one gets the legal
-  entity's sales tax on every line and must come out at billing's tax to the cent;
+- taxes: billing's tax is posted as the document's tax lines (manual ``account.invoice.tax``),
+  one per rate, on the ERP tax the legal entity maps the rate's code to (``taxes``; a rate-less
+  tax goes to its ``sales_tax``), so the ERP's tax and total equal billing's to the cent whatever
+  the ERP's own rounding; an untaxed invoice gets no tax lines;
 - refunds: ``reverse_payment`` books a billing payment's cumulative refunded amount as reversal
   moves (cash out, receivable back on the invoice), marked ``q2c-refund:<billing payment id>``
   so redelivered or partial refunds converge; ``apply_payment`` refuses a refund (``DataError``).
@@ -192,6 +194,7 @@ class TrytonErp:
         self._currencies: dict[str, int] = {}
         self._identifier_types: set[str] | None = None
         self._items: dict[str, _Item] = {}
+        self._taxes: dict[int, dict[str, Any]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def __repr__(self) -> str:
@@ -842,7 +845,12 @@ class TrytonErp:
     ) -> int:
         erp = await self._erp()
         ctx = await self._context(entity)
-        taxes = self._taxes_for(entity, invoice.tax, label)
+        postings = mapping.tax_postings(
+            [(line.amount, line.tax, line.tax_rate) for line in invoice.lines], invoice.tax
+        )
+        taxes = await self._tax_lines(
+            entity, postings, label, credit=False, total=invoice.total, tax=invoice.tax
+        )
         refs = [
             (f"lines[{i}]", line.product)
             for i, line in enumerate(invoice.lines)
@@ -858,7 +866,6 @@ class TrytonErp:
                 "unit_price": amount.unit_price,
                 "account": entity.revenue_account,
                 "description": line.description or f"Service {line.service_start}",
-                "taxes": [("add", taxes)] if taxes else [],
             }
             if line.product is not None:
                 item = next(items)
@@ -884,19 +891,89 @@ class TrytonErp:
                     "reference": reference,
                     "description": f"{label} ({mapping.idempotency_marker(key)})"[:250],
                     "lines": [("create", lines)],
+                    "taxes": [("create", taxes)] if taxes else [],
                 },
                 context=ctx,
             )
 
-    def _taxes_for(self, entity: TrytonLegalEntity, tax: Money, label: str) -> list[int]:
-        if tax.is_zero():
-            return []
-        if entity.sales_tax is None:
-            raise MappingError(
-                f"{label}: carries tax {tax} but its legal entity has no sales tax configured",
+    async def _tax_lines(
+        self,
+        entity: TrytonLegalEntity,
+        postings: Sequence[mapping.TaxPosting],
+        label: str,
+        *,
+        credit: bool,
+        total: Money,
+        tax: Money,
+    ) -> list[dict[str, Any]]:
+        """Manual invoice tax lines carrying billing's amounts (negated on a credit note).
+
+        Billing's tax of each rate must be the ERP tax's rate of its base, to half a cent per line
+        (billing's own rounding); anything further off is refused before any draft exists.
+        """
+        sign = Decimal(-1) if credit else Decimal(1)
+        out: list[dict[str, Any]] = []
+        records = []
+        for posting in postings:
+            tax_id = entity.taxes.get(posting.code) if posting.code else entity.sales_tax
+            if tax_id is None:
+                what = f"tax rate {posting.code!r}" if posting.code else "tax without a rate"
+                raise MappingError(
+                    f"{label}: {what} ({posting.amount} on {posting.base}) has no ERP tax in "
+                    f"company {entity.company}; map the code under the legal entity's taxes",
+                    system=SYSTEM,
+                )
+            records.append((posting, tax_id, await self._tax_record(tax_id, entity, label)))
+        if not all(p.plausible(Decimal(r["rate"] or 0)) for p, _, r in records):
+            computed = sum(
+                (p.per_line(Decimal(r["rate"] or 0), total.currency) for p, _, r in records),
+                Decimal(0),
+            )
+            subtotal = total.amount - tax.amount
+            raise DataError(
+                f"{label}: the ERP computes total {subtotal + computed} (tax {computed}) "
+                f"{total.currency} but billing's total is {total} (tax {tax}); not posted",
                 system=SYSTEM,
             )
-        return [entity.sales_tax]
+        for posting, tax_id, record in records:
+            out.append(
+                {
+                    "manual": True,
+                    "tax": tax_id,
+                    "description": record["description"] or record["name"],
+                    "legal_notice": record["legal_notice"],
+                    "account": int(record["credit_note_account" if credit else "invoice_account"]),
+                    "base": sign * posting.base,
+                    "amount": sign * posting.amount,
+                }
+            )
+        return out
+
+    async def _tax_record(
+        self, tax_id: int, entity: TrytonLegalEntity, label: str
+    ) -> dict[str, Any]:
+        if tax_id not in self._taxes:
+            erp = await self._erp()
+            rows = await erp.model("account.tax").read(
+                [tax_id],
+                [
+                    "name",
+                    "description",
+                    "legal_notice",
+                    "rate",
+                    "invoice_account",
+                    "credit_note_account",
+                ],
+                context=await self._context(entity),
+            )
+            if not rows or not rows[0]["invoice_account"] or not rows[0]["credit_note_account"]:
+                raise MappingError(
+                    f"{label}: ERP tax {tax_id} does not exist or has no invoice and credit "
+                    "note accounts",
+                    system=SYSTEM,
+                )
+            self._taxes[tax_id] = rows[0]
+        return self._taxes[tax_id]
 
     async def _post_checked(
         self,
@@ -1569,7 +1646,12 @@ class TrytonErp:
         account, journal, reference, description)."""
         erp = await self._erp()
         ctx = await self._context(entity)
-        taxes = self._taxes_for(entity, memo.tax, label)
+        postings = mapping.tax_postings(
+            [(line.amount, line.tax, line.tax_rate) for line in memo.lines], memo.tax
+        )
+        taxes = await self._tax_lines(
+            entity, postings, label, credit=True, total=memo.total, tax=memo.tax
+        )
         lines = [
             {
                 "type": "line",
@@ -1577,7 +1659,6 @@ class TrytonErp:
                 "unit_price": line.amount.amount,
                 "account": entity.revenue_account,
                 "description": line.description or default_description,
-                "taxes": [("add", taxes)] if taxes else [],
             }
             for line in memo.lines
         ]
@@ -1590,6 +1671,7 @@ class TrytonErp:
                     "invoice_date": min(memo.issued_at.date(), _today()),
                     **header,
                     "lines": [("create", lines)],
+                    "taxes": [("create", taxes)] if taxes else [],
                 },
                 context=ctx,
             )

@@ -24,6 +24,7 @@ from quote2cash.canonical import (
     Product,
     Ref,
     TaxIdValue,
+    TaxRate,
 )
 from quote2cash.canonical.money import exact_product
 
@@ -36,6 +37,7 @@ __all__ = [
     "REFUND_MARK",
     "LineAmount",
     "RefundMarker",
+    "TaxPosting",
     "address_from_tryton",
     "address_values",
     "credit_marker",
@@ -52,6 +54,7 @@ __all__ = [
     "refund_marker",
     "refund_marker_prefix",
     "refund_marker_read",
+    "tax_postings",
 ]
 
 GLOBAL_ID_MARK: Final = "q2c-gid:"
@@ -297,3 +300,58 @@ def order_line_amount(line: OrderLine) -> LineAmount:
         if _exact_pair(line.quantity, unit, line.amount):
             return LineAmount(float(line.quantity), unit.normalize())
     return LineAmount(1.0, line.amount.amount)
+
+
+# --- taxes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaxPosting:
+    """One tax line of an ERP document: billing's tax of one rate over the lines taxed at it.
+
+    ``code`` None means billing named no rate: the legal entity's sales tax takes it."""
+
+    code: str | None
+    base: Decimal
+    amount: Decimal
+    line_bases: tuple[Decimal, ...] = ()
+
+    def per_line(self, rate: Decimal, currency: str) -> Decimal:
+        """The tax at ``rate`` (0.19) rounded per line half up, as billing rounds it."""
+        return sum(
+            (Money.quantize(base * rate, currency).amount for base in self.line_bases), Decimal(0)
+        )
+
+    def plausible(self, rate: Decimal) -> bool:
+        """Within half a minor unit per line of ``rate`` x base: billing's rounding, no more."""
+        slack = Decimal("0.005") * max(len(self.line_bases), 1)
+        return abs(self.amount - self.base * rate) <= slack
+
+
+def tax_postings(
+    lines: Sequence[tuple[Money, Money | None, TaxRate | None]], tax: Money
+) -> list[TaxPosting]:
+    """Billing's tax grouped by rate (first-seen order); together they come to ``tax`` exactly.
+
+    ``lines`` are (net amount, the line's tax or None, its rate or None). Tax billing did not
+    assign to a rate goes to a ``None`` posting over the lines without a rate.
+    """
+    amounts: dict[str | None, Decimal] = {}
+    bases: dict[str | None, list[Decimal]] = {}
+    unrated: list[Decimal] = []
+    for amount, line_tax, rate in lines:
+        if rate is None:
+            unrated.append(amount.amount)
+            continue
+        bases.setdefault(rate.code, []).append(amount.amount)
+        amounts[rate.code] = amounts.get(rate.code, Decimal(0)) + (
+            line_tax.amount if line_tax is not None else Decimal(0)
+        )
+    remainder = tax.amount - sum(amounts.values(), Decimal(0))
+    if remainder:
+        amounts[None] = remainder
+        bases[None] = unrated or [b for group in bases.values() for b in group]
+    return [
+        TaxPosting(code, sum(bases[code], Decimal(0)), amount, tuple(bases[code]))
+        for code, amount in amounts.items()
+    ]

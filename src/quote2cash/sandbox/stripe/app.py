@@ -35,6 +35,7 @@ from . import (
     metering,
     payments,
     subscriptions,
+    tax_rates,
     webhooks,
 )
 from .errors import StripeApiError
@@ -46,7 +47,17 @@ from .store import API_VERSION, JSON, RequestInfo, Store
 log = logging.getLogger(__name__)
 
 # Importing the endpoint modules registers their routes.
-_MODULES = (catalog, coupons, customers, invoicing, metering, payments, subscriptions, webhooks)
+_MODULES = (
+    catalog,
+    coupons,
+    customers,
+    invoicing,
+    metering,
+    payments,
+    subscriptions,
+    tax_rates,
+    webhooks,
+)
 IDEMPOTENCY_TTL = 24 * 3600
 T = TypeVar("T")
 

@@ -39,6 +39,7 @@ from .errors import StripeApiError, invalid_state
 from .payments import confirm_payment_intent, new_payment_intent
 from .render import render
 from .store import JSON, Store, public
+from .taxation import line_taxes, split_tax, total_taxes
 
 
 def round_minor(value: Fraction) -> int:
@@ -101,6 +102,7 @@ def new_invoiceitem(
     discountable: bool = True,
     discounts: list[str] | None = None,
     discounts_applied: list[str] | None = None,
+    tax_rates: list[JSON] | None = None,
 ) -> JSON:
     """A pending (or attached to ``invoice``) invoice item; announces ``invoiceitem.created``.
 
@@ -145,7 +147,7 @@ def new_invoiceitem(
         "proration": proration,
         "quantity": quantity,
         "quantity_decimal": str(quantity),
-        "tax_rates": [],
+        "tax_rates": [dict(r) for r in tax_rates or []],
         "test_clock": customer["test_clock"],
         "_discounts_applied": list(discounts_applied or []),
     }
@@ -172,12 +174,17 @@ def add_line(
     metadata: dict[str, str] | None = None,
     discounts: list[str] | None = None,
     discount_amounts: list[JSON] | None = None,
+    tax_rates: list[JSON] | None = None,
 ) -> JSON:
     """Append a line to a draft invoice; totals are recomputed at once.
 
     ``discounts``/``discount_amounts`` are the line's item discounts (fixed here); invoice-level
-    discount shares are added to ``discount_amounts`` by ``refresh_amounts``.
+    discount shares are added to ``discount_amounts`` by ``refresh_amounts``. Without
+    ``tax_rates`` the line is taxed at its subscription item's rates, else the invoice's defaults.
     """
+    if not tax_rates and subscription_item is not None:
+        owner = store.lookup("subscription_item", subscription_item)
+        tax_rates = owner["tax_rates"] if owner is not None else []
     details: JSON = {"credited_items": None}
     if subscription_item is not None:
         parent: JSON = {
@@ -233,6 +240,7 @@ def add_line(
         "taxes": [],
         "_invoiceitem": invoice_item,
         "_item_discount_amounts": [dict(d) for d in discount_amounts or []],
+        "_tax_rates": [dict(r) for r in tax_rates or []],
     }
     store.add("line_item", line)
     invoice["_lines"].append(line["id"])
@@ -268,6 +276,7 @@ def line_from_invoiceitem(store: Store, invoice: JSON, item: JSON) -> JSON:
         metadata=item["metadata"],
         discounts=item["discounts"],
         discount_amounts=[{"amount": 0, "discount": d} for d in applied],
+        tax_rates=item["tax_rates"],
     )
 
 
@@ -349,7 +358,9 @@ def new_invoice(
         "days_until_due": days_until_due,
         "default_payment_method": default_payment_method,
         "default_source": None,
-        "default_tax_rates": [],
+        "default_tax_rates": [dict(r) for r in subscription["default_tax_rates"]]
+        if subscription
+        else [],
         "description": description,
         "discounts": [],
         "due_date": None,
@@ -444,9 +455,19 @@ def refresh_amounts(invoice: JSON, store: Store) -> None:
     invoice["total_discount_amounts"] = [
         {"amount": amount, "discount": discount_id} for discount_id, amount in per_discount.items()
     ]
-    invoice["subtotal"] = invoice["subtotal_excluding_tax"] = gross - item_off
-    total = gross - all_off
-    invoice["total"] = invoice["total_excluding_tax"] = total
+    if invoice["status"] == "draft":
+        for line in lines:
+            net = int(line["amount"]) - sum(int(d["amount"]) for d in line["discount_amounts"])
+            rates = line.get("_tax_rates") or invoice["default_tax_rates"]
+            line["taxes"] = line_taxes(rates, net, invoice["customer_tax_exempt"])
+    entries = [entry for line in lines for entry in line["taxes"]]
+    exclusive, inclusive = split_tax(entries)
+    invoice["total_taxes"] = total_taxes(entries)
+    invoice["subtotal"] = gross - item_off
+    invoice["subtotal_excluding_tax"] = gross - item_off - inclusive
+    total = gross - all_off + exclusive
+    invoice["total"] = total
+    invoice["total_excluding_tax"] = total - exclusive - inclusive
     if invoice["status"] == "draft":
         invoice["_net_due"] = max(total, 0)
     due = max(invoice["_net_due"] - invoice["pre_payment_credit_notes_amount"], 0)

@@ -25,6 +25,8 @@ from .render import render
 from .routing import route
 from .search import search
 from .store import JSON, Store, list_object, paginate, public, public_list
+from .tax_rates import tax_rate_snapshots
+from .taxation import line_taxes, split_tax, total_taxes
 
 # --- invoice items ---------------------------------------------------------------------------
 
@@ -45,6 +47,7 @@ def create_invoiceitem(store: Store, p: Params) -> JSON:
         "quantity",
         "unit_amount_decimal",
         "discountable",
+        "tax_rates",
     )
     customer = store.get("customer", p.req_str("customer"), "customer")
     invoice = None
@@ -109,6 +112,7 @@ def create_invoiceitem(store: Store, p: Params) -> JSON:
         subscription=subscription,
         metadata=p.metadata(),
         discountable=p.bool_("discountable") is not False,
+        tax_rates=tax_rate_snapshots(store, p, "tax_rates"),
     )
     if invoice is not None:
         line_from_invoiceitem(store, invoice, item)
@@ -198,6 +202,7 @@ def create_invoice(store: Store, p: Params) -> JSON:
         "pending_invoice_items_behavior",
         "currency",
         "footer",
+        "default_tax_rates",
     )
     customer = store.get("customer", p.req_str("customer"), "customer")
     subscription = None
@@ -223,6 +228,9 @@ def create_invoice(store: Store, p: Params) -> JSON:
         default_payment_method=p.str_("default_payment_method"),
     )
     invoice["footer"] = p.str_("footer")
+    default_rates = tax_rate_snapshots(store, p, "default_tax_rates")
+    if default_rates is not None:
+        invoice["default_tax_rates"] = default_rates
     due = p.int_("due_date")
     if due is not None:
         invoice["due_date"] = due
@@ -490,6 +498,12 @@ def _credit_note_lines(store: Store, invoice: JSON, p: Params) -> list[JSON]:
                 unit_amount=None,
                 unit_amount_decimal=None,
             )
+            rates = source.get("_tax_rates") or invoice["default_tax_rates"]
+            if entry.has("tax_rates"):
+                raise invalid_param(
+                    f"{entry.prefix}[tax_rates]",
+                    "tax_rates can only be set on custom_line_item lines.",
+                )
         else:
             unit = entry.req_int("unit_amount", minimum=0)
             quantity = entry.int_("quantity", minimum=1) or 1
@@ -500,6 +514,13 @@ def _credit_note_lines(store: Store, invoice: JSON, p: Params) -> list[JSON]:
                 unit_amount=unit,
                 unit_amount_decimal=str(unit),
             )
+            rates = tax_rate_snapshots(store, entry, "tax_rates") or []
+        line["tax_rates"] = [dict(r) for r in rates]
+        line["taxes"] = line_taxes(
+            rates,
+            int(line["amount"]) - int(line["discount_amount"]),
+            invoice["customer_tax_exempt"],
+        )
         lines.append(line)
     return lines
 
@@ -531,8 +552,11 @@ def create_credit_note(store: Store, p: Params) -> JSON:
     lines = _credit_note_lines(store, invoice, p)
     amount = p.int_("amount", minimum=1)
     if lines:
-        # Line amounts are gross; the note's total is what the lines credit after discounts.
-        total = sum(int(line["amount"]) - int(line["discount_amount"]) for line in lines)
+        # Line amounts are gross; the note's total is what the lines credit after discounts,
+        # plus exclusive tax.
+        exclusive, _inclusive = split_tax([t for line in lines for t in line["taxes"]])
+        net = sum(int(line["amount"]) - int(line["discount_amount"]) for line in lines)
+        total = net + exclusive
         if amount is not None and amount != total:
             raise invalid_param("amount", "The amount must equal the sum of the credit note lines.")
     elif amount is not None:
@@ -620,6 +644,8 @@ def create_credit_note(store: Store, p: Params) -> JSON:
             ) + int(entry["amount"])
     # Subtotal: after item discounts, before invoice-level ones (as the invoice's).
     subtotal = sum(int(line["amount"]) - int(line.get("_item_discount", 0)) for line in lines)
+    taxes = [t for line in lines for t in line["taxes"]]
+    exclusive, inclusive = split_tax(taxes)
     note: JSON = {
         "id": store.new_id("cn"),
         "object": "credit_note",
@@ -653,10 +679,10 @@ def create_credit_note(store: Store, p: Params) -> JSON:
         "shipping_cost": None,
         "status": "issued",
         "subtotal": subtotal,
-        "subtotal_excluding_tax": subtotal,
+        "subtotal_excluding_tax": subtotal - inclusive,
         "total": total,
-        "total_excluding_tax": total,
-        "total_taxes": [],
+        "total_excluding_tax": total - exclusive - inclusive,
+        "total_taxes": total_taxes(taxes),
         "type": "pre_payment" if pre_payment else "post_payment",
         "voided_at": None,
         "_lines": lines,

@@ -27,6 +27,7 @@ from .render import render
 from .routing import route
 from .search import search
 from .store import JSON, Store, paginate
+from .tax_rates import tax_rate_snapshots
 
 PRORATION_BEHAVIORS = ["create_prorations", "none", "always_invoice"]
 
@@ -118,6 +119,7 @@ _SUB_CREATE = (
     "trial_end",
     "discounts",
     "add_invoice_items",
+    "default_tax_rates",
 )
 
 
@@ -144,7 +146,7 @@ def create_subscription(store: Store, p: Params) -> JSON:
     recurring: JSON | None = None
     currency: str | None = None
     for entry in entries:
-        entry.allow("price", "plan", "quantity", "metadata", "discounts")
+        entry.allow("price", "plan", "quantity", "metadata", "discounts", "tax_rates")
         key = "plan" if entry.has("plan") and not entry.has("price") else "price"
         price = _check_price(
             store, currency, entry.req_str(key), f"{entry.prefix}[{key}]", recurring
@@ -236,6 +238,7 @@ def create_subscription(store: Store, p: Params) -> JSON:
     sub["default_payment_method"] = _resolve_default_pm(
         store, customer["id"], p.str_("default_payment_method")
     )
+    sub["default_tax_rates"] = tax_rate_snapshots(store, p, "default_tax_rates") or []
     if p.bool_("cancel_at_period_end"):
         sub["cancel_at_period_end"] = True
         sub["cancel_at"] = sub["_period_end"]
@@ -246,6 +249,7 @@ def create_subscription(store: Store, p: Params) -> JSON:
         item["discounts"] = resolve_discounts(
             store, entry, "discounts", sub=sub, item=item, current=[]
         )
+        item["tax_rates"] = tax_rate_snapshots(store, entry, "tax_rates") or []
     invoice = new_invoice(
         store,
         customer,
@@ -488,6 +492,7 @@ def update_subscription(store: Store, p: Params, id: str) -> JSON:
         "payment_behavior",
         "off_session",
         "discounts",
+        "default_tax_rates",
     )
     sub = store.get("subscription", id)
     before = render(store, sub)
@@ -527,6 +532,9 @@ def update_subscription(store: Store, p: Params, id: str) -> JSON:
         sub["days_until_due"] = p.int_("days_until_due", minimum=0)
     if p.has("description"):
         sub["description"] = p.str_("description")
+    default_rates = tax_rate_snapshots(store, p, "default_tax_rates")
+    if default_rates is not None:
+        sub["default_tax_rates"] = default_rates
     sub["metadata"] = p.metadata(sub["metadata"])
     _after_change(store, sub, behavior, prorated, payment_behavior)
     after = render(store, sub)

@@ -1,7 +1,8 @@
 """The business setup every sandbox ERP database starts from, written over JSON-RPC.
 
 Two legal entities in one database (Q2C Inc., US/USD and Q2C GmbH, DE/EUR), each with a chart of
-accounts, fiscal years for this year and the next, sequences, a sales tax, a deferred-revenue
+accounts, fiscal years for this year and the next, sequences, its taxes (named by the group's tax
+codes of ``config/tax.yaml``; tax rounded per line, as billing rounds it), a deferred-revenue
 account and a cash payment method; shared countries, currencies, a service product category and
 the item master; plus the hub's own non-admin API user. Bump ``SETUP_VERSION`` when this changes.
 """
@@ -15,7 +16,7 @@ from typing import Any, Final
 
 from quote2cash.connectors.tryton.client import TrytonClient
 
-SETUP_VERSION: Final = 1
+SETUP_VERSION: Final = 2
 
 COUNTRIES: Final = (
     ("US", "USA", "840", "United States"),
@@ -53,6 +54,16 @@ ITEM_MASTER: Final = (
 
 
 @dataclass(frozen=True)
+class TaxSpec:
+    """A further tax of a legal entity, named by the group's tax code (``config/tax.yaml``)."""
+
+    code: str
+    name: str
+    rate: Decimal
+    legal_notice: str | None = None
+
+
+@dataclass(frozen=True)
 class EntitySpec:
     """A legal entity the sandbox creates."""
 
@@ -66,6 +77,8 @@ class EntitySpec:
     tax_name: str
     tax_rate: Decimal
     vat_code: str | None = None
+    tax_code: str | None = None
+    other_taxes: tuple[TaxSpec, ...] = ()
 
 
 LEGAL_ENTITIES: Final = (
@@ -91,6 +104,16 @@ LEGAL_ENTITIES: Final = (
         "DE VAT 19%",
         Decimal("0.19"),
         vat_code="DE136695976",
+        tax_code="DE-VAT-19",
+        other_taxes=(
+            TaxSpec(
+                "EU-VAT-RC",
+                "EU VAT reverse charge",
+                Decimal("0"),
+                "Reverse charge: VAT to be accounted for by the recipient "
+                "(Art. 196 Directive 2006/112/EC)",
+            ),
+        ),
     ),
 )
 
@@ -142,6 +165,8 @@ class CompanySetup:
     cash_journal: int
     payment_method: int
     fiscal_years: list[int] = field(default_factory=list)
+    taxes: dict[str, int] = field(default_factory=dict)
+    """Tax code -> ``account.tax`` id (the sales tax under its code too)."""
 
 
 @dataclass
@@ -336,7 +361,7 @@ async def _set_up_company(
     tax_account = await _account(erp, company, ACCOUNT_CODES["tax"])
     deferred = await _account(erp, company, ACCOUNT_CODES["deferred_revenue"])
     await erp.model("account.configuration").write(
-        [1], {"deferred_account_revenue": deferred}, context=ctx
+        [1], {"deferred_account_revenue": deferred, "tax_rounding": "line"}, context=ctx
     )
 
     move_type = await _data_id(erp, "account", "sequence_type_account_move")
@@ -401,6 +426,21 @@ async def _set_up_company(
         },
         context=ctx,
     )
+    taxes = {entity.tax_code: sales_tax} if entity.tax_code else {}
+    for spec in entity.other_taxes:
+        taxes[spec.code] = await erp.model("account.tax").create_one(
+            {
+                "name": spec.name,
+                "description": spec.name,
+                "type": "percentage",
+                "rate": spec.rate,
+                "company": company,
+                "invoice_account": tax_account,
+                "credit_note_account": tax_account,
+                "legal_notice": spec.legal_notice,
+            },
+            context=ctx,
+        )
     await erp.model("product.category").write(
         [category], {"account_revenue": revenue, "account_expense": expense}, context=ctx
     )
@@ -436,6 +476,7 @@ async def _set_up_company(
         cash_journal=cash_journal,
         payment_method=payment_method,
         fiscal_years=fiscal_years,
+        taxes=taxes,
     )
 
 
