@@ -149,6 +149,9 @@ async def test_a_payment_is_never_refused_for_credit_the_erp_applied(
     )
     assert (await erp.invoice_status(second)).status is InvoiceStatus.PAID
     assert (await erp.invoice_status(note)).amount_due == Money("-10.01", currency)
+    # A redelivered application of that credit does not put it back on the paid invoice.
+    await erp.apply_customer_credit(second, Money("10.01", currency), idempotency_key="c" + unique)
+    assert (await erp.invoice_status(note)).amount_due == Money("-10.01", currency)
     third = await _invoice(erp, erp_world, unique, party, entity, f"INV-C-{unique}")
     await erp.apply_customer_credit(third, Money("10.01", currency), idempotency_key="c3" + unique)
     assert (await erp.invoice_status(third)).amount_due == Money("77.64", currency)

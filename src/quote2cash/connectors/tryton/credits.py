@@ -121,7 +121,7 @@ async def apply_credit(
     )
     posted = [int(m["id"]) for m in found if m["state"] == "posted"]
     if posted:
-        await _finish(erp, posted[0], row, ctx, reconcile)
+        await _finish(erp, posted[0], ctx, reconcile)
         return posted[0]
     if found:
         await moves.delete([int(m["id"]) for m in found], context=ctx)
@@ -180,27 +180,25 @@ async def apply_credit(
         context=ctx,
     )
     await moves.execute_button("post", [move_id], context=ctx)
-    await _finish(erp, move_id, row, ctx, reconcile)
+    await _finish(erp, move_id, ctx, reconcile)
     return move_id
 
 
 async def _finish(
-    erp: TrytonClient,
-    move_id: int,
-    row: Mapping[str, Any],
-    ctx: Mapping[str, Any],
-    reconcile: Reconcile,
+    erp: TrytonClient, move_id: int, ctx: Mapping[str, Any], reconcile: Reconcile
 ) -> None:
-    """Put the move's lines on the payment lines of the documents they pay; settle those paid."""
+    """Put the move's open lines on the payment lines of the documents they pay; settle those
+    paid (a reconciled line is settled already, or was released: never put back)."""
     lines = await erp.model("account.move.line").search_read(
-        [("move", "=", move_id)], ["description", "invoice_payment"], context=ctx
+        [("move", "=", move_id)],
+        ["description", "invoice_payment", "reconciliation"],
+        context=ctx,
     )
     invoices = erp.model("account.invoice")
     touched: list[int] = []
     for line in lines:
-        text = str(line.get("description") or "")
-        target = _target(text)
-        if target is None:
+        target = _target(str(line.get("description") or ""))
+        if target is None or line.get("reconciliation"):
             continue
         touched.append(target)
         if not line.get("invoice_payment"):
