@@ -34,6 +34,7 @@ from e2e.test_bundles import sale_lines
 from quote2cash.engine.queries import failed_events
 
 CENT = Decimal("0.01")
+FIRST = Decimal("267.75")  # 5 seats x 45.00 EUR plus 19 % German VAT
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ async def test_a_downgrade_credit_before_payment_is_the_customers_and_the_paymen
     await hub.settle()
     [first] = stripe_invoices(world, billing_id)
     customer = str(first.customer)
-    assert (first.total, first.status) == (22500, "open")
+    assert (first.total, first.status) == (26775, "open")
 
     # Two seats fewer, invoiced at once, before the customer paid: a credit to the balance.
     request(desk, crm_sub, 1, previous=5, new=3)
@@ -96,16 +97,16 @@ async def test_a_downgrade_credit_before_payment_is_the_customers_and_the_paymen
     assert_no_failures(hub)
     credit_bill = stripe_invoices(world, billing_id)[1]
     credit = Decimal(credit_bill.total) / 100
-    assert -90 <= credit < -89
+    assert Decimal("-107.10") <= credit < Decimal("-105.91")  # two seats, prorated, VAT
     assert client.v1.customers.retrieve(customer).balance == credit_bill.total
-    assert client.v1.invoices.retrieve(first.id).amount_remaining == 22500
+    assert client.v1.invoices.retrieve(first.id).amount_remaining == 26775
     ledger = await erp_ledger(world, name)
     by_total = {d["total_amount"]: d for d in ledger["documents"]}
     assert by_total[credit]["amount_to_pay"] == credit  # the customer's open credit
-    assert by_total[Decimal("225.00")]["amount_to_pay"] == Decimal("225.00")
-    assert ledger["receivable"] == billing_owes(world, customer) == Decimal("225.00") + credit
+    assert by_total[FIRST]["amount_to_pay"] == FIRST
+    assert ledger["receivable"] == billing_owes(world, customer) == FIRST + credit
     [crm_first] = desk.invoices(str(first.number))
-    assert Decimal(str(crm_first["Balance__c"])) == Decimal("225.00")
+    assert Decimal(str(crm_first["Balance__c"])) == FIRST
 
     # The customer pays the whole first invoice by card: the ERP takes the payment.
     client.v1.invoices.pay(first.id, params={"payment_method": "pm_card_visa"})
@@ -113,7 +114,7 @@ async def test_a_downgrade_credit_before_payment_is_the_customers_and_the_paymen
     assert_no_failures(hub)
     ledger = await erp_ledger(world, name)
     by_total = {d["total_amount"]: d for d in ledger["documents"]}
-    assert by_total[Decimal("225.00")]["state"] == "paid"
+    assert by_total[FIRST]["state"] == "paid"
     assert by_total[credit]["amount_to_pay"] == credit
     assert ledger["receivable"] == billing_owes(world, customer) == credit
     [crm_first] = desk.invoices(str(first.number))
@@ -152,7 +153,7 @@ async def test_an_invoice_smaller_than_the_credit_is_settled_from_it_with_no_cas
     credit = by_total[Decimal(credit_bill.total) / 100]
     assert credit["amount_to_pay"] == Decimal(settled.ending_balance) / 100
     # Cash in the ERP is the card payment of the first invoice only.
-    assert sum(Decimal(li["credit"]) for li in ledger["cash_lines"]) == Decimal("225.00")
+    assert sum(Decimal(li["credit"]) for li in ledger["cash_lines"]) == FIRST
     owed = billing_owes(world, customer)
     assert owed == Decimal(settled.ending_balance) / 100
     assert ledger["receivable"] == owed
