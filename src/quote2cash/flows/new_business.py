@@ -31,7 +31,6 @@ from quote2cash.flows.allocation import erp_lines
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
 from quote2cash.flows.onboarding import (
-    account_ids,
     contract_entity,
     customer_record,
     dump,
@@ -129,7 +128,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     if erp_first:
         erp_id = await write_erp_customer(ctx, deps, customer)
         billing_id = await write_billing_customer(ctx, deps, customer)
-        await publish_account_ids(ctx, deps, customer, account_ids(customer, billing_id, erp_id))
+        await publish_account_ids(ctx, deps, customer, billing_id=billing_id, erp_id=erp_id)
     else:
         billing_id = await write_billing_customer(ctx, deps, customer)
     start = datetime.combine(order.start_date, time(0), tzinfo=UTC)
@@ -190,7 +189,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     if not erp_first:
         # The deal's last writes: while the ERP is away the contract waits here, in order.
         erp_id = await write_erp_customer(ctx, deps, customer)
-        await publish_account_ids(ctx, deps, customer, account_ids(customer, billing_id, erp_id))
+        await publish_account_ids(ctx, deps, customer, billing_id=billing_id, erp_id=erp_id)
 
 
 def _decided_entity(

@@ -118,39 +118,33 @@ async def write_billing_customer(
 
 
 async def publish_account_ids(
-    ctx: HandlerContext,
-    deps: FlowDeps,
-    record: CustomerRecord,
-    ids: dict[str, str],
+    ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord, *, billing_id: str, erp_id: str
 ) -> None:
-    """Write the ids back to the account, unless it already shows every one of them."""
+    """Write the hub's ids and the legal entity back to the account, unless it shows them all."""
     account = record.account
-    shown: dict[str, str | None] = {
-        "Hub_Global_Id__c": account.global_id,
-        "ERP_Customer_Number__c": account.external_ids.get("erp"),
-        "Billing_Customer_Id__c": account.external_ids.get("billing"),
-        "Legal_Entity__c": account.legal_entity.id_in("crm") if account.legal_entity else None,
-    }
-    if all(shown.get(name) == value for name, value in ids.items()):
-        return
-    await ctx.step(
-        "crm.publish_account_ids",
-        lambda key: published(
-            deps.crm.publish_status(
-                [StatusUpdate("Account", "Id", record.crm_id, dict(ids))], idempotency_key=key
-            )
-        ),
-        system="crm",
-    )
-
-
-def account_ids(record: CustomerRecord, billing_id: str, erp_id: str) -> dict[str, str]:
-    return {
+    ids = {
         "Hub_Global_Id__c": record.global_id,
         "ERP_Customer_Number__c": erp_id,
         "Billing_Customer_Id__c": billing_id,
         "Legal_Entity__c": record.entity.entity_key,
     }
+    shown = (
+        account.global_id,
+        account.external_ids.get("erp"),
+        account.external_ids.get("billing"),
+        account.legal_entity.id_in("crm") if account.legal_entity else None,
+    )
+    if shown == tuple(ids.values()):
+        return
+    await ctx.step(
+        "crm.publish_account_ids",
+        lambda key: published(
+            deps.crm.publish_status(
+                [StatusUpdate("Account", "Id", record.crm_id, ids)], idempotency_key=key
+            )
+        ),
+        system="crm",
+    )
 
 
 async def dump(awaitable: Awaitable[BaseModel]) -> dict[str, Any]:
