@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -46,7 +47,7 @@ from quote2cash.canonical import (
     Subscription,
     UsageRecord,
 )
-from quote2cash.connectors.roles import BillingEvent, Page, SystemCheck
+from quote2cash.connectors.roles import BillingEvent, LedgerEntry, LedgerKind, Page, SystemCheck
 from quote2cash.connectors.stripe import mapping
 from quote2cash.connectors.stripe.client import (
     CardDeclined,
@@ -773,6 +774,70 @@ class StripeBilling:
             f"payment of Stripe invoice {invoice_id}",
             lambda: mapping.payment_from_invoice(invoice),
         )
+
+    # --- reconciliation -----------------------------------------------------------------------
+
+    async def ledger(
+        self,
+        kind: LedgerKind,
+        *,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = _PAGE,
+    ) -> Page[LedgerEntry]:
+        """One page of customers, subscriptions or finalised invoices (``cursor``: the last id);
+        ``since`` keeps those created at or after it."""
+        params: dict[str, Any] = {"limit": max(1, min(limit, _PAGE))}
+        if cursor:
+            params["starting_after"] = cursor
+        if kind is LedgerKind.CUSTOMER:
+            resource: Any = self._sdk.v1.customers
+        elif kind is LedgerKind.CONTRACT:
+            resource = self._sdk.v1.subscriptions
+            params["status"] = "all"
+        else:
+            resource = self._sdk.v1.invoices
+        page = await self._call(f"list {kind.value}s", lambda: resource.list_async(params=params))
+        listed = list(page.get("data") or [])
+        last = str(listed[-1]["id"]) if listed and page.get("has_more") else None
+        floor = int(since.timestamp()) if since is not None else None
+        rows = [r for r in listed if floor is None or int(r.get("created") or 0) >= floor]
+        if kind is LedgerKind.CUSTOMER:
+            return Page([mapping.ledger_customer(r) for r in rows], last)
+        if kind is LedgerKind.CONTRACT:
+            return Page([mapping.ledger_subscription(r) for r in rows], last)
+        finalised = [r for r in rows if r.get("status") in ("open", "paid") and r.get("number")]
+        refunded = await self._refunded(finalised)
+        entries = [mapping.ledger_invoice(r, refunded.get(str(r["id"]), 0)) for r in finalised]
+        return Page(entries, last)
+
+    async def _refunded(self, invoices: list[dict[str, Any]]) -> dict[str, int]:
+        """Invoice id -> minor units refunded of the payments that paid it (paid invoices only)."""
+        out: dict[str, int] = {}
+        for invoice in invoices:
+            if invoice.get("status") != "paid" or not int(invoice.get("amount_paid") or 0):
+                continue
+            ident = str(invoice["id"])
+            paid = await self._call(
+                f"list payments of invoice {ident}",
+                lambda ident=ident: self._sdk.v1.invoice_payments.list_async(  # type: ignore[misc]
+                    params={"invoice": ident, "status": "paid"}
+                ),
+            )
+            for row in paid.get("data") or []:
+                intent = mapping.ident((row.get("payment") or {}).get("payment_intent"))
+                if not intent:
+                    continue
+                charges = await self._call(
+                    f"list charges of {intent}",
+                    lambda intent=intent: self._sdk.v1.charges.list_async(  # type: ignore[misc]
+                        params={"payment_intent": intent}
+                    ),
+                )
+                out[ident] = out.get(ident, 0) + sum(
+                    int(c.get("amount_refunded") or 0) for c in charges.get("data") or []
+                )
+        return out
 
     # --- events -------------------------------------------------------------------------------
 
