@@ -417,8 +417,8 @@ def check_tax(pair: _Pair) -> Drift | None:
 
 
 def check_settlement(pair: _Pair) -> Drift | None:
-    """Paid in one system only is a status drift; the same status with a different amount
-    still owed is an amount drift (a partial payment or refund not mirrored)."""
+    """Paid in one system only is a status drift; the same status and total with a different
+    amount still owed is an amount drift (a partial payment or refund not mirrored)."""
     b, o = pair.billing, pair.other
     if not _comparable(pair):
         return None
@@ -439,6 +439,8 @@ def check_settlement(pair: _Pair) -> Drift | None:
             repair,
             "status",
         )
+    if b.total != o.total and o.total is not None:
+        return None  # the total's drift explains the amount owed
     if b.balance is not None and o.balance is not None and b.balance != o.balance:
         return _drift(
             pair,

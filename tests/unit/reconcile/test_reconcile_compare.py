@@ -148,10 +148,8 @@ def test_agreeing_systems_have_no_drift() -> None:
 def test_an_erp_amount_edit_is_an_amount_drift_fixed_by_a_person() -> None:
     snap, refs = world()
     edit(snap, "erp", INV, "12", total=usd("99.00"), balance=usd("99.00"))
-    drifts = compare(snap, refs)
-    kinds = {d.kind for d in drifts}
-    assert kinds == {DriftKind.AMOUNT}
-    total = next(d for d in drifts if d.values.get("erp") == "99.00 USD")
+    total = only(compare(snap, refs))
+    assert total.kind is DriftKind.AMOUNT
     assert total.ids == {"billing": ("in_2",), "erp": ("12",)}
     assert total.repair.event_type is None and "ERP document 12" in total.repair.action
 
@@ -280,3 +278,20 @@ def test_each_check_is_quiet_on_equal_documents(check) -> None:  # type: ignore[
 
     entry = invoice("billing", "in_1", "INV-1", "10.00", "0")
     assert check(_Pair(entry, replace(entry, system="erp", id="1", entity="US"), "US")) is None
+
+
+def test_a_different_total_is_one_drift_not_two() -> None:
+    snap, refs = world()
+    edit(snap, "erp", INV, "12", total=usd("99.00"), balance=usd("99.00"))
+    drift = only(compare(snap, refs))
+    assert (drift.kind, drift.values) == (
+        DriftKind.AMOUNT,
+        {"billing": "98.00 USD", "erp": "99.00 USD"},
+    )
+
+
+def test_a_different_amount_owed_alone_is_an_amount_drift() -> None:
+    snap, refs = world()
+    edit(snap, "erp", INV, "12", balance=usd("50.00"))
+    drift = only(compare(snap, refs))
+    assert (drift.kind, drift.values["erp"]) == (DriftKind.AMOUNT, "50.00 USD")
