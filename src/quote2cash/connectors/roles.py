@@ -248,6 +248,8 @@ class LedgerEntry:
     entity: str | None = None
     quantity: int | None = None
     links: dict[str, str] = field(default_factory=dict)
+    state: str = ""
+    """The system's own status word (Stripe's ``paid``, Tryton's ``posted``), for people."""
 
 
 @runtime_checkable

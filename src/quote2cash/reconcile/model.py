@@ -6,7 +6,10 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from quote2cash.reconcile.compare import Snapshot
 
 
 class DriftKind(StrEnum):
@@ -91,6 +94,8 @@ class Report:
     since: datetime | None
     counts: dict[str, dict[str, int]]
     drifts: tuple[Drift, ...]
+    snapshot: Snapshot | None = field(default=None, compare=False, repr=False)
+    """What was read, for callers that show totals (the demo's summary); not in the JSON."""
 
     @property
     def clean(self) -> bool:

@@ -21,4 +21,4 @@ async def reconcile(
     snapshot = await read_all(runtime, systems, since=since, page_size=page_size)
     xref = StoreCrossRefs(XrefStore(runtime.engine, runtime.clock))
     drifts = with_events(runtime, compare(snapshot, xref))
-    return Report(started, runtime.clock.now(), since, snapshot.counts(), tuple(drifts))
+    return Report(started, runtime.clock.now(), since, snapshot.counts(), tuple(drifts), snapshot)

@@ -478,6 +478,7 @@ def ledger_entry(kind: LedgerKind, record: Mapping[str, Any]) -> LedgerEntry:
             currency=_text(record, "CurrencyIsoCode"),
             status=_LEDGER_CONTRACT_STATUS.get(status, "pending"),
             links=_ids(billing=_text(record, "Subscription_Id__c")),
+            state=status,
         )
     currency = _text(_parent(record, "Account__r"), "CurrencyIsoCode") or "USD"
     status = _text(record, "Status__c") or ""
@@ -491,5 +492,5 @@ def ledger_entry(kind: LedgerKind, record: Mapping[str, Any]) -> LedgerEntry:
         total=_cents(record.get("Amount__c"), currency),
         balance=_cents(record.get("Balance__c"), currency),
         status="paid" if status == "Paid" else "open",
-        links={"status": status} if status else {},
+        state=status,
     )

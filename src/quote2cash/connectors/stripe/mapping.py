@@ -640,6 +640,7 @@ def ledger_subscription(sub: Mapping[str, Any]) -> LedgerEntry:
         currency=_subscription_currency(sub) or None,
         status=_LEDGER_SUBSCRIPTION_STATUS.get(str(sub.get("status")), "pending"),
         quantity=quantity,
+        state=str(sub.get("status") or ""),
     )
 
 
@@ -660,4 +661,5 @@ def ledger_invoice(invoice: Mapping[str, Any], refunded: int = 0) -> LedgerEntry
         balance=_money(owed, currency),
         status="paid" if owed == 0 else "open",
         links={"subscription": subscription} if subscription else {},
+        state=str(invoice.get("status") or ""),
     )

@@ -331,6 +331,7 @@ def ledger_invoice(row: Mapping[str, Any], entity: str | None) -> LedgerEntry:
         status="paid" if owed == 0 else "open",
         entity=entity,
         links={"erp_number": str(row["number"])} if row.get("number") else {},
+        state=str(row["state"]),
     )
 
 
@@ -346,6 +347,7 @@ def ledger_sale(row: Mapping[str, Any], entity: str | None) -> LedgerEntry:
         currency=str(row["currency."]["code"]),
         status=_LEDGER_SALE_STATUS.get(str(row["state"]), "pending"),
         entity=entity,
+        state=str(row["state"]),
     )
 
 
