@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quote2cash.canonical import Money
 from quote2cash.connectors.roles import LedgerEntry, LedgerKind
 from quote2cash.reconcile.model import Drift, DriftKind, Repair
 
@@ -50,10 +51,12 @@ class Snapshot:
 
 def compare(snapshot: Snapshot, xref: CrossRefs) -> list[Drift]:
     """Every drift between the three systems, customers then contracts then invoices."""
+    invoices = _invoices(snapshot, xref)
     drifts = [
         *_customers(snapshot, xref),
         *_contracts(snapshot, xref),
-        *_invoices(snapshot, xref),
+        *invoices,
+        *_balances(snapshot, xref, invoices),
     ]
     return sorted(drifts, key=lambda d: (d.object, d.key, d.kind.value, d.id))
 
@@ -454,3 +457,56 @@ def check_settlement(pair: _Pair) -> Drift | None:
 
 INVOICE_CHECKS: list[Check] = [check_currency, check_total, check_tax, check_settlement]
 """Run in order on each matched (billing, ERP or CRM) document; append to extend."""
+
+
+# --- customer balances -----------------------------------------------------------------------
+
+
+def _balances(snapshot: Snapshot, xref: CrossRefs, invoice_drifts: list[Drift]) -> list[Drift]:
+    """What each customer owes: billing's open invoices net of its credit balance against the
+    ERP's open documents (credit notes not applied count against it). A customer whose
+    invoices already drift is left to those drifts."""
+    if not snapshot.complete:
+        return []
+    drifting = {i for d in invoice_drifts for s in (BILLING, ERP) for i in d.ids.get(s, ())}
+    billing_docs = _group(snapshot.of(BILLING, LedgerKind.INVOICE), lambda e: e.customer)
+    erp_docs = _group(snapshot.of(ERP, LedgerKind.INVOICE), lambda e: e.customer)
+    drifts: list[Drift] = []
+    for customer in snapshot.of(BILLING, LedgerKind.CUSTOMER):
+        party = xref.counterpart("customer", BILLING, customer.id, ERP)
+        billed = billing_docs.get(customer.id, [])
+        posted = erp_docs.get(party, []) if party else []
+        if party is None or any(e.id in drifting for e in (*billed, *posted)):
+            continue
+        owed = _owed([*billed, customer])
+        erp_owed = _owed(posted)
+        if owed is None or erp_owed is None or owed == erp_owed:
+            continue
+        if owed.is_zero() and erp_owed.is_zero():
+            continue
+        drifts.append(
+            Drift(
+                DriftKind.AMOUNT,
+                "customer balance",
+                customer.id,
+                {BILLING: (customer.id,), ERP: (party,)},
+                f"billing says the customer owes {owed} (invoices net of its credit balance), "
+                f"the ERP's receivable is {erp_owed}",
+                Repair(
+                    f"find the credit or payment booked differently for ERP party {party} and "
+                    "book it as billing applied it"
+                ),
+                {BILLING: str(owed), ERP: str(erp_owed)},
+            )
+        )
+    return drifts
+
+
+def _owed(entries: Sequence[LedgerEntry]) -> Money | None:
+    """The sum of what the entries owe, or None if they mix currencies (not comparable)."""
+    amounts = [e.balance for e in entries if e.balance is not None]
+    currencies = {m.currency for m in amounts if not m.is_zero()}
+    if len(currencies) > 1:
+        return None
+    currency = next(iter(currencies), amounts[0].currency if amounts else "USD")
+    return Money.sum((m for m in amounts if not m.is_zero()), currency)

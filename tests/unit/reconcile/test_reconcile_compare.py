@@ -295,3 +295,20 @@ def test_a_different_amount_owed_alone_is_an_amount_drift() -> None:
     edit(snap, "erp", INV, "12", balance=usd("50.00"))
     drift = only(compare(snap, refs))
     assert (drift.kind, drift.values["erp"]) == (DriftKind.AMOUNT, "50.00 USD")
+
+
+def test_a_credit_kept_in_billing_only_is_a_customer_balance_drift() -> None:
+    """Every document agrees, but billing holds a 48.99 credit on the customer that the ERP
+    never booked: what the customer owes differs (49.01 against 98.00)."""
+    snap, refs = world()
+    for system, customer in (("billing", "cus_1"), ("erp", "7")):
+        for entry in list(snap.entries[system][INV]):
+            edit(snap, system, INV, entry.id, customer=customer)
+    assert compare(snap, refs) == []
+    edit(snap, "billing", C, "cus_1", balance=usd("-48.99"), currency="USD")
+    balance = only(compare(snap, refs))
+    assert (balance.kind, balance.object) == (DriftKind.AMOUNT, "customer balance")
+    assert balance.ids == {"billing": ("cus_1",), "erp": ("7",)}
+    assert balance.values == {"billing": "49.01 USD", "erp": "98.00 USD"}
+    edit(snap, "erp", INV, "12", total=usd("99.00"))
+    assert only(compare(snap, refs)).object == "invoice"  # the invoice's drift explains it
