@@ -221,6 +221,7 @@ class LedgerKind(StrEnum):
     CUSTOMER = "customer"
     CONTRACT = "contract"
     INVOICE = "invoice"
+    PAYMENT = "payment"
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,9 @@ class LedgerEntry:
     ``links`` the ids of the same object in other systems as this system holds them.
     ``status`` is normalised: invoices ``open``/``paid``, contracts ``active``/``canceled``/
     ``pending``/``past_due``. ``balance`` is what the customer still owes on it (an invoice:
-    total - paid + refunded; a customer: its credit balance, negative).
+    total - paid, refunds are read as payments; a customer: its credit balance, negative).
+    A payment's ``total`` is what was collected, ``refunded`` what went back, and
+    ``links['invoice']`` the invoice it paid (known at least for payments with a refund).
     """
 
     kind: LedgerKind
@@ -248,6 +251,7 @@ class LedgerEntry:
     entity: str | None = None
     quantity: int | None = None
     links: dict[str, str] = field(default_factory=dict)
+    refunded: Money | None = None
     state: str = ""
     """The system's own status word (Stripe's ``paid``, Tryton's ``posted``), for people."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from quote2cash.canonical import Money
@@ -51,6 +51,7 @@ class Snapshot:
 
 def compare(snapshot: Snapshot, xref: CrossRefs) -> list[Drift]:
     """Every drift between the three systems, customers then contracts then invoices."""
+    snapshot = with_refunds(snapshot)
     invoices = _invoices(snapshot, xref)
     drifts = [
         *_customers(snapshot, xref),
@@ -59,6 +60,31 @@ def compare(snapshot: Snapshot, xref: CrossRefs) -> list[Drift]:
         *_balances(snapshot, xref, invoices),
     ]
     return sorted(drifts, key=lambda d: (d.object, d.key, d.kind.value, d.id))
+
+
+def with_refunds(snapshot: Snapshot) -> Snapshot:
+    """Billing's invoices owing again what was refunded of the payments that paid them."""
+    refunded: dict[str, Money] = {}
+    for payment in snapshot.of(BILLING, LedgerKind.PAYMENT):
+        paid = payment.links.get("invoice")
+        if paid and payment.refunded is not None and not payment.refunded.is_zero():
+            before = refunded.get(paid)
+            refunded[paid] = payment.refunded if before is None else before + payment.refunded
+    if not refunded:
+        return snapshot
+    adjusted = Snapshot(
+        {s: {k: list(v) for k, v in kinds.items()} for s, kinds in snapshot.entries.items()},
+        snapshot.complete,
+    )
+    invoices = adjusted.entries.get(BILLING, {}).get(LedgerKind.INVOICE, [])
+    for index, invoice in enumerate(invoices):
+        back = refunded.get(invoice.id)
+        if back is None or invoice.balance is None:
+            continue
+        owed = invoice.balance + back
+        status = "paid" if owed.is_zero() else "open"
+        invoices[index] = replace(invoice, balance=owed, status=status)
+    return adjusted
 
 
 def _by_number(entries: Iterable[LedgerEntry]) -> dict[str, list[LedgerEntry]]:

@@ -312,3 +312,29 @@ def test_a_credit_kept_in_billing_only_is_a_customer_balance_drift() -> None:
     assert balance.values == {"billing": "49.01 USD", "erp": "98.00 USD"}
     edit(snap, "erp", INV, "12", total=usd("99.00"))
     assert only(compare(snap, refs)).object == "invoice"  # the invoice's drift explains it
+
+
+def test_a_refund_owes_again_in_billing_as_in_the_erp_and_crm() -> None:
+    """Billing refunds 60.00 of INV-1's payment: the invoice owes 60.00 again. The ERP and CRM
+    show that only once they mirrored the refund; until then it is a status drift."""
+    snap, refs = world()
+    refund = LedgerEntry(
+        LedgerKind.PAYMENT,
+        "billing",
+        "ch_1",
+        currency="USD",
+        total=usd("245.00"),
+        refunded=usd("60.00"),
+        links={"invoice": "in_1"},
+    )
+    snap.add("billing", LedgerKind.PAYMENT, [refund])
+    drifts = compare(snap, refs)
+    assert {(d.kind, tuple(d.ids)) for d in drifts} == {
+        (DriftKind.STATUS, ("billing", "erp")),
+        (DriftKind.STATUS, ("billing", "crm")),
+    }
+    for system, ident in (("erp", "11"), ("crm", "a01")):
+        edit(snap, system, INV, ident, balance=usd("60.00"), status="open")
+    assert compare(snap, refs) == []
+    edit(snap, "erp", INV, "11", balance=usd("30.00"))
+    assert only(compare(snap, refs)).values == {"billing": "60.00 USD", "erp": "30.00 USD"}

@@ -229,7 +229,10 @@ class SalesforceCrm:
         cursor: str | None = None,
         limit: int = 200,
     ) -> Page[LedgerEntry]:
-        """Onboarded Accounts, won Opportunities or Invoice__c records, one query batch a page."""
+        """Onboarded Accounts, won Opportunities or Invoice__c records, one query batch a page
+        (payments show on Invoice__c as its status and balance)."""
+        if kind is LedgerKind.PAYMENT:
+            return Page([])
         if cursor is not None:
             page = await self.client.query_page(next_records_url=cursor, batch_size=limit)
         else:

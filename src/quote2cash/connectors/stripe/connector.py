@@ -785,7 +785,8 @@ class StripeBilling:
         cursor: str | None = None,
         limit: int = _PAGE,
     ) -> Page[LedgerEntry]:
-        """One page of customers, subscriptions or finalised invoices (``cursor``: the last id);
+        """One page of customers, subscriptions, finalised invoices or payments (charges)
+        (``cursor``: the last id);
         ``since`` keeps those created at or after it."""
         params: dict[str, Any] = {"limit": max(1, min(limit, _PAGE))}
         if cursor:
@@ -795,6 +796,8 @@ class StripeBilling:
         elif kind is LedgerKind.CONTRACT:
             resource = self._sdk.v1.subscriptions
             params["status"] = "all"
+        elif kind is LedgerKind.PAYMENT:
+            resource = self._sdk.v1.charges
         else:
             resource = self._sdk.v1.invoices
         page = await self._call(f"list {kind.value}s", lambda: resource.list_async(params=params))
@@ -806,38 +809,27 @@ class StripeBilling:
             return Page([mapping.ledger_customer(r) for r in rows], last)
         if kind is LedgerKind.CONTRACT:
             return Page([mapping.ledger_subscription(r) for r in rows], last)
-        finalised = [r for r in rows if r.get("status") in ("open", "paid") and r.get("number")]
-        refunded = await self._refunded(finalised)
-        entries = [mapping.ledger_invoice(r, refunded.get(str(r["id"]), 0)) for r in finalised]
-        return Page(entries, last)
-
-    async def _refunded(self, invoices: list[dict[str, Any]]) -> dict[str, int]:
-        """Invoice id -> minor units refunded of the payments that paid it (paid invoices only)."""
-        out: dict[str, int] = {}
-        for invoice in invoices:
-            if invoice.get("status") != "paid" or not int(invoice.get("amount_paid") or 0):
-                continue
-            ident = str(invoice["id"])
-            paid = await self._call(
-                f"list payments of invoice {ident}",
-                lambda ident=ident: self._sdk.v1.invoice_payments.list_async(  # type: ignore[misc]
-                    params={"invoice": ident, "status": "paid"}
-                ),
+        if kind is LedgerKind.PAYMENT:
+            collected = [r for r in rows if r.get("status") == "succeeded"]
+            return Page(
+                [mapping.ledger_charge(r, await self._refunded_invoice(r)) for r in collected],
+                last,
             )
-            for row in paid.get("data") or []:
-                intent = mapping.ident((row.get("payment") or {}).get("payment_intent"))
-                if not intent:
-                    continue
-                charges = await self._call(
-                    f"list charges of {intent}",
-                    lambda intent=intent: self._sdk.v1.charges.list_async(  # type: ignore[misc]
-                        params={"payment_intent": intent}
-                    ),
-                )
-                out[ident] = out.get(ident, 0) + sum(
-                    int(c.get("amount_refunded") or 0) for c in charges.get("data") or []
-                )
-        return out
+        finalised = [r for r in rows if r.get("status") in ("open", "paid") and r.get("number")]
+        return Page([mapping.ledger_invoice(r) for r in finalised], last)
+
+    async def _refunded_invoice(self, charge: dict[str, Any]) -> str | None:
+        """The invoice a refunded charge paid (Stripe's invoice payments); None if no refund."""
+        intent = mapping.ident(charge.get("payment_intent"))
+        if not charge.get("amount_refunded") or not intent:
+            return None
+        paid = await self._call(
+            f"find the invoice paid by {intent}",
+            lambda: self._sdk.v1.invoice_payments.list_async(
+                params={"payment": {"type": "payment_intent", "payment_intent": intent}}
+            ),
+        )
+        return next((str(p["invoice"]) for p in paid.get("data") or [] if p.get("invoice")), None)
 
     # --- events -------------------------------------------------------------------------------
 

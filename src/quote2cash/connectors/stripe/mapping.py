@@ -644,10 +644,10 @@ def ledger_subscription(sub: Mapping[str, Any]) -> LedgerEntry:
     )
 
 
-def ledger_invoice(invoice: Mapping[str, Any], refunded: int = 0) -> LedgerEntry:
-    """A finalised invoice for reconciliation; ``balance`` = remaining + ``refunded`` (minor)."""
+def ledger_invoice(invoice: Mapping[str, Any]) -> LedgerEntry:
+    """A finalised invoice for reconciliation; ``balance`` is the amount remaining."""
     currency = str(invoice["currency"]).upper()
-    owed = int(invoice.get("amount_remaining") or 0) + refunded
+    owed = int(invoice.get("amount_remaining") or 0)
     subscription = invoice_subscription(invoice)
     return LedgerEntry(
         kind=LedgerKind.INVOICE,
@@ -662,4 +662,21 @@ def ledger_invoice(invoice: Mapping[str, Any], refunded: int = 0) -> LedgerEntry
         status="paid" if owed == 0 else "open",
         links={"subscription": subscription} if subscription else {},
         state=str(invoice.get("status") or ""),
+    )
+
+
+def ledger_charge(charge: Mapping[str, Any], invoice: str | None) -> LedgerEntry:
+    """A collected payment with what was refunded of it and, when known, the invoice it paid."""
+    currency = str(charge["currency"]).upper()
+    return LedgerEntry(
+        kind=LedgerKind.PAYMENT,
+        system=BILLING,
+        id=str(charge["id"]),
+        customer=_ident(charge.get("customer")),
+        currency=currency,
+        total=_money(charge.get("amount"), currency),
+        refunded=_money(charge.get("amount_refunded"), currency),
+        status="refunded" if charge.get("amount_refunded") else "paid",
+        links={"invoice": invoice} if invoice else {},
+        state=str(charge.get("status") or ""),
     )

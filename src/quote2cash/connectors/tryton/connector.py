@@ -1556,6 +1556,8 @@ class TrytonErp:
     ) -> Page[LedgerEntry]:
         """Hub-onboarded parties, booked sales or posted customer invoices, ``limit`` at a time
         (``cursor``: the offset); ``since`` keeps those created at or after it."""
+        if kind is LedgerKind.PAYMENT:
+            return Page([])  # applied to their invoices: read there, as what is still owed
         erp = await self._erp()
         offset = int(cursor) if cursor and cursor.isdigit() else 0
         created = [("create_date", ">=", since)] if since else []
