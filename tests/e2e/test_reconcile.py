@@ -11,6 +11,7 @@ import asyncio
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from quote2cash.cli import app as q2c
 from quote2cash.connectors.tryton.connector import POSTING_WARNINGS
 from quote2cash.engine.control import add_operator
 from quote2cash.engine.queries import failed_events
-from quote2cash.engine.replay import approve_replay
+from quote2cash.engine.replay import approve_replay, list_requests, reject_replay
 from quote2cash.flows.intake import poll_billing
 from quote2cash.masterdata.xref import Kind, XrefStore
 from quote2cash.reconcile.model import Drift, DriftKind, Report
@@ -194,6 +195,7 @@ async def test_reconciliation_finds_every_injected_drift(
     await hub.settle()
     assert failed_events(hub.runtime) == []
 
+    started = datetime.now(UTC)
     clean = await reconcile(hub.runtime, hub.systems)
     assert clean.clean, [d.detail for d in clean.drifts]
     assert clean.counts["billing"]["invoice"] == DEALS
@@ -327,12 +329,13 @@ async def test_reconciliation_finds_every_injected_drift(
     assert canceled.ids == {"billing": (subs[contract(6)].id,), "crm": (opportunities[6],)}
     assert canceled.repair.event_type == "billing.subscription.activated"
 
+    add_operator(hub.runtime, "olga", ["operator"], actor="admin")
+    add_operator(hub.runtime, "fiona", ["finance_approver"], actor="admin")
     await _cli_reads_the_same(hub, tmp_path, report)
+    await _since_reads_only_newer_objects(hub, report, started)
     await _scheduled_run_is_served(hub, report)
 
     # the repair goes through the engine: filed by one operator, approved by a finance approver
-    add_operator(hub.runtime, "olga", ["operator"], actor="admin")
-    add_operator(hub.runtime, "fiona", ["finance_approver"], actor="admin")
     request = file_repair(hub.runtime, missing_crm, actor="olga")
     assert request.finance_sensitive and request.status == "pending"
     assert desk.invoices(number[3]) == []
@@ -368,6 +371,37 @@ async def _cli_reads_the_same(hub: Hub, folder: Path, report: Report) -> None:
     assert "CRM-ONLY-[bold]1" in table.stdout  # escaped, not taken as rich markup
     bad = await asyncio.to_thread(runner.invoke, q2c, ["reconcile", "--format", "xml", *common])
     assert bad.exit_code == 2 and "--format" in bad.output
+
+    status_crm = next(
+        d
+        for d in report.drifts
+        if d.kind is DriftKind.STATUS and d.values == {"billing": "open", "crm": "paid"}
+    )
+    filed = await asyncio.to_thread(
+        runner.invoke, q2c, ["reconcile", "repair", status_crm.id, "--actor", "olga", *common]
+    )
+    assert filed.exit_code == 0, filed.output
+    assert "finance-sensitive" in filed.stdout
+    [pending] = list_requests(hub.runtime, "pending")
+    assert pending.requested_by == "olga" and status_crm.id in pending.reason
+    reject_replay(hub.runtime, pending.id, actor="fiona", note="the CRM is fixed by hand")
+    by_hand = next(d for d in report.drifts if d.kind is DriftKind.ORPHAN)
+    refused = await asyncio.to_thread(
+        runner.invoke, q2c, ["reconcile", "repair", by_hand.id, "--actor", "olga", *common]
+    )
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "not repaired by a replay" in said
+    assert "CRM-ONLY-[bold]1" in said  # the system's text is escaped, never markup
+
+
+async def _since_reads_only_newer_objects(hub: Hub, report: Report, started: datetime) -> None:
+    """A cut-off run reads what was created since, and makes no claim from absence."""
+    later = await reconcile(hub.runtime, hub.systems, since=started)
+    assert later.counts["billing"]["invoice"] == 1  # the invoice made in billing alone
+    assert later.counts["erp"]["invoice"] == 4  # two re-issued, a duplicate, an orphan
+    kinds = {d.kind for d in later.drifts}
+    assert DriftKind.ORPHAN not in kinds and DriftKind.MISSING in kinds
+    assert {d.id for d in later.drifts} < {d.id for d in report.drifts}
 
 
 async def _scheduled_run_is_served(hub: Hub, report: Report) -> None:
