@@ -301,7 +301,8 @@ async def test_reconciliation_finds_every_injected_drift(
     assert status_crm.repair.event_type == "billing.invoice.finalized"
     paid_erp = drift(report, DriftKind.STATUS, number[5], "erp")
     assert paid_erp.repair.event_type == "billing.payment.succeeded"
-    assert paid_erp.repair.event_id is not None
+    assert paid_erp.repair.event_id is not None and paid_erp.repair.event_status == "pending"
+    assert "still pending in the hub" in paid_erp.repair.describe()
     assert drift(report, DriftKind.DUPLICATE, number[6]).ids["erp"] == (
         str(sixth["id"]),
         duplicate,

@@ -35,6 +35,8 @@ class Repair:
     finance_sensitive: bool = False
     about: str | None = None
     """The id the event to replay is about (e.g. billing's invoice id), to find it in the log."""
+    event_status: str | None = None
+    """The event's status in the hub's log; a ``pending`` one has yet to run (no replay yet)."""
 
     @property
     def replayable(self) -> bool:
@@ -44,7 +46,8 @@ class Repair:
         if self.event_type is None:
             return self.action
         event = self.event_id or "(not in the hub's log)"
-        return f"replay {self.event_type} event {event}: {self.action}"
+        waiting = " (still pending in the hub: let it run first)" * (self.event_status == "pending")
+        return f"replay {self.event_type} event {event}{waiting}: {self.action}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Drift:
                 "event_type": self.repair.event_type,
                 "event_id": self.repair.event_id,
                 "finance_sensitive": self.repair.finance_sensitive,
+                "event_status": self.repair.event_status,
                 "proposal": self.repair.describe(),
             },
         }

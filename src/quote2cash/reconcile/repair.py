@@ -30,6 +30,7 @@ def with_events(runtime: Runtime, drifts: list[Drift]) -> list[Drift]:
             repair = replace(
                 repair,
                 event_id=found.id if found else None,
+                event_status=found.status if found else None,
                 finance_sensitive=is_finance_sensitive(repair.event_type),
             )
         out.append(replace(drift, repair=repair))
