@@ -447,10 +447,12 @@ def check_tax(pair: _Pair) -> Drift | None:
 
 def check_settlement(pair: _Pair) -> Drift | None:
     """Paid in one system only is a status drift; the same status and total with a different
-    amount still owed is an amount drift (a partial payment or refund not mirrored)."""
+    amount still owed is an amount drift (a partial payment or refund not mirrored). Credit
+    notes are left to the customer balance check: billing moves a credit onto the customer's
+    balance, the ERP keeps the credit note open until it is used."""
     b, o = pair.billing, pair.other
-    if not _comparable(pair):
-        return None
+    if not _comparable(pair) or (b.total is not None and b.total.is_negative()):
+        return None  # a credit lives on the customer's balance in billing: compared there
     if b.status != o.status:
         if o.system == CRM:
             repair = _resync(b, CRM, "publish billing's status to the CRM")

@@ -338,3 +338,25 @@ def test_a_refund_owes_again_in_billing_as_in_the_erp_and_crm() -> None:
     assert compare(snap, refs) == []
     edit(snap, "erp", INV, "11", balance=usd("30.00"))
     assert only(compare(snap, refs)).values == {"billing": "60.00 USD", "erp": "30.00 USD"}
+
+
+def test_an_open_erp_credit_note_matches_billing_s_customer_credit() -> None:
+    """A 48.99 credit: billing's credit invoice is settled onto the customer's balance, the ERP
+    keeps the credit note open as the customer's credit. Same money, no drift; a credit the
+    ERP holds that billing does not is a customer balance drift."""
+    snap, refs = world()
+    for system, customer in (("billing", "cus_1"), ("erp", "7")):
+        for entry in list(snap.entries[system][INV]):
+            edit(snap, system, INV, entry.id, customer=customer)
+    snap.add("billing", INV, [invoice("billing", "in_9", "CR-1", "-48.99", "0", customer="cus_1")])
+    snap.add("erp", INV, [invoice("erp", "19", "CR-1", "-48.99", "-48.99", customer="7")])
+    snap.add("crm", INV, [invoice("crm", "a09", "CR-1", "-48.99", "0")])
+    refs.add("invoice", billing="in_9", erp="19")
+    edit(snap, "billing", C, "cus_1", balance=usd("-48.99"), currency="USD")
+    assert compare(snap, refs) == []
+    edit(snap, "billing", C, "cus_1", balance=usd("0.00"))
+    drift = only(compare(snap, refs))
+    assert (drift.object, drift.values) == (
+        "customer balance",
+        {"billing": "98.00 USD", "erp": "49.01 USD"},
+    )
