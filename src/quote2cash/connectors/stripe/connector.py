@@ -785,12 +785,13 @@ class StripeBilling:
         cursor: str | None = None,
         limit: int = _PAGE,
     ) -> Page[LedgerEntry]:
-        """One page of customers, subscriptions, finalised invoices or payments (charges)
-        (``cursor``: the last id);
-        ``since`` keeps those created at or after it."""
+        """One page of customers, subscriptions, finalised invoices or payments (charges),
+        newest first (``cursor``: the last id); ``since``: created at or after it."""
         params: dict[str, Any] = {"limit": max(1, min(limit, _PAGE))}
         if cursor:
             params["starting_after"] = cursor
+        if since is not None:
+            params["created"] = {"gte": int(since.timestamp())}
         if kind is LedgerKind.CUSTOMER:
             resource: Any = self._sdk.v1.customers
         elif kind is LedgerKind.CONTRACT:
@@ -801,10 +802,8 @@ class StripeBilling:
         else:
             resource = self._sdk.v1.invoices
         page = await self._call(f"list {kind.value}s", lambda: resource.list_async(params=params))
-        listed = list(page.get("data") or [])
-        last = str(listed[-1]["id"]) if listed and page.get("has_more") else None
-        floor = int(since.timestamp()) if since is not None else None
-        rows = [r for r in listed if floor is None or int(r.get("created") or 0) >= floor]
+        rows = list(page.get("data") or [])
+        last = str(rows[-1]["id"]) if rows and page.get("has_more") else None
         if kind is LedgerKind.CUSTOMER:
             return Page([mapping.ledger_customer(r) for r in rows], last)
         if kind is LedgerKind.CONTRACT:
