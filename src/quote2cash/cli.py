@@ -56,6 +56,15 @@ def _api_commands() -> None:
 
 _api_commands()
 
+
+def _reconcile_commands() -> None:
+    from quote2cash.reconcile.cli import register
+
+    register(app)
+
+
+_reconcile_commands()
+
 console = Console()
 err = Console(stderr=True)
 

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     )
     actor: str | None = Field(default=None, description="operator name for CLI actions")
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+    reconcile_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="q2c serve reconciles CRM/billing/ERP this often (0: never)",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,7 @@ def test_quick_demo_reconciles_and_prints_the_summary(tmp_path: Path) -> None:
     text = console.export_text()
     assert ok, text[-4000:]
     assert "summary" in text and "reconciled:" in text
+    assert "three-way reconciliation (q2c reconcile): 0 drift(s)" in text
     for currency in ("EUR", "USD"):
         row = next(line for line in text.splitlines() if line.strip(" │|").startswith(currency))
         assert "equal to the cent" in row, row

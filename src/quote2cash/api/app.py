@@ -42,6 +42,7 @@ from quote2cash.flows.intake import REJECTED, billing_event, callout_event, reje
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
+from quote2cash.reconcile.model import Report
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class HubStatus:
     """What ``/health`` reports besides the store: is the worker loop running (None: not here)."""
 
     worker_running: bool | None = None
+    reconciliation: Report | None = None
+    """The last scheduled reconciliation's report (None: none has run yet)."""
 
 
 class ApiError(Exception):
@@ -385,6 +388,18 @@ class HubApi:
             )
         return json_response({"invoice": _invoice_json(view)})
 
+    async def reconciliation(self, request: web.Request) -> web.Response:
+        """The last three-way reconciliation the scheduled run kept (``q2c serve``)."""
+        report = self.status.reconciliation
+        if report is None:
+            raise ApiError(
+                404,
+                "not_found",
+                "no reconciliation has run yet (the scheduled run's interval is "
+                "Q2C_RECONCILE_INTERVAL_SECONDS; `q2c reconcile` runs one now)",
+            )
+        return json_response({"report": report.to_json()})
+
     async def systems(self, request: web.Request) -> web.Response:
         rows = await self._store(lambda: system_status(self.runtime))
         return json_response({"data": rows})
@@ -480,4 +495,5 @@ def build_app(
     app.router.add_get("/v1/exceptions", hub.exceptions)
     app.router.add_get("/v1/systems", hub.systems)
     app.router.add_get("/v1/invoices/{id}", hub.invoice)
+    app.router.add_get("/v1/reconciliation", hub.reconciliation)
     return app

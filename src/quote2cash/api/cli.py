@@ -195,7 +195,14 @@ def serve_command(
     use_sandbox = not (config or os.environ.get("Q2C_SYSTEMS_CONFIG"))
     systems = load_systems(config, sandbox)
     state = _sandbox_state(sandbox) if use_sandbox else {}
-    options = ServeOptions(host, port, workers, poll_seconds, Path(config_dir))
+    options = ServeOptions(
+        host,
+        port,
+        workers,
+        poll_seconds,
+        Path(config_dir),
+        reconcile_seconds=settings.reconcile_interval_seconds,
+    )
 
     async def ready(url: str, app: Any) -> None:
         if use_sandbox and hook_sandbox:

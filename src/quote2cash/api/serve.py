@@ -36,6 +36,8 @@ class ServeOptions:
     poll_seconds: float = 30.0
     config_dir: Path = Path("config")
     shutdown_seconds: float = 10.0
+    reconcile_seconds: float = 0.0
+    """Run a three-way reconciliation every N s and keep its report for the API (0: never)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -89,6 +91,25 @@ async def run_worker(
         status.worker_running = False
 
 
+async def reconcile_forever(
+    runtime: Runtime, systems: Any, stop: asyncio.Event, status: HubStatus, every: float
+) -> None:
+    """The scheduled reconciliation: one run now, then every ``every`` s; the last report is
+    kept in ``status`` (served at ``/v1/reconciliation``). A failed run keeps the last report."""
+    from quote2cash.reconcile.run import reconcile
+
+    while not stop.is_set():
+        try:
+            report = await reconcile(runtime, systems)
+            status.reconciliation = report
+            log.info("reconciliation: %d drift(s)", len(report.drifts))
+        except Exception as exc:
+            reason = exc if isinstance(exc, IntegrationError) else type(exc).__name__
+            log.warning("reconciliation failed (%s); next try in %.0f s", reason, every)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+
+
 async def serve(
     runtime: Runtime,
     systems: Any,
@@ -128,6 +149,12 @@ async def serve(
                         stop,
                         options.poll_seconds,
                     )
+                )
+            )
+        if options.reconcile_seconds > 0:
+            tasks.append(
+                asyncio.create_task(
+                    reconcile_forever(runtime, systems, stop, status, options.reconcile_seconds)
                 )
             )
         log.info("serving on %s (workers: %s)", url, options.workers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from quote2cash.canonical import (
@@ -245,3 +246,60 @@ class Billing(Protocol):
     ) -> Page[BillingEvent]: ...
 
     async def check(self) -> SystemCheck: ...
+
+
+class LedgerKind(StrEnum):
+    """What three-way reconciliation reads from each system."""
+
+    CUSTOMER = "customer"
+    CONTRACT = "contract"
+    INVOICE = "invoice"
+    PAYMENT = "payment"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One object as a system shows it now, read for reconciliation (never from the hub's store).
+
+    ``number`` is the business key the systems share (invoice number, contract number, e-mail);
+    ``links`` the ids of the same object in other systems as this system holds them.
+    ``status`` is normalised: invoices ``open``/``paid``, contracts ``active``/``canceled``/
+    ``pending``/``past_due``. ``balance`` is what the customer still owes on it (an invoice:
+    total - paid, refunds are read as payments; a customer: its credit balance, negative).
+    A payment's ``total`` is what was collected, ``refunded`` what went back, and
+    ``links['invoice']`` the invoice it paid (known at least for payments with a refund).
+    """
+
+    kind: LedgerKind
+    system: str
+    id: str
+    number: str | None = None
+    customer: str | None = None
+    contract: str | None = None
+    currency: str | None = None
+    total: Money | None = None
+    tax: Money | None = None
+    balance: Money | None = None
+    status: str = ""
+    entity: str | None = None
+    quantity: int | None = None
+    links: dict[str, str] = field(default_factory=dict)
+    refunded: Money | None = None
+    state: str = ""
+    """The system's own status word (Stripe's ``paid``, Tryton's ``posted``), for people."""
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Paged reads of what a system holds, for reconciliation; ``since`` filters by creation."""
+
+    system: str
+
+    async def ledger(
+        self,
+        kind: LedgerKind,
+        *,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[LedgerEntry]: ...

@@ -23,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,7 +47,7 @@ from quote2cash.demo.actors import (
 )
 from quote2cash.demo.book import Book, DemoAccount, DemoDeal, build_book
 from quote2cash.demo.hub import DemoHub
-from quote2cash.demo.reconcile import Reconciliation, read_billing, read_crm, read_erp
+from quote2cash.demo.reconcile import Reconciliation
 from quote2cash.demo.sandbox import DemoSandbox
 from quote2cash.engine.audit import Verification, verify_audit
 from quote2cash.engine.control import resume_system, schedule_window
@@ -54,6 +55,7 @@ from quote2cash.engine.queries import EventRow, failed_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
 from quote2cash.flows.subjects import contract_subject
+from quote2cash.reconcile.run import reconcile
 from quote2cash.store.schema import events, steps
 
 CONFIG_DIR = (
@@ -405,11 +407,8 @@ def _cents(value: object) -> str:
 
 
 async def _collect(run: DemoRun, runtime: Runtime, org: SalesOrg, finished: bool) -> Findings:
-    rec = Reconciliation()
-    await asyncio.to_thread(read_billing, run.sandbox.stripe(), rec)
-    async with run.sandbox.erp_client() as erp:
-        await read_erp(erp, rec)
-    await asyncio.to_thread(read_crm, org.sf, rec)
+    assert run.hub is not None
+    rec = Reconciliation.of(await reconcile(runtime, run.hub.systems))
     exceptions = failed_events(runtime)
     legacy = run.book.unmapped_deal
     expected = [
@@ -502,8 +501,13 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
             "[green]equal to the cent[/]" if same else "[red]DIFFERENT[/]",
         )
     console.print(amounts)
+    console.print(
+        f"three-way reconciliation (q2c reconcile): {len(differences)} drift(s) in "
+        f"{_read_counts(rec)}",
+        highlight=False,
+    )
     for problem in differences[:20]:
-        console.print(f"[red]difference[/]: {problem}")
+        console.print(f"[red]drift[/]: {escape(problem)}")
 
     queue = Table(title="exception queue")
     for column in ("type", "subject", "category", "reason"):
@@ -522,7 +526,7 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
     _look_further(console, run.folder)
 
     checks = {
-        "amounts reconcile across the three systems": rec.reconciled,
+        "q2c reconcile finds no drift across the three systems": rec.reconciled,
         "every mapped deal activated": rec.crm_active_deals == mapped_deals
         and rec.subscriptions == mapped_deals
         and rec.erp_bookings == mapped_deals,
@@ -547,6 +551,14 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
         return False
     console.print("[green bold]reconciled[/]: " + "; ".join(checks))
     return True
+
+
+def _read_counts(rec: Reconciliation) -> str:
+    counts = rec.report.counts
+    return "; ".join(
+        f"{system} {n['customer']} customers, {n['contract']} contracts, {n['invoice']} invoices"
+        for system, n in sorted(counts.items())
+    )
 
 
 def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:

@@ -138,3 +138,17 @@ def status_counts(runtime: Runtime) -> dict[str, int]:
         ).scalar_one()
     counts["held_subjects"] = int(held)
     return counts
+
+
+def latest_event_about(runtime: Runtime, event_type: str, object_id: str) -> EventRow | None:
+    """The newest logged event of ``event_type`` whose data names ``object_id`` (in quotes)."""
+    q = (
+        select(events)
+        .where(events.c.type == event_type)
+        .where(events.c.data.contains(f'"{object_id}"', autoescape=True))
+        .order_by(events.c.pos.desc())
+        .limit(1)
+    )
+    with runtime.engine.connect() as conn:
+        row = conn.execute(q).first()
+    return _row(row) if row is not None else None

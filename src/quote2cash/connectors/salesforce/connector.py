@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from quote2cash.canonical import Amendment, Customer, Order, Product
 from quote2cash.connectors.roles import (
+    LedgerEntry,
+    LedgerKind,
     Page,
     RejectedRecord,
     StatusResult,
@@ -242,6 +244,25 @@ class SalesforceCrm:
         return [r for r in results if r is not None]
 
     # --- health ---
+
+    async def ledger(
+        self,
+        kind: LedgerKind,
+        *,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 200,
+    ) -> Page[LedgerEntry]:
+        """Onboarded Accounts, won Opportunities or Invoice__c records, one query batch a page
+        (payments show on Invoice__c as its status and balance)."""
+        if kind is LedgerKind.PAYMENT:
+            return Page([])
+        if cursor is not None:
+            page = await self.client.query_page(next_records_url=cursor, batch_size=limit)
+        else:
+            page = await self.client.query_page(mapping.ledger_soql(kind, since), batch_size=limit)
+        entries = [mapping.ledger_entry(kind, record) for record in page.records]
+        return Page(entries, page.next_records_url)
 
     async def check(self) -> SystemCheck:
         """Logs in and reads ``/limits``; ``detail`` reports the daily API usage, never secrets."""

@@ -32,6 +32,7 @@ from quote2cash.canonical import (
     Ref,
     validate_record,
 )
+from quote2cash.connectors.roles import LedgerEntry, LedgerKind
 from quote2cash.engine.errors import DataError
 
 M = TypeVar("M", bound=Record)
@@ -410,3 +411,86 @@ def amendment(request: Mapping[str, Any], number: int) -> Amendment:
         "reason": _text(request, "Reason__c"),
     }
     return _validated(Amendment, data, what)
+
+
+# --- reconciliation ledger -------------------------------------------------------------------
+
+_LEDGER_CONTRACT_STATUS: Final = {
+    "Active": "active",
+    "Canceled": "canceled",
+    "Past Due": "past_due",
+}
+_CENT = Decimal("0.01")
+
+
+def ledger_soql(kind: LedgerKind, since: datetime | None) -> str:
+    """What reconciliation reads: onboarded accounts, won deals, or the invoices shown."""
+    created = f" AND CreatedDate >= {soql_datetime(since)}" if since else ""
+    if kind is LedgerKind.CUSTOMER:
+        return (
+            "SELECT Id, Name, CurrencyIsoCode, Hub_Global_Id__c, Billing_Customer_Id__c, "
+            "ERP_Customer_Number__c FROM Account WHERE Hub_Global_Id__c != null"
+            f"{created} ORDER BY Id"
+        )
+    if kind is LedgerKind.CONTRACT:
+        return (
+            "SELECT Id, AccountId, CurrencyIsoCode, Contract_Number__c, Subscription_Id__c, "
+            f"Subscription_Status__c FROM Opportunity WHERE IsWon = true{created} ORDER BY Id"
+        )
+    return (
+        "SELECT Id, Invoice_Number__c, Amount__c, Balance__c, Status__c, Account__c, "
+        f"Account__r.CurrencyIsoCode FROM Invoice__c WHERE Id != null{created} ORDER BY Id"
+    )
+
+
+def _cents(value: Any, currency: str) -> Money:
+    return Money(Decimal(str(value if value is not None else 0)).quantize(_CENT), currency)
+
+
+def ledger_entry(kind: LedgerKind, record: Mapping[str, Any]) -> LedgerEntry:
+    """One Account, won Opportunity or Invoice__c as reconciliation compares it."""
+    ident = str(record["Id"])
+    if kind is LedgerKind.CUSTOMER:
+        links = _ids(
+            hub=_text(record, "Hub_Global_Id__c"),
+            billing=_text(record, "Billing_Customer_Id__c"),
+            erp=_text(record, "ERP_Customer_Number__c"),
+        )
+        return LedgerEntry(
+            kind=kind,
+            system="crm",
+            id=ident,
+            number=_text(record, "Name"),
+            customer=ident,
+            currency=_text(record, "CurrencyIsoCode"),
+            status="active",
+            links=links,
+        )
+    if kind is LedgerKind.CONTRACT:
+        status = _text(record, "Subscription_Status__c") or ""
+        return LedgerEntry(
+            kind=kind,
+            system="crm",
+            id=ident,
+            number=_text(record, "Contract_Number__c") or ident,
+            customer=_text(record, "AccountId"),
+            contract=_text(record, "Contract_Number__c") or ident,
+            currency=_text(record, "CurrencyIsoCode"),
+            status=_LEDGER_CONTRACT_STATUS.get(status, "pending"),
+            links=_ids(billing=_text(record, "Subscription_Id__c")),
+            state=status,
+        )
+    currency = _text(_parent(record, "Account__r"), "CurrencyIsoCode") or "USD"
+    status = _text(record, "Status__c") or ""
+    return LedgerEntry(
+        kind=kind,
+        system="crm",
+        id=ident,
+        number=_text(record, "Invoice_Number__c"),
+        customer=_text(record, "Account__c"),
+        currency=_text(_parent(record, "Account__r"), "CurrencyIsoCode"),
+        total=_cents(record.get("Amount__c"), currency),
+        balance=_cents(record.get("Balance__c"), currency),
+        status="paid" if status == "Paid" else "open",
+        state=status,
+    )

@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -53,7 +54,14 @@ from quote2cash.canonical import (
     TaxRate,
     UsageRecord,
 )
-from quote2cash.connectors.roles import BillingEvent, Page, RejectedRecord, SystemCheck
+from quote2cash.connectors.roles import (
+    BillingEvent,
+    LedgerEntry,
+    LedgerKind,
+    Page,
+    RejectedRecord,
+    SystemCheck,
+)
 from quote2cash.connectors.stripe import mapping
 from quote2cash.connectors.stripe.client import (
     CardDeclined,
@@ -878,6 +886,61 @@ class StripeBilling:
             f"payment of Stripe invoice {invoice_id}",
             lambda: mapping.payment_from_invoice(invoice),
         )
+
+    # --- reconciliation -----------------------------------------------------------------------
+
+    async def ledger(
+        self,
+        kind: LedgerKind,
+        *,
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = _PAGE,
+    ) -> Page[LedgerEntry]:
+        """One page of customers, subscriptions, finalised invoices or payments (charges),
+        newest first (``cursor``: the last id); ``since``: created at or after it."""
+        params: dict[str, Any] = {"limit": max(1, min(limit, _PAGE))}
+        if cursor:
+            params["starting_after"] = cursor
+        if since is not None:
+            params["created"] = {"gte": int(since.timestamp())}
+        if kind is LedgerKind.CUSTOMER:
+            resource: Any = self._sdk.v1.customers
+        elif kind is LedgerKind.CONTRACT:
+            resource = self._sdk.v1.subscriptions
+            params["status"] = "all"
+        elif kind is LedgerKind.PAYMENT:
+            resource = self._sdk.v1.charges
+        else:
+            resource = self._sdk.v1.invoices
+        page = await self._call(f"list {kind.value}s", lambda: resource.list_async(params=params))
+        rows = list(page.get("data") or [])
+        last = str(rows[-1]["id"]) if rows and page.get("has_more") else None
+        if kind is LedgerKind.CUSTOMER:
+            return Page([mapping.ledger_customer(r) for r in rows], last)
+        if kind is LedgerKind.CONTRACT:
+            return Page([mapping.ledger_subscription(r) for r in rows], last)
+        if kind is LedgerKind.PAYMENT:
+            collected = [r for r in rows if r.get("status") == "succeeded"]
+            return Page(
+                [mapping.ledger_charge(r, await self._refunded_invoice(r)) for r in collected],
+                last,
+            )
+        finalised = [r for r in rows if r.get("status") in ("open", "paid") and r.get("number")]
+        return Page([mapping.ledger_invoice(r) for r in finalised], last)
+
+    async def _refunded_invoice(self, charge: dict[str, Any]) -> str | None:
+        """The invoice a refunded charge paid (Stripe's invoice payments); None if no refund."""
+        intent = mapping.ident(charge.get("payment_intent"))
+        if not charge.get("amount_refunded") or not intent:
+            return None
+        paid = await self._call(
+            f"find the invoice paid by {intent}",
+            lambda: self._sdk.v1.invoice_payments.list_async(
+                params={"payment": {"type": "payment_intent", "payment_intent": intent}}
+            ),
+        )
+        return next((str(p["invoice"]) for p in paid.get("data") or [] if p.get("invoice")), None)
 
     # --- events -------------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ from quote2cash.canonical import (
     to_decimal,
     validate_record,
 )
-from quote2cash.connectors.roles import BillingEvent
+from quote2cash.connectors.roles import BillingEvent, LedgerEntry, LedgerKind
 
 __all__ = [
     "EVENT_TYPES",
@@ -692,4 +692,90 @@ def billing_event(event: Mapping[str, Any]) -> BillingEvent:
         created=created,
         subject=event_subject(obj),
         data=data,
+    )
+
+
+# --- reconciliation ledger -------------------------------------------------------------------
+
+_LEDGER_SUBSCRIPTION_STATUS: Final[Mapping[str, str]] = {
+    "active": "active",
+    "trialing": "active",
+    "past_due": "past_due",
+    "unpaid": "past_due",
+    "canceled": "canceled",
+}
+
+
+def ledger_customer(customer: Mapping[str, Any]) -> LedgerEntry:
+    """A customer for reconciliation: keyed by e-mail; ``balance`` is its credit (negative)."""
+    metadata: Mapping[str, Any] = customer.get("metadata") or {}
+    currency = str(customer.get("currency") or metadata.get("preferred_currency") or "").upper()
+    links = {"hub": str(metadata["hub_global_id"])} if metadata.get("hub_global_id") else {}
+    email = str(customer.get("email") or "").strip().lower()
+    return LedgerEntry(
+        kind=LedgerKind.CUSTOMER,
+        system=BILLING,
+        id=str(customer["id"]),
+        number=email or None,
+        customer=str(customer["id"]),
+        currency=currency or None,
+        balance=_money(customer.get("balance"), currency) if currency else None,
+        status="active",
+        links=links,
+    )
+
+
+def ledger_subscription(sub: Mapping[str, Any]) -> LedgerEntry:
+    """A contract for reconciliation: its contract number and normalised status."""
+    metadata: Mapping[str, Any] = sub.get("metadata") or {}
+    quantity = sum(int(item.get("quantity") or 0) for item in _items(sub))
+    return LedgerEntry(
+        kind=LedgerKind.CONTRACT,
+        system=BILLING,
+        id=str(sub["id"]),
+        number=metadata.get("contract_number") or None,
+        customer=_ident(sub.get("customer")),
+        contract=metadata.get("contract_number") or None,
+        currency=_subscription_currency(sub) or None,
+        status=_LEDGER_SUBSCRIPTION_STATUS.get(str(sub.get("status")), "pending"),
+        quantity=quantity,
+        state=str(sub.get("status") or ""),
+    )
+
+
+def ledger_invoice(invoice: Mapping[str, Any]) -> LedgerEntry:
+    """A finalised invoice for reconciliation; ``balance`` is the amount remaining."""
+    currency = str(invoice["currency"]).upper()
+    owed = int(invoice.get("amount_remaining") or 0)
+    subscription = invoice_subscription(invoice)
+    return LedgerEntry(
+        kind=LedgerKind.INVOICE,
+        system=BILLING,
+        id=str(invoice["id"]),
+        number=invoice.get("number") or None,
+        customer=_ident(invoice.get("customer")),
+        currency=currency,
+        total=_money(int(invoice["total"]), currency),
+        tax=_money(_invoice_tax(invoice), currency),
+        balance=_money(owed, currency),
+        status="paid" if owed == 0 else "open",
+        links={"subscription": subscription} if subscription else {},
+        state=str(invoice.get("status") or ""),
+    )
+
+
+def ledger_charge(charge: Mapping[str, Any], invoice: str | None) -> LedgerEntry:
+    """A collected payment with what was refunded of it and, when known, the invoice it paid."""
+    currency = str(charge["currency"]).upper()
+    return LedgerEntry(
+        kind=LedgerKind.PAYMENT,
+        system=BILLING,
+        id=str(charge["id"]),
+        customer=_ident(charge.get("customer")),
+        currency=currency,
+        total=_money(charge.get("amount"), currency),
+        refunded=_money(charge.get("amount_refunded"), currency),
+        status="refunded" if charge.get("amount_refunded") else "paid",
+        links={"invoice": invoice} if invoice else {},
+        state=str(charge.get("status") or ""),
     )

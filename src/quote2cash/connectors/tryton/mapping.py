@@ -27,6 +27,7 @@ from quote2cash.canonical import (
     TaxRate,
 )
 from quote2cash.canonical.money import exact_product
+from quote2cash.connectors.roles import LedgerEntry, LedgerKind
 
 __all__ = [
     "GLOBAL_ID_MARK",
@@ -355,3 +356,74 @@ def tax_postings(
         TaxPosting(code, sum(bases[code], Decimal(0)), amount, tuple(bases[code]))
         for code, amount in amounts.items()
     ]
+
+
+# --- reconciliation ledger -------------------------------------------------------------------
+
+LEDGER_INVOICE_FIELDS: Final = (
+    "state",
+    "number",
+    "reference",
+    "party",
+    "company",
+    "currency.code",
+    "tax_amount",
+    "total_amount",
+    "amount_to_pay",
+)
+LEDGER_SALE_FIELDS: Final = ("state", "reference", "party", "company", "currency.code")
+_LEDGER_SALE_STATUS: Final = {
+    "confirmed": "active",
+    "processing": "active",
+    "done": "active",
+    "cancelled": "canceled",
+}
+
+
+def ledger_invoice(row: Mapping[str, Any], entity: str | None) -> LedgerEntry:
+    """A posted customer invoice or credit note, keyed by its reference (billing's number)."""
+    currency = str(row["currency."]["code"])
+    owed = Decimal(0) if row["state"] == "paid" else Decimal(row["amount_to_pay"])
+    return LedgerEntry(
+        kind=LedgerKind.INVOICE,
+        system="erp",
+        id=str(row["id"]),
+        number=str(row.get("reference") or "") or None,
+        customer=str(row["party"]),
+        currency=currency,
+        total=Money(Decimal(row["total_amount"]), currency),
+        tax=Money(Decimal(row["tax_amount"]), currency),
+        balance=Money(owed, currency),
+        status="paid" if owed == 0 else "open",
+        entity=entity,
+        links={"erp_number": str(row["number"])} if row.get("number") else {},
+        state=str(row["state"]),
+    )
+
+
+def ledger_sale(row: Mapping[str, Any], entity: str | None) -> LedgerEntry:
+    """A booked sale, keyed by its reference (the contract or amendment number)."""
+    return LedgerEntry(
+        kind=LedgerKind.CONTRACT,
+        system="erp",
+        id=str(row["id"]),
+        number=str(row.get("reference") or "") or None,
+        customer=str(row["party"]),
+        contract=str(row.get("reference") or "") or None,
+        currency=str(row["currency."]["code"]),
+        status=_LEDGER_SALE_STATUS.get(str(row["state"]), "pending"),
+        entity=entity,
+        state=str(row["state"]),
+    )
+
+
+def ledger_party(row: Mapping[str, Any]) -> LedgerEntry:
+    """A hub-onboarded party, found by its global-id identifier."""
+    return LedgerEntry(
+        kind=LedgerKind.CUSTOMER,
+        system="erp",
+        id=str(row["party"]),
+        customer=str(row["party"]),
+        status="active",
+        links={"hub": str(row["code"]).removeprefix(GLOBAL_ID_MARK)},
+    )
