@@ -371,6 +371,11 @@ def subscription_from_stripe(sub: Mapping[str, Any]) -> Subscription:
             "started_at": instant(sub.get("start_date") or sub.get("start")),
             "cancel_at": instant(sub.get("cancel_at")),
             "canceled_at": instant(sub.get("canceled_at")),
+            "tax_rates": [
+                tax_rate_from_stripe(rate).model_dump()
+                for rate in sub.get("default_tax_rates") or []
+                if isinstance(rate, Mapping)
+            ],
         },
         record=f"Stripe subscription {sub.get('id')}",
     )
