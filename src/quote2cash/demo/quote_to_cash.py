@@ -577,7 +577,8 @@ def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:
 
 @dataclass(frozen=True)
 class DiscountCheck:
-    """Discounted deals whose first invoice (Stripe, Tryton) and ERP booking equal the CRM's."""
+    """Discounted deals whose first invoice before tax (Stripe, Tryton) and ERP booking equal the
+    CRM's price."""
 
     deals: int
     matching: int
@@ -589,14 +590,15 @@ class DiscountCheck:
         off = " / ".join(f"{p:f} %" for p in self.percents)
         return (
             f"{self.deals} volume deals at {off} off seats (Stripe coupons): first invoice in "
-            f"Stripe and Tryton and the Tryton booking equal the CRM's price for {self.matching} "
-            f"of {self.deals}"
+            f"Stripe and Tryton (before tax) and the Tryton booking equal the CRM's price for "
+            f"{self.matching} of {self.deals}"
         )
 
 
 async def _discounts_billed(run: DemoRun, org: SalesOrg) -> DiscountCheck:
-    """Read each discounted deal back: the CRM's amount, billing's first invoice total, the ERP
-    invoice with that invoice number and the ERP sale booked for the contract must all be equal."""
+    """Read each discounted deal back: the CRM's amount, billing's first invoice before tax, the
+    ERP invoice with that invoice number before tax and the ERP sale booked for the contract must
+    all be equal, and the ERP invoice's total (tax included) billing's total."""
     deals = [
         d
         for d in run.book.deals
@@ -617,17 +619,19 @@ async def _discounts_billed(run: DemoRun, org: SalesOrg) -> DiscountCheck:
             ]
             if len(first) != 1:
                 continue
-            billed = Decimal(first[0].total) / 100
+            billed = Decimal(first[0].total_excluding_tax or 0) / 100
+            gross = Decimal(first[0].total) / 100
             posted = await erp.model("account.invoice").search_read(
                 [("reference", "=", first[0].number), ("type", "=", "out")],
-                ["total_amount"],
+                ["untaxed_amount", "total_amount"],
             )
             sales = await erp.model("sale.sale").search_read(
                 [("reference", "=", deal.contract_number)], ["total_amount"]
             )
             if (
                 crm == billed
-                and [Decimal(p["total_amount"]) for p in posted] == [crm]
+                and [Decimal(p["untaxed_amount"]) for p in posted] == [crm]
+                and [Decimal(p["total_amount"]) for p in posted] == [gross]
                 and [Decimal(x["total_amount"]) for x in sales] == [crm]
             ):
                 matching += 1

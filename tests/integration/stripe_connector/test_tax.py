@@ -61,6 +61,8 @@ async def test_rates_are_created_once_and_the_invoice_carries_tax_per_line(
     ]
     stripe_sub = sandbox.sdk.v1.subscriptions.retrieve(first.id_in("billing") or "")
     assert [r.id for r in stripe_sub.default_tax_rates] == [rates[0].id]
+    read_back = await billing.get_subscription(first.id_in("billing") or "")
+    assert [(r.code, r.percentage) for r in read_back.tax_rates] == [("DE-VAT-19", Decimal(19))]
     invoice = await billing.get_invoice(str(stripe_sub.latest_invoice))
     by_amount = {line.amount.amount: line for line in invoice.lines}
     assert by_amount[Decimal("10.50")].tax == Money("2.00", "EUR")  # 1.995 rounded per line

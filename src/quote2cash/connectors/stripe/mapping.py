@@ -371,9 +371,24 @@ def subscription_from_stripe(sub: Mapping[str, Any]) -> Subscription:
             "started_at": instant(sub.get("start_date") or sub.get("start")),
             "cancel_at": instant(sub.get("cancel_at")),
             "canceled_at": instant(sub.get("canceled_at")),
+            "tax_rates": _default_tax_rates(sub),
         },
         record=f"Stripe subscription {sub.get('id')}",
     )
+
+
+def _default_tax_rates(sub: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The subscription's default tax rates the canonical model can hold; a rate it cannot (made
+    outside the hub, out of its bounds) is left out rather than blocking the contract's flows."""
+    out: list[dict[str, Any]] = []
+    for rate in sub.get("default_tax_rates") or []:
+        if not isinstance(rate, Mapping):
+            continue
+        try:
+            out.append(tax_rate_from_stripe(rate).model_dump())
+        except (ValueError, KeyError):  # RecordValidationError is a ValueError
+            continue
+    return out
 
 
 def merge_subscription(
