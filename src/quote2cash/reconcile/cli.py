@@ -48,7 +48,7 @@ def _run(db: str | None, config: str | None, sandbox: str, since: str | None) ->
     try:
         return asyncio.run(run())
     except IntegrationError as exc:
-        fail(escape(f"reconciliation could not read the systems: {exc}"))
+        fail(f"reconciliation could not read the systems: {exc}")
     finally:
         runtime.close()
 
@@ -68,7 +68,7 @@ def reconcile_command(
     if ctx.invoked_subcommand is not None:
         return
     if format not in FORMATS:
-        fail(escape(f"--format must be one of {', '.join(FORMATS)}, not {format!r}"))
+        fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     report = _run(db, config, sandbox, since)
     if format == "json":
         typer.echo(as_json(report))
@@ -94,12 +94,12 @@ def repair_command(
     report = _run(db, config, sandbox, None)
     drift = report.find(drift_id)
     if drift is None:
-        fail(escape(f"drift {drift_id!r} is not in a fresh reconciliation (repaired, or mistyped)"))
+        fail(f"drift {drift_id!r} is not in a fresh reconciliation (repaired, or mistyped)")
     runtime = open_runtime(db)
     try:
         request = file_repair(runtime, drift, actor=actor_name(actor))
     except ControlError as exc:
-        fail(escape(str(exc)))
+        fail(str(exc))
     finally:
         runtime.close()
     sensitive = (
