@@ -9,7 +9,7 @@ half-processed. The tax rates determined for the account are the subscription's 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from quote2cash.canonical import (
@@ -93,14 +93,31 @@ def discount_percent(
             "only charge it or less (a discount), so the deal is not submitted"
         )
     exact = (gross - line.amount).amount * 100 / gross.amount
-    percent = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    if Money.quantize(gross.amount * (100 - percent) / 100, gross.currency) != line.amount:
+    percent = _two_decimal_percent(gross, line.amount, exact)
+    if percent is None:
         raise DataError(
             f"{where}: field 'amount' is {line.amount}, {exact:.4f}% off {basis} ({gross}); "
             "billing takes a percentage with at most two decimals, so the deal is not "
             "submitted (give the line a Discount % instead of a typed price)"
         )
     return percent
+
+
+CRM_ROUNDINGS = (ROUND_HALF_UP, ROUND_HALF_EVEN)
+"""How a CRM may round a discounted line amount: commercially, or half-even as Salesforce does."""
+
+
+def _two_decimal_percent(gross: Money, amount: Money, exact: Decimal) -> Decimal | None:
+    """The two-decimal percentage nearest ``exact`` that gives ``amount`` off ``gross`` under
+    a CRM's rounding (986.125 is 986.12 half-even), else None."""
+    low = exact.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+    candidates = sorted((low, low + Decimal("0.01")), key=lambda p: abs(p - exact))
+    for rounding in CRM_ROUNDINGS:
+        for percent in candidates:
+            net = gross.amount * (100 - percent) / 100
+            if Money.quantize(net, gross.currency, rounding=rounding) == amount:
+                return percent
+    return None
 
 
 async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:

@@ -4,7 +4,7 @@ for an amount no two-decimal percentage gives or one above billing's price."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -116,3 +116,38 @@ def test_every_two_decimal_percentage_comes_back(
     assert Money.quantize(again, "EUR") == amount
     assert found == found.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     SubscriptionItem(price_plan=Ref.external("billing", "p"), quantity=1, discount_percent=found)
+
+
+def test_a_half_cent_amount_rounded_half_even_as_salesforce_does_is_accepted(
+    catalog: Catalog,
+) -> None:
+    # 12.5 % off 23 x 49.00 is 986.125: Salesforce's TotalPrice is 986.12 (half-even).
+    order, mapped = mapped_one(catalog, line("PLAT-SEAT", 23, "49.00", "140.88", "USD"))
+    assert order.lines[0].amount == Money("986.12", "USD")
+    assert discount_percent(order, mapped) == Decimal("12.50")
+    # The same amount typed as a sales price below billing's 49.00 a seat.
+    order, mapped = mapped_one(catalog, line("PLAT-SEAT", 23, "42.88", "0.12", "USD"))
+    assert discount_percent(order, mapped, plan("49.00")) == Decimal("12.50")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    quantity=st.integers(min_value=1, max_value=500),
+    unit_cents=st.integers(min_value=1, max_value=10_000_000),
+    basis_points=st.integers(min_value=1, max_value=10_000),
+)
+def test_every_percentage_comes_back_from_salesforces_half_even_amount(
+    catalog: Catalog, quantity: int, unit_cents: int, basis_points: int
+) -> None:
+    unit = Money.from_minor(unit_cents, "USD")
+    gross = unit * quantity
+    percent = Decimal(basis_points) / 100
+    net = gross.amount * (100 - percent) / 100
+    amount = Money.quantize(net, "USD", rounding=ROUND_HALF_EVEN)
+    if amount == gross:
+        return
+    order, mapped = mapped_one(
+        catalog, line("PLAT-SEAT", quantity, f"{unit.amount}", f"{(gross - amount).amount}")
+    )
+    found = discount_percent(order, mapped)
+    assert found is not None and found == found.quantize(Decimal("0.01"))
