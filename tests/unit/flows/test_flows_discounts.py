@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from quote2cash.canonical import Interval, Money, PricePlan, Ref, SubscriptionItem, UsageType
 from quote2cash.engine.errors import DataError
 from quote2cash.flows.new_business import discount_percent
-from quote2cash.masterdata import Catalog, load_catalog
-from unit.flows.test_flows_allocation import line, mapped_one
+from quote2cash.masterdata import Catalog, load_catalog, parse_catalog
+from unit.flows.test_flows_allocation import TEST_CATALOG, line, mapped_one
 
 CONFIG = Path(__file__).parents[3] / "config"
 
@@ -151,3 +151,17 @@ def test_every_percentage_comes_back_from_salesforces_half_even_amount(
     )
     found = discount_percent(order, mapped)
     assert found is not None and found == found.quantize(Decimal("0.01"))
+
+
+def test_a_bundle_is_measured_against_what_billing_charges_for_its_items() -> None:
+    """A per-line component is billed once: a CRM price of n x (A + C) for n > 1 units is more
+    than billing charges and is refused before any system is written; below it, a discount."""
+    bundle = parse_catalog(TEST_CATALOG)
+    units = {"p_a": Decimal("40.00"), "p_c": Decimal("60.00")}
+    order, mapped = mapped_one(bundle, line("DOUBLE", 1, "140.00"))
+    assert discount_percent(order, mapped, None, units) is None  # 2 x 40.00 + 60.00
+    order, mapped = mapped_one(bundle, line("DOUBLE", 3, "140.00"))
+    with pytest.raises(DataError, match=r"lines\[0\] \(DOUBLE\).*is 420\.00 EUR; billing's prices"):
+        discount_percent(order, mapped, None, units)
+    order, mapped = mapped_one(bundle, line("DOUBLE", 3, "100.00", "60.00"))  # 240.00 of 300.00
+    assert discount_percent(order, mapped, None, units) == Decimal("20.00")
