@@ -1,6 +1,7 @@
-"""A rep sells the PLATFORM-PRO bundle (seats plus one premium support plan per line) at a
-discount; billing gets both prices, the ERP books both items with the line's amount split by
-standalone price to the cent, and a seat amendment moves only the seat item.
+"""A rep sells the PLATFORM-PRO bundle (a premium support plan with every seat, as the CRM prices
+it) at a discount; billing gets both prices for every unit, the ERP books both items at what
+billing charges for them, to the cent and adding up to the CRM line, and a seat amendment moves
+both items in billing and in the ERP.
 
 Everything is checked by reading each system directly: Salesforce through simple-salesforce,
 Stripe through the official SDK, Tryton over JSON-RPC.
@@ -65,23 +66,25 @@ async def test_bundle_books_its_items_and_a_seat_amendment_moves_only_seats(
     await hub.settle()
     assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
 
-    # Billing: the seat price for 10 seats and one premium support plan.
+    # Billing: the seat price and the premium support plan for each of the 10 units.
     client = world.stripe()
     billing_id = str(desk.sf.Opportunity.get(opportunity)["Subscription_Id__c"])
     sub = client.v1.subscriptions.retrieve(billing_id)
     items = {i["price"]["lookup_key"]: i["quantity"] for i in sub["items"]["data"]}
-    assert items == {"plat_seat_monthly_eur": 10, "support_prem_monthly_eur": 1}
+    assert items == {"plat_seat_monthly_eur": 10, "support_prem_monthly_eur": 10}
+    [bill] = client.v1.invoices.list(params={"subscription": billing_id}).data
+    assert bill.total_excluding_tax == 212800  # billing charges the CRM's amount
 
-    # ERP: one sale, the bundle as its two items, split 450.00 : 179.00 (standalone prices x
-    # quantities) to the cent and adding up exactly to the CRM line.
+    # ERP: one sale, the bundle as its two items at billing's charge for each (5 % off 450.00
+    # and 1790.00), adding up exactly to the CRM line and billing's invoice.
     booked = await sale_lines(world, CONTRACT)
     assert booked == [
-        ("PLAT-SEAT", 10, Decimal("1522.42")),
-        ("SUPPORT-PREM", 1, Decimal("605.58")),
+        ("PLAT-SEAT", 10, Decimal("427.50")),
+        ("SUPPORT-PREM", 10, Decimal("1700.50")),
     ]
     assert sum(amount for _, _, amount in booked) == crm_amount
 
-    # The rep amends the bundle to 12 seats: billing's seat item moves, support stays.
+    # The rep amends the bundle to 12 units: billing's seat and support items both move.
     [crm_sub] = desk.sf.query(
         f"SELECT Id FROM Subscription__c WHERE Billing_Subscription_Id__c = '{billing_id}'"
     )["records"]
@@ -98,12 +101,16 @@ async def test_bundle_books_its_items_and_a_seat_amendment_moves_only_seats(
     assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
     sub = client.v1.subscriptions.retrieve(billing_id)
     items = {i["price"]["lookup_key"]: i["quantity"] for i in sub["items"]["data"]}
-    assert items == {"plat_seat_monthly_eur": 12, "support_prem_monthly_eur": 1}
+    assert items == {"plat_seat_monthly_eur": 12, "support_prem_monthly_eur": 12}
     applied = desk.sf.Amendment_Request__c.get(request)
     assert applied["Status__c"] == "Applied" and applied["Previous_Quantity__c"] == 10
 
-    # ERP: the amendment sale has the seat item only, 2 seats at its allocated 152.24 a seat.
-    assert await sale_lines(world, f"{CONTRACT}/A1") == [
-        ("PLAT-SEAT", 2, Decimal("304.48")),
+    # ERP: the amendment sale moves both items by billing's charge for 12 less for 10 units;
+    # the bookings add up to what billing charges a period for 12 (12 x 224.00 less 5 %).
+    amended = await sale_lines(world, f"{CONTRACT}/A1")
+    assert amended == [
+        ("PLAT-SEAT", 2, Decimal("85.50")),
+        ("SUPPORT-PREM", 2, Decimal("340.10")),
     ]
+    assert sum(a for *_, a in booked + amended) == Decimal("2553.60")
     assert await sale_lines(world, CONTRACT) == booked

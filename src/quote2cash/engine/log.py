@@ -48,6 +48,16 @@ class EventLog:
             ).first()
         return None if row is None else str(row[0])
 
+    def first_correlation(self, subject: str) -> str | None:
+        """The correlation id the subject's first event carried (its deal's)."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(events.c.correlation_id)
+                .where(events.c.subject == subject)
+                .order_by(events.c.sequence)
+                .limit(1)
+            ).scalar_one_or_none()
+
     def history(
         self, subject: str, types: Sequence[str], *, before: int | None = None
     ) -> list[Event]:

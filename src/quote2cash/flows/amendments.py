@@ -24,6 +24,7 @@ from typing import Any
 
 from quote2cash.canonical import (
     Amendment,
+    Money,
     Order,
     OrderLine,
     OrderStatus,
@@ -35,7 +36,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError, PermanentError
 from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
-from quote2cash.flows.allocation import seat_billing_prices, seat_prices
+from quote2cash.flows.allocation import SeatPrice, seat_billing_prices, seat_prices
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import (
     CRM_SUBSCRIPTION,
@@ -44,7 +45,12 @@ from quote2cash.flows.lifecycle import (
     contract_links,
     subscription_update,
 )
-from quote2cash.flows.new_business import activate_subscription, map_deal, read_deal
+from quote2cash.flows.new_business import (
+    activate_subscription,
+    line_discounts,
+    map_deal,
+    read_deal,
+)
 from quote2cash.flows.onboarding import contract_entity, dump, published, read_account
 from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_number_of, contract_subject
 from quote2cash.masterdata import MappedOrderLine
@@ -257,15 +263,46 @@ async def apply_amendment(
             "previous_quantity": None if stated is None else stated * per_seat,
         }
     )
-    after = Subscription.model_validate(
+    after = await _change_quantity(ctx, deps, target, "billing.change_quantity")
+    for other, units in await _bundle_companions(deps, before, line, item_id):
+        companion = target.model_copy(
+            update={
+                "subscription_item": Ref.external("billing", other),
+                "new_quantity": amendment.new_quantity * units,
+                "previous_quantity": None if stated is None else stated * units,
+            }
+        )
+        after = await _change_quantity(ctx, deps, companion, f"billing.change_quantity.{other}")
+    await _book_delta(ctx, deps, order, mapped, line, amendment, previous)
+    await _publish_applied(ctx, deps, request_id, links, after, previous=previous)
+
+
+async def _change_quantity(
+    ctx: HandlerContext, deps: FlowDeps, target: Amendment, step: str
+) -> Subscription:
+    return Subscription.model_validate(
         await ctx.step(
-            "billing.change_quantity",
+            step,
             lambda key: dump(deps.billing.change_quantity(target, idempotency_key=key)),
             system="billing",
         )
     )
-    await _book_delta(ctx, deps, order, line, amendment, previous)
-    await _publish_applied(ctx, deps, request_id, links, after, previous=previous)
+
+
+async def _bundle_companions(
+    deps: FlowDeps, sub: Subscription, line: MappedOrderLine, amended: str
+) -> list[tuple[str, int]]:
+    """The bundle's other per-unit billing items (id, units per seat), which move with its seats
+    so billing keeps charging what the CRM sold (e.g. a support plan with every seat)."""
+    out: list[tuple[str, int]] = []
+    for price, units in seat_billing_prices(line) if len(line.billing) > 1 else []:
+        for item in sub.items:
+            item_id, billed = item.id_in("billing"), item.price_plan.id_in("billing")
+            if item_id is None or billed is None or item_id == amended:
+                continue
+            if price in (billed, await deps.lookup_key_of(billed)):
+                out.append((item_id, units))
+    return out
 
 
 async def _amended_item(
@@ -299,6 +336,7 @@ async def _book_delta(
     ctx: HandlerContext,
     deps: FlowDeps,
     order: Order,
+    mapped: list[MappedOrderLine],
     line: MappedOrderLine,
     amendment: Amendment,
     previous: int,
@@ -308,7 +346,12 @@ async def _book_delta(
     delta = amendment.new_quantity - previous
     if delta == 0:
         return
-    moved = await seat_prices(deps, order, line)
+    [percent] = [
+        p
+        for m, p in zip(mapped, await line_discounts(deps, order, mapped), strict=True)
+        if m is line
+    ]
+    moved = await seat_prices(deps, order, line, percent)
     if not moved:
         log.info(
             "%s: line %s (%s) has no ERP item per seat; nothing to book",
@@ -317,7 +360,6 @@ async def _book_delta(
             line.code,
         )
         return
-    sign = 1 if delta > 0 else -1
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
     customer_gid = deps.xref.ensure_global_id(
         Kind.CUSTOMER, "crm", account.external_ids["crm"], actor="flows"
@@ -345,9 +387,7 @@ async def _book_delta(
                     f"Amendment {amendment.amendment_number}: {previous} -> "
                     f"{amendment.new_quantity} seats"
                 ),
-                quantity=abs(delta) * seat.per_seat,
-                unit_price=seat.unit_price * sign,
-                amount=seat.unit_price * sign * (abs(delta) * seat.per_seat),
+                **_priced(seat, previous, amendment.new_quantity),
             )
             for seat in moved
         ),
@@ -361,6 +401,22 @@ async def _book_delta(
     )
     order_gid = deps.xref.ensure_global_id(Kind.ORDER, "crm", request_id, actor="flows")
     deps.xref.link(order_gid, "erp", str(sale), actor="flows")
+
+
+def _priced(seat: SeatPrice, previous: int, new: int) -> dict[str, Any]:
+    """Quantity, unit price and amount of the seats moved, the amount as billing charges it (a
+    unit price rounded away from zero, the cents left over as a discount)."""
+    amount = seat.moved(previous, new)
+    quantity = abs(new - previous) * seat.per_seat
+    sign = 1 if new > previous else -1
+    unit = Money.from_minor(sign * -(-abs(amount.minor_units) // quantity), amount.currency)
+    discount = unit * quantity - amount
+    return {
+        "quantity": quantity,
+        "unit_price": unit,
+        "discount": None if discount.is_zero() else discount,
+        "amount": amount,
+    }
 
 
 async def _publish_applied(

@@ -21,18 +21,16 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import select
-
 from quote2cash.canonical import Amendment, Order
 from quote2cash.connectors.roles import Billing, BillingEvent, Crm, RejectedRecord
 from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.cursors import read_cursor, save_cursor
 from quote2cash.engine.errors import Category, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, validate_envelope
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.subjects import contract_number_of, contract_subject
 from quote2cash.masterdata.xref import XrefStore
-from quote2cash.store.schema import events, intake_cursors
 
 DEAL_NAMESPACE = uuid.UUID("0b1e2c55-7d0f-4c8e-9a61-3f2d4e5a6b7c")
 CLOSED_WON = "crm.opportunity.closed_won"
@@ -42,13 +40,7 @@ log = logging.getLogger("quote2cash.flows.intake")
 
 def correlation_of_subject(runtime: Runtime, subject: str) -> str | None:
     """The correlation id the subject's first event carried (the deal's)."""
-    with runtime.engine.connect() as conn:
-        return conn.execute(
-            select(events.c.correlation_id)
-            .where(events.c.subject == subject)
-            .order_by(events.c.sequence)
-            .limit(1)
-        ).scalar_one_or_none()
+    return runtime.log.first_correlation(subject)
 
 
 def deal_event(opportunity_id: str, contract_number: str, *, time: datetime) -> Event:
@@ -162,29 +154,10 @@ def _new(runtime: Runtime, batch: list[Event]) -> int:
     return sum(not r.duplicate for r in runtime.log.append_many(batch)) if batch else 0
 
 
-def _cursor(runtime: Runtime, source: str) -> str | None:
-    with runtime.engine.connect() as conn:
-        return conn.execute(
-            select(intake_cursors.c.cursor).where(intake_cursors.c.source == source)
-        ).scalar_one_or_none()
-
-
-def _save_cursor(runtime: Runtime, source: str, cursor: str) -> None:
-    from quote2cash.store.upsert import upsert_row
-
-    with runtime.engine.begin() as conn:
-        upsert_row(
-            conn,
-            intake_cursors,
-            {"source": source, "cursor": cursor, "updated_at": runtime.clock.now()},
-            key="source",
-        )
-
-
 async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "billing") -> int:
     """Log every billing event since the stored cursor; returns how many were new."""
     new = 0
-    cursor = _cursor(runtime, source)
+    cursor = read_cursor(runtime, source)
     while True:
         page = await billing.list_events(cursor=cursor, limit=100)
         built: list[Built] = [
@@ -196,7 +169,7 @@ async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "bil
         if page.next_cursor is None or page.next_cursor == cursor:
             break
         cursor = page.next_cursor
-        _save_cursor(runtime, source, cursor)
+        save_cursor(runtime, source, cursor)
         if not page.items and not page.rejected:
             break
     return new
@@ -204,7 +177,7 @@ async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "bil
 
 async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
     """Log every Closed Won deal changed since the last poll (by SystemModstamp)."""
-    raw = _cursor(runtime, source)
+    raw = read_cursor(runtime, source)
     since = datetime.fromisoformat(raw) if raw else None
     started = runtime.clock.now()
     new = 0
@@ -219,7 +192,7 @@ async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    _save_cursor(runtime, source, started.isoformat())
+    save_cursor(runtime, source, started.isoformat())
     return new
 
 
@@ -230,7 +203,7 @@ async def poll_amendments(
     subject when the hub knows the contract (see ``flows.amendments``)."""
     from quote2cash.flows.amendments import amendment_event, contract_of
 
-    raw = _cursor(runtime, source)
+    raw = read_cursor(runtime, source)
     since = datetime.fromisoformat(raw) if raw else None
     started = runtime.clock.now()
     new = 0
@@ -254,5 +227,5 @@ async def poll_amendments(
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    _save_cursor(runtime, source, started.isoformat())
+    save_cursor(runtime, source, started.isoformat())
     return new

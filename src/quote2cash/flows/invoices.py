@@ -125,9 +125,13 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 
 async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the balance, Overdue
-    only once the invoice is past its due date."""
+    only once the invoice is past its due date. A failure heard after the invoice was paid
+    (a declined card, then a good one in the same second) is stale and changes nothing."""
     invoice_id = _object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
+    if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
+        log.info("%s is %s now; the failed payment is past", invoice.label, invoice.status)
+        return
     account = crm_account_of(deps, invoice)
     status = "Overdue" if is_past_due(invoice, event.time) else "Open"
     await publish_invoice(ctx, deps, invoice, account, status=status, step="crm.publish_failed")

@@ -8,8 +8,9 @@ half-processed. The tax rates determined for the account are the subscription's 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from quote2cash.canonical import (
@@ -27,7 +28,7 @@ from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
-from quote2cash.flows.allocation import erp_lines
+from quote2cash.flows.allocation import billed, erp_lines, unit_amounts
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
 from quote2cash.flows.onboarding import (
@@ -56,7 +57,10 @@ async def map_deal(deps: FlowDeps, order: Order) -> list[MappedOrderLine]:
 
 
 def discount_percent(
-    order: Order, mapped: MappedOrderLine, billing_price: PricePlan | None = None
+    order: Order,
+    mapped: MappedOrderLine,
+    billing_price: PricePlan | None = None,
+    bundle_units: Mapping[str, Decimal] | None = None,
 ) -> Decimal | None:
     """The percentage off billing's price that makes billing charge the deal line's amount, which
     billing applies to each of the line's prices; None when billing's price already does.
@@ -64,6 +68,9 @@ def discount_percent(
     A line of one licensed billing price (``billing_price``) is measured against what billing
     would charge for it, so a sales price typed below the list price is carried as well as a
     Discount %; a bundle, or a metered line, takes the line's own discount off its list total.
+    A bundle whose billing prices are all in ``bundle_units`` is measured against what billing
+    charges for its components (a per-line component counted once, not per unit), so a CRM
+    bundle price that billing would not charge is refused rather than booked apart from billing.
     Billing takes a percentage with at most two decimals (like Salesforce's Discount field): the
     one that gives the line's amount again, rounded as the CRM rounds it. An amount that no such
     percentage gives, or one above billing's price, is refused with the line named rather than
@@ -81,6 +88,17 @@ def discount_percent(
         unit = billing_price.unit_amount
         shown = unit if -int(unit.as_tuple().exponent) > 2 else unit.quantize(Decimal("0.01"))
         basis = f"billing's price {shown:f} x {quantity}"
+    elif (
+        bundle_units is not None
+        and len(mapped.billing) > 1
+        and all(price in bundle_units for price, _ in mapped.billing)
+    ):
+        gross = sum(
+            (billed(bundle_units[p], q, None, order.currency) for p, q in mapped.billing),
+            Money.zero(order.currency),
+        )
+        parts = " + ".join(f"{q} x {p} {bundle_units[p]:f}" for p, q in mapped.billing)
+        basis = f"billing's prices for the bundle ({parts})"
     else:
         gross = line.unit_price * line.quantity
         basis = "the line's list total"
@@ -92,14 +110,47 @@ def discount_percent(
             "only charge it or less (a discount), so the deal is not submitted"
         )
     exact = (gross - line.amount).amount * 100 / gross.amount
-    percent = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    if Money.quantize(gross.amount * (100 - percent) / 100, gross.currency) != line.amount:
+    percent = _two_decimal_percent(gross, line.amount, exact)
+    if percent is None:
         raise DataError(
             f"{where}: field 'amount' is {line.amount}, {exact:.4f}% off {basis} ({gross}); "
             "billing takes a percentage with at most two decimals, so the deal is not "
             "submitted (give the line a Discount % instead of a typed price)"
         )
     return percent
+
+
+CRM_ROUNDINGS = (ROUND_HALF_UP, ROUND_HALF_EVEN)
+"""How a CRM may round a discounted line amount: commercially, or half-even as Salesforce does."""
+
+
+def _two_decimal_percent(gross: Money, amount: Money, exact: Decimal) -> Decimal | None:
+    """The two-decimal percentage nearest ``exact`` that gives ``amount`` off ``gross`` under
+    a CRM's rounding (986.125 is 986.12 half-even), else None."""
+    low = exact.quantize(Decimal("0.01"), rounding=ROUND_FLOOR)
+    candidates = sorted((low, low + Decimal("0.01")), key=lambda p: abs(p - exact))
+    for rounding in CRM_ROUNDINGS:
+        for percent in candidates:
+            net = gross.amount * (100 - percent) / 100
+            if Money.quantize(net, gross.currency, rounding=rounding) == amount:
+                return percent
+    return None
+
+
+async def line_discounts(
+    deps: FlowDeps, order: Order, mapped: Sequence[MappedOrderLine]
+) -> list[Decimal | None]:
+    """Each deal line's percentage off billing's price (``discount_percent``), in line order."""
+    bundles = await unit_amounts(deps, order, mapped)
+    return [
+        discount_percent(
+            order,
+            line,
+            await deps.price_plan(line.billing[0][0]) if line.billing else None,
+            bundles,
+        )
+        for line in mapped
+    ]
 
 
 async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -109,12 +160,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     if order.status.value != "booked":
         raise DataError(f"{order.label}: opportunity {opportunity_id} is not Closed Won")
     mapped = await map_deal(deps, order)
-    discounts = [
-        discount_percent(
-            order, line, await deps.price_plan(line.billing[0][0]) if line.billing else None
-        )
-        for line in mapped
-    ]
+    discounts = await line_discounts(deps, order, mapped)
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
     contract_gid = deps.xref.ensure_global_id(
         Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
@@ -232,7 +278,9 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
         update={
             "global_id": contract_gid,
             "customer": Ref(global_id=customer_gid, external_ids={"erp": erp_customer or ""}),
-            "lines": tuple(await erp_lines(deps, order, mapped)),
+            "lines": tuple(
+                await erp_lines(deps, order, mapped, await line_discounts(deps, order, mapped))
+            ),
         }
     )
     erp_order = await ctx.step(

@@ -15,14 +15,18 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import or_, select
 
 from quote2cash.canonical import Money, Payment
 from quote2cash.engine.errors import DataError
-from quote2cash.engine.events import decode_data
 from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.trail import (
+    event_data_with_step_result,
+    events_mentioning,
+    has_step,
+    latest_step_result,
+    steps_of,
+)
 from quote2cash.masterdata.xref import Kind, XrefStore
-from quote2cash.store.schema import events, steps
 
 _ERP_POSTING = ("erp.post_invoice", "erp.issue_credit_note", "erp.post_customer_credit")
 _ERP_PAYMENT = "erp.apply_payment"
@@ -99,44 +103,22 @@ def _billing_id(runtime: Runtime, xref: XrefStore, ident: str) -> str | None:
 
 def _invoice_events(runtime: Runtime, billing_id: str) -> list[tuple[int, str, datetime, Any]]:
     """(pos, subject, time, data) of the billing invoice and payment events about it."""
-    with runtime.engine.connect() as conn:
-        found = conn.execute(
-            select(events.c.pos, events.c.subject, events.c.time, events.c.data)
-            .where(
-                or_(
-                    events.c.type.startswith("billing.invoice."),
-                    events.c.type.startswith("billing.payment."),
-                ),
-                events.c.data.contains(f'"{billing_id}"', autoescape=True),
-            )
-            .order_by(events.c.pos)
-        ).all()
     out = []
-    for pos, subject, time, raw in found:
-        data = decode_data(raw)
-        obj = data.get("object") or {}
+    for logged in events_mentioning(runtime, ("billing.invoice.", "billing.payment."), billing_id):
+        obj = logged.data.get("object") or {}
         if obj.get("object") == "invoice" and (
             obj.get("id") == billing_id or obj.get("number") == billing_id
         ):
-            out.append((pos, subject, time, data))
+            out.append((logged.pos, logged.subject, logged.time, logged.data))
     return out
 
 
 def _by_crm_id(runtime: Runtime, crm_id: str) -> str | None:
     """An Invoice__c record id, from what the CRM answered to the hub's invoice publishing."""
-    with runtime.engine.connect() as conn:
-        found = conn.execute(
-            select(events.c.data)
-            .join(steps, steps.c.event_pos == events.c.pos)
-            .where(
-                steps.c.name.in_(_CRM_PUBLISHING),
-                steps.c.result.contains(f'"{crm_id}"', autoescape=True),
-            )
-            .limit(1)
-        ).scalar_one_or_none()
+    found = event_data_with_step_result(runtime, _CRM_PUBLISHING, crm_id)
     if found is None:
         return None
-    obj = decode_data(found).get("object") or {}
+    obj = found.get("object") or {}
     return str(obj["id"]) if obj.get("id") else None
 
 
@@ -148,12 +130,7 @@ def _view(
 ) -> InvoiceStatusView:
     billing_id = str((rows[-1][3].get("object") or {}).get("id") or billing_id)
     positions = [pos for pos, *_ in rows]
-    with runtime.engine.connect() as conn:
-        recorded = conn.execute(
-            select(steps.c.name, steps.c.result)
-            .where(steps.c.event_pos.in_(positions))
-            .order_by(steps.c.completed_at)
-        ).all()
+    recorded = steps_of(runtime, positions)
     names = {name for name, _ in recorded}
     crm_id = None
     for name, result in recorded:
@@ -195,29 +172,13 @@ def _view(
 def _refund(runtime: Runtime, billing_id: str) -> tuple[tuple[datetime, Money] | None, bool]:
     """The newest refund the refund flow read for this invoice: (when, cumulative amount), and
     whether the ERP reversal of that reading completed."""
-    with runtime.engine.connect() as conn:
-        found = conn.execute(
-            select(events.c.pos, events.c.time, steps.c.result)
-            .join(steps, steps.c.event_pos == events.c.pos)
-            .where(
-                events.c.type == "billing.payment.refunded",
-                steps.c.name == "billing.get_payment",
-                steps.c.result.contains(f'"{billing_id}"', autoescape=True),
-            )
-            .order_by(events.c.pos.desc())
-            .limit(1)
-        ).first()
-        if found is None:
-            return None, False
-        reversed_in_erp = (
-            conn.execute(
-                select(steps.c.name).where(
-                    steps.c.event_pos == found.pos, steps.c.name == "erp.reverse_payment"
-                )
-            ).first()
-            is not None
-        )
+    found = latest_step_result(
+        runtime, "billing.payment.refunded", "billing.get_payment", billing_id
+    )
+    if found is None:
+        return None, False
+    reversed_in_erp = has_step(runtime, found.event_pos, "erp.reverse_payment")
     payment = Payment.model_validate(_decoder.decode(found.result))
     if payment.amount_refunded is None:
         return None, False
-    return (found.time, payment.amount_refunded), reversed_in_erp
+    return (found.event_time, payment.amount_refunded), reversed_in_erp

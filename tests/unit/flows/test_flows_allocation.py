@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from quote2cash.engine.errors import DataError, MappingError
 from quote2cash.flows.allocation import (
     SeatPrice,
     allocate_line,
+    billed,
+    billed_parts,
     component_amounts,
     seat_billing_prices,
     seat_prices_of,
@@ -128,14 +131,14 @@ def summary(lines: list[OrderLine]) -> list[tuple[str | None, int, str, str | No
 def test_discounted_bundle_splits_by_standalone_price_and_adds_up_exactly(
     catalog: Catalog,
 ) -> None:
-    # 10 seats at 224.00 less 82.88 (3.7 %): 2157.12, split 450 (10 x 45.00) : 179 (1 x 179.00).
+    # 10 seats at 224.00 less 82.88 (3.7 %): 2157.12, split 450 (10 x 45.00) : 1790 (10 x 179.00).
     order, mapped = mapped_one(catalog, line("PLATFORM-PRO", 10, "224.00", discount="82.88"))
     lines = allocate_line(order, mapped, EUR_PRICES)
-    # Exact shares 1543.2496.. and 613.8704..: both round down, the leftover cent goes to the
-    # larger remainder (seats); the seat line's unit price is rounded up, the rest a discount.
+    # Exact shares 433.35 and 1723.77 (what billing charges each item at 3.7 % off); unit prices
+    # are rounded up, the rest a discount.
     assert summary(lines) == [
-        ("PLAT-SEAT", 10, "154.33", "0.05", "1543.25"),
-        ("SUPPORT-PREM", 1, "613.87", None, "613.87"),
+        ("PLAT-SEAT", 10, "43.34", "0.05", "433.35"),
+        ("SUPPORT-PREM", 10, "172.38", "0.03", "1723.77"),
     ]
     assert Money.sum((ol.amount for ol in lines), "EUR") == mapped.line.amount
     assert [ol.description for ol in lines] == [
@@ -146,14 +149,44 @@ def test_discounted_bundle_splits_by_standalone_price_and_adds_up_exactly(
 
 
 def test_undiscounted_bundle_splits_exactly(catalog: Catalog) -> None:
-    # 2 seats at 224.00 = 448.00 split 90 : 179 -> 149.8884.. and 298.1115..
+    # 2 units at 224.00 = 448.00: two seats (90.00) and two support plans (358.00), exactly.
     order, mapped = mapped_one(catalog, line("PLATFORM-PRO", 2, "224.00"))
     lines = allocate_line(order, mapped, EUR_PRICES)
     assert summary(lines) == [
-        ("PLAT-SEAT", 2, "74.95", "0.01", "149.89"),
-        ("SUPPORT-PREM", 1, "298.11", None, "298.11"),
+        ("PLAT-SEAT", 2, "45.00", None, "90.00"),
+        ("SUPPORT-PREM", 2, "179.00", None, "358.00"),
     ]
     assert lines[0].amount + lines[1].amount == Money("448.00", "EUR")
+
+
+def test_a_multi_unit_bundle_is_booked_as_billing_charges_it(catalog: Catalog) -> None:
+    """Bundle lines of n > 1 units: the ERP components equal billing's charge for the items
+    (n seats and n support plans, each less the percent rounded half up) and the CRM amount."""
+    for units in range(1, 40):
+        for percent in (None, Decimal("12.50"), Decimal("3.70")):
+            gross = Money("224.00", "EUR") * units
+            off = Money.quantize(gross.amount * (percent or 0) / 100, "EUR")
+            order, mapped = mapped_one(
+                catalog, line("PLATFORM-PRO", units, "224.00", f"{off.amount}" if percent else None)
+            )
+            parts = billed_parts(order, mapped, EUR_PRICES, percent)
+            assert parts is not None
+            assert parts == [
+                billed(Decimal("45.00"), units, percent, "EUR"),
+                billed(Decimal("179.00"), units, percent, "EUR"),
+            ]
+            lines = allocate_line(order, mapped, EUR_PRICES, parts)
+            assert [ol.amount for ol in lines] == parts
+            assert [ol.quantity for ol in lines] == [units, units]
+            if percent is None:
+                assert Money.sum(parts, "EUR") == mapped.line.amount
+
+
+def test_billing_rounds_a_percent_per_line_half_up() -> None:
+    # 31 seats at 49.00 less 12.5 %: 1519.00 - 189.875 -> 189.88 off, 1329.12 (not 1329.13).
+    assert billed(Decimal("49.00"), 31, Decimal("12.50"), "USD") == Money("1329.12", "USD")
+    assert billed(Decimal("49.00"), 23, Decimal("12.50"), "USD") == Money("986.12", "USD")
+    assert billed(Decimal("0.5"), 3, None, "USD") == Money("1.50", "USD")
 
 
 def test_single_item_line_keeps_its_amount_item_and_ids(catalog: Catalog) -> None:
@@ -307,21 +340,41 @@ def test_negative_standalone_price_is_a_mapping_error(test_catalog: Catalog) -> 
 # --- what a seat change moves -------------------------------------------------------------------
 
 
-def test_seat_change_of_a_bundle_moves_only_its_per_unit_items(catalog: Catalog) -> None:
+def test_seat_change_of_a_bundle_moves_every_per_unit_item(catalog: Catalog) -> None:
     order, mapped = mapped_one(catalog, line("PLATFORM-PRO", 10, "224.00", discount="82.88"))
-    assert seat_billing_prices(mapped) == [("plat_seat_monthly_eur", 1)]
-    # The seat component's allocation 1543.25 over 10 seats, to the nearest cent (half up).
-    assert seat_prices_of(order, mapped, EUR_PRICES) == [
-        SeatPrice("PLAT-SEAT", 1, Money("154.33", "EUR"))
+    assert seat_billing_prices(mapped) == [
+        ("plat_seat_monthly_eur", 1),
+        ("support_prem_monthly_eur", 1),
     ]
+    moved = seat_prices_of(order, mapped, EUR_PRICES, Decimal("3.70"))
+    assert [(s.item, s.per_seat, s.billing_unit) for s in moved] == [
+        ("PLAT-SEAT", 1, Decimal("45.00")),
+        ("SUPPORT-PREM", 1, Decimal("179.00")),
+    ]
+    # 10 -> 12 seats, as billing charges it: (540 - 19.98) - 433.35 and (2148 - 79.48) - 1723.77.
+    assert [s.moved(10, 12) for s in moved] == [Money("86.67", "EUR"), Money("344.75", "EUR")]
+
+
+def test_seat_changes_add_up_to_billings_charge_for_the_final_quantity() -> None:
+    """Bookings rounded per change drifted from billing's charge (1329.21 booked vs 1329.12);
+    each change now books billing's charge after less its charge before."""
+    seat = SeatPrice("PLAT-SEAT", 1, Money("42.87", "USD"), Decimal("49.00"), Decimal("12.50"))
+    initial = billed(Decimal("49.00"), 23, Decimal("12.50"), "USD")
+    path = [23, 24, 31, 27, 31]
+    booked = initial + Money.sum((seat.moved(a, b) for a, b in pairwise(path)), "USD")
+    assert (
+        booked == billed(Decimal("49.00"), 31, Decimal("12.50"), "USD") == Money("1329.12", "USD")
+    )
 
 
 def test_seat_change_with_several_units_per_seat(test_catalog: Catalog) -> None:
     # 3 seats at 100.00: A weighs 2 x 3 x 40.00 = 240, C 1 x 60.00 = 60 -> A gets 240.00.
     order, mapped = mapped_one(test_catalog, line("DOUBLE", 3, "100.00"))
     prices = {"p_a": Decimal("40.00"), "p_c": Decimal("60.00")}
-    assert seat_billing_prices(mapped) == [("p_a", 2)]
-    assert seat_prices_of(order, mapped, prices) == [SeatPrice("A", 2, Money("40.00", "EUR"))]
+    assert seat_billing_prices(mapped) == [("p_a", 2)]  # the per-line C stays as booked
+    assert seat_prices_of(order, mapped, prices) == [
+        SeatPrice("A", 2, Money("40.00", "EUR"), Decimal("40.00"))
+    ]
 
 
 def test_seat_change_of_a_single_item_is_priced_as_before(

@@ -4,7 +4,7 @@ for an amount no two-decimal percentage gives or one above billing's price."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from quote2cash.canonical import Interval, Money, PricePlan, Ref, SubscriptionItem, UsageType
 from quote2cash.engine.errors import DataError
 from quote2cash.flows.new_business import discount_percent
-from quote2cash.masterdata import Catalog, load_catalog
-from unit.flows.test_flows_allocation import line, mapped_one
+from quote2cash.masterdata import Catalog, load_catalog, parse_catalog
+from unit.flows.test_flows_allocation import TEST_CATALOG, line, mapped_one
 
 CONFIG = Path(__file__).parents[3] / "config"
 
@@ -116,3 +116,52 @@ def test_every_two_decimal_percentage_comes_back(
     assert Money.quantize(again, "EUR") == amount
     assert found == found.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     SubscriptionItem(price_plan=Ref.external("billing", "p"), quantity=1, discount_percent=found)
+
+
+def test_a_half_cent_amount_rounded_half_even_as_salesforce_does_is_accepted(
+    catalog: Catalog,
+) -> None:
+    # 12.5 % off 23 x 49.00 is 986.125: Salesforce's TotalPrice is 986.12 (half-even).
+    order, mapped = mapped_one(catalog, line("PLAT-SEAT", 23, "49.00", "140.88", "USD"))
+    assert order.lines[0].amount == Money("986.12", "USD")
+    assert discount_percent(order, mapped) == Decimal("12.50")
+    # The same amount typed as a sales price below billing's 49.00 a seat.
+    order, mapped = mapped_one(catalog, line("PLAT-SEAT", 23, "42.88", "0.12", "USD"))
+    assert discount_percent(order, mapped, plan("49.00")) == Decimal("12.50")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    quantity=st.integers(min_value=1, max_value=500),
+    unit_cents=st.integers(min_value=1, max_value=10_000_000),
+    basis_points=st.integers(min_value=1, max_value=10_000),
+)
+def test_every_percentage_comes_back_from_salesforces_half_even_amount(
+    catalog: Catalog, quantity: int, unit_cents: int, basis_points: int
+) -> None:
+    unit = Money.from_minor(unit_cents, "USD")
+    gross = unit * quantity
+    percent = Decimal(basis_points) / 100
+    net = gross.amount * (100 - percent) / 100
+    amount = Money.quantize(net, "USD", rounding=ROUND_HALF_EVEN)
+    if amount == gross:
+        return
+    order, mapped = mapped_one(
+        catalog, line("PLAT-SEAT", quantity, f"{unit.amount}", f"{(gross - amount).amount}")
+    )
+    found = discount_percent(order, mapped)
+    assert found is not None and found == found.quantize(Decimal("0.01"))
+
+
+def test_a_bundle_is_measured_against_what_billing_charges_for_its_items() -> None:
+    """A per-line component is billed once: a CRM price of n x (A + C) for n > 1 units is more
+    than billing charges and is refused before any system is written; below it, a discount."""
+    bundle = parse_catalog(TEST_CATALOG)
+    units = {"p_a": Decimal("40.00"), "p_c": Decimal("60.00")}
+    order, mapped = mapped_one(bundle, line("DOUBLE", 1, "140.00"))
+    assert discount_percent(order, mapped, None, units) is None  # 2 x 40.00 + 60.00
+    order, mapped = mapped_one(bundle, line("DOUBLE", 3, "140.00"))
+    with pytest.raises(DataError, match=r"lines\[0\] \(DOUBLE\).*is 420\.00 EUR; billing's prices"):
+        discount_percent(order, mapped, None, units)
+    order, mapped = mapped_one(bundle, line("DOUBLE", 3, "100.00", "60.00"))  # 240.00 of 300.00
+    assert discount_percent(order, mapped, None, units) == Decimal("20.00")

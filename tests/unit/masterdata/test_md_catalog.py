@@ -146,8 +146,9 @@ def test_map_order_lines_names_every_unmapped_code_at_once() -> None:
 def test_the_shipped_catalog_is_valid_and_maps_the_sandbox_items() -> None:
     catalog = load_catalog(CONFIG / "catalog.yaml")
     mapped = catalog.map_order_lines(order(line("PLATFORM-PRO", 5), line("ONBOARD", 1)))
-    assert mapped[0].erp == (("PLAT-SEAT", 5), ("SUPPORT-PREM", 1))
-    assert mapped[0].billing == (("plat_seat_monthly_usd", 5), ("support_prem_monthly_usd", 1))
+    # A support plan with every seat, as the CRM prices the bundle (248.00 = 49.00 + 199.00).
+    assert mapped[0].erp == (("PLAT-SEAT", 5), ("SUPPORT-PREM", 5))
+    assert mapped[0].billing == (("plat_seat_monthly_usd", 5), ("support_prem_monthly_usd", 5))
     assert mapped[1].erp == (("ONBOARD", 1),)
     in_euro = catalog.map_order_lines(order(line("PLAT-SEAT", 2), currency="EUR"))
     assert in_euro[0].billing == (("plat_seat_monthly_eur", 2),)
