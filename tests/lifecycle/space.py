@@ -1,0 +1,75 @@
+"""The lifecycle model's switchboard: one flag per dimension of the contract space.
+
+A dimension that breaks on main is off, with the defect named; turn it on when the fix merges.
+``Q2C_LIFECYCLE_SPACE=all`` turns every dimension on (to see what still breaks).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Space:
+    seats: bool = True
+    support_plan: bool = True
+    bundles: bool = False
+    """Off: new (lifecycle seed 6), a PLATFORM-PRO line of n > 1 units is booked in the ERP at
+    the CRM's n x 248.00 while billing charges n seats + one support plan (catalog ``per: line``)
+    a period: bookings and billing differ from the second unit on."""
+    discounts: bool = True
+    both_entities: bool = True
+    """Q2C Inc. (USD) and Q2C GmbH (EUR) accounts."""
+    send_invoice: bool = True
+    """Customers pay their open invoices themselves (card or bank transfer)."""
+    declined_then_paid: bool = True
+    refunds: bool = True
+    """Full and partial refunds of card payments."""
+    amendments_after_payment: bool = True
+    """Seat changes up and down, mid-term, once the invoice before them is paid."""
+    several_amendments_per_period: bool = True
+    renewals: bool = True
+    """Test clocks advanced past the term end: billing renews on its own."""
+    cancel_at_term_end: bool = True
+    cancel_immediately: bool = True
+    """Cancellation now, with a proration credit note."""
+    unmapped_product: bool = True
+    """A deal selling a product the catalog never mapped: one expected mapping exception."""
+    metered: bool = True
+    """Metered API calls reported by the customer (billing meter events)."""
+    charge_automatically: bool = False
+    """Card on file, charged at finalisation. Off: issue 10, payment.succeeded can arrive
+    before invoice.finalized and the invoice never reaches the ERP or the CRM."""
+    taxed: bool = False
+    """Off: issue 10, the Stripe emulator has no tax API and the ERP posts no VAT."""
+    one_time_lines: bool = False
+    """Off: issue 10, billing refuses a one-time price among subscription items (ONBOARD)."""
+    downgrade_before_payment: bool = False
+    """Off: issue 10, the credit of a downgrade before payment makes the ERP refuse the payment."""
+    amendments_before_activation: bool = False
+    """Off: issue 10, an amendment before the first payment / out of order retries with backoff
+    and holds its contract (no park primitive yet)."""
+    out_of_order_amendments: bool = False
+    """Off: issue 10, as above (amendment n before n-1 waits on engine retries)."""
+
+    def enabled(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name)]
+
+
+def _from_environment() -> Space:
+    wanted = os.environ.get("Q2C_LIFECYCLE_SPACE", "")
+    if wanted == "all":
+        return replace(Space(), **{f.name: True for f in fields(Space)})
+    overrides: dict[str, bool] = {}
+    for item in filter(None, (w.strip() for w in wanted.split(","))):
+        name, _, value = item.partition("=")
+        if name not in {f.name for f in fields(Space)}:
+            raise ValueError(f"Q2C_LIFECYCLE_SPACE: unknown dimension {name!r}")
+        overrides[name] = value.lower() not in ("0", "off", "false", "no")
+    return replace(Space(), **overrides)
+
+
+SPACE = _from_environment()
+"""The space the CI set and the long run draw from (``Q2C_LIFECYCLE_SPACE=taxed,one_time_lines``
+or ``=all`` to widen it for one run)."""
