@@ -239,8 +239,7 @@ class Actors:
         if not billing_id:
             return None
         rows = self.sf.query(
-            "SELECT Id FROM Subscription__c "
-            f"WHERE Billing_Subscription_Id__c = '{billing_id}'"
+            f"SELECT Id FROM Subscription__c WHERE Billing_Subscription_Id__c = '{billing_id}'"
         )["records"]
         return str(rows[0]["Id"]) if rows else None
 

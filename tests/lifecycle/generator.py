@@ -23,7 +23,9 @@ LIST_PRICES: dict[str, dict[str, Decimal]] = {
     "LEGACY-ANALYTICS": {"USD": Decimal("99.00"), "EUR": Decimal("89.00")},
 }
 UNMAPPED = "LEGACY-ANALYTICS"
-DISCOUNTS = (Decimal("10"), Decimal("12.5"), Decimal("15"), Decimal("20"))
+DISCOUNTS = (Decimal("10"), Decimal("15"), Decimal("20"))
+HALF_CENT_DISCOUNTS = (Decimal("12.5"),)
+"""Off whole-cent prices, these give half cents the CRM and the hub may round differently."""
 PERIOD_DAYS = 31
 
 
@@ -141,7 +143,8 @@ def _lines(rng: random.Random, space: Space) -> tuple[DealLine, ...]:
     if space.bundles and rng.random() < 0.2:
         lines.append(DealLine("PLATFORM-PRO", rng.randint(1, 5)))
     elif space.seats:
-        discount = rng.choice(DISCOUNTS) if space.discounts and rng.random() < 0.3 else None
+        offered = DISCOUNTS + (HALF_CENT_DISCOUNTS if space.half_cent_discounts else ())
+        discount = rng.choice(offered) if space.discounts and rng.random() < 0.3 else None
         lines.append(DealLine("PLAT-SEAT", rng.randint(2, 30), discount))
         if space.support_plan and rng.random() < 0.3:
             lines.append(DealLine("SUPPORT-PREM", 1))
@@ -167,7 +170,7 @@ def _actions(rng: random.Random, space: Space, deal: Lifecycle) -> list[Action]:
     actions: list[Action] = []
     seats = deal.seats
     metered = any(line.code == "API-CALLS" for line in deal.lines)
-    periods = rng.randint(1, 3) if space.renewals else 1
+    periods = rng.randint(1, space.periods) if space.renewals else 1
     for period in range(periods):
         base = period * PERIOD_DAYS
         paid = False
@@ -183,7 +186,8 @@ def _actions(rng: random.Random, space: Space, deal: Lifecycle) -> list[Action]:
             actions.append(Action(Do.USAGE, base + 3, quantity=rng.randint(1, 40) * 500))
         can_amend = seats is not None and space.amendments_after_payment
         if can_amend and rng.random() < 0.5:
-            count = rng.randint(1, 3) if space.several_amendments_per_period else 1
+            most = space.amendments_per_period if space.several_amendments_per_period else 1
+            count = rng.randint(1, most)
             for n in range(count):
                 allow_down = paid or space.downgrade_before_payment
                 assert seats is not None

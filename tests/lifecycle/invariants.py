@@ -469,7 +469,5 @@ def read_crm(sf: Any, account_id: str, opportunity_id: str | None) -> CrmView:
             )
         )
     if opportunity_id:
-        view.opportunity_status = sf.Opportunity.get(opportunity_id).get(
-            "Subscription_Status__c"
-        )
+        view.opportunity_status = sf.Opportunity.get(opportunity_id).get("Subscription_Status__c")
     return view

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from lifecycle.driver import Actors, Running
 from lifecycle.generator import UNMAPPED, Lifecycle
-from lifecycle.invariants import all_divergences, read_billing, read_crm, read_erp
+from lifecycle.invariants import ErpView, all_divergences, read_billing, read_crm, read_erp
 from lifecycle.world import LifecycleWorld
 from quote2cash.engine.queries import EventRow
 
-REPLAY = "Q2C_LIFECYCLE_SEED={seed} .venv/bin/python -m pytest tests/lifecycle -k replay"
+REPLAY = "{long}Q2C_LIFECYCLE_SEED={seed} .venv/bin/python -m pytest tests/lifecycle -k replay"
 
 
 @dataclass
@@ -29,9 +29,8 @@ class Outcome:
 
     def report(self) -> str:
         said = "\n    ".join(self.divergences)
-        return (
-            f"{self.lifecycle.shown()}\n    {said}\n  replay: "
-            + REPLAY.format(seed=self.lifecycle.seed)
+        return f"{self.lifecycle.shown()}\n    {said}\n  replay: " + REPLAY.format(
+            seed=self.lifecycle.seed
         )
 
 
@@ -56,11 +55,7 @@ def exception_divergences(run: Running, mine: list[EventRow]) -> list[str]:
     exception is one a person would not expect."""
     found: list[str] = []
     if run.lifecycle.unmapped:
-        expected = [
-            e
-            for e in mine
-            if e.category == "mapping" and UNMAPPED in (e.last_error or "")
-        ]
+        expected = [e for e in mine if e.category == "mapping" and UNMAPPED in (e.last_error or "")]
         if len(expected) != 1:
             found.append(
                 f"expected one mapping exception naming {UNMAPPED}, got "
@@ -111,7 +106,7 @@ def run_set(
     outcomes = []
     client = world.stripe()
 
-    async def read_erp_all() -> list[object]:
+    async def read_erp_all() -> list[ErpView]:
         async with world.sandbox.erp_client() as erp:
             return [await read_erp(erp, run.lifecycle.name) for run in runs]
 
@@ -123,9 +118,7 @@ def run_set(
         mine = _mine(run, exceptions)
         claimed.update(e.pos for e in mine)
         found = [*run.failures, *exception_divergences(run, mine)]
-        found += all_divergences(
-            billing, erp, crm, entity=run.lifecycle.entity, booked=run.booked  # type: ignore[arg-type]
-        )
+        found += all_divergences(billing, erp, crm, entity=run.lifecycle.entity, booked=run.booked)
         outcomes.append(Outcome(run.lifecycle, found))
     stray = [
         f"{e.type} [{e.category}] {e.subject}: {e.last_error}"

@@ -197,9 +197,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def lifecycle_world(
-    folder: Path, collection: str = "send_invoice"
-) -> Iterator[LifecycleWorld]:
+def lifecycle_world(folder: Path, collection: str = "send_invoice") -> Iterator[LifecycleWorld]:
     """Start the sandbox and ``q2c serve`` in ``folder``; stop both afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     sandbox_dir = folder / "sandbox"
