@@ -31,7 +31,8 @@ PERIOD_DAYS = 31
 
 class Do(StrEnum):
     PAY = "pay"
-    """The customer pays every open invoice (card, bank transfer; a declining card first)."""
+    """The customer pays every open invoice: card, bank transfer, a declining card (and then
+    a good one in the same second), or only a declining card."""
     AMEND = "amend"
     """A rep requests a seat change on the running subscription."""
     REFUND = "refund"
@@ -51,7 +52,7 @@ class Action:
     quantity: int | None = None
     """AMEND: the new seat count (0 cancels); USAGE: the calls reported."""
     method: str | None = None
-    """PAY: card, bank_transfer or declined_then_card."""
+    """PAY: card, bank_transfer, declined_then_card or declined."""
     share: Decimal | None = None
     """REFUND: the part of the payment given back (1 = all)."""
 
@@ -157,11 +158,16 @@ def _lines(rng: random.Random, space: Space) -> tuple[DealLine, ...]:
     return tuple(lines)
 
 
-def _payment(rng: random.Random, space: Space) -> str:
+def _pay(rng: random.Random, space: Space, day: int) -> list[Action]:
+    """One payment round: card or bank transfer, or a declined card and then (in the same
+    second, or the next day) a good one."""
     choices = ["card", "bank_transfer"]
     if space.declined_then_paid:
         choices.append("declined_then_card")
-    return rng.choice(choices)
+    method = rng.choice(choices)
+    if method != "declined_then_card" or space.retry_in_the_same_second:
+        return [Action(Do.PAY, day, method=method)]
+    return [Action(Do.PAY, day, method="declined"), Action(Do.PAY, day, method="card")]
 
 
 def _actions(rng: random.Random, space: Space, deal: Lifecycle) -> list[Action]:
@@ -175,9 +181,10 @@ def _actions(rng: random.Random, space: Space, deal: Lifecycle) -> list[Action]:
         base = period * PERIOD_DAYS
         paid = False
         if seats is not None and space.amendments_before_activation and rng.random() < 0.2:
-            seats = _amend(rng, actions, base, seats, allow_down=space.downgrade_before_payment)
+            allow_down = space.downgrades and space.downgrade_before_payment
+            seats = _amend(rng, actions, base, seats, allow_down=allow_down)
         if space.send_invoice and rng.random() < 0.85:
-            actions.append(Action(Do.PAY, base + 1, method=_payment(rng, space)))
+            actions += _pay(rng, space, base + 1)
             paid = True
             if space.refunds and rng.random() < 0.15:
                 share = rng.choice((Decimal(1), Decimal("0.5"), Decimal("0.25")))
@@ -189,11 +196,11 @@ def _actions(rng: random.Random, space: Space, deal: Lifecycle) -> list[Action]:
             most = space.amendments_per_period if space.several_amendments_per_period else 1
             count = rng.randint(1, most)
             for n in range(count):
-                allow_down = paid or space.downgrade_before_payment
+                allow_down = space.downgrades and (paid or space.downgrade_before_payment)
                 assert seats is not None
                 seats = _amend(rng, actions, base + 5 + 6 * n, seats, allow_down=allow_down)
                 if space.send_invoice and rng.random() < 0.6:
-                    actions.append(Action(Do.PAY, base + 6 + 6 * n, method=_payment(rng, space)))
+                    actions += _pay(rng, space, base + 6 + 6 * n)
                 else:
                     paid = False
         if period < periods - 1:

@@ -302,12 +302,7 @@ def read_billing(client: stripe.StripeClient, name: str, now: int | None = None)
         return view
     customer = customers[0]
     view.balance = _minor(int(customer.balance or 0), str(customer.currency or "usd").upper())
-    refunded: dict[str, int] = {}
-    for charge in client.v1.charges.list(
-        params={"customer": customer.id, "limit": 100}
-    ).auto_paging_iter():
-        if charge.amount_refunded and charge.payment_intent:
-            refunded[str(charge.payment_intent)] = int(charge.amount_refunded)
+    refunded = _refunded_per_invoice(client, str(customer.id))
     for inv in client.v1.invoices.list(
         params={"customer": customer.id, "limit": 100}
     ).auto_paging_iter():
@@ -316,12 +311,7 @@ def read_billing(client: stripe.StripeClient, name: str, now: int | None = None)
         currency = str(inv.currency).upper()
         view.currency = currency
         data = inv.to_dict()
-        intents = [
-            str((p.get("payment") or {}).get("payment_intent") or "")
-            for p in (data.get("payments") or {}).get("data") or []
-        ]
-        intents.append(str(data.get("payment_intent") or ""))
-        back = sum(refunded.get(i, 0) for i in set(intents) if i)
+        back = refunded.get(str(inv.id), 0)
         tax = sum(int(t.get("amount") or 0) for t in data.get("total_taxes") or [])
         tax = tax or sum(int(t.get("amount") or 0) for t in data.get("total_tax_amounts") or [])
         due = data.get("due_date")
@@ -351,6 +341,27 @@ def read_billing(client: stripe.StripeClient, name: str, now: int | None = None)
     ).auto_paging_iter():
         view.subscriptions.append(_subscription(client, sub.to_dict()))
     return view
+
+
+def _refunded_per_invoice(client: stripe.StripeClient, customer: str) -> dict[str, int]:
+    """Billing invoice id -> minor units refunded of the card payments that paid it."""
+    by_intent = {
+        str(c.payment_intent): int(c.amount_refunded)
+        for c in client.v1.charges.list(
+            params={"customer": customer, "limit": 100}
+        ).auto_paging_iter()
+        if c.amount_refunded and c.payment_intent
+    }
+    out: dict[str, int] = {}
+    if not by_intent:
+        return out
+    for paid in client.v1.invoice_payments.list(
+        params={"status": "paid", "limit": 100}
+    ).auto_paging_iter():
+        intent = str(paid.payment.payment_intent or "")
+        if intent in by_intent:
+            out[str(paid.invoice)] = out.get(str(paid.invoice), 0) + by_intent[intent]
+    return out
 
 
 def _subscription(client: stripe.StripeClient, sub: dict[str, Any]) -> BillingSubscription:

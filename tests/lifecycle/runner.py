@@ -46,8 +46,8 @@ class SetResult:
 
 
 def _mine(run: Running, exceptions: list[EventRow]) -> list[EventRow]:
-    keys = [run.lifecycle.contract_number, run.customer, run.opportunity, run.account]
-    return [e for e in exceptions if any(k and k in e.subject for k in keys)]
+    subjects = {f"contract:{run.lifecycle.contract_number}", f"billing:{run.customer}"}
+    return [e for e in exceptions if e.subject in subjects]
 
 
 def exception_divergences(run: Running, mine: list[EventRow]) -> list[str]:

@@ -26,6 +26,12 @@ def test_the_full_space_is_reached() -> None:
     assert any(line.discount for lc in drawn for line in lc.lines)
     methods = {a.method for lc in drawn for a in lc.actions if a.do is Do.PAY}
     assert methods == {"card", "bank_transfer", "declined_then_card"}
+    split = [generate(s, replace(ALL, retry_in_the_same_second=False)) for s in range(300)]
+    assert {a.method for lc in split for a in lc.actions if a.do is Do.PAY} == {
+        "card",
+        "bank_transfer",
+        "declined",
+    }
     downgrades = 0
     for lc in drawn:
         seats = lc.seats
@@ -45,7 +51,7 @@ def test_dimensions_switched_off_are_never_drawn() -> None:
     assert Do.REFUND not in actions and Do.CANCEL_NOW not in actions and Do.USAGE not in actions
 
 
-def test_without_payment_first_no_downgrade_is_drawn_when_that_dimension_is_off() -> None:
+def test_no_downgrade_is_drawn_when_its_dimensions_are_off() -> None:
     for seed in range(600):
         lc = generate(seed, SPACE)
         seats, paid = lc.seats, False
@@ -53,7 +59,9 @@ def test_without_payment_first_no_downgrade_is_drawn_when_that_dimension_is_off(
             if action.do is Do.PAY:
                 paid = True
             if action.do is Do.AMEND and action.quantity is not None and seats is not None:
-                if not SPACE.downgrade_before_payment:
+                if not SPACE.downgrades:
+                    assert action.quantity > seats, lc.shown()
+                elif not SPACE.downgrade_before_payment:
                     assert paid or action.quantity > seats, lc.shown()
                 seats = action.quantity
             if action.do is Do.RENEW:
