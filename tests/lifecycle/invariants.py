@@ -261,10 +261,28 @@ def bookings_match(billing: BillingView, erp: ErpView) -> list[str]:
     return found
 
 
+def documents_seen(billing: BillingView, erp: ErpView, crm: CrmView, *, booked: bool) -> list[str]:
+    """A booked deal has at least its first invoice and its booking everywhere: without them
+    every other comparison would hold vacuously."""
+    if not booked:
+        return []
+    found = []
+    for system, count in (
+        ("billing invoice", len(billing.invoices)),
+        ("ERP invoice", len(erp.invoices)),
+        ("ERP sale", len(erp.sales)),
+        ("CRM Invoice__c", len(crm.invoices)),
+    ):
+        if count == 0:
+            found.append(f"a booked deal shows no {system}")
+    return found
+
+
 def all_divergences(
     billing: BillingView, erp: ErpView, crm: CrmView, *, entity: str, booked: bool
 ) -> list[str]:
     return [
+        *documents_seen(billing, erp, crm, booked=booked),
         *duplicates(billing, erp, crm, booked=booked),
         *invoices_match(billing, erp, entity),
         *owed_match(billing, erp),

@@ -21,6 +21,7 @@ from lifecycle.invariants import (
     all_divergences,
     bookings_match,
     crm_matches,
+    documents_seen,
     duplicates,
     expected_crm_status,
     invoices_match,
@@ -175,3 +176,15 @@ def test_a_canceled_subscription_shows_on_the_opportunity(status: str | None) ->
     crm.opportunity_status = status
     found = crm_matches(billing, crm)
     assert found == ([] if status else ["opportunity shows None, billing canceled"])
+
+
+def test_a_booked_deal_with_nothing_to_compare_is_a_divergence() -> None:
+    empty = all_divergences(BillingView(customers=["c"]), ErpView(parties=1), CrmView(accounts=1),
+                            entity="US", booked=True)  # fmt: skip
+    assert empty[:4] == [
+        "a booked deal shows no billing invoice",
+        "a booked deal shows no ERP invoice",
+        "a booked deal shows no ERP sale",
+        "a booked deal shows no CRM Invoice__c",
+    ]
+    assert documents_seen(BillingView(), ErpView(), CrmView(), booked=False) == []
