@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from lifecycle.driver import Actors, Running
 from lifecycle.generator import UNMAPPED, Lifecycle
 from lifecycle.invariants import ErpView, all_divergences, read_billing, read_crm, read_erp
-from lifecycle.world import LifecycleWorld
+from lifecycle.world import LifecycleWorld, NotSettled
 from quote2cash.engine.queries import EventRow
 
 REPLAY = "{long}Q2C_LIFECYCLE_SEED={seed} .venv/bin/python -m pytest tests/lifecycle -k replay"
@@ -82,6 +82,15 @@ def _step(world: LifecycleWorld, actors: Actors, runs: list[Running], index: int
     return acted
 
 
+def _settle(world: LifecycleWorld, unsettled: list[str], after: str) -> None:
+    """Wait for the hub; one that never settles is a finding, and the run goes on."""
+    try:
+        world.quiesce()
+    except NotSettled as exc:
+        stuck = ", ".join(f"{e.type} {e.subject}" for e in world.stuck()[:10])
+        unsettled.append(f"after {after}: {exc} ({stuck})")
+
+
 def run_set(
     world: LifecycleWorld,
     lifecycles: list[Lifecycle],
@@ -94,12 +103,13 @@ def run_set(
     runs = [actors.sign_up(lc) for lc in lifecycles]
     for run in runs:
         actors.close_deal(run)
-    world.quiesce()
+    unsettled: list[str] = []
+    _settle(world, unsettled, "the deals closed")
     say(f"{len(runs)} deals closed and settled ({time.monotonic() - started:.0f} s)")
     index = 0
     while _step(world, actors, runs, index):
-        world.quiesce()
         index += 1
+        _settle(world, unsettled, f"step {index}")
         say(f"step {index} settled ({time.monotonic() - started:.0f} s)")
     exceptions = world.exceptions()
     claimed: set[int] = set()
@@ -120,7 +130,7 @@ def run_set(
         found = [*run.failures, *exception_divergences(run, mine)]
         found += all_divergences(billing, erp, crm, entity=run.lifecycle.entity, booked=run.booked)
         outcomes.append(Outcome(run.lifecycle, found))
-    stray = [
+    stray = unsettled + [
         f"{e.type} [{e.category}] {e.subject}: {e.last_error}"
         for e in exceptions
         if e.pos not in claimed and e.subject.startswith(("contract:C-LC-", "billing:"))
@@ -138,7 +148,7 @@ def shrink(
         trial += 1
         candidate = current.without(index, f"s{trial}{os.getpid() % 1000}")
         result = run_set(world, [candidate])
-        if result.failed:
+        if result.failed or result.stray_exceptions:
             say(f"still fails without action {index}: {candidate.shown()}")
             current = candidate
         index -= 1

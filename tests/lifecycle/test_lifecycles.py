@@ -68,6 +68,6 @@ def test_replay_one_seed(world: LifecycleWorld, capsys: pytest.CaptureFixture[st
         return
     with capsys.disabled():
         print(f"\nseed {seed} fails:\n{_failures(result)}\nshrinking...")
-        smallest = shrink(world, lifecycle, say=print) if result.failed else lifecycle
+        smallest = shrink(world, lifecycle, say=print)
         print(f"smallest failing lifecycle: {smallest.shown()}")
     pytest.fail(_failures(result))

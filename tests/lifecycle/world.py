@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from quote2cash.demo.sandbox import DemoSandbox
-from quote2cash.engine.queries import EventRow, failed_events
+from quote2cash.engine.queries import EventRow, failed_events, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import events, subjects
 
@@ -68,6 +68,10 @@ class LifecycleWorld:
         """Billing events whose webhook has not yet been answered by the hub."""
         newest = self.stripe().v1.events.list(params={"limit": 100}).data
         return sum(int(e.pending_webhooks or 0) for e in newest)
+
+    def stuck(self) -> list[EventRow]:
+        """Events still pending, oldest first (what a hub that does not settle waits on)."""
+        return [e for e in list_events(self.runtime, limit=1000) if e.status == "pending"]
 
     def exceptions(self) -> list[EventRow]:
         return failed_events(self.runtime)
