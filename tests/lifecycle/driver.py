@@ -129,11 +129,12 @@ class Actors:
         }
         if "BillingState" in place:
             address["state"] = place["BillingState"]
-        run.customer = str(
-            self.client.v1.customers.create(
-                params={"name": lc.name, "test_clock": run.clock, "address": address}
-            ).id
-        )
+        params: Any = {"name": lc.name, "test_clock": run.clock, "address": address}
+        if self.world.collection == "charge_automatically":
+            params.update(
+                payment_method=GOOD_CARD, invoice_settings={"default_payment_method": GOOD_CARD}
+            )
+        run.customer = str(self.client.v1.customers.create(params=params).id)
         run.account = str(
             self.sf.Account.create(
                 {
@@ -181,6 +182,9 @@ class Actors:
         self._advance_to(run, run.start + action.day * 86400)
         if action.do is Do.PAY:
             self._pay(run, action.method or "card")
+        elif action.do is Do.AMEND and action.then is not None:
+            assert action.quantity is not None
+            self._amend_reversed(run, action.quantity, action.then)
         elif action.do is Do.AMEND:
             assert action.quantity is not None
             self._amend(run, action.quantity)
@@ -244,6 +248,16 @@ class Actors:
             f"SELECT Id FROM Subscription__c WHERE Billing_Subscription_Id__c = '{billing_id}'"
         )["records"]
         return str(rows[0]["Id"]) if rows else None
+
+    def _amend_reversed(self, run: Running, first: int, then: int) -> None:
+        """Two seat changes filed in the wrong order: request n+1 (first -> then) before
+        request n (seats -> first)."""
+        seats, number = run.seats, run.amendments + 1
+        run.amendments, run.seats = number, first
+        self._amend(run, then)
+        run.amendments, run.seats = number - 1, seats
+        self._amend(run, first)
+        run.amendments, run.seats = number + 1, then
 
     def _amend(self, run: Running, quantity: int, *, at_term_end: bool = False) -> None:
         """The rep files the next numbered seat-change request on the CRM subscription."""

@@ -55,9 +55,16 @@ class Action:
     """PAY: card, bank_transfer, declined_then_card or declined."""
     share: Decimal | None = None
     """REFUND: the part of the payment given back (1 = all)."""
+    then: int | None = None
+    """AMEND: a second seat count, whose request the rep files before the first's."""
 
     def shown(self) -> str:
-        extra = {"quantity": self.quantity, "method": self.method, "share": self.share}
+        extra = {
+            "quantity": self.quantity,
+            "then": self.then,
+            "method": self.method,
+            "share": self.share,
+        }
         said = ", ".join(f"{k}={v}" for k, v in extra.items() if v is not None)
         return f"day {self.day}: {self.do.value}" + (f" ({said})" if said else "")
 
@@ -199,6 +206,11 @@ def _actions(rng: random.Random, space: Space, deal: Lifecycle) -> list[Action]:
                 allow_down = space.downgrades and (paid or space.downgrade_before_payment)
                 assert seats is not None
                 seats = _amend(rng, actions, base + 5 + 6 * n, seats, allow_down=allow_down)
+                if space.out_of_order_amendments and rng.random() < 0.3:
+                    first = actions.pop()
+                    then = _amend(rng, actions, first.day, seats, allow_down=allow_down)
+                    actions[-1] = replace(first, then=then)
+                    seats = then
                 if space.send_invoice and rng.random() < 0.6:
                     actions += _pay(rng, space, base + 6 + 6 * n)
                 else:

@@ -56,8 +56,9 @@ class Space:
     metered: bool = True
     """Metered API calls reported by the customer (billing meter events)."""
     charge_automatically: bool = False
-    """Card on file, charged at finalisation. Off: issue 10, payment.succeeded can arrive
-    before invoice.finalized and the invoice never reaches the ERP or the CRM."""
+    """The hub's billing collects automatically and every customer signs up with a card on
+    file (the whole world: collection is one hub setting). Off: issue 10, payment.succeeded
+    can arrive before invoice.finalized and the invoice never reaches the ERP or the CRM."""
     taxed: bool = False
     """Off: issue 10, the Stripe emulator has no tax API and the ERP posts no VAT."""
     one_time_lines: bool = False

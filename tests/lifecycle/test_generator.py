@@ -24,6 +24,7 @@ def test_the_full_space_is_reached() -> None:
     assert {a.do for lc in drawn for a in lc.actions} == set(Do)
     assert {lc.entity for lc in drawn} == {"US", "DE"}
     assert any(line.discount for lc in drawn for line in lc.lines)
+    assert any(a.then is not None for lc in drawn for a in lc.actions)
     methods = {a.method for lc in drawn for a in lc.actions if a.do is Do.PAY}
     assert methods == {"card", "bank_transfer", "declined_then_card"}
     split = [generate(s, replace(ALL, retry_in_the_same_second=False)) for s in range(300)]
@@ -43,12 +44,20 @@ def test_the_full_space_is_reached() -> None:
 
 
 def test_dimensions_switched_off_are_never_drawn() -> None:
-    off = replace(ALL, one_time_lines=False, metered=False, refunds=False, cancel_immediately=False)
+    off = replace(
+        ALL,
+        one_time_lines=False,
+        metered=False,
+        refunds=False,
+        cancel_immediately=False,
+        out_of_order_amendments=False,
+    )
     drawn = [generate(s, off) for s in range(600)]
     codes = {line.code for lc in drawn for line in lc.lines}
     assert "ONBOARD" not in codes and "API-CALLS" not in codes
     actions = {a.do for lc in drawn for a in lc.actions}
     assert Do.REFUND not in actions and Do.CANCEL_NOW not in actions and Do.USAGE not in actions
+    assert all(a.then is None for lc in drawn for a in lc.actions)
 
 
 def test_no_downgrade_is_drawn_when_its_dimensions_are_off() -> None:

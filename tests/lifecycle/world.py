@@ -45,6 +45,8 @@ class LifecycleWorld:
     runtime: Runtime
     sf: Any
     """simple-salesforce, logged in as the sales org's user."""
+    collection: str = "send_invoice"
+    """How billing collects (the hub's setting): send_invoice or charge_automatically."""
 
     def stripe(self) -> stripe.StripeClient:
         return self.sandbox.stripe()
@@ -214,7 +216,14 @@ def lifecycle_world(folder: Path, collection: str = "send_invoice") -> Iterator[
             runtime = Runtime.open(db_url, sqlite_synchronous="NORMAL")
             try:
                 yield LifecycleWorld(
-                    folder, sandbox, proc, base_url, db_url, runtime, sandbox.salesforce()
+                    folder,
+                    sandbox,
+                    proc,
+                    base_url,
+                    db_url,
+                    runtime,
+                    sandbox.salesforce(),
+                    collection,
                 )
             finally:
                 runtime.close()
