@@ -28,6 +28,8 @@ from quote2cash.store.schema import events, subjects
 
 CONFIG = Path(__file__).parents[2] / "config"
 POLL_SECONDS = 1.0
+STALL_SECONDS = 45.0
+"""Longer than any one event takes; shorter than the engine's retry backoff grows to."""
 SERVE_CODE = "from quote2cash.cli import app; app()"
 
 
@@ -78,13 +80,23 @@ class LifecycleWorld:
     def exceptions(self) -> list[EventRow]:
         return failed_events(self.runtime)
 
-    def quiesce(self, *, seconds: float = 180.0) -> float:
+    def finished(self) -> int:
+        with self.runtime.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(events).where(events.c.status != "pending")
+                ).scalar_one()
+            )
+
+    def quiesce(self, *, seconds: float = 180.0, stall: float = STALL_SECONDS) -> float:
         """Wait until nothing is pending, every webhook is delivered and two polls in a row
-        brought nothing new; returns the seconds waited."""
+        brought nothing new; returns the seconds waited. Work that makes no progress for
+        ``stall`` seconds (an event retrying with backoff) does not settle."""
         started = time.monotonic()
         deadline = started + seconds
         quiet_since: float | None = None
         last = -1
+        progress, progressed_at = (-1, -1), started
         while time.monotonic() < deadline:
             if self.serve.poll() is not None:
                 raise AssertionError(f"q2c serve exited with {self.serve.returncode}")
@@ -92,6 +104,12 @@ class LifecycleWorld:
             busy = self.pending() or self.undelivered_webhooks() or count != last
             last = count
             now = time.monotonic()
+            if (count, self.finished()) != progress:
+                progress, progressed_at = (count, self.finished()), now
+            elif busy and now - progressed_at > stall:
+                raise NotSettled(
+                    f"the hub made no progress for {stall:.0f} s: {self.pending()} events pending"
+                )
             if busy:
                 quiet_since = None
             elif quiet_since is None:
