@@ -15,7 +15,17 @@ from lifecycle.invariants import ErpView, all_divergences, read_billing, read_cr
 from lifecycle.world import LifecycleWorld, NotSettled
 from quote2cash.engine.queries import EventRow
 
-REPLAY = "{long}Q2C_LIFECYCLE_SEED={seed} .venv/bin/python -m pytest tests/lifecycle -k replay"
+REPLAY = "{env}Q2C_LIFECYCLE_SEED={seed} .venv/bin/python -m pytest tests/lifecycle -k replay"
+
+
+def replay_command(lifecycle: Lifecycle) -> str:
+    """The one command that replays ``lifecycle``: its seed, in the same space and profile."""
+    env = "".join(
+        f"{name}={os.environ[name]} "
+        for name in ("Q2C_LONG", "Q2C_LIFECYCLE_SPACE")
+        if os.environ.get(name)
+    )
+    return REPLAY.format(env=env, seed=lifecycle.seed)
 
 
 @dataclass
@@ -29,9 +39,7 @@ class Outcome:
 
     def report(self) -> str:
         said = "\n    ".join(self.divergences)
-        return f"{self.lifecycle.shown()}\n    {said}\n  replay: " + REPLAY.format(
-            seed=self.lifecycle.seed
-        )
+        return f"{self.lifecycle.shown()}\n    {said}\n  replay: {replay_command(self.lifecycle)}"
 
 
 @dataclass

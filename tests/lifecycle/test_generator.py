@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
+import pytest
+
 from lifecycle.generator import UNMAPPED, Do, generate
 from lifecycle.space import SPACE, Space
 
@@ -87,3 +89,18 @@ def test_dropping_an_action_keeps_the_rest_under_a_new_name() -> None:
     smaller = lc.without(1, "s1")
     assert smaller.actions == lc.actions[:1] + lc.actions[2:]
     assert smaller.name != lc.name and smaller.contract_number == f"{lc.contract_number}s1"
+
+
+def test_a_failing_lifecycle_names_the_one_command_that_replays_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lifecycle.runner import Outcome
+
+    monkeypatch.setenv("Q2C_LIFECYCLE_SPACE", "downgrades")
+    monkeypatch.delenv("Q2C_LONG", raising=False)
+    report = Outcome(generate(38, SPACE), ["ERP receivable differs"]).report()
+    assert "ERP receivable differs" in report
+    assert report.endswith(
+        "replay: Q2C_LIFECYCLE_SPACE=downgrades Q2C_LIFECYCLE_SEED=38 "
+        ".venv/bin/python -m pytest tests/lifecycle -k replay"
+    )
