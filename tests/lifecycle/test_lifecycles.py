@@ -33,7 +33,7 @@ def _seeds() -> list[int]:
 
 def _failures(result: SetResult) -> str:
     lines = [o.report() for o in result.failed]
-    lines += [f"exception of no lifecycle: {s}" for s in result.stray_exceptions]
+    lines += [f"hub (no single lifecycle): {s}" for s in result.stray_exceptions]
     return "\n".join(lines)
 
 
