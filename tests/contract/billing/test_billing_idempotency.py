@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from quote2cash.canonical import Address, Customer, Ref
 from quote2cash.connectors.roles import Billing
 
@@ -31,7 +33,7 @@ async def test_upsert_customer_twice_with_one_key_makes_one_customer(
     again = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
     assert first == again
     assert harness.count("customers") == 1
-    assert harness.idempotency_keys_of("customer.created") == ["evt-1:upsert:create"]
+    assert harness.idempotency_keys_of("customer.created") == ["q2c-customer:cust-acme-1:create"]
     stored = harness.customer(first)
     assert stored["metadata"] == {
         "hub_global_id": "cust-acme-1",
@@ -52,6 +54,20 @@ async def test_upsert_customer_finds_by_global_id_and_updates(
     assert harness.count("customers") == 1
     assert harness.idempotency_keys_of("customer.updated")[-1] == "evt-2:upsert:update"
     assert harness.customer(created)["name"] == "Acme SE"
+
+
+async def test_two_deals_of_one_customer_onboarded_at_once_make_one_customer(
+    billing: Billing, harness: StripeEmulatorHarness
+) -> None:
+    """Two steps with their own keys race for the same new customer: one customer, not two."""
+    first, second = await asyncio.gather(
+        billing.upsert_customer(acme(), idempotency_key="deal-1:upsert"),
+        billing.upsert_customer(acme(), idempotency_key="deal-2:upsert"),
+    )
+    assert first == second
+    assert harness.count("customers") == 1
+    renamed = await billing.upsert_customer(acme("Acme SE"), idempotency_key="deal-3:upsert")
+    assert renamed == first and harness.count("customers") == 1
 
 
 async def test_create_subscription_twice_with_one_key_makes_one_subscription(

@@ -200,12 +200,33 @@ class StripeBilling:
                 ),
             )
             return str(updated["id"])
-        created = await self._call(
-            f"create customer for {customer.label}",
-            lambda: self._sdk.v1.customers.create_async(
-                params=params, options=_opts(f"{idempotency_key}:create")
-            ),
+        # Keyed by the customer, not the step: two deals of one customer onboarded at once (or
+        # a search that lags the first create) still make one Stripe customer.
+        create_key = (
+            f"q2c-customer:{customer.global_id}:create"
+            if customer.global_id
+            else f"{idempotency_key}:create"
         )
+        try:
+            created = await self._call(
+                f"create customer for {customer.label}",
+                lambda: self._sdk.v1.customers.create_async(
+                    params=params, options=_opts(create_key)
+                ),
+            )
+        except ConflictError:
+            # Created first by another deal with other details: update that customer instead.
+            found = await self._find_customer(customer)
+            if found is None:
+                raise
+            target = str(found["id"])
+            updated = await self._call(
+                f"update customer {target} ({customer.label})",
+                lambda: self._sdk.v1.customers.update_async(
+                    target, params=params, options=_opts(f"{idempotency_key}:update")
+                ),
+            )
+            return str(updated["id"])
         return str(created["id"])
 
     async def _find_customer(self, customer: Customer) -> dict[str, Any] | None:
