@@ -785,6 +785,27 @@ class TrytonErp:
 
     # --- invoices --------------------------------------------------------------------------
 
+    async def _left_by_earlier_attempt(
+        self, entity: TrytonLegalEntity, reference: str, party: int, label: str
+    ) -> dict[str, Any] | None:
+        """The document an earlier attempt of this step left under ``reference``, to resume; one
+        of another party, or cancelled by a person, is a conflict rather than a second copy."""
+        existing = await self._find_invoice(entity, reference, label)
+        if existing is None:
+            return None
+        if int(existing["party"]) != party:
+            raise ConflictError(
+                f"{label}: ERP document {existing['id']} with reference {reference!r} belongs "
+                f"to party {existing['party']}, not {party}",
+                system=SYSTEM,
+            )
+        if existing["state"] == "cancelled":
+            raise ConflictError(
+                f"{label}: ERP document {existing['id']} with reference {reference!r} is cancelled",
+                system=SYSTEM,
+            )
+        return existing
+
     async def _post_invoice(
         self, invoice: Invoice, *, legal_entity: str, idempotency_key: str
     ) -> PostedInvoice:
@@ -792,22 +813,10 @@ class TrytonErp:
         entity = self._entity(legal_entity, label)
         party = self._party_of(invoice.customer, label)
         reference = _reference(invoice, idempotency_key)
-        existing = await self._find_invoice(entity, reference, label)
+        existing = await self._left_by_earlier_attempt(entity, reference, party, label)
         if existing is not None:
-            if int(existing["party"]) != party:
-                raise ConflictError(
-                    f"{label}: ERP invoice {existing['id']} with reference {reference!r} belongs "
-                    f"to party {existing['party']}, not {party}",
-                    system=SYSTEM,
-                )
             if existing["state"] in ("posted", "paid"):
                 return _receipt(existing)
-            if existing["state"] == "cancelled":
-                raise ConflictError(
-                    f"{label}: ERP invoice {existing['id']} with reference {reference!r} is "
-                    "cancelled",
-                    system=SYSTEM,
-                )
             invoice_id = int(existing["id"])
         else:
             if not invoice.lines:
@@ -1601,19 +1610,11 @@ class TrytonErp:
                 system=SYSTEM,
             )
         reference = _reference(memo, idempotency_key)
-        existing = await self._find_invoice(entity, reference, label)
-        if existing is not None and int(existing["party"]) != int(original["party"]):
-            raise ConflictError(
-                f"{label}: ERP invoice {existing['id']} with reference {reference!r} belongs to "
-                f"party {existing['party']}, not to the credited invoice's party",
-                system=SYSTEM,
-            )
+        existing = await self._left_by_earlier_attempt(
+            entity, reference, int(original["party"]), label
+        )
         if existing is not None and existing["state"] in ("posted", "paid"):
             return str(existing["id"])
-        if existing is not None and existing["state"] == "cancelled":
-            raise ConflictError(
-                f"{label}: ERP credit note {existing['id']} is cancelled", system=SYSTEM
-            )
         ctx = await self._context(entity)
         if existing is not None:
             credit_id = int(existing["id"])
@@ -1690,20 +1691,10 @@ class TrytonErp:
         entity = self._entity(legal_entity, label)
         party = self._party_of(memo.customer, label)
         reference = _reference(memo, idempotency_key)
-        existing = await self._find_invoice(entity, reference, label)
+        existing = await self._left_by_earlier_attempt(entity, reference, party, label)
         if existing is not None:
-            if int(existing["party"]) != party:
-                raise ConflictError(
-                    f"{label}: ERP invoice {existing['id']} with reference {reference!r} belongs "
-                    f"to party {existing['party']}, not {party}",
-                    system=SYSTEM,
-                )
             if existing["state"] in ("posted", "paid"):
                 return _receipt(existing)
-            if existing["state"] == "cancelled":
-                raise ConflictError(
-                    f"{label}: ERP credit note {existing['id']} is cancelled", system=SYSTEM
-                )
             credit_id = int(existing["id"])
         else:
             ctx = await self._context(entity)
