@@ -1,0 +1,73 @@
+"""The lifecycle model: random contract lifecycles driven through the systems as people drive
+them, with ``q2c serve`` running; every invariant read from the three systems themselves.
+
+CI runs a fixed set of seeds together in one world; ``Q2C_LONG=1`` runs 1,000 in batches and
+prints the time; ``Q2C_LIFECYCLE_SEED=n`` replays one seed (and shrinks it if it fails).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from conftest import LONG
+from lifecycle.generator import generate
+from lifecycle.runner import SetResult, run_set, shrink
+from lifecycle.space import SPACE
+from lifecycle.world import LifecycleWorld
+
+CI_SEEDS = range(1, 31)
+LONG_RUNS = 1000
+BATCH = 50
+
+
+def _seeds() -> list[int]:
+    chosen = os.environ.get("Q2C_LIFECYCLE_SEEDS")
+    if chosen:
+        first, _, last = chosen.partition("-")
+        return list(range(int(first), int(last or first) + 1))
+    return list(range(1, LONG_RUNS + 1)) if LONG else list(CI_SEEDS)
+
+
+def _failures(result: SetResult) -> str:
+    lines = [o.report() for o in result.failed]
+    lines += [f"exception of no lifecycle: {s}" for s in result.stray_exceptions]
+    return "\n".join(lines)
+
+
+def test_lifecycle_set_reconciles_in_all_three_systems(
+    world: LifecycleWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seeds = _seeds()
+    started = time.monotonic()
+    problems: list[str] = []
+    for first in range(0, len(seeds), BATCH):
+        batch = [generate(seed, SPACE) for seed in seeds[first : first + BATCH]]
+        result = run_set(world, batch)
+        if result.failed or result.stray_exceptions:
+            problems.append(_failures(result))
+    elapsed = time.monotonic() - started
+    with capsys.disabled():
+        print(
+            f"\n{len(seeds)} lifecycles in {elapsed:.0f} s "
+            f"({elapsed / len(seeds):.1f} s each); space: {', '.join(SPACE.enabled())}"
+        )
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("Q2C_LIFECYCLE_SEED"), reason="set Q2C_LIFECYCLE_SEED=n to replay seed n"
+)
+def test_replay_one_seed(world: LifecycleWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    seed = int(os.environ["Q2C_LIFECYCLE_SEED"])
+    lifecycle = generate(seed, SPACE)
+    result = run_set(world, [lifecycle])
+    if not (result.failed or result.stray_exceptions):
+        return
+    with capsys.disabled():
+        print(f"\nseed {seed} fails:\n{_failures(result)}\nshrinking...")
+        smallest = shrink(world, lifecycle, say=print)
+        print(f"smallest failing lifecycle: {smallest.shown()}")
+    pytest.fail(_failures(result))
