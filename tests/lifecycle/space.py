@@ -59,10 +59,10 @@ class Space:
     """The hub's billing collects automatically and every customer signs up with a card on
     file (the whole world: collection is one hub setting). Off: issue 10, payment.succeeded
     can arrive before invoice.finalized and the invoice never reaches the ERP or the CRM."""
-    taxed: bool = False
-    """Off: issue 10, the Stripe emulator has no tax API and the ERP posts no VAT."""
-    one_time_lines: bool = False
-    """Off: issue 10, billing refuses a one-time price among subscription items (ONBOARD)."""
+    taxed: bool = True
+    """The hub runs with config/tax.yaml: Q2C GmbH's German customers pay 19 % VAT."""
+    one_time_lines: bool = True
+    """A one-time onboarding fee (ONBOARD) on the first invoice, booked once in the ERP."""
     downgrade_before_payment: bool = False
     """Off: issue 10, the credit of a downgrade before payment makes the ERP refuse the payment."""
     amendments_before_activation: bool = False
