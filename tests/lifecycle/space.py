@@ -41,10 +41,12 @@ class Space:
     amendments_after_payment: bool = True
     """Seat increases mid-term, once the invoice before them is paid."""
     downgrades: bool = False
-    """Off: issue 10 (credits and balances), a seat reduction after payment leaves a customer
-    balance; the next invoice settled from it is booked in the ERP as cash (seeds 18 and 24 of
-    the first run: ERP receivable -197.00 vs billing -107.68) and can reach the hub as
-    payment.succeeded before invoice.finalized (seed 7: dead-lettered, never posted)."""
+    """Off: new (CI set with taxed, one_time_lines and all amendment flags on, 2026-12-06).
+    Seed 13 (29 seats, paid, down to 24, up to 28): invoice -0003, settled from the downgrade's
+    customer balance, is Paid in billing but stays Open in the CRM. Seed 5 (DE, 19 % VAT, 39
+    down to 34 seats): billing's proration credit note is -160.42 (tax 25.62, rounded per
+    line), the ERP computes tax 25.61 on the document and refuses it ([data] exception), so
+    the next invoice never reaches the ERP or the CRM either."""
     several_amendments_per_period: bool = True
     renewals: bool = True
     """Test clocks advanced past the term end: billing renews on its own."""
@@ -64,7 +66,8 @@ class Space:
     one_time_lines: bool = True
     """A one-time onboarding fee (ONBOARD) on the first invoice, booked once in the ERP."""
     downgrade_before_payment: bool = False
-    """Off: issue 10, the credit of a downgrade before payment makes the ERP refuse the payment."""
+    """Off: draws nothing unless ``downgrades`` is on (a downgrade before payment is one), so
+    it waits on that flag's defects."""
     amendments_before_activation: bool = False
     """Off: issue 10, an amendment before the first payment / out of order retries with backoff
     and holds its contract (no park primitive yet)."""
