@@ -31,7 +31,7 @@ def world() -> Iterator[LifecycleWorld]:
     folder = Path(tempfile.mkdtemp(prefix="q2c-lifecycles-"))
     try:
         collection = "charge_automatically" if SPACE.charge_automatically else "send_invoice"
-        context = lifecycle_world(folder, collection)
+        context = lifecycle_world(folder, collection, taxed=SPACE.taxed)
         running = context.__enter__()
     except (SandboxError, DemoSetupError) as exc:
         missing_service(f"the sandbox could not start: {exc}")

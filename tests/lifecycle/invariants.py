@@ -21,6 +21,8 @@ ZERO = Decimal(0)
 CENT = Decimal("0.01")
 ENTITY_OF_COMPANY = {"Q2C Inc.": "US", "Q2C GmbH": "DE"}
 ENTITY_OF_CURRENCY = {"USD": "US", "EUR": "DE"}
+ONE_TIME = frozenset({"ONBOARD"})
+"""ERP item codes the catalog sells once (its billing price is a one-time price)."""
 
 
 def _minor(amount: int, currency: str) -> Decimal:
@@ -88,6 +90,8 @@ class ErpView:
     invoices: list[ErpInvoice] = field(default_factory=list)
     sales: dict[str, Decimal] = field(default_factory=dict)
     """sale reference -> total (the booking and its amendment deltas)."""
+    one_time: Decimal = ZERO
+    """What the sales book for one-time items (charged once, not every period)."""
     sale_references: list[str] = field(default_factory=list)
 
     def receivable(self) -> Decimal:
@@ -248,14 +252,16 @@ CRM_SUBSCRIPTION_STATUS = {
 
 
 def bookings_match(billing: BillingView, erp: ErpView) -> list[str]:
-    """ERP bookings (the sale and its amendment deltas) add up to what billing charges per
-    period for a running contract, and to nothing more for one canceled at once."""
+    """ERP bookings (the sale and its amendment deltas, less one-time items) add up to what
+    billing charges per period for a running contract, and to nothing more for one canceled at
+    once."""
     found: list[str] = []
-    booked = sum(erp.sales.values(), ZERO)
+    booked = sum(erp.sales.values(), ZERO) - erp.one_time
     for sub in billing.subscriptions:
         if sub.status in ("active", "past_due", "trialing") and booked != sub.period_value:
+            once = f", less {erp.one_time} one-time" if erp.one_time else ""
             found.append(
-                f"ERP bookings add up to {booked} ({erp.sales}); billing charges "
+                f"ERP bookings add up to {booked} ({erp.sales}{once}); billing charges "
                 f"{sub.period_value} a period for {sub.id}"
             )
     return found
@@ -459,10 +465,21 @@ async def read_erp(erp: TrytonClient, name: str) -> ErpView:
         )
     sales = await erp.model("sale.sale").search_read(
         [("party", "=", party), ("state", "in", ["confirmed", "processing", "done"])],
-        ["reference", "total_amount"],
+        ["reference", "total_amount", "lines"],
     )
     view.sale_references = [str(s["reference"]) for s in sales]
     view.sales = {str(s["reference"]): Decimal(s["total_amount"]) for s in sales}
+    lines = await erp.model("sale.line").read(
+        [line for s in sales for line in s["lines"]], ["amount", "product.code"]
+    )
+    view.one_time = sum(
+        (
+            Decimal(ln["amount"])
+            for ln in lines
+            if (ln.get("product.") or {}).get("code") in ONE_TIME
+        ),
+        ZERO,
+    )
     return view
 
 

@@ -41,10 +41,12 @@ class Space:
     amendments_after_payment: bool = True
     """Seat increases mid-term, once the invoice before them is paid."""
     downgrades: bool = False
-    """Off: issue 10 (credits and balances), a seat reduction after payment leaves a customer
-    balance; the next invoice settled from it is booked in the ERP as cash (seeds 18 and 24 of
-    the first run: ERP receivable -197.00 vs billing -107.68) and can reach the hub as
-    payment.succeeded before invoice.finalized (seed 7: dead-lettered, never posted)."""
+    """Off: new (CI set with taxed, one_time_lines and all amendment flags on, 2026-12-06).
+    Seed 13 (29 seats, paid, down to 24, up to 28): invoice -0003, settled from the downgrade's
+    customer balance, is Paid in billing but stays Open in the CRM. Seed 5 (DE, 19 % VAT, 39
+    down to 34 seats): billing's proration credit note is -160.42 (tax 25.62, rounded per
+    line), the ERP computes tax 25.61 on the document and refuses it ([data] exception), so
+    the next invoice never reaches the ERP or the CRM either."""
     several_amendments_per_period: bool = True
     renewals: bool = True
     """Test clocks advanced past the term end: billing renews on its own."""
@@ -59,17 +61,19 @@ class Space:
     """The hub's billing collects automatically and every customer signs up with a card on
     file (the whole world: collection is one hub setting). Off: issue 10, payment.succeeded
     can arrive before invoice.finalized and the invoice never reaches the ERP or the CRM."""
-    taxed: bool = False
-    """Off: issue 10, the Stripe emulator has no tax API and the ERP posts no VAT."""
-    one_time_lines: bool = False
-    """Off: issue 10, billing refuses a one-time price among subscription items (ONBOARD)."""
+    taxed: bool = True
+    """The hub runs with config/tax.yaml: Q2C GmbH's German customers pay 19 % VAT."""
+    one_time_lines: bool = True
+    """A one-time onboarding fee (ONBOARD) on the first invoice, booked once in the ERP."""
     downgrade_before_payment: bool = False
-    """Off: issue 10, the credit of a downgrade before payment makes the ERP refuse the payment."""
+    """Off: draws nothing unless ``downgrades`` is on (a downgrade before payment is one), so
+    it waits on that flag's defects."""
     amendments_before_activation: bool = False
-    """Off: issue 10, an amendment before the first payment / out of order retries with backoff
-    and holds its contract (no park primitive yet)."""
+    """Off: with it and out_of_order_amendments on, the CI set fails only on seed 7 (DE, 19 %
+    VAT, cancel now): billing's credit note is -140.02 (tax 22.35, rounded per line), the ERP
+    computes 22.36 on the document and refuses it; a tax rounding defect, not an ordering one."""
     out_of_order_amendments: bool = False
-    """Off: issue 10, as above (amendment n before n-1 waits on engine retries)."""
+    """Off: as above (seed 7's credit note VAT rounding); parked amendments otherwise reconcile."""
 
     periods: int = 2
     """At most this many billing periods per lifecycle (the long run takes 3)."""

@@ -188,3 +188,12 @@ def test_a_booked_deal_with_nothing_to_compare_is_a_divergence() -> None:
         "a booked deal shows no CRM Invoice__c",
     ]
     assert documents_seen(BillingView(), ErpView(), CrmView(), booked=False) == []
+
+
+def test_one_time_items_are_booked_once_not_every_period() -> None:
+    billing, erp, _ = agreeing()
+    erp.sales["C-1"] += D("1500.00")
+    [found] = bookings_match(billing, erp)
+    assert "ERP bookings add up to 1815.00" in found
+    erp.one_time = D("1500.00")
+    assert bookings_match(billing, erp) == []

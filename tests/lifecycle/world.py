@@ -4,6 +4,7 @@ subprocess hooked to it, as a user runs them; ``quiesce`` waits until the hub ha
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -172,8 +173,17 @@ def systems_yaml(folder: Path, sandbox: DemoSandbox, base_url: str, collection: 
     return path
 
 
+def hub_config(folder: Path, *, taxed: bool) -> Path:
+    """The hub's rules folder: the repository's, or a copy without ``tax.yaml`` (untaxed)."""
+    if taxed:
+        return CONFIG
+    untaxed = folder / "config"
+    shutil.copytree(CONFIG, untaxed, ignore=shutil.ignore_patterns("tax.yaml"), dirs_exist_ok=True)
+    return untaxed
+
+
 def _serve(
-    folder: Path, sandbox: DemoSandbox, db_url: str, collection: str
+    folder: Path, sandbox: DemoSandbox, db_url: str, collection: str, *, taxed: bool
 ) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -191,7 +201,7 @@ def _serve(
         "--poll-seconds",
         str(POLL_SECONDS),
         "--config-dir",
-        str(CONFIG),
+        str(hub_config(folder, taxed=taxed)),
     ]
     log = open(folder / "serve.log", "w", encoding="utf-8")  # noqa: SIM115 - the child's
     proc = subprocess.Popen(
@@ -224,15 +234,18 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def lifecycle_world(folder: Path, collection: str = "send_invoice") -> Iterator[LifecycleWorld]:
-    """Start the sandbox and ``q2c serve`` in ``folder``; stop both afterwards."""
+def lifecycle_world(
+    folder: Path, collection: str = "send_invoice", *, taxed: bool = True
+) -> Iterator[LifecycleWorld]:
+    """Start the sandbox and ``q2c serve`` in ``folder`` (``taxed``: with the tax rules);
+    stop both afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     sandbox_dir = folder / "sandbox"
     db_url = f"sqlite:///{folder / 'hub.sqlite'}"
     try:
         sandbox = DemoSandbox.up(sandbox_dir, lambda _msg: None)
         Runtime.open(db_url, sqlite_synchronous="NORMAL").close()
-        proc, base_url = _serve(folder, sandbox, db_url, collection)
+        proc, base_url = _serve(folder, sandbox, db_url, collection, taxed=taxed)
         try:
             runtime = Runtime.open(db_url, sqlite_synchronous="NORMAL")
             try:
