@@ -39,6 +39,8 @@ class CreditMemoLine(Record):
     amount: Money
     tax: Money | None = None
     tax_rate: TaxRate | None = None
+    billed_lines: int = Field(default=1, ge=1)
+    """How many of billing's lines this credit nets, each with its own rounded tax."""
     service_start: date | None = None
     service_end: date | None = None
 

@@ -85,8 +85,17 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
             ),
             system="erp",
         )
+    # What billing says of it: an invoice settled at once from the customer's credit is Paid
+    # (its no-cash payment event may have been heard first; Open must not overwrite it).
+    paid = invoice.status.value == "paid"
     await publish_invoice(
-        ctx, deps, invoice, crm_account, status="Open", step="crm.publish_invoice"
+        ctx,
+        deps,
+        invoice,
+        crm_account,
+        status="Paid" if paid else "Open",
+        step="crm.publish_invoice",
+        balance=Decimal(0) if paid else None,
     )
     ctx.release(erp_invoice_key(invoice_id))
 

@@ -251,6 +251,7 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
             CreditMemoLine(
                 description=f"Credit {invoice.number or invoice_id} (net of its lines)",
                 amount=-invoice.subtotal,
+                billed_lines=len(invoice.lines),
             ),
         )
     memo = CreditMemo(

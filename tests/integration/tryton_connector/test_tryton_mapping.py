@@ -180,3 +180,15 @@ def test_tax_without_a_rate_is_one_posting_over_the_unrated_lines() -> None:
         (None, Decimal("87.65"), Decimal("16.66"))
     ]
     assert mapping.tax_postings([(_eur("99.99"), None, None)], _eur("0")) == []
+
+
+def test_a_credit_line_netting_several_billing_lines_allows_their_rounding() -> None:
+    """A proration credit netted into one line (117.67 at 19 %) carries billing's tax rounded on
+    each of its three lines (22.35), not the document's 22.36: plausible, not refused."""
+    netted = [(_eur("117.67"), None, None)]
+    [alone] = mapping.tax_postings(netted, _eur("22.35"))
+    assert not alone.plausible(Decimal("0.19"))
+    [netting] = mapping.tax_postings(netted, _eur("22.35"), pieces=[3])
+    assert (netting.pieces, netting.amount) == (3, Decimal("22.35"))
+    assert netting.plausible(Decimal("0.19"))
+    assert not netting.plausible(Decimal("0.20"))

@@ -1655,7 +1655,9 @@ class TrytonErp:
         erp = await self._erp()
         ctx = await self._context(entity)
         postings = mapping.tax_postings(
-            [(line.amount, line.tax, line.tax_rate) for line in memo.lines], memo.tax
+            [(line.amount, line.tax, line.tax_rate) for line in memo.lines],
+            memo.tax,
+            pieces=[line.billed_lines for line in memo.lines],
         )
         taxes = await self._tax_lines(
             entity, postings, label, credit=True, total=memo.total, tax=memo.tax

@@ -316,6 +316,8 @@ class TaxPosting:
     base: Decimal
     amount: Decimal
     line_bases: tuple[Decimal, ...] = ()
+    pieces: int = 0
+    """Billing lines behind the bases, each rounded on its own (a netted credit line is many)."""
 
     def per_line(self, rate: Decimal, currency: str) -> Decimal:
         """The tax at ``rate`` (0.19) rounded per line half up, as billing rounds it."""
@@ -325,26 +327,34 @@ class TaxPosting:
 
     def plausible(self, rate: Decimal) -> bool:
         """Within half a minor unit per line of ``rate`` x base: billing's rounding, no more."""
-        slack = Decimal("0.005") * max(len(self.line_bases), 1)
+        slack = Decimal("0.005") * max(self.pieces, len(self.line_bases), 1)
         return abs(self.amount - self.base * rate) <= slack
 
 
 def tax_postings(
-    lines: Sequence[tuple[Money, Money | None, TaxRate | None]], tax: Money
+    lines: Sequence[tuple[Money, Money | None, TaxRate | None]],
+    tax: Money,
+    *,
+    pieces: Sequence[int] | None = None,
 ) -> list[TaxPosting]:
     """Billing's tax grouped by rate (first-seen order); together they come to ``tax`` exactly.
 
     ``lines`` are (net amount, the line's tax or None, its rate or None). Tax billing did not
-    assign to a rate goes to a ``None`` posting over the lines without a rate.
+    assign to a rate goes to a ``None`` posting over the lines without a rate. ``pieces`` says
+    how many billing lines each line nets (1 each by default).
     """
     amounts: dict[str | None, Decimal] = {}
     bases: dict[str | None, list[Decimal]] = {}
+    counts: dict[str | None, int] = {}
     unrated: list[Decimal] = []
-    for amount, line_tax, rate in lines:
+    unrated_pieces = 0
+    for (amount, line_tax, rate), count in zip(lines, pieces or [1] * len(lines), strict=True):
         if rate is None:
             unrated.append(amount.amount)
+            unrated_pieces += count
             continue
         bases.setdefault(rate.code, []).append(amount.amount)
+        counts[rate.code] = counts.get(rate.code, 0) + count
         amounts[rate.code] = amounts.get(rate.code, Decimal(0)) + (
             line_tax.amount if line_tax is not None else Decimal(0)
         )
@@ -352,8 +362,9 @@ def tax_postings(
     if remainder:
         amounts[None] = remainder
         bases[None] = unrated or [b for group in bases.values() for b in group]
+        counts[None] = unrated_pieces or sum(counts.values())
     return [
-        TaxPosting(code, sum(bases[code], Decimal(0)), amount, tuple(bases[code]))
+        TaxPosting(code, sum(bases[code], Decimal(0)), amount, tuple(bases[code]), counts[code])
         for code, amount in amounts.items()
     ]
 
