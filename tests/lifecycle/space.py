@@ -14,39 +14,27 @@ from dataclasses import dataclass, fields, replace
 class Space:
     seats: bool = True
     support_plan: bool = True
-    bundles: bool = False
-    """Off: new (lifecycle seed 6), a PLATFORM-PRO line of n > 1 units is booked in the ERP at
-    the CRM's n x 248.00 while billing charges n seats + one support plan (catalog ``per: line``)
-    a period: bookings and billing differ from the second unit on."""
+    bundles: bool = True
+    """PLATFORM-PRO bundles of several units (a support plan billed with every unit)."""
     discounts: bool = True
-    half_cent_discounts: bool = False
-    """Off: new (found by the model), a 12.5 % Discount on 23 x 49.00 USD: the CRM's TotalPrice
-    is 986.12 (half-even), the hub rounds 986.125 half-up to 986.13 and refuses the deal as
-    "12.5004% off ... billing takes a percentage with at most two decimals". And with 12.5 %
-    off, ERP bookings (rounded per amendment delta) drift from billing's per-period charge
-    (seed 19: 1329.21 booked vs 1329.12 charged)."""
+    half_cent_discounts: bool = True
+    """Discounts whose amount ends in half a cent (12.5 % off an odd-cent total), which the CRM
+    rounds half-even."""
     both_entities: bool = True
     """Q2C Inc. (USD) and Q2C GmbH (EUR) accounts."""
     send_invoice: bool = True
     """Customers pay their open invoices themselves (card or bank transfer)."""
     declined_then_paid: bool = True
     """A card declined, the customer pays by card the next day."""
-    retry_in_the_same_second: bool = False
-    """Off: new (seed 9 of the first model run), a declined card and a good one in the same
-    second: billing.payment.failed reaches the hub after payment.succeeded, and
-    record_failed_payment writes Open over Paid in the CRM (it does not re-check the invoice as
-    mark_overdue does)."""
+    retry_in_the_same_second: bool = True
+    """A declined card and a good one in the same second: the failure may be heard last."""
     refunds: bool = True
     """Full and partial refunds of card payments."""
     amendments_after_payment: bool = True
     """Seat increases mid-term, once the invoice before them is paid."""
-    downgrades: bool = False
-    """Off: new (CI set with taxed, one_time_lines and all amendment flags on, 2026-12-06).
-    Seed 13 (29 seats, paid, down to 24, up to 28): invoice -0003, settled from the downgrade's
-    customer balance, is Paid in billing but stays Open in the CRM. Seed 5 (DE, 19 % VAT, 39
-    down to 34 seats): billing's proration credit note is -160.42 (tax 25.62, rounded per
-    line), the ERP computes tax 25.61 on the document and refuses it ([data] exception), so
-    the next invoice never reaches the ERP or the CRM either."""
+    downgrades: bool = True
+    """Seat reductions mid-term: billing's proration credit goes to the customer's balance and
+    settles later invoices, wholly or in part."""
     several_amendments_per_period: bool = True
     renewals: bool = True
     """Test clocks advanced past the term end: billing renews on its own."""
@@ -59,21 +47,20 @@ class Space:
     """Metered API calls reported by the customer (billing meter events)."""
     charge_automatically: bool = False
     """The hub's billing collects automatically and every customer signs up with a card on
-    file (the whole world: collection is one hub setting). Off: issue 10, payment.succeeded
-    can arrive before invoice.finalized and the invoice never reaches the ERP or the CRM."""
+    file: collection is one hub setting, so this replaces the send-invoice world. Off in the
+    CI set so that it keeps the send-invoice paths; the whole space with it on
+    (``Q2C_LIFECYCLE_SPACE=all``) reconciled seeds 1-30 on 2026-12-06."""
     taxed: bool = True
     """The hub runs with config/tax.yaml: Q2C GmbH's German customers pay 19 % VAT."""
     one_time_lines: bool = True
     """A one-time onboarding fee (ONBOARD) on the first invoice, booked once in the ERP."""
-    downgrade_before_payment: bool = False
-    """Off: draws nothing unless ``downgrades`` is on (a downgrade before payment is one), so
-    it waits on that flag's defects."""
-    amendments_before_activation: bool = False
-    """Off: with it and out_of_order_amendments on, the CI set fails only on seed 7 (DE, 19 %
-    VAT, cancel now): billing's credit note is -140.02 (tax 22.35, rounded per line), the ERP
-    computes 22.36 on the document and refuses it; a tax rounding defect, not an ordering one."""
-    out_of_order_amendments: bool = False
-    """Off: as above (seed 7's credit note VAT rounding); parked amendments otherwise reconcile."""
+    downgrade_before_payment: bool = True
+    """A downgrade before the first invoice is paid (draws nothing unless ``downgrades`` is on)."""
+    amendments_before_activation: bool = True
+    """Amendments requested before the contract is activated or its first invoice paid (they
+    park until the activation)."""
+    out_of_order_amendments: bool = True
+    """Amendment n+1 filed before n (it parks until n is applied)."""
 
     periods: int = 2
     """At most this many billing periods per lifecycle (the long run takes 3)."""
