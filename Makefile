@@ -24,7 +24,7 @@ demo: $(STAMP)  ## run the demo end to end (q2c demo)
 test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-long: $(STAMP)  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials
+test-long: $(STAMP)  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials, 1,000 lifecycles
 	Q2C_LONG=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy strict on src/

@@ -37,6 +37,7 @@ def _failures(result: SetResult) -> str:
     return "\n".join(lines)
 
 
+@pytest.mark.slow  # bounded to the CI seeds in `make test`; `make test-long` runs 1,000
 def test_lifecycle_set_reconciles_in_all_three_systems(
     world: LifecycleWorld, capsys: pytest.CaptureFixture[str]
 ) -> None:
