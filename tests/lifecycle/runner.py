@@ -109,6 +109,7 @@ def run_set(
     """``scoped``: settle on these lifecycles' own events only (shrinking, in a world where
     an earlier run left a contract stuck)."""
     started = time.monotonic()
+    earlier = {e.pos for e in world.exceptions()}  # an earlier set's (batch's) in the same hub
     actors = Actors(world)
     if any(lc.unmapped for lc in lifecycles):
         actors.ensure_unmapped_product()
@@ -146,10 +147,11 @@ def run_set(
         found = [*run.failures, *exception_divergences(run, mine)]
         found += all_divergences(billing, erp, crm, entity=run.lifecycle.entity, booked=run.booked)
         outcomes.append(Outcome(run.lifecycle, found))
+    known = claimed | earlier
     stray = unsettled + [
         f"{e.type} [{e.category}] {e.subject}: {e.last_error}"
         for e in exceptions
-        if e.pos not in claimed and e.subject.startswith(("contract:C-LC-", "billing:"))
+        if e.pos not in known and e.subject.startswith(("contract:C-LC-", "billing:"))
     ]
     return SetResult(outcomes, stray, time.monotonic() - started)
 
