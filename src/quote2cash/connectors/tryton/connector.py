@@ -1466,23 +1466,7 @@ class TrytonErp:
             )
         [method] = methods
         today = _today()
-        periods = await erp.model("account.period").search(
-            [
-                ("company", "=", entity.company),
-                ("type", "=", "standard"),
-                ("state", "=", "open"),
-                ("start_date", "<=", today),
-                ("end_date", ">=", today),
-            ],
-            limit=1,
-            context=ctx,
-        )
-        if not periods:
-            raise DataError(
-                f"{label}: Tryton company {entity.company} has no open accounting period on "
-                f"{today} to book the refund in",
-                system=SYSTEM,
-            )
+        period = await credits.open_period(erp, entity, today, label, ctx)
         taken = sum((p.amount for p in picked), Decimal(0))
         remainder = taken - delta.amount
         receivable = int(row["account"])
@@ -1520,7 +1504,7 @@ class TrytonErp:
                 {
                     "company": entity.company,
                     "journal": int(method["journal"]),
-                    "period": periods[0],
+                    "period": period,
                     "date": today,
                     "origin": f"account.invoice,{row['id']}",
                     "description": marker,
