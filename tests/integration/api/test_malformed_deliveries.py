@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import func, select, text
 
 from quote2cash.api.app import build_app
-from quote2cash.api.tokens import create_token
 from quote2cash.connectors.stripe import verify_webhook
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event
@@ -24,6 +23,7 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.store.schema import events, quarantine
+from support.identity import first_admin, token_of
 
 from .conftest import callout_signature, served, stripe_signature
 
@@ -209,7 +209,7 @@ async def test_events_from_any_year_are_taken_stored_sortable_and_read_back(
         by_time = [row.event_id for row in conn.execute(select(events).order_by(events.c.time))]
     assert by_time == ["evt_year_1", "evt_year_5", "closed_won:006OLD", "evt_now", "evt_year_9999"]
 
-    token = create_token(runtime, "reader", "reader", actor="test")
+    token = token_of(runtime, first_admin(runtime), roles=("viewer",))
     async with http.get(f"{base}/v1/events", headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 200
         times = {e["id"]: e["time"] for e in (await r.json())["data"]}
@@ -257,7 +257,7 @@ async def test_a_time_written_unpadded_by_an_older_release_is_still_read(
 async def test_odd_ids_in_the_path_answer_4xx(
     runtime: Runtime, base: str, http: aiohttp.ClientSession, path: str, status: int
 ) -> None:
-    token = create_token(runtime, "reader", "reader", actor="test")
+    token = token_of(runtime, first_admin(runtime), roles=("viewer",))
     async with http.get(f"{base}{path}", headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == status
         assert (await r.json())["error"]["message"]
