@@ -138,7 +138,7 @@ def checked(route: Route, hub: HubApi) -> Callable[[web.Request], Awaitable[web.
                 request.match_info if param.where == "path" else request.query
             )
             raw = source.get(param.name)
-            if raw is None or (raw == "" and param.where == "query"):
+            if raw is None or (raw == "" and param.kind == "string" and not param.enum):
                 continue
             params[param.name] = _check(param, raw)
         known = {p.name for p in route.params if p.where == "query"}
