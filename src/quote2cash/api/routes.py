@@ -17,12 +17,10 @@ from sqlalchemy import select
 
 from quote2cash.api import bodies
 from quote2cash.api.app import STATUSES, ApiError, HubApi, json_response
-from quote2cash.api.intake import Unintelligible, callout_shape, stripe_shape
+from quote2cash.api.intake import understand_delivery
 from quote2cash.api.routing import Call, Handler, Param, Route
-from quote2cash.connectors.stripe import mapping as stripe_mapping
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.control import pause_system, resume_system, schedule_window
-from quote2cash.engine.events import Event
 from quote2cash.engine.exceptions import (
     RECOVERABILITIES,
     ExceptionItem,
@@ -54,7 +52,6 @@ from quote2cash.engine.replay import (
     reject_replay,
     request_replay,
 )
-from quote2cash.flows.intake import billing_event, callout_event
 from quote2cash.identity import NotAllowed
 from quote2cash.identity.accounts import (
     add_operator,
@@ -280,6 +277,10 @@ async def create_replay_request(hub: HubApi, call: Call) -> web.Response:
             for e in preview
         ]
         return json_response({"dry_run": True, "data": data, "count": len(data)})
+    if not body.reason.strip():
+        raise ApiError(
+            400, "invalid_body", "request body: field 'reason' is missing or blank; say why"
+        )
     operator = call.operator
     req = await hub._store(
         lambda: request_replay(hub.runtime, selector, by=operator, reason=body.reason)
@@ -356,32 +357,15 @@ async def schedule(hub: HubApi, call: Call) -> web.Response:
     return json_response({"system": system, "window": window}, 201)
 
 
-def _understand(hub: HubApi, delivery: QuarantinedDelivery) -> Event:
-    """A quarantined body as its event, if the hub understands it now (QuarantineError if not)."""
-    try:
-        if delivery.source == "billing":
-            raw = stripe_shape(delivery.body)
-            be = stripe_mapping.billing_event(raw)
-            return billing_event(hub.runtime, be)
-        message = callout_shape(delivery.body)
-        if message.get("eventType") != "opportunity.closed_won":
-            raise QuarantineError("field 'eventType': expected 'opportunity.closed_won'")
-        return callout_event(message, time=delivery.received_at)
-    except Unintelligible as exc:
-        raise QuarantineError(f"the hub still cannot understand it: {exc}") from None
-    except QuarantineError:
-        raise
-    except Exception as exc:
-        raise QuarantineError(
-            f"the hub still cannot take it in ({type(exc).__name__}: {exc})"
-        ) from None
-
-
 async def release(hub: HubApi, call: Call) -> web.Response:
     ident, operator, note = call.params["id"], call.operator, call.body.note
     event = await hub._store(
         lambda: release_delivery(
-            hub.runtime, ident, lambda d: _understand(hub, d), by=operator, note=note
+            hub.runtime,
+            ident,
+            lambda d: understand_delivery(hub.runtime, d),
+            by=operator,
+            note=note,
         )
     )
     return json_response({"released": ident, "event_id": event.id})
