@@ -84,6 +84,10 @@ def _operation(route: Route) -> dict[str, Any]:
             },
         }
     responses: dict[str, Any] = {str(route.ok): _object("done")}
+    if route.answer is not None:
+        responses[str(route.ok)]["content"]["application/json"]["schema"] = {
+            "$ref": REF.format(name=route.answer.__name__)
+        }
     for status, description in route.answers.items():
         responses[str(status)] = _object(description)
     for status, description in ERRORS.items():
@@ -104,8 +108,8 @@ def _has_required(body: type) -> bool:
 
 
 @cache
-def _body_components(bodies: tuple[type, ...]) -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(bodies, ref_template=REF)
+def _components(types: tuple[type, ...]) -> dict[str, Any]:
+    _, components = msgspec.json.schema_components(types, ref_template=REF)
     return components
 
 
@@ -115,8 +119,11 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
-    bodies = tuple(sorted({r.body for r in routes if r.body}, key=lambda b: b.__name__))
-    schemas = {"Error": ERROR_SCHEMA, **_body_components(bodies)}
+    shapes = {r.body for r in routes if r.body} | {r.answer for r in routes if r.answer}
+    schemas = {
+        "Error": ERROR_SCHEMA,
+        **_components(tuple(sorted(shapes, key=lambda t: t.__name__))),
+    }
     return {
         "openapi": "3.1.0",
         "info": {

@@ -15,7 +15,7 @@ from typing import Any, Final
 from aiohttp import web
 from sqlalchemy import select
 
-from quote2cash.api import bodies
+from quote2cash.api import answers, bodies
 from quote2cash.api.app import STATUSES, ApiError, HubApi, json_response
 from quote2cash.api.intake import understand_delivery
 from quote2cash.api.routing import Call, Handler, Param, Route
@@ -452,7 +452,8 @@ DECISION: Final = "decisions"
 
 ROUTES: Final[tuple[Route, ...]] = (
     Route("GET", "/health", _legacy(HubApi.health), "Health of the store and the worker.",
-          role=None, answers={503: "the store or the worker is down"}, tag="health"),
+          role=None, answer=answers.Health, answers={503: "the store or the worker is down"},
+          tag="health"),
     Route("GET", "/v1/openapi.json", openapi, "This OpenAPI document.", role=None, tag="meta"),
     Route("POST", "/webhooks/stripe", _legacy(HubApi.stripe_webhook),
           "Stripe webhook (signed with Stripe-Signature).", role=None,
@@ -469,12 +470,14 @@ ROUTES: Final[tuple[Route, ...]] = (
                    503: "no callout secret configured, or the store is down"},
           tag="webhooks"),
     Route("GET", "/v1/events", _legacy(HubApi.events), "The newest events, filtered.",
+          answer=answers.EventPage,
           params=(Param("status", "event status", enum=STATUSES),
                   Param("subject", "business key"), Param("correlation_id", "deal's id"), LIMIT)),
     Route("GET", "/v1/events/{id}", _legacy(HubApi.event),
           "One event by id or log position, with its steps and failures.",
           params=(Param("id", "event id or position", where="path", max_length=200),)),
     Route("GET", "/v1/exceptions", exceptions, "The exception queue by recoverability.",
+          answer=answers.ExceptionPage,
           params=(Param("recoverability", "who or what recovers it", enum=RECOVERABILITIES),
                   Param("kind", "failed status", enum=("exception", "dead")), LIMIT, AFTER)),
     Route("GET", "/v1/systems", _legacy(HubApi.systems), "Target systems: pauses and windows."),
@@ -485,18 +488,24 @@ ROUTES: Final[tuple[Route, ...]] = (
           "The last scheduled three-way reconciliation."),
     Route("GET", "/v1/quarantine", quarantine_list,
           "Signed deliveries the hub could not understand.",
+          answer=answers.DeliveryPage,
           params=(Param("status", "decision status", enum=(*QUARANTINE_STATUSES, "all")),
                   LIMIT, AFTER)),
     Route("GET", "/v1/quarantine/{id}", quarantine_show,
           "One quarantined delivery with its body and headers.",
+          answer=answers.DeliveryAnswer,
           params=(_id("quarantined delivery"),)),
     Route("GET", "/v1/replay-requests", replay_requests, "Replay requests.",
+          answer=answers.ReplayRequestPage,
           params=(Param("status", "request status", enum=REPLAY_STATUSES),)),
     Route("GET", "/v1/replay-requests/{id}", replay_request, "One replay request.",
+          answer=answers.ReplayRequestAnswer,
           params=(_id("replay request"),)),
     Route("GET", "/v1/audit", audit_entries, "The audit log, oldest first, paged.",
+          answer=answers.AuditPage,
           params=(LIMIT, AFTER)),
-    Route("GET", "/v1/audit/verify", audit_verification, "Verify the audit chain."),
+    Route("GET", "/v1/audit/verify", audit_verification, "Verify the audit chain.",
+          answer=answers.AuditVerification),
     Route("GET", "/v1/tokens", tokens, "The caller's API tokens (an admin: everyone's)."),
     Route("GET", "/v1/operators", operators, "Operator accounts.", role="admin"),
     Route("POST", "/v1/replay-requests", create_replay_request,
@@ -505,9 +514,11 @@ ROUTES: Final[tuple[Route, ...]] = (
           tag=DECISION),
     Route("POST", "/v1/replay-requests/{id}/approve", approve_replay_request,
           "Approve and execute a replay request.", role="viewer",
+          answer=answers.ReplayRequestAnswer,
           params=(_id("replay request"),), body=bodies.DecisionNote, tag=DECISION),
     Route("POST", "/v1/replay-requests/{id}/reject", reject_replay_request,
           "Reject a replay request.", role="viewer",
+          answer=answers.ReplayRequestAnswer,
           params=(_id("replay request"),), body=bodies.RejectionNote, tag=DECISION),
     Route("POST", "/v1/exceptions/{pos}/retry", retry, "Retry a failed event.",
           role="operator", params=(_pos("failed event at position"),),

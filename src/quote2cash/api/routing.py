@@ -78,6 +78,8 @@ class Route:
     params: tuple[Param, ...] = ()
     body: type | None = None
     ok: int = 200
+    answer: type | None = None
+    """The msgspec Struct the success answer's shape is documented as (None: an object)."""
     answers: Mapping[int, str] = field(default_factory=dict)
     """Other success or expected answers (status -> description), beyond the error set."""
     tag: str = "reads"
