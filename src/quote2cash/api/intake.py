@@ -7,6 +7,7 @@ deep, with no lone surrogate and no number a float cannot hold; ``stripe_shape``
 
 from __future__ import annotations
 
+import reprlib
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -95,7 +96,8 @@ def stripe_shape(body: bytes) -> dict[str, Any]:
         or not FIRST_SECOND <= created <= LAST_SECOND
     ):
         raise Unintelligible(
-            f"field 'created' is {created!r}; expected unix seconds in the years 1 to 9999"
+            f"field 'created' is {reprlib.repr(created)}; expected unix seconds in the years "
+            "1 to 9999"
         )
     return event
 
