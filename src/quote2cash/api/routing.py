@@ -2,7 +2,8 @@
 place, so the app that serves them and the OpenAPI document that describes them cannot drift.
 
 Guarantee: query and path parameters and JSON bodies are checked against the table before a
-handler runs; what fails is a 400 naming the parameter or field and what was expected.
+handler runs; what fails is a 400 naming the parameter or field and what was expected. Unknown
+query parameters are refused under ``/v1`` only (a webhook URL may carry the sender's own).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def checked(route: Route, hub: HubApi) -> Callable[[web.Request], Awaitable[web.
             params[param.name] = _check(param, raw)
         known = {p.name for p in route.params if p.where == "query"}
         unknown = sorted(set(request.query) - known)
-        if unknown:
+        if unknown and route.path.startswith("/v1"):
             raise ParameterError(
                 400,
                 "invalid_parameter",

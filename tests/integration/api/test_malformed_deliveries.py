@@ -286,3 +286,17 @@ def test_migration_0008_pads_times_an_older_release_wrote_unpadded(tmp_path: Pat
         stored = [r[0] for r in conn.execute(text("SELECT time FROM events ORDER BY time"))]
     runtime.close()
     assert stored == ["0005-04-19 09:46:40.000000", "0950-01-01 00:00:00.000000"]
+
+
+async def test_a_webhook_url_may_carry_the_senders_own_query(
+    runtime: Runtime, base: str, http: aiohttp.ClientSession
+) -> None:
+    body = as_body(stripe_event(id="evt_with_query"))
+    headers = {"Stripe-Signature": stripe_signature(body, STRIPE_SECRET)}
+    async with http.post(f"{base}/webhooks/stripe?env=prod", data=body, headers=headers) as r:
+        assert r.status == 200, await r.text()
+    token = token_of(runtime, first_admin(runtime), roles=("viewer",))
+    async with http.get(
+        f"{base}/v1/events?env=prod", headers={"Authorization": f"Bearer {token}"}
+    ) as r:
+        assert r.status == 400 and "env" in (await r.json())["error"]["message"]
