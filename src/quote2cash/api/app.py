@@ -1,15 +1,16 @@
-"""The hub's HTTP API: webhooks in (durable before 2xx), read-only ``/v1`` views, ``/health``.
+"""The hub's HTTP API: webhooks in (durable before 2xx), ``/v1`` reads and decisions (served
+from the route table in ``api/routes.py``), ``/health``.
 
 Guarantees: a webhook is answered 200 only after its event is committed to the log; a store
 that cannot commit gets the sender a 503, so it retries. A delivery seen again (same event id)
 is answered 200 and logged once. An authentic delivery (signature checked) whose content the hub
 cannot take is never lost: it is logged as ``intake.record.rejected`` with its raw body, which
-puts it in the exception queue with the reason, and answered 200 with that reason; only a
-delivery that fails its signature check is refused (400) and not logged. Every ``/v1`` route
-needs ``Authorization: Bearer <token>``. Errors are ``{"error": {"code", "message"}}``; no
-secret is ever part of an answer or a log line.
+puts it in the exception queue with the reason, and answered 200 with that reason; one the hub
+cannot understand at all is quarantined whole and answered 202; only a delivery that fails its
+signature check is refused (400) and not kept. Every ``/v1`` route but the OpenAPI document
+needs ``Authorization: Bearer <token>``. Errors are ``{"error": {"code", "message"}}``, never
+a 500 for bad input; no secret is ever part of an answer or a log line.
 """
-
 from __future__ import annotations
 
 import asyncio
