@@ -11,6 +11,7 @@ signature check is refused (400) and not kept. Every ``/v1`` route but the OpenA
 needs ``Authorization: Bearer <token>``. Errors are ``{"error": {"code", "message"}}``, never
 a 500 for bad input; no secret is ever part of an answer or a log line.
 """
+
 from __future__ import annotations
 
 import asyncio
