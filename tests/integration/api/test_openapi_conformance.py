@@ -110,7 +110,7 @@ def live_serve(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
-    live_serve: tuple[str, str],
+    live_serve: tuple[str, str], tmp_path: Path
 ) -> None:
     base, token = live_serve
     examples = 100 if os.environ.get("Q2C_LONG") == "1" else 10
@@ -131,6 +131,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
         ],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
         timeout=600,
         check=False,
     )
