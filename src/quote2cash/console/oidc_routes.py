@@ -13,11 +13,11 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from html import escape
-from typing import Any
 
 from aiohttp import web
 
-from quote2cash.identity import IdentityError, NotAllowed, Operator
+from quote2cash.engine.runtime import Runtime
+from quote2cash.identity import IdentityError, NotAllowed, Operator, accounts
 from quote2cash.identity.oidc import (
     CodeRefused,
     FindByEmail,
@@ -43,12 +43,16 @@ class CallbackRefused(IdentityError):
 def add_oidc_routes(
     app: web.Application,
     *,
-    runtime: Any,
+    runtime: Runtime,
     client: OidcClient,
     start_session: StartSession,
-    find_by_email: FindByEmail,
+    find_by_email: FindByEmail = accounts.find_by_email,
 ) -> None:
-    """Add the two routes; the provider client is closed with the app."""
+    """Add the two routes; the provider client is closed with the app.
+
+    ``start_session`` opens the console session for the signed-in operator and returns the
+    response (typically a redirect into the console setting the session cookie).
+    """
     secret = client.settings.client_secret.get_secret_value()
     secure = client.settings.redirect_url.startswith("https://")
 

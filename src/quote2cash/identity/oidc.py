@@ -26,7 +26,9 @@ from joserfc.jwk import KeySet
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated, Operator
+from quote2cash.identity.accounts import find_by_email
 from quote2cash.identity.oidc_tokens import (
     Expectations,
     IdTokenRejected,
@@ -139,10 +141,12 @@ class AccountRecord(Protocol):
     def disabled(self) -> bool: ...
 
 
-FindByEmail = Callable[[Any, str], AccountRecord | None]
+FindByEmail = Callable[[Runtime, str], AccountRecord | None]
 
 
-def operator_for(runtime: Any, identity: VerifiedIdentity, find_by_email: FindByEmail) -> Operator:
+def operator_for(
+    runtime: Runtime, identity: VerifiedIdentity, find_by_email: FindByEmail = find_by_email
+) -> Operator:
     """The enabled operator account the provider's verified email names; else NoOperatorAccount."""
     if identity.email is None:
         raise NoOperatorAccount(

@@ -7,9 +7,10 @@ test can stop, tamper with or replay any leg of the code flow.
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,19 @@ from quote2cash.console.oidc_routes import (
     CALLBACK_PATH,
     SIGN_IN_PATH,
     STATE_COOKIE,
+    StartSession,
     add_oidc_routes,
 )
+from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import Operator
+from quote2cash.identity.accounts import add_operator, disable_operator
 from quote2cash.identity.oidc import OidcClient, OidcSettings
+from quote2cash.identity.sessions import open_session
+from quote2cash.sandbox.oidc.directory import load_directory, save_directory
+from quote2cash.sandbox.oidc.keys import load_or_create_signing_key
 from quote2cash.sandbox.oidc.provider import RunningProvider, start_provider
 from quote2cash.sandbox.oidc.setup import prepare_provider
+from support.identity import first_admin
 
 
 @dataclass
@@ -41,16 +49,6 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-@dataclass(frozen=True)
-class Account:
-    """The shape of identity.records.OperatorAccount that sign-in reads."""
-
-    name: str
-    roles: frozenset[str]
-    email: str | None
-    disabled: bool = False
-
-
 @dataclass
 class Hub:
     base_url: str
@@ -60,7 +58,15 @@ class Hub:
     client: OidcClient
     credentials: dict[str, Any]
     folder: Path
-    accounts: dict[str, Account] = field(default_factory=dict)
+    runtime: Runtime
+    admin: Operator
+
+    def add_operator(self, username: str, *roles: str) -> None:
+        """An operator account an admin made, with the sandbox person's email."""
+        add_operator(self.runtime, username, roles, by=self.admin, email=self.email(username))
+
+    def disable(self, username: str) -> None:
+        disable_operator(self.runtime, username, by=self.admin)
 
     def password(self, username: str) -> str:
         return next(u["password"] for u in self.credentials["users"] if u["username"] == username)
@@ -69,21 +75,53 @@ class Hub:
         return next(u["email"] for u in self.credentials["users"] if u["username"] == username)
 
 
-async def _start_session(request: web.Request, operator: Operator) -> web.StreamResponse:
-    response = web.json_response(
-        {"operator": operator.name, "roles": sorted(operator.roles), "via": operator.via}
-    )
-    response.set_cookie("q2c_session", f"session-of-{operator.name}", httponly=True)
-    return response
+def _session_starter(runtime: Runtime) -> StartSession:
+    """What the console does after a sign-in, answering JSON so tests can read the outcome."""
+
+    async def start_session(_request: web.Request, operator: Operator) -> web.StreamResponse:
+        session = open_session(runtime, operator)
+        response = web.json_response(
+            {"operator": operator.name, "roles": sorted(operator.roles), "via": operator.via}
+        )
+        response.set_cookie("q2c_session", session.id, httponly=True, samesite="Strict")
+        return response
+
+    return start_session
+
+
+@dataclass(frozen=True)
+class Templates:
+    """Made once per session (key generation, hashing and migrations are slow); copied per test."""
+
+    provider_folder: Path
+    credentials: dict[str, Any]
+    store: Path
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    base = tmp_path_factory.mktemp("oidc-templates")
+    credentials = prepare_provider(base / "oidc", [])
+    load_or_create_signing_key(base / "oidc")
+    store = base / "hub.sqlite"
+    runtime = Runtime.open(f"sqlite:///{store}", sqlite_synchronous="NORMAL")
+    first_admin(runtime)
+    runtime.close()
+    return Templates(base / "oidc", credentials, store)
 
 
 @pytest.fixture
-async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
+async def hub(tmp_path: Path, templates: Templates) -> AsyncIterator[Hub]:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     folder = tmp_path / "oidc"
-    credentials = prepare_provider(folder, [base_url + CALLBACK_PATH])
+    shutil.copytree(templates.provider_folder, folder)
+    directory = load_directory(folder)
+    client = directory.clients[templates.credentials["client_id"]]
+    registered = replace(client, redirect_uris=(base_url + CALLBACK_PATH,))
+    save_directory(folder, replace(directory, clients={client.client_id: registered}))
+    credentials = templates.credentials
     provider_clock, hub_clock = Clock(), Clock()
     provider = await start_provider(folder, clock=provider_clock)
     settings = OidcSettings(
@@ -93,21 +131,28 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
         redirect_url=base_url + CALLBACK_PATH,
     )
     client = OidcClient(settings, clock=hub_clock)
-    state = Hub(base_url, provider, provider_clock, hub_clock, client, credentials, folder)
-
-    def find_by_email(_runtime: Any, email: str) -> Account | None:
-        return next((a for a in state.accounts.values() if a.email == email.lower()), None)
-
+    shutil.copy(templates.store, tmp_path / "hub.sqlite")
+    runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
+    admin = Operator("admin", frozenset({"admin"}), via="password")
     app = web.Application()
-    add_oidc_routes(
-        app, runtime=None, client=client, start_session=_start_session, find_by_email=find_by_email
-    )
+    add_oidc_routes(app, runtime=runtime, client=client, start_session=_session_starter(runtime))
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, listener).start()
-    yield state
+    yield Hub(
+        base_url,
+        provider,
+        provider_clock,
+        hub_clock,
+        client,
+        credentials,
+        folder,
+        runtime,
+        admin,
+    )
     await runner.cleanup()
     await provider.stop()
+    runtime.close()
 
 
 @pytest.fixture

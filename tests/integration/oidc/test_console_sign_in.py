@@ -10,17 +10,13 @@ import pytest
 from yarl import URL
 
 from quote2cash.console.oidc_routes import CALLBACK_PATH, STATE_COOKIE
+from quote2cash.identity.sessions import session_operator
 
-from .conftest import Account, Hub, begin, call_back, log_in, state_cookie
+from .conftest import Hub, begin, call_back, log_in, state_cookie
 
 
-def _alice(hub: Hub, **extra: object) -> None:
-    hub.accounts["alice"] = Account(
-        name="alice",
-        roles=frozenset({"operator"}),
-        email=hub.email("alice"),
-        **extra,  # type: ignore[arg-type]
-    )
+def _alice(hub: Hub) -> None:
+    hub.add_operator("alice", "operator")
 
 
 async def test_a_known_operator_signs_in_with_the_roles_of_their_account(
@@ -35,8 +31,10 @@ async def test_a_known_operator_signs_in_with_the_roles_of_their_account(
     status, body = await call_back(browser, callback_url)
     assert (status, body) == (200, {"operator": "alice", "roles": ["operator"], "via": "oidc"})
     cookies = {c.key: c.value for c in browser.cookie_jar}
-    assert cookies.get("q2c_session") == "session-of-alice"
     assert STATE_COOKIE not in cookies
+    found = session_operator(hub.runtime, cookies["q2c_session"])
+    assert found is not None
+    assert (found[0].name, found[0].roles) == ("alice", frozenset({"operator"}))
 
 
 async def test_following_every_redirect_ends_in_a_session(
@@ -67,7 +65,8 @@ async def test_an_identity_without_an_operator_account_is_refused(
 
 
 async def test_a_disabled_operator_is_refused(hub: Hub, browser: aiohttp.ClientSession) -> None:
-    _alice(hub, disabled=True)
+    _alice(hub)
+    hub.disable("alice")
     callback_url = await log_in(browser, await begin(browser, hub), "alice", hub.password("alice"))
     status, body = await call_back(browser, callback_url)
     assert status == 403
