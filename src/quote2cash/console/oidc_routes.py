@@ -30,6 +30,7 @@ from quote2cash.identity.oidc_state import SignInStateInvalid, open_pending, sea
 log = logging.getLogger(__name__)
 
 SIGN_IN_PATH = "/console/sign-in/oidc"
+START_ALIAS_PATH = "/console/oidc/start"
 CALLBACK_PATH = "/console/oidc/callback"
 STATE_COOKIE = "q2c_oidc_signin"
 
@@ -48,17 +49,18 @@ def add_oidc_routes(
     start_session: StartSession,
     find_by_email: FindByEmail = accounts.find_by_email,
 ) -> None:
-    """Add the two routes; the provider client is closed with the app.
+    """Add the routes; the provider client is closed with the app.
 
     ``start_session`` opens the console session for the signed-in operator and returns the
-    response (typically a redirect into the console setting the session cookie).
+    response (a redirect into the console setting the session cookie); it sees the ``next``
+    query parameter the sign-in started with, as the password sign-in's does.
     """
     secret = client.settings.client_secret.get_secret_value()
     secure = client.settings.redirect_url.startswith("https://")
 
     async def sign_in(request: web.Request) -> web.StreamResponse:
         try:
-            url, pending = await client.begin()
+            url, pending = await client.begin(request.query.get("next"))
         except ProviderUnavailable as exc:
             return _refusal(request, 502, "provider_unavailable", str(exc))
         response = web.Response(status=302, headers={"Location": url})
@@ -76,7 +78,7 @@ def add_oidc_routes(
     async def callback(request: web.Request) -> web.StreamResponse:
         response: web.StreamResponse
         try:
-            operator = await _finish(request)
+            operator, return_to = await _finish(request)
         except ProviderUnavailable as exc:
             response = _refusal(request, 502, "provider_unavailable", str(exc))
         except SignInStateInvalid as exc:
@@ -88,11 +90,13 @@ def add_oidc_routes(
         except IdentityError as exc:
             response = _refusal(request, 401, "not_authenticated", str(exc))
         else:
+            if return_to:
+                request = request.clone(rel_url=request.rel_url.with_query(next=return_to))
             response = await start_session(request, operator)
         response.del_cookie(STATE_COOKIE, path=CALLBACK_PATH)
         return response
 
-    async def _finish(request: web.Request) -> Operator:
+    async def _finish(request: web.Request) -> tuple[Operator, str | None]:
         query = request.query
         if "error" in query:
             reason = query.get("error", "")[:64]
@@ -109,12 +113,14 @@ def add_oidc_routes(
         if not hmac.compare_digest(state.encode(), pending.state.encode()):
             raise CallbackRefused("the state parameter does not match this browser's sign-in")
         identity = await client.finish(code, pending)
-        return await asyncio.to_thread(operator_for, runtime, identity, find_by_email)
+        operator = await asyncio.to_thread(operator_for, runtime, identity, find_by_email)
+        return operator, pending.return_to
 
     async def close_client(_app: web.Application) -> None:
         await client.close()
 
     app.router.add_get(SIGN_IN_PATH, sign_in)
+    app.router.add_get(START_ALIAS_PATH, sign_in)
     app.router.add_get(CALLBACK_PATH, callback)
     app.on_cleanup.append(close_client)
 

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SIGN_IN_TTL = timedelta(minutes=10)
 JWKS_REFRESH_INTERVAL = 60.0
+RETURN_TO_LIMIT = 512
 
 
 class OidcConfigError(IdentityError):
@@ -126,6 +127,8 @@ class PendingSignIn:
     nonce: str
     code_verifier: str
     expires_at: datetime
+    return_to: str | None = None
+    """Where the browser asked to go after sign-in (the console checks it is one of its pages)."""
 
 
 class AccountRecord(Protocol):
@@ -165,6 +168,15 @@ def operator_for(
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def oidc_client_from_env() -> OidcClient | None:
+    """The relying party the ``Q2C_OIDC_*`` settings describe; None when sign-in is off.
+
+    Raises OidcConfigError naming the missing or invalid setting.
+    """
+    settings = load_oidc_settings()
+    return None if settings is None else OidcClient(settings)
 
 
 class OidcClient:
@@ -254,7 +266,7 @@ class OidcClient:
                 self._keys_fetched = time.monotonic()
             return self._keys
 
-    async def begin(self) -> tuple[str, PendingSignIn]:
+    async def begin(self, return_to: str | None = None) -> tuple[str, PendingSignIn]:
         """The provider URL to send the browser to, and what the callback must match."""
         meta = await self.metadata()
         pending = PendingSignIn(
@@ -262,6 +274,7 @@ class OidcClient:
             nonce=secrets.token_urlsafe(32),
             code_verifier=secrets.token_urlsafe(64),
             expires_at=self.clock() + SIGN_IN_TTL,
+            return_to=return_to[:RETURN_TO_LIMIT] if return_to else None,
         )
         query = urlencode(
             {
@@ -366,5 +379,6 @@ __all__ = [
     "ProviderUnavailable",
     "VerifiedIdentity",
     "load_oidc_settings",
+    "oidc_client_from_env",
     "operator_for",
 ]

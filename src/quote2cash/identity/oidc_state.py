@@ -38,6 +38,7 @@ def seal_pending(pending: PendingSignIn, client_secret: str) -> str:
             "n": pending.nonce,
             "v": pending.code_verifier,
             "e": int(pending.expires_at.timestamp()),
+            "r": pending.return_to,
         },
         separators=(",", ":"),
     ).encode("utf-8")
@@ -57,6 +58,7 @@ def open_pending(value: str, client_secret: str, now: datetime) -> PendingSignIn
             nonce=str(data["n"]),
             code_verifier=str(data["v"]),
             expires_at=datetime.fromtimestamp(int(data["e"]), UTC),
+            return_to=None if data.get("r") is None else str(data["r"]),
         )
     except (InvalidTag, ValueError, KeyError, TypeError):
         raise SignInStateInvalid(

@@ -78,10 +78,11 @@ class Hub:
 def _session_starter(runtime: Runtime) -> StartSession:
     """What the console does after a sign-in, answering JSON so tests can read the outcome."""
 
-    async def start_session(_request: web.Request, operator: Operator) -> web.StreamResponse:
+    async def start_session(request: web.Request, operator: Operator) -> web.StreamResponse:
         session = open_session(runtime, operator)
         response = web.json_response(
             {"operator": operator.name, "roles": sorted(operator.roles), "via": operator.via}
+            | ({"next": request.query["next"]} if "next" in request.query else {})
         )
         response.set_cookie("q2c_session", session.id, httponly=True, samesite="Strict")
         return response
@@ -161,9 +162,9 @@ async def browser() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def begin(browser: aiohttp.ClientSession, hub: Hub) -> str:
+async def begin(browser: aiohttp.ClientSession, hub: Hub, path: str = SIGN_IN_PATH) -> str:
     """Open the console's sign-in; returns the provider URL it redirects to."""
-    async with browser.get(hub.base_url + SIGN_IN_PATH, allow_redirects=False) as resp:
+    async with browser.get(hub.base_url + path, allow_redirects=False) as resp:
         assert resp.status == 302, await resp.text()
         return resp.headers["Location"]
 

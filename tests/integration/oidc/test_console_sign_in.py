@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 import aiohttp
@@ -35,6 +36,17 @@ async def test_a_known_operator_signs_in_with_the_roles_of_their_account(
     found = session_operator(hub.runtime, cookies["q2c_session"])
     assert found is not None
     assert (found[0].name, found[0].roles) == ("alice", frozenset({"operator"}))
+
+
+async def test_the_page_asked_for_before_sign_in_reaches_the_session_opener(
+    hub: Hub, browser: aiohttp.ClientSession
+) -> None:
+    _alice(hub)
+    authorize_url = await begin(browser, hub, "/console/oidc/start?next=/console/trace/C-1")
+    callback_url = await log_in(browser, authorize_url, "alice", hub.password("alice"))
+    assert "next" not in URL(callback_url).query
+    status, body = await call_back(browser, callback_url)
+    assert (status, body["next"]) == (200, "/console/trace/C-1")
 
 
 async def test_following_every_redirect_ends_in_a_session(
@@ -71,6 +83,18 @@ async def test_a_disabled_operator_is_refused(hub: Hub, browser: aiohttp.ClientS
     status, body = await call_back(browser, callback_url)
     assert status == 403
     assert "no enabled operator account" in body["error"]["message"]
+
+
+async def test_an_email_the_provider_has_not_verified_is_refused(
+    hub: Hub, browser: aiohttp.ClientSession
+) -> None:
+    _alice(hub)
+    users = hub.provider.provider.directory.users
+    users["alice"] = replace(users["alice"], email_verified=False)
+    callback_url = await log_in(browser, await begin(browser, hub), "alice", hub.password("alice"))
+    status, body = await call_back(browser, callback_url)
+    assert status == 403
+    assert "is not verified" in body["error"]["message"]
 
 
 async def test_a_wrong_password_stays_at_the_provider(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -79,6 +80,11 @@ def test_sealed_state_opens_with_the_same_secret_only() -> None:
     assert open_pending(sealed, "s3cret-value", NOW) == PENDING
     with pytest.raises(SignInStateInvalid):
         open_pending(sealed, "another-deployment", NOW)
+
+
+def test_the_page_to_return_to_survives_the_seal() -> None:
+    pending = replace(PENDING, return_to="/console/trace/C-1?tab=audit")
+    assert open_pending(seal_pending(pending, "k"), "k", NOW).return_to == pending.return_to
 
 
 def test_sealed_state_expires() -> None:
