@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SIGN_IN_TTL = timedelta(minutes=10)
-JWKS_REFRESH_INTERVAL = 60.0
+JWKS_MIN_REFRESH_SECONDS = 5.0
 RETURN_TO_LIMIT = 512
 
 
@@ -162,7 +162,12 @@ def operator_for(
         raise NoOperatorAccount(
             f"no enabled operator account has the email {identity.email!r}; an admin must add it"
         )
-    log.info("operator %s signed in through OpenID Connect", account.name)
+    log.info(
+        "operator %r signed in through OpenID Connect (subject %r of %s)",
+        account.name,
+        identity.subject,
+        identity.issuer,
+    )
     return Operator(name=account.name, roles=frozenset(account.roles), via="oidc")
 
 
@@ -188,9 +193,11 @@ class OidcClient:
         *,
         clock: Callable[[], datetime] = utc_now,
         http: aiohttp.ClientSession | None = None,
+        jwks_min_refresh_seconds: float = JWKS_MIN_REFRESH_SECONDS,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.jwks_min_refresh_seconds = jwks_min_refresh_seconds
         self._http = http
         self._owns_http = http is None
         self._metadata: ProviderMetadata | None = None
@@ -253,7 +260,7 @@ class OidcClient:
 
     async def _signing_keys(self, *, refresh: bool = False) -> KeySet:
         async with self._lock:
-            stale = time.monotonic() - self._keys_fetched > JWKS_REFRESH_INTERVAL
+            stale = time.monotonic() - self._keys_fetched >= self.jwks_min_refresh_seconds
             if self._keys is None or (refresh and stale):
                 meta = await self.metadata()
                 doc = await self._get_json(meta.jwks_uri, "JWKS")

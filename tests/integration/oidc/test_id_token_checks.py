@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
@@ -16,7 +17,7 @@ from joserfc.jwk import OctKey, RSAKey
 from quote2cash.identity.oidc_tokens import IdTokenRejected
 from quote2cash.sandbox.oidc.keys import load_or_create_signing_key
 
-from .conftest import Hub
+from .conftest import Hub, begin, call_back, log_in
 
 NONCE = "the-nonce-this-sign-in-sent"
 
@@ -63,9 +64,23 @@ async def test_a_token_signed_by_an_unpublished_key_is_refused_after_a_refetch(h
     other = RSAKey.generate_key(2048, parameters={"kid": "rogue"}, private=True)
     forged = jwt.encode({"alg": "RS256", "kid": "rogue"}, _claims(hub), other)
     await hub.client.verify_id_token(_signed_by_provider(hub), NONCE)
-    hub.client._keys_fetched = 0.0
+    hub.client.jwks_min_refresh_seconds = 0.0
     with pytest.raises(IdTokenRejected, match="key the provider does not publish"):
         await hub.client.verify_id_token(forged, NONCE)
+
+
+async def test_a_rotated_provider_key_is_fetched_when_a_token_names_it(
+    hub: Hub, browser: aiohttp.ClientSession
+) -> None:
+    hub.add_operator("alice", "operator")
+    hub.client.jwks_min_refresh_seconds = 0.0
+    await hub.client.verify_id_token(_signed_by_provider(hub), NONCE)
+    hub.provider.provider.key = RSAKey.generate_key(
+        2048, parameters={"kid": "rotated", "use": "sig", "alg": "RS256"}, private=True
+    )
+    callback_url = await log_in(browser, await begin(browser, hub), "alice", hub.password("alice"))
+    status, body = await call_back(browser, callback_url)
+    assert (status, body["operator"]) == (200, "alice")
 
 
 async def test_a_symmetric_token_keyed_with_public_material_is_refused(hub: Hub) -> None:
