@@ -91,18 +91,22 @@ def load_oidc_settings() -> OidcSettings | None:
     return settings
 
 
+def is_secure_url(url: str) -> bool:
+    """https, or plain http to this machine's loopback (the sandbox)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return bool(parts.hostname)
+    return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+
+
 def check_settings(settings: OidcSettings) -> None:
     """Issuer and redirect URL must be https (plain http only on this machine's loopback)."""
     for setting, url in (
         ("Q2C_OIDC_ISSUER", settings.issuer),
         ("Q2C_OIDC_REDIRECT_URL", settings.redirect_url),
     ):
-        parts = urlsplit(url)
-        if parts.scheme == "https" and parts.hostname:
-            continue
-        if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
-            continue
-        raise OidcConfigError(f"{setting} must be an https:// URL (http only for 127.0.0.1)")
+        if not is_secure_url(url):
+            raise OidcConfigError(f"{setting} must be an https:// URL (http only for 127.0.0.1)")
     if "openid" not in settings.scopes.split():
         raise OidcConfigError("Q2C_OIDC_SCOPES must include openid")
 
@@ -121,7 +125,7 @@ class ProviderMetadata:
 
 @dataclass(frozen=True)
 class PendingSignIn:
-    """What the callback must find again: kept server-side or in a signed, short-lived cookie."""
+    """What the callback must find again (sealed in a short-lived cookie by ``oidc_state``)."""
 
     state: str
     nonce: str
@@ -256,7 +260,14 @@ class OidcClient:
             )
         except KeyError as exc:
             raise ProviderUnavailable(f"the discovery document lacks {exc.args[0]}") from None
-        return self._metadata
+        meta = self._metadata
+        for endpoint in (meta.authorization_endpoint, meta.token_endpoint, meta.jwks_uri):
+            if not is_secure_url(endpoint):
+                self._metadata = None
+                raise ProviderUnavailable(
+                    "the discovery document names an endpoint that is not https://"
+                )
+        return meta
 
     async def _signing_keys(self, *, refresh: bool = False) -> KeySet:
         async with self._lock:

@@ -12,6 +12,7 @@ from quote2cash.identity.oidc import (
     OidcSettings,
     PendingSignIn,
     check_settings,
+    is_secure_url,
     load_oidc_settings,
 )
 from quote2cash.identity.oidc_state import SignInStateInvalid, open_pending, seal_pending
@@ -66,6 +67,22 @@ def test_plain_http_outside_loopback_and_missing_openid_scope_are_refused(
 ) -> None:
     with pytest.raises(OidcConfigError, match=named):
         check_settings(_settings(**changes))
+
+
+@pytest.mark.parametrize(
+    ("url", "secure"),
+    [
+        ("https://login.example.com/x", True),
+        ("http://127.0.0.1:8080/x", True),
+        ("http://localhost/x", True),
+        ("http://login.example.com/x", False),
+        ("http://127.0.0.1.example.com/x", False),
+        ("https:///x", False),
+        ("ftp://127.0.0.1/x", False),
+    ],
+)
+def test_secure_urls(url: str, secure: bool) -> None:
+    assert is_secure_url(url) is secure
 
 
 def test_loopback_http_is_allowed_for_the_sandbox() -> None:

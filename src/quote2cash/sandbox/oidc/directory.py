@@ -84,7 +84,7 @@ def write_private_json(path: Path, data: Any) -> None:
 
 
 def save_directory(folder: Path, directory: Directory) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private_json(
         folder / USERS_FILE,
         [

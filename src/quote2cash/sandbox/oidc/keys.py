@@ -18,7 +18,7 @@ def _kid(key: RSAKey) -> str:
 
 def load_or_create_signing_key(folder: Path) -> RSAKey:
     """The key in ``folder`` (created 0600 on first use); its ``kid`` is a public-key digest."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = folder / KEY_FILE
     if path.exists():
         key = RSAKey.import_key(path.read_bytes())
