@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from html import escape
 
@@ -33,6 +34,8 @@ SIGN_IN_PATH = "/console/sign-in/oidc"
 START_ALIAS_PATH = "/console/oidc/start"
 CALLBACK_PATH = "/console/oidc/callback"
 STATE_COOKIE = "q2c_oidc_signin"
+
+_OAUTH_ERROR = re.compile(r"[^A-Za-z0-9_.-]")
 
 StartSession = Callable[[web.Request, Operator], Awaitable[web.StreamResponse]]
 
@@ -99,7 +102,7 @@ def add_oidc_routes(
     async def _finish(request: web.Request) -> tuple[Operator, str | None]:
         query = request.query
         if "error" in query:
-            reason = query.get("error", "")[:64]
+            reason = _OAUTH_ERROR.sub("", query.get("error", ""))[:64] or "no reason given"
             raise CallbackRefused(f"the provider did not sign you in ({reason})")
         code, state = query.get("code"), query.get("state")
         if not code or not state:

@@ -204,6 +204,12 @@ async def test_the_provider_saying_no_is_a_clear_refusal(
         assert resp.status == 400
         assert resp.content_type == "text/html"
         assert "the provider did not sign you in (access_denied)" in await resp.text()
+    url = url.with_query(error="x\nforged log line<script>")
+    status, body = await call_back(browser, str(url))
+    assert (status, body["error"]["message"]) == (
+        400,
+        "the provider did not sign you in (xforgedloglinescript)",
+    )
 
 
 async def test_a_callback_without_code_is_refused(hub: Hub, browser: aiohttp.ClientSession) -> None:
