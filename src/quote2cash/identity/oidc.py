@@ -11,24 +11,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode
 
 import aiohttp
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc.jwk import KeySet
-from pydantic import Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quote2cash.engine.runtime import Runtime
-from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated, Operator
-from quote2cash.identity.accounts import find_by_email
+from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated, Operator, accounts
+from quote2cash.identity.oidc_settings import (
+    OidcConfigError,
+    OidcSettings,
+    is_secure_url,
+    load_oidc_settings,
+)
 from quote2cash.identity.oidc_tokens import (
     Expectations,
     IdTokenRejected,
@@ -40,14 +42,9 @@ from quote2cash.identity.oidc_tokens import (
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SIGN_IN_TTL = timedelta(minutes=10)
 JWKS_MIN_REFRESH_SECONDS = 5.0
 RETURN_TO_LIMIT = 512
-
-
-class OidcConfigError(IdentityError):
-    """The ``Q2C_OIDC_*`` settings are incomplete or invalid; the message names the setting."""
 
 
 class ProviderUnavailable(IdentityError):
@@ -60,55 +57,6 @@ class CodeRefused(NotAuthenticated):
 
 class NoOperatorAccount(NotAllowed):
     """The provider vouched for someone who is not an enabled operator of this hub."""
-
-
-class OidcSettings(BaseSettings):
-    """Where the provider is and who the hub is to it; all four are needed to enable sign-in."""
-
-    model_config = SettingsConfigDict(env_prefix="Q2C_OIDC_", extra="ignore")
-
-    issuer: str = Field(description="the provider's issuer URL, exactly as its discovery says")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr = Field(description="confidential client secret (never logged)")
-    redirect_url: str = Field(description="the hub's callback: https://HOST/console/oidc/callback")
-    scopes: str = "openid email profile"
-    leeway_seconds: int = Field(default=60, ge=0, le=600)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-
-
-def load_oidc_settings() -> OidcSettings | None:
-    """The provider settings from ``Q2C_OIDC_*``; None when ``Q2C_OIDC_ISSUER`` is not set."""
-    if not os.environ.get("Q2C_OIDC_ISSUER"):
-        return None
-    try:
-        settings = OidcSettings()
-    except ValidationError as exc:
-        names = ", ".join(
-            "Q2C_OIDC_" + str(err["loc"][0]).upper() for err in exc.errors() if err["loc"]
-        )
-        raise OidcConfigError(f"OpenID Connect settings incomplete or invalid: {names}") from None
-    check_settings(settings)
-    return settings
-
-
-def is_secure_url(url: str) -> bool:
-    """https, or plain http to this machine's loopback (the sandbox)."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return bool(parts.hostname)
-    return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-
-
-def check_settings(settings: OidcSettings) -> None:
-    """Issuer and redirect URL must be https (plain http only on this machine's loopback)."""
-    for setting, url in (
-        ("Q2C_OIDC_ISSUER", settings.issuer),
-        ("Q2C_OIDC_REDIRECT_URL", settings.redirect_url),
-    ):
-        if not is_secure_url(url):
-            raise OidcConfigError(f"{setting} must be an https:// URL (http only for 127.0.0.1)")
-    if "openid" not in settings.scopes.split():
-        raise OidcConfigError("Q2C_OIDC_SCOPES must include openid")
 
 
 @dataclass(frozen=True)
@@ -152,7 +100,9 @@ FindByEmail = Callable[[Runtime, str], AccountRecord | None]
 
 
 def operator_for(
-    runtime: Runtime, identity: VerifiedIdentity, find_by_email: FindByEmail = find_by_email
+    runtime: Runtime,
+    identity: VerifiedIdentity,
+    find_by_email: FindByEmail = accounts.find_by_email,
 ) -> Operator:
     """The enabled operator account the provider's verified email names; else NoOperatorAccount."""
     if identity.email is None:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from quote2cash.identity.oidc import (
+from quote2cash.identity.oidc import PendingSignIn
+from quote2cash.identity.oidc_settings import (
     OidcConfigError,
     OidcSettings,
-    PendingSignIn,
     check_settings,
     is_secure_url,
     load_oidc_settings,
