@@ -38,6 +38,16 @@ async def test_a_known_operator_signs_in_with_the_roles_of_their_account(
     assert (found[0].name, found[0].roles) == ("alice", frozenset({"operator"}))
 
 
+async def test_a_provider_taking_the_secret_only_in_the_form_is_served_so(
+    hub: Hub, browser: aiohttp.ClientSession
+) -> None:
+    _alice(hub)
+    hub.provider.provider.token_auth_methods = ("client_secret_post",)
+    callback_url = await log_in(browser, await begin(browser, hub), "alice", hub.password("alice"))
+    status, body = await call_back(browser, callback_url)
+    assert (status, body["operator"]) == (200, "alice")
+
+
 async def test_the_page_asked_for_before_sign_in_reaches_the_session_opener(
     hub: Hub, browser: aiohttp.ClientSession
 ) -> None:

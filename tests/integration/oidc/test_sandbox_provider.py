@@ -109,6 +109,15 @@ async def test_a_wrong_verifier_redirect_or_secret_is_refused(
     assert (status, body["error"]) == (401, "invalid_client")
 
 
+async def test_an_authentication_method_not_announced_is_refused(
+    hub: Hub, browser: aiohttp.ClientSession
+) -> None:
+    hub.provider.provider.token_auth_methods = ("client_secret_post",)
+    status, body = await _redeem(hub, browser, await _code(hub, browser), basic=True)
+    assert (status, body["error"]) == (401, "invalid_client")
+    assert "client_secret_basic" in body["error_description"]
+
+
 async def test_a_second_use_of_a_code_revokes_its_access_token(
     hub: Hub, browser: aiohttp.ClientSession
 ) -> None:

@@ -91,7 +91,9 @@ class OidcProvider:
         clock: Callable[[], datetime] = utc_now,
         code_ttl: timedelta = timedelta(seconds=60),
         token_ttl: timedelta = timedelta(minutes=5),
+        token_auth_methods: tuple[str, ...] = ("client_secret_basic", "client_secret_post"),
     ) -> None:
+        self.token_auth_methods = token_auth_methods
         self.directory = directory
         self.key = key
         self.clock = clock
@@ -126,10 +128,7 @@ class OidcProvider:
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
                 "scopes_supported": list(SCOPES),
-                "token_endpoint_auth_methods_supported": [
-                    "client_secret_basic",
-                    "client_secret_post",
-                ],
+                "token_endpoint_auth_methods_supported": list(self.token_auth_methods),
                 "code_challenge_methods_supported": ["S256"],
                 "claims_supported": [*CLAIMS, "name"],
             }
@@ -228,8 +227,12 @@ class OidcProvider:
                     "invalid_client", "malformed Basic credentials", 401
                 ) from None
             client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+            method = "client_secret_basic"
         else:
             client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+            method = "client_secret_post"
+        if method not in self.token_auth_methods:
+            raise TokenRequestError("invalid_client", f"{method} is not accepted here", 401)
         client = self.directory.clients.get(client_id)
         if client is None or not secret or not secret_matches(secret, client.secret_hash):
             raise TokenRequestError("invalid_client", "client authentication failed", 401)
