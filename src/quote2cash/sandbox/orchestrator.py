@@ -1,7 +1,8 @@
 """``q2c sandbox up|down|status``: the three local systems as detached processes.
 
-The Stripe and Salesforce emulators run as ``python -m quote2cash.sandbox.<name>`` children in
-their own sessions, logging to the sandbox folder; Tryton runs through its own launcher. What
+The Stripe and Salesforce emulators and the OpenID Connect test provider run as
+``python -m quote2cash.sandbox.<name>`` children in their own sessions, logging to the sandbox
+folder; Tryton runs through its own launcher. What
 they listen on and their credentials are kept in ``<workdir>/state.json`` (mode 0600) so other
 commands (``q2c systems check``, the demo, a worker) can connect; nothing printed holds a secret.
 """
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quote2cash.sandbox.oidc.setup import default_redirect_uris, prepare_provider
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.tryton import commands as tryton_commands
 
@@ -145,6 +147,10 @@ def up(
             "callout_secret": callout_secret,
         }
         _write_state(workdir, state)
+    oidc = state.get("oidc")
+    if not oidc or not _alive(int(oidc["pid"])):
+        progress("starting the OpenID Connect test provider")
+        start_oidc_provider(workdir, state)
     progress("starting the Tryton ERP (first time: builds a template, about 30 s)")
     tryton_dir = workdir / "tryton"
     try:
@@ -168,6 +174,27 @@ def up(
     return status(workdir)
 
 
+def start_oidc_provider(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Start the test OpenID provider (new client secret and user passwords the first time).
+
+    Its issuer, client and users go into ``state["oidc"]`` (the 0600 state file); its own
+    folder keeps only hashes and the signing key.
+    """
+    folder = workdir / "oidc"
+    known = state.get("oidc")
+    if known and (folder / "clients.json").exists():
+        credentials = {
+            k: known[k] for k in ("client_id", "client_secret", "redirect_uris", "users")
+        }
+    else:
+        credentials = prepare_provider(folder, default_redirect_uris())
+    pid, issuer = _spawn("oidc", ["quote2cash.sandbox.oidc", "--folder", str(folder)], workdir, {})
+    state["oidc"] = {"pid": pid, "issuer": issuer, "folder": str(folder), **credentials}
+    _write_state(workdir, state)
+    described: dict[str, Any] = state["oidc"]
+    return described
+
+
 def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
     """Where each system listens and whether its process is alive; never a credential."""
     state = read_state(workdir) or {}
@@ -179,6 +206,12 @@ def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
         s = state["salesforce"]
         out["crm (Salesforce emulator)"] = {
             "url": s["instance_url"],
+            "running": _alive(int(s["pid"])),
+        }
+    if "oidc" in state:
+        s = state["oidc"]
+        out["identity (OpenID Connect provider)"] = {
+            "url": s["issuer"],
             "running": _alive(int(s["pid"])),
         }
     tryton = (
@@ -201,7 +234,7 @@ def down(workdir: Path = DEFAULT_WORKDIR) -> list[str]:
     if state is None:
         return []
     stopped: list[str] = []
-    for name in ("stripe", "salesforce"):
+    for name in ("stripe", "salesforce", "oidc"):
         if name in state and _alive(int(state[name]["pid"])):
             _terminate(int(state[name]["pid"]))
             stopped.append(name)
