@@ -36,6 +36,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
+from quote2cash.configuration import active_config_dir
 from quote2cash.demo.actors import (
     BillingTeam,
     Customers,
@@ -58,11 +59,6 @@ from quote2cash.flows.subjects import contract_subject
 from quote2cash.reconcile.run import reconcile
 from quote2cash.store.schema import events, steps
 
-CONFIG_DIR = (
-    Path("config")
-    if Path("config/catalog.yaml").exists()
-    else Path(__file__).resolve().parents[3] / "config"
-)
 KEEP_SANDBOX = "Q2C_DEMO_KEEP_SANDBOX"
 SANDBOX_LIMITS = {"erp": SystemLimits(max_concurrency=1)}
 """The sandbox ERP runs on SQLite, which takes one writer at a time; one ERP step at a time
@@ -167,7 +163,7 @@ async def _scenario(run: DemoRun) -> Findings:
     systems = run.sandbox.systems()
     try:
         async with systems:
-            hub = DemoHub.build(runtime, systems, CONFIG_DIR)
+            hub = DemoHub.build(runtime, systems, active_config_dir())
             run.hub = hub
             p = run.progress
             run.tasks["accounts"] = p.add_task(
@@ -686,8 +682,12 @@ def _log_to_file(path: Path) -> Iterator[None]:
     """The hub's JSON log goes to the demo's folder while it runs (the console shows progress);
     the logging setup is put back afterwards."""
     from quote2cash.observability.logging import JsonFormatter
+    from quote2cash.observability.redact import RedactingFilter, install_redaction
+    from quote2cash.private_files import PrivateFileHandler
 
-    handler = logging.FileHandler(path)
+    install_redaction()
+    handler = PrivateFileHandler(path)
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("quote2cash")
     saved = (root.handlers[:], root.level, root.propagate)

@@ -57,7 +57,9 @@ class JsonFormatter(logging.Formatter):
         ev = current_event.get()
         if ev is not None:
             out["event_id"], out["event_type"], out["subject"] = ev
-        if record.exc_info:
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        elif record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
 
@@ -70,8 +72,12 @@ class ConsoleFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Install the hub's formatter on the root logger (idempotent)."""
+    """Install the hub's formatter on the root logger (idempotent); every record is redacted."""
+    from quote2cash.observability.redact import RedactingFilter, install_redaction
+
+    install_redaction()
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-CATALOG = Path(__file__).parents[3] / "config" / "catalog.yaml"
+from quote2cash.defaults import packaged_config_dir
+
+CATALOG = packaged_config_dir() / "catalog.yaml"
 
 
 def q2c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
