@@ -36,7 +36,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
-from quote2cash.configuration import active_config_dir
+from quote2cash.configuration import active_config_dir, check_config_dir
 from quote2cash.demo.actors import (
     BillingTeam,
     Customers,
@@ -117,7 +117,10 @@ class DemoRun:
 
 
 def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
-    """Run the demo in ``workdir`` (wiped first); True only if the end state reconciles."""
+    """Run the demo in ``workdir`` (wiped first); True only if the end state reconciles.
+
+    The configuration is checked before any system starts: a bad file fails in a second."""
+    check_config_dir(active_config_dir())
     folder = Path(workdir).resolve()
     DemoSandbox.down(folder / "sandbox")
     shutil.rmtree(folder, ignore_errors=True)
