@@ -250,7 +250,7 @@ def serve_command(
                 fail(f"could not point the sandbox's emulators at {url}: {type(exc).__name__}")
             if verifier is not None:
                 app[HUB].stripe_verifier = verifier
-        console.print(f"q2c serving on {url}", highlight=False)
+        console.print(escape(f"q2c serving on {url}"), highlight=False)
 
     async def main() -> None:
         stop = asyncio.Event()

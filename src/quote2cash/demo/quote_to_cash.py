@@ -669,12 +669,14 @@ def _look_further(console: Console, folder: Path) -> None:
         f"q2c systems status --db {db}",
         f"q2c audit verify --db {db}",
     ):
-        console.print(f"  {command}")
-    console.print(f"  structured log (JSON, correlation ids): {folder / 'demo.log'}")
+        console.print(escape(f"  {command}"), highlight=False)
+    console.print(escape(f"  structured log (JSON, correlation ids): {folder / 'demo.log'}"))
     if os.environ.get(KEEP_SANDBOX):
         console.print(
-            f"  the sandbox keeps running: q2c systems check --sandbox {folder / 'sandbox'}; "
-            f"stop it with q2c sandbox down --workdir {folder / 'sandbox'}"
+            escape(
+                f"  the sandbox keeps running: q2c systems check --workdir {folder / 'sandbox'}; "
+                f"stop it with q2c sandbox down --workdir {folder / 'sandbox'}"
+            )
         )
     else:
         console.print(f"  (set {KEEP_SANDBOX}=1 to keep the three systems running afterwards)")
