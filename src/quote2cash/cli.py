@@ -509,7 +509,10 @@ def load_systems(config: str | None, sandbox: str) -> Any:
 
 @catalog_app.command("check")
 def catalog_check(
-    path: Annotated[str, typer.Argument(help="catalog YAML, e.g. config/catalog.yaml")],
+    path: Annotated[
+        str | None,
+        typer.Argument(help="catalog YAML (default: catalog.yaml of the configuration in use)"),
+    ] = None,
     offline: Annotated[bool, typer.Option(help="Only validate the file")] = False,
     config: SystemsConfig = None,
     sandbox: SandboxDir = ".q2c/sandbox",
@@ -526,7 +529,10 @@ def catalog_check(
         async with systems:
             yield systems.crm, systems.erp, systems.billing
 
-    run_check(Path(path), None if offline else provider)
+    from quote2cash.configuration import active_config_dir
+
+    catalog = Path(path) if path else active_config_dir() / "catalog.yaml"
+    run_check(catalog, None if offline else provider)
 
 
 @systems_app.command("check")

@@ -97,3 +97,18 @@ def test_check_of_a_folder_without_the_catalog(tmp_path: Path) -> None:
     checked = runner.invoke(app, ["config", "check", str(tmp_path)])
     assert checked.exit_code == 1
     assert "catalog.yaml: required file is missing" in checked.output.replace("\n", "")
+
+
+def test_catalog_check_defaults_to_the_catalog_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packaged = runner.invoke(app, ["catalog", "check", "--offline"])
+    assert packaged.exit_code == 0, packaged.output
+    assert str(packaged_config_dir() / "catalog.yaml") in packaged.output
+    target = tmp_path / "mine"
+    runner.invoke(app, ["config", "init", str(target)])
+    monkeypatch.setenv("Q2C_CONFIG_DIR", str(target))
+    get_settings.cache_clear()
+    mine = runner.invoke(app, ["catalog", "check", "--offline"])
+    assert mine.exit_code == 0, mine.output
+    assert str(target / "catalog.yaml") in mine.output.replace("\n", "")
