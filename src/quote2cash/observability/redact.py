@@ -19,7 +19,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"\b(whsec|sk_test|sk_live|rk_test|rk_live|q2c)_[A-Za-z0-9_\-]{6,}"),
         r"\1_" + MASK,
     ),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+"), r"\1 " + MASK),
+    (
+        re.compile(r"(?i)\b(bearer|basic)\s+(?=[A-Za-z0-9]*[0-9._~+/=\-])[A-Za-z0-9._~+/=\-]{8,}"),
+        r"\1 " + MASK,
+    ),
     (
         re.compile(
             r"(?i)\b([\w-]*?(?:password|passwd|secret|api_key|apikey|token|session_id|csrf))"

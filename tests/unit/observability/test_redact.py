@@ -32,7 +32,10 @@ def test_each_kind_of_secret_is_masked_and_the_rest_kept(kind: str) -> None:
 
 
 def test_names_and_ids_that_are_not_secrets_stay_readable() -> None:
-    text = "token_name=ci-deploy event evt_1Abc subject contract:C-1 customer cus_9"
+    text = (
+        "token_name=ci-deploy event evt_1Abc subject contract:C-1 customer cus_9; "
+        "api tokens: bearer tokens for the REST API, Basic authentication"
+    )
     assert redact(text) == text
 
 
