@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quote2cash.private_files import PRIVATE_UMASK, open_private
 from quote2cash.sandbox.oidc.setup import default_redirect_uris, prepare_provider
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.tryton import commands as tryton_commands
@@ -50,8 +51,7 @@ def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any] | None:
 
 def _write_state(workdir: Path, state: dict[str, Any]) -> None:
     path = _state_path(workdir)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with open_private(path, "w", encoding="utf-8") as handle:
         json.dump(state, handle, indent=2)
 
 
@@ -70,13 +70,14 @@ def _spawn(
 ) -> tuple[int, str]:
     """Start ``python -m <args>`` detached; wait until its log says where it listens."""
     log_path = workdir / f"{name}.log"
-    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
+    log = open_private(log_path, "w", encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, "-m", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **env},
+        umask=PRIVATE_UMASK,
         start_new_session=True,
     )
     log.close()
@@ -225,6 +226,61 @@ def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
             "running": tryton["running"],
             "database": tryton["database"],
         }
+    return out
+
+
+def sandbox_credentials(workdir: Path = DEFAULT_WORKDIR) -> dict[str, dict[str, str]]:
+    """Per system, its URL and what to sign in with (for a person at the sandbox, on request).
+
+    Systems other helpers add to the state file (an ``url`` and string fields) are listed as
+    they are, so a new sandbox system shows up without a change here.
+    """
+    from quote2cash.sandbox.salesforce import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        DEFAULT_PASSWORD,
+        DEFAULT_USERNAME,
+    )
+    from quote2cash.sandbox.tryton import load_endpoint
+
+    state = read_state(workdir) or {}
+    out: dict[str, dict[str, str]] = {}
+    for name, entry in state.items():
+        if not isinstance(entry, dict):
+            continue
+        if name == "stripe":
+            out["billing (Stripe emulator)"] = {
+                "url": entry["base_url"],
+                "api_key": entry["api_key"],
+                "webhooks": "q2c serve registers its endpoint with a fresh signing secret",
+            }
+        elif name == "salesforce":
+            out["crm (Salesforce emulator)"] = {
+                "url": entry["instance_url"],
+                "username": DEFAULT_USERNAME,
+                "password": DEFAULT_PASSWORD,
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+                "ca_file": entry["ca_file"],
+                "callout_secret": entry.get("callout_secret") or "",
+            }
+        elif name == "tryton":
+            endpoint = load_endpoint(entry["workdir"])
+            if endpoint is not None:
+                out["erp (Tryton)"] = {
+                    "url": endpoint.base_url,
+                    "database": endpoint.database,
+                    "username": endpoint.username,
+                    "password": endpoint.password,
+                    "admin_username": endpoint.admin_username,
+                    "admin_password": endpoint.admin_password,
+                }
+        else:
+            out[name] = {
+                key: str(value)
+                for key, value in entry.items()
+                if key != "pid" and isinstance(value, str | int | float)
+            }
     return out
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-CATALOG = Path(__file__).parents[3] / "config" / "catalog.yaml"
+from quote2cash.defaults import packaged_config_dir
+
+CATALOG = packaged_config_dir() / "catalog.yaml"
 
 
 def q2c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -53,6 +55,12 @@ def test_sandbox_up_status_down(tmp_path: Path) -> None:
         assert key not in checked.stdout
         for role in ("crm", "erp", "billing"):
             assert role in checked.stdout
+        creds = q2c("sandbox", "status", "--credentials", "--format", "json", cwd=tmp_path)
+        given = {(r["system"], r["field"]): r["value"] for r in json.loads(creds.stdout)}
+        tryton = json.loads((tmp_path / ".q2c/sandbox/tryton/sandbox.json").read_text())
+        assert given[("billing (Stripe emulator)", "api_key")] == key
+        assert given[("erp (Tryton)", "admin_password")] == tryton["admin_password"]
+        assert given[("crm (Salesforce emulator)", "ca_file")] == state["salesforce"]["ca_file"]
         # The shipped catalog maps onto what the sandbox seeded ...
         good = q2c("catalog", "check", str(CATALOG), cwd=tmp_path)
         assert good.returncode == 0, good.stdout + good.stderr
