@@ -30,6 +30,10 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         r"\1\2" + MASK,
     ),
+    (
+        re.compile(r"([?&](?:code|state|id_token|access_token|refresh_token)=)[^&#\s\"']+"),
+        r"\1" + MASK,
+    ),
     (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]+):[^/\s@]+@"), r"\1:" + MASK + "@"),
     (
         re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
@@ -40,7 +44,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 _MAY_HOLD_A_SECRET = re.compile(
     r"(?i)whsec_|sk_|rk_|q2c_|bearer|basic|passw|secret|api_?key|token|session_id|csrf|://"
-    r"|PRIVATE KEY"
+    r"|PRIVATE KEY|[?&](?:code|state|id_token|access_token|refresh_token)="
 )
 """One cheap search first: most log lines hold none of these and skip the patterns."""
 

@@ -20,6 +20,12 @@ SECRETS = {
     "escaped JSON secret": ('body="{\\"secret\\": \\"s3cr3t-value\\"}"', "s3cr3t-value"),
     "client secret": ("client_secret=abc123def&grant_type=password", "abc123def"),
     "URL password": ("postgresql://hub:pa55word@db.example/q2c", "pa55word"),
+    "OIDC authorization code": (
+        "GET /console/oidc/callback?code=Spl4xQ9-zz&state=abc HTTP/1.1",
+        "Spl4xQ9-zz",
+    ),
+    "OIDC state": ("GET /console/oidc/callback?state=St8-Qx_1&code=c HTTP/1.1", "St8-Qx_1"),
+    "implicit-flow token in a fragment-less URL": ("/cb?id_token=eyJ.a.b&x=1", "eyJ.a.b"),
 }
 
 
