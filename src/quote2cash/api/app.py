@@ -31,6 +31,7 @@ from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_c
 from quote2cash.api.tokens import ApiToken, authenticate, role_allows
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
+from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.control import system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
@@ -474,8 +475,11 @@ def build_app(
     status: HubStatus | None = None,
     callout_tolerance: int = 300,
     store_timeout: float = 15.0,
+    console_links: ObjectLinks | None = None,
 ) -> web.Application:
-    """The API for ``runtime``; connectors are not needed (the verifier carries the secret)."""
+    """The API for ``runtime``; connectors are not needed (the verifier carries the secret).
+
+    With ``console_links`` the operations console is served under ``/console``."""
     hub = HubApi(
         runtime,
         stripe_verifier=stripe_verifier,
@@ -496,4 +500,12 @@ def build_app(
     app.router.add_get("/v1/systems", hub.systems)
     app.router.add_get("/v1/invoices/{id}", hub.invoice)
     app.router.add_get("/v1/reconciliation", hub.reconciliation)
+    if console_links is not None:
+        from quote2cash.console.app import add_console
+        from quote2cash.console.context import Console
+
+        add_console(
+            app,
+            Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation),
+        )
     return app

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
+from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
@@ -38,6 +39,9 @@ class ServeOptions:
     shutdown_seconds: float = 10.0
     reconcile_seconds: float = 0.0
     """Run a three-way reconciliation every N s and keep its report for the API (0: never)."""
+    console: ObjectLinks | None = field(default_factory=ObjectLinks)
+    """Serve the operations console under ``/console``, linking objects with these bases
+    (None: no console)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -127,7 +131,11 @@ async def serve(
     """
     status = HubStatus(worker_running=False if options.workers else None)
     app = build_app(
-        runtime, stripe_verifier=stripe_verifier, callout_secret=callout_secret, status=status
+        runtime,
+        stripe_verifier=stripe_verifier,
+        callout_secret=callout_secret,
+        status=status,
+        console_links=options.console,
     )
     runner = web.AppRunner(app, shutdown_timeout=options.shutdown_seconds)
     await runner.setup()

@@ -1,0 +1,208 @@
+"""The console over real HTTP: sessions, cookie flags, CSRF, roles, search and trace."""
+
+from __future__ import annotations
+
+import html
+
+import aiohttp
+
+from integration.console.conftest import ConsoleSite, sign_in
+from integration.console.deal import CONTRACT, CUSTOMER, INVOICE, INVOICE_NUMBER
+from quote2cash.engine.audit import verify_audit
+from quote2cash.engine.control import system_status
+from quote2cash.engine.replay import list_requests
+
+
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def test_a_page_without_a_session_redirects_to_sign_in(site: ConsoleSite) -> None:
+    async with _session() as http:
+        async with http.get(
+            f"{site.url}/console/trace/{site.deal.correlation_id}", allow_redirects=False
+        ) as answer:
+            assert answer.status == 303
+            assert answer.headers["Location"] == (
+                f"/console/sign-in?next=%2Fconsole%2Ftrace%2F{site.deal.correlation_id}"
+            )
+        async with http.post(
+            f"{site.url}/console/systems/erp/pause", data={"reason": "x"}, allow_redirects=False
+        ) as answer:
+            assert answer.status == 303
+    assert not any(s["paused"] for s in system_status(site.runtime))
+
+
+async def test_the_session_cookie_is_httponly_samesite_and_scoped(site: ConsoleSite) -> None:
+    async with _session() as http:
+        async with http.get(f"{site.url}/console/sign-in") as answer:
+            token = answer.cookies["q2c_signin"].value
+        async with http.post(
+            f"{site.url}/console/sign-in",
+            data={"name": "olivia", "password": site.passwords["olivia"], "signin_csrf": token},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303
+            cookie = answer.cookies["q2c_session"]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert cookie["path"] == "/console"
+    assert not cookie["secure"]  # plain http here; https (or a proxy saying so) adds Secure
+    assert int(cookie["max-age"]) > 0
+
+
+async def test_behind_https_the_cookie_is_secure(site: ConsoleSite) -> None:
+    async with _session() as http:
+        async with http.get(f"{site.url}/console/sign-in") as answer:
+            token = answer.cookies["q2c_signin"].value
+        async with http.post(
+            f"{site.url}/console/sign-in",
+            data={"name": "olivia", "password": site.passwords["olivia"], "signin_csrf": token},
+            headers={"X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.cookies["q2c_session"]["secure"] is True
+
+
+async def test_a_wrong_password_is_refused_without_a_session(site: ConsoleSite) -> None:
+    async with _session() as http:
+        async with http.get(f"{site.url}/console/sign-in") as answer:
+            token = answer.cookies["q2c_signin"].value
+        async with http.post(
+            f"{site.url}/console/sign-in",
+            data={"name": "olivia", "password": "guess", "signin_csrf": token},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 401
+            assert "q2c_session" not in answer.cookies
+            assert "guess" not in await answer.text()
+
+
+async def test_a_sign_in_form_from_elsewhere_is_refused(site: ConsoleSite) -> None:
+    async with (
+        _session() as http,
+        http.post(
+            f"{site.url}/console/sign-in",
+            data={"name": "olivia", "password": site.passwords["olivia"]},
+            allow_redirects=False,
+        ) as answer,
+    ):
+        assert answer.status == 403
+        assert "q2c_session" not in answer.cookies
+
+
+async def test_a_post_without_the_sessions_csrf_token_is_refused(site: ConsoleSite) -> None:
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        for sent in ({}, {"csrf": "forged"}, {"csrf": csrf[:-1]}):
+            async with http.post(
+                f"{site.url}/console/systems/erp/pause",
+                data={"reason": "maintenance", **sent},
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == 403
+                assert "CSRF" in await answer.text()
+        assert not any(s["paused"] for s in system_status(site.runtime))
+        async with http.post(
+            f"{site.url}/console/systems/erp/pause",
+            data={"reason": "maintenance", "csrf": csrf},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303
+    [erp] = [s for s in system_status(site.runtime) if s["system"] == "erp"]
+    assert erp["paused"] and erp["changed_by"] == "olivia"
+
+
+async def test_a_viewer_sees_no_actions_and_cannot_force_one(site: ConsoleSite) -> None:
+    async with _session() as http:
+        csrf = await sign_in(http, site, "victor")
+        async with http.get(f"{site.url}/console/trace/{site.deal.correlation_id}") as answer:
+            assert answer.status == 200
+            page = await answer.text()
+        assert "Request replay" not in page
+        async with http.get(f"{site.url}/console/systems") as answer:
+            assert "Pause</button>" not in await answer.text()
+        async with http.post(
+            f"{site.url}/console/replays",
+            data={"csrf": csrf, "event_id": site.deal.invoice_event, "reason": "x"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 403
+            assert "needs the role 'operator'" in html.unescape(await answer.text())
+        async with http.post(
+            f"{site.url}/console/systems/crm/pause",
+            data={"csrf": csrf, "reason": "x"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 403
+    assert list_requests(site.runtime) == []
+    assert not any(s["paused"] for s in system_status(site.runtime))
+
+
+async def test_sign_out_ends_the_session(site: ConsoleSite) -> None:
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.post(
+            f"{site.url}/console/sign-out", data={"csrf": csrf}, allow_redirects=False
+        ) as answer:
+            assert answer.status == 303
+            session_id = answer.cookies["q2c_session"].value
+        assert session_id == ""
+    async with (
+        _session() as other,
+        other.get(f"{site.url}/console/", allow_redirects=False) as answer,
+    ):
+        assert answer.status == 303
+
+
+async def test_any_business_key_finds_the_deal(site: ConsoleSite) -> None:
+    cid = site.deal.correlation_id
+    async with _session() as http:
+        await sign_in(http, site, "victor")
+        for key in (
+            CONTRACT,
+            f"contract:{CONTRACT}",
+            "006000000000001AAA",
+            "001000000000001AAA",
+            CUSTOMER,
+            INVOICE,
+            INVOICE_NUMBER,
+            "93",  # the ERP's invoice id, through the cross-reference table
+            cid,
+            site.deal.failed_payment,
+        ):
+            async with http.get(
+                f"{site.url}/console/search", params={"q": key}, allow_redirects=False
+            ) as answer:
+                assert answer.status == 303, key
+                assert answer.headers["Location"] == f"/console/trace/{cid}", key
+        async with http.get(f"{site.url}/console/search", params={"q": "C-NOPE"}) as answer:
+            assert answer.status == 404
+            assert "Nothing in the hub matches C-NOPE" in await answer.text()
+
+
+async def test_the_trace_draws_each_system_in_its_lane_with_links(site: ConsoleSite) -> None:
+    async with _session() as http:
+        await sign_in(http, site, "victor")
+        async with http.get(f"{site.url}/console/trace/{site.deal.correlation_id}") as answer:
+            page = await answer.text()
+    assert 'class="mark kind-step lane-billing"' in page
+    assert page.index("billing.create_customer") < page.index("erp.create_sales_order")
+    assert 'class="mark kind-step lane-erp"' in page and 'class="mark kind-step lane-crm"' in page
+    assert 'class="mark kind-failure lane-billing"' in page
+    assert "field &#39;payment_method&#39; is missing" in page
+    assert 'href="http://stripe.example.test/v1/customers/cus_Console1"' in page
+    assert (
+        'href="https://sf.example.test/services/data/v62.0/sobjects/Opportunity/'
+        '006000000000001AAA"' in page
+    )
+    assert "party.party,7" in page
+
+
+async def test_audit_verify_reports_an_intact_chain(site: ConsoleSite) -> None:
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.post(f"{site.url}/console/audit/verify", data={"csrf": csrf}) as answer:
+            page = await answer.text()
+    checked = verify_audit(site.runtime.engine).checked
+    assert f"Verified: {checked} entries, chain intact." in page
