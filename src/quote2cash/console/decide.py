@@ -19,36 +19,36 @@ from quote2cash.identity import Operator
 
 def request(runtime: Runtime, selector: Selector, by: Operator, reason: str) -> ReplayRequest:
     by.require("operator", "request a replay")
-    return request_replay(runtime, selector, actor=by.name, reason=reason)
+    return request_replay(runtime, selector, by=by, reason=reason)
 
 
 def approve(runtime: Runtime, request_id: int, by: Operator, note: str) -> ReplayRequest:
     if not (by.holds("operator") or by.holds("finance_approver")):
         by.require("operator", "approve a replay")
-    return approve_replay(runtime, request_id, actor=by.name, note=note)
+    return approve_replay(runtime, request_id, by=by, note=note)
 
 
 def reject(runtime: Runtime, request_id: int, by: Operator, note: str) -> ReplayRequest:
     if not (by.holds("operator") or by.holds("finance_approver")):
         by.require("operator", "reject a replay")
-    return reject_replay(runtime, request_id, actor=by.name, note=note)
+    return reject_replay(runtime, request_id, by=by, note=note)
 
 
 def pause(runtime: Runtime, system: str, by: Operator, reason: str) -> None:
     by.require("operator", f"pause {system}")
-    pause_system(runtime, system, actor=by.name, reason=reason, wait=False)
+    pause_system(runtime, system, by=by, reason=reason, wait=False)
 
 
 def resume(runtime: Runtime, system: str, by: Operator, reason: str) -> None:
     by.require("operator", f"resume {system}")
-    resume_system(runtime, system, actor=by.name, reason=reason)
+    resume_system(runtime, system, by=by, reason=reason)
 
 
 def window(
     runtime: Runtime, system: str, starts: datetime, ends: datetime, by: Operator, reason: str
 ) -> int:
     by.require("operator", f"schedule a maintenance window for {system}")
-    return schedule_window(runtime, system, starts, ends, actor=by.name, reason=reason)
+    return schedule_window(runtime, system, starts, ends, by=by, reason=reason)
 
 
 def may_decide(by: Operator, req: ReplayRequest) -> bool:

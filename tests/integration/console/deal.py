@@ -94,7 +94,7 @@ async def populate(runtime: Runtime) -> Deal:
     )
     payment = new_event(
         "billing.payment.failed",
-        subject,
+        "billing:pi_Console1",  # a billing event naming no contract has its own subject
         {"invoice": INVOICE, "amount": "147.00"},
         source="billing",
         correlation_id=cid,

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from quote2cash.engine.control import add_operator
 from quote2cash.engine.runtime import Runtime
+from quote2cash.identity import Operator
+from quote2cash.identity.accounts import add_operator, create_first_admin, set_password
 
 
-def make_operator(runtime: Runtime, name: str, roles: list[str]) -> str:
-    """An operator with ``roles`` whose password is settled; returns the password."""
-    add_operator(runtime, name, [r for r in roles if r != "viewer"], actor="admin")
-    return f"{name}-pw"
+def make_admin(runtime: Runtime, name: str = "admin") -> Operator:
+    create_first_admin(runtime, name)
+    return Operator(name, frozenset({"admin"}), via="password")
+
+
+def make_operator(runtime: Runtime, admin: Operator, name: str, roles: list[str]) -> str:
+    """An operator ``admin`` added with ``roles`` whose one-time password was replaced, as at
+    their first sign-in; returns the password."""
+    one_time = add_operator(runtime, name, roles, by=admin)
+    password = f"{name}: a long pass phrase 7"
+    set_password(runtime, name, one_time, password)
+    return password

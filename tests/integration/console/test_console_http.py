@@ -6,8 +6,8 @@ import html
 
 import aiohttp
 
-from integration.console.conftest import ConsoleSite, sign_in
 from integration.console.deal import CONTRACT, CUSTOMER, INVOICE, INVOICE_NUMBER
+from integration.console.site import ConsoleSite, sign_in
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.control import system_status
 from quote2cash.engine.replay import list_requests
@@ -206,3 +206,105 @@ async def test_audit_verify_reports_an_intact_chain(site: ConsoleSite) -> None:
             page = await answer.text()
     checked = verify_audit(site.runtime.engine).checked
     assert f"Verified: {checked} entries, chain intact." in page
+
+
+async def test_an_operator_without_finance_role_cannot_decide_a_finance_replay(
+    site: ConsoleSite,
+) -> None:
+    async with _session() as maker, _session() as checker:
+        maker_csrf = await sign_in(maker, site, "olivia")
+        async with maker.post(
+            f"{site.url}/console/replays",
+            data={
+                "csrf": maker_csrf,
+                "event_id": site.deal.invoice_event,
+                "include_processed": "on",
+                "reason": "post again",
+            },
+        ) as answer:
+            assert answer.status == 200
+        checker_csrf = await sign_in(checker, site, "oscar")
+        async with checker.get(f"{site.url}/console/replays") as answer:
+            page = await answer.text()
+        assert 'id="request-1"' in page and "Approve</button>" not in page
+        async with checker.post(
+            f"{site.url}/console/replays/1/approve",
+            data={"csrf": checker_csrf},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 403
+            assert "lacks the finance_approver role" in html.unescape(await answer.text())
+    assert list_requests(site.runtime)[0].status == "pending"
+
+
+async def test_a_bulk_replay_previews_the_exact_set_before_requesting(site: ConsoleSite) -> None:
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.post(
+            f"{site.url}/console/replays/preview",
+            data={"csrf": csrf, "correlation_id": site.deal.correlation_id},
+        ) as answer:
+            page = await answer.text()
+        assert "Dry run: 1 event(s) would be replayed" in page
+        assert site.deal.failed_payment in page and site.deal.invoice_event not in page
+        assert list_requests(site.runtime) == []
+        async with http.post(
+            f"{site.url}/console/replays/preview",
+            data={"csrf": csrf, "since": "yesterday"},
+        ) as answer:
+            assert answer.status == 400
+            assert "field 'since' is 'yesterday'" in html.unescape(await answer.text())
+
+
+async def test_text_from_data_is_escaped(site: ConsoleSite) -> None:
+    from quote2cash.engine.events import new_event
+
+    site.runtime.log.append(
+        new_event(
+            "crm.note.added",
+            "contract:<b>bold</b>",
+            {"text": "<script>alert(1)</script>"},
+            id="<img src=x onerror=alert(1)>",
+            correlation_id="cid-<script>",
+        )
+    )
+    async with _session() as http:
+        await sign_in(http, site, "victor")
+        async with http.get(f"{site.url}/console/trace/cid-%3Cscript%3E") as answer:
+            page = await answer.text()
+        assert answer.status == 200
+        assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+        assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+        assert "<script>" not in page
+
+
+async def test_a_one_time_password_must_be_changed_before_any_page(site: ConsoleSite) -> None:
+    from quote2cash.identity import Operator
+    from quote2cash.identity.accounts import add_operator
+
+    admin = Operator("admin", frozenset({"admin"}), via="password")
+    one_time = add_operator(site.runtime, "nadia", ["viewer"], by=admin)
+    async with _session() as http:
+        async with http.get(f"{site.url}/console/sign-in") as answer:
+            token = answer.cookies["q2c_signin"].value
+        form = {"name": "nadia", "password": one_time, "signin_csrf": token}
+        async with http.post(
+            f"{site.url}/console/sign-in", data=form, allow_redirects=False
+        ) as answer:
+            assert answer.status == 200
+            assert "q2c_session" not in answer.cookies
+            assert "Choose your password" in await answer.text()
+        change = {
+            "name": "nadia",
+            "old_password": one_time,
+            "new_password": "nadia's own pass phrase",
+            "new_password_again": "nadia's own pass phrase",
+            "signin_csrf": token,
+        }
+        async with http.post(
+            f"{site.url}/console/password", data=change, allow_redirects=False
+        ) as answer:
+            assert answer.status == 303
+            assert answer.cookies["q2c_session"].value
+        async with http.get(f"{site.url}/console/") as answer:
+            assert "nadia" in await answer.text()

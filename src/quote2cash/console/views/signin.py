@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from quote2cash.console.context import Console, console_of
+from quote2cash.console.context import console_of
 from quote2cash.console.render import page, redirect
 from quote2cash.console.session import (
     SIGNED_IN,
@@ -18,6 +18,7 @@ from quote2cash.console.session import (
     signin_token,
 )
 from quote2cash.identity import IdentityError, Operator, SignInRefused, accounts, sessions, signin
+from quote2cash.identity.signin import PasswordChangeRequired
 
 HOME = "/console/"
 
@@ -93,6 +94,8 @@ async def sign_in_submit(request: web.Request) -> web.StreamResponse:
         operator = await console.store(
             lambda: signin.sign_in(console.runtime, name, password, client=client)
         )
+    except PasswordChangeRequired:
+        return _form(request, "password.html", name=name, error=None, next=nxt)
     except SignInRefused as exc:
         return _form(
             request,
@@ -103,16 +106,7 @@ async def sign_in_submit(request: web.Request) -> web.StreamResponse:
             next=nxt,
             oidc=console.oidc_enabled,
         )
-    if await console.store(lambda: _must_change(console, name)):
-        return _form(request, "password.html", name=name, error=None, next=nxt)
     return await _open_session(request, operator, nxt)
-
-
-def _must_change(console: Console, name: str) -> bool:
-    for account in accounts.list_operators(console.runtime):
-        if account.name == name:
-            return bool(getattr(account, "must_change_password", False))
-    return False
 
 
 async def change_password_submit(request: web.Request) -> web.StreamResponse:
@@ -136,7 +130,9 @@ async def change_password_submit(request: web.Request) -> web.StreamResponse:
         return refuse("The new password must differ from the one-time password.", 400)
     client = request.remote or "unknown"
     try:
-        await console.store(lambda: accounts.set_password(console.runtime, name, old, new))
+        await console.store(
+            lambda: accounts.set_password(console.runtime, name, old, new, client=client)
+        )
         operator = await console.store(
             lambda: signin.sign_in(console.runtime, name, new, client=client)
         )

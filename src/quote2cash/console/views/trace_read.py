@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -142,8 +142,10 @@ def read_trace(runtime: Runtime, correlation_id: str, links: ObjectLinks) -> Tra
             if r.subject not in trace.subjects:
                 trace.subjects.append(r.subject)
         by_pos = {r.pos: r.event_id for r in rows}
+        step_marks: dict[tuple[str | None, str], int] = {}
         for s in _in(conn, steps, steps.c.event_pos, positions, steps.c.completed_at):
             texts.append(s.result)
+            step_marks[(by_pos.get(s.event_pos), s.name)] = len(trace.items)
             trace.items.append(
                 TraceItem(
                     s.completed_at,
@@ -192,6 +194,13 @@ def read_trace(runtime: Runtime, correlation_id: str, links: ObjectLinks) -> Tra
             .order_by(audit_log.c.seq)
         ).all()
         for a in audit_rows:
+            if a.action == "step.completed":
+                details = json.loads(a.details)
+                at = step_marks.get((details.get("event_id"), details.get("step")))
+                if at is not None:
+                    step = trace.items[at]
+                    trace.items[at] = replace(step, state=f"{step.state} · audit #{a.seq}")
+                    continue
             trace.items.append(
                 TraceItem(
                     a.at,
