@@ -28,6 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from quote2cash.api.auth import OPERATOR, client_of
+from quote2cash.api.intake import Unintelligible, callout_shape, stripe_shape
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
@@ -37,6 +38,7 @@ from quote2cash.engine.control import system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, decode_data, validate_envelope
 from quote2cash.engine.log import Appended
+from quote2cash.engine.quarantine import quarantine_delivery
 from quote2cash.engine.queries import EventRow, failed_events, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
@@ -216,10 +218,16 @@ class HubApi:
         return json_response(answer)
 
     async def _intake(
-        self, system: str, record: str, build: Callable[[], Event], body: bytes
+        self,
+        system: str,
+        record: str,
+        build: Callable[[], Event],
+        request: web.Request,
+        body: bytes,
     ) -> web.Response:
         """Log an authentic delivery's event; one whose content cannot be taken is logged as a
-        rejected record (its body kept) for a person, never refused and lost."""
+        rejected record (its body kept) for a person, never refused and lost; one the hub
+        cannot understand at all is quarantined."""
         now = self.clock.now()
 
         def event() -> Event:
@@ -235,7 +243,29 @@ class HubApi:
                 )
             return built
 
-        return await self._log(event)
+        try:
+            return await self._log(event)
+        except (ApiError, web.HTTPException):
+            raise
+        except Exception as exc:
+            log.warning("%s delivery not understood: %s", system, type(exc).__name__)
+            return await self._quarantine(
+                system, request, body, f"the hub could not read it ({type(exc).__name__})"
+            )
+
+    async def _quarantine(
+        self, system: str, request: web.Request, body: bytes, reason: str
+    ) -> web.Response:
+        """Keep a signed delivery the hub cannot understand (committed), then answer 202 so
+        the sender stops retrying; an operator releases or discards it."""
+        kept, duplicate = await self._store(
+            lambda: quarantine_delivery(self.runtime, system, body, request.headers, reason)
+        )
+        log.warning("%s delivery quarantined as %s: %s", system, kept, reason)
+        return json_response(
+            {"received": True, "duplicate": duplicate, "quarantined": kept, "reason": reason},
+            202,
+        )
 
     # --- webhooks -----------------------------------------------------------------------------
 
@@ -245,18 +275,44 @@ class HubApi:
             raise ApiError(503, "not_configured", "no Stripe webhook secret is configured")
         payload = await request.read()
         try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(
+                400, "invalid_body", "the body is not UTF-8, so its signature cannot be checked"
+            ) from None
+        try:
             be = verifier(payload, request.headers.get("Stripe-Signature", ""))
         except AuthError as exc:
             raise ApiError(400, "signature_invalid", exc.message) from None
         except IntegrationError as exc:
             refused = exc
+            try:
+                stripe_shape(payload)
+            except Unintelligible as unclear:
+                return await self._quarantine("billing", request, payload, str(unclear))
 
             def unmappable() -> Event:
                 raise refused
 
-            return await self._intake("billing", _delivery(payload), unmappable, payload)
+            return await self._intake("billing", _delivery(payload), unmappable, request, payload)
+        except Exception as exc:
+            # The verifier checks the signature before it parses: this body is authentic.
+            try:
+                stripe_shape(payload)
+                reason = f"the hub could not read it ({type(exc).__name__})"
+            except Unintelligible as unclear:
+                reason = str(unclear)
+            return await self._quarantine("billing", request, payload, reason)
+        try:
+            stripe_shape(payload)
+        except Unintelligible as unclear:
+            return await self._quarantine("billing", request, payload, str(unclear))
         return await self._intake(
-            "billing", f"event {be.id}", lambda: billing_event(self.runtime, be), payload
+            "billing",
+            f"event {be.id}",
+            lambda: billing_event(self.runtime, be),
+            request,
+            payload,
         )
 
     async def salesforce_callout(self, request: web.Request) -> web.Response:
@@ -276,16 +332,14 @@ class HubApi:
         except SignatureError as exc:
             raise ApiError(400, "signature_invalid", str(exc)) from None
         try:
-            message = json.loads(body)
-        except ValueError:
-            message = None
+            message = callout_shape(body)
+        except Unintelligible as unclear:
+            return await self._quarantine("crm", request, body, str(unclear))
         record = _delivery(body)
-        if isinstance(message, dict) and message.get("messageId"):
+        if message.get("messageId"):
             record = f"callout {message['messageId']}"
 
         def deal() -> Event:
-            if not isinstance(message, dict):
-                raise DataError(f"{record}: the body is not a JSON object", system="crm")
             kind = message.get("eventType")
             if kind != "opportunity.closed_won":
                 raise DataError(
@@ -294,7 +348,7 @@ class HubApi:
                 )
             return callout_event(message, time=_event_time(message.get("eventTime")) or now)
 
-        return await self._intake("crm", record, deal, body)
+        return await self._intake("crm", record, deal, request, body)
 
     # --- health -------------------------------------------------------------------------------
 
@@ -412,6 +466,7 @@ class HubApi:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         try:
+            _refuse_nul(request)
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -447,6 +502,17 @@ class HubApi:
         operator.require("viewer", f"{request.method} {request.path}")
         request[OPERATOR] = operator
         return await handler(request)
+
+
+def _refuse_nul(request: web.Request) -> None:
+    """No store keeps a NUL in text (PostgreSQL refuses it): a 400, not a failing store."""
+    if "\x00" in request.path:
+        raise ApiError(400, "invalid_parameter", "the path holds a NUL character")
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(
+                400, "invalid_parameter", f"query parameter {name!r} holds a NUL character"
+            )
 
 
 def _limit(raw: str | None, *, default: int = 50) -> int:
