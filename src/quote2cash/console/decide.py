@@ -4,8 +4,10 @@ calls engine actions, each checked for its role here and again by the engine."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from quote2cash.engine.control import pause_system, resume_system, schedule_window
+from quote2cash.engine.exceptions import correct_and_retry, resolve_exception, retry_exception
 from quote2cash.engine.replay import (
     ReplayRequest,
     Selector,
@@ -59,3 +61,18 @@ def may_decide(by: Operator, req: ReplayRequest) -> bool:
     if req.finance_sensitive:
         return by.holds("finance_approver")
     return by.holds("operator") or by.holds("finance_approver")
+
+
+def retry(runtime: Runtime, pos: int, by: Operator) -> None:
+    retry_exception(runtime, pos, by=by)
+
+
+def correct(
+    runtime: Runtime, pos: int, data: dict[str, Any], by: Operator, reason: str
+) -> ReplayRequest | None:
+    """Correct and retry; a finance-sensitive event becomes a replay request instead."""
+    return correct_and_retry(runtime, pos, data, by=by, reason=reason)
+
+
+def resolve(runtime: Runtime, pos: int, by: Operator, reason: str) -> None:
+    resolve_exception(runtime, pos, by=by, reason=reason)

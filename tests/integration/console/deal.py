@@ -29,6 +29,7 @@ class Deal:
     closed_won: str
     invoice_event: str
     failed_payment: str
+    account_update: str
 
 
 def deal_registry(xref: XrefStore) -> Registry:
@@ -67,6 +68,15 @@ def deal_registry(xref: XrefStore) -> Registry:
             system="billing",
         )
 
+    async def account_updated(ctx: HandlerContext, event: Event) -> None:
+        if not event.data.get("country"):
+            raise DataError(
+                f"account {ACCOUNT}: field 'country' is missing; expected an ISO 3166 code",
+                system="crm",
+            )
+        await ctx.step("erp.update_customer", lambda _k: {"party": "party.party,7"}, system="erp")
+
+    registry.add("crm.account.updated", account_updated, systems=("erp",))
     registry.add("crm.opportunity.closed_won", closed_won, systems=("crm", "billing", "erp"))
     registry.add("billing.invoice.finalized", invoice_finalized, systems=("erp", "crm"))
     registry.add("billing.payment.failed", payment_failed, systems=("billing",))
@@ -100,12 +110,20 @@ async def populate(runtime: Runtime) -> Deal:
         correlation_id=cid,
         time=datetime(2026, 12, 1, 9, 6, tzinfo=UTC),
     )
-    runtime.log.append_many([won, invoice, payment])
+    account = new_event(
+        "crm.account.updated",
+        f"customer:{ACCOUNT}",
+        {"account_id": ACCOUNT, "name": "Console Test Ltd", "country": ""},
+        source="crm",
+        correlation_id=cid,
+        time=datetime(2026, 12, 1, 9, 7, tzinfo=UTC),
+    )
+    runtime.log.append_many([won, invoice, payment, account])
     worker = Worker(
         runtime, deal_registry(XrefStore(runtime.engine, runtime.clock)), commit_interval=0.01
     )
     await worker.drain()
-    return Deal(cid, won.id, invoice.id, payment.id)
+    return Deal(cid, won.id, invoice.id, payment.id, account.id)
 
 
 async def run_pending(runtime: Runtime) -> None:

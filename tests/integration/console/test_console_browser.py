@@ -62,7 +62,7 @@ async def test_finance_replay_needs_a_second_person(
     timeline = a.locator(".timeline")
     await expect(timeline.locator(".mark.lane-billing.kind-step")).to_have_count(2)
     await expect(timeline.locator(".mark.lane-erp.kind-step")).to_have_count(2)
-    await expect(timeline.locator(".mark.kind-failure")).to_have_count(1)
+    await expect(timeline.locator(".mark.kind-failure")).to_have_count(2)
 
     row = a.locator(f"tr:has(code:text-is('{deal.invoice_event}'))")
     await row.locator("input[name=reason]").fill("ERP posting must be redone")
@@ -108,8 +108,11 @@ async def test_finance_replay_needs_a_second_person(
     await a.locator("#system-erp input[name=reason]").first.fill("Tryton upgrade")
     await a.locator("#system-erp button:has-text('Pause')").click()
     await a.goto(f"{site.url}/console/exceptions")
-    await expect(a.locator("table[data-group=data_correction]")).to_contain_text(
+    await expect(a.locator("table[data-group=finance_approval]")).to_contain_text(
         "billing.payment.failed"
+    )
+    await expect(a.locator("table[data-group=data_correction]")).to_contain_text(
+        "crm.account.updated"
     )
     await expect(a.locator(".alerts")).to_contain_text("paused by olivia: Tryton upgrade")
     queue_png = _shot(tmp_path, "console-exceptions.png")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import html
+import json
 
 import aiohttp
+from sqlalchemy import select
 
-from integration.console.deal import CONTRACT, CUSTOMER, INVOICE, INVOICE_NUMBER
+from integration.console.deal import CONTRACT, CUSTOMER, INVOICE, INVOICE_NUMBER, run_pending
 from integration.console.site import ConsoleSite, sign_in
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.control import system_status
+from quote2cash.engine.queries import find_event
 from quote2cash.engine.replay import list_requests
+from quote2cash.store.schema import audit_log
 
 
 def _session() -> aiohttp.ClientSession:
@@ -245,8 +249,9 @@ async def test_a_bulk_replay_previews_the_exact_set_before_requesting(site: Cons
             data={"csrf": csrf, "correlation_id": site.deal.correlation_id},
         ) as answer:
             page = await answer.text()
-        assert "Dry run: 1 event(s) would be replayed" in page
-        assert site.deal.failed_payment in page and site.deal.invoice_event not in page
+        assert "Dry run: 2 event(s) would be replayed" in page
+        assert site.deal.failed_payment in page and site.deal.account_update in page
+        assert site.deal.invoice_event not in page
         assert list_requests(site.runtime) == []
         async with http.post(
             f"{site.url}/console/replays/preview",
@@ -308,3 +313,63 @@ async def test_a_one_time_password_must_be_changed_before_any_page(site: Console
             assert answer.cookies["q2c_session"].value
         async with http.get(f"{site.url}/console/") as answer:
             assert "nadia" in await answer.text()
+
+
+async def test_correct_and_retry_runs_the_corrected_event_and_audits_the_diff(
+    site: ConsoleSite,
+) -> None:
+    pos = find_event(site.runtime, site.deal.account_update)["event"]["pos"]  # type: ignore[index]
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.get(f"{site.url}/console/exceptions/{pos}/correct") as answer:
+            form = html.unescape(await answer.text())
+        assert '"country": ""' in form
+        async with http.post(
+            f"{site.url}/console/exceptions/{pos}/correct",
+            data={"csrf": csrf, "data": "{not json", "reason": "x"},
+        ) as answer:
+            assert answer.status == 400
+            assert "field 'data' is not JSON" in html.unescape(await answer.text())
+        corrected = (
+            '{"account_id": "001000000000001AAA", "name": "Console Test Ltd", "country": "DE"}'
+        )
+        async with http.post(
+            f"{site.url}/console/exceptions/{pos}/correct",
+            data={"csrf": csrf, "data": corrected, "reason": "country from the contract"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303
+    await run_pending(site.runtime)
+    event = find_event(site.runtime, site.deal.account_update)
+    assert event is not None and event["event"]["status"] == "done"
+    assert [s["name"] for s in event["steps"]] == ["erp.update_customer"]
+    with site.runtime.engine.connect() as conn:
+        details = conn.execute(
+            select(audit_log.c.actor, audit_log.c.details).where(
+                audit_log.c.action == "exception.corrected"
+            )
+        ).one()
+    assert details.actor == "olivia"
+    assert {"op": "replace", "path": "/country", "old": "", "value": "DE"} in json.loads(
+        details.details
+    )["diff"]
+
+
+async def test_resolve_needs_a_reason_and_closes_the_exception(site: ConsoleSite) -> None:
+    pos = find_event(site.runtime, site.deal.failed_payment)["event"]["pos"]  # type: ignore[index]
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.post(
+            f"{site.url}/console/exceptions/{pos}/resolve", data={"csrf": csrf, "reason": ""}
+        ) as answer:
+            assert answer.status == 400
+        async with http.post(
+            f"{site.url}/console/exceptions/{pos}/resolve",
+            data={"csrf": csrf, "reason": "paid by bank transfer"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303
+        async with http.get(f"{site.url}/console/exceptions") as answer:
+            assert f'id="exception-{pos}"' not in await answer.text()
+    event = find_event(site.runtime, site.deal.failed_payment)
+    assert event is not None and event["event"]["status"] == "resolved"

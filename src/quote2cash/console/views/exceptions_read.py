@@ -10,8 +10,7 @@ from typing import Any, Final
 from sqlalchemy import func, select
 
 from quote2cash.engine.control import system_status
-from quote2cash.engine.queries import EventRow, failed_events
-from quote2cash.engine.replay import is_finance_sensitive
+from quote2cash.engine.exceptions import ExceptionItem, list_exceptions
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import events
 
@@ -20,7 +19,9 @@ RECOVERABILITY: Final = {
     "data_correction": "Data correction",
     "finance_approval": "Finance approval",
 }
+TECHNICAL: Final = "technical"
 BACKLOG_AGE: Final = timedelta(minutes=5)
+SHOWN: Final = 500
 
 
 @dataclass(frozen=True)
@@ -35,28 +36,21 @@ class Alert:
 
 @dataclass
 class Queue:
-    groups: dict[str, list[EventRow]] = field(
+    groups: dict[str, list[ExceptionItem]] = field(
         default_factory=lambda: {key: [] for key in RECOVERABILITY}
     )
+    technical: list[ExceptionItem] = field(default_factory=list)
+    """Dead letters and credential failures: events, but fixed by whoever runs the systems."""
     alerts: list[Alert] = field(default_factory=list)
 
 
-def recoverability(row: EventRow) -> str:
-    """Dead letters and transient failures recover by retry; an approval-required or
-    finance-sensitive record needs a finance approver; the rest need corrected data."""
-    if row.category == "approval_required" or (
-        row.status == "exception" and is_finance_sensitive(row.type) and row.category is None
-    ):
-        return "finance_approval"
-    if row.status == "dead" or row.category in (None, "transient"):
-        return "automatic_retry"
-    return "data_correction"
-
-
-def read_queue(runtime: Runtime, *, limit: int = 200) -> Queue:
+def read_queue(runtime: Runtime, *, limit: int = SHOWN) -> Queue:
     queue = Queue()
-    for row in failed_events(runtime, None, limit=limit):
-        queue.groups[recoverability(row)].append(row)
+    for item in list_exceptions(runtime, limit=limit):
+        if item.recoverability == TECHNICAL:
+            queue.technical.append(item)
+        else:
+            queue.groups.setdefault(item.recoverability, []).append(item)
     queue.alerts = read_alerts(runtime)
     return queue
 

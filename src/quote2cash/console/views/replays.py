@@ -7,16 +7,14 @@ from datetime import UTC, datetime
 from typing import Final
 
 from aiohttp import web
-from sqlalchemy import select
 
 from quote2cash.console import decide
 from quote2cash.console.context import console_of
 from quote2cash.console.render import page, redirect
 from quote2cash.console.session import SIGNED_IN
 from quote2cash.engine.control import ControlError
+from quote2cash.engine.exceptions import preview_bulk_replay
 from quote2cash.engine.replay import Selector, list_requests
-from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import events
 
 PREVIEW_LIMIT: Final = 500
 
@@ -45,31 +43,6 @@ def _selector(form: object) -> Selector:
     )
 
 
-def preview_selection(runtime: Runtime, selector: Selector) -> list[dict[str, object]]:
-    """Exactly the events a request with ``selector`` would pin now (same rules as the engine:
-    failed ones, and processed ones only when asked)."""
-    statuses = ["exception", "dead"] + (["done"] if selector.include_processed else [])
-    query = select(
-        events.c.pos,
-        events.c.event_id,
-        events.c.type,
-        events.c.subject,
-        events.c.status,
-        events.c.time,
-    ).where(events.c.status.in_(statuses))
-    if selector.event_ids:
-        query = query.where(events.c.event_id.in_(selector.event_ids))
-    if selector.correlation_id:
-        query = query.where(events.c.correlation_id == selector.correlation_id)
-    if selector.since:
-        query = query.where(events.c.time >= selector.since)
-    if selector.until:
-        query = query.where(events.c.time < selector.until)
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(query.order_by(events.c.pos).limit(PREVIEW_LIMIT + 1)).all()
-    return [dict(r._mapping) for r in rows]
-
-
 async def list_page(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     operator = request[SIGNED_IN].operator
@@ -91,7 +64,7 @@ async def preview(request: web.Request) -> web.StreamResponse:
     selector = _selector(form)
     if not (selector.event_ids or selector.correlation_id or selector.since or selector.until):
         raise ControlError("a bulk replay needs a correlation id or a time range (since/until)")
-    rows = await console.store(lambda: preview_selection(console.runtime, selector))
+    rows = await console.store(lambda: preview_bulk_replay(console.runtime, selector))
     return page(
         request,
         "replay_preview.html",
