@@ -120,9 +120,11 @@ def console_app(console: Console) -> web.Application:
 
 
 def add_console(app: web.Application, console: Console) -> web.Application:
-    """Mount the console under ``/console``; returns the sub-application (OIDC routes go there,
-    with ``views.signin.start_session``)."""
+    """Mount the console under ``/console``; returns the sub-application. OpenID Connect routes
+    (``console.oidc_routes.add_oidc_routes``) go on ``app`` with ``views.signin.start_session``
+    as their ``start_session``; set ``console.oidc_enabled`` to show the button."""
     sub = console_app(console)
+    app[CONSOLE] = console
     app.add_subapp("/console", sub)
 
     async def to_home(request: web.Request) -> web.StreamResponse:
