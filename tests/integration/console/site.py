@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from integration.console.deal import Deal, populate
 from integration.console.people import make_admin, make_operator
-from quote2cash.api.app import build_app
+from quote2cash.api.app import HubStatus, build_app
 from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.runtime import Runtime
 
@@ -61,27 +61,50 @@ def prepare(folder: Path) -> Prepared:
 
 
 @asynccontextmanager
-async def serving(prepared: Prepared, folder: Path) -> AsyncIterator[ConsoleSite]:
-    """A copy of the prepared store served with the console."""
+async def serving(
+    prepared: Prepared,
+    folder: Path,
+    *,
+    status: HubStatus | None = None,
+    extra: Callable[[web.Application], None] | None = None,
+) -> AsyncIterator[ConsoleSite]:
+    """A copy of the prepared store served with the console (``extra`` adds routes)."""
     path = folder / "hub.sqlite"
     shutil.copyfile(prepared.path, path)
     runtime = Runtime.open(f"sqlite:///{path}", sqlite_synchronous="NORMAL", initialise=False)
+    try:
+        async with served_runtime(runtime, status=status, extra=extra) as url:
+            yield ConsoleSite(url, runtime, prepared.deal, prepared.passwords)
+    finally:
+        runtime.close()
+
+
+@asynccontextmanager
+async def served_runtime(
+    runtime: Runtime,
+    *,
+    status: HubStatus | None = None,
+    extra: Callable[[web.Application], None] | None = None,
+) -> AsyncIterator[str]:
+    """The hub's app with the console for ``runtime`` on 127.0.0.1; yields its base URL."""
     app = build_app(
         runtime,
+        status=status,
         console_links=ObjectLinks(
             crm_url="https://sf.example.test", billing_url="http://stripe.example.test"
         ),
     )
+    if extra is not None:
+        extra(app)
     runner = web.AppRunner(app)
     await runner.setup()
     tcp = web.TCPSite(runner, "127.0.0.1", 0)
     await tcp.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield ConsoleSite(f"http://{host}:{port}", runtime, prepared.deal, prepared.passwords)
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
-        runtime.close()
 
 
 async def sign_in(session: aiohttp.ClientSession, site: ConsoleSite, name: str) -> str:

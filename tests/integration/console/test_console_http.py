@@ -373,3 +373,29 @@ async def test_resolve_needs_a_reason_and_closes_the_exception(site: ConsoleSite
             assert f'id="exception-{pos}"' not in await answer.text()
     event = find_event(site.runtime, site.deal.failed_payment)
     assert event is not None and event["event"]["status"] == "resolved"
+
+
+async def test_retry_requeues_and_a_finance_event_needs_a_replay_request(
+    site: ConsoleSite,
+) -> None:
+    account = find_event(site.runtime, site.deal.account_update)
+    payment = find_event(site.runtime, site.deal.failed_payment)
+    assert account is not None and payment is not None
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.post(
+            f"{site.url}/console/exceptions/{payment['event']['pos']}/retry",
+            data={"csrf": csrf},
+        ) as answer:
+            assert answer.status == 400
+            assert "request a replay of it" in html.unescape(await answer.text())
+        async with http.post(
+            f"{site.url}/console/exceptions/{account['event']['pos']}/retry",
+            data={"csrf": csrf},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303
+    retried = find_event(site.runtime, site.deal.account_update)
+    assert retried is not None and retried["event"]["status"] == "pending"
+    still = find_event(site.runtime, site.deal.failed_payment)
+    assert still is not None and still["event"]["status"] == "exception"
