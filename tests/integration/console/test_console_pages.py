@@ -112,3 +112,37 @@ async def test_start_session_signs_in_an_operator_authenticated_elsewhere(
             allow_redirects=False,
         ) as answer:
             assert answer.headers["Location"] == "/console/"
+
+
+async def test_odd_input_gets_a_4xx_page_never_a_500(site: ConsoleSite) -> None:
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        for path in (
+            "/console/nope",
+            "/console/trace/%00",
+            "/console/trace/" + "x" * 5000,
+            "/console/search?q=" + "%C2%B2" * 400,
+            "/console/search?q=%27%22%3C%3E",
+            "/console/audit?before=abc",
+            "/console/audit?before=" + "9" * 40,
+            "/console/exceptions/abc/correct",
+            "/console/exceptions/99999/correct",
+        ):
+            async with http.get(f"{site.url}{path}") as answer:
+                assert 200 <= answer.status < 500, (path, answer.status)
+                assert "Traceback" not in await answer.text()
+        for path, form in (
+            ("/console/replays/abc/approve", {}),
+            ("/console/replays/999/approve", {}),
+            ("/console/replays/999/reject", {"note": "no"}),
+            ("/console/exceptions/99999/retry", {}),
+            ("/console/exceptions/1/resolve", {"reason": "x"}),
+            ("/console/exceptions/4/correct", {"data": "[1, 2]"}),
+            ("/console/replays", {"reason": "x"}),
+            ("/console/replays", {"event_id": "nope", "reason": "x"}),
+            ("/console/replays/preview", {"until": "2026-13-45"}),
+        ):
+            async with http.post(
+                f"{site.url}{path}", data={"csrf": csrf, **form}, allow_redirects=False
+            ) as answer:
+                assert 400 <= answer.status < 500, (path, answer.status, await answer.text())
