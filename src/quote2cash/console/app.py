@@ -103,6 +103,7 @@ def console_app(console: Console) -> web.Application:
     r.add_get("/exceptions/{pos}/correct", queue.correction_form)
     r.add_post("/exceptions/{pos}/correct", queue.correct)
     r.add_post("/exceptions/{pos}/resolve", queue.resolve)
+    r.add_post("/quarantine/{id}/discard", queue.discard)
     r.add_get("/replays", replays.list_page)
     r.add_post("/replays", replays.request)
     r.add_post("/replays/preview", replays.preview)

@@ -146,3 +146,31 @@ async def test_odd_input_gets_a_4xx_page_never_a_500(site: ConsoleSite) -> None:
                 f"{site.url}{path}", data={"csrf": csrf, **form}, allow_redirects=False
             ) as answer:
                 assert 400 <= answer.status < 500, (path, answer.status, await answer.text())
+
+
+async def test_a_quarantined_delivery_is_shown_and_can_be_discarded(site: ConsoleSite) -> None:
+    from quote2cash.engine.quarantine import get_quarantined, quarantine_delivery
+
+    delivery, _ = quarantine_delivery(
+        site.runtime,
+        "stripe",
+        b'{"data": [1, 2, "<script>"]}',
+        {"Content-Type": "application/json"},
+        "field 'data' is a list; expected an object <b>",
+    )
+    async with _session() as http:
+        await sign_in(http, site, "victor")
+        async with http.get(f"{site.url}/console/exceptions") as answer:
+            page = await answer.text()
+        assert f'id="quarantine-{delivery}"' in page and "expected an object &lt;b&gt;" in page
+        assert "Discard</button>" not in page
+    async with _session() as http:
+        csrf = await sign_in(http, site, "olivia")
+        async with http.post(
+            f"{site.url}/console/quarantine/{delivery}/discard",
+            data={"csrf": csrf, "reason": "a test sent by mistake"},
+            allow_redirects=False,
+        ) as answer:
+            assert answer.status == 303
+    kept = get_quarantined(site.runtime, delivery)
+    assert kept.status == "discarded" and kept.decided_by == "olivia"

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from quote2cash.engine.control import system_status
 from quote2cash.engine.exceptions import ExceptionItem, list_exceptions
+from quote2cash.engine.quarantine import QuarantinedDelivery, list_quarantine
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import events
 
@@ -22,6 +23,7 @@ RECOVERABILITY: Final = {
 TECHNICAL: Final = "technical"
 BACKLOG_AGE: Final = timedelta(minutes=5)
 SHOWN: Final = 500
+QUARANTINE_SHOWN: Final = 100
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Queue:
     technical: list[ExceptionItem] = field(default_factory=list)
     """Dead letters and credential failures: events, but fixed by whoever runs the systems."""
     alerts: list[Alert] = field(default_factory=list)
+    quarantine: list[QuarantinedDelivery] = field(default_factory=list)
+    """Signed deliveries the hub could not understand, kept whole for a person."""
 
 
 def read_queue(runtime: Runtime, *, limit: int = SHOWN) -> Queue:
@@ -52,6 +56,7 @@ def read_queue(runtime: Runtime, *, limit: int = SHOWN) -> Queue:
         else:
             queue.groups.setdefault(item.recoverability, []).append(item)
     queue.alerts = read_alerts(runtime)
+    queue.quarantine = list_quarantine(runtime, status="held", limit=QUARANTINE_SHOWN)
     return queue
 
 

@@ -15,6 +15,7 @@ from quote2cash.console.session import SIGNED_IN
 from quote2cash.console.views.exceptions_read import RECOVERABILITY, read_queue
 from quote2cash.engine.control import ControlError
 from quote2cash.engine.events import decode_data
+from quote2cash.engine.quarantine import discard_delivery
 from quote2cash.engine.queries import find_event
 
 MAX_REASON: Final = 1000
@@ -88,3 +89,16 @@ async def correct(request: web.Request) -> web.StreamResponse:
     if made is not None:
         return redirect(f"/console/replays#request-{made.id}")
     return redirect("/console/exceptions")
+
+
+async def discard(request: web.Request) -> web.StreamResponse:
+    """A quarantined delivery an operator decides not to take in, with the reason."""
+    console = console_of(request)
+    raw, operator = request.match_info["id"], request[SIGNED_IN].operator
+    if not raw.isdigit() or len(raw) > 18:
+        raise ControlError(f"quarantined delivery id {raw!r} is not a number")
+    reason = await _reason(request, required=True)
+    await console.store(
+        lambda: discard_delivery(console.runtime, int(raw), by=operator, reason=reason)
+    )
+    return redirect("/console/exceptions#quarantine")
