@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 
+from quote2cash.console.views.xref_keys import global_ids_of
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.subjects import contract_subject
 from quote2cash.store.schema import events, md_xrefs, steps
@@ -55,10 +56,7 @@ def find_deals(runtime: Runtime, key: str) -> list[DealHit]:
             "contract number",
         )
         local_ids = [key]
-        xref = select(md_xrefs.c.global_id).where(
-            or_(md_xrefs.c.local_id == key, md_xrefs.c.global_id == key)
-        )
-        global_ids = sorted(set(conn.execute(xref).scalars()))
+        global_ids = sorted(set(conn.execute(global_ids_of(conn, conn.engine, [key])).scalars()))
         if global_ids:
             local_ids += list(
                 conn.execute(

@@ -13,6 +13,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, or_, select
 
 from quote2cash.console.links import ObjectLinks
+from quote2cash.console.views.xref_keys import global_ids_of
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import (
     audit_log,
@@ -268,13 +269,7 @@ def _objects(conn: Connection, texts: list[str], links: ObjectLinks) -> list[Lin
     global_ids: set[str] = set()
     for start in range(0, len(tokens), 500):
         chunk = tokens[start : start + 500]
-        global_ids.update(
-            conn.execute(
-                select(md_xrefs.c.global_id).where(
-                    or_(md_xrefs.c.local_id.in_(chunk), md_xrefs.c.global_id.in_(chunk))
-                )
-            ).scalars()
-        )
+        global_ids.update(conn.execute(global_ids_of(conn, conn.engine, chunk)).scalars())
     if not global_ids:
         return []
     rows = conn.execute(
