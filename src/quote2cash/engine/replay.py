@@ -179,6 +179,7 @@ def request_replay(
                     "replay.requested",
                     f"replay:{rid}",
                     details={
+                        "credential": _credential(by),
                         "selector": selector.describe(),
                         "events": len(positions),
                         "finance_sensitive": sensitive,
@@ -226,6 +227,11 @@ def _to_request(row: Any) -> ReplayRequest:
     )
 
 
+def _credential(by: Operator) -> str:
+    """How the decider was authenticated, for the audit entry (never a secret)."""
+    return f"token {by.token_name}" if by.token_name else by.via
+
+
 def _check_decider(req: ReplayRequest, by: Operator) -> None:
     """Maker-checker: a second person decides; finance-sensitive requests need a finance
     approver, the others an operator or a finance approver."""
@@ -258,7 +264,14 @@ def reject_replay(runtime: Runtime, request_id: int, *, by: Operator, note: str)
         _decide(conn, req, "rejected", actor, note, now)
         append_audit(
             conn,
-            [AuditEntry(actor, "replay.rejected", f"replay:{req.id}", details={"note": note})],
+            [
+                AuditEntry(
+                    actor,
+                    "replay.rejected",
+                    f"replay:{req.id}",
+                    details={"note": note, "credential": _credential(by)},
+                )
+            ],
             now,
         )
     return get_request(runtime, request_id)
@@ -313,6 +326,7 @@ def approve_replay(
                     "replay.approved",
                     f"replay:{req.id}",
                     details={
+                        "credential": _credential(by),
                         "requested_by": req.requested_by,
                         "note": note,
                         "requeued": requeued,
