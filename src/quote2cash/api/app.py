@@ -29,21 +29,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from quote2cash.api.auth import OPERATOR, client_of
 from quote2cash.api.intake import Unintelligible, callout_shape, stripe_shape
+from quote2cash.api.routing import ParameterError
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
 from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.clock import Clock, SystemClock
-from quote2cash.engine.control import system_status
+from quote2cash.engine.control import ControlError, system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, decode_data, validate_envelope
+from quote2cash.engine.exceptions import UnknownEvent
 from quote2cash.engine.log import Appended
-from quote2cash.engine.quarantine import quarantine_delivery
-from quote2cash.engine.queries import EventRow, failed_events, find_event, list_events
+from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
+from quote2cash.engine.queries import EventRow, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
-from quote2cash.identity import NotAllowed, NotAuthenticated
+from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
@@ -55,8 +57,10 @@ StripeVerifier = Callable[[bytes, str], BillingEvent]
 """Checks a Stripe delivery (payload, ``Stripe-Signature``) and returns its event, or raises
 AuthError (bad signature, stale timestamp) or DataError (not a Stripe event)."""
 
-STATUSES: Final = ("pending", "parked", "done", "exception", "dead")
+STATUSES: Final = ("pending", "parked", "done", "exception", "dead", "resolved")
 MAX_LIMIT: Final = 1000
+OPENAPI_PATH: Final = "/v1/openapi.json"
+"""The API's description is not data: served without a token."""
 MAX_BODY: Final = 4 * 1024 * 1024
 
 
@@ -408,20 +412,6 @@ class HubApi:
         steps = [{**s, "result": _maybe_json(s.get("result"))} for s in found["steps"]]
         return json_response({"event": event, "steps": steps, "failures": found["failures"]})
 
-    async def exceptions(self, request: web.Request) -> web.Response:
-        kind = request.query.get("kind") or None
-        if kind not in (None, "exception", "dead"):
-            raise ApiError(
-                400,
-                "invalid_parameter",
-                f"query parameter 'kind' is {kind!r}; expected 'exception' or 'dead'",
-            )
-        limit = _limit(request.query.get("limit"), default=200)
-        rows: list[EventRow] = await self._store(
-            lambda: failed_events(self.runtime, kind, limit=limit)
-        )
-        return json_response({"data": [_event_json(r) for r in rows], "count": len(rows)})
-
     async def invoice(self, request: web.Request) -> web.Response:
         """GetInvoiceStatus: by billing, ERP or CRM id, invoice number or global id, answered
         from the hub's own state (no external call)."""
@@ -474,6 +464,14 @@ class HubApi:
             return error_response(401, "unauthenticated", str(exc))
         except NotAllowed as exc:
             return error_response(403, "forbidden", str(exc))
+        except ParameterError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except (UnknownEvent, UnknownDelivery) as exc:
+            return error_response(404, "not_found", str(exc))
+        except ControlError as exc:
+            return error_response(409, "conflict", str(exc))
+        except IdentityError as exc:
+            return error_response(400, "invalid_request", str(exc))
         except web.HTTPException as exc:
             code = exc.reason.lower().replace(" ", "_")
             return error_response(
@@ -489,7 +487,7 @@ class HubApi:
     async def bearer(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if not request.path.startswith("/v1"):
+        if not request.path.startswith("/v1") or request.path == OPENAPI_PATH:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -559,15 +557,11 @@ def build_app(
     )
     app = web.Application(middlewares=[hub.errors, hub.bearer], client_max_size=MAX_BODY)
     app[HUB] = hub
-    app.router.add_get("/health", hub.health)
-    app.router.add_post("/webhooks/stripe", hub.stripe_webhook)
-    app.router.add_post("/webhooks/salesforce", hub.salesforce_callout)
-    app.router.add_get("/v1/events", hub.events)
-    app.router.add_get("/v1/events/{id}", hub.event)
-    app.router.add_get("/v1/exceptions", hub.exceptions)
-    app.router.add_get("/v1/systems", hub.systems)
-    app.router.add_get("/v1/invoices/{id}", hub.invoice)
-    app.router.add_get("/v1/reconciliation", hub.reconciliation)
+    from quote2cash.api.routes import ROUTES
+    from quote2cash.api.routing import checked
+
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, checked(route, hub))
     if console_links is not None:
         from quote2cash.console.app import add_console
         from quote2cash.console.context import Console

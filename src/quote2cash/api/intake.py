@@ -12,6 +12,12 @@ from typing import Any, Final
 
 import msgspec
 
+from quote2cash.connectors.stripe import mapping as stripe_mapping
+from quote2cash.engine.events import Event
+from quote2cash.engine.quarantine import QuarantinedDelivery, QuarantineError
+from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.intake import billing_event, callout_event
+
 MAX_DEPTH: Final = 32
 """Stripe events nest about 8 deep; deeper bodies are refused before any recursive code."""
 FIRST_SECOND: Final = int(datetime(1, 1, 1, tzinfo=UTC).timestamp())
@@ -103,3 +109,24 @@ def callout_shape(body: bytes) -> dict[str, Any]:
     for path in ("opportunity.Id", "opportunity.Contract_Number__c"):
         _expect(message, path, (str,), "a string")
     return message
+
+
+def understand_delivery(runtime: Runtime, delivery: QuarantinedDelivery) -> Event:
+    """A quarantined body as its event, if the hub understands it now (QuarantineError saying
+    why not otherwise); its signature was checked when it arrived."""
+    try:
+        if delivery.source == "billing":
+            be = stripe_mapping.billing_event(stripe_shape(delivery.body))
+            return billing_event(runtime, be)
+        message = callout_shape(delivery.body)
+        if message.get("eventType") != "opportunity.closed_won":
+            raise QuarantineError("field 'eventType': expected 'opportunity.closed_won'")
+        return callout_event(message, time=delivery.received_at)
+    except Unintelligible as exc:
+        raise QuarantineError(f"the hub still cannot understand it: {exc}") from None
+    except QuarantineError:
+        raise
+    except Exception as exc:
+        raise QuarantineError(
+            f"the hub still cannot take it in ({type(exc).__name__}: {exc})"
+        ) from None

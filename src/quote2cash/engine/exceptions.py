@@ -42,6 +42,10 @@ class ExceptionActionError(ControlError):
     """An action the queue refuses (unknown position, not failed); the message says why."""
 
 
+class UnknownEvent(ExceptionActionError):
+    """No event at the position given."""
+
+
 class NeedsFinanceApproval(ExceptionActionError):
     """A finance-sensitive event: it goes through a replay request a finance approver decides
     (``request`` is the one made for it, if any)."""
@@ -157,7 +161,7 @@ def list_exceptions(
 def _failed(conn: Connection, pos: int) -> Any:
     row = conn.execute(select(events).where(events.c.pos == pos)).first()
     if row is None:
-        raise ExceptionActionError(f"no event at position {pos}")
+        raise UnknownEvent(f"no event at position {pos}")
     if row.status not in ("exception", "dead"):
         raise ExceptionActionError(
             f"event {pos} ({row.event_id}) is {row.status}, not in the exception queue"

@@ -35,6 +35,10 @@ class QuarantineError(ControlError):
     """A quarantine decision that cannot be taken (unknown id, already decided); safe to show."""
 
 
+class UnknownDelivery(QuarantineError):
+    """No quarantined delivery with the id given."""
+
+
 @dataclass(frozen=True)
 class QuarantinedDelivery:
     id: int
@@ -145,7 +149,7 @@ def get_quarantined(runtime: Runtime, delivery_id: int) -> QuarantinedDelivery:
     with runtime.engine.connect() as conn:
         row = conn.execute(select(quarantine).where(quarantine.c.id == delivery_id)).first()
     if row is None:
-        raise QuarantineError(f"no quarantined delivery {delivery_id}")
+        raise UnknownDelivery(f"no quarantined delivery {delivery_id}")
     return _row(row)
 
 

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ from sqlalchemy import func, select, text
 from quote2cash.api.app import build_app
 from quote2cash.connectors.stripe import verify_webhook
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.events import Event
+from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.queries import list_events
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
@@ -107,9 +108,12 @@ async def post_stripe(
     http: aiohttp.ClientSession, base: str, body: bytes, signed: bool = True
 ) -> tuple[int, dict[str, Any]]:
     signature = stripe_signature(body, STRIPE_SECRET if signed else "whsec_someone_else")
-    async with http.post(
-        f"{base}/webhooks/stripe", data=body, headers={"Stripe-Signature": signature}
-    ) as r:
+    headers = {
+        "Stripe-Signature": signature,
+        "Authorization": "Bearer not-kept-anywhere",
+        "Cookie": "session=not-kept-either",
+    }
+    async with http.post(f"{base}/webhooks/stripe", data=body, headers=headers) as r:
         return r.status, await r.json()
 
 
@@ -125,6 +129,7 @@ async def test_signed_stripe_bodies_the_hub_cannot_understand_are_quarantined(
     assert all(row.source == "billing" and row.status == "held" for row in kept)
     assert all(row.reason for row in kept)
     assert all("Stripe-Signature" in json.loads(row.headers) for row in kept)
+    assert not any("not-kept" in row.headers for row in kept), "credentials are never kept"
     reasons = {name: answer["reason"] for name, (_, answer) in answers.items()}
     assert reasons["data not an object"] == "field 'data' is an array; expected an object"
     assert "field 'created' is 1e+20" in reasons["created 1e20"]
@@ -261,3 +266,23 @@ async def test_odd_ids_in_the_path_answer_4xx(
     async with http.get(f"{base}{path}", headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == status
         assert (await r.json())["error"]["message"]
+
+
+def test_migration_0008_pads_times_an_older_release_wrote_unpadded(tmp_path: Path) -> None:
+    from alembic import command
+
+    from quote2cash.store.db import _alembic_config, migrate
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    runtime = Runtime.open(url)
+    runtime.log.append(new_event("billing.invoice.finalized", "contract:CN-1", id="evt_old"))
+    runtime.log.append(new_event("billing.invoice.finalized", "contract:CN-1", id="evt_new"))
+    with runtime.engine.begin() as conn:
+        conn.execute(text("UPDATE events SET time = '5-04-19 09:46:40.000000' WHERE pos = 1"))
+        conn.execute(text("UPDATE events SET time = '950-01-01 00:00:00.000000' WHERE pos = 2"))
+    command.downgrade(_alembic_config(runtime.engine), "0007")
+    migrate(runtime.engine)
+    with runtime.engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(text("SELECT time FROM events ORDER BY time"))]
+    runtime.close()
+    assert stored == ["0005-04-19 09:46:40.000000", "0950-01-01 00:00:00.000000"]
