@@ -174,3 +174,15 @@ async def test_a_quarantined_delivery_is_shown_and_can_be_discarded(site: Consol
             assert answer.status == 303
     kept = get_quarantined(site.runtime, delivery)
     assert kept.status == "discarded" and kept.decided_by == "olivia"
+
+
+async def test_systems_show_recent_failed_calls(site: ConsoleSite) -> None:
+    async with _session() as http:
+        await sign_in(http, site, "victor")
+        async with http.get(f"{site.url}/console/systems") as answer:
+            page = html.unescape(await answer.text())
+    billing = page[page.index('id="system-billing"') : page.index('id="system-crm"')]
+    assert "failed calls (15 min)</dt><dd>1, last" in billing
+    assert "field 'payment_method' is missing" in billing
+    erp = page[page.index('id="system-erp"') :]
+    assert "failed calls (15 min)</dt><dd>none" in erp

@@ -3,10 +3,11 @@ maintenance-window forms for operators."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from aiohttp import web
+from sqlalchemy import select
 
 from quote2cash.console import decide
 from quote2cash.console.context import console_of
@@ -14,19 +15,37 @@ from quote2cash.console.render import page, redirect
 from quote2cash.console.session import SIGNED_IN
 from quote2cash.engine.control import ControlError, system_status
 from quote2cash.engine.runtime import Runtime
+from quote2cash.store.schema import failures
 
 KNOWN_SYSTEMS: Final = ("crm", "billing", "erp")
 MAX_REASON: Final = 500
+RECENT: Final = timedelta(minutes=15)
+
+
+def recent_failures(runtime: Runtime, since: datetime) -> dict[str, dict[str, Any]]:
+    """Per system: how many calls failed since ``since``, the last time and error."""
+    out: dict[str, dict[str, Any]] = {}
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
+            select(failures.c.system, failures.c.at, failures.c.error)
+            .where(failures.c.at >= since, failures.c.system.is_not(None))
+            .order_by(failures.c.at)
+        ).all()
+    for system, at, error in rows:
+        entry = out.setdefault(str(system), {"count": 0})
+        entry.update(count=entry["count"] + 1, last_at=at, last_error=error[:300])
+    return out
 
 
 def read_systems(runtime: Runtime) -> list[dict[str, Any]]:
-    """Every known system with its pause, windows, waiting deals, breaker and rate use (the
-    breaker and rate figures are this process's gates)."""
+    """Every known system with its pause, windows, waiting deals, recent failures, breaker and
+    rate use (the breaker and rate figures are this process's gates)."""
     gates = runtime.gates
     now = runtime.clock.now()
     stored = {str(entry["system"]): entry for entry in system_status(runtime)}
+    failed = recent_failures(runtime, now - RECENT)
     out = []
-    for name in sorted(set(KNOWN_SYSTEMS) | set(stored)):
+    for name in sorted(set(KNOWN_SYSTEMS) | set(stored) | set(failed)):
         entry: dict[str, Any] = dict(
             stored.get(name)
             or {"system": name, "paused": False, "reason": None, "changed_by": None, "windows": []}
@@ -43,6 +62,7 @@ def read_systems(runtime: Runtime) -> list[dict[str, Any]]:
         )
         entry["max_concurrency"] = limits.max_concurrency
         entry.setdefault("held_subjects", 0)
+        entry["recent_failures"] = failed.get(name)
         out.append(entry)
     return out
 
