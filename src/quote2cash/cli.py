@@ -58,7 +58,14 @@ def _api_commands() -> None:
     app.add_typer(operators_app, name="operators")
 
 
+def _exception_commands() -> None:
+    from quote2cash.cli_exceptions import register
+
+    register(app, dlq_app)
+
+
 _api_commands()
+_exception_commands()
 
 
 def _reconcile_commands() -> None:
@@ -339,6 +346,9 @@ def replay_request(
     since: Annotated[str | None, typer.Option(help="ISO time, inclusive")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time, exclusive")] = None,
     include_processed: Annotated[bool, typer.Option("--include-processed")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the exact events it would take")
+    ] = False,
     db: DbOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -353,6 +363,9 @@ def replay_request(
         include_processed,
     )
     runtime = open_runtime(db)
+    if dry_run:
+        show_replay_preview(runtime, selector)
+        return
     by = acting_operator(runtime, token)
     try:
         req = request_replay(runtime, selector, by=by, reason=reason)
@@ -360,6 +373,23 @@ def replay_request(
         fail(str(exc))
     sensitive = " (finance-sensitive: needs a finance_approver)" if req.finance_sensitive else ""
     console.print(f"replay request [bold]{req.id}[/] for {req.event_count} event(s){sensitive}")
+
+
+def show_replay_preview(runtime: Runtime, selector: Any) -> None:
+    """The exact events a replay request for ``selector`` would pin now."""
+    from quote2cash.engine.exceptions import preview_bulk_replay
+
+    try:
+        preview = preview_bulk_replay(runtime, selector)
+    except ControlError as exc:
+        fail(str(exc))
+    table = DataTable("pos", "id", "type", "subject", "status", "finance")
+    for e in preview:
+        table.add_row(
+            str(e.pos), e.id, e.type, e.subject, e.status, "yes" if e.finance_sensitive else ""
+        )
+    console.print(table)
+    console.print(f"dry run: a request would take these {len(preview)} event(s)")
 
 
 @replay_app.command("approve")

@@ -29,6 +29,7 @@ from quote2cash.cli_identity import (
     read_passwords,
 )
 from quote2cash.cli_text import DataTable, escape, print_table
+from quote2cash.console.links import ObjectLinks
 
 if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
@@ -257,6 +258,14 @@ async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier 
     return verifier
 
 
+def _console_links(state: dict[str, Any]) -> ObjectLinks:
+    """The console links objects to the sandbox's emulators when serving the sandbox."""
+    return ObjectLinks(
+        crm_url=(state.get("salesforce") or {}).get("instance_url"),
+        billing_url=(state.get("stripe") or {}).get("base_url"),
+    )
+
+
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port)", min=0, max=65535)] = 8080,
@@ -283,8 +292,12 @@ def serve_command(
         typer.Option(help="Catalog and entity rules folder (default: $Q2C_CONFIG_DIR or packaged)"),
     ] = None,
     db: DbOption = None,
+    with_console: Annotated[
+        bool, typer.Option("--console/--no-console", help="Serve the operations console")
+    ] = True,
 ) -> None:
-    """Serve the API (webhooks, /v1, /health) with the workers and polling, until SIGTERM."""
+    """Serve the API (webhooks, /v1, /health), the console (/console), the workers and polling,
+    until SIGTERM."""
     from quote2cash.api.app import HUB
     from quote2cash.api.serve import ServeOptions, serve
     from quote2cash.cli import fail, load_systems, open_runtime
@@ -311,6 +324,7 @@ def serve_command(
         poll_seconds,
         active_config_dir(config_dir),
         reconcile_seconds=settings.reconcile_interval_seconds,
+        console=_console_links(state) if with_console else None,
     )
 
     async def ready(url: str, app: Any) -> None:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from quote2cash.api.access_log import RedactingAccessLogger
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
+from quote2cash.console.links import ObjectLinks
 from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
@@ -40,6 +41,9 @@ class ServeOptions:
     shutdown_seconds: float = 10.0
     reconcile_seconds: float = 0.0
     """Run a three-way reconciliation every N s and keep its report for the API (0: never)."""
+    console: ObjectLinks | None = field(default_factory=ObjectLinks)
+    """Serve the operations console under ``/console``, linking objects with these bases
+    (None: no console)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -129,7 +133,11 @@ async def serve(
     """
     status = HubStatus(worker_running=False if options.workers else None)
     app = build_app(
-        runtime, stripe_verifier=stripe_verifier, callout_secret=callout_secret, status=status
+        runtime,
+        stripe_verifier=stripe_verifier,
+        callout_secret=callout_secret,
+        status=status,
+        console_links=options.console,
     )
     runner = web.AppRunner(
         app, shutdown_timeout=options.shutdown_seconds, access_log_class=RedactingAccessLogger
