@@ -351,6 +351,7 @@ def replay_request(
     ] = False,
     db: DbOption = None,
     token: TokenOption = None,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """Ask for a replay; another operator must approve it."""
     from quote2cash.engine.replay import Selector, request_replay
@@ -364,7 +365,7 @@ def replay_request(
     )
     runtime = open_runtime(db)
     if dry_run:
-        show_replay_preview(runtime, selector)
+        show_replay_preview(runtime, selector, output)
         return
     by = acting_operator(runtime, token)
     try:
@@ -375,7 +376,7 @@ def replay_request(
     console.print(f"replay request [bold]{req.id}[/] for {req.event_count} event(s){sensitive}")
 
 
-def show_replay_preview(runtime: Runtime, selector: Any) -> None:
+def show_replay_preview(runtime: Runtime, selector: Any, output: OutputFormat) -> None:
     """The exact events a replay request for ``selector`` would pin now."""
     from quote2cash.engine.exceptions import preview_bulk_replay
 
@@ -383,13 +384,22 @@ def show_replay_preview(runtime: Runtime, selector: Any) -> None:
         preview = preview_bulk_replay(runtime, selector)
     except ControlError as exc:
         fail(str(exc))
-    table = DataTable("pos", "id", "type", "subject", "status", "finance")
-    for e in preview:
-        table.add_row(
-            str(e.pos), e.id, e.type, e.subject, e.status, "yes" if e.finance_sensitive else ""
-        )
-    console.print(table)
-    console.print(f"dry run: a request would take these {len(preview)} event(s)")
+    records = [
+        {
+            "pos": e.pos,
+            "id": e.id,
+            "type": e.type,
+            "subject": e.subject,
+            "status": e.status,
+            "finance_sensitive": e.finance_sensitive,
+        }
+        for e in preview
+    ]
+    show_records(
+        console, records, ("pos", "id", "type", "subject", "status", "finance_sensitive"), output
+    )
+    if OutputFormat(output) is OutputFormat.table:
+        console.print(f"dry run: a request would take these {len(preview)} event(s)")
 
 
 @replay_app.command("approve")

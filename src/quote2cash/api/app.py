@@ -46,6 +46,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
+from quote2cash.identity.oidc import OidcClient
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
@@ -542,10 +543,12 @@ def build_app(
     callout_tolerance: int = 300,
     store_timeout: float = 15.0,
     console_links: ObjectLinks | None = None,
+    oidc: OidcClient | None = None,
 ) -> web.Application:
     """The API for ``runtime``; connectors are not needed (the verifier carries the secret).
 
-    With ``console_links`` the operations console is served under ``/console``."""
+    With ``console_links`` the operations console is served under ``/console``; with ``oidc``
+    too, its sign-in also goes through that OpenID Connect provider."""
     hub = HubApi(
         runtime,
         stripe_verifier=stripe_verifier,
@@ -566,8 +569,12 @@ def build_app(
         from quote2cash.console.app import add_console
         from quote2cash.console.context import Console
 
-        add_console(
-            app,
-            Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation),
-        )
+        console = Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation)
+        add_console(app, console)
+        if oidc is not None:
+            from quote2cash.console.oidc_routes import add_oidc_routes
+            from quote2cash.console.views.signin import start_session
+
+            add_oidc_routes(app, runtime=runtime, client=oidc, start_session=start_session)
+            console.oidc_enabled = True
     return app

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
     from quote2cash.engine.runtime import Runtime
     from quote2cash.identity import Operator
+    from quote2cash.identity.oidc import OidcClient
 
 tokens_app = typer.Typer(
     help="API tokens: each belongs to an operator, carries at most its roles, expires.",
@@ -266,6 +267,19 @@ def _console_links(state: dict[str, Any]) -> ObjectLinks:
     )
 
 
+def _oidc_client(runtime: Runtime) -> OidcClient | None:
+    """The console's OpenID Connect client from the ``Q2C_OIDC_*`` settings; a bad setting is
+    one line naming it."""
+    from quote2cash.cli import fail
+    from quote2cash.identity.oidc import OidcConfigError, oidc_client_from_env
+
+    try:
+        return oidc_client_from_env()
+    except OidcConfigError as exc:
+        runtime.close()
+        fail(str(exc))
+
+
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port)", min=0, max=65535)] = 8080,
@@ -317,6 +331,7 @@ def serve_command(
     if refused is not None:
         runtime.close()
         fail(refused)
+    oidc = _oidc_client(runtime) if with_console else None
     options = ServeOptions(
         host,
         port,
@@ -325,6 +340,7 @@ def serve_command(
         active_config_dir(config_dir),
         reconcile_seconds=settings.reconcile_interval_seconds,
         console=_console_links(state) if with_console else None,
+        oidc=oidc,
     )
 
     async def ready(url: str, app: Any) -> None:

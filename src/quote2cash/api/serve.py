@@ -26,6 +26,7 @@ from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
+from quote2cash.identity.oidc import OidcClient
 from quote2cash.masterdata.xref import XrefStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class ServeOptions:
     console: ObjectLinks | None = field(default_factory=ObjectLinks)
     """Serve the operations console under ``/console``, linking objects with these bases
     (None: no console)."""
+    oidc: OidcClient | None = None
+    """The console's OpenID Connect sign-in (None: names and passwords only)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -138,6 +141,7 @@ async def serve(
         callout_secret=callout_secret,
         status=status,
         console_links=options.console,
+        oidc=options.oidc,
     )
     runner = web.AppRunner(
         app, shutdown_timeout=options.shutdown_seconds, access_log_class=RedactingAccessLogger
