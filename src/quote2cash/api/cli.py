@@ -259,11 +259,17 @@ async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier 
     return verifier
 
 
-def _console_links(state: dict[str, Any]) -> ObjectLinks:
-    """The console links objects to the sandbox's emulators when serving the sandbox."""
+def _console_links(systems: Any) -> ObjectLinks:
+    """The console links each object to the system it lives in, as the connectors are
+    configured (the sandbox's emulators, or the real tenants)."""
+
+    def base(role: Any, attribute: str) -> str | None:
+        value = getattr(getattr(role, "config", None), attribute, None)
+        return str(value) if value else None
+
     return ObjectLinks(
-        crm_url=(state.get("salesforce") or {}).get("instance_url"),
-        billing_url=(state.get("stripe") or {}).get("base_url"),
+        crm_url=base(systems.crm, "instance_url"),
+        billing_url=base(systems.billing, "base_url"),
     )
 
 
@@ -339,7 +345,7 @@ def serve_command(
         poll_seconds,
         active_config_dir(config_dir),
         reconcile_seconds=settings.reconcile_interval_seconds,
-        console=_console_links(state) if with_console else None,
+        console=_console_links(systems) if with_console else None,
         oidc=oidc,
     )
 

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from conftest import missing_service
@@ -73,6 +75,21 @@ def _sandbox_state(world: World, folder: Path) -> Path:
     return folder
 
 
+def _systems_yaml(world: World, folder: Path) -> Path:
+    """The served hub's systems: the world's billing with a signing secret of its own (``q2c
+    serve`` refuses the sandbox's published one). It serves the console only: the test's worker
+    runs the flows, so it needs no CRM or ERP and hears no webhooks."""
+    billing = {
+        "api_key": STRIPE_KEY,
+        "base_url": world.stripe_url,
+        "webhook_secret": "whsec_" + secrets.token_hex(24),
+    }
+    path = folder / "systems.yaml"
+    path.write_text(yaml.safe_dump({"billing": {"kind": "stripe", "settings": billing}}))
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture
 def served(world: World, hub: Hub, tmp_path: Path) -> Iterator[str]:
     """``q2c serve`` on the hub's store (the test's worker runs the flows)."""
@@ -81,7 +98,7 @@ def served(world: World, hub: Hub, tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "serve"]
     command += ["--db", url, "--port", "0", "--no-workers", "--poll-seconds", "0"]
-    command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
+    command += ["--workdir", str(sandbox), "--config", str(_systems_yaml(world, tmp_path))]
     log = tmp_path / "serve.log"
     with log.open("w") as errors:
         process = subprocess.Popen(
