@@ -35,6 +35,7 @@ from quote2cash.api.routing import ParameterError
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
+from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.control import ControlError, system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
@@ -47,6 +48,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
+from quote2cash.identity.oidc import OidcClient
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
@@ -542,8 +544,13 @@ def build_app(
     status: HubStatus | None = None,
     callout_tolerance: int = 300,
     store_timeout: float = 15.0,
+    console_links: ObjectLinks | None = None,
+    oidc: OidcClient | None = None,
 ) -> web.Application:
-    """The API for ``runtime``; connectors are not needed (the verifier carries the secret)."""
+    """The API for ``runtime``; connectors are not needed (the verifier carries the secret).
+
+    With ``console_links`` the operations console is served under ``/console``; with ``oidc``
+    too, its sign-in also goes through that OpenID Connect provider."""
     hub = HubApi(
         runtime,
         stripe_verifier=stripe_verifier,
@@ -560,4 +567,16 @@ def build_app(
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, checked(route, hub))
+    if console_links is not None:
+        from quote2cash.console.app import add_console
+        from quote2cash.console.context import Console
+
+        console = Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation)
+        add_console(app, console)
+        if oidc is not None:
+            from quote2cash.console.oidc_routes import add_oidc_routes
+            from quote2cash.console.views.signin import start_session
+
+            add_oidc_routes(app, runtime=runtime, client=oidc, start_session=start_session)
+            console.oidc_enabled = True
     return app
