@@ -65,6 +65,15 @@ def _reconcile_commands() -> None:
 
 _reconcile_commands()
 
+
+def _audit_commands() -> None:
+    from quote2cash.cli_audit import register
+
+    register(audit_app)
+
+
+_audit_commands()
+
 console = Console()
 err = Console(stderr=True)
 
@@ -124,10 +133,19 @@ def parse_time(value: str | None, field: str) -> datetime | None:
 @app.command()
 def init(db: DbOption = None) -> None:
     """Create or migrate the store's schema."""
+    from quote2cash.engine.audit_key import AuditKeyError, ensure_key
     from quote2cash.store.db import current_revision
 
+    url = db or get_settings().database_url
+    try:
+        key, created = ensure_key(url)
+    except AuditKeyError as exc:
+        fail(str(exc))
     rt = open_runtime(db, initialise=True)
     console.print(f"store ready at revision [bold]{current_revision(rt.engine)}[/]")
+    made = "created (mode 0600; back it up away from the store)" if created else "found"
+    console.print(escape(f"audit key {key.key_id}: {made} in {key.source}"))
+    console.print(escape(f"audit checkpoints: {rt.checkpoints.where}"))
 
 
 def load_registry(spec: str) -> Registry:
@@ -494,22 +512,6 @@ def systems_check(config: SystemsConfig = None, sandbox: SandboxDir = ".q2c/sand
     console.print(table)
     if not all(r.reachable and r.authenticated for r in results):
         raise typer.Exit(1)
-
-
-@audit_app.command("verify")
-def audit_verify(db: DbOption = None) -> None:
-    """Recompute the hash chain; name the first entry that was edited, removed or reordered."""
-    from quote2cash.engine.audit import verify_audit
-
-    result = verify_audit(open_runtime(db).engine)
-    if result.ok:
-        console.print(f"[green]audit log intact[/]: {result.checked} entries verified")
-        return
-    fail(
-        f"audit log broken at entry {result.first_broken_seq}: {result.reason} "
-        f"({result.checked} entries verified before it)",
-        code=1,
-    )
 
 
 @operators_app.command("add")

@@ -25,6 +25,7 @@ from quote2cash.engine.replay import (
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.store.schema import audit_log
+from support.forger import forging
 
 runner = CliRunner()
 
@@ -118,7 +119,7 @@ async def test_edited_audit_row_is_caught_by_cli_verify(runtime: Runtime, db_url
     assert "intact" in ok.output
     total = verify_audit(runtime.engine).checked
     assert total >= 6
-    with runtime.engine.begin() as conn:  # someone edits who approved, by hand
+    with forging(runtime.engine) as conn:  # someone edits who approved, by hand
         conn.execute(
             update(audit_log).where(audit_log.c.action == "replay.approved").values(actor="maria")
         )
@@ -133,7 +134,7 @@ async def test_edited_audit_row_is_caught_by_cli_verify(runtime: Runtime, db_url
 async def test_truncated_audit_log_is_caught(runtime: Runtime) -> None:
     add_operator(runtime, "a", ["operator"], actor="admin")
     add_operator(runtime, "b", ["operator"], actor="admin")
-    with runtime.engine.begin() as conn:
+    with forging(runtime.engine) as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
     result = verify_audit(runtime.engine)
     assert not result.ok and result.checked == 1
