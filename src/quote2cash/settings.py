@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     audit_checkpoint_url: str | None = Field(
         default=None, description="nats://... for audit checkpoints (default: bus_url if NATS)"
     )
+    audit_checkpoint_stream: str = Field(
+        default="Q2C_AUDIT_CHECKPOINTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="JetStream stream of the audit checkpoints",
+    )
     audit_checkpoint_file: str | None = Field(
         default=None, description="append-only file of audit checkpoints when NATS is not used"
     )

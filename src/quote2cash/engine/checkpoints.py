@@ -94,6 +94,8 @@ class CheckpointStore(Protocol):
 
     where: str
 
+    async def prepare(self) -> None: ...
+
     async def append(self, checkpoint: Checkpoint) -> None: ...
 
     async def latest(self, store_id: str) -> Checkpoint | None: ...
@@ -106,6 +108,9 @@ class MemoryCheckpoints:
 
     def __init__(self) -> None:
         self._items: list[Checkpoint] = []
+
+    async def prepare(self) -> None:
+        return None
 
     async def append(self, checkpoint: Checkpoint) -> None:
         self._items.append(checkpoint)
@@ -132,7 +137,7 @@ def checkpoint_store_for(url: str, settings: Settings | None = None) -> Checkpoi
     if nats_url:
         from quote2cash.engine.checkpoints_jetstream import JetStreamCheckpoints
 
-        return JetStreamCheckpoints(nats_url)
+        return JetStreamCheckpoints(nats_url, stream=settings.audit_checkpoint_stream)
     if settings.audit_checkpoint_file:
         from quote2cash.engine.checkpoints_file import FileCheckpoints
 
@@ -178,6 +183,7 @@ async def seal_new_store(runtime: Runtime) -> Checkpoint | None:
     head = _head(runtime.engine)
     if head.seq != 0 or head.store_id is None:
         return None
+    await runtime.checkpoints.prepare()
     if await runtime.checkpoints.latest(head.store_id) is not None:
         return None
     return await write_checkpoint(runtime)

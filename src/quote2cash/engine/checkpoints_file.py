@@ -15,6 +15,9 @@ class FileCheckpoints:
         self.path = path
         self.where = str(path)
 
+    async def prepare(self) -> None:
+        return None
+
     async def append(self, checkpoint: Checkpoint) -> None:
         line = (checkpoint.to_json() + "\n").encode()
         try:
