@@ -9,6 +9,7 @@ what can go undetected is bounded by the entries written after the last checkpoi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -220,6 +221,16 @@ class Checkpointer:
             return None
         self._seq = checkpoint.seq
         return checkpoint
+
+
+async def checkpoint_forever(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Checkpoint a moved head every ``Q2C_AUDIT_CHECKPOINT_SECONDS``, and once more at ``stop``."""
+    checkpointer = Checkpointer(runtime)
+    while not stop.is_set():
+        await checkpointer.tick()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(checkpointer.every, 0.2))
+    await checkpointer.tick(force=True)
 
 
 async def _latest(runtime: Runtime, store_id: str) -> Checkpoint | None:

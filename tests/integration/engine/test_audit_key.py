@@ -162,3 +162,34 @@ def test_postgres_hub_role_cannot_edit_or_unguard_the_log(pg_url: str, clock: Ma
             conn.exec_driver_sql(f"DROP OWNED BY {role}")
             conn.exec_driver_sql(f"DROP ROLE {role}")
         owner.close()
+
+
+@pytest.mark.parametrize("loop", ["worker", "serve without workers"])
+def test_running_loops_checkpoint_the_head(tmp_path: Path, clock: ManualClock, loop: str) -> None:
+    import asyncio
+
+    from quote2cash.engine.checkpoints import checkpoint_forever
+    from quote2cash.engine.registry import Registry
+    from quote2cash.engine.worker import Worker
+
+    rt = Runtime.open(f"sqlite:///{tmp_path / 'q2c.sqlite'}", clock=clock)
+    rt.checkpoints = FileCheckpoints(tmp_path / "cp.jsonl")
+    with rt.engine.begin() as conn:
+        append_audit(conn, [AuditEntry("maria", "x.done", f"e{i}") for i in range(3)], clock.now())
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        if loop == "worker":
+            task = asyncio.create_task(Worker(rt, Registry()).run(stop, idle_seconds=0.05))
+        else:
+            task = asyncio.create_task(checkpoint_forever(rt, stop))
+        await asyncio.sleep(0.3)
+        with rt.engine.begin() as conn:  # a decision while the loop runs: caught at stop
+            append_audit(conn, [AuditEntry("omar", "x.approved", "e9")], clock.now())
+        stop.set()
+        await task
+
+    asyncio.run(run())
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "cp.jsonl").read_text().splitlines()]
+    assert seqs == [3, 4]
+    rt.close()
