@@ -94,7 +94,7 @@ def read_key_file(path: Path) -> AuditKey:
 
 def write_key_file(path: Path) -> AuditKey:
     """Create a new random key file, mode 0600 from its first byte; never overwrites one."""
-    key = AuditKey.generate(str(path))
+    key = AuditKey.generate(str(path.resolve()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as out:
