@@ -58,13 +58,16 @@ def audit_verify(db: DbOption = None, format: FormatOption = "table") -> None:
         "key_id": result.key_id,
         "store_id": result.store_id,
         "checkpoints": runtime.checkpoints.where,
+        "last_checkpoint_entry": result.checkpoint_seq,
+        "last_checkpoint_at": result.checkpoint_at,
     }
     if format == "json":
         _print(format, fields)
     elif result.ok:
         console.print(
             f"[green]audit log intact[/]: {result.checked} entries verified "
-            f"(key {result.key_id}, checkpoint in {escape(runtime.checkpoints.where)})"
+            f"(key {result.key_id}; last checkpoint at entry {result.checkpoint_seq}, "
+            f"{escape(str(result.checkpoint_at))}, in {escape(runtime.checkpoints.where)})"
         )
     if not result.ok:
         at = f" at entry {result.first_broken_seq}" if result.first_broken_seq else ""

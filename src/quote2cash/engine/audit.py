@@ -38,6 +38,8 @@ class Verification:
     reason: str | None = None
     key_id: str | None = None
     store_id: str | None = None
+    checkpoint_seq: int | None = None
+    checkpoint_at: str | None = None
 
 
 @dataclass(frozen=True)

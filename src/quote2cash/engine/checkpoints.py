@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -272,4 +272,5 @@ def verify_store(runtime: Runtime) -> Verification:
         )
     if checkpoint.seq == 0 and checkpoint.hash != GENESIS:
         return broken("the first checkpoint does not start at the genesis hash", head.store_id)
-    return verify_audit(runtime.engine, key=key, checkpoint=(checkpoint.seq, checkpoint.hash))
+    result = verify_audit(runtime.engine, key=key, checkpoint=(checkpoint.seq, checkpoint.hash))
+    return replace(result, checkpoint_seq=checkpoint.seq, checkpoint_at=checkpoint.at)

@@ -76,6 +76,7 @@ def test_clean_log_passes_and_names_key_and_checkpoints(hub: Runtime, db_url: st
     assert report["ok"] is True and report["entries_verified"] == 9
     assert report["key_id"] == hub.audit_key.key_id
     assert "checkpoints.jsonl" in str(report["checkpoints"])
+    assert report["last_checkpoint_entry"] == 9 and report["last_checkpoint_at"]
     code, line = verify_line(db_url)
     assert code == 0 and "intact" in line and "9 entries" in line
 
