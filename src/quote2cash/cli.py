@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import importlib
 import json
 import signal
@@ -15,10 +14,12 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from quote2cash.cli_identity import TokenOption, acting_operator
 from quote2cash.cli_text import DataTable, escape
 from quote2cash.engine.control import ControlError
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
+from quote2cash.identity import IdentityError
 from quote2cash.settings import get_settings
 
 app = typer.Typer(help="quote2cash: the quote-to-cash integration hub.", no_args_is_help=True)
@@ -27,7 +28,6 @@ dlq_app = typer.Typer(help="The exception queue and dead letters.", no_args_is_h
 replay_app = typer.Typer(help="Replay events, approved by a second person.", no_args_is_help=True)
 systems_app = typer.Typer(help="Pause, resume and inspect target systems.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
-operators_app = typer.Typer(help="Who may request and approve.", no_args_is_help=True)
 sandbox_app = typer.Typer(help="Local Salesforce, Stripe and Tryton systems.", no_args_is_help=True)
 for sub, name in [
     (sandbox_app, "sandbox"),
@@ -36,7 +36,6 @@ for sub, name in [
     (replay_app, "replay"),
     (systems_app, "systems"),
     (audit_app, "audit"),
-    (operators_app, "operators"),
 ]:
     app.add_typer(sub, name=name)
 
@@ -49,9 +48,11 @@ app.add_typer(catalog_app, name="catalog")
 
 def _api_commands() -> None:
     from quote2cash.api.cli import serve_command, tokens_app
+    from quote2cash.cli_identity import operators_app
 
     app.command("serve")(serve_command)
     app.add_typer(tokens_app, name="tokens")
+    app.add_typer(operators_app, name="operators")
 
 
 _api_commands()
@@ -79,9 +80,6 @@ err = Console(stderr=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Store URL (default: $Q2C_DATABASE_URL or q2c.sqlite)")
-]
-ActorOption = Annotated[
-    str | None, typer.Option("--actor", help="Operator acting (default: $Q2C_ACTOR or login)")
 ]
 
 
@@ -114,10 +112,6 @@ def open_runtime(db: str | None, *, initialise: bool = False) -> Runtime:
     return rt
 
 
-def actor_name(actor: str | None) -> str:
-    return actor or get_settings().actor or getpass.getuser()
-
-
 def parse_time(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None
@@ -131,9 +125,13 @@ def parse_time(value: str | None, field: str) -> datetime | None:
 
 
 @app.command()
-def init(db: DbOption = None) -> None:
-    """Create or migrate the store's schema."""
+def init(
+    db: DbOption = None,
+    admin: Annotated[str, typer.Option("--admin", help="Name of the first admin")] = "admin",
+) -> None:
+    """Create or migrate the store's schema; the first time, create the first admin."""
     from quote2cash.engine.audit_key import AuditKeyError, ensure_key
+    from quote2cash.identity.accounts import admin_exists, create_first_admin
     from quote2cash.store.db import current_revision
 
     url = db or get_settings().database_url
@@ -146,6 +144,21 @@ def init(db: DbOption = None) -> None:
     made = "created (mode 0600; back it up away from the store)" if created else "found"
     console.print(escape(f"audit key {key.key_id}: {made} in {key.source}"))
     console.print(escape(f"audit checkpoints: {rt.checkpoints.where}"))
+    if admin_exists(rt):
+        console.print("an admin exists already; admins add operators with `q2c operators add`")
+        return
+    try:
+        password = create_first_admin(rt, admin)
+    except IdentityError as exc:
+        fail(str(exc))
+    console.print(
+        escape(
+            f"first admin {admin!r} created; its one-time password is shown once, change it "
+            f"now with `q2c operators password {admin}`:"
+        ),
+        highlight=False,
+    )
+    print(password)
 
 
 def load_registry(spec: str) -> Registry:
@@ -301,7 +314,7 @@ def replay_request(
     until: Annotated[str | None, typer.Option(help="ISO time, exclusive")] = None,
     include_processed: Annotated[bool, typer.Option("--include-processed")] = False,
     db: DbOption = None,
-    actor: ActorOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Ask for a replay; another operator must approve it."""
     from quote2cash.engine.replay import Selector, request_replay
@@ -313,9 +326,11 @@ def replay_request(
         parse_time(until, "--until"),
         include_processed,
     )
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
     try:
-        req = request_replay(open_runtime(db), selector, actor=actor_name(actor), reason=reason)
-    except ControlError as exc:
+        req = request_replay(runtime, selector, by=by, reason=reason)
+    except (ControlError, IdentityError) as exc:
         fail(str(exc))
     sensitive = " (finance-sensitive: needs a finance_approver)" if req.finance_sensitive else ""
     console.print(f"replay request [bold]{req.id}[/] for {req.event_count} event(s){sensitive}")
@@ -323,14 +338,16 @@ def replay_request(
 
 @replay_app.command("approve")
 def replay_approve(
-    request_id: int, note: str = "", db: DbOption = None, actor: ActorOption = None
+    request_id: int, note: str = "", db: DbOption = None, token: TokenOption = None
 ) -> None:
     """Approve (and execute) a replay request made by someone else."""
     from quote2cash.engine.replay import approve_replay
 
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
     try:
-        req = approve_replay(open_runtime(db), request_id, actor=actor_name(actor), note=note)
-    except ControlError as exc:
+        req = approve_replay(runtime, request_id, by=by, note=note)
+    except (ControlError, IdentityError) as exc:
         fail(str(exc))
     console.print(
         f"replay request {req.id} approved by {escape(req.decided_by or '')}: "
@@ -343,14 +360,16 @@ def replay_reject(
     request_id: int,
     note: Annotated[str, typer.Option(help="Why it is rejected")],
     db: DbOption = None,
-    actor: ActorOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Reject a replay request."""
     from quote2cash.engine.replay import reject_replay
 
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
     try:
-        reject_replay(open_runtime(db), request_id, actor=actor_name(actor), note=note)
-    except ControlError as exc:
+        reject_replay(runtime, request_id, by=by, note=note)
+    except (ControlError, IdentityError) as exc:
         fail(str(exc))
     console.print(f"replay request {request_id} rejected")
 
@@ -379,12 +398,17 @@ def systems_pause(
     system: str,
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log)")],
     db: DbOption = None,
-    actor: ActorOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Hold all work for SYSTEM (in order) until it is resumed."""
     from quote2cash.engine.control import pause_system
 
-    bound = pause_system(open_runtime(db), system, actor=actor_name(actor), reason=reason)
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
+    try:
+        bound = pause_system(runtime, system, by=by, reason=reason)
+    except (ControlError, IdentityError) as exc:
+        fail(str(exc))
     console.print(
         f"{escape(system)} paused: no call to it starts from now on (every hub process "
         f"re-reads pauses within {bound:g} s)"
@@ -392,11 +416,16 @@ def systems_pause(
 
 
 @systems_app.command("resume")
-def systems_resume(system: str, db: DbOption = None, actor: ActorOption = None) -> None:
+def systems_resume(system: str, db: DbOption = None, token: TokenOption = None) -> None:
     """Resume SYSTEM; its held work drains in order."""
     from quote2cash.engine.control import resume_system
 
-    resume_system(open_runtime(db), system, actor=actor_name(actor))
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
+    try:
+        resume_system(runtime, system, by=by)
+    except (ControlError, IdentityError) as exc:
+        fail(str(exc))
     console.print(f"{escape(system)} resumed")
 
 
@@ -407,18 +436,18 @@ def systems_window(
     end: Annotated[str, typer.Option(help="ISO time with zone")],
     reason: Annotated[str, typer.Option()],
     db: DbOption = None,
-    actor: ActorOption = None,
+    token: TokenOption = None,
 ) -> None:
     """Schedule a maintenance window for SYSTEM."""
     from quote2cash.engine.control import schedule_window
 
     starts, ends = parse_time(start, "--start"), parse_time(end, "--end")
     assert starts is not None and ends is not None
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
     try:
-        wid = schedule_window(
-            open_runtime(db), system, starts, ends, actor=actor_name(actor), reason=reason
-        )
-    except ControlError as exc:
+        wid = schedule_window(runtime, system, starts, ends, by=by, reason=reason)
+    except (ControlError, IdentityError) as exc:
         fail(str(exc))
     console.print(f"window {wid} scheduled for {escape(system)}")
 
@@ -512,32 +541,6 @@ def systems_check(config: SystemsConfig = None, sandbox: SandboxDir = ".q2c/sand
     console.print(table)
     if not all(r.reachable and r.authenticated for r in results):
         raise typer.Exit(1)
-
-
-@operators_app.command("add")
-def operators_add(
-    name: str,
-    role: Annotated[list[str] | None, typer.Option(help="operator, finance_approver")] = None,
-    db: DbOption = None,
-    actor: ActorOption = None,
-) -> None:
-    """Register an operator (or change their roles)."""
-    from quote2cash.engine.control import add_operator
-
-    try:
-        add_operator(open_runtime(db), name, role or ["operator"], actor=actor_name(actor))
-    except ControlError as exc:
-        fail(str(exc))
-    console.print(escape(f"operator {name}: {', '.join(role or ['operator'])}"))
-
-
-@operators_app.command("list")
-def operators_list(db: DbOption = None) -> None:
-    """Registered operators and their roles."""
-    from quote2cash.engine.control import list_operators
-
-    for name, roles in list_operators(open_runtime(db)):
-        console.print(escape(f"{name}: {', '.join(roles)}"))
 
 
 @sandbox_app.command("up")

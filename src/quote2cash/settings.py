@@ -24,7 +24,10 @@ class Settings(BaseSettings):
         default="config",
         description="folder of catalog.yaml, entities.yaml, ownership.yaml, matching.yaml",
     )
-    actor: str | None = Field(default=None, description="operator name for CLI actions")
+    token_ttl_days: int = Field(default=30, ge=1, description="API tokens expire after this")
+    token_max_ttl_days: int = Field(
+        default=365, ge=1, description="the longest lifetime a new API token may be given"
+    )
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     audit_key: SecretStr | None = Field(
         default=None, description="secret that signs the audit chain (else Q2C_AUDIT_KEY_FILE)"

@@ -36,6 +36,7 @@ from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_crm
+from quote2cash.identity import Operator
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.store.schema import events, steps, subjects
 
@@ -54,6 +55,9 @@ DE = {
     "BillingCountryCode": "DE",
     "BillingCountry": "Germany",
 }
+
+ERP_ADMIN = Operator("erp-admin", frozenset({"operator"}), via="token")
+"""The ERP team's operator, as their token authenticates them."""
 
 
 def empty_crm_and_billing(world: World) -> None:
@@ -179,7 +183,7 @@ async def test_erp_work_is_held_in_order_while_crm_and_billing_continue(
     await hub.worker.drain()
     erp_before = await erp_snapshot(world)
 
-    pause_system(runtime, "erp", actor="erp-admin", reason="ERP upgrade")
+    pause_system(runtime, "erp", by=ERP_ADMIN, reason="ERP upgrade")
     window_start = runtime.clock.now()
 
     account_b = desk.account("Summit Foods LLC", currency="USD", **US)
@@ -244,7 +248,7 @@ async def test_erp_work_is_held_in_order_while_crm_and_billing_continue(
         assert not await erp.model("party.party").search([("name", "=", "Summit Foods LLC")])
 
     # The window ends: the held ERP work drains, each contract's in its events' order.
-    resume_system(runtime, "erp", actor="erp-admin", reason="upgrade done")
+    resume_system(runtime, "erp", by=ERP_ADMIN, reason="upgrade done")
     resumed = runtime.clock.now()
     await drain_all(hub)
     assert failed_events(runtime) == [], [e.last_error for e in failed_events(runtime)]
@@ -305,12 +309,12 @@ async def test_resuming_ends_a_scheduled_window_at_once(world: World, hub: Hub) 
     )
     start = runtime.clock.now()
     schedule_window(
-        runtime, "erp", start, start + timedelta(hours=1), actor="erp-admin", reason="upgrade"
+        runtime, "erp", start, start + timedelta(hours=1), by=ERP_ADMIN, reason="upgrade"
     )
     await hub.settle()
     assert waiting_on(hub)["contract:C-WIN-S"] == "erp"
 
-    resume_system(runtime, "erp", actor="erp-admin", reason="finished early")
+    resume_system(runtime, "erp", by=ERP_ADMIN, reason="finished early")
     await hub.settle()
     assert waiting_on(hub)["contract:C-WIN-S"] is None
     assert failed_events(runtime) == []

@@ -19,10 +19,14 @@ from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.subjects import contract_subject
+from quote2cash.identity import Operator
 from quote2cash.sandbox.seed import seed_salesforce
 from quote2cash.store.schema import events, steps
 
 MASTER_DATA_STEPS = {"erp.upsert_customer", "billing.upsert_customer", "crm.publish_account_ids"}
+
+ERP_ADMIN = Operator("erp-admin", frozenset({"operator"}), via="token")
+"""The ERP team's operator, as their token authenticates them."""
 
 
 def _steps_of_deal(hub: Hub, contract: str) -> set[str]:
@@ -109,7 +113,7 @@ async def test_erp_first_policy_writes_nothing_to_billing_while_the_erp_is_pause
             deps = FlowDeps.build(runtime, systems, config)
             assert deps.onboarding.erp_first
             hub = Hub(runtime, deps, Worker(runtime, build_registry(deps)), systems)
-            pause_system(runtime, "erp", actor="erp-admin", reason="credit check system down")
+            pause_system(runtime, "erp", by=ERP_ADMIN, reason="credit check system down")
             account = world.desk.account(
                 "Credit First Corp",
                 currency="USD",
@@ -137,7 +141,7 @@ async def test_erp_first_policy_writes_nothing_to_billing_while_the_erp_is_pause
             assert world.desk.sf.Opportunity.get(opportunity)["Subscription_Id__c"] is None
             assert _steps_of_deal(hub, "C-EF-0001") == {"crm.get_deal", "crm.get_account"}
 
-            resume_system(runtime, "erp", actor="erp-admin", reason="back")
+            resume_system(runtime, "erp", by=ERP_ADMIN, reason="back")
             await hub.settle()
             failures = failed_events(runtime)
             assert failures == [], [e.last_error for e in failures]

@@ -20,11 +20,11 @@ from e2e.conftest import Hub, World, running_hub, sf_products
 from e2e.test_erp_window import empty_crm_and_billing
 from integration.api.conftest import served
 from quote2cash.api.app import build_app
-from quote2cash.api.tokens import create_token
 from quote2cash.connectors.stripe.config import CollectionMethod
 from quote2cash.engine.queries import failed_events, list_events
 from quote2cash.masterdata.xref import Kind
 from quote2cash.sandbox.seed import seed_salesforce
+from support.identity import first_admin, new_operator, token_of
 
 DAY = 86400
 ADDRESS = {
@@ -157,7 +157,8 @@ async def test_declined_overdue_paid_then_refunded_in_two_steps(
         assert {r.subject for r in heard if r.source == "billing"} == {f"billing:{customer.id}"}
 
         # GetInvoiceStatus over the API, by the CRM's invoice number, from the hub's own state.
-        token = create_token(hub.runtime, "finance-ui", "reader", actor="test")
+        finance = new_operator(hub.runtime, first_admin(hub.runtime), "finance-ui", "viewer")
+        token = token_of(hub.runtime, finance)
         async with served(build_app(hub.runtime)) as base, aiohttp.ClientSession() as http:
             async with http.get(
                 f"{base}/v1/invoices/{bill.number}",

@@ -26,17 +26,17 @@ from e2e.conftest import Hub, World, sf_products
 from integration.api.conftest import served
 from quote2cash.api.app import HubStatus, build_app
 from quote2cash.api.serve import reconcile_forever
-from quote2cash.api.tokens import create_token
 from quote2cash.cli import app as q2c
 from quote2cash.connectors.tryton.connector import POSTING_WARNINGS
-from quote2cash.engine.control import add_operator
 from quote2cash.engine.queries import failed_events
 from quote2cash.engine.replay import approve_replay, list_requests, reject_replay
 from quote2cash.flows.intake import poll_billing
+from quote2cash.identity import Operator
 from quote2cash.masterdata.xref import Kind, XrefStore
 from quote2cash.reconcile.model import Drift, DriftKind, Report
 from quote2cash.reconcile.repair import file_repair
 from quote2cash.reconcile.run import reconcile
+from support.identity import first_admin, new_operator, token_of
 
 DEALS = 7
 ADDRESS = {
@@ -330,17 +330,18 @@ async def test_reconciliation_finds_every_injected_drift(
     assert canceled.ids == {"billing": (subs[contract(6)].id,), "crm": (opportunities[6],)}
     assert canceled.repair.event_type == "billing.subscription.activated"
 
-    add_operator(hub.runtime, "olga", ["operator"], actor="admin")
-    add_operator(hub.runtime, "fiona", ["finance_approver"], actor="admin")
-    await _cli_reads_the_same(hub, tmp_path, report)
+    admin = first_admin(hub.runtime)
+    olga = new_operator(hub.runtime, admin, "olga", "operator")
+    fiona = new_operator(hub.runtime, admin, "fiona", "finance_approver")
+    await _cli_reads_the_same(hub, tmp_path, report, olga, fiona)
     await _since_reads_only_newer_objects(hub, report, started)
     await _scheduled_run_is_served(hub, report)
 
     # the repair goes through the engine: filed by one operator, approved by a finance approver
-    request = file_repair(hub.runtime, missing_crm, actor="olga")
+    request = file_repair(hub.runtime, missing_crm, by=olga)
     assert request.finance_sensitive and request.status == "pending"
     assert desk.invoices(number[3]) == []
-    approve_replay(hub.runtime, request.id, actor="fiona", note="CRM record deleted by mistake")
+    approve_replay(hub.runtime, request.id, by=fiona, note="CRM record deleted by mistake")
     await hub.settle()
     [back] = desk.invoices(number[3])
     assert back["Status__c"] == "Open"
@@ -349,12 +350,15 @@ async def test_reconciliation_finds_every_injected_drift(
     assert amount.id in {d.id for d in after.drifts}
 
 
-async def _cli_reads_the_same(hub: Hub, folder: Path, report: Report) -> None:
+async def _cli_reads_the_same(
+    hub: Hub, folder: Path, report: Report, olga: Operator, fiona: Operator
+) -> None:
     """``q2c reconcile`` in a thread (it runs its own event loop), as an operator runs it."""
     config = systems_yaml(hub, folder)
     db = str(hub.runtime.engine.url)
     runner = CliRunner()
     common = ["--db", db, "--config", str(config)]
+    olga_token = token_of(hub.runtime, olga)
     as_json = await asyncio.to_thread(
         runner.invoke, q2c, ["reconcile", "--format", "json", *common]
     )
@@ -379,16 +383,16 @@ async def _cli_reads_the_same(hub: Hub, folder: Path, report: Report) -> None:
         if d.kind is DriftKind.STATUS and d.values == {"billing": "open", "crm": "paid"}
     )
     filed = await asyncio.to_thread(
-        runner.invoke, q2c, ["reconcile", "repair", status_crm.id, "--actor", "olga", *common]
+        runner.invoke, q2c, ["reconcile", "repair", status_crm.id, "--token", olga_token, *common]
     )
     assert filed.exit_code == 0, filed.output
     assert "finance-sensitive" in filed.stdout
     [pending] = list_requests(hub.runtime, "pending")
     assert pending.requested_by == "olga" and status_crm.id in pending.reason
-    reject_replay(hub.runtime, pending.id, actor="fiona", note="the CRM is fixed by hand")
+    reject_replay(hub.runtime, pending.id, by=fiona, note="the CRM is fixed by hand")
     by_hand = next(d for d in report.drifts if d.kind is DriftKind.ORPHAN)
     refused = await asyncio.to_thread(
-        runner.invoke, q2c, ["reconcile", "repair", by_hand.id, "--actor", "olga", *common]
+        runner.invoke, q2c, ["reconcile", "repair", by_hand.id, "--token", olga_token, *common]
     )
     said = " ".join(refused.output.split())
     assert refused.exit_code == 2 and "not repaired by a replay" in said
@@ -416,7 +420,10 @@ async def _scheduled_run_is_served(hub: Hub, report: Report) -> None:
     stop.set()
     await task
     assert status.reconciliation is not None
-    token = create_token(hub.runtime, "recon-reader", "reader", actor="test")
+    reader = new_operator(
+        hub.runtime, Operator("admin", frozenset({"admin"}), via="token"), "recon-reader", "viewer"
+    )
+    token = token_of(hub.runtime, reader)
     async with (
         served(build_app(hub.runtime, status=status)) as url,
         aiohttp.ClientSession() as http,

@@ -27,8 +27,8 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from quote2cash.api.auth import OPERATOR, client_of
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
-from quote2cash.api.tokens import ApiToken, authenticate, role_allows
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
 from quote2cash.engine.clock import Clock, SystemClock
@@ -40,6 +40,8 @@ from quote2cash.engine.queries import EventRow, failed_events, find_event, list_
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
+from quote2cash.identity import NotAllowed, NotAuthenticated
+from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
@@ -50,8 +52,6 @@ StripeVerifier = Callable[[bytes, str], BillingEvent]
 """Checks a Stripe delivery (payload, ``Stripe-Signature``) and returns its event, or raises
 AuthError (bad signature, stale timestamp) or DataError (not a Stripe event)."""
 
-TOKEN: Final = web.RequestKey("token", ApiToken)
-"""The token a ``/v1`` request was authenticated with."""
 STATUSES: Final = ("pending", "parked", "done", "exception", "dead")
 MAX_LIMIT: Final = 1000
 MAX_BODY: Final = 4 * 1024 * 1024
@@ -414,6 +414,10 @@ class HubApi:
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
+        except NotAuthenticated as exc:
+            return error_response(401, "unauthenticated", str(exc))
+        except NotAllowed as exc:
+            return error_response(403, "forbidden", str(exc))
         except web.HTTPException as exc:
             code = exc.reason.lower().replace(" ", "_")
             return error_response(
@@ -435,14 +439,12 @@ class HubApi:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
-        found: ApiToken | None = await self._store(
-            lambda: authenticate(self.runtime, token.strip())
+        client = client_of(request)
+        operator = await self._store(
+            lambda: authenticate_token(self.runtime, token.strip(), client=client)
         )
-        if found is None:
-            raise ApiError(401, "unauthenticated", "the token is unknown or revoked")
-        if not role_allows(found.role, "reader"):
-            raise ApiError(403, "forbidden", f"role {found.role!r} may not read")
-        request[TOKEN] = found
+        operator.require("viewer", f"{request.method} {request.path}")
+        request[OPERATOR] = operator
         return await handler(request)
 
 

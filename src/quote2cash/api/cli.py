@@ -17,74 +17,145 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from quote2cash.api.tokens import ROLES, TokenError, create_token, list_tokens, revoke_token
+from quote2cash.cli_identity import (
+    FormatOption,
+    PasswordStdin,
+    RoleOption,
+    TokenOption,
+    acting_operator,
+    check_format,
+    cli_client,
+    parse_ttl,
+    read_passwords,
+)
 from quote2cash.cli_text import DataTable, escape
 
 if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
+    from quote2cash.engine.runtime import Runtime
+    from quote2cash.identity import Operator
 
-tokens_app = typer.Typer(help="Bearer tokens for the REST API.", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="API tokens: each belongs to an operator, carries at most its roles, expires.",
+    no_args_is_help=True,
+)
 console = Console()
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Store URL (default: $Q2C_DATABASE_URL or q2c.sqlite)")
 ]
-ActorOption = Annotated[
-    str | None, typer.Option("--actor", help="Operator acting (default: $Q2C_ACTOR or login)")
-]
+
+
+def _issuer(runtime: Runtime, token: str | None, operator: str | None, stdin: bool) -> Operator:
+    """Who issues the token: a password sign-in with --operator, else the given token."""
+    from quote2cash.cli import fail
+    from quote2cash.identity import SignInRefused
+    from quote2cash.identity.signin import sign_in
+
+    if operator is None:
+        return acting_operator(runtime, token)
+    (password,) = read_passwords([f"password of {operator}"], stdin)
+    try:
+        return sign_in(runtime, operator, password, client=cli_client())
+    except SignInRefused as exc:
+        fail(str(exc))
 
 
 @tokens_app.command("create")
 def tokens_create(
     name: str,
-    role: Annotated[str, typer.Option(help=" or ".join(ROLES))] = "reader",
+    role: RoleOption = None,
+    ttl: Annotated[
+        str | None, typer.Option(help="Lifetime, e.g. 30d, 12h (default: $Q2C_TOKEN_TTL_DAYS)")
+    ] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="Sign in as this operator with a password instead"),
+    ] = None,
+    password_stdin: PasswordStdin = False,
     db: DbOption = None,
-    actor: ActorOption = None,
+    token: TokenOption = None,
 ) -> None:
-    """Create a token; it is printed once and only its hash is kept."""
-    from quote2cash.cli import actor_name, fail, open_runtime
+    """Create a token for yourself (printed once; only its hash is kept).
 
+    Its roles default to all of yours; it can never carry a role you do not hold."""
+    from quote2cash.cli import fail, open_runtime
+    from quote2cash.identity import IdentityError
+    from quote2cash.identity.tokens import issue_token
+
+    lifetime = parse_ttl(ttl) if ttl is not None else None
+    runtime = open_runtime(db)
+    by = _issuer(runtime, token, operator, password_stdin)
+    roles = role or sorted(by.roles)
     try:
-        token = create_token(open_runtime(db), name, role, actor=actor_name(actor))
-    except TokenError as exc:
+        value = issue_token(runtime, by.name, name, roles, by=by, ttl=lifetime)
+    except IdentityError as exc:
         fail(str(exc))
     console.print(
-        f"token [bold]{escape(name)}[/] ({escape(role)}) created; "
-        "copy it now, it is not shown again:"
+        f"token [bold]{escape(name)}[/] of {escape(by.name)} ({escape(', '.join(sorted(roles)))}) "
+        "created; copy it now, it is not shown again:",
+        highlight=False,
     )
-    print(token)
+    print(value)
 
 
 @tokens_app.command("list")
 def tokens_list(
     db: DbOption = None,
     include_revoked: Annotated[bool, typer.Option("--all", help="Include revoked tokens")] = False,
+    format: FormatOption = "table",
 ) -> None:
-    """Tokens by name and role (never their values)."""
+    """Tokens by name, owner, roles and expiry (never their values)."""
     from quote2cash.cli import open_runtime
+    from quote2cash.identity.tokens import list_tokens
 
-    table = DataTable("name", "role", "created", "created by", "revoked")
-    for t in list_tokens(open_runtime(db), include_revoked=include_revoked):
+    check_format(format)
+    tokens = list_tokens(open_runtime(db), include_revoked=include_revoked)
+    if format == "json":
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "owner": t.owner,
+                        "roles": sorted(t.roles),
+                        "created_at": t.created_at.isoformat(),
+                        "created_by": t.created_by,
+                        "expires_at": t.expires_at.isoformat(),
+                        "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                    }
+                    for t in tokens
+                ]
+            )
+        )
+        return
+    table = DataTable("name", "owner", "roles", "created", "expires", "revoked")
+    for t in tokens:
         table.add_row(
             t.name,
-            t.role,
+            t.owner,
+            ", ".join(sorted(t.roles)),
             f"{t.created_at:%Y-%m-%d %H:%M}",
-            t.created_by,
+            f"{t.expires_at:%Y-%m-%d %H:%M}",
             f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
         )
     console.print(table)
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(name: str, db: DbOption = None, actor: ActorOption = None) -> None:
-    """Revoke a token at once; requests carrying it get 401."""
-    from quote2cash.cli import actor_name, fail, open_runtime
+def tokens_revoke(name: str, db: DbOption = None, token: TokenOption = None) -> None:
+    """Revoke a token at once (yours, or any as an admin); requests carrying it get 401."""
+    from quote2cash.cli import fail, open_runtime
+    from quote2cash.identity import IdentityError
+    from quote2cash.identity.tokens import revoke_token
 
+    runtime = open_runtime(db)
+    by = acting_operator(runtime, token)
     try:
-        revoke_token(open_runtime(db), name, actor=actor_name(actor))
-    except TokenError as exc:
+        revoke_token(runtime, name, by=by)
+    except IdentityError as exc:
         fail(str(exc))
-    console.print(f"token {escape(name)} revoked")
+    console.print(f"token {escape(name)} revoked", highlight=False)
 
 
 def _stripe_verifier(billing: Any) -> StripeVerifier | None:

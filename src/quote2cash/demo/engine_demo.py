@@ -21,14 +21,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from quote2cash.demo.operators import sign_in_team
 from quote2cash.engine.checkpoints import CheckpointError, checkpoint_now, verify_store
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.control import (
-    ControlError,
-    add_operator,
-    pause_system,
-    resume_system,
-)
+from quote2cash.engine.control import pause_system, resume_system
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.queries import failed_events, status_counts
@@ -36,6 +32,7 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.replay import Selector, approve_replay, request_replay
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
+from quote2cash.identity import NotAllowed
 
 KNOWN_CURRENCIES = {"USD", "EUR"}
 
@@ -158,9 +155,13 @@ def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
     console.rule("[bold]quote2cash engine demo")
     console.print(f"{len(batch)} events across {contracts} contracts; store: {folder}/demo.sqlite")
 
-    add_operator(runtime, "alice", ["operator"], actor="demo")
-    add_operator(runtime, "bob", ["operator", "finance_approver"], actor="demo")
-    pause_system(runtime, "erp", actor="alice", reason="ERP month-end maintenance")
+    team = sign_in_team(runtime)
+    alice, bob = team.operator, team.approver
+    console.print(
+        "operators: admin added alice (operator) and bob (operator, finance approver); "
+        "each signed in with their own password"
+    )
+    pause_system(runtime, "erp", by=alice, reason="ERP month-end maintenance")
     console.print("ERP paused for maintenance: its work is held in order; billing keeps flowing")
 
     with Progress(console=console) as progress:
@@ -176,7 +177,7 @@ def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
         f"{counts.get('pending', 0)} held for the ERP, billing calls {book.billing.calls}"
     )
 
-    resume_system(runtime, "erp", actor="alice")
+    resume_system(runtime, "erp", by=alice)
     asyncio.run(worker.drain())
     failed = failed_events(runtime)
     for row in failed:
@@ -192,14 +193,14 @@ def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
     request = request_replay(
         runtime,
         Selector(event_ids=tuple(r.id for r in failed)),
-        actor="alice",
+        by=alice,
         reason="currency mapping fixed (EUX -> EUR)",
     )
     try:
-        approve_replay(runtime, request.id, actor="alice")
-    except ControlError as refused:
+        approve_replay(runtime, request.id, by=alice)
+    except NotAllowed as refused:
         console.print(f"[cyan]maker-checker[/]: {refused}")
-    approve_replay(runtime, request.id, actor="bob", note="checked the mapping fix")
+    approve_replay(runtime, request.id, by=bob, note="checked the mapping fix")
     asyncio.run(worker.drain())
 
     final = status_counts(runtime)

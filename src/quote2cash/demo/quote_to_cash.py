@@ -47,6 +47,7 @@ from quote2cash.demo.actors import (
 )
 from quote2cash.demo.book import Book, DemoAccount, DemoDeal, build_book
 from quote2cash.demo.hub import DemoHub
+from quote2cash.demo.operators import DemoTeam, sign_in_team
 from quote2cash.demo.reconcile import Reconciliation
 from quote2cash.demo.sandbox import DemoSandbox
 from quote2cash.engine.audit import Verification
@@ -107,6 +108,7 @@ class DemoRun:
     sandbox: DemoSandbox
     progress: Progress
     hub: DemoHub | None = None
+    team: DemoTeam | None = None
     payments: PaymentRound = field(default_factory=PaymentRound)
     window: WindowReport = field(default_factory=WindowReport)
     renewal_months: list[str] = field(default_factory=list)
@@ -116,6 +118,10 @@ class DemoRun:
 
     def say(self, text: str) -> None:
         self.progress.console.print(text)
+
+    def operators(self) -> DemoTeam:
+        assert self.team is not None, "the demo's operators are signed in at its start"
+        return self.team
 
     def show_hub(self, done: int, total: int) -> None:
         self.progress.update(self.tasks["hub"], completed=done, total=max(total, 1))
@@ -165,6 +171,9 @@ def _run(folder: Path, size: DemoSize, console: Console) -> bool:
 async def _scenario(run: DemoRun) -> Findings:
     db_url = f"sqlite:///{run.folder / 'hub.sqlite'}"
     runtime = Runtime.open(db_url, sqlite_synchronous="NORMAL", limits=SANDBOX_LIMITS)
+    run.team = sign_in_team(
+        runtime, operator="erp-admin", approver="fiona", approver_roles=("finance_approver",)
+    )
     systems = run.sandbox.systems()
     try:
         async with systems:
@@ -251,7 +260,7 @@ async def _waves_and_window(
         "erp",
         start,
         start + timedelta(minutes=30),
-        actor="erp-admin",
+        by=run.operators().operator,
         reason="ERP month-end maintenance",
     )
     run.say(
@@ -281,7 +290,7 @@ async def _waves_and_window(
         f"{window.erp_steps_during} ERP calls; {window.held_subjects} contracts held for the ERP "
         f"({window.subscriptions_waiting_for_booking} subscriptions live in billing, booking held)"
     )
-    resume_system(runtime, "erp", actor="erp-admin", reason="maintenance finished")
+    resume_system(runtime, "erp", by=run.operators().operator, reason="maintenance finished")
     # resume_system reloads the gates before it ends the window; reload once more, or the held
     # contracts are held again until the window's scheduled end
     runtime.gates.refresh(runtime.engine, force=True)

@@ -1,4 +1,7 @@
-"""Operator controls with an audit trail: who may do what, and pausing target systems."""
+"""Operator controls with an audit trail: pausing target systems and maintenance windows.
+
+Every change is decided by an authenticated operator holding the ``operator`` role (accounts
+and roles live in ``quote2cash.identity``)."""
 
 from __future__ import annotations
 
@@ -9,71 +12,23 @@ from sqlalchemy import func, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import maintenance_windows, operators, subjects, systems
-
-ROLES = frozenset({"operator", "finance_approver"})
+from quote2cash.identity import Operator
+from quote2cash.store.schema import maintenance_windows, subjects, systems
 
 
 class ControlError(ValueError):
     """A refused operator action; the message says what and why."""
 
 
-def add_operator(runtime: Runtime, name: str, roles: list[str], *, actor: str) -> None:
-    unknown = sorted(set(roles) - ROLES)
-    if unknown:
-        raise ControlError(
-            f"unknown role(s) {unknown} for operator {name!r}; known: {sorted(ROLES)}"
-        )
-    if not name.strip():
-        raise ControlError("operator name must not be empty")
-    now = runtime.clock.now()
-    with runtime.engine.begin() as conn:
-        exists = conn.execute(select(operators.c.name).where(operators.c.name == name)).first()
-        if exists:
-            conn.execute(
-                update(operators).where(operators.c.name == name).values(roles=",".join(roles))
-            )
-        else:
-            conn.execute(insert(operators).values(name=name, roles=",".join(roles), created_at=now))
-        append_audit(
-            conn,
-            [
-                AuditEntry(
-                    actor,
-                    "operator.updated" if exists else "operator.added",
-                    name,
-                    details={"roles": sorted(roles)},
-                )
-            ],
-            now,
-        )
-
-
-def operator_roles(runtime: Runtime, name: str) -> set[str]:
-    """The roles of a registered operator; an unregistered name is refused."""
-    with runtime.engine.connect() as conn:
-        row = conn.execute(select(operators.c.roles).where(operators.c.name == name)).first()
-    if row is None:
-        raise ControlError(
-            f"operator {name!r} is not registered; add them with `q2c operators add {name}`"
-        )
-    return {r for r in row[0].split(",") if r}
-
-
-def list_operators(runtime: Runtime) -> list[tuple[str, list[str]]]:
-    with runtime.engine.connect() as conn:
-        rows = conn.execute(select(operators.c.name, operators.c.roles).order_by(operators.c.name))
-        return [(n, [r for r in roles.split(",") if r]) for n, roles in rows]
-
-
 def pause_system(
-    runtime: Runtime, system: str, *, actor: str, reason: str, wait: bool = True
+    runtime: Runtime, system: str, *, by: Operator, reason: str, wait: bool = True
 ) -> float:
     """Hold all work for ``system`` until resumed; other systems keep flowing.
 
     Returns once every hub process's gates have re-read it (``wait``): from then on no call to
     ``system`` starts. Returns that bound in seconds."""
-    _set_paused(runtime, system, True, actor=actor, reason=reason)
+    by.require("operator", f"pause {system}")
+    _set_paused(runtime, system, True, actor=by.name, reason=reason)
     committed = time.monotonic()
     bound = runtime.gates.max_age
     if wait:
@@ -81,8 +36,9 @@ def pause_system(
     return bound
 
 
-def resume_system(runtime: Runtime, system: str, *, actor: str, reason: str = "resumed") -> None:
+def resume_system(runtime: Runtime, system: str, *, by: Operator, reason: str = "resumed") -> None:
     """End a manual pause and any maintenance window in force now; held work drains in order."""
+    by.require("operator", f"resume {system}")
     now = runtime.clock.now()
     with runtime.engine.begin() as conn:
         conn.execute(
@@ -95,7 +51,7 @@ def resume_system(runtime: Runtime, system: str, *, actor: str, reason: str = "r
             .values(ends_at=now)
         )
     # Ends the window first, so the gates reloaded here no longer see it in force.
-    _set_paused(runtime, system, False, actor=actor, reason=reason)
+    _set_paused(runtime, system, False, actor=by.name, reason=reason)
     _release_held(runtime, system)
 
 
@@ -129,10 +85,12 @@ def schedule_window(
     starts_at: datetime,
     ends_at: datetime,
     *,
-    actor: str,
+    by: Operator,
     reason: str,
 ) -> int:
     """A maintenance window: work for ``system`` is held while it is in force."""
+    by.require("operator", f"schedule a maintenance window for {system}")
+    actor = by.name
     if starts_at.tzinfo is None or ends_at.tzinfo is None:
         raise ControlError("maintenance window times must be aware UTC times")
     if ends_at <= starts_at:

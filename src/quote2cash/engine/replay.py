@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, case, delete, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
-from quote2cash.engine.control import ControlError, operator_roles
+from quote2cash.engine.control import ControlError
 from quote2cash.engine.events import Event, decode_data
 from quote2cash.engine.runtime import Runtime
+from quote2cash.identity import NotAllowed, Operator
 from quote2cash.store.schema import events, parked_events, replay_requests, subjects
 
 FINANCE_SENSITIVE = re.compile(r"(invoice|credit_?memo|credit_?note|payment|refund)", re.I)
@@ -68,10 +69,11 @@ def is_finance_sensitive(event_type: str) -> bool:
 
 
 def request_replay(
-    runtime: Runtime, selector: Selector, *, actor: str, reason: str
+    runtime: Runtime, selector: Selector, *, by: Operator, reason: str
 ) -> ReplayRequest:
     """Pin the selected events now, so the approver approves exactly what will run."""
-    operator_roles(runtime, actor)
+    by.require("operator", "request a replay")
+    actor = by.name
     if not reason.strip():
         raise ReplayError("a replay request needs a reason")
     if not (selector.event_ids or selector.correlation_id or selector.since or selector.until):
@@ -184,27 +186,33 @@ def _to_request(row: Any) -> ReplayRequest:
     )
 
 
-def _check_decider(runtime: Runtime, req: ReplayRequest, actor: str) -> None:
-    roles = operator_roles(runtime, actor)
+def _check_decider(req: ReplayRequest, by: Operator) -> None:
+    """Maker-checker: a second person decides; finance-sensitive requests need a finance
+    approver, the others an operator or a finance approver."""
     if req.status != "pending":
         raise ReplayError(f"replay request {req.id} is {req.status}, not pending")
-    if actor == req.requested_by:
-        raise ReplayError(
-            f"replay request {req.id}: {actor} requested it and cannot also decide it "
+    if by.name == req.requested_by:
+        raise NotAllowed(
+            f"replay request {req.id}: {by.name} requested it and cannot also decide it "
             "(a second person must)"
         )
-    if req.finance_sensitive and "finance_approver" not in roles:
-        raise ReplayError(
-            f"replay request {req.id} touches finance-sensitive events (invoice, credit memo, "
-            f"payment or refund); {actor} lacks the finance_approver role"
+    if req.finance_sensitive:
+        if not by.holds("finance_approver"):
+            raise NotAllowed(
+                f"replay request {req.id} touches finance-sensitive events (invoice, credit "
+                f"memo, payment or refund); {by.name} lacks the finance_approver role"
+            )
+    elif not (by.holds("operator") or by.holds("finance_approver")):
+        raise NotAllowed(
+            f"replay request {req.id}: {by.name} needs the operator or finance_approver role "
+            "to decide replay requests"
         )
-    if not roles & {"operator", "finance_approver"}:
-        raise ReplayError(f"{actor} holds no role that may decide replay requests")
 
 
-def reject_replay(runtime: Runtime, request_id: int, *, actor: str, note: str) -> ReplayRequest:
+def reject_replay(runtime: Runtime, request_id: int, *, by: Operator, note: str) -> ReplayRequest:
     req = get_request(runtime, request_id)
-    _check_decider(runtime, req, actor)
+    _check_decider(req, by)
+    actor = by.name
     now = runtime.clock.now()
     with runtime.engine.begin() as conn:
         _decide(conn, req, "rejected", actor, note, now)
@@ -217,11 +225,12 @@ def reject_replay(runtime: Runtime, request_id: int, *, actor: str, note: str) -
 
 
 def approve_replay(
-    runtime: Runtime, request_id: int, *, actor: str, note: str = ""
+    runtime: Runtime, request_id: int, *, by: Operator, note: str = ""
 ) -> ReplayRequest:
     """Approve and execute in one transaction: failed events go back in place, processed re-run."""
     req = get_request(runtime, request_id)
-    _check_decider(runtime, req, actor)
+    _check_decider(req, by)
+    actor = by.name
     now = runtime.clock.now()
     with runtime.engine.begin() as conn:
         _decide(conn, req, "executed", actor, note, now)

@@ -16,6 +16,16 @@ from quote2cash.reconcile.render import FORMATS, as_csv, as_json, print_table
 from quote2cash.reconcile.repair import file_repair
 from quote2cash.reconcile.run import reconcile
 
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="Q2C_TOKEN",
+        show_envvar=True,
+        help="Your API token; the request is filed as its owner",
+    ),
+]
+
 reconcile_app = typer.Typer(
     help="Three-way reconciliation of CRM, billing and ERP.", invoke_without_command=True
 )
@@ -86,10 +96,12 @@ def repair_command(
     db: DbOption = None,
     config: ConfigOption = None,
     sandbox: SandboxOption = ".q2c/sandbox",
-    actor: Annotated[str | None, typer.Option("--actor", help="Operator acting")] = None,
+    token: TokenOption = None,
 ) -> None:
     """Reconcile again and file the replay request that repairs DRIFT_ID (approved by another)."""
-    from quote2cash.cli import actor_name, fail, open_runtime
+    from quote2cash.cli import fail, open_runtime
+    from quote2cash.cli_identity import acting_operator
+    from quote2cash.identity import IdentityError
 
     report = _run(db, config, sandbox, None)
     drift = report.find(drift_id)
@@ -97,8 +109,8 @@ def repair_command(
         fail(f"drift {drift_id!r} is not in a fresh reconciliation (repaired, or mistyped)")
     runtime = open_runtime(db)
     try:
-        request = file_repair(runtime, drift, actor=actor_name(actor))
-    except ControlError as exc:
+        request = file_repair(runtime, drift, by=acting_operator(runtime, token))
+    except (ControlError, IdentityError) as exc:
         fail(str(exc))
     finally:
         runtime.close()

@@ -9,6 +9,7 @@ from quote2cash.engine.control import ControlError
 from quote2cash.engine.queries import latest_event_about
 from quote2cash.engine.replay import ReplayRequest, Selector, is_finance_sensitive, request_replay
 from quote2cash.engine.runtime import Runtime
+from quote2cash.identity import Operator
 from quote2cash.reconcile.model import Drift
 
 
@@ -37,7 +38,7 @@ def with_events(runtime: Runtime, drifts: list[Drift]) -> list[Drift]:
     return out
 
 
-def file_repair(runtime: Runtime, drift: Drift, *, actor: str) -> ReplayRequest:
+def file_repair(runtime: Runtime, drift: Drift, *, by: Operator) -> ReplayRequest:
     """The replay request for ``drift``; another operator approves it before anything runs."""
     if not drift.repair.replayable or drift.repair.event_id is None:
         raise RepairError(
@@ -47,6 +48,6 @@ def file_repair(runtime: Runtime, drift: Drift, *, actor: str) -> ReplayRequest:
     return request_replay(
         runtime,
         Selector(event_ids=(drift.repair.event_id,), include_processed=True),
-        actor=actor,
+        by=by,
         reason=f"reconciliation drift {drift.id}: {drift.detail}; {drift.repair.action}",
     )

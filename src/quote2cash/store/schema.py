@@ -136,6 +136,32 @@ operators = Table(
     Column("name", String(100), primary_key=True),
     Column("roles", Text, nullable=False, server_default=text("''")),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("password_hash", Text, nullable=True),
+    Column("must_change_password", Boolean, nullable=False, server_default=text("false")),
+    Column("email", String(320), nullable=True),
+    Column("disabled_at", UtcDateTime(), nullable=True),
+    Index("ix_operators_email", "email", unique=True),
+)
+
+# --- identity: sign-in throttling and console sessions (migration 0007) ---------------------
+
+auth_throttle = Table(
+    "auth_throttle",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("window_started_at", UtcDateTime(), nullable=False),
+    Column("lockouts", Integer, nullable=False, server_default=text("0")),
+    Column("locked_until", UtcDateTime(), nullable=True),
+)
+
+operator_sessions = Table(
+    "operator_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("operator", String(100), nullable=False, index=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
 
 replay_requests = Table(
@@ -318,8 +344,10 @@ api_tokens = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False),
-    Column("role", String(16), nullable=False),
+    Column("owner", String(100), nullable=False),
+    Column("roles", Text, nullable=False),
     Column("token_hash", String(64), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("created_by", String(100), nullable=False),
     Column("revoked_at", UtcDateTime(), nullable=True),

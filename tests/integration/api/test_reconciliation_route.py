@@ -9,9 +9,9 @@ from decimal import Decimal
 import aiohttp
 
 from quote2cash.api.app import HubStatus, build_app
-from quote2cash.api.tokens import create_token
 from quote2cash.engine.runtime import Runtime
 from quote2cash.reconcile.model import Drift, DriftKind, Repair, Report
+from support.identity import first_admin, new_operator, token_of
 
 from .conftest import served
 
@@ -34,7 +34,7 @@ async def test_the_kept_report_is_served_to_token_holders_only(
     runtime: Runtime, http: aiohttp.ClientSession
 ) -> None:
     status = HubStatus()
-    token = create_token(runtime, "finance", "reader", actor="ops")
+    token = token_of(runtime, new_operator(runtime, first_admin(runtime), "finance", "viewer"))
     headers = {"Authorization": f"Bearer {token}"}
     async with served(build_app(runtime, status=status)) as url:
         async with http.get(f"{url}/v1/reconciliation") as anonymous:

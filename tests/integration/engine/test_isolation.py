@@ -19,7 +19,11 @@ from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
 from quote2cash.engine.worker import Worker
+from quote2cash.identity import Operator
 from support.ledger import Ledger
+
+OPS = Operator("ops", frozenset({"operator"}), via="token")
+"""An operator as a token of theirs authenticates them."""
 
 
 def two_system_registry(ledgers: dict[str, Ledger]) -> Registry:
@@ -58,9 +62,7 @@ async def test_maintenance_window_holds_erp_in_order_while_billing_flows(
     ledgers = {"erp": Ledger(), "billing": Ledger()}
     worker = Worker(runtime, two_system_registry(ledgers), batch_size=7, max_subjects=2)
     start = clock.now()
-    schedule_window(
-        runtime, "erp", start, start + timedelta(hours=1), actor="ops", reason="ERP upgrade"
-    )
+    schedule_window(runtime, "erp", start, start + timedelta(hours=1), by=OPS, reason="ERP upgrade")
     book(runtime, 12)
     await worker.drain()
     assert ledgers["erp"].rows == {}
@@ -79,13 +81,13 @@ async def test_maintenance_window_holds_erp_in_order_while_billing_flows(
 async def test_manual_pause_and_resume(runtime: Runtime, clock: ManualClock) -> None:
     ledgers = {"erp": Ledger(), "billing": Ledger()}
     worker = Worker(runtime, two_system_registry(ledgers))
-    pause_system(runtime, "erp", actor="ops", reason="month-end close")
+    pause_system(runtime, "erp", by=OPS, reason="month-end close")
     book(runtime, 6)
     await worker.drain()
     clock.advance(3600)  # a manual pause does not end by itself
     await worker.drain()
     assert ledgers["erp"].rows == {} and len(ledgers["billing"].rows) == 6
-    resume_system(runtime, "erp", actor="ops")
+    resume_system(runtime, "erp", by=OPS)
     await worker.drain()
     assert ledgers["erp"].order == {f"erp-{k}": [1, 2] for k in range(3)}
 

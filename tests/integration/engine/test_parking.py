@@ -20,11 +20,9 @@ from sqlalchemy import Engine, delete, select, update
 from conftest import LONG
 from integration.api.conftest import served
 from quote2cash.api.app import build_app
-from quote2cash.api.tokens import create_token
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.control import add_operator
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.queries import failed_events, list_events, status_counts
 from quote2cash.engine.registry import Registry
@@ -41,6 +39,7 @@ from quote2cash.store.schema import (
     subjects,
 )
 from support.forger import forging, wipe_audit
+from support.identity import first_admin, new_operator, token_of
 from support.ledger import Ledger
 
 STEP = "test.step.requested"
@@ -188,10 +187,11 @@ async def test_past_its_deadline_a_parked_event_is_an_exception_naming_what_it_w
     # A release now does not resurrect it; a replay (two people) does, and it completes.
     runtime.log.append(step_event("D", 1, subject="side:D"))
     assert (await worker.drain()).unparked == 0
-    add_operator(runtime, "ana", ["operator"], actor="admin")
-    add_operator(runtime, "ben", ["operator"], actor="admin")
-    req = request_replay(runtime, Selector(event_ids=(waiting.id,)), actor="ana", reason="ok")
-    approve_replay(runtime, req.id, actor="ben")
+    admin = first_admin(runtime)
+    ana = new_operator(runtime, admin, "ana", "operator")
+    ben = new_operator(runtime, admin, "ben", "operator")
+    req = request_replay(runtime, Selector(event_ids=(waiting.id,)), by=ana, reason="ok")
+    approve_replay(runtime, req.id, by=ben)
     await worker.drain()
     assert ledger.order["D"] == [1, 2]
     assert failed_events(runtime) == []
@@ -356,7 +356,8 @@ def test_concurrent_workers_releasing_across_subjects_end_in_business_order(
 async def test_the_api_lists_parked_events_with_what_they_wait_on(runtime: Runtime) -> None:
     runtime.log.append(step_event("H", 2))
     await Worker(runtime, chain_registry(Ledger())).drain()
-    token = create_token(runtime, "ops-ui", "reader", actor="test")
+    viewer = new_operator(runtime, first_admin(runtime), "ops-ui", "viewer")
+    token = token_of(runtime, viewer)
     async with (
         served(build_app(runtime)) as base,
         aiohttp.ClientSession() as http,

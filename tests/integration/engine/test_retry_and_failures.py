@@ -6,7 +6,6 @@ import random
 
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.control import add_operator
 from quote2cash.engine.errors import DataError, TransientError
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.queries import failed_events, find_event
@@ -15,6 +14,7 @@ from quote2cash.engine.replay import Selector, approve_replay, request_replay
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
+from support.identity import first_admin, new_operator
 from support.ledger import Ledger
 
 
@@ -151,10 +151,11 @@ async def test_permanent_failure_holds_subject_until_fixed_and_replayed(
     clock.advance(3600)
     assert (await worker.drain()).idle
     fixed["currency"] = True
-    add_operator(runtime, "maker", ["operator"], actor="test")
-    add_operator(runtime, "checker", ["operator", "finance_approver"], actor="test")
-    req = request_replay(runtime, Selector(event_ids=(exc.id,)), actor="maker", reason="fixed")
-    approve_replay(runtime, req.id, actor="checker")
+    admin = first_admin(runtime)
+    maker = new_operator(runtime, admin, "maker", "operator")
+    checker = new_operator(runtime, admin, "checker", "operator", "finance_approver")
+    req = request_replay(runtime, Selector(event_ids=(exc.id,)), by=maker, reason="fixed")
+    approve_replay(runtime, req.id, by=checker)
     report = await worker.drain()
     assert report.processed == 3
     assert ledger.order["sub_A"] == [1, 2, 3, 4]
