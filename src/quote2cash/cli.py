@@ -217,7 +217,10 @@ def worker(
                 registry = load_registry(handlers)
             w = Worker(rt, registry, batch_size=batch_size)
             if once:
+                from quote2cash.engine.checkpoints import Checkpointer
+
                 report = await w.drain()
+                await Checkpointer(rt).tick(force=True)
                 console.print(f"processed {report.processed} events")
                 return
             stop = asyncio.Event()
