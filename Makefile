@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-long lint format bench clean
+.PHONY: help venv browser demo test test-long lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,10 +21,15 @@ venv: $(STAMP)  ## create or refresh the virtualenv
 demo: $(STAMP)  ## run the demo end to end (q2c demo)
 	$(BIN)/q2c demo
 
-test: $(STAMP)  ## run the whole test suite (what CI runs)
+browser:  ## Debian's chromium for the console's browser tests (installed when missing, as root)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is missing and cannot be installed here: the console's browser tests skip"
+
+test: $(STAMP) browser  ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-long: $(STAMP)  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials, 1,000 lifecycles
+test-long: $(STAMP) browser  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials, 1,000 lifecycles
 	Q2C_LONG=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy strict on src/

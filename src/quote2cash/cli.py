@@ -12,17 +12,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
 from quote2cash.cli_identity import TokenOption, acting_operator
-from quote2cash.cli_text import DataTable, escape
+from quote2cash.cli_text import FormatOption, OutputFormat, escape, show_records
 from quote2cash.engine.control import ControlError
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import IdentityError
 from quote2cash.settings import get_settings
 
-app = typer.Typer(help="quote2cash: the quote-to-cash integration hub.", no_args_is_help=True)
+app = typer.Typer(
+    help="quote2cash: the quote-to-cash integration hub.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 events_app = typer.Typer(help="Inspect the event log.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The exception queue and dead letters.", no_args_is_help=True)
 replay_app = typer.Typer(help="Replay events, approved by a second person.", no_args_is_help=True)
@@ -55,7 +58,14 @@ def _api_commands() -> None:
     app.add_typer(operators_app, name="operators")
 
 
+def _exception_commands() -> None:
+    from quote2cash.cli_exceptions import register
+
+    register(app, dlq_app)
+
+
 _api_commands()
+_exception_commands()
 
 
 def _reconcile_commands() -> None:
@@ -75,8 +85,38 @@ def _audit_commands() -> None:
 
 _audit_commands()
 
-console = Console()
-err = Console(stderr=True)
+
+def _config_commands() -> None:
+    from quote2cash.config_cli import config_app
+
+    app.add_typer(config_app, name="config")
+
+
+_config_commands()
+
+_debug = False
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (or Q2C_DEBUG=1)")
+    ] = False,
+) -> None:
+    """quote2cash: the quote-to-cash integration hub."""
+    global _debug
+    _debug = debug
+
+
+def debug_enabled() -> bool:
+    """Whether errors show their traceback: ``--debug`` or ``Q2C_DEBUG=1``."""
+    import os
+
+    return _debug or os.environ.get("Q2C_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Store URL (default: $Q2C_DATABASE_URL or q2c.sqlite)")
@@ -86,12 +126,11 @@ DbOption = Annotated[
 SandboxDir = Annotated[str, typer.Option("--workdir", help="Where the sandbox keeps its state")]
 
 
-def _yes_no(flag: bool) -> Text:
-    return Text("yes", style="green") if flag else Text("no", style="red")
-
-
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    """Print one error line (escaped, secrets redacted) and exit with ``code``."""
+    from quote2cash.observability.redact import redact
+
+    err.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -103,7 +142,9 @@ def open_runtime(db: str | None, *, initialise: bool = False) -> Runtime:
             url, initialise=initialise, sqlite_synchronous=settings.sqlite_synchronous
         )
     except Exception as exc:
-        fail(f"cannot open the store: {type(exc).__name__}: {exc}")
+        from quote2cash.cli_errors import store_failure
+
+        fail(store_failure(exc, url))
     if not initialise:
         from quote2cash.store.db import is_initialised
 
@@ -201,17 +242,16 @@ def worker(
     async def main() -> None:
         async with AsyncExitStack() as stack:
             if handlers == "flows":
-                from pathlib import Path
-
+                from quote2cash.configuration import active_config_dir
                 from quote2cash.flows import build_registry
                 from quote2cash.flows.deps import FlowDeps
                 from quote2cash.masterdata import ConfigError
 
                 systems = await stack.enter_async_context(load_systems(config, sandbox))
                 try:
-                    deps = FlowDeps.build(rt, systems, Path(settings.config_dir))
+                    deps = FlowDeps.build(rt, systems, active_config_dir())
                 except ConfigError as exc:
-                    fail(f"{exc} (set Q2C_CONFIG_DIR to the folder with catalog.yaml)")
+                    fail(f"{exc} (check it with `q2c config check`)")
                 registry = build_registry(deps)
             else:
                 registry = load_registry(handlers)
@@ -241,34 +281,32 @@ def events_list(
     subject: str | None = None,
     correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
     limit: int = 50,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """The newest events, optionally filtered."""
+    from dataclasses import asdict
+
     from quote2cash.engine.queries import list_events
 
     rows = list_events(
         open_runtime(db), status=status, subject=subject, correlation_id=correlation_id, limit=limit
     )
-    table = DataTable(
-        "pos", "id", "type", "subject", "seq", "status", "attempts", "correlation", "parked on"
+
+    def parked(r: dict[str, Any]) -> str:
+        if not (r["parked_on"] and r["park_deadline"]):
+            return ""
+        return f"{r['parked_on']}: {r['park_reason']} (until {r['park_deadline']:%Y-%m-%d %H:%M}Z)"
+
+    columns = ("pos", "id", "type", "subject", "sequence", "status", "attempts", "correlation_id")
+    show_records(
+        console,
+        [asdict(r) for r in rows],
+        (*columns, "parked_on", "park_reason", "park_deadline")
+        if output is OutputFormat.json
+        else (*columns, "parked_on"),
+        output,
+        display={"parked_on": parked},
     )
-    for r in rows:
-        parked = (
-            f"{r.parked_on}: {r.park_reason} (until {r.park_deadline:%Y-%m-%d %H:%M}Z)"
-            if r.parked_on and r.park_deadline
-            else ""
-        )
-        table.add_row(
-            str(r.pos),
-            r.id,
-            r.type,
-            r.subject,
-            str(r.sequence),
-            r.status,
-            str(r.attempts),
-            r.correlation_id,
-            parked,
-        )
-    console.print(table)
 
 
 @events_app.command("show")
@@ -286,6 +324,7 @@ def events_show(event_id: str, db: DbOption = None) -> None:
 def dlq_list(
     db: DbOption = None,
     kind: Annotated[str | None, typer.Option(help="exception or dead (default both)")] = None,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """Events waiting for a person: permanent failures and exhausted retries, with reasons."""
     from quote2cash.engine.queries import failed_events
@@ -293,19 +332,31 @@ def dlq_list(
     if kind not in (None, "exception", "dead"):
         fail(f"--kind must be 'exception' or 'dead', not {kind!r}")
     rows = failed_events(open_runtime(db), kind)
-    table = DataTable("id", "type", "subject", "queue", "category", "attempts", "reason")
-    for r in rows:
-        table.add_row(
-            r.id,
-            r.type,
-            r.subject,
-            r.status,
-            r.category or "-",
-            str(r.attempts),
-            r.last_error or "",
-        )
-    console.print(table)
-    console.print(f"{len(rows)} event(s) waiting")
+    records = [
+        {
+            "id": r.id,
+            "type": r.type,
+            "subject": r.subject,
+            "queue": r.status,
+            "category": r.category,
+            "attempts": r.attempts,
+            "reason": r.last_error,
+            "correlation_id": r.correlation_id,
+        }
+        for r in rows
+    ]
+    show_records(
+        console,
+        records,
+        ("id", "type", "subject", "queue", "category", "attempts", "reason")
+        if output is OutputFormat.table
+        else tuple(records[0])
+        if records
+        else (),
+        output,
+    )
+    if output is OutputFormat.table:
+        console.print(f"{len(rows)} event(s) waiting")
 
 
 @replay_app.command("request")
@@ -316,8 +367,12 @@ def replay_request(
     since: Annotated[str | None, typer.Option(help="ISO time, inclusive")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time, exclusive")] = None,
     include_processed: Annotated[bool, typer.Option("--include-processed")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the exact events it would take")
+    ] = False,
     db: DbOption = None,
     token: TokenOption = None,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """Ask for a replay; another operator must approve it."""
     from quote2cash.engine.replay import Selector, request_replay
@@ -330,6 +385,9 @@ def replay_request(
         include_processed,
     )
     runtime = open_runtime(db)
+    if dry_run:
+        show_replay_preview(runtime, selector, output)
+        return
     by = acting_operator(runtime, token)
     try:
         req = request_replay(runtime, selector, by=by, reason=reason)
@@ -337,6 +395,32 @@ def replay_request(
         fail(str(exc))
     sensitive = " (finance-sensitive: needs a finance_approver)" if req.finance_sensitive else ""
     console.print(f"replay request [bold]{req.id}[/] for {req.event_count} event(s){sensitive}")
+
+
+def show_replay_preview(runtime: Runtime, selector: Any, output: OutputFormat) -> None:
+    """The exact events a replay request for ``selector`` would pin now."""
+    from quote2cash.engine.exceptions import preview_bulk_replay
+
+    try:
+        preview = preview_bulk_replay(runtime, selector)
+    except ControlError as exc:
+        fail(str(exc))
+    records = [
+        {
+            "pos": e.pos,
+            "id": e.id,
+            "type": e.type,
+            "subject": e.subject,
+            "status": e.status,
+            "finance_sensitive": e.finance_sensitive,
+        }
+        for e in preview
+    ]
+    show_records(
+        console, records, ("pos", "id", "type", "subject", "status", "finance_sensitive"), output
+    )
+    if OutputFormat(output) is OutputFormat.table:
+        console.print(f"dry run: a request would take these {len(preview)} event(s)")
 
 
 @replay_app.command("approve")
@@ -378,22 +462,35 @@ def replay_reject(
 
 
 @replay_app.command("list")
-def replay_list(db: DbOption = None, status: str | None = None) -> None:
+def replay_list(
+    db: DbOption = None, status: str | None = None, output: FormatOption = OutputFormat.table
+) -> None:
     """Replay requests and their decisions."""
     from quote2cash.engine.replay import list_requests
 
-    table = DataTable("id", "status", "events", "finance", "requested by", "decided by", "reason")
-    for r in list_requests(open_runtime(db), status):
-        table.add_row(
-            str(r.id),
-            r.status,
-            str(r.event_count),
-            "yes" if r.finance_sensitive else "",
-            r.requested_by,
-            r.decided_by or "",
-            r.reason,
-        )
-    console.print(table)
+    records = [
+        {
+            "id": r.id,
+            "status": r.status,
+            "events": r.event_count,
+            "finance_sensitive": r.finance_sensitive,
+            "requested_by": r.requested_by,
+            "decided_by": r.decided_by,
+            "reason": r.reason,
+            "decision_note": r.decision_note,
+        }
+        for r in list_requests(open_runtime(db), status)
+    ]
+    columns = ("id", "status", "events", "finance_sensitive", "requested_by", "decided_by")
+    show_records(
+        console,
+        records,
+        (*columns, "reason", "decision_note")
+        if output is OutputFormat.json
+        else (*columns, "reason"),
+        output,
+        display={"finance_sensitive": lambda r: "yes" if r["finance_sensitive"] else ""},
+    )
 
 
 @systems_app.command("pause")
@@ -456,27 +553,29 @@ def systems_window(
 
 
 @systems_app.command("status")
-def systems_status(db: DbOption = None) -> None:
+def systems_status(db: DbOption = None, output: FormatOption = OutputFormat.table) -> None:
     """Paused systems, maintenance windows and how many subjects wait on each."""
     from quote2cash.engine.control import system_status
 
-    table = DataTable("system", "paused", "reason", "windows", "held subjects")
-    for s in system_status(open_runtime(db)):
-        windows = s.get("windows") or []
-        assert isinstance(windows, list)
-        win = "; ".join(
+    def windows(s: dict[str, Any]) -> str:
+        return "; ".join(
             f"{w['starts_at']:%Y-%m-%d %H:%M}→{w['ends_at']:%H:%M}"
             + (" (now)" if w["in_force"] else "")
-            for w in windows
+            for w in s.get("windows") or []
         )
-        table.add_row(
-            str(s["system"]),
-            "yes" if s["paused"] else "no",
-            str(s["reason"] or ""),
-            win,
-            str(s.get("held_subjects", 0)),
-        )
-    console.print(table)
+
+    records = [
+        {**s, "held_subjects": s.get("held_subjects", 0)} for s in system_status(open_runtime(db))
+    ]
+    show_records(
+        console,
+        records,
+        ("system", "paused", "reason", "changed_by", "windows", "held_subjects")
+        if output is OutputFormat.json
+        else ("system", "paused", "reason", "windows", "held_subjects"),
+        output,
+        display={"paused": lambda s: "yes" if s["paused"] else "no", "windows": windows},
+    )
 
 
 SystemsConfig = Annotated[
@@ -500,7 +599,10 @@ def load_systems(config: str | None, sandbox: str) -> Any:
 
 @catalog_app.command("check")
 def catalog_check(
-    path: Annotated[str, typer.Argument(help="catalog YAML, e.g. config/catalog.yaml")],
+    path: Annotated[
+        str | None,
+        typer.Argument(help="catalog YAML (default: catalog.yaml of the configuration in use)"),
+    ] = None,
     offline: Annotated[bool, typer.Option(help="Only validate the file")] = False,
     config: SystemsConfig = None,
     sandbox: SandboxDir = ".q2c/sandbox",
@@ -517,11 +619,18 @@ def catalog_check(
         async with systems:
             yield systems.crm, systems.erp, systems.billing
 
-    run_check(Path(path), None if offline else provider)
+    from quote2cash.configuration import active_config_dir
+
+    catalog = Path(path) if path else active_config_dir() / "catalog.yaml"
+    run_check(catalog, None if offline else provider)
 
 
 @systems_app.command("check")
-def systems_check(config: SystemsConfig = None, sandbox: SandboxDir = ".q2c/sandbox") -> None:
+def systems_check(
+    config: SystemsConfig = None,
+    sandbox: SandboxDir = ".q2c/sandbox",
+    output: FormatOption = OutputFormat.table,
+) -> None:
     """Call each configured system: reachable? credentials accepted? (exit 1 if not)."""
     from quote2cash.connectors.registry import check_all
 
@@ -532,22 +641,33 @@ def systems_check(config: SystemsConfig = None, sandbox: SandboxDir = ".q2c/sand
             return await check_all(systems)
 
     results = asyncio.run(run())
-    table = DataTable("role", "reachable", "authenticated", "latency", "detail")
-    for r in results:
-        table.add_row(
-            r.system,
-            _yes_no(r.reachable),
-            _yes_no(r.authenticated),
-            f"{r.latency_ms:.0f} ms" if r.latency_ms is not None else "-",
-            r.detail,
-        )
-    console.print(table)
+    records = [
+        {
+            "role": r.system,
+            "reachable": r.reachable,
+            "authenticated": r.authenticated,
+            "latency_ms": r.latency_ms,
+            "detail": r.detail,
+        }
+        for r in results
+    ]
+    show_records(
+        console,
+        records,
+        ("role", "reachable", "authenticated", "latency_ms", "detail"),
+        output,
+        display={
+            "latency_ms": lambda r: "-" if r["latency_ms"] is None else f"{r['latency_ms']:.0f} ms"
+        },
+    )
     if not all(r.reachable and r.authenticated for r in results):
         raise typer.Exit(1)
 
 
 @sandbox_app.command("up")
-def sandbox_up(workdir: SandboxDir = ".q2c/sandbox") -> None:
+def sandbox_up(
+    workdir: SandboxDir = ".q2c/sandbox", output: FormatOption = OutputFormat.table
+) -> None:
     """Start the Stripe and Salesforce emulators and a Tryton ERP; print where they listen."""
     from pathlib import Path
 
@@ -558,20 +678,35 @@ def sandbox_up(workdir: SandboxDir = ".q2c/sandbox") -> None:
             described = up(Path(workdir), progress=lambda msg: spinner.update(msg))
     except SandboxError as exc:
         fail(str(exc))
-    _print_sandbox(described, workdir)
+    _print_sandbox(described, workdir, output)
 
 
 @sandbox_app.command("status")
-def sandbox_status(workdir: SandboxDir = ".q2c/sandbox") -> None:
-    """Where each sandbox system listens and whether it runs."""
+def sandbox_status(
+    workdir: SandboxDir = ".q2c/sandbox",
+    credentials: Annotated[
+        bool,
+        typer.Option("--credentials", help="Also print each system's URL, user and secrets"),
+    ] = False,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Where each sandbox system listens and whether it runs (exit 1 if one does not)."""
     from pathlib import Path
 
-    from quote2cash.sandbox.orchestrator import status
+    from quote2cash.sandbox.orchestrator import sandbox_credentials, status
 
     described = status(Path(workdir))
     if not described:
         fail(f"no sandbox in {workdir}; start one with `q2c sandbox up`", code=1)
-    _print_sandbox(described, workdir)
+    if credentials:
+        records = [
+            {"system": system, "field": field, "value": value}
+            for system, fields in sandbox_credentials(Path(workdir)).items()
+            for field, value in fields.items()
+        ]
+        show_records(console, records, ("system", "field", "value"), output)
+    else:
+        _print_sandbox(described, workdir, output)
     if not all(s["running"] for s in described.values()):
         raise typer.Exit(1)
 
@@ -587,12 +722,17 @@ def sandbox_down(workdir: SandboxDir = ".q2c/sandbox") -> None:
     console.print(escape(f"stopped: {', '.join(stopped) or 'nothing was running'}"))
 
 
-def _print_sandbox(described: dict[str, Any], workdir: str) -> None:
-    table = DataTable("system", "listens on", "running")
-    for name, info in described.items():
-        table.add_row(name, info["url"], _yes_no(info["running"]))
-    console.print(table)
-    console.print(escape(f"credentials: {workdir}/state.json (mode 0600)"))
+def _print_sandbox(described: dict[str, Any], workdir: str, output: OutputFormat) -> None:
+    records = [
+        {"system": name, "url": info["url"], "running": info["running"]}
+        for name, info in described.items()
+    ]
+    show_records(console, records, ("system", "url", "running"), output)
+    if output is OutputFormat.table:
+        console.print(
+            escape(f"credentials: q2c sandbox status --credentials --workdir {workdir}"),
+            highlight=False,
+        )
 
 
 @app.command()
@@ -615,10 +755,23 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> Any:
+    """The ``q2c`` entry point: files it creates are 0600, secrets never logged, and an error
+    is one line saying what to do (its traceback only with ``--debug``)."""
+    from quote2cash.cli_errors import describe_failure
+    from quote2cash.observability.redact import install_redaction
+    from quote2cash.private_files import restrict_process_umask
+
+    restrict_process_umask()
+    install_redaction()
     try:
         return app(argv)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:
+        if debug_enabled():
+            raise
+        err.print(f"[bold red]error:[/] {escape(describe_failure(exc))}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

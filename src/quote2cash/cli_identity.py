@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from quote2cash.cli_text import DataTable, escape
+from quote2cash.cli_text import DataTable, escape, print_table
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import ROLES, IdentityError, NotAuthenticated, Operator
 
@@ -251,4 +251,4 @@ def operators_list(db: DbOption = None, format: FormatOption = "table") -> None:
         table.add_row(
             a.name, ", ".join(sorted(a.roles)), a.email or "", state, f"{a.created_at:%Y-%m-%d}"
         )
-    console.print(table)
+    print_table(console, table)

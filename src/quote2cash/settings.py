@@ -20,10 +20,11 @@ class Settings(BaseSettings):
     bus_url: str = Field(default="embedded", description="'embedded' or nats://host:port")
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
-    config_dir: str = Field(
-        default="config",
-        description="folder of catalog.yaml, entities.yaml, ownership.yaml, matching.yaml",
+    config_dir: str | None = Field(
+        default=None,
+        description="folder of catalog.yaml, entities.yaml, tax.yaml...; unset: packaged defaults",
     )
+    debug: bool = Field(default=False, description="CLI errors show their traceback")
     token_ttl_days: int = Field(default=30, ge=1, description="API tokens expire after this")
     token_max_ttl_days: int = Field(
         default=365, ge=1, description="the longest lifetime a new API token may be given"

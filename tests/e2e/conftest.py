@@ -20,6 +20,7 @@ from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 from quote2cash.connectors.stripe.config import CollectionMethod
 from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
 from quote2cash.connectors.tryton.client import TrytonClient
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
@@ -30,7 +31,7 @@ from quote2cash.sandbox.stripe import StripeEmulator
 from quote2cash.sandbox.tryton import TrytonEndpoint, TrytonSandbox
 
 STRIPE_KEY = "sk_test_q2c_e2e"
-CONFIG = Path(__file__).parents[2] / "config"
+CONFIG = packaged_config_dir()
 
 
 @dataclass

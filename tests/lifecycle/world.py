@@ -22,12 +22,13 @@ import yaml
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.demo.sandbox import DemoSandbox
 from quote2cash.engine.queries import EventRow, failed_events, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import events, subjects
 
-CONFIG = Path(__file__).parents[2] / "config"
+CONFIG = packaged_config_dir()
 POLL_SECONDS = 1.0
 STALL_SECONDS = 45.0
 """Longer than any one event takes; shorter than the engine's retry backoff grows to."""

@@ -28,19 +28,25 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from quote2cash.api.auth import OPERATOR, client_of
+from quote2cash.api.intake import Unintelligible, callout_shape, stripe_shape
+from quote2cash.api.routing import ParameterError
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
+from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.clock import Clock, SystemClock
-from quote2cash.engine.control import system_status
+from quote2cash.engine.control import ControlError, system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, decode_data, validate_envelope
+from quote2cash.engine.exceptions import UnknownEvent
 from quote2cash.engine.log import Appended
-from quote2cash.engine.queries import EventRow, failed_events, find_event, list_events
+from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
+from quote2cash.engine.queries import EventRow, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
-from quote2cash.identity import NotAllowed, NotAuthenticated
+from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
+from quote2cash.identity.oidc import OidcClient
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
@@ -52,8 +58,10 @@ StripeVerifier = Callable[[bytes, str], BillingEvent]
 """Checks a Stripe delivery (payload, ``Stripe-Signature``) and returns its event, or raises
 AuthError (bad signature, stale timestamp) or DataError (not a Stripe event)."""
 
-STATUSES: Final = ("pending", "parked", "done", "exception", "dead")
+STATUSES: Final = ("pending", "parked", "done", "exception", "dead", "resolved")
 MAX_LIMIT: Final = 1000
+OPENAPI_PATH: Final = "/v1/openapi.json"
+"""The API's description is not data: served without a token."""
 MAX_BODY: Final = 4 * 1024 * 1024
 
 
@@ -215,10 +223,16 @@ class HubApi:
         return json_response(answer)
 
     async def _intake(
-        self, system: str, record: str, build: Callable[[], Event], body: bytes
+        self,
+        system: str,
+        record: str,
+        build: Callable[[], Event],
+        request: web.Request,
+        body: bytes,
     ) -> web.Response:
         """Log an authentic delivery's event; one whose content cannot be taken is logged as a
-        rejected record (its body kept) for a person, never refused and lost."""
+        rejected record (its body kept) for a person, never refused and lost; one the hub
+        cannot understand at all is quarantined."""
         now = self.clock.now()
 
         def event() -> Event:
@@ -234,7 +248,29 @@ class HubApi:
                 )
             return built
 
-        return await self._log(event)
+        try:
+            return await self._log(event)
+        except (ApiError, web.HTTPException):
+            raise
+        except Exception as exc:
+            log.warning("%s delivery not understood: %s", system, type(exc).__name__)
+            return await self._quarantine(
+                system, request, body, f"the hub could not read it ({type(exc).__name__})"
+            )
+
+    async def _quarantine(
+        self, system: str, request: web.Request, body: bytes, reason: str
+    ) -> web.Response:
+        """Keep a signed delivery the hub cannot understand (committed), then answer 202 so
+        the sender stops retrying; an operator releases or discards it."""
+        kept, duplicate = await self._store(
+            lambda: quarantine_delivery(self.runtime, system, body, request.headers, reason)
+        )
+        log.warning("%s delivery quarantined as %s: %s", system, kept, reason)
+        return json_response(
+            {"received": True, "duplicate": duplicate, "quarantined": kept, "reason": reason},
+            202,
+        )
 
     # --- webhooks -----------------------------------------------------------------------------
 
@@ -244,18 +280,44 @@ class HubApi:
             raise ApiError(503, "not_configured", "no Stripe webhook secret is configured")
         payload = await request.read()
         try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(
+                400, "invalid_body", "the body is not UTF-8, so its signature cannot be checked"
+            ) from None
+        try:
             be = verifier(payload, request.headers.get("Stripe-Signature", ""))
         except AuthError as exc:
             raise ApiError(400, "signature_invalid", exc.message) from None
         except IntegrationError as exc:
             refused = exc
+            try:
+                stripe_shape(payload)
+            except Unintelligible as unclear:
+                return await self._quarantine("billing", request, payload, str(unclear))
 
             def unmappable() -> Event:
                 raise refused
 
-            return await self._intake("billing", _delivery(payload), unmappable, payload)
+            return await self._intake("billing", _delivery(payload), unmappable, request, payload)
+        except Exception as exc:
+            # The verifier checks the signature before it parses: this body is authentic.
+            try:
+                stripe_shape(payload)
+                reason = f"the hub could not read it ({type(exc).__name__})"
+            except Unintelligible as unclear:
+                reason = str(unclear)
+            return await self._quarantine("billing", request, payload, reason)
+        try:
+            stripe_shape(payload)
+        except Unintelligible as unclear:
+            return await self._quarantine("billing", request, payload, str(unclear))
         return await self._intake(
-            "billing", f"event {be.id}", lambda: billing_event(self.runtime, be), payload
+            "billing",
+            f"event {be.id}",
+            lambda: billing_event(self.runtime, be),
+            request,
+            payload,
         )
 
     async def salesforce_callout(self, request: web.Request) -> web.Response:
@@ -275,16 +337,14 @@ class HubApi:
         except SignatureError as exc:
             raise ApiError(400, "signature_invalid", str(exc)) from None
         try:
-            message = json.loads(body)
-        except ValueError:
-            message = None
+            message = callout_shape(body)
+        except Unintelligible as unclear:
+            return await self._quarantine("crm", request, body, str(unclear))
         record = _delivery(body)
-        if isinstance(message, dict) and message.get("messageId"):
+        if message.get("messageId"):
             record = f"callout {message['messageId']}"
 
         def deal() -> Event:
-            if not isinstance(message, dict):
-                raise DataError(f"{record}: the body is not a JSON object", system="crm")
             kind = message.get("eventType")
             if kind != "opportunity.closed_won":
                 raise DataError(
@@ -293,7 +353,7 @@ class HubApi:
                 )
             return callout_event(message, time=_event_time(message.get("eventTime")) or now)
 
-        return await self._intake("crm", record, deal, body)
+        return await self._intake("crm", record, deal, request, body)
 
     # --- health -------------------------------------------------------------------------------
 
@@ -353,20 +413,6 @@ class HubApi:
         steps = [{**s, "result": _maybe_json(s.get("result"))} for s in found["steps"]]
         return json_response({"event": event, "steps": steps, "failures": found["failures"]})
 
-    async def exceptions(self, request: web.Request) -> web.Response:
-        kind = request.query.get("kind") or None
-        if kind not in (None, "exception", "dead"):
-            raise ApiError(
-                400,
-                "invalid_parameter",
-                f"query parameter 'kind' is {kind!r}; expected 'exception' or 'dead'",
-            )
-        limit = _limit(request.query.get("limit"), default=200)
-        rows: list[EventRow] = await self._store(
-            lambda: failed_events(self.runtime, kind, limit=limit)
-        )
-        return json_response({"data": [_event_json(r) for r in rows], "count": len(rows)})
-
     async def invoice(self, request: web.Request) -> web.Response:
         """GetInvoiceStatus: by billing, ERP or CRM id, invoice number or global id, answered
         from the hub's own state (no external call)."""
@@ -411,6 +457,7 @@ class HubApi:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         try:
+            _refuse_nul(request)
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -418,6 +465,14 @@ class HubApi:
             return error_response(401, "unauthenticated", str(exc))
         except NotAllowed as exc:
             return error_response(403, "forbidden", str(exc))
+        except ParameterError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except (UnknownEvent, UnknownDelivery) as exc:
+            return error_response(404, "not_found", str(exc))
+        except ControlError as exc:
+            return error_response(409, "conflict", str(exc))
+        except IdentityError as exc:
+            return error_response(400, "invalid_request", str(exc))
         except web.HTTPException as exc:
             code = exc.reason.lower().replace(" ", "_")
             return error_response(
@@ -433,7 +488,7 @@ class HubApi:
     async def bearer(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if not request.path.startswith("/v1"):
+        if not request.path.startswith("/v1") or request.path == OPENAPI_PATH:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -446,6 +501,17 @@ class HubApi:
         operator.require("viewer", f"{request.method} {request.path}")
         request[OPERATOR] = operator
         return await handler(request)
+
+
+def _refuse_nul(request: web.Request) -> None:
+    """No store keeps a NUL in text (PostgreSQL refuses it): a 400, not a failing store."""
+    if "\x00" in request.path:
+        raise ApiError(400, "invalid_parameter", "the path holds a NUL character")
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            raise ApiError(
+                400, "invalid_parameter", f"query parameter {name!r} holds a NUL character"
+            )
 
 
 def _limit(raw: str | None, *, default: int = 50) -> int:
@@ -476,8 +542,13 @@ def build_app(
     status: HubStatus | None = None,
     callout_tolerance: int = 300,
     store_timeout: float = 15.0,
+    console_links: ObjectLinks | None = None,
+    oidc: OidcClient | None = None,
 ) -> web.Application:
-    """The API for ``runtime``; connectors are not needed (the verifier carries the secret)."""
+    """The API for ``runtime``; connectors are not needed (the verifier carries the secret).
+
+    With ``console_links`` the operations console is served under ``/console``; with ``oidc``
+    too, its sign-in also goes through that OpenID Connect provider."""
     hub = HubApi(
         runtime,
         stripe_verifier=stripe_verifier,
@@ -489,13 +560,21 @@ def build_app(
     )
     app = web.Application(middlewares=[hub.errors, hub.bearer], client_max_size=MAX_BODY)
     app[HUB] = hub
-    app.router.add_get("/health", hub.health)
-    app.router.add_post("/webhooks/stripe", hub.stripe_webhook)
-    app.router.add_post("/webhooks/salesforce", hub.salesforce_callout)
-    app.router.add_get("/v1/events", hub.events)
-    app.router.add_get("/v1/events/{id}", hub.event)
-    app.router.add_get("/v1/exceptions", hub.exceptions)
-    app.router.add_get("/v1/systems", hub.systems)
-    app.router.add_get("/v1/invoices/{id}", hub.invoice)
-    app.router.add_get("/v1/reconciliation", hub.reconciliation)
+    from quote2cash.api.routes import ROUTES
+    from quote2cash.api.routing import checked
+
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, checked(route, hub))
+    if console_links is not None:
+        from quote2cash.console.app import add_console
+        from quote2cash.console.context import Console
+
+        console = Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation)
+        add_console(app, console)
+        if oidc is not None:
+            from quote2cash.console.oidc_routes import add_oidc_routes
+            from quote2cash.console.views.signin import start_session
+
+            add_oidc_routes(app, runtime=runtime, client=oidc, start_session=start_session)
+            console.oidc_enabled = True
     return app

@@ -28,12 +28,14 @@ from quote2cash.cli_identity import (
     parse_ttl,
     read_passwords,
 )
-from quote2cash.cli_text import DataTable, escape
+from quote2cash.cli_text import DataTable, escape, print_table
+from quote2cash.console.links import ObjectLinks
 
 if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
     from quote2cash.engine.runtime import Runtime
     from quote2cash.identity import Operator
+    from quote2cash.identity.oidc import OidcClient
 
 tokens_app = typer.Typer(
     help="API tokens: each belongs to an operator, carries at most its roles, expires.",
@@ -139,7 +141,7 @@ def tokens_list(
             f"{t.expires_at:%Y-%m-%d %H:%M}",
             f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @tokens_app.command("revoke")
@@ -156,6 +158,34 @@ def tokens_revoke(name: str, db: DbOption = None, token: TokenOption = None) -> 
     except IdentityError as exc:
         fail(str(exc))
     console.print(f"token {escape(name)} revoked", highlight=False)
+
+
+def fixed_sandbox_secrets() -> frozenset[str]:
+    """Secrets published with the sandbox: anyone can sign with them, so a hub never trusts them."""
+    from quote2cash.connectors.stripe.config import SANDBOX_WEBHOOK_SECRET
+    from quote2cash.sandbox.salesforce.emulator import DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD
+
+    return frozenset({SANDBOX_WEBHOOK_SECRET, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD})
+
+
+def refuse_fixed_secrets(billing: Any, callout_secret: str | None) -> str | None:
+    """Why this hub must not start with these webhook secrets, or None if they are its own."""
+    config = getattr(billing, "config", None)
+    secret: Any = getattr(config, "webhook_secret", None)
+    value = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
+    known = fixed_sandbox_secrets()
+    if value in known:
+        return (
+            "the Stripe webhook secret is the sandbox's fixed, published one; anyone could sign "
+            "webhooks with it. Use --hook-sandbox (a fresh secret per run) or configure your "
+            "endpoint's own secret (whsec_...) in systems.yaml"
+        )
+    if callout_secret in known:
+        return (
+            "the Salesforce callout secret is a fixed, published sandbox value; "
+            "set Q2C_SF_CALLOUT_SECRET to a secret of your own"
+        )
+    return None
 
 
 def _stripe_verifier(billing: Any) -> StripeVerifier | None:
@@ -229,6 +259,33 @@ async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier 
     return verifier
 
 
+def _console_links(systems: Any) -> ObjectLinks:
+    """The console links each object to the system it lives in, as the connectors are
+    configured (the sandbox's emulators, or the real tenants)."""
+
+    def base(role: Any, attribute: str) -> str | None:
+        value = getattr(getattr(role, "config", None), attribute, None)
+        return str(value) if value else None
+
+    return ObjectLinks(
+        crm_url=base(systems.crm, "instance_url"),
+        billing_url=base(systems.billing, "base_url"),
+    )
+
+
+def _oidc_client(runtime: Runtime) -> OidcClient | None:
+    """The console's OpenID Connect client from the ``Q2C_OIDC_*`` settings; a bad setting is
+    one line naming it."""
+    from quote2cash.cli import fail
+    from quote2cash.identity.oidc import OidcConfigError, oidc_client_from_env
+
+    try:
+        return oidc_client_from_env()
+    except OidcConfigError as exc:
+        runtime.close()
+        fail(str(exc))
+
+
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port)", min=0, max=65535)] = 8080,
@@ -250,13 +307,21 @@ def serve_command(
             help="With the sandbox: register this hub's webhook and callout URLs on the emulators",
         ),
     ] = True,
-    config_dir: Annotated[str, typer.Option(help="Catalog and entity rules folder")] = "config",
+    config_dir: Annotated[
+        str | None,
+        typer.Option(help="Catalog and entity rules folder (default: $Q2C_CONFIG_DIR or packaged)"),
+    ] = None,
     db: DbOption = None,
+    with_console: Annotated[
+        bool, typer.Option("--console/--no-console", help="Serve the operations console")
+    ] = True,
 ) -> None:
-    """Serve the API (webhooks, /v1, /health) with the workers and polling, until SIGTERM."""
+    """Serve the API (webhooks, /v1, /health), the console (/console), the workers and polling,
+    until SIGTERM."""
     from quote2cash.api.app import HUB
     from quote2cash.api.serve import ServeOptions, serve
     from quote2cash.cli import fail, load_systems, open_runtime
+    from quote2cash.configuration import active_config_dir
     from quote2cash.observability.logging import configure_logging
     from quote2cash.settings import get_settings
 
@@ -266,24 +331,33 @@ def serve_command(
     use_sandbox = not (config or os.environ.get("Q2C_SYSTEMS_CONFIG"))
     systems = load_systems(config, sandbox)
     state = _sandbox_state(sandbox) if use_sandbox else {}
+    hooked = use_sandbox and hook_sandbox
+    callout_secret = _callout_secret(state) if use_sandbox else _callout_secret({})
+    refused = None if hooked else refuse_fixed_secrets(systems.billing, callout_secret)
+    if refused is not None:
+        runtime.close()
+        fail(refused)
+    oidc = _oidc_client(runtime) if with_console else None
     options = ServeOptions(
         host,
         port,
         workers,
         poll_seconds,
-        Path(config_dir),
+        active_config_dir(config_dir),
         reconcile_seconds=settings.reconcile_interval_seconds,
+        console=_console_links(systems) if with_console else None,
+        oidc=oidc,
     )
 
     async def ready(url: str, app: Any) -> None:
-        if use_sandbox and hook_sandbox:
+        if hooked:
             try:
                 verifier = await _hook_sandbox(state, url)
             except Exception as exc:
                 fail(f"could not point the sandbox's emulators at {url}: {type(exc).__name__}")
             if verifier is not None:
                 app[HUB].stripe_verifier = verifier
-        console.print(f"q2c serving on {url}", highlight=False)
+        console.print(escape(f"q2c serving on {url}"), highlight=False)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -296,8 +370,8 @@ def serve_command(
                 systems,
                 stop,
                 options,
-                stripe_verifier=_stripe_verifier(systems.billing),
-                callout_secret=_callout_secret(state) if use_sandbox else _callout_secret({}),
+                stripe_verifier=None if hooked else _stripe_verifier(systems.billing),
+                callout_secret=callout_secret,
                 on_ready=ready,
             )
 

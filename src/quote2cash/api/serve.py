@@ -12,18 +12,22 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from quote2cash.api.access_log import RedactingAccessLogger
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
+from quote2cash.console.links import ObjectLinks
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
+from quote2cash.identity.oidc import OidcClient
 from quote2cash.masterdata.xref import XrefStore
 
 log = logging.getLogger(__name__)
@@ -35,10 +39,15 @@ class ServeOptions:
     port: int = 8080
     workers: bool = True
     poll_seconds: float = 30.0
-    config_dir: Path = Path("config")
+    config_dir: Path = field(default_factory=packaged_config_dir)
     shutdown_seconds: float = 10.0
     reconcile_seconds: float = 0.0
     """Run a three-way reconciliation every N s and keep its report for the API (0: never)."""
+    console: ObjectLinks | None = field(default_factory=ObjectLinks)
+    """Serve the operations console under ``/console``, linking objects with these bases
+    (None: no console)."""
+    oidc: OidcClient | None = None
+    """The console's OpenID Connect sign-in (None: names and passwords only)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -128,9 +137,16 @@ async def serve(
     """
     status = HubStatus(worker_running=False if options.workers else None)
     app = build_app(
-        runtime, stripe_verifier=stripe_verifier, callout_secret=callout_secret, status=status
+        runtime,
+        stripe_verifier=stripe_verifier,
+        callout_secret=callout_secret,
+        status=status,
+        console_links=options.console,
+        oidc=options.oidc,
     )
-    runner = web.AppRunner(app, shutdown_timeout=options.shutdown_seconds)
+    runner = web.AppRunner(
+        app, shutdown_timeout=options.shutdown_seconds, access_log_class=RedactingAccessLogger
+    )
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
     try:

@@ -15,6 +15,8 @@ from typing import Final
 
 SIGNATURE_HEADER: Final = "X-Q2C-Signature"
 DEFAULT_TOLERANCE: Final = 300
+MAX_TIMESTAMP_DIGITS: Final = 12
+"""Unix seconds up to year 33658; a longer ``t`` is malformed, refused before any arithmetic."""
 
 
 class SignatureError(ValueError):
@@ -44,6 +46,8 @@ def verify_callout(
             continue
         if key == "t":
             try:
+                if not (value.isascii() and value.isdigit() and len(value) <= MAX_TIMESTAMP_DIGITS):
+                    raise ValueError(value)
                 timestamp = int(value)
             except ValueError:
                 raise SignatureError(

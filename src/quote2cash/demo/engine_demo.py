@@ -245,8 +245,9 @@ def _log_to_file(path: Path) -> None:
     import logging
 
     from quote2cash.observability.logging import JsonFormatter
+    from quote2cash.private_files import PrivateFileHandler
 
-    handler = logging.FileHandler(path)
+    handler = PrivateFileHandler(path)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("quote2cash")
     root.handlers[:] = [handler]

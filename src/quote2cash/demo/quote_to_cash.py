@@ -36,6 +36,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
+from quote2cash.configuration import active_config_dir, check_config_dir
 from quote2cash.demo.actors import (
     BillingTeam,
     Customers,
@@ -60,11 +61,6 @@ from quote2cash.flows.subjects import contract_subject
 from quote2cash.reconcile.run import reconcile
 from quote2cash.store.schema import events, steps
 
-CONFIG_DIR = (
-    Path("config")
-    if Path("config/catalog.yaml").exists()
-    else Path(__file__).resolve().parents[3] / "config"
-)
 KEEP_SANDBOX = "Q2C_DEMO_KEEP_SANDBOX"
 SANDBOX_LIMITS = {"erp": SystemLimits(max_concurrency=1)}
 """The sandbox ERP runs on SQLite, which takes one writer at a time; one ERP step at a time
@@ -128,7 +124,10 @@ class DemoRun:
 
 
 def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
-    """Run the demo in ``workdir`` (wiped first); True only if the end state reconciles."""
+    """Run the demo in ``workdir`` (wiped first); True only if the end state reconciles.
+
+    The configuration is checked before any system starts: a bad file fails in a second."""
+    check_config_dir(active_config_dir())
     folder = Path(workdir).resolve()
     DemoSandbox.down(folder / "sandbox")
     shutil.rmtree(folder, ignore_errors=True)
@@ -177,7 +176,7 @@ async def _scenario(run: DemoRun) -> Findings:
     systems = run.sandbox.systems()
     try:
         async with systems:
-            hub = DemoHub.build(runtime, systems, CONFIG_DIR)
+            hub = DemoHub.build(runtime, systems, active_config_dir())
             run.hub = hub
             p = run.progress
             run.tasks["accounts"] = p.add_task(
@@ -682,12 +681,14 @@ def _look_further(console: Console, folder: Path) -> None:
         f"q2c systems status --db {db}",
         f"q2c audit verify --db {db}",
     ):
-        console.print(f"  {command}")
-    console.print(f"  structured log (JSON, correlation ids): {folder / 'demo.log'}")
+        console.print(escape(f"  {command}"), highlight=False)
+    console.print(escape(f"  structured log (JSON, correlation ids): {folder / 'demo.log'}"))
     if os.environ.get(KEEP_SANDBOX):
         console.print(
-            f"  the sandbox keeps running: q2c systems check --sandbox {folder / 'sandbox'}; "
-            f"stop it with q2c sandbox down --workdir {folder / 'sandbox'}"
+            escape(
+                f"  the sandbox keeps running: q2c systems check --workdir {folder / 'sandbox'}; "
+                f"stop it with q2c sandbox down --workdir {folder / 'sandbox'}"
+            )
         )
     else:
         console.print(f"  (set {KEEP_SANDBOX}=1 to keep the three systems running afterwards)")
@@ -698,8 +699,12 @@ def _log_to_file(path: Path) -> Iterator[None]:
     """The hub's JSON log goes to the demo's folder while it runs (the console shows progress);
     the logging setup is put back afterwards."""
     from quote2cash.observability.logging import JsonFormatter
+    from quote2cash.observability.redact import RedactingFilter, install_redaction
+    from quote2cash.private_files import PrivateFileHandler
 
-    handler = logging.FileHandler(path)
+    install_redaction()
+    handler = PrivateFileHandler(path)
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("quote2cash")
     saved = (root.handlers[:], root.level, root.propagate)

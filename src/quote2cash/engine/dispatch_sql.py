@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from quote2cash.store.types import parse_stored_time, sqlite_time_text
+
 _EVENT_COLUMNS = (
     "pos, event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
     "schema_version, data, attempts"
@@ -23,14 +25,14 @@ SubjectUpdate = tuple[str, int, datetime | None, int | None, str | None]
 
 
 def sqlite_time(value: datetime) -> str:
-    """The exact text SQLAlchemy's SQLite DateTime writes, so comparisons stay lexical-safe."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    """The exact text the store's SQLite times are written as (zero-padded, sorts as time)."""
+    return sqlite_time_text(value)
 
 
 def parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return parse_stored_time(value).replace(tzinfo=UTC)
 
 
 def load_pending(

@@ -71,6 +71,13 @@ def validate_envelope(event: Event) -> None:
         )
     if event.time.tzinfo is None:
         raise EventValidationError(f"{ref}: field 'time' is naive; expected an aware UTC time")
+    try:
+        event.time.astimezone(UTC)
+    except OverflowError:
+        raise EventValidationError(
+            f"{ref}: field 'time' is {event.time.isoformat()}; expected a time in UTC years "
+            "1 to 9999"
+        ) from None
     if len(event.subject) > 300 or len(event.id) > 200 or len(event.source) > 200:
         raise EventValidationError(f"{ref}: id/source/subject too long (max 200/200/300)")
 

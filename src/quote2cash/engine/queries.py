@@ -107,11 +107,19 @@ def failed_events(runtime: Runtime, kind: str | None = None, limit: int = 200) -
         return [_row(r) for r in conn.execute(q)]
 
 
+MAX_POSITION = 2**63 - 1
+
+
+def is_position(ident: str) -> bool:
+    """A log position: ASCII digits within the store's BIGINT (``²`` or 40 digits are ids)."""
+    return ident.isascii() and ident.isdigit() and int(ident) <= MAX_POSITION
+
+
 def find_event(runtime: Runtime, ident: str) -> dict[str, Any] | None:
     """An event by id (or log position), with its steps and failure history."""
     with runtime.engine.connect() as conn:
         q = select(events).where(events.c.event_id == ident)
-        if ident.isdigit():
+        if is_position(ident):
             q = select(events).where((events.c.event_id == ident) | (events.c.pos == int(ident)))
         row = conn.execute(q.limit(1)).first()
         if row is None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, select, update
+from sqlalchemy import Connection, Select, case, delete, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.control import ControlError
-from quote2cash.engine.events import Event, decode_data
+from quote2cash.engine.events import Event, decode_data, encode_data
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import NotAllowed, Operator
 from quote2cash.store.schema import events, parked_events, replay_requests, subjects
@@ -62,26 +63,22 @@ class ReplayRequest:
     selector: str
     decided_by: str | None = None
     decision_note: str | None = None
+    corrections: Mapping[int, dict[str, Any]] = field(default_factory=dict)
+    """New data for failed events (position -> data), applied when the request is approved."""
 
 
 def is_finance_sensitive(event_type: str) -> bool:
     return bool(FINANCE_SENSITIVE.search(event_type))
 
 
-def request_replay(
-    runtime: Runtime, selector: Selector, *, by: Operator, reason: str
-) -> ReplayRequest:
-    """Pin the selected events now, so the approver approves exactly what will run."""
-    by.require("operator", "request a replay")
-    actor = by.name
-    if not reason.strip():
-        raise ReplayError("a replay request needs a reason")
-    if not (selector.event_ids or selector.correlation_id or selector.since or selector.until):
-        raise ReplayError("a replay request needs event ids, a correlation id or a time range")
-    statuses = ["exception", "dead"] + (["done"] if selector.include_processed else [])
-    query = select(events.c.pos, events.c.type, events.c.event_id).where(
-        events.c.status.in_(statuses)
-    )
+def replayable_statuses(selector: Selector) -> list[str]:
+    return ["exception", "dead"] + (["done"] if selector.include_processed else [])
+
+
+def replayable(selector: Selector) -> Select[Any]:
+    """The events ``selector`` names that a replay would take, in log order (one definition
+    for the request and its dry-run preview)."""
+    query = select(events).where(events.c.status.in_(replayable_statuses(selector)))
     if selector.event_ids:
         query = query.where(events.c.event_id.in_(selector.event_ids))
     if selector.correlation_id:
@@ -90,9 +87,50 @@ def request_replay(
         query = query.where(events.c.time >= selector.since)
     if selector.until:
         query = query.where(events.c.time < selector.until)
+    return query.order_by(events.c.pos).limit(MAX_EVENTS_PER_REQUEST + 1)
+
+
+def check_selector(selector: Selector) -> None:
+    if not (selector.event_ids or selector.correlation_id or selector.since or selector.until):
+        raise ReplayError("a replay request needs event ids, a correlation id or a time range")
+
+
+def requeue_failed(conn: Connection, pos: int, subject: str) -> None:
+    """Put a failed event (exception or dead letter) back in its place in its subject."""
+    conn.execute(update(events).where(events.c.pos == pos).values(status="pending", attempts=0))
+    conn.execute(delete(parked_events).where(parked_events.c.event_pos == pos))
+    conn.execute(
+        update(subjects)
+        .where(subjects.c.subject == subject)
+        .values(
+            pending=subjects.c.pending + 1,
+            held_by=case((subjects.c.held_by == pos, None), else_=subjects.c.held_by),
+            ready_at=None,
+            waiting_on=None,
+        )
+    )
+
+
+def request_replay(
+    runtime: Runtime,
+    selector: Selector,
+    *,
+    by: Operator,
+    reason: str,
+    corrections: Mapping[int, dict[str, Any]] | None = None,
+) -> ReplayRequest:
+    """Pin the selected events now, so the approver approves exactly what will run;
+    ``corrections`` (position -> new data) are applied only when the request is approved."""
+    by.require("operator", "request a replay")
+    actor = by.name
+    if not reason.strip():
+        raise ReplayError("a replay request needs a reason")
+    check_selector(selector)
+    statuses = replayable_statuses(selector)
+    query = replayable(selector)
     now = runtime.clock.now()
     with runtime.engine.begin() as conn:
-        rows = conn.execute(query.order_by(events.c.pos).limit(MAX_EVENTS_PER_REQUEST + 1)).all()
+        rows = conn.execute(query).all()
         if not rows:
             raise ReplayError(
                 f"no replayable events match {selector.describe()} (statuses {statuses}); "
@@ -117,6 +155,7 @@ def request_replay(
                 "until": selector.until.isoformat() if selector.until else None,
                 "include_processed": selector.include_processed,
                 "positions": positions,
+                "corrections": {str(pos): data for pos, data in (corrections or {}).items()},
             }
         )
         rid = conn.execute(
@@ -140,6 +179,7 @@ def request_replay(
                     "replay.requested",
                     f"replay:{rid}",
                     details={
+                        "credential": _credential(by),
                         "selector": selector.describe(),
                         "events": len(positions),
                         "finance_sensitive": sensitive,
@@ -183,7 +223,13 @@ def _to_request(row: Any) -> ReplayRequest:
         selector=row.selector,
         decided_by=row.decided_by,
         decision_note=row.decision_note,
+        corrections={int(pos): data for pos, data in sel.get("corrections", {}).items()},
     )
+
+
+def _credential(by: Operator) -> str:
+    """How the decider was authenticated, for the audit entry (never a secret)."""
+    return f"token {by.token_name}" if by.token_name else by.via
 
 
 def _check_decider(req: ReplayRequest, by: Operator) -> None:
@@ -218,7 +264,14 @@ def reject_replay(runtime: Runtime, request_id: int, *, by: Operator, note: str)
         _decide(conn, req, "rejected", actor, note, now)
         append_audit(
             conn,
-            [AuditEntry(actor, "replay.rejected", f"replay:{req.id}", details={"note": note})],
+            [
+                AuditEntry(
+                    actor,
+                    "replay.rejected",
+                    f"replay:{req.id}",
+                    details={"note": note, "credential": _credential(by)},
+                )
+            ],
             now,
         )
     return get_request(runtime, request_id)
@@ -240,24 +293,14 @@ def approve_replay(
         requeued, rerun = 0, []
         for row in rows:
             if row.status in ("exception", "dead"):
-                conn.execute(
-                    update(events)
-                    .where(events.c.pos == row.pos)
-                    .values(status="pending", attempts=0)
-                )
-                conn.execute(delete(parked_events).where(parked_events.c.event_pos == row.pos))
-                conn.execute(
-                    update(subjects)
-                    .where(subjects.c.subject == row.subject)
-                    .values(
-                        pending=subjects.c.pending + 1,
-                        held_by=case(
-                            (subjects.c.held_by == row.pos, None), else_=subjects.c.held_by
-                        ),
-                        ready_at=None,
-                        waiting_on=None,
+                corrected = req.corrections.get(row.pos)
+                if corrected is not None:
+                    conn.execute(
+                        update(events)
+                        .where(events.c.pos == row.pos)
+                        .values(data=encode_data(corrected))
                     )
-                )
+                requeue_failed(conn, row.pos, row.subject)
                 requeued += 1
             elif row.status == "done":
                 rerun.append(
@@ -283,6 +326,7 @@ def approve_replay(
                     "replay.approved",
                     f"replay:{req.id}",
                     details={
+                        "credential": _credential(by),
                         "requested_by": req.requested_by,
                         "note": note,
                         "requeued": requeued,

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from quote2cash.canonical import Customer, PricePlan
 from quote2cash.connectors.roles import Billing, Crm, Erp
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import MappingError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.policy import OnboardingPolicy, load_onboarding
@@ -28,7 +29,6 @@ from quote2cash.masterdata.entities import EntityDecisions
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 
-CONFIG_DIR = Path("config")
 R = TypeVar("R")
 
 
@@ -48,7 +48,9 @@ class FlowDeps:
     tax_rules: TaxResolver | None = None
 
     @classmethod
-    def build(cls, runtime: Runtime, systems: Any, config_dir: Path = CONFIG_DIR) -> FlowDeps:
+    def build(cls, runtime: Runtime, systems: Any, config_dir: Path | None = None) -> FlowDeps:
+        """The flows' dependencies; ``config_dir`` None reads the packaged default rules."""
+        config_dir = config_dir or packaged_config_dir()
         entities = load_entities(config_dir / "entities.yaml")
         tax_file = config_dir / "tax.yaml"
         return cls(

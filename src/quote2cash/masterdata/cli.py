@@ -39,7 +39,7 @@ def use_systems(provider: SystemsProvider | None) -> None:
 
 @catalog_app.command("check")
 def check(
-    path: Annotated[Path, typer.Argument(help="catalog YAML file, e.g. config/catalog.yaml")],
+    path: Annotated[Path, typer.Argument(help="catalog YAML file, e.g. q2c-config/catalog.yaml")],
     offline: Annotated[
         bool, typer.Option("--offline", help="only validate the file, do not ask the systems")
     ] = False,

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from quote2cash.engine.events import Event
@@ -57,7 +57,9 @@ class JsonFormatter(logging.Formatter):
         ev = current_event.get()
         if ev is not None:
             out["event_id"], out["event_type"], out["subject"] = ev
-        if record.exc_info:
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        elif record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)
 
@@ -69,9 +71,25 @@ class ConsoleFormatter(logging.Formatter):
         return f"{base}  [cid={cid}]" if cid else base
 
 
+class CurrentStderrHandler(logging.StreamHandler[Any]):
+    """Writes to whatever ``sys.stderr`` is at each record, never to a stream closed since."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        return
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Install the hub's formatter on the root logger (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Install the hub's formatter on the root logger (idempotent); every record is redacted."""
+    from quote2cash.observability.redact import RedactingFilter, install_redaction
+
+    install_redaction()
+    handler = CurrentStderrHandler()
+    handler.addFilter(RedactingFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -103,13 +103,15 @@ def repair_command(
     from quote2cash.cli_identity import acting_operator
     from quote2cash.identity import IdentityError
 
-    report = _run(db, config, sandbox, None)
-    drift = report.find(drift_id)
-    if drift is None:
-        fail(f"drift {drift_id!r} is not in a fresh reconciliation (repaired, or mistyped)")
     runtime = open_runtime(db)
     try:
-        request = file_repair(runtime, drift, by=acting_operator(runtime, token))
+        by = acting_operator(runtime, token)
+        by.require("operator", "file a reconciliation repair")
+        report = _run(db, config, sandbox, None)
+        drift = report.find(drift_id)
+        if drift is None:
+            fail(f"drift {drift_id!r} is not in a fresh reconciliation (repaired, or mistyped)")
+        request = file_repair(runtime, drift, by=by)
     except (ControlError, IdentityError) as exc:
         fail(str(exc))
     finally:

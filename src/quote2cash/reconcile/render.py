@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from quote2cash.cli_text import print_table as print_wide
 from quote2cash.reconcile.model import Drift, Report
 
 FORMATS = ("table", "json", "csv")
@@ -66,5 +67,5 @@ def print_table(report: Report, console: Console) -> None:
             escape(d.detail),
             escape(d.repair.describe()),
         )
-    console.print(table)
+    print_wide(console, table)
     console.print(f"[red bold]{len(report.drifts)} drift(s)[/]")

@@ -1,7 +1,8 @@
 """``q2c sandbox up|down|status``: the three local systems as detached processes.
 
-The Stripe and Salesforce emulators run as ``python -m quote2cash.sandbox.<name>`` children in
-their own sessions, logging to the sandbox folder; Tryton runs through its own launcher. What
+The Stripe and Salesforce emulators and the OpenID Connect test provider run as
+``python -m quote2cash.sandbox.<name>`` children in their own sessions, logging to the sandbox
+folder; Tryton runs through its own launcher. What
 they listen on and their credentials are kept in ``<workdir>/state.json`` (mode 0600) so other
 commands (``q2c systems check``, the demo, a worker) can connect; nothing printed holds a secret.
 """
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from quote2cash.private_files import PRIVATE_UMASK, open_private
+from quote2cash.sandbox.oidc.setup import default_redirect_uris, prepare_provider
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.tryton import commands as tryton_commands
 
@@ -48,8 +51,7 @@ def read_state(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any] | None:
 
 def _write_state(workdir: Path, state: dict[str, Any]) -> None:
     path = _state_path(workdir)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with open_private(path, "w", encoding="utf-8") as handle:
         json.dump(state, handle, indent=2)
 
 
@@ -68,13 +70,14 @@ def _spawn(
 ) -> tuple[int, str]:
     """Start ``python -m <args>`` detached; wait until its log says where it listens."""
     log_path = workdir / f"{name}.log"
-    log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
+    log = open_private(log_path, "w", encoding="utf-8")
     proc = subprocess.Popen(
         [sys.executable, "-m", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env={**os.environ, **env},
+        umask=PRIVATE_UMASK,
         start_new_session=True,
     )
     log.close()
@@ -145,6 +148,10 @@ def up(
             "callout_secret": callout_secret,
         }
         _write_state(workdir, state)
+    oidc = state.get("oidc")
+    if not oidc or not _alive(int(oidc["pid"])):
+        progress("starting the OpenID Connect test provider")
+        start_oidc_provider(workdir, state)
     progress("starting the Tryton ERP (first time: builds a template, about 30 s)")
     tryton_dir = workdir / "tryton"
     try:
@@ -168,6 +175,27 @@ def up(
     return status(workdir)
 
 
+def start_oidc_provider(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Start the test OpenID provider (new client secret and user passwords the first time).
+
+    Its issuer, client and users go into ``state["oidc"]`` (the 0600 state file); its own
+    folder keeps only hashes and the signing key.
+    """
+    folder = workdir / "oidc"
+    known = state.get("oidc")
+    if known and (folder / "clients.json").exists():
+        credentials = {
+            k: known[k] for k in ("client_id", "client_secret", "redirect_uris", "users")
+        }
+    else:
+        credentials = prepare_provider(folder, default_redirect_uris())
+    pid, issuer = _spawn("oidc", ["quote2cash.sandbox.oidc", "--folder", str(folder)], workdir, {})
+    state["oidc"] = {"pid": pid, "issuer": issuer, "folder": str(folder), **credentials}
+    _write_state(workdir, state)
+    described: dict[str, Any] = state["oidc"]
+    return described
+
+
 def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
     """Where each system listens and whether its process is alive; never a credential."""
     state = read_state(workdir) or {}
@@ -179,6 +207,12 @@ def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
         s = state["salesforce"]
         out["crm (Salesforce emulator)"] = {
             "url": s["instance_url"],
+            "running": _alive(int(s["pid"])),
+        }
+    if "oidc" in state:
+        s = state["oidc"]
+        out["identity (OpenID Connect provider)"] = {
+            "url": s["issuer"],
             "running": _alive(int(s["pid"])),
         }
     tryton = (
@@ -195,13 +229,68 @@ def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
     return out
 
 
+def sandbox_credentials(workdir: Path = DEFAULT_WORKDIR) -> dict[str, dict[str, str]]:
+    """Per system, its URL and what to sign in with (for a person at the sandbox, on request).
+
+    Systems other helpers add to the state file (an ``url`` and string fields) are listed as
+    they are, so a new sandbox system shows up without a change here.
+    """
+    from quote2cash.sandbox.salesforce import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        DEFAULT_PASSWORD,
+        DEFAULT_USERNAME,
+    )
+    from quote2cash.sandbox.tryton import load_endpoint
+
+    state = read_state(workdir) or {}
+    out: dict[str, dict[str, str]] = {}
+    for name, entry in state.items():
+        if not isinstance(entry, dict):
+            continue
+        if name == "stripe":
+            out["billing (Stripe emulator)"] = {
+                "url": entry["base_url"],
+                "api_key": entry["api_key"],
+                "webhooks": "q2c serve registers its endpoint with a fresh signing secret",
+            }
+        elif name == "salesforce":
+            out["crm (Salesforce emulator)"] = {
+                "url": entry["instance_url"],
+                "username": DEFAULT_USERNAME,
+                "password": DEFAULT_PASSWORD,
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+                "ca_file": entry["ca_file"],
+                "callout_secret": entry.get("callout_secret") or "",
+            }
+        elif name == "tryton":
+            endpoint = load_endpoint(entry["workdir"])
+            if endpoint is not None:
+                out["erp (Tryton)"] = {
+                    "url": endpoint.base_url,
+                    "database": endpoint.database,
+                    "username": endpoint.username,
+                    "password": endpoint.password,
+                    "admin_username": endpoint.admin_username,
+                    "admin_password": endpoint.admin_password,
+                }
+        else:
+            out[name] = {
+                key: str(value)
+                for key, value in entry.items()
+                if key != "pid" and isinstance(value, str | int | float)
+            }
+    return out
+
+
 def down(workdir: Path = DEFAULT_WORKDIR) -> list[str]:
     """Stop every sandbox system; returns what was stopped."""
     state = read_state(workdir)
     if state is None:
         return []
     stopped: list[str] = []
-    for name in ("stripe", "salesforce"):
+    for name in ("stripe", "salesforce", "oidc"):
         if name in state and _alive(int(state[name]["pid"])):
             _terminate(int(state[name]["pid"]))
             stopped.append(name)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool, StaticPool
+
+from quote2cash.private_files import PRIVATE_MODE, ensure_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,7 +34,7 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_database_file(Path(parsed.database))
         # Pooled connections stay open: closing the last WAL connection checkpoints the file,
         # which would cost milliseconds per transaction. In-memory databases get one connection.
         memory = parsed.database in (None, "", ":memory:")
@@ -45,6 +48,18 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
         return engine
     kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 2, "pool_pre_ping": True}
     return create_engine(url, **kwargs)
+
+
+def _private_database_file(path: Path) -> None:
+    """The database and its -wal/-shm files are 0600 (SQLite gives those the database's mode)."""
+    if str(path).startswith("file:"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            os.chmod(companion, PRIVATE_MODE)
 
 
 def _sqlite_hooks(engine: Engine, synchronous: str) -> None:

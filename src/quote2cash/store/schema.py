@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -394,3 +395,24 @@ park_keys = Table(
     Column("released_by", String(200), nullable=True),
 )
 """A key's row is locked by whoever parks on it or releases it, so a release is never missed."""
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("body", LargeBinary(), nullable=False),
+    Column("headers", Text(), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("decision_note", Text(), nullable=True),
+    Column("event_id", String(200), nullable=True),
+    UniqueConstraint("source", "body_sha256"),
+    Index("ix_quarantine_status_id", "status", "id"),
+)
+"""Signed webhook deliveries the hub could not understand: kept whole (raw body, the headers
+that re-verify it, never a secret) until an operator releases or discards them."""

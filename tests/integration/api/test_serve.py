@@ -19,6 +19,7 @@ from contract.crm.salesforce_harness import SalesforceDesk
 from quote2cash.api.serve import ServeOptions, serve
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig, verify_webhook
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import intake_cursors
 
@@ -32,7 +33,7 @@ from .conftest import (
     won_deal,
 )
 
-CONFIG = Path(__file__).parents[3] / "config"
+CONFIG = packaged_config_dir()
 
 
 async def test_serve_runs_api_worker_and_polling_until_stopped(

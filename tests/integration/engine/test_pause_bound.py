@@ -18,6 +18,7 @@ import pytest
 from quote2cash.engine.events import new_event
 from quote2cash.engine.runtime import Runtime
 from support.gated_calls import CALL
+from support.identity import first_admin, new_operator, token_of
 
 Q2C = [sys.executable, "-m", "quote2cash.cli"]
 TESTS = Path(__file__).parents[2]
@@ -75,9 +76,12 @@ def test_pause_holds_every_worker_within_the_bound_and_resume_resumes(
     db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     rt = Runtime.open(db)
     rt.log.append_many([new_event(CALL, f"contract:{i % 40}", {"i": i}) for i in range(3000)])
+    ops = new_operator(rt, first_admin(rt), "ops", "operator")
+    token = token_of(rt, ops)
     rt.close()
     env = {
         **os.environ,
+        "Q2C_TOKEN": token,
         "Q2C_DATABASE_URL": db,
         "Q2C_TEST_ERP_URL": url,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),

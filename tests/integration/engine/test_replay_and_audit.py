@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
 from quote2cash.cli import app
@@ -80,6 +82,14 @@ async def test_requester_cannot_approve_own_replay(
     assert get_request(runtime, req.id).status == "pending"
     approve_replay(runtime, req.id, by=people["omar"])
     assert get_request(runtime, req.id).status == "executed"
+    with runtime.engine.connect() as conn:
+        decided = conn.execute(
+            select(audit_log.c.actor, audit_log.c.details).where(
+                audit_log.c.action == "replay.approved"
+            )
+        ).one()
+    assert decided.actor == "omar"
+    assert json.loads(decided.details)["credential"] == "token omar-token"
     with pytest.raises(ReplayError, match="not pending"):
         approve_replay(runtime, req.id, by=people["fiona"])
 

@@ -1,4 +1,5 @@
-"""``q2c sandbox up|status|down`` as a person runs it: three real systems, then none."""
+"""``q2c sandbox up|status|down`` as a person runs it: three real systems and the test
+OpenID provider, then none."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-CATALOG = Path(__file__).parents[3] / "config" / "catalog.yaml"
+from quote2cash.defaults import packaged_config_dir
+
+CATALOG = packaged_config_dir() / "catalog.yaml"
 
 
 def q2c(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -35,7 +38,8 @@ def test_sandbox_up_status_down(tmp_path: Path) -> None:
         state = json.loads(state_file.read_text())
         key = state["stripe"]["api_key"]
         assert key not in started.stdout and key not in started.stderr
-        for needle in ("Stripe emulator", "Salesforce emulator", "Tryton", "127.0.0.1"):
+        assert state["oidc"]["client_secret"] not in started.stdout + started.stderr
+        for needle in ("Stripe emulator", "Salesforce emulator", "Tryton", "OpenID", "127.0.0.1"):
             assert needle in started.stdout
         # Each system answers: Stripe wants its key, Tryton its JSON-RPC, Salesforce its TLS.
         req = urllib.request.Request(
@@ -45,12 +49,18 @@ def test_sandbox_up_status_down(tmp_path: Path) -> None:
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert json.load(resp)["object"] == "list"
         status = q2c("sandbox", "status", cwd=tmp_path)
-        assert status.returncode == 0 and status.stdout.count("yes") == 3
+        assert status.returncode == 0 and status.stdout.count("yes") == 4
         checked = q2c("systems", "check", cwd=tmp_path)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert key not in checked.stdout
         for role in ("crm", "erp", "billing"):
             assert role in checked.stdout
+        creds = q2c("sandbox", "status", "--credentials", "--format", "json", cwd=tmp_path)
+        given = {(r["system"], r["field"]): r["value"] for r in json.loads(creds.stdout)}
+        tryton = json.loads((tmp_path / ".q2c/sandbox/tryton/sandbox.json").read_text())
+        assert given[("billing (Stripe emulator)", "api_key")] == key
+        assert given[("erp (Tryton)", "admin_password")] == tryton["admin_password"]
+        assert given[("crm (Salesforce emulator)", "ca_file")] == state["salesforce"]["ca_file"]
         # The shipped catalog maps onto what the sandbox seeded ...
         good = q2c("catalog", "check", str(CATALOG), cwd=tmp_path)
         assert good.returncode == 0, good.stdout + good.stderr
@@ -70,6 +80,6 @@ def test_sandbox_up_status_down(tmp_path: Path) -> None:
     assert stopped.returncode == 0 and "tryton" in stopped.stdout
     after = q2c("sandbox", "status", cwd=tmp_path)
     assert after.returncode == 1 and "q2c sandbox up" in after.stderr
-    for pid in (state["stripe"]["pid"], state["salesforce"]["pid"]):
+    for pid in (state["stripe"]["pid"], state["salesforce"]["pid"], state["oidc"]["pid"]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -19,13 +19,16 @@ from quote2cash.canonical import (
     TaxTreatment,
 )
 from quote2cash.connectors.stripe import StripeBilling
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import ConflictError
 from quote2cash.masterdata import load_entities, load_tax
 
 from .conftest import Sandbox
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-TAX = load_tax("config/tax.yaml", load_entities("config/entities.yaml"))
+TAX = load_tax(
+    packaged_config_dir() / "tax.yaml", load_entities(packaged_config_dir() / "entities.yaml")
+)
 
 
 def _subscription(customer_id: str, prices: list[str], rates: tuple[TaxRate, ...]) -> Subscription:

@@ -26,10 +26,13 @@ from quote2cash.canonical import (
     TaxTreatment,
 )
 from quote2cash.connectors.tryton import TrytonClient, TrytonErp
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import MappingError
 from quote2cash.masterdata import load_entities, load_tax
 
-TAX = load_tax("config/tax.yaml", load_entities("config/entities.yaml"))
+TAX = load_tax(
+    packaged_config_dir() / "tax.yaml", load_entities(packaged_config_dir() / "entities.yaml")
+)
 VAT = TAX.rate("DE-VAT-19")
 REVERSE = TAX.rate("EU-VAT-RC")
 AMOUNTS = (Decimal("10.50"), Decimal("23.50"), Decimal("41.50"))

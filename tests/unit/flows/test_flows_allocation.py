@@ -10,13 +10,13 @@ from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quote2cash.canonical import Money, Order, OrderLine, Ref
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import DataError, MappingError
 from quote2cash.flows.allocation import (
     SeatPrice,
@@ -29,7 +29,7 @@ from quote2cash.flows.allocation import (
 )
 from quote2cash.masterdata import Catalog, MappedOrderLine, load_catalog, parse_catalog
 
-CONFIG = Path(__file__).parents[3] / "config"
+CONFIG = packaged_config_dir()
 PROPS = settings(max_examples=300, deadline=None)
 
 # Standalone prices as the sandbox seeds them (quote2cash.sandbox.seed), per lookup key.

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from quote2cash.canonical import Amendment, Ref
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event
@@ -31,7 +32,7 @@ from quote2cash.masterdata import load_catalog, load_entities
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import Kind, XrefStore
 
-CONFIG = Path(__file__).parents[3] / "config"
+CONFIG = packaged_config_dir()
 START = datetime(2026, 11, 1, tzinfo=UTC)
 
 

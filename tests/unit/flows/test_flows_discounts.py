@@ -5,19 +5,19 @@ for an amount no two-decimal percentage gives or one above billing's price."""
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quote2cash.canonical import Interval, Money, PricePlan, Ref, SubscriptionItem, UsageType
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import DataError
 from quote2cash.flows.new_business import discount_percent
 from quote2cash.masterdata import Catalog, load_catalog, parse_catalog
 from unit.flows.test_flows_allocation import TEST_CATALOG, line, mapped_one
 
-CONFIG = Path(__file__).parents[3] / "config"
+CONFIG = packaged_config_dir()
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.flows.policy import OnboardingPolicy, load_onboarding, parse_onboarding
 from quote2cash.masterdata.config import ConfigError
 
-CONFIG = Path(__file__).parents[3] / "config"
+CONFIG = packaged_config_dir()
 
 
 def test_the_shipped_policy_lets_deals_flow_while_the_erp_is_away() -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from types import ModuleType
 
 from quote2cash.canonical import Address, Customer
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.masterdata.matching import CustomerCandidate, MatchRun
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "accounts"
-CONFIG = Path(__file__).resolve().parents[3] / "config"
+CONFIG = packaged_config_dir()
 
 
 def generator() -> ModuleType:

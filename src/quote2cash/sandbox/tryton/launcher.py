@@ -40,6 +40,7 @@ import psycopg
 from psycopg import sql
 
 from quote2cash.connectors.tryton.client import TrytonClient
+from quote2cash.private_files import PRIVATE_UMASK, open_private
 from quote2cash.sandbox.tryton import setup_data
 from quote2cash.sandbox.tryton.setup_data import API_USER_LOGIN, SandboxSetup
 
@@ -426,7 +427,7 @@ class TrytonSandbox:
             "admin@example.com",
         ]
         env = {**os.environ, "TRYTONPASSFILE": str(passfile)}
-        with open(log_path, "wb") as log:
+        with open_private(log_path, "wb") as log:
             try:
                 completed = subprocess.run(
                     command,
@@ -434,6 +435,7 @@ class TrytonSandbox:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
+                    umask=PRIVATE_UMASK,
                     timeout=self.init_timeout,
                     check=False,
                 )
@@ -602,13 +604,14 @@ class TrytonSandbox:
     def _launch(self, database: str, conf: Path, log_path: Path) -> _ServerProcess:
         port = _port_of(conf)
         env = {k: v for k, v in os.environ.items() if k != "TRYTONPASSFILE"}
-        with open(log_path, "ab") as log:
+        with open_private(log_path, "ab") as log:
             process = subprocess.Popen(
                 [str(self.bin_dir / "trytond"), "-c", str(conf), "-d", database],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                umask=PRIVATE_UMASK,
                 start_new_session=True,
             )
         server = _ServerProcess(process, f"http://127.0.0.1:{port}", log_path)

@@ -1,0 +1,1 @@
+"""One module per console page: what it reads from the store and how it answers."""
