@@ -8,7 +8,6 @@ Create Date: 2026-12-06
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
@@ -16,11 +15,7 @@ from alembic import op
 from quote2cash.store.audit_guard import install_guard, remove_guard
 
 revision = "0009"
-# Assigned: after 0008 (quarantine). Until the identity and api branches are merged, this
-# follows the newest of the assigned predecessors that exists; the lead pins it to "0008".
-down_revision = next(
-    r for r in ("0008", "0007", "0006") if any(Path(__file__).parent.glob(f"{r}_*.py"))
-)
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
