@@ -17,6 +17,7 @@ import quote2cash
 from quote2cash.api.app import build_app
 from quote2cash.api.openapi import document
 from quote2cash.api.routes import ROUTES
+from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.events import new_event
 from quote2cash.engine.quarantine import quarantine_delivery
 from quote2cash.engine.runtime import Runtime
@@ -25,7 +26,7 @@ from support.identity import first_admin, new_operator, token_of
 
 API_PREFIXES = ("/v1", "/webhooks", "/health")
 """What the document describes (the console's pages under /console are not an API)."""
-CONFIG = Path(__file__).parents[3] / "config"
+CONFIG = packaged_config_dir()
 SERVE = "import typer; from quote2cash.api.cli import serve_command; typer.run(serve_command)"
 CHECKS = ",".join(
     (
