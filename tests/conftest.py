@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Every store the tests open signs its audit chain with one test key and checkpoints into one
+# file of this run (records carry their store's id), so PostgreSQL stores leave no files behind.
+os.environ.setdefault("Q2C_AUDIT_KEY", "quote2cash-tests-audit-key")
+os.environ.setdefault(
+    "Q2C_AUDIT_CHECKPOINT_FILE",
+    str(Path(tempfile.mkdtemp(prefix="q2c-audit-")) / "checkpoints.jsonl"),
+)
 
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.runtime import Runtime

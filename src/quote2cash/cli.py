@@ -77,6 +77,15 @@ def _reconcile_commands() -> None:
 _reconcile_commands()
 
 
+def _audit_commands() -> None:
+    from quote2cash.cli_audit import register
+
+    register(audit_app)
+
+
+_audit_commands()
+
+
 def _config_commands() -> None:
     from quote2cash.config_cli import config_app
 
@@ -162,11 +171,20 @@ def init(
     admin: Annotated[str, typer.Option("--admin", help="Name of the first admin")] = "admin",
 ) -> None:
     """Create or migrate the store's schema; the first time, create the first admin."""
+    from quote2cash.engine.audit_key import AuditKeyError, ensure_key
     from quote2cash.identity.accounts import admin_exists, create_first_admin
     from quote2cash.store.db import current_revision
 
+    url = db or get_settings().database_url
+    try:
+        key, created = ensure_key(url)
+    except AuditKeyError as exc:
+        fail(str(exc))
     rt = open_runtime(db, initialise=True)
     console.print(f"store ready at revision [bold]{current_revision(rt.engine)}[/]")
+    made = "created (mode 0600; back it up away from the store)" if created else "found"
+    console.print(escape(f"audit key {key.key_id}: {made} in {key.source}"))
+    console.print(escape(f"audit checkpoints: {rt.checkpoints.where}"))
     if admin_exists(rt):
         console.print("an admin exists already; admins add operators with `q2c operators add`")
         return
@@ -239,7 +257,10 @@ def worker(
                 registry = load_registry(handlers)
             w = Worker(rt, registry, batch_size=batch_size)
             if once:
+                from quote2cash.engine.checkpoints import Checkpointer
+
                 report = await w.drain()
+                await Checkpointer(rt).tick(force=True)
                 console.print(f"processed {report.processed} events")
                 return
             stop = asyncio.Event()
@@ -641,22 +662,6 @@ def systems_check(
     )
     if not all(r.reachable and r.authenticated for r in results):
         raise typer.Exit(1)
-
-
-@audit_app.command("verify")
-def audit_verify(db: DbOption = None) -> None:
-    """Recompute the hash chain; name the first entry that was edited, removed or reordered."""
-    from quote2cash.engine.audit import verify_audit
-
-    result = verify_audit(open_runtime(db).engine)
-    if result.ok:
-        console.print(f"[green]audit log intact[/]: {result.checked} entries verified")
-        return
-    fail(
-        f"audit log broken at entry {result.first_broken_seq}: {result.reason} "
-        f"({result.checked} entries verified before it)",
-        code=1,
-    )
 
 
 @sandbox_app.command("up")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,6 +30,28 @@ class Settings(BaseSettings):
         default=365, ge=1, description="the longest lifetime a new API token may be given"
     )
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
+    audit_key: SecretStr | None = Field(
+        default=None, description="secret that signs the audit chain (else Q2C_AUDIT_KEY_FILE)"
+    )
+    audit_key_file: str | None = Field(
+        default=None, description="0600 file holding the audit key in hex (q2c init makes one)"
+    )
+    audit_checkpoint_url: str | None = Field(
+        default=None, description="nats://... for audit checkpoints (default: bus_url if NATS)"
+    )
+    audit_checkpoint_stream: str = Field(
+        default="Q2C_AUDIT_CHECKPOINTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="JetStream stream of the audit checkpoints",
+    )
+    audit_checkpoint_file: str | None = Field(
+        default=None, description="append-only file of audit checkpoints when NATS is not used"
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="workers checkpoint the audit head this often (0: every batch)",
+    )
     reconcile_interval_seconds: float = Field(
         default=3600.0,
         ge=0,

@@ -132,6 +132,9 @@ class AuditVerification(Answer):
     checked: int
     first_broken_seq: int | None
     reason: str | None
+    key_id: str | None = None
+    last_checkpoint_seq: int | None = None
+    last_checkpoint_at: str | None = None
 
 
 class StoreHealth(Answer):

@@ -19,7 +19,7 @@ from quote2cash.api import answers, bodies
 from quote2cash.api.app import STATUSES, ApiError, HubApi, json_response
 from quote2cash.api.intake import understand_delivery
 from quote2cash.api.routing import Call, Handler, Param, Route
-from quote2cash.engine.audit import verify_audit
+from quote2cash.engine.checkpoints import verify_store
 from quote2cash.engine.control import pause_system, resume_system, schedule_window
 from quote2cash.engine.exceptions import (
     RECOVERABILITIES,
@@ -203,13 +203,17 @@ async def audit_entries(hub: HubApi, call: Call) -> web.Response:
 
 
 async def audit_verification(hub: HubApi, call: Call) -> web.Response:
-    result = await hub._store(lambda: verify_audit(hub.runtime.engine))
+    """The keyed chain, its head and the last signed checkpoint outside the store."""
+    result = await hub._store(lambda: verify_store(hub.runtime))
     return json_response(
         {
             "ok": result.ok,
             "checked": result.checked,
             "first_broken_seq": result.first_broken_seq,
             "reason": result.reason,
+            "key_id": result.key_id,
+            "last_checkpoint_seq": result.checkpoint_seq,
+            "last_checkpoint_at": result.checkpoint_at,
         }
     )
 

@@ -23,6 +23,7 @@ from quote2cash.api.access_log import RedactingAccessLogger
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
 from quote2cash.console.links import ObjectLinks
 from quote2cash.defaults import packaged_config_dir
+from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
@@ -157,6 +158,8 @@ async def serve(
             tasks.append(
                 asyncio.create_task(run_worker(runtime, systems, stop, status, options.config_dir))
             )
+        else:  # the worker checkpoints the audit head; without one, API decisions need it too
+            tasks.append(asyncio.create_task(checkpoint_forever(runtime, stop)))
         if options.poll_seconds > 0:
             tasks.append(
                 asyncio.create_task(

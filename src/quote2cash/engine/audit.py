@@ -1,12 +1,13 @@
-"""Tamper-evident audit log: append-only entries, each hash chained to the one before it.
+"""Tamper-evident audit log: append-only entries, each signed and chained to the one before it.
 
-hash = SHA-256(prev_hash + canonical JSON of the entry). A head row keeps the last seq and hash,
-so truncating the log is caught as well as editing it.
+hash = HMAC-SHA256(audit key, prev_hash + canonical JSON of the entry and the key's id). The key
+lives outside the store (engine.audit_key), so a database writer cannot recompute the chain; the
+head row keeps the last seq and hash, and signed checkpoints outside the store (engine.checkpoints)
+catch a log cut back together with its head.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from quote2cash.engine.audit_key import AuditKey, key_for
 from quote2cash.store.schema import audit_head, audit_log
 
 GENESIS = "0" * 64
@@ -34,15 +36,31 @@ class Verification:
     checked: int
     first_broken_seq: int | None = None
     reason: str | None = None
+    key_id: str | None = None
+    store_id: str | None = None
+    checkpoint_seq: int | None = None
+    checkpoint_at: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """The last entry as the store says: what a checkpoint signs."""
+
+    store_id: str | None
+    seq: int
+    hash: str
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _digest(prev_hash: str, seq: int, at: datetime, entry: AuditEntry, details: str) -> str:
+def _digest(
+    key: AuditKey, prev_hash: str, seq: int, at: datetime, entry: AuditEntry, details: str
+) -> str:
     body = canonical_json(
         {
+            "key_id": key.key_id,
             "seq": seq,
             "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
             "actor": entry.actor,
@@ -52,17 +70,19 @@ def _digest(prev_hash: str, seq: int, at: datetime, entry: AuditEntry, details: 
             "details": details,
         }
     )
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    return key.sign(prev_hash + body)
 
 
 def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> None:
     """Chain ``entries`` onto the log inside the caller's transaction.
 
     The head row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction is
-    exclusive), so concurrent writers serialise and the chain never forks.
+    exclusive), so concurrent writers serialise and the chain never forks. Entries are signed
+    with the key bound to the connection's engine (the Runtime binds it).
     """
     if not entries:
         return
+    key = key_for(conn.engine)
     at = at.astimezone(UTC)
     head = conn.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
@@ -72,7 +92,7 @@ def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> N
     for entry in entries:
         seq += 1
         details = canonical_json(entry.details or {})
-        digest = _digest(prev, seq, at, entry, details)
+        digest = _digest(key, prev, seq, at, entry, details)
         rows.append(
             {
                 "seq": seq,
@@ -84,6 +104,7 @@ def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> N
                 "details": details,
                 "prev_hash": prev,
                 "hash": digest,
+                "key_id": key.key_id,
             }
         )
         prev = digest
@@ -91,12 +112,34 @@ def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> N
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
 
 
-def verify_audit(engine: Engine, *, batch: int = 5000) -> Verification:
-    """Recompute the chain from the first entry; name the first entry that does not hold."""
+def read_head(conn: Connection) -> AuditHead | None:
+    row = conn.execute(select(audit_head).where(audit_head.c.id == 1)).one_or_none()
+    return None if row is None else AuditHead(row.store_id, int(row.seq), str(row.hash))
+
+
+def verify_audit(
+    engine: Engine,
+    *,
+    batch: int = 5000,
+    key: AuditKey | None = None,
+    checkpoint: tuple[int, str] | None = None,
+) -> Verification:
+    """Recompute the keyed chain from the first entry; name the first entry that does not hold.
+
+    ``checkpoint`` (seq, hash), read from outside the store, must lie on the chain: a log cut
+    back or rewritten before it fails even when its head row was reset to match.
+    """
+    key = key or key_for(engine)
     prev = GENESIS
     expected_seq = 1
     checked = 0
+
+    def broken(seq: int | None, reason: str) -> Verification:
+        return Verification(False, checked, seq, reason, key.key_id, store_id)
+
     with engine.connect() as conn:
+        head = read_head(conn)
+        store_id = head.store_id if head else None
         last_seq = 0
         while True:
             rows = conn.execute(
@@ -109,30 +152,39 @@ def verify_audit(engine: Engine, *, batch: int = 5000) -> Verification:
                 break
             for row in rows:
                 if row.seq != expected_seq:
-                    return Verification(
-                        False, checked, expected_seq, f"entry {expected_seq} is missing"
-                    )
+                    return broken(expected_seq, f"entry {expected_seq} is missing")
                 if row.prev_hash != prev:
-                    return Verification(
-                        False, checked, row.seq, "prev_hash does not match the entry before it"
+                    return broken(row.seq, "prev_hash does not match the entry before it")
+                if row.key_id != key.key_id:
+                    signer = f"key {row.key_id}" if row.key_id else "no key"
+                    return broken(
+                        row.seq,
+                        f"signed with {signer}, not the configured audit key {key.key_id} "
+                        "(wrong key, or forged without it)",
                     )
                 entry = AuditEntry(row.actor, row.action, row.entity, row.correlation_id)
-                if _digest(prev, row.seq, row.at, entry, row.details) != row.hash:
-                    return Verification(
-                        False, checked, row.seq, "content does not match its hash (edited)"
+                if _digest(key, prev, row.seq, row.at, entry, row.details) != row.hash:
+                    return broken(row.seq, "content does not match its signed hash (edited)")
+                if checkpoint and row.seq == checkpoint[0] and row.hash != checkpoint[1]:
+                    return broken(
+                        row.seq, "differs from the signed checkpoint (the chain was rewritten)"
                     )
                 prev = row.hash
                 expected_seq += 1
                 checked += 1
                 last_seq = row.seq
-        head = conn.execute(select(audit_head).where(audit_head.c.id == 1)).one_or_none()
     if head is None:
-        return Verification(False, checked, None, "audit head row is missing")
+        return broken(None, "audit head row is missing")
     if head.seq != checked or head.hash != prev:
-        return Verification(
-            False,
-            checked,
+        return broken(
             checked + 1 if head.seq > checked else head.seq,
             f"head says {head.seq} entries but the chain has {checked} (truncated or edited)",
         )
-    return Verification(True, checked)
+    if checkpoint and checkpoint[0] > checked:
+        what = "wiped" if checked == 0 else "truncated"
+        return broken(
+            checked + 1,
+            f"a signed checkpoint covers {checkpoint[0]} entries but the log has {checked}: "
+            f"entries {checked + 1}..{checkpoint[0]} were removed ({what}, head reset)",
+        )
+    return Verification(True, checked, key_id=key.key_id, store_id=store_id)

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 
 from quote2cash.engine import dispatch_sql as sql
 from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.checkpoints import Checkpointer
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import (
     Category,
@@ -136,13 +137,17 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
-        """Process until ``stop`` is set; sleeps only when nothing is ready."""
+        """Process until ``stop`` is set; sleeps only when nothing is ready. The audit head is
+        checkpointed outside the store every ``Q2C_AUDIT_CHECKPOINT_SECONDS`` and on the way out."""
+        checkpointer = Checkpointer(self.runtime)
         self.recover_dead_leases()
         while not stop.is_set():
             report = await self.run_once()
+            await checkpointer.tick()
             if report.idle:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+        await checkpointer.tick(force=True)
 
     async def drain(self, *, max_batches: int = 1_000_000) -> BatchReport:
         """Run batches until nothing is ready *now*; returns the summed report."""

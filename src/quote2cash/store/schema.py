@@ -193,6 +193,7 @@ audit_log = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("key_id", String(16), nullable=True),
 )
 
 audit_head = Table(
@@ -201,6 +202,7 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+    Column("store_id", String(32), nullable=True),
 )
 
 # --- master data (masterdata/): cross-references, hierarchy, golden customers, steward queue ---

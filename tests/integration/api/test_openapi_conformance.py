@@ -83,7 +83,12 @@ def live_serve(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "    base_url: http://127.0.0.1:9\n    webhook_secret: ${STRIPE_WHSEC}\n",
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
+    # The hub's own settings are not inherited, except the audit key the store was signed with.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("Q2C_") or k.startswith("Q2C_AUDIT_")
+    }
     env.update(STRIPE_WHSEC="whsec_conformance", Q2C_SF_CALLOUT_SECRET="callout-conformance")
     sources = str(Path(quote2cash.__file__).parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (sources, env.get("PYTHONPATH"))))

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, delete, select, update
 from conftest import LONG
 from integration.api.conftest import served
 from quote2cash.api.app import build_app
-from quote2cash.engine.audit import GENESIS, verify_audit
+from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
@@ -31,8 +31,6 @@ from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.store.schema import (
-    audit_head,
-    audit_log,
     events,
     failures,
     park_keys,
@@ -40,6 +38,7 @@ from quote2cash.store.schema import (
     steps,
     subjects,
 )
+from support.forger import forging, wipe_audit
 from support.identity import first_admin, new_operator, token_of
 from support.ledger import Ledger
 
@@ -242,10 +241,10 @@ EXAMPLES = 300 if LONG else 15
 
 
 def reset(engine: Engine) -> None:
-    with engine.begin() as conn:
-        for table in (steps, failures, parked_events, park_keys, events, subjects, audit_log):
+    with forging(engine) as conn:
+        for table in (steps, failures, parked_events, park_keys, events, subjects):
             conn.execute(delete(table))
-        conn.execute(update(audit_head).values(seq=0, hash=GENESIS))
+        wipe_audit(conn)
 
 
 chains = st.fixed_dictionaries(

@@ -9,10 +9,10 @@ from collections import defaultdict
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, delete
 
 from conftest import LONG
-from quote2cash.engine.audit import GENESIS, verify_audit
+from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import TransientError
@@ -21,17 +21,18 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
-from quote2cash.store.schema import audit_head, audit_log, events, failures, steps, subjects
+from quote2cash.store.schema import events, failures, steps, subjects
+from support.forger import forging, wipe_audit
 from support.ledger import Ledger
 
 EXAMPLES = 400 if LONG else 30
 
 
 def reset(engine: Engine) -> None:
-    with engine.begin() as conn:
-        for table in (steps, failures, events, subjects, audit_log):
+    with forging(engine) as conn:
+        for table in (steps, failures, events, subjects):
             conn.execute(delete(table))
-        conn.execute(update(audit_head).values(seq=0, hash=GENESIS))
+        wipe_audit(conn)
 
 
 scenario = st.fixed_dictionaries(

@@ -27,6 +27,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.identity import NotAllowed, Operator
 from quote2cash.store.schema import audit_log
+from support.forger import forging
 from support.identity import first_admin, new_operator, token_of, via_token
 
 runner = CliRunner()
@@ -153,7 +154,7 @@ async def test_edited_audit_row_is_caught_by_cli_verify(
     assert "intact" in ok.output
     total = verify_audit(runtime.engine).checked
     assert total >= 6
-    with runtime.engine.begin() as conn:  # someone edits who approved, by hand
+    with forging(runtime.engine) as conn:  # someone edits who approved, by hand
         conn.execute(
             update(audit_log).where(audit_log.c.action == "replay.approved").values(actor="maria")
         )
@@ -168,7 +169,7 @@ async def test_edited_audit_row_is_caught_by_cli_verify(
 async def test_truncated_audit_log_is_caught(runtime: Runtime) -> None:
     admin = first_admin(runtime)
     new_operator(runtime, admin, "a", "operator")
-    with runtime.engine.begin() as conn:
+    with forging(runtime.engine) as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
     result = verify_audit(runtime.engine)
     assert not result.ok and result.checked == 1

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from quote2cash.console.context import console_of
 from quote2cash.console.render import page
-from quote2cash.engine.audit import Verification, verify_audit
+from quote2cash.engine.audit import Verification
+from quote2cash.engine.checkpoints import verify_store
 from quote2cash.engine.control import ControlError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import audit_log
@@ -47,5 +48,5 @@ async def entries(request: web.Request) -> web.StreamResponse:
 
 async def verify(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    result = await console.store(lambda: verify_audit(console.runtime.engine))
+    result = await console.store(lambda: verify_store(console.runtime))
     return await _show(request, result)
