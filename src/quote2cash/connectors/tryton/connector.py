@@ -1019,10 +1019,18 @@ class TrytonErp:
         # Tryton deletes a warning's acknowledgement when it is used, so two postings that
         # acknowledge the same warning at once would race: post one at a time per connector.
         async with self._exclusive("post"):
-            with _about(label):
-                await invoices.execute_button(
-                    "post", [invoice_id], context=ctx, allow_warnings=POSTING_WARNINGS
-                )
+            try:
+                with _about(label):
+                    await invoices.execute_button(
+                        "post", [invoice_id], context=ctx, allow_warnings=POSTING_WARNINGS
+                    )
+            except ConflictError:
+                # An earlier attempt's post, sent before its process was killed, may finish in
+                # Tryton while this one runs: the document is then posted, which is the goal.
+                [now] = await invoices.read([invoice_id], list(_INVOICE_FIELDS), context=ctx)
+                if now["state"] not in ("posted", "paid"):
+                    raise
+                return _receipt(now)
         [posted] = await invoices.read([invoice_id], list(_INVOICE_FIELDS), context=ctx)
         return _receipt(posted)
 
