@@ -146,7 +146,7 @@ def sandbox_state(workdir: Path) -> None:
     dead = 2**22 + 12345
     state = {
         "stripe": {"pid": dead, "base_url": "http://127.0.0.1:1", "api_key": "sk_test_state1"},
-        "oidc": {"pid": dead, "url": "http://127.0.0.1:2", "client_secret": "oidc-secret"},
+        "oidc": {"pid": dead, "issuer": "http://127.0.0.1:2", "client_secret": "oidc-secret"},
     }
     fd = os.open(workdir / "state.json", os.O_WRONLY | os.O_CREAT, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -161,7 +161,12 @@ def test_sandbox_status_json_and_credentials(tmp_path: Path) -> None:
     )
     assert status.exit_code == 1, "a system that does not run fails the status"
     assert json.loads(status.stdout) == [
-        {"system": "billing (Stripe emulator)", "url": "http://127.0.0.1:1", "running": False}
+        {"system": "billing (Stripe emulator)", "url": "http://127.0.0.1:1", "running": False},
+        {
+            "system": "identity (OpenID Connect provider)",
+            "url": "http://127.0.0.1:2",
+            "running": False,
+        },
     ]
     assert "sk_test_state1" not in status.stdout
     creds = runner.invoke(
