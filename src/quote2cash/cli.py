@@ -150,7 +150,43 @@ def open_runtime(db: str | None, *, initialise: bool = False) -> Runtime:
 
         if not is_initialised(rt.engine):
             fail("the store is not initialised; run `q2c init` first")
+    _OPENED.append((rt, _audit_seq(rt)))
     return rt
+
+
+_OPENED: list[tuple[Runtime, int | None]] = []
+"""Stores this command opened, with their audit head then: decisions it audited are sealed by a
+checkpoint before the command exits (a worker's checkpointer may not be running)."""
+
+
+def _audit_seq(rt: Runtime) -> int | None:
+    from quote2cash.engine.audit import read_head
+
+    try:
+        with rt.engine.connect() as conn:
+            head = read_head(conn)
+    except Exception:  # an uninitialised store has no head yet
+        return None
+    return None if head is None else head.seq
+
+
+def seal_audited_decisions() -> None:
+    """Checkpoint the audit head of every store whose log this command extended."""
+    from quote2cash.engine.checkpoints import checkpoint_now
+
+    while _OPENED:
+        rt, before = _OPENED.pop()
+        after = _audit_seq(rt)
+        if after is None or after == before:
+            continue
+        try:
+            checkpoint_now(rt)
+        except Exception as exc:
+            err.print(
+                f"[yellow]warning:[/] audit checkpoint not written ({escape(type(exc).__name__)});"
+                " `q2c audit checkpoint` writes one",
+                highlight=False,
+            )
 
 
 def parse_time(value: str | None, field: str) -> datetime | None:
@@ -772,7 +808,13 @@ def main(argv: list[str] | None = None) -> Any:
             raise
         err.print(f"[bold red]error:[/] {escape(describe_failure(exc))}", highlight=False)
         sys.exit(2)
+    finally:
+        seal_audited_decisions()
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m quote2cash.cli` runs this file as __main__; the commands import
+    # quote2cash.cli, so run that module's main (one module, one list of opened stores).
+    from quote2cash.cli import main as cli_main
+
+    cli_main()
