@@ -194,6 +194,8 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("key_id", String(16), nullable=True),
+    Index("ix_audit_log_correlation_id", "correlation_id"),
+    Index("ix_audit_log_entity", "entity"),
 )
 
 audit_head = Table(
