@@ -127,7 +127,7 @@ async def test_q2c_serve_process_wires_secrets_and_stops_on_sigterm(
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("Q2C_") or k == "Q2C_REQUIRE_SERVICES"
+        if not k.startswith("Q2C_") or k == "Q2C_REQUIRE_SERVICES" or k.startswith("Q2C_AUDIT_")
     }
     env.update(STRIPE_WHSEC=webhook_secret, Q2C_SF_CALLOUT_SECRET=callout_secret)
     code = "import typer; from quote2cash.api.cli import serve_command; typer.run(serve_command)"
@@ -242,7 +242,11 @@ async def test_q2c_serve_on_the_sandbox_hooks_the_emulators_to_itself(
     )
     db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     Runtime.open(db).close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("Q2C_") or k.startswith("Q2C_AUDIT_")  # the store's audit key
+    }
     code = "import typer; from quote2cash.api.cli import serve_command; typer.run(serve_command)"
     args = [
         "--port",
