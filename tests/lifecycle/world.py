@@ -189,7 +189,11 @@ def _serve(
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     config = systems_yaml(folder, sandbox, base_url, collection)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("Q2C_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("Q2C_") or k.startswith("Q2C_AUDIT_")  # the store's audit key
+    }
     env["Q2C_SF_CALLOUT_SECRET"] = str(sandbox.state["salesforce"]["callout_secret"])
     args = [
         "serve",
