@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from sqlalchemy import text
@@ -48,11 +48,13 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
-from quote2cash.identity.oidc import OidcClient
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
+
+if TYPE_CHECKING:
+    from quote2cash.identity.oidc import OidcClient
 
 log = logging.getLogger(__name__)
 

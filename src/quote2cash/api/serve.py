@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -27,8 +27,10 @@ from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
-from quote2cash.identity.oidc import OidcClient
 from quote2cash.masterdata.xref import XrefStore
+
+if TYPE_CHECKING:
+    from quote2cash.identity.oidc import OidcClient
 
 log = logging.getLogger(__name__)
 
