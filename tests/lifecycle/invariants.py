@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import stripe
@@ -388,6 +388,18 @@ def _refunded_per_invoice(client: stripe.StripeClient, customer: str) -> dict[st
     return out
 
 
+def item_period_charge(gross_minor: int, percents: list[Decimal], currency: str) -> Decimal:
+    """What billing charges a period for one licensed item of ``gross_minor`` (unit amount x
+    quantity) under its percent-off discounts, in order: each discount is rounded to the cent on
+    its own, half up (half a cent off goes to the customer), and taken off what the previous left.
+    Billing rounds the discount, not the net: 12.5 % off 585.00 is 73.125, so 73.13 off, 511.87
+    (rounding the net half-even would say 511.88, a cent billing never charges)."""
+    amount = _minor(gross_minor, currency)
+    for percent in percents:
+        amount -= (amount * percent / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+    return amount
+
+
 def _subscription(client: stripe.StripeClient, sub: dict[str, Any]) -> BillingSubscription:
     quantity, value = 0, ZERO
     currency = str(sub.get("currency") or "usd").upper()
@@ -397,13 +409,12 @@ def _subscription(client: stripe.StripeClient, sub: dict[str, Any]) -> BillingSu
             continue
         count = int(item.get("quantity") or 0)
         quantity += count
-        amount = _minor(int(price.get("unit_amount") or 0) * count, currency)
-        for discount in item.get("discounts") or []:
-            coupon = _coupon(client, discount)
-            if coupon and coupon.get("percent_off"):
-                off = Decimal(str(coupon["percent_off"])) / 100
-                amount = (amount * (1 - off)).quantize(CENT)
-        value += amount
+        percents = [
+            Decimal(str(coupon["percent_off"]))
+            for coupon in (_coupon(client, d) for d in item.get("discounts") or [])
+            if coupon and coupon.get("percent_off")
+        ]
+        value += item_period_charge(int(price.get("unit_amount") or 0) * count, percents, currency)
     return BillingSubscription(
         str(sub["id"]),
         str(sub["status"]),

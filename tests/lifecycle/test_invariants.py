@@ -25,6 +25,7 @@ from lifecycle.invariants import (
     duplicates,
     expected_crm_status,
     invoices_match,
+    item_period_charge,
     owed_match,
 )
 
@@ -197,3 +198,21 @@ def test_one_time_items_are_booked_once_not_every_period() -> None:
     assert "ERP bookings add up to 1815.00" in found
     erp.one_time = D("1500.00")
     assert bookings_match(billing, erp) == []
+
+
+@pytest.mark.parametrize(
+    ("gross", "percents", "charged"),
+    [
+        (58500, ["12.5"], "511.87"),  # 73.125 off: billing rounds the discount half up
+        (4900, ["12.5"], "42.87"),  # 6.125 off
+        (63700, ["12.5"], "557.37"),  # 79.625 off (USD 13 x 49.00)
+        (58500, ["10"], "526.50"),  # exact
+        (10000, ["10", "12.5"], "78.75"),  # stacked: 10.00 off, then 11.25 off 90.00
+        (999, ["33.33"], "6.66"),  # 3.329667 off -> 3.33
+        (58500, [], "585.00"),
+    ],
+)
+def test_a_period_charge_rounds_each_discount_half_up_as_billing_does(
+    gross: int, percents: list[str], charged: str
+) -> None:
+    assert item_period_charge(gross, [D(p) for p in percents], "EUR") == D(charged)

@@ -25,9 +25,12 @@ BATCH = 50
 
 def _seeds() -> list[int]:
     chosen = os.environ.get("Q2C_LIFECYCLE_SEEDS")
-    if chosen:
-        first, _, last = chosen.partition("-")
-        return list(range(int(first), int(last or first) + 1))
+    if chosen:  # "51-100", "148,180,190" or both ("1-10,148")
+        seeds: list[int] = []
+        for part in chosen.split(","):
+            first, _, last = part.strip().partition("-")
+            seeds.extend(range(int(first), int(last or first) + 1))
+        return seeds
     return list(range(1, LONG_RUNS + 1)) if LONG else list(CI_SEEDS)
 
 
