@@ -592,7 +592,9 @@ def build_app(
     from quote2cash.api.routes import ROUTES
     from quote2cash.api.routing import checked
 
-    app[KPI_METRICS] = kpi_registry(runtime.engine, cache_seconds=settings.metrics_cache_seconds)
+    app[KPI_METRICS] = kpi_registry(
+        runtime.engine, cache_seconds=settings.metrics_cache_seconds, clock=runtime.clock
+    )
     for route in ROUTES:
         if route.path == METRICS_PATH and public:
             route = replace(route, role=None)

@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
+from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.replay import is_finance_sensitive
 from quote2cash.observability.kpi_store import (
     AmendmentRequest,
@@ -50,7 +51,8 @@ def event_class(event_type: str) -> str:
 
 
 class KpiCollector(Collector):
-    """Collects from ``engine``'s store; ``systems`` are always reported (0 when idle)."""
+    """Collects from ``engine``'s store; ``systems`` are always reported (0 when idle); ages
+    and windows are measured at ``clock``'s now."""
 
     def __init__(
         self,
@@ -58,8 +60,10 @@ class KpiCollector(Collector):
         *,
         cache_seconds: float = 10.0,
         systems: Iterable[str] = CORE_SYSTEMS,
+        clock: Clock | None = None,
     ) -> None:
         self.engine = engine
+        self.clock = clock or SystemClock()
         self.cache_seconds = cache_seconds
         self.systems = tuple(systems)
         self._lock = threading.Lock()
@@ -74,7 +78,7 @@ class KpiCollector(Collector):
             yield from self._cached
 
     def _read(self) -> list[Metric]:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with self.engine.connect() as conn:
             found = read_milestones(conn, EPOCH, now + timedelta(seconds=1))
             waiting = backlog_now(conn)
@@ -230,8 +234,10 @@ def _money(found: Milestones) -> list[Metric]:
     return list(families.values())
 
 
-def kpi_registry(engine: Engine, *, cache_seconds: float = 10.0) -> CollectorRegistry:
+def kpi_registry(
+    engine: Engine, *, cache_seconds: float = 10.0, clock: Clock | None = None
+) -> CollectorRegistry:
     """A registry of one store's derived metrics (one per served app)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KpiCollector(engine, cache_seconds=cache_seconds))
+    registry.register(KpiCollector(engine, cache_seconds=cache_seconds, clock=clock))
     return registry

@@ -326,18 +326,25 @@ def _amendments(
 
 
 def open_subjects(conn: Connection) -> list[tuple[str, int, str | None, datetime | None]]:
-    """(subject, pending, waiting_on, oldest open event logged at) of subjects with work."""
-    oldest = (
-        select(func.min(events.c.recorded_at))
-        .where(events.c.subject == subjects.c.subject, events.c.status.in_(OPEN))
-        .scalar_subquery()
+    """(subject, events waiting, waiting_on, oldest open event logged at) of subjects with
+    work: ready or retrying ones (``ix_subjects_ready``) and held ones (``ix_subjects_held_by``,
+    whose holding event is not in ``pending`` but waits all the same)."""
+    ready = select(subjects.c.subject, subjects.c.pending, subjects.c.waiting_on).where(
+        subjects.c.pending > 0, subjects.c.held_by.is_(None)
     )
-    rows = conn.execute(
-        select(subjects.c.subject, subjects.c.pending, subjects.c.waiting_on, oldest).where(
-            subjects.c.pending > 0
+    held = select(subjects.c.subject, subjects.c.pending + 1, subjects.c.waiting_on).where(
+        subjects.c.held_by.is_not(None)
+    )
+    found = [(r[0], int(r[1]), r[2]) for q in (ready, held) for r in conn.execute(q)]
+    oldest: dict[str, datetime] = {}
+    for part in chunks(sorted({s for s, _, _ in found})):
+        rows = conn.execute(
+            select(events.c.subject, func.min(events.c.recorded_at))
+            .where(events.c.subject.in_(part), events.c.status.in_(OPEN))
+            .group_by(events.c.subject)
         )
-    )
-    return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
+        oldest.update({r[0]: r[1] for r in rows})
+    return [(s, n, waiting, oldest.get(s)) for s, n, waiting in found]
 
 
 def failure_systems(conn: Connection, subject_names: Sequence[str]) -> dict[str, str]:
@@ -404,19 +411,22 @@ def event_history(
 ) -> tuple[list[OpenEvent], list[tuple[datetime, str]]]:
     """Events logged from a day before ``since`` (and every event still open), and the failures
     recorded in ``[since, until)`` as (at, kind): enough to replay the backlog over the window."""
-    waiting = {s: w for s, _, w, _ in open_subjects(conn) if w}
+    with_work = open_subjects(conn)
+    waiting = {s: w for s, _, w, _ in with_work if w}
     lookback = since - timedelta(days=1)
     recent = select(
         events.c.pos, events.c.subject, events.c.recorded_at, events.c.processed_at, events.c.status
     ).where(events.c.time >= lookback, events.c.time < until)
     rows: dict[int, Any] = {r.pos: r for r in conn.execute(recent)}
-    still_open = select(
-        events.c.pos, events.c.subject, events.c.recorded_at, events.c.processed_at, events.c.status
-    ).where(
-        events.c.subject.in_(select(subjects.c.subject).where(subjects.c.pending > 0)),
-        events.c.status.in_(OPEN),
-    )
-    rows.update({r.pos: r for r in conn.execute(still_open)})
+    for part in chunks(sorted(s for s, _, _, _ in with_work)):
+        still_open = select(
+            events.c.pos,
+            events.c.subject,
+            events.c.recorded_at,
+            events.c.processed_at,
+            events.c.status,
+        ).where(events.c.subject.in_(part), events.c.status.in_(OPEN))
+        rows.update({r.pos: r for r in conn.execute(still_open)})
     system_of: dict[int, str] = {}
     for part in chunks(sorted(rows)):
         for f in conn.execute(

@@ -165,7 +165,7 @@ def compute_kpis(
     buckets: int = 24,
 ) -> KpiReport:
     """The KPIs of milestones that started in ``[since, until)`` (default: the last 24 h), the
-    backlog now, and ``buckets`` equal slices of the window for charts."""
+    backlog now (its age measured at ``until``), and ``buckets`` equal slices of the window."""
     until = until or datetime.now(UTC)
     since = since or until - DEFAULT_WINDOW
     if since >= until:
@@ -175,7 +175,6 @@ def compute_kpis(
         found = read_milestones(conn, since, until)
         waiting = backlog_now(conn)
         history, failed = event_history(conn, since, until)
-    now = datetime.now(UTC)
     requested = len(found.amendments)
     failed_amendments = sum(a.failed for a in found.amendments)
     edges = _edges(since, until, buckets)
@@ -187,7 +186,7 @@ def compute_kpis(
         amendments_requested=requested,
         amendments_failed=failed_amendments,
         amendment_failure_rate=failure_rate(requested, failed_amendments),
-        backlog=_backlog(waiting, now),
+        backlog=_backlog(waiting, until),
         money=money_rows(found.amounts),
         series=_series(edges, found.activation, found.invoice_lag, found.amendments, history),
         ops=_ops(edges, history, failed),
