@@ -44,6 +44,20 @@ def test_quick_demo_reconciles_and_prints_the_summary(tmp_path: Path) -> None:
     assert "drained in order: yes" in text
     assert f"q2c dlq list --db sqlite:///{folder / 'hub.sqlite'}" in text
     assert "q2c audit verify" in text
+    kpis = {
+        line.split("KPI ", 1)[1].split("  ")[0]: line
+        for line in text.splitlines()
+        if line.lstrip(" │|").startswith("KPI ")
+    }
+    assert set(kpis) == {
+        "order activation",
+        "invoice generation lag",
+        "amendment failure rate",
+        "sync backlog",
+    }, kpis
+    assert "US billing p50" in kpis["order activation"] and "DE erp p95" in text
+    assert "US crm p50" in kpis["invoice generation lag"]
+    assert "nothing waiting" in kpis["sync backlog"]
 
     # the sandbox is stopped again, the hub's store stays for a look further
     assert orchestrator.read_state(folder / "sandbox") is None
