@@ -11,7 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from prometheus_client import CollectorRegistry
@@ -22,18 +22,23 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.replay import is_finance_sensitive
 from quote2cash.observability.kpi_store import (
     AmendmentRequest,
     Backlog,
+    Found,
     Milestones,
     Span,
     backlog_now,
+    combine,
+    events_at,
     held_events,
-    read_milestones,
+    last_position,
+    measure,
+    milestone_events_after,
     system_states,
 )
 from quote2cash.observability.kpis import money_rows
@@ -42,7 +47,10 @@ from quote2cash.observability.metrics import name_label
 DURATION_BUCKETS: Final = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 14400, 86400)
 CORE_SYSTEMS: Final = ("crm", "billing", "erp")
 RATIO_WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24)}
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+REREAD_POSITIONS: Final = 1000
+"""New events are read from this many positions back: a PostgreSQL transaction may commit a
+lower position after a higher one was seen."""
+RESYNC_SECONDS: Final = 3600.0
 
 
 def event_class(event_type: str) -> str:
@@ -52,7 +60,11 @@ def event_class(event_type: str) -> str:
 
 class KpiCollector(Collector):
     """Collects from ``engine``'s store; ``systems`` are always reported (0 when idle); ages
-    and windows are measured at ``clock``'s now."""
+    and windows are measured at ``clock``'s now.
+
+    The all-time KPI histograms are kept incrementally: a read measures only events logged
+    since the last one and those whose milestones were not all reached yet; everything is read
+    afresh every ``resync_seconds``."""
 
     def __init__(
         self,
@@ -69,6 +81,11 @@ class KpiCollector(Collector):
         self._lock = threading.Lock()
         self._cached: list[Metric] = []
         self._read_at = float("-inf")
+        self.resync_seconds = RESYNC_SECONDS
+        self._found: dict[int, Found] = {}
+        self._open: set[int] = set()
+        self._last = 0
+        self._synced_at = float("-inf")
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -80,7 +97,7 @@ class KpiCollector(Collector):
     def _read(self) -> list[Metric]:
         now = self.clock.now()
         with self.engine.connect() as conn:
-            found = read_milestones(conn, EPOCH, now + timedelta(seconds=1))
+            found = self._milestones(conn)
             waiting = backlog_now(conn)
             held = held_events(conn)
             states = system_states(conn, now)
@@ -106,6 +123,19 @@ class KpiCollector(Collector):
         out += _amendments(found.amendments, now)
         out += _money(found)
         return out
+
+    def _milestones(self, conn: Connection) -> Milestones:
+        if time.monotonic() - self._synced_at >= self.resync_seconds:
+            self._found, self._open, self._last = {}, set(), 0
+            self._synced_at = time.monotonic()
+        upto = last_position(conn)
+        rows = milestone_events_after(conn, max(0, self._last - REREAD_POSITIONS), upto)
+        rows += events_at(conn, self._open - {r[0] for r in rows})
+        fresh = measure(conn, rows)
+        self._found.update(fresh)
+        self._open = {pos for pos, f in fresh.items() if not f.settled}
+        self._last = upto
+        return combine(self._found.values())
 
     def _backlog(self, waiting: Iterable[Backlog], now: datetime) -> list[Metric]:
         events = GaugeMetricFamily(

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import ColumnElement, Connection, and_, func, select
 
 from quote2cash.store.schema import (
     events,
@@ -145,6 +145,12 @@ def _money(value: Any) -> tuple[Decimal, str] | None:
     return amount, currency
 
 
+def _of_type(type_: str) -> ColumnElement[bool]:
+    """A type filter that leaves the subject index in charge: given a few subjects, walking
+    every event of one type (``ix_events_type_time``) would read far more rows."""
+    return func.coalesce(events.c.type, "") == type_
+
+
 def entity_label(value: str | None) -> str:
     return value if value is not None and _ENTITY.match(value) else UNKNOWN
 
@@ -152,16 +158,74 @@ def entity_label(value: str | None) -> str:
 # --- reads ------------------------------------------------------------------------------------
 
 
+MilestoneRow = tuple[int, str, datetime, str, str, str]
+"""(pos, subject, time, data, status, type) of an event a milestone starts from."""
+MILESTONE_TYPES: Final = (CLOSED_WON, INVOICE_FINALIZED, PAYMENT_SUCCEEDED, AMENDMENT_REQUESTED)
+FINISHED: Final = ("done", "resolved")
+_ROW = (
+    events.c.pos,
+    events.c.subject,
+    events.c.time,
+    events.c.data,
+    events.c.status,
+    events.c.type,
+)
+
+
+@dataclass(frozen=True)
+class AmendmentEvent:
+    """One event of an amendment request (a request forwarded to its contract has two)."""
+
+    request: str
+    entity: str
+    at: datetime
+    failed: bool
+
+
+@dataclass(frozen=True)
+class Found:
+    """What one starting event measured so far; ``settled`` when nothing can change any more
+    (its events finished), so a reader may keep it instead of reading it again."""
+
+    spans: tuple[Span, ...] = ()
+    lags: tuple[Span, ...] = ()
+    amounts: tuple[Amount, ...] = ()
+    amendment: AmendmentEvent | None = None
+    settled: bool = False
+
+
 def events_of_type(
     conn: Connection, type_: str, since: datetime, until: datetime
-) -> list[tuple[int, str, datetime, str, str]]:
-    """(pos, subject, time, data, status) of ``type_`` events with ``since <= time < until``."""
+) -> list[MilestoneRow]:
+    """``type_`` events with ``since <= time < until`` (``ix_events_type_time``)."""
     rows = conn.execute(
-        select(events.c.pos, events.c.subject, events.c.time, events.c.data, events.c.status)
+        select(*_ROW)
         .where(events.c.type == type_, events.c.time >= since, events.c.time < until)
         .order_by(events.c.time)
     )
-    return [(r.pos, r.subject, r.time, r.data, r.status) for r in rows]
+    return [tuple(r) for r in rows]
+
+
+def milestone_events_after(conn: Connection, after: int, upto: int) -> list[MilestoneRow]:
+    """Milestone-starting events logged at positions ``after < pos <= upto`` (a primary-key
+    range: only what is new since the last read)."""
+    rows = conn.execute(
+        select(*_ROW).where(
+            events.c.pos > after, events.c.pos <= upto, events.c.type.in_(MILESTONE_TYPES)
+        )
+    )
+    return [tuple(r) for r in rows]
+
+
+def events_at(conn: Connection, positions: Iterable[int]) -> list[MilestoneRow]:
+    out: list[MilestoneRow] = []
+    for part in chunks(sorted(set(positions))):
+        out += [tuple(r) for r in conn.execute(select(*_ROW).where(events.c.pos.in_(part)))]
+    return out
+
+
+def last_position(conn: Connection) -> int:
+    return int(conn.execute(select(func.max(events.c.pos))).scalar() or 0)
 
 
 def steps_of(
@@ -188,7 +252,7 @@ def entities_of(conn: Connection, subject_names: Iterable[str]) -> dict[str, str
     for part in chunks(wanted):
         rows = conn.execute(
             select(events.c.subject, events.c.data).where(
-                events.c.subject.in_(part), events.c.type == CLOSED_WON
+                events.c.subject.in_(part), _of_type(CLOSED_WON)
             )
         )
         for r in rows:
@@ -221,57 +285,101 @@ def entities_of(conn: Connection, subject_names: Iterable[str]) -> dict[str, str
     return out
 
 
-def read_milestones(conn: Connection, since: datetime, until: datetime) -> Milestones:
-    """Every milestone whose starting event happened in ``[since, until)``."""
+def measure(conn: Connection, rows: Sequence[MilestoneRow]) -> dict[int, Found]:
+    """What each starting event measured: activation from a Closed Won (its billing step, its
+    contract's ERP booking), invoice lag and billings from an invoice, collections from a
+    payment, and each amendment event."""
+    won = [r for r in rows if r[5] == CLOSED_WON]
+    activations = _activations_of(conn, [r[1] for r in won])
+    entity = entities_of(conn, {r[1] for r in rows})
+    done = steps_of(
+        conn, [r[0] for r in rows] + [pos for pos, _ in activations.values()], STEP_NAMES
+    )
+    out: dict[int, Found] = {}
+    for pos, subject, at, data, status, type_ in rows:
+        mine = done.get(pos, {})
+        where = entity[subject]
+        if type_ == CLOSED_WON:
+            out[pos] = _activation(where, at, mine, activations.get(subject), done)
+        elif type_ == INVOICE_FINALIZED:
+            out[pos] = _invoice(where, at, mine, status)
+        elif type_ == PAYMENT_SUCCEEDED:
+            paid = (
+                _money(_data(mine[GET_INVOICE][1]).get("amount_paid"))
+                if (APPLY_PAYMENT in mine and GET_INVOICE in mine)
+                else None
+            )
+            amounts = (Amount(where, paid[1], "collections", at, paid[0]),) if paid else ()
+            out[pos] = Found(amounts=amounts, settled=status in FINISHED)
+        elif type_ == AMENDMENT_REQUESTED:
+            request = str(_data(data).get("request_id") or f"pos:{pos}")
+            event = AmendmentEvent(request, where, at, status in FAILED)
+            out[pos] = Found(amendment=event, settled=status in FINISHED)
+    return out
+
+
+def _activation(
+    entity: str,
+    at: datetime,
+    mine: dict[str, tuple[datetime, str]],
+    activation: tuple[int, str] | None,
+    done: dict[int, dict[str, tuple[datetime, str]]],
+) -> Found:
+    spans: list[Span] = []
+    amounts: list[Amount] = []
+    if CREATE_SUBSCRIPTION in mine:
+        spans.append(Span(entity, "billing", at, _seconds(at, mine[CREATE_SUBSCRIPTION][0])))
+    booked = done.get(activation[0], {}) if activation else {}
+    if BOOK_ORDER in booked:
+        spans.append(Span(entity, "erp", at, _seconds(at, booked[BOOK_ORDER][0])))
+        total = _deal_total(_data(booked[GET_DEAL][1])) if GET_DEAL in booked else None
+        if total is not None:
+            amounts.append(Amount(entity, total[1], "bookings", at, total[0]))
+    settled = CREATE_SUBSCRIPTION in mine and activation is not None and (activation[1] in FINISHED)
+    return Found(spans=tuple(spans), amounts=tuple(amounts), settled=settled)
+
+
+def _invoice(
+    entity: str, at: datetime, mine: dict[str, tuple[datetime, str]], status: str
+) -> Found:
+    if POST_INVOICE not in mine:
+        return Found(settled=status in FINISHED)
+    lags = [Span(entity, "erp", at, _seconds(at, mine[POST_INVOICE][0]))]
+    if PUBLISH_INVOICE in mine:
+        lags.append(Span(entity, "crm", at, _seconds(at, mine[PUBLISH_INVOICE][0])))
+    invoice = _data(mine[GET_INVOICE][1]) if GET_INVOICE in mine else {}
+    total = _money(invoice.get("total"))
+    amounts = (Amount(entity, total[1], "billings", at, total[0]),) if total else ()
+    return Found(lags=tuple(lags), amounts=amounts, settled=status in FINISHED)
+
+
+def combine(found: Iterable[Found]) -> Milestones:
+    """The milestones of many starting events; amendment events grouped by request."""
     activation: list[Span] = []
     lag: list[Span] = []
     amounts: list[Amount] = []
-    won = events_of_type(conn, CLOSED_WON, since, until)
-    invoices = events_of_type(conn, INVOICE_FINALIZED, since, until)
-    payments = events_of_type(conn, PAYMENT_SUCCEEDED, since, until)
-    requests = events_of_type(conn, AMENDMENT_REQUESTED, since, until)
-    activations = _activations_of(conn, [subject for _, subject, *_ in won])
-    entity = entities_of(
-        conn, {r[1] for r in (*won, *invoices, *payments, *requests)} | set(activations)
+    requests: dict[str, list[AmendmentEvent]] = defaultdict(list)
+    for f in found:
+        activation += f.spans
+        lag += f.lags
+        amounts += f.amounts
+        if f.amendment is not None:
+            requests[f.amendment.request].append(f.amendment)
+    return Milestones(activation, lag, [_request(seen) for seen in requests.values()], amounts)
+
+
+def _request(seen: list[AmendmentEvent]) -> AmendmentRequest:
+    """One request, in its contract's entity, failed if any of its events failed."""
+    known = [e.entity for e in seen if e.entity != UNKNOWN]
+    return AmendmentRequest(
+        known[0] if known else UNKNOWN, min(e.at for e in seen), any(e.failed for e in seen)
     )
-    done = steps_of(
-        conn,
-        [r[0] for r in (*won, *invoices, *payments)] + [pos for pos, _ in activations.values()],
-        STEP_NAMES,
-    )
-    for pos, subject, at, _, _ in won:
-        mine = done.get(pos, {})
-        if CREATE_SUBSCRIPTION in mine:
-            activation.append(
-                Span(entity[subject], "billing", at, _seconds(at, mine[CREATE_SUBSCRIPTION][0]))
-            )
-        act_pos = activations.get(subject, (None, None))[0]
-        booked = done.get(act_pos, {}) if act_pos is not None else {}
-        if BOOK_ORDER in booked:
-            activation.append(Span(entity[subject], "erp", at, _seconds(at, booked[BOOK_ORDER][0])))
-            deal = _data(booked[GET_DEAL][1]) if GET_DEAL in booked else {}
-            total = _deal_total(deal)
-            if total is not None:
-                amounts.append(Amount(entity[subject], total[1], "bookings", at, total[0]))
-    for pos, subject, at, _, _ in invoices:
-        mine = done.get(pos, {})
-        if POST_INVOICE not in mine:
-            continue
-        lag.append(Span(entity[subject], "erp", at, _seconds(at, mine[POST_INVOICE][0])))
-        if PUBLISH_INVOICE in mine:
-            lag.append(Span(entity[subject], "crm", at, _seconds(at, mine[PUBLISH_INVOICE][0])))
-        invoice = _data(mine[GET_INVOICE][1]) if GET_INVOICE in mine else {}
-        total = _money(invoice.get("total"))
-        if total is not None:
-            amounts.append(Amount(entity[subject], total[1], "billings", at, total[0]))
-    for pos, subject, at, _, _ in payments:
-        mine = done.get(pos, {})
-        if APPLY_PAYMENT not in mine or GET_INVOICE not in mine:
-            continue
-        paid = _money(_data(mine[GET_INVOICE][1]).get("amount_paid"))
-        if paid is not None:
-            amounts.append(Amount(entity[subject], paid[1], "collections", at, paid[0]))
-    return Milestones(activation, lag, _amendments(requests, entity), amounts)
+
+
+def read_milestones(conn: Connection, since: datetime, until: datetime) -> Milestones:
+    """Every milestone whose starting event happened in ``[since, until)``."""
+    rows = [r for t in MILESTONE_TYPES for r in events_of_type(conn, t, since, until)]
+    return combine(measure(conn, rows).values())
 
 
 def _activations_of(conn: Connection, contract_subjects: list[str]) -> dict[str, tuple[int, str]]:
@@ -280,7 +388,7 @@ def _activations_of(conn: Connection, contract_subjects: list[str]) -> dict[str,
     for part in chunks(sorted(set(contract_subjects))):
         rows = conn.execute(
             select(events.c.subject, events.c.pos, events.c.status)
-            .where(events.c.subject.in_(part), events.c.type == ACTIVATED)
+            .where(events.c.subject.in_(part), _of_type(ACTIVATED))
             .order_by(events.c.pos)
         )
         for r in rows:
@@ -298,28 +406,6 @@ def _deal_total(deal: dict[str, Any]) -> tuple[Decimal, str] | None:
             return None
         total += money[0]
     return (total, currency) if isinstance(currency, str) else None
-
-
-def _amendments(
-    rows: list[tuple[int, str, datetime, str, str]], entity: dict[str, str]
-) -> list[AmendmentRequest]:
-    """One per CRM request (a request forwarded to its contract is one request), failed if
-    any of its events is an exception or dead-lettered."""
-    by_request: dict[str, list[tuple[str, datetime, str]]] = defaultdict(list)
-    for pos, subject, at, data, status in rows:
-        request = str(_data(data).get("request_id") or f"pos:{pos}")
-        by_request[request].append((subject, at, status))
-    out = []
-    for seen in by_request.values():
-        known = [entity[s] for s, _, _ in seen if entity.get(s, UNKNOWN) != UNKNOWN]
-        out.append(
-            AmendmentRequest(
-                known[0] if known else UNKNOWN,
-                min(at for _, at, _ in seen),
-                any(status in FAILED for _, _, status in seen),
-            )
-        )
-    return out
 
 
 # --- the engine's state now -------------------------------------------------------------------
