@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Final
+from functools import lru_cache
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -71,6 +72,17 @@ event_handle_seconds = Histogram(
 )
 
 _enabled: bool | None = None
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+"""Labelled children by (metric, label values): ``labels()`` validates and locks on every call,
+a dict lookup does not. Bounded, as the label values are."""
+
+
+def _child(metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
 
 
 def configure(enabled: bool) -> None:
@@ -88,6 +100,7 @@ def enabled() -> bool:
     return _enabled
 
 
+@lru_cache(maxsize=1024)
 def name_label(value: str | None) -> str:
     """A system or category name as a label; anything unexpected is ``other``."""
     if value is None:
@@ -95,6 +108,7 @@ def name_label(value: str | None) -> str:
     return value if _NAME.match(value) else OTHER
 
 
+@lru_cache(maxsize=4096)
 def operation_of(step: str) -> str:
     """``billing.change_quantity.si_123`` -> ``change_quantity``: the step's operation only."""
     parts = step.split(".")
@@ -102,6 +116,7 @@ def operation_of(step: str) -> str:
     return op if _NAME.match(op) else OTHER
 
 
+@lru_cache(maxsize=1024)
 def event_type_label(event_type: str) -> str:
     return event_type if _EVENT_TYPE.match(event_type) else OTHER
 
@@ -115,24 +130,24 @@ def call_finished(system: str, operation: str, outcome: str, started: float) -> 
     if not enabled():
         return
     sys_label, op = name_label(system), operation_of(operation) if operation else "unknown"
-    system_calls.labels(sys_label, op, outcome).inc()
+    _child(system_calls, sys_label, op, outcome).inc()
     if outcome in ("ok", "transient", "permanent"):
-        system_call_seconds.labels(sys_label, op).observe(time.perf_counter() - started)
+        _child(system_call_seconds, sys_label, op).observe(time.perf_counter() - started)
 
 
 def rate_limited(system: str, waited: float) -> None:
     if not enabled():
         return
     label = name_label(system)
-    rate_limit_tokens.labels(label).inc()
+    _child(rate_limit_tokens, label).inc()
     if waited > 0:
-        rate_limit_wait.labels(label).inc(waited)
+        _child(rate_limit_wait, label).inc(waited)
 
 
 def breaker_changed(system: str, state: str) -> None:
     if not enabled():
         return
-    breaker_state.labels(name_label(system)).set(BREAKER_STATES.get(state, 0))
+    _child(breaker_state, name_label(system)).set(BREAKER_STATES.get(state, 0))
 
 
 def event_handled(
@@ -156,5 +171,5 @@ def event_handled(
             failure_status or "", "exception"
         )
     label = event_type_label(event_type)
-    events_handled.labels(label, outcome).inc()
-    event_handle_seconds.labels(label).observe(time.perf_counter() - started)
+    _child(events_handled, label, outcome).inc()
+    _child(event_handle_seconds, label).observe(time.perf_counter() - started)
