@@ -28,21 +28,23 @@ from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.replay import is_finance_sensitive
 from quote2cash.observability.kpi_store import (
     AmendmentRequest,
-    Backlog,
     Found,
     Milestones,
     Span,
-    backlog_now,
     combine,
     events_at,
-    held_events,
     last_position,
     measure,
     milestone_events_after,
-    system_states,
 )
 from quote2cash.observability.kpis import money_rows
 from quote2cash.observability.metrics import name_label
+from quote2cash.observability.work_state import (
+    Backlog,
+    backlog_now,
+    held_events,
+    system_states,
+)
 
 DURATION_BUCKETS: Final = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 14400, 86400)
 CORE_SYSTEMS: Final = ("crm", "billing", "erp")

@@ -18,15 +18,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from quote2cash.observability.kpi_store import (
-    Amount,
-    Backlog,
-    OpenEvent,
-    Span,
-    backlog_now,
-    event_history,
-    read_milestones,
-)
+from quote2cash.observability.kpi_store import Amount, Span, read_milestones
+from quote2cash.observability.work_state import Backlog, OpenEvent, backlog_now, event_history
 
 DEFAULT_WINDOW = timedelta(hours=24)
 ACTIVATION_STAGES = ("billing", "erp")
