@@ -220,7 +220,9 @@ def test_metrics_off_records_nothing() -> None:
     )
 
 
-async def test_an_incremental_collector_agrees_with_a_fresh_one(tmp_path: Path) -> None:
+async def test_an_incremental_collector_agrees_with_a_fresh_one(
+    runtime: Runtime, clock: ManualClock
+) -> None:
     """The long-lived collector reads only what is new or unfinished; after more deals, an
     invoice and a failed amendment, it reports what a collector reading everything reports."""
     from prometheus_client import CollectorRegistry, generate_latest
@@ -232,24 +234,19 @@ async def test_an_incremental_collector_agrees_with_a_fresh_one(tmp_path: Path) 
         registry.register(collector)
         return parse(generate_latest(registry).decode())
 
-    clock = ManualClock()
-    runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", clock=clock)
-    try:
-        kept = KpiCollector(runtime.engine, cache_seconds=0, clock=clock)
-        h = await play(runtime, clock, deals=6)
-        first = exposition(kept)
-        assert first == exposition(KpiCollector(runtime.engine, cache_seconds=0, clock=clock))
-        later = await h.deal(77, clock.now(), "DE", erp=False)
-        await h.invoice(h.plan.deals[0], 78, clock.now())
-        await h.amendment(h.plan.deals[3], 79, clock.now(), "exception")
-        again = exposition(kept)
-        assert again == exposition(KpiCollector(runtime.engine, cache_seconds=0, clock=clock))
-        assert again != first
-        count = "q2c_order_activation_seconds_count"
-        assert (
-            value(again, count, entity="DE", stage="billing")
-            == value(first, count, entity="DE", stage="billing") + 1
-        )
-        assert later.erp_after is None
-    finally:
-        runtime.close()
+    kept = KpiCollector(runtime.engine, cache_seconds=0, clock=clock)
+    h = await play(runtime, clock, deals=6)
+    first = exposition(kept)
+    assert first == exposition(KpiCollector(runtime.engine, cache_seconds=0, clock=clock))
+    later = await h.deal(77, clock.now(), "DE", erp=False)
+    await h.invoice(h.plan.deals[0], 78, clock.now())
+    await h.amendment(h.plan.deals[3], 79, clock.now(), "exception")
+    again = exposition(kept)
+    assert again == exposition(KpiCollector(runtime.engine, cache_seconds=0, clock=clock))
+    assert again != first
+    count = "q2c_order_activation_seconds_count"
+    assert (
+        value(again, count, entity="DE", stage="billing")
+        == value(first, count, entity="DE", stage="billing") + 1
+    )
+    assert later.erp_after is None
