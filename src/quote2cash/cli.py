@@ -86,6 +86,15 @@ def _audit_commands() -> None:
 _audit_commands()
 
 
+def _kpi_commands() -> None:
+    from quote2cash.cli_kpis import register
+
+    register(app)
+
+
+_kpi_commands()
+
+
 def _config_commands() -> None:
     from quote2cash.config_cli import config_app
 

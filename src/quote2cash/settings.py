@@ -57,6 +57,16 @@ class Settings(BaseSettings):
         ge=0,
         description="q2c serve reconciles CRM/billing/ERP this often (0: never)",
     )
+    metrics_enabled: bool = Field(
+        default=True, description="record per-process Prometheus metrics (false: near-zero cost)"
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="serve /metrics without a token (for a scraper on a private network)",
+    )
+    metrics_cache_seconds: float = Field(
+        default=10.0, ge=0, description="/metrics reads the store's KPIs at most this often"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -20,12 +20,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -50,8 +51,10 @@ from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
+from quote2cash.observability.kpi_collector import kpi_registry
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
+from quote2cash.settings import get_settings
 
 if TYPE_CHECKING:
     from quote2cash.identity.oidc import OidcClient
@@ -66,6 +69,12 @@ STATUSES: Final = ("pending", "parked", "done", "exception", "dead", "resolved")
 MAX_LIMIT: Final = 1000
 OPENAPI_PATH: Final = "/v1/openapi.json"
 """The API's description is not data: served without a token."""
+METRICS_PATH: Final = "/metrics"
+"""Prometheus metrics: a viewer's token, unless ``Q2C_METRICS_PUBLIC`` serves it to anyone."""
+METRICS_ACCESS_HINT: Final = (
+    "an operator with the viewer role makes one with "
+    "`q2c tokens create <name> --role viewer --operator <their name>`"
+)
 MAX_BODY: Final = 4 * 1024 * 1024
 
 
@@ -181,8 +190,10 @@ class HubApi:
         status: HubStatus,
         callout_tolerance: int,
         store_timeout: float,
+        metrics_public: bool = False,
     ) -> None:
         self.runtime = runtime
+        self.metrics_public = metrics_public
         self.stripe_verifier = stripe_verifier
         self.callout_secret = callout_secret
         self.clock = clock
@@ -492,16 +503,23 @@ class HubApi:
     async def bearer(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if not request.path.startswith("/v1") or request.path == OPENAPI_PATH:
+        metrics = request.path == METRICS_PATH
+        if metrics and self.metrics_public:
+            return await handler(request)
+        if not (request.path.startswith("/v1") or metrics) or request.path == OPENAPI_PATH:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
+        hint = f"; {METRICS_ACCESS_HINT}" if metrics else ""
         if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
+            raise ApiError(401, "unauthenticated", f"send 'Authorization: Bearer <token>'{hint}")
         client = client_of(request)
-        operator = await self._store(
-            lambda: authenticate_token(self.runtime, token.strip(), client=client)
-        )
+        try:
+            operator = await self._store(
+                lambda: authenticate_token(self.runtime, token.strip(), client=client)
+            )
+        except NotAuthenticated as exc:
+            raise ApiError(401, "unauthenticated", f"{exc}{hint}") from None
         operator.require("viewer", f"{request.method} {request.path}")
         request[OPERATOR] = operator
         return await handler(request)
@@ -535,6 +553,8 @@ def _limit(raw: str | None, *, default: int = 50) -> int:
 
 
 HUB: Final = web.AppKey("hub", HubApi)
+KPI_METRICS: Final = web.AppKey("kpi_metrics", CollectorRegistry)
+"""The store-derived metrics of this app's store (the per-process ones are process-wide)."""
 
 
 def build_app(
@@ -548,11 +568,15 @@ def build_app(
     store_timeout: float = 15.0,
     console_links: ObjectLinks | None = None,
     oidc: OidcClient | None = None,
+    metrics_public: bool | None = None,
 ) -> web.Application:
     """The API for ``runtime``; connectors are not needed (the verifier carries the secret).
 
     With ``console_links`` the operations console is served under ``/console``; with ``oidc``
-    too, its sign-in also goes through that OpenID Connect provider."""
+    too, its sign-in also goes through that OpenID Connect provider. ``/metrics`` needs a
+    viewer's token unless ``metrics_public`` (default: ``Q2C_METRICS_PUBLIC``)."""
+    settings = get_settings()
+    public = settings.metrics_public if metrics_public is None else metrics_public
     hub = HubApi(
         runtime,
         stripe_verifier=stripe_verifier,
@@ -561,13 +585,19 @@ def build_app(
         status=status or HubStatus(),
         callout_tolerance=callout_tolerance,
         store_timeout=store_timeout,
+        metrics_public=public,
     )
     app = web.Application(middlewares=[hub.errors, hub.bearer], client_max_size=MAX_BODY)
     app[HUB] = hub
     from quote2cash.api.routes import ROUTES
     from quote2cash.api.routing import checked
 
+    app[KPI_METRICS] = kpi_registry(
+        runtime.engine, cache_seconds=settings.metrics_cache_seconds, clock=runtime.clock
+    )
     for route in ROUTES:
+        if route.path == METRICS_PATH and public:
+            route = replace(route, role=None)
         app.router.add_route(route.method, route.path, checked(route, hub))
     if console_links is not None:
         from quote2cash.console.app import add_console

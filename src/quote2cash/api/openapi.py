@@ -84,6 +84,8 @@ def _operation(route: Route) -> dict[str, Any]:
             },
         }
     responses: dict[str, Any] = {str(route.ok): _object("done")}
+    if route.media != "application/json":
+        responses[str(route.ok)]["content"] = {route.media: {"schema": {"type": "string"}}}
     if route.answer is not None:
         responses[str(route.ok)]["content"]["application/json"]["schema"] = {
             "$ref": REF.format(name=route.answer.__name__)

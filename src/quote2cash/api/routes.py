@@ -443,6 +443,20 @@ async def disable(hub: HubApi, call: Call) -> web.Response:
     return json_response({"name": name, "disabled": True})
 
 
+async def metrics(hub: HubApi, call: Call) -> web.Response:
+    """Prometheus text format: this process's instruments, then the store's KPIs."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from quote2cash.api.app import KPI_METRICS
+    from quote2cash.observability.metrics import REGISTRY
+
+    kpis = call.request.app[KPI_METRICS]
+    body = generate_latest(REGISTRY) + await hub._store(lambda: generate_latest(kpis))
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
 async def openapi(hub: HubApi, call: Call) -> web.Response:
     from quote2cash.api.openapi import document
 
@@ -459,6 +473,8 @@ ROUTES: Final[tuple[Route, ...]] = (
           role=None, answer=answers.Health, answers={503: "the store or the worker is down"},
           tag="health"),
     Route("GET", "/v1/openapi.json", openapi, "This OpenAPI document.", role=None, tag="meta"),
+    Route("GET", "/metrics", metrics, "Prometheus metrics and business KPIs (text format).",
+          tag="metrics", media="text/plain"),
     Route("POST", "/webhooks/stripe", _legacy(HubApi.stripe_webhook),
           "Stripe webhook (signed with Stripe-Signature).", role=None,
           params=(Param("Stripe-Signature", "Stripe's signature header", where="header",

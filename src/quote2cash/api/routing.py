@@ -84,6 +84,8 @@ class Route:
     answers: Mapping[int, str] = field(default_factory=dict)
     """Other success or expected answers (status -> description), beyond the error set."""
     tag: str = "reads"
+    media: str = "application/json"
+    """The success answer's content type (``/metrics`` answers Prometheus text)."""
 
     @property
     def operation_id(self) -> str:

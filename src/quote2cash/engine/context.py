@@ -94,7 +94,7 @@ class HandlerContext:
             return _decoder.decode(self._completed[name])  # type: ignore[no-any-return]
         key = self.idempotency_key(name)
         if system is not None:
-            async with self.runtime.gates.call(system):
+            async with self.runtime.gates.call(system, name):
                 result = await _maybe_await(action(key))
         else:
             result = await _maybe_await(action(key))

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 
 from quote2cash.engine.clock import Clock
-from quote2cash.engine.errors import SystemUnavailable, TransientError
+from quote2cash.engine.errors import PermanentError, SystemUnavailable, TransientError
+from quote2cash.observability import metrics
 from quote2cash.store.schema import maintenance_windows, systems
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -181,14 +182,19 @@ class SystemGates:
             raise SystemUnavailable(system, "circuit breaker open", until=until)
 
     @asynccontextmanager
-    async def call(self, system: str) -> AsyncIterator[None]:
-        """One request to ``system``: pause and breaker checked, rate and concurrency enforced."""
-        self.check(system)
-        breaker = self.breaker(system)
-        allowed, retry_at = breaker.allow(self.clock.now())
-        if not allowed:
-            until = retry_at.timestamp() if retry_at else None
-            raise SystemUnavailable(system, "circuit breaker open", until=until)
+    async def call(self, system: str, operation: str = "") -> AsyncIterator[None]:
+        """One request to ``system``: pause and breaker checked, rate and concurrency enforced;
+        ``operation`` (the step's name) labels its metrics."""
+        try:
+            self.check(system)
+            breaker = self.breaker(system)
+            allowed, retry_at = breaker.allow(self.clock.now())
+            if not allowed:
+                until = retry_at.timestamp() if retry_at else None
+                raise SystemUnavailable(system, "circuit breaker open", until=until)
+        except SystemUnavailable:
+            metrics.call_finished(system, operation, "unavailable", 0.0)
+            raise
         lim = self.limits_for(system)
         if lim.rate is not None:
             bucket = self._buckets.get(system)
@@ -197,19 +203,28 @@ class SystemGates:
             wait = bucket.reserve(self.clock.now())
             if wait > 0:
                 await self.sleep(wait)
+            metrics.rate_limited(system, wait)
         sem = self._semaphores.get(system)
         if sem is None:
             sem = self._semaphores[system] = asyncio.Semaphore(lim.max_concurrency)
         async with sem:
+            started = metrics.now()
             try:
                 yield
             except TransientError:
                 breaker.failure(self.clock.now())
+                metrics.call_finished(system, operation, "transient", started)
+                metrics.breaker_changed(system, breaker.state(self.clock.now()))
                 raise
-            except Exception:
+            except Exception as exc:
                 breaker.success()  # the system answered; the failure is not its availability
+                outcome = _outcome_of(exc)
+                metrics.call_finished(system, operation, outcome, started)
+                metrics.breaker_changed(system, "closed")
                 raise
             breaker.success()
+            metrics.call_finished(system, operation, "ok", started)
+            metrics.breaker_changed(system, "closed")
 
     def status(self) -> dict[str, str]:
         now = self.clock.now()
@@ -217,3 +232,11 @@ class SystemGates:
         for name, br in self._breakers.items():
             out.setdefault(name, f"breaker {br.state(now)}")
         return out
+
+
+def _outcome_of(exc: Exception) -> str:
+    if isinstance(exc, PermanentError):
+        return "permanent"
+    if isinstance(exc, SystemUnavailable):
+        return "unavailable"
+    return "transient"  # the worker retries any other error as transient

@@ -45,6 +45,7 @@ from quote2cash.engine.parking import (
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
+from quote2cash.observability import metrics
 from quote2cash.observability.logging import event_context
 from quote2cash.store.schema import events, failures, subjects
 
@@ -279,7 +280,17 @@ class Worker:
     async def _run_subject(self, subject_events: list[tuple[Event, int]], out: _Outcome) -> None:
         async with self._sem:
             for event, attempts in subject_events:
-                if not await self._run_event(event, attempts, out):
+                started = metrics.now()
+                completed = await self._run_event(event, attempts, out)
+                metrics.event_handled(
+                    event.type,
+                    completed=completed,
+                    parked=bool(out.parked) and out.parked[-1].event.pos == event.pos,
+                    held=out.waiting_on is not None,
+                    failure_status=out.failed["status"] if out.failed else None,
+                    started=started,
+                )
+                if not completed:
                     return
 
     async def _run_event(self, event: Event, attempts: int, out: _Outcome) -> bool:

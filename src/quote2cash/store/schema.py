@@ -57,6 +57,7 @@ events = Table(
     UniqueConstraint("subject", "sequence"),
     Index("ix_events_correlation_id", "correlation_id"),
     Index("ix_events_time", "time"),
+    Index("ix_events_type_time", "type", "time"),
 )
 
 subjects = Table(
@@ -108,6 +109,7 @@ failures = Table(
     Column("error", Text, nullable=False),
     Column("retry_at", UtcDateTime(), nullable=True),
     Column("at", UtcDateTime(), nullable=False),
+    Index("ix_failures_at", "at"),
 )
 
 systems = Table(

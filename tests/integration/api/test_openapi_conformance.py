@@ -24,7 +24,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import ROLES
 from support.identity import first_admin, new_operator, token_of
 
-API_PREFIXES = ("/v1", "/webhooks", "/health")
+API_PREFIXES = ("/v1", "/webhooks", "/health", "/metrics")
 """What the document describes (the console's pages under /console are not an API)."""
 CONFIG = packaged_config_dir()
 SERVE = "import typer; from quote2cash.api.cli import serve_command; typer.run(serve_command)"
