@@ -51,12 +51,35 @@ def percent(value: float) -> str:
     return f"{100 * value:.0f} %" if value * 100 == int(value * 100) else f"{100 * value:.1f} %"
 
 
+UNITS: Final = (("d", 86400.0), ("h", 3600.0), ("min", 60.0), ("s", 1.0))
+
+
 def duration(seconds: float) -> str:
-    """Seconds as the unit a reader expects: 45 s, 12.5 min, 3.2 h, 2.1 d."""
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+    """Seconds in the unit a reader expects: 12 ms, 45 s, 12.5 min, 3.2 h, 2.1 d."""
+    for unit, size in UNITS:
         if abs(seconds) >= size:
             return f"{seconds / size:.3g} {unit}"
-    return f"{seconds:.3g} s"
+    return f"{seconds * 1000:.3g} ms" if seconds else "0 s"
+
+
+def count_ceiling(value: float) -> float:
+    """An axis top for counts whose quarter ticks are whole numbers: 4, 8, 12, 20, 40..."""
+    if not math.isfinite(value):
+        return 4.0
+    power = 1.0
+    while True:
+        for step in (4.0, 8.0, 12.0, 20.0):
+            if step * power >= value:
+                return step * power
+        power *= 10
+
+
+def duration_ceiling(seconds: float) -> float:
+    """A nice axis top in the unit of ``seconds`` (20 min, 2 h), so the ticks read evenly."""
+    for _, size in UNITS[:-1]:
+        if seconds >= size:
+            return nice_ceiling(seconds / size) * size
+    return nice_ceiling(seconds)
 
 
 def nice_ceiling(value: float) -> float:
@@ -115,6 +138,7 @@ def line_chart(
     y_label: str,
     x_label: str = "time (UTC)",
     y_text: Format = plain,
+    y_top: Callable[[float], float] | None = None,
     empty: str = NO_DATA,
 ) -> Markup:
     """A line per series over the slices named by ``x_labels``; a point per figure, with its
@@ -123,9 +147,9 @@ def line_chart(
     figures = [v for s in series for v in s.values[:n] if v is not None]
     if n == 0 or not figures:
         return empty_chart(chart_id, title, empty)
-    left, right, top, bottom, height = 64.0, 16.0, 48.0, 44.0, 240.0
+    left, right, top, bottom, height = 76.0, 16.0, 48.0, 44.0, 240.0
     pw, ph = WIDTH - left - right, height - top - bottom
-    top_value = nice_ceiling(max(figures))
+    top_value = (y_top or nice_ceiling)(max(figures))
 
     def x(i: int) -> float:
         return left + (i + 0.5) * pw / n
@@ -190,7 +214,9 @@ def bar_chart(
     names: list[str] = []
     for g in groups:
         names.extend(b.series for b in g.bars if b.series not in names)
-    left, right, top, bar, gap, group_gap = 150.0, 170.0, 48.0, 14.0, 3.0, 12.0
+    longest = max(len(g.name) for g in groups)
+    left = min(280.0, 24.0 + 6.5 * longest)
+    right, top, bar, gap, group_gap = 170.0, 48.0, 14.0, 3.0, 12.0
     pw = WIDTH - left - right
     widest = max((b.value for g in groups for b in g.bars), default=0.0)
     scale = pw / widest if widest > 0 else 0.0

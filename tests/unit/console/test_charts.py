@@ -13,7 +13,9 @@ from quote2cash.console.charts import (
     BarGroup,
     Series,
     bar_chart,
+    count_ceiling,
     duration,
+    duration_ceiling,
     line_chart,
     nice_ceiling,
     percent,
@@ -92,6 +94,15 @@ def test_a_chart_without_figures_says_so() -> None:
     assert "No failure in this range" in texts(root)
 
 
+def test_durations_tick_in_round_units() -> None:
+    root = parse(
+        line_chart("d", "Activation", ["a", "b"], [Series("p95", [600.0, 5000.0])],
+                   y_label="p95", y_text=duration, y_top=duration_ceiling)
+    )  # fmt: skip
+    ticks = [t for t in root.iter(f"{SVG}text") if t.get("class") == "tick"]
+    assert ["".join(t.itertext()) for t in ticks[:5]] == ["0 s", "30 min", "1 h", "1.5 h", "2 h"]
+
+
 def test_bars_are_proportional_and_show_their_text() -> None:
     groups = [
         BarGroup("US", [Bar("bookings", 200.0, "200.00 USD"), Bar("billings", 50.0, "50 USD")]),
@@ -129,5 +140,20 @@ def test_axis_tops_and_value_texts() -> None:
     assert [nice_ceiling(v) for v in (0, 0.3, 1, 7, 12, 240, 2600)] == [
         1, 0.5, 1, 10, 20, 250, 5000,
     ]  # fmt: skip
-    assert [duration(s) for s in (4.5, 90, 5400, 172800)] == ["4.5 s", "1.5 min", "1.5 h", "2 d"]
+    assert [count_ceiling(v) for v in (0, 1, 4, 7, 10, 13, 25, 150)] == [
+        4,
+        4,
+        4,
+        8,
+        12,
+        20,
+        40,
+        200,
+    ]
+    assert [duration(s) for s in (0, 0.0123, 4.5, 90, 5400, 172800)] == [
+        "0 s", "12.3 ms", "4.5 s", "1.5 min", "1.5 h", "2 d",
+    ]  # fmt: skip
+    assert [duration_ceiling(s) for s in (0.3, 45, 846, 5000, 3 * 86400)] == [
+        0.5, 50, 20 * 60, 2 * 3600, 5 * 86400,
+    ]  # fmt: skip
     assert percent(1 / 3) == "33.3 %" and percent(0.25) == "25 %"

@@ -16,6 +16,7 @@ from quote2cash.console.charts import (
     BarGroup,
     Series,
     bar_chart,
+    count_ceiling,
     duration,
     line_chart,
     percent,
@@ -45,6 +46,7 @@ def flow_charts(w: Window, report: KpiReport) -> dict[str, Markup]:
             labels,
             [Series("handled", [float(v) for v in handled])] if any(handled) else [],
             y_label="events",
+            y_top=count_ceiling,
         ),
         "errors": line_chart(
             "errors",
@@ -57,6 +59,7 @@ def flow_charts(w: Window, report: KpiReport) -> dict[str, Markup]:
             if any(failed) or any(dead)
             else [],
             y_label="events",
+            y_top=count_ceiling,
             empty="No failure in this range",
         ),
         "backlog": line_chart(
@@ -65,6 +68,7 @@ def flow_charts(w: Window, report: KpiReport) -> dict[str, Markup]:
             labels,
             [Series(s, [float(p.backlog.get(s, 0)) for p in report.ops]) for s in systems],
             y_label="events waiting",
+            y_top=count_ceiling,
             empty="No work waited in this range",
         ),
         "backlog_now": bar_chart(
@@ -98,7 +102,7 @@ def call_charts(calls: list[CallFigures]) -> dict[str, Markup]:
         "call_latency",
         "Call latency per system (this process, since it started)",
         [BarGroup(c.system, _latency_bars(c)) for c in timed],
-        value_label="seconds",
+        value_label="time per call",
         empty="No call measured by this process yet",
     )
     made = [c for c in calls if c.made]

@@ -16,7 +16,9 @@ from quote2cash.console.charts import (
     BarGroup,
     Series,
     bar_chart,
+    count_ceiling,
     duration,
+    duration_ceiling,
     line_chart,
     percent,
     plain,
@@ -26,8 +28,8 @@ from quote2cash.console.render import page
 from quote2cash.console.views.dashboard_window import RANGES, Window, range_of, window
 from quote2cash.observability.kpis import MONEY_KINDS, Durations, KpiReport, compute_kpis
 
-ACTIVATION_STAGES: Final = {"billing": "active in billing", "erp": "booked in the ERP"}
-INVOICE_STAGES: Final = {"erp": "posted in the ERP", "crm": "visible in the CRM"}
+ACTIVATION_STAGE_NAMES: Final = {"billing": "active in billing", "erp": "booked in the ERP"}
+INVOICE_STAGE_NAMES: Final = {"erp": "posted in the ERP", "crm": "visible in the CRM"}
 
 
 def amount_text(amount: Decimal, currency: str) -> str:
@@ -45,16 +47,18 @@ def trend_charts(w: Window, report: KpiReport) -> dict[str, Markup]:
             "Order activation time: Closed Won -> booked in the ERP, p95",
             labels,
             [Series("activation p95", [p.activation_p95 for p in report.series])],
-            y_label="p95",
+            y_label="p95 of the slice",
             y_text=duration,
+            y_top=duration_ceiling,
         ),
         "invoice_lag_trend": line_chart(
             "invoice_lag_trend",
             "Invoice generation lag: finalised in billing -> visible in the CRM, p95",
             labels,
             [Series("invoice lag p95", [p.invoice_lag_p95 for p in report.series])],
-            y_label="p95",
+            y_label="p95 of the slice",
             y_text=duration,
+            y_top=duration_ceiling,
         ),
         "amendment_trend": line_chart(
             "amendment_trend",
@@ -71,6 +75,7 @@ def trend_charts(w: Window, report: KpiReport) -> dict[str, Markup]:
             labels,
             [Series("events waiting", backlog)] if any(backlog) else [],
             y_label="events",
+            y_top=count_ceiling,
             y_text=plain,
             empty="No work waited in this range",
         ),
@@ -81,7 +86,9 @@ def _duration_groups(
     table: dict[tuple[str, str], Durations], stages: dict[str, str]
 ) -> list[BarGroup]:
     groups = []
-    for (entity, stage), d in sorted(table.items()):
+    order = {stage: i for i, stage in enumerate(stages)}
+    ranked = sorted(table.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], len(order))))
+    for (entity, stage), d in ranked:
         if d.p50 is None or d.p95 is None:
             continue
         name = f"{entity} · {stages.get(stage, stage)}"
@@ -103,14 +110,14 @@ def percentile_charts(report: KpiReport) -> dict[str, Markup]:
         "activation_now": bar_chart(
             "activation_now",
             "Order activation time per entity: Closed Won -> stage",
-            _duration_groups(report.activation, ACTIVATION_STAGES),
-            value_label="seconds from Closed Won",
+            _duration_groups(report.activation, ACTIVATION_STAGE_NAMES),
+            value_label="time from Closed Won",
         ),
         "invoice_lag_now": bar_chart(
             "invoice_lag_now",
             "Invoice generation lag per entity: finalised in billing -> stage",
-            _duration_groups(report.invoice_lag, INVOICE_STAGES),
-            value_label="seconds from finalised",
+            _duration_groups(report.invoice_lag, INVOICE_STAGE_NAMES),
+            value_label="time from finalised in billing",
         ),
     }
 
