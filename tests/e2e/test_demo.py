@@ -6,6 +6,7 @@ needs nothing running; it checks what the demo printed and what it left in the h
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -44,6 +45,19 @@ def test_quick_demo_reconciles_and_prints_the_summary(tmp_path: Path) -> None:
     assert "drained in order: yes" in text
     assert f"q2c dlq list --db sqlite:///{folder / 'hub.sqlite'}" in text
     assert "q2c audit verify" in text
+    flat = " ".join(text.split())  # the summary's table wraps long rows
+    kpis = re.search(
+        r"KPI order activation (.*) KPI invoice generation lag (.*) "
+        r"KPI amendment failure rate (.*) KPI sync backlog (.{1,60})",
+        flat,
+    )
+    assert kpis is not None, flat[-4000:]
+    activation, lag, _, backlog = kpis.groups()
+    for entity in ("US", "DE"):
+        assert re.search(rf"{entity} billing p50 [0-9.]+ (s|min) / p95", activation), activation
+        assert re.search(rf"{entity} erp p50 [0-9.]+ (s|min) / p95", activation), activation
+        assert re.search(rf"{entity} crm p50 [0-9.]+ (s|min) / p95", lag), lag
+    assert "erp" not in backlog  # the ERP window drained; the unmapped deal waits (none)
 
     # the sandbox is stopped again, the hub's store stays for a look further
     assert orchestrator.read_state(folder / "sandbox") is None

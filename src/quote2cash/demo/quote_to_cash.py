@@ -48,6 +48,7 @@ from quote2cash.demo.actors import (
 )
 from quote2cash.demo.book import Book, DemoAccount, DemoDeal, build_book
 from quote2cash.demo.hub import DemoHub
+from quote2cash.demo.kpi_summary import kpi_lines
 from quote2cash.demo.operators import DemoTeam, sign_in_team
 from quote2cash.demo.reconcile import Reconciliation
 from quote2cash.demo.sandbox import DemoSandbox
@@ -58,6 +59,7 @@ from quote2cash.engine.queries import EventRow, failed_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
 from quote2cash.flows.subjects import contract_subject
+from quote2cash.observability.kpis import KpiReport, compute_kpis
 from quote2cash.reconcile.run import reconcile
 from quote2cash.store.schema import events, steps
 
@@ -111,6 +113,7 @@ class DemoRun:
     refund: GrantedRefund | None = None
     tasks: dict[str, TaskID] = field(default_factory=dict)
     quarter_start: datetime = field(default_factory=_quarter_start)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def say(self, text: str) -> None:
         self.progress.console.print(text)
@@ -409,6 +412,7 @@ class Findings:
     finished: bool
     declined_in_crm: list[str]
     discounts: DiscountCheck
+    kpis: KpiReport
 
 
 def _cents(value: object) -> str:
@@ -431,7 +435,12 @@ async def _collect(run: DemoRun, runtime: Runtime, org: SalesOrg, finished: bool
         checkpoint_now(runtime)
     audit = verify_store(runtime)
     discounts = await _discounts_billed(run, org)
-    return Findings(rec, exceptions, expected, untouched, audit, finished, declined, discounts)
+    kpis = compute_kpis(
+        runtime.engine, since=run.started_at - timedelta(minutes=1), until=datetime.now(UTC)
+    )
+    return Findings(
+        rec, exceptions, expected, untouched, audit, finished, declined, discounts, kpis
+    )
 
 
 def _print_summary(run: DemoRun, found: Findings) -> bool:
@@ -495,6 +504,8 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
     facts.add_row(
         "audit chain", f"intact ({audit.checked} entries)" if audit.ok else "[red]BROKEN[/]"
     )
+    for name, shown in kpi_lines(found.kpis):
+        facts.add_row(name, escape(shown))
     console.print(facts)
 
     amounts = Table(title="invoice totals per currency, read from each system")
