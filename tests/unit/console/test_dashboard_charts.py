@@ -7,8 +7,9 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from quote2cash.console.call_figures import CallFigures
 from quote2cash.console.views.dashboard_window import RANGES, window
-from quote2cash.console.views.operations import flow_charts
+from quote2cash.console.views.operations import call_charts, flow_charts
 from quote2cash.console.views.revenue import money_charts, percentile_charts, trend_charts
 from quote2cash.observability.kpis import Durations, KpiPoint, KpiReport, MoneyRow, OpsPoint
 
@@ -98,3 +99,12 @@ def test_a_quiet_hour_has_no_throughput_and_nothing_waiting() -> None:
     assert "chart-empty" not in charts["throughput"] and "chart-empty" in charts["errors"]
     assert len(list(ET.fromstring(charts["backlog"]).iter(f"{SVG}circle"))) == 12
     assert "1 event, oldest 1.5 min" in texts(charts["backlog_now"])
+
+
+def test_call_charts_say_when_metrics_are_off() -> None:
+    off = call_charts([], measuring=False)
+    assert all("Q2C_METRICS_ENABLED=false" in chart for chart in off.values())
+    erp = CallFigures("erp", made=8, failed=2, unavailable=1, mean_seconds=0.02, p95_at_most=0.05)
+    charts = call_charts([erp])
+    assert "25 % of 8 calls; 1 held" in texts(charts["call_errors"])
+    assert {"20 ms", "≤ 50 ms"} <= set(texts(charts["call_latency"]))

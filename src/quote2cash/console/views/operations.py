@@ -25,6 +25,7 @@ from quote2cash.console.context import console_of
 from quote2cash.console.render import page
 from quote2cash.console.views.dashboard_window import RANGES, Window, range_of, window
 from quote2cash.console.views.systems import read_systems
+from quote2cash.observability import metrics
 from quote2cash.observability.kpis import KpiReport, compute_kpis
 
 
@@ -95,15 +96,16 @@ def flow_charts(w: Window, report: KpiReport) -> dict[str, Markup]:
     return charts
 
 
-def call_charts(calls: list[CallFigures]) -> dict[str, Markup]:
+def call_charts(calls: list[CallFigures], *, measuring: bool = True) -> dict[str, Markup]:
     """Latency and failed share of calls per system, as this process measured them."""
+    off = "This process's metrics are off (Q2C_METRICS_ENABLED=false)"
     timed = [c for c in calls if c.mean_seconds is not None]
     latency = bar_chart(
         "call_latency",
         "Call latency per system (this process, since it started)",
         [BarGroup(c.system, _latency_bars(c)) for c in timed],
         value_label="time per call",
-        empty="No call measured by this process yet",
+        empty="No call measured by this process yet" if measuring else off,
     )
     made = [c for c in calls if c.made]
     errors = bar_chart(
@@ -117,7 +119,7 @@ def call_charts(calls: list[CallFigures]) -> dict[str, Markup]:
             for c in made
         ],
         value_label="share of calls made that failed (transient or permanent)",
-        empty="No call made by this process yet",
+        empty="No call made by this process yet" if measuring else off,
     )
     return {"call_latency": latency, "call_errors": errors}
 
@@ -150,5 +152,5 @@ async def operations(request: web.Request) -> web.StreamResponse:
         return w, report, read_systems(console.runtime)
 
     w, report, systems = await console.store(read)
-    charts = flow_charts(w, report) | call_charts(read_call_figures())
+    charts = flow_charts(w, report) | call_charts(read_call_figures(), measuring=metrics.enabled())
     return page(request, "ops.html", window=w, ranges=list(RANGES), charts=charts, systems=systems)
