@@ -15,7 +15,17 @@ from aiohttp import web
 from quote2cash.console.context import CONSOLE, Console, console_of
 from quote2cash.console.render import page, redirect
 from quote2cash.console.session import COOKIE, CSRF_FIELD, SIGNED_IN, SignedIn, csrf_matches
-from quote2cash.console.views import audit, deals, queue, reconciliation, replays, signin, systems
+from quote2cash.console.views import (
+    audit,
+    deals,
+    operations,
+    queue,
+    reconciliation,
+    replays,
+    revenue,
+    signin,
+    systems,
+)
 from quote2cash.engine.control import ControlError
 from quote2cash.identity import NotAllowed, NotAuthenticated, sessions
 
@@ -116,6 +126,8 @@ def console_app(console: Console) -> web.Application:
     r.add_get("/audit", audit.entries)
     r.add_post("/audit/verify", audit.verify)
     r.add_get("/reconciliation", reconciliation.report)
+    r.add_get("/operations", operations.operations)
+    r.add_get("/revenue", revenue.revenue)
     r.add_static("/static/", STATIC, append_version=True)
     return app
 
