@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help venv browser demo test test-long lint format bench clean
+.PHONY: help venv browser prometheus demo test test-long lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,10 +26,16 @@ browser:  ## Debian's chromium for the console's browser tests (installed when m
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium is missing and cannot be installed here: the console's browser tests skip"
 
-test: $(STAMP) browser  ## run the whole test suite (what CI runs)
+prometheus:  ## Debian's prometheus and promtool for the alert-rule and scrape tests (installed when missing, as root)
+	@{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends prometheus >/dev/null; } || \
+	  echo "prometheus is missing and cannot be installed here: the alert-rule and scrape tests skip"
+
+test: $(STAMP) browser prometheus  ## run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-long: $(STAMP) browser  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials, 1,000 lifecycles
+test-long: $(STAMP) browser prometheus  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials, 1,000 lifecycles
 	Q2C_LONG=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff (lint + format check) and mypy strict on src/

@@ -15,10 +15,11 @@ from quote2cash.configuration import (
     describe_source,
     write_editable_copy,
 )
+from quote2cash.defaults import packaged_alert_rules
 from quote2cash.masterdata import ConfigError
 
 config_app = typer.Typer(
-    help="The YAML rules: catalog, legal entities, tax, ownership, matching, onboarding.",
+    help="The YAML rules: catalog, legal entities, tax, ownership, matching, onboarding; alerts.",
     no_args_is_help=True,
 )
 console = Console()
@@ -70,3 +71,43 @@ def config_check(
 ) -> None:
     """Load every file as the hub does; the first problem names file, line and key (exit 1)."""
     _report(folder or active_config_dir(), output)
+
+
+def _alert_records(rules: Path) -> list[dict[str, str]]:
+    import yaml
+
+    groups = yaml.safe_load(rules.read_text(encoding="utf-8"))["groups"]
+    return [
+        {
+            "alert": rule["alert"],
+            "severity": rule["labels"]["severity"],
+            "team": rule["labels"]["team"],
+            "for": rule.get("for", "0s"),
+            "summary": rule["annotations"]["summary"],
+        }
+        for group in groups
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+@config_app.command("alerts")
+def config_alerts(
+    path: Annotated[bool, typer.Option("--path", help="Print only the rules file's path")] = False,
+    content: Annotated[
+        bool, typer.Option("--content", help="Print the rules file, to copy and edit")
+    ] = False,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """The Prometheus alert rules shipped with the hub: each alert's severity, team and delay."""
+    rules = packaged_alert_rules()
+    if path:
+        typer.echo(str(rules))
+        return
+    if content:
+        typer.echo(rules.read_text(encoding="utf-8"), nl=False)
+        return
+    columns = ("alert", "severity", "team", "for", "summary")
+    show_records(console, _alert_records(rules), columns, output)
+    if output is OutputFormat.table:
+        console.print(escape(f"rules file: {rules} (Prometheus rule_files)"), highlight=False)

@@ -42,6 +42,7 @@ def test_the_wheel_runs_the_quick_demo_from_an_empty_folder(tmp_path: Path) -> N
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "quote2cash/defaults/config/catalog.yaml" in names
+    assert "quote2cash/defaults/observability/alerts.yml" in names
     assert "quote2cash/store/migrations/alembic.ini" in names or any(
         n.startswith("quote2cash/store/migrations/versions/") for n in names
     )

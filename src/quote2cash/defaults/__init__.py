@@ -32,3 +32,11 @@ def packaged_config_dir() -> Path:
     if isinstance(folder, Path):
         return folder
     return _extracted.enter_context(resources.as_file(folder))
+
+
+def packaged_alert_rules() -> Path:
+    """The shipped Prometheus alert rules (``promtool``-tested), for Prometheus's rule_files."""
+    rules = resources.files(__name__) / "observability" / "alerts.yml"
+    if isinstance(rules, Path):
+        return rules
+    return _extracted.enter_context(resources.as_file(rules))
