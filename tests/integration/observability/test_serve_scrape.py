@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ import aiohttp
 import pytest
 import stripe
 
+from conftest import missing_service
 from quote2cash import flows
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
@@ -39,7 +41,7 @@ from quote2cash.engine.worker import Worker
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.sandbox.stripe import StripeEmulator
 from support.kpi_scenario import History, Plan
-from support.prometheus import PrometheusServer, free_port, running_prometheus
+from support.prometheus import PROMETHEUS, PrometheusServer, free_port, running_prometheus
 
 T = TypeVar("T")
 STRIPE_KEY = "sk_test_q2c_scrape"
@@ -71,8 +73,10 @@ class Hub:
         return self.url.removeprefix("http://")
 
     def tail(self, lines: int = 30) -> str:
+        """The log's last lines, without the access lines of Prometheus's scrapes."""
         text = self.log.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        kept = [line for line in text.splitlines() if "GET /metrics HTTP" not in line]
+        return "\n".join(kept[-lines:])
 
 
 @dataclass
@@ -173,6 +177,8 @@ async def play_history(db: str, start: datetime) -> Plan:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    if shutil.which(PROMETHEUS) is None:
+        missing_service(f"{PROMETHEUS} missing (Debian's prometheus; make test installs it)")
     folder = tmp_path_factory.mktemp("scraped-hub")
     db = f"sqlite:///{folder / 'hub.sqlite'}"
     tokens = make_identities(folder, db)
@@ -432,6 +438,7 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
     )
     runtime = Runtime.open(store.url)
     workers_stop = asyncio.Event()
+    running: list[asyncio.Task[None]] = []
 
     async def workers(billing_url: str) -> None:
         """A hub process running the flows with billing at ``billing_url``."""
@@ -468,6 +475,7 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
             ) as answer:
                 assert answer.status == 200, await answer.text()
             down = asyncio.create_task(workers(f"http://127.0.0.1:{free_port()}"))
+            running.append(down)
 
             async def dead() -> list[dict[str, Any]]:
                 answer = await viewer.ok("GET", "/v1/exceptions?kind=dead")
@@ -513,6 +521,7 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
 
             workers_stop.clear()
             up = asyncio.create_task(workers(stripe_emulator))
+            running.append(up)
 
             async def event() -> dict[str, Any]:
                 answer: dict[str, Any] = await viewer.ok("GET", f"/v1/events/{event_id}")
@@ -529,5 +538,6 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
             await asyncio.wait_for(up, 30)
     finally:
         workers_stop.set()
+        await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), 30)
         await asyncio.to_thread(prometheus_cm.__exit__, None, None, None)
         runtime.close()
