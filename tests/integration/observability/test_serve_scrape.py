@@ -29,7 +29,7 @@ import aiohttp
 import pytest
 import stripe
 
-from conftest import missing_service
+from conftest import LONG, missing_service
 from quote2cash import flows
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
@@ -175,6 +175,14 @@ async def play_history(db: str, start: datetime) -> Plan:
         runtime.close()
 
 
+def systems_yaml(billing_url: str) -> str:
+    return (
+        "billing:\n  kind: stripe\n  settings:\n"
+        f"    api_key: {STRIPE_KEY}\n    base_url: {billing_url}\n"
+        "    webhook_secret: ${STRIPE_WHSEC}\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     if shutil.which(PROMETHEUS) is None:
@@ -185,26 +193,35 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     # Two hours ago, so the amendments fall inside the ratio's windows on the hub's clock.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     plan = asyncio.run(play_history(db, start))
-    (folder / "systems.yaml").write_text(
-        "billing:\n  kind: stripe\n  settings:\n"
-        f"    api_key: {STRIPE_KEY}\n    base_url: http://127.0.0.1:{free_port()}\n"
-        "    webhook_secret: ${STRIPE_WHSEC}\n",
-        encoding="utf-8",
-    )
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    (folder / "systems.yaml").write_text(systems_yaml(unreachable), encoding="utf-8")
     return Store(db, folder, tokens, plan)
 
 
-def start_hub(store: Store, name: str, **settings: str) -> Hub:
-    """``q2c serve`` without workers or polling, /metrics reading the store at every scrape."""
+def start_hub(
+    store: Store,
+    name: str,
+    *,
+    workers: bool = False,
+    billing_url: str | None = None,
+    **settings: str,
+) -> Hub:
+    """``q2c serve`` without polling (and without workers unless told), /metrics reading the
+    store at every scrape; billing at ``billing_url`` (default: an address nobody answers)."""
     log = store.folder / f"{name}.log"
+    systems = store.folder / "systems.yaml"
+    if billing_url is not None:
+        systems = store.folder / f"{name}-systems.yaml"
+        systems.write_text(systems_yaml(billing_url), encoding="utf-8")
     env = hub_env(
         STRIPE_WHSEC=WEBHOOK_SECRET,
         Q2C_METRICS_CACHE_SECONDS="0",
         Q2C_RECONCILE_INTERVAL_SECONDS="0",
         **settings,
     )
-    config = ("--config", str(store.folder / "systems.yaml"), "--db", store.url)
-    serve = ("serve", "--port", "0", "--no-workers", "--poll-seconds", "0", "--no-console")
+    config = ("--config", str(systems), "--db", store.url)
+    working = "--workers" if workers else "--no-workers"
+    serve = ("serve", "--port", "0", working, "--poll-seconds", "0", "--no-console")
     with log.open("w", encoding="utf-8") as log_stream:
         process = subprocess.Popen(
             [sys.executable, "-m", "quote2cash.cli", *serve, *config],
@@ -372,8 +389,8 @@ def declined_then_paid(base_url: str) -> tuple[str, str]:
     )
     with pytest.raises(stripe.CardError):
         sdk.v1.invoices.pay(invoice.id, params={"payment_method": "pm_card_chargeCustomerFail"})
-    (failed,) = sdk.v1.events.list(params={"type": "invoice.payment_failed"}).data
-    assert failed.data.object.id == invoice.id
+    listed = sdk.v1.events.list(params={"type": "invoice.payment_failed"}).data
+    (failed,) = [e for e in listed if e.data.object.id == invoice.id]
     paid = sdk.v1.invoices.pay(invoice.id, params={"paid_out_of_band": True})
     assert paid.status == "paid"
     return str(failed.id), str(invoice.id)
@@ -406,16 +423,25 @@ class Api:
 
 
 async def until(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], what: str, hub: Hub
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    what: str,
+    hub: Hub,
+    *,
+    within: float = 60.0,
+    more: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``probe`` (60 s at most) until ``done``; a timeout names ``what`` and the hub's log."""
-    deadline = time.monotonic() + 60
+    """Poll ``probe`` until ``done``; a timeout names ``what`` and gives the hubs' logs."""
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if done(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within 60 s; last {value}\n{hub.tail()}")
+            raise AssertionError(
+                f"no {what} within {within:.0f} s; last {value}\nq2c serve's log:\n"
+                f"{hub.tail()}{more() if more else ''}"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -427,25 +453,102 @@ def billing_at(base_url: str) -> StripeBilling:
     )
 
 
+class InProcessWorkers:
+    """The flows run by this test's process on the hub's store (a second hub process), with a
+    retry budget of two attempts for ``billing.payment.failed``."""
+
+    attempts = 2
+    patience = 60.0
+
+    def __init__(self, store: Store) -> None:
+        self.runtime = Runtime.open(store.url)
+        self.stop_running = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def _run(self, billing_url: str) -> None:
+        async with Systems(billing=billing_at(billing_url)) as systems:
+            deps = FlowDeps.build(self.runtime, systems, packaged_config_dir())
+            await Worker(self.runtime, flows.build_registry(deps)).run(self.stop_running)
+
+    async def start(self, billing_url: str) -> None:
+        self.stop_running.clear()
+        self.task = asyncio.create_task(self._run(billing_url))
+
+    async def stop(self) -> None:
+        self.stop_running.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 30)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def tail(self) -> str:
+        return ""
+
+
+class ServeWorkers:
+    """``q2c serve --workers`` with billing at the given URL and the default retry budget."""
+
+    attempts = RetryPolicy().max_attempts
+    patience = 900.0
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.hub: Hub | None = None
+        self.runs = 0
+
+    async def start(self, billing_url: str) -> None:
+        self.runs += 1
+        name = f"working-hub-{self.runs}"
+        self.hub = await asyncio.to_thread(
+            start_hub, self.store, name, workers=True, billing_url=billing_url
+        )
+
+    async def stop(self) -> None:
+        if self.hub is not None:
+            await asyncio.to_thread(stop_hub, self.hub)
+
+    def close(self) -> None:
+        pass
+
+    def tail(self) -> str:
+        return f"\nthe working q2c serve's log:\n{self.hub.tail()}" if self.hub else ""
+
+
+Workers = InProcessWorkers | ServeWorkers
+
+
 async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approved(
     store: Store, hub: Hub, stripe_emulator: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    event_id, invoice_id = await asyncio.to_thread(declined_then_paid, stripe_emulator)
     monkeypatch.setitem(
         flows.RETRIES,
         "billing.payment.failed",
         RetryPolicy(max_attempts=2, base_seconds=0.2, cap_seconds=0.2),
     )
-    runtime = Runtime.open(store.url)
-    workers_stop = asyncio.Event()
-    running: list[asyncio.Task[None]] = []
+    workers = InProcessWorkers(store)
+    try:
+        await dead_letter_paged_and_replayed(store, hub, stripe_emulator, workers)
+    finally:
+        workers.close()
 
-    async def workers(billing_url: str) -> None:
-        """A hub process running the flows with billing at ``billing_url``."""
-        async with Systems(billing=billing_at(billing_url)) as systems:
-            deps = FlowDeps.build(runtime, systems, packaged_config_dir())
-            await Worker(runtime, flows.build_registry(deps)).run(workers_stop)
 
+@pytest.mark.slow
+@pytest.mark.skipif(not LONG, reason="Q2C_LONG=1: the default retry budget backs off for minutes")
+async def test_serve_s_own_workers_dead_letter_with_the_default_budget(
+    store: Store, hub: Hub, stripe_emulator: str
+) -> None:
+    await dead_letter_paged_and_replayed(store, hub, stripe_emulator, ServeWorkers(store))
+
+
+async def dead_letter_paged_and_replayed(
+    store: Store, hub: Hub, stripe_emulator: str, workers: Workers
+) -> None:
+    """A declined payment reaches the hub by a signed webhook while billing's API is unreachable
+    from the workers: dead-lettered, FinanceEventDeadLettered pages finance; billing is back,
+    olivia requests the replay (she may not approve it herself), fiona approves it, the workers
+    handle it (the invoice was paid meanwhile) and the alert resolves."""
+    event_id, invoice_id = await asyncio.to_thread(declined_then_paid, stripe_emulator)
     prometheus_cm = running_prometheus(hub.target, bearer_token=store.tokens.viewer)
     prometheus = await asyncio.to_thread(prometheus_cm.__enter__)
     try:
@@ -463,7 +566,6 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
             )
             assert prometheus.alert_states(FINANCE_ALERT) == []
 
-            # Stripe tells the hub of the declined payment; billing's API is unreachable.
             async with http.get(
                 f"{stripe_emulator}/v1/events/{event_id}",
                 headers={"Authorization": f"Bearer {STRIPE_KEY}"},
@@ -474,19 +576,20 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
                 f"{hub.url}/webhooks/stripe", data=payload, headers=headers
             ) as answer:
                 assert answer.status == 200, await answer.text()
-            down = asyncio.create_task(workers(f"http://127.0.0.1:{free_port()}"))
-            running.append(down)
+            await workers.start(f"http://127.0.0.1:{free_port()}")
 
             async def dead() -> list[dict[str, Any]]:
                 answer = await viewer.ok("GET", "/v1/exceptions?kind=dead")
                 return [e for e in answer["data"] if e["id"] == event_id]
 
-            (letter,) = await until(dead, bool, "dead letter", hub)
+            (letter,) = await until(
+                dead, bool, "dead letter", hub, within=workers.patience, more=workers.tail
+            )
             assert letter["type"] == "billing.payment.failed"
-            assert letter["finance_sensitive"] is True and letter["attempts"] == 2
+            assert letter["finance_sensitive"] is True
+            assert letter["attempts"] == workers.attempts
             assert "could not reach Stripe" in letter["last_error"]
-            workers_stop.set()
-            await asyncio.wait_for(down, 30)
+            await workers.stop()
 
             await asyncio.to_thread(
                 explained, hub, lambda: prometheus.wait_for_alert(FINANCE_ALERT, "firing")
@@ -497,7 +600,6 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
             assert alert["annotations"]["summary"].startswith("1 finance-sensitive event(s)")
             assert number(prometheus, 'q2c_events_dead_lettered{event_class="finance"}') == 1
 
-            # Billing is reachable again: olivia asks for the replay, fiona approves it.
             asked = await olivia.ok(
                 "POST",
                 "/v1/replay-requests",
@@ -519,25 +621,21 @@ async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approve
             assert approved["request"]["status"] == "executed"
             assert approved["request"]["decided_by"] == "fiona"
 
-            workers_stop.clear()
-            up = asyncio.create_task(workers(stripe_emulator))
-            running.append(up)
+            await workers.start(stripe_emulator)
 
             async def event() -> dict[str, Any]:
                 answer: dict[str, Any] = await viewer.ok("GET", f"/v1/events/{event_id}")
                 return answer
 
-            handled = await until(event, lambda e: e["event"]["status"] == "done", "replay", hub)
+            handled = await until(
+                event, lambda e: e["event"]["status"] == "done", "replay", hub, more=workers.tail
+            )
             assert [s["name"] for s in handled["steps"]] == ["billing.get_invoice"]
             assert handled["steps"][0]["result"]["external_ids"]["billing"] == invoice_id
             await asyncio.to_thread(
                 explained, hub, lambda: prometheus.wait_for_no_alert(FINANCE_ALERT)
             )
             assert number(prometheus, 'q2c_events_dead_lettered{event_class="finance"}') == 0
-            workers_stop.set()
-            await asyncio.wait_for(up, 30)
     finally:
-        workers_stop.set()
-        await asyncio.wait_for(asyncio.gather(*running, return_exceptions=True), 30)
+        await workers.stop()
         await asyncio.to_thread(prometheus_cm.__exit__, None, None, None)
-        runtime.close()
