@@ -5,7 +5,8 @@ The hub is the product as an operator runs it: a store made by ``q2c init``, ope
 tokens made with ``q2c operators`` / ``q2c tokens``, ``q2c serve`` as a process, a Stripe
 webhook signed with the hub's secret, and decisions through the API. Its workers are a second
 hub process on the same store (this test's), with a two-attempt retry budget for
-``billing.payment.failed`` (the default budget of ten takes minutes of backoff).
+``billing.payment.failed``; with ``Q2C_LONG=1`` they are also ``q2c serve --workers`` with the
+default budget of ten (minutes of backoff).
 """
 
 from __future__ import annotations
