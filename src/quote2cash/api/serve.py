@@ -28,6 +28,7 @@ from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.masterdata.xref import XrefStore
+from quote2cash.observability import tracing
 
 if TYPE_CHECKING:
     from quote2cash.identity.oidc import OidcClient
@@ -75,7 +76,8 @@ async def poll_forever(pollers: list[Poller], stop: asyncio.Event, every: float)
             if stop.is_set():
                 break
             try:
-                new = await poll()
+                with tracing.intake_span(f"poll {name}", {"q2c.via": "poll"}):
+                    new = await poll()
                 if new:
                     log.info("polling %s: %d new event(s)", name, new)
             except Exception as exc:
