@@ -214,7 +214,7 @@ class HubApi:
             event, receipt = await self._store(append)
         except EventValidationError as exc:
             raise ApiError(400, "invalid_event", str(exc)) from None
-        tracing.describe_intake(event)
+        tracing.describe_intake(event, duplicate=receipt.duplicate)
         with correlation(event.correlation_id):
             log.info(
                 "%s %s received from %s; duplicate=%s",

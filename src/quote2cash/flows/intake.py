@@ -155,9 +155,10 @@ def _new(runtime: Runtime, batch: list[Event]) -> int:
     """Log a polled page; each event starts its own trace (one per business transaction)."""
     if not batch:
         return 0
-    return sum(
-        not r.duplicate for r in runtime.log.append_many(tracing.traced_intake(batch, "poll"))
-    )
+    traced, spans = tracing.start_intake(batch, "poll")
+    duplicates = [r.duplicate for r in runtime.log.append_many(traced)]
+    tracing.end_intake(spans, duplicates)
+    return duplicates.count(False)
 
 
 async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "billing") -> int:

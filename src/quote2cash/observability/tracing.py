@@ -122,6 +122,13 @@ def shutdown() -> None:
     provider.shutdown()
 
 
+def flush(timeout_seconds: float = 30.0) -> bool:
+    """Export every span ended so far; False when the exporter did not finish in time."""
+    if _provider is None:
+        return True
+    return _provider.force_flush(int(timeout_seconds * 1000))
+
+
 def enabled() -> bool:
     return _tracer is not None
 
@@ -262,41 +269,53 @@ def intake_span(
     return span(name, attributes, new_trace=True, links=links, kind=SpanKind.SERVER)
 
 
-def describe_intake(event: Event) -> None:
-    """Name the event taken in on the intake span in hand."""
+def describe_intake(event: Event, *, duplicate: bool = False) -> None:
+    """Name the event taken in on the intake span in hand (a redelivery says so: its event's
+    trace is the first delivery's)."""
     current = trace.get_current_span()
     if current.is_recording():
-        current.set_attributes(event_attributes(event))
+        current.set_attributes({**event_attributes(event), "q2c.duplicate": duplicate})
 
 
-def with_trace(event: Event) -> Event:
-    """``event`` carrying the span in hand as its ``traceparent`` (unchanged if it has one)."""
-    if event.traceparent is not None or _tracer is None:
-        return event
-    parent = current_traceparent()
-    if parent is None:
+def _stamped(event: Event, traceparent: str | None) -> Event:
+    if traceparent is None:
         return event
     import msgspec
 
-    return msgspec.structs.replace(event, traceparent=parent)
+    return msgspec.structs.replace(event, traceparent=traceparent)
 
 
-def traced_intake(events: Sequence[Event], via: str) -> list[Event]:
-    """Give each new event its own trace, rooted in an intake span linked to the span in hand
-    (a poll): one trace per business transaction, not one per poll."""
+def start_intake(events: Sequence[Event], via: str) -> tuple[list[Event], list[Span | None]]:
+    """Give each event its own trace, rooted in an intake span linked to the span in hand (a
+    poll): one trace per business transaction, not one per poll. End them with ``end_intake``."""
     if _tracer is None:
-        return list(events)
+        return list(events), [None] * len(events)
     poll = link_to(current_traceparent())
     out: list[Event] = []
+    spans: list[Span | None] = []
     for event in events:
         if event.traceparent is not None:
             out.append(event)
+            spans.append(None)
             continue
-        with intake_span(
-            f"intake {event.type}", {**event_attributes(event), "q2c.via": via}, links=[poll]
-        ):
-            out.append(with_trace(event))
-    return out
+        root = _tracer.start_span(
+            f"intake {event.type}",
+            context=context_of(None),
+            kind=SpanKind.SERVER,
+            attributes={**event_attributes(event), "q2c.via": via},
+            links=[poll] if poll is not None else [],
+        )
+        out.append(_stamped(event, traceparent_of(root)))
+        spans.append(root)
+    return out, spans
+
+
+def end_intake(spans: Sequence[Span | None], duplicates: Sequence[bool]) -> None:
+    """End the intake spans of the events logged new; a duplicate's is dropped unexported (its
+    event keeps the trace it was first logged with)."""
+    for root, duplicate in zip(spans, duplicates, strict=True):
+        if root is not None and not duplicate:
+            root.end()
 
 
 def set_outcome(current: Span, outcome: str) -> None:
