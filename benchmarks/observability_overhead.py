@@ -6,9 +6,10 @@ them) and drained by one worker whose handler records 4 gated steps per event (s
 audit entries committed, as the real flows do). "on" = tracing exported over OTLP/HTTP to a real
 receiver in this process (the shipped BatchSpanProcessor) plus ``Q2C_METRICS_ENABLED=true``;
 "off" = no exporter and ``Q2C_METRICS_ENABLED=false``. Runs alternate off/on; the best of each
-mode is compared. SQLite runs WAL with ``synchronous=NORMAL``, so commits do not wait for the
-disk and the figure is the CPU cost observability adds (with fsync per commit it hides). The last
-line is one JSON object of the figures.
+mode is compared, and so is the worker process's CPU time per event (drain and span export;
+steadier than wall time on a shared machine). SQLite runs WAL with ``synchronous=NORMAL``, so
+commits do not wait for the disk and the figure is the CPU cost observability adds (fsync per
+commit would hide it). The last line is one JSON object of the figures.
 
     python benchmarks/observability_overhead.py            # 10,000 events, 3 runs per mode
     python benchmarks/observability_overhead.py --quick    # under a minute
@@ -77,10 +78,12 @@ def child(events: int, subjects: int, url: str) -> dict[str, Any]:
         receipts = runtime.log.append_many(batch)
         tracing.end_intake(spans, [r.duplicate for r in receipts])
     appended = time.perf_counter()
+    cpu = time.process_time()
     report = asyncio.run(worker.drain())
     done = time.perf_counter()
-    assert report.processed == events, f"processed {report.processed} of {events}"
     flushed = tracing.flush()
+    cpu = time.process_time() - cpu
+    assert report.processed == events, f"processed {report.processed} of {events}"
     flush_s = time.perf_counter() - done
     tracing.shutdown()
     runtime.close()
@@ -90,6 +93,7 @@ def child(events: int, subjects: int, url: str) -> dict[str, Any]:
         "append_per_s": events / (appended - start),
         "process_per_s": events / (done - appended),
         "end_to_end_per_s": events / (done - start),
+        "cpu_ms_per_event": 1000 * cpu / events,
         "flush_s": flush_s,
         "flushed": flushed,
     }
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    events = args.events or (600 if args.quick else 10_000)
+    events = args.events or (400 if args.quick else 10_000)
     if args.child:
         out = child(events, args.subjects, args.url)
         print(json.dumps(out))
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"  {mode:>3}: process {r['process_per_s']:>8,.0f} ev/s  end-to-end "
                         f"{r['end_to_end_per_s']:>8,.0f} ev/s  append {r['append_per_s']:>8,.0f}"
                         f" ev/s  spans received {r['spans_received']:,}"
-                        f" (flush {r['flush_s']:.2f} s)",
+                        f" (flush {r['flush_s']:.2f} s)  CPU {r['cpu_ms_per_event']:.2f} ms/ev",
                         flush=True,
                     )
     finally:
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def best(mode: str, key: str) -> float:
         return max(r[key] for r in results[mode])
+
+    def least(mode: str, key: str) -> float:
+        return min(r[key] for r in results[mode])
 
     off, on = best("off", "process_per_s"), best("on", "process_per_s")
     off_e2e, on_e2e = best("off", "end_to_end_per_s"), best("on", "end_to_end_per_s")
@@ -203,13 +210,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "off_end_to_end_per_s": round(off_e2e),
         "on_end_to_end_per_s": round(on_e2e),
         "ratio_end_to_end_on_vs_off": round(on_e2e / off_e2e, 3),
+        "off_cpu_ms_per_event": round(least("off", "cpu_ms_per_event"), 3),
+        "on_cpu_ms_per_event": round(least("on", "cpu_ms_per_event"), 3),
+        "cpu_ratio_on_vs_off": round(
+            least("on", "cpu_ms_per_event") / least("off", "cpu_ms_per_event"), 3
+        ),
         "spans_expected_per_run": expected,
         "spans_received_min": received,
         "metrics_setting_on": results["on"][0]["metrics"],
     }
     print(
         f"tracing+metrics on / all off: dispatch {out['ratio_on_vs_off']} "
-        f"({out['overhead_pct']} % lower), end-to-end {out['ratio_end_to_end_on_vs_off']}; "
+        f"({out['overhead_pct']} % lower), end-to-end {out['ratio_end_to_end_on_vs_off']}, "
+        f"CPU per event {out['cpu_ratio_on_vs_off']}x; "
         f"spans exported {received:,} of {expected:,} per run"
     )
     print(json.dumps(out))
