@@ -13,6 +13,7 @@ commit would hide it). The last line is one JSON object of the figures.
 
     python benchmarks/observability_overhead.py            # 10,000 events, 3 runs per mode
     python benchmarks/observability_overhead.py --quick    # under a minute
+    python benchmarks/observability_overhead.py --sampled 0.1  # also: 10 % of traces sampled
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ APPEND_BATCH = 500
 SPANS_PER_EVENT = 6  # intake, event, 4 steps
 OTEL_VARIABLES = (
     "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
     "OTEL_TRACES_EXPORTER",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
@@ -115,16 +118,19 @@ def store_url(backend: str, folder: str, tag: str) -> tuple[str, Any]:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
-def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> dict[str, Any]:
+def run_mode(
+    mode: str, endpoint: str, url: str, events: int, subjects: int, ratio: float
+) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in OTEL_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["Q2C_AUDIT_KEY"] = env.get("Q2C_AUDIT_KEY", "observability-benchmark-audit-key")
     env["Q2C_AUDIT_CHECKPOINT_FILE"] = str(Path(tempfile.gettempdir()) / "q2c-obs-bench.jsonl")
-    if mode == "on":
+    env["Q2C_METRICS_ENABLED"] = "false" if mode == "off" else "true"
+    if mode != "off":
         env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
-        env["Q2C_METRICS_ENABLED"] = "true"
-    else:
-        env["Q2C_METRICS_ENABLED"] = "false"
+    if mode == "sampled":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
     args = ["--child", "--events", str(events), "--subjects", str(subjects), "--url", url]
     done = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=1800
@@ -132,7 +138,7 @@ def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> 
     if done.returncode != 0:
         raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["traced"] != (mode == "on"):
+    if result["traced"] != (mode != "off"):
         raise RuntimeError(f"{mode} run: tracing was {'on' if result['traced'] else 'off'}")
     return result
 
@@ -144,6 +150,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--subjects", type=int, default=500)
     parser.add_argument("--runs", type=int, help="runs per mode (alternating off, on)")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--sampled",
+        type=float,
+        help="also measure tracing with OTEL_TRACES_SAMPLER=parentbased_traceidratio at this ratio",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -159,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = args.runs or (2 if args.quick else 3)
     receiver = OtlpReceiver()
     receiver.start()
-    results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    modes = ("off", "on", "sampled") if args.sampled else ("off", "on")
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     print(
         f"{events:,} events across {args.subjects:,} subjects on {args.backend}, 4 recorded "
         f"steps each; {runs} runs per mode, alternating",
@@ -168,17 +180,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as folder:
             for i in range(runs):
-                for mode in ("off", "on"):
+                for mode in modes:
                     url, drop = store_url(args.backend, folder, f"{mode}-{i}")
                     try:
                         before = len(receiver.received())
-                        r = run_mode(mode, receiver.traces_endpoint, url, events, args.subjects)
+                        r = run_mode(
+                            mode,
+                            receiver.traces_endpoint,
+                            url,
+                            events,
+                            args.subjects,
+                            args.sampled or 1.0,
+                        )
                     finally:
                         drop()
                     r["spans_received"] = len(receiver.received()) - before
                     results[mode].append(r)
                     print(
-                        f"  {mode:>3}: process {r['process_per_s']:>8,.0f} ev/s  end-to-end "
+                        f"  {mode:>7}: process {r['process_per_s']:>8,.0f} ev/s  end-to-end "
                         f"{r['end_to_end_per_s']:>8,.0f} ev/s  append {r['append_per_s']:>8,.0f}"
                         f" ev/s  spans received {r['spans_received']:,}"
                         f" (flush {r['flush_s']:.2f} s)  CPU {r['cpu_ms_per_event']:.2f} ms/ev",
@@ -219,6 +238,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "spans_received_min": received,
         "metrics_setting_on": results["on"][0]["metrics"],
     }
+    if args.sampled:
+        sampled = best("sampled", "process_per_s")
+        out.update(
+            sampled_ratio=args.sampled,
+            sampled_events_per_s=round(sampled),
+            ratio_sampled_vs_off=round(sampled / off, 3),
+            sampled_cpu_ms_per_event=round(least("sampled", "cpu_ms_per_event"), 3),
+        )
     print(
         f"tracing+metrics on / all off: dispatch {out['ratio_on_vs_off']} "
         f"({out['overhead_pct']} % lower), end-to-end {out['ratio_end_to_end_on_vs_off']}, "
