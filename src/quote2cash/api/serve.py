@@ -2,8 +2,8 @@
 
 Shutdown (``stop`` set, e.g. on SIGTERM): the listener closes first and requests in flight
 finish, so nothing is acknowledged that is not logged; pollers stop; the worker finishes its
-batch; then the connectors close. Polling and webhooks give the same event ids, so an event
-heard both ways is logged once.
+batch; buffered spans are exported; then the connectors close. Polling and webhooks give the
+same event ids, so an event heard both ways is logged once.
 """
 
 from __future__ import annotations
@@ -193,3 +193,4 @@ async def serve(
         await runner.cleanup()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(tracing.flush)

@@ -32,6 +32,11 @@ SERVICE_NAME = "quote2cash"
 TRACER_NAME = "quote2cash"
 OUTCOMES = ("done", "retried", "exception", "dead_lettered", "parked", "held")
 
+_HEADER_CAPTURE = (
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE",
+)
+"""Header capture would put API keys and session ids in spans: refused."""
 _propagator = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
@@ -75,6 +80,9 @@ def configure() -> bool:
     exporter_name = tracing_wanted()
     if exporter_name is None:
         return False
+    for name in _HEADER_CAPTURE:
+        if os.environ.pop(name, None) is not None:
+            log.warning("%s is ignored: the hub's request headers carry credentials", name)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter

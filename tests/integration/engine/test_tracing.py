@@ -283,3 +283,25 @@ async def test_tracing_off_costs_no_span_and_logs_no_traceparent(runtime: Runtim
     with runtime.engine.connect() as conn:
         stored = conn.execute(select(events.c.traceparent)).scalars().all()
     assert seen == [None] and stored == [None, None]
+
+
+def test_a_poll_gives_each_new_event_its_own_trace_linked_to_the_poll(runtime: Runtime) -> None:
+    from quote2cash.flows.intake import _new
+
+    first = new_event(WON, "contract:C-5", id="closed_won:006P1", source="crm")
+    second = new_event(WON, "contract:C-6", id="closed_won:006P2", source="crm")
+    with caught_spans() as exporter:
+        with tracing.intake_span("poll crm", {"q2c.via": "poll"}):
+            assert _new(runtime, [first, second]) == 2
+        with tracing.intake_span("poll crm", {"q2c.via": "poll"}):
+            assert _new(runtime, [first]) == 0  # heard again: the log keeps its first trace
+        spans = exporter.get_finished_spans()
+
+    polls = named(spans, "poll crm")
+    intakes = named(spans, f"intake {WON}")
+    assert [(s.attributes or {})["q2c.event_id"] for s in intakes] == [first.id, second.id]
+    assert len({trace_id(s) for s in intakes} | {trace_id(polls[0])}) == 3
+    for intake, event in zip(intakes, (first, second), strict=True):
+        assert intake.parent is None
+        assert [link.context.span_id for link in intake.links] == [span_id(polls[0])]
+        assert stored_traceparent(runtime, event.id) == traceparent(intake)
