@@ -173,7 +173,7 @@ def current_traceparent() -> str | None:
 
 def link_to(traceparent: str | None) -> Link | None:
     """A link to the span a ``traceparent`` names (a replay's link to the original)."""
-    if not traceparent:
+    if not traceparent or _tracer is None:
         return None
     ctx = trace.get_current_span(context_of(traceparent)).get_span_context()
     return Link(ctx) if ctx.is_valid else None
