@@ -803,12 +803,14 @@ def main(argv: list[str] | None = None) -> Any:
     """The ``q2c`` entry point: files it creates are 0600, secrets never logged, and an error
     is one line saying what to do (its traceback only with ``--debug``)."""
     from quote2cash.cli_errors import describe_failure
+    from quote2cash.observability import tracing
     from quote2cash.observability.redact import install_redaction
     from quote2cash.private_files import restrict_process_umask
 
     restrict_process_umask()
     install_redaction()
     try:
+        tracing.configure()
         return app(argv)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -819,6 +821,7 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(2)
     finally:
         seal_audited_decisions()
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability.kpi_collector import kpi_registry
+from quote2cash.observability import tracing
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
 from quote2cash.settings import get_settings
@@ -224,6 +225,7 @@ class HubApi:
             event, receipt = await self._store(append)
         except EventValidationError as exc:
             raise ApiError(400, "invalid_event", str(exc)) from None
+        tracing.describe_intake(event, duplicate=receipt.duplicate)
         with correlation(event.correlation_id):
             log.info(
                 "%s %s received from %s; duplicate=%s",
@@ -248,6 +250,19 @@ class HubApi:
         """Log an authentic delivery's event; one whose content cannot be taken is logged as a
         rejected record (its body kept) for a person, never refused and lost; one the hub
         cannot understand at all is quarantined."""
+        with tracing.intake_span(
+            f"intake {system} webhook", {"q2c.via": "webhook", "q2c.system": system}
+        ):
+            return await self._take(system, record, build, request, body)
+
+    async def _take(
+        self,
+        system: str,
+        record: str,
+        build: Callable[[], Event],
+        request: web.Request,
+        body: bytes,
+    ) -> web.Response:
         now = self.clock.now()
 
         def event() -> Event:

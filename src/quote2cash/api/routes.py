@@ -60,6 +60,7 @@ from quote2cash.identity.accounts import (
     list_operators,
 )
 from quote2cash.identity.tokens import issue_token, list_tokens, revoke_token
+from quote2cash.observability import tracing
 from quote2cash.reconcile.repair import file_repair, with_events
 from quote2cash.store.schema import audit_log
 
@@ -363,15 +364,17 @@ async def schedule(hub: HubApi, call: Call) -> web.Response:
 
 async def release(hub: HubApi, call: Call) -> web.Response:
     ident, operator, note = call.params["id"], call.operator, call.body.note
-    event = await hub._store(
-        lambda: release_delivery(
-            hub.runtime,
-            ident,
-            lambda d: understand_delivery(hub.runtime, d),
-            by=operator,
-            note=note,
+    with tracing.intake_span("intake quarantine release", {"q2c.via": "api"}):
+        event = await hub._store(
+            lambda: release_delivery(
+                hub.runtime,
+                ident,
+                lambda d: understand_delivery(hub.runtime, d),
+                by=operator,
+                note=note,
+            )
         )
-    )
+        tracing.describe_intake(event)
     return json_response({"released": ident, "event_id": event.id})
 
 

@@ -2,8 +2,8 @@
 
 Shutdown (``stop`` set, e.g. on SIGTERM): the listener closes first and requests in flight
 finish, so nothing is acknowledged that is not logged; pollers stop; the worker finishes its
-batch; then the connectors close. Polling and webhooks give the same event ids, so an event
-heard both ways is logged once.
+batch; buffered spans are exported; then the connectors close. Polling and webhooks give the
+same event ids, so an event heard both ways is logged once.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.masterdata.xref import XrefStore
+from quote2cash.observability import tracing
 
 if TYPE_CHECKING:
     from quote2cash.identity.oidc import OidcClient
@@ -75,7 +76,8 @@ async def poll_forever(pollers: list[Poller], stop: asyncio.Event, every: float)
             if stop.is_set():
                 break
             try:
-                new = await poll()
+                with tracing.intake_span(f"poll {name}", {"q2c.via": "poll"}):
+                    new = await poll()
                 if new:
                     log.info("polling %s: %d new event(s)", name, new)
             except Exception as exc:
@@ -191,3 +193,4 @@ async def serve(
         await runner.cleanup()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.to_thread(tracing.flush)

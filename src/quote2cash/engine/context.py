@@ -23,6 +23,7 @@ from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
 from quote2cash.engine.parking import Parked, is_released
+from quote2cash.observability import tracing
 from quote2cash.store.schema import steps
 
 if TYPE_CHECKING:
@@ -93,11 +94,12 @@ class HandlerContext:
         if name in self._completed:
             return _decoder.decode(self._completed[name])  # type: ignore[no-any-return]
         key = self.idempotency_key(name)
-        if system is not None:
-            async with self.runtime.gates.call(system, name):
+        with tracing.step_span(self.event, name, system):
+            if system is not None:
+                async with self.runtime.gates.call(system, name):
+                    result = await _maybe_await(action(key))
+            else:
                 result = await _maybe_await(action(key))
-        else:
-            result = await _maybe_await(action(key))
         encoded = encode_json(result)
         self._record(name, key, system, encoded)
         self._completed[name] = encoded
@@ -117,6 +119,7 @@ class HandlerContext:
         Its id is derived from this event and ``key``, so a re-run emits the same id (deduplicated).
         It carries this event's correlation id unless ``correlation_id`` names the trace it joins
         (an event routed to its contract joins the deal's); ``causation_id`` always names this one.
+        Its ``traceparent`` is the span in hand's, so its handling continues this trace.
         """
         n = len(self._emitted)
         ident = str(
@@ -133,6 +136,7 @@ class HandlerContext:
             correlation_id=correlation_id or self.event.correlation_id,
             causation_id=self.event.id,
             data=data or {},
+            traceparent=tracing.current_traceparent() or self.event.traceparent,
         )
         self._emitted.append(follow)
         return follow

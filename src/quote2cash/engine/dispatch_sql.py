@@ -18,7 +18,7 @@ from quote2cash.store.types import parse_stored_time, sqlite_time_text
 
 _EVENT_COLUMNS = (
     "pos, event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
-    "schema_version, data, attempts"
+    "schema_version, data, attempts, traceparent"
 )
 
 SubjectUpdate = tuple[str, int, datetime | None, int | None, str | None]

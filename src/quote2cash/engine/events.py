@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import msgspec
 
 _TYPE_PARTS = 3
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class Event(msgspec.Struct, kw_only=True, frozen=True):
@@ -28,6 +30,8 @@ class Event(msgspec.Struct, kw_only=True, frozen=True):
     schema_version: int = 1
     sequence: int | None = None
     pos: int | None = None
+    traceparent: str | None = None
+    """W3C trace context of the span that made this event: its handling joins that trace."""
 
 
 class EventValidationError(ValueError):
@@ -78,6 +82,10 @@ def validate_envelope(event: Event) -> None:
             f"{ref}: field 'time' is {event.time.isoformat()}; expected a time in UTC years "
             "1 to 9999"
         ) from None
+    if event.traceparent is not None and not TRACEPARENT.match(event.traceparent):
+        raise EventValidationError(
+            f"{ref}: field 'traceparent' is not a W3C traceparent (version-traceid-spanid-flags)"
+        )
     if len(event.subject) > 300 or len(event.id) > 200 or len(event.source) > 200:
         raise EventValidationError(f"{ref}: id/source/subject too long (max 200/200/300)")
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.dispatch_sql import sqlite_time
 from quote2cash.engine.events import Event, decode_data, encode_data, validate_envelope
+from quote2cash.observability.tracing import current_traceparent
 from quote2cash.store.schema import events
 
 _APPEND_RETRIES = 5
@@ -83,6 +84,7 @@ class EventLog:
                     sequence=r.sequence,
                     pos=r.pos,
                     data=decode_data(r.data),
+                    traceparent=r.traceparent,
                 )
                 for r in conn.execute(query)
             ]
@@ -105,7 +107,9 @@ class EventLog:
         raise AssertionError("unreachable")
 
     def append_in(self, conn: Connection, batch: Sequence[Event]) -> list[Appended]:
-        """Append inside the caller's transaction (the transactional outbox uses this)."""
+        """Append inside the caller's transaction (the transactional outbox uses this).
+
+        An event without a ``traceparent`` gets the span in hand's, so its trace goes on."""
         if not batch:
             return []
         postgres = conn.dialect.name == "postgresql"
@@ -129,6 +133,7 @@ class EventLog:
             last = reserve(conn, counts)
             next_seq = {s: last[s] - n + 1 for s, n in counts.items()}
             now = self.clock.now()
+            in_hand = current_traceparent()
             rows: list[tuple[object, ...]] = []
             for i, event in fresh:
                 seq = next_seq[event.subject]
@@ -146,6 +151,7 @@ class EventLog:
                         event.schema_version,
                         encode_data(event.data),
                         now,
+                        event.traceparent or in_hand,
                     )
                 )
                 receipts[i] = Appended(event.source, event.id, event.subject, seq, False)
@@ -160,7 +166,7 @@ class EventLog:
 
 _COLUMNS = (
     "event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
-    "schema_version, data, recorded_at"
+    "schema_version, data, recorded_at, traceparent"
 )
 
 
@@ -223,8 +229,8 @@ def _reserve_postgres(conn: Connection, counts: dict[str, int]) -> dict[str, int
 def _insert_sqlite(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
     recorded = sqlite_time(cast(datetime, rows[0][10])) if rows else None
     conn.exec_driver_sql(
-        f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*r[:4], sqlite_time(cast(datetime, r[4])), *r[5:10], recorded) for r in rows],
+        f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*r[:4], sqlite_time(cast(datetime, r[4])), *r[5:10], recorded, r[11]) for r in rows],
     )
 
 

@@ -22,6 +22,7 @@ from quote2cash.engine.control import ControlError
 from quote2cash.engine.events import Event, decode_data, encode_data
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import NotAllowed, Operator
+from quote2cash.observability import tracing
 from quote2cash.store.schema import events, parked_events, replay_requests, subjects
 
 FINANCE_SENSITIVE = re.compile(r"(invoice|credit_?memo|credit_?note|payment|refund)", re.I)
@@ -292,6 +293,7 @@ def approve_replay(
         ).all()
         requeued, rerun = 0, []
         for row in rows:
+            trace = _replay_trace(req, row)
             if row.status in ("exception", "dead"):
                 corrected = req.corrections.get(row.pos)
                 if corrected is not None:
@@ -299,6 +301,10 @@ def approve_replay(
                         update(events)
                         .where(events.c.pos == row.pos)
                         .values(data=encode_data(corrected))
+                    )
+                if trace is not None:
+                    conn.execute(
+                        update(events).where(events.c.pos == row.pos).values(traceparent=trace)
                     )
                 requeue_failed(conn, row.pos, row.subject)
                 requeued += 1
@@ -314,6 +320,7 @@ def approve_replay(
                         causation_id=row.event_id,
                         schema_version=row.schema_version,
                         data=decode_data(row.data),
+                        traceparent=trace or row.traceparent,
                     )
                 )
         if rerun:
@@ -337,6 +344,24 @@ def approve_replay(
             now,
         )
     return get_request(runtime, request_id)
+
+
+def _replay_trace(req: ReplayRequest, row: Any) -> str | None:
+    """A new trace for one replayed event, its root span linked to the original's context;
+    its ``traceparent`` (None when tracing is off)."""
+    with tracing.intake_span(
+        f"replay {row.type}",
+        {
+            "q2c.via": "replay",
+            "q2c.replay_request": req.id,
+            "q2c.correlation_id": row.correlation_id,
+            "q2c.subject": row.subject,
+            "q2c.event_type": row.type,
+            "q2c.event_id": row.event_id,
+        },
+        links=[tracing.link_to(row.traceparent)],
+    ) as span:
+        return tracing.traceparent_of(span)
 
 
 def _decide(

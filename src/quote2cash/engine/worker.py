@@ -46,6 +46,7 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.observability import metrics
+from quote2cash.observability import tracing
 from quote2cash.observability.logging import event_context
 from quote2cash.store.schema import events, failures, subjects
 
@@ -257,7 +258,7 @@ class Worker:
         with self.runtime.engine.connect() as conn:
             rows = sql.load_pending(conn, claimed, self.batch_size, self._postgres)
             self._steps = sql.load_steps(conn, [r[0] for r in rows], self._postgres) if rows else {}
-        for pos, eid, source, type_, subject, time, cid, cause, seq, version, data, tries in rows:
+        for pos, eid, source, type_, subject, time, cid, cause, seq, ver, data, tries, tp in rows:
             ev = Event(
                 id=eid,
                 source=source,
@@ -267,9 +268,10 @@ class Worker:
                 correlation_id=cid,
                 causation_id=cause,
                 sequence=seq,
-                schema_version=version,
+                schema_version=ver,
                 data=decode_data(data),
                 pos=pos,
+                traceparent=tp,
             )
             by_subject[subject].append((ev, tries))
         for subject_events in by_subject.values():
@@ -294,7 +296,14 @@ class Worker:
                     return
 
     async def _run_event(self, event: Event, attempts: int, out: _Outcome) -> bool:
-        """Run one event; False stops the subject for this batch."""
+        """Run one event in its trace's span; False stops the subject for this batch."""
+        with tracing.event_span(event, attempts + 1) as span:
+            carry_on = await self._handle_event(event, attempts, out)
+            if span.is_recording():
+                tracing.set_outcome(span, _outcome_of(event, out))
+            return carry_on
+
+    async def _handle_event(self, event: Event, attempts: int, out: _Outcome) -> bool:
         assert event.pos is not None
         clock = self.runtime.clock
         spec = self.registry.resolve(event.type)
@@ -357,6 +366,7 @@ class Worker:
     ) -> None:
         """Retry later with backoff, or dead-letter once the retry budget is spent."""
         transient = err if isinstance(err, TransientError) else None
+        tracing.record_failure(err)
         tries = attempts + 1
         now = self.runtime.clock.now()
         retry_after = transient.retry_after if transient else None
@@ -390,6 +400,7 @@ class Worker:
         self, event: Event, attempts: int, out: _Outcome, err: PermanentError
     ) -> None:
         assert event.pos is not None
+        tracing.record_failure(err)
         out.held_by = event.pos
         out.failed = {
             "pos": event.pos,
@@ -539,6 +550,21 @@ class Worker:
         if released:
             log.warning("released %d subject leases of crashed workers %s", released, dead)
         return released
+
+
+_FAILED_AS = {"pending": "retried", "dead": "dead_lettered", "exception": "exception"}
+
+
+def _outcome_of(event: Event, out: _Outcome) -> str:
+    """What became of ``event`` in this run: done, retried, exception, dead_lettered, parked or
+    held (the q2c.outcome of its span)."""
+    if out.failed is not None and out.failed["pos"] == event.pos:
+        return _FAILED_AS[out.failed["status"]]
+    if out.parked and out.parked[-1].event is event:
+        return "parked"
+    if event.pos in out.done:
+        return "done"
+    return "held"
 
 
 def _pid_alive(owner: str) -> bool:

@@ -31,6 +31,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.subjects import contract_number_of, contract_subject
 from quote2cash.masterdata.xref import XrefStore
+from quote2cash.observability import tracing
 
 DEAL_NAMESPACE = uuid.UUID("0b1e2c55-7d0f-4c8e-9a61-3f2d4e5a6b7c")
 CLOSED_WON = "crm.opportunity.closed_won"
@@ -151,7 +152,13 @@ def intake_events(
 
 
 def _new(runtime: Runtime, batch: list[Event]) -> int:
-    return sum(not r.duplicate for r in runtime.log.append_many(batch)) if batch else 0
+    """Log a polled page; each event starts its own trace (one per business transaction)."""
+    if not batch:
+        return 0
+    traced, spans = tracing.start_intake(batch, "poll")
+    duplicates = [r.duplicate for r in runtime.log.append_many(traced)]
+    tracing.end_intake(spans, duplicates)
+    return duplicates.count(False)
 
 
 async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "billing") -> int:

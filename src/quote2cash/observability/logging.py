@@ -1,4 +1,5 @@
-"""Structured JSON logs; every line carries the correlation id of the work in hand."""
+"""Structured JSON logs; every line carries the correlation id of the work in hand and, when
+tracing is on, the trace and span ids of the span in hand."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from quote2cash.observability.tracing import log_ids
 
 if TYPE_CHECKING:
     from quote2cash.engine.events import Event
@@ -44,7 +47,8 @@ def correlation(cid: str) -> Iterator[None]:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, correlation and event ids."""
+    """One JSON object per line: time, level, logger, message, correlation, trace, span and
+    event ids."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, object] = {
@@ -54,6 +58,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        ids = log_ids()
+        if ids is not None:
+            out["trace_id"], out["span_id"] = ids
         ev = current_event.get()
         if ev is not None:
             out["event_id"], out["event_type"], out["subject"] = ev

@@ -53,6 +53,7 @@ events = Table(
     Column("last_error", Text, nullable=True),
     Column("recorded_at", UtcDateTime(), nullable=False),
     Column("processed_at", UtcDateTime(), nullable=True),
+    Column("traceparent", String(55), nullable=True),
     UniqueConstraint("source", "event_id"),
     UniqueConstraint("subject", "sequence"),
     Index("ix_events_correlation_id", "correlation_id"),

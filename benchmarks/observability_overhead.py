@@ -1,0 +1,260 @@
+"""Observability overhead: engine throughput with tracing and metrics on vs all off, same run.
+
+Each run is a fresh process on a fresh store (SQLite, or PostgreSQL with ``--backend``): N
+closed-won events across S subjects are taken in (each in its own intake span, as a poll takes
+them) and drained by one worker whose handler records 4 gated steps per event (steps and their
+audit entries committed, as the real flows do). "on" = tracing exported over OTLP/HTTP to a real
+receiver in this process (the shipped BatchSpanProcessor) plus ``Q2C_METRICS_ENABLED=true``;
+"off" = no exporter and ``Q2C_METRICS_ENABLED=false``. Runs alternate off/on; the best of each
+mode is compared, and so is the worker process's CPU time per event (drain and span export;
+steadier than wall time on a shared machine). SQLite runs WAL with ``synchronous=NORMAL``, so
+commits do not wait for the disk and the figure is the CPU cost observability adds (fsync per
+commit would hide it). The last line is one JSON object of the figures.
+
+    python benchmarks/observability_overhead.py            # 10,000 events, 3 runs per mode
+    python benchmarks/observability_overhead.py --quick    # under a minute
+    python benchmarks/observability_overhead.py --sampled 0.1  # also: 10 % of traces sampled
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SRC = Path(__file__).parents[1] / "src"
+PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+APPEND_BATCH = 500
+SPANS_PER_EVENT = 6  # intake, event, 4 steps
+OTEL_VARIABLES = (
+    "OTEL_SDK_DISABLED",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+)
+
+
+def child(events: int, subjects: int, url: str) -> dict[str, Any]:
+    """One measured run in this process, configured by its environment."""
+    from quote2cash.engine.context import HandlerContext
+    from quote2cash.engine.events import Event, new_event
+    from quote2cash.engine.registry import Registry
+    from quote2cash.engine.runtime import Runtime
+    from quote2cash.engine.worker import Worker
+    from quote2cash.observability import tracing
+
+    traced = tracing.configure()
+    registry = Registry()
+
+    @registry.on("crm.opportunity.closed_won")
+    async def closed_won(ctx: HandlerContext, event: Event) -> None:
+        n = event.data["n"]
+        await ctx.step("crm.get_deal", lambda _k: dict(event.data), system="crm")
+        await ctx.step("billing.upsert_customer", lambda _k: f"cus_bench{n}", system="billing")
+        await ctx.step("billing.create_subscription", lambda _k: f"sub_bench{n}", system="billing")
+        await ctx.step("erp.book_order", lambda _k: n, system="erp")
+
+    runtime = Runtime.open(url, sqlite_synchronous="NORMAL")
+    evs = [
+        new_event(
+            "crm.opportunity.closed_won",
+            f"contract:C-{i % subjects:06d}",
+            {"n": i, "amount": "147.00"},
+            source="crm",
+        )
+        for i in range(events)
+    ]
+    worker = Worker(runtime, registry, batch_size=1000, max_subjects=250)
+    start = time.perf_counter()
+    for i in range(0, events, APPEND_BATCH):
+        batch, spans = tracing.start_intake(evs[i : i + APPEND_BATCH], "poll")
+        receipts = runtime.log.append_many(batch)
+        tracing.end_intake(spans, [r.duplicate for r in receipts])
+    appended = time.perf_counter()
+    cpu = time.process_time()
+    report = asyncio.run(worker.drain())
+    done = time.perf_counter()
+    flushed = tracing.flush()
+    cpu = time.process_time() - cpu
+    assert report.processed == events, f"processed {report.processed} of {events}"
+    flush_s = time.perf_counter() - done
+    tracing.shutdown()
+    runtime.close()
+    return {
+        "traced": traced,
+        "metrics": os.environ.get("Q2C_METRICS_ENABLED"),
+        "append_per_s": events / (appended - start),
+        "process_per_s": events / (done - appended),
+        "end_to_end_per_s": events / (done - start),
+        "cpu_ms_per_event": 1000 * cpu / events,
+        "flush_s": flush_s,
+        "flushed": flushed,
+    }
+
+
+def store_url(backend: str, folder: str, tag: str) -> tuple[str, Any]:
+    if backend == "sqlite":
+        return f"sqlite:///{folder}/{tag}.sqlite", lambda: None
+    import psycopg
+
+    name = f"q2c_obs_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
+
+
+def run_mode(
+    mode: str, endpoint: str, url: str, events: int, subjects: int, ratio: float
+) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k not in OTEL_VARIABLES}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["Q2C_AUDIT_KEY"] = env.get("Q2C_AUDIT_KEY", "observability-benchmark-audit-key")
+    env["Q2C_AUDIT_CHECKPOINT_FILE"] = str(Path(tempfile.gettempdir()) / "q2c-obs-bench.jsonl")
+    env["Q2C_METRICS_ENABLED"] = "false" if mode == "off" else "true"
+    if mode != "off":
+        env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
+    if mode == "sampled":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
+    args = ["--child", "--events", str(events), "--subjects", str(subjects), "--url", url]
+    done = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=1800
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["traced"] != (mode != "off"):
+        raise RuntimeError(f"{mode} run: tracing was {'on' if result['traced'] else 'off'}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a run under a minute")
+    parser.add_argument("--events", type=int)
+    parser.add_argument("--subjects", type=int, default=500)
+    parser.add_argument("--runs", type=int, help="runs per mode (alternating off, on)")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--sampled",
+        type=float,
+        help="also measure tracing with OTEL_TRACES_SAMPLER=parentbased_traceidratio at this ratio",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    events = args.events or (400 if args.quick else 10_000)
+    if args.child:
+        out = child(events, args.subjects, args.url)
+        print(json.dumps(out))
+        return out
+
+    sys.path.insert(0, str(SRC))
+    from quote2cash.sandbox.otlp import OtlpReceiver
+
+    runs = args.runs or (2 if args.quick else 3)
+    receiver = OtlpReceiver()
+    receiver.start()
+    modes = ("off", "on", "sampled") if args.sampled else ("off", "on")
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    print(
+        f"{events:,} events across {args.subjects:,} subjects on {args.backend}, 4 recorded "
+        f"steps each; {runs} runs per mode, alternating",
+        flush=True,
+    )
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for i in range(runs):
+                for mode in modes:
+                    url, drop = store_url(args.backend, folder, f"{mode}-{i}")
+                    try:
+                        before = len(receiver.received())
+                        r = run_mode(
+                            mode,
+                            receiver.traces_endpoint,
+                            url,
+                            events,
+                            args.subjects,
+                            args.sampled or 1.0,
+                        )
+                    finally:
+                        drop()
+                    r["spans_received"] = len(receiver.received()) - before
+                    results[mode].append(r)
+                    print(
+                        f"  {mode:>7}: process {r['process_per_s']:>8,.0f} ev/s  end-to-end "
+                        f"{r['end_to_end_per_s']:>8,.0f} ev/s  append {r['append_per_s']:>8,.0f}"
+                        f" ev/s  spans received {r['spans_received']:,}"
+                        f" (flush {r['flush_s']:.2f} s)  CPU {r['cpu_ms_per_event']:.2f} ms/ev",
+                        flush=True,
+                    )
+    finally:
+        receiver.stop()
+
+    def best(mode: str, key: str) -> float:
+        return max(r[key] for r in results[mode])
+
+    def least(mode: str, key: str) -> float:
+        return min(r[key] for r in results[mode])
+
+    off, on = best("off", "process_per_s"), best("on", "process_per_s")
+    off_e2e, on_e2e = best("off", "end_to_end_per_s"), best("on", "end_to_end_per_s")
+    expected = events * SPANS_PER_EVENT
+    received = min(r["spans_received"] for r in results["on"])
+    out = {
+        "events": events,
+        "subjects": args.subjects,
+        "backend": args.backend,
+        "runs_per_mode": runs,
+        "steps_per_event": 4,
+        "off_events_per_s": round(off),
+        "on_events_per_s": round(on),
+        "ratio_on_vs_off": round(on / off, 3),
+        "overhead_pct": round(100 * (1 - on / off), 1),
+        "off_end_to_end_per_s": round(off_e2e),
+        "on_end_to_end_per_s": round(on_e2e),
+        "ratio_end_to_end_on_vs_off": round(on_e2e / off_e2e, 3),
+        "off_cpu_ms_per_event": round(least("off", "cpu_ms_per_event"), 3),
+        "on_cpu_ms_per_event": round(least("on", "cpu_ms_per_event"), 3),
+        "cpu_ratio_on_vs_off": round(
+            least("on", "cpu_ms_per_event") / least("off", "cpu_ms_per_event"), 3
+        ),
+        "spans_expected_per_run": expected,
+        "spans_received_min": received,
+        "metrics_setting_on": results["on"][0]["metrics"],
+    }
+    if args.sampled:
+        sampled = best("sampled", "process_per_s")
+        out.update(
+            sampled_ratio=args.sampled,
+            sampled_events_per_s=round(sampled),
+            ratio_sampled_vs_off=round(sampled / off, 3),
+            sampled_cpu_ms_per_event=round(least("sampled", "cpu_ms_per_event"), 3),
+        )
+    print(
+        f"tracing+metrics on / all off: dispatch {out['ratio_on_vs_off']} "
+        f"({out['overhead_pct']} % lower), end-to-end {out['ratio_end_to_end_on_vs_off']}, "
+        f"CPU per event {out['cpu_ratio_on_vs_off']}x; "
+        f"spans exported {received:,} of {expected:,} per run"
+    )
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

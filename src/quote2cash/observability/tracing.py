@@ -1,0 +1,345 @@
+"""OpenTelemetry traces: one trace per business transaction, from intake to every outbound call.
+
+Tracing is on only when an exporter is configured (see ``tracing_wanted``); otherwise every
+``span`` is one shared no-op object and nothing is imported from the SDK. Span attributes never
+hold a secret: outbound URLs lose their query values and are redacted, bodies are never recorded,
+exception messages are redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from quote2cash.observability.redact import MASK, redact
+
+if TYPE_CHECKING:
+    import yarl
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from quote2cash.engine.events import Event
+
+log = logging.getLogger("quote2cash.tracing")
+
+SERVICE_NAME = "quote2cash"
+TRACER_NAME = "quote2cash"
+OUTCOMES = ("done", "retried", "exception", "dead_lettered", "parked", "held")
+
+_HEADER_CAPTURE = (
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST",
+    "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE",
+)
+"""Header capture would put API keys and session ids in spans: refused."""
+_propagator = TraceContextTextMapPropagator()
+_tracer: trace.Tracer | None = None
+_provider: TracerProvider | None = None
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def tracing_wanted(environ: Mapping[str, str] | None = None) -> str | None:
+    """The exporter the environment asks for (``otlp`` or ``console``), or None: tracing off.
+
+    Off when ``OTEL_SDK_DISABLED`` is true or ``OTEL_TRACES_EXPORTER`` is ``none``; on with the
+    exporter ``OTEL_TRACES_EXPORTER`` names; else on with ``otlp`` when
+    ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; else off.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    named = [e.strip().lower() for e in env.get("OTEL_TRACES_EXPORTER", "").split(",") if e]
+    if named:
+        if "none" in named:
+            return None
+        for exporter in named:
+            if exporter not in ("otlp", "console"):
+                raise ValueError(
+                    f"OTEL_TRACES_EXPORTER={exporter!r}: expected otlp, console or none"
+                )
+        return named[0]
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return "otlp"
+    return None
+
+
+def configure() -> bool:
+    """Start tracing from the ``OTEL_*`` environment (idempotent); True when it is on.
+
+    The SDK reads the rest itself: ``OTEL_SERVICE_NAME`` (default "quote2cash"),
+    ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``, the OTLP endpoint, headers
+    and timeout, ``OTEL_BSP_*`` for the batch processor.
+    """
+    if _provider is not None:
+        return True
+    exporter_name = tracing_wanted()
+    if exporter_name is None:
+        return False
+    for name in _HEADER_CAPTURE:
+        if os.environ.pop(name, None) is not None:
+            log.warning("%s is ignored: the hub's request headers carry credentials", name)
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+    exporter: SpanExporter
+    if exporter_name == "console":
+        exporter = ConsoleSpanExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+        )
+        if protocol != "http/protobuf":
+            log.warning("OTLP protocol %r is not supported; exporting http/protobuf", protocol)
+        exporter = OTLPSpanExporter()
+    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": SERVICE_NAME}
+    provider = TracerProvider(resource=Resource.create(attributes))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    install(provider)
+    log.info("tracing on: exporting spans with %s", exporter_name)
+    return True
+
+
+def install(provider: TracerProvider) -> None:
+    """Trace into ``provider`` (tests pass one with an in-memory exporter), outbound aiohttp
+    calls included; aiohttp sessions made before this are not traced."""
+    global _tracer, _provider
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    instrumentor = AioHttpClientInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    instrumentor.instrument(tracer_provider=provider, url_filter=outbound_url)
+    _provider = provider
+    _tracer = provider.get_tracer(TRACER_NAME)
+
+
+def shutdown() -> None:
+    """Export what is buffered and stop tracing (the CLI and ``q2c serve`` call this last)."""
+    global _tracer, _provider
+    provider, _tracer, _provider = _provider, None, None
+    if provider is None:
+        return
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+
+    instrumentor = AioHttpClientInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    provider.shutdown()
+
+
+def flush(timeout_seconds: float = 30.0) -> bool:
+    """Export every span ended so far; False when the exporter did not finish in time."""
+    if _provider is None:
+        return True
+    return _provider.force_flush(int(timeout_seconds * 1000))
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def outbound_url(url: yarl.URL) -> str:
+    """An outbound call's URL as a span shows it: no credentials, query values masked."""
+    shown = url.with_user(None).with_password(None).with_fragment(None)
+    if url.query:
+        shown = shown.with_query({key: MASK for key in url.query})
+    return redact(str(shown))
+
+
+def context_of(traceparent: str | None) -> Any:
+    """The OpenTelemetry context a W3C ``traceparent`` names (an empty one for None)."""
+    if not traceparent:
+        return trace.set_span_in_context(trace.INVALID_SPAN)
+    return _propagator.extract({"traceparent": traceparent})
+
+
+def traceparent_of(span: Span) -> str | None:
+    """A recording span's W3C ``traceparent`` (None for a no-op span)."""
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def current_traceparent() -> str | None:
+    """The ``traceparent`` of the span in hand, for an event about to be logged."""
+    if _tracer is None:
+        return None
+    return traceparent_of(trace.get_current_span())
+
+
+def link_to(traceparent: str | None) -> Link | None:
+    """A link to the span a ``traceparent`` names (a replay's link to the original)."""
+    if not traceparent or _tracer is None:
+        return None
+    ctx = trace.get_current_span(context_of(traceparent)).get_span_context()
+    return Link(ctx) if ctx.is_valid else None
+
+
+def span(
+    name: str,
+    attributes: Mapping[str, Any] | None = None,
+    *,
+    traceparent: str | None = None,
+    new_trace: bool = False,
+    links: Sequence[Link | None] = (),
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> contextlib.AbstractContextManager[Span]:
+    """A current span: a child of the span in hand, or of ``traceparent``, or a new trace's
+    root (``new_trace``). An exception leaving it sets status ERROR, its message redacted."""
+    if _tracer is None:
+        return _NO_SPAN
+    return _live_span(_tracer, name, attributes, traceparent, new_trace, links, kind)
+
+
+@contextlib.contextmanager
+def _live_span(
+    tracer: trace.Tracer,
+    name: str,
+    attributes: Mapping[str, Any] | None,
+    traceparent: str | None,
+    new_trace: bool,
+    links: Sequence[Link | None],
+    kind: SpanKind,
+) -> Iterator[Span]:
+    parent = context_of(traceparent) if (traceparent or new_trace) else None
+    with tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=kind,
+        attributes=dict(attributes or {}),
+        links=[link for link in links if link is not None],
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            record_failure(exc, current)
+            raise
+
+
+def record_failure(exc: BaseException, current: Span | None = None) -> None:
+    """Mark the span (default: the one in hand) failed with ``exc``, its text redacted."""
+    target = current or trace.get_current_span()
+    if not target.is_recording():
+        return
+    message = redact(str(exc))
+    target.record_exception(
+        exc, attributes={"exception.message": message, "exception.stacktrace": ""}
+    )
+    target.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {message}"[:500]))
+
+
+def event_attributes(event: Event) -> dict[str, Any]:
+    """What every event's span says about it (never its data)."""
+    return {
+        "q2c.correlation_id": event.correlation_id,
+        "q2c.subject": event.subject,
+        "q2c.event_type": event.type,
+        "q2c.event_id": event.id,
+    }
+
+
+def event_span(event: Event, attempt: int) -> contextlib.AbstractContextManager[Span]:
+    """The worker's span for one run of ``event``: in the trace its ``traceparent`` names (the
+    intake's), so every retry and later run joins the same trace; a new trace without one."""
+    if _tracer is None:
+        return _NO_SPAN
+    return span(
+        f"event {event.type}",
+        {**event_attributes(event), "q2c.attempt": attempt},
+        traceparent=event.traceparent,
+        new_trace=True,
+        kind=SpanKind.CONSUMER,
+    )
+
+
+def step_span(
+    event: Event, step: str, system: str | None
+) -> contextlib.AbstractContextManager[Span]:
+    """A handler step's span, a child of its event's; outbound calls made in it are its children."""
+    if _tracer is None:
+        return _NO_SPAN
+    return span(
+        f"step {step}",
+        {**event_attributes(event), "q2c.step": step, "q2c.system": system or "none"},
+    )
+
+
+def intake_span(
+    name: str, attributes: Mapping[str, Any] | None = None, *, links: Sequence[Link | None] = ()
+) -> contextlib.AbstractContextManager[Span]:
+    """The root of a business transaction's trace: a webhook, a poll, an API call."""
+    return span(name, attributes, new_trace=True, links=links, kind=SpanKind.SERVER)
+
+
+def describe_intake(event: Event, *, duplicate: bool = False) -> None:
+    """Name the event taken in on the intake span in hand (a redelivery says so: its event's
+    trace is the first delivery's)."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes({**event_attributes(event), "q2c.duplicate": duplicate})
+
+
+def _stamped(event: Event, traceparent: str | None) -> Event:
+    if traceparent is None:
+        return event
+    import msgspec
+
+    return msgspec.structs.replace(event, traceparent=traceparent)
+
+
+def start_intake(events: Sequence[Event], via: str) -> tuple[list[Event], list[Span | None]]:
+    """Give each event its own trace, rooted in an intake span linked to the span in hand (a
+    poll): one trace per business transaction, not one per poll. End them with ``end_intake``."""
+    if _tracer is None:
+        return list(events), [None] * len(events)
+    poll = link_to(current_traceparent())
+    out: list[Event] = []
+    spans: list[Span | None] = []
+    for event in events:
+        if event.traceparent is not None:
+            out.append(event)
+            spans.append(None)
+            continue
+        root = _tracer.start_span(
+            f"intake {event.type}",
+            context=context_of(None),
+            kind=SpanKind.SERVER,
+            attributes={**event_attributes(event), "q2c.via": via},
+            links=[poll] if poll is not None else [],
+        )
+        out.append(_stamped(event, traceparent_of(root)))
+        spans.append(root)
+    return out, spans
+
+
+def end_intake(spans: Sequence[Span | None], duplicates: Sequence[bool]) -> None:
+    """End the intake spans of the events logged new; a duplicate's is dropped unexported (its
+    event keeps the trace it was first logged with)."""
+    for root, duplicate in zip(spans, duplicates, strict=True):
+        if root is not None and not duplicate:
+            root.end()
+
+
+def set_outcome(current: Span, outcome: str) -> None:
+    current.set_attribute("q2c.outcome", outcome)
+
+
+def log_ids() -> tuple[str, str] | None:
+    """The trace and span ids (hex) of the span in hand, for a log line."""
+    if _tracer is None:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}"
