@@ -51,8 +51,8 @@ from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
 from quote2cash.identity.tokens import authenticate_token
 from quote2cash.masterdata.xref import XrefStore
-from quote2cash.observability.kpi_collector import kpi_registry
 from quote2cash.observability import tracing
+from quote2cash.observability.kpi_collector import kpi_registry
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
 from quote2cash.settings import get_settings

@@ -45,8 +45,7 @@ from quote2cash.engine.parking import (
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
-from quote2cash.observability import metrics
-from quote2cash.observability import tracing
+from quote2cash.observability import metrics, tracing
 from quote2cash.observability.logging import event_context
 from quote2cash.store.schema import events, failures, subjects
 
