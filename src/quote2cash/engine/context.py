@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, overload
 
 import msgspec
 from sqlalchemy import insert
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from quote2cash.engine.runtime import Runtime
 
 T = TypeVar("T")
+TARGET_SYSTEMS: Final = ("crm", "billing", "erp")
+"""The systems a step's name may start with (``erp.post_invoice``): such a step is gated by that
+system whether or not its caller names it (DESIGN 4.6: derived, never optional)."""
 STEP_NAMESPACE = uuid.UUID("5f0c7d2e-9a4b-4f7e-8d51-2b6a9c3e1f00")
 log = logging.getLogger("quote2cash.engine")
 
@@ -89,11 +92,13 @@ class HandlerContext:
     ) -> T:
         """Run ``action(idempotency_key)`` once per (event, step); its result must be JSON-able.
 
-        With ``system`` set, the call goes through that system's gate (pause, breaker, rate).
+        The call goes through the gate (pause, breaker, rate) of ``system``, else of the target
+        system the name starts with (``crm.get_deal`` -> crm).
         """
         if name in self._completed:
             return _decoder.decode(self._completed[name])  # type: ignore[no-any-return]
         key = self.idempotency_key(name)
+        system = system or step_system(name)
         with tracing.step_span(self.event, name, system):
             if system is not None:
                 async with self.runtime.gates.call(system, name):
@@ -214,6 +219,12 @@ class HandlerContext:
                 ],
                 now,
             )
+
+
+def step_system(name: str) -> str | None:
+    """The target system a step named ``<system>.<operation>`` calls, else None."""
+    prefix = name.partition(".")[0]
+    return prefix if prefix in TARGET_SYSTEMS else None
 
 
 async def _maybe_await(value: Awaitable[T] | T) -> T:

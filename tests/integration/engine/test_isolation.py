@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.control import (
@@ -20,6 +22,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
 from quote2cash.engine.worker import Worker
 from quote2cash.identity import Operator
+from quote2cash.store.schema import steps
 from support.ledger import Ledger
 
 OPS = Operator("ops", frozenset({"operator"}), via="token")
@@ -170,3 +173,31 @@ async def test_a_slow_subject_does_not_hold_back_the_others_commits(runtime: Run
     report = await batch
     assert report.processed == 3
     assert {r.subject for r in list_events(runtime, status="done")} == {"slow", "fast-1", "fast-2"}
+
+
+async def test_a_step_named_for_a_system_is_gated_by_it_without_naming_it(
+    runtime: Runtime,
+) -> None:
+    """``crm.get_deal`` with no ``system=`` still waits while the CRM is paused (the system of a
+    call is derived from the step's name, never optional), and the step is recorded under it."""
+    calls: list[str] = []
+    registry = Registry()
+
+    @registry.on("crm.opportunity.closed_won")
+    async def read_deal(ctx: HandlerContext, event: Event) -> None:
+        await ctx.step("crm.get_deal", lambda k: calls.append(event.subject) or {"ok": True})
+        await ctx.step("local.note", lambda k: {"noted": True})
+
+    worker = Worker(runtime, registry)
+    pause_system(runtime, "crm", by=OPS, reason="CRM release")
+    runtime.log.append_many([new_event("crm.opportunity.closed_won", "deal-1")])
+    await worker.drain()
+    assert calls == []
+    [crm] = [s for s in system_status(runtime) if s["system"] == "crm"]
+    assert crm["held_subjects"] == 1
+    resume_system(runtime, "crm", by=OPS)
+    await worker.drain()
+    assert calls == ["deal-1"]
+    with runtime.engine.connect() as conn:
+        recorded = dict(conn.execute(select(steps.c.name, steps.c.system)).all())
+    assert recorded == {"crm.get_deal": "crm", "local.note": None}
