@@ -7,36 +7,21 @@ import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
 import stripe
-from aiohttp import web
 from sqlalchemy import func, select
 
 from contract.crm.salesforce_harness import Line, SalesforceDesk, http_session, running_emulator
 from quote2cash.engine.runtime import Runtime
 from quote2cash.sandbox.stripe import StripeEmulator
 from quote2cash.store.schema import events
+from support.served import served as served
 
 STRIPE_KEY = "sk_test_q2c_api"
 T = TypeVar("T")
-
-
-@asynccontextmanager
-async def served(app: web.Application) -> AsyncIterator[str]:
-    """``app`` listening on 127.0.0.1 on a free port; yields its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def eventually(

@@ -5,14 +5,11 @@ same however many deals go through (no id ever in a label)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,22 +20,10 @@ from quote2cash.observability import metrics
 from quote2cash.observability.kpi_collector import DURATION_BUCKETS
 from support.identity import first_admin, new_operator, token_of
 from support.kpi_scenario import History
+from support.served import served
 
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 ID_LIKE = re.compile(r"\d{3,}|[0-9a-f]{8}-|^(sub|si|in|cus|pi)_|contract:|deal-|^C-|^006")
-
-
-@asynccontextmanager
-async def served(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def scrape(base: str, token: str | None = None) -> tuple[int, str, str]:
