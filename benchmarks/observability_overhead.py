@@ -4,16 +4,17 @@ Each run is a fresh process on a fresh store (SQLite, or PostgreSQL with ``--bac
 closed-won events across S subjects are taken in (each in its own intake span, as a poll takes
 them) and drained by one worker whose handler records 4 gated steps per event (steps and their
 audit entries committed, as the real flows do). "on" = tracing exported over OTLP/HTTP to a real
-receiver in this process (the shipped BatchSpanProcessor) plus ``Q2C_METRICS_ENABLED=true``;
-"off" = no exporter and ``Q2C_METRICS_ENABLED=false``. Runs alternate off/on; the best of each
-mode is compared, and so is the worker process's CPU time per event (drain and span export;
+receiver in this process (the shipped BatchSpanProcessor and the shipped sampler: parent-based,
+at most ``Q2C_TRACES_PER_SECOND`` (10) new traces a second) plus ``Q2C_METRICS_ENABLED=true``;
+"every" = the same with every trace recorded (``OTEL_TRACES_SAMPLER=parentbased_always_on``);
+"off" = no exporter and ``Q2C_METRICS_ENABLED=false``. Runs alternate off/on/every; the best of
+each mode is compared, and so is the worker process's CPU time per event (drain and span export;
 steadier than wall time on a shared machine). SQLite runs WAL with ``synchronous=NORMAL``, so
 commits do not wait for the disk and the figure is the CPU cost observability adds (fsync per
 commit would hide it). The last line is one JSON object of the figures.
 
     python benchmarks/observability_overhead.py            # 10,000 events, 3 runs per mode
     python benchmarks/observability_overhead.py --quick    # under a minute
-    python benchmarks/observability_overhead.py --sampled 0.1  # also: 10 % of traces sampled
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ OTEL_VARIABLES = (
     "OTEL_TRACES_EXPORTER",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "Q2C_TRACES_PER_SECOND",
 )
+MODES = ("off", "on", "every")
 
 
 def child(events: int, subjects: int, url: str) -> dict[str, Any]:
@@ -102,6 +105,14 @@ def child(events: int, subjects: int, url: str) -> dict[str, Any]:
     }
 
 
+def whole_traces(spans: list[Any]) -> tuple[int, int]:
+    """How many traces were received, and how many of them hold every span an event makes."""
+    per_trace: dict[str, int] = {}
+    for span in spans:
+        per_trace[span.trace_id] = per_trace.get(span.trace_id, 0) + 1
+    return len(per_trace), sum(1 for n in per_trace.values() if n == SPANS_PER_EVENT)
+
+
 def store_url(backend: str, folder: str, tag: str) -> tuple[str, Any]:
     if backend == "sqlite":
         return f"sqlite:///{folder}/{tag}.sqlite", lambda: None
@@ -118,9 +129,7 @@ def store_url(backend: str, folder: str, tag: str) -> tuple[str, Any]:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
 
 
-def run_mode(
-    mode: str, endpoint: str, url: str, events: int, subjects: int, ratio: float
-) -> dict[str, Any]:
+def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in OTEL_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["Q2C_AUDIT_KEY"] = env.get("Q2C_AUDIT_KEY", "observability-benchmark-audit-key")
@@ -128,9 +137,8 @@ def run_mode(
     env["Q2C_METRICS_ENABLED"] = "false" if mode == "off" else "true"
     if mode != "off":
         env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
-    if mode == "sampled":
-        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
-        env["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
+    if mode == "every":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
     args = ["--child", "--events", str(events), "--subjects", str(subjects), "--url", url]
     done = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=1800
@@ -148,13 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     parser.add_argument("--events", type=int)
     parser.add_argument("--subjects", type=int, default=500)
-    parser.add_argument("--runs", type=int, help="runs per mode (alternating off, on)")
+    parser.add_argument("--runs", type=int, help="runs per mode (alternating off, on, every)")
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument(
-        "--sampled",
-        type=float,
-        help="also measure tracing with OTEL_TRACES_SAMPLER=parentbased_traceidratio at this ratio",
-    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -170,8 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = args.runs or (2 if args.quick else 3)
     receiver = OtlpReceiver()
     receiver.start()
-    modes = ("off", "on", "sampled") if args.sampled else ("off", "on")
-    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     print(
         f"{events:,} events across {args.subjects:,} subjects on {args.backend}, 4 recorded "
         f"steps each; {runs} runs per mode, alternating",
@@ -180,26 +182,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as folder:
             for i in range(runs):
-                for mode in modes:
+                for mode in MODES:
                     url, drop = store_url(args.backend, folder, f"{mode}-{i}")
                     try:
                         before = len(receiver.received())
-                        r = run_mode(
-                            mode,
-                            receiver.traces_endpoint,
-                            url,
-                            events,
-                            args.subjects,
-                            args.sampled or 1.0,
-                        )
+                        r = run_mode(mode, receiver.traces_endpoint, url, events, args.subjects)
                     finally:
                         drop()
-                    r["spans_received"] = len(receiver.received()) - before
+                    spans = receiver.received()[before:]
+                    r["spans_received"] = len(spans)
+                    r["traces_received"], r["traces_whole"] = whole_traces(spans)
                     results[mode].append(r)
                     print(
                         f"  {mode:>7}: process {r['process_per_s']:>8,.0f} ev/s  end-to-end "
                         f"{r['end_to_end_per_s']:>8,.0f} ev/s  append {r['append_per_s']:>8,.0f}"
-                        f" ev/s  spans received {r['spans_received']:,}"
+                        f" ev/s  traces {r['traces_received']:,} ({r['spans_received']:,} spans)"
                         f" (flush {r['flush_s']:.2f} s)  CPU {r['cpu_ms_per_event']:.2f} ms/ev",
                         flush=True,
                     )
@@ -213,9 +210,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return min(r[key] for r in results[mode])
 
     off, on = best("off", "process_per_s"), best("on", "process_per_s")
+    every = best("every", "process_per_s")
     off_e2e, on_e2e = best("off", "end_to_end_per_s"), best("on", "end_to_end_per_s")
     expected = events * SPANS_PER_EVENT
-    received = min(r["spans_received"] for r in results["on"])
+    received = min(r["spans_received"] for r in results["every"])
+    broken = [r for r in results["on"] if r["traces_whole"] != r["traces_received"]]
+    if broken:
+        raise RuntimeError(f"traces exported without all {SPANS_PER_EVENT} spans: {broken}")
     out = {
         "events": events,
         "subjects": args.subjects,
@@ -234,22 +235,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "cpu_ratio_on_vs_off": round(
             least("on", "cpu_ms_per_event") / least("off", "cpu_ms_per_event"), 3
         ),
-        "spans_expected_per_run": expected,
-        "spans_received_min": received,
+        "on_traces_recorded_min": min(r["traces_received"] for r in results["on"]),
+        "every_events_per_s": round(every),
+        "ratio_every_vs_off": round(every / off, 3),
+        "every_overhead_pct": round(100 * (1 - every / off), 1),
+        "every_cpu_ms_per_event": round(least("every", "cpu_ms_per_event"), 3),
+        "every_spans_expected_per_run": expected,
+        "every_spans_received_min": received,
         "metrics_setting_on": results["on"][0]["metrics"],
     }
-    if args.sampled:
-        sampled = best("sampled", "process_per_s")
-        out.update(
-            sampled_ratio=args.sampled,
-            sampled_events_per_s=round(sampled),
-            ratio_sampled_vs_off=round(sampled / off, 3),
-            sampled_cpu_ms_per_event=round(least("sampled", "cpu_ms_per_event"), 3),
-        )
     print(
-        f"tracing+metrics on / all off: dispatch {out['ratio_on_vs_off']} "
+        f"shipped tracing+metrics on / all off: dispatch {out['ratio_on_vs_off']} "
         f"({out['overhead_pct']} % lower), end-to-end {out['ratio_end_to_end_on_vs_off']}, "
-        f"CPU per event {out['cpu_ratio_on_vs_off']}x; "
+        f"CPU per event {out['cpu_ratio_on_vs_off']}x, at least "
+        f"{out['on_traces_recorded_min']:,} traces of {events:,} recorded whole; every trace "
+        f"recorded: {out['ratio_every_vs_off']} ({out['every_overhead_pct']} % lower), "
         f"spans exported {received:,} of {expected:,} per run"
     )
     print(json.dumps(out))

@@ -52,6 +52,21 @@ def store_failure(exc: BaseException, url: str | None = None) -> str:
     )
 
 
+def settings_failure(exc: BaseException) -> str | None:
+    """A ``Q2C_*`` setting that does not validate: which variable, and what was expected (the
+    value itself is not repeated: it may be a secret)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError) or exc.title != "Settings":
+        return None
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"Q2C_{field.upper()}: {message}" if field else message)
+    return "invalid setting: " + "; ".join(problems) + " (fix the environment variable)"
+
+
 def describe_failure(exc: BaseException) -> str:
     """One line for ``exc``: what failed, and the command or setting that fixes it."""
     from sqlalchemy.exc import DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -62,7 +77,9 @@ def describe_failure(exc: BaseException) -> str:
     from quote2cash.identity import IdentityError
     from quote2cash.masterdata import ConfigError
 
-    if isinstance(exc, ConfigError):
+    if (setting := settings_failure(exc)) is not None:
+        message = setting
+    elif isinstance(exc, ConfigError):
         message = f"{exc} (fix the file, then check the folder with `q2c config check DIR`)"
     elif isinstance(exc, SystemsConfigError | ControlError | IdentityError):
         message = str(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,33 @@ class Settings(BaseSettings):
     metrics_cache_seconds: float = Field(
         default=10.0, ge=0, description="/metrics reads the store's KPIs at most this often"
     )
+    traces_per_second: float = Field(
+        default=10.0,
+        ge=0,
+        description="new traces recorded a second at most, when tracing is on and "
+        "OTEL_TRACES_SAMPLER is unset (spans follow their parent's decision)",
+    )
+    retry_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="tries of an event whose handler fails transiently before it is dead-lettered",
+    )
+    retry_base_seconds: float = Field(
+        default=1.0, gt=0, description="backoff ceiling after the first failure (doubling)"
+    )
+    retry_cap_seconds: float = Field(
+        default=600.0, gt=0, description="the longest backoff between two tries"
+    )
+
+    @model_validator(mode="after")
+    def _retry_cap_covers_base(self) -> Settings:
+        if self.retry_cap_seconds < self.retry_base_seconds:
+            raise ValueError(
+                f"Q2C_RETRY_CAP_SECONDS={self.retry_cap_seconds:g} is below "
+                f"Q2C_RETRY_BASE_SECONDS={self.retry_base_seconds:g}: expected cap >= base"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from e2e.conftest import Hub, World, sf_products
 from quote2cash.engine.queries import failed_events
 from quote2cash.observability import tracing
 from quote2cash.sandbox.otlp import OtlpReceiver, ReceivedSpan
+from quote2cash.settings import get_settings
 from quote2cash.store.schema import events, steps
 
 WON = "crm.opportunity.closed_won"
@@ -33,12 +34,17 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", otlp.traces_endpoint)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
+    monkeypatch.delenv("OTEL_TRACES_SAMPLER", raising=False)
+    # the shipped sampler, its rate above this test's bursts of polled events: every trace kept
+    monkeypatch.setenv("Q2C_TRACES_PER_SECOND", "1000")
+    get_settings.cache_clear()
     assert tracing.configure()
     try:
         yield otlp
     finally:
         tracing.shutdown()
         otlp.stop()
+        get_settings.cache_clear()
 
 
 def host_of(url: str) -> str:

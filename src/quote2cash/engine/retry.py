@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quote2cash.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,15 @@ class RetryPolicy:
             raise ValueError("RetryPolicy.max_attempts must be at least 1")
         if self.base_seconds <= 0 or self.cap_seconds < self.base_seconds:
             raise ValueError("RetryPolicy needs 0 < base_seconds <= cap_seconds")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The default budget the ``Q2C_RETRY_*`` settings give."""
+        return cls(
+            max_attempts=settings.retry_max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            cap_seconds=settings.retry_cap_seconds,
+        )
 
     def ceiling(self, attempt: int) -> float:
         """The largest delay after the ``attempt``-th failure (1-based)."""

@@ -51,8 +51,14 @@ async def _recorded_only(ctx: HandlerContext, event: Event) -> None:
     """Billing events no process acts on yet are kept in the log, in order, and marked done."""
 
 
-def build_registry(deps: FlowDeps) -> Registry:
-    registry = Registry()
+def build_registry(deps: FlowDeps, default_retry: RetryPolicy | None = None) -> Registry:
+    """The flows' registry; retries not in ``RETRIES`` use ``default_retry`` (default: the
+    ``Q2C_RETRY_*`` settings)."""
+    if default_retry is None:
+        from quote2cash.settings import get_settings
+
+        default_retry = RetryPolicy.from_settings(get_settings())
+    registry = Registry(default_retry=default_retry)
     for event_type, flow in FLOWS.items():
         registry.add(event_type, _bind(flow, deps), retry=RETRIES.get(event_type))
     registry.add("billing.*", _recorded_only)

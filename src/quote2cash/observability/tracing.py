@@ -72,8 +72,9 @@ def configure() -> bool:
     """Start tracing from the ``OTEL_*`` environment (idempotent); True when it is on.
 
     The SDK reads the rest itself: ``OTEL_SERVICE_NAME`` (default "quote2cash"),
-    ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``, the OTLP endpoint, headers
-    and timeout, ``OTEL_BSP_*`` for the batch processor.
+    ``OTEL_RESOURCE_ATTRIBUTES``, the OTLP endpoint, headers and timeout, ``OTEL_BSP_*`` for
+    the batch processor. ``OTEL_TRACES_SAMPLER`` (with ``_ARG``) picks the sampler; unset, the
+    hub's own: parent-based, at most ``Q2C_TRACES_PER_SECOND`` new traces a second.
     """
     if _provider is not None:
         return True
@@ -100,7 +101,13 @@ def configure() -> bool:
             log.warning("OTLP protocol %r is not supported; exporting http/protobuf", protocol)
         exporter = OTLPSpanExporter()
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": SERVICE_NAME}
-    provider = TracerProvider(resource=Resource.create(attributes))
+    sampler = None  # the SDK's, from OTEL_TRACES_SAMPLER
+    if not os.environ.get("OTEL_TRACES_SAMPLER"):
+        from quote2cash.observability.sampling import rate_limited_sampler
+        from quote2cash.settings import get_settings
+
+        sampler = rate_limited_sampler(get_settings().traces_per_second)
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     install(provider)
     log.info("tracing on: exporting spans with %s", exporter_name)

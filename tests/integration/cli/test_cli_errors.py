@@ -86,6 +86,39 @@ def test_debug_shows_the_traceback(
         main(["demo", "--quick", "--workdir", str(tmp_path / "demo")])
 
 
+@pytest.mark.parametrize(
+    ("variables", "named", "expected"),
+    [
+        ({"Q2C_RETRY_MAX_ATTEMPTS": "ten-Sekr1t"}, "Q2C_RETRY_MAX_ATTEMPTS", "valid integer"),
+        ({"Q2C_RETRY_MAX_ATTEMPTS": "0"}, "Q2C_RETRY_MAX_ATTEMPTS", "greater than or equal to 1"),
+        (
+            {"Q2C_RETRY_BASE_SECONDS": "30", "Q2C_RETRY_CAP_SECONDS": "5"},
+            "Q2C_RETRY_CAP_SECONDS",
+            "expected cap >= base",
+        ),
+        ({"Q2C_SQLITE_SYNCHRONOUS": "OFF"}, "Q2C_SQLITE_SYNCHRONOUS", "FULL|NORMAL|EXTRA"),
+        ({"Q2C_METRICS_CACHE_SECONDS": "-1"}, "Q2C_METRICS_CACHE_SECONDS", "greater than"),
+        ({"Q2C_METRICS_ENABLED": "maybe"}, "Q2C_METRICS_ENABLED", "valid boolean"),
+    ],
+)
+def test_a_bad_setting_names_the_variable_and_what_was_expected(
+    variables: dict[str, str],
+    named: str,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    code, _, err = run(["kpis", "--db", f"sqlite:///{tmp_path}/none.sqlite"], capsys)
+    assert code == 2
+    line = one_error_line(err)
+    assert line.startswith("error: invalid setting: "), line
+    assert named in line and expected in line, line
+    assert "Sekr1t" not in err, "a setting's value is not repeated: it may be a secret"
+
+
 def test_a_store_never_initialised_says_to_run_init(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

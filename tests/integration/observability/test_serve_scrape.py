@@ -31,15 +31,9 @@ import pytest
 import stripe
 
 from conftest import LONG, missing_service
-from quote2cash import flows
-from quote2cash.connectors.registry import Systems
-from quote2cash.connectors.stripe import StripeBilling, StripeConfig
-from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
-from quote2cash.engine.worker import Worker
-from quote2cash.flows.deps import FlowDeps
 from quote2cash.sandbox.stripe import StripeEmulator
 from support.kpi_scenario import History, Plan
 from support.prometheus import PROMETHEUS, PrometheusServer, free_port, running_prometheus
@@ -446,63 +440,29 @@ async def until(
         await asyncio.sleep(0.2)
 
 
-def billing_at(base_url: str) -> StripeBilling:
-    return StripeBilling(
-        StripeConfig(
-            api_key=STRIPE_KEY, base_url=base_url, max_network_retries=0, connect_timeout=2.0
-        )
-    )
-
-
-class InProcessWorkers:
-    """The flows run by this test's process on the hub's store (a second hub process), with a
-    retry budget of two attempts for ``billing.payment.failed``."""
-
-    attempts = 2
-    patience = 60.0
-
-    def __init__(self, store: Store) -> None:
-        self.runtime = Runtime.open(store.url)
-        self.stop_running = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def _run(self, billing_url: str) -> None:
-        async with Systems(billing=billing_at(billing_url)) as systems:
-            deps = FlowDeps.build(self.runtime, systems, packaged_config_dir())
-            await Worker(self.runtime, flows.build_registry(deps)).run(self.stop_running)
-
-    async def start(self, billing_url: str) -> None:
-        self.stop_running.clear()
-        self.task = asyncio.create_task(self._run(billing_url))
-
-    async def stop(self) -> None:
-        self.stop_running.set()
-        if self.task is not None:
-            await asyncio.wait_for(self.task, 30)
-
-    def close(self) -> None:
-        self.runtime.close()
-
-    def tail(self) -> str:
-        return ""
-
-
 class ServeWorkers:
-    """``q2c serve --workers`` with billing at the given URL and the default retry budget."""
+    """``q2c serve --workers`` with billing at the given URL and the retry budget its
+    ``Q2C_RETRY_*`` settings give (``budget``; none: the default budget)."""
 
-    attempts = RetryPolicy().max_attempts
-    patience = 900.0
-
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, budget: RetryPolicy | None = None) -> None:
         self.store = store
         self.hub: Hub | None = None
         self.runs = 0
+        self.attempts = (budget or RetryPolicy()).max_attempts
+        self.patience = 60.0 if budget else 900.0
+        self.settings = {}
+        if budget is not None:
+            self.settings = {
+                "Q2C_RETRY_MAX_ATTEMPTS": str(budget.max_attempts),
+                "Q2C_RETRY_BASE_SECONDS": str(budget.base_seconds),
+                "Q2C_RETRY_CAP_SECONDS": str(budget.cap_seconds),
+            }
 
     async def start(self, billing_url: str) -> None:
         self.runs += 1
         name = f"working-hub-{self.runs}"
         self.hub = await asyncio.to_thread(
-            start_hub, self.store, name, workers=True, billing_url=billing_url
+            start_hub, self.store, name, workers=True, billing_url=billing_url, **self.settings
         )
 
     async def stop(self) -> None:
@@ -516,22 +476,12 @@ class ServeWorkers:
         return f"\nthe working q2c serve's log:\n{self.hub.tail()}" if self.hub else ""
 
 
-Workers = InProcessWorkers | ServeWorkers
-
-
 async def test_a_dead_lettered_payment_pages_finance_until_its_replay_is_approved(
-    store: Store, hub: Hub, stripe_emulator: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, hub: Hub, stripe_emulator: str
 ) -> None:
-    monkeypatch.setitem(
-        flows.RETRIES,
-        "billing.payment.failed",
-        RetryPolicy(max_attempts=2, base_seconds=0.2, cap_seconds=0.2),
-    )
-    workers = InProcessWorkers(store)
-    try:
-        await dead_letter_paged_and_replayed(store, hub, stripe_emulator, workers)
-    finally:
-        workers.close()
+    """Serve's own workers, with a budget of two tries set by ``Q2C_RETRY_*``."""
+    budget = RetryPolicy(max_attempts=2, base_seconds=0.2, cap_seconds=0.2)
+    await dead_letter_paged_and_replayed(store, hub, stripe_emulator, ServeWorkers(store, budget))
 
 
 @pytest.mark.slow
@@ -543,7 +493,7 @@ async def test_serve_s_own_workers_dead_letter_with_the_default_budget(
 
 
 async def dead_letter_paged_and_replayed(
-    store: Store, hub: Hub, stripe_emulator: str, workers: Workers
+    store: Store, hub: Hub, stripe_emulator: str, workers: ServeWorkers
 ) -> None:
     """A declined payment reaches the hub by a signed webhook while billing's API is unreachable
     from the workers: dead-lettered, FinanceEventDeadLettered pages finance; billing is back,
