@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, overload
 
@@ -23,6 +23,7 @@ from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
 from quote2cash.engine.parking import Parked, is_released
+from quote2cash.engine.projections import Projection, project_step
 from quote2cash.observability import tracing
 from quote2cash.store.schema import steps
 
@@ -54,8 +55,10 @@ class HandlerContext:
         event: Event,
         completed: dict[str, str],
         actor: str = "engine",
+        projections: Sequence[Projection] = (),
     ) -> None:
         self.runtime = runtime
+        self.projections = projections
         self.event = event
         self._completed = completed
         self._emitted: list[Event] = []
@@ -200,6 +203,7 @@ class HandlerContext:
                     completed_at=now,
                 )
             )
+            project_step(self.projections, conn, self.event, name, encoded)
             append_audit(
                 conn,
                 [

@@ -11,6 +11,7 @@ from quote2cash.engine.retry import RetryPolicy
 if TYPE_CHECKING:
     from quote2cash.engine.context import HandlerContext
     from quote2cash.engine.events import Event
+    from quote2cash.engine.projections import Projection
 
 Handler = Callable[["HandlerContext", "Event"], Awaitable[Any]]
 
@@ -31,6 +32,11 @@ class Registry:
     def __init__(self, default_retry: RetryPolicy | None = None) -> None:
         self._specs: dict[str, HandlerSpec] = {}
         self.default_retry = default_retry or RetryPolicy()
+        self.projections: list[Projection] = []
+
+    def add_projection(self, projection: Projection) -> None:
+        """Keep ``projection`` in step: every step record and completion the worker commits."""
+        self.projections.append(projection)
 
     def on(
         self,

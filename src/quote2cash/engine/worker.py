@@ -42,6 +42,7 @@ from quote2cash.engine.parking import (
     expire_overdue,
     return_to_queues,
 )
+from quote2cash.engine.projections import project_done
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
@@ -321,7 +322,12 @@ class Worker:
             try:
                 for system in spec.systems:
                     self.runtime.gates.check(system)
-                ctx = HandlerContext(self.runtime, event, self._steps.get(event.pos, {}))
+                ctx = HandlerContext(
+                    self.runtime,
+                    event,
+                    self._steps.get(event.pos, {}),
+                    projections=self.registry.projections,
+                )
                 await spec.fn(ctx, event)
             except Parked as park:
                 if park.released:
@@ -462,6 +468,13 @@ class Worker:
                 return
             if done:
                 sql.mark_done(conn, done, now, self._postgres)
+                if self.registry.projections:
+                    marked = set(done)
+                    project_done(
+                        self.registry.projections,
+                        conn,
+                        [e for s in finished for e, _ in by_subject.get(s, ()) if e.pos in marked],
+                    )
             audit: list[AuditEntry] = []
             parking = commit_parking(conn, parks, releases, now, audit)
             report.parked += parking.parked
