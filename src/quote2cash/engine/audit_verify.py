@@ -25,6 +25,7 @@ from quote2cash.engine.audit import (
     read_heads,
 )
 from quote2cash.engine.audit_key import AuditKey
+from quote2cash.store.db import snapshot_connection
 from quote2cash.store.schema import audit_log
 
 
@@ -58,7 +59,8 @@ class ChainVerifier:
     def run(self, checkpoint: tuple[int, str] | None = None) -> Verification:
         store_id: str | None = None
         try:
-            with self.engine.connect() as conn:
+            # One snapshot: heads, anchors and chains as of one moment, while writers go on.
+            with snapshot_connection(self.engine) as conn:
                 heads = read_heads(conn)
                 main = heads.get(MAIN_CHAIN)
                 store_id = main.store_id if main else None
