@@ -353,3 +353,16 @@ def test_verify_reads_one_snapshot_while_a_writer_appends(
         assert during > 0, "the writer did not append while verify ran; nothing was shown"
     finally:
         rt.close()
+
+
+def test_the_checkpoint_command_anchors_moved_chains(hub: Runtime, db_url: str) -> None:
+    record(hub, A, 2)
+    result = runner.invoke(app, ["audit", "checkpoint", "--db", db_url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (written,) = json.loads(result.stdout)
+    main = rows(hub, MAIN_CHAIN)
+    assert main[-1]["action"] == ANCHOR_ACTION
+    assert written["seq"] == main[-1]["seq"] and written["hash"] == main[-1]["hash"]
+    assert json.loads(main[-1]["details"])["heads"] == [
+        {"chain": A, "seq": 2, "hash": rows(hub, A)[-1]["hash"]}
+    ]
