@@ -123,3 +123,32 @@ def test_a_log_written_before_chains_verifies_after_the_upgrade(
         assert report["chains"] == {MAIN_CHAIN: 7, worker_chain("w1"): 1}
     finally:
         rt.close()
+
+
+def test_downgrade_keeps_a_main_only_log_and_refuses_partition_entries(
+    db_url: str, checkpoint_file: Path, clock: ManualClock
+) -> None:
+    from alembic import command
+
+    from quote2cash.engine.audit import verify_audit
+    from quote2cash.store.db import _alembic_config, current_revision
+
+    rt = Runtime.open(db_url, clock=clock)
+    try:
+        with rt.engine.begin() as conn:
+            entries = [AuditEntry("maria", "x.done", f"e{i}") for i in range(3)]
+            append_audit(conn, entries, clock.now())
+        command.downgrade(_alembic_config(rt.engine), "0012")
+        with rt.engine.connect() as conn:
+            assert conn.execute(text("SELECT id, seq FROM audit_head")).all() == [(1, 3)]
+        migrate(rt.engine)
+        assert verify_audit(rt.engine).ok
+        with rt.engine.begin() as conn:
+            append_audit(conn, [AuditEntry("engine", "x.done", "w")], clock.now(), chain="worker:w")
+        head = current_revision(rt.engine)
+        with pytest.raises(RuntimeError, match="1 entries of partition chains"):
+            command.downgrade(_alembic_config(rt.engine), "0012")
+        assert current_revision(rt.engine) == head
+        assert verify_audit(rt.engine).chains == {MAIN_CHAIN: 3, "worker:w": 1}
+    finally:
+        rt.close()
