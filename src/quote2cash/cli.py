@@ -124,8 +124,9 @@ def debug_enabled() -> bool:
     return _debug or os.environ.get("Q2C_DEBUG", "").lower() in ("1", "true", "yes")
 
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# No emoji codes: data such as a chain name ``worker:a`` followed by ``:`` must print verbatim.
+console = Console(soft_wrap=True, emoji=False)
+err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Store URL (default: $Q2C_DATABASE_URL or q2c.sqlite)")

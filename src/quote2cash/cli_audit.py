@@ -31,7 +31,9 @@ def audit_verify(db: DbOption = None, output: FormatOption = OutputFormat.table)
             "ok": result.ok,
             "entries_verified": result.checked,
             "first_broken_entry": result.first_broken_seq,
+            "broken_chain": result.chain,
             "reason": result.reason,
+            "chains": result.chains,
             "key_id": result.key_id,
             "store_id": result.store_id,
             "checkpoints": runtime.checkpoints.where,
@@ -42,17 +44,30 @@ def audit_verify(db: DbOption = None, output: FormatOption = OutputFormat.table)
     elif result.ok:
         console.print(
             f"[green]audit log intact[/]: {result.checked} entries verified "
+            f"in {_chains(result.chains)} "
             f"(key {result.key_id}; last checkpoint at entry {result.checkpoint_seq}, "
             f"{escape(str(result.checkpoint_at))}, in {escape(runtime.checkpoints.where)})",
             highlight=False,
         )
     if not result.ok:
         at = f" at entry {result.first_broken_seq}" if result.first_broken_seq else ""
-        fail(f"audit log broken{at}: {result.reason} ({result.checked} entries verified)", code=1)
+        of = f" of chain {result.chain}" if result.chain else ""
+        fail(
+            f"audit log broken{at}{of}: {result.reason} ({result.checked} entries verified)",
+            code=1,
+        )
+
+
+def _chains(counts: dict[str, int]) -> str:
+    """``1 chain`` or ``3 chains (main 8, worker:a 2, worker:b 2)``, names escaped for rich."""
+    if len(counts) <= 1:
+        return "1 chain"
+    listed = ", ".join(f"{escape(name)} {count}" for name, count in counts.items())
+    return f"{len(counts)} chains ({listed})"
 
 
 def audit_checkpoint(db: DbOption = None, output: FormatOption = OutputFormat.table) -> None:
-    """Sign the audit head now and append it outside the store."""
+    """Anchor the moved partition chains, sign the audit head and append it outside the store."""
     from quote2cash.cli import console, fail, open_runtime
     from quote2cash.engine.checkpoints import CheckpointError, checkpoint_now
 

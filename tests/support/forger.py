@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, delete, update
 
-from quote2cash.engine.audit import GENESIS
-from quote2cash.store.schema import audit_head, audit_log
+from quote2cash.engine.audit import GENESIS, MAIN_CHAIN
+from quote2cash.store.schema import audit_anchors, audit_head, audit_log
 
 
 @contextmanager
@@ -25,6 +25,9 @@ def forging(engine: Engine) -> Iterator[Connection]:
 
 
 def wipe_audit(conn: Connection) -> None:
-    """Rows gone and the head back at genesis (tests that reset a store between examples)."""
+    """Rows gone, partition chains gone and main's head back at genesis (tests that reset a
+    store between examples)."""
     conn.execute(delete(audit_log))
+    conn.execute(delete(audit_anchors))
+    conn.execute(delete(audit_head).where(audit_head.c.chain != MAIN_CHAIN))
     conn.execute(update(audit_head).values(seq=0, hash=GENESIS))

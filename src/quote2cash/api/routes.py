@@ -188,11 +188,14 @@ async def replay_request(hub: HubApi, call: Call) -> web.Response:
 
 
 async def audit_entries(hub: HubApi, call: Call) -> web.Response:
-    """The audit log oldest first, paged by ``after`` (a sequence number)."""
+    """The audit log of every chain oldest first, paged by ``after`` (an entry's ``id``).
+
+    Entries written before chains existed keep ``id`` equal to their ``seq``.
+    """
     after, limit = call.params.get("after", 0), call.params.get("limit", 100)
 
     def read() -> list[dict[str, Any]]:
-        q = select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(limit)
+        q = select(audit_log).where(audit_log.c.id > after).order_by(audit_log.c.id).limit(limit)
         with hub.runtime.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(q)]
         for row in rows:
@@ -204,15 +207,17 @@ async def audit_entries(hub: HubApi, call: Call) -> web.Response:
 
 
 async def audit_verification(hub: HubApi, call: Call) -> web.Response:
-    """The keyed chain, its head and the last signed checkpoint outside the store."""
+    """Every keyed chain, its head, the anchors and the last signed checkpoint outside the store."""
     result = await hub._store(lambda: verify_store(hub.runtime))
     return json_response(
         {
             "ok": result.ok,
             "checked": result.checked,
             "first_broken_seq": result.first_broken_seq,
+            "broken_chain": result.chain,
             "reason": result.reason,
             "key_id": result.key_id,
+            "chains": result.chains,
             "last_checkpoint_seq": result.checkpoint_seq,
             "last_checkpoint_at": result.checkpoint_at,
         }

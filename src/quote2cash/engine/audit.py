@@ -4,21 +4,31 @@ hash = HMAC-SHA256(audit key, prev_hash + canonical JSON of the entry and the ke
 lives outside the store (engine.audit_key), so a database writer cannot recompute the chain; the
 head row keeps the last seq and hash, and signed checkpoints outside the store (engine.checkpoints)
 catch a log cut back together with its head.
+
+The log is partitioned into chains so writers never share one row: each chain has its own head
+row, its own seq from 1 and its own genesis, and a partition chain's name is signed into each of
+its entries. ``anchor_chains`` writes the moved heads of the partition chains into "main", whose
+head the checkpoints sign, so one verifiable root covers every chain.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
 from quote2cash.engine.audit_key import AuditKey, key_for
-from quote2cash.store.schema import audit_head, audit_log
+from quote2cash.store.schema import audit_anchors, audit_head, audit_log
+from quote2cash.store.upsert import insert_missing, upsert_row
 
 GENESIS = "0" * 64
+MAIN_CHAIN: Final = "main"
+ANCHOR_ACTION: Final = "audit.anchor"
+CHAIN_MAX: Final = 200
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,8 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class Verification:
+    """What verify found: ``chain`` and ``first_broken_seq`` name the first entry that fails."""
+
     ok: bool
     checked: int
     first_broken_seq: int | None = None
@@ -40,61 +52,100 @@ class Verification:
     store_id: str | None = None
     checkpoint_seq: int | None = None
     checkpoint_at: str | None = None
+    chain: str | None = None
+    chains: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class AuditHead:
-    """The last entry as the store says: what a checkpoint signs."""
+    """The last entry of a chain as the store says: what a checkpoint signs (for "main")."""
 
     store_id: str | None
     seq: int
     hash: str
+    chain: str = MAIN_CHAIN
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def worker_chain(worker_id: str) -> str:
+    """The chain a worker writes its step entries to: its own, so no other writer waits on it."""
+    name = f"worker:{worker_id}"
+    if len(name) > CHAIN_MAX:
+        name = f"worker:{hashlib.sha256(worker_id.encode()).hexdigest()[:32]}"
+    return name
+
+
+def _check_chain(chain: str) -> None:
+    if not chain or len(chain) > CHAIN_MAX:
+        raise ValueError(f"audit chain name {chain[:40]!r}: expected 1 to {CHAIN_MAX} characters")
+
+
 def _digest(
-    key: AuditKey, prev_hash: str, seq: int, at: datetime, entry: AuditEntry, details: str
+    key: AuditKey,
+    prev_hash: str,
+    seq: int,
+    at: datetime,
+    entry: AuditEntry,
+    details: str,
+    chain: str = MAIN_CHAIN,
 ) -> str:
-    body = canonical_json(
-        {
-            "key_id": key.key_id,
-            "seq": seq,
-            "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "actor": entry.actor,
-            "action": entry.action,
-            "entity": entry.entity,
-            "correlation_id": entry.correlation_id,
-            "details": details,
-        }
+    """The entry's signature; "main" entries sign exactly the body they did before chains."""
+    body: dict[str, Any] = {
+        "key_id": key.key_id,
+        "seq": seq,
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": entry.actor,
+        "action": entry.action,
+        "entity": entry.entity,
+        "correlation_id": entry.correlation_id,
+        "details": details,
+    }
+    if chain != MAIN_CHAIN:
+        body["chain"] = chain
+    return key.sign(prev_hash + canonical_json(body))
+
+
+def _lock_head(conn: Connection, chain: str) -> tuple[int, str]:
+    """This chain's head, locked for the transaction; a new chain's row is made at genesis."""
+    query = (
+        select(audit_head.c.seq, audit_head.c.hash)
+        .where(audit_head.c.chain == chain)
+        .with_for_update()
     )
-    return key.sign(prev_hash + body)
+    head = conn.execute(query).one_or_none()
+    if head is None:
+        insert_missing(conn, audit_head, {"chain": chain, "seq": 0, "hash": GENESIS}, key="chain")
+        head = conn.execute(query).one()
+    return int(head.seq), str(head.hash)
 
 
-def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> None:
-    """Chain ``entries`` onto the log inside the caller's transaction.
+def append_audit(
+    conn: Connection, entries: list[AuditEntry], at: datetime, *, chain: str = MAIN_CHAIN
+) -> None:
+    """Chain ``entries`` onto ``chain`` inside the caller's transaction.
 
-    The head row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction is
-    exclusive), so concurrent writers serialise and the chain never forks. Entries are signed
-    with the key bound to the connection's engine (the Runtime binds it).
+    The chain's head row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction is exclusive), so writers of one chain serialise and it never forks, while
+    writers of different chains never lock the same row. Entries are signed with the key bound
+    to the connection's engine (the Runtime binds it).
     """
     if not entries:
         return
+    _check_chain(chain)
     key = key_for(conn.engine)
     at = at.astimezone(UTC)
-    head = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).one()
-    seq, prev = int(head.seq), str(head.hash)
+    seq, prev = _lock_head(conn, chain)
     rows = []
     for entry in entries:
         seq += 1
         details = canonical_json(entry.details or {})
-        digest = _digest(key, prev, seq, at, entry, details)
+        digest = _digest(key, prev, seq, at, entry, details, chain)
         rows.append(
             {
+                "chain": chain,
                 "seq": seq,
                 "at": at,
                 "actor": entry.actor,
@@ -109,12 +160,63 @@ def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> N
         )
         prev = digest
     conn.execute(insert(audit_log), rows)
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+    conn.execute(update(audit_head).where(audit_head.c.chain == chain).values(seq=seq, hash=prev))
 
 
-def read_head(conn: Connection) -> AuditHead | None:
-    row = conn.execute(select(audit_head).where(audit_head.c.id == 1)).one_or_none()
-    return None if row is None else AuditHead(row.store_id, int(row.seq), str(row.hash))
+def read_head(conn: Connection, chain: str = MAIN_CHAIN) -> AuditHead | None:
+    row = conn.execute(select(audit_head).where(audit_head.c.chain == chain)).one_or_none()
+    return None if row is None else AuditHead(row.store_id, int(row.seq), str(row.hash), chain)
+
+
+def read_heads(conn: Connection) -> dict[str, AuditHead]:
+    """Every chain's head row, by chain name."""
+    return {
+        row.chain: AuditHead(row.store_id, int(row.seq), str(row.hash), str(row.chain))
+        for row in conn.execute(select(audit_head))
+    }
+
+
+def _moved_heads(conn: Connection) -> list[dict[str, Any]]:
+    """Partition chains whose committed head differs from the head last anchored into "main"."""
+    query = (
+        select(audit_head.c.chain, audit_head.c.seq, audit_head.c.hash)
+        .select_from(
+            audit_head.outerjoin(audit_anchors, audit_anchors.c.chain == audit_head.c.chain)
+        )
+        .where(
+            and_(
+                audit_head.c.chain != MAIN_CHAIN,
+                audit_head.c.seq > 0,
+                or_(
+                    audit_anchors.c.chain.is_(None),
+                    audit_anchors.c.seq != audit_head.c.seq,
+                    audit_anchors.c.hash != audit_head.c.hash,
+                ),
+            )
+        )
+        .order_by(audit_head.c.chain)
+    )
+    return [{"chain": r.chain, "seq": int(r.seq), "hash": str(r.hash)} for r in conn.execute(query)]
+
+
+def anchor_chains(conn: Connection, at: datetime) -> int:
+    """Write the heads of partition chains that moved since the last anchor into "main".
+
+    One ``audit.anchor`` entry lists each moved head (chain, seq, hash); as "main" is what the
+    signed checkpoints cover, every anchored head is covered too. Reads committed heads without
+    locking them (a writer of a partition chain never waits on this); when nothing moved it is
+    one query and writes nothing. Returns how many chains it anchored.
+    """
+    if not _moved_heads(conn):
+        return 0
+    _lock_head(conn, MAIN_CHAIN)
+    moved = _moved_heads(conn)  # again under main's lock: another anchorer may have been first
+    if not moved:
+        return 0
+    append_audit(conn, [AuditEntry("engine", ANCHOR_ACTION, details={"heads": moved})], at)
+    for head in moved:
+        upsert_row(conn, audit_anchors, head, key="chain")
+    return len(moved)
 
 
 def verify_audit(
@@ -124,67 +226,12 @@ def verify_audit(
     key: AuditKey | None = None,
     checkpoint: tuple[int, str] | None = None,
 ) -> Verification:
-    """Recompute the keyed chain from the first entry; name the first entry that does not hold.
+    """Recompute every chain from its genesis; name the chain and first entry that do not hold.
 
-    ``checkpoint`` (seq, hash), read from outside the store, must lie on the chain: a log cut
-    back or rewritten before it fails even when its head row was reset to match.
+    ``checkpoint`` (seq, hash of "main"), read from outside the store, must lie on "main": a log
+    cut back or rewritten before it fails even when its head row was reset to match. Every head
+    anchored in "main" must lie on its chain, and every head row must match its chain.
     """
-    key = key or key_for(engine)
-    prev = GENESIS
-    expected_seq = 1
-    checked = 0
+    from quote2cash.engine.audit_verify import ChainVerifier
 
-    def broken(seq: int | None, reason: str) -> Verification:
-        return Verification(False, checked, seq, reason, key.key_id, store_id)
-
-    with engine.connect() as conn:
-        head = read_head(conn)
-        store_id = head.store_id if head else None
-        last_seq = 0
-        while True:
-            rows = conn.execute(
-                select(audit_log)
-                .where(audit_log.c.seq > last_seq)
-                .order_by(audit_log.c.seq)
-                .limit(batch)
-            ).all()
-            if not rows:
-                break
-            for row in rows:
-                if row.seq != expected_seq:
-                    return broken(expected_seq, f"entry {expected_seq} is missing")
-                if row.prev_hash != prev:
-                    return broken(row.seq, "prev_hash does not match the entry before it")
-                if row.key_id != key.key_id:
-                    signer = f"key {row.key_id}" if row.key_id else "no key"
-                    return broken(
-                        row.seq,
-                        f"signed with {signer}, not the configured audit key {key.key_id} "
-                        "(wrong key, or forged without it)",
-                    )
-                entry = AuditEntry(row.actor, row.action, row.entity, row.correlation_id)
-                if _digest(key, prev, row.seq, row.at, entry, row.details) != row.hash:
-                    return broken(row.seq, "content does not match its signed hash (edited)")
-                if checkpoint and row.seq == checkpoint[0] and row.hash != checkpoint[1]:
-                    return broken(
-                        row.seq, "differs from the signed checkpoint (the chain was rewritten)"
-                    )
-                prev = row.hash
-                expected_seq += 1
-                checked += 1
-                last_seq = row.seq
-    if head is None:
-        return broken(None, "audit head row is missing")
-    if head.seq != checked or head.hash != prev:
-        return broken(
-            checked + 1 if head.seq > checked else head.seq,
-            f"head says {head.seq} entries but the chain has {checked} (truncated or edited)",
-        )
-    if checkpoint and checkpoint[0] > checked:
-        what = "wiped" if checked == 0 else "truncated"
-        return broken(
-            checked + 1,
-            f"a signed checkpoint covers {checkpoint[0]} entries but the log has {checked}: "
-            f"entries {checked + 1}..{checkpoint[0]} were removed ({what}, head reset)",
-        )
-    return Verification(True, checked, key_id=key.key_id, store_id=store_id)
+    return ChainVerifier(engine, key or key_for(engine), batch).run(checkpoint)

@@ -1,9 +1,11 @@
 """Signed checkpoints of the audit head, kept outside the store.
 
-A checkpoint (store id, seq, hash, time) is signed with the audit key and appended to a JetStream
-stream that refuses delete and purge, or to an append-only file. A database writer who cuts the
-log back and resets the head cannot move the last checkpoint, so verify names the removed entries;
-what can go undetected is bounded by the entries written after the last checkpoint.
+A checkpoint (store id, seq, hash, time) of the "main" chain is signed with the audit key and
+appended to a JetStream stream that refuses delete and purge, or to an append-only file. Before
+each checkpoint the moved heads of the partition chains are anchored into "main", so the
+checkpoint covers them too. A database writer who cuts the log back and resets the head cannot move
+the last checkpoint, so verify names the removed entries; what can go undetected is bounded by the
+entries written after the last checkpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from quote2cash.engine.audit import (
     GENESIS,
     AuditHead,
     Verification,
+    anchor_chains,
     canonical_json,
     read_head,
     verify_audit,
@@ -168,8 +171,15 @@ def _head(engine: Engine) -> AuditHead:
     return head
 
 
+def anchor_now(runtime: Runtime) -> int:
+    """Anchor every partition chain that moved into "main"; how many chains it anchored."""
+    with runtime.engine.begin() as conn:
+        return anchor_chains(conn, runtime.clock.now())
+
+
 async def write_checkpoint(runtime: Runtime) -> Checkpoint:
-    """Sign the committed head and append it outside the store."""
+    """Anchor the moved partition chains, sign the committed head, append it outside the store."""
+    anchor_now(runtime)
     checkpoint = sign_checkpoint(runtime.audit_key, _head(runtime.engine), runtime.clock.now())
     await runtime.checkpoints.append(checkpoint)
     return checkpoint
@@ -208,6 +218,7 @@ class Checkpointer:
             return None
         self._next = now + self.every
         try:
+            anchor_now(self.runtime)
             head = _head(self.runtime.engine)
             if head.seq == self._seq:
                 return None

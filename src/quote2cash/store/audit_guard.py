@@ -1,10 +1,10 @@
 """Append-only audit tables at the database: which backends can refuse edits, and how.
 
 PostgreSQL gets triggers that refuse UPDATE, DELETE and TRUNCATE of ``audit_log``, DELETE and
-TRUNCATE of ``audit_head``, and any head update that moves it backwards or changes the store id.
-A role that does not own the tables cannot drop or disable them (docs/audit.md). SQLite has no
-roles, so a guard there would stop no one who can write the file; it relies on the key and the
-checkpoints alone.
+TRUNCATE of ``audit_head``, and any head update that moves a chain backwards or changes the row's
+chain or store id. A role that does not own the tables cannot drop or disable them
+(docs/audit.md). SQLite has no roles, so a guard there would stop no one who can write the file;
+it relies on the key and the checkpoints alone.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PostgreSQL triggers that keep the audit log append-only and its head moving forward only.
+"""PostgreSQL triggers that keep the audit log append-only and each chain's head moving forward.
 
 The SQL goes through the driver's placeholder pass, hence ``%%`` for PL/pgSQL's ``%``.
 """
@@ -19,8 +19,10 @@ BEGIN
     IF TG_OP <> 'UPDATE' THEN
         RAISE EXCEPTION 'audit_head: %% refused', TG_OP USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Everything but seq and hash is the row's identity (chain or id, store id): it never
+    -- changes. Compared as JSON so one function guards the head before and after 0013.
     IF NEW.seq < OLD.seq OR (NEW.seq = OLD.seq AND NEW.hash <> OLD.hash)
-       OR NEW.store_id IS DISTINCT FROM OLD.store_id OR NEW.id <> OLD.id THEN
+       OR (to_jsonb(NEW) - 'seq' - 'hash') IS DISTINCT FROM (to_jsonb(OLD) - 'seq' - 'hash') THEN
         RAISE EXCEPTION 'audit_head moves forward only (from %% to %%)', OLD.seq, NEW.seq
             USING ERRCODE = 'insufficient_privilege';
     END IF;

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool, StaticPool
 
@@ -76,6 +76,18 @@ def _sqlite_hooks(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def snapshot_connection(engine: Engine) -> Connection:
+    """A connection whose reads all see one snapshot, so a reader never sees half a commit.
+
+    PostgreSQL: REPEATABLE READ. SQLite: its transactions already read one snapshot (and this
+    store's begin hook takes the write lock).
+    """
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -187,7 +187,10 @@ replay_requests = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # ``id`` orders entries across chains for readers; each chain numbers its own ``seq`` from 1.
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("chain", String(200), nullable=False, server_default=text("'main'")),
+    Column("seq", BigInteger, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
     Column("actor", String(100), nullable=False),
     Column("action", String(100), nullable=False),
@@ -197,17 +200,29 @@ audit_log = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
     Column("key_id", String(16), nullable=True),
+    UniqueConstraint("chain", "seq"),
     Index("ix_audit_log_correlation_id", "correlation_id"),
     Index("ix_audit_log_entity", "entity"),
 )
 
+# One head row per chain: writers of different chains never lock the same row.
 audit_head = Table(
     "audit_head",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("chain", String(200), primary_key=True),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("store_id", String(32), nullable=True),
+)
+
+# The head of each partition chain as last anchored into "main" (a cache; the signed anchor
+# entries in "main" are the evidence).
+audit_anchors = Table(
+    "audit_anchors",
+    metadata,
+    Column("chain", String(200), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 # --- master data (masterdata/): cross-references, hierarchy, golden customers, steward queue ---

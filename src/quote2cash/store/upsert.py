@@ -20,3 +20,16 @@ def upsert_row(
             set_={k: stmt.excluded[k] for k in values if k not in keys},
         )
     )
+
+
+def insert_missing(
+    conn: Connection, table: Table, values: dict[str, Any], *, key: str | tuple[str, ...]
+) -> None:
+    """Insert one row unless a row with its key exists (or is being inserted) already."""
+    keys = (key,) if isinstance(key, str) else key
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[table.c[k] for k in keys])
+    )

@@ -142,8 +142,8 @@ async def test_exception_actions_through_the_api(runtime: Runtime, desk: dict[st
     corrected = next(e for e in body["data"] if e["action"] == "exception.corrected")
     assert corrected["actor"] == "maria"
     assert corrected["details"]["diff"] == [{"op": "add", "path": "/valid", "value": True}]
-    first, rest = body["data"][:2], (await vic.get(f"/v1/audit?after={body['data'][1]['seq']}"))
-    assert [e["seq"] for e in first + rest[1]["data"]] == [e["seq"] for e in body["data"]]
+    first, rest = body["data"][:2], (await vic.get(f"/v1/audit?after={body['data'][1]['id']}"))
+    assert [e["id"] for e in first + rest[1]["data"]] == [e["id"] for e in body["data"]]
     status, body = await vic.get("/v1/audit/verify")
     assert status == 200 and body["ok"] is True
 

@@ -19,9 +19,9 @@ PAGE: Final = 50
 
 
 def read_entries(runtime: Runtime, before: int | None) -> list[dict[str, Any]]:
-    query = select(audit_log).order_by(audit_log.c.seq.desc()).limit(PAGE)
+    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(PAGE)
     if before is not None:
-        query = query.where(audit_log.c.seq < before)
+        query = query.where(audit_log.c.id < before)
     with runtime.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(query)]
 
@@ -38,7 +38,7 @@ async def _show(request: web.Request, verification: Verification | None) -> web.
     console = console_of(request)
     before = _before(request.query.get("before"))
     rows = await console.store(lambda: read_entries(console.runtime, before))
-    older = rows[-1]["seq"] if len(rows) == PAGE else None
+    older = rows[-1]["id"] if len(rows) == PAGE else None
     return page(request, "audit.html", entries=rows, older=older, verification=verification)
 
 

@@ -192,7 +192,7 @@ def read_trace(runtime: Runtime, correlation_id: str, links: ObjectLinks) -> Tra
                     audit_log.c.entity.in_(replay_entities),
                 )
             )
-            .order_by(audit_log.c.seq)
+            .order_by(audit_log.c.id)
         ).all()
         for a in audit_rows:
             if a.action == "step.completed":
