@@ -15,7 +15,7 @@ procrastinate with a lock per subject, pgqueuer, DBOS with a partitioned queue p
 raw batched insert of the same event rows as the ceiling. Every measurement runs in its own
 process on its own fresh store, dropped afterwards. The last line is one JSON object.
 
-    python benchmarks/engine_throughput.py            # 10,000 events, 1,000 subjects, 1M history
+    python benchmarks/engine_throughput.py            # 5,000 events, 500 subjects, 1M history
     python benchmarks/engine_throughput.py --quick    # under a minute
     python benchmarks/engine_throughput.py --backends postgres --skip-peers
 """
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.events = args.events or (600 if args.quick else 10_000)
-    args.subjects = args.subjects or (100 if args.quick else 1_000)
+    args.events = args.events or (300 if args.quick else 5_000)
+    args.subjects = args.subjects or (50 if args.quick else 500)
     if args.child:
         out = child_main(args)
         print(json.dumps(out))
