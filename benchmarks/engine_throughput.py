@@ -217,8 +217,9 @@ def peers(args: argparse.Namespace, folder: str, out: dict[str, Any]) -> None:
         out[f"ratio_vs_{peer}"] = round(ours / rate, 2)
         print(
             f"    {peer:<21} end to end {rate:>8,.1f} jobs/s (enqueue {r['enqueue_per_s']:,.0f}/s,"
-            f" process {r['process_per_s']:,.1f}/s), out-of-order rows {r['order_violations']};"
-            f" engine pg steps1 / it = {out[f'ratio_vs_{peer}']}x\n      {GUARANTEES[peer]}",
+            f" then {r['process_per_s']:,.1f}/s to finish), out-of-order rows"
+            f" {r['order_violations']}; engine pg steps1 / it = {out[f'ratio_vs_{peer}']}x"
+            f"\n      {GUARANTEES[peer]}",
             flush=True,
         )
 
