@@ -18,12 +18,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from quote2cash.engine.events import Event, encode_data
-from quote2cash.engine.runtime import Runtime
+if TYPE_CHECKING:
+    from quote2cash.engine.events import Event
 
 BATCH = 1000
 DBOS_ENQUEUERS = 10
@@ -250,6 +250,8 @@ COLUMNS = (
 
 
 def event_rows(evs: list[Event]) -> list[tuple[Any, ...]]:
+    from quote2cash.engine.events import encode_data
+
     now = datetime.now(UTC)
     return [
         (
@@ -272,6 +274,8 @@ def event_rows(evs: list[Event]) -> list[tuple[Any, ...]]:
 def raw_insert(url: str, evs: list[Event]) -> dict[str, Any]:
     """The same rows in batches of 1,000, one commit each: SQLite ``executemany`` (WAL,
     synchronous FULL), PostgreSQL ``COPY``. No dispatch: what the store's disk and indexes allow."""
+    from quote2cash.engine.runtime import Runtime
+
     Runtime.open(url).close()
     rows = event_rows(evs)
     insert = _raw_sqlite if url.startswith("sqlite") else _raw_postgres
