@@ -105,7 +105,7 @@ def measure(
 ) -> dict[str, Any]:
     """One measurement in its own process on a fresh store of ``backend``, dropped afterwards."""
     tag = f"{kind}-{'-'.join(f'{k}{v}' for k, v in extra.items())}"
-    url, drop = store_url(backend, folder, tag)
+    url, drop = store_url(backend, folder, tag, prefix="q2c_engine")
     options = [f"--{k}={v}" for k, v in extra.items()]
     env = child_env(
         {
