@@ -24,15 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psycopg
 
+from _common import pg_database
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.registry import Registry
@@ -43,7 +42,6 @@ from quote2cash.identity.accounts import add_operator, create_first_admin, set_p
 from quote2cash.identity.tokens import issue_token
 from quote2cash.masterdata.xref import Kind, XrefStore
 
-PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SRC = Path(__file__).parents[1] / "src"
 PASSWORD = "benchmark pass phrase 1"
 APPEND_BATCH = 500
@@ -247,18 +245,6 @@ async def measure(
     for figure in figures.values():
         figure["vs_health_rps"] = round(figure["rps"] / baseline["rps"], 3)
     return {"deals": deals, "populate_s": round(populate_s, 1), "health": baseline, **figures}
-
-
-def pg_database() -> tuple[str, Callable[[], None]]:
-    name = f"q2c_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
 
 
 def main() -> None:

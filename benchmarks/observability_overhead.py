@@ -23,16 +23,14 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-SRC = Path(__file__).parents[1] / "src"
-PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+from _common import SRC, child_env, run_child, store_url
+
 APPEND_BATCH = 500
 SPANS_PER_EVENT = 6  # intake, event, 4 steps
 OTEL_VARIABLES = (
@@ -113,25 +111,8 @@ def whole_traces(spans: list[Any]) -> tuple[int, int]:
     return len(per_trace), sum(1 for n in per_trace.values() if n == SPANS_PER_EVENT)
 
 
-def store_url(backend: str, folder: str, tag: str) -> tuple[str, Any]:
-    if backend == "sqlite":
-        return f"sqlite:///{folder}/{tag}.sqlite", lambda: None
-    import psycopg
-
-    name = f"q2c_obs_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, drop
-
-
 def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k not in OTEL_VARIABLES}
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {k: v for k, v in child_env().items() if k not in OTEL_VARIABLES}
     env["Q2C_AUDIT_KEY"] = env.get("Q2C_AUDIT_KEY", "observability-benchmark-audit-key")
     env["Q2C_AUDIT_CHECKPOINT_FILE"] = str(Path(tempfile.gettempdir()) / "q2c-obs-bench.jsonl")
     env["Q2C_METRICS_ENABLED"] = "false" if mode == "off" else "true"
@@ -140,12 +121,7 @@ def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> 
     if mode == "every":
         env["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
     args = ["--child", "--events", str(events), "--subjects", str(subjects), "--url", url]
-    done = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=1800
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, args, env, timeout=1800)
     if result["traced"] != (mode != "off"):
         raise RuntimeError(f"{mode} run: tracing was {'on' if result['traced'] else 'off'}")
     return result
@@ -183,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as folder:
             for i in range(runs):
                 for mode in MODES:
-                    url, drop = store_url(args.backend, folder, f"{mode}-{i}")
+                    url, drop = store_url(args.backend, folder, f"{mode}-{i}", prefix="q2c_obs")
                     try:
                         before = len(receiver.received())
                         r = run_mode(mode, receiver.traces_endpoint, url, events, args.subjects)
