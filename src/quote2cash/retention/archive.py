@@ -1,0 +1,212 @@
+"""One archive run: expired processed events, with their steps and failures, are written to a
+Parquet file and its manifest first; then deleted in the transaction that records the run
+(``archive_runs``) and its audit entry. A crash between the two leaves a file no run names
+and every event still in the store; the next run takes them again."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select
+
+from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.runtime import Runtime
+from quote2cash.retention.audit_refs import audit_refs
+from quote2cash.retention.candidates import archivable, chunks, pinned_positions
+from quote2cash.retention.folder import ensure_private_folder
+from quote2cash.retention.manifest import (
+    Manifest,
+    ManifestEvent,
+    iso,
+    manifest_path,
+    write_manifest,
+)
+from quote2cash.retention.parquet_file import (
+    EVENT_COLUMNS,
+    FAILURE_COLUMNS,
+    STEP_COLUMNS,
+    ArchivedEvent,
+    write_archive,
+)
+from quote2cash.retention.policy import RetentionPolicy, event_class
+from quote2cash.store.schema import archive_runs, events, failures, steps
+
+ACTOR = "retention"
+
+
+class ArchiveError(RuntimeError):
+    """A run that archived nothing; the message says why."""
+
+
+@dataclass(frozen=True)
+class ArchiveReport:
+    dry_run: bool
+    events: int
+    steps: int
+    failures: int
+    cutoffs: dict[str, datetime | None]
+    by_class: dict[str, int] = field(default_factory=dict)
+    run_id: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+    pos_min: int | None = None
+    pos_max: int | None = None
+    more: bool = False
+    """The run stopped at its limit: more expired events wait for the next one."""
+
+
+def run_archive(
+    runtime: Runtime,
+    folder: Path,
+    policy: RetentionPolicy,
+    *,
+    before: datetime | None = None,
+    dry_run: bool = False,
+    limit: int = 200_000,
+    via: str = "cli",
+) -> ArchiveReport:
+    started = runtime.clock.now()
+    cutoffs = policy.cutoffs(started, before)
+    with runtime.engine.connect() as conn:
+        rows = archivable(conn, policy, cutoffs, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        taken = _with_steps_and_failures(conn, rows)
+        refs = audit_refs(conn, {r.event_id for r in rows}) if rows and not dry_run else {}
+    by_class = dict(Counter(event_class(r.type) for r in rows))
+    n_steps = sum(len(a.steps) for a in taken)
+    n_failures = sum(len(a.failures) for a in taken)
+    if dry_run or not rows:
+        return ArchiveReport(
+            dry_run,
+            len(rows),
+            n_steps,
+            n_failures,
+            cutoffs,
+            by_class,
+            pos_min=rows[0].pos if rows else None,
+            pos_max=rows[-1].pos if rows else None,
+            more=more,
+        )
+    run_id = f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
+    ensure_private_folder(folder)
+    path = folder / f"q2c-archive-{run_id}.parquet"
+    sha = write_archive(path, taken)
+    manifest = Manifest(
+        run_id=run_id,
+        file=path.name,
+        sha256=sha,
+        created_at=started.isoformat(),
+        events=len(rows),
+        steps=n_steps,
+        failures=n_failures,
+        pos_min=rows[0].pos,
+        pos_max=rows[-1].pos,
+        cutoffs={cls: iso(c) for cls, c in cutoffs.items()},
+        archived=tuple(
+            ManifestEvent(
+                r.pos,
+                r.source,
+                r.event_id,
+                r.type,
+                event_class(r.type),
+                tuple(refs.get(r.event_id, ())),
+            )
+            for r in rows
+        ),
+    )
+    mpath = manifest_path(path)
+    manifest_sha = write_manifest(mpath, manifest)
+    try:
+        with runtime.engine.begin() as conn:
+            _delete(conn, [r.pos for r in rows])
+            now = runtime.clock.now()
+            conn.execute(
+                insert(archive_runs).values(
+                    id=run_id,
+                    started_at=started,
+                    finished_at=now,
+                    via=via,
+                    file=path.name,
+                    sha256=sha,
+                    manifest_sha256=manifest_sha,
+                    events=len(rows),
+                    steps=n_steps,
+                    failures=n_failures,
+                    pos_min=manifest.pos_min,
+                    pos_max=manifest.pos_max,
+                    finance_cutoff=cutoffs.get("finance"),
+                    other_cutoff=cutoffs.get("other"),
+                )
+            )
+            append_audit(
+                conn,
+                [
+                    AuditEntry(
+                        ACTOR,
+                        "archive.completed",
+                        f"archive:{run_id}",
+                        details={
+                            "via": via,
+                            "file": path.name,
+                            "sha256": sha,
+                            "manifest_sha256": manifest_sha,
+                            "events": len(rows),
+                            "by_class": by_class,
+                            "pos_min": manifest.pos_min,
+                            "pos_max": manifest.pos_max,
+                        },
+                    )
+                ],
+                now,
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        mpath.unlink(missing_ok=True)
+        raise
+    return ArchiveReport(
+        False, len(rows), n_steps, n_failures, cutoffs, by_class, run_id, path.name, sha,
+        manifest.pos_min, manifest.pos_max, more,
+    )  # fmt: skip
+
+
+def _with_steps_and_failures(conn: Connection, rows: list[Any]) -> list[ArchivedEvent]:
+    taken = {r.pos: ArchivedEvent({c: getattr(r, c) for c in EVENT_COLUMNS}) for r in rows}
+    for part in chunks(list(taken)):
+        for s in conn.execute(
+            select(steps).where(steps.c.event_pos.in_(part)).order_by(steps.c.event_pos)
+        ):
+            taken[s.event_pos].steps.append({c: getattr(s, c) for c in STEP_COLUMNS})
+        for f in conn.execute(
+            select(failures).where(failures.c.event_pos.in_(part)).order_by(failures.c.id)
+        ):
+            taken[f.event_pos].failures.append({c: getattr(f, c) for c in FAILURE_COLUMNS})
+    return list(taken.values())
+
+
+def _delete(conn: Connection, positions: list[int]) -> None:
+    """Delete the run's rows; refuse if one was meanwhile pinned by a replay request or is no
+    longer done (the file is then removed and nothing changes)."""
+    clash = pinned_positions(conn).intersection(positions)
+    if clash:
+        raise ArchiveError(
+            f"events at pos {sorted(clash)[:5]} were named by a replay request meanwhile; "
+            "nothing archived, run again"
+        )
+    deleted = 0
+    for part in chunks(positions):
+        conn.execute(delete(steps).where(steps.c.event_pos.in_(part)))
+        conn.execute(delete(failures).where(failures.c.event_pos.in_(part)))
+        deleted += conn.execute(
+            delete(events).where(events.c.pos.in_(part), events.c.status == "done")
+        ).rowcount
+    if deleted != len(positions):
+        raise ArchiveError(
+            f"{len(positions) - deleted} of {len(positions)} events changed while archiving; "
+            "nothing archived, run again"
+        )

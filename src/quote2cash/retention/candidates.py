@@ -1,0 +1,64 @@
+"""Which events a run may take: processed (done), older than their class's cutoff, not of a type
+kept forever, and only from the processed front of their subject.
+
+The front rule: an event behind a pending, parked or failed event of its subject stays, so a
+requeued event still finds its subject's history in order. Sequence numbers never depend on
+the rows: the next one comes from ``subjects.last_sequence``, which archiving never touches."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, or_, select
+
+from quote2cash.retention.policy import RetentionPolicy
+from quote2cash.store.schema import events, parked_events, replay_requests
+
+
+def archivable(
+    conn: Connection,
+    policy: RetentionPolicy,
+    cutoffs: dict[str, datetime | None],
+    limit: int,
+) -> list[Any]:
+    """Up to ``limit`` event rows, in log order (pos)."""
+    types = policy.archivable_types(conn.execute(select(events.c.type).distinct()).scalars())
+    windows = [
+        and_(events.c.type.in_(types[cls]), events.c.time < cutoff)
+        for cls, cutoff in cutoffs.items()
+        if cutoff is not None and types[cls]
+    ]
+    if not windows:
+        return []
+    earlier = events.alias("earlier")
+    held_behind = exists().where(
+        earlier.c.subject == events.c.subject,
+        earlier.c.sequence < events.c.sequence,
+        earlier.c.status != "done",
+    )
+    parked = exists().where(parked_events.c.event_pos == events.c.pos)
+    pinned = pinned_positions(conn)
+    query = (
+        select(events)
+        .where(events.c.status == "done", or_(*windows), ~held_behind, ~parked)
+        .order_by(events.c.pos)
+        .limit(limit + len(pinned))
+    )
+    return [r for r in conn.execute(query) if r.pos not in pinned][:limit]
+
+
+def pinned_positions(conn: Connection) -> set[int]:
+    """Events a pending replay request names: its approver must find them in the store."""
+    pinned: set[int] = set()
+    for (selector,) in conn.execute(
+        select(replay_requests.c.selector).where(replay_requests.c.status == "pending")
+    ):
+        pinned.update(int(p) for p in json.loads(selector).get("positions", []))
+    return pinned
+
+
+def chunks(values: Sequence[int], size: int = 5000) -> list[Sequence[int]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
