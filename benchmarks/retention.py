@@ -7,7 +7,7 @@ the audit log stays (it is never deleted). Sizes: PostgreSQL pg_total_relation_s
 engine's tables (after VACUUM FULL, i.e. the space the rows take); SQLite the file after
 VACUUM. The last line is one JSON object of the figures.
 
-    python benchmarks/retention.py --quick     # 20,000 events per store, under a minute
+    python benchmarks/retention.py --quick     # 10,000 events per store, under a minute
     python benchmarks/retention.py             # 200,000 events per store
 """
 
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None)
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
-    n = args.events or (20_000 if args.quick else 200_000)
+    n = args.events or (10_000 if args.quick else 200_000)
     work = Path(tempfile.mkdtemp(prefix="q2c-retention-bench-"))
     os.environ["Q2C_AUDIT_CHECKPOINT_FILE"] = str(work / "cp.jsonl")
     figures: dict[str, object] = {"events_per_store": n}

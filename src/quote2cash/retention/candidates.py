@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, exists, or_, select
+from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.store.schema import events, parked_events, replay_requests
@@ -33,17 +33,24 @@ def archivable(
     ]
     if not windows:
         return []
-    earlier = events.alias("earlier")
-    held_behind = exists().where(
-        earlier.c.subject == events.c.subject,
-        earlier.c.sequence < events.c.sequence,
-        earlier.c.status != "done",
+    unfinished = events.alias("unfinished")
+    front = (
+        select(unfinished.c.subject, func.min(unfinished.c.sequence).label("sequence"))
+        .where(unfinished.c.status != "done")
+        .group_by(unfinished.c.subject)
+        .subquery("front")
     )
     parked = exists().where(parked_events.c.event_pos == events.c.pos)
     pinned = pinned_positions(conn)
     query = (
         select(events)
-        .where(events.c.status == "done", or_(*windows), ~held_behind, ~parked)
+        .outerjoin(front, front.c.subject == events.c.subject)
+        .where(
+            events.c.status == "done",
+            or_(*windows),
+            or_(front.c.sequence.is_(None), events.c.sequence < front.c.sequence),
+            ~parked,
+        )
         .order_by(events.c.pos)
         .limit(limit + len(pinned))
     )

@@ -80,7 +80,7 @@ def manifest_path(archive_file: Path) -> Path:
 
 def write_manifest(path: Path, manifest: Manifest) -> str:
     """Write it 0600 (synced, through a temporary name); returns the SHA-256 of its bytes."""
-    body = json.dumps(manifest.to_json(), indent=1, sort_keys=True).encode()
+    body = json.dumps(manifest.to_json(), separators=(",", ":"), sort_keys=True).encode()
     partial = path.with_name(path.name + ".partial")
     with open_private(partial, "wb") as out:
         out.write(body)
