@@ -77,7 +77,7 @@ def run_archive(
         more = len(rows) > limit
         rows = rows[:limit]
         taken = _with_steps_and_failures(conn, rows)
-        refs = audit_refs(conn, {r.event_id for r in rows}) if rows and not dry_run else {}
+        refs = audit_refs(conn, rows) if rows and not dry_run else {}
     by_class = dict(Counter(event_class(r.type) for r in rows))
     n_steps = sum(len(a.steps) for a in taken)
     n_failures = sum(len(a.failures) for a in taken)

@@ -6,39 +6,75 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, select
 
 from quote2cash.retention.manifest import AuditRef, ManifestEvent
 from quote2cash.store.schema import audit_log
 
 _BATCH = 10_000
+_KEYS = 1_000
 _NAMES_EVENT = '%"event_id":%'
 
 
-def audit_refs(conn: Connection, event_ids: set[str]) -> dict[str, list[AuditRef]]:
-    """For each of ``event_ids``, the audit entries naming it, in chain order.
+def audit_refs(conn: Connection, archived: Iterable[Any]) -> dict[str, list[AuditRef]]:
+    """For each archived event row, the audit entries naming its id, in chain order.
 
-    One pass over the entries that name any event (the details are canonical JSON, so the key
-    is written ``"event_id":``), in seq batches: bounded memory on a long log."""
-    found: dict[str, list[AuditRef]] = defaultdict(list)
-    if not event_ids:
-        return found
+    Found through the indexed columns the engine fills: the event's correlation id, its
+    subject or ``event:<pos>`` as entity; plus every entry without a correlation id (operator
+    and quarantine decisions). The details are canonical JSON, so ``"event_id":`` is literal."""
+    rows = list(archived)
+    ids = {r.event_id for r in rows}
+    found: dict[int, tuple[str, str | None]] = {}
+    lookups = [
+        (audit_log.c.correlation_id, sorted({r.correlation_id for r in rows})),
+        (audit_log.c.entity, sorted({r.subject for r in rows} | {f"event:{r.pos}" for r in rows})),
+    ]
+    for column, values in lookups:
+        for i in range(0, len(values), _KEYS):
+            _collect(conn, found, ids, column.in_(values[i : i + _KEYS]))
     last = -1
     while True:
-        rows = conn.execute(
-            select(audit_log.c.seq, audit_log.c.hash, audit_log.c.details)
-            .where(audit_log.c.seq > last, audit_log.c.details.like(_NAMES_EVENT))
-            .order_by(audit_log.c.seq)
-            .limit(_BATCH)
-        ).all()
-        if not rows:
-            return found
-        for seq, hash_, details in rows:
-            named = _event_id(details)
-            if named in event_ids:
-                found[named].append(AuditRef(int(seq), str(hash_)))
-        last = int(rows[-1][0])
+        batch = _collect(
+            conn, found, ids, audit_log.c.correlation_id.is_(None), after=last, limit=_BATCH
+        )
+        if batch is None:
+            break
+        last = batch
+    out: dict[str, list[AuditRef]] = defaultdict(list)
+    for seq in sorted(found):
+        hash_, event_id = found[seq]
+        if event_id is not None:
+            out[event_id].append(AuditRef(seq, hash_))
+    return out
+
+
+def _collect(
+    conn: Connection,
+    found: dict[int, tuple[str, str | None]],
+    ids: set[str],
+    where: ColumnElement[bool],
+    *,
+    after: int | None = None,
+    limit: int | None = None,
+) -> int | None:
+    """Add the entries matching ``where`` that name one of ``ids``; the last seq read (None
+    when nothing was read)."""
+    query = select(audit_log.c.seq, audit_log.c.hash, audit_log.c.details).where(
+        where, audit_log.c.details.like(_NAMES_EVENT)
+    )
+    if after is not None:
+        query = query.where(audit_log.c.seq > after).order_by(audit_log.c.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    last = None
+    for seq, hash_, details in conn.execute(query):
+        last = int(seq)
+        named = _event_id(details)
+        if named in ids:
+            found[last] = (str(hash_), named)
+    return last
 
 
 def audit_mismatches(conn: Connection, archived: Iterable[ManifestEvent]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from quote2cash.engine.audit import verify_audit
+from quote2cash.engine.audit import AuditEntry, append_audit, verify_audit
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.events import new_event
 from quote2cash.engine.queries import list_events
@@ -23,7 +23,7 @@ from quote2cash.retention.archive import run_archive
 from quote2cash.retention.manifest import manifest_path
 from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.retention.restore import RestoreError, list_runs, restore_archive
-from quote2cash.store.schema import events, failures, steps, subjects
+from quote2cash.store.schema import audit_log, events, failures, steps, subjects
 from support.retention_handlers import registry
 
 POLICY = RetentionPolicy(finance_days=3650, other_days=90)
@@ -203,3 +203,31 @@ async def test_appending_after_archiving_keeps_the_subject_sequence(
             select(subjects.c.last_sequence).where(subjects.c.subject == "acct-9")
         ).scalar_one()
     assert last == 4
+
+
+async def test_every_audit_entry_naming_the_event_goes_into_the_manifest(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    append(runtime, "crm.account.updated", "acct-5", "e5", 300)
+    append(runtime, "crm.account.updated", "acct-6", "e6", 1)
+    await Worker(runtime, registry).drain()
+    [pos] = [e.pos for e in list_events(runtime) if e.id == "e5"]
+    entries = [
+        AuditEntry("olga", "event.retried", f"event:{pos}", "elsewhere", {"event_id": "e5"}),
+        AuditEntry("olga", "quarantine.released", "quarantine:1", None, {"event_id": "e5"}),
+        AuditEntry("olga", "quarantine.released", "quarantine:2", None, {"event_id": "e6"}),
+        AuditEntry("olga", "operator.added", "olga", None, {"roles": ["operator"]}),
+    ]
+    with runtime.engine.begin() as conn:
+        append_audit(conn, entries, runtime.clock.now())
+    with runtime.engine.connect() as conn:
+        by_event: dict[str, list[int]] = {}
+        for s, d in conn.execute(select(audit_log.c.seq, audit_log.c.details)):
+            if json.loads(d).get("event_id"):
+                by_event.setdefault(json.loads(d)["event_id"], []).append(s)
+    report = run_archive(runtime, tmp_path / "a", POLICY)
+    assert report.events == 1 and report.file is not None
+    manifest = json.loads(manifest_path(tmp_path / "a" / report.file).read_text())
+    [archived] = manifest["events"]
+    assert [a["seq"] for a in archived["audit"]] == by_event["e5"]
+    assert len(by_event["e5"]) == 3  # its step, the retry, the quarantine release
