@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, insert, select
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
 from quote2cash.retention.audit_refs import audit_refs
-from quote2cash.retention.candidates import archivable, chunks, pinned_positions
+from quote2cash.retention.candidates import archivable, pinned_positions
 from quote2cash.retention.folder import ensure_private_folder
 from quote2cash.retention.manifest import (
     Manifest,
@@ -26,6 +26,7 @@ from quote2cash.retention.manifest import (
     manifest_path,
     write_manifest,
 )
+from quote2cash.retention.membership import in_parts
 from quote2cash.retention.parquet_file import (
     EVENT_COLUMNS,
     FAILURE_COLUMNS,
@@ -176,17 +177,20 @@ def run_archive(
 
 
 def _with_steps_and_failures(conn: Connection, rows: list[Any]) -> list[ArchivedEvent]:
-    taken = {r.pos: ArchivedEvent({c: getattr(r, c) for c in EVENT_COLUMNS}) for r in rows}
-    for part in chunks(list(taken)):
-        for s in conn.execute(
-            select(steps).where(steps.c.event_pos.in_(part)).order_by(steps.c.event_pos)
-        ):
-            taken[s.event_pos].steps.append({c: getattr(s, c) for c in STEP_COLUMNS})
-        for f in conn.execute(
-            select(failures).where(failures.c.event_pos.in_(part)).order_by(failures.c.id)
-        ):
-            taken[f.event_pos].failures.append({c: getattr(f, c) for c in FAILURE_COLUMNS})
+    taken = {r.pos: ArchivedEvent(_pick(r, EVENT_COLUMNS)) for r in rows}
+    positions = list(taken)
+    for where in in_parts(conn, steps.c.event_pos, positions):
+        for s in conn.execute(select(steps).where(where).order_by(steps.c.event_pos)):
+            taken[s.event_pos].steps.append(_pick(s, STEP_COLUMNS))
+    for where in in_parts(conn, failures.c.event_pos, positions):
+        for f in conn.execute(select(failures).where(where).order_by(failures.c.id)):
+            taken[f.event_pos].failures.append(_pick(f, FAILURE_COLUMNS))
     return list(taken.values())
+
+
+def _pick(row: Any, columns: tuple[str, ...]) -> dict[str, Any]:
+    mapping = row._mapping
+    return {c: mapping[c] for c in columns}
 
 
 def _delete(conn: Connection, positions: list[int]) -> None:
@@ -199,12 +203,12 @@ def _delete(conn: Connection, positions: list[int]) -> None:
             "nothing archived, run again"
         )
     deleted = 0
-    for part in chunks(positions):
-        conn.execute(delete(steps).where(steps.c.event_pos.in_(part)))
-        conn.execute(delete(failures).where(failures.c.event_pos.in_(part)))
-        deleted += conn.execute(
-            delete(events).where(events.c.pos.in_(part), events.c.status == "done")
-        ).rowcount
+    for where in in_parts(conn, steps.c.event_pos, positions):
+        conn.execute(delete(steps).where(where))
+    for where in in_parts(conn, failures.c.event_pos, positions):
+        conn.execute(delete(failures).where(where))
+    for where in in_parts(conn, events.c.pos, positions):
+        deleted += conn.execute(delete(events).where(where, events.c.status == "done")).rowcount
     if deleted != len(positions):
         raise ArchiveError(
             f"{len(positions) - deleted} of {len(positions)} events changed while archiving; "

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, select
 
 from quote2cash.retention.manifest import AuditRef, ManifestEvent
+from quote2cash.retention.membership import in_parts
 from quote2cash.store.schema import audit_log
 
 _BATCH = 10_000
-_KEYS = 1_000
 _NAMES_EVENT = '%"event_id":%'
 
 
@@ -32,8 +32,8 @@ def audit_refs(conn: Connection, archived: Iterable[Any]) -> dict[str, list[Audi
         (audit_log.c.entity, sorted({r.subject for r in rows} | {f"event:{r.pos}" for r in rows})),
     ]
     for column, values in lookups:
-        for i in range(0, len(values), _KEYS):
-            _collect(conn, found, ids, column.in_(values[i : i + _KEYS]))
+        for where in in_parts(conn, column, values):
+            _collect(conn, found, ids, where)
     last = -1
     while True:
         batch = _collect(
@@ -81,29 +81,22 @@ def audit_mismatches(conn: Connection, archived: Iterable[ManifestEvent]) -> lis
     """What no longer holds: an entry missing, its hash changed, or no longer naming the event."""
     wanted = {a.seq: (e, a) for e in archived for a in e.audit}
     problems: list[str] = []
-    seqs = sorted(wanted)
-    for i in range(0, len(seqs), _BATCH):
-        chunk = seqs[i : i + _BATCH]
-        stored = {
-            int(seq): (str(hash_), details)
-            for seq, hash_, details in conn.execute(
-                select(audit_log.c.seq, audit_log.c.hash, audit_log.c.details).where(
-                    audit_log.c.seq.in_(chunk)
-                )
+    stored: dict[int, tuple[str, str]] = {}
+    for where in in_parts(conn, audit_log.c.seq, sorted(wanted)):
+        query = select(audit_log.c.seq, audit_log.c.hash, audit_log.c.details).where(where)
+        stored.update((int(seq), (str(h), d)) for seq, h, d in conn.execute(query))
+    for seq in sorted(wanted):
+        event, ref = wanted[seq]
+        name = f"event {event.source}/{event.event_id} (pos {event.pos})"
+        if seq not in stored:
+            problems.append(f"{name}: audit entry {seq} is missing from the audit log")
+        elif stored[seq][0] != ref.hash:
+            problems.append(
+                f"{name}: audit entry {seq} has hash {stored[seq][0][:12]}..., the manifest "
+                f"says {ref.hash[:12]}..."
             )
-        }
-        for seq in chunk:
-            event, ref = wanted[seq]
-            name = f"event {event.source}/{event.event_id} (pos {event.pos})"
-            if seq not in stored:
-                problems.append(f"{name}: audit entry {seq} is missing from the audit log")
-            elif stored[seq][0] != ref.hash:
-                problems.append(
-                    f"{name}: audit entry {seq} has hash {stored[seq][0][:12]}..., the manifest "
-                    f"says {ref.hash[:12]}..."
-                )
-            elif _event_id(stored[seq][1]) != event.event_id:
-                problems.append(f"{name}: audit entry {seq} no longer names the event")
+        elif _event_id(stored[seq][1]) != event.event_id:
+            problems.append(f"{name}: audit entry {seq} no longer names the event")
     return problems
 
 

@@ -8,7 +8,6 @@ the rows: the next one comes from ``subjects.last_sequence``, which archiving ne
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -65,7 +64,3 @@ def pinned_positions(conn: Connection) -> set[int]:
     ):
         pinned.update(int(p) for p in json.loads(selector).get("positions", []))
     return pinned
-
-
-def chunks(values: Sequence[int], size: int = 5000) -> list[Sequence[int]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]

@@ -18,8 +18,8 @@ from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
 from quote2cash.retention.archive import ACTOR
 from quote2cash.retention.audit_refs import audit_mismatches
-from quote2cash.retention.candidates import chunks
 from quote2cash.retention.manifest import Manifest, ManifestError, manifest_path, read_manifest
+from quote2cash.retention.membership import in_parts
 from quote2cash.retention.parquet_file import ArchivedEvent, file_sha256, read_archive
 from quote2cash.store.schema import archive_runs, events, failures, steps
 
@@ -199,8 +199,8 @@ def _check_run(conn: Connection, path: Path, manifest: Manifest, manifest_sha: s
 
 
 def _check_absent(conn: Connection, path: Path, archived: list[ArchivedEvent]) -> None:
-    for part in chunks([a.row["pos"] for a in archived]):
-        clash = conn.execute(select(events.c.pos).where(events.c.pos.in_(part)).limit(1)).first()
+    for where in in_parts(conn, events.c.pos, [a.row["pos"] for a in archived]):
+        clash = conn.execute(select(events.c.pos).where(where).limit(1)).first()
         if clash is not None:
             raise RestoreError(f"archive file {path}: pos {clash.pos} is already in the store")
     keys = [(a.row["source"], a.row["event_id"]) for a in archived]
