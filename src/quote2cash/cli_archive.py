@@ -34,13 +34,14 @@ def register(app: typer.Typer) -> None:
 
 
 def _summary(record: Mapping[str, Any], output: OutputFormat) -> None:
-    """One run's summary: a JSON object for machines, a one-row table for people."""
+    """One run's summary: a JSON object for machines, one line per figure for people."""
     from quote2cash.cli import console
 
     if OutputFormat(output) is OutputFormat.json:
         typer.echo(json.dumps(as_json_value(record), indent=2))
     else:
-        show_records(console, [record], tuple(record), output)
+        rows = [{"figure": k.replace("_", " "), "value": v} for k, v in record.items()]
+        show_records(console, rows, ("figure", "value"), output)
 
 
 def _folder(runtime: Runtime, folder: str | None) -> Path:
@@ -148,8 +149,10 @@ def archive_restore(
     db: DbOption = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:
-    """Put an archive run's events back (same pos and ids), after checking the file's SHA-256,
-    the store's record of the run and the events' audit entries; then replay as usual."""
+    """Put an archive run's events back, same pos and ids, once checked.
+
+    The file's SHA-256 must match its manifest, the manifest the store's record of the run, and
+    each event's audit entries the audit log; then replay as usual."""
     from quote2cash.cli import fail, open_runtime
     from quote2cash.retention.restore import RestoreError, resolve, restore_archive
 
