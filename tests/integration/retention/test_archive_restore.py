@@ -76,6 +76,9 @@ async def test_boundaries_per_class_and_unfinished_work_stay(
     ]  # fmt: skip
     assert left["failed-old"] == "exception" and left["pending-old"] == "pending"
     assert run_archive(runtime, folder, POLICY).events == 0
+    await Worker(runtime, registry).drain()  # the subject goes on after its archived front
+    [after] = list_events(runtime, subject="acct-3")
+    assert (after.id, after.sequence, after.status) == ("pending-old", 2, "done")
 
     forever = RetentionPolicy(finance_days=0, other_days=0)
     assert forever.cutoffs(runtime.clock.now()) == {"finance": None, "other": None}
