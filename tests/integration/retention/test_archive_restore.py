@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from quote2cash.engine.events import new_event
 from quote2cash.engine.queries import list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
-from quote2cash.retention.archive import run_archive
+from quote2cash.retention.archive import ArchiveError, run_archive
 from quote2cash.retention.manifest import manifest_path
 from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.retention.restore import RestoreError, list_runs, restore_archive
@@ -234,3 +235,35 @@ async def test_every_audit_entry_naming_the_event_goes_into_the_manifest(
     [archived] = manifest["events"]
     assert [a["seq"] for a in archived["audit"]] == by_event["e5"]
     assert len(by_event["e5"]) == 3  # its step, the retry, the quarantine release
+
+
+async def test_concurrent_runs_archive_each_event_once(runtime: Runtime, tmp_path: Path) -> None:
+    """Two hub processes' schedules firing together: whatever the interleaving, each event is
+    in exactly one recorded run's file, a run that lost leaves no file, the chain verifies."""
+    rt_events = [
+        new_event("crm.account.updated", f"acct-{i % 50}", id=f"c{i}", time=day(runtime.clock, 200))
+        for i in range(1500)
+    ]
+    runtime.log.append_many(rt_events)
+    await Worker(runtime, registry).drain()
+    folder = tmp_path / "a"
+    outcomes: list[object] = []
+
+    def one_run() -> None:
+        try:
+            outcomes.append(run_archive(runtime, folder, POLICY))
+        except ArchiveError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    runs = list_runs(runtime)
+    assert sum(r.events for r in runs) == 1500
+    assert list_events(runtime) == []
+    assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(r.file for r in runs)
+    assert not list(folder.glob("*.partial"))
+    assert verify_audit(runtime.engine).ok
+    assert len(outcomes) == 2
