@@ -156,6 +156,9 @@ def measure(url: str, sqlite_file: Path | None, n: int, folder: Path) -> dict[st
         "archived_fraction": round(report.events / n, 2),
         "parquet_bytes_per_million_events": round(parquet * 1_000_000 / report.events),
         "archive_events_per_s": round(report.events / archive_s),
+        "delete_transaction_ms_per_10k_events": round(
+            report.transaction_seconds * 1000 * 10_000 / report.events
+        ),
         "restore_events_per_s": round(report.events / restore_s),
     }
     if "audit_log" in before:
