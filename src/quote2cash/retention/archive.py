@@ -17,8 +17,8 @@ from sqlalchemy import Connection, delete, insert, select
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
-from quote2cash.retention.audit_refs import audit_refs
-from quote2cash.retention.candidates import archivable, pinned_positions
+from quote2cash.retention.audit_refs import Found, by_event, correlated_refs, uncorrelated_refs
+from quote2cash.retention.candidates import archivable, pinned_positions, store_types
 from quote2cash.retention.folder import ensure_private_folder
 from quote2cash.retention.manifest import (
     Manifest,
@@ -39,6 +39,7 @@ from quote2cash.retention.policy import RetentionPolicy, event_class
 from quote2cash.store.schema import archive_runs, events, failures, steps
 
 ACTOR = "retention"
+PAGE = 10_000
 
 
 class ArchiveError(RuntimeError):
@@ -76,12 +77,10 @@ def run_archive(
 ) -> ArchiveReport:
     started = runtime.clock.now()
     cutoffs = policy.cutoffs(started, before)
-    with runtime.engine.connect() as conn:
-        rows = archivable(conn, policy, cutoffs, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        taken = _with_steps_and_failures(conn, rows)
-        refs = audit_refs(conn, rows) if rows and not dry_run else {}
+    rows, taken, found = _read(runtime, policy, cutoffs, limit + 1, with_audit=not dry_run)
+    more = len(rows) > limit
+    rows, taken = rows[:limit], taken[:limit]
+    refs = by_event(found)
     by_class = dict(Counter(event_class(r.type) for r in rows))
     n_steps = sum(len(a.steps) for a in taken)
     n_failures = sum(len(a.failures) for a in taken)
@@ -178,6 +177,38 @@ def run_archive(
         False, len(rows), n_steps, n_failures, cutoffs, by_class, run_id, path.name, sha,
         manifest.pos_min, manifest.pos_max, more, time.perf_counter() - began,
     )  # fmt: skip
+
+
+def _read(
+    runtime: Runtime,
+    policy: RetentionPolicy,
+    cutoffs: dict[str, datetime | None],
+    limit: int,
+    *,
+    with_audit: bool,
+) -> tuple[list[Any], list[ArchivedEvent], Found]:
+    """The run's events with their rows and audit entries, read a page at a time, each page a
+    short transaction (on SQLite every transaction holds the write lock: intake waits one page,
+    not the whole read)."""
+    rows: list[Any] = []
+    taken: list[ArchivedEvent] = []
+    found: Found = {}
+    with runtime.engine.connect() as conn:
+        with conn.begin():
+            types = store_types(conn, policy)
+        while len(rows) < limit:
+            with conn.begin():
+                after = rows[-1].pos if rows else 0
+                page = archivable(conn, types, cutoffs, min(PAGE, limit - len(rows)), after=after)
+                if not page:
+                    break
+                taken.extend(_with_steps_and_failures(conn, page))
+                if with_audit:
+                    correlated_refs(conn, page, found)
+            rows.extend(page)
+        if rows and with_audit:
+            uncorrelated_refs(conn, {r.event_id for r in rows}, found)
+    return rows, taken, found
 
 
 def _with_steps_and_failures(conn: Connection, rows: list[Any]) -> list[ArchivedEvent]:

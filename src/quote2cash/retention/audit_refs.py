@@ -18,15 +18,15 @@ _BATCH = 10_000
 _NAMES_EVENT = '%"event_id":%'
 
 
-def audit_refs(conn: Connection, archived: Iterable[Any]) -> dict[str, list[AuditRef]]:
-    """For each archived event row, the audit entries naming its id, in chain order.
+Found = dict[int, tuple[str, str | None]]
+"""Audit entries found so far: seq -> (hash, the event id its details name)."""
 
-    Found through the indexed columns the engine fills: the event's correlation id, its
-    subject or ``event:<pos>`` as entity; plus every entry without a correlation id (operator
-    and quarantine decisions). The details are canonical JSON, so ``"event_id":`` is literal."""
+
+def correlated_refs(conn: Connection, archived: Iterable[Any], found: Found) -> None:
+    """Add the entries naming one of the archived event rows, found through the indexed columns
+    the engine fills: the event's correlation id, its subject or ``event:<pos>`` as entity."""
     rows = list(archived)
     ids = {r.event_id for r in rows}
-    found: dict[int, tuple[str, str | None]] = {}
     lookups = [
         (audit_log.c.correlation_id, sorted({r.correlation_id for r in rows})),
         (audit_log.c.entity, sorted({r.subject for r in rows} | {f"event:{r.pos}" for r in rows})),
@@ -34,14 +34,25 @@ def audit_refs(conn: Connection, archived: Iterable[Any]) -> dict[str, list[Audi
     for column, values in lookups:
         for where in in_parts(conn, column, values):
             _collect(conn, found, ids, where)
+
+
+def uncorrelated_refs(conn: Connection, ids: set[str], found: Found) -> None:
+    """Add the entries without a correlation id (operator and quarantine decisions) naming one
+    of ``ids``: one pass in seq batches, each a short transaction of its own."""
     last = -1
     while True:
-        batch = _collect(
-            conn, found, ids, audit_log.c.correlation_id.is_(None), after=last, limit=_BATCH
-        )
+        with conn.begin():
+            batch = _collect(
+                conn, found, ids, audit_log.c.correlation_id.is_(None), after=last, limit=_BATCH
+            )
         if batch is None:
-            break
+            return
         last = batch
+
+
+def by_event(found: Found) -> dict[str, list[AuditRef]]:
+    """Each event id's entries, in chain order. The details are canonical JSON, so
+    ``"event_id":`` is literal in every entry that names an event."""
     out: dict[str, list[AuditRef]] = defaultdict(list)
     for seq in sorted(found):
         hash_, event_id = found[seq]
@@ -52,7 +63,7 @@ def audit_refs(conn: Connection, archived: Iterable[Any]) -> dict[str, list[Audi
 
 def _collect(
     conn: Connection,
-    found: dict[int, tuple[str, str | None]],
+    found: Found,
     ids: set[str],
     where: ColumnElement[bool],
     *,

@@ -17,14 +17,20 @@ from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.store.schema import events, parked_events, replay_requests
 
 
+def store_types(conn: Connection, policy: RetentionPolicy) -> dict[str, list[str]]:
+    """The store's event types by class, without those kept forever (read once per run)."""
+    return policy.archivable_types(conn.execute(select(events.c.type).distinct()).scalars())
+
+
 def archivable(
     conn: Connection,
-    policy: RetentionPolicy,
+    types: dict[str, list[str]],
     cutoffs: dict[str, datetime | None],
     limit: int,
+    *,
+    after: int = 0,
 ) -> list[Any]:
-    """Up to ``limit`` event rows, in log order (pos)."""
-    types = policy.archivable_types(conn.execute(select(events.c.type).distinct()).scalars())
+    """Up to ``limit`` event rows after pos ``after``, in log order (pos)."""
     windows = [
         and_(events.c.type.in_(types[cls]), events.c.time < cutoff)
         for cls, cutoff in cutoffs.items()
@@ -45,6 +51,7 @@ def archivable(
         select(events)
         .outerjoin(front, front.c.subject == events.c.subject)
         .where(
+            events.c.pos > after,
             events.c.status == "done",
             or_(*windows),
             or_(front.c.sequence.is_(None), events.c.sequence < front.c.sequence),

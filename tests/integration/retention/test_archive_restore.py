@@ -20,6 +20,7 @@ from quote2cash.engine.events import new_event
 from quote2cash.engine.queries import list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
+from quote2cash.retention import archive as archive_module
 from quote2cash.retention.archive import ArchiveError, run_archive
 from quote2cash.retention.manifest import manifest_path
 from quote2cash.retention.policy import RetentionPolicy
@@ -267,3 +268,22 @@ async def test_concurrent_runs_archive_each_event_once(runtime: Runtime, tmp_pat
     assert not list(folder.glob("*.partial"))
     assert verify_audit(runtime.engine).ok
     assert len(outcomes) == 2
+
+
+async def test_a_run_reads_in_pages_and_stops_at_its_limit(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(archive_module, "PAGE", 10)
+    old = day(runtime.clock, 4000)
+    runtime.log.append_many(
+        [new_event("billing.invoice.paid", f"inv-{i % 4}", id=f"i{i}", time=old) for i in range(25)]
+    )
+    await Worker(runtime, registry).drain()
+    first = run_archive(runtime, tmp_path / "a", POLICY, limit=22)
+    assert (first.events, first.steps, first.more) == (22, 22, True)
+    second = run_archive(runtime, tmp_path / "a", POLICY, limit=22)
+    assert (second.events, second.more) == (3, False)
+    assert first.pos_max is not None and second.pos_min is not None
+    assert first.pos_max < second.pos_min
+    manifest = json.loads(manifest_path(tmp_path / "a" / str(first.file)).read_text())
+    assert len(manifest["events"]) == 22 and all(e["audit"] for e in manifest["events"])
