@@ -123,12 +123,27 @@ def sizes(rt: Runtime, url: str, path: Path | None) -> dict[str, int]:
         return {"store": path.stat().st_size}
     out = {}
     with psycopg.connect(url, autocommit=True) as conn:
+        _wait_for_quiet(conn)
         for table in (*ENGINE_TABLES, "audit_log"):
+            conn.execute(f"VACUUM {table}")  # dead rows out first, then compact
             conn.execute(f"VACUUM FULL {table}")
             (size,) = conn.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()  # type: ignore[misc]
             out[table] = int(size)
     out["store"] = sum(out.values())
     return out
+
+
+def _wait_for_quiet(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Wait (up to 60 s) until no other session of this database holds a snapshot (an
+    autoanalyze after the bulk delete would keep VACUUM FULL from removing the dead rows)."""
+    for _ in range(600):
+        (busy,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL)"
+        ).fetchone()  # type: ignore[misc]
+        if not busy:
+            return
+        time.sleep(0.1)
 
 
 def measure(url: str, sqlite_file: Path | None, n: int, folder: Path) -> dict[str, float]:
