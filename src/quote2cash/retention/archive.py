@@ -18,7 +18,12 @@ from sqlalchemy import Connection, delete, insert, select
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
 from quote2cash.retention.audit_refs import Found, by_event, correlated_refs, uncorrelated_refs
-from quote2cash.retention.candidates import archivable, pinned_positions, store_types
+from quote2cash.retention.candidates import (
+    archivable,
+    newest_position,
+    pinned_positions,
+    store_types,
+)
 from quote2cash.retention.folder import ensure_private_folder
 from quote2cash.retention.manifest import (
     Manifest,
@@ -196,10 +201,12 @@ def _read(
     with runtime.engine.connect() as conn:
         with conn.begin():
             types = store_types(conn, policy)
+            newest = newest_position(conn)
         while len(rows) < limit:
             with conn.begin():
                 after = rows[-1].pos if rows else 0
-                page = archivable(conn, types, cutoffs, min(PAGE, limit - len(rows)), after=after)
+                size = min(PAGE, limit - len(rows))
+                page = archivable(conn, types, cutoffs, size, after=after, below=newest)
                 if not page:
                     break
                 taken.extend(_with_steps_and_failures(conn, page))

@@ -22,6 +22,13 @@ def store_types(conn: Connection, policy: RetentionPolicy) -> dict[str, list[str
     return policy.archivable_types(conn.execute(select(events.c.type).distinct()).scalars())
 
 
+def newest_position(conn: Connection) -> int:
+    """The newest event's pos. That event always stays: SQLite numbers a new row after the
+    largest one left, so removing the newest would hand its pos to the next event (a restore
+    would clash, and a reader keeping its place by pos would skip the new one)."""
+    return int(conn.execute(select(func.coalesce(func.max(events.c.pos), 0))).scalar_one())
+
+
 def archivable(
     conn: Connection,
     types: dict[str, list[str]],
@@ -29,8 +36,9 @@ def archivable(
     limit: int,
     *,
     after: int = 0,
+    below: int,
 ) -> list[Any]:
-    """Up to ``limit`` event rows after pos ``after``, in log order (pos)."""
+    """Up to ``limit`` event rows after pos ``after`` and below pos ``below``, in log order."""
     windows = [
         and_(events.c.type.in_(types[cls]), events.c.time < cutoff)
         for cls, cutoff in cutoffs.items()
@@ -52,6 +60,7 @@ def archivable(
         .outerjoin(front, front.c.subject == events.c.subject)
         .where(
             events.c.pos > after,
+            events.c.pos < below,
             events.c.status == "done",
             or_(*windows),
             or_(front.c.sequence.is_(None), events.c.sequence < front.c.sequence),

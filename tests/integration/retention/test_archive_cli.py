@@ -103,6 +103,7 @@ def test_a_tampered_archive_is_refused_naming_the_file(db_url: str, tmp_path: Pa
         new_event("crm.account.updated", "acct-2", id="a2",
                   time=datetime.now(UTC) - timedelta(days=200))
     )  # fmt: skip
+    rt.log.append(new_event("crm.account.updated", "acct-3", id="recent"))
     rt.close()
     ok(run("worker", "--once", "--handlers", HANDLERS, db=db_url, archive=archive))
     summary = json.loads(ok(run("archive", "--format", "json", db=db_url, archive=archive)))

@@ -127,6 +127,7 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
 ) -> None:
     for i in range(5):
         append(runtime, "billing.payment.succeeded", f"pay-{i % 2}", f"p{i}", 4000 - i)
+    append(runtime, "crm.account.updated", "acct-0", "recent", 0)
     await Worker(runtime, registry).drain()
     before = (
         rows_of(runtime, events, events.c.pos),
@@ -137,12 +138,12 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
 
     report = run_archive(runtime, tmp_path / "archive", POLICY)
     assert report.events == 5 and report.run_id is not None and report.file is not None
-    assert rows_of(runtime, events, events.c.pos) == []
+    assert [r["event_id"] for r in rows_of(runtime, events, events.c.pos)] == ["recent"]
     assert verify_audit(runtime.engine).ok
     path = tmp_path / "archive" / report.file
     manifest = json.loads(manifest_path(path).read_text())
     assert manifest["rows"] == {"events": 5, "steps": 5, "failures": 0}
-    assert manifest["pos"] == {"min": before[0][0]["pos"], "max": before[0][-1]["pos"]}
+    assert manifest["pos"] == {"min": before[0][0]["pos"], "max": before[0][-2]["pos"]}
     assert all(e["class"] == "finance" and e["audit"] for e in manifest["events"])
 
     restored = restore_archive(runtime, path)
@@ -162,6 +163,7 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
 
 async def test_files_are_private_and_tampering_is_refused(runtime: Runtime, tmp_path: Path) -> None:
     append(runtime, "billing.refund.created", "ref-1", "r1", 4000)
+    append(runtime, "crm.account.updated", "acct-0", "recent", 0)
     await Worker(runtime, registry).drain()
     folder = tmp_path / "archive"
     report = run_archive(runtime, folder, POLICY)
@@ -189,7 +191,7 @@ async def test_files_are_private_and_tampering_is_refused(runtime: Runtime, tmp_
     mpath.write_text(json.dumps(manifest))
     with pytest.raises(RestoreError, match="the manifest was changed"):
         restore_archive(runtime, path)
-    assert list_events(runtime) == []
+    assert [e.id for e in list_events(runtime)] == ["recent"]
 
 
 async def test_appending_after_archiving_keeps_the_subject_sequence(
@@ -197,6 +199,7 @@ async def test_appending_after_archiving_keeps_the_subject_sequence(
 ) -> None:
     for i in range(3):
         append(runtime, "crm.account.updated", "acct-9", f"old-{i}", 500 - i)
+    append(runtime, "crm.account.updated", "acct-0", "recent", 0)
     await Worker(runtime, registry).drain()
     assert run_archive(runtime, tmp_path / "a", POLICY).events == 3
     append(runtime, "crm.account.updated", "acct-9", "new", 0)
@@ -246,6 +249,7 @@ async def test_concurrent_runs_archive_each_event_once(runtime: Runtime, tmp_pat
         for i in range(1500)
     ]
     runtime.log.append_many(rt_events)
+    append(runtime, "crm.account.updated", "acct-0", "recent", 0)
     await Worker(runtime, registry).drain()
     folder = tmp_path / "a"
     outcomes: list[object] = []
@@ -263,7 +267,7 @@ async def test_concurrent_runs_archive_each_event_once(runtime: Runtime, tmp_pat
         t.join(timeout=120)
     runs = list_runs(runtime)
     assert sum(r.events for r in runs) == 1500
-    assert list_events(runtime) == []
+    assert [e.id for e in list_events(runtime)] == ["recent"]
     assert sorted(p.name for p in folder.glob("*.parquet")) == sorted(r.file for r in runs)
     assert not list(folder.glob("*.partial"))
     assert verify_audit(runtime.engine).ok
@@ -278,6 +282,7 @@ async def test_a_run_reads_in_pages_and_stops_at_its_limit(
     runtime.log.append_many(
         [new_event("billing.invoice.paid", f"inv-{i % 4}", id=f"i{i}", time=old) for i in range(25)]
     )
+    append(runtime, "crm.account.updated", "acct-0", "recent", 0)
     await Worker(runtime, registry).drain()
     first = run_archive(runtime, tmp_path / "a", POLICY, limit=22)
     assert (first.events, first.steps, first.more) == (22, 22, True)
@@ -287,3 +292,21 @@ async def test_a_run_reads_in_pages_and_stops_at_its_limit(
     assert first.pos_max < second.pos_min
     manifest = json.loads(manifest_path(tmp_path / "a" / str(first.file)).read_text())
     assert len(manifest["events"]) == 22 and all(e["audit"] for e in manifest["events"])
+
+
+async def test_the_newest_event_stays_so_no_position_is_given_again(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """SQLite numbers a new row after the largest left: were the newest event archived, the
+    next one would take its pos (and its restore would clash)."""
+    for i in range(3):
+        append(runtime, "crm.account.updated", f"acct-{i}", f"old-{i}", 500)
+    await Worker(runtime, registry).drain()
+    report = run_archive(runtime, tmp_path / "a", POLICY)
+    assert report.events == 2 and [e.id for e in list_events(runtime)] == ["old-2"]
+    append(runtime, "crm.account.updated", "acct-0", "new", 0)
+    assert report.pos_max is not None
+    assert all(e.pos > report.pos_max for e in list_events(runtime))
+    assert report.file is not None
+    assert restore_archive(runtime, tmp_path / "a" / report.file).events == 2
+    assert verify_audit(runtime.engine).ok
