@@ -65,7 +65,7 @@ def fill(rt: Runtime, n: int) -> None:
                 f"acct-{i % max(1, n // 10)}",
                 {"n": i, "name": "Acme Corp", "amount": "12.50"},
                 id=f"ev-{i}",
-                time=now - timedelta(days=100 if i % 10 else 10),
+                time=now - timedelta(days=100 if i % 10 != 9 else 10),  # the newest stays young
             )
             for i in range(start, min(n, start + BATCH))
         ]
