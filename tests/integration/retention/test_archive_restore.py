@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import threading
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,12 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
 ) -> None:
     for i in range(5):
         append(runtime, "billing.payment.succeeded", f"pay-{i % 2}", f"p{i}", 4000 - i)
+    append(runtime, "billing.payment.succeeded", "flaky-1", f"flaky-{uuid.uuid4()}", 3900)
     append(runtime, "crm.account.updated", "acct-0", "recent", 0)
     await Worker(runtime, registry).drain()
+    runtime.clock.advance(3600)  # type: ignore[attr-defined]
+    await Worker(runtime, registry).drain()
+    assert set(statuses(runtime).values()) == {"done"}
     before = (
         rows_of(runtime, events, events.c.pos),
         rows_of(runtime, steps, steps.c.event_pos),
@@ -137,17 +142,18 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
     assert verify_audit(runtime.engine).ok
 
     report = run_archive(runtime, tmp_path / "archive", POLICY)
-    assert report.events == 5 and report.run_id is not None and report.file is not None
+    assert report.events == 6 and report.failures == 1
+    assert report.run_id is not None and report.file is not None
     assert [r["event_id"] for r in rows_of(runtime, events, events.c.pos)] == ["recent"]
     assert verify_audit(runtime.engine).ok
     path = tmp_path / "archive" / report.file
     manifest = json.loads(manifest_path(path).read_text())
-    assert manifest["rows"] == {"events": 5, "steps": 5, "failures": 0}
+    assert manifest["rows"] == {"events": 6, "steps": 6, "failures": 1}
     assert manifest["pos"] == {"min": before[0][0]["pos"], "max": before[0][-2]["pos"]}
     assert all(e["class"] == "finance" and e["audit"] for e in manifest["events"])
 
     restored = restore_archive(runtime, path)
-    assert restored.events == 5 and restored.audit_entries_checked >= 5
+    assert restored.events == 6 and restored.audit_entries_checked >= 6
     after = (
         rows_of(runtime, events, events.c.pos),
         rows_of(runtime, steps, steps.c.event_pos),
