@@ -7,12 +7,13 @@ A restored event is ``done`` as it was; ``q2c replay request --include-processed
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, tuple_, update
+from sqlalchemy import Connection, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
@@ -203,19 +204,18 @@ def _check_absent(conn: Connection, path: Path, archived: list[ArchivedEvent]) -
         clash = conn.execute(select(events.c.pos).where(where).limit(1)).first()
         if clash is not None:
             raise RestoreError(f"archive file {path}: pos {clash.pos} is already in the store")
-    keys = [(a.row["source"], a.row["event_id"]) for a in archived]
-    for i in range(0, len(keys), 2000):
-        part_keys = keys[i : i + 2000]
-        found = conn.execute(
-            select(events.c.source, events.c.event_id)
-            .where(tuple_(events.c.source, events.c.event_id).in_(part_keys))
-            .limit(1)
-        ).first()
-        if found is not None:
-            raise RestoreError(
-                f"archive file {path}: event {found.source}/{found.event_id} is already in "
-                "the store"
-            )
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for a in archived:
+        by_source[a.row["source"]].append(a.row["event_id"])
+    for source, ids in by_source.items():  # one source at a time: the (source, id) index
+        for where in in_parts(conn, events.c.event_id, ids):
+            found = conn.execute(
+                select(events.c.event_id).where(events.c.source == source, where).limit(1)
+            ).first()
+            if found is not None:
+                raise RestoreError(
+                    f"archive file {path}: event {source}/{found.event_id} is already in the store"
+                )
 
 
 def _insert(conn: Connection, archived: list[ArchivedEvent]) -> None:

@@ -316,3 +316,16 @@ async def test_the_newest_event_stays_so_no_position_is_given_again(
     assert report.file is not None
     assert restore_archive(runtime, tmp_path / "a" / report.file).events == 2
     assert verify_audit(runtime.engine).ok
+
+
+async def test_restore_refuses_an_event_the_store_holds_again(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    append(runtime, "crm.account.updated", "acct-1", "twice", 300)
+    append(runtime, "crm.account.updated", "acct-0", "recent", 0)
+    await Worker(runtime, registry).drain()
+    report = run_archive(runtime, tmp_path / "a", POLICY)
+    assert report.events == 1 and report.file is not None
+    append(runtime, "crm.account.updated", "acct-1", "twice", 1)  # redelivered after archiving
+    with pytest.raises(RestoreError, match="event q2c/twice is already in the store"):
+        restore_archive(runtime, tmp_path / "a" / report.file)
