@@ -95,6 +95,15 @@ def _kpi_commands() -> None:
 _kpi_commands()
 
 
+def _archive_commands() -> None:
+    from quote2cash.cli_archive import register
+
+    register(app)
+
+
+_archive_commands()
+
+
 def _config_commands() -> None:
     from quote2cash.config_cli import config_app
 

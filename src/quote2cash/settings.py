@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -85,6 +85,38 @@ class Settings(BaseSettings):
     retry_cap_seconds: float = Field(
         default=600.0, gt=0, description="the longest backoff between two tries"
     )
+
+    retention_finance_days: int = Field(
+        default=3650,
+        ge=0,
+        description="finance-sensitive events (invoice, credit memo, payment, refund) stay in "
+        "the store this many days after their event time, the audit period (0/none: forever)",
+    )
+    retention_other_days: int = Field(
+        default=90, ge=0, description="other processed events stay this many days (0/none: forever)"
+    )
+    retention_keep_types: str = Field(
+        default="crm.opportunity.closed_won",
+        description="comma-separated event types never archived (later events look them up)",
+    )
+    archive_dir: str | None = Field(
+        default=None,
+        description="folder of the Parquet archives (default: beside the SQLite file, "
+        "else .q2c/archive)",
+    )
+    archive_interval_seconds: float = Field(
+        default=86400.0, ge=0, description="q2c serve archives expired events this often (0: never)"
+    )
+    archive_max_events: int = Field(
+        default=200_000, ge=1, description="events one archive run (one file) takes at most"
+    )
+
+    @field_validator("retention_finance_days", "retention_other_days", mode="before")
+    @classmethod
+    def _none_keeps_forever(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("none", "forever", ""):
+            return 0
+        return value
 
     @model_validator(mode="after")
     def _retry_cap_covers_base(self) -> Settings:

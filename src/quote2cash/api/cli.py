@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from quote2cash.engine.runtime import Runtime
     from quote2cash.identity import Operator
     from quote2cash.identity.oidc import OidcClient
+    from quote2cash.retention.schedule import ArchiveSchedule
+    from quote2cash.settings import Settings
 
 tokens_app = typer.Typer(
     help="API tokens: each belongs to an operator, carries at most its roles, expires.",
@@ -286,6 +288,23 @@ def _oidc_client(runtime: Runtime) -> OidcClient | None:
         fail(str(exc))
 
 
+def _archive_schedule(runtime: Runtime, settings: Settings) -> ArchiveSchedule | None:
+    """Q2C_ARCHIVE_INTERVAL_SECONDS (0: never) with the retention settings."""
+    from quote2cash.retention.folder import archive_dir_for
+    from quote2cash.retention.policy import RetentionPolicy
+    from quote2cash.retention.schedule import ArchiveSchedule
+
+    if settings.archive_interval_seconds <= 0:
+        return None
+    url = runtime.engine.url.render_as_string(hide_password=False)
+    return ArchiveSchedule(
+        settings.archive_interval_seconds,
+        archive_dir_for(url, settings.archive_dir),
+        RetentionPolicy.from_settings(settings),
+        settings.archive_max_events,
+    )
+
+
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free port)", min=0, max=65535)] = 8080,
@@ -347,6 +366,7 @@ def serve_command(
         reconcile_seconds=settings.reconcile_interval_seconds,
         console=_console_links(systems) if with_console else None,
         oidc=oidc,
+        archive=_archive_schedule(runtime, settings),
     )
 
     async def ready(url: str, app: Any) -> None:

@@ -29,6 +29,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
+from quote2cash.retention.schedule import ArchiveSchedule, archive_forever
 
 if TYPE_CHECKING:
     from quote2cash.identity.oidc import OidcClient
@@ -51,6 +52,8 @@ class ServeOptions:
     (None: no console)."""
     oidc: OidcClient | None = None
     """The console's OpenID Connect sign-in (None: names and passwords only)."""
+    archive: ArchiveSchedule | None = None
+    """Archive expired processed events on this schedule (None: never)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -180,6 +183,8 @@ async def serve(
                     reconcile_forever(runtime, systems, stop, status, options.reconcile_seconds)
                 )
             )
+        if options.archive is not None and options.archive.every > 0:
+            tasks.append(asyncio.create_task(archive_forever(runtime, stop, options.archive)))
         log.info("serving on %s (workers: %s)", url, options.workers)
         if stripe_verifier is None:
             log.warning("no Stripe webhook secret: Stripe webhooks are answered 503")

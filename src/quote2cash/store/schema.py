@@ -436,3 +436,28 @@ quarantine = Table(
 )
 """Signed webhook deliveries the hub could not understand: kept whole (raw body, the headers
 that re-verify it, never a secret) until an operator releases or discards them."""
+
+# --- retention: archive runs (Parquet files of processed events, restorable) ----------------
+
+archive_runs = Table(
+    "archive_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=False),
+    Column("via", String(32), nullable=False),
+    Column("file", Text(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("steps", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("pos_min", BigInteger, nullable=False),
+    Column("pos_max", BigInteger, nullable=False),
+    Column("finance_cutoff", UtcDateTime(), nullable=True),
+    Column("other_cutoff", UtcDateTime(), nullable=True),
+    Column("restored_at", UtcDateTime(), nullable=True),
+    Column("restored_events", Integer, nullable=True),
+)
+"""One row per archive run, committed with the deletion of its events: which file holds them,
+its SHA-256 (and its manifest's), so a file edited afterwards is refused on restore."""
