@@ -1,5 +1,6 @@
-"""An event's audit entries are those whose details name its ``event_id``; their (seq, hash) go
-into the manifest, and a restore checks each still stands unchanged in the audit log."""
+"""An event's audit entries are those whose details name its ``event_id``; their (entry id, hash)
+go into the manifest, and a restore checks each still stands unchanged in the audit log. Entry
+ids, not seqs: a seq counts within one audit chain, and chains are partitioned."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _NAMES_EVENT = '%"event_id":%'
 
 
 Found = dict[int, tuple[str, str | None]]
-"""Audit entries found so far: seq -> (hash, the event id its details name)."""
+"""Audit entries found so far: entry id -> (hash, the event id its details name)."""
 
 
 def correlated_refs(conn: Connection, archived: Iterable[Any], found: Found) -> None:
@@ -38,7 +39,7 @@ def correlated_refs(conn: Connection, archived: Iterable[Any], found: Found) -> 
 
 def uncorrelated_refs(conn: Connection, ids: set[str], found: Found) -> None:
     """Add the entries without a correlation id (operator and quarantine decisions) naming one
-    of ``ids``: one pass in seq batches, each a short transaction of its own."""
+    of ``ids``: one pass in batches by entry id, each a short transaction of its own."""
     last = -1
     while True:
         with conn.begin():
@@ -54,10 +55,10 @@ def by_event(found: Found) -> dict[str, list[AuditRef]]:
     """Each event id's entries, in chain order. The details are canonical JSON, so
     ``"event_id":`` is literal in every entry that names an event."""
     out: dict[str, list[AuditRef]] = defaultdict(list)
-    for seq in sorted(found):
-        hash_, event_id = found[seq]
+    for entry in sorted(found):
+        hash_, event_id = found[entry]
         if event_id is not None:
-            out[event_id].append(AuditRef(seq, hash_))
+            out[event_id].append(AuditRef(entry, hash_))
     return out
 
 
@@ -70,18 +71,18 @@ def _collect(
     after: int | None = None,
     limit: int | None = None,
 ) -> int | None:
-    """Add the entries matching ``where`` that name one of ``ids``; the last seq read (None
+    """Add the entries matching ``where`` that name one of ``ids``; the last entry id read (None
     when nothing was read)."""
-    query = select(audit_log.c.seq, audit_log.c.hash, audit_log.c.details).where(
+    query = select(audit_log.c.id, audit_log.c.hash, audit_log.c.details).where(
         where, audit_log.c.details.like(_NAMES_EVENT)
     )
     if after is not None:
-        query = query.where(audit_log.c.seq > after).order_by(audit_log.c.seq)
+        query = query.where(audit_log.c.id > after).order_by(audit_log.c.id)
     if limit is not None:
         query = query.limit(limit)
     last = None
-    for seq, hash_, details in conn.execute(query):
-        last = int(seq)
+    for entry, hash_, details in conn.execute(query):
+        last = int(entry)
         named = _event_id(details)
         if named in ids:
             found[last] = (str(hash_), named)
@@ -90,24 +91,24 @@ def _collect(
 
 def audit_mismatches(conn: Connection, archived: Iterable[ManifestEvent]) -> list[str]:
     """What no longer holds: an entry missing, its hash changed, or no longer naming the event."""
-    wanted = {a.seq: (e, a) for e in archived for a in e.audit}
+    wanted = {a.id: (e, a) for e in archived for a in e.audit}
     problems: list[str] = []
     stored: dict[int, tuple[str, str]] = {}
-    for where in in_parts(conn, audit_log.c.seq, sorted(wanted)):
-        query = select(audit_log.c.seq, audit_log.c.hash, audit_log.c.details).where(where)
-        stored.update((int(seq), (str(h), d)) for seq, h, d in conn.execute(query))
-    for seq in sorted(wanted):
-        event, ref = wanted[seq]
+    for where in in_parts(conn, audit_log.c.id, sorted(wanted)):
+        query = select(audit_log.c.id, audit_log.c.hash, audit_log.c.details).where(where)
+        stored.update((int(entry), (str(h), d)) for entry, h, d in conn.execute(query))
+    for entry in sorted(wanted):
+        event, ref = wanted[entry]
         name = f"event {event.source}/{event.event_id} (pos {event.pos})"
-        if seq not in stored:
-            problems.append(f"{name}: audit entry {seq} is missing from the audit log")
-        elif stored[seq][0] != ref.hash:
+        if entry not in stored:
+            problems.append(f"{name}: audit entry {entry} is missing from the audit log")
+        elif stored[entry][0] != ref.hash:
             problems.append(
-                f"{name}: audit entry {seq} has hash {stored[seq][0][:12]}..., the manifest "
+                f"{name}: audit entry {entry} has hash {stored[entry][0][:12]}..., the manifest "
                 f"says {ref.hash[:12]}..."
             )
-        elif _event_id(stored[seq][1]) != event.event_id:
-            problems.append(f"{name}: audit entry {seq} no longer names the event")
+        elif _event_id(stored[entry][1]) != event.event_id:
+            problems.append(f"{name}: audit entry {entry} no longer names the event")
     return problems
 
 

@@ -1,5 +1,5 @@
 """The manifest beside each archive file: the file's SHA-256, its row counts and pos range, and
-for each event the audit entries (seq, hash) that name it, checked again on restore."""
+for each event the audit entries (id, hash) that name it, checked again on restore."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class AuditRef:
-    seq: int
+    """An audit entry by its id (``audit_log.id``: unique across the partitioned chains)."""
+
+    id: int
     hash: str
 
 
@@ -67,7 +69,7 @@ class Manifest:
                     "event_id": e.event_id,
                     "type": e.type,
                     "class": e.event_class,
-                    "audit": [{"seq": a.seq, "hash": a.hash} for a in e.audit],
+                    "audit": [{"id": a.id, "hash": a.hash} for a in e.audit],
                 }
                 for e in self.archived
             ],
@@ -118,7 +120,7 @@ def read_manifest(path: Path) -> tuple[Manifest, str]:
                     event_id=str(e["event_id"]),
                     type=str(e["type"]),
                     event_class=str(e["class"]),
-                    audit=tuple(AuditRef(int(a["seq"]), str(a["hash"])) for a in e["audit"]),
+                    audit=tuple(AuditRef(int(a["id"]), str(a["hash"])) for a in e["audit"]),
                 )
                 for e in raw["events"]
             ),

@@ -236,14 +236,14 @@ async def test_every_audit_entry_naming_the_event_goes_into_the_manifest(
         append_audit(conn, entries, runtime.clock.now())
     with runtime.engine.connect() as conn:
         by_event: dict[str, list[int]] = {}
-        for s, d in conn.execute(select(audit_log.c.seq, audit_log.c.details)):
+        for s, d in conn.execute(select(audit_log.c.id, audit_log.c.details)):
             if json.loads(d).get("event_id"):
                 by_event.setdefault(json.loads(d)["event_id"], []).append(s)
     report = run_archive(runtime, tmp_path / "a", POLICY)
     assert report.events == 1 and report.file is not None
     manifest = json.loads(manifest_path(tmp_path / "a" / report.file).read_text())
     [archived] = manifest["events"]
-    assert [a["seq"] for a in archived["audit"]] == by_event["e5"]
+    assert [a["id"] for a in archived["audit"]] == by_event["e5"]
     assert len(by_event["e5"]) == 3  # its step, the retry, the quarantine release
 
 
