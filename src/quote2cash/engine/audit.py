@@ -73,7 +73,14 @@ def _digest(
     return key.sign(prev_hash + body)
 
 
-def append_audit(conn: Connection, entries: list[AuditEntry], at: datetime) -> None:
+def worker_chain(worker_id: str) -> str:
+    """The audit chain a worker's step records are appended to (one writer per chain)."""
+    return f"worker:{worker_id}"
+
+
+def append_audit(
+    conn: Connection, entries: list[AuditEntry], at: datetime, *, chain: str = "main"
+) -> None:
     """Chain ``entries`` onto the log inside the caller's transaction.
 
     The head row is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction is
