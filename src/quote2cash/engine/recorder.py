@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from quote2cash.engine import dispatch_sql as sql
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.clock import Clock
 from quote2cash.engine.projections import Projection, project_step
-from quote2cash.store.schema import steps
 
 if TYPE_CHECKING:
     from quote2cash.engine.events import Event
@@ -67,6 +67,11 @@ class StepRecord:
     actor: str
     projections: Sequence[Projection] = ()
 
+    @property
+    def position(self) -> int:
+        assert self.event.pos is not None, "only a logged event's steps are recorded"
+        return self.event.pos
+
     def audit_entry(self) -> AuditEntry:
         return AuditEntry(
             actor=self.actor,
@@ -87,19 +92,10 @@ def write_steps(
     conn: Connection, records: Sequence[StepRecord], at: datetime, chain: str = "main"
 ) -> None:
     """Insert ``records`` with their projections and audit entries in ``conn``'s transaction."""
-    conn.execute(
-        insert(steps),
-        [
-            {
-                "event_pos": r.event.pos,
-                "name": r.name,
-                "idempotency_key": r.key,
-                "system": r.system,
-                "result": r.result,
-                "completed_at": r.completed_at,
-            }
-            for r in records
-        ],
+    sql.insert_steps(
+        conn,
+        [(r.position, r.name, r.key, r.system, r.result, r.completed_at) for r in records],
+        conn.dialect.name == "postgresql",
     )
     for r in records:
         project_step(r.projections, conn, r.event, r.name, r.result)
