@@ -187,7 +187,10 @@ class StepRecorder:
         self._queue.append(waiting)
         self._wake.set()
         if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_forever())
+            # A context of its own: the commit belongs to no one handler's trace or log fields.
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_forever(), context=contextvars.Context()
+            )
         await asyncio.shield(waiting.done)
 
     async def close(self) -> None:
