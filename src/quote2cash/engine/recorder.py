@@ -191,7 +191,7 @@ class StepRecorder:
             self._flusher = asyncio.get_running_loop().create_task(
                 self._flush_forever(), context=contextvars.Context()
             )
-        await asyncio.shield(waiting.done)
+        await waiting.done  # a cancelled handler cancels only its wait: the batch still commits
 
     async def close(self) -> None:
         """Commit what is queued, then stop the flusher."""
