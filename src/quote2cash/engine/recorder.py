@@ -36,6 +36,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 DEADLOCK_SQLSTATE = "40P01"
 COMMIT_ATTEMPTS = 3
+WAKE_CHUNK = 32
+"""Handlers woken per loop iteration after a commit: a web app on the same loop waits at most
+for that many handlers' next stretch of work, not for all of a batch's."""
 
 
 class StoreThread:
@@ -230,6 +233,9 @@ class StepRecorder:
             return
         self.commits += 1
         self.recorded += len(batch)
-        for w in batch:
-            if not w.done.done():
-                w.done.set_result(None)
+        for start in range(0, len(batch), WAKE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # the loop polls its sockets between chunks
+            for w in batch[start : start + WAKE_CHUNK]:
+                if not w.done.done():
+                    w.done.set_result(None)

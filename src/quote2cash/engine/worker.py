@@ -44,7 +44,7 @@ from quote2cash.engine.parking import (
     return_to_queues,
 )
 from quote2cash.engine.projections import project_done
-from quote2cash.engine.recorder import StepRecorder, StoreThread
+from quote2cash.engine.recorder import WAKE_CHUNK, StepRecorder, StoreThread
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
@@ -214,10 +214,12 @@ class Worker:
             linger=self.step_linger,
         )
         finished = [s for s in claimed if s not in by_subject]
-        running = {
-            asyncio.ensure_future(self._run_subject(evs, outcomes[s])): s
-            for s, evs in by_subject.items()
-        }
+        running: dict[asyncio.Task[None], str] = {}
+        for n, (subject, subject_events) in enumerate(by_subject.items()):
+            if n and n % WAKE_CHUNK == 0:
+                await asyncio.sleep(0)  # start them in chunks: the loop polls its sockets between
+            task = asyncio.ensure_future(self._run_subject(subject_events, outcomes[subject]))
+            running[task] = subject
         heartbeat = asyncio.ensure_future(self._heartbeat(running))
         try:
             waiting = set(running)
