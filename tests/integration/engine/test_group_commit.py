@@ -14,10 +14,11 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy import Connection, func, select
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select
 
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.context import HandlerContext
@@ -228,3 +229,34 @@ def test_a_step_recorded_by_another_worker_is_skipped_and_the_rest_committed(
 
 def _fields(ev: Event) -> dict[str, object]:
     return {f: getattr(ev, f) for f in ev.__struct_fields__}
+
+
+async def test_projections_see_their_step_in_the_same_transaction(runtime: Runtime) -> None:
+    """``project_step`` runs inside the group commit that records the step, never apart."""
+    seen: list[tuple[str, bool, bool]] = []
+
+    class StepsSeen:
+        def on_step(self, conn: Connection, event: Event, step: str, result: str) -> None:
+            recorded = conn.execute(
+                select(func.count())
+                .select_from(steps)
+                .where(steps.c.event_pos == event.pos, steps.c.name == step)
+            ).scalar_one()
+            seen.append((step, conn.in_transaction(), recorded == 1))
+
+        def on_done(self, conn: Connection, done: Sequence[Event]) -> None:
+            return None
+
+    registry = Registry()
+    registry.add_projection(StepsSeen())
+
+    @registry.on("test.card.charged")
+    async def charge(ctx: HandlerContext, event: Event) -> None:
+        await ctx.step("reserve", lambda key: key)
+
+    runtime.log.append_many(
+        [new_event("test.card.charged", f"card-{i}", {"n": i}) for i in range(20)]
+    )
+    report = await Worker(runtime, registry).drain()
+    assert report.processed == 20 and report.step_commits < 20
+    assert seen == [("reserve", True, True)] * 20
