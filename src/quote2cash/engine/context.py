@@ -1,9 +1,10 @@
 """What a handler sees: its event, durable steps with idempotency keys, and an outbox.
 
-A step's result is committed as soon as its side effect returns, so a re-run after a crash skips
-it. A crash between the side effect and that commit re-runs the side effect with the SAME
-idempotency key, which the target system (Stripe's Idempotency-Key, an upsert by external id, a
-reference looked up before create) turns into a no-op: effectively once.
+A step's result is committed (group-committed with other handlers' steps, engine.recorder) before
+``step`` returns, so a re-run after a crash skips it. A crash between the side effect and that
+commit re-runs the side effect with the SAME idempotency key, which the target system (Stripe's
+Idempotency-Key, an upsert by external id, a reference looked up before create) turns into a
+no-op: effectively once.
 """
 
 from __future__ import annotations
@@ -16,16 +17,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, overload
 
 import msgspec
-from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
 
-from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
 from quote2cash.engine.parking import Parked, is_released
-from quote2cash.engine.projections import Projection, project_step
+from quote2cash.engine.projections import Projection
+from quote2cash.engine.recorder import StepRecord, StepRecorder, commit_steps
 from quote2cash.observability import tracing
-from quote2cash.store.schema import steps
 
 if TYPE_CHECKING:
     from quote2cash.engine.runtime import Runtime
@@ -56,9 +54,11 @@ class HandlerContext:
         completed: dict[str, str],
         actor: str = "engine",
         projections: Sequence[Projection] = (),
+        recorder: StepRecorder | None = None,
     ) -> None:
         self.runtime = runtime
         self.projections = projections
+        self.recorder = recorder
         self.event = event
         self._completed = completed
         self._emitted: list[Event] = []
@@ -109,7 +109,7 @@ class HandlerContext:
             else:
                 result = await _maybe_await(action(key))
         encoded = encode_json(result)
-        self._record(name, key, system, encoded)
+        await self._record(name, key, system, encoded)
         self._completed[name] = encoded
         return result
 
@@ -179,50 +179,16 @@ class HandlerContext:
         """Whether a completed event has released ``key``."""
         return is_released(self.runtime.engine, key)
 
-    def _record(self, name: str, key: str, system: str | None, encoded: str) -> None:
-        now = self.now
+    async def _record(self, name: str, key: str, system: str | None, encoded: str) -> None:
+        """Returns once the step is committed: by the worker's group commit, else on its own."""
         assert self.event.pos is not None
-        try:
-            self._insert_step(name, key, system, encoded, now)
-        except IntegrityError:
-            # Another worker that held this subject before us recorded the same step with the
-            # same idempotency key: the side effect happened once; nothing more to record.
-            self.log.info("step %s of event %s was already recorded", name, self.event.id)
-
-    def _insert_step(
-        self, name: str, key: str, system: str | None, encoded: str, now: datetime
-    ) -> None:
-        with self.runtime.engine.begin() as conn:
-            conn.execute(
-                insert(steps).values(
-                    event_pos=self.event.pos,
-                    name=name,
-                    idempotency_key=key,
-                    system=system,
-                    result=encoded,
-                    completed_at=now,
-                )
-            )
-            project_step(self.projections, conn, self.event, name, encoded)
-            append_audit(
-                conn,
-                [
-                    AuditEntry(
-                        actor=self.actor,
-                        action="step.completed",
-                        entity=self.event.subject,
-                        correlation_id=self.event.correlation_id,
-                        details={
-                            "event_id": self.event.id,
-                            "type": self.event.type,
-                            "step": name,
-                            "system": system,
-                            "idempotency_key": key,
-                        },
-                    )
-                ],
-                now,
-            )
+        record = StepRecord(
+            self.event, name, key, system, encoded, self.now, self.actor, self.projections
+        )
+        if self.recorder is not None:
+            await self.recorder.record(record)
+        else:
+            commit_steps(self.runtime.engine, [record], record.completed_at)
 
 
 def step_system(name: str) -> str | None:

@@ -22,6 +22,8 @@ _EVENT_COLUMNS = (
 )
 
 SubjectUpdate = tuple[str, int, datetime | None, int | None, str | None]
+StepRow = tuple[int, str, str, str | None, str, datetime]
+"""(event_pos, name, idempotency_key, system, result, completed_at) of one recorded step."""
 
 
 def sqlite_time(value: datetime) -> str:
@@ -131,4 +133,23 @@ def release_subjects(conn: Connection, updates: Sequence[SubjectUpdate], postgre
             (n, sqlite_time(ready) if ready else None, held, waiting, subject)
             for subject, n, ready, held, waiting in updates
         ],
+    )
+
+
+def insert_steps(conn: Connection, rows: Sequence[StepRow], postgres: bool) -> None:
+    """Record completed steps; a (event_pos, name) already recorded raises IntegrityError."""
+    if not rows:
+        return
+    if postgres:
+        conn.exec_driver_sql(
+            "INSERT INTO steps (event_pos, name, idempotency_key, system, result, completed_at) "
+            "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+            "%s::timestamptz[])",
+            tuple([r[i] for r in rows] for i in range(6)),
+        )
+        return
+    conn.exec_driver_sql(
+        "INSERT INTO steps (event_pos, name, idempotency_key, system, result, completed_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(*row[:5], sqlite_time(row[5])) for row in rows],
     )

@@ -15,15 +15,16 @@ import os
 import socket
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from quote2cash.engine import dispatch_sql as sql
-from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.audit import AuditEntry, append_audit, worker_chain
 from quote2cash.engine.checkpoints import Checkpointer
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import (
@@ -43,6 +44,7 @@ from quote2cash.engine.parking import (
     return_to_queues,
 )
 from quote2cash.engine.projections import project_done
+from quote2cash.engine.recorder import WAKE_CHUNK, StepRecorder, StoreThread
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
@@ -52,6 +54,8 @@ from quote2cash.store.schema import events, failures, subjects
 
 log = logging.getLogger("quote2cash.worker")
 
+P = ParamSpec("P")
+R = TypeVar("R")
 HOLD_POLL_SECONDS = 5.0
 COMMIT_ATTEMPTS = 3
 MAX_REREADS = 3
@@ -85,6 +89,8 @@ class BatchReport:
     parked: int = 0
     unparked: int = 0
     expired: int = 0
+    steps_recorded: int = 0
+    step_commits: int = 0
     lost_lease: bool = False
 
     @property
@@ -102,6 +108,8 @@ _COUNTS = (
     "parked",
     "unparked",
     "expired",
+    "steps_recorded",
+    "step_commits",
 )
 
 
@@ -121,8 +129,9 @@ class Worker:
         batch_size: int = 1000,
         max_subjects: int = 250,
         lease_seconds: float = 60.0,
-        concurrency: int = 64,
+        concurrency: int = 256,
         commit_interval: float = 0.25,
+        step_linger: float = 0.0,
     ) -> None:
         self.runtime = runtime
         self.registry = registry
@@ -136,49 +145,81 @@ class Worker:
         self._postgres = runtime.engine.dialect.name == "postgresql"
         self._steps: dict[int, dict[str, str]] = {}
         self._rereads: defaultdict[int, int] = defaultdict(int)
+        self.step_linger = step_linger
+        self._store: StoreThread | None = None
+        self._recorder: StepRecorder | None = None
+
+    async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run a store call in this worker's store thread: the event loop never waits on it."""
+        if self._store is None:
+            self._store = StoreThread(f"q2c-store-{self.worker_id}")
+        return await self._store.call(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        """Stop the store thread (a later batch starts a new one)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 0.2) -> None:
         """Process until ``stop`` is set; sleeps only when nothing is ready. The audit head is
         checkpointed outside the store every ``Q2C_AUDIT_CHECKPOINT_SECONDS`` and on the way out."""
         checkpointer = Checkpointer(self.runtime)
-        self.recover_dead_leases()
-        while not stop.is_set():
-            report = await self.run_once()
-            await checkpointer.tick()
-            if report.idle:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
-        await checkpointer.tick(force=True)
+        try:
+            await self._db(self.recover_dead_leases)
+            while not stop.is_set():
+                report = await self.run_once()
+                await checkpointer.tick()
+                if report.idle:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=idle_seconds)
+            await checkpointer.tick(force=True)
+        finally:
+            self.close()
 
     async def drain(self, *, max_batches: int = 1_000_000) -> BatchReport:
         """Run batches until nothing is ready *now*; returns the summed report."""
         total = BatchReport()
-        for _ in range(max_batches):
-            report = await self.run_once()
-            for name in _COUNTS:
-                setattr(total, name, getattr(total, name) + getattr(report, name))
-            if report.idle:
-                break
+        try:
+            for _ in range(max_batches):
+                report = await self.run_once()
+                for name in _COUNTS:
+                    setattr(total, name, getattr(total, name) + getattr(report, name))
+                if report.idle:
+                    break
+        finally:
+            self.close()
         return total
 
     async def run_once(self) -> BatchReport:
         """Claim a batch and run it; subjects that finish are committed every
-        ``commit_interval`` seconds, so one slow call does not hold the others back."""
-        self.runtime.gates.refresh(self.runtime.engine)
+        ``commit_interval`` seconds, so one slow call does not hold the others back. Steps are
+        group-committed (engine.recorder); every store call runs in the worker's store thread."""
+        await self._db(self.runtime.gates.refresh, self.runtime.engine)
         now = self.runtime.clock.now()
-        expired = expire_overdue(self.runtime.engine, now)
-        claimed = self._claim(now)
+        expired = await self._db(expire_overdue, self.runtime.engine, now)
+        claimed = await self._db(self._claim, now)
         report = BatchReport(claimed_subjects=len(claimed), expired=expired)
         if not claimed:
             return report
-        by_subject = self._load(claimed)
+        by_subject = await self._db(self._load, claimed)
         outcomes = {s: _Outcome() for s in claimed}
+        assert self._store is not None
+        self._recorder = StepRecorder(
+            self.runtime.engine,
+            self._store,
+            self.runtime.clock,
+            chain=worker_chain(self.worker_id),
+            linger=self.step_linger,
+        )
         finished = [s for s in claimed if s not in by_subject]
-        running = {
-            asyncio.ensure_future(self._run_subject(evs, outcomes[s])): s
-            for s, evs in by_subject.items()
-        }
+        running: dict[asyncio.Task[None], str] = {}
+        for n, (subject, subject_events) in enumerate(by_subject.items()):
+            if n and n % WAKE_CHUNK == 0:
+                await asyncio.sleep(0)  # start them in chunks: the loop polls its sockets between
+            task = asyncio.ensure_future(self._run_subject(subject_events, outcomes[subject]))
+            running[task] = subject
         heartbeat = asyncio.ensure_future(self._heartbeat(running))
         try:
             waiting = set(running)
@@ -188,14 +229,18 @@ class Worker:
                     task.result()  # an engine bug must surface, not vanish
                     finished.append(running.pop(task))
                 if finished:
-                    self._commit(finished, by_subject, outcomes, report)
+                    await self._db(self._commit, finished, by_subject, outcomes, report)
                     finished = []
             if finished:
-                self._commit(finished, by_subject, outcomes, report)
+                await self._db(self._commit, finished, by_subject, outcomes, report)
         finally:
             heartbeat.cancel()
             for task in running:
                 task.cancel()
+            await self._recorder.close()
+            report.steps_recorded += self._recorder.recorded
+            report.step_commits += self._recorder.commits
+            self._recorder = None
         return report
 
     async def _heartbeat(self, running: dict[asyncio.Task[None], str]) -> None:
@@ -204,7 +249,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             if running:
-                self._extend_leases(list(running.values()))
+                await self._db(self._extend_leases, list(running.values()))
 
     def _extend_leases(self, subject_names: list[str]) -> None:
         until = self.runtime.clock.now() + self.lease
@@ -327,6 +372,7 @@ class Worker:
                     event,
                     self._steps.get(event.pos, {}),
                     projections=self.registry.projections,
+                    recorder=self._recorder,
                 )
                 await spec.fn(ctx, event)
             except Parked as park:
@@ -538,7 +584,7 @@ class Worker:
             return_to_queues(conn, parking.returned)
             if emitted:
                 self.runtime.log.append_in(conn, emitted)
-            append_audit(conn, audit, now)
+            append_audit(conn, audit, now, chain=worker_chain(self.worker_id))
         report.processed += len(done)
 
     def recover_dead_leases(self) -> int:

@@ -1,0 +1,241 @@
+"""Group commit of step records: many handlers' steps in one transaction, off the event loop.
+
+``StepRecorder.record`` queues a step row, its audit entry and its projection calls and returns
+only once they are committed, so a side effect is never repeated after its step is recorded; a
+crash before the commit re-runs the step with the same idempotency key. The flusher commits
+whatever is queued as soon as the previous commit ends (or ``max_batch`` rows are waiting), in
+the worker's store thread, so the event loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from quote2cash.engine import dispatch_sql as sql
+from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.clock import Clock
+from quote2cash.engine.projections import Projection, project_step
+
+if TYPE_CHECKING:
+    from quote2cash.engine.events import Event
+
+log = logging.getLogger("quote2cash.engine")
+P = ParamSpec("P")
+R = TypeVar("R")
+DEADLOCK_SQLSTATE = "40P01"
+COMMIT_ATTEMPTS = 3
+WAKE_CHUNK = 32
+"""Handlers woken per loop iteration after a commit: a web app on the same loop waits at most
+for that many handlers' next stretch of work, not for all of a batch's."""
+
+
+class StoreThread:
+    """One thread that runs a worker's store calls in order, so the event loop stays free."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` in the store thread with the caller's context (log fields, trace)."""
+        context = contextvars.copy_context()
+        call = functools.partial(context.run, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One completed step as it will be stored: row, audit entry and read-model updates."""
+
+    event: Event
+    name: str
+    key: str
+    system: str | None
+    result: str
+    completed_at: datetime
+    actor: str
+    projections: Sequence[Projection] = ()
+
+    @property
+    def position(self) -> int:
+        assert self.event.pos is not None, "only a logged event's steps are recorded"
+        return self.event.pos
+
+    def audit_entry(self) -> AuditEntry:
+        return AuditEntry(
+            actor=self.actor,
+            action="step.completed",
+            entity=self.event.subject,
+            correlation_id=self.event.correlation_id,
+            details={
+                "event_id": self.event.id,
+                "type": self.event.type,
+                "step": self.name,
+                "system": self.system,
+                "idempotency_key": self.key,
+            },
+        )
+
+
+def write_steps(
+    conn: Connection, records: Sequence[StepRecord], at: datetime, chain: str = "main"
+) -> None:
+    """Insert ``records`` with their projections and audit entries in ``conn``'s transaction."""
+    sql.insert_steps(
+        conn,
+        [(r.position, r.name, r.key, r.system, r.result, r.completed_at) for r in records],
+        conn.dialect.name == "postgresql",
+    )
+    for r in records:
+        project_step(r.projections, conn, r.event, r.name, r.result)
+    append_audit(conn, [r.audit_entry() for r in records], at, chain=chain)
+
+
+def commit_steps(
+    engine: Engine, records: Sequence[StepRecord], at: datetime, chain: str = "main"
+) -> int:
+    """Commit ``records`` in one transaction; returns how many were already recorded.
+
+    A step another worker recorded before us (the same idempotency key, so its side effect
+    happened once) makes the batch fail on its key; then each record is committed on its own and
+    the ones already there are skipped. A PostgreSQL deadlock victim is tried again.
+    """
+    for attempt in range(COMMIT_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                write_steps(conn, records, at, chain)
+            return 0
+        except IntegrityError:
+            break
+        except DBAPIError as err:
+            if getattr(err.orig, "sqlstate", None) != DEADLOCK_SQLSTATE:
+                raise
+            if attempt == COMMIT_ATTEMPTS - 1:
+                raise
+    skipped = 0
+    for record in records:
+        try:
+            with engine.begin() as conn:
+                write_steps(conn, [record], at, chain)
+        except IntegrityError:
+            skipped += 1
+            log.info("step %s of event %s was already recorded", record.name, record.event.id)
+    return skipped
+
+
+def _settled(done: asyncio.Future[None]) -> None:
+    """A handler cancelled while its record commits leaves no unretrieved error behind."""
+    if not done.cancelled():
+        done.exception()
+
+
+@dataclass
+class _Waiting:
+    record: StepRecord
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    def __post_init__(self) -> None:
+        self.done.add_done_callback(_settled)
+
+
+class StepRecorder:
+    """Per worker and batch: queues step records and group-commits them in the store thread.
+
+    ``linger`` holds a commit back after the first record arrives, for more to join it (tests
+    use it to widen the window between queueing a record and committing it); ``max_batch``
+    caps one transaction.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: StoreThread,
+        clock: Clock,
+        *,
+        chain: str = "main",
+        linger: float = 0.0,
+        max_batch: int = 2000,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.clock = clock
+        self.chain = chain
+        self.linger = linger
+        self.max_batch = max_batch
+        self.commits = 0
+        self.recorded = 0
+        self._queue: list[_Waiting] = []
+        self._wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, record: StepRecord) -> None:
+        """Returns once ``record`` is committed (or was recorded before by another worker)."""
+        waiting = _Waiting(record)
+        self._queue.append(waiting)
+        self._wake.set()
+        if self._flusher is None:
+            # A context of its own: the commit belongs to no one handler's trace or log fields.
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush_forever(), context=contextvars.Context()
+            )
+        await waiting.done  # a cancelled handler cancels only its wait: the batch still commits
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the flusher."""
+        if self._flusher is None:
+            return
+        while self._queue:
+            await self._flush()
+        self._flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._flusher
+        self._flusher = None
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self.linger > 0 and len(self._queue) < self.max_batch:
+                await asyncio.sleep(self.linger)
+            else:
+                await asyncio.sleep(0)  # let handlers already running queue theirs too
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        if not self._queue:
+            self._wake.clear()
+        if not batch:
+            return
+        try:
+            await self.store.call(
+                commit_steps, self.engine, [w.record for w in batch], self.clock.now(), self.chain
+            )
+        except Exception as exc:
+            for w in batch:
+                if not w.done.done():
+                    w.done.set_exception(exc)
+            return
+        self.commits += 1
+        self.recorded += len(batch)
+        for start in range(0, len(batch), WAKE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # the loop polls its sockets between chunks
+            for w in batch[start : start + WAKE_CHUNK]:
+                if not w.done.done():
+                    w.done.set_result(None)
