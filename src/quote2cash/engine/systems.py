@@ -208,6 +208,11 @@ class SystemGates:
         if sem is None:
             sem = self._semaphores[system] = asyncio.Semaphore(lim.max_concurrency)
         async with sem:
+            try:  # again: a pause may have come while this call waited for its turn or its rate
+                self.check(system)
+            except SystemUnavailable:
+                metrics.call_finished(system, operation, "unavailable", 0.0)
+                raise
             started = metrics.now()
             try:
                 yield
