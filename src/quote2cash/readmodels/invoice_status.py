@@ -16,7 +16,7 @@ or after the step that follows them; they are not copied here but resolved at re
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -57,17 +57,23 @@ class InvoiceStatusProjection:
     """The engine projection keeping ``invoice_status`` and ``invoice_keys`` in step."""
 
     def on_step(self, conn: Connection, event: Event, step: str, result: str) -> None:
-        apply_step(conn, event.pos, event.type, event.subject, event.time, event.data, step, result)
+        """Any step of an invoice event shows its data (a payment parked on its invoice's
+        posting has read the invoice by then); some steps also change flags, ids or refunds."""
+        if event.pos is None:
+            return
+        found = apply_events(conn, [(event.pos, event.type, event.subject, event.time, event.data)])
+        if step in _STEPS_SEEN:
+            apply_step(conn, found.get(event.pos), event.pos, event.type, event.time, step, result)
 
     def on_done(self, conn: Connection, events_done: Sequence[Event]) -> None:
-        found = [
-            (billing_id, e)
-            for e in events_done
-            if (billing_id := invoice_of(e.type, e.data)) is not None
-        ]
-        # One lock order for every committer: billing id, then log position.
-        for _, e in sorted(found, key=lambda item: (item[0], item[1].pos or 0)):
-            apply_event(conn, e.pos, e.type, e.subject, e.time, e.data)
+        apply_events(
+            conn,
+            [(e.pos, e.type, e.subject, e.time, e.data) for e in events_done if e.pos is not None],
+        )
+
+
+LoggedEvent = tuple[int, str, str, datetime, dict[str, Any]]
+"""(pos, type, subject, time, data) of a logged event."""
 
 
 def invoice_of(event_type: str, data: dict[str, Any]) -> str | None:
@@ -80,71 +86,82 @@ def invoice_of(event_type: str, data: dict[str, Any]) -> str | None:
     return str(obj["id"])
 
 
-def apply_event(
-    conn: Connection,
-    pos: int | None,
-    event_type: str,
-    subject: str,
-    time: datetime,
-    data: dict[str, Any],
-) -> str | None:
-    """Take the invoice data of a logged billing event if it is the newest seen; its ids become
-    keys. Returns the billing id (None: not an invoice event, or data no answer could use)."""
-    billing_id = invoice_of(event_type, data)
-    if billing_id is None or pos is None:
-        return None
+def _values(pos: int, subject: str, time: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    """The row an invoice event's data gives (ValueError/TypeError: amounts unreadable)."""
     obj: dict[str, Any] = data["object"]
     transitions = obj.get("status_transitions") or {}
-    try:
-        due, paid = obj.get("due_date"), transitions.get("paid_at")
-        values: dict[str, Any] = {
-            "billing_id": billing_id,
-            "data_pos": pos,
-            "subject": subject,
-            "number": str(obj["number"]) if obj.get("number") else None,
-            "status": str(obj.get("status") or "draft"),
-            "currency": str(obj.get("currency") or "").upper(),
-            "total": int(obj.get("total") or 0),
-            "amount_paid": int(obj.get("amount_paid") or 0),
-            "amount_remaining": int(obj.get("amount_remaining") or 0),
-            "due_date": int(due) if due else None,
-            "paid_at": int(paid) if paid else None,
-            "as_of": time,
-        }
-    except (TypeError, ValueError, AttributeError):
-        log.warning("billing event at %s: invoice %s has unreadable amounts", pos, billing_id)
-        return None
-    stmt = _insert(conn, invoice_status).values(**values)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[invoice_status.c.billing_id],
-            set_={k: stmt.excluded[k] for k in values if k != "billing_id"},
-            where=or_(
-                invoice_status.c.data_pos.is_(None),
-                invoice_status.c.data_pos < stmt.excluded.data_pos,
+    due, paid = obj.get("due_date"), transitions.get("paid_at")
+    return {
+        "billing_id": str(obj["id"]),
+        "data_pos": pos,
+        "subject": subject,
+        "number": str(obj["number"]) if obj.get("number") else None,
+        "status": str(obj.get("status") or "draft"),
+        "currency": str(obj.get("currency") or "").upper(),
+        "total": int(obj.get("total") or 0),
+        "amount_paid": int(obj.get("amount_paid") or 0),
+        "amount_remaining": int(obj.get("amount_remaining") or 0),
+        "due_date": int(due) if due else None,
+        "paid_at": int(paid) if paid else None,
+        "as_of": time,
+    }
+
+
+def apply_events(conn: Connection, logged: Sequence[LoggedEvent]) -> dict[int, str]:
+    """Take the invoice data of logged billing events, each row only from an event newer than
+    the data it holds; their ids become keys. Returns pos -> billing id of the invoice events
+    (an event whose amounts are unreadable is left out, and logged)."""
+    newest: dict[str, dict[str, Any]] = {}
+    keys: dict[str, str] = {}
+    found: dict[int, str] = {}
+    for pos, event_type, subject, time, data in logged:
+        billing_id = invoice_of(event_type, data)
+        if billing_id is None:
+            continue
+        try:
+            values = _values(pos, subject, time, data)
+        except (TypeError, ValueError, AttributeError):
+            log.warning("billing event at %s: invoice %s has unreadable amounts", pos, billing_id)
+            continue
+        found[pos] = billing_id
+        held = newest.get(billing_id)
+        if held is None or held["data_pos"] < pos:
+            newest[billing_id] = values
+        for key in (billing_id, values["number"]):
+            if key:
+                keys.setdefault(key, billing_id)
+    if newest:
+        # One lock order for every committer: by billing id.
+        rows = [newest[b] for b in sorted(newest)]
+        ins = _insert(conn, invoice_status)
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=[invoice_status.c.billing_id],
+                set_={k: ins.excluded[k] for k in rows[0] if k != "billing_id"},
+                where=or_(
+                    invoice_status.c.data_pos.is_(None),
+                    invoice_status.c.data_pos < ins.excluded.data_pos,
+                ),
             ),
+            rows,
         )
-    )
-    _add_keys(conn, billing_id, [billing_id, values["number"]])
-    return billing_id
+        _add_keys(conn, keys)
+    return found
 
 
 def apply_step(
     conn: Connection,
-    pos: int | None,
+    billing_id: str | None,
+    pos: int,
     event_type: str,
-    subject: str,
     time: datetime,
-    data: dict[str, Any],
     step: str,
     result: str,
 ) -> None:
-    """A step recorded on an event: what it changes of its invoice's row, if anything."""
-    if step not in _STEPS_SEEN or pos is None:
-        return
+    """A step recorded on the event at ``pos`` (of invoice ``billing_id`` if it is an invoice
+    event): what it changes of an invoice's row, if anything."""
     if event_type == REFUND_EVENT and step in (REFUND_READING, REFUND_REVERSAL):
         _refund_step(conn, pos, time, step, result)
-    billing_id = apply_event(conn, pos, event_type, subject, time, data)
     if billing_id is None:
         return
     changes: dict[str, Any] = {}
@@ -157,7 +174,7 @@ def apply_step(
         if isinstance(ids, list):
             if ids and ids[0]:
                 changes["crm_id"] = str(ids[0])
-            _add_keys(conn, billing_id, [str(i) for i in ids if isinstance(i, str)])
+            _add_keys(conn, {str(i): billing_id for i in ids if isinstance(i, str) and i})
     if changes:
         conn.execute(
             update(invoice_status)
@@ -204,12 +221,14 @@ def _refund_step(conn: Connection, pos: int, time: datetime, step: str, result: 
     )
 
 
-def _add_keys(conn: Connection, billing_id: str, keys: Sequence[str | None]) -> None:
+def _add_keys(conn: Connection, keys: dict[str, str]) -> None:
     """The first invoice a key named keeps it (an id names one invoice)."""
-    rows = [{"key": k, "billing_id": billing_id} for k in dict.fromkeys(keys) if k]
-    if rows:
-        stmt = _insert(conn, invoice_keys).values(rows)
-        conn.execute(stmt.on_conflict_do_nothing(index_elements=[invoice_keys.c.key]))
+    if keys:
+        ins = _insert(conn, invoice_keys)
+        conn.execute(
+            ins.on_conflict_do_nothing(index_elements=[invoice_keys.c.key]),
+            [{"key": k, "billing_id": b} for k, b in sorted(keys.items())],
+        )
 
 
 def _insert(conn: Connection, table: Any) -> Any:
@@ -223,60 +242,47 @@ def _decode(raw: str) -> Any:
         return None
 
 
-def rebuild(conn: Connection, *, batch: int = 2_000) -> int:
+def rebuild(conn: Connection, *, batch: int = 5_000) -> int:
     """Rebuild the read model from the history already logged (an upgraded store answers as a
-    scan of its log did): every billing invoice or payment event in log order, then the steps
-    that matter in the order they completed. Returns how many events it read."""
+    scan of its log did): every billing invoice or payment event in log order, a page at a time,
+    then the steps that matter in the order they completed. Returns how many events it read."""
     conn.execute(delete(invoice_keys))
     conn.execute(delete(invoice_status))
     type_filter = or_(
         *(and_(events.c.type >= p, events.c.type < p[:-1] + "/") for p in INVOICE_EVENT_PREFIXES)
     )
     count = 0
-    for pos, type_, subject, time, raw in _paged(
-        conn,
-        select(events.c.pos, events.c.type, events.c.subject, events.c.time, events.c.data).where(
-            type_filter
-        ),
-        events.c.pos,
-        batch,
-    ):
-        count += 1
-        apply_event(conn, pos, type_, subject, time, decode_data(raw))
+    invoice_at: dict[int, str] = {}
+    query = select(events.c.pos, events.c.type, events.c.subject, events.c.time, events.c.data)
+    last = 0
+    while True:
+        page = conn.execute(
+            query.where(type_filter, events.c.pos > last).order_by(events.c.pos).limit(batch)
+        ).all()
+        if not page:
+            break
+        count += len(page)
+        last = page[-1].pos
+        invoice_at.update(
+            apply_events(conn, [(p, t, s, tm, decode_data(raw)) for p, t, s, tm, raw in page])
+        )
     recorded = conn.execute(
         select(
             events.c.pos,
             events.c.type,
-            events.c.subject,
             events.c.time,
-            events.c.data,
             steps.c.name,
             steps.c.result,
             steps.c.completed_at,
         )
         .join(steps, steps.c.event_pos == events.c.pos)
         .where(type_filter, steps.c.name.in_(_STEPS_SEEN))
-        .order_by(steps.c.completed_at, events.c.pos)
     ).all()
-    # A refund's reading precedes its reversal even when both completed in the same instant.
+    # In the order they completed; a refund's reading before its reversal in the same instant.
     ordered = sorted(recorded, key=lambda r: (r.completed_at, r.pos, r.name != REFUND_READING))
-    for pos, type_, subject, time, raw, name, result, _ in ordered:
-        apply_step(conn, pos, type_, subject, time, decode_data(raw), name, result)
+    for pos, type_, time, name, result, _ in ordered:
+        apply_step(conn, invoice_at.get(pos), pos, type_, time, name, result)
     return count
-
-
-def _paged(conn: Connection, query: Any, key: Any, batch: int) -> Iterator[Any]:
-    """Rows of ``query`` by ``key`` in pages (keyset), so a long log is never held in memory."""
-    last: int | None = None
-    while True:
-        page = query.order_by(key).limit(batch)
-        if last is not None:
-            page = page.where(key > last)
-        rows = conn.execute(page).all()
-        yield from rows
-        if len(rows) < batch:
-            return
-        last = rows[-1][0]
 
 
 @dataclass(frozen=True)
