@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
+from sqlalchemy import Connection, Engine, and_, delete, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quote2cash.canonical import Payment
@@ -30,6 +30,7 @@ from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import decode_data
 from quote2cash.masterdata.xref import Kind, current_refs, lookup, resolve
 from quote2cash.store.schema import events, invoice_keys, invoice_status, steps
+from quote2cash.store.types import UtcDateTime
 
 if TYPE_CHECKING:
     from quote2cash.engine.events import Event
@@ -312,26 +313,81 @@ class StoredInvoice:
     erp_id: str | None
 
 
+_WAYS = (
+    "SELECT 0 AS rank, x.global_id, g.merged_into, NULL AS billing_id FROM md_xrefs x "
+    "JOIN md_global_ids g ON g.global_id = x.global_id WHERE x.kind = :kind "
+    "AND x.system = 'billing' AND x.local_id = :ident AND x.valid_to IS NULL "
+    "UNION ALL SELECT 1, x.global_id, g.merged_into, NULL FROM md_xrefs x "
+    "JOIN md_global_ids g ON g.global_id = x.global_id WHERE x.kind = :kind "
+    "AND x.system = 'erp' AND x.local_id = :ident AND x.valid_to IS NULL "
+    "UNION ALL SELECT 2, g.global_id, g.merged_into, NULL FROM md_global_ids g "
+    "WHERE g.global_id = :global_ident "
+    "UNION ALL SELECT 3, NULL, NULL, k.billing_id FROM invoice_keys k WHERE k.key = :ident"
+)
+"""Every way ``ident`` may name an invoice (each arm an indexed lookup); the lowest rank wins,
+the order the log scan tried them in."""
+
+_FIND = text(
+    f"WITH ways AS ({_WAYS}), way AS (SELECT * FROM ways ORDER BY rank LIMIT 1) "
+    "SELECT way.merged_into AS way_merged_into, s.*, gx.global_id AS gid, "
+    "gg.merged_into AS gid_merged_into, "
+    "(SELECT e.local_id FROM md_xrefs e WHERE e.global_id = gx.global_id AND e.system = 'erp' "
+    "AND e.valid_to IS NULL ORDER BY e.valid_from, e.id LIMIT 1) AS erp_id "
+    "FROM way LEFT JOIN invoice_status s ON s.data_pos IS NOT NULL AND s.billing_id = "
+    "COALESCE(way.billing_id, (SELECT b.local_id FROM md_xrefs b WHERE b.global_id = "
+    "way.global_id AND b.system = 'billing' AND b.valid_to IS NULL "
+    "ORDER BY b.valid_from, b.id LIMIT 1)) "
+    "LEFT JOIN md_xrefs gx ON gx.kind = :kind AND gx.system = 'billing' "
+    "AND gx.local_id = s.billing_id AND gx.valid_to IS NULL "
+    "LEFT JOIN md_global_ids gg ON gg.global_id = gx.global_id"
+).columns(as_of=UtcDateTime(), refund_time=UtcDateTime())
+"""The invoice row, its global id and ERP id, from whichever way named it: one round trip."""
+
+
 def find_invoice(engine: Engine, ident: str) -> StoredInvoice | None:
-    """The invoice ``ident`` names, in one connection and a handful of primary-key or indexed
-    lookups: billing then ERP cross-reference, a global id (``INV-...``), else an id the log named
-    (billing id, invoice number, CRM id), in the order the log scan tried them."""
+    """The invoice ``ident`` names: billing then ERP cross-reference, a global id (``INV-...``),
+    else an id the log named (billing id, invoice number, CRM id), in the order the log scan
+    tried them. One statement of indexed lookups; a global id merged into another (rare for
+    invoices) takes the exact path through ``md_xrefs``' merge chain instead."""
     with engine.connect() as conn:
-        billing_id = _billing_id(conn, ident)
-        row = (
-            conn.execute(
-                select(invoice_status).where(
-                    invoice_status.c.billing_id == billing_id,
-                    invoice_status.c.data_pos.is_not(None),
-                )
-            ).first()
-            if billing_id is not None
-            else None
-        )
+        row = conn.execute(
+            _FIND,
+            {
+                "kind": str(Kind.INVOICE),
+                "ident": ident,
+                # Only an INV-... id is tried as a global id (as the log scan did).
+                "global_ident": ident if ident.upper().startswith("INV-") else None,
+            },
+        ).first()
         if row is None:
             return None
-        gid = lookup(conn, Kind.INVOICE, "billing", row.billing_id)
-        erp_id = _local_id(conn, gid, "erp") if gid else None
+        if row.way_merged_into is not None or row.gid_merged_into is not None:
+            return _find_exactly(conn, ident)
+        if row.billing_id is None:
+            return None
+        return _stored(row, row.gid, row.erp_id)
+
+
+def _find_exactly(conn: Connection, ident: str) -> StoredInvoice | None:
+    """The same answer through ``masterdata.xref``'s own functions, merges followed."""
+    billing_id = _billing_id(conn, ident)
+    row = (
+        conn.execute(
+            select(invoice_status).where(
+                invoice_status.c.billing_id == billing_id,
+                invoice_status.c.data_pos.is_not(None),
+            )
+        ).first()
+        if billing_id is not None
+        else None
+    )
+    if row is None:
+        return None
+    gid = lookup(conn, Kind.INVOICE, "billing", row.billing_id)
+    return _stored(row, gid, _local_id(conn, gid, "erp") if gid else None)
+
+
+def _stored(row: Any, gid: str | None, erp_id: str | None) -> StoredInvoice:
     refunded = row.refund_pos is not None and row.refund_amount is not None
     return StoredInvoice(
         billing_id=str(row.billing_id),

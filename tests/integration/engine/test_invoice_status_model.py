@@ -307,3 +307,30 @@ def _logged(runtime: Runtime) -> dict[str, Event]:
         )
         for r in rows
     }
+
+
+async def test_ids_of_a_merged_global_id_answer_as_the_log_scan(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    """A global id merged into another resolves to its survivor (the exact path through the
+    merge chain), by every id of either invoice."""
+    xref = XrefStore(runtime.engine, clock)
+    worker = Worker(runtime, _registry(xref))
+    for n, inv in enumerate(("in_1", "in_2"), start=1):
+        _append(
+            runtime,
+            n,
+            "billing.invoice.finalized",
+            f"contract:C-{n}",
+            _invoice(inv, "open", number=f"F-000{n}"),
+        )
+        clock.advance(1)
+        await worker.drain()
+    survivor = xref.global_id_for(Kind.INVOICE, "billing", "in_1")
+    merged = xref.global_id_for(Kind.INVOICE, "billing", "in_2")
+    assert survivor and merged and survivor != merged
+    xref.merge(survivor, merged, actor="steward", reason="one invoice known twice")
+    for ident in (*IDS, survivor, merged):
+        model, scanned = _answers(runtime, xref, ident)
+        assert model == scanned, ident
+    assert get_invoice_status(runtime, xref, merged).billing_id == "in_1"
