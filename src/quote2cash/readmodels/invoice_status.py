@@ -109,8 +109,9 @@ def _values(pos: int, subject: str, time: datetime, data: dict[str, Any]) -> dic
 
 
 def apply_events(conn: Connection, logged: Sequence[LoggedEvent]) -> dict[int, str]:
-    """Take the invoice data of logged billing events, each row only from an event newer than
-    the data it holds; their ids become keys. Returns pos -> billing id of the invoice events
+    """Take the invoice data of logged billing events, each row only from an event at least as
+    new as the data it holds (the same event again brings its corrected data); their ids
+    become keys. Returns pos -> billing id of the invoice events
     (an event whose amounts are unreadable is left out, and logged)."""
     newest: dict[str, dict[str, Any]] = {}
     keys: dict[str, str] = {}
@@ -126,7 +127,7 @@ def apply_events(conn: Connection, logged: Sequence[LoggedEvent]) -> dict[int, s
             continue
         found[pos] = billing_id
         held = newest.get(billing_id)
-        if held is None or held["data_pos"] < pos:
+        if held is None or held["data_pos"] <= pos:
             newest[billing_id] = values
         for key in (billing_id, values["number"]):
             if key:
@@ -141,7 +142,8 @@ def apply_events(conn: Connection, logged: Sequence[LoggedEvent]) -> dict[int, s
                 set_={k: ins.excluded[k] for k in rows[0] if k != "billing_id"},
                 where=or_(
                     invoice_status.c.data_pos.is_(None),
-                    invoice_status.c.data_pos < ins.excluded.data_pos,
+                    # the same event again: its data as corrected since (correct-and-retry)
+                    invoice_status.c.data_pos <= ins.excluded.data_pos,
                 ),
             ),
             rows,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import func, select
 
@@ -284,6 +285,12 @@ async def test_a_re_run_or_an_older_event_never_takes_the_row_back(
     view = get_invoice_status(runtime, xref, "F-9")
     assert view.status == "paid" and view.amount_paid == Money(Decimal("147.00"), "USD")
     assert view == invoice_status_from_log(runtime, xref, "F-9")
+    # The same event again with its data corrected (correct-and-retry) brings the correction.
+    corrected = _invoice("in_9", "void", number="F-9", paid=14700)
+    with runtime.engine.begin() as conn:
+        projection.on_done(conn, [msgspec.structs.replace(worker_events["evt_b"], data=corrected)])
+        projection.on_done(conn, [worker_events["evt_a"]])
+    assert get_invoice_status(runtime, xref, "in_9").status == "void"
 
 
 def _logged(runtime: Runtime) -> dict[str, Event]:
