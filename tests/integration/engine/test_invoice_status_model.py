@@ -10,7 +10,10 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import func, select
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, inspect, select
 
 from quote2cash.canonical import Money, Payment, PaymentStatus, Ref
 from quote2cash.engine.clock import ManualClock
@@ -24,6 +27,7 @@ from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.flows.status_log import invoice_status_from_log
 from quote2cash.masterdata.xref import Kind, XrefStore
 from quote2cash.readmodels.invoice_status import InvoiceStatusProjection, rebuild
+from quote2cash.store.db import MIGRATIONS, migrate
 from quote2cash.store.schema import invoice_keys, invoice_status
 
 DUE = int(datetime(2026, 12, 31, tzinfo=UTC).timestamp())
@@ -341,3 +345,52 @@ async def test_ids_of_a_merged_global_id_answer_as_the_log_scan(
         model, scanned = _answers(runtime, xref, ident)
         assert model == scanned, ident
     assert get_invoice_status(runtime, xref, merged).billing_id == "in_1"
+
+
+async def test_an_upgraded_store_answers_as_its_log_did(
+    runtime: Runtime, clock: ManualClock
+) -> None:
+    """Migration 0015 builds the read model from the history already logged: a store whose
+    history predates it (here: taken back below 0015, read model dropped) answers the same."""
+    xref = XrefStore(runtime.engine, clock)
+    worker = Worker(runtime, _registry(xref))
+    _append(
+        runtime,
+        1,
+        "billing.invoice.finalized",
+        "contract:C-1",
+        _invoice("in_1", "open", number="F-0001"),
+    )
+    await worker.drain()
+    clock.advance(1)
+    _append(
+        runtime,
+        2,
+        "billing.payment.succeeded",
+        "contract:C-1",
+        _invoice("in_1", "paid", number="F-0001", paid=14700),
+    )
+    _append(
+        runtime,
+        3,
+        "billing.payment.refunded",
+        "billing:cus_1",
+        {"object": {"object": "charge", "id": "ch_1", "invoice": "in_1", "refunded": "47.00"}},
+    )
+    await worker.drain()
+    before = {
+        ident: get_invoice_status(runtime, xref, ident)
+        for ident in ("in_1", "F-0001", "E-1", "a0X1")
+    }
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = runtime.engine
+    below = ScriptDirectory(str(MIGRATIONS)).get_revision("0015").down_revision
+    command.downgrade(config, str(below))
+    assert not inspect(runtime.engine).has_table("invoice_status")
+    migrate(runtime.engine)
+    for ident, view in before.items():
+        assert get_invoice_status(runtime, xref, ident) == view
+        assert invoice_status_from_log(runtime, xref, ident) == view
+    assert before["a0X1"].amount_refunded == Money("47.00", "USD")
