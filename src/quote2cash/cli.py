@@ -336,15 +336,32 @@ def events_list(
     subject: str | None = None,
     correlation_id: Annotated[str | None, typer.Option("--correlation-id")] = None,
     limit: int = 50,
+    after: Annotated[
+        int | None,
+        typer.Option(help="Oldest first, from just after this log position (page forward)", min=0),
+    ] = None,
+    before: Annotated[
+        int | None,
+        typer.Option(help="Newest first, from just before this log position (next page)", min=1),
+    ] = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:
-    """The newest events, optionally filtered."""
+    """The newest events, optionally filtered; paged by log position (--before the last shown,
+    or --after to read the log forward)."""
     from dataclasses import asdict
 
     from quote2cash.engine.queries import list_events
 
+    if after is not None and before is not None:
+        raise typer.BadParameter("--after and --before exclude each other; give one")
     rows = list_events(
-        open_runtime(db), status=status, subject=subject, correlation_id=correlation_id, limit=limit
+        open_runtime(db),
+        status=status,
+        subject=subject,
+        correlation_id=correlation_id,
+        limit=limit,
+        after=after,
+        before=before,
     )
 
     def parked(r: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.stripe import StripeEmulator
 from quote2cash.sandbox.tryton import TrytonEndpoint, TrytonSandbox
+from support.invoice_reads import assert_read_model_matches_log
 
 STRIPE_KEY = "sk_test_q2c_e2e"
 CONFIG = packaged_config_dir()
@@ -114,6 +115,9 @@ async def running_hub(world: World, folder: Path, **billing: Any) -> AsyncIterat
             deps = FlowDeps.build(runtime, systems, CONFIG)
             worker = Worker(runtime, build_registry(deps), commit_interval=0.05)
             yield Hub(runtime, deps, worker, systems)
+            # Every scenario (refunds, credits, payments, CRM ids) also checks GetInvoiceStatus's
+            # read model against the log scan it replaced, by every id of every invoice.
+            assert_read_model_matches_log(runtime, deps.xref)
     finally:
         runtime.close()
 

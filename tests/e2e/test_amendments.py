@@ -33,8 +33,10 @@ from quote2cash.flows import FLOWS
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.flows.lifecycle import sync_invoice_or_credit, sync_payment_or_settled
+from quote2cash.readmodels.invoice_status import InvoiceStatusProjection
 from quote2cash.store.schema import intake_cursors
 from quote2cash.store.upsert import upsert_row
+from support.invoice_reads import assert_read_model_matches_log
 
 Flow = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
 CREDIT_AWARE: dict[str, Flow] = {
@@ -53,6 +55,7 @@ def lifecycle_registry(deps: FlowDeps) -> Registry:
         """Billing events no process acts on are kept in order and marked done."""
 
     registry.add("billing.*", recorded_only)
+    registry.add_projection(InvoiceStatusProjection())  # as build_registry does
     return registry
 
 
@@ -107,6 +110,7 @@ async def open_lifecycle_hub(world: World, folder: Path) -> AsyncIterator[Lifecy
             worker = Worker(runtime, lifecycle_registry(deps), commit_interval=0.05)
             await start_intake_now(runtime, world)
             yield LifecycleHub(runtime, deps, worker, systems)
+            assert_read_model_matches_log(runtime, deps.xref)
     finally:
         runtime.close()
 

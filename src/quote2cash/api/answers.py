@@ -38,6 +38,9 @@ class EventSummary(Answer):
 class EventPage(Answer):
     data: list[EventSummary]
     count: int
+    next: str | None = None
+    """The URL of the next page (same filters, a keyset cursor): present while a full page was
+    answered, absent once a page comes back short (the last one)."""
 
 
 class ExceptionItem(Answer):

@@ -420,6 +420,13 @@ class HubApi:
                 f"query parameter 'status' is {status!r}; expected one of {list(STATUSES)}",
             )
         limit = _limit(query.get("limit"))
+        after, before = _position(query, "after"), _position(query, "before")
+        if after is not None and before is not None:
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                "query parameters 'after' and 'before' exclude each other; expected one cursor",
+            )
         rows: list[EventRow] = await self._store(
             lambda: list_events(
                 self.runtime,
@@ -427,9 +434,16 @@ class HubApi:
                 subject=query.get("subject") or None,
                 correlation_id=query.get("correlation_id") or None,
                 limit=limit,
+                after=after,
+                before=before,
             )
         )
-        return json_response({"data": [_event_json(r) for r in rows], "count": len(rows)})
+        answer: dict[str, Any] = {"data": [_event_json(r) for r in rows], "count": len(rows)}
+        if len(rows) == limit:  # perhaps more: the next page starts past this one's last row
+            cursor = "after" if after is not None else "before"
+            kept = {k: v for k, v in query.items() if k not in ("after", "before")}
+            answer["next"] = str(request.rel_url.with_query({**kept, cursor: str(rows[-1].pos)}))
+        return json_response(answer)
 
     async def event(self, request: web.Request) -> web.Response:
         ident = request.match_info["id"]
@@ -549,6 +563,12 @@ def _refuse_nul(request: web.Request) -> None:
             raise ApiError(
                 400, "invalid_parameter", f"query parameter {name!r} holds a NUL character"
             )
+
+
+def _position(query: Mapping[str, str], name: str) -> int | None:
+    """A keyset cursor: a log position (checked by the route table; absent or empty: none)."""
+    raw = query.get(name)
+    return int(raw) if raw else None
 
 
 def _limit(raw: str | None, *, default: int = 50) -> int:

@@ -497,10 +497,16 @@ ROUTES: Final[tuple[Route, ...]] = (
           answers={202: "signed but not understood: quarantined",
                    503: "no callout secret configured, or the store is down"},
           tag="webhooks"),
-    Route("GET", "/v1/events", _legacy(HubApi.events), "The newest events, filtered.",
+    Route("GET", "/v1/events", _legacy(HubApi.events), "The newest events, filtered, paged.",
           answer=answers.EventPage,
           params=(Param("status", "event status", enum=STATUSES),
-                  Param("subject", "business key"), Param("correlation_id", "deal's id"), LIMIT)),
+                  Param("subject", "business key"), Param("correlation_id", "deal's id"), LIMIT,
+                  Param("after", "keyset cursor: oldest first, from just after this log "
+                        "position (read the log forward; 'next' continues)", "integer",
+                        minimum=0),
+                  Param("before", "keyset cursor: newest first, from just before this log "
+                        "position (what 'next' of a newest-first page names)", "integer",
+                        minimum=1))),
     Route("GET", "/v1/events/{id}", _legacy(HubApi.event),
           "One event by id or log position, with its steps and failures.",
           params=(Param("id", "event id or position", where="path", max_length=200),)),

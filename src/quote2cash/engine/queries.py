@@ -59,8 +59,13 @@ def list_events(
     correlation_id: str | None = None,
     type_prefix: str | None = None,
     limit: int = 50,
+    before: int | None = None,
+    after: int | None = None,
 ) -> list[EventRow]:
-    """Newest first; a parked event carries the key it waits on, why, and its deadline."""
+    """Newest first, or with ``after`` oldest first from just after that position (reading the
+    log forward); ``before`` continues a newest-first page. Paged by key (the position), so a
+    page costs the same deep in a long log as at its head. A parked event carries the key it
+    waits on, why, and its deadline."""
     q = (
         select(
             events,
@@ -72,9 +77,13 @@ def list_events(
             parked_events,
             (parked_events.c.event_pos == events.c.pos) & parked_events.c.expired.is_(False),
         )
-        .order_by(events.c.pos.desc())
+        .order_by(events.c.pos if after is not None else events.c.pos.desc())
         .limit(limit)
     )
+    if after is not None:
+        q = q.where(events.c.pos > after)
+    if before is not None:
+        q = q.where(events.c.pos < before)
     if status:
         q = q.where(events.c.status == status)
     if subject:

@@ -23,6 +23,7 @@ from quote2cash.flows.lifecycle import (
     sync_payment_or_settled,
 )
 from quote2cash.flows.new_business import submit_subscription_order
+from quote2cash.readmodels.invoice_status import InvoiceStatusProjection
 
 FlowHandler = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
 
@@ -62,6 +63,8 @@ def build_registry(deps: FlowDeps, default_retry: RetryPolicy | None = None) -> 
     for event_type, flow in FLOWS.items():
         registry.add(event_type, _bind(flow, deps), retry=RETRIES.get(event_type))
     registry.add("billing.*", _recorded_only)
+    # GetInvoiceStatus's read model, kept in the transactions of the steps that change it.
+    registry.add_projection(InvoiceStatusProjection())
     return registry
 
 

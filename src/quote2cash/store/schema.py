@@ -59,6 +59,15 @@ events = Table(
     Index("ix_events_correlation_id", "correlation_id"),
     Index("ix_events_time", "time"),
     Index("ix_events_type_time", "type", "time"),
+    # Pending work only (migration 0015): the dispatcher's load reads a claimed subject's
+    # pending prefix, never the subject's processed history, however long it grows.
+    Index(
+        "ix_events_pending_subject_pos",
+        "subject",
+        "pos",
+        sqlite_where=text("status = 'pending'"),
+        postgresql_where=text("status = 'pending'"),
+    ),
 )
 
 subjects = Table(
@@ -461,3 +470,43 @@ archive_runs = Table(
 )
 """One row per archive run, committed with the deletion of its events: which file holds them,
 its SHA-256 (and its manifest's), so a file edited afterwards is refused on restore."""
+
+# --- GetInvoiceStatus's read model (migration 0015; readmodels/invoice_status.py keeps it) ---
+
+invoice_status = Table(
+    "invoice_status",
+    metadata,
+    Column("billing_id", String(200), primary_key=True),
+    Column("data_pos", BigInteger, nullable=True),
+    Column("subject", String(300), nullable=True),
+    Column("number", String(200), nullable=True),
+    Column("status", String(64), nullable=True),
+    Column("currency", String(16), nullable=True),
+    Column("total", BigInteger, nullable=True),
+    Column("amount_paid", BigInteger, nullable=True),
+    Column("amount_remaining", BigInteger, nullable=True),
+    Column("due_date", BigInteger, nullable=True),
+    Column("paid_at", BigInteger, nullable=True),
+    Column("as_of", UtcDateTime(), nullable=True),
+    Column("posted_in_erp", Boolean, nullable=False, server_default=text("false")),
+    Column("payment_applied_in_erp", Boolean, nullable=False, server_default=text("false")),
+    Column("crm_id", String(200), nullable=True),
+    Column("refund_pos", BigInteger, nullable=True),
+    Column("refund_time", UtcDateTime(), nullable=True),
+    Column("refund_amount", String(64), nullable=True),
+    Column("refund_currency", String(16), nullable=True),
+    Column("refund_reversed", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_invoice_status_refund_pos", "refund_pos"),
+)
+"""One row per billing invoice: the newest logged billing event about it (``data_pos``, its
+Stripe amounts in minor units as logged), what the steps on its events recorded, and the newest
+refund read for it. A row with ``data_pos`` NULL holds only a refund heard before the invoice."""
+
+invoice_keys = Table(
+    "invoice_keys",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("billing_id", String(200), nullable=False),
+)
+"""Ids GetInvoiceStatus accepts that the log names (billing id, invoice number, the CRM's ids
+from its publishing answers) -> billing id; ERP and global ids resolve through ``md_xrefs``."""

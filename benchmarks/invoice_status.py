@@ -1,0 +1,455 @@
+"""GetInvoiceStatus under open-loop load: ``GET /v1/invoices/{id}`` served by a real ``q2c serve``
+process over a store with N events of history, at R requests/s from a second process.
+
+The store: N events of billing history (three per invoice: drafted, finalized, paid; logged done,
+bulk-loaded as an old store would hold them) plus D invoices the engine really processed (steps
+recorded, cross-references linked, the read model kept by the projection), then the read model
+rebuilt from the whole log as migration 0015 does (its time is reported). Requests ask by every
+kind of id (billing id, number, ERP id, CRM id, global id), old and live invoices alike.
+
+Load is open-loop: request i is sent at t0 + i/R whether or not earlier ones have answered, and
+its latency counts from that planned instant (no coordinated omission). Two phases:
+``idle`` (serve without workers) and ``dispatching`` (serve's own worker draining a backlog of
+events appended just before, at full speed, during the whole window). Prints a table; the last
+line is one JSON object.
+
+    python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
+    python benchmarks/invoice_status.py --quick    # under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+from sqlalchemy import func, select
+
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.events import Event, new_event
+from quote2cash.engine.registry import Registry
+from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.worker import Worker
+from quote2cash.identity import Operator
+from quote2cash.identity.accounts import create_first_admin
+from quote2cash.identity.tokens import issue_token
+from quote2cash.masterdata.xref import Kind, XrefStore
+from quote2cash.readmodels.invoice_status import InvoiceStatusProjection, rebuild
+from quote2cash.store.schema import events
+
+os.environ.setdefault("Q2C_AUDIT_KEY", "invoice-status-benchmark-audit-key-not-secret")
+PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+SRC = Path(__file__).parents[1] / "src"
+DUE = int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())
+COLUMNS = (
+    "event_id, source, type, subject, time, correlation_id, sequence, data, status, "
+    "recorded_at, processed_at"
+)
+
+
+def invoice(ident: str, number: str | None, status: str, paid: int = 0) -> dict[str, Any]:
+    return {
+        "object": {
+            "object": "invoice",
+            "id": ident,
+            "number": number,
+            "currency": "usd",
+            "total": 14700,
+            "amount_paid": paid,
+            "amount_remaining": 14700 - paid,
+            "status": status,
+            "due_date": DUE,
+            "status_transitions": {"paid_at": DUE - 86400 if paid else None},
+            "lines": {"data": [{"description": "Platform seat", "amount": 14700}]},
+        }
+    }
+
+
+def history_rows(n: int) -> Iterator[tuple[Any, ...]]:
+    """N done events, three per old invoice, as an old store holds them."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(n):
+        k, step = divmod(i, 3)
+        ident, number = f"in_old{k:08d}", f"OLD-{k:07d}"
+        kind, data = (
+            ("billing.invoice.created", invoice(ident, None, "draft")),
+            ("billing.invoice.finalized", invoice(ident, number, "open")),
+            ("billing.payment.succeeded", invoice(ident, number, "paid", 14700)),
+        )[step]
+        subject = f"contract:OLD-{k:07d}"
+        yield (
+            f"evt_old{i:09d}",
+            "billing",
+            kind,
+            subject,
+            at,
+            f"deal-old-{k}",
+            step + 1,
+            json.dumps(data),
+            "done",
+            at,
+            at,
+        )
+
+
+def load_history(url: str, n: int) -> None:
+    """Bulk-load the history (PostgreSQL COPY; SQLite executemany) and its subjects."""
+    if url.startswith("postgres"):
+        with psycopg.connect(url) as conn:
+            with conn.cursor() as cur, cur.copy(f"COPY events ({COLUMNS}) FROM STDIN") as copy:
+                for row in history_rows(n):
+                    copy.write_row(row)
+            conn.execute(
+                "INSERT INTO subjects (subject, last_sequence, pending) "
+                "SELECT subject, max(sequence), 0 FROM events GROUP BY subject"
+            )
+        return
+    import sqlite3
+
+    db = sqlite3.connect(url.removeprefix("sqlite:///"))
+    with db:
+        db.executemany(
+            f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                (
+                    *r[:4],
+                    r[4].strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    *r[5:9],
+                    r[9].strftime("%Y-%m-%d %H:%M:%S.%f"),
+                    r[10].strftime("%Y-%m-%d %H:%M:%S.%f"),
+                )
+                for r in history_rows(n)
+            ),
+        )
+        db.execute(
+            "INSERT INTO subjects (subject, last_sequence, pending) "
+            "SELECT subject, max(sequence), 0 FROM events GROUP BY subject"
+        )
+    db.close()
+
+
+def live_registry(xref: XrefStore) -> Registry:
+    """Handlers recording the invoice flow's steps (no system called), linking its xrefs."""
+    reg = Registry()
+
+    async def finalized(ctx: HandlerContext, event: Event) -> None:
+        obj = event.data["object"]
+        posted = await ctx.step("erp.post_invoice", lambda _k: _value({"erp_id": obj["number"]}))
+        gid = xref.ensure_global_id(Kind.INVOICE, "billing", obj["id"])
+        xref.link(gid, "erp", f"erp-{posted['erp_id']}")
+        await ctx.step("crm.publish_invoice", lambda _k: _value([f"a01{obj['number']}"]))
+
+    reg.add("billing.invoice.finalized", finalized)
+    reg.add("billing.*", _recorded_only)
+    reg.add_projection(InvoiceStatusProjection())
+    return reg
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
+async def _recorded_only(ctx: HandlerContext, event: Event) -> None:
+    return None
+
+
+async def populate(url: str, history: int, live: int) -> dict[str, Any]:
+    """History, live invoices through the worker, the rebuild, a viewer token, the ids to ask."""
+    runtime = Runtime.open(url, sqlite_synchronous="NORMAL")
+    try:
+        t0 = time.perf_counter()
+        load_history(url, history)
+        history_s = time.perf_counter() - t0
+        xref = XrefStore(runtime.engine, runtime.clock)
+        worker = Worker(runtime, live_registry(xref))
+        batch = [
+            new_event(
+                "billing.invoice.finalized",
+                f"contract:LIVE-{i:06d}",
+                invoice(f"in_live{i:08d}", f"LIVE-{i:06d}", "open"),
+                source="billing",
+            )
+            for i in range(live)
+        ]
+        for start in range(0, live, 500):
+            runtime.log.append_many(batch[start : start + 500])
+            await worker.drain()
+        t0 = time.perf_counter()
+        with runtime.engine.begin() as conn:
+            rebuilt = rebuild(conn)
+        rebuild_s = time.perf_counter() - t0
+        if url.startswith("postgres"):
+            with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                c.exec_driver_sql("ANALYZE")
+        admin = create_first_admin(runtime, "admin")
+        del admin
+        token = issue_token(
+            runtime,
+            "admin",
+            "bench",
+            ["viewer"],
+            by=Operator("admin", frozenset({"admin"}), via="password"),
+            ttl=timedelta(hours=3),
+        )
+        ids: list[str] = []
+        for i in range(live):
+            gid = xref.global_id_for(Kind.INVOICE, "billing", f"in_live{i:08d}")
+            ids += [f"in_live{i:08d}", f"LIVE-{i:06d}", f"erp-LIVE-{i:06d}", f"a01LIVE-{i:06d}"]
+            ids += [gid] if gid else []
+        olds = max(1, history // 3)
+        rng = random.Random(7)
+        for _ in range(len(ids)):
+            k = rng.randrange(olds)
+            ids.append(rng.choice((f"in_old{k:08d}", f"OLD-{k:07d}")))
+        with runtime.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(events)).scalar_one()
+        return {
+            "token": token,
+            "ids": ids,
+            "events": int(total),
+            "history_load_s": round(history_s, 1),
+            "rebuild_s": round(rebuild_s, 1),
+            "rebuilt_events": rebuilt,
+        }
+    finally:
+        runtime.close()
+
+
+def append_backlog(url: str, n: int) -> None:
+    """``n`` pending events (billing ones no flow acts on: recorded and marked done) over 1,000
+    subjects, appended as intake does, for serve's worker to drain during the window."""
+    runtime = Runtime.open(url, sqlite_synchronous="NORMAL")
+    try:
+        for start in range(0, n, 1000):
+            runtime.log.append_many(
+                [
+                    new_event(
+                        "billing.customer.updated",
+                        f"billing:cus_{i % 1000}",
+                        {"n": i},
+                        source="billing",
+                    )
+                    for i in range(start, min(n, start + 1000))
+                ]
+            )
+    finally:
+        runtime.close()
+
+
+def done_count(url: str) -> int:
+    runtime = Runtime.open(url)
+    try:
+        with runtime.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).select_from(events).where(events.c.status == "done")
+                ).scalar_one()
+            )
+    finally:
+        runtime.close()
+
+
+def start_serve(url: str, folder: Path, workers: bool) -> tuple[subprocess.Popen[str], str]:
+    sandbox = folder / "sandbox"
+    sandbox.mkdir(exist_ok=True)
+    (sandbox / "state.json").write_text("{}", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["Q2C_LOG_LEVEL"] = "WARNING"
+    command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "serve"]
+    command += ["--db", url, "--port", "0", "--poll-seconds", "0", "--no-console"]
+    command += ["--workers" if workers else "--no-workers"]
+    command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
+    with (folder / "serve.log").open("a") as log:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=folder
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"serving on (http://\S+)", line)
+    if found is None:
+        process.kill()
+        raise SystemExit(f"q2c serve did not start: {(folder / 'serve.log').read_text()[-2000:]}")
+    return process, found.group(1)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+# --- the load generator (its own process: ``--client``) ----------------------------------------
+
+
+async def open_loop(base: str, token: str, ids: list[str], rate: int, seconds: float) -> Any:
+    """Send ``rate`` requests/s for ``seconds``; latency from each request's planned instant."""
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    rng = random.Random(11)
+    headers = {"Authorization": f"Bearer {token}"}
+    timeout = aiohttp.ClientTimeout(total=2)
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=256), timeout=timeout
+    ) as http:
+
+        async def one(planned: float, ident: str) -> None:
+            try:
+                async with http.get(f"{base}/v1/invoices/{ident}", headers=headers) as answer:
+                    await answer.read()
+                    status = str(answer.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                status = type(exc).__name__
+            latencies.append((time.perf_counter() - planned) * 1000)
+            if status != "200":
+                errors[status] = errors.get(status, 0) + 1
+
+        total = int(rate * seconds)
+        tasks = []
+        t0 = time.perf_counter() + 0.05
+        for i in range(total):
+            planned = t0 + i / rate
+            delay = planned - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(planned, rng.choice(ids))))
+        sent_s = time.perf_counter() - t0
+        await asyncio.gather(*tasks)
+    cuts = statistics.quantiles(latencies, n=1000)
+    return {
+        "requests": total,
+        "rate": rate,
+        "achieved_rps": round(total / sent_s, 1),  # the rate requests left at
+        "ok_rps": round((total - sum(errors.values())) / sent_s, 1),
+        "p50_ms": round(cuts[499], 2),
+        "p99_ms": round(cuts[989], 2),
+        "p999_ms": round(cuts[998], 2),
+        "max_ms": round(max(latencies), 2),
+        "errors": errors,
+    }
+
+
+def run_client(base: str, token: str, ids_file: Path, rate: int, seconds: float) -> Any:
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", base, token, str(ids_file), str(rate), str(seconds)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    made = asyncio.run(populate(url, args.events, args.live))
+    ids_file = folder / "ids.json"
+    ids_file.write_text(json.dumps(made.pop("ids")))
+    token = made.pop("token")
+    result: dict[str, Any] = dict(made)
+    process, base = start_serve(url, folder, workers=False)
+    try:
+        run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
+        result["idle"] = run_client(base, token, ids_file, args.rate, args.seconds)
+    finally:
+        stop(process)
+    append_backlog(url, args.backlog)
+    before = done_count(url)
+    process, base = start_serve(url, folder, workers=True)
+    try:
+        started = time.perf_counter()
+        result["dispatching"] = run_client(base, token, ids_file, args.rate, args.seconds)
+        dispatched = done_count(url) - before
+        window = time.perf_counter() - started
+    finally:
+        stop(process)
+    result["dispatching"]["worker_events_per_s"] = round(dispatched / window, 1)
+    result["dispatching"]["backlog_left"] = max(0, args.backlog - dispatched)
+    return result
+
+
+def pg_database() -> tuple[str, Callable[[], None]]:
+    name = f"q2c_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        base, token, ids_file, rate, seconds = sys.argv[2:7]
+        ids = json.loads(Path(ids_file).read_text())
+        print(json.dumps(asyncio.run(open_loop(base, token, ids, int(rate), float(seconds)))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small store, short windows")
+    parser.add_argument("--events", type=int, help="events of history (default 1,000,000)")
+    parser.add_argument("--live", type=int, help="invoices processed by the worker")
+    parser.add_argument("--rate", type=int, default=1000, help="requests per second")
+    parser.add_argument("--seconds", type=float, help="length of each load window")
+    parser.add_argument("--backlog", type=int, help="events serve's worker drains in phase 2")
+    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
+    args = parser.parse_args()
+    args.events = args.events if args.events is not None else (30_000 if args.quick else 1_000_000)
+    args.live = args.live or (100 if args.quick else 2000)
+    args.seconds = args.seconds or (3.0 if args.quick else 30.0)
+    args.backlog = args.backlog or (10_000 if args.quick else 300_000)
+    from quote2cash.store.db import migrate, open_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        os.environ["Q2C_AUDIT_CHECKPOINT_FILE"] = str(folder / "checkpoints.jsonl")
+        if args.backend == "sqlite":
+            url, drop = f"sqlite:///{folder / 'hub.sqlite'}", (lambda: None)
+        else:
+            url, drop = pg_database()
+        try:
+            engine = open_engine(url)
+            migrate(engine)
+            engine.dispose()
+            result = {"backend": args.backend, **measure(url, args, folder)}
+        finally:
+            drop()
+    print(
+        f"{args.backend}: {result['events']} events in the store "
+        f"(history bulk-loaded in {result['history_load_s']} s; read model rebuilt from "
+        f"{result['rebuilt_events']} billing events in {result['rebuild_s']} s)"
+    )
+    print(
+        f"  {'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}"
+        f"{'errors':>8}{'worker ev/s':>13}"
+    )
+    for phase in ("idle", "dispatching"):
+        f = result[phase]
+        print(
+            f"  {phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}{f['p99_ms']:>8}"
+            f"{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
+            f"{f.get('worker_events_per_s', '-'):>13}"
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
