@@ -1,10 +1,12 @@
-"""Setup the benchmarks share: scratch stores that are created fresh and dropped after, and
-measured runs in child processes whose last output line is one JSON object."""
+"""Setup the benchmarks share: scratch stores that are created fresh and dropped after, measured
+runs in child processes whose last output line is one JSON object, and a ``q2c serve`` to load."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -62,3 +64,39 @@ def run_child(
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def start_serve(
+    url: str, folder: Path, *, workers: bool = False, console: bool = False
+) -> tuple[subprocess.Popen[str], str]:
+    """``q2c serve`` of this checkout on ``url`` (no polling, an empty sandbox state), its log in
+    ``folder/serve.log``; returns the process and the address it serves on."""
+    sandbox = folder / "sandbox"
+    sandbox.mkdir(exist_ok=True)
+    (sandbox / "state.json").write_text("{}", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env["Q2C_LOG_LEVEL"] = "WARNING"
+    command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "serve"]
+    command += ["--db", url, "--port", "0", "--poll-seconds", "0"]
+    command += ["--workers" if workers else "--no-workers"]
+    command += [] if console else ["--no-console"]
+    command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
+    with (folder / "serve.log").open("a") as log:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=folder
+        )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"serving on (http://\S+)", line)
+    if found is None:
+        process.kill()
+        raise SystemExit(f"q2c serve did not start: {(folder / 'serve.log').read_text()[-2000:]}")
+    return process, found.group(1)
+
+
+def stop_serve(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -15,13 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from _common import pg_database
+from _common import pg_database, start_serve, stop_serve
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.registry import Registry
@@ -138,28 +134,6 @@ async def populate(url: str, deals: int) -> tuple[list[str], list[str], str]:
         runtime.close()
 
 
-def start_serve(url: str, folder: Path) -> tuple[subprocess.Popen[str], str]:
-    sandbox = folder / "sandbox"
-    sandbox.mkdir(exist_ok=True)
-    (sandbox / "state.json").write_text("{}", encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env["Q2C_LOG_LEVEL"] = "WARNING"
-    command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "serve"]
-    command += ["--db", url, "--port", "0", "--no-workers", "--poll-seconds", "0"]
-    command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
-    with (folder / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=folder
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"serving on (http://\S+)", line)
-    if found is None:
-        process.kill()
-        raise SystemExit(f"q2c serve did not start: {(folder / 'serve.log').read_text()[-2000:]}")
-    return process, found.group(1)
-
-
 async def sign_in(http: aiohttp.ClientSession, base: str) -> None:
     async with http.get(f"{base}/console/sign-in") as answer:
         token = re.search(r'name="signin_csrf" value="([^"]+)"', await answer.text())
@@ -203,7 +177,7 @@ async def measure(
     t0 = time.perf_counter()
     correlations, invoices, token = await populate(url, deals)
     populate_s = time.perf_counter() - t0
-    process, base = start_serve(url, folder)
+    process, base = start_serve(url, folder, console=True)
     rng = random.Random(11)
     try:
         connector = aiohttp.TCPConnector(limit=concurrency)
@@ -237,11 +211,7 @@ async def measure(
                 "invoice_status": await load(invoice, total, concurrency),
             }
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_serve(process)
     for figure in figures.values():
         figure["vs_health_rps"] = round(figure["rps"] / baseline["rps"], 3)
     return {"deals": deals, "populate_s": round(populate_s, 1), "health": baseline, **figures}

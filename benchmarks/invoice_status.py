@@ -24,15 +24,12 @@ import asyncio
 import json
 import os
 import random
-import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ import aiohttp
 import psycopg
 from sqlalchemy import func, select
 
+from _common import pg_database, start_serve, stop_serve
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.registry import Registry
@@ -54,7 +52,6 @@ from quote2cash.readmodels.invoice_status import InvoiceStatusProjection, rebuil
 from quote2cash.store.schema import events
 
 os.environ.setdefault("Q2C_AUDIT_KEY", "invoice-status-benchmark-audit-key-not-secret")
-PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 SRC = Path(__file__).parents[1] / "src"
 DUE = int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())
 COLUMNS = (
@@ -265,37 +262,6 @@ def done_count(url: str) -> int:
         runtime.close()
 
 
-def start_serve(url: str, folder: Path, workers: bool) -> tuple[subprocess.Popen[str], str]:
-    sandbox = folder / "sandbox"
-    sandbox.mkdir(exist_ok=True)
-    (sandbox / "state.json").write_text("{}", encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    env["Q2C_LOG_LEVEL"] = "WARNING"
-    command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "serve"]
-    command += ["--db", url, "--port", "0", "--poll-seconds", "0", "--no-console"]
-    command += ["--workers" if workers else "--no-workers"]
-    command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
-    with (folder / "serve.log").open("a") as log:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=folder
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"serving on (http://\S+)", line)
-    if found is None:
-        process.kill()
-        raise SystemExit(f"q2c serve did not start: {(folder / 'serve.log').read_text()[-2000:]}")
-    return process, found.group(1)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 # --- the load generator (its own process: ``--client``) ----------------------------------------
 
 
@@ -369,7 +335,7 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
         result["idle"] = run_client(base, token, ids_file, args.rate, args.seconds)
     finally:
-        stop(process)
+        stop_serve(process)
     append_backlog(url, args.backlog)
     before = done_count(url)
     process, base = start_serve(url, folder, workers=True)
@@ -379,22 +345,10 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         dispatched = done_count(url) - before
         window = time.perf_counter() - started
     finally:
-        stop(process)
+        stop_serve(process)
     result["dispatching"]["worker_events_per_s"] = round(dispatched / window, 1)
     result["dispatching"]["backlog_left"] = max(0, args.backlog - dispatched)
     return result
-
-
-def pg_database() -> tuple[str, Callable[[], None]]:
-    name = f"q2c_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
 
 
 def main() -> None:
@@ -424,7 +378,7 @@ def main() -> None:
         if args.backend == "sqlite":
             url, drop = f"sqlite:///{folder / 'hub.sqlite'}", (lambda: None)
         else:
-            url, drop = pg_database()
+            url, drop = pg_database("q2c_bench_inv")
         try:
             engine = open_engine(url)
             migrate(engine)

@@ -20,8 +20,6 @@ import shutil
 import sqlite3
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +28,7 @@ os.environ.setdefault("Q2C_AUDIT_KEY", "benchmark-audit-key-not-secret")
 import psycopg
 from sqlalchemy import insert, text, update
 
+from _common import pg_database
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.events import new_event
 from quote2cash.engine.runtime import Runtime
@@ -38,21 +37,8 @@ from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.retention.restore import restore_archive
 from quote2cash.store.schema import events, steps
 
-PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 ENGINE_TABLES = ("events", "steps", "failures", "subjects")
 BATCH = 5000
-
-
-def pg_database() -> tuple[str, Callable[[], None]]:
-    name = f"q2c_bench_ret_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
 
 
 def fill(rt: Runtime, n: int) -> None:
@@ -203,7 +189,7 @@ def main() -> None:
             figures[f"sqlite_{k}"] = v
         print(f"sqlite: {json.dumps({k: v for k, v in figures.items() if 'sqlite' in k})}")
         if not args.no_postgres:
-            url, drop = pg_database()
+            url, drop = pg_database("q2c_bench_ret")
             try:
                 for k, v in measure(url, None, n, work / "pg-archive").items():
                     figures[f"pg_{k}"] = v
