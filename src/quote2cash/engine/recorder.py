@@ -105,6 +105,11 @@ def write_steps(
     append_audit(conn, [r.audit_entry() for r in records], at, chain=chain)
 
 
+def is_deadlock(err: DBAPIError) -> bool:
+    """PostgreSQL chose this transaction as a deadlock victim: trying it again is safe."""
+    return getattr(err.orig, "sqlstate", None) == DEADLOCK_SQLSTATE
+
+
 def commit_steps(
     engine: Engine, records: Sequence[StepRecord], at: datetime, chain: str = "main"
 ) -> int:
@@ -122,7 +127,7 @@ def commit_steps(
         except IntegrityError:
             break
         except DBAPIError as err:
-            if getattr(err.orig, "sqlstate", None) != DEADLOCK_SQLSTATE:
+            if not is_deadlock(err):
                 raise
             if attempt == COMMIT_ATTEMPTS - 1:
                 raise

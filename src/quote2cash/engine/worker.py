@@ -44,7 +44,13 @@ from quote2cash.engine.parking import (
     return_to_queues,
 )
 from quote2cash.engine.projections import project_done
-from quote2cash.engine.recorder import WAKE_CHUNK, StepRecorder, StoreThread
+from quote2cash.engine.recorder import (
+    COMMIT_ATTEMPTS,
+    WAKE_CHUNK,
+    StepRecorder,
+    StoreThread,
+    is_deadlock,
+)
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
@@ -57,11 +63,9 @@ log = logging.getLogger("quote2cash.worker")
 P = ParamSpec("P")
 R = TypeVar("R")
 HOLD_POLL_SECONDS = 5.0
-COMMIT_ATTEMPTS = 3
 MAX_REREADS = 3
 """How often an event may park on a key already released (it read the release too early) and
 run again at once; after that the wait is a transient failure, so it never spins."""
-DEADLOCK_SQLSTATE = "40P01"
 
 
 @dataclass
@@ -481,7 +485,7 @@ class Worker:
             try:
                 self._commit_once(finished, by_subject, outcomes, part)
             except DBAPIError as err:
-                if not _is_deadlock(err) or attempt == COMMIT_ATTEMPTS - 1:
+                if not is_deadlock(err) or attempt == COMMIT_ATTEMPTS - 1:
                     raise
                 log.warning("commit chosen as a deadlock victim; trying again")
                 continue
@@ -639,10 +643,6 @@ def _pid_alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _is_deadlock(err: DBAPIError) -> bool:
-    return getattr(err.orig, "sqlstate", None) == DEADLOCK_SQLSTATE
 
 
 def _describe(err: BaseException) -> str:
