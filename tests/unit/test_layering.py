@@ -191,7 +191,7 @@ def breaches(
 
 def report(lines: Iterable[str]) -> str:
     listed = list(lines)
-    return f"{len(listed)} breach(es) of DESIGN §1:\n" + "\n".join(listed)
+    return f"{len(listed)} breach(es) of the layering rules (DESIGN §1, §5):\n" + "\n".join(listed)
 
 
 # --- connectors (system layer) --------------------------------------------------------------
@@ -311,6 +311,33 @@ def test_reconcile_uses_roles_never_flows_the_store_or_a_concrete_connector() ->
 def test_no_gpl_system_is_imported() -> None:
     rule = "Tryton and localstripe are GPL: separate processes only, never imported (DESIGN §5)"
     found = breaches(rule, lambda m: True, lambda m: _within(m, *GPL_SYSTEMS))
+    assert not found, report(found)
+
+
+# --- the contract-test kit (DESIGN §5) ------------------------------------------------------
+
+CONTRACTS = SRC.parent / "tests" / "contract"
+SYSTEM_WORDS = ("stripe", "salesforce", "tryton", "legacy_erp", "metadata", "__c")
+"""Words that tie a scenario to one implementation; they belong in its harness or its tests."""
+
+
+def test_contract_scenarios_are_system_neutral() -> None:
+    """One suite, every implementation: scenarios name no system and import none of its code."""
+    found = []
+    for path in sorted(CONTRACTS.glob("*/test_*.py")):
+        where = str(path.relative_to(SRC.parent))
+        text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            named = [word for word in SYSTEM_WORDS if word in line.lower()]
+            if named:
+                found.append(f"{where}:{number}: names {named} -- contract scenarios are neutral")
+        name = ".".join(path.relative_to(CONTRACTS.parent).with_suffix("").parts)
+        for imported in _imports(ast.parse(text), name, False):
+            if is_concrete_connector(imported.module) or is_sandbox(imported.module):
+                found.append(
+                    f"{where}:{imported.line}: imports {imported.module} -- contract scenarios "
+                    "act through the role and their harness only"
+                )
     assert not found, report(found)
 
 
