@@ -44,7 +44,8 @@ class Line:
 class PublishedInvoice:
     """An invoice status as the hub wrote it into the CRM, read behind the connector's back."""
 
-    status: str
+    standing: str
+    """Where the invoice stands, in the hub's words: ``open``, ``paid`` ..."""
     amount: Decimal
 
 
@@ -119,11 +120,12 @@ class CrmHarness(Protocol):
 
     # --- status write-back ----------------------------------------------------------------------
 
-    def invoice_status(self, number: str, status: str, amount: str) -> StatusUpdate:
-        """What the hub publishes for an invoice: its status, amount and open balance."""
+    def invoice_status(self, number: str, standing: str, amount: str) -> StatusUpdate:
+        """What the hub publishes for an invoice: where it stands (``open``, ``paid`` ...),
+        its amount and open balance."""
 
-    def status_the_crm_rejects(self, number: str) -> tuple[StatusUpdate, str]:
-        """A status update for invoice ``number`` the CRM refuses, and what its error names."""
+    def invoice_status_the_crm_refuses(self, number: str) -> tuple[StatusUpdate, str]:
+        """A status for invoice ``number`` the CRM refuses, and what its error names."""
 
     def published_invoices(self, number: str) -> list[PublishedInvoice]:
         """The invoice records of this number in the CRM."""

@@ -467,7 +467,9 @@ class SalesforceHarness:
 
     # --- status write-back targets ---
 
-    def invoice_status(self, number: str, status: str, amount: str) -> StatusUpdate:
+    def invoice_status(self, number: str, standing: str, amount: str) -> StatusUpdate:
+        """``standing`` in the hub's words (``open``, ``partially_refunded``) or the picklist's."""
+        status = standing.replace("_", " ").capitalize()
         return StatusUpdate(
             "Invoice__c",
             "Invoice_Number__c",
@@ -475,7 +477,7 @@ class SalesforceHarness:
             {"Status__c": status, "Amount__c": Decimal(amount), "Balance__c": Decimal(amount)},
         )
 
-    def status_the_crm_rejects(self, number: str) -> tuple[StatusUpdate, str]:
+    def invoice_status_the_crm_refuses(self, number: str) -> tuple[StatusUpdate, str]:
         """An update naming a field the org does not have; Salesforce's error names it."""
         field = "Not_A_Field__c"
         return (
@@ -483,8 +485,14 @@ class SalesforceHarness:
             field,
         )
 
+    def stored_invoices(self, number: str) -> list[dict[str, Any]]:
+        """The raw Invoice__c records (the connector's own tests read its fields)."""
+        return self.desk.invoices(number)
+
     def published_invoices(self, number: str) -> list[PublishedInvoice]:
         return [
-            PublishedInvoice(record["Status__c"], Decimal(str(record["Amount__c"])))
-            for record in self.desk.invoices(number)
+            PublishedInvoice(
+                record["Status__c"].lower().replace(" ", "_"), Decimal(str(record["Amount__c"]))
+            )
+            for record in self.stored_invoices(number)
         ]

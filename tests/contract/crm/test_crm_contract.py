@@ -200,33 +200,33 @@ async def test_approved_seat_changes_are_amendment_requests(harness: CrmHarness)
 
 async def test_publish_status_twice_leaves_one_record(harness: CrmHarness):
     crm = harness.crm()
-    update = harness.invoice_status("INV-2026-0001", "Open", "199.98")
+    update = harness.invoice_status("INV-2026-0001", "open", "199.98")
     first = await crm.publish_status([update], idempotency_key="evt-1:publish")
     again = await crm.publish_status([update], idempotency_key="evt-1:publish")
     assert [r.error for r in first + again] == [None, None]
     assert first[0].created is True and again[0].created is False
     assert first[0].crm_id == again[0].crm_id
     assert harness.published_invoices("INV-2026-0001") == [
-        PublishedInvoice("Open", Decimal("199.98"))
+        PublishedInvoice("open", Decimal("199.98"))
     ]
 
 
 async def test_publish_status_updates_what_it_created(harness: CrmHarness):
     crm = harness.crm()
-    opened = harness.invoice_status("INV-7", "Open", "50.00")
-    paid = harness.invoice_status("INV-7", "Paid", "50.00")
+    opened = harness.invoice_status("INV-7", "open", "50.00")
+    paid = harness.invoice_status("INV-7", "paid", "50.00")
     created = await crm.publish_status([opened], idempotency_key="evt-2:publish")
     updated = await crm.publish_status([paid], idempotency_key="evt-3:publish")
     assert (created[0].created, updated[0].created) == (True, False)
-    assert [r.status for r in harness.published_invoices("INV-7")] == ["Paid"]
+    assert [r.standing for r in harness.published_invoices("INV-7")] == ["paid"]
 
 
-async def test_a_rejected_status_fails_that_record_only(harness: CrmHarness):
-    bad, named = harness.status_the_crm_rejects("INV-BAD")
-    good = harness.invoice_status("INV-GOOD", "Open", "1.00")
+async def test_refused_status_fails_that_record_only(harness: CrmHarness):
+    bad, field = harness.invoice_status_the_crm_refuses("INV-BAD")
+    good = harness.invoice_status("INV-GOOD", "open", "1.00")
     results = await harness.crm().publish_status([bad, good], idempotency_key="evt-4:publish")
     assert [r.external_id for r in results] == ["INV-BAD", "INV-GOOD"]
-    assert results[0].error is not None and named in results[0].error
+    assert results[0].error is not None and field in results[0].error
     assert results[0].crm_id is None
     assert results[1].error is None and results[1].created is True
     assert harness.published_invoices("INV-BAD") == []
@@ -262,7 +262,7 @@ async def test_expired_session_is_renewed_transparently(harness: CrmHarness):
     assert (await crm.get_deal(ids["usd_deal"])).total == Money("99.99", "USD")
     harness.expire_sessions()
     results = await crm.publish_status(
-        [harness.invoice_status("INV-9", "Open", "9.99")], idempotency_key="evt-5:publish"
+        [harness.invoice_status("INV-9", "open", "9.99")], idempotency_key="evt-5:publish"
     )
     assert results[0].error is None
 

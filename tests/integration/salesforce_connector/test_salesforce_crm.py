@@ -135,7 +135,7 @@ async def test_same_external_id_twice_in_one_call_applies_in_order(harness: Any)
     paid = harness.invoice_status("INV-DUP", "Paid", "5.00")
     results = await harness.crm().publish_status([opened, paid], idempotency_key="evt-dup")
     assert [(r.created, r.error) for r in results] == [(True, None), (False, None)]
-    assert [r["Status__c"] for r in harness.desk.invoices("INV-DUP")] == ["Paid"]
+    assert [r["Status__c"] for r in harness.stored_invoices("INV-DUP")] == ["Paid"]
 
 
 async def test_deal_status_fields_update_by_record_id(harness: Any):
