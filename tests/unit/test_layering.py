@@ -25,8 +25,9 @@ ROLE_MODULES = ("quote2cash.connectors.roles", "quote2cash.connectors.registry")
 EXPERIENCE_PACKAGES = ("api", "console", "demo")
 """The experience layer's packages (``demo`` is ``q2c demo``'s composition root)."""
 
-EXPERIENCE_MODULES = ("quote2cash.reconcile.render",)
-"""Experience modules inside a runtime package: the reconcile command's tables, CSV and JSON."""
+EXPERIENCE_MODULES = ("quote2cash.reconcile.render", "quote2cash.configuration")
+"""Experience modules elsewhere: the reconcile command's tables, CSV and JSON; the configuration
+folder's loader and checker behind ``q2c config`` (it loads every layer's files)."""
 
 RUNTIME_PACKAGES = (
     "canonical",
@@ -40,8 +41,11 @@ RUNTIME_PACKAGES = (
     "identity",
     "retention",
     "readmodels",
+    "settings",
+    "private_files",
+    "defaults",
 )
-"""The runtime parts every layer uses; they sit below the three layers."""
+"""The runtime parts every layer uses (and their settings); they sit below the three layers."""
 
 GPL_SYSTEMS = ("trytond", "localstripe")
 """Run only as separate processes (sandbox, tests); never imported by ``src/``."""
@@ -319,6 +323,24 @@ def test_no_gpl_system_is_imported() -> None:
     rule = "Tryton and localstripe are GPL: separate processes only, never imported (DESIGN §5)"
     found = breaches(rule, lambda m: True, lambda m: _within(m, *GPL_SYSTEMS))
     assert not found, report(found)
+
+
+def test_every_part_of_the_hub_belongs_to_a_layer() -> None:
+    """A new package escapes every rule until it is placed: placing it is a design decision."""
+    unplaced = []
+    for path in sorted(PACKAGE.iterdir()):
+        if path.name.startswith(("_", ".")) or not (path.suffix == ".py" or path.is_dir()):
+            continue
+        if path.is_dir() and not (path / "__init__.py").exists():
+            continue
+        module = f"quote2cash.{path.stem}"
+        layers = (is_experience, is_flow, is_connector, is_sandbox, is_runtime)
+        if not any(layer(module) for layer in layers):
+            unplaced.append(
+                f"{path.relative_to(SRC.parent)}: in no layer -- place it in DESIGN §1 and in "
+                "tests/unit/test_layering.py (EXPERIENCE_PACKAGES, RUNTIME_PACKAGES ...)"
+            )
+    assert not unplaced, report(unplaced)
 
 
 # --- the contract-test kit (DESIGN §5) ------------------------------------------------------
