@@ -1,43 +1,24 @@
-"""The Billing contract's fixture: one harness per implementation of the ``Billing`` role.
-
-To add an implementation, add its name to ``IMPLEMENTATIONS`` and a branch in ``_backend``
-yielding a harness factory with the same methods as ``StripeEmulatorHarness``.
-"""
+"""The Billing contract: one ``harness`` per implementation in ``harness.IMPLEMENTATIONS``."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from quote2cash.connectors.roles import Billing
-from quote2cash.sandbox.stripe import StripeEmulator
 
-from .harness import StripeEmulatorHarness
-
-IMPLEMENTATIONS = ["stripe"]
+from .harness import IMPLEMENTATIONS, BillingHarness, HarnessFactory
 
 
-@pytest.fixture(scope="session", params=IMPLEMENTATIONS)
-def billing_backend(request: pytest.FixtureRequest) -> Iterator[Callable[[], Any]]:
-    yield from _backend(request.param)
-
-
-def _backend(name: str) -> Iterator[Callable[[], Any]]:
-    if name == "stripe":
-        emulator = StripeEmulator()
-        base_url, stop = emulator.start_in_thread()
-        try:
-            yield lambda: StripeEmulatorHarness(emulator, base_url)
-        finally:
-            stop()
-        return
-    raise AssertionError(f"no Billing implementation named {name!r}")
+@pytest.fixture(scope="session", params=sorted(IMPLEMENTATIONS))
+def billing_backend(request: pytest.FixtureRequest) -> Iterator[HarnessFactory]:
+    with IMPLEMENTATIONS[request.param]() as factory:
+        yield factory
 
 
 @pytest.fixture
-async def harness(billing_backend: Callable[[], Any]) -> AsyncIterator[StripeEmulatorHarness]:
+async def harness(billing_backend: HarnessFactory) -> AsyncIterator[BillingHarness]:
     built = billing_backend()
     built.reset()
     yield built
@@ -45,6 +26,5 @@ async def harness(billing_backend: Callable[[], Any]) -> AsyncIterator[StripeEmu
 
 
 @pytest.fixture
-def billing(harness: StripeEmulatorHarness) -> Billing:
-    connector: Billing = harness.billing
-    return connector
+def billing(harness: BillingHarness) -> Billing:
+    return harness.billing

@@ -1,18 +1,21 @@
-"""What the Billing contract needs besides the role itself: set-up, observation and faults.
+"""What the Billing contract needs of an implementation besides the role: set-up, observation
+and faults, in neutral terms, and the registry of implementations it runs against.
 
-One harness class per implementation. Scenarios set the stage through it (prices, customers with
-a payment method, a clock), act through the ``Billing`` role only, and count the results through
-it again -- never through the connector under test.
+To add an implementation, write a class satisfying ``BillingHarness`` and a context manager that
+stands the system up once and yields a factory of harnesses, then add one entry to
+``IMPLEMENTATIONS``; every scenario in this folder then runs against it too. Scenarios set the
+stage through the harness, act through the ``Billing`` role only, and check the results through
+the harness again -- never through the connector under test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-import stripe
+from typing import Literal, Protocol
 
 from quote2cash.canonical import (
     Customer,
@@ -22,11 +25,133 @@ from quote2cash.canonical import (
     SubscriptionItem,
     SubscriptionStatus,
 )
-from quote2cash.connectors.stripe import StripeBilling
-from quote2cash.sandbox.stripe import EmulatorConfig, StripeEmulator
+from quote2cash.connectors.roles import Billing
 
-API_KEY = "sk_test_quote2cash_sandbox"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+Kind = Literal["customers", "subscriptions", "invoices"]
+
+
+@dataclass(frozen=True)
+class HeldItem:
+    """One recurring item of a subscription as billing holds it."""
+
+    id: str
+    price: str
+    quantity: int | None
+
+
+@dataclass(frozen=True)
+class HeldSubscription:
+    """A subscription as billing holds it, read behind the connector's back."""
+
+    customer: str
+    contract_number: str | None
+    global_id: str | None
+    items: tuple[HeldItem, ...]
+    ends_at_period_end: bool
+    """Canceled at period end and not renewed since."""
+
+
+class BillingHarness(Protocol):
+    """One billing implementation as the contract drives it.
+
+    Ids are the implementation's own (customers, prices, subscriptions, invoices, payments);
+    a price may also be referenced by its ``key``. Amounts are ``Money`` / ``Decimal`` in
+    currency units unless the name says otherwise.
+    """
+
+    name: str
+    bad_secret: str
+    """The secret ``billing_with_bad_secret`` uses: never to appear in an error."""
+
+    @property
+    def billing(self) -> Billing:
+        """The connector under test, fresh for this test."""
+
+    def reset(self) -> None:
+        """Empty the system and clear every injected fault."""
+
+    async def close(self) -> None:
+        """Close every connector this harness built."""
+
+    def billing_with_bad_secret(self) -> Billing:
+        """A connector whose credentials billing rejects."""
+
+    # --- set-up -------------------------------------------------------------------------------
+
+    def start_clock(self, at: datetime = T0) -> str:
+        """A test clock frozen at ``at``, for customers whose billing time the test moves."""
+
+    def advance_clock(self, clock: str, to: datetime) -> None:
+        """Move the clock; billing runs what falls due (renewals, invoices, payments)."""
+
+    def seat_price(self, amount: str, currency: str = "EUR", *, key: str | None = None) -> str:
+        """A licensed monthly per-seat price of ``amount`` currency units."""
+
+    def prices(self, count: int, currency: str = "EUR") -> list[str]:
+        """``count`` monthly prices, the n-th keyed ``bulk_<n>`` at 1.00 + n minor units."""
+
+    def one_time_price(self, amount: str, currency: str = "EUR") -> str:
+        """A price charged once, not renewed."""
+
+    def metered_price(self, meter: str, unit_amount_minor: str, currency: str = "EUR") -> str:
+        """A monthly price summing the usage reported on ``meter``, per unit in minor units."""
+
+    def customer_with_card(self, *, clock: str | None = None, name: str = "Acme GmbH") -> Customer:
+        """A billing customer with a working default card (optionally on a test clock)."""
+
+    def give_card(self, customer_id: str) -> None:
+        """Give an existing customer a working default card."""
+
+    def customers_made_outside_the_hub(self, count: int) -> list[str]:
+        """Customers created in billing directly (one event each), oldest first."""
+
+    def refund(self, payment_id: str, amount: Money | None = None) -> None:
+        """Refund part of a payment, or what is left of it."""
+
+    # --- observation --------------------------------------------------------------------------
+
+    def count(self, kind: Kind) -> int:
+        """How many of these billing holds, whatever their status."""
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer as billing holds it, with the hub's cross references it keeps."""
+
+    def subscription(self, subscription_id: str) -> HeldSubscription: ...
+
+    def invoices_of(self, subscription_id: str) -> list[str]:
+        """The subscription's invoice ids, newest first."""
+
+    def invoice_total(self, invoice_id: str) -> Money:
+        """The total billing itself computed for the invoice."""
+
+    def payment_of(self, invoice_id: str) -> str:
+        """The id of the one payment that paid the invoice."""
+
+    def pending_adjustments(self, customer_id: str, currency: str = "EUR") -> Money:
+        """Prorations and other adjustments waiting for the customer's next invoice."""
+
+    def usage_total(self, price_id: str, customer_id: str) -> Decimal:
+        """The usage billing counted for the customer on the metered price."""
+
+    def event_ids_oldest_first(self) -> list[str]: ...
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def rate_limit_next(self, requests: int, retry_after: int | None = 0) -> None:
+        """Refuse the next ``requests`` calls as rate limited, asking to wait ``retry_after``."""
+
+    def rate_limit_every(self, nth: int) -> None:
+        """Refuse every ``nth`` call as rate limited, until cleared."""
+
+    def fail_next_server_errors(self, requests: int) -> None:
+        """Fail the next ``requests`` calls with a server error."""
+
+    def pending_faults(self) -> int:
+        """Injected failures not yet served (0 means the storm really hit)."""
+
+    def clear_faults(self) -> None: ...
 
 
 def subscription_for(
@@ -38,7 +163,7 @@ def subscription_for(
     global_id: str | None = None,
     start: datetime = T0,
 ) -> Subscription:
-    """A subscription as the hub asks for it: items by price id / lookup key and quantity."""
+    """A subscription as the hub asks for it: items by price id / key and quantity."""
     ref = customer if isinstance(customer, Ref) else Ref(external_ids=customer.external_ids)
     return Subscription(
         global_id=global_id,
@@ -55,204 +180,19 @@ def subscription_for(
     )
 
 
-class StripeEmulatorHarness:
-    """The contract's view of Stripe: our emulator, driven by the sync SDK for set-up."""
+HarnessFactory = Callable[[], BillingHarness]
 
-    name = "stripe"
 
-    def __init__(self, emulator: StripeEmulator, base_url: str) -> None:
-        self.emulator = emulator
-        self.base_url = base_url
-        self.sdk = stripe.StripeClient(
-            api_key=API_KEY, base_addresses={"api": base_url}, max_network_retries=0
-        )
-        self._connectors: list[StripeBilling] = []
-        self._counter = 0
-        self.billing = self.connector()
+@contextmanager
+def stripe_world() -> Iterator[HarnessFactory]:
+    """Our Stripe emulator on a background thread, set up through the official SDK."""
+    from .stripe_harness import running_stripe
 
-    def reset(self) -> None:
-        self.emulator.reset()
-        self.emulator.config = EmulatorConfig()
+    with running_stripe() as factory:
+        yield factory
 
-    def connector(self, **overrides: Any) -> StripeBilling:
-        """A fresh connector; retries are quick so fault scenarios stay fast."""
-        overrides.setdefault("retry_base_delay", 0.01)
-        built = StripeBilling.for_sandbox(self.base_url, **overrides)
-        self._connectors.append(built)
-        return built
 
-    async def close(self) -> None:
-        for built in self._connectors:
-            await built.aclose()
-        self.emulator.config = EmulatorConfig()
-
-    def _unique(self, prefix: str) -> str:
-        self._counter += 1
-        return f"{prefix}{self._counter}"
-
-    # --- set-up -------------------------------------------------------------------------------
-
-    def start_clock(self, at: datetime = T0) -> str:
-        clock = self.sdk.v1.test_helpers.test_clocks.create(
-            params={"frozen_time": int(at.timestamp())}
-        )
-        return str(clock.id)
-
-    def advance_clock(self, clock: str, to: datetime) -> None:
-        self.sdk.v1.test_helpers.test_clocks.advance(
-            clock, params={"frozen_time": int(to.timestamp())}
-        )
-
-    def seat_price(
-        self, amount: str, currency: str = "EUR", *, lookup_key: str | None = None
-    ) -> str:
-        """A licensed monthly per-seat price; ``amount`` in currency units (``"33.33"``)."""
-        product = self.sdk.v1.products.create(params={"name": self._unique("Seat ")})
-        params: dict[str, Any] = {
-            "product": product.id,
-            "currency": currency.lower(),
-            "unit_amount": Money(amount, currency).stripe_amount,
-            "recurring": {"interval": "month", "usage_type": "licensed"},
-        }
-        if lookup_key:
-            params["lookup_key"] = lookup_key
-        return str(self.sdk.v1.prices.create(params=params).id)
-
-    def prices(self, count: int, currency: str = "EUR") -> list[str]:
-        product = self.sdk.v1.products.create(params={"name": "Bulk"})
-        return [
-            str(
-                self.sdk.v1.prices.create(
-                    params={
-                        "product": product.id,
-                        "currency": currency.lower(),
-                        "unit_amount": 100 + n,
-                        "recurring": {"interval": "month"},
-                        "lookup_key": f"bulk_{n}",
-                    }
-                ).id
-            )
-            for n in range(count)
-        ]
-
-    def metered_price(self, event_name: str, unit_amount: str, currency: str = "EUR") -> str:
-        """A meter and a monthly metered price on it; ``unit_amount`` in minor units."""
-        meter = self.sdk.v1.billing.meters.create(
-            params={
-                "display_name": event_name,
-                "event_name": event_name,
-                "default_aggregation": {"formula": "sum"},
-            }
-        )
-        product = self.sdk.v1.products.create(params={"name": event_name})
-        price = self.sdk.v1.prices.create(
-            params={
-                "product": product.id,
-                "currency": currency.lower(),
-                "unit_amount_decimal": unit_amount,
-                "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-            }
-        )
-        return str(price.id)
-
-    def customer_with_card(self, *, clock: str | None = None, name: str = "Acme GmbH") -> Customer:
-        """A billing customer with a working default card (optionally on a test clock)."""
-        params: dict[str, Any] = {
-            "name": name,
-            "email": "ap@acme.example",
-            "payment_method": "pm_card_visa",
-            "invoice_settings": {"default_payment_method": "pm_card_visa"},
-        }
-        if clock:
-            params["test_clock"] = clock
-        created = self.sdk.v1.customers.create(params=params)
-        return Customer(name=name, external_ids={"billing": created.id})
-
-    def give_card(self, customer_id: str) -> None:
-        card = self.sdk.v1.payment_methods.attach("pm_card_visa", params={"customer": customer_id})
-        self.sdk.v1.customers.update(
-            customer_id, params={"invoice_settings": {"default_payment_method": card.id}}
-        )
-
-    def make_events(self, count: int) -> None:
-        for _ in range(count):
-            self.sdk.v1.customers.create(params={"name": self._unique("Event source ")})
-
-    # --- observation --------------------------------------------------------------------------
-
-    def _all(self, listing: Any) -> Iterator[Any]:
-        yield from listing.auto_paging_iter()
-
-    def count(self, kind: str) -> int:
-        service = {
-            "customers": self.sdk.v1.customers,
-            "subscriptions": self.sdk.v1.subscriptions,
-            "invoices": self.sdk.v1.invoices,
-        }[kind]
-        params: dict[str, Any] = {"limit": 100}
-        if kind == "subscriptions":
-            params["status"] = "all"
-        return sum(1 for _ in self._all(service.list(params=params)))
-
-    def customer(self, customer_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.sdk.v1.customers.retrieve(customer_id).to_dict()
-        return result
-
-    def subscription(self, subscription_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.sdk.v1.subscriptions.retrieve(subscription_id).to_dict()
-        return result
-
-    def invoices_of(self, subscription_id: str) -> list[dict[str, Any]]:
-        """Newest first."""
-        listing = self.sdk.v1.invoices.list(params={"subscription": subscription_id, "limit": 100})
-        return [i.to_dict() for i in listing.data]
-
-    def pending_proration_total(self, customer_id: str) -> int:
-        items = self.sdk.v1.invoice_items.list(params={"customer": customer_id, "limit": 100})
-        return sum(i.amount for i in items.data if i.invoice is None)
-
-    def stripe_total(self, invoice_id: str) -> Money:
-        invoice = self.sdk.v1.invoices.retrieve(invoice_id)
-        return Money.from_stripe_amount(invoice.total, invoice.currency)
-
-    def usage_total(self, price_id: str, customer_id: str) -> Decimal:
-        price = self.sdk.v1.prices.retrieve(price_id)
-        assert price.recurring is not None and price.recurring.meter is not None
-        summary = self.sdk.v1.billing.meters.event_summaries.list(
-            price.recurring.meter,
-            params={"customer": customer_id, "start_time": 0, "end_time": 4_102_444_800},
-        )
-        return Decimal(str(summary.data[0].aggregated_value)) if summary.data else Decimal(0)
-
-    def idempotency_keys_of(self, stripe_event_type: str) -> list[str | None]:
-        """The ``Idempotency-Key`` of the request behind each event of this type, oldest first."""
-        events = self._all(self.sdk.v1.events.list(params={"limit": 100}))
-        keys = [e.request.idempotency_key for e in events if e.type == stripe_event_type]
-        return list(reversed(keys))
-
-    def event_ids_oldest_first(self) -> list[str]:
-        ids = [e.id for e in self._all(self.sdk.v1.events.list(params={"limit": 100}))]
-        return list(reversed(ids))
-
-    # --- faults -------------------------------------------------------------------------------
-
-    def rate_limit_next(self, requests: int, retry_after: int | None = 0) -> None:
-        self.emulator.config.retry_after_seconds = retry_after
-        self.emulator.config.fail_next_429 = requests
-
-    def rate_limit_every(self, nth: int) -> None:
-        self.emulator.config.retry_after_seconds = 0
-        self.emulator.config.rate_limit_every_nth = nth
-
-    def fail_next_500(self, requests: int) -> None:
-        self.emulator.config.fail_next_500 = requests
-
-    def pending_faults(self) -> int:
-        """Injected failures not yet served (0 means the storm really hit)."""
-        return self.emulator.config.fail_next_429 + self.emulator.config.fail_next_500
-
-    def clear_faults(self) -> None:
-        self.emulator.config.fail_next_429 = 0
-        self.emulator.config.rate_limit_every_nth = None
-        self.emulator.config.fail_next_500 = 0
-        self.emulator.config.retry_after_seconds = 1
+IMPLEMENTATIONS: dict[str, Callable[[], AbstractContextManager[HarnessFactory]]] = {
+    "stripe": stripe_world,
+}
+"""Every Billing implementation the contract runs against: name -> how to stand one up."""

@@ -10,27 +10,25 @@ from quote2cash.canonical import Customer
 from quote2cash.connectors.roles import Billing
 from quote2cash.engine.errors import AuthError, DataError, MappingError, TransientError
 
-from .harness import StripeEmulatorHarness, subscription_for
-
-WRONG_KEY = "sk_test_this_key_is_wrong_0123456789"
+from .harness import BillingHarness, subscription_for
 
 
-async def test_a_rejected_key_is_an_auth_error_that_names_billing_not_the_key(
-    harness: StripeEmulatorHarness,
+async def test_a_rejected_secret_is_an_auth_error_that_names_billing_not_the_secret(
+    harness: BillingHarness,
 ) -> None:
-    harness.emulator.config.api_keys = {"sk_test_quote2cash_sandbox"}
-    wrong = harness.connector(api_key=WRONG_KEY)
+    wrong = harness.billing_with_bad_secret()
+    secret = harness.bad_secret
     with pytest.raises(AuthError) as info:
         await wrong.upsert_customer(Customer(name="X"), idempotency_key="k1")
     assert info.value.system == "billing"
     assert info.value.category == "auth"
     text = f"{info.value} {info.value!r} {info.value.args}"
     assert "billing" in str(info.value)
-    assert WRONG_KEY not in text and WRONG_KEY[-8:] not in text
-    assert WRONG_KEY not in repr(wrong) and WRONG_KEY not in repr(wrong.config)
+    assert secret not in text and secret[-8:] not in text
+    assert secret not in repr(wrong)
     check = await wrong.check()
     assert (check.reachable, check.authenticated) == (True, False)
-    assert WRONG_KEY not in check.detail
+    assert secret not in check.detail
 
 
 async def test_check_reports_a_working_connection(billing: Billing) -> None:
@@ -40,7 +38,7 @@ async def test_check_reports_a_working_connection(billing: Billing) -> None:
 
 
 async def test_a_429_storm_is_absorbed_and_the_subscription_made_once(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     price = harness.seat_price("10.00")
     customer = harness.customer_with_card()
@@ -56,7 +54,7 @@ async def test_a_429_storm_is_absorbed_and_the_subscription_made_once(
 
 
 async def test_every_other_request_rate_limited_still_completes_each_step_once(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     price = harness.seat_price("10.00")
     harness.rate_limit_every(2)
@@ -76,7 +74,7 @@ async def test_every_other_request_rate_limited_still_completes_each_step_once(
     assert harness.count("subscriptions") == 3
 
 
-async def test_retry_after_is_honoured(billing: Billing, harness: StripeEmulatorHarness) -> None:
+async def test_retry_after_is_honoured(billing: Billing, harness: BillingHarness) -> None:
     harness.rate_limit_next(1, retry_after=1)
     started = time.monotonic()
     await billing.upsert_customer(Customer(name="Patient"), idempotency_key="evt-1:upsert")
@@ -85,7 +83,7 @@ async def test_retry_after_is_honoured(billing: Billing, harness: StripeEmulator
 
 
 async def test_a_long_storm_becomes_a_transient_error_with_retry_after(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     harness.rate_limit_next(100, retry_after=30)
     started = time.monotonic()
@@ -98,23 +96,23 @@ async def test_a_long_storm_becomes_a_transient_error_with_retry_after(
     assert harness.count("customers") == 0
 
 
-async def test_5xx_are_absorbed_and_the_customer_made_once(
-    billing: Billing, harness: StripeEmulatorHarness
+async def test_server_errors_are_absorbed_and_the_customer_made_once(
+    billing: Billing, harness: BillingHarness
 ) -> None:
-    harness.fail_next_500(2)
+    harness.fail_next_server_errors(2)
     customer_id = await billing.upsert_customer(
         Customer(global_id="c-500", name="Resilient"), idempotency_key="evt-1:upsert"
     )
     assert harness.pending_faults() == 0
     harness.clear_faults()
     assert harness.count("customers") == 1
-    assert harness.customer(customer_id)["name"] == "Resilient"
+    assert harness.customer(customer_id).name == "Resilient"
 
 
-async def test_persistent_5xx_end_as_transient(
-    billing: Billing, harness: StripeEmulatorHarness
+async def test_persistent_server_errors_end_as_transient(
+    billing: Billing, harness: BillingHarness
 ) -> None:
-    harness.fail_next_500(50)
+    harness.fail_next_server_errors(50)
     with pytest.raises(TransientError):
         await billing.get_subscription("sub_anything")
     harness.clear_faults()
@@ -133,7 +131,7 @@ async def test_unknown_ids_are_data_errors_naming_the_id(billing: Billing) -> No
 
 
 async def test_an_unknown_price_is_a_mapping_error_naming_subscription_and_price(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     customer = harness.customer_with_card()
     for ref in ("no_such_lookup_key", "price_doesnotexist"):
@@ -145,7 +143,7 @@ async def test_an_unknown_price_is_a_mapping_error_naming_subscription_and_price
 
 
 async def test_a_price_in_another_currency_is_a_mapping_error(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     usd = harness.seat_price("10.00", "USD")
     customer = harness.customer_with_card()

@@ -7,7 +7,7 @@ import asyncio
 from quote2cash.canonical import Address, Customer, Ref
 from quote2cash.connectors.roles import Billing
 
-from .harness import StripeEmulatorHarness, subscription_for
+from .harness import BillingHarness, subscription_for
 
 
 def acme(name: str = "Acme GmbH") -> Customer:
@@ -27,37 +27,32 @@ def test_the_role_is_implemented(billing: Billing) -> None:
 
 
 async def test_upsert_customer_twice_with_one_key_makes_one_customer(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     first = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
     again = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
     assert first == again
     assert harness.count("customers") == 1
-    assert harness.idempotency_keys_of("customer.created") == ["q2c-customer:cust-acme-1:create"]
     stored = harness.customer(first)
-    assert stored["metadata"] == {
-        "hub_global_id": "cust-acme-1",
-        "crm_account_id": "001ACME",
-        "erp_customer_id": "ERP-42",
-        "preferred_currency": "EUR",
-    }
-    assert (stored["name"], stored["email"]) == ("Acme GmbH", "ap@acme.example")
-    assert stored["address"]["city"] == "Berlin" and stored["address"]["country"] == "DE"
+    assert stored.global_id == "cust-acme-1" and stored.currency == "EUR"
+    assert stored.external_ids == {"billing": first, "crm": "001ACME", "erp": "ERP-42"}
+    assert (stored.name, stored.email) == ("Acme GmbH", "ap@acme.example")
+    assert stored.address is not None
+    assert (stored.address.city, stored.address.country) == ("Berlin", "DE")
 
 
 async def test_upsert_customer_finds_by_global_id_and_updates(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     created = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
     renamed = await billing.upsert_customer(acme("Acme SE"), idempotency_key="evt-2:upsert")
     assert renamed == created
     assert harness.count("customers") == 1
-    assert harness.idempotency_keys_of("customer.updated")[-1] == "evt-2:upsert:update"
-    assert harness.customer(created)["name"] == "Acme SE"
+    assert harness.customer(created).name == "Acme SE"
 
 
 async def test_two_deals_of_one_customer_onboarded_at_once_make_one_customer(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     """Two steps with their own keys race for the same new customer: one customer, not two."""
     first, second = await asyncio.gather(
@@ -71,32 +66,32 @@ async def test_two_deals_of_one_customer_onboarded_at_once_make_one_customer(
 
 
 async def test_create_subscription_twice_with_one_key_makes_one_subscription(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
-    price = harness.seat_price("33.33", lookup_key="seat_eur")
+    price = harness.seat_price("33.33", key="seat_eur")
     customer = harness.customer_with_card()
     requested = subscription_for(customer, [("seat_eur", 3)], global_id="sub-hub-1")
     first = await billing.create_subscription(requested, idempotency_key="evt-9:subscribe")
     again = await billing.create_subscription(requested, idempotency_key="evt-9:subscribe")
     assert harness.count("subscriptions") == 1
-    assert harness.idempotency_keys_of("customer.subscription.created") == ["evt-9:subscribe"]
     assert first == again
     sub_id = first.id_in("billing")
-    assert sub_id is not None and sub_id.startswith("sub_")
+    assert sub_id is not None
     assert first.global_id == "sub-hub-1" and first.contract_number == "C-0001"
     assert first.status == "active"
     (item,) = first.items
     assert item.quantity == 3
     assert item.price_plan == Ref.external("billing", "seat_eur")
     stored = harness.subscription(sub_id)
-    assert item.id_in("billing") == stored["items"]["data"][0]["id"]
-    assert stored["items"]["data"][0]["price"]["id"] == price
-    assert stored["metadata"] == {"contract_number": "C-0001", "hub_global_id": "sub-hub-1"}
+    assert [(i.id, i.price, i.quantity) for i in stored.items] == [
+        (item.id_in("billing"), price, 3)
+    ]
+    assert (stored.contract_number, stored.global_id) == ("C-0001", "sub-hub-1")
     assert len(harness.invoices_of(sub_id)) == 1
 
 
 async def test_subscription_for_a_customer_known_only_by_global_id(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     customer_id = await billing.upsert_customer(acme(), idempotency_key="evt-1:upsert")
     harness.give_card(customer_id)
@@ -106,11 +101,11 @@ async def test_subscription_for_a_customer_known_only_by_global_id(
     assert created.status == "active"
     sub_id = created.id_in("billing")
     assert sub_id is not None
-    assert harness.subscription(sub_id)["customer"] == customer_id
+    assert harness.subscription(sub_id).customer == customer_id
 
 
 async def test_change_quantity_twice_with_one_key_prorates_once(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     from datetime import timedelta
 

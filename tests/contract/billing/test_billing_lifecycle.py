@@ -7,10 +7,10 @@ import pytest
 from quote2cash.connectors.roles import Billing
 from quote2cash.engine.errors import ConflictError
 
-from .harness import StripeEmulatorHarness, subscription_for
+from .harness import BillingHarness, subscription_for
 
 
-async def _subscribed(billing: Billing, harness: StripeEmulatorHarness) -> str:
+async def _subscribed(billing: Billing, harness: BillingHarness) -> str:
     price = harness.seat_price("30.00")
     customer = harness.customer_with_card(clock=harness.start_clock())
     created = await billing.create_subscription(
@@ -22,23 +22,23 @@ async def _subscribed(billing: Billing, harness: StripeEmulatorHarness) -> str:
 
 
 async def test_cancel_at_period_end_then_renew_withdraws_it(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     sub_id = await _subscribed(billing, harness)
     ending = await billing.cancel(sub_id, at_period_end=True, idempotency_key="evt-2:cancel")
     assert ending.status == "active" and ending.cancel_at == ending.current_period_end
-    assert harness.subscription(sub_id)["cancel_at_period_end"] is True
+    assert harness.subscription(sub_id).ends_at_period_end is True
     again = await billing.cancel(sub_id, at_period_end=True, idempotency_key="evt-2:cancel")
     assert again.cancel_at == ending.cancel_at
     renewed = await billing.renew(sub_id, idempotency_key="evt-3:renew")
     assert renewed.status == "active" and renewed.cancel_at is None
-    assert harness.subscription(sub_id)["cancel_at_period_end"] is False
+    assert harness.subscription(sub_id).ends_at_period_end is False
     unchanged = await billing.renew(sub_id, idempotency_key="evt-4:renew")
     assert unchanged == renewed
 
 
 async def test_cancel_now_credits_unused_time_and_cannot_be_renewed(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     sub_id = await _subscribed(billing, harness)
     canceled = await billing.cancel(sub_id, at_period_end=False, idempotency_key="evt-2:cancel")
@@ -46,16 +46,16 @@ async def test_cancel_now_credits_unused_time_and_cannot_be_renewed(
     again = await billing.cancel(sub_id, at_period_end=False, idempotency_key="evt-3:cancel")
     assert again.status == "canceled"
     final = harness.invoices_of(sub_id)[0]
-    invoice = await billing.get_invoice(final["id"])
+    invoice = await billing.get_invoice(final)
     assert any(line.proration and line.amount.is_negative() for line in invoice.lines)
-    assert invoice.total == harness.stripe_total(final["id"])
+    assert invoice.total == harness.invoice_total(final)
     with pytest.raises(ConflictError) as info:
         await billing.renew(sub_id, idempotency_key="evt-4:renew")
     assert sub_id in str(info.value)
 
 
 async def test_get_subscription_reads_what_billing_holds(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     sub_id = await _subscribed(billing, harness)
     fetched = await billing.get_subscription(sub_id)

@@ -5,19 +5,14 @@ from __future__ import annotations
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import Billing
 
-from .harness import StripeEmulatorHarness, subscription_for
+from .harness import BillingHarness, subscription_for
 
 
 async def test_a_one_time_item_is_billed_once_on_the_first_invoice(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     seat = harness.seat_price("49.00")
-    product = harness.sdk.v1.products.create(params={"name": "Onboarding"})
-    onboarding = str(
-        harness.sdk.v1.prices.create(
-            params={"product": product.id, "currency": "eur", "unit_amount": 150000}
-        ).id
-    )
+    onboarding = harness.one_time_price("1500.00")
     customer = harness.customer_with_card(clock=harness.start_clock())
     created = await billing.create_subscription(
         subscription_for(customer, [(seat, 5), (onboarding, 1)]),
@@ -28,7 +23,7 @@ async def test_a_one_time_item_is_billed_once_on_the_first_invoice(
     sub_id = created.id_in("billing")
     assert sub_id is not None
     [first] = harness.invoices_of(sub_id)
-    invoice = await billing.get_invoice(first["id"])
+    invoice = await billing.get_invoice(first)
     assert invoice.total == Money("1745.00", "EUR")
     [one_off] = [line for line in invoice.lines if line.price_plan.id_in("billing") == onboarding]
     assert one_off.amount == Money("1500.00", "EUR") and not one_off.proration

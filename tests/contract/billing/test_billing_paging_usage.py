@@ -8,24 +8,21 @@ from decimal import Decimal
 from quote2cash.canonical import Ref, UsageRecord
 from quote2cash.connectors.roles import Billing
 
-from .harness import StripeEmulatorHarness, subscription_for
+from .harness import BillingHarness, subscription_for
 
 
-async def test_list_prices_reads_every_page(
-    billing: Billing, harness: StripeEmulatorHarness
-) -> None:
+async def test_list_prices_reads_every_page(billing: Billing, harness: BillingHarness) -> None:
     made = harness.prices(103)
     plans = await billing.list_prices()
     assert sorted(p.id_in("billing") or "" for p in plans) == sorted(made)
     by_id = {p.id_in("billing"): p for p in plans}
     first = by_id[made[0]]
-    assert first.external_ids["lookup_key"] == "bulk_0"
     assert (first.unit_amount, first.currency, first.interval) == (Decimal("1"), "EUR", "month")
     assert by_id[made[102]].unit_amount == Decimal("2.02")
 
 
 async def test_metered_prices_keep_sub_cent_unit_amounts(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     price = harness.metered_price("api_calls", "0.25")
     (plan,) = [p for p in await billing.list_prices() if p.id_in("billing") == price]
@@ -34,9 +31,9 @@ async def test_metered_prices_keep_sub_cent_unit_amounts(
 
 
 async def test_list_events_pages_oldest_first_and_resumes_after_the_cursor(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
-    harness.make_events(7)
+    harness.customers_made_outside_the_hub(7)
     expected = harness.event_ids_oldest_first()
     assert len(expected) == 7
     seen: list[str] = []
@@ -52,17 +49,17 @@ async def test_list_events_pages_oldest_first_and_resumes_after_the_cursor(
         assert page.next_cursor == page.items[-1].id
         cursor = page.next_cursor
     assert seen == expected and pages == 3
-    harness.make_events(2)
+    made = harness.customers_made_outside_the_hub(2)
     later = await billing.list_events(cursor, limit=3)
     assert [e.id for e in later.items] == harness.event_ids_oldest_first()[7:]
     assert [e.type for e in later.items] == ["billing.customer.created"] * 2
-    assert all(e.subject == e.data["object_id"] for e in later.items)
+    assert [e.subject for e in later.items] == made
     created = [e.created for e in later.items]
     assert created == sorted(created)
 
 
 async def test_subscription_events_are_keyed_by_the_subscription(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     price = harness.seat_price("10.00")
     customer = harness.customer_with_card()
@@ -72,18 +69,16 @@ async def test_subscription_events_are_keyed_by_the_subscription(
     )
     page = await billing.list_events(start, limit=100)
     sub_id = created.id_in("billing")
-    by_type = {e.data["stripe_type"]: e for e in page.items}
-    assert by_type["customer.subscription.created"].subject == sub_id
-    activated = [e for e in page.items if e.type == "billing.subscription.activated"]
-    assert activated and all(e.subject == sub_id for e in activated)
-    assert by_type["invoice.finalized"].type == "billing.invoice.finalized"
-    assert by_type["invoice.finalized"].subject == sub_id
-    assert by_type["invoice.payment_succeeded"].type == "billing.payment.succeeded"
-    assert by_type["invoice.paid"].type == "billing.invoice.paid"
+    subjects: dict[str, set[str]] = {}
+    for event in page.items:
+        subjects.setdefault(event.type, set()).add(event.subject)
+    for kind in ("billing.subscription.activated", "billing.invoice.finalized"):
+        assert subjects.get(kind) == {sub_id}, (kind, subjects)
+    assert {"billing.payment.succeeded", "billing.invoice.paid"} <= set(subjects)
 
 
 async def test_usage_with_one_identifier_is_counted_once(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
     price = harness.metered_price("api_calls", "0.5")
     customer = harness.customer_with_card()

@@ -8,11 +8,11 @@ from quote2cash.canonical import Money, PaymentStatus
 from quote2cash.connectors.roles import Billing
 from quote2cash.engine.errors import PermanentError
 
-from .harness import StripeEmulatorHarness, subscription_for
+from .harness import BillingHarness, subscription_for
 
 
-async def _paid_invoice(billing: Billing, harness: StripeEmulatorHarness) -> tuple[str, str]:
-    """A subscription whose first invoice (3 x 33.33 EUR) is paid: (invoice id, intent id)."""
+async def _paid_invoice(billing: Billing, harness: BillingHarness) -> tuple[str, str]:
+    """A subscription whose first invoice (3 x 33.33 EUR) is paid: (invoice id, payment id)."""
     customer = harness.customer_with_card(clock=harness.start_clock())
     created = await billing.create_subscription(
         subscription_for(customer, [(harness.seat_price("33.33"), 3)]),
@@ -21,35 +21,29 @@ async def _paid_invoice(billing: Billing, harness: StripeEmulatorHarness) -> tup
     sub_id = created.id_in("billing")
     assert sub_id is not None
     (invoice,) = harness.invoices_of(sub_id)
-    (paid,) = harness.sdk.v1.invoice_payments.list(params={"invoice": invoice["id"]}).data
-    assert paid.payment.payment_intent is not None
-    return str(invoice["id"]), str(paid.payment.payment_intent)
+    return invoice, harness.payment_of(invoice)
 
 
 async def test_a_payment_names_the_invoice_it_paid(
-    billing: Billing, harness: StripeEmulatorHarness
+    billing: Billing, harness: BillingHarness
 ) -> None:
-    invoice_id, intent = await _paid_invoice(billing, harness)
-    charge = str(harness.sdk.v1.payment_intents.retrieve(intent).latest_charge)
-    for ident in (intent, charge):
-        payment = await billing.get_payment(ident)
-        assert payment.status is PaymentStatus.SUCCEEDED
-        assert payment.amount == Money("99.99", "EUR")
-        assert payment.amount_refunded is None
-        assert payment.invoice is not None and payment.invoice.id_in("billing") == invoice_id
-        assert payment.id_in("billing") == intent
+    invoice_id, paid_by = await _paid_invoice(billing, harness)
+    payment = await billing.get_payment(paid_by)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    assert payment.amount == Money("99.99", "EUR")
+    assert payment.amount_refunded is None
+    assert payment.invoice is not None and payment.invoice.id_in("billing") == invoice_id
+    assert payment.id_in("billing") == paid_by
 
 
-async def test_refunds_add_up_in_amount_refunded(
-    billing: Billing, harness: StripeEmulatorHarness
-) -> None:
-    invoice_id, intent = await _paid_invoice(billing, harness)
-    harness.sdk.v1.refunds.create(params={"payment_intent": intent, "amount": 3000})
-    first = await billing.get_payment(intent)
+async def test_refunds_add_up_in_amount_refunded(billing: Billing, harness: BillingHarness) -> None:
+    invoice_id, paid_by = await _paid_invoice(billing, harness)
+    harness.refund(paid_by, Money("30.00", "EUR"))
+    first = await billing.get_payment(paid_by)
     assert first.status is PaymentStatus.REFUNDED
     assert first.amount_refunded == Money("30.00", "EUR")
-    harness.sdk.v1.refunds.create(params={"payment_intent": intent})
-    full = await billing.get_payment(intent)
+    harness.refund(paid_by)
+    full = await billing.get_payment(paid_by)
     assert full.amount_refunded == full.amount == Money("99.99", "EUR")
     assert full.invoice is not None and full.invoice.id_in("billing") == invoice_id
 

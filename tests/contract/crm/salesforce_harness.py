@@ -1,5 +1,8 @@
 """The Salesforce side of the CRM contract: our emulator, seeded the way a sales rep would.
 
+Implements ``harness.CrmHarness``; Salesforce's objects and ``__c`` fields stay in this file and
+in the connector's own tests (tests/integration/salesforce_connector).
+
 Data goes in through the third-party ``simple-salesforce`` client (Account, Product2, standard
 PricebookEntry, Opportunity with lines, then Closed Won) and is read back through the connector.
 
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -27,6 +29,7 @@ from typing import Any
 import requests
 import yaml
 
+from quote2cash.canonical import Address
 from quote2cash.connectors.roles import StatusUpdate
 from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
 from quote2cash.sandbox.salesforce import (
@@ -37,6 +40,10 @@ from quote2cash.sandbox.salesforce import (
     RunningEmulator,
     run_in_thread,
 )
+
+from .harness import Line, PublishedInvoice
+
+__all__ = ["Line", "SalesforceDesk", "SalesforceHarness", "http_session", "running_emulator"]
 
 ASSUMED_SCHEMA: dict[str, Any] = {
     "objects": {
@@ -122,16 +129,6 @@ def http_session(ca_path: str) -> requests.Session:
     session.trust_env = False
     session.verify = ca_path
     return session
-
-
-@dataclass(frozen=True)
-class Line:
-    product_id: str
-    quantity: int
-    unit_price: str
-    service_date: date | None = None
-    discount: str | None = None
-    """The rep's Discount % on the line (Salesforce computes TotalPrice from it)."""
 
 
 class SalesforceDesk:
@@ -384,10 +381,10 @@ class SalesforceHarness:
 
     # --- breaking it ---
 
-    BAD_SECRET = "wrong-secret-7f3a9c"
+    bad_secret = "wrong-secret-7f3a9c"
 
     def crm_with_bad_secret(self) -> SalesforceCrm:
-        return self.crm(client_secret=self.BAD_SECRET)
+        return self.crm(client_secret=self.bad_secret)
 
     def exhaust_daily_limit(self) -> None:
         used = self.desk.api_usage()
@@ -397,9 +394,82 @@ class SalesforceHarness:
         self.desk.admin("POST", "sessions/expire")
         self.desk.relogin()
 
+    # --- a sales rep's work, in the contract's terms ---
+
+    def account(
+        self,
+        name: str,
+        currency: str = "EUR",
+        *,
+        address: Address | None = None,
+        erp_customer_number: str | None = None,
+    ) -> str:
+        fields: dict[str, Any] = {}
+        if address is not None:
+            street = [address.line1] + ([address.line2] if address.line2 else [])
+            fields |= {
+                "BillingStreet": "\n".join(street),
+                "BillingCity": address.city,
+                "BillingPostalCode": address.postal_code,
+                "BillingCountryCode": address.country,
+            }
+        if erp_customer_number is not None:
+            fields["ERP_Customer_Number__c"] = erp_customer_number
+        return self.desk.account(name, currency, **fields)
+
+    def product(self, code: str, name: str, prices: dict[str, str]) -> str:
+        return self.desk.product(code, name, prices)
+
+    def deal(
+        self,
+        account_id: str,
+        currency: str,
+        lines: list[Line],
+        *,
+        name: str = "Deal",
+        close_date: date = date(2026, 11, 20),
+        won: bool = True,
+        contract_number: str | None = None,
+    ) -> str:
+        fields = {} if contract_number is None else {"Contract_Number__c": contract_number}
+        return self.desk.deal(
+            account_id, currency, lines, name=name, close_date=close_date, won=won, **fields
+        )
+
+    def many_won_deals(self, account_id: str, product_id: str, count: int) -> list[str]:
+        return self.desk.many_won_deals(account_id, product_id, count)
+
+    def delete_deal(self, deal_id: str) -> None:
+        self.desk.sf.Opportunity.delete(deal_id)
+
+    def missing_account_id(self) -> str:
+        return self.desk.missing_account_id()
+
+    def subscription(self, account_id: str, quantity: int, billing_id: str | None = None) -> str:
+        return self.desk.subscription(account_id, quantity, billing_id)
+
+    def request_seat_change(
+        self,
+        subscription_id: str,
+        product_id: str,
+        new_quantity: int,
+        effective: date,
+        *,
+        approved: bool = True,
+    ) -> str:
+        status = "Approved" if approved else "Draft"
+        return self.desk.request_seat_change(
+            subscription_id, product_id, new_quantity, effective, status=status
+        )
+
+    def approve(self, request_id: str) -> None:
+        self.desk.approve(request_id)
+
     # --- status write-back targets ---
 
-    def invoice_status(self, number: str, status: str, amount: str) -> StatusUpdate:
+    def invoice_status(self, number: str, standing: str, amount: str) -> StatusUpdate:
+        """``standing`` in the hub's words (``open``, ``partially_refunded``) or the picklist's."""
+        status = standing.replace("_", " ").capitalize()
         return StatusUpdate(
             "Invoice__c",
             "Invoice_Number__c",
@@ -407,7 +477,8 @@ class SalesforceHarness:
             {"Status__c": status, "Amount__c": Decimal(amount), "Balance__c": Decimal(amount)},
         )
 
-    def invoice_status_with_unknown_field(self, number: str) -> tuple[StatusUpdate, str]:
+    def invoice_status_the_crm_refuses(self, number: str) -> tuple[StatusUpdate, str]:
+        """An update naming a field the org does not have; Salesforce's error names it."""
         field = "Not_A_Field__c"
         return (
             StatusUpdate("Invoice__c", "Invoice_Number__c", number, {field: "x"}),
@@ -415,4 +486,13 @@ class SalesforceHarness:
         )
 
     def stored_invoices(self, number: str) -> list[dict[str, Any]]:
+        """The raw Invoice__c records (the connector's own tests read its fields)."""
         return self.desk.invoices(number)
+
+    def published_invoices(self, number: str) -> list[PublishedInvoice]:
+        return [
+            PublishedInvoice(
+                record["Status__c"].lower().replace(" ", "_"), Decimal(str(record["Amount__c"]))
+            )
+            for record in self.stored_invoices(number)
+        ]

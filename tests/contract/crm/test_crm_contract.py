@@ -1,7 +1,7 @@
 """What every ``Crm`` implementation must do, written against the protocol only.
 
-Seeding and fault injection go through the harness (for Salesforce: simple-salesforce and the
-emulator's admin endpoints); everything asserted is what the connector returned.
+Seeding, fault injection and reading what was written back go through the harness
+(``harness.CrmHarness``); everything else asserted is what the connector returned.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from quote2cash.canonical import Money, Order, OrderStatus
+from quote2cash.canonical import Address, Money, Order, OrderStatus
 from quote2cash.connectors.roles import Crm
 from quote2cash.engine.errors import AuthError, DataError, TransientError
 
-from .salesforce_harness import Line, SalesforceHarness
+from .harness import CrmHarness, Line, PublishedInvoice
 
 
 async def all_deals(crm: Crm, **kwargs: object) -> tuple[list[Order], int]:
@@ -31,14 +31,13 @@ async def all_deals(crm: Crm, **kwargs: object) -> tuple[list[Order], int]:
             return orders, pages
 
 
-def seed_two_currencies(harness: SalesforceHarness) -> dict[str, str]:
-    desk = harness.desk
+def seed_two_currencies(harness: CrmHarness) -> dict[str, str]:
     ids: dict[str, str] = {}
-    ids["eur_account"] = desk.account("Müller Maschinenbau GmbH", "EUR")
-    ids["usd_account"] = desk.account("Acme Corp", "USD")
-    ids["seat"] = desk.product("SEAT-PRO", "Pro seat", {"EUR": "40.00", "USD": "35.00"})
-    ids["support"] = desk.product("SUPPORT", "Premium support", {"EUR": "99.99"})
-    ids["eur_deal"] = desk.deal(
+    ids["eur_account"] = harness.account("Müller Maschinenbau GmbH", "EUR")
+    ids["usd_account"] = harness.account("Acme Corp", "USD")
+    ids["seat"] = harness.product("SEAT-PRO", "Pro seat", {"EUR": "40.00", "USD": "35.00"})
+    ids["support"] = harness.product("SUPPORT", "Premium support", {"EUR": "99.99"})
+    ids["eur_deal"] = harness.deal(
         ids["eur_account"],
         "EUR",
         [
@@ -46,24 +45,24 @@ def seed_two_currencies(harness: SalesforceHarness) -> dict[str, str]:
             Line(ids["support"], 1, "99.99", service_date=date(2026, 12, 15)),
         ],
         name="Müller 2027",
-        Contract_Number__c="C-2026-0042",
+        contract_number="C-2026-0042",
     )
-    ids["usd_deal"] = desk.deal(
+    ids["usd_deal"] = harness.deal(
         ids["usd_account"], "USD", [Line(ids["seat"], 3, "33.33")], close_date=date(2026, 11, 24)
     )
-    ids["open_deal"] = desk.deal(
+    ids["open_deal"] = harness.deal(
         ids["usd_account"], "USD", [Line(ids["seat"], 7, "35.00")], won=False
     )
     return ids
 
 
-async def test_implements_the_protocol(harness: SalesforceHarness):
+async def test_implements_the_protocol(harness: CrmHarness):
     crm = harness.crm()
     assert isinstance(crm, Crm)
     assert crm.system == "crm"
 
 
-async def test_closed_won_deals_have_exact_amounts_in_their_currency(harness: SalesforceHarness):
+async def test_closed_won_deals_have_exact_amounts_in_their_currency(harness: CrmHarness):
     ids = seed_two_currencies(harness)
     orders, _ = await all_deals(harness.crm())
     by_deal = {o.id_in("crm"): o for o in orders}
@@ -90,7 +89,7 @@ async def test_closed_won_deals_have_exact_amounts_in_their_currency(harness: Sa
     assert usd.total == Money("99.99", "USD")
 
 
-async def test_get_deal_reads_one_deal_whatever_its_stage(harness: SalesforceHarness):
+async def test_get_deal_reads_one_deal_whatever_its_stage(harness: CrmHarness):
     ids = seed_two_currencies(harness)
     crm = harness.crm()
     won = await crm.get_deal(ids["eur_deal"])
@@ -100,7 +99,7 @@ async def test_get_deal_reads_one_deal_whatever_its_stage(harness: SalesforceHar
     assert still_open.total == Money("245.00", "USD")
 
 
-async def test_since_skips_deals_not_changed_since(harness: SalesforceHarness):
+async def test_since_skips_deals_not_changed_since(harness: CrmHarness):
     seed_two_currencies(harness)
     crm = harness.crm()
     earlier = datetime.now(UTC) - timedelta(days=1)
@@ -109,12 +108,11 @@ async def test_since_skips_deals_not_changed_since(harness: SalesforceHarness):
     assert (await all_deals(crm, since=later))[0] == []
 
 
-async def test_pages_cover_every_deal_once(harness: SalesforceHarness):
-    desk = harness.desk
-    account = desk.account("Volume Inc", "USD")
-    product = desk.product("API-CALLS", "API calls", {"USD": "10.00"})
+async def test_pages_cover_every_deal_once(harness: CrmHarness):
+    account = harness.account("Volume Inc", "USD")
+    product = harness.product("API-CALLS", "API calls", {"USD": "10.00"})
     count = harness.page_size + 5
-    seeded = desk.many_won_deals(account, product, count)
+    seeded = harness.many_won_deals(account, product, count)
     crm = harness.crm()
     orders: list[Order] = []
     cursor: str | None = None
@@ -131,16 +129,18 @@ async def test_pages_cover_every_deal_once(harness: SalesforceHarness):
     assert {o.total for o in orders} == {Money("10.01", "USD")}
 
 
-async def test_get_account_maps_the_customer(harness: SalesforceHarness):
-    desk = harness.desk
-    account_id = desk.account(
+async def test_get_account_maps_the_customer(harness: CrmHarness):
+    account_id = harness.account(
         "Müller Maschinenbau GmbH",
         "EUR",
-        BillingStreet="Hauptstraße 1\nHinterhaus",
-        BillingCity="Stuttgart",
-        BillingPostalCode="70173",
-        BillingCountryCode="DE",
-        ERP_Customer_Number__c="CUST-0007",
+        address=Address(
+            line1="Hauptstraße 1",
+            line2="Hinterhaus",
+            city="Stuttgart",
+            postal_code="70173",
+            country="DE",
+        ),
+        erp_customer_number="CUST-0007",
     )
     customer = await harness.crm().get_account(account_id)
     assert customer.name == "Müller Maschinenbau GmbH"
@@ -148,28 +148,29 @@ async def test_get_account_maps_the_customer(harness: SalesforceHarness):
     assert customer.currency == "EUR"
     assert customer.address is not None
     assert (customer.address.line1, customer.address.city) == ("Hauptstraße 1", "Stuttgart")
+    assert customer.address.line2 == "Hinterhaus"
     assert customer.address.country == "DE"
 
 
-async def test_unknown_account_is_a_data_error_naming_the_id(harness: SalesforceHarness):
-    missing = harness.desk.missing_account_id()
+async def test_unknown_account_is_a_data_error_naming_the_id(harness: CrmHarness):
+    missing = harness.missing_account_id()
     with pytest.raises(DataError) as excinfo:
         await harness.crm().get_account(missing)
     assert missing in str(excinfo.value)
     assert excinfo.value.system == "crm"
 
 
-async def test_unknown_deal_is_a_data_error_naming_the_id(harness: SalesforceHarness):
-    account = harness.desk.account("Gone", "USD")
-    product = harness.desk.product("X", "X", {"USD": "1.00"})
-    deal = harness.desk.deal(account, "USD", [Line(product, 1, "1.00")])
-    harness.desk.sf.Opportunity.delete(deal)
+async def test_unknown_deal_is_a_data_error_naming_the_id(harness: CrmHarness):
+    account = harness.account("Gone", "USD")
+    product = harness.product("X", "X", {"USD": "1.00"})
+    deal = harness.deal(account, "USD", [Line(product, 1, "1.00")])
+    harness.delete_deal(deal)
     with pytest.raises(DataError) as excinfo:
         await harness.crm().get_deal(deal)
     assert deal in str(excinfo.value)
 
 
-async def test_list_products_gives_skus(harness: SalesforceHarness):
+async def test_list_products_gives_skus(harness: CrmHarness):
     seed_two_currencies(harness)
     products = await harness.crm().list_products()
     assert {p.sku: p.name for p in products} == {
@@ -179,13 +180,12 @@ async def test_list_products_gives_skus(harness: SalesforceHarness):
     assert all(p.active and p.id_in("crm") for p in products)
 
 
-async def test_approved_seat_changes_are_amendment_requests(harness: SalesforceHarness):
-    desk = harness.desk
-    account = desk.account("Seats GmbH", "EUR")
-    seat = desk.product("SEAT-PRO", "Pro seat", {"EUR": "40.00"})
-    subscription = desk.subscription(account, 10, billing_id="sub_123")
-    first = desk.request_seat_change(subscription, seat, 15, date(2027, 1, 1))
-    draft = desk.request_seat_change(subscription, seat, 20, date(2027, 2, 1), status="Draft")
+async def test_approved_seat_changes_are_amendment_requests(harness: CrmHarness):
+    account = harness.account("Seats GmbH", "EUR")
+    seat = harness.product("SEAT-PRO", "Pro seat", {"EUR": "40.00"})
+    subscription = harness.subscription(account, 10, billing_id="sub_123")
+    first = harness.request_seat_change(subscription, seat, 15, date(2027, 1, 1))
+    draft = harness.request_seat_change(subscription, seat, 20, date(2027, 2, 1), approved=False)
     page = await harness.crm().amendment_requests()
     assert [a.id_in("crm") for a in page.items] == [first]
     amendment = page.items[0]
@@ -193,59 +193,58 @@ async def test_approved_seat_changes_are_amendment_requests(harness: SalesforceH
     assert (amendment.previous_quantity, amendment.new_quantity) == (10, 15)
     assert amendment.amendment_number == 1
     assert amendment.effective_at == datetime(2027, 1, 1, tzinfo=UTC)
-    desk.approve(draft)
+    harness.approve(draft)
     later = await harness.crm().amendment_requests()
     assert {a.id_in("crm"): a.amendment_number for a in later.items} == {first: 1, draft: 2}
 
 
-async def test_publish_status_twice_leaves_one_record(harness: SalesforceHarness):
+async def test_publish_status_twice_leaves_one_record(harness: CrmHarness):
     crm = harness.crm()
-    update = harness.invoice_status("INV-2026-0001", "Open", "199.98")
+    update = harness.invoice_status("INV-2026-0001", "open", "199.98")
     first = await crm.publish_status([update], idempotency_key="evt-1:publish")
     again = await crm.publish_status([update], idempotency_key="evt-1:publish")
     assert [r.error for r in first + again] == [None, None]
     assert first[0].created is True and again[0].created is False
     assert first[0].crm_id == again[0].crm_id
-    stored = harness.stored_invoices("INV-2026-0001")
-    assert len(stored) == 1 and stored[0]["Status__c"] == "Open"
-    assert Decimal(str(stored[0]["Amount__c"])) == Decimal("199.98")
+    assert harness.published_invoices("INV-2026-0001") == [
+        PublishedInvoice("open", Decimal("199.98"))
+    ]
 
 
-async def test_publish_status_updates_what_it_created(harness: SalesforceHarness):
+async def test_publish_status_updates_what_it_created(harness: CrmHarness):
     crm = harness.crm()
-    opened = harness.invoice_status("INV-7", "Open", "50.00")
-    paid = harness.invoice_status("INV-7", "Paid", "50.00")
+    opened = harness.invoice_status("INV-7", "open", "50.00")
+    paid = harness.invoice_status("INV-7", "paid", "50.00")
     created = await crm.publish_status([opened], idempotency_key="evt-2:publish")
     updated = await crm.publish_status([paid], idempotency_key="evt-3:publish")
     assert (created[0].created, updated[0].created) == (True, False)
-    stored = harness.stored_invoices("INV-7")
-    assert [r["Status__c"] for r in stored] == ["Paid"]
+    assert [r.standing for r in harness.published_invoices("INV-7")] == ["paid"]
 
 
-async def test_unknown_status_field_fails_that_record_only(harness: SalesforceHarness):
-    bad, field = harness.invoice_status_with_unknown_field("INV-BAD")
-    good = harness.invoice_status("INV-GOOD", "Open", "1.00")
+async def test_refused_status_fails_that_record_only(harness: CrmHarness):
+    bad, field = harness.invoice_status_the_crm_refuses("INV-BAD")
+    good = harness.invoice_status("INV-GOOD", "open", "1.00")
     results = await harness.crm().publish_status([bad, good], idempotency_key="evt-4:publish")
     assert [r.external_id for r in results] == ["INV-BAD", "INV-GOOD"]
     assert results[0].error is not None and field in results[0].error
     assert results[0].crm_id is None
     assert results[1].error is None and results[1].created is True
-    assert harness.stored_invoices("INV-BAD") == []
-    assert len(harness.stored_invoices("INV-GOOD")) == 1
+    assert harness.published_invoices("INV-BAD") == []
+    assert len(harness.published_invoices("INV-GOOD")) == 1
 
 
-async def test_bad_secret_is_an_auth_error_naming_crm_not_the_secret(harness: SalesforceHarness):
+async def test_bad_secret_is_an_auth_error_naming_crm_not_the_secret(harness: CrmHarness):
     crm = harness.crm_with_bad_secret()
     with pytest.raises(AuthError) as excinfo:
         await crm.closed_won_deals()
     error = excinfo.value
     assert error.system == "crm" and "crm" in str(error)
-    assert harness.BAD_SECRET not in str(error) and harness.BAD_SECRET not in repr(error)
+    assert harness.bad_secret not in str(error) and harness.bad_secret not in repr(error)
     check = await crm.check()
-    assert check.authenticated is False and harness.BAD_SECRET not in check.detail
+    assert check.authenticated is False and harness.bad_secret not in check.detail
 
 
-async def test_daily_limit_exhausted_is_transient(harness: SalesforceHarness):
+async def test_daily_limit_exhausted_is_transient(harness: CrmHarness):
     crm = harness.crm()
     await crm.list_products()
     harness.exhaust_daily_limit()
@@ -255,7 +254,7 @@ async def test_daily_limit_exhausted_is_transient(harness: SalesforceHarness):
     assert excinfo.value.retry_after is not None and excinfo.value.retry_after > 0
 
 
-async def test_expired_session_is_renewed_transparently(harness: SalesforceHarness):
+async def test_expired_session_is_renewed_transparently(harness: CrmHarness):
     ids = seed_two_currencies(harness)
     crm = harness.crm()
     assert (await crm.get_deal(ids["usd_deal"])).total == Money("99.99", "USD")
@@ -263,12 +262,12 @@ async def test_expired_session_is_renewed_transparently(harness: SalesforceHarne
     assert (await crm.get_deal(ids["usd_deal"])).total == Money("99.99", "USD")
     harness.expire_sessions()
     results = await crm.publish_status(
-        [harness.invoice_status("INV-9", "Open", "9.99")], idempotency_key="evt-5:publish"
+        [harness.invoice_status("INV-9", "open", "9.99")], idempotency_key="evt-5:publish"
     )
     assert results[0].error is None
 
 
-async def test_check_reports_a_working_connection(harness: SalesforceHarness):
+async def test_check_reports_a_working_connection(harness: CrmHarness):
     check = await harness.crm().check()
     assert (check.system, check.reachable, check.authenticated) == ("crm", True, True)
     assert check.latency_ms is not None and check.latency_ms >= 0

@@ -49,11 +49,11 @@ def item(code: str) -> Ref:
     return Ref.external("erp", code)
 
 
-def order(unique: str, party: str, currency: str, code: str, **changes: object) -> Order:
+def order(unique: str, customer_id: str, currency: str, code: str, **changes: object) -> Order:
     start, end = service_period()
     values: dict[str, object] = {
         "number": f"SO-{unique}",
-        "customer": Ref(global_id=f"cus-{unique}", external_ids={"erp": party}),
+        "customer": Ref(global_id=f"cus-{unique}", external_ids={"erp": customer_id}),
         "currency": currency,
         "start_date": start,
         "end_date": end,
@@ -103,7 +103,7 @@ def line_tax(line: InvoiceLine, rate: Decimal) -> Money:
 
 def invoice(
     unique: str,
-    party: str,
+    customer_id: str,
     currency: str,
     code: str,
     *,
@@ -123,7 +123,7 @@ def invoice(
     subtotal = Money.sum((line.amount for line in lines), currency)
     return Invoice(
         number=number or f"INV-{unique}",
-        customer=Ref(global_id=f"cus-{unique}", external_ids={"erp": party}),
+        customer=Ref(global_id=f"cus-{unique}", external_ids={"erp": customer_id}),
         currency=currency,
         status=InvoiceStatus.OPEN,
         issued_at=dt.datetime.now(dt.UTC),

@@ -14,9 +14,9 @@ from quote2cash.engine.errors import Category, ConflictError, DataError, Permane
 async def _posted(erp: Erp, erp_world: ErpWorld, unique: str, entity: str) -> PostedInvoice:
     """A customer and an open invoice of 87.65 for them in ``entity``."""
     customer = builders.customer(unique, entity)
-    party = await erp.upsert_customer(customer, legal_entity=entity, idempotency_key=unique)
+    customer_id = await erp.upsert_customer(customer, legal_entity=entity, idempotency_key=unique)
     currency = erp_world.currencies[entity]
-    invoice = builders.invoice(unique, party, currency, erp_world.item_codes[0])
+    invoice = builders.invoice(unique, customer_id, currency, erp_world.item_codes[0])
     return await erp.post_invoice(invoice, legal_entity=entity, idempotency_key=unique)
 
 

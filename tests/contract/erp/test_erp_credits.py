@@ -14,11 +14,11 @@ from quote2cash.connectors.roles import Erp
 from quote2cash.engine.errors import ConflictError, TransientError
 
 
-def customer_credit(unique: str, party: str, amount: Money, number: str) -> CreditMemo:
+def customer_credit(unique: str, customer_id: str, amount: Money, number: str) -> CreditMemo:
     """A billing credit invoice (downgrade proration) as the customer's credit."""
     return CreditMemo(
         number=number,
-        customer=Ref(global_id=f"cus-{unique}", external_ids={"erp": party}),
+        customer=Ref(global_id=f"cus-{unique}", external_ids={"erp": customer_id}),
         currency=amount.currency,
         issued_at=dt.datetime.now(dt.UTC),
         lines=(CreditMemoLine(description="Unused time on 2 seats", amount=amount),),
@@ -27,16 +27,16 @@ def customer_credit(unique: str, party: str, amount: Money, number: str) -> Cred
     )
 
 
-async def _party(erp: Erp, unique: str, entity: str) -> str:
+async def _customer(erp: Erp, unique: str, entity: str) -> str:
     customer = builders.customer(unique, entity)
     return await erp.upsert_customer(customer, legal_entity=entity, idempotency_key=unique)
 
 
 async def _invoice(
-    erp: Erp, erp_world: ErpWorld, unique: str, party: str, entity: str, number: str
+    erp: Erp, erp_world: ErpWorld, unique: str, customer_id: str, entity: str, number: str
 ) -> str:
     invoice = builders.invoice(
-        unique, party, erp_world.currencies[entity], erp_world.item_codes[0], number=number
+        unique, customer_id, erp_world.currencies[entity], erp_world.item_codes[0], number=number
     )
     posted = await erp.post_invoice(invoice, legal_entity=entity, idempotency_key=number)
     assert posted.total == Money("87.65", posted.total.currency)
@@ -48,9 +48,9 @@ async def test_credit_stays_the_customers_until_billing_applies_it(
 ) -> None:
     entity = "US"
     currency = erp_world.currencies[entity]
-    party = await _party(erp, unique, entity)
-    first = await _invoice(erp, erp_world, unique, party, entity, f"INV-A-{unique}")
-    memo = customer_credit(unique, party, Money("50.00", currency), f"CR-{unique}")
+    customer_id = await _customer(erp, unique, entity)
+    first = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-A-{unique}")
+    memo = customer_credit(unique, customer_id, Money("50.00", currency), f"CR-{unique}")
     credit = await erp.post_customer_credit(memo, legal_entity=entity, idempotency_key=unique)
     again = await erp.post_customer_credit(memo, legal_entity=entity, idempotency_key=unique)
     assert again.erp_id == credit.erp_id and credit.total == Money("-50.00", currency)
@@ -65,7 +65,7 @@ async def test_credit_stays_the_customers_until_billing_applies_it(
     assert (await erp.invoice_status(first)).status is InvoiceStatus.PAID
 
     # The next invoice takes 30.00 of the credit, the one after the remaining 20.00.
-    second = await _invoice(erp, erp_world, unique, party, entity, f"INV-B-{unique}")
+    second = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-B-{unique}")
     applied = await erp.apply_customer_credit(
         second, Money("30.00", currency), idempotency_key="c2" + unique
     )
@@ -74,7 +74,7 @@ async def test_credit_stays_the_customers_until_billing_applies_it(
     )
     assert replay == applied
     assert (await erp.invoice_status(second)).amount_due == Money("57.65", currency)
-    third = await _invoice(erp, erp_world, unique, party, entity, f"INV-C-{unique}")
+    third = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-C-{unique}")
     await erp.apply_customer_credit(third, Money("20.00", currency), idempotency_key="c3" + unique)
     assert (await erp.invoice_status(third)).amount_due == Money("67.65", currency)
     assert (await erp.invoice_status(credit.erp_id)).amount_due.is_zero()
@@ -98,10 +98,10 @@ async def test_an_invoice_settled_wholly_from_credit_is_paid_with_no_cash(
 ) -> None:
     entity = "DE"
     currency = erp_world.currencies[entity]
-    party = await _party(erp, unique, entity)
-    memo = customer_credit(unique, party, Money("100.00", currency), f"CR-{unique}")
+    customer_id = await _customer(erp, unique, entity)
+    memo = customer_credit(unique, customer_id, Money("100.00", currency), f"CR-{unique}")
     credit = await erp.post_customer_credit(memo, legal_entity=entity, idempotency_key=unique)
-    invoice = await _invoice(erp, erp_world, unique, party, entity, f"INV-{unique}")
+    invoice = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-{unique}")
     await erp.apply_customer_credit(invoice, Money("87.65", currency), idempotency_key=unique)
     settled = await erp.invoice_status(invoice)
     assert settled.status is InvoiceStatus.PAID
@@ -112,7 +112,7 @@ async def test_an_invoice_settled_wholly_from_credit_is_paid_with_no_cash(
     left = await erp.invoice_status(credit.erp_id)
     assert left.status is InvoiceStatus.OPEN and left.amount_due == Money("-12.35", currency)
     # More than the invoice owes is refused, naming it.
-    other = await _invoice(erp, erp_world, unique, party, entity, f"INV-2-{unique}")
+    other = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-2-{unique}")
     with pytest.raises(ConflictError, match=r"owes 87\.65"):
         await erp.apply_customer_credit(
             other, Money("87.66", currency), idempotency_key="x" + unique
@@ -126,8 +126,8 @@ async def test_a_payment_is_never_refused_for_credit_the_erp_applied(
     customer's again; the payment is applied, not refused as an overpayment."""
     entity = "US"
     currency = erp_world.currencies[entity]
-    party = await _party(erp, unique, entity)
-    first = await _invoice(erp, erp_world, unique, party, entity, f"INV-A-{unique}")
+    customer_id = await _customer(erp, unique, entity)
+    first = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-A-{unique}")
     memo = builders.credit_memo(unique, first, Money("10.01", currency))
     note = await erp.issue_credit_note(memo, erp_invoice_id=first, idempotency_key=unique)
     assert (await erp.invoice_status(first)).amount_due == Money("77.64", currency)
@@ -139,7 +139,7 @@ async def test_a_payment_is_never_refused_for_credit_the_erp_applied(
     assert (await erp.invoice_status(first)).status is InvoiceStatus.PAID
     assert (await erp.invoice_status(note)).amount_due == Money("-10.01", currency)
 
-    second = await _invoice(erp, erp_world, unique, party, entity, f"INV-B-{unique}")
+    second = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-B-{unique}")
     await erp.apply_customer_credit(second, Money("10.01", currency), idempotency_key="c" + unique)
     assert (await erp.invoice_status(note)).amount_due.is_zero()
     await erp.apply_payment(
@@ -152,6 +152,6 @@ async def test_a_payment_is_never_refused_for_credit_the_erp_applied(
     # A redelivered application of that credit does not put it back on the paid invoice.
     await erp.apply_customer_credit(second, Money("10.01", currency), idempotency_key="c" + unique)
     assert (await erp.invoice_status(note)).amount_due == Money("-10.01", currency)
-    third = await _invoice(erp, erp_world, unique, party, entity, f"INV-C-{unique}")
+    third = await _invoice(erp, erp_world, unique, customer_id, entity, f"INV-C-{unique}")
     await erp.apply_customer_credit(third, Money("10.01", currency), idempotency_key="c3" + unique)
     assert (await erp.invoice_status(third)).amount_due == Money("77.64", currency)

@@ -15,7 +15,7 @@ from quote2cash.engine.errors import Category, DataError, MappingError, Permanen
 ENTITIES = ["US", "DE"]
 
 
-async def _party(erp: Erp, unique: str, entity: str) -> str:
+async def _customer(erp: Erp, unique: str, entity: str) -> str:
     customer = builders.customer(unique, entity)
     return await erp.upsert_customer(customer, legal_entity=entity, idempotency_key=f"c-{unique}")
 
@@ -24,8 +24,10 @@ async def _party(erp: Erp, unique: str, entity: str) -> str:
 async def test_booking_twice_with_the_same_key_is_one_order(
     erp: Erp, erp_world: ErpWorld, unique: str, entity: str
 ) -> None:
-    party = await _party(erp, unique, entity)
-    order = builders.order(unique, party, erp_world.currencies[entity], erp_world.item_codes[0])
+    customer_id = await _customer(erp, unique, entity)
+    order = builders.order(
+        unique, customer_id, erp_world.currencies[entity], erp_world.item_codes[0]
+    )
     first = await erp.book_order(order, legal_entity=entity, idempotency_key=f"o-{unique}")
     again = await erp.book_order(order, legal_entity=entity, idempotency_key=f"o-{unique}")
     assert first and again == first
@@ -34,8 +36,8 @@ async def test_booking_twice_with_the_same_key_is_one_order(
 async def test_booking_an_unknown_item_is_a_mapping_error_naming_order_and_code(
     erp: Erp, erp_world: ErpWorld, unique: str
 ) -> None:
-    party = await _party(erp, unique, "US")
-    order = builders.order(unique, party, erp_world.currencies["US"], f"NO-SUCH-{unique}")
+    customer_id = await _customer(erp, unique, "US")
+    order = builders.order(unique, customer_id, erp_world.currencies["US"], f"NO-SUCH-{unique}")
     with pytest.raises(MappingError) as refused:
         await erp.book_order(order, legal_entity="US", idempotency_key=unique)
     assert f"SO-{unique}" in str(refused.value)
@@ -56,8 +58,8 @@ async def test_invoice_is_posted_to_the_cent_and_only_once(
     erp: Erp, erp_world: ErpWorld, unique: str, entity: str
 ) -> None:
     currency = erp_world.currencies[entity]
-    party = await _party(erp, unique, entity)
-    invoice = builders.invoice(unique, party, currency, erp_world.item_codes[0])
+    customer_id = await _customer(erp, unique, entity)
+    invoice = builders.invoice(unique, customer_id, currency, erp_world.item_codes[0])
     assert invoice.total == Money("87.65", currency)  # 33.33 x 3 - 12.34
     posted = await erp.post_invoice(invoice, legal_entity=entity, idempotency_key=f"i-{unique}")
     assert posted.total == invoice.total
@@ -81,8 +83,10 @@ async def test_a_taxed_invoice_posts_with_billings_tax_to_the_cent(
         pytest.skip(f"{erp_world.name} has no taxed legal entity")
     currency = erp_world.currencies[entity]
     rate = erp_world.sales_tax_rates[entity]
-    party = await _party(erp, unique, entity)
-    invoice = builders.invoice(unique, party, currency, erp_world.item_codes[0], tax_rate=rate)
+    customer_id = await _customer(erp, unique, entity)
+    invoice = builders.invoice(
+        unique, customer_id, currency, erp_world.item_codes[0], tax_rate=rate
+    )
     assert invoice.tax.amount == Decimal("16.66")  # 19.00 on 99.99, -2.34 on -12.34
     posted = await erp.post_invoice(invoice, legal_entity=entity, idempotency_key=unique)
     assert posted.total == invoice.total == Money("104.31", currency)
@@ -96,10 +100,10 @@ async def test_a_tax_the_erp_computes_differently_is_refused_with_both_amounts(
     entity = next((e for e, r in erp_world.sales_tax_rates.items() if r), "US")
     currency = erp_world.currencies[entity]
     rate = erp_world.sales_tax_rates[entity]
-    party = await _party(erp, unique, entity)
+    customer_id = await _customer(erp, unique, entity)
     code = erp_world.item_codes[0]
-    right = builders.invoice(unique, party, currency, code, tax_rate=rate)
-    wrong = builders.invoice(unique, party, currency, code, tax_rate=rate, tax_off_by="0.01")
+    right = builders.invoice(unique, customer_id, currency, code, tax_rate=rate)
+    wrong = builders.invoice(unique, customer_id, currency, code, tax_rate=rate, tax_off_by="0.01")
     with pytest.raises(DataError) as refused:
         await erp.post_invoice(wrong, legal_entity=entity, idempotency_key=unique)
     message = str(refused.value)
@@ -112,8 +116,8 @@ async def test_a_tax_the_erp_computes_differently_is_refused_with_both_amounts(
 async def test_invoicing_an_unknown_item_is_a_mapping_error_naming_invoice_and_code(
     erp: Erp, erp_world: ErpWorld, unique: str
 ) -> None:
-    party = await _party(erp, unique, "US")
-    invoice = builders.invoice(unique, party, erp_world.currencies["US"], f"GONE-{unique}")
+    customer_id = await _customer(erp, unique, "US")
+    invoice = builders.invoice(unique, customer_id, erp_world.currencies["US"], f"GONE-{unique}")
     with pytest.raises(MappingError) as refused:
         await erp.post_invoice(invoice, legal_entity="US", idempotency_key=unique)
     assert f"INV-{unique}" in str(refused.value) and f"GONE-{unique}" in str(refused.value)
@@ -131,10 +135,10 @@ async def test_an_invoice_of_only_a_proration_credit_posts_its_negative_total(
     erp: Erp, erp_world: ErpWorld, unique: str
 ) -> None:
     currency = erp_world.currencies["US"]
-    party = await _party(erp, unique, "US")
+    customer_id = await _customer(erp, unique, "US")
     credit_line = builders.invoice_lines(currency, erp_world.item_codes[0])[1]
     invoice = builders.invoice(
-        unique, party, currency, erp_world.item_codes[0], lines=(credit_line,)
+        unique, customer_id, currency, erp_world.item_codes[0], lines=(credit_line,)
     )
     assert invoice.total == Money("-12.34", currency)
     posted = await erp.post_invoice(invoice, legal_entity="US", idempotency_key=unique)
