@@ -1,7 +1,9 @@
 """The file interface: the hub drops CSV files in ``in/``; the nightly-style batch answers them.
 
-One layout for every record type (``RECORD_KINDS``), one row per document, or per line for an
-invoice (its rows share the reference). Files are taken in name order; each document is applied
+One CSV layout for every record type (columns ``record_type, reference, entity, customer,
+invoice, currency, amount, taxed, item, description, quantity, unit_amount, line_amount,
+line_tax, payment_ref``; record types ``RECORD_KINDS``): one row per document, or per line for
+an invoice (its rows share the reference; ``amount`` is its total, ``taxed`` Y/N). Files are taken in name order; each document is applied
 in its own transaction. The batch writes ``err/<name>.err.csv`` (reference, code, message) when
 a document is refused, then ``ack/<name>.ack.csv`` (reference, document) - always, and last, so
 an ack file means the input is answered - and moves the input to ``archive/``.
@@ -34,24 +36,6 @@ from quote2cash.sandbox.legacy_erp.books import (
 
 log = logging.getLogger(__name__)
 
-COLUMNS: Final = (
-    "record_type",
-    "reference",
-    "entity",
-    "customer",
-    "invoice",
-    "currency",
-    "amount",
-    "taxed",
-    "item",
-    "description",
-    "quantity",
-    "unit_amount",
-    "line_amount",
-    "line_tax",
-    "payment_ref",
-)
-"""The drop file's header, in this order."""
 FOLDERS: Final = ("in", "ack", "err", "archive")
 
 Row = dict[str, str]
