@@ -158,7 +158,9 @@ def legacy_world() -> Iterator[ErpWorld]:
             yield ErpWorld(
                 name="legacy_erp",
                 currencies={code: e.currency for code, e in config.legal_entities.items()},
-                sales_tax_rates={code: ENTITIES[e.code].tax_rate for code, e in config.legal_entities.items()},
+                sales_tax_rates={
+                    code: ENTITIES[e.code].tax_rate for code, e in config.legal_entities.items()
+                },
                 item_codes=tuple(item.code for item in ITEMS),
                 connect=connect,
                 connect_with_password=connect_with_password,

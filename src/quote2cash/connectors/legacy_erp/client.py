@@ -47,12 +47,14 @@ class LegacyErpClient:
             if self._client is None:
                 session = requests.Session()
                 session.auth = (self.config.username, self.config.password.get_secret_value())
-                transport = zeep.Transport(
+                transport = zeep.Transport(  # type: ignore[no-untyped-call]
                     session=session,
                     timeout=self.config.timeout,
                     operation_timeout=self.config.timeout,
                 )
-                self._client = zeep.Client(self.config.wsdl_url, transport=transport)
+                self._client = zeep.Client(  # type: ignore[no-untyped-call]
+                    self.config.wsdl_url, transport=transport
+                )
                 self._session = session
             return self._client
 
@@ -68,8 +70,7 @@ class LegacyErpClient:
             raise _http_error(exc.status_code) from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(
-                f"the legacy ERP at {self.config.base_url} is unreachable "
-                f"({type(exc).__name__})",
+                f"the legacy ERP at {self.config.base_url} is unreachable ({type(exc).__name__})",
                 system=SYSTEM,
             ) from None
         except (zeep.exceptions.Error, requests.RequestException) as exc:
@@ -77,7 +78,7 @@ class LegacyErpClient:
                 f"the legacy ERP gave an unusable answer to {operation} ({type(exc).__name__})",
                 system=SYSTEM,
             ) from None
-        return serialize_object(result, dict)
+        return serialize_object(result, dict)  # type: ignore[no-untyped-call]
 
     async def call(self, operation: str, *args: Any) -> Any:
         """``operation(*args)`` on the ERP; the answer as plain dicts/lists/Decimals."""

@@ -86,7 +86,9 @@ class LegacyErpConfig(BaseModel):
     ) -> LegacyErpConfig:
         """Validate a plain mapping; errors name ``source`` and the field, never the password."""
         values = dict(data)
-        values.setdefault("legal_entities", {k: v.model_dump() for k, v in SANDBOX_ENTITIES.items()})
+        values.setdefault(
+            "legal_entities", {k: v.model_dump() for k, v in SANDBOX_ENTITIES.items()}
+        )
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

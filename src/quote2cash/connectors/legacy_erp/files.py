@@ -60,7 +60,9 @@ class DropFolder:
 
     def waiting(self, record_type: str, reference: str) -> str | None:
         """The name of a file for this reference the batch has not taken yet, if any."""
-        found = sorted((self.root / "in").glob(f"*-{record_type}-{_digest(record_type, reference)}.csv"))
+        found = sorted(
+            (self.root / "in").glob(f"*-{record_type}-{_digest(record_type, reference)}.csv")
+        )
         return found[0].name if found else None
 
     def drop(self, record_type: str, reference: str, rows: Sequence[Mapping[str, str]]) -> str:
@@ -92,9 +94,13 @@ class DropFolder:
             for row in csv.DictReader(handle):
                 if row.get("reference") == reference:
                     return Answer(document=row.get("document"))
-        return Answer(code="Server.NoAnswer", message=f"file {name} was answered without {reference}")
+        return Answer(
+            code="Server.NoAnswer", message=f"file {name} was answered without {reference}"
+        )
 
-    async def wait(self, name: str, reference: str, *, seconds: float, poll: float) -> Answer | None:
+    async def wait(
+        self, name: str, reference: str, *, seconds: float, poll: float
+    ) -> Answer | None:
         """Poll for the answer up to ``seconds``; None if the batch has not answered by then."""
         deadline = time.monotonic() + seconds
         while True:

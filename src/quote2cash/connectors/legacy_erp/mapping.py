@@ -145,7 +145,9 @@ def order_record(
     }
 
 
-def invoice_rows(invoice: Invoice, *, entity: str, customer: str, label: str) -> list[dict[str, str]]:
+def invoice_rows(
+    invoice: Invoice, *, entity: str, customer: str, label: str
+) -> list[dict[str, str]]:
     """One drop-file row per line; ``taxed`` when billing charged tax on the invoice."""
     taxed = "N" if invoice.tax.is_zero() else "Y"
     rows = []
@@ -195,7 +197,10 @@ def status_report(row: Mapping[str, Any]) -> InvoiceStatusReport:
 def posted(row: Mapping[str, Any]) -> PostedInvoice:
     report = status_report(row)
     return PostedInvoice(
-        erp_id=str(row["number"]), number=str(row["number"]), total=report.total, status=report.status
+        erp_id=str(row["number"]),
+        number=str(row["number"]),
+        total=report.total,
+        status=report.status,
     )
 
 

@@ -3,10 +3,11 @@
 One CSV layout for every record type (columns ``record_type, reference, entity, customer,
 invoice, currency, amount, taxed, item, description, quantity, unit_amount, line_amount,
 line_tax, payment_ref``; record types ``RECORD_KINDS``): one row per document, or per line for
-an invoice (its rows share the reference; ``amount`` is its total, ``taxed`` Y/N). Files are taken in name order; each document is applied
-in its own transaction. The batch writes ``err/<name>.err.csv`` (reference, code, message) when
-a document is refused, then ``ack/<name>.ack.csv`` (reference, document) - always, and last, so
-an ack file means the input is answered - and moves the input to ``archive/``.
+an invoice (its rows share the reference; ``amount`` is its total, ``taxed`` Y/N). Files are
+taken in name order; each document is applied in its own transaction. The batch writes
+``err/<name>.err.csv`` (reference, code, message) when a document is refused, then
+``ack/<name>.ack.csv`` (reference, document) - always, and last, so an ack file means the input
+is answered - and moves the input to ``archive/``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Final
 
 from quote2cash.private_files import open_private
 from quote2cash.sandbox.legacy_erp.books import (
-    APPLICATION,
     CREDIT_NOTE,
     CUSTOMER_CREDIT,
     INVOICE,

@@ -59,9 +59,21 @@ class LegacyErpSandbox:
         log_path = self.workdir / "legacy-erp.log"
         log = open_private(log_path, "w", encoding="utf-8")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "quote2cash.sandbox.legacy_erp", "--data", str(data)]
-            + ["--port", str(self.port), "--batch-seconds", str(self.batch_seconds)]
-            + ["--username", "hub", "--password-file", str(secret)],
+            [
+                sys.executable,
+                "-m",
+                "quote2cash.sandbox.legacy_erp",
+                "--data",
+                str(data),
+                "--port",
+                str(self.port),
+                "--batch-seconds",
+                str(self.batch_seconds),
+                "--username",
+                "hub",
+                "--password-file",
+                str(secret),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -90,7 +102,9 @@ class LegacyErpSandbox:
                 return self.endpoint
             time.sleep(0.05)
         self.stop()
-        raise LegacyErpStartError(f"legacy ERP did not start within {timeout:.0f} s; see {log_path}")
+        raise LegacyErpStartError(
+            f"legacy ERP did not start within {timeout:.0f} s; see {log_path}"
+        )
 
     def stop(self) -> None:
         if self._proc is None:

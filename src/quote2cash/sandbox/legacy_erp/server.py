@@ -83,8 +83,8 @@ def serve(options: ServerOptions) -> None:
         options.host, options.port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
     )
     scheduler.start()
-    host, port = httpd.server_address[:2]
-    print(f"legacy ERP listening on http://{host}:{port}/", flush=True)
+    port = httpd.server_address[1]
+    print(f"legacy ERP listening on http://{options.host}:{port}/", flush=True)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

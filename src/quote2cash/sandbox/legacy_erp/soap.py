@@ -324,4 +324,5 @@ def soap_application(books: Books) -> Callable[..., Any]:
         out_protocol=Soap11(),
         config={"books": books},
     )
-    return WsgiApplication(app)
+    wsgi: Callable[..., Any] = WsgiApplication(app)
+    return wsgi
