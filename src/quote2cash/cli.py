@@ -738,16 +738,23 @@ def systems_check(
 
 @sandbox_app.command("up")
 def sandbox_up(
-    workdir: SandboxDir = ".q2c/sandbox", output: FormatOption = OutputFormat.table
+    workdir: SandboxDir = ".q2c/sandbox",
+    output: FormatOption = OutputFormat.table,
+    erp: Annotated[
+        str,
+        typer.Option(
+            "--erp", help="tryton, or legacy: the legacy ERP (SOAP + batch files) instead"
+        ),
+    ] = "tryton",
 ) -> None:
-    """Start the Stripe and Salesforce emulators and a Tryton ERP; print where they listen."""
+    """Start the Stripe and Salesforce emulators and an ERP; print where they listen."""
     from pathlib import Path
 
     from quote2cash.sandbox.orchestrator import SandboxError, up
 
     try:
         with console.status("starting the sandbox") as spinner:
-            described = up(Path(workdir), progress=lambda msg: spinner.update(msg))
+            described = up(Path(workdir), erp=erp, progress=lambda msg: spinner.update(msg))
     except SandboxError as exc:
         fail(str(exc))
     _print_sandbox(described, workdir, output)

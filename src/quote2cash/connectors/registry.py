@@ -169,7 +169,16 @@ def from_sandbox(workdir: str | Path = Path(".q2c") / "sandbox") -> Systems:
         systems.billing = StripeBilling(
             StripeConfig.for_sandbox(st["base_url"], api_key=st["api_key"])
         )
-    if "tryton" in state:
+    if "legacy_erp" in state:
+        from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpConfig
+
+        legacy = state["legacy_erp"]
+        systems.erp = LegacyErp(
+            LegacyErpConfig.for_sandbox(
+                legacy["url"], legacy["username"], legacy["password"], legacy["drop_folder"]
+            )
+        )
+    elif "tryton" in state:
         endpoint = load_endpoint(state["tryton"]["workdir"])
         if endpoint is not None:
             systems.erp = TrytonErp(TrytonConfig.from_sandbox(endpoint))
