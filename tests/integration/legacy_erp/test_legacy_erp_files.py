@@ -165,3 +165,26 @@ async def test_state_survives_a_restart_and_numbering_continues(
             assert [e.id for e in customers.items] == [party, other]
     finally:
         sandbox.stop()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\xff\xfe not csv at all \x00", "not readable CSV"),
+        (b"record_type,reference\nrefund,r1\n", "record_type 'refund'"),
+        (b"record_type,reference,amount\npayment,r2,1.001\n", "more than 2 decimals"),
+        (b"record_type,reference\npayment,r3\n", "amount"),
+    ],
+)
+async def test_a_bad_file_is_answered_with_errors_and_the_batch_goes_on(
+    erp: LegacyErp, endpoint: LegacyErpEndpoint, unique: str, content: bytes, expected: str
+) -> None:
+    root = Path(endpoint.drop_folder)
+    name = f"{unique}-bad.csv"
+    (root / "in" / name).write_bytes(content)
+    folder = DropFolder(root)
+    await _answer(folder, name, "")
+    errors = _rows(root / "err" / f"{unique}-bad.err.csv")
+    assert errors and expected in errors[0]["message"]
+    assert (root / "archive" / name).exists()
+    assert (await erp.check()).reachable

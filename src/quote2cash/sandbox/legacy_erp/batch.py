@@ -32,6 +32,7 @@ from quote2cash.sandbox.legacy_erp.books import (
     Books,
     Line,
     Refusal,
+    cents,
 )
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,14 @@ def prepare(drop: Path) -> None:
     """The drop folder and its four sub-folders, owner-only."""
     for name in FOLDERS:
         (drop / name).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _money(row: Row, column: str, what: str) -> Decimal:
+    """An amount in cents (both entities' currencies have two decimals)."""
+    value = _decimal(row, column, what)
+    if value != cents(value):
+        raise Refusal("Client.Validation", f"{what}: {column} {value} has more than 2 decimals")
+    return value
 
 
 def _decimal(row: Row, column: str, what: str) -> Decimal:
@@ -69,8 +78,8 @@ def _apply(books: Books, kind: str, rows: Sequence[Row]) -> str:
                 item=row.get("item", ""),
                 quantity=_decimal(row, "quantity", what),
                 unit_price=_decimal(row, "unit_amount", what),
-                amount=_decimal(row, "line_amount", what),
-                tax=_decimal(row, "line_tax", what) if row.get("line_tax") else None,
+                amount=_money(row, "line_amount", what),
+                tax=_money(row, "line_tax", what) if row.get("line_tax") else None,
                 description=row.get("description", ""),
             )
             for row in rows
@@ -82,9 +91,9 @@ def _apply(books: Books, kind: str, rows: Sequence[Row]) -> str:
             first["currency"],
             lines,
             taxed=first.get("taxed") == "Y",
-            total=_decimal(first, "amount", what),
+            total=_money(first, "amount", what),
         )
-    amount = _decimal(first, "amount", what)
+    amount = _money(first, "amount", what)
     if kind == CUSTOMER_CREDIT:
         return books.post_customer_credit(
             reference, first["entity"], first["customer"], first["currency"], amount

@@ -355,6 +355,11 @@ class Books:
                     raise Refusal(
                         "Client.Validation", f"{what} line {index}: quantity must be positive"
                     )
+                if line.amount != cents(line.amount):
+                    raise Refusal(
+                        "Client.Validation",
+                        f"{what} line {index}: amount {line.amount} has more than 2 decimals",
+                    )
             total = cents(sum((line.amount for line in lines), Decimal(0)))
             exposure = self._exposure(db, customer) + total
             limit = Decimal(party["credit_limit"])
