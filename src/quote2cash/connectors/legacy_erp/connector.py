@@ -13,6 +13,7 @@ Guarantees (see ``connectors.roles.Erp``):
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from decimal import Decimal
 from types import TracebackType
@@ -318,7 +319,7 @@ class LegacyErp:
         self,
         kind: LedgerKind,
         *,
-        since: Any = None,
+        since: dt.datetime | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[LedgerEntry]:

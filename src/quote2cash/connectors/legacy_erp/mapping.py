@@ -256,9 +256,11 @@ def ledger_invoice(row: Mapping[str, Any]) -> LedgerEntry:
 
 
 def ledger_payment(row: Mapping[str, Any]) -> LedgerEntry:
+    """A payment as received, with what was reversed of its billing payment since."""
     links = {"invoice": str(row["invoice"])} if row.get("invoice") else {}
     if row.get("payment_ref"):
         links["billing"] = str(row["payment_ref"])
+    total, refunded = _money(row, "amount"), _money(row, "refunded")
     return LedgerEntry(
         kind=LedgerKind.PAYMENT,
         system=SYSTEM,
@@ -266,8 +268,9 @@ def ledger_payment(row: Mapping[str, Any]) -> LedgerEntry:
         number=row.get("reference") or None,
         customer=row.get("customer"),
         currency=row.get("currency"),
-        total=_money(row, "amount"),
-        status="succeeded",
+        total=total,
+        refunded=refunded,
+        status="refunded" if refunded.is_positive() and refunded >= total else "succeeded",
         links=links,
         state="received",
     )

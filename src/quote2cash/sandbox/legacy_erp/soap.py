@@ -142,6 +142,7 @@ class Payment(Model):
     customer = Unicode
     currency = Unicode
     amount = Decimal
+    refunded = Decimal
     payment_ref = Unicode
     created_at = Unicode
 
@@ -298,7 +299,21 @@ class LegacyErpService(ServiceBase):
 
     @rpc(Integer, Integer, Unicode, _returns=Array(Payment))
     def ListPayments(ctx: Any, offset: int | None, limit: int | None, since: str) -> list[Any]:
-        rows = _books(ctx).listing("payment", *_page(offset, limit), since)
+        books = _books(ctx)
+        rows = books.listing("payment", *_page(offset, limit), since)
+
+        def refunded(row: dict[str, Any]) -> PyDecimal:
+            if not row["payment_ref"]:
+                return PyDecimal(0)
+            return sum(
+                (
+                    PyDecimal(r["total"])
+                    for r in books.reversals(row["invoice"])
+                    if r["payment_ref"] == row["payment_ref"]
+                ),
+                PyDecimal(0),
+            )
+
         return [
             Payment(
                 number=r["number"],
@@ -307,6 +322,7 @@ class LegacyErpService(ServiceBase):
                 customer=r["customer"],
                 currency=r["currency"],
                 amount=PyDecimal(r["total"]),
+                refunded=refunded(r),
                 payment_ref=r["payment_ref"],
                 created_at=r["created_at"],
             )
