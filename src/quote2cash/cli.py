@@ -821,14 +821,21 @@ def demo(
     engine_only: Annotated[
         bool, typer.Option("--engine-only", help="The engine's guarantees on simulated systems")
     ] = False,
+    erp: Annotated[
+        str, typer.Option("--erp", help="tryton, or legacy: the legacy ERP (SOAP + batch files)")
+    ] = "tryton",
 ) -> None:
     """Run the quote-to-cash demo on the sandbox end to end and print a summary."""
     if engine_only:
-        from quote2cash.demo.engine_demo import run_demo
+        from quote2cash.demo.engine_demo import run_demo as engine_demo
+
+        ok = engine_demo(workdir=workdir, quick=quick, console=console)
     else:
         from quote2cash.demo import run_demo
 
-    ok = run_demo(workdir=workdir, quick=quick, console=console)
+        if erp not in ("tryton", "legacy"):
+            fail(f"--erp is {erp!r}; expected tryton or legacy")
+        ok = run_demo(workdir=workdir, quick=quick, console=console, erp=erp)
     if not ok:
         raise typer.Exit(1)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final
@@ -31,6 +32,7 @@ from quote2cash.canonical import (
     Record,
     Ref,
 )
+from quote2cash.connectors.item_codes import item_codes
 from quote2cash.connectors.legacy_erp import mapping
 from quote2cash.connectors.legacy_erp.client import SYSTEM, LegacyErpClient, LegacyFault
 from quote2cash.connectors.legacy_erp.config import LegacyErpConfig, LegacyErpEntity
@@ -81,6 +83,7 @@ class LegacyErp:
         self.config = config
         self._client = LegacyErpClient(config)
         self._files = DropFolder(config.drop_folder)
+        self._item_master: set[str] = set()
 
     def __repr__(self) -> str:
         return f"LegacyErp({self.config.base_url!r}, drop_folder={str(self.config.drop_folder)!r})"
@@ -159,6 +162,27 @@ class LegacyErp:
             )
         return number
 
+    async def _item_codes(self, refs: Sequence[Ref | None], label: str) -> list[str | None]:
+        """The ERP item of each line's product (``item_codes``: erp, item_code, sku, ...,
+        then its global id); a product none of whose codes is an ERP item is a MappingError."""
+        found: list[str | None] = []
+        for index, ref in enumerate(refs):
+            if ref is None:
+                found.append(None)
+                continue
+            codes = item_codes(ref)
+            if not any(code in self._item_master for code in codes):
+                self._item_master = {str(p.sku) for p in await self.list_items()}
+            code = next((c for c in codes if c in self._item_master), None)
+            if code is None:
+                raise MappingError(
+                    f"{label}: lines[{index}] product {' / '.join(codes)!r} is not in the "
+                    "legacy ERP's item master",
+                    system=SYSTEM,
+                )
+            found.append(code)
+        return found
+
     async def _document(self, number: str, label: str) -> dict[str, Any]:
         row: dict[str, Any] = await self._soap(label, "InvoiceStatus", number)
         return row
@@ -201,12 +225,14 @@ class LegacyErp:
     async def book_order(self, order: Order, *, legal_entity: str, idempotency_key: str) -> str:
         label = order.label or "Order"
         entity = self._entity(legal_entity, label)
+        customer = self._customer_of(order.customer, label)
+        items = await self._item_codes([line.product for line in order.lines], label)
         record = mapping.order_record(
             order,
             reference=_reference(order, idempotency_key),
             entity=entity.code,
-            customer=self._customer_of(order.customer, label),
-            label=label,
+            customer=customer,
+            items=[code or "" for code in items],
         )
         return str(await self._soap(label, "CreateSalesOrder", record))
 
@@ -217,12 +243,9 @@ class LegacyErp:
         entity = self._entity(legal_entity, label)
         if not invoice.lines:
             raise DataError(f"{label}: an invoice without lines cannot be posted", system=SYSTEM)
-        rows = mapping.invoice_rows(
-            invoice,
-            entity=entity.code,
-            customer=self._customer_of(invoice.customer, label),
-            label=label,
-        )
+        customer = self._customer_of(invoice.customer, label)
+        items = await self._item_codes([line.product for line in invoice.lines], label)
+        rows = mapping.invoice_rows(invoice, entity=entity.code, customer=customer, items=items)
         number = await self._through_file(
             INVOICE, _reference(invoice, idempotency_key), rows, label
         )

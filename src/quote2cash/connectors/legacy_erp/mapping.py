@@ -3,7 +3,7 @@ document balances and ledger entries, and which engine error each SOAP fault cod
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
@@ -15,7 +15,6 @@ from quote2cash.canonical import (
     Money,
     Order,
     Product,
-    Ref,
 )
 from quote2cash.connectors.roles import InvoiceStatusReport, LedgerEntry, LedgerKind, PostedInvoice
 from quote2cash.engine.errors import (
@@ -57,16 +56,6 @@ def fault_error(label: str, code: str, message: str) -> IntegrationError:
     if kind is None:
         kind = TransientError if code.startswith("Server") else DataError
     return kind(f"{label}: the legacy ERP refused it ({code}): {message}", system=SYSTEM)
-
-
-def item_code(ref: Ref | None, label: str, where: str) -> str:
-    """The ERP item code a canonical product reference maps to."""
-    code = ref.id_in("erp") if ref is not None else None
-    if not code:
-        raise MappingError(
-            f"{label}: {where}.product has no ERP item code (external_ids['erp'])", system=SYSTEM
-        )
-    return code
 
 
 def customer_record(customer: Customer, *, reference: str, entity: str) -> dict[str, Any]:
@@ -123,16 +112,17 @@ def item_from(row: Mapping[str, Any]) -> Product:
 
 
 def order_record(
-    order: Order, *, reference: str, entity: str, customer: str, label: str
+    order: Order, *, reference: str, entity: str, customer: str, items: Sequence[str]
 ) -> dict[str, Any]:
+    """A ``OrderIn`` for ``CreateSalesOrder``; ``items`` are the lines' ERP item codes."""
     lines = [
         {
-            "item": item_code(line.product, label, f"lines[{i}]"),
+            "item": code,
             "quantity": Decimal(line.quantity),
             "unit_price": line.unit_price.amount,
             "amount": line.amount.amount,
         }
-        for i, line in enumerate(order.lines)
+        for line, code in zip(order.lines, items, strict=True)
     ]
     return {
         "reference": reference,
@@ -146,12 +136,13 @@ def order_record(
 
 
 def invoice_rows(
-    invoice: Invoice, *, entity: str, customer: str, label: str
+    invoice: Invoice, *, entity: str, customer: str, items: Sequence[str | None]
 ) -> list[dict[str, str]]:
-    """One drop-file row per line; ``taxed`` when billing charged tax on the invoice."""
+    """One drop-file row per line (``items``: its ERP item code, if it names a product);
+    ``taxed`` when billing charged tax on the invoice."""
     taxed = "N" if invoice.tax.is_zero() else "Y"
     rows = []
-    for i, line in enumerate(invoice.lines):
+    for line, code in zip(invoice.lines, items, strict=True):
         rows.append(
             {
                 "entity": entity,
@@ -159,7 +150,7 @@ def invoice_rows(
                 "currency": invoice.currency,
                 "amount": str(invoice.total.amount),
                 "taxed": taxed,
-                "item": item_code(line.product, label, f"lines[{i}]") if line.product else "",
+                "item": code or "",
                 "description": line.description or "",
                 "quantity": str(line.quantity if line.quantity is not None else 1),
                 "unit_amount": str(
