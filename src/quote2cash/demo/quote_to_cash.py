@@ -141,7 +141,12 @@ def run_demo(*, workdir: str, quick: bool, console: Console, erp: str = "tryton"
 
 
 def _run(folder: Path, size: DemoSize, console: Console, erp: str) -> bool:
-    book = build_book(accounts=size.accounts, deals=size.deals, self_serve=size.self_serve)
+    book = build_book(
+        accounts=size.accounts,
+        deals=size.deals,
+        self_serve=size.self_serve,
+        vat_abroad=erp == "legacy",
+    )
     erp_name = "the legacy ERP" if erp == "legacy" else "Tryton"
     console.rule(f"[bold]quote2cash demo: quote to cash on Salesforce, Stripe and {erp_name}")
     started = time.monotonic()
@@ -598,7 +603,7 @@ def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:
     return (
         erp is not None
         and crm is not None
-        and erp.status == "posted"
+        and not erp.paid
         and erp.balance == crm.balance == refund.amount.amount
         and crm.status in ("Partially Refunded", "Refunded")
     )

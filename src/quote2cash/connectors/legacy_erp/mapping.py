@@ -242,7 +242,7 @@ def ledger_invoice(row: Mapping[str, Any]) -> LedgerEntry:
         status="paid" if row["status"] == "paid" else "open",
         entity=row.get("entity"),
         links={"erp_number": str(row["number"])},
-        state=str(row.get("kind") or ""),
+        state=f"{row['status']} {row.get('kind') or ''}".strip(),
     )
 
 
