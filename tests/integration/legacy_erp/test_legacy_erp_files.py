@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import stat
 from pathlib import Path
@@ -188,3 +189,31 @@ async def test_a_bad_file_is_answered_with_errors_and_the_batch_goes_on(
     assert errors and expected in errors[0]["message"]
     assert (root / "archive" / name).exists()
     assert (await erp.check()).reachable
+
+
+async def test_two_hub_processes_posting_the_same_invoice_at_once_make_one_document(
+    endpoint: LegacyErpEndpoint, unique: str
+) -> None:
+    async with LegacyErp(config_for(endpoint)) as first, LegacyErp(config_for(endpoint)) as other:
+        party = await first.upsert_customer(
+            builders.customer(unique, "US"), legal_entity="US", idempotency_key=unique
+        )
+        invoice = builders.invoice(unique, party, "USD", "PLAT-SEAT")
+        posted = await asyncio.gather(
+            *(
+                erp.post_invoice(invoice, legal_entity="US", idempotency_key=f"{n}{unique}")
+                for n, erp in enumerate((first, other, first, other))
+            )
+        )
+        assert len({p.erp_id for p in posted}) == 1
+        pays = [
+            erp.apply_payment(
+                builders.payment(Money("10.00", "USD")),
+                erp_invoice_id=posted[0].erp_id,
+                idempotency_key=f"p{n % 3}{unique}",
+            )
+            for n, erp in enumerate((first, other, first, other, first, other))
+        ]
+        assert len(set(await asyncio.gather(*pays))) == 3
+        status = await first.invoice_status(posted[0].erp_id)
+        assert status.amount_paid == Money("30.00", "USD")
