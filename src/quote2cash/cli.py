@@ -738,16 +738,23 @@ def systems_check(
 
 @sandbox_app.command("up")
 def sandbox_up(
-    workdir: SandboxDir = ".q2c/sandbox", output: FormatOption = OutputFormat.table
+    workdir: SandboxDir = ".q2c/sandbox",
+    output: FormatOption = OutputFormat.table,
+    erp: Annotated[
+        str,
+        typer.Option(
+            "--erp", help="tryton, or legacy: the legacy ERP (SOAP + batch files) instead"
+        ),
+    ] = "tryton",
 ) -> None:
-    """Start the Stripe and Salesforce emulators and a Tryton ERP; print where they listen."""
+    """Start the Stripe and Salesforce emulators and an ERP; print where they listen."""
     from pathlib import Path
 
     from quote2cash.sandbox.orchestrator import SandboxError, up
 
     try:
         with console.status("starting the sandbox") as spinner:
-            described = up(Path(workdir), progress=lambda msg: spinner.update(msg))
+            described = up(Path(workdir), erp=erp, progress=lambda msg: spinner.update(msg))
     except SandboxError as exc:
         fail(str(exc))
     _print_sandbox(described, workdir, output)
@@ -814,14 +821,21 @@ def demo(
     engine_only: Annotated[
         bool, typer.Option("--engine-only", help="The engine's guarantees on simulated systems")
     ] = False,
+    erp: Annotated[
+        str, typer.Option("--erp", help="tryton, or legacy: the legacy ERP (SOAP + batch files)")
+    ] = "tryton",
 ) -> None:
     """Run the quote-to-cash demo on the sandbox end to end and print a summary."""
     if engine_only:
-        from quote2cash.demo.engine_demo import run_demo
+        from quote2cash.demo.engine_demo import run_demo as engine_demo
+
+        ok = engine_demo(workdir=workdir, quick=quick, console=console)
     else:
         from quote2cash.demo import run_demo
 
-    ok = run_demo(workdir=workdir, quick=quick, console=console)
+        if erp not in ("tryton", "legacy"):
+            fail(f"--erp is {erp!r}; expected tryton or legacy")
+        ok = run_demo(workdir=workdir, quick=quick, console=console, erp=erp)
     if not ok:
         raise typer.Exit(1)
 

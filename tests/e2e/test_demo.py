@@ -67,3 +67,30 @@ def test_quick_demo_reconciles_and_prints_the_summary(tmp_path: Path) -> None:
         assert [(f.type, f.category) for f in failed] == [("crm.opportunity.closed_won", "mapping")]
     finally:
         runtime.close()
+
+
+def test_quick_demo_on_the_legacy_erp_reconciles(tmp_path: Path) -> None:
+    """The same story with the legacy ERP (SOAP + batch files) in Tryton's place: the hub's
+    flows use only the Erp role, so the three systems reconcile to the cent all the same."""
+    folder = tmp_path / "demo"
+    console = Console(record=True, width=140, force_terminal=False, color_system=None)
+
+    ok = run_demo(workdir=str(folder), quick=True, console=console, erp="legacy")
+
+    text = console.export_text()
+    assert ok, text[-4000:]
+    assert "Salesforce, Stripe and the legacy ERP" in text
+    assert "three-way reconciliation (q2c reconcile): 0 drift(s)" in text
+    for currency in ("EUR", "USD"):
+        row = next(line for line in text.splitlines() if line.strip(" │|").startswith(currency))
+        assert "equal to the cent" in row, row
+    refund = next(line for line in text.splitlines() if "card refund" in line)
+    assert "the legacy ERP open invoice, owes" in refund, refund
+    assert "drained in order: yes" in text
+    assert orchestrator.read_state(folder / "sandbox") is None
+    runtime = Runtime.open(f"sqlite:///{folder / 'hub.sqlite'}", initialise=False)
+    try:
+        failed = failed_events(runtime)
+        assert [(f.type, f.category) for f in failed] == [("crm.opportunity.closed_won", "mapping")]
+    finally:
+        runtime.close()

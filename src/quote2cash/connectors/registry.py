@@ -7,7 +7,7 @@ module knows the concrete connectors. Configuration is a YAML file (``systems.ya
       kind: salesforce
       settings: {instance_url: ..., client_id: ..., client_secret: "${SF_SECRET}"}
     erp:
-      kind: tryton
+      kind: tryton          # or legacy_erp: {base_url, username, password, drop_folder, ...}
       settings: {base_url: ..., database: ..., username: ..., password: "${ERP_PW}", ...}
     billing:
       kind: stripe
@@ -33,7 +33,7 @@ from quote2cash.connectors.roles import Billing, Crm, Erp, SystemCheck
 from quote2cash.engine.errors import IntegrationError
 
 ROLES = ("crm", "erp", "billing")
-KINDS = {"crm": ("salesforce",), "erp": ("tryton",), "billing": ("stripe",)}
+KINDS = {"crm": ("salesforce",), "erp": ("tryton", "legacy_erp"), "billing": ("stripe",)}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -85,6 +85,10 @@ def build(role: str, kind: str, settings: dict[str, Any], *, source: str = "conf
             from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
 
             return TrytonErp(TrytonConfig.from_mapping(settings, source=f"{source} ({role})"))
+        if kind == "legacy_erp":
+            from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpConfig
+
+            return LegacyErp(LegacyErpConfig.from_mapping(settings, source=f"{source} ({role})"))
         from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 
         return StripeBilling(StripeConfig.model_validate(settings))
@@ -165,7 +169,16 @@ def from_sandbox(workdir: str | Path = Path(".q2c") / "sandbox") -> Systems:
         systems.billing = StripeBilling(
             StripeConfig.for_sandbox(st["base_url"], api_key=st["api_key"])
         )
-    if "tryton" in state:
+    if "legacy_erp" in state:
+        from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpConfig
+
+        legacy = state["legacy_erp"]
+        systems.erp = LegacyErp(
+            LegacyErpConfig.for_sandbox(
+                legacy["url"], legacy["username"], legacy["password"], legacy["drop_folder"]
+            )
+        )
+    elif "tryton" in state:
         endpoint = load_endpoint(state["tryton"]["workdir"])
         if endpoint is not None:
             systems.erp = TrytonErp(TrytonConfig.from_sandbox(endpoint))

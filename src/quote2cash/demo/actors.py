@@ -74,6 +74,8 @@ class SalesOrg:
         }
         if place.state:
             values["BillingState"] = place.state
+        if account.vat_id:
+            values["VAT_Number__c"] = account.vat_id
         if billing_customer:
             values["Billing_Customer_Id__c"] = billing_customer
         account_id = str(self.sf.Account.create(values)["id"])

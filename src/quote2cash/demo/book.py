@@ -58,6 +58,8 @@ class DemoAccount:
     self_serve: bool = False
     """Signed up on the website first: the billing customer exists before the first deal (and
     lives on a Stripe test clock, so the demo can run its quarter)."""
+    vat_id: str | None = None
+    """The EU VAT registration the rep records (``VAT_Number__c``), if any."""
 
     @property
     def entity(self) -> str:
@@ -157,10 +159,14 @@ _EU_OTHERS = (
 )  # fmt: skip
 
 
-def build_book(*, accounts: int, deals: int, self_serve: int, seed: int = 2026) -> Book:
+def build_book(
+    *, accounts: int, deals: int, self_serve: int, seed: int = 2026, vat_abroad: bool = False
+) -> Book:
     """``accounts`` accounts (a little over half in the US entity), ``deals`` deals over them
     (every account has one; the rest go to the larger ones), ``self_serve`` of them signed up on
-    the website first. The last deal of wave 3 carries the unmapped product."""
+    the website first. The last deal of wave 3 carries the unmapped product. ``vat_abroad``:
+    the German entity's EU customers outside Germany are registered businesses with a VAT id
+    (reverse charge), as an ERP that books no B2C customer abroad requires."""
     rng = random.Random(seed)
     book = Book()
     german = accounts * 45 // 100
@@ -185,6 +191,8 @@ def build_book(*, accounts: int, deals: int, self_serve: int, seed: int = 2026) 
                 self_serve=False,
             )
         )
+    if vat_abroad:
+        book.accounts = [_registered(a, i) for i, a in enumerate(book.accounts)]
     for i in rng.sample(range(1, accounts), self_serve):
         a = book.accounts[i]
         book.accounts[i] = replace(a, self_serve=True, payer=Payer.CARD)
@@ -225,6 +233,16 @@ def build_book(*, accounts: int, deals: int, self_serve: int, seed: int = 2026) 
         )
     )
     return book
+
+
+def _registered(account: DemoAccount, index: int) -> DemoAccount:
+    """A well-formed VAT id for an EU account of the German entity outside Germany."""
+    formats = {
+        "FR": f"FR{10 + index % 90}{400000000 + index:09d}",
+        "NL": f"NL{800000000 + index:09d}B01",
+    }
+    vat = formats.get(account.place.country) if account.entity == "DE" else None
+    return replace(account, vat_id=vat) if vat else account
 
 
 def _fresh_legacy_owner(book: Book) -> DemoAccount:

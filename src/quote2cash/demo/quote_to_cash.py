@@ -1,10 +1,11 @@
 """``q2c demo``: a quarter of quote-to-cash on the three local systems, end to end.
 
 Sales reps open accounts in both legal entities and close deals in Salesforce; the hub carries
-each deal to Stripe (customer, subscription) and Tryton (customer, booking, invoices, payments)
-and reports back to the CRM. Customers pay by card or bank transfer (one card is declined); the
-ERP goes into a maintenance window mid-run; one deal sells a product the catalog never mapped;
-the self-serve customers' Stripe test clocks run a quarter of renewals. The summary compares
+each deal to Stripe (customer, subscription) and the ERP - Tryton, or the legacy ERP with
+``erp="legacy"`` - (customer, booking, invoices, payments) and reports back to the CRM.
+Customers pay by card or bank transfer (one card is declined); the ERP goes into a maintenance
+window mid-run; one deal sells a product the catalog never mapped; the self-serve customers'
+Stripe test clocks run a quarter of renewals. The summary compares
 every invoice across the three systems to the cent.
 """
 
@@ -126,7 +127,7 @@ class DemoRun:
         self.progress.update(self.tasks["hub"], completed=done, total=max(total, 1))
 
 
-def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
+def run_demo(*, workdir: str, quick: bool, console: Console, erp: str = "tryton") -> bool:
     """Run the demo in ``workdir`` (wiped first); True only if the end state reconciles.
 
     The configuration is checked before any system starts: a bad file fails in a second."""
@@ -136,12 +137,18 @@ def run_demo(*, workdir: str, quick: bool, console: Console) -> bool:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     with _log_to_file(folder / "demo.log"):
-        return _run(folder, QUICK if quick else FULL, console)
+        return _run(folder, QUICK if quick else FULL, console, erp)
 
 
-def _run(folder: Path, size: DemoSize, console: Console) -> bool:
-    book = build_book(accounts=size.accounts, deals=size.deals, self_serve=size.self_serve)
-    console.rule("[bold]quote2cash demo: quote to cash on Salesforce, Stripe and Tryton")
+def _run(folder: Path, size: DemoSize, console: Console, erp: str) -> bool:
+    book = build_book(
+        accounts=size.accounts,
+        deals=size.deals,
+        self_serve=size.self_serve,
+        vat_abroad=erp == "legacy",
+    )
+    erp_name = "the legacy ERP" if erp == "legacy" else "Tryton"
+    console.rule(f"[bold]quote2cash demo: quote to cash on Salesforce, Stripe and {erp_name}")
     started = time.monotonic()
     progress = Progress(
         SpinnerColumn(),
@@ -157,8 +164,11 @@ def _run(folder: Path, size: DemoSize, console: Console) -> bool:
             sandbox = DemoSandbox.up(
                 folder / "sandbox",
                 lambda msg: progress.update(boot, description=msg),
+                erp=erp,
             )
-            progress.update(boot, description="sandbox up: Stripe, Salesforce, Tryton", total=1)
+            progress.update(
+                boot, description=f"sandbox up: Stripe, Salesforce, {erp_name}", total=1
+            )
             progress.update(boot, completed=1)
             run = DemoRun(console, folder, size, book, sandbox, progress)
             findings = asyncio.run(_scenario(run))
@@ -341,7 +351,7 @@ async def _goodwill_refund(run: DemoRun, hub: DemoHub) -> None:
         await hub.settle(run.show_hub)
 
 
-def _refund_shown(rec: Reconciliation, refund: GrantedRefund | None) -> str:
+def _refund_shown(rec: Reconciliation, refund: GrantedRefund | None, erp_name: str) -> str:
     if refund is None:
         return "none (no invoice was paid by card)"
     shown = {s: rec.invoices.get(s, {}).get(refund.number) for s in ("billing", "erp", "crm")}
@@ -349,7 +359,7 @@ def _refund_shown(rec: Reconciliation, refund: GrantedRefund | None) -> str:
     if billing is None or erp is None or crm is None:
         return f"{refund.number}: missing in {[s for s, i in shown.items() if i is None]}"
     return (
-        f"{refund.number}: {refund.amount} refunded in Stripe ({billing.status}); Tryton "
+        f"{refund.number}: {refund.amount} refunded in Stripe ({billing.status}); {erp_name} "
         f"{erp.status}, owes {_cents(erp.balance)} again; CRM {crm.status}, balance "
         f"{_cents(crm.balance)}"
     )
@@ -451,6 +461,7 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
     legacy = book.unmapped_deal
     mapped_deals = len(book.deals) - 1
     differences = rec.differences()
+    erp = run.sandbox.erp_name
 
     console.rule("[bold]summary")
     facts = Table(show_header=False, box=None)
@@ -466,31 +477,31 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
     facts.add_row(
         "deals activated",
         f"{rec.crm_active_deals} of {len(book.deals)} Active in the CRM; "
-        f"{rec.subscriptions} subscriptions in Stripe; {rec.erp_bookings} bookings in Tryton",
+        f"{rec.subscriptions} subscriptions in Stripe; {rec.erp_bookings} bookings in {erp}",
     )
     facts.add_row(
         "customers",
-        f"{rec.billing_customers} in Stripe, {rec.erp_parties} in Tryton (hub-onboarded)",
+        f"{rec.billing_customers} in Stripe, {rec.erp_parties} in {erp} (hub-onboarded)",
     )
     facts.add_row(
         "invoices posted",
         f"{len(rec.invoices.get('billing', {}))} in Stripe, {len(rec.invoices.get('erp', {}))} "
-        f"posted in Tryton, {len(rec.invoices.get('crm', {}))} Invoice__c in the CRM",
+        f"posted in {erp}, {len(rec.invoices.get('crm', {}))} Invoice__c in the CRM",
     )
     paid_erp = sum(1 for i in rec.invoices.get("erp", {}).values() if i.paid)
     paid_crm = sum(1 for i in rec.invoices.get("crm", {}).values() if i.paid)
     facts.add_row(
         "payments applied",
         f"{run.payments.card} by card, {run.payments.bank_transfer} by bank transfer; "
-        f"{paid_erp} invoices paid in Tryton, {paid_crm} Paid in the CRM",
+        f"{paid_erp} invoices paid in {erp}, {paid_crm} Paid in the CRM",
     )
     facts.add_row(
         "declined card",
         "; ".join(found.declined_in_crm) or "none (this run had no declining payer)",
     )
-    facts.add_row("discounts", found.discounts.shown())
+    facts.add_row("discounts", found.discounts.shown(erp))
     w = run.window
-    facts.add_row("card refund", _refund_shown(rec, run.refund))
+    facts.add_row("card refund", _refund_shown(rec, run.refund, erp))
     facts.add_row(
         "ERP maintenance window",
         f"{w.held_subjects} contracts held; {w.done_during} events and "
@@ -509,7 +520,8 @@ def _print_summary(run: DemoRun, found: Findings) -> bool:
     console.print(facts)
 
     amounts = Table(title="invoice totals per currency, read from each system")
-    for column in ("currency", "Stripe", "Tryton ERP", "CRM Invoice__c", "paid (S / E / C)", ""):
+    erp_column = "Tryton ERP" if erp == "Tryton" else "legacy ERP"
+    for column in ("currency", "Stripe", erp_column, "CRM Invoice__c", "paid (S / E / C)", ""):
         amounts.add_column(column, justify="right")
     for currency, per in sorted(rec.totals().items()):
         b, e, c = per["billing"], per["erp"], per["crm"]
@@ -591,7 +603,7 @@ def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:
     return (
         erp is not None
         and crm is not None
-        and erp.status == "posted"
+        and not erp.paid
         and erp.balance == crm.balance == refund.amount.amount
         and crm.status in ("Partially Refunded", "Refunded")
     )
@@ -599,20 +611,20 @@ def _refund_reversed(rec: Reconciliation, refund: GrantedRefund | None) -> bool:
 
 @dataclass(frozen=True)
 class DiscountCheck:
-    """Discounted deals whose first invoice before tax (Stripe, Tryton) and ERP booking equal the
-    CRM's price."""
+    """Discounted deals whose first invoice before tax (Stripe, the ERP) and ERP booking equal
+    the CRM's price."""
 
     deals: int
     matching: int
     percents: tuple[Decimal, ...]
 
-    def shown(self) -> str:
+    def shown(self, erp: str) -> str:
         if not self.deals:
             return "none in this book"
         off = " / ".join(f"{p:f} %" for p in self.percents)
         return (
             f"{self.deals} volume deals at {off} off seats (Stripe coupons): first invoice in "
-            f"Stripe and Tryton (before tax) and the Tryton booking equal the CRM's price for "
+            f"Stripe and {erp} (before tax) and the {erp} booking equal the CRM's price for "
             f"{self.matching} of {self.deals}"
         )
 
@@ -628,7 +640,7 @@ async def _discounts_billed(run: DemoRun, org: SalesOrg) -> DiscountCheck:
     ]
     client = run.sandbox.stripe()
     matching = 0
-    async with run.sandbox.erp_client() as erp:
+    async with run.sandbox.erp_reader() as erp:
         for deal in deals:
             opp = org.sf.Opportunity.get(org.opportunities[deal.contract_number])
             crm = Decimal(str(opp.get("Amount") or 0))
@@ -643,19 +655,9 @@ async def _discounts_billed(run: DemoRun, org: SalesOrg) -> DiscountCheck:
                 continue
             billed = Decimal(first[0].total_excluding_tax or 0) / 100
             gross = Decimal(first[0].total) / 100
-            posted = await erp.model("account.invoice").search_read(
-                [("reference", "=", first[0].number), ("type", "=", "out")],
-                ["untaxed_amount", "total_amount"],
-            )
-            sales = await erp.model("sale.sale").search_read(
-                [("reference", "=", deal.contract_number)], ["total_amount"]
-            )
-            if (
-                crm == billed
-                and [Decimal(p["untaxed_amount"]) for p in posted] == [crm]
-                and [Decimal(p["total_amount"]) for p in posted] == [gross]
-                and [Decimal(x["total_amount"]) for x in sales] == [crm]
-            ):
+            posted = await erp.invoice_amounts(str(first[0].number))
+            sales = await erp.sale_totals(deal.contract_number)
+            if crm == billed and posted == [(crm, gross)] and sales == [crm]:
                 matching += 1
     percents = sorted({line.discount for d in deals for line in d.lines if line.discount})
     return DiscountCheck(len(deals), matching, tuple(percents))
@@ -669,8 +671,8 @@ async def _untouched(run: DemoRun, org: SalesOrg, account: DemoAccount) -> bool:
         for c in client.v1.customers.list(params={"limit": 100}).auto_paging_iter()
         if c.name == account.name
     ]
-    async with run.sandbox.erp_client() as erp:
-        in_erp = await erp.model("party.party").search([("name", "=", account.name)])
+    async with run.sandbox.erp_reader() as erp:
+        in_erp = await erp.customers_named(account.name)
     opportunity = org.opportunities[run.book.unmapped_deal.contract_number]
     opp = org.sf.Opportunity.get(opportunity)
     acct = org.sf.Account.get(org.accounts[account.key])

@@ -2,7 +2,8 @@
 
 ``DemoSandbox`` starts them (``q2c sandbox up`` in the demo's folder), hands out the hub's
 connectors and each outside actor's own client (simple-salesforce for the sales reps, the stripe
-SDK for customers, JSON-RPC for reading the ERP), and stops them again.
+SDK for customers, the ERP's own protocol for reading it: ``erp_reader``), and stops them again.
+The ERP is Tryton, or the legacy ERP (SOAP + batch files) with ``erp="legacy"``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import stripe
 
+from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpClient, LegacyErpConfig
 from quote2cash.connectors.registry import Systems
+from quote2cash.connectors.roles import Erp
 from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 from quote2cash.connectors.stripe.config import CollectionMethod
@@ -35,21 +39,88 @@ class DemoSetupError(RuntimeError):
     """The demo could not start; the message says what is missing."""
 
 
+class ErpReader(Protocol):
+    """What the demo reads back from the ERP, as finance would look it up there."""
+
+    async def invoice_amounts(self, reference: str) -> list[tuple[Decimal, Decimal]]:
+        """(before tax, total) of each customer invoice with this reference (billing's number)."""
+        ...
+
+    async def sale_totals(self, contract: str) -> list[Decimal]:
+        """The total of each sale booked with this reference (the contract number)."""
+        ...
+
+    async def customers_named(self, name: str) -> int: ...
+
+
+class _TrytonReader:
+    def __init__(self, erp: TrytonClient) -> None:
+        self.erp = erp
+
+    async def invoice_amounts(self, reference: str) -> list[tuple[Decimal, Decimal]]:
+        rows = await self.erp.model("account.invoice").search_read(
+            [("reference", "=", reference), ("type", "=", "out")],
+            ["untaxed_amount", "total_amount"],
+        )
+        return [(Decimal(r["untaxed_amount"]), Decimal(r["total_amount"])) for r in rows]
+
+    async def sale_totals(self, contract: str) -> list[Decimal]:
+        rows = await self.erp.model("sale.sale").search_read(
+            [("reference", "=", contract)], ["total_amount"]
+        )
+        return [Decimal(r["total_amount"]) for r in rows]
+
+    async def customers_named(self, name: str) -> int:
+        return len(await self.erp.model("party.party").search([("name", "=", name)]))
+
+
+class _LegacyReader:
+    """Reads over the legacy ERP's SOAP service (its listings are small in the demo)."""
+
+    def __init__(self, client: LegacyErpClient) -> None:
+        self.client = client
+
+    async def _all(self, operation: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = await self.client.call(operation, len(rows), 500, None) or []
+            rows.extend(page)
+            if len(page) < 500:
+                return rows
+
+    async def invoice_amounts(self, reference: str) -> list[tuple[Decimal, Decimal]]:
+        number = await self.client.call("FindDocument", "invoice", reference)
+        if not number:
+            return []
+        row = await self.client.call("InvoiceStatus", number)
+        return [(Decimal(row["total"]) - Decimal(row["tax"]), Decimal(row["total"]))]
+
+    async def sale_totals(self, contract: str) -> list[Decimal]:
+        return [
+            Decimal(r["total"]) for r in await self._all("ListOrders") if r["reference"] == contract
+        ]
+
+    async def customers_named(self, name: str) -> int:
+        return sum(1 for r in await self._all("ListCustomers") if r["name"] == name)
+
+
 @dataclass
 class DemoSandbox:
     folder: Path
     state: dict[str, Any]
-    erp_endpoint: TrytonEndpoint
+    erp_endpoint: TrytonEndpoint | None
 
     @classmethod
-    def up(cls, folder: Path, progress: Callable[[str], None]) -> DemoSandbox:
-        orchestrator.up(folder, progress=progress)
+    def up(cls, folder: Path, progress: Callable[[str], None], erp: str = "tryton") -> DemoSandbox:
+        orchestrator.up(folder, erp=erp, progress=progress)
         state = orchestrator.read_state(folder)
-        if state is None or "tryton" not in state:
+        if state is None or ("tryton" not in state and "legacy_erp" not in state):
             raise DemoSetupError(f"the sandbox in {folder} left no state")
-        endpoint = load_endpoint(state["tryton"]["workdir"])
-        if endpoint is None:
-            raise DemoSetupError(f"the sandbox ERP in {folder} left no endpoint")
+        endpoint = None
+        if erp != "legacy":
+            endpoint = load_endpoint(state["tryton"]["workdir"])
+            if endpoint is None:
+                raise DemoSetupError(f"the sandbox ERP in {folder} left no endpoint")
         sandbox = cls(folder, state, endpoint)
         sandbox.salesforce_admin("PATCH", "config", {"daily_api_limit": API_LIMIT})
         return sandbox
@@ -63,6 +134,22 @@ class DemoSandbox:
         if "tryton" in state:
             _stop_own_child(int(state["tryton"]["pid"]))
         return orchestrator.down(folder)
+
+    @property
+    def erp_name(self) -> str:
+        """How the demo's summary names the ERP."""
+        return "Tryton" if self.erp_endpoint is not None else "the legacy ERP"
+
+    def _legacy_config(self) -> LegacyErpConfig:
+        legacy = self.state["legacy_erp"]
+        return LegacyErpConfig.for_sandbox(
+            legacy["url"], legacy["username"], legacy["password"], legacy["drop_folder"]
+        )
+
+    def _erp(self) -> Erp:
+        if self.erp_endpoint is not None:
+            return TrytonErp(TrytonConfig.from_sandbox(self.erp_endpoint))
+        return LegacyErp(self._legacy_config())
 
     @property
     def stripe_url(self) -> str:
@@ -82,7 +169,7 @@ class DemoSandbox:
             crm=SalesforceCrm(
                 SalesforceConfig.for_sandbox(self.salesforce_url, self.salesforce_ca)
             ),
-            erp=TrytonErp(TrytonConfig.from_sandbox(self.erp_endpoint)),
+            erp=self._erp(),
             billing=StripeBilling(
                 StripeConfig.for_sandbox(
                     self.stripe_url,
@@ -98,8 +185,18 @@ class DemoSandbox:
             api_key=self.state["stripe"]["api_key"], base_addresses={"api": self.stripe_url}
         )
 
-    def erp_client(self) -> TrytonClient:
-        return self.erp_endpoint.client(admin=True)
+    @contextlib.asynccontextmanager
+    async def erp_reader(self) -> AsyncIterator[ErpReader]:
+        """The ERP as its own people read it: Tryton's JSON-RPC as admin, the legacy ERP's SOAP."""
+        if self.erp_endpoint is not None:
+            async with self.erp_endpoint.client(admin=True) as tryton:
+                yield _TrytonReader(tryton)
+            return
+        client = LegacyErpClient(self._legacy_config())
+        try:
+            yield _LegacyReader(client)
+        finally:
+            await client.close()
 
     def salesforce(self) -> Any:
         """A simple-salesforce session, logged in as the sales org's user."""

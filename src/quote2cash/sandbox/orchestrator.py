@@ -29,6 +29,9 @@ from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.tryton import commands as tryton_commands
 
 DEFAULT_WORKDIR = Path(".q2c") / "sandbox"
+ERPS = ("tryton", "legacy")
+LEGACY_USER = "hub"
+LEGACY_BATCH_SECONDS = 1.0
 STATE = "state.json"
 _READY = re.compile(r"listening on (https?://\S+)", re.I)
 
@@ -113,9 +116,15 @@ def up(
     workdir: Path = DEFAULT_WORKDIR,
     *,
     tryton_backend: str = "sqlite",
+    erp: str = "tryton",
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Start whatever is not running yet; returns the public description (no secrets)."""
+    """Start whatever is not running yet; returns the public description (no secrets).
+
+    ``erp`` is ``tryton`` or ``legacy`` (the legacy ERP: SOAP + batch files); the one chosen
+    replaces the other if an earlier ``up`` started it, so the sandbox has one ERP."""
+    if erp not in ERPS:
+        raise SandboxError(f"unknown ERP {erp!r}; expected one of {', '.join(ERPS)}")
     workdir.mkdir(parents=True, exist_ok=True)
     state = read_state(workdir) or {}
     stripe = state.get("stripe")
@@ -152,12 +161,12 @@ def up(
     if not oidc or not _alive(int(oidc["pid"])):
         progress("starting the OpenID Connect test provider")
         start_oidc_provider(workdir, state)
-    progress("starting the Tryton ERP (first time: builds a template, about 30 s)")
-    tryton_dir = workdir / "tryton"
-    try:
-        tryton = tryton_commands.sandbox_up(tryton_dir, backend=tryton_backend)  # type: ignore[arg-type]
-    except Exception as exc:
-        raise SandboxError(f"Tryton ERP could not start: {exc}") from exc
+    if erp == "legacy":
+        _stop_tryton(workdir, state)
+        _start_legacy_erp(workdir, state, progress)
+    else:
+        _stop_legacy_erp(workdir, state)
+        _start_tryton(workdir, state, tryton_backend, progress)
     progress("seeding the product catalog in Stripe and Salesforce")
     try:
         seed_stripe(state["stripe"]["base_url"], state["stripe"]["api_key"])
@@ -166,13 +175,61 @@ def up(
         )
     except Exception as exc:
         raise SandboxError(f"seeding the sandbox catalog failed: {exc}") from exc
+    return status(workdir)
+
+
+def _start_tryton(
+    workdir: Path, state: dict[str, Any], backend: str, progress: Callable[[str], None]
+) -> None:
+    progress("starting the Tryton ERP (first time: builds a template, about 30 s)")
+    tryton_dir = workdir / "tryton"
+    try:
+        tryton = tryton_commands.sandbox_up(tryton_dir, backend=backend)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise SandboxError(f"Tryton ERP could not start: {exc}") from exc
     state["tryton"] = {
         "workdir": str(tryton_dir),
         "pid": tryton["pid"],
         "base_url": tryton["base_url"],
     }
     _write_state(workdir, state)
-    return status(workdir)
+
+
+def _stop_tryton(workdir: Path, state: dict[str, Any]) -> None:
+    if "tryton" in state:
+        tryton_commands.sandbox_down(Path(state.pop("tryton")["workdir"]))
+        _write_state(workdir, state)
+
+
+def _start_legacy_erp(
+    workdir: Path, state: dict[str, Any], progress: Callable[[str], None]
+) -> None:
+    """The legacy ERP (its books in ``legacy_erp/``, kept across restarts), batch every second."""
+    known = state.get("legacy_erp")
+    if known and _alive(int(known["pid"])):
+        return
+    progress("starting the legacy ERP (SOAP + batch files)")
+    data = workdir / "legacy_erp"
+    password = known["password"] if known else secrets.token_urlsafe(18)
+    args = ["quote2cash.sandbox.legacy_erp", "--data", str(data), "--port", "0"]
+    args += ["--batch-seconds", str(LEGACY_BATCH_SECONDS), "--username", LEGACY_USER]
+    pid, url = _spawn("legacy_erp", args, workdir, {"Q2C_LEGACY_ERP_PASSWORD": password})
+    state["legacy_erp"] = {
+        "pid": pid,
+        "url": url,
+        "username": LEGACY_USER,
+        "password": password,
+        "drop_folder": str(data / "drop"),
+    }
+    _write_state(workdir, state)
+
+
+def _stop_legacy_erp(workdir: Path, state: dict[str, Any]) -> None:
+    if "legacy_erp" in state:
+        pid = int(state.pop("legacy_erp")["pid"])
+        if _alive(pid):
+            _terminate(pid)
+        _write_state(workdir, state)
 
 
 def start_oidc_provider(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -220,6 +277,9 @@ def status(workdir: Path = DEFAULT_WORKDIR) -> dict[str, Any]:
         if "tryton" in state
         else None
     )
+    if "legacy_erp" in state:
+        s = state["legacy_erp"]
+        out["erp (legacy ERP)"] = {"url": s["url"], "running": _alive(int(s["pid"]))}
     if tryton is not None:
         out["erp (Tryton)"] = {
             "url": tryton["base_url"],
@@ -290,7 +350,7 @@ def down(workdir: Path = DEFAULT_WORKDIR) -> list[str]:
     if state is None:
         return []
     stopped: list[str] = []
-    for name in ("stripe", "salesforce", "oidc"):
+    for name in ("stripe", "salesforce", "oidc", "legacy_erp"):
         if name in state and _alive(int(state[name]["pid"])):
             _terminate(int(state[name]["pid"]))
             stopped.append(name)

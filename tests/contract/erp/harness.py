@@ -117,7 +117,62 @@ def tryton_world() -> Iterator[ErpWorld]:
         sandbox.stop()
 
 
+@contextmanager
+def legacy_world() -> Iterator[ErpWorld]:
+    """The sandbox legacy ERP (SOAP + batch files) on a fresh data folder, batch every 50 ms."""
+    import tempfile
+
+    from pydantic import SecretStr
+
+    from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpConfig
+    from quote2cash.sandbox.legacy_erp import ENTITIES, ITEMS, LegacyErpSandbox
+
+    with tempfile.TemporaryDirectory(prefix="q2c-legacy-erp-") as workdir:
+        sandbox = LegacyErpSandbox(Path(workdir), batch_seconds=0.05)
+        endpoint = sandbox.start()
+        try:
+            config = LegacyErpConfig.for_sandbox(
+                endpoint.base_url, endpoint.username, endpoint.password, endpoint.drop_folder
+            )
+
+            @asynccontextmanager
+            async def connect(page_size: int | None = None) -> AsyncIterator[Erp]:
+                options = {} if page_size is None else {"page_size": page_size}
+                async with LegacyErp(config.model_copy(update=options)) as erp:
+                    yield erp
+
+            @asynccontextmanager
+            async def connect_with_password(password: str) -> AsyncIterator[Erp]:
+                wrong = config.model_copy(update={"password": SecretStr(password)})
+                async with LegacyErp(wrong) as erp:
+                    yield erp
+
+            @asynccontextmanager
+            async def connect_unreachable() -> AsyncIterator[Erp]:
+                down = config.model_copy(
+                    update={"base_url": f"http://127.0.0.1:{_free_port()}", "timeout": 5.0}
+                )
+                async with LegacyErp(down) as erp:
+                    yield erp
+
+            yield ErpWorld(
+                name="legacy_erp",
+                currencies={code: e.currency for code, e in config.legal_entities.items()},
+                sales_tax_rates={
+                    code: ENTITIES[e.code].tax_rate for code, e in config.legal_entities.items()
+                },
+                item_codes=tuple(item.code for item in ITEMS),
+                connect=connect,
+                connect_with_password=connect_with_password,
+                connect_unreachable=connect_unreachable,
+                secrets=(endpoint.password,),
+            )
+        finally:
+            sandbox.stop()
+
+
 IMPLEMENTATIONS: dict[str, Callable[[], AbstractContextManager[ErpWorld]]] = {
     "tryton": tryton_world,
+    "legacy_erp": legacy_world,
 }
 """Every ERP implementation the contract runs against: name -> how to stand one up."""

@@ -83,3 +83,23 @@ def test_sandbox_up_status_down(tmp_path: Path) -> None:
     for pid in (state["stripe"]["pid"], state["salesforce"]["pid"], state["oidc"]["pid"]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_sandbox_up_with_the_legacy_erp_instead_of_tryton(tmp_path: Path) -> None:
+    started = q2c("sandbox", "up", "--erp", "legacy", cwd=tmp_path)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        state = json.loads((tmp_path / ".q2c/sandbox/state.json").read_text())
+        password = state["legacy_erp"]["password"]
+        assert "legacy ERP" in started.stdout and "Tryton" not in started.stdout
+        assert password not in started.stdout + started.stderr
+        checked = q2c("systems", "check", cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "erp" in checked.stdout and password not in checked.stdout
+        # the item master the catalog maps to is the legacy ERP's
+        good = q2c("catalog", "check", str(CATALOG), cwd=tmp_path)
+        assert good.returncode == 0, good.stdout + good.stderr
+    finally:
+        stopped = q2c("sandbox", "down", cwd=tmp_path)
+    assert stopped.returncode == 0 and "legacy_erp" in stopped.stdout

@@ -22,11 +22,11 @@ from quote2cash.canonical import (
     Money,
     OrderLine,
     Product,
-    Ref,
     TaxIdValue,
     TaxRate,
 )
 from quote2cash.canonical.money import exact_product
+from quote2cash.connectors.item_codes import ITEM_CODE_KEYS, item_codes
 from quote2cash.connectors.roles import LedgerEntry, LedgerKind
 
 __all__ = [
@@ -238,18 +238,7 @@ def product_from_tryton(row: Mapping[str, Any]) -> Product:
     )
 
 
-ITEM_CODE_KEYS: Final = ("erp", "item_code", "sku", "product_code")
-"""``external_ids`` keys a line's product reference may carry an ERP item code (or id) under."""
-
-
-def item_codes(ref: Ref) -> list[str]:
-    """The codes a line's product reference may name, most specific first (``ITEM_CODE_KEYS``,
-    then the global id); a Tryton product is matched by code, else by id."""
-    codes: list[str] = []
-    for candidate in (*(ref.id_in(key) for key in ITEM_CODE_KEYS), ref.global_id):
-        if candidate and candidate not in codes:
-            codes.append(candidate)
-    return codes
+# A Tryton product is matched by one of ``item_codes(ref)`` as its code, else as its id.
 
 
 # --- amounts --------------------------------------------------------------------------------
