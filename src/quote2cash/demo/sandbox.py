@@ -19,12 +19,13 @@ from typing import Any
 import stripe
 
 from quote2cash.connectors.registry import Systems
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 from quote2cash.connectors.stripe.config import CollectionMethod
-from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
+from quote2cash.connectors.tryton import TrytonErp
 from quote2cash.connectors.tryton.client import TrytonClient
 from quote2cash.sandbox import orchestrator
+from quote2cash.sandbox.systems import salesforce_config, tryton_config
 from quote2cash.sandbox.tryton import TrytonEndpoint, load_endpoint
 
 API_LIMIT = 100_000
@@ -79,10 +80,8 @@ class DemoSandbox:
     def systems(self) -> Systems:
         """The hub's connectors; billing collects by invoice (customers pay when they choose)."""
         return Systems(
-            crm=SalesforceCrm(
-                SalesforceConfig.for_sandbox(self.salesforce_url, self.salesforce_ca)
-            ),
-            erp=TrytonErp(TrytonConfig.from_sandbox(self.erp_endpoint)),
+            crm=SalesforceCrm(salesforce_config(self.salesforce_url, self.salesforce_ca)),
+            erp=TrytonErp(tryton_config(self.erp_endpoint)),
             billing=StripeBilling(
                 StripeConfig.for_sandbox(
                     self.stripe_url,

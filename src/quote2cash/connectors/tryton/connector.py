@@ -176,7 +176,7 @@ def _today() -> dt.date:
 class TrytonErp:
     """``connectors.roles.Erp`` over Tryton's JSON-RPC; one logged-in session, opened lazily.
 
-    Build it with ``TrytonErp(TrytonConfig.from_sandbox(endpoint))`` and use it as
+    Build it with a ``TrytonConfig`` (the sandbox: ``sandbox.systems.tryton_config``) and use it as
     ``async with``; calls are serialised to ``config.max_concurrency`` (1 on SQLite).
     """
 
