@@ -13,7 +13,7 @@ token endpoint 400/401 (invalid_grant, invalid_client)  AuthError naming the log
 403 REQUEST_LIMIT_EXCEEDED                              DailyLimitExceeded (TransientError),
                                                         retry_after = until UTC midnight, capped
 403 other                                               AuthError (permissions)
-429, 5xx, UNABLE_TO_LOCK_ROW, timeouts, no connection   TransientError, honouring Retry-After
+408, 429, 5xx, UNABLE_TO_LOCK_ROW, timeout, no link    TransientError, honouring Retry-After
 400 INVALID_FIELD/INVALID_TYPE/MALFORMED_QUERY/...      MappingError (``MAPPING_ERROR_CODES``)
 400 other (REQUIRED_FIELD_MISSING, ...)                 DataError
 404 (external id field unknown)                         MappingError
@@ -21,6 +21,9 @@ token endpoint 400/401 (invalid_grant, invalid_client)  AuthError naming the log
 300 (external id matches several records)               ConflictError listing the record ids
 409, 412                                                ConflictError
 =====================================================  ==========================================
+
+Statuses and transport failures are classified by ``connectors.http``; these rows add what
+Salesforce's error codes say.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -45,6 +47,7 @@ import aiohttp
 import msgspec
 
 from quote2cash.canonical import Money
+from quote2cash.connectors import http
 from quote2cash.connectors.salesforce.config import AuthFlow, SalesforceConfig
 from quote2cash.engine.errors import (
     AuthError,
@@ -281,9 +284,10 @@ class SalesforceClient:
                 text = await response.text()
                 status = response.status
                 headers = response.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(
-                f"Salesforce login as {who} failed: {_describe_network(exc)}",
+        except http.TRANSPORT_ERRORS as exc:
+            raise http.transport_error(
+                exc,
+                f"Salesforce login as {who}",
                 system=self.system,
                 retry_after=_TRANSIENT_STATUS_RETRY,
             ) from None
@@ -300,11 +304,13 @@ class SalesforceClient:
             return
         error = body.get("error") if isinstance(body, dict) else None
         description = body.get("error_description") if isinstance(body, dict) else None
-        if status == 429 or status >= 500:
-            raise TransientError(
-                f"Salesforce login as {who}: HTTP {status} from the token endpoint",
+        if http.classify_status(status) is http.StatusClass.TRANSIENT:
+            raise http.status_error(
+                status,
+                f"Salesforce login as {who} at the token endpoint",
                 system=self.system,
-                retry_after=_retry_after(headers) or _TRANSIENT_STATUS_RETRY,
+                headers=headers,
+                default_retry_after=_TRANSIENT_STATUS_RETRY,
             )
         raise AuthError(
             f"Salesforce refused the login as {who} ({self.config.auth_flow.value} flow at "
@@ -429,9 +435,10 @@ class SalesforceClient:
                 ) as response:
                     text = await response.text()
                     status, response_headers = response.status, response.headers
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientError(
-                    f"Salesforce {what}: {_describe_network(exc)}",
+            except http.TRANSPORT_ERRORS as exc:
+                raise http.transport_error(
+                    exc,
+                    f"Salesforce {what}",
                     system=self.system,
                     retry_after=_TRANSIENT_STATUS_RETRY,
                 ) from None
@@ -479,11 +486,13 @@ class SalesforceClient:
                 system=system,
                 retry_after=wait,
             )
-        if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
+        kind = http.classify_status(status)
+        if kind is http.StatusClass.TRANSIENT or code in _TRANSIENT_CODES:
+            asked = http.retry_after_seconds(http.header(headers, "Retry-After"))
             return TransientError(
-                text, system=system, retry_after=_retry_after(headers) or _TRANSIENT_STATUS_RETRY
+                text, system=system, retry_after=_TRANSIENT_STATUS_RETRY if asked is None else asked
             )
-        if status == 403:
+        if kind is http.StatusClass.AUTH:
             return AuthError(f"{text} ({self.config.login_name} lacks access)", system=system)
         if status == 300:
             matches = body if isinstance(body, list) else []
@@ -493,13 +502,13 @@ class SalesforceClient:
                 f"({', '.join(ids)}); make it unique",
                 system=system,
             )
-        if status == 404:
+        if kind is http.StatusClass.NOT_FOUND:
             if "external id" in message.lower():
                 return MappingError(text, system=system)
             return DataError(f"Salesforce {what}: not found ({detail})", system=system)
-        if status in (409, 412):
+        if kind is http.StatusClass.CONFLICT:
             return ConflictError(text, system=system)
-        if code in MAPPING_ERROR_CODES:
+        if code in MAPPING_ERROR_CODES or kind is http.StatusClass.UNEXPECTED:
             return MappingError(text, system=system)
         return DataError(text, system=system)
 
@@ -715,25 +724,3 @@ def _query_target(soql: str) -> str:
         outer = flattened
     match = re.search(r"\bFROM\s+([A-Za-z0-9_]+)", outer, re.IGNORECASE)
     return match.group(1) if match else "(SOQL)"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _describe_network(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"
