@@ -29,7 +29,6 @@ Salesforce's error codes say.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -44,7 +43,10 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
+import jwt
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from jwt.algorithms import RSAAlgorithm
 
 from quote2cash.canonical import Money
 from quote2cash.connectors import http
@@ -92,6 +94,7 @@ _TRANSIENT_CODES: Final = frozenset(
 _LIMIT_INFO: Final = re.compile(r"api-usage=(\d+)/(\d+)")
 _SF_ID: Final = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _TRANSIENT_STATUS_RETRY: Final = 5.0
+_RS256: Final = RSAAlgorithm(RSAAlgorithm.SHA256)
 _encoder: Final = msgspec.json.Encoder(decimal_format="number", enc_hook=lambda v: _wire(v))
 
 
@@ -342,25 +345,20 @@ class SalesforceClient:
         }
 
     def _jwt_assertion(self) -> str:
-        """An RS256-signed JWT (iss = consumer key, sub = user, aud = login host, 3 min expiry)."""
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
+        """An RS256 JWT by PyJWT: iss = consumer key, sub = user, aud = login host, 3 min expiry."""
         cfg = self.config
         assert cfg.private_key is not None
         try:
-            key = serialization.load_pem_private_key(
-                cfg.private_key.get_secret_value().encode(), password=None
-            )
-        except (ValueError, TypeError):
+            key = _RS256.prepare_key(cfg.private_key.get_secret_value())
+        except (jwt.InvalidKeyError, ValueError, TypeError):
             raise AuthError(
                 f"Salesforce JWT login as {cfg.login_name}: private_key is not a readable PEM "
                 "RSA private key",
                 system=self.system,
             ) from None
-        if not isinstance(key, rsa.RSAPrivateKey):
+        if not isinstance(key, RSAPrivateKey):
             raise AuthError(
-                f"Salesforce JWT login as {cfg.login_name}: private_key must be an RSA key",
+                f"Salesforce JWT login as {cfg.login_name}: private_key must be an RSA private key",
                 system=self.system,
             )
         audience = cfg.jwt_audience or (cfg.login_url or cfg.instance_url).rstrip("/")
@@ -370,11 +368,7 @@ class SalesforceClient:
             "aud": audience,
             "exp": int(time.time()) + 180,
         }
-        header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
-        payload = _b64url(json.dumps(claims).encode())
-        signing_input = f"{header}.{payload}".encode()
-        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-        return f"{header}.{payload}.{_b64url(signature)}"
+        return jwt.encode(claims, key, algorithm="RS256")
 
     # --- requests ---
 
@@ -708,10 +702,6 @@ class SalesforceClient:
         if not isinstance(response.body, dict):
             raise MappingError("Salesforce /limits answer is not an object", system=self.system)
         return response.body
-
-
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _query_target(soql: str) -> str:
