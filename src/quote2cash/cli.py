@@ -661,10 +661,11 @@ def load_systems(config: str | None, sandbox: str) -> Any:
     import os
 
     from quote2cash.connectors import registry
+    from quote2cash.sandbox.systems import systems_from_sandbox
 
     path = config or os.environ.get("Q2C_SYSTEMS_CONFIG")
     try:
-        return registry.from_file(path) if path else registry.from_sandbox(sandbox)
+        return registry.from_file(path) if path else systems_from_sandbox(sandbox)
     except registry.SystemsConfigError as exc:
         fail(str(exc))
 

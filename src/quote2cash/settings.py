@@ -17,7 +17,10 @@ class Settings(BaseSettings):
         default="sqlite:///q2c.sqlite",
         description="SQLAlchemy URL of the store: a SQLite file (default) or postgresql://...",
     )
-    bus_url: str = Field(default="embedded", description="'embedded' or nats://host:port")
+    bus_url: str = Field(
+        default="embedded",
+        description="'embedded' or nats://host:port: the NATS server audit checkpoints default to",
+    )
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
     config_dir: str | None = Field(

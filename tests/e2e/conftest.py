@@ -15,10 +15,10 @@ import stripe
 
 from contract.crm.salesforce_harness import SalesforceDesk, http_session, running_emulator
 from quote2cash.connectors.registry import Systems
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 from quote2cash.connectors.stripe.config import CollectionMethod
-from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
+from quote2cash.connectors.tryton import TrytonErp
 from quote2cash.connectors.tryton.client import TrytonClient
 from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.runtime import Runtime
@@ -28,6 +28,7 @@ from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
 from quote2cash.sandbox.stripe import StripeEmulator
+from quote2cash.sandbox.systems import salesforce_config, tryton_config
 from quote2cash.sandbox.tryton import TrytonEndpoint, TrytonSandbox
 from support.invoice_reads import assert_read_model_matches_log
 
@@ -49,8 +50,8 @@ class World:
     def systems(self, **billing: Any) -> Systems:
         """The hub's connectors; ``billing`` overrides Stripe settings (e.g. days_until_due)."""
         return Systems(
-            crm=SalesforceCrm(SalesforceConfig.for_sandbox(self.sf_url, self.sf_ca)),
-            erp=TrytonErp(TrytonConfig.from_sandbox(self.erp)),
+            crm=SalesforceCrm(salesforce_config(self.sf_url, self.sf_ca)),
+            erp=TrytonErp(tryton_config(self.erp)),
             billing=StripeBilling(
                 StripeConfig.for_sandbox(
                     self.stripe_url,

@@ -16,13 +16,13 @@ import pytest
 
 from contract.crm.salesforce_harness import Line
 from e2e.conftest import CONFIG, Hub, World, sf_products
-from quote2cash.connectors.tryton import TrytonConfig
 from quote2cash.engine.queries import failed_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
 from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
 from quote2cash.flows.deps import FlowDeps
+from quote2cash.sandbox.systems import tryton_config
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ async def test_each_account_lands_in_its_legal_entity_and_currency(world: World,
     await hub.settle()
     assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
 
-    entities = TrytonConfig.from_sandbox(world.erp).legal_entities
+    entities = tryton_config(world.erp).legal_entities
     # The booking is the contract's net value; the GmbH invoices 19 % German VAT on top
     # (59.85 + 34.01), Q2C Inc. no sales tax (config/tax.yaml).
     expected = {

@@ -218,7 +218,6 @@ def test_connectors_never_import_flows_reconcile_or_the_experience_layer() -> No
     assert not found, report(found)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: h/seams moves the sandbox factories to sandbox/")
 def test_connectors_never_import_the_sandbox() -> None:
     rule = "connectors never import sandbox/ (the sandbox builds connector configurations)"
     found = breaches(rule, is_connector, is_sandbox)

@@ -13,8 +13,8 @@ module knows the concrete connectors. Configuration is a YAML file (``systems.ya
       kind: stripe
       settings: {api_key: "${STRIPE_KEY}"}
 
-``${NAME}`` is replaced by the environment variable NAME, so secrets stay out of the file; or
-the sandbox's state (``q2c sandbox up``) is used directly.
+``${NAME}`` is replaced by the environment variable NAME, so secrets stay out of the file; the
+sandbox builds its own (``quote2cash.sandbox.systems.systems_from_sandbox``).
 """
 
 from __future__ import annotations
@@ -146,42 +146,6 @@ def from_file(path: str | Path) -> Systems:
             raise SystemsConfigError(f"{source}: {role} needs 'kind' and 'settings'")
         settings = _expand(spec.get("settings") or {}, source)
         setattr(systems, role, build(role, spec["kind"], settings, source=source))
-    return systems
-
-
-def from_sandbox(workdir: str | Path = Path(".q2c") / "sandbox") -> Systems:
-    """Connectors for the systems ``q2c sandbox up`` started in ``workdir``."""
-    from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
-    from quote2cash.connectors.stripe import StripeBilling, StripeConfig
-    from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
-    from quote2cash.sandbox.orchestrator import read_state
-    from quote2cash.sandbox.tryton import load_endpoint
-
-    state = read_state(Path(workdir))
-    if state is None:
-        raise SystemsConfigError(f"no sandbox in {workdir}; start one with `q2c sandbox up`")
-    systems = Systems()
-    if "salesforce" in state:
-        sf = state["salesforce"]
-        systems.crm = SalesforceCrm(SalesforceConfig.for_sandbox(sf["instance_url"], sf["ca_file"]))
-    if "stripe" in state:
-        st = state["stripe"]
-        systems.billing = StripeBilling(
-            StripeConfig.for_sandbox(st["base_url"], api_key=st["api_key"])
-        )
-    if "legacy_erp" in state:
-        from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpConfig
-
-        legacy = state["legacy_erp"]
-        systems.erp = LegacyErp(
-            LegacyErpConfig.for_sandbox(
-                legacy["url"], legacy["username"], legacy["password"], legacy["drop_folder"]
-            )
-        )
-    elif "tryton" in state:
-        endpoint = load_endpoint(state["tryton"]["workdir"])
-        if endpoint is not None:
-            systems.erp = TrytonErp(TrytonConfig.from_sandbox(endpoint))
     return systems
 
 

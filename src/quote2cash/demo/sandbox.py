@@ -23,12 +23,13 @@ import stripe
 from quote2cash.connectors.legacy_erp import LegacyErp, LegacyErpClient, LegacyErpConfig
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.roles import Erp
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 from quote2cash.connectors.stripe.config import CollectionMethod
-from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
+from quote2cash.connectors.tryton import TrytonErp
 from quote2cash.connectors.tryton.client import TrytonClient
 from quote2cash.sandbox import orchestrator
+from quote2cash.sandbox.systems import salesforce_config, tryton_config
 from quote2cash.sandbox.tryton import TrytonEndpoint, load_endpoint
 
 API_LIMIT = 100_000
@@ -148,7 +149,7 @@ class DemoSandbox:
 
     def _erp(self) -> Erp:
         if self.erp_endpoint is not None:
-            return TrytonErp(TrytonConfig.from_sandbox(self.erp_endpoint))
+            return TrytonErp(tryton_config(self.erp_endpoint))
         return LegacyErp(self._legacy_config())
 
     @property
@@ -166,9 +167,7 @@ class DemoSandbox:
     def systems(self) -> Systems:
         """The hub's connectors; billing collects by invoice (customers pay when they choose)."""
         return Systems(
-            crm=SalesforceCrm(
-                SalesforceConfig.for_sandbox(self.salesforce_url, self.salesforce_ca)
-            ),
+            crm=SalesforceCrm(salesforce_config(self.salesforce_url, self.salesforce_ca)),
             erp=self._erp(),
             billing=StripeBilling(
                 StripeConfig.for_sandbox(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 import stripe
 
 from quote2cash.connectors.salesforce.client import SalesforceClient
-from quote2cash.connectors.salesforce.config import SalesforceConfig
+from quote2cash.sandbox.systems import salesforce_config
 
 if TYPE_CHECKING:
     from stripe.params import PriceCreateParams
@@ -138,7 +138,7 @@ def _api_calls_meter(client: stripe.StripeClient) -> str:
 
 async def seed_salesforce(instance_url: str, ca_file: str) -> dict[str, str]:
     """Product2 records with codes and standard price book entries; returns code -> Product2 Id."""
-    config = SalesforceConfig.for_sandbox(instance_url, ca_file)
+    config = salesforce_config(instance_url, ca_file)
     async with SalesforceClient(config) as sf:
         book = await sf.query_all("SELECT Id FROM Pricebook2 WHERE IsStandard = true")
         pricebook_id = str(book[0]["Id"])

@@ -54,8 +54,7 @@ class StripeEmulatorHarness:
         self.emulator.config = EmulatorConfig()
 
     def connector(self, **overrides: Any) -> StripeBilling:
-        """A fresh connector; retries are quick so fault scenarios stay fast."""
-        overrides.setdefault("retry_base_delay", 0.01)
+        """A fresh connector for the emulator; ``overrides`` change its settings."""
         built = StripeBilling.for_sandbox(self.base_url, **overrides)
         self._connectors.append(built)
         return built

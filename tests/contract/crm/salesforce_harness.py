@@ -40,6 +40,7 @@ from quote2cash.sandbox.salesforce import (
     RunningEmulator,
     run_in_thread,
 )
+from quote2cash.sandbox.systems import salesforce_config
 
 from .harness import Line, PublishedInvoice
 
@@ -365,9 +366,7 @@ class SalesforceHarness:
         self._open: list[SalesforceCrm] = []
 
     def config(self, **overrides: Any) -> SalesforceConfig:
-        return SalesforceConfig.for_sandbox(
-            self.emulator.instance_url, self.emulator.ca_path, **overrides
-        )
+        return salesforce_config(self.emulator.instance_url, self.emulator.ca_path, **overrides)
 
     def crm(self, **overrides: Any) -> SalesforceCrm:
         crm = SalesforceCrm(self.config(**overrides))

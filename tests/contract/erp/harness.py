@@ -68,13 +68,14 @@ def tryton_world() -> Iterator[ErpWorld]:
     """A real Tryton 8.2 (SQLite) on a fresh clone of the cached sandbox template."""
     if shutil.which("trytond", path=str(Path(sys.executable).parent)) is None:
         missing("trytond is not installed in this venv (install the 'sandbox' extra)")
-    from quote2cash.connectors.tryton import TrytonConfig, TrytonErp
+    from quote2cash.connectors.tryton import TrytonErp
+    from quote2cash.sandbox.systems import tryton_config
     from quote2cash.sandbox.tryton import ITEM_MASTER, LEGAL_ENTITIES, TrytonSandbox
 
     sandbox = TrytonSandbox(backend="sqlite")
     endpoint = sandbox.start()
     try:
-        config = TrytonConfig.from_sandbox(endpoint)
+        config = tryton_config(endpoint)
         rates = {
             code: next(e.tax_rate for e in LEGAL_ENTITIES if e.key == key)
             for code, key in (("US", "inc"), ("DE", "gmbh"))

@@ -14,7 +14,7 @@ import aiohttp
 
 from contract.crm.salesforce_harness import Line, SalesforceDesk
 from quote2cash.api.app import build_app
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.connectors.stripe import StripeBilling, verify_webhook
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event
@@ -31,6 +31,7 @@ from quote2cash.flows.intake import (
     poll_crm,
 )
 from quote2cash.masterdata.xref import XrefStore
+from quote2cash.sandbox.systems import salesforce_config
 
 from .conftest import (
     STRIPE_KEY,
@@ -47,9 +48,7 @@ TOO_LONG = "C-" + "9" * 400
 
 
 def crm_for(desk: SalesforceDesk) -> SalesforceCrm:
-    return SalesforceCrm(
-        SalesforceConfig.for_sandbox(desk.emulator.instance_url, desk.emulator.ca_path)
-    )
+    return SalesforceCrm(salesforce_config(desk.emulator.instance_url, desk.emulator.ca_path))
 
 
 async def exceptions_after_processing(runtime: Runtime) -> dict[str, tuple[str | None, str]]:

@@ -11,9 +11,10 @@ import aiohttp
 
 from contract.crm.salesforce_harness import SalesforceDesk
 from quote2cash.api.app import build_app
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import poll_crm
+from quote2cash.sandbox.systems import salesforce_config
 
 from .conftest import callout_signature, eventually, log_size, logged, served, won_deal
 
@@ -54,7 +55,7 @@ async def test_closed_won_callout_is_logged_and_polling_does_not_log_it_again(
     }
 
     crm = SalesforceCrm(
-        SalesforceConfig.for_sandbox(crm_desk.emulator.instance_url, crm_desk.emulator.ca_path)
+        salesforce_config(crm_desk.emulator.instance_url, crm_desk.emulator.ca_path)
     )
     async with crm:
         seen = await crm.closed_won_deals()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
 from quote2cash.connectors.salesforce import (
@@ -77,6 +77,27 @@ async def test_jwt_bearer_login_signs_with_the_private_key(harness: Any):
     message = str(excinfo.value)
     assert DEFAULT_USERNAME in message and "invalid assertion" in message
     assert "PRIVATE KEY" not in message
+
+
+def ec_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.mark.parametrize("kind", ["public", "ec", "garbage"])
+async def test_an_unusable_jwt_key_is_an_auth_error_that_never_quotes_it(harness: Any, kind: str):
+    key = {"public": rsa_pems()[1], "ec": ec_pem(), "garbage": "not a PEM -----"}[kind]
+    config = harness.config(auth_flow=AuthFlow.JWT_BEARER, private_key=key)
+    async with SalesforceClient(config) as client:
+        with pytest.raises(AuthError) as excinfo:
+            await client.limits()
+    shown = f"{excinfo.value} {excinfo.value!r}"
+    assert DEFAULT_USERNAME in shown and "private_key" in shown
+    assert key not in shown and "KEY-----" not in shown
 
 
 async def test_wrong_password_names_the_user_never_the_password(harness: Any, caplog):

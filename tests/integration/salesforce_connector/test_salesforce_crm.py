@@ -12,9 +12,10 @@ import pytest
 from contract.crm.salesforce_harness import Line
 from quote2cash.canonical import Money, TaxIdValue
 from quote2cash.connectors.roles import StatusUpdate
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.engine.errors import AuthError, DataError, MappingError
 from quote2cash.sandbox.salesforce import SalesforceEmulator
+from quote2cash.sandbox.systems import salesforce_config
 
 
 async def test_discounted_line_keeps_list_total_and_discount(harness: Any):
@@ -219,7 +220,7 @@ async def test_org_without_the_amendment_object_is_a_mapping_error(tmp_path: Pat
     emulator = SalesforceEmulator(schema_path=schema)
     await emulator.start()
     try:
-        config = SalesforceConfig.for_sandbox(emulator.instance_url, emulator.ca_path)
+        config = salesforce_config(emulator.instance_url, emulator.ca_path)
         async with SalesforceCrm(config) as crm:
             with pytest.raises(MappingError) as excinfo:
                 await crm.amendment_requests()

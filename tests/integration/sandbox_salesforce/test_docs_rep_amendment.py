@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
+from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.sandbox.salesforce import run_in_thread
+from quote2cash.sandbox.systems import salesforce_config
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "getting-started.md"
 
@@ -35,7 +36,7 @@ async def test_the_documented_snippet_files_an_approved_seat_change(
                 {"salesforce": {"instance_url": running.instance_url, "ca_file": running.ca_path}}
             )
         )
-        crm = SalesforceCrm(SalesforceConfig.for_sandbox(running.instance_url, running.ca_path))
+        crm = SalesforceCrm(salesforce_config(running.instance_url, running.ca_path))
         async with crm:
             client = crm.client
             account = await client.create("Account", {"Name": "Docs GmbH"})

@@ -62,5 +62,5 @@ def sandbox(running: Sandbox) -> Sandbox:
 
 @pytest.fixture
 async def billing(sandbox: Sandbox) -> AsyncIterator[StripeBilling]:
-    async with StripeBilling.for_sandbox(sandbox.base_url, retry_base_delay=0.01) as connector:
+    async with StripeBilling.for_sandbox(sandbox.base_url) as connector:
         yield connector

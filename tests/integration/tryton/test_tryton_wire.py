@@ -139,7 +139,7 @@ async def test_a_server_that_does_not_answer_times_out_as_transient(
 ) -> None:
     client = TrytonClient(misbehaving_server, "silent", "q2c_hub", "pw", timeout=0.3)
     started = asyncio.get_running_loop().time()
-    with pytest.raises(TransientError, match="did not answer"):
+    with pytest.raises(TransientError, match=r"Tryton .*timed out"):
         await client.login()
     await client.close()
     assert asyncio.get_running_loop().time() - started < 5
@@ -147,6 +147,6 @@ async def test_a_server_that_does_not_answer_times_out_as_transient(
 
 async def test_nothing_listening_is_transient() -> None:
     client = TrytonClient("http://127.0.0.1:9", "db", "q2c_hub", "pw", connect_timeout=1)
-    with pytest.raises(TransientError, match="cannot reach Tryton"):
+    with pytest.raises(TransientError, match=r"Tryton .*cannot connect"):
         await client.login()
     await client.close()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from quote2cash.connectors.tryton import TrytonClient, TrytonConfig, TrytonErp
+from quote2cash.connectors.tryton import TrytonClient, TrytonErp
+from quote2cash.sandbox.systems import tryton_config
 from quote2cash.sandbox.tryton import DEFAULT_PG_DSN, TrytonEndpoint, TrytonSandbox
 
 REQUIRE_SERVICES = os.environ.get("Q2C_REQUIRE_SERVICES") == "1"
@@ -50,7 +51,7 @@ def tryton_pg_server() -> Iterator[TrytonEndpoint]:
 
 @pytest.fixture
 async def connector(tryton_server: TrytonEndpoint) -> AsyncIterator[TrytonErp]:
-    async with TrytonErp(TrytonConfig.from_sandbox(tryton_server)) as erp:
+    async with TrytonErp(tryton_config(tryton_server)) as erp:
         yield erp
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from quote2cash.connectors.tryton import TrytonConfig, TrytonConfigError, TrytonErp
+from quote2cash.sandbox.systems import tryton_config
 from quote2cash.sandbox.tryton import CompanySetup, SandboxSetup, TrytonEndpoint
 
 SECRET = "s3cret-never-shown-4711"
@@ -57,7 +58,7 @@ def _endpoint(backend: str = "sqlite") -> TrytonEndpoint:
 
 
 def test_from_sandbox_maps_us_to_inc_and_de_to_gmbh() -> None:
-    config = TrytonConfig.from_sandbox(_endpoint())
+    config = tryton_config(_endpoint())
     assert set(config.legal_entities) == {"US", "DE"}
     us, de = config.legal_entities["US"], config.legal_entities["DE"]
     assert (us.company, us.currency, us.receivable_account, us.revenue_account) == (
@@ -73,11 +74,11 @@ def test_from_sandbox_maps_us_to_inc_and_de_to_gmbh() -> None:
         2,
     )
     assert config.max_concurrency == 1
-    assert TrytonConfig.from_sandbox(_endpoint("postgresql")).max_concurrency == 4
+    assert tryton_config(_endpoint("postgresql")).max_concurrency == 4
 
 
 def test_the_password_never_shows() -> None:
-    config = TrytonConfig.from_sandbox(_endpoint())
+    config = tryton_config(_endpoint())
     erp = TrytonErp(config)
     shown = [repr(config), str(config), config.model_dump_json(), repr(erp), str(erp)]
     assert all(SECRET not in text for text in shown)

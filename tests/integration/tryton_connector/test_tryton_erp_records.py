@@ -11,13 +11,14 @@ import pytest
 
 from contract.erp import builders
 from quote2cash.canonical import Money, Ref
-from quote2cash.connectors.tryton import TrytonClient, TrytonConfig, TrytonErp
+from quote2cash.connectors.tryton import TrytonClient, TrytonErp
 from quote2cash.connectors.tryton.mapping import (
     global_id_marker,
     idempotency_marker,
     payment_marker,
 )
 from quote2cash.engine.errors import DataError, MappingError, PermanentError
+from quote2cash.sandbox.systems import tryton_config
 from quote2cash.sandbox.tryton import TrytonEndpoint
 
 
@@ -54,7 +55,7 @@ async def test_concurrent_upserts_of_one_new_customer_make_one_party(
 ) -> None:
     unique = _unique()
     customer = builders.customer(unique)
-    async with TrytonErp(TrytonConfig.from_sandbox(tryton_server)) as erp:
+    async with TrytonErp(tryton_config(tryton_server)) as erp:
         ids = await asyncio.gather(
             *(
                 erp.upsert_customer(customer, legal_entity="US", idempotency_key=f"{unique}-{i}")
@@ -302,7 +303,7 @@ async def test_a_customer_without_ids_is_named_by_its_name_in_errors(
 @pytest.mark.postgres
 async def test_postgres_backend_books_posts_and_collects(tryton_pg_server: TrytonEndpoint) -> None:
     unique = _unique()
-    config = TrytonConfig.from_sandbox(tryton_pg_server)
+    config = tryton_config(tryton_pg_server)
     assert config.max_concurrency == 4
     async with TrytonErp(config) as erp:
         customers = [builders.customer(f"{unique}{i}") for i in range(4)]

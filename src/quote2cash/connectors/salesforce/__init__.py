@@ -1,7 +1,7 @@
 """Salesforce connector: the CRM role over the REST API (aiohttp, OAuth 2.0, SOQL, Collections).
 
 ``SalesforceCrm(SalesforceConfig(...))`` implements ``connectors.roles.Crm``;
-``SalesforceConfig.for_sandbox(instance_url, ca_path)`` points it at the local emulator.
+``quote2cash.sandbox.systems.salesforce_config`` points it at the local emulator.
 """
 
 from quote2cash.connectors.salesforce.client import (

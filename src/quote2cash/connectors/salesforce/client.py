@@ -13,7 +13,7 @@ token endpoint 400/401 (invalid_grant, invalid_client)  AuthError naming the log
 403 REQUEST_LIMIT_EXCEEDED                              DailyLimitExceeded (TransientError),
                                                         retry_after = until UTC midnight, capped
 403 other                                               AuthError (permissions)
-429, 5xx, UNABLE_TO_LOCK_ROW, timeouts, no connection   TransientError, honouring Retry-After
+408, 429, 5xx, UNABLE_TO_LOCK_ROW, timeout, no link    TransientError, honouring Retry-After
 400 INVALID_FIELD/INVALID_TYPE/MALFORMED_QUERY/...      MappingError (``MAPPING_ERROR_CODES``)
 400 other (REQUIRED_FIELD_MISSING, ...)                 DataError
 404 (external id field unknown)                         MappingError
@@ -21,12 +21,14 @@ token endpoint 400/401 (invalid_grant, invalid_client)  AuthError naming the log
 300 (external id matches several records)               ConflictError listing the record ids
 409, 412                                                ConflictError
 =====================================================  ==========================================
+
+Statuses and transport failures are classified by ``connectors.http``; these rows add what
+Salesforce's error codes say.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -36,15 +38,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
+import jwt
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from jwt.algorithms import RSAAlgorithm
 
 from quote2cash.canonical import Money
+from quote2cash.connectors import http
 from quote2cash.connectors.salesforce.config import AuthFlow, SalesforceConfig
 from quote2cash.engine.errors import (
     AuthError,
@@ -89,6 +94,7 @@ _TRANSIENT_CODES: Final = frozenset(
 _LIMIT_INFO: Final = re.compile(r"api-usage=(\d+)/(\d+)")
 _SF_ID: Final = re.compile(r"^[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$")
 _TRANSIENT_STATUS_RETRY: Final = 5.0
+_RS256: Final = RSAAlgorithm(RSAAlgorithm.SHA256)
 _encoder: Final = msgspec.json.Encoder(decimal_format="number", enc_hook=lambda v: _wire(v))
 
 
@@ -281,9 +287,10 @@ class SalesforceClient:
                 text = await response.text()
                 status = response.status
                 headers = response.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(
-                f"Salesforce login as {who} failed: {_describe_network(exc)}",
+        except http.TRANSPORT_ERRORS as exc:
+            raise http.transport_error(
+                exc,
+                f"Salesforce login as {who}",
                 system=self.system,
                 retry_after=_TRANSIENT_STATUS_RETRY,
             ) from None
@@ -300,11 +307,13 @@ class SalesforceClient:
             return
         error = body.get("error") if isinstance(body, dict) else None
         description = body.get("error_description") if isinstance(body, dict) else None
-        if status == 429 or status >= 500:
-            raise TransientError(
-                f"Salesforce login as {who}: HTTP {status} from the token endpoint",
+        if http.classify_status(status) is http.StatusClass.TRANSIENT:
+            raise http.status_error(
+                status,
+                f"Salesforce login as {who} at the token endpoint",
                 system=self.system,
-                retry_after=_retry_after(headers) or _TRANSIENT_STATUS_RETRY,
+                headers=headers,
+                default_retry_after=_TRANSIENT_STATUS_RETRY,
             )
         raise AuthError(
             f"Salesforce refused the login as {who} ({self.config.auth_flow.value} flow at "
@@ -336,25 +345,20 @@ class SalesforceClient:
         }
 
     def _jwt_assertion(self) -> str:
-        """An RS256-signed JWT (iss = consumer key, sub = user, aud = login host, 3 min expiry)."""
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
+        """An RS256 JWT by PyJWT: iss = consumer key, sub = user, aud = login host, 3 min expiry."""
         cfg = self.config
         assert cfg.private_key is not None
         try:
-            key = serialization.load_pem_private_key(
-                cfg.private_key.get_secret_value().encode(), password=None
-            )
-        except (ValueError, TypeError):
+            key = _RS256.prepare_key(cfg.private_key.get_secret_value())
+        except (jwt.InvalidKeyError, ValueError, TypeError):
             raise AuthError(
                 f"Salesforce JWT login as {cfg.login_name}: private_key is not a readable PEM "
                 "RSA private key",
                 system=self.system,
             ) from None
-        if not isinstance(key, rsa.RSAPrivateKey):
+        if not isinstance(key, RSAPrivateKey):
             raise AuthError(
-                f"Salesforce JWT login as {cfg.login_name}: private_key must be an RSA key",
+                f"Salesforce JWT login as {cfg.login_name}: private_key must be an RSA private key",
                 system=self.system,
             )
         audience = cfg.jwt_audience or (cfg.login_url or cfg.instance_url).rstrip("/")
@@ -364,11 +368,7 @@ class SalesforceClient:
             "aud": audience,
             "exp": int(time.time()) + 180,
         }
-        header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
-        payload = _b64url(json.dumps(claims).encode())
-        signing_input = f"{header}.{payload}".encode()
-        signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-        return f"{header}.{payload}.{_b64url(signature)}"
+        return jwt.encode(claims, key, algorithm="RS256")
 
     # --- requests ---
 
@@ -429,9 +429,10 @@ class SalesforceClient:
                 ) as response:
                     text = await response.text()
                     status, response_headers = response.status, response.headers
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientError(
-                    f"Salesforce {what}: {_describe_network(exc)}",
+            except http.TRANSPORT_ERRORS as exc:
+                raise http.transport_error(
+                    exc,
+                    f"Salesforce {what}",
                     system=self.system,
                     retry_after=_TRANSIENT_STATUS_RETRY,
                 ) from None
@@ -479,11 +480,13 @@ class SalesforceClient:
                 system=system,
                 retry_after=wait,
             )
-        if status == 429 or status >= 500 or code in _TRANSIENT_CODES:
+        kind = http.classify_status(status)
+        if kind is http.StatusClass.TRANSIENT or code in _TRANSIENT_CODES:
+            asked = http.retry_after_seconds(http.header(headers, "Retry-After"))
             return TransientError(
-                text, system=system, retry_after=_retry_after(headers) or _TRANSIENT_STATUS_RETRY
+                text, system=system, retry_after=_TRANSIENT_STATUS_RETRY if asked is None else asked
             )
-        if status == 403:
+        if kind is http.StatusClass.AUTH:
             return AuthError(f"{text} ({self.config.login_name} lacks access)", system=system)
         if status == 300:
             matches = body if isinstance(body, list) else []
@@ -493,13 +496,13 @@ class SalesforceClient:
                 f"({', '.join(ids)}); make it unique",
                 system=system,
             )
-        if status == 404:
+        if kind is http.StatusClass.NOT_FOUND:
             if "external id" in message.lower():
                 return MappingError(text, system=system)
             return DataError(f"Salesforce {what}: not found ({detail})", system=system)
-        if status in (409, 412):
+        if kind is http.StatusClass.CONFLICT:
             return ConflictError(text, system=system)
-        if code in MAPPING_ERROR_CODES:
+        if code in MAPPING_ERROR_CODES or kind is http.StatusClass.UNEXPECTED:
             return MappingError(text, system=system)
         return DataError(text, system=system)
 
@@ -701,10 +704,6 @@ class SalesforceClient:
         return response.body
 
 
-def _b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
 def _query_target(soql: str) -> str:
     """The queried object, for messages (child subqueries in parentheses are skipped)."""
     outer = soql
@@ -715,25 +714,3 @@ def _query_target(soql: str) -> str:
         outer = flattened
     match = re.search(r"\bFROM\s+([A-Za-z0-9_]+)", outer, re.IGNORECASE)
     return match.group(1) if match else "(SOQL)"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _describe_network(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"

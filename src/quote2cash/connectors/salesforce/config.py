@@ -94,34 +94,3 @@ class SalesforceConfig(BaseModel):
         if self.auth_flow is AuthFlow.CLIENT_CREDENTIALS or not self.username:
             return f"connected app {self.client_id}"
         return f"user {self.username}"
-
-    @classmethod
-    def for_sandbox(
-        cls,
-        instance_url: str,
-        ca_path: str | Path,
-        *,
-        auth_flow: AuthFlow = AuthFlow.CLIENT_CREDENTIALS,
-        **overrides: object,
-    ) -> SalesforceConfig:
-        """Settings for the local emulator (``quote2cash.sandbox.salesforce``) with its defaults."""
-        from quote2cash.sandbox.salesforce import (
-            DEFAULT_CLIENT_ID,
-            DEFAULT_CLIENT_SECRET,
-            DEFAULT_PASSWORD,
-            DEFAULT_USERNAME,
-        )
-
-        values: dict[str, object] = {
-            "instance_url": instance_url,
-            "ca_file": Path(ca_path),
-            "auth_flow": auth_flow,
-            "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": DEFAULT_CLIENT_SECRET,
-            "username": DEFAULT_USERNAME,
-            "password": DEFAULT_PASSWORD,
-            "connect_timeout": 5.0,
-            "request_timeout": 30.0,
-        }
-        values.update(overrides)
-        return cls.model_validate(values)

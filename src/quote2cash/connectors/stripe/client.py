@@ -1,25 +1,22 @@
-"""The official ``stripe`` SDK over aiohttp, with bounded retries and the engine's error taxonomy.
+"""The official ``stripe`` SDK over aiohttp, with the engine's error taxonomy.
 
 Guarantees: every call leaves either with Stripe's answer or as a ``quote2cash.engine.errors``
 exception naming the system and the operation, never a raw ``stripe`` exception, never the API
-key. 429s, 5xx, timeouts and connection errors are retried here a bounded number of times with
-exponential backoff and full jitter, honouring ``Retry-After`` (a wait longer than
-``retry_max_delay`` is handed to the engine as ``TransientError.retry_after`` instead). Retrying
-never duplicates anything: every POST carries the step's idempotency key.
+key. Each call is tried once (the SDK's own retries are off): 429s, 5xx, timeouts and connection
+errors leave as ``TransientError`` carrying ``Retry-After``, and the engine's layer retries them.
+Retrying never duplicates anything: every POST carries the step's idempotency key.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import aiohttp
 import stripe
 
+from quote2cash.connectors import http
 from quote2cash.connectors.stripe.config import StripeConfig
 from quote2cash.engine.errors import (
     AuthError,
@@ -38,7 +35,6 @@ __all__ = [
     "plain",
 ]
 
-_log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _KEY_PATTERN: Final = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_[A-Za-z0-9*]+")
@@ -83,39 +79,9 @@ def _scrub(text: str, secret: str | None = None) -> str:
     return _KEY_PATTERN.sub("***", text)
 
 
-def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    if not headers:
-        return None
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
 def retry_after_of(error: stripe.StripeError) -> float | None:
-    """Seconds from the ``Retry-After`` header, if Stripe (or a proxy) sent a number."""
-    value = _header(error.headers, "Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return max(seconds, 0.0)
-
-
-def should_retry(error: stripe.StripeError) -> bool:
-    """Retry what can succeed later: 429, 409 lock contention, 5xx, network, as Stripe advises."""
-    advice = _header(error.headers, "Stripe-Should-Retry")
-    if advice == "false":
-        return False
-    if advice == "true":
-        return True
-    if isinstance(error, stripe.APIConnectionError | stripe.RateLimitError):
-        return True
-    status = error.http_status
-    return status is not None and (status >= 500 or status == 409)
+    """Seconds from the ``Retry-After`` header Stripe (or a proxy) sent, if usable."""
+    return http.retry_after_seconds(http.header(error.headers, "Retry-After"))
 
 
 def map_stripe_error(
@@ -180,35 +146,35 @@ def map_stripe_error(
             code=error.code,
             param=param,
         )
-    if status is not None and (status >= 500 or status == 409):
+    if status is None:
+        return DataError(
+            f"Stripe refused to {operation}: {raw or type(error).__name__}", system=system
+        )
+    if status == 409 or http.header(error.headers, "Stripe-Should-Retry") == "true":
         return TransientError(
-            f"Stripe failed to {operation} (HTTP {status}): {raw}",
+            f"Stripe asks to try again later to {operation} (HTTP {status}): {raw}",
             system=system,
             retry_after=retry_after_of(error),
         )
-    return DataError(
-        f"Stripe refused to {operation} (HTTP {status}): {raw or type(error).__name__}",
+    return http.status_error(
+        status,
+        f"Stripe failed to {operation}",
         system=system,
+        headers=error.headers,
+        detail=raw or type(error).__name__,
     )
 
 
 class StripeApi:
     """One Stripe account through ``stripe.StripeClient`` on aiohttp; ``call`` wraps every request.
 
-    The SDK's own retries are off: ``call`` retries, so a longer ``Retry-After`` can be handed to
-    the engine rather than slept through.
+    No retries here, neither the SDK's nor our own: a transient failure goes to the engine, which
+    retries with the event's backoff, so a rate limit never sleeps inside a step.
     """
 
-    def __init__(
-        self,
-        config: StripeConfig,
-        *,
-        system: str = "billing",
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
+    def __init__(self, config: StripeConfig, *, system: str = "billing") -> None:
         self.config = config
         self.system = system
-        self._sleep = sleep
         self._http = stripe.AIOHTTPClient(
             timeout=aiohttp.ClientTimeout(
                 total=config.request_timeout, connect=config.connect_timeout
@@ -220,8 +186,6 @@ class StripeApi:
             http_client=self._http,
             max_network_retries=0,
         )
-        self.retries = 0
-        """Retries made so far (429/5xx/network); for metrics and tests."""
 
     def __repr__(self) -> str:
         return f"StripeApi(system={self.system!r}, base_url={self.config.base_url!r})"
@@ -229,49 +193,17 @@ class StripeApi:
     async def close(self) -> None:
         await self._http.close_async()  # type: ignore[no-untyped-call]
 
-    async def call(
-        self,
-        operation: str,
-        request: Callable[[], Awaitable[T]],
-        *,
-        max_retries: int | None = None,
-    ) -> T:
-        """Run ``request`` (one SDK call), retrying transient failures; map what remains.
+    async def call(self, operation: str, request: Callable[[], Awaitable[T]]) -> T:
+        """Run ``request`` (one SDK call) once; a failure leaves as the engine's error.
 
         ``operation`` completes "trying to ..." in messages, e.g. ``"create subscription C-1"``.
         """
-        budget = self.config.max_network_retries if max_retries is None else max_retries
-        attempt = 0
-        while True:
-            try:
-                return await request()
-            except stripe.StripeError as error:
-                mapped = map_stripe_error(
-                    error,
-                    operation,
-                    system=self.system,
-                    secret=self.config.api_key.get_secret_value(),
-                )
-                if not should_retry(error) or attempt >= budget:
-                    raise mapped from None
-                delay = self._delay(attempt, retry_after_of(error))
-                if delay is None:
-                    raise mapped from None
-                attempt += 1
-                self.retries += 1
-                _log.info(
-                    "retrying Stripe call",
-                    extra={"operation": operation, "attempt": attempt, "delay": delay},
-                )
-                await self._sleep(delay)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float | None:
-        """Full-jitter backoff, at least ``retry_after``; None when that exceeds the cap."""
-        cap = self.config.retry_max_delay
-        if retry_after is not None and retry_after > cap:
-            return None
-        backoff = random.uniform(0, min(cap, self.config.retry_base_delay * 2**attempt))
-        return max(backoff, retry_after or 0.0)
+        try:
+            return await request()
+        except stripe.StripeError as error:
+            raise map_stripe_error(
+                error, operation, system=self.system, secret=self.config.api_key.get_secret_value()
+            ) from None
 
 
 def plain(obj: Any) -> dict[str, Any]:

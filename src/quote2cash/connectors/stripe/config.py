@@ -1,4 +1,4 @@
-"""How the hub reaches one Stripe account: key, endpoint, webhook secret, timeouts, retries.
+"""How the hub reaches one Stripe account: key, endpoint, webhook secret, timeouts.
 
 Secrets are ``SecretStr``: they never appear in ``repr``, logs or error messages.
 """
@@ -49,15 +49,6 @@ class StripeConfig(BaseModel):
     )
     connect_timeout: float = Field(default=10.0, gt=0)
     request_timeout: float = Field(default=60.0, gt=0)
-    max_network_retries: int = Field(
-        default=4, ge=0, le=10, description="retries after the first try for 429, 5xx, timeouts"
-    )
-    retry_base_delay: float = Field(default=0.5, ge=0, description="first backoff, seconds")
-    retry_max_delay: float = Field(
-        default=8.0,
-        gt=0,
-        description="longest in-connector wait; a longer Retry-After is handed to the engine",
-    )
     collection_method: CollectionMethod = CollectionMethod.CHARGE_AUTOMATICALLY
     days_until_due: int = Field(default=30, ge=0, le=365, description="for send_invoice")
     customer_lookup: CustomerLookup = CustomerLookup.SEARCH
@@ -72,15 +63,13 @@ class StripeConfig(BaseModel):
 
     @classmethod
     def for_sandbox(cls, base_url: str, **overrides: object) -> StripeConfig:
-        """Settings for a local emulator or localstripe at ``base_url``: test key, quick retries."""
+        """Settings for a local emulator or localstripe at ``base_url``: the test key and secret."""
         values: dict[str, object] = {
             "api_key": SANDBOX_API_KEY,
             "base_url": base_url,
             "webhook_secret": SANDBOX_WEBHOOK_SECRET,
             "connect_timeout": 5.0,
             "request_timeout": 30.0,
-            "retry_base_delay": 0.05,
-            "retry_max_delay": 2.0,
         }
         values.update(overrides)
         return cls.model_validate(values)

@@ -1042,7 +1042,6 @@ class StripeBilling:
             await self.api.call(
                 "check the connection",
                 lambda: self._sdk.v1.customers.list_async(params={"limit": 1}),
-                max_retries=0,
             )
         except AuthError as error:
             return SystemCheck(self.system, True, False, error.message, _ms(started))

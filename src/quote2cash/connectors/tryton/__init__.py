@@ -10,7 +10,6 @@ from quote2cash.connectors.tryton.client import (
     WizardStep,
 )
 from quote2cash.connectors.tryton.config import (
-    SANDBOX_ENTITY_CODES,
     TrytonConfig,
     TrytonConfigError,
     TrytonLegalEntity,
@@ -19,7 +18,6 @@ from quote2cash.connectors.tryton.connector import POSTING_WARNINGS, TrytonErp
 
 __all__ = [
     "POSTING_WARNINGS",
-    "SANDBOX_ENTITY_CODES",
     "TrytonClient",
     "TrytonConfig",
     "TrytonConfigError",

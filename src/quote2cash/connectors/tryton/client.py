@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from quote2cash.connectors import http
 from quote2cash.engine.errors import (
     AuthError,
     ConflictError,
@@ -400,33 +401,35 @@ class TrytonClient:
         return self._http
 
     async def _post(self, url: str, method: str, params: list[Any], *, authorized: bool) -> Any:
-        http = await self._session()
+        session = await self._session()
         headers = {"Content-Type": "application/json"}
         if authorized and self._authorization is not None:
             headers["Authorization"] = self._authorization
         body = encode_json({"id": next(self._ids), "method": method, "params": params})
         async with self._limit:
             try:
-                async with http.post(
+                async with session.post(
                     url, data=body, headers=headers, timeout=self.timeout
                 ) as response:
-                    status = response.status
-                    retry_after = response.headers.get("Retry-After")
+                    status, response_headers = response.status, response.headers
                     payload = await response.read()
-            except TimeoutError:
-                raise TransientError(
-                    f"Tryton did not answer {method!r} in time", system=self.system
+            except http.TRANSPORT_ERRORS as exc:
+                raise http.transport_error(
+                    exc, f"Tryton at {self.base_url}, {method!r}", system=self.system
                 ) from None
-            except aiohttp.ClientError as exc:
-                raise TransientError(
-                    f"cannot reach Tryton at {self.base_url} for {method!r}: {type(exc).__name__}",
-                    system=self.system,
-                ) from None
-        return self._result(method, status, retry_after, payload, login=not authorized)
+        return self._result(method, status, response_headers, payload, login=not authorized)
 
     def _result(
-        self, method: str, status: int, retry_after: str | None, payload: bytes, *, login: bool
+        self,
+        method: str,
+        status: int,
+        headers: Mapping[str, str],
+        payload: bytes,
+        *,
+        login: bool,
     ) -> Any:
+        """Statuses as ``connectors.http`` classifies them; JSON-RPC reports its own errors in 200s,
+        so any other status means a wrong URL or a proxy in the way: a mapping to fix."""
         if login and status in (401, 403):
             raise AuthError(
                 f"Tryton refused the login of user {self.username!r} on database "
@@ -435,11 +438,9 @@ class TrytonClient:
             )
         if status in _SESSION_RENEWAL_STATUSES:
             raise _SessionRejected(status)
-        if status == 429 or status >= 500:
-            raise TransientError(
-                f"Tryton answered HTTP {status} to {method!r}",
-                system=self.system,
-                retry_after=_parse_retry_after(retry_after),
+        if http.classify_status(status) is http.StatusClass.TRANSIENT:
+            raise http.status_error(
+                status, f"Tryton answering {method!r}", system=self.system, headers=headers
             )
         if status == 404 and login:
             raise MappingError(f"Tryton database {self.database!r} not found", system=self.system)
@@ -500,15 +501,6 @@ def _model_of(method: str) -> str | None:
     if len(parts) < 3 or parts[0] not in ("model", "wizard"):
         return None
     return ".".join(parts[1:-1])
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 # --- Models and wizards ----------------------------------------------------------------------

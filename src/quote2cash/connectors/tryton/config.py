@@ -1,9 +1,9 @@
 """How the hub reaches one Tryton database and which company books each of the group's entities.
 
 A legal entity is named by the hub's entity code (``US``, ``DE``); the map gives the Tryton company
-and the accounts, journals, tax and payment method its postings use. Built from the sandbox's
-setup (``TrytonConfig.from_sandbox``), a YAML file (``TrytonConfig.from_yaml``) or ``Q2C_ERP_*``
-environment variables (``TrytonConfig.from_env``). The password is a ``SecretStr``: never shown.
+and the accounts, journals, tax and payment method its postings use. Built from a YAML file
+(``TrytonConfig.from_yaml``) or ``Q2C_ERP_*`` environment variables (``TrytonConfig.from_env``);
+the sandbox builds its own (``sandbox.systems.tryton_config``). The password is a ``SecretStr``.
 """
 
 from __future__ import annotations
@@ -12,21 +12,15 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from quote2cash.canonical.currency import CurrencyCode
 
-if TYPE_CHECKING:
-    from quote2cash.sandbox.tryton import TrytonEndpoint
-
-__all__ = ["SANDBOX_ENTITY_CODES", "TrytonConfig", "TrytonConfigError", "TrytonLegalEntity"]
+__all__ = ["TrytonConfig", "TrytonConfigError", "TrytonLegalEntity"]
 
 RecordId = Annotated[int, Field(gt=0, strict=False)]
-
-SANDBOX_ENTITY_CODES: dict[str, str] = {"US": "inc", "DE": "gmbh"}
-"""Hub entity code -> the sandbox setup's company key (Q2C Inc. in USD, Q2C GmbH in EUR)."""
 
 
 class TrytonConfigError(ValueError):
@@ -75,43 +69,6 @@ class TrytonConfig(BaseModel):
 
     def entity(self, code: str) -> TrytonLegalEntity | None:
         return self.legal_entities.get(code)
-
-    @classmethod
-    def from_sandbox(
-        cls,
-        endpoint: TrytonEndpoint,
-        *,
-        entity_codes: Mapping[str, str] | None = None,
-        **options: Any,
-    ) -> TrytonConfig:
-        """The config for a running sandbox ERP: ``US`` -> Q2C Inc. (USD), ``DE`` -> Q2C GmbH (EUR).
-
-        Concurrency is 1 on SQLite (it cannot take parallel writes) unless ``options`` says else.
-        """
-        codes = dict(entity_codes or SANDBOX_ENTITY_CODES)
-        entities: dict[str, TrytonLegalEntity] = {}
-        for code, key in codes.items():
-            company = endpoint.setup.companies[key]
-            entities[code] = TrytonLegalEntity(
-                company=company.company,
-                currency=company.currency,
-                receivable_account=company.receivable_account,
-                revenue_account=company.revenue_account,
-                deferred_revenue_account=company.deferred_revenue_account,
-                sales_tax=company.sales_tax,
-                taxes=company.taxes,
-                revenue_journal=company.revenue_journal,
-                payment_method=company.payment_method,
-            )
-        options.setdefault("max_concurrency", 1 if endpoint.backend == "sqlite" else 4)
-        return cls(
-            base_url=endpoint.base_url,
-            database=endpoint.database,
-            username=endpoint.username,
-            password=SecretStr(endpoint.password),
-            legal_entities=entities,
-            **options,
-        )
 
     @classmethod
     def from_mapping(

@@ -963,10 +963,24 @@ def invoice_pending_now(store: Store, sub: JSON, billing_reason: str) -> StripeA
     Returns the payment failure, if any (already recorded on the invoice and subscription).
     """
     customer = store.get("customer", sub["customer"])
-    pending = pending_invoiceitems(store, customer["id"], sub["id"])
-    if not pending:
+    if not pending_invoiceitems(store, customer["id"], sub["id"]):
         return None
     now = store.now_for_clock(customer["test_clock"])
+    invoice = subscription_invoice(store, sub, billing_reason=billing_reason, period=(now, now))
+    return issue_subscription_invoice(store, sub, invoice)
+
+
+def subscription_invoice(
+    store: Store,
+    sub: JSON,
+    *,
+    billing_reason: str,
+    period: tuple[int, int],
+    usage: tuple[int, int] | None = None,
+) -> JSON:
+    """A draft invoice of the subscription for ``period``: its pending invoice items, then the
+    metered usage between ``usage``'s bounds when given; Stripe's one shape for cycle invoices."""
+    customer = store.get("customer", sub["customer"])
     invoice = new_invoice(
         store,
         customer,
@@ -975,10 +989,17 @@ def invoice_pending_now(store: Store, sub: JSON, billing_reason: str) -> StripeA
         collection_method=sub["collection_method"],
         days_until_due=sub["days_until_due"],
         subscription=sub,
-        period=(now, now),
+        period=period,
     )
-    for ii in pending:
+    for ii in pending_invoiceitems(store, customer["id"], sub["id"]):
         line_from_invoiceitem(store, invoice, ii)
+    if usage is not None:
+        add_usage_lines(store, invoice, sub, *usage)
+    return invoice
+
+
+def issue_subscription_invoice(store: Store, sub: JSON, invoice: JSON) -> StripeApiError | None:
+    """Announce, finalize and (charging automatically) collect it; returns a payment failure."""
     emit_invoice(store, "invoice.created", invoice)
     sub["latest_invoice"] = invoice["id"]
     finalize_invoice(store, invoice)
@@ -998,20 +1019,14 @@ def cycle_subscription(store: Store, sub: JSON) -> None:
             is_metered(item_price(store, store.get("subscription_item", i))) for i in sub["_items"]
         )
         if has_usage or pending_invoiceitems(store, customer["id"], sub["id"]):
-            invoice = new_invoice(
+            invoice = subscription_invoice(
                 store,
-                customer,
-                currency=sub["currency"],
+                sub,
                 billing_reason="subscription_cycle",
-                collection_method=sub["collection_method"],
-                days_until_due=sub["days_until_due"],
-                subscription=sub,
                 period=(start, boundary),
+                usage=(start, boundary),
             )
-            for ii in pending_invoiceitems(store, customer["id"], sub["id"]):
-                line_from_invoiceitem(store, invoice, ii)
-            add_usage_lines(store, invoice, sub, start, boundary)
-            _issue(store, sub, invoice)
+            issue_subscription_invoice(store, sub, invoice)
         end_subscription(store, sub, boundary, reason="cancellation_requested")
         return
     ending_trial = sub["status"] == "trialing"
@@ -1031,20 +1046,13 @@ def cycle_subscription(store: Store, sub: JSON) -> None:
         recurring["interval"],
         recurring["interval_count"],
     )
-    invoice = new_invoice(
+    invoice = subscription_invoice(
         store,
-        customer,
-        currency=sub["currency"],
+        sub,
         billing_reason="subscription_cycle",
-        collection_method=sub["collection_method"],
-        days_until_due=sub["days_until_due"],
-        subscription=sub,
         period=(start, boundary),
+        usage=None if ending_trial else (start, boundary),
     )
-    for ii in pending_invoiceitems(store, customer["id"], sub["id"]):
-        line_from_invoiceitem(store, invoice, ii)
-    if not ending_trial:
-        add_usage_lines(store, invoice, sub, start, boundary)
     previous = {"current_period_start": start, "current_period_end": boundary}
     sub["_period_index"] = next_index
     sub["_period_start"] = boundary
@@ -1056,15 +1064,7 @@ def cycle_subscription(store: Store, sub: JSON) -> None:
         previous={"items": previous},
         created=boundary,
     )
-    _issue(store, sub, invoice)
-
-
-def _issue(store: Store, sub: JSON, invoice: JSON) -> None:
-    emit_invoice(store, "invoice.created", invoice)
-    sub["latest_invoice"] = invoice["id"]
-    finalize_invoice(store, invoice)
-    if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
-        pay_invoice(store, invoice)
+    issue_subscription_invoice(store, sub, invoice)
 
 
 def end_subscription(store: Store, sub: JSON, when: int, *, reason: str) -> None:

@@ -11,12 +11,14 @@ from .billing_engine import (
     finalize_invoice,
     invoice_pending_now,
     is_metered,
+    issue_subscription_invoice,
     item_price,
     line_from_invoiceitem,
     new_invoice,
     pay_invoice,
     pending_invoiceitems,
     proration_lines,
+    subscription_invoice,
 )
 from .coupons import resolve_discounts
 from .errors import invalid_param, invalid_state, missing_param, resource_missing
@@ -590,26 +592,15 @@ def cancel_subscription_now(store: Store, sub: JSON, *, prorate: bool, invoice_n
                 new=None,
             )
     if invoice_now:
-        customer = store.get("customer", sub["customer"])
-        invoice = new_invoice(
+        invoice = subscription_invoice(
             store,
-            customer,
-            currency=sub["currency"],
+            sub,
             billing_reason="subscription_cycle",
-            collection_method=sub["collection_method"],
-            days_until_due=sub["days_until_due"],
-            subscription=sub,
             period=(sub["_period_start"], now),
+            usage=(sub["_period_start"], now + 1),
         )
-        for ii in pending_invoiceitems(store, customer["id"], sub["id"]):
-            line_from_invoiceitem(store, invoice, ii)
-        add_usage_lines(store, invoice, sub, sub["_period_start"], now + 1)
         if invoice["_lines"]:
-            emit_invoice(store, "invoice.created", invoice)
-            sub["latest_invoice"] = invoice["id"]
-            finalize_invoice(store, invoice)
-            if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
-                pay_invoice(store, invoice)
+            issue_subscription_invoice(store, sub, invoice)
         else:
             store.remove("invoice", invoice["id"])
     sub["canceled_at"] = now
