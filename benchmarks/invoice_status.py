@@ -324,6 +324,25 @@ def run_client(base: str, token: str, ids_file: Path, rate: int, seconds: float)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (Linux ``/proc``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loaded_window(
+    process: subprocess.Popen[str], base: str, token: str, ids_file: Path, rate: int, s: float
+) -> dict[str, Any]:
+    """One load window, with serve's CPU per request (robust to a shared machine's load, unlike
+    wall latency) and the load average beside it."""
+    cpu0 = cpu_seconds(process.pid)
+    figures: dict[str, Any] = run_client(base, token, ids_file, rate, s)
+    used = cpu_seconds(process.pid) - cpu0
+    figures["serve_cpu_ms_per_request"] = round(used * 1000 / figures["requests"], 3)
+    figures["load_average"] = round(os.getloadavg()[0], 1)
+    return figures
+
+
 def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     made = asyncio.run(populate(url, args.events, args.live))
     ids_file = folder / "ids.json"
@@ -333,7 +352,7 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     process, base = start_serve(url, folder, workers=False)
     try:
         run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
-        result["idle"] = run_client(base, token, ids_file, args.rate, args.seconds)
+        result["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
     finally:
         stop_serve(process)
     append_backlog(url, args.backlog)
@@ -341,7 +360,9 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     process, base = start_serve(url, folder, workers=True)
     try:
         started = time.perf_counter()
-        result["dispatching"] = run_client(base, token, ids_file, args.rate, args.seconds)
+        result["dispatching"] = loaded_window(
+            process, base, token, ids_file, args.rate, args.seconds
+        )
         dispatched = done_count(url) - before
         window = time.perf_counter() - started
     finally:
@@ -393,14 +414,15 @@ def main() -> None:
     )
     print(
         f"  {'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}"
-        f"{'errors':>8}{'worker ev/s':>13}"
+        f"{'errors':>8}{'worker ev/s':>13}{'cpu ms/req':>12}{'load':>6}"
     )
     for phase in ("idle", "dispatching"):
         f = result[phase]
         print(
             f"  {phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}{f['p99_ms']:>8}"
             f"{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
-            f"{f.get('worker_events_per_s', '-'):>13}"
+            f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
+            f"{f['load_average']:>6}"
         )
     print(json.dumps(result))
 
