@@ -81,9 +81,13 @@ def _ping_when_idle(engine: Engine, idle: float) -> None:
 
 
 def read_connection(engine: Engine) -> Connection:
-    """A connection for reads only. On SQLite its transactions begin DEFERRED: a reader takes
-    no write lock, so in WAL it never waits for a writer (a worker's commit) nor holds one up."""
-    return engine.connect().execution_options(**{_READ_ONLY: True})
+    """A connection for reads only, in autocommit: each statement reads the last committed state
+    by itself (no BEGIN/ROLLBACK round trips; ``snapshot_connection`` when statements must
+    agree). On SQLite it takes no lock, so in WAL it never waits for a worker's commit."""
+    conn = engine.connect().execution_options(**{_READ_ONLY: True})
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def _private_database_file(path: Path) -> None:
@@ -111,8 +115,8 @@ def _sqlite_hooks(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def snapshot_connection(engine: Engine) -> Connection:
