@@ -415,7 +415,7 @@ def main() -> None:
     args.events = args.events if args.events is not None else (30_000 if args.quick else 1_000_000)
     args.live = args.live or (100 if args.quick else 2000)
     args.seconds = args.seconds or (3.0 if args.quick else 30.0)
-    args.backlog = args.backlog or (5_000 if args.quick else 300_000)
+    args.backlog = args.backlog or (10_000 if args.quick else 300_000)
     from quote2cash.store.db import migrate, open_engine
 
     with tempfile.TemporaryDirectory() as tmp:
