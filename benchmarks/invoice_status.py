@@ -8,10 +8,12 @@ rebuilt from the whole log as migration 0015 does (its time is reported). Reques
 kind of id (billing id, number, ERP id, CRM id, global id), old and live invoices alike.
 
 Load is open-loop: request i is sent at t0 + i/R whether or not earlier ones have answered, and
-its latency counts from that planned instant (no coordinated omission). Two phases:
-``idle`` (serve without workers) and ``dispatching`` (serve's own worker draining a backlog of
-events appended just before, at full speed, during the whole window). Prints a table; the last
-line is one JSON object.
+its latency counts from that planned instant (no coordinated omission). Three phases:
+``idle`` (serve without workers), ``dispatching`` (serve's own worker draining a backlog of
+events appended just before, at full speed, during the whole window) and ``worker_apart`` (the
+same with ``q2c worker`` in its own process beside a serve without workers). Each window also
+reports serve's CPU per request (robust to a shared machine's load) and the load average.
+Prints a table; the last line is one JSON object.
 
     python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
     python benchmarks/invoice_status.py --quick    # under a minute
@@ -38,7 +40,7 @@ import aiohttp
 import psycopg
 from sqlalchemy import func, select
 
-from _common import pg_database, start_serve, stop_serve
+from _common import child_env, pg_database, start_serve, stop_serve
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.registry import Registry
@@ -324,6 +326,60 @@ def run_client(base: str, token: str, ids_file: Path, rate: int, seconds: float)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (Linux ``/proc``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def loaded_window(
+    process: subprocess.Popen[str], base: str, token: str, ids_file: Path, rate: int, s: float
+) -> dict[str, Any]:
+    """One load window, with serve's CPU per request (robust to a shared machine's load, unlike
+    wall latency) and the load average beside it."""
+    cpu0 = cpu_seconds(process.pid)
+    figures: dict[str, Any] = run_client(base, token, ids_file, rate, s)
+    used = cpu_seconds(process.pid) - cpu0
+    figures["serve_cpu_ms_per_request"] = round(used * 1000 / figures["requests"], 3)
+    answered = figures["requests"] - sum(figures["errors"].values())
+    figures["serve_cpu_ms_per_answer"] = round(used * 1000 / max(1, answered), 3)
+    figures["load_average"] = round(os.getloadavg()[0], 1)
+    return figures
+
+
+def start_worker(url: str, folder: Path) -> subprocess.Popen[str]:
+    """``q2c worker`` (the flows, on serve's sandbox) in its own process, as a production hub
+    runs workers beside stateless web processes."""
+    env = {**child_env({"Q2C_LOG_LEVEL": "WARNING"})}
+    command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "worker"]
+    command += ["--db", url, "--workdir", str(folder / "sandbox")]
+    with (folder / "worker.log").open("a") as log:
+        return subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env, cwd=folder)
+
+
+def dispatching_window(
+    url: str, args: argparse.Namespace, folder: Path, token: str, ids_file: Path, *, apart: bool
+) -> dict[str, Any]:
+    """A window while a worker drains a fresh backlog: serve's own (``apart`` False) or one in
+    its own process; reports what it dispatched meanwhile."""
+    append_backlog(url, args.backlog)
+    before = done_count(url)
+    process, base = start_serve(url, folder, workers=not apart)
+    worker = start_worker(url, folder) if apart else None
+    try:
+        started = time.perf_counter()
+        figures = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
+        dispatched = done_count(url) - before
+        window = time.perf_counter() - started
+    finally:
+        if worker is not None:
+            stop_serve(worker)
+        stop_serve(process)
+    figures["worker_events_per_s"] = round(dispatched / window, 1)
+    figures["backlog_left"] = max(0, args.backlog - dispatched)
+    return figures
+
+
 def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     made = asyncio.run(populate(url, args.events, args.live))
     ids_file = folder / "ids.json"
@@ -333,21 +389,11 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     process, base = start_serve(url, folder, workers=False)
     try:
         run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
-        result["idle"] = run_client(base, token, ids_file, args.rate, args.seconds)
+        result["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
     finally:
         stop_serve(process)
-    append_backlog(url, args.backlog)
-    before = done_count(url)
-    process, base = start_serve(url, folder, workers=True)
-    try:
-        started = time.perf_counter()
-        result["dispatching"] = run_client(base, token, ids_file, args.rate, args.seconds)
-        dispatched = done_count(url) - before
-        window = time.perf_counter() - started
-    finally:
-        stop_serve(process)
-    result["dispatching"]["worker_events_per_s"] = round(dispatched / window, 1)
-    result["dispatching"]["backlog_left"] = max(0, args.backlog - dispatched)
+    for phase, apart in (("dispatching", False), ("worker_apart", True)):
+        result[phase] = dispatching_window(url, args, folder, token, ids_file, apart=apart)
     return result
 
 
@@ -393,14 +439,15 @@ def main() -> None:
     )
     print(
         f"  {'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}"
-        f"{'errors':>8}{'worker ev/s':>13}"
+        f"{'errors':>8}{'worker ev/s':>13}{'cpu ms/req':>12}{'load':>6}"
     )
-    for phase in ("idle", "dispatching"):
+    for phase in ("idle", "dispatching", "worker_apart"):
         f = result[phase]
         print(
             f"  {phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}{f['p99_ms']:>8}"
             f"{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
-            f"{f.get('worker_events_per_s', '-'):>13}"
+            f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
+            f"{f['load_average']:>6}"
         )
     print(json.dumps(result))
 

@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     token_max_ttl_days: int = Field(
         default=365, ge=1, description="the longest lifetime a new API token may be given"
     )
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="a verified API token is trusted this long in a process without a store "
+        "read (0: never); revocations in the same process take effect at once",
+    )
+    event_loop: str = Field(
+        default="auto",
+        pattern="^(auto|uvloop|asyncio)$",
+        description="q2c serve's event loop: uvloop (auto: where installed) or asyncio's own",
+    )
     sqlite_synchronous: str = Field(default="FULL", pattern="^(FULL|NORMAL|EXTRA)$")
     audit_key: SecretStr | None = Field(
         default=None, description="secret that signs the audit chain (else Q2C_AUDIT_KEY_FILE)"

@@ -49,7 +49,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
-from quote2cash.identity.tokens import authenticate_token
+from quote2cash.identity.tokens import authenticate_token, cached_operator
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
 from quote2cash.observability.kpi_collector import kpi_registry
@@ -542,13 +542,15 @@ class HubApi:
         hint = f"; {METRICS_ACCESS_HINT}" if metrics else ""
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthenticated", f"send 'Authorization: Bearer <token>'{hint}")
-        client = client_of(request)
-        try:
-            operator = await self._store(
-                lambda: authenticate_token(self.runtime, token.strip(), client=client)
-            )
-        except NotAuthenticated as exc:
-            raise ApiError(401, "unauthenticated", f"{exc}{hint}") from None
+        client, presented = client_of(request), token.strip()
+        operator = cached_operator(self.runtime, presented, client=client)
+        if operator is None:
+            try:
+                operator = await self._store(
+                    lambda: authenticate_token(self.runtime, presented, client=client)
+                )
+            except NotAuthenticated as exc:
+                raise ApiError(401, "unauthenticated", f"{exc}{hint}") from None
         operator.require("viewer", f"{request.method} {request.path}")
         request[OPERATOR] = operator
         return await handler(request)

@@ -338,7 +338,7 @@ def serve_command(
     """Serve the API (webhooks, /v1, /health), the console (/console), the workers and polling,
     until SIGTERM."""
     from quote2cash.api.app import HUB
-    from quote2cash.api.serve import ServeOptions, serve
+    from quote2cash.api.serve import ServeOptions, run_loop, serve
     from quote2cash.cli import fail, load_systems, open_runtime
     from quote2cash.configuration import active_config_dir
     from quote2cash.observability.logging import configure_logging
@@ -396,6 +396,6 @@ def serve_command(
             )
 
     try:
-        asyncio.run(main())
+        run_loop(main(), settings.event_loop)
     finally:
         runtime.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -125,6 +125,21 @@ async def reconcile_forever(
             log.warning("reconciliation failed (%s); next try in %.0f s", reason, every)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+def run_loop(main: Coroutine[Any, Any, None], choice: str = "auto") -> None:
+    """Run ``serve``'s coroutine on uvloop where installed (``auto``), or asyncio's own loop:
+    uvloop halves the loop's CPU per request, which bounds how many requests one process takes."""
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 async def serve(

@@ -28,6 +28,7 @@ from quote2cash.identity.records import (
     to_account,
 )
 from quote2cash.identity.signin import check_password
+from quote2cash.identity.token_cache import forget_verified_tokens
 from quote2cash.store.schema import operator_sessions, operators
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,7 @@ def change_roles(runtime: Runtime, name: str, roles: Iterable[str], *, by: Opera
             before=sorted(before.roles),
             after=sorted(wanted),
         )
+    forget_verified_tokens()
 
 
 def disable_operator(runtime: Runtime, name: str, *, by: Operator) -> None:
@@ -208,6 +210,7 @@ def disable_operator(runtime: Runtime, name: str, *, by: Operator) -> None:
         conn.execute(update(operators).where(operators.c.name == name).values(disabled_at=now))
         conn.execute(delete(operator_sessions).where(operator_sessions.c.operator == name))
         _audit(conn, now, by.name, "operator.disabled", name)
+    forget_verified_tokens()
 
 
 def enable_operator(runtime: Runtime, name: str, *, by: Operator) -> None:

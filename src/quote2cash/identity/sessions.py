@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, select
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import NotAuthenticated, Operator
 from quote2cash.identity.records import load_account
+from quote2cash.store.db import read_connection
 from quote2cash.store.schema import operator_sessions
 
 DEFAULT_TTL: Final = timedelta(hours=8)
@@ -73,7 +74,7 @@ def session_operator(runtime: Runtime, session_id: str) -> tuple[Operator, Sessi
     if not session_id or len(session_id) > MAX_ID_LENGTH:
         return None
     now = runtime.clock.now()
-    with runtime.engine.connect() as conn:
+    with read_connection(runtime.engine) as conn:
         row = conn.execute(
             select(operator_sessions).where(operator_sessions.c.id_hash == _id_hash(session_id))
         ).first()

@@ -8,13 +8,14 @@ is locked out, first for ``FIRST_LOCKOUT``, doubling with each further lockout u
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quote2cash.engine.runtime import Runtime
+from quote2cash.store.db import read_connection
 from quote2cash.store.schema import auth_throttle
 
 WINDOW: Final = timedelta(minutes=15)
@@ -38,19 +39,25 @@ def token_client_key(client: str) -> str:
 
 def locked(runtime: Runtime, keys: Iterable[str]) -> bool:
     """True if any of ``keys`` is locked out now."""
-    now = runtime.clock.now()
-    with runtime.engine.connect() as conn:
-        row = conn.execute(
-            select(auth_throttle.c.key).where(
-                auth_throttle.c.key.in_(list(keys)), auth_throttle.c.locked_until > now
-            )
-        ).first()
+    with read_connection(runtime.engine) as conn:
+        return locked_in(conn, keys, runtime.clock.now())
+
+
+def locked_in(conn: Connection, keys: Iterable[str], now: datetime) -> bool:
+    """``locked`` on a connection the caller already holds (one round trip with its own reads)."""
+    row = conn.execute(
+        select(auth_throttle.c.key).where(
+            auth_throttle.c.key.in_(list(keys)), auth_throttle.c.locked_until > now
+        )
+    ).first()
     return row is not None
 
 
-def record_failure(runtime: Runtime, keys: Iterable[str]) -> None:
-    """Count one failure against each key, locking out a key that reached the limit."""
+def record_failure(runtime: Runtime, keys: Iterable[str]) -> datetime | None:
+    """Count one failure against each key, locking out a key that reached the limit; returns
+    until when one of them is now locked out (None: none is)."""
     now = runtime.clock.now()
+    latest: datetime | None = None
     with runtime.engine.begin() as conn:
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         for key in sorted(set(keys)):
@@ -82,6 +89,9 @@ def record_failure(runtime: Runtime, keys: Iterable[str]) -> None:
                     locked_until=locked_until,
                 )
             )
+            if locked_until is not None and locked_until > now:
+                latest = locked_until if latest is None else max(latest, locked_until)
+    return latest
 
 
 def clear(runtime: Runtime, key: str) -> None:

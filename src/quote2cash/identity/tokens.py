@@ -1,6 +1,7 @@
 """API tokens: each belongs to an operator, carries at most the owner's roles, expires, and can
-be revoked. Shown once when issued, stored only as their SHA-256; every use re-checks the owner
-(a disabled owner's tokens are refused, a role the owner lost is never carried)."""
+be revoked. Shown once when issued, stored only as their SHA-256; a use re-checks the owner (a
+disabled owner's tokens are refused, a role the owner lost is never carried), at most
+``Q2C_TOKEN_CACHE_SECONDS`` after the last check in this process (``token_cache``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from quote2cash.identity import (
     throttle,
 )
 from quote2cash.identity.records import join_roles, load_account, split_roles
+from quote2cash.identity.token_cache import cache_for, forget_verified_tokens
 from quote2cash.settings import get_settings
+from quote2cash.store.db import read_connection
 from quote2cash.store.schema import api_tokens, operators
 
 log = logging.getLogger(__name__)
@@ -166,35 +169,64 @@ def issue_token(
 
 
 def _refuse(runtime: Runtime, client: str, reason: str, message: str) -> NotAuthenticated:
-    throttle.record_failure(runtime, [throttle.token_client_key(client)])
+    until = throttle.record_failure(runtime, [throttle.token_client_key(client)])
+    if until is not None:
+        cache_for(runtime.engine).locked_out(client, until)
     log.warning("token authentication failed from client %r: %s", client, reason)
     return NotAuthenticated(message)
 
 
+def _well_formed(token: str) -> bool:
+    return token.startswith(PREFIX) and len(token) <= MAX_TOKEN_LENGTH
+
+
+def cached_operator(runtime: Runtime, token: str, *, client: str = "unknown") -> Operator | None:
+    """The operator of a token this process verified moments ago (``token_cache``), without
+    touching the store; None: ask ``authenticate_token``."""
+    if not _well_formed(token):
+        return None
+    return cache_for(runtime.engine).operator(token_hash(token), client, runtime.clock.now())
+
+
 def authenticate_token(runtime: Runtime, token: str, *, client: str = "unknown") -> Operator:
     """The operator a token acts for, with the roles it carries now; NotAuthenticated for an
-    unknown, revoked or expired token, a disabled owner, or a client locked out by failures."""
-    if throttle.locked(runtime, [throttle.token_client_key(client)]):
+    unknown, revoked or expired token, a disabled owner, or a client locked out by failures.
+    A token verified in the last ``Q2C_TOKEN_CACHE_SECONDS`` is answered from this process's
+    cache (bounds in ``token_cache``); otherwise the lockout and the token in one connection."""
+    found = cached_operator(runtime, token, client=client)
+    if found is not None:
+        return found
+    unknown = "the token is unknown, revoked or expired"
+    cache = cache_for(runtime.engine)
+    generation = cache.generation
+    key = throttle.token_client_key(client)
+    digest = token_hash(token) if _well_formed(token) else None
+    now = runtime.clock.now()
+    with read_connection(runtime.engine) as conn:
+        locked = throttle.locked_in(conn, [key], now)
+        row: Any = (
+            conn.execute(
+                select(
+                    api_tokens.c.name,
+                    api_tokens.c.owner,
+                    api_tokens.c.roles,
+                    api_tokens.c.expires_at,
+                    api_tokens.c.revoked_at,
+                    operators.c.roles.label("owner_roles"),
+                    operators.c.disabled_at,
+                )
+                .select_from(
+                    api_tokens.outerjoin(operators, operators.c.name == api_tokens.c.owner)
+                )
+                .where(api_tokens.c.token_hash == digest)
+            ).first()
+            if digest is not None and not locked
+            else None
+        )
+    if locked:
         log.warning("token authentication refused from client %r: locked out", client)
         raise NotAuthenticated("too many failed attempts from this client; try again later")
-    unknown = "the token is unknown, revoked or expired"
-    if not token.startswith(PREFIX) or len(token) > MAX_TOKEN_LENGTH:
-        raise _refuse(runtime, client, "unknown token", unknown)
-    with runtime.engine.connect() as conn:
-        row: Any = conn.execute(
-            select(
-                api_tokens.c.name,
-                api_tokens.c.owner,
-                api_tokens.c.roles,
-                api_tokens.c.expires_at,
-                api_tokens.c.revoked_at,
-                operators.c.roles.label("owner_roles"),
-                operators.c.disabled_at,
-            )
-            .select_from(api_tokens.outerjoin(operators, operators.c.name == api_tokens.c.owner))
-            .where(api_tokens.c.token_hash == token_hash(token))
-        ).first()
-    now = runtime.clock.now()
+    cache.cleared(client)
     if row is None:
         raise _refuse(runtime, client, "unknown token", unknown)
     if row.revoked_at is not None:
@@ -209,7 +241,10 @@ def authenticate_token(runtime: Runtime, token: str, *, client: str = "unknown")
             unknown,
         )
     roles = _carried(split_roles(row.roles), split_roles(row.owner_roles))
-    return Operator(row.owner, roles, via="token", token_name=row.name)
+    operator = Operator(row.owner, roles, via="token", token_name=row.name)
+    if digest is not None:
+        cache.keep(digest, operator, row.expires_at, now, generation)
+    return operator
 
 
 def revoke_token(runtime: Runtime, token_name: str, *, by: Operator) -> None:
@@ -239,6 +274,7 @@ def revoke_token(runtime: Runtime, token_name: str, *, by: Operator) -> None:
             ],
             now,
         )
+    forget_verified_tokens()
 
 
 def list_tokens(runtime: Runtime, *, include_revoked: bool = False) -> list[TokenInfo]:

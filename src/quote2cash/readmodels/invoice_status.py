@@ -29,6 +29,7 @@ from quote2cash.canonical import Payment
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import decode_data
 from quote2cash.masterdata.xref import Kind, current_refs, lookup, resolve
+from quote2cash.store.db import read_connection
 from quote2cash.store.schema import events, invoice_keys, invoice_status, steps
 from quote2cash.store.types import UtcDateTime
 
@@ -350,8 +351,9 @@ def find_invoice(engine: Engine, ident: str) -> StoredInvoice | None:
     """The invoice ``ident`` names: billing then ERP cross-reference, a global id (``INV-...``),
     else an id the log named (billing id, invoice number, CRM id), in the order the log scan
     tried them. One statement of indexed lookups; a global id merged into another (rare for
-    invoices) takes the exact path through ``md_xrefs``' merge chain instead."""
-    with engine.connect() as conn:
+    invoices) takes the exact path through ``md_xrefs``' merge chain instead. A read-only
+    connection: on SQLite it never waits for a worker's write lock."""
+    with read_connection(engine) as conn:
         row = conn.execute(
             _FIND,
             {

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from quote2cash.private_files import PRIVATE_MODE, ensure_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+RECYCLE_SECONDS: Final = 1800
+"""PostgreSQL connections are replaced after this long (server-side idle timeouts, memory)."""
+IDLE_PING_SECONDS: Final = 10.0
+"""A PostgreSQL connection idle longer than this is pinged before use."""
+_IDLE_SINCE: Final = "q2c_idle_since"
+_READ_ONLY: Final = "q2c_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -26,9 +34,9 @@ def normalise_url(url: str) -> str:
 def open_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5) -> Engine:
     """An engine whose transactions are safe for several worker processes on either backend.
 
-    On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (no read-to-write upgrade
-    deadlocks between processes), the journal is WAL, and ``synchronous`` defaults to FULL so a
-    committed event survives power loss, not only a process crash.
+    On SQLite every transaction but a ``read_connection``'s starts with ``BEGIN IMMEDIATE`` (no
+    read-to-write upgrade deadlocks between processes), the journal is WAL, and ``synchronous``
+    defaults to FULL so a committed event survives power loss, not only a process crash.
     """
     url = normalise_url(url)
     parsed = make_url(url)
@@ -46,8 +54,40 @@ def open_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
         )
         _sqlite_hooks(engine, sqlite_synchronous)
         return engine
-    kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 2, "pool_pre_ping": True}
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=2, pool_recycle=RECYCLE_SECONDS)
+    _ping_when_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle: float) -> None:
+    """Check a pooled connection before use only if it sat idle ``idle`` s (a server restart or
+    an idle timeout may have closed it); one in steady use is not pinged on every checkout. A
+    dead one is replaced (the pool retries); one that dies in use invalidates the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _alive(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            lost = f"pooled connection lost while idle: {type(exc).__name__}"
+            raise DisconnectionError(lost) from None
+
+
+def read_connection(engine: Engine) -> Connection:
+    """A connection for reads only, in autocommit: each statement reads the last committed state
+    by itself (no BEGIN/ROLLBACK round trips; ``snapshot_connection`` when statements must
+    agree). On SQLite it takes no lock, so in WAL it never waits for a worker's commit."""
+    conn = engine.connect().execution_options(**{_READ_ONLY: True})
+    if engine.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+    return conn
 
 
 def _private_database_file(path: Path) -> None:
@@ -75,7 +115,8 @@ def _sqlite_hooks(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if not conn.get_execution_options().get(_READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def snapshot_connection(engine: Engine) -> Connection:
