@@ -42,6 +42,27 @@ def store_url(
     return pg_database(prefix)
 
 
+def backend_cpu_seconds(url: str) -> float:
+    """CPU seconds (user + system) spent so far by the PostgreSQL backends serving ``url``'s
+    database, read from /proc: robust to a shared machine's load, unlike a wall-clock rate."""
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        pids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,)
+            )
+        ]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a backend that ended meanwhile
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment with the project's ``src`` first on the path."""
     env = dict(os.environ)

@@ -281,7 +281,7 @@ def worker(
     ] = "flows",
     config: SystemsConfig = None,
     sandbox: SandboxDir = ".q2c/sandbox",
-    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 5000,
     once: Annotated[bool, typer.Option(help="Drain what is ready now, then exit")] = False,
 ) -> None:
     """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C."""

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from quote2cash.engine.audit_key import AuditKey, key_for
-from quote2cash.store.schema import audit_anchors, audit_head, audit_log
+from quote2cash.engine.dispatch_sql import AuditRow, insert_audit_rows
+from quote2cash.store.schema import audit_anchors, audit_head
 from quote2cash.store.upsert import insert_missing, upsert_row
 
 GENESIS = "0" * 64
@@ -138,28 +139,28 @@ def append_audit(
     key = key_for(conn.engine)
     at = at.astimezone(UTC)
     seq, prev = _lock_head(conn, chain)
-    rows = []
+    rows: list[AuditRow] = []
     for entry in entries:
         seq += 1
         details = canonical_json(entry.details or {})
         digest = _digest(key, prev, seq, at, entry, details, chain)
         rows.append(
-            {
-                "chain": chain,
-                "seq": seq,
-                "at": at,
-                "actor": entry.actor,
-                "action": entry.action,
-                "entity": entry.entity,
-                "correlation_id": entry.correlation_id,
-                "details": details,
-                "prev_hash": prev,
-                "hash": digest,
-                "key_id": key.key_id,
-            }
+            (
+                chain,
+                seq,
+                at,
+                entry.actor,
+                entry.action,
+                entry.entity,
+                entry.correlation_id,
+                details,
+                prev,
+                digest,
+                key.key_id,
+            )
         )
         prev = digest
-    conn.execute(insert(audit_log), rows)
+    insert_audit_rows(conn, rows, conn.dialect.name == "postgresql")
     conn.execute(update(audit_head).where(audit_head.c.chain == chain).values(seq=seq, hash=prev))
 
 

@@ -14,6 +14,7 @@ import secrets
 import stat
 import weakref
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -35,7 +36,7 @@ class AuditKey:
     secret: bytes = field(repr=False)
     source: str = "environment"
 
-    @property
+    @cached_property
     def key_id(self) -> str:
         return hashlib.sha256(self.secret).hexdigest()[:8]
 

@@ -9,6 +9,7 @@ no-op: effectively once.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import uuid
@@ -36,9 +37,23 @@ STEP_NAMESPACE = uuid.UUID("5f0c7d2e-9a4b-4f7e-8d51-2b6a9c3e1f00")
 log = logging.getLogger("quote2cash.engine")
 
 
+_NAMESPACE_BYTES = STEP_NAMESPACE.bytes
+
+
+def step_uuid(name: str) -> str:
+    """``str(uuid.uuid5(STEP_NAMESPACE, name))`` without building a UUID object: the same text
+    (a step's key must never change), computed once per step on the worker's hot path."""
+    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
+    digest = bytearray(sha1.digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def idempotency_key(event: Event, step: str) -> str:
     """Stable across re-runs and workers: derived only from (source, event id, step name)."""
-    return str(uuid.uuid5(STEP_NAMESPACE, f"{event.source}\x1f{event.id}\x1f{step}"))
+    return step_uuid(f"{event.source}\x1f{event.id}\x1f{step}")
 
 
 _decoder = msgspec.json.Decoder()
@@ -130,11 +145,7 @@ class HandlerContext:
         Its ``traceparent`` is the span in hand's, so its handling continues this trace.
         """
         n = len(self._emitted)
-        ident = str(
-            uuid.uuid5(
-                STEP_NAMESPACE, f"{self.event.source}\x1f{self.event.id}\x1femit\x1f{key or n}"
-            )
-        )
+        ident = step_uuid(f"{self.event.source}\x1f{self.event.id}\x1femit\x1f{key or n}")
         follow = Event(
             id=ident,
             source="q2c",

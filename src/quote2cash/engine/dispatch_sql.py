@@ -14,11 +14,17 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from quote2cash.store.bulk import copy_rows
 from quote2cash.store.types import parse_stored_time, sqlite_time_text
 
 _EVENT_COLUMNS = (
     "pos, event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
     "schema_version, data, attempts, traceparent"
+)
+
+_STEP_COLUMNS = "event_pos, name, idempotency_key, system, result, completed_at"
+_AUDIT_COLUMNS = (
+    "chain, seq, at, actor, action, entity, correlation_id, details, prev_hash, hash, key_id"
 )
 
 SubjectUpdate = tuple[str, int, datetime | None, int | None, str | None]
@@ -141,15 +147,26 @@ def insert_steps(conn: Connection, rows: Sequence[StepRow], postgres: bool) -> N
     if not rows:
         return
     if postgres:
-        conn.exec_driver_sql(
-            "INSERT INTO steps (event_pos, name, idempotency_key, system, result, completed_at) "
-            "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-            "%s::timestamptz[])",
-            tuple([r[i] for r in rows] for i in range(6)),
-        )
+        copy_rows(conn, "steps", _STEP_COLUMNS, rows)
         return
     conn.exec_driver_sql(
-        "INSERT INTO steps (event_pos, name, idempotency_key, system, result, completed_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
         [(*row[:5], sqlite_time(row[5])) for row in rows],
+    )
+
+
+AuditRow = tuple[str, int, datetime, str, str, str | None, str | None, str, str, str, str]
+"""(chain, seq, at, actor, action, entity, correlation_id, details, prev_hash, hash, key_id)."""
+
+
+def insert_audit_rows(conn: Connection, rows: Sequence[AuditRow], postgres: bool) -> None:
+    """Append signed audit entries: one COPY on PostgreSQL, one executemany on SQLite."""
+    if not rows:
+        return
+    if postgres:
+        copy_rows(conn, "audit_log", _AUDIT_COLUMNS, rows)
+        return
+    conn.exec_driver_sql(
+        f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*r[:2], sqlite_time(r[2]), *r[3:]) for r in rows],
     )

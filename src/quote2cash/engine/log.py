@@ -16,6 +16,7 @@ from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.dispatch_sql import sqlite_time
 from quote2cash.engine.events import Event, decode_data, encode_data, validate_envelope
 from quote2cash.observability.tracing import current_traceparent
+from quote2cash.store.bulk import copy_rows
 from quote2cash.store.schema import events
 
 _APPEND_RETRIES = 5
@@ -236,8 +237,4 @@ def _insert_sqlite(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None
 
 def _copy_postgres(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
     """COPY is PostgreSQL's fastest path; duplicates were filtered out before."""
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY events ({_COLUMNS}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    copy_rows(conn, "events", _COLUMNS, rows)
