@@ -200,7 +200,7 @@ async def test_approved_seat_changes_are_amendment_requests(harness: SalesforceH
 
 async def test_publish_status_twice_leaves_one_record(harness: SalesforceHarness):
     crm = harness.crm()
-    update = harness.invoice_status("INV-2026-0001", "Open", "199.98")
+    update = harness.invoice_status("INV-2026-0001", "open", "199.98")
     first = await crm.publish_status([update], idempotency_key="evt-1:publish")
     again = await crm.publish_status([update], idempotency_key="evt-1:publish")
     assert [r.error for r in first + again] == [None, None]
@@ -213,8 +213,8 @@ async def test_publish_status_twice_leaves_one_record(harness: SalesforceHarness
 
 async def test_publish_status_updates_what_it_created(harness: SalesforceHarness):
     crm = harness.crm()
-    opened = harness.invoice_status("INV-7", "Open", "50.00")
-    paid = harness.invoice_status("INV-7", "Paid", "50.00")
+    opened = harness.invoice_status("INV-7", "open", "50.00")
+    paid = harness.invoice_status("INV-7", "paid", "50.00")
     created = await crm.publish_status([opened], idempotency_key="evt-2:publish")
     updated = await crm.publish_status([paid], idempotency_key="evt-3:publish")
     assert (created[0].created, updated[0].created) == (True, False)
@@ -222,9 +222,9 @@ async def test_publish_status_updates_what_it_created(harness: SalesforceHarness
     assert [r["Status__c"] for r in stored] == ["Paid"]
 
 
-async def test_unknown_status_field_fails_that_record_only(harness: SalesforceHarness):
-    bad, field = harness.invoice_status_with_unknown_field("INV-BAD")
-    good = harness.invoice_status("INV-GOOD", "Open", "1.00")
+async def test_refused_status_fails_that_record_only(harness: SalesforceHarness):
+    bad, field = harness.invoice_status_the_crm_refuses("INV-BAD")
+    good = harness.invoice_status("INV-GOOD", "open", "1.00")
     results = await harness.crm().publish_status([bad, good], idempotency_key="evt-4:publish")
     assert [r.external_id for r in results] == ["INV-BAD", "INV-GOOD"]
     assert results[0].error is not None and field in results[0].error
@@ -263,7 +263,7 @@ async def test_expired_session_is_renewed_transparently(harness: SalesforceHarne
     assert (await crm.get_deal(ids["usd_deal"])).total == Money("99.99", "USD")
     harness.expire_sessions()
     results = await crm.publish_status(
-        [harness.invoice_status("INV-9", "Open", "9.99")], idempotency_key="evt-5:publish"
+        [harness.invoice_status("INV-9", "open", "9.99")], idempotency_key="evt-5:publish"
     )
     assert results[0].error is None
 
