@@ -80,23 +80,25 @@ def registry(xref: XrefStore) -> Registry:
 
     async def closed_won(ctx: HandlerContext, event: Event) -> None:
         n = event.subject.rsplit("-", 1)[1]
-        await ctx.step("crm.get_deal", lambda _k: dict(event.data), system="crm")
-        await ctx.step("billing.upsert_customer", lambda _k: f"cus_bench{n}", system="billing")
+        await ctx.step("crm.get_deal", lambda _k: dict(event.data))
+        await ctx.step("billing.upsert_customer", lambda _k: f"cus_bench{n}")
         await ctx.step(
-            "billing.create_subscription", lambda _k: {"id": f"sub_bench{n}"}, system="billing"
+            "billing.create_subscription",
+            lambda _k: {"id": f"sub_bench{n}"},
         )
-        await ctx.step("erp.book_order", lambda _k: n, system="erp")
+        await ctx.step("erp.book_order", lambda _k: n)
         customer = xref.ensure_global_id(Kind.CUSTOMER, "crm", str(event.data["account_id"]))
         xref.link(customer, "billing", f"cus_bench{n}")
 
     async def finalized(ctx: HandlerContext, event: Event) -> None:
         obj = event.data["object"]
         posted = await ctx.step(
-            "erp.post_invoice", lambda _k: {"erp_id": obj["number"][6:]}, system="erp"
+            "erp.post_invoice",
+            lambda _k: {"erp_id": obj["number"][6:]},
         )
         invoice = xref.ensure_global_id(Kind.INVOICE, "billing", obj["id"])
         xref.link(invoice, "erp", f"erp-{posted['erp_id']}")
-        await ctx.step("crm.publish_invoice", lambda _k: [f"a01B{obj['number']}"], system="crm")
+        await ctx.step("crm.publish_invoice", lambda _k: [f"a01B{obj['number']}"])
 
     reg.add("crm.opportunity.closed_won", closed_won)
     reg.add("billing.invoice.finalized", finalized)

@@ -25,14 +25,12 @@ def step_registry(steps: int, systems: tuple[str, ...]) -> Registry:
     gate, the step row with its idempotency key, and the step's audit entry.
     """
     registry = Registry()
-    names = [
-        (f"{systems[i % len(systems)]}.record_{i}", systems[i % len(systems)]) for i in range(steps)
-    ]
+    names = [f"{systems[i % len(systems)]}.record_{i}" for i in range(steps)]
 
     @registry.on(EVENT_TYPE)
     async def handle(ctx: HandlerContext, event: Event) -> None:
-        for name, system in names:
-            await ctx.step(name, lambda key: key, system=system)
+        for name in names:
+            await ctx.step(name, lambda key: key)
 
     return registry
 

@@ -60,10 +60,10 @@ def child(events: int, subjects: int, url: str) -> dict[str, Any]:
     @registry.on("crm.opportunity.closed_won")
     async def closed_won(ctx: HandlerContext, event: Event) -> None:
         n = event.data["n"]
-        await ctx.step("crm.get_deal", lambda _k: dict(event.data), system="crm")
-        await ctx.step("billing.upsert_customer", lambda _k: f"cus_bench{n}", system="billing")
-        await ctx.step("billing.create_subscription", lambda _k: f"sub_bench{n}", system="billing")
-        await ctx.step("erp.book_order", lambda _k: n, system="erp")
+        await ctx.step("crm.get_deal", lambda _k: dict(event.data))
+        await ctx.step("billing.upsert_customer", lambda _k: f"cus_bench{n}")
+        await ctx.step("billing.create_subscription", lambda _k: f"sub_bench{n}")
+        await ctx.step("erp.book_order", lambda _k: n)
 
     runtime = Runtime.open(url, sqlite_synchronous="NORMAL")
     evs = [

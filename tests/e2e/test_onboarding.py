@@ -139,7 +139,12 @@ async def test_erp_first_policy_writes_nothing_to_billing_while_the_erp_is_pause
             ]
             assert named == []
             assert world.desk.sf.Opportunity.get(opportunity)["Subscription_Id__c"] is None
-            assert _steps_of_deal(hub, "C-EF-0001") == {"crm.get_deal", "crm.get_account"}
+            assert _steps_of_deal(hub, "C-EF-0001") == {
+                "crm.get_deal",
+                "crm.list_products",
+                "crm.get_account",
+                "deal.resolved",
+            }
 
             resume_system(runtime, "erp", by=ERP_ADMIN, reason="back")
             await hub.settle()

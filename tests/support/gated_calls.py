@@ -24,4 +24,4 @@ async def call_erp(ctx: HandlerContext, event: Event) -> None:
         async with aiohttp.ClientSession() as http, http.post(url) as answered:
             return answered.status
 
-    await ctx.step("erp.call", post, system="erp")
+    await ctx.step("erp.call", post)

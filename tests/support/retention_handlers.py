@@ -20,7 +20,7 @@ async def record(ctx: HandlerContext, event: Event) -> None:
     if event.subject.startswith("flaky-") and event.id not in _tried:
         _tried.add(event.id)
         raise TransientError(f"{event.subject}: ledger timed out")
-    await ctx.step("ledger.post", lambda key: {"posted": event.id, "key": key})
+    await ctx.local_step("ledger.post", lambda key: {"posted": event.id, "key": key})
 
 
 _tried: set[str] = set()

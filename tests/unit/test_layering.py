@@ -247,7 +247,6 @@ def test_flows_never_import_the_experience_layer_or_the_sandbox() -> None:
     assert not found, report(found)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: h/flows moves CRM shapes into connectors")
 def test_flows_name_no_salesforce_field() -> None:
     """System shapes live in their connector's mapping.py: no ``__c`` in flows, code or text."""
     found = []

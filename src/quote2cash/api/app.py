@@ -36,6 +36,7 @@ from quote2cash.api.routing import ParameterError
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
+from quote2cash.connectors.salesforce import mapping as salesforce_mapping
 from quote2cash.console.links import ObjectLinks
 from quote2cash.engine.clock import Clock, SystemClock
 from quote2cash.engine.control import ControlError, system_status
@@ -46,7 +47,7 @@ from quote2cash.engine.log import Appended
 from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
 from quote2cash.engine.queries import EventRow, find_event, list_events
 from quote2cash.engine.runtime import Runtime
-from quote2cash.flows.intake import REJECTED, billing_event, callout_event, rejected_event
+from quote2cash.flows.intake import REJECTED, billing_event, deal_event, rejected_event
 from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
 from quote2cash.identity.tokens import authenticate_token, cached_operator
@@ -381,7 +382,10 @@ class HubApi:
                     f"{record}: field 'eventType' is {kind!r}; expected 'opportunity.closed_won'",
                     system="crm",
                 )
-            return callout_event(message, time=_event_time(message.get("eventTime")) or now)
+            return deal_event(
+                *salesforce_mapping.closed_won_callout(message),
+                time=_event_time(message.get("eventTime")) or now,
+            )
 
         return await self._intake("crm", record, deal, request, body)
 

@@ -13,11 +13,12 @@ from typing import Any, Final
 
 import msgspec
 
+from quote2cash.connectors.salesforce import mapping as salesforce_mapping
 from quote2cash.connectors.stripe import mapping as stripe_mapping
 from quote2cash.engine.events import Event
 from quote2cash.engine.quarantine import QuarantinedDelivery, QuarantineError
 from quote2cash.engine.runtime import Runtime
-from quote2cash.flows.intake import billing_event, callout_event
+from quote2cash.flows.intake import billing_event, deal_event
 
 MAX_DEPTH: Final = 32
 """Stripe events nest about 8 deep; deeper bodies are refused before any recursive code."""
@@ -123,7 +124,9 @@ def understand_delivery(runtime: Runtime, delivery: QuarantinedDelivery) -> Even
         message = callout_shape(delivery.body)
         if message.get("eventType") != "opportunity.closed_won":
             raise QuarantineError("field 'eventType': expected 'opportunity.closed_won'")
-        return callout_event(message, time=delivery.received_at)
+        return deal_event(
+            *salesforce_mapping.closed_won_callout(message), time=delivery.received_at
+        )
     except Unintelligible as exc:
         raise QuarantineError(f"the hub still cannot understand it: {exc}") from None
     except QuarantineError:

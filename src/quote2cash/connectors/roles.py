@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -26,6 +26,7 @@ from quote2cash.canonical import (
     PricePlan,
     Product,
     Subscription,
+    SubscriptionStatus,
     UsageRecord,
 )
 
@@ -87,7 +88,13 @@ class InvoiceStatusReport:
 
 @dataclass(frozen=True)
 class BillingEvent:
-    """A billing platform event, as the hub logs it (source ``billing``)."""
+    """A billing platform event, as the hub logs it (source ``billing``).
+
+    ``data`` holds, in every billing connector's words: ``object_type`` (``invoice``,
+    ``subscription``, ``payment`` ...), ``object_id`` (billing's id of it: what the flows read
+    again through the role), ``customer`` (billing's customer id) and ``contract_number`` (the
+    hub's contract the object belongs to, None if none). Anything else is the connector's own
+    record of the event, for the hub's read model and people, never read by a flow."""
 
     id: str
     type: str
@@ -96,18 +103,118 @@ class BillingEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class StatusUpdate:
-    """A status written back to the CRM: which object (by external id) and which fields."""
+class InvoiceStanding(StrEnum):
+    """Where an invoice stands for the sales team: billing's status with the hub's reading of
+    overdue and refunded (billing's own word for both is still ``open`` / ``paid``)."""
 
-    object_type: str
-    external_id_field: str
-    external_id: str
-    fields: dict[str, Any]
+    OPEN = "open"
+    PAID = "paid"
+    OVERDUE = "overdue"
+    REFUNDED = "refunded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+
+
+@dataclass(frozen=True)
+class CustomerLinks:
+    """A CRM account's ids in the hub, the ERP and billing, and the legal entity serving it."""
+
+    account_id: str
+    global_id: str
+    erp_customer_id: str
+    billing_customer_id: str
+    legal_entity: str
+
+
+@dataclass(frozen=True)
+class DealSubscribed:
+    """A won deal has its billing subscription; ``correlation_id`` traces the deal in the hub."""
+
+    opportunity_id: str
+    subscription_id: str
+    status: SubscriptionStatus
+    correlation_id: str
+
+
+@dataclass(frozen=True)
+class DealActivated:
+    """A won deal's subscription is active, billing from ``billing_start`` (None: not known)."""
+
+    opportunity_id: str
+    subscription_id: str
+    billing_start: date | None
+
+
+@dataclass(frozen=True)
+class DealCanceled:
+    """A won deal's subscription has ended."""
+
+    opportunity_id: str
+
+
+@dataclass(frozen=True)
+class DealInvoiceStanding:
+    """Where the latest invoice of a won deal's contract stands."""
+
+    opportunity_id: str
+    standing: InvoiceStanding
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    """An invoice as the sales team sees it, keyed by billing's invoice ``number`` (written once
+    per number however often it is published)."""
+
+    number: str
+    account_id: str
+    total: Money
+    balance: Money
+    standing: InvoiceStanding
+    due_date: date | None
+
+
+@dataclass(frozen=True)
+class ContractState:
+    """A subscription contract as billing has it now, keyed by billing's ``subscription_id``
+    (one CRM record per subscription however often it is published)."""
+
+    subscription_id: str
+    account_id: str
+    opportunity_id: str
+    status: SubscriptionStatus
+    seats: int
+    starts: date
+    ends: date
+
+
+@dataclass(frozen=True)
+class AmendmentOutcome:
+    """What became of a CRM amendment request: applied (from ``previous_seats`` when a quantity
+    changed) or failed (the reason is in the hub's exception queue)."""
+
+    request_id: str
+    applied: bool
+    previous_seats: int | None = None
+
+
+CrmStatus = (
+    CustomerLinks
+    | DealSubscribed
+    | DealActivated
+    | DealCanceled
+    | DealInvoiceStanding
+    | InvoiceState
+    | ContractState
+    | AmendmentOutcome
+)
+"""What the hub tells the CRM, in business terms; each CRM connector maps it to its records."""
 
 
 @dataclass(frozen=True)
 class StatusResult:
+    """The CRM's answer to one published status: the record's key (``external_id``: an invoice
+    number, a subscription id, an opportunity id), the CRM's id of the record it wrote, whether
+    it created it, or why it refused it."""
+
     external_id: str
     crm_id: str | None
     created: bool
@@ -135,8 +242,12 @@ class Crm(Protocol):
     async def list_products(self) -> list[Product]: ...
 
     async def publish_status(
-        self, updates: Sequence[StatusUpdate], *, idempotency_key: str
-    ) -> list[StatusResult]: ...
+        self, updates: Sequence[CrmStatus], *, idempotency_key: str
+    ) -> list[StatusResult]:
+        """Write each status to the CRM, results in input order; publishing again converges on
+        the same records (upsert by their business key). A record the CRM refuses gets
+        ``error``; auth and transient failures are raised."""
+        ...
 
     async def check(self) -> SystemCheck: ...
 

@@ -68,7 +68,6 @@ def build_registry(book: DemoBook) -> Registry:
         await ctx.step(
             "billing.create_subscription",
             lambda key: book.billing.write(key, {"seats": event.data["seats"]}),
-            system="billing",
         )
         book.order_seen[event.subject].append(event.sequence or 0)
 
@@ -84,7 +83,6 @@ def build_registry(book: DemoBook) -> Registry:
         await ctx.step(
             "erp.post_invoice",
             lambda key: book.erp.write(key, {"amount": event.data["amount"], "currency": currency}),
-            system="erp",
         )
         book.order_seen[event.subject].append(event.sequence or 0)
 
@@ -93,7 +91,6 @@ def build_registry(book: DemoBook) -> Registry:
         await ctx.step(
             "erp.apply_payment",
             lambda key: book.erp.write(key, {"amount": event.data["amount"]}),
-            system="erp",
         )
         book.order_seen[event.subject].append(event.sequence or 0)
 

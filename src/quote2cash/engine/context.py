@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TARGET_SYSTEMS: Final = ("crm", "billing", "erp")
-"""The systems a step's name may start with (``erp.post_invoice``): such a step is gated by that
-system whether or not its caller names it (DESIGN 4.6: derived, never optional)."""
+"""The systems a step's name may start with (``erp.post_invoice``): the step is gated by that
+system, derived from its name, never named apart from it (DESIGN 4.6: derived, never optional)."""
 STEP_NAMESPACE = uuid.UUID("5f0c7d2e-9a4b-4f7e-8d51-2b6a9c3e1f00")
 log = logging.getLogger("quote2cash.engine")
 
@@ -92,31 +92,48 @@ class HandlerContext:
         return step in self._completed
 
     @overload
-    async def step(
-        self, name: str, action: Callable[[str], Awaitable[T]], *, system: str | None = None
-    ) -> T: ...
+    async def step(self, name: str, action: Callable[[str], Awaitable[T]]) -> T: ...
 
     @overload
-    async def step(
-        self, name: str, action: Callable[[str], T], *, system: str | None = None
-    ) -> T: ...
+    async def step(self, name: str, action: Callable[[str], T]) -> T: ...
 
-    async def step(
-        self,
-        name: str,
-        action: Callable[[str], Awaitable[T] | T],
-        *,
-        system: str | None = None,
-    ) -> T:
+    async def step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> T:
         """Run ``action(idempotency_key)`` once per (event, step); its result must be JSON-able.
 
-        The call goes through the gate (pause, breaker, rate) of ``system``, else of the target
-        system the name starts with (``crm.get_deal`` -> crm).
+        The call goes through the gate (pause, breaker, rate) of the target system the name
+        starts with (``crm.get_deal`` -> crm). A name that starts with none is a ``ValueError``
+        before anything runs, so no system call goes ungated; a step that calls no system is a
+        ``local_step``.
         """
+        system = step_system(name)
+        if system is None:
+            raise ValueError(
+                f"step {name!r} names no target system: expected '<system>.<operation>' with "
+                f"<system> one of {', '.join(TARGET_SYSTEMS)} (use local_step for one that "
+                "calls no system)"
+            )
+        return await self._run(name, action, system)
+
+    @overload
+    async def local_step(self, name: str, action: Callable[[str], Awaitable[T]]) -> T: ...
+
+    @overload
+    async def local_step(self, name: str, action: Callable[[str], T]) -> T: ...
+
+    async def local_step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> T:
+        """A recorded step that calls no system (a decision, a reading of the hub's own state):
+        like ``step``, ungated; a name that starts with a target system is a ``ValueError``."""
+        system = step_system(name)
+        if system is not None:
+            raise ValueError(f"step {name!r} calls {system}: it is a gated step (use step)")
+        return await self._run(name, action, None)
+
+    async def _run(
+        self, name: str, action: Callable[[str], Awaitable[T] | T], system: str | None
+    ) -> T:
         if name in self._completed:
             return _decoder.decode(self._completed[name])  # type: ignore[no-any-return]
         key = self.idempotency_key(name)
-        system = system or step_system(name)
         with tracing.step_span(self.event, name, system):
             if system is not None:
                 async with self.runtime.gates.call(system, name):

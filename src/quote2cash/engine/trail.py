@@ -110,3 +110,20 @@ def has_step(runtime: Runtime, event_pos: int, step_name: str) -> bool:
             ).first()
             is not None
         )
+
+
+def recorded_result(runtime: Runtime, source: str, event_id: str, step_name: str) -> Any:
+    """What the ``step_name`` step of the event ``(source, event_id)`` returned (decoded), or
+    None if that step never completed: a later event uses what an earlier one decided."""
+    with runtime.engine.connect() as conn:
+        found = conn.execute(
+            select(steps.c.result)
+            .join(events, steps.c.event_pos == events.c.pos)
+            .where(
+                events.c.source == source,
+                events.c.event_id == event_id,
+                steps.c.name == step_name,
+            )
+            .limit(1)
+        ).scalar_one_or_none()
+    return None if found is None else decode_data(found)

@@ -1,8 +1,10 @@
 """Process APIs: one module per business process, each a sequence of durable engine steps.
 
 ``build_registry(deps)`` wires them to the event types they handle. Handlers declare no systems
-up front: each step names its system, so a paused ERP holds an event at its first ERP step
-while the CRM and billing steps before it go ahead.
+up front: each step's name starts with the system it calls (``erp.book_order``), which gates it,
+so a paused ERP holds an event at its first ERP step while the CRM and billing steps before it
+go ahead. Flows speak business terms only: canonical objects, the roles' status types and the
+canonical keys of billing events; every system's own shapes stay in its connector.
 """
 
 from __future__ import annotations

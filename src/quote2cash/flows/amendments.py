@@ -31,28 +31,30 @@ from quote2cash.canonical import (
     Ref,
     Subscription,
 )
-from quote2cash.connectors.roles import StatusUpdate
+from quote2cash.connectors.roles import AmendmentOutcome
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError, PermanentError
 from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.allocation import SeatPrice, seat_billing_prices, seat_prices
 from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.intake import billed_object_id
 from quote2cash.flows.lifecycle import (
     CRM_SUBSCRIPTION,
     ContractLinks,
     cancel_contract,
     contract_links,
-    subscription_update,
+    contract_state,
 )
 from quote2cash.flows.new_business import (
+    ResolvedDeal,
     activate_subscription,
     line_discounts,
     map_deal,
-    read_deal,
+    resolved_deal,
 )
-from quote2cash.flows.onboarding import contract_entity, dump, published, read_account
-from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_number_of, contract_subject
+from quote2cash.flows.onboarding import dump, published
+from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_subject
 from quote2cash.masterdata import MappedOrderLine
 from quote2cash.masterdata.xref import Kind, XrefStore
 
@@ -146,7 +148,7 @@ async def request_amendment(ctx: HandlerContext, event: Event, deps: FlowDeps) -
         return
     if ctx.released(applied_key(contract, number)):
         raise DataError(
-            f"{amendment.label}: field 'Amendment_Number__c' is {number}, but contract "
+            f"{amendment.label}: its amendment number is {number}, but contract "
             f"{contract} already applied another request as amendment {number}; expected the "
             "next free number"
         )
@@ -208,15 +210,14 @@ async def activate_contract(ctx: HandlerContext, event: Event, deps: FlowDeps) -
 def release_activation(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """What an activation lets go ahead: its contract's amendments, and requests that named its
     billing or CRM subscription before the hub knew it."""
-    obj: dict[str, Any] = event.data.get("object") or {}
     contract = (
         event.subject.removeprefix(CONTRACT_PREFIX)
         if event.subject.startswith(CONTRACT_PREFIX)
-        else contract_number_of(obj)
+        else event.data.get("contract_number")
     )
     if contract:
-        ctx.release(activated_key(contract))
-    sub_id = str(obj.get("id") or event.data.get("object_id"))
+        ctx.release(activated_key(str(contract)))
+    sub_id = billed_object_id(event)
     ctx.release(subscription_known_key("billing", sub_id))
     gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id)
     crm_id = deps.xref.local_id(gid, CRM_SUBSCRIPTION) if gid else None
@@ -234,7 +235,6 @@ async def apply_amendment(
         await ctx.step(
             "billing.get_subscription",
             lambda _k: dump(deps.billing.get_subscription(sub_id)),
-            system="billing",
         )
     )
     request_id = amendment.external_ids["crm"]
@@ -242,8 +242,9 @@ async def apply_amendment(
         after = await cancel_contract(ctx, deps, links, before, amendment)
         await _publish_applied(ctx, deps, request_id, links, after, previous=None)
         return
-    order = await read_deal(ctx, deps, links.opportunity_id)
-    mapped = await map_deal(deps, order)
+    deal = await resolved_deal(ctx, deps, links.opportunity_id, links.global_id)
+    order = deal.order
+    mapped = map_deal(deps, order, deal.codes)
     item_id, line, per_seat = await _amended_item(deps, before, amendment, mapped)
     held = next(i.quantity for i in before.items if i.id_in("billing") == item_id) or 0
     if held % per_seat:
@@ -273,7 +274,7 @@ async def apply_amendment(
             }
         )
         after = await _change_quantity(ctx, deps, companion, f"billing.change_quantity.{other}")
-    await _book_delta(ctx, deps, order, mapped, line, amendment, previous)
+    await _book_delta(ctx, deps, deal, mapped, line, amendment, previous)
     await _publish_applied(ctx, deps, request_id, links, after, previous=previous)
 
 
@@ -284,7 +285,6 @@ async def _change_quantity(
         await ctx.step(
             step,
             lambda key: dump(deps.billing.change_quantity(target, idempotency_key=key)),
-            system="billing",
         )
     )
 
@@ -335,7 +335,7 @@ async def _amended_item(
 async def _book_delta(
     ctx: HandlerContext,
     deps: FlowDeps,
-    order: Order,
+    deal: ResolvedDeal,
     mapped: list[MappedOrderLine],
     line: MappedOrderLine,
     amendment: Amendment,
@@ -346,6 +346,7 @@ async def _book_delta(
     delta = amendment.new_quantity - previous
     if delta == 0:
         return
+    order = deal.order
     [percent] = [
         p
         for m, p in zip(mapped, await line_discounts(deps, order, mapped), strict=True)
@@ -360,14 +361,7 @@ async def _book_delta(
             line.code,
         )
         return
-    account = await read_account(ctx, deps, order.customer.external_ids["crm"])
-    customer_gid = deps.xref.ensure_global_id(
-        Kind.CUSTOMER, "crm", account.external_ids["crm"], actor="flows"
-    )
-    contract_gid = deps.xref.ensure_global_id(
-        Kind.SUBSCRIPTION, "crm", order.external_ids["crm"], actor="flows"
-    )
-    entity = contract_entity(deps, contract_gid, customer_gid, account, order.currency)
+    customer_gid = deal.customer_gid
     erp_customer = deps.xref.local_id(customer_gid, "erp")
     if erp_customer is None:
         raise DataError(f"{amendment.label}: customer {customer_gid} has no ERP id")
@@ -394,10 +388,7 @@ async def _book_delta(
     )
     sale = await ctx.step(
         "erp.book_amendment",
-        lambda key: deps.erp.book_order(
-            booking, legal_entity=entity.entity_key, idempotency_key=key
-        ),
-        system="erp",
+        lambda key: deps.erp.book_order(booking, legal_entity=deal.entity, idempotency_key=key),
     )
     order_gid = deps.xref.ensure_global_id(Kind.ORDER, "crm", request_id, actor="flows")
     deps.xref.link(order_gid, "erp", str(sale), actor="flows")
@@ -428,21 +419,11 @@ async def _publish_applied(
     *,
     previous: int | None,
 ) -> None:
-    fields: dict[str, Any] = {"Status__c": "Applied"}
-    if previous is not None:
-        fields["Previous_Quantity__c"] = previous
+    outcome = AmendmentOutcome(request_id, applied=True, previous_seats=previous)
+    state = contract_state(links, after, deps)
     await ctx.step(
         "crm.publish_amendment",
-        lambda key: published(
-            deps.crm.publish_status(
-                [
-                    StatusUpdate("Amendment_Request__c", "Id", request_id, fields),
-                    subscription_update(links, after, deps),
-                ],
-                idempotency_key=key,
-            )
-        ),
-        system="crm",
+        lambda key: published(deps.crm.publish_status([outcome, state], idempotency_key=key)),
     )
 
 
@@ -450,21 +431,11 @@ async def _publish_failed(
     ctx: HandlerContext, deps: FlowDeps, amendment: Amendment, refused: PermanentError
 ) -> None:
     """The rep sees Failed on the request (the reason is in the hub's exception queue)."""
-    request_id = amendment.external_ids["crm"]
+    outcome = AmendmentOutcome(amendment.external_ids["crm"], applied=False)
     try:
         await ctx.step(
             "crm.publish_amendment_failed",
-            lambda key: published(
-                deps.crm.publish_status(
-                    [
-                        StatusUpdate(
-                            "Amendment_Request__c", "Id", request_id, {"Status__c": "Failed"}
-                        )
-                    ],
-                    idempotency_key=key,
-                )
-            ),
-            system="crm",
+            lambda key: published(deps.crm.publish_status([outcome], idempotency_key=key)),
         )
     except PermanentError:
         log.warning("%s: could not mark the CRM request Failed after: %s", amendment.label, refused)

@@ -102,7 +102,11 @@ class FlowDeps:
         return self._price_plans.get(price)
 
     async def _load_prices(self) -> None:
-        for plan in await self.billing.list_prices():
+        """Billing's price list, read through billing's gate (pause, breaker, rate) like a step:
+        it is kept per process, so no event records it."""
+        async with self.runtime.gates.call("billing", "billing.list_prices"):
+            plans = await self.billing.list_prices()
+        for plan in plans:
             pid, key = plan.external_ids.get("billing"), plan.external_ids.get("lookup_key")
             if pid and key:
                 self._price_keys[pid] = key

@@ -1,9 +1,9 @@
 """Intake: what the CRM and billing tell us becomes events in the log, durable before acked.
 
-Webhooks (Stripe events, the Salesforce Closed-Won callout) and polling (the fallback) produce
-the same event ids, so a deal or an invoice seen both ways is logged once. A billing event
-joins its contract's subject (the contract number billing keeps in the subscription's
-metadata) and carries the correlation id the deal started with.
+Webhooks (billing events, the CRM's Closed-Won callout, each read by its connector's mapping)
+and polling (the fallback) produce the same event ids, so a deal or an invoice seen both ways
+is logged once. A billing event joins its contract's subject (the contract number its
+connector reads from billing) and carries the correlation id the deal started with.
 
 One bad record never stops intake: a record that cannot be mapped or logged is logged instead
 as ``intake.record.rejected`` in a subject of its own, whose handler puts it in the exception
@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 from quote2cash.canonical import Amendment, Order
 from quote2cash.connectors.roles import Billing, BillingEvent, Crm, RejectedRecord
@@ -29,7 +28,7 @@ from quote2cash.engine.errors import Category, DataError, IntegrationError, Perm
 from quote2cash.engine.events import Event, EventValidationError, validate_envelope
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.subjects import contract_number_of, contract_subject
+from quote2cash.flows.subjects import contract_subject
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
 
@@ -44,10 +43,15 @@ def correlation_of_subject(runtime: Runtime, subject: str) -> str | None:
     return runtime.log.first_correlation(subject)
 
 
+def deal_event_id(opportunity_id: str) -> str:
+    """The id of a won deal's event (source ``crm``), the same however it was heard of."""
+    return f"closed_won:{opportunity_id}"
+
+
 def deal_event(opportunity_id: str, contract_number: str, *, time: datetime) -> Event:
     """The one event for a won deal, however it was heard of (callout or polling)."""
     return Event(
-        id=f"closed_won:{opportunity_id}",
+        id=deal_event_id(opportunity_id),
         source="crm",
         type=CLOSED_WON,
         subject=contract_subject(contract_number),
@@ -62,21 +66,9 @@ def order_event(order: Order, *, time: datetime) -> Event:
     return deal_event(opportunity_id, order.number or opportunity_id, time=time)
 
 
-def callout_event(message: dict[str, Any], *, time: datetime) -> Event:
-    """The Salesforce Closed-Won callout (already verified) as the deal's event."""
-    opp: dict[str, Any] = message.get("opportunity") or {}
-    opportunity_id = str(opp.get("Id") or "")
-    if not opportunity_id:
-        raise DataError(f"callout {message.get('messageId')}: field 'opportunity.Id' is missing")
-    return deal_event(
-        opportunity_id, str(opp.get("Contract_Number__c") or opportunity_id), time=time
-    )
-
-
 def billing_event(runtime: Runtime, be: BillingEvent) -> Event:
     """A billing platform event in its contract's subject, with the deal's correlation id."""
-    obj: dict[str, Any] = be.data.get("object") or {}
-    number = contract_number_of(obj)
+    number = be.data.get("contract_number")
     subject = contract_subject(number) if number else f"billing:{be.subject}"
     correlation = correlation_of_subject(runtime, subject) or f"billing-{be.subject or be.id}"
     return Event(
@@ -88,6 +80,14 @@ def billing_event(runtime: Runtime, be: BillingEvent) -> Event:
         correlation_id=correlation,
         data=be.data,
     )
+
+
+def billed_object_id(event: Event) -> str:
+    """Billing's id of what a billing event is about (``BillingEvent``'s ``object_id``)."""
+    ident = event.data.get("object_id")
+    if not ident:
+        raise DataError(f"event {event.id}: field 'data.object_id' is missing")
+    return str(ident)
 
 
 def rejected_event(rejected: RejectedRecord, *, time: datetime) -> Event:

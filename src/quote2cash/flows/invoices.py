@@ -14,20 +14,29 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from quote2cash.canonical import (
+    Customer,
     Invoice,
     InvoiceLine,
     InvoiceStatus,
+    Money,
     Payment,
     PaymentStatus,
     Ref,
     Subscription,
 )
-from quote2cash.connectors.roles import InvoiceStatusReport, StatusUpdate
+from quote2cash.connectors.roles import (
+    CrmStatus,
+    DealInvoiceStanding,
+    InvoiceStanding,
+    InvoiceState,
+    InvoiceStatusReport,
+    StatusResult,
+)
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
-from quote2cash.flows.intake import correlation_of_subject
+from quote2cash.flows.intake import billed_object_id, correlation_of_subject
 from quote2cash.flows.onboarding import dump, published
 from quote2cash.flows.subjects import CONTRACT_PREFIX, contract_subject
 from quote2cash.masterdata.xref import Kind
@@ -44,7 +53,7 @@ def erp_invoice_key(invoice_id: str) -> str:
 
 async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.invoice.finalized``: post it in the ERP and show it in the CRM."""
-    invoice_id = _object_id(event)
+    invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     customer_gid = deps.xref.global_id_for(
         Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
@@ -55,7 +64,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     crm_account = deps.xref.local_id(customer_gid, "crm")
     if erp_customer is None or crm_account is None:
         raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
-    entity_key = await entity_of(deps, invoice, customer_gid, erp_customer)
+    entity_key = await entity_of(ctx, deps, invoice, customer_gid, erp_customer)
     lines = [await _erp_line(deps, invoice, line) for line in invoice.lines]
     erp_invoice = invoice.model_copy(
         update={
@@ -68,7 +77,6 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         lambda key: receipt_of(
             deps.erp.post_invoice(erp_invoice, legal_entity=entity_key, idempotency_key=key)
         ),
-        system="erp",
     )
     if Decimal(posted["total"]) != invoice.total.amount:
         raise DataError(
@@ -83,19 +91,11 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
             lambda key: deps.erp.apply_customer_credit(
                 posted["erp_id"], credit, idempotency_key=key
             ),
-            system="erp",
         )
     # What billing says of it: an invoice settled at once from the customer's credit is Paid
     # (its no-cash payment event may have been heard first; Open must not overwrite it).
-    paid = invoice.status.value == "paid"
     await publish_invoice(
-        ctx,
-        deps,
-        invoice,
-        crm_account,
-        status="Paid" if paid else "Open",
-        step="crm.publish_invoice",
-        balance=Decimal(0) if paid else None,
+        ctx, deps, invoice, crm_account, standing_of(invoice), step=PUBLISH_INVOICE
     )
     ctx.release(erp_invoice_key(invoice_id))
 
@@ -103,7 +103,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
 async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.succeeded``: apply the cash billing collected (``amount_paid``, never
     the credit balance it used) to the ERP invoice; the CRM shows it paid."""
-    invoice_id = _object_id(event)
+    invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     erp_invoice = _erp_invoice_of(ctx, deps, invoice_id)
     paid = invoice.amount_paid
@@ -124,11 +124,10 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         lambda key: deps.erp.apply_payment(
             payment, erp_invoice_id=erp_invoice, idempotency_key=key
         ),
-        system="erp",
     )
     account = crm_account_of(deps, invoice)
     await publish_invoice(
-        ctx, deps, invoice, account, status="Paid", step="crm.publish_paid", balance=Decimal(0)
+        ctx, deps, invoice, account, InvoiceStanding.PAID, step="crm.publish_paid"
     )
 
 
@@ -136,26 +135,28 @@ async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDep
     """``billing.payment.failed``: nothing moves in the ERP; the CRM sees the balance, Overdue
     only once the invoice is past its due date. A failure heard after the invoice was paid
     (a declined card, then a good one in the same second) is stale and changes nothing."""
-    invoice_id = _object_id(event)
+    invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
         log.info("%s is %s now; the failed payment is past", invoice.label, invoice.status)
         return
     account = crm_account_of(deps, invoice)
-    status = "Overdue" if is_past_due(invoice, event.time) else "Open"
-    await publish_invoice(ctx, deps, invoice, account, status=status, step="crm.publish_failed")
+    standing = InvoiceStanding.OVERDUE if is_past_due(invoice, event.time) else InvoiceStanding.OPEN
+    await publish_invoice(ctx, deps, invoice, account, standing, step="crm.publish_failed")
 
 
 async def mark_overdue(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.invoice.overdue``: an invoice still open after its due date shows Overdue with
     its balance in the CRM (one paid since is left as the payment sync published it)."""
-    invoice_id = _object_id(event)
+    invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
         log.info("%s is %s; not overdue any more", invoice.label, invoice.status)
         return
     account = crm_account_of(deps, invoice)
-    await publish_invoice(ctx, deps, invoice, account, status="Overdue", step="crm.publish_overdue")
+    await publish_invoice(
+        ctx, deps, invoice, account, InvoiceStanding.OVERDUE, step="crm.publish_overdue"
+    )
 
 
 def is_past_due(invoice: Invoice, at: datetime) -> bool:
@@ -173,12 +174,11 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
 
     The refund is read from billing now (cumulative), so redelivered or reordered refund events
     converge on the same ERP state; the ERP reverses only what it has not reversed yet."""
-    payment_id = _object_id(event)
+    payment_id = billed_object_id(event)
     payment = Payment.model_validate(
         await ctx.step(
             "billing.get_payment",
             lambda _k: dump(deps.billing.get_payment(payment_id)),
-            system="billing",
         )
     )
     invoice_id = payment.invoice.id_in("billing") if payment.invoice else None
@@ -199,12 +199,10 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         lambda key: deps.erp.reverse_payment(
             payment, erp_invoice_id=erp_invoice, idempotency_key=key
         ),
-        system="erp",
     )
     erp_status = await ctx.step(
         "erp.invoice_status",
         lambda _k: _due(deps.erp.invoice_status(erp_invoice)),
-        system="erp",
     )
     account = crm_account_of(deps, invoice)
     full = payment.amount_refunded >= payment.amount
@@ -213,9 +211,9 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         deps,
         invoice,
         account,
-        status="Refunded" if full else "Partially Refunded",
+        InvoiceStanding.REFUNDED if full else InvoiceStanding.PARTIALLY_REFUNDED,
         step="crm.publish_refund",
-        balance=Decimal(erp_status["amount_due"]),
+        balance=Money(Decimal(erp_status["amount_due"]), invoice.currency),
     )
 
 
@@ -232,7 +230,6 @@ async def _route_to_contract(
         await ctx.step(
             "billing.get_subscription",
             lambda _k: dump(deps.billing.get_subscription(sub_id)),
-            system="billing",
         )
     )
     if not sub.contract_number:
@@ -261,7 +258,9 @@ async def read_invoice(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> 
     )
 
 
-async def entity_of(deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_customer: str) -> str:
+async def entity_of(
+    ctx: HandlerContext, deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_customer: str
+) -> str:
     """The legal entity decided for the invoice's contract (else its customer's latest); for a
     customer onboarded before decisions were kept, the ERP's customer master completed with the
     invoice's currency, which it does not carry."""
@@ -271,18 +270,12 @@ async def entity_of(deps: FlowDeps, invoice: Invoice, customer_gid: str, erp_cus
         kept = deps.decisions.decided(gid) if gid else None
         if kept is not None:
             return kept
-    master = await deps.erp.get_customer(erp_customer)
+    master = Customer.model_validate(
+        await ctx.step("erp.get_customer", lambda _k: dump(deps.erp.get_customer(erp_customer)))
+    )
     if master.currency is None:
         master = master.model_copy(update={"currency": invoice.currency})
     return deps.entities.resolve(master).entity_key
-
-
-def _object_id(event: Event) -> str:
-    obj: dict[str, Any] = event.data.get("object") or {}
-    ident = obj.get("id") or event.data.get("object_id")
-    if not ident:
-        raise DataError(f"event {event.id}: field 'data.object.id' is missing")
-    return str(ident)
 
 
 def _erp_invoice_of(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> str:
@@ -331,35 +324,51 @@ async def receipt_of(awaitable: Any) -> dict[str, str]:
     return {"erp_id": receipt.erp_id, "number": receipt.number, "total": str(receipt.total.amount)}
 
 
+PUBLISH_INVOICE = "crm.publish_invoice"
+
+
+def standing_of(invoice: Invoice) -> InvoiceStanding:
+    """Billing's word on a finalized invoice: paid (even from the customer's credit) or open."""
+    return InvoiceStanding.PAID if invoice.status is InvoiceStatus.PAID else InvoiceStanding.OPEN
+
+
 async def publish_invoice(
     ctx: HandlerContext,
     deps: FlowDeps,
     invoice: Invoice,
     account: str,
+    standing: InvoiceStanding,
     *,
-    status: str,
     step: str,
-    balance: Decimal | None = None,
+    balance: Money | None = None,
 ) -> None:
-    number = invoice.number or invoice.external_ids["billing"]
-    fields: dict[str, Any] = {
-        "Account__c": account,
-        "Amount__c": invoice.total.amount,
-        "Balance__c": invoice.amount_due.amount if balance is None else balance,
-        "Status__c": status,
-        "Due_Date__c": invoice.due_date.isoformat() if invoice.due_date else None,
-    }
-    updates = [StatusUpdate("Invoice__c", "Invoice_Number__c", number, fields)]
+    """The invoice's standing in the CRM, and on its deal when it bills a hub contract; its
+    balance is ``balance``, else nothing when paid, else what billing says is due."""
+    if balance is None:
+        paid = standing is InvoiceStanding.PAID
+        balance = Money.zero(invoice.currency) if paid else invoice.amount_due
+    state = InvoiceState(
+        number=invoice.number or invoice.external_ids["billing"],
+        account_id=account,
+        total=invoice.total,
+        balance=balance,
+        standing=standing,
+        due_date=invoice.due_date,
+    )
+    updates: list[CrmStatus] = [state]
     opportunity = _opportunity_of(deps, invoice)
     if opportunity is not None:
-        updates.append(
-            StatusUpdate("Opportunity", "Id", opportunity, {"Invoice_Status__c": status})
-        )
+        updates.append(DealInvoiceStanding(opportunity, standing))
     await ctx.step(
         step,
-        lambda key: published(deps.crm.publish_status(updates, idempotency_key=key)),
-        system="crm",
+        lambda key: _invoice_published(deps.crm.publish_status(updates, idempotency_key=key)),
     )
+
+
+async def _invoice_published(answer: Awaitable[list[StatusResult]]) -> dict[str, str | None]:
+    """The CRM's ids of the invoice record and of the deal (GetInvoiceStatus finds it by them)."""
+    ids = await published(answer)
+    return {"crm_invoice_id": ids[0], "crm_deal_id": ids[1] if len(ids) > 1 else None}
 
 
 def _opportunity_of(deps: FlowDeps, invoice: Invoice) -> str | None:

@@ -9,6 +9,7 @@ half-processed. The tax rates determined for the account are the subscription's 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -24,12 +25,14 @@ from quote2cash.canonical import (
     SubscriptionStatus,
     UsageType,
 )
-from quote2cash.connectors.roles import StatusUpdate
+from quote2cash.connectors.roles import DealActivated, DealSubscribed
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
+from quote2cash.engine.trail import recorded_result
 from quote2cash.flows.allocation import billed, erp_lines, unit_amounts
 from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.intake import billed_object_id, deal_event_id
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
 from quote2cash.flows.onboarding import (
     contract_entity,
@@ -41,9 +44,44 @@ from quote2cash.flows.onboarding import (
     write_billing_customer,
     write_erp_customer,
 )
-from quote2cash.masterdata import MappedOrderLine, product_codes
+from quote2cash.masterdata import MappedOrderLine, codes_by_id, product_code_ids
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.xref import Kind
+
+DEAL_RESOLVED = "deal.resolved"
+"""The step where Closed Won records what it resolved, for the contract's later events."""
+
+
+@dataclass(frozen=True)
+class ResolvedDeal:
+    """What Closed Won resolved for a contract (the deal, its products' codes, the CRM account,
+    the customer's global id, the legal entity): activation and amendments use it instead of
+    reading the CRM and resolving again."""
+
+    order: Order
+    codes: dict[str, str]
+    account_id: str
+    customer_gid: str
+    entity: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "order": self.order.model_dump(mode="json"),
+            "codes": self.codes,
+            "account_id": self.account_id,
+            "customer_gid": self.customer_gid,
+            "entity": self.entity,
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ResolvedDeal:
+        return cls(
+            Order.model_validate(raw["order"]),
+            dict(raw["codes"]),
+            str(raw["account_id"]),
+            str(raw["customer_gid"]),
+            str(raw["entity"]),
+        )
 
 
 async def read_deal(ctx: HandlerContext, deps: FlowDeps, opportunity_id: str) -> Order:
@@ -51,9 +89,36 @@ async def read_deal(ctx: HandlerContext, deps: FlowDeps, opportunity_id: str) ->
     return Order.model_validate(raw)
 
 
-async def map_deal(deps: FlowDeps, order: Order) -> list[MappedOrderLine]:
-    code_of = product_codes(await deps.crm.list_products())
-    return deps.catalog.map_order_lines(order, code_of=code_of)
+async def read_product_codes(ctx: HandlerContext, deps: FlowDeps, order: Order) -> dict[str, str]:
+    """The codes of the deal's products by their CRM id (a gated step; only the deal's kept)."""
+    wanted = {i for line in order.lines if (i := line.product.id_in("crm"))}
+
+    async def codes() -> dict[str, str]:
+        known = product_code_ids(await deps.crm.list_products())
+        return {pid: code for pid, code in known.items() if pid in wanted}
+
+    return dict(await ctx.step("crm.list_products", lambda _k: codes()))
+
+
+def map_deal(deps: FlowDeps, order: Order, codes: Mapping[str, str]) -> list[MappedOrderLine]:
+    return deps.catalog.map_order_lines(order, code_of=codes_by_id(codes))
+
+
+async def resolved_deal(
+    ctx: HandlerContext, deps: FlowDeps, opportunity_id: str, contract_gid: str
+) -> ResolvedDeal:
+    """What Closed Won recorded for the contract; a contract won before that was recorded is
+    read from the CRM once more, in this event's steps, with its kept legal entity."""
+    recorded = recorded_result(deps.runtime, "crm", deal_event_id(opportunity_id), DEAL_RESOLVED)
+    if recorded is not None:
+        return ResolvedDeal.from_json(recorded)
+    order = await read_deal(ctx, deps, opportunity_id)
+    codes = await read_product_codes(ctx, deps, order)
+    account = await read_account(ctx, deps, order.customer.external_ids["crm"])
+    account_id = account.external_ids["crm"]
+    customer_gid = deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", account_id, actor="flows")
+    entity = contract_entity(deps, contract_gid, customer_gid, account, order.currency)
+    return ResolvedDeal(order, codes, account_id, customer_gid, entity.entity_key)
 
 
 def discount_percent(
@@ -159,7 +224,8 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     order = await read_deal(ctx, deps, opportunity_id)
     if order.status.value != "booked":
         raise DataError(f"{order.label}: opportunity {opportunity_id} is not Closed Won")
-    mapped = await map_deal(deps, order)
+    codes = await read_product_codes(ctx, deps, order)
+    mapped = map_deal(deps, order, codes)
     discounts = await line_discounts(deps, order, mapped)
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
     contract_gid = deps.xref.ensure_global_id(
@@ -169,7 +235,9 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     tax = deps.tax_for(account, entity)
     account = account.model_copy(update={"tax_exemption": tax.exemption})
     customer = customer_record(deps, account, entity)
+    deal = ResolvedDeal(order, codes, customer.crm_id, customer.global_id, entity.entity_key)
     deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)
+    await ctx.local_step(DEAL_RESOLVED, lambda _k: deal.as_json())
     erp_first = deps.onboarding.erp_first
     if erp_first:
         erp_id = await write_erp_customer(ctx, deps, customer)
@@ -200,31 +268,14 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     created = await ctx.step(
         "billing.create_subscription",
         lambda key: dump(deps.billing.create_subscription(subscription, idempotency_key=key)),
-        system="billing",
     )
     billing_sub = Subscription.model_validate(created)
     sub_id = billing_sub.external_ids["billing"]
     deps.xref.link(contract_gid, "billing", sub_id, actor="flows")
+    subscribed = DealSubscribed(opportunity_id, sub_id, billing_sub.status, event.correlation_id)
     await ctx.step(
         "crm.publish_subscription",
-        lambda key: published(
-            deps.crm.publish_status(
-                [
-                    StatusUpdate(
-                        "Opportunity",
-                        "Id",
-                        opportunity_id,
-                        {
-                            "Subscription_Id__c": sub_id,
-                            "Subscription_Status__c": _crm_status(billing_sub.status),
-                            "Hub_Correlation_Id__c": event.correlation_id,
-                        },
-                    )
-                ],
-                idempotency_key=key,
-            )
-        ),
-        system="crm",
+        lambda key: published(deps.crm.publish_status([subscribed], idempotency_key=key)),
     )
     links = ContractLinks(
         order.number or opportunity_id, contract_gid, sub_id, opportunity_id, customer.crm_id
@@ -256,28 +307,23 @@ def _decided_entity(
 
 
 async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``billing.subscription.activated``: book the contract in the ERP (revenue setup) and
-    tell the CRM it is active."""
-    obj: dict[str, Any] = event.data.get("object") or {}
-    sub_id = str(obj.get("id") or event.data.get("object_id"))
+    """``billing.subscription.activated``: book the contract in the ERP (revenue setup), as
+    Closed Won resolved it, and tell the CRM it is active."""
+    sub_id = billed_object_id(event)
     contract_gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id)
     if contract_gid is None:
         raise DataError(f"billing subscription {sub_id} is not a contract the hub created")
     opportunity_id = deps.xref.local_id(contract_gid, "crm")
     if opportunity_id is None:
         raise DataError(f"contract {contract_gid} has no CRM opportunity")
-    order = await read_deal(ctx, deps, opportunity_id)
-    mapped = await map_deal(deps, order)
-    account = await read_account(ctx, deps, order.customer.external_ids["crm"])
-    customer_gid = deps.xref.ensure_global_id(
-        Kind.CUSTOMER, "crm", account.external_ids["crm"], actor="flows"
-    )
-    entity = contract_entity(deps, contract_gid, customer_gid, account, order.currency)
-    erp_customer = deps.xref.local_id(customer_gid, "erp")
+    deal = await resolved_deal(ctx, deps, opportunity_id, contract_gid)
+    order = deal.order
+    mapped = map_deal(deps, order, deal.codes)
+    erp_customer = deps.xref.local_id(deal.customer_gid, "erp")
     booking = order.model_copy(
         update={
             "global_id": contract_gid,
-            "customer": Ref(global_id=customer_gid, external_ids={"erp": erp_customer or ""}),
+            "customer": Ref(global_id=deal.customer_gid, external_ids={"erp": erp_customer or ""}),
             "lines": tuple(
                 await erp_lines(deps, order, mapped, await line_discounts(deps, order, mapped))
             ),
@@ -285,10 +331,7 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
     )
     erp_order = await ctx.step(
         "erp.book_order",
-        lambda key: deps.erp.book_order(
-            booking, legal_entity=entity.entity_key, idempotency_key=key
-        ),
-        system="erp",
+        lambda key: deps.erp.book_order(booking, legal_entity=deal.entity, idempotency_key=key),
     )
     order_gid = deps.xref.ensure_global_id(Kind.ORDER, "erp", str(erp_order), actor="flows")
     deps.xref.link(order_gid, "billing", sub_id, actor="flows")
@@ -298,46 +341,12 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
         )
     )
     links = ContractLinks(
-        order.number or opportunity_id,
-        contract_gid,
-        sub_id,
-        opportunity_id,
-        account.external_ids["crm"],
+        order.number or opportunity_id, contract_gid, sub_id, opportunity_id, deal.account_id
     )
     await publish_subscription(ctx, deps, links, current, step="crm.publish_subscription_active")
-    activated = obj.get("start_date") or obj.get("created")
+    started = current.started_at
+    activated = DealActivated(opportunity_id, sub_id, started.date() if started else None)
     await ctx.step(
         "crm.publish_activation",
-        lambda key: published(
-            deps.crm.publish_status(
-                [
-                    StatusUpdate(
-                        "Opportunity",
-                        "Id",
-                        opportunity_id,
-                        {
-                            "Subscription_Id__c": sub_id,
-                            "Subscription_Status__c": "Active",
-                            "Billing_Start_Date__c": (
-                                datetime.fromtimestamp(int(activated), UTC).date().isoformat()
-                                if activated
-                                else None
-                            ),
-                        },
-                    )
-                ],
-                idempotency_key=key,
-            )
-        ),
-        system="crm",
+        lambda key: published(deps.crm.publish_status([activated], idempotency_key=key)),
     )
-
-
-def _crm_status(status: SubscriptionStatus) -> str:
-    return {
-        SubscriptionStatus.ACTIVE: "Active",
-        SubscriptionStatus.TRIALING: "Active",
-        SubscriptionStatus.PAST_DUE: "Past Due",
-        SubscriptionStatus.CANCELED: "Canceled",
-        SubscriptionStatus.UNPAID: "Past Due",
-    }.get(status, "Pending")

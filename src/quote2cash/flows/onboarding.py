@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from quote2cash.canonical import Customer
-from quote2cash.connectors.roles import StatusResult, StatusUpdate
+from quote2cash.connectors.roles import CustomerLinks, StatusResult
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.flows.deps import FlowDeps
@@ -91,7 +91,6 @@ async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: Custom
                 lambda key: deps.erp.upsert_customer(
                     record.customer, legal_entity=record.entity.entity_key, idempotency_key=key
                 ),
-                system="erp",
             )
         )
         deps.xref.link(gid, "erp", erp_id, actor="flows")
@@ -109,7 +108,6 @@ async def write_billing_customer(
             await ctx.step(
                 "billing.upsert_customer",
                 lambda key: deps.billing.upsert_customer(record.customer, idempotency_key=key),
-                system="billing",
             )
         )
         deps.xref.link(gid, "billing", billing_id, actor="flows")
@@ -122,28 +120,21 @@ async def publish_account_ids(
 ) -> None:
     """Write the hub's ids and the legal entity back to the account, unless it shows them all."""
     account = record.account
-    ids = {
-        "Hub_Global_Id__c": record.global_id,
-        "ERP_Customer_Number__c": erp_id,
-        "Billing_Customer_Id__c": billing_id,
-        "Legal_Entity__c": record.entity.entity_key,
-    }
-    shown = (
-        account.global_id,
-        account.external_ids.get("erp"),
-        account.external_ids.get("billing"),
-        account.legal_entity.id_in("crm") if account.legal_entity else None,
+    links = CustomerLinks(
+        record.crm_id, record.global_id, erp_id, billing_id, record.entity.entity_key
     )
-    if shown == tuple(ids.values()):
+    shown = CustomerLinks(
+        record.crm_id,
+        account.global_id or "",
+        account.external_ids.get("erp", ""),
+        account.external_ids.get("billing", ""),
+        (account.legal_entity.id_in("crm") or "") if account.legal_entity else "",
+    )
+    if shown == links:
         return
     await ctx.step(
         "crm.publish_account_ids",
-        lambda key: published(
-            deps.crm.publish_status(
-                [StatusUpdate("Account", "Id", record.crm_id, ids)], idempotency_key=key
-            )
-        ),
-        system="crm",
+        lambda key: published(deps.crm.publish_status([links], idempotency_key=key)),
     )
 
 

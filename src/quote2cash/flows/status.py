@@ -2,8 +2,9 @@
 from the hub's own state. It never calls an external system, so it answers while they are
 down; ``as_of`` says how fresh the answer is.
 
-Any id will do: the billing invoice id (``in_...``), the ERP invoice id, the CRM's
-Invoice_Number__c (billing's invoice number) or Invoice__c record id, or the hub's global id.
+Any id will do: the billing invoice id (``in_...``), the ERP invoice id, billing's invoice
+number (the CRM's key for the invoice), the CRM's id of its invoice record, or the hub's
+global id.
 
 Guarantee: the answer is read from the read model (readmodels/invoice_status.py) and the
 cross-references with a handful of primary-key or indexed lookups in one connection, whatever
@@ -63,7 +64,7 @@ def get_invoice_status(runtime: Runtime, xref: XrefStore, invoice_id: str) -> In
     if found is None:
         raise DataError(
             f"invoice {invoice_id!r}: the hub knows no invoice by that id (expected a billing "
-            "invoice id in_..., an ERP invoice id, the CRM Invoice_Number__c or Invoice__c Id, "
+            "invoice id in_..., an ERP invoice id, an invoice number, the CRM's invoice record id, "
             "or a global id INV-...)"
         )
     return _view(found)

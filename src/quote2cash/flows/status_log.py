@@ -7,8 +7,9 @@ from the hub's own state (cross-references, the logged billing events and the st
 and payment flows recorded). It never calls an external system, so it answers while they are
 down; ``as_of`` says how fresh the answer is.
 
-Any id will do: the billing invoice id (``in_...``), the ERP invoice id, the CRM's
-Invoice_Number__c (billing's invoice number) or Invoice__c record id, or the hub's global id.
+Any id will do: the billing invoice id (``in_...``), the ERP invoice id, billing's invoice
+number (the CRM's key for the invoice), the CRM's id of its invoice record, or the hub's
+global id.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from quote2cash.engine.trail import (
 )
 from quote2cash.flows.status import InvoiceStatusView
 from quote2cash.masterdata.xref import Kind, XrefStore
+from quote2cash.readmodels.invoice_status import crm_ids_of
 
 _ERP_POSTING = ("erp.post_invoice", "erp.issue_credit_note", "erp.post_customer_credit")
 _ERP_PAYMENT = "erp.apply_payment"
@@ -55,7 +57,7 @@ def invoice_status_from_log(
     if billing_id is None or not rows:
         raise DataError(
             f"invoice {invoice_id!r}: the hub knows no invoice by that id (expected a billing "
-            "invoice id in_..., an ERP invoice id, the CRM Invoice_Number__c or Invoice__c Id, "
+            "invoice id in_..., an ERP invoice id, an invoice number, the CRM's invoice record id, "
             "or a global id INV-...)"
         )
     return _view(runtime, xref, billing_id, rows)
@@ -91,7 +93,7 @@ def _invoice_events(runtime: Runtime, billing_id: str) -> list[tuple[int, str, d
 
 
 def _by_crm_id(runtime: Runtime, crm_id: str) -> str | None:
-    """An Invoice__c record id, from what the CRM answered to the hub's invoice publishing."""
+    """The CRM's id of an invoice record, from what the CRM answered to the hub's publishing."""
     found = event_data_with_step_result(runtime, _CRM_PUBLISHING, crm_id)
     if found is None:
         return None
@@ -112,9 +114,7 @@ def _view(
     crm_id = None
     for name, result in recorded:
         if name in _CRM_PUBLISHING:
-            ids = _decoder.decode(result)
-            if isinstance(ids, list) and ids and ids[0]:
-                crm_id = str(ids[0])
+            crm_id = crm_ids_of(_decoder.decode(result))[0] or crm_id
     gid = xref.global_id_for(Kind.INVOICE, "billing", billing_id)
     _, subject, as_of, data = rows[-1]
     obj: dict[str, Any] = data.get("object") or {}

@@ -8,8 +8,10 @@ from quote2cash.masterdata.catalog import (
     MappedOrderLine,
     ResolvedMapping,
     check_catalog,
+    codes_by_id,
     load_catalog,
     parse_catalog,
+    product_code_ids,
     product_code_of,
     product_codes,
 )
@@ -93,6 +95,7 @@ __all__ = [
     "XrefStore",
     "check_catalog",
     "check_change",
+    "codes_by_id",
     "load_catalog",
     "load_entities",
     "load_matching",
@@ -106,6 +109,7 @@ __all__ = [
     "parse_ownership",
     "parse_survivorship",
     "parse_tax",
+    "product_code_ids",
     "product_code_of",
     "product_codes",
 ]

@@ -9,7 +9,7 @@ order line's quantity, ``per: line`` is a fixed count per order line (e.g. one s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -187,9 +187,20 @@ def product_codes(
 ) -> Callable[[OrderLine], str | None]:
     """A ``code_of`` that finds a line's product code (``Product.sku``) by the product's id in
     ``system`` (e.g. the Salesforce Product2 Id), from the CRM's ``list_products()``."""
-    by_id = {
+    return codes_by_id(product_code_ids(crm_products, system=system), system=system)
+
+
+def product_code_ids(crm_products: Sequence[Product], *, system: str = "crm") -> dict[str, str]:
+    """Each product's code by its id in ``system``: what a flow records of the CRM's products."""
+    return {
         p.external_ids[system]: p.sku for p in crm_products if system in p.external_ids and p.sku
     }
+
+
+def codes_by_id(
+    by_id: Mapping[str, str], *, system: str = "crm"
+) -> Callable[[OrderLine], str | None]:
+    """A ``code_of`` from ``product_code_ids``' map (a line's own code first)."""
 
     def code_of(line: OrderLine) -> str | None:
         code = product_code_of(line)

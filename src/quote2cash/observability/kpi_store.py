@@ -311,7 +311,9 @@ def _activation(
     booked = done.get(activation[0], {}) if activation else {}
     if BOOK_ORDER in booked:
         spans.append(Span(entity, "erp", at, _seconds(at, booked[BOOK_ORDER][0])))
-        total = _deal_total(_data(booked[GET_DEAL][1])) if GET_DEAL in booked else None
+        # the deal as Closed Won read it (an activation from before that was recorded read it)
+        read = booked.get(GET_DEAL) or mine.get(GET_DEAL)
+        total = _deal_total(_data(read[1])) if read else None
         if total is not None:
             amounts.append(Amount(entity, total[1], "bookings", at, total[0]))
     settled = CREATE_SUBSCRIPTION in mine and activation is not None and (activation[1] in FINISHED)

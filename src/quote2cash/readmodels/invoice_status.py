@@ -174,17 +174,32 @@ def apply_step(
     elif step == ERP_PAYMENT:
         changes["payment_applied_in_erp"] = True
     elif step in CRM_PUBLISHING:
-        ids = _decode(result)
-        if isinstance(ids, list):
-            if ids and ids[0]:
-                changes["crm_id"] = str(ids[0])
-            _add_keys(conn, {str(i): billing_id for i in ids if isinstance(i, str) and i})
+        crm_id, ids = crm_ids_of(_decode(result))
+        if crm_id:
+            changes["crm_id"] = crm_id
+        _add_keys(conn, dict.fromkeys(ids, billing_id))
     if changes:
         conn.execute(
             update(invoice_status)
             .where(invoice_status.c.billing_id == billing_id)
             .values(**changes)
         )
+
+
+def crm_ids_of(published: Any) -> tuple[str | None, list[str]]:
+    """The CRM's id of the invoice record, and every id the CRM answered, from a recorded CRM
+    publishing: ``{"crm_invoice_id": ..., "crm_deal_id": ...}``, or the list of ids steps
+    recorded before the CRM role spoke business terms (the invoice record's first)."""
+    if isinstance(published, dict):
+        first = published.get("crm_invoice_id")
+        values = [first, published.get("crm_deal_id")]
+    elif isinstance(published, list):
+        first = published[0] if published else None
+        values = published
+    else:
+        return None, []
+    ids = [str(v) for v in values if isinstance(v, str) and v]
+    return (str(first) if isinstance(first, str) and first else None), ids
 
 
 def _refund_step(conn: Connection, pos: int, time: datetime, step: str, result: str) -> None:

@@ -23,7 +23,7 @@ from typing import Protocol
 import pytest
 
 from quote2cash.canonical import Address
-from quote2cash.connectors.roles import Crm, StatusUpdate
+from quote2cash.connectors.roles import Crm, InvoiceState
 
 REQUIRE_SERVICES = os.environ.get("Q2C_REQUIRE_SERVICES") == "1"
 
@@ -120,11 +120,11 @@ class CrmHarness(Protocol):
 
     # --- status write-back ----------------------------------------------------------------------
 
-    def invoice_status(self, number: str, standing: str, amount: str) -> StatusUpdate:
+    def invoice_status(self, number: str, standing: str, amount: str) -> InvoiceState:
         """What the hub publishes for an invoice: where it stands (``open``, ``paid`` ...),
         its amount and open balance."""
 
-    def invoice_status_the_crm_refuses(self, number: str) -> tuple[StatusUpdate, str]:
+    def invoice_status_the_crm_refuses(self, number: str) -> tuple[InvoiceState, str]:
         """A status for invoice ``number`` the CRM refuses, and what its error names."""
 
     def published_invoices(self, number: str) -> list[PublishedInvoice]:

@@ -29,8 +29,8 @@ from typing import Any
 import requests
 import yaml
 
-from quote2cash.canonical import Address
-from quote2cash.connectors.roles import StatusUpdate
+from quote2cash.canonical import Address, Money
+from quote2cash.connectors.roles import InvoiceStanding, InvoiceState
 from quote2cash.connectors.salesforce import SalesforceConfig, SalesforceCrm
 from quote2cash.sandbox.salesforce import (
     DEFAULT_CLIENT_ID,
@@ -364,6 +364,7 @@ class SalesforceHarness:
         self.emulator = emulator
         self.desk = SalesforceDesk(emulator, http)
         self._open: list[SalesforceCrm] = []
+        self._invoiced: str | None = None
 
     def config(self, **overrides: Any) -> SalesforceConfig:
         return salesforce_config(self.emulator.instance_url, self.emulator.ca_path, **overrides)
@@ -466,23 +467,20 @@ class SalesforceHarness:
 
     # --- status write-back targets ---
 
-    def invoice_status(self, number: str, standing: str, amount: str) -> StatusUpdate:
-        """``standing`` in the hub's words (``open``, ``partially_refunded``) or the picklist's."""
-        status = standing.replace("_", " ").capitalize()
-        return StatusUpdate(
-            "Invoice__c",
-            "Invoice_Number__c",
-            number,
-            {"Status__c": status, "Amount__c": Decimal(amount), "Balance__c": Decimal(amount)},
-        )
+    def invoice_status(self, number: str, standing: str, amount: str) -> InvoiceState:
+        """An invoice's state, of an account the CRM holds, owing all of ``amount`` (USD)."""
+        if self._invoiced is None:
+            self._invoiced = self.desk.account("Invoiced Co", "USD")
+        return self._invoice_state(number, standing, amount, self._invoiced)
 
-    def invoice_status_the_crm_refuses(self, number: str) -> tuple[StatusUpdate, str]:
-        """An update naming a field the org does not have; Salesforce's error names it."""
-        field = "Not_A_Field__c"
-        return (
-            StatusUpdate("Invoice__c", "Invoice_Number__c", number, {field: "x"}),
-            field,
-        )
+    def invoice_status_the_crm_refuses(self, number: str) -> tuple[InvoiceState, str]:
+        """An invoice's state naming an account the CRM does not hold, and the field it blames."""
+        return self._invoice_state(number, "open", "1.00", "001000000000000AAA"), "Account__c"
+
+    @staticmethod
+    def _invoice_state(number: str, standing: str, amount: str, account: str) -> InvoiceState:
+        money = Money(Decimal(amount), "USD")
+        return InvoiceState(number, account, money, money, InvoiceStanding(standing), None)
 
     def stored_invoices(self, number: str) -> list[dict[str, Any]]:
         """The raw Invoice__c records (the connector's own tests read its fields)."""

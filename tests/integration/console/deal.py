@@ -39,13 +39,13 @@ def deal_registry(xref: XrefStore) -> Registry:
         await ctx.step(
             "crm.get_deal",
             lambda _k: {"opportunity": OPPORTUNITY, "account": ACCOUNT},
-            system="crm",
         )
-        await ctx.step("billing.create_customer", lambda _k: {"id": CUSTOMER}, system="billing")
+        await ctx.step("billing.create_customer", lambda _k: {"id": CUSTOMER})
         await ctx.step(
-            "billing.create_subscription", lambda _k: {"id": SUBSCRIPTION}, system="billing"
+            "billing.create_subscription",
+            lambda _k: {"id": SUBSCRIPTION},
         )
-        await ctx.step("erp.create_sales_order", lambda _k: {"id": "41"}, system="erp")
+        await ctx.step("erp.create_sales_order", lambda _k: {"id": "41"})
         customer = xref.ensure_global_id(Kind.CUSTOMER, "crm", ACCOUNT)
         xref.link(customer, "billing", CUSTOMER)
         xref.link(customer, "erp", "party.party,7")
@@ -53,13 +53,12 @@ def deal_registry(xref: XrefStore) -> Registry:
         xref.link(subscription, "crm", OPPORTUNITY)
 
     async def invoice_finalized(ctx: HandlerContext, event: Event) -> None:
-        posted = await ctx.step("erp.post_invoice", lambda _k: {"erp_id": "93"}, system="erp")
+        posted = await ctx.step("erp.post_invoice", lambda _k: {"erp_id": "93"})
         invoice = xref.ensure_global_id(Kind.INVOICE, "billing", INVOICE)
         xref.link(invoice, "erp", str(posted["erp_id"]))
         await ctx.step(
             "crm.publish_invoice",
             lambda _k: {"number": INVOICE_NUMBER, "billing_id": INVOICE},
-            system="crm",
         )
 
     async def payment_failed(ctx: HandlerContext, event: Event) -> None:
@@ -74,7 +73,7 @@ def deal_registry(xref: XrefStore) -> Registry:
                 f"account {ACCOUNT}: field 'country' is missing; expected an ISO 3166 code",
                 system="crm",
             )
-        await ctx.step("erp.update_customer", lambda _k: {"party": "party.party,7"}, system="erp")
+        await ctx.step("erp.update_customer", lambda _k: {"party": "party.party,7"})
 
     registry.add("crm.account.updated", account_updated, systems=("erp",))
     registry.add("crm.opportunity.closed_won", closed_won, systems=("crm", "billing", "erp"))

@@ -48,7 +48,7 @@ def charging_registry(effects_path: Path, kill_marker: Path | None) -> Registry:
                 os.kill(os.getpid(), signal.SIGKILL)
             return n
 
-        await ctx.step(STEP, effect)
+        await ctx.local_step(STEP, effect)
 
     return registry
 
@@ -157,8 +157,8 @@ async def test_steps_of_many_subjects_share_commits(runtime: Runtime) -> None:
 
     @registry.on("test.card.charged")
     async def charge(ctx: HandlerContext, event: Event) -> None:
-        await ctx.step("reserve", lambda key: key)
-        await ctx.step("capture", lambda key: key)
+        await ctx.local_step("reserve", lambda key: key)
+        await ctx.local_step("capture", lambda key: key)
 
     runtime.log.append_many(
         [new_event("test.card.charged", f"card-{i}", {"n": i}) for i in range(200)]
@@ -178,7 +178,7 @@ async def test_store_calls_run_off_the_event_loop_thread(runtime: Runtime) -> No
 
     @registry.on("test.card.charged")
     async def charge(ctx: HandlerContext, event: Event) -> None:
-        await ctx.step("reserve", lambda key: key)
+        await ctx.local_step("reserve", lambda key: key)
 
     runtime.log.append_many(
         [new_event("test.card.charged", f"card-{i % 7}", {"n": i}) for i in range(50)]
@@ -252,7 +252,7 @@ async def test_projections_see_their_step_in_the_same_transaction(runtime: Runti
 
     @registry.on("test.card.charged")
     async def charge(ctx: HandlerContext, event: Event) -> None:
-        await ctx.step("reserve", lambda key: key)
+        await ctx.local_step("reserve", lambda key: key)
 
     runtime.log.append_many(
         [new_event("test.card.charged", f"card-{i}", {"n": i}) for i in range(20)]

@@ -68,9 +68,9 @@ def _registry(xref: XrefStore) -> Registry:
     @registry.on("billing.payment.succeeded")
     async def paid(ctx: HandlerContext, event: Event) -> None:
         await ctx.step("erp.apply_payment", lambda _k: _const({"ok": True}))
-        await ctx.step(
-            "crm.publish_paid", lambda _k: _const([f"a0X{event.data['object']['id'][3:]}"])
-        )
+        # as the CRM role answers now (the finalized invoice's list is the older answer)
+        crm_id = f"a0X{event.data['object']['id'][3:]}"
+        await ctx.step("crm.publish_paid", lambda _k: _const({"crm_invoice_id": crm_id}))
 
     @registry.on("billing.payment.refunded")
     async def refunded(ctx: HandlerContext, event: Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from quote2cash.engine.clock import ManualClock
@@ -37,7 +38,6 @@ def two_system_registry(ledgers: dict[str, Ledger]) -> Registry:
         await ctx.step(
             "erp.post",
             lambda k: ledgers["erp"].write(k, event.subject, event.sequence or 0),
-            system="erp",
         )
 
     @registry.on("billing.usage.requested", systems=("billing",))
@@ -45,7 +45,6 @@ def two_system_registry(ledgers: dict[str, Ledger]) -> Registry:
         await ctx.step(
             "billing.report",
             lambda k: ledgers["billing"].write(k, event.subject, event.sequence or 0),
-            system="billing",
         )
 
     return registry
@@ -119,7 +118,7 @@ async def test_open_breaker_holds_without_spending_attempts(
                 raise TransientError("503 Service Unavailable", system="erp")
             return ledger.write(key, event.subject, event.sequence or 0)
 
-        await ctx.step("erp.post", call, system="erp")
+        await ctx.step("erp.post", call)
 
     runtime.log.append_many([new_event("erp.invoice.requested", f"s{i}") for i in range(4)])
     worker = Worker(runtime, registry, max_subjects=1)
@@ -178,7 +177,7 @@ async def test_a_slow_subject_does_not_hold_back_the_others_commits(runtime: Run
 async def test_a_step_named_for_a_system_is_gated_by_it_without_naming_it(
     runtime: Runtime,
 ) -> None:
-    """``crm.get_deal`` with no ``system=`` still waits while the CRM is paused (the system of a
+    """``crm.get_deal`` waits while the CRM is paused (the system of a
     call is derived from the step's name, never optional), and the step is recorded under it."""
     calls: list[str] = []
     registry = Registry()
@@ -186,7 +185,7 @@ async def test_a_step_named_for_a_system_is_gated_by_it_without_naming_it(
     @registry.on("crm.opportunity.closed_won")
     async def read_deal(ctx: HandlerContext, event: Event) -> None:
         await ctx.step("crm.get_deal", lambda k: calls.append(event.subject) or {"ok": True})
-        await ctx.step("local.note", lambda k: {"noted": True})
+        await ctx.local_step("local.note", lambda k: {"noted": True})
 
     worker = Worker(runtime, registry)
     pause_system(runtime, "crm", by=OPS, reason="CRM release")
@@ -201,3 +200,19 @@ async def test_a_step_named_for_a_system_is_gated_by_it_without_naming_it(
     with runtime.engine.connect() as conn:
         recorded = dict(conn.execute(select(steps.c.name, steps.c.system)).all())
     assert recorded == {"crm.get_deal": "crm", "local.note": None}
+
+
+async def test_a_step_whose_name_names_no_system_is_refused_before_it_runs(
+    runtime: Runtime,
+) -> None:
+    """No system call goes ungated by a misspelt name: ``step`` takes only a target system's
+    name, ``local_step`` (no system called, ungated) never one; either refusal runs nothing."""
+    ran: list[str] = []
+    ctx = HandlerContext(runtime, new_event("crm.opportunity.closed_won", "deal-1"), {})
+    for name in ("ledger.post", "post_invoice", "ERP.post_invoice", "erpx.post"):
+        with pytest.raises(ValueError, match="names no target system"):
+            await ctx.step(name, lambda k: ran.append(k))
+    for name in ("erp.post_invoice", "crm.note", "billing.x"):
+        with pytest.raises(ValueError, match="gated step"):
+            await ctx.local_step(name, lambda k: ran.append(k))
+    assert ran == []

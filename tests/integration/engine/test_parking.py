@@ -58,16 +58,16 @@ def chain_registry(ledger: Ledger) -> Registry:
     @registry.on(STEP)
     async def step(ctx: HandlerContext, event: Event) -> None:
         contract, n = event.data["contract"], int(event.data["n"])
-        await ctx.step("prepare", lambda k: ledger.write(k, f"prepare:{contract}", n))
+        await ctx.local_step("prepare", lambda k: ledger.write(k, f"prepare:{contract}", n))
         needed = key(contract, n - 1)
         if n > 1 and not ctx.released(needed):
             ctx.park(needed, f"step {n} of {contract} waits for step {n - 1}", deadline=WAIT)
-        await ctx.step("apply", lambda k: ledger.write(k, contract, n))
+        await ctx.local_step("apply", lambda k: ledger.write(k, contract, n))
         ctx.release(key(contract, n))
 
     @registry.on(OTHER)
     async def note(ctx: HandlerContext, event: Event) -> None:
-        await ctx.step("note", lambda k: ledger.write(k, event.subject, event.sequence or 0))
+        await ctx.local_step("note", lambda k: ledger.write(k, event.subject, event.sequence or 0))
 
     return registry
 

@@ -72,7 +72,9 @@ def test_order_and_exactly_once_under_interleavings(
         history = seen[event.subject]
         assert not history or history[-1] <= (event.sequence or 0), "order violated"
         history.append(event.sequence or 0)
-        await ctx.step("effect", lambda k: ledger.write(k, event.subject, event.sequence or 0))
+        await ctx.local_step(
+            "effect", lambda k: ledger.write(k, event.subject, event.sequence or 0)
+        )
         if fails_left.get(n, 0) > 0:
             fails_left[n] -= 1
             raise TransientError("flaky target")

@@ -89,8 +89,8 @@ async def test_one_trace_from_intake_through_steps_calls_and_follow_ups(
                 ):
                     return dict(await answer.json())
 
-            await ctx.step("create billing customer", create_customer, system="billing")
-            await ctx.step("choose entity", lambda key: "DE")
+            await ctx.step("billing.create_customer", create_customer)
+            await ctx.local_step("choose entity", lambda key: "DE")
             ctx.emit("q2c.deal.booked", event.subject, {"entity": "DE"}, key="booked")
 
         @registry.on("q2c.deal.booked")
@@ -122,7 +122,7 @@ async def test_one_trace_from_intake_through_steps_calls_and_follow_ups(
         "q2c.outcome": "done",
     }
 
-    customer = one(spans, "step create billing customer")
+    customer = one(spans, "step billing.create_customer")
     entity = one(spans, "step choose entity")
     assert parent_id(customer) == parent_id(entity) == span_id(run)
     assert customer.attributes is not None and entity.attributes is not None

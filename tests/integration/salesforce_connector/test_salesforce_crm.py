@@ -11,8 +11,9 @@ import pytest
 
 from contract.crm.salesforce_harness import Line
 from quote2cash.canonical import Money, TaxIdValue
-from quote2cash.connectors.roles import StatusUpdate
+from quote2cash.connectors.roles import DealActivated
 from quote2cash.connectors.salesforce import SalesforceCrm
+from quote2cash.connectors.salesforce.mapping import SObjectUpdate, status_record
 from quote2cash.engine.errors import AuthError, DataError, MappingError
 from quote2cash.sandbox.salesforce import SalesforceEmulator
 from quote2cash.sandbox.systems import salesforce_config
@@ -119,11 +120,11 @@ async def test_get_account_reads_optional_fields_when_the_org_has_them(harness: 
 async def test_publish_batches_200_per_call_and_keeps_order(harness: Any):
     crm = harness.crm()
     await crm.check()
-    updates = [harness.invoice_status(f"INV-{n:04d}", "Open", "1.00") for n in range(450)]
+    updates = [harness.invoice_status(f"INV-{n:04d}", "open", "1.00") for n in range(450)]
     before = harness.desk.api_usage()
     results = await crm.publish_status(updates, idempotency_key="evt-bulk:publish")
     assert harness.desk.api_usage() - before == 3
-    assert [r.external_id for r in results] == [u.external_id for u in updates]
+    assert [r.external_id for r in results] == [u.number for u in updates]
     assert all(r.created and r.error is None and r.crm_id for r in results)
     again = await crm.publish_status(updates, idempotency_key="evt-bulk:publish")
     assert not any(r.created or r.error for r in again)
@@ -132,8 +133,8 @@ async def test_publish_batches_200_per_call_and_keeps_order(harness: Any):
 
 
 async def test_same_external_id_twice_in_one_call_applies_in_order(harness: Any):
-    opened = harness.invoice_status("INV-DUP", "Open", "5.00")
-    paid = harness.invoice_status("INV-DUP", "Paid", "5.00")
+    opened = harness.invoice_status("INV-DUP", "open", "5.00")
+    paid = harness.invoice_status("INV-DUP", "paid", "5.00")
     results = await harness.crm().publish_status([opened, paid], idempotency_key="evt-dup")
     assert [(r.created, r.error) for r in results] == [(True, None), (False, None)]
     assert [r["Status__c"] for r in harness.stored_invoices("INV-DUP")] == ["Paid"]
@@ -144,12 +145,7 @@ async def test_deal_status_fields_update_by_record_id(harness: Any):
     account = desk.account("Status Co", "USD")
     seat = desk.product("SEAT", "Seat", {"USD": "10.00"})
     deal = desk.deal(account, "USD", [Line(seat, 1, "10.00")])
-    update = StatusUpdate(
-        "Opportunity",
-        "Id",
-        deal,
-        {"Subscription_Status__c": "Active", "Billing_Start_Date__c": date(2026, 12, 1)},
-    )
+    update = DealActivated(deal, "sub_1", date(2026, 12, 1))
     (result,) = await harness.crm().publish_status([update], idempotency_key="evt-6")
     assert result.error is None and result.created is False
     stored = desk.sf.Opportunity.get(deal)
@@ -162,12 +158,13 @@ async def test_deal_status_fields_update_by_record_id(harness: Any):
 
 
 async def test_whole_call_refused_reports_each_record(harness: Any):
+    crm = harness.crm()
     updates = [
-        StatusUpdate("Invoice__c", "Status__c", "Open", {"Amount__c": Decimal("1.00")}),
-        StatusUpdate("Invoice__c", "Status__c", "Paid", {"Amount__c": Decimal("2.00")}),
-        harness.invoice_status("INV-OK", "Open", "3.00"),
+        SObjectUpdate("Invoice__c", "Status__c", "Open", {"Amount__c": Decimal("1.00")}),
+        SObjectUpdate("Invoice__c", "Status__c", "Paid", {"Amount__c": Decimal("2.00")}),
+        status_record(harness.invoice_status("INV-OK", "open", "3.00"), amendment_object="x__c"),
     ]
-    results = await harness.crm().publish_status(updates, idempotency_key="evt-7")
+    results = await crm.write_records(updates, idempotency_key="evt-7")
     assert [r.error is None for r in results] == [False, False, True]
     assert results[0].error is not None and "Status__c" in results[0].error
 
@@ -176,7 +173,7 @@ async def test_publish_raises_auth_errors(harness: Any):
     crm = harness.crm_with_bad_secret()
     with pytest.raises(AuthError):
         await crm.publish_status(
-            [harness.invoice_status("INV-A", "Open", "1.00")], idempotency_key="evt-8"
+            [harness.invoice_status("INV-A", "open", "1.00")], idempotency_key="evt-8"
         )
 
 

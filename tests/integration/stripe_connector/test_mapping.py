@@ -262,3 +262,39 @@ def test_the_credit_balance_an_invoice_consumed(
     )
     assert invoice.credit_applied == Money(applied, "EUR")
     assert invoice.amount_due == Money(due, "EUR")
+
+
+@pytest.mark.parametrize(
+    ("obj", "number"),
+    [
+        ({"id": "sub_1", "object": "subscription", "metadata": {"contract_number": "C-9"}}, "C-9"),
+        ({"id": "sub_2", "object": "subscription", "metadata": {}}, None),
+        (
+            {
+                "id": "in_1",
+                "object": "invoice",
+                "parent": {"subscription_details": {"metadata": {"contract_number": "C-8"}}},
+            },
+            "C-8",
+        ),
+        (
+            {
+                "id": "in_2",
+                "object": "invoice",
+                "subscription_details": {"metadata": {"contract_number": "C-7"}},
+            },
+            "C-7",
+        ),
+        ({"id": "in_3", "object": "invoice", "metadata": {"contract_number": "C-6"}}, None),
+        ({"id": "ch_1", "object": "charge", "customer": "cus_1"}, None),
+    ],
+)
+def test_billing_events_carry_their_contract_in_canonical_keys(
+    obj: dict[str, Any], number: str | None
+) -> None:
+    """Flows read ``object_type``, ``object_id``, ``customer`` and ``contract_number``, never
+    the snapshot: a subscription's own metadata, an invoice's subscription details (both
+    shapes), nothing else (an invoice's own metadata is not the hub's)."""
+    event = billing_event({"id": "evt_1", "type": "x.y", "created": JAN_1, "data": {"object": obj}})
+    assert event.data["contract_number"] == number
+    assert (event.data["object_type"], event.data["object_id"]) == (obj["object"], obj["id"])

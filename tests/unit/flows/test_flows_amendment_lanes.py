@@ -134,7 +134,7 @@ async def test_contract_known_later_is_forwarded_to_its_subject(runtime: Runtime
                 subject="billing:sub_later",
                 time=START,
                 correlation_id="c-3",
-                data={"object": {"id": "sub_later", "object": "subscription"}},
+                data={"object_type": "subscription", "object_id": "sub_later"},
             ),
         ]
     )

@@ -16,12 +16,12 @@ from typing import Any, Final
 
 from quote2cash.canonical import Amendment, Customer, Order, Product
 from quote2cash.connectors.roles import (
+    CrmStatus,
     LedgerEntry,
     LedgerKind,
     Page,
     RejectedRecord,
     StatusResult,
-    StatusUpdate,
     SystemCheck,
 )
 from quote2cash.connectors.salesforce import mapping
@@ -33,6 +33,7 @@ from quote2cash.connectors.salesforce.client import (
     is_salesforce_id,
 )
 from quote2cash.connectors.salesforce.config import SalesforceConfig
+from quote2cash.connectors.salesforce.mapping import SObjectUpdate
 from quote2cash.engine.errors import (
     AuthError,
     DataError,
@@ -204,9 +205,19 @@ class SalesforceCrm:
     # --- status write-back ---
 
     async def publish_status(
-        self, updates: Sequence[StatusUpdate], *, idempotency_key: str
+        self, updates: Sequence[CrmStatus], *, idempotency_key: str
     ) -> list[StatusResult]:
-        """Upsert each update by its external id, 200 per sObject Collections call.
+        """Each business status as its Salesforce record (``mapping.status_record``), written
+        by ``write_records``."""
+        records = [
+            mapping.status_record(u, amendment_object=self.config.amendment_object) for u in updates
+        ]
+        return await self.write_records(records, idempotency_key=idempotency_key)
+
+    async def write_records(
+        self, updates: Sequence[SObjectUpdate], *, idempotency_key: str
+    ) -> list[StatusResult]:
+        """Upsert each record by its external id, 200 per sObject Collections call.
 
         ``external_id_field="Id"`` updates existing records by Salesforce Id instead (never
         creates: Collections upsert takes external id fields only).
@@ -296,7 +307,7 @@ class SalesforceCrm:
             )
 
 
-def _group(updates: Sequence[StatusUpdate]) -> dict[tuple[str, str], list[int]]:
+def _group(updates: Sequence[SObjectUpdate]) -> dict[tuple[str, str], list[int]]:
     groups: dict[tuple[str, str], list[int]] = {}
     for index, update in enumerate(updates):
         if not update.object_type or not update.external_id_field:
@@ -309,7 +320,7 @@ def _group(updates: Sequence[StatusUpdate]) -> dict[tuple[str, str], list[int]]:
     return groups
 
 
-def _chunks(updates: Sequence[StatusUpdate], positions: list[int]) -> list[list[int]]:
+def _chunks(updates: Sequence[SObjectUpdate], positions: list[int]) -> list[list[int]]:
     """Batches of at most 200 where no external id repeats (Salesforce refuses duplicates)."""
     chunks: list[list[int]] = []
     current: list[int] = []
@@ -326,7 +337,7 @@ def _chunks(updates: Sequence[StatusUpdate], positions: list[int]) -> list[list[
     return chunks
 
 
-def _status_result(update: StatusUpdate, outcome: SaveResult) -> StatusResult:
+def _status_result(update: SObjectUpdate, outcome: SaveResult) -> StatusResult:
     if outcome.success:
         return StatusResult(update.external_id, outcome.id, outcome.created)
     return StatusResult(

@@ -12,6 +12,7 @@ canonical model raises ``DataError`` naming the record, the field and what was e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Final, TypeVar
@@ -30,9 +31,23 @@ from quote2cash.canonical import (
     Record,
     RecordValidationError,
     Ref,
+    SubscriptionStatus,
     validate_record,
 )
-from quote2cash.connectors.roles import LedgerEntry, LedgerKind
+from quote2cash.connectors.roles import (
+    AmendmentOutcome,
+    ContractState,
+    CrmStatus,
+    CustomerLinks,
+    DealActivated,
+    DealCanceled,
+    DealInvoiceStanding,
+    DealSubscribed,
+    InvoiceStanding,
+    InvoiceState,
+    LedgerEntry,
+    LedgerKind,
+)
 from quote2cash.engine.errors import DataError
 
 M = TypeVar("M", bound=Record)
@@ -109,6 +124,18 @@ def opportunity_soql(where: str) -> str:
         f"SELECT {', '.join(OPPORTUNITY_FIELDS)}, {lines} FROM Opportunity WHERE {where} "
         "ORDER BY SystemModstamp, Id"
     )
+
+
+def closed_won_callout(message: Mapping[str, Any]) -> tuple[str, str]:
+    """The opportunity and contract number a Closed-Won callout (already verified) names; the
+    contract number is the opportunity's id when the deal has none."""
+    opportunity: Mapping[str, Any] = message.get("opportunity") or {}
+    opportunity_id = str(opportunity.get("Id") or "")
+    if not opportunity_id:
+        raise DataError(
+            f"callout {message.get('messageId')}: field 'opportunity.Id' is missing", system=SYSTEM
+        )
+    return opportunity_id, str(opportunity.get("Contract_Number__c") or opportunity_id)
 
 
 def soql_datetime(moment: datetime) -> str:
@@ -494,3 +521,117 @@ def ledger_entry(kind: LedgerKind, record: Mapping[str, Any]) -> LedgerEntry:
         status="paid" if status == "Paid" else "open",
         state=status,
     )
+
+
+# --- status write-back: the hub's business statuses as Salesforce records ---------------------
+
+
+@dataclass(frozen=True)
+class SObjectUpdate:
+    """One record written back: its sObject, the field that finds it (an external id field for
+    an upsert, ``Id`` for an update of an existing record), that field's value, and the fields."""
+
+    object_type: str
+    external_id_field: str
+    external_id: str
+    fields: dict[str, Any]
+
+
+INVOICE_STANDING: Final = {
+    InvoiceStanding.OPEN: "Open",
+    InvoiceStanding.PAID: "Paid",
+    InvoiceStanding.OVERDUE: "Overdue",
+    InvoiceStanding.REFUNDED: "Refunded",
+    InvoiceStanding.PARTIALLY_REFUNDED: "Partially Refunded",
+}
+"""Invoice__c.Status__c and Opportunity.Invoice_Status__c picklist values."""
+CONTRACT_STATUS: Final[Mapping[SubscriptionStatus, str]] = {
+    SubscriptionStatus.ACTIVE: "Active",
+    SubscriptionStatus.TRIALING: "Active",
+    SubscriptionStatus.PAST_DUE: "Past Due",
+    SubscriptionStatus.UNPAID: "Past Due",
+    SubscriptionStatus.CANCELED: "Canceled",
+    SubscriptionStatus.INCOMPLETE_EXPIRED: "Expired",
+}
+"""Subscription__c.Status__c picklist values (anything else is Pending)."""
+DEAL_SUBSCRIPTION_STATUS: Final[Mapping[SubscriptionStatus, str]] = {
+    k: v for k, v in CONTRACT_STATUS.items() if k is not SubscriptionStatus.INCOMPLETE_EXPIRED
+}
+"""Opportunity.Subscription_Status__c picklist values (it has no Expired: Pending)."""
+PENDING: Final = "Pending"
+
+
+def status_record(status: CrmStatus, *, amendment_object: str) -> SObjectUpdate:
+    """The Salesforce record a business status is written to; upserted by an external id where
+    the hub creates the record (Invoice__c, Subscription__c), else updated by its Id."""
+    match status:
+        case CustomerLinks():
+            return SObjectUpdate(
+                "Account",
+                "Id",
+                status.account_id,
+                {
+                    "Hub_Global_Id__c": status.global_id,
+                    "ERP_Customer_Number__c": status.erp_customer_id,
+                    "Billing_Customer_Id__c": status.billing_customer_id,
+                    "Legal_Entity__c": status.legal_entity,
+                },
+            )
+        case DealSubscribed():
+            return _opportunity(
+                status.opportunity_id,
+                Subscription_Id__c=status.subscription_id,
+                Subscription_Status__c=DEAL_SUBSCRIPTION_STATUS.get(status.status, PENDING),
+                Hub_Correlation_Id__c=status.correlation_id,
+            )
+        case DealActivated():
+            start = status.billing_start
+            return _opportunity(
+                status.opportunity_id,
+                Subscription_Id__c=status.subscription_id,
+                Subscription_Status__c="Active",
+                Billing_Start_Date__c=start.isoformat() if start else None,
+            )
+        case DealCanceled():
+            return _opportunity(status.opportunity_id, Subscription_Status__c="Canceled")
+        case DealInvoiceStanding():
+            return _opportunity(
+                status.opportunity_id, Invoice_Status__c=INVOICE_STANDING[status.standing]
+            )
+        case InvoiceState():
+            return SObjectUpdate(
+                "Invoice__c",
+                "Invoice_Number__c",
+                status.number,
+                {
+                    "Account__c": status.account_id,
+                    "Amount__c": status.total.amount,
+                    "Balance__c": status.balance.amount,
+                    "Status__c": INVOICE_STANDING[status.standing],
+                    "Due_Date__c": status.due_date.isoformat() if status.due_date else None,
+                },
+            )
+        case ContractState():
+            return SObjectUpdate(
+                "Subscription__c",
+                "Billing_Subscription_Id__c",
+                status.subscription_id,
+                {
+                    "Account__c": status.account_id,
+                    "Opportunity__c": status.opportunity_id,
+                    "Status__c": CONTRACT_STATUS.get(status.status, PENDING),
+                    "Quantity__c": status.seats,
+                    "Start_Date__c": status.starts.isoformat(),
+                    "End_Date__c": status.ends.isoformat(),
+                },
+            )
+        case AmendmentOutcome():
+            fields: dict[str, Any] = {"Status__c": "Applied" if status.applied else "Failed"}
+            if status.applied and status.previous_seats is not None:
+                fields["Previous_Quantity__c"] = status.previous_seats
+            return SObjectUpdate(amendment_object, "Id", status.request_id, fields)
+    raise DataError(f"status {status!r} has no Salesforce record", system=SYSTEM)
+
+
+def _opportunity(opportunity_id: str, **fields: Any) -> SObjectUpdate:
+    return SObjectUpdate("Opportunity", "Id", opportunity_id, fields)

@@ -685,8 +685,22 @@ def hub_event_type(
     return EVENT_TYPES.get(stripe_type, f"billing.stripe.{stripe_type}")
 
 
+def contract_number(obj: Mapping[str, Any]) -> str | None:
+    """The hub's contract number that billing keeps on a subscription or its invoices."""
+    meta: Mapping[str, Any] = obj.get("metadata") or {}
+    if obj.get("object") == "subscription" and meta.get("contract_number"):
+        return str(meta["contract_number"])
+    parent: Mapping[str, Any] = obj.get("parent") or {}
+    details: Mapping[str, Any] = (
+        parent.get("subscription_details") or obj.get("subscription_details") or {}
+    )
+    number = (details.get("metadata") or {}).get("contract_number")
+    return str(number) if number else None
+
+
 def billing_event(event: Mapping[str, Any]) -> BillingEvent:
-    """A Stripe event as the hub logs it; ``data`` keeps the raw type and the object snapshot."""
+    """A Stripe event as the hub logs it: the canonical keys ``BillingEvent`` names, with the
+    raw type and object snapshot beside them for the hub's read model."""
     body: Mapping[str, Any] = event.get("data") or {}
     obj: Mapping[str, Any] = body.get("object") or {}
     previous: Mapping[str, Any] = body.get("previous_attributes") or {}
@@ -697,6 +711,7 @@ def billing_event(event: Mapping[str, Any]) -> BillingEvent:
         "object_type": obj.get("object"),
         "object_id": obj.get("id"),
         "customer": obj["id"] if obj.get("object") == "customer" else _ident(obj.get("customer")),
+        "contract_number": contract_number(obj),
         "object": jsonable(obj),
     }
     if previous:
