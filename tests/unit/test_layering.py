@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).parents[2] / "src"
 PACKAGE = SRC / "quote2cash"
 
