@@ -400,6 +400,24 @@ class Books:
                 )
             return number
 
+    def order_lines(self, number: str) -> list[dict[str, Any]]:
+        """The lines of sales order ``number`` in order: item, quantity, unit price, amount."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT item, quantity, unit_price, amount FROM order_line"
+                " WHERE order_number = ? ORDER BY line",
+                (number,),
+            ).fetchall()
+        return [
+            {
+                "item": r["item"],
+                "quantity": Decimal(r["quantity"]),
+                "unit_price": Decimal(r["unit_price"]),
+                "amount": Decimal(r["amount"]),
+            }
+            for r in rows
+        ]
+
     def _customer_of(
         self, db: sqlite3.Connection, number: str, entity: Entity, what: str
     ) -> sqlite3.Row:
