@@ -86,6 +86,18 @@ def _from_environment() -> Space:
     return replace(base, **overrides)
 
 
+def _erp() -> str:
+    erp = os.environ.get("Q2C_LIFECYCLE_ERP", "tryton")
+    if erp not in ("tryton", "legacy"):
+        raise ValueError(f"Q2C_LIFECYCLE_ERP: {erp!r} is not tryton or legacy")
+    return erp
+
+
+ERP = _erp()
+"""The ERP of the world (``Q2C_LIFECYCLE_ERP=legacy``: the legacy ERP, SOAP + batch files; its
+CI set is smaller, see ``test_lifecycles.CI_SEEDS``; the full set on it:
+``Q2C_LIFECYCLE_ERP=legacy Q2C_LIFECYCLE_SEEDS=1-30``)."""
+
 SPACE = _from_environment()
 """The space the CI set and the long run draw from (``Q2C_LIFECYCLE_SPACE=taxed,one_time_lines``
 or ``=all`` to widen it for one run)."""
