@@ -21,7 +21,8 @@ from lifecycle.space import ERP, SPACE
 from lifecycle.world import LifecycleWorld
 
 CI_SEEDS = range(1, 21) if ERP == "legacy" else range(1, 31)
-"""About two minutes on the legacy ERP, three and a half on Tryton, on a quiet machine."""
+"""Seeds 1-20 on the legacy ERP took 96 s at load average 5 on 2 cores (all 30: 188 s at load
+8); Tryton's 30 take about 3.5 min on a quiet machine (docs/benchmarks.md)."""
 LONG_RUNS = 1000
 BATCH = 50
 
