@@ -50,6 +50,7 @@ format: $(STAMP)  ## apply ruff's formatting and fixes
 bench: $(STAMP)  ## the benchmarks in quick mode (figures in docs/benchmarks.md)
 	$(BIN)/python benchmarks/engine_throughput.py --quick
 	$(BIN)/python benchmarks/audit_checkpoint.py --entries 2000
+	$(BIN)/python benchmarks/legacy_erp_files.py --quick
 
 clean:  ## remove the virtualenv and local state
 	rm -rf $(VENV) .q2c q2c.sqlite* .pytest_cache .mypy_cache .ruff_cache

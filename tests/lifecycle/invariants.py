@@ -1,8 +1,8 @@
 """What each system shows for one customer, read directly from it, and the invariants between
 the three: each comparison is a pure function of the views, returning every divergence found.
 
-Billing is read with the stripe SDK, the ERP over Tryton's JSON-RPC, the CRM with
-simple-salesforce; never through the hub's store.
+Billing is read with the stripe SDK, the ERP through the sandbox's neutral reader (Tryton's
+JSON-RPC or the legacy ERP's SOAP), the CRM with simple-salesforce; never through the hub's store.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from typing import Any
 
 import stripe
 
-from quote2cash.connectors.tryton.client import TrytonClient
+from quote2cash.demo.erp_reader import ErpReader
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
-ENTITY_OF_COMPANY = {"Q2C Inc.": "US", "Q2C GmbH": "DE"}
 ENTITY_OF_CURRENCY = {"USD": "US", "EUR": "DE"}
 ONE_TIME = frozenset({"ONBOARD"})
 """ERP item codes the catalog sells once (its billing price is a one-time price)."""
@@ -76,6 +75,7 @@ class BillingView:
 class ErpInvoice:
     number: str
     state: str
+    """open or paid."""
     currency: str
     entity: str
     total: Decimal
@@ -93,9 +93,11 @@ class ErpView:
     one_time: Decimal = ZERO
     """What the sales book for one-time items (charged once, not every period)."""
     sale_references: list[str] = field(default_factory=list)
+    keeps_periods: bool = True
+    """Whether this ERP keeps service periods on its documents (the legacy ERP does not)."""
 
     def receivable(self) -> Decimal:
-        return sum((i.to_pay for i in self.invoices if i.state == "posted"), ZERO)
+        return sum((i.to_pay for i in self.invoices if i.state == "open"), ZERO)
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def invoices_match(billing: BillingView, erp: ErpView, entity: str) -> list[str]
             found.append(f"{where}: posted by entity {doc.entity}, the contract's is {entity}")
         if bill.period is not None and doc.period is not None and doc.period != bill.period:
             found.append(f"{where}: service period billing {bill.period} != ERP {doc.period}")
-        if bill.period is not None and doc.period is None and bill.total > 0:
+        if bill.period is not None and doc.period is None and bill.total > 0 and erp.keeps_periods:
             found.append(f"{where}: the ERP document has no service period")
     billed = {b.number for b in billing.invoices}
     for doc in erp.invoices:
@@ -434,63 +436,19 @@ def _coupon(client: stripe.StripeClient, discount: Any) -> dict[str, Any] | None
     return coupon if isinstance(coupon, dict) else None
 
 
-async def read_erp(erp: TrytonClient, name: str) -> ErpView:
-    """The party called ``name`` in the ERP, its customer invoices and its sales."""
-    view = ErpView()
-    parties = await erp.model("party.party").search_read([("name", "=", name)], ["id"])
-    view.parties = len(parties)
-    if len(parties) != 1:
-        return view
-    party = parties[0]["id"]
-    rows = await erp.model("account.invoice").search_read(
-        [("party", "=", party), ("type", "=", "out"), ("state", "in", ["posted", "paid"])],
-        [
-            "reference",
-            "state",
-            "total_amount",
-            "tax_amount",
-            "amount_to_pay",
-            "currency.code",
-            "company.rec_name",
-            "lines",
-        ],
-    )
-    for row in rows:
-        lines = await erp.model("account.invoice.line").read(
-            list(row["lines"]), ["defer_from", "defer_to"]
-        )
-        spans = [(ln["defer_from"], ln["defer_to"]) for ln in lines if ln.get("defer_from")]
-        period = (min(s for s, _ in spans), max(e for _, e in spans)) if spans else None
-        company = str(row["company."]["rec_name"])
-        view.invoices.append(
-            ErpInvoice(
-                str(row["reference"]),
-                str(row["state"]),
-                str(row["currency."]["code"]),
-                ENTITY_OF_COMPANY.get(company, company),
-                Decimal(row["total_amount"]),
-                Decimal(row["tax_amount"]),
-                ZERO if row["state"] == "paid" else Decimal(row["amount_to_pay"]),
-                period,
-            )
-        )
-    sales = await erp.model("sale.sale").search_read(
-        [("party", "=", party), ("state", "in", ["confirmed", "processing", "done"])],
-        ["reference", "total_amount", "lines"],
-    )
-    view.sale_references = [str(s["reference"]) for s in sales]
-    view.sales = {str(s["reference"]): Decimal(s["total_amount"]) for s in sales}
-    lines = await erp.model("sale.line").read(
-        [line for s in sales for line in s["lines"]], ["amount", "product.code"]
-    )
-    view.one_time = sum(
-        (
-            Decimal(ln["amount"])
-            for ln in lines
-            if (ln.get("product.") or {}).get("code") in ONE_TIME
-        ),
-        ZERO,
-    )
+async def read_erp(erp: ErpReader, name: str) -> ErpView:
+    """The customer called ``name`` in the ERP, its documents and its sales, read through the
+    neutral reader (the same on Tryton and on the legacy ERP)."""
+    books = await erp.customer_books(name)
+    view = ErpView(parties=books.customers, keeps_periods=books.keeps_service_periods)
+    view.invoices = [
+        ErpInvoice(d.reference, d.status, d.currency, d.entity, d.total, d.tax, d.due, d.period)
+        for d in books.documents
+    ]
+    view.sale_references = [reference for reference, _ in books.sales]
+    for reference, total in books.sales:
+        view.sales[reference] = view.sales.get(reference, ZERO) + total
+    view.one_time = sum((amount for code, amount in books.sale_lines if code in ONE_TIME), ZERO)
     return view
 
 

@@ -22,7 +22,7 @@ def replay_command(lifecycle: Lifecycle) -> str:
     """The one command that replays ``lifecycle``: its seed, in the same space and profile."""
     env = "".join(
         f"{name}={os.environ[name]} "
-        for name in ("Q2C_LONG", "Q2C_LIFECYCLE_SPACE")
+        for name in ("Q2C_LONG", "Q2C_LIFECYCLE_SPACE", "Q2C_LIFECYCLE_ERP")
         if os.environ.get(name)
     )
     return REPLAY.format(env=env, seed=lifecycle.seed)
@@ -134,7 +134,7 @@ def run_set(
     client = world.stripe()
 
     async def read_erp_all() -> list[ErpView]:
-        async with world.sandbox.erp_client() as erp:
+        async with world.sandbox.erp_reader() as erp:
             return [await read_erp(erp, run.lifecycle.name) for run in runs]
 
     erp_views = asyncio.run(read_erp_all())

@@ -98,9 +98,13 @@ def test_a_failing_lifecycle_names_the_one_command_that_replays_it(
 
     monkeypatch.setenv("Q2C_LIFECYCLE_SPACE", "downgrades")
     monkeypatch.delenv("Q2C_LONG", raising=False)
+    monkeypatch.delenv("Q2C_LIFECYCLE_ERP", raising=False)
     report = Outcome(generate(38, SPACE), ["ERP receivable differs"]).report()
     assert "ERP receivable differs" in report
     assert report.endswith(
         "replay: Q2C_LIFECYCLE_SPACE=downgrades Q2C_LIFECYCLE_SEED=38 "
         ".venv/bin/python -m pytest tests/lifecycle -k replay"
     )
+    monkeypatch.setenv("Q2C_LIFECYCLE_ERP", "legacy")
+    on_legacy = Outcome(generate(38, SPACE), ["ERP receivable differs"]).report()
+    assert "Q2C_LIFECYCLE_ERP=legacy Q2C_LIFECYCLE_SEED=38" in on_legacy

@@ -53,8 +53,8 @@ def agreeing() -> tuple[BillingView, ErpView, CrmView]:
         parties=1,
         invoices=[
             ErpInvoice("INV-1", "paid", "EUR", "DE", D("225.00"), D(0), D(0), PERIOD),
-            ErpInvoice("INV-2", "posted", "EUR", "DE", D("90.00"), D(0), D("90.00"), PERIOD),
-            ErpInvoice("INV-3", "posted", "EUR", "DE", D("-20.00"), D(0), D("-20.00"), PERIOD),
+            ErpInvoice("INV-2", "open", "EUR", "DE", D("90.00"), D(0), D("90.00"), PERIOD),
+            ErpInvoice("INV-3", "open", "EUR", "DE", D("-20.00"), D(0), D("-20.00"), PERIOD),
         ],
         sales={"C-1": D("225.00"), "C-1/A1": D("90.00")},
         sale_references=["C-1", "C-1/A1"],
@@ -101,6 +101,24 @@ def test_tax_currency_entity_and_period_differences_are_each_named() -> None:
     assert any("currency billing EUR != ERP USD" in f for f in found)
     assert any("posted by entity US, the contract's is DE" in f for f in found)
     assert any("service period" in f for f in found)
+
+
+def test_a_missing_service_period_counts_only_where_the_erp_keeps_periods() -> None:
+    billing, erp, _ = agreeing()
+    erp.invoices[1] = replace(erp.invoices[1], period=None)
+    assert invoices_match(billing, erp, "DE") == [
+        "invoice INV-2: the ERP document has no service period"
+    ]
+    erp.keeps_periods = False
+    assert invoices_match(billing, erp, "DE") == []
+
+
+def test_only_open_documents_are_receivable() -> None:
+    billing, erp, _ = agreeing()
+    erp.invoices[1] = replace(erp.invoices[1], state="paid")
+    assert owed_match(billing, erp) == [
+        "customer owes 70.00 in billing but -20.00 in the ERP receivable"
+    ]
 
 
 def test_missing_and_orphan_documents_are_found() -> None:

@@ -1,5 +1,6 @@
-"""One sandbox world (Stripe and Salesforce emulators, a real Tryton) and one ``q2c serve``
-subprocess hooked to it, as a user runs them; ``quiesce`` waits until the hub has settled."""
+"""One sandbox world (Stripe and Salesforce emulators, a real Tryton or the legacy ERP) and one
+``q2c serve`` subprocess hooked to it, as a user runs them; ``quiesce`` waits until the hub has
+settled."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from quote2cash.store.schema import events, subjects
 
 CONFIG = packaged_config_dir()
 POLL_SECONDS = 1.0
+ERPS = {"tryton": "tryton", "legacy": "legacy_erp"}
+"""``Q2C_LIFECYCLE_ERP`` -> the hub's ``systems.yaml`` kind of that ERP."""
 STALL_SECONDS = 45.0
 """Longer than any one event takes; shorter than the engine's retry backoff grows to."""
 SERVE_CODE = "from quote2cash.cli import app; app()"
@@ -157,7 +160,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def systems_yaml(folder: Path, sandbox: DemoSandbox, base_url: str, collection: str) -> Path:
+def systems_yaml(
+    folder: Path, sandbox: DemoSandbox, base_url: str, collection: str, erp: str
+) -> Path:
     """The hub's ``systems.yaml`` for the sandbox, as an operator writes one: billing collects
     by ``collection``; this hub's webhook endpoint is registered in billing and its callout URL
     in the CRM."""
@@ -172,7 +177,7 @@ def systems_yaml(folder: Path, sandbox: DemoSandbox, base_url: str, collection: 
     billing.update(collection_method=collection, webhook_secret=str(endpoint.secret))
     document = {
         "crm": {"kind": "salesforce", "settings": _plain(systems.crm.config.model_dump())},
-        "erp": {"kind": "tryton", "settings": _plain(systems.erp.config.model_dump())},
+        "erp": {"kind": ERPS[erp], "settings": _plain(systems.erp.config.model_dump())},
         "billing": {"kind": "stripe", "settings": billing},
     }
     path = folder / "systems.yaml"
@@ -192,11 +197,11 @@ def hub_config(folder: Path, *, taxed: bool) -> Path:
 
 
 def _serve(
-    folder: Path, sandbox: DemoSandbox, db_url: str, collection: str, *, taxed: bool
+    folder: Path, sandbox: DemoSandbox, db_url: str, collection: str, *, taxed: bool, erp: str
 ) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    config = systems_yaml(folder, sandbox, base_url, collection)
+    config = systems_yaml(folder, sandbox, base_url, collection, erp)
     env = {
         k: v
         for k, v in os.environ.items()
@@ -248,17 +253,17 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 @contextmanager
 def lifecycle_world(
-    folder: Path, collection: str = "send_invoice", *, taxed: bool = True
+    folder: Path, collection: str = "send_invoice", *, taxed: bool = True, erp: str = "tryton"
 ) -> Iterator[LifecycleWorld]:
-    """Start the sandbox and ``q2c serve`` in ``folder`` (``taxed``: with the tax rules);
-    stop both afterwards."""
+    """Start the sandbox on ``erp`` (tryton or legacy) and ``q2c serve`` in ``folder``
+    (``taxed``: with the tax rules); stop both afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     sandbox_dir = folder / "sandbox"
     db_url = f"sqlite:///{folder / 'hub.sqlite'}"
     try:
-        sandbox = DemoSandbox.up(sandbox_dir, lambda _msg: None)
+        sandbox = DemoSandbox.up(sandbox_dir, lambda _msg: None, erp=erp)
         Runtime.open(db_url, sqlite_synchronous="NORMAL").close()
-        proc, base_url = _serve(folder, sandbox, db_url, collection, taxed=taxed)
+        proc, base_url = _serve(folder, sandbox, db_url, collection, taxed=taxed, erp=erp)
         try:
             runtime = Runtime.open(db_url, sqlite_synchronous="NORMAL")
             try:

@@ -14,9 +14,8 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import stripe
 
@@ -27,7 +26,7 @@ from quote2cash.connectors.salesforce import SalesforceCrm
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig
 from quote2cash.connectors.stripe.config import CollectionMethod
 from quote2cash.connectors.tryton import TrytonErp
-from quote2cash.connectors.tryton.client import TrytonClient
+from quote2cash.demo.erp_reader import ErpReader, LegacyReader, TrytonReader
 from quote2cash.sandbox import orchestrator
 from quote2cash.sandbox.systems import salesforce_config, tryton_config
 from quote2cash.sandbox.tryton import TrytonEndpoint, load_endpoint
@@ -38,71 +37,6 @@ API_LIMIT = 100_000
 
 class DemoSetupError(RuntimeError):
     """The demo could not start; the message says what is missing."""
-
-
-class ErpReader(Protocol):
-    """What the demo reads back from the ERP, as finance would look it up there."""
-
-    async def invoice_amounts(self, reference: str) -> list[tuple[Decimal, Decimal]]:
-        """(before tax, total) of each customer invoice with this reference (billing's number)."""
-        ...
-
-    async def sale_totals(self, contract: str) -> list[Decimal]:
-        """The total of each sale booked with this reference (the contract number)."""
-        ...
-
-    async def customers_named(self, name: str) -> int: ...
-
-
-class _TrytonReader:
-    def __init__(self, erp: TrytonClient) -> None:
-        self.erp = erp
-
-    async def invoice_amounts(self, reference: str) -> list[tuple[Decimal, Decimal]]:
-        rows = await self.erp.model("account.invoice").search_read(
-            [("reference", "=", reference), ("type", "=", "out")],
-            ["untaxed_amount", "total_amount"],
-        )
-        return [(Decimal(r["untaxed_amount"]), Decimal(r["total_amount"])) for r in rows]
-
-    async def sale_totals(self, contract: str) -> list[Decimal]:
-        rows = await self.erp.model("sale.sale").search_read(
-            [("reference", "=", contract)], ["total_amount"]
-        )
-        return [Decimal(r["total_amount"]) for r in rows]
-
-    async def customers_named(self, name: str) -> int:
-        return len(await self.erp.model("party.party").search([("name", "=", name)]))
-
-
-class _LegacyReader:
-    """Reads over the legacy ERP's SOAP service (its listings are small in the demo)."""
-
-    def __init__(self, client: LegacyErpClient) -> None:
-        self.client = client
-
-    async def _all(self, operation: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        while True:
-            page = await self.client.call(operation, len(rows), 500, None) or []
-            rows.extend(page)
-            if len(page) < 500:
-                return rows
-
-    async def invoice_amounts(self, reference: str) -> list[tuple[Decimal, Decimal]]:
-        number = await self.client.call("FindDocument", "invoice", reference)
-        if not number:
-            return []
-        row = await self.client.call("InvoiceStatus", number)
-        return [(Decimal(row["total"]) - Decimal(row["tax"]), Decimal(row["total"]))]
-
-    async def sale_totals(self, contract: str) -> list[Decimal]:
-        return [
-            Decimal(r["total"]) for r in await self._all("ListOrders") if r["reference"] == contract
-        ]
-
-    async def customers_named(self, name: str) -> int:
-        return sum(1 for r in await self._all("ListCustomers") if r["name"] == name)
 
 
 @dataclass
@@ -189,11 +123,11 @@ class DemoSandbox:
         """The ERP as its own people read it: Tryton's JSON-RPC as admin, the legacy ERP's SOAP."""
         if self.erp_endpoint is not None:
             async with self.erp_endpoint.client(admin=True) as tryton:
-                yield _TrytonReader(tryton)
+                yield TrytonReader(tryton)
             return
         client = LegacyErpClient(self._legacy_config())
         try:
-            yield _LegacyReader(client)
+            yield LegacyReader(client)
         finally:
             await client.close()
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from contract.erp import builders
 from integration.legacy_erp.conftest import config_for
-from quote2cash.canonical import InvoiceStatus, Money
+from quote2cash.canonical import CreditMemo, CreditMemoLine, InvoiceStatus, Money, Ref
 from quote2cash.connectors.legacy_erp import DropFolder, LegacyErp
 from quote2cash.connectors.roles import LedgerKind
 from quote2cash.engine.errors import TransientError
@@ -217,3 +219,47 @@ async def test_two_hub_processes_posting_the_same_invoice_at_once_make_one_docum
         assert len(set(await asyncio.gather(*pays))) == 3
         status = await first.invoice_status(posted[0].erp_id)
         assert status.amount_paid == Money("30.00", "USD")
+
+
+@pytest.mark.parametrize("kind", ["customer_credit", "credit_note"])
+async def test_a_credit_keeps_the_tax_it_reverses_and_a_tax_over_its_amount_is_refused(
+    erp: LegacyErp, endpoint: LegacyErpEndpoint, unique: str, kind: str
+) -> None:
+    """A credit of a taxed invoice (a downgrade's proration, a goodwill credit note) shows the
+    tax it reverses, as the invoice it offsets shows its tax; found by the lifecycle model on
+    Q2C GmbH's downgrades, where the ERP had booked such credits with tax 0."""
+    party = await erp.upsert_customer(
+        builders.customer(unique, "DE"), legal_entity="DE", idempotency_key=unique
+    )
+    posted = await erp.post_invoice(
+        builders.invoice(unique, party, "EUR", "PLAT-SEAT", tax_rate=Decimal("0.19")),
+        legal_entity="DE",
+        idempotency_key=unique,
+    )
+    total, tax = Money("23.80", "EUR"), Money("3.80", "EUR")
+    memo = CreditMemo(
+        number=f"CN-{unique}",
+        customer=Ref(global_id=f"cus-{unique}", external_ids={"erp": party}),
+        invoice=Ref.external("erp", posted.erp_id),
+        currency="EUR",
+        issued_at=dt.datetime.now(dt.UTC),
+        lines=(CreditMemoLine(description="Unused time", amount=total - tax, tax=tax),),
+        tax=tax,
+        total=total,
+    )
+    if kind == "credit_note":
+        number = await erp.issue_credit_note(
+            memo, erp_invoice_id=posted.erp_id, idempotency_key=unique
+        )
+    else:
+        credit = await erp.post_customer_credit(memo, legal_entity="DE", idempotency_key=unique)
+        number = credit.erp_id
+    entries = {e.id: e for e in (await erp.ledger(LedgerKind.INVOICE, limit=500)).items}
+    assert (entries[number].total, entries[number].tax) == (-total, -tax)
+
+    folder = DropFolder(Path(endpoint.drop_folder))
+    row = {"invoice": posted.erp_id, "entity": "DE", "customer": party, "currency": "EUR"}
+    name = folder.drop(kind, f"over-{unique}", [{**row, "amount": "5.00", "line_tax": "6.00"}])
+    answer = await folder.wait(name, f"over-{unique}", seconds=30, poll=0.05)
+    assert answer is not None and answer.code == "Client.Validation"
+    assert "tax 6.00 must be between 0 and the amount 5.00" in (answer.message or "")

@@ -309,7 +309,7 @@ class LegacyErp:
         self, memo: CreditMemo, *, erp_invoice_id: str, idempotency_key: str
     ) -> str:
         label = memo.label or "Credit note"
-        row = mapping.money_row(erp_invoice_id, memo.total)
+        row = mapping.money_row(erp_invoice_id, memo.total, tax=memo.tax)
         return await self._through_file(
             CREDIT_NOTE, _reference(memo, idempotency_key), [row], label
         )
@@ -320,7 +320,7 @@ class LegacyErp:
         label = memo.label or "Customer credit"
         entity = self._entity(legal_entity, label)
         row = {
-            **mapping.money_row("", memo.total),
+            **mapping.money_row("", memo.total, tax=memo.tax),
             "entity": entity.code,
             "customer": self._customer_of(memo.customer, label),
         }

@@ -163,11 +163,15 @@ def invoice_rows(
     return rows
 
 
-def money_row(invoice: str, amount: Money, payment_ref: str = "") -> dict[str, str]:
+def money_row(
+    invoice: str, amount: Money, payment_ref: str = "", tax: Money | None = None
+) -> dict[str, str]:
+    """A one-row document of ``amount`` (``tax``: the part of a credit that reverses tax)."""
     return {
         "invoice": invoice,
         "currency": amount.currency,
         "amount": str(amount.amount),
+        "line_tax": "" if tax is None else str(tax.amount),
         "payment_ref": payment_ref,
     }
 

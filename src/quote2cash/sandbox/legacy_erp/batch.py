@@ -3,7 +3,8 @@
 One CSV layout for every record type (columns ``record_type, reference, entity, customer,
 invoice, currency, amount, taxed, item, description, quantity, unit_amount, line_amount,
 line_tax, payment_ref``; record types ``RECORD_KINDS``): one row per document, or per line for
-an invoice (its rows share the reference; ``amount`` is its total, ``taxed`` Y/N). Files are
+an invoice (its rows share the reference; ``amount`` is its total, ``taxed`` Y/N); a credit's
+``line_tax`` is the tax its amount reverses. Files are
 taken in name order; each document is applied in its own transaction. The batch writes
 ``err/<name>.err.csv`` (reference, code, message) when a document is refused, then
 ``ack/<name>.ack.csv`` (reference, document) - always, and last, so an ack file means the input
@@ -94,9 +95,10 @@ def _apply(books: Books, kind: str, rows: Sequence[Row]) -> str:
             total=_money(first, "amount", what),
         )
     amount = _money(first, "amount", what)
+    tax = _money(first, "line_tax", what) if first.get("line_tax") else Decimal(0)
     if kind == CUSTOMER_CREDIT:
         return books.post_customer_credit(
-            reference, first["entity"], first["customer"], first["currency"], amount
+            reference, first["entity"], first["customer"], first["currency"], amount, tax
         )
     invoice, currency = first["invoice"], first["currency"]
     if kind == PAYMENT:
@@ -104,7 +106,7 @@ def _apply(books: Books, kind: str, rows: Sequence[Row]) -> str:
     if kind == REVERSAL:
         return books.reverse_payment(reference, invoice, currency, amount, first["payment_ref"])
     if kind == CREDIT_NOTE:
-        return books.issue_credit_note(reference, invoice, currency, amount)
+        return books.issue_credit_note(reference, invoice, currency, amount, tax)
     return books.apply_credit(reference, invoice, currency, amount)
 
 

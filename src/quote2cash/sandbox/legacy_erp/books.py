@@ -400,6 +400,24 @@ class Books:
                 )
             return number
 
+    def order_lines(self, number: str) -> list[dict[str, Any]]:
+        """The lines of sales order ``number`` in order: item, quantity, unit price, amount."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT item, quantity, unit_price, amount FROM order_line"
+                " WHERE order_number = ? ORDER BY line",
+                (number,),
+            ).fetchall()
+        return [
+            {
+                "item": r["item"],
+                "quantity": Decimal(r["quantity"]),
+                "unit_price": Decimal(r["unit_price"]),
+                "amount": Decimal(r["amount"]),
+            }
+            for r in rows
+        ]
+
     def _customer_of(
         self, db: sqlite3.Connection, number: str, entity: Entity, what: str
     ) -> sqlite3.Row:
@@ -537,9 +555,15 @@ class Books:
             return number
 
     def issue_credit_note(
-        self, reference: str, invoice: str, currency: str, amount: Decimal
+        self,
+        reference: str,
+        invoice: str,
+        currency: str,
+        amount: Decimal,
+        tax: Decimal = Decimal(0),
     ) -> str:
-        """A credit note against an invoice, applied to it at once."""
+        """A credit note against an invoice, applied to it at once; ``tax`` is the part of
+        ``amount`` that reverses tax."""
         what = f"credit note {reference}"
         with self.transaction() as db:
             seen = self._seen(db, CREDIT_NOTE, reference)
@@ -547,6 +571,7 @@ class Books:
                 return seen
             balance = self._receivable(db, invoice, currency, what)
             _positive(amount, what)
+            _tax_within(tax, amount, what)
             if amount > balance.due:
                 raise Refusal(
                     "Client.Overcredit",
@@ -556,7 +581,7 @@ class Books:
             number = self._next(db, CREDIT_NOTE, balance.entity)
             self._document(
                 db, number, CREDIT_NOTE, balance.entity, balance.customer, currency, -amount,
-                invoice=invoice, reference=reference,
+                -tax, invoice=invoice, reference=reference,
             )  # fmt: skip
             db.execute(
                 "INSERT INTO allocation (document, credit, invoice, amount) VALUES (?,?,?,?)",
@@ -566,9 +591,16 @@ class Books:
             return number
 
     def post_customer_credit(
-        self, reference: str, entity_code: str, customer: str, currency: str, amount: Decimal
+        self,
+        reference: str,
+        entity_code: str,
+        customer: str,
+        currency: str,
+        amount: Decimal,
+        tax: Decimal = Decimal(0),
     ) -> str:
-        """The customer's open credit (a credit note paying no invoice)."""
+        """The customer's open credit (a credit note paying no invoice); ``tax`` is the part
+        of ``amount`` that reverses tax."""
         what = f"customer credit {reference}"
         entity = self._entity(entity_code, what)
         with self.transaction() as db:
@@ -578,9 +610,10 @@ class Books:
             self._customer_of(db, customer, entity, what)
             _same_currency(currency, entity.currency, what)
             _positive(amount, what)
+            _tax_within(tax, amount, what)
             number = self._next(db, CUSTOMER_CREDIT, entity.code)
             self._document(
-                db, number, CUSTOMER_CREDIT, entity.code, customer, currency, -amount,
+                db, number, CUSTOMER_CREDIT, entity.code, customer, currency, -amount, -tax,
                 reference=reference,
             )  # fmt: skip
             self._remember(db, CUSTOMER_CREDIT, reference, number)
@@ -770,6 +803,14 @@ class Books:
         sql += " ORDER BY created_at, number LIMIT ? OFFSET ?"
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, (*args, limit, offset))]
+
+
+def _tax_within(tax: Decimal, amount: Decimal, what: str) -> None:
+    if tax < 0 or tax > amount or tax != cents(tax):
+        raise Refusal(
+            "Client.Validation",
+            f"{what}: tax {tax} must be between 0 and the amount {amount}, in cents",
+        )
 
 
 def _check_customer(data: CustomerData, entity: Entity, what: str) -> None:

@@ -114,6 +114,7 @@ class Order(Model):
     start_date = Unicode
     end_date = Unicode
     created_at = Unicode
+    lines = Array(OrderLine)
 
 
 class Document(Model):
@@ -285,9 +286,14 @@ class LegacyErpService(ServiceBase):
 
     @rpc(Integer, Integer, Unicode, _returns=Array(Order))
     def ListOrders(ctx: Any, offset: int | None, limit: int | None, since: str) -> list[Any]:
-        rows = _books(ctx).listing("order", *_page(offset, limit), since)
+        books = _books(ctx)
+        rows = books.listing("order", *_page(offset, limit), since)
         return [
-            Order(**{**{k: r[k] for k in Order._type_info}, "total": PyDecimal(r["total"])})
+            Order(
+                **{k: r[k] for k in Order._type_info if k in r and k != "total"},
+                total=PyDecimal(r["total"]),
+                lines=[OrderLine(**line) for line in books.order_lines(r["number"])],
+            )
             for r in rows
         ]
 
