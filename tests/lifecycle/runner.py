@@ -18,13 +18,15 @@ from quote2cash.engine.queries import EventRow
 REPLAY = "{env}Q2C_LIFECYCLE_SEED={seed} .venv/bin/python -m pytest tests/lifecycle -k replay"
 
 
-def replay_command(lifecycle: Lifecycle) -> str:
-    """The one command that replays ``lifecycle``: its seed, in the same space and profile."""
+def replay_command(lifecycle: Lifecycle, erp: str = "tryton") -> str:
+    """The one command that replays ``lifecycle``: its seed, in the same space, profile and ERP."""
     env = "".join(
         f"{name}={os.environ[name]} "
-        for name in ("Q2C_LONG", "Q2C_LIFECYCLE_SPACE", "Q2C_LIFECYCLE_ERP")
+        for name in ("Q2C_LONG", "Q2C_LIFECYCLE_SPACE")
         if os.environ.get(name)
     )
+    if erp != "tryton" or os.environ.get("Q2C_LIFECYCLE_ERP"):
+        env += f"Q2C_LIFECYCLE_ERP={erp} "
     return REPLAY.format(env=env, seed=lifecycle.seed)
 
 
@@ -32,6 +34,7 @@ def replay_command(lifecycle: Lifecycle) -> str:
 class Outcome:
     lifecycle: Lifecycle
     divergences: list[str] = field(default_factory=list)
+    erp: str = "tryton"
 
     @property
     def ok(self) -> bool:
@@ -39,7 +42,8 @@ class Outcome:
 
     def report(self) -> str:
         said = "\n    ".join(self.divergences)
-        return f"{self.lifecycle.shown()}\n    {said}\n  replay: {replay_command(self.lifecycle)}"
+        replay = replay_command(self.lifecycle, self.erp)
+        return f"{self.lifecycle.shown()}\n    {said}\n  replay: {replay}"
 
 
 @dataclass
@@ -146,7 +150,7 @@ def run_set(
         claimed.update(e.pos for e in mine)
         found = [*run.failures, *exception_divergences(run, mine)]
         found += all_divergences(billing, erp, crm, entity=run.lifecycle.entity, booked=run.booked)
-        outcomes.append(Outcome(run.lifecycle, found))
+        outcomes.append(Outcome(run.lifecycle, found, world.erp))
     known = claimed | earlier
     stray = unsettled + [
         f"{e.type} [{e.category}] {e.subject}: {e.last_error}"

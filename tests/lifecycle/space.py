@@ -86,17 +86,20 @@ def _from_environment() -> Space:
     return replace(base, **overrides)
 
 
-def _erp() -> str:
-    erp = os.environ.get("Q2C_LIFECYCLE_ERP", "tryton")
-    if erp not in ("tryton", "legacy"):
-        raise ValueError(f"Q2C_LIFECYCLE_ERP: {erp!r} is not tryton or legacy")
-    return erp
+def _erps() -> tuple[str, ...]:
+    chosen = os.environ.get("Q2C_LIFECYCLE_ERP")
+    if not chosen:
+        return ("tryton", "legacy")
+    if chosen not in ("tryton", "legacy"):
+        raise ValueError(f"Q2C_LIFECYCLE_ERP: {chosen!r} is not tryton or legacy")
+    return (chosen,)
 
 
-ERP = _erp()
-"""The ERP of the world (``Q2C_LIFECYCLE_ERP=legacy``: the legacy ERP, SOAP + batch files; its
-CI set is seeds 1-20, see ``test_lifecycles.CI_SEEDS``; Tryton's full set of 30 on it:
-``Q2C_LIFECYCLE_ERP=legacy Q2C_LIFECYCLE_SEEDS=1-30``; ``Q2C_LONG=1`` works on it too)."""
+ERPS = _erps()
+"""The ERPs a world is built on, one world each: both by default, or the one
+``Q2C_LIFECYCLE_ERP`` names (``legacy``: the legacy ERP, SOAP + batch files; its CI set is seeds
+1-20, see ``test_lifecycles.CI_SEEDS``; its full set of 30: ``Q2C_LIFECYCLE_ERP=legacy
+Q2C_LIFECYCLE_SEEDS=1-30``; ``Q2C_LONG=1`` works on it too)."""
 
 SPACE = _from_environment()
 """The space the CI set and the long run draw from (``Q2C_LIFECYCLE_SPACE=taxed,one_time_lines``

@@ -105,6 +105,5 @@ def test_a_failing_lifecycle_names_the_one_command_that_replays_it(
         "replay: Q2C_LIFECYCLE_SPACE=downgrades Q2C_LIFECYCLE_SEED=38 "
         ".venv/bin/python -m pytest tests/lifecycle -k replay"
     )
-    monkeypatch.setenv("Q2C_LIFECYCLE_ERP", "legacy")
-    on_legacy = Outcome(generate(38, SPACE), ["ERP receivable differs"]).report()
+    on_legacy = Outcome(generate(38, SPACE), ["ERP receivable differs"], "legacy").report()
     assert "Q2C_LIFECYCLE_ERP=legacy Q2C_LIFECYCLE_SEED=38" in on_legacy

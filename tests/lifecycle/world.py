@@ -55,6 +55,7 @@ class LifecycleWorld:
     collection: str = "send_invoice"
     """How billing collects (the hub's setting): send_invoice or charge_automatically."""
     scope: set[str] | None = None
+    erp: str = "tryton"
 
     def stripe(self) -> stripe.StripeClient:
         return self.sandbox.stripe()
@@ -276,6 +277,7 @@ def lifecycle_world(
                     runtime,
                     sandbox.salesforce(),
                     collection,
+                    erp=erp,
                 )
             finally:
                 runtime.close()
