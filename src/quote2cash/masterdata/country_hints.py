@@ -81,6 +81,16 @@ LEGAL_FORM_COUNTRIES: dict[str, frozenset[str]] = {
 }
 """Legal forms (normalised words) and the countries whose law defines them."""
 
+LEGAL_FORM_ALIASES = {
+    "aktiengesellschaft": "ag",
+    "limited": "ltd",
+    "incorporated": "inc",
+    "corporation": "corp",
+    "kommanditgesellschaft": "kg",
+    "gesmbh": "gmbh",
+}
+"""Spelled-out legal forms and the abbreviation they are compared as."""
+
 _GENERIC_TLDS = frozenset(["com", "net", "org", "io", "co", "biz", "info", "app", "dev", "eu"])
 _TLD_ALIASES = {"uk": "GB"}
 _WORD = re.compile(r"[a-z0-9]+")
@@ -96,18 +106,28 @@ def country_of_tax_id(tax_key: str) -> str | None:
     return None
 
 
-def countries_of_legal_form(plain_name: str) -> frozenset[str]:
-    """Countries whose legal form ends (or starts) the name; empty when none is recognised."""
-    words = _WORD.findall(plain_name.replace(".", ""))
+def legal_form_of(plain_name: str) -> str | None:
+    """The legal form ending (or starting) the name, abbreviated (``Aktiengesellschaft`` -> ag)."""
+    words: list[str] = _WORD.findall(plain_name.replace(".", ""))
     if not words:
-        return frozenset()
+        return None
     if len(words) >= 3 and words[-3:-1] in (["gmbh", "co"], ["gmbh", "und"], ["gmbh", "u"]):
-        return LEGAL_FORM_COUNTRIES["kg"]
+        return "gmbh co kg"
+    if len(words) >= 4 and words[-4:-1] == ["gmbh", "and", "co"]:
+        return "gmbh co kg"
     for word in (words[-1], words[0]):
-        found = LEGAL_FORM_COUNTRIES.get(word)
-        if found:
-            return found
-    return frozenset()
+        form = LEGAL_FORM_ALIASES.get(word, word)
+        if form in LEGAL_FORM_COUNTRIES:
+            return form
+    return None
+
+
+def countries_of_legal_form(plain_name: str) -> frozenset[str]:
+    """Countries whose law defines the name's legal form; empty when none is recognised."""
+    form = legal_form_of(plain_name)
+    if form == "gmbh co kg":
+        return LEGAL_FORM_COUNTRIES["kg"]
+    return LEGAL_FORM_COUNTRIES.get(form, frozenset()) if form else frozenset()
 
 
 def country_of_domain(domain: str | None) -> str | None:

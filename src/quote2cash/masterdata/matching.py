@@ -22,6 +22,7 @@ from anyascii import anyascii
 from cleanco import basename  # type: ignore[import-untyped]
 from pydantic import Field, model_validator
 from rapidfuzz import fuzz
+from rapidfuzz.distance import DamerauLevenshtein
 
 from quote2cash.canonical import Customer
 from quote2cash.masterdata.config import (
@@ -31,7 +32,7 @@ from quote2cash.masterdata.config import (
     read_yaml,
     validate_model,
 )
-from quote2cash.masterdata.country_hints import infer_countries
+from quote2cash.masterdata.country_hints import infer_countries, legal_form_of
 
 Score = Annotated[float, Field(ge=0, le=100)]
 
@@ -47,6 +48,8 @@ class NameRules(StrictModel):
     """Long legal forms also removed when misspelt (last word, similarity >= the next key)."""
     fuzzy_legal_form_similarity: Score = 85
     noise_words: list[str] = Field(default_factory=list)
+    one_typo_min_length: Annotated[int, Field(ge=1)] = 8
+    """Names this long that differ by one typo (Damerau-Levenshtein 1) count as close."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -62,11 +65,6 @@ class NameRules(StrictModel):
 class TaxIdRules(StrictModel):
     auto_match: bool = True
     """The same tax id in the same (or an unknown) country is the same legal person."""
-
-
-class CorroborationRules(StrictModel):
-    min_signals: Annotated[int, Field(ge=0, le=2)] = 1
-    """Agreeing postal code / website domain needed for a fuzzy (not identical) name auto-match."""
 
 
 class DomainRules(StrictModel):
@@ -98,7 +96,9 @@ class Weights(StrictModel):
     domain: AgreementWeights
     postal_code: AgreementWeights
     street: AgreementWeights
+    city: AgreementWeights
     country: AgreementWeights
+    legal_form: AgreementWeights
 
 
 class Thresholds(StrictModel):
@@ -127,7 +127,6 @@ class MatchingConfig(StrictModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: NameRules
     tax_id: TaxIdRules = Field(default_factory=TaxIdRules)
-    corroboration: CorroborationRules = Field(default_factory=CorroborationRules)
     domain: DomainRules = Field(default_factory=DomainRules)
     weights: Weights
     thresholds: Thresholds
@@ -171,6 +170,8 @@ class MatchKeys:
     inferred_countries: frozenset[str] = frozenset()
     """Where a record without a billing country can be (tax-id prefix, legal form, TLD)."""
     street: str | None = None
+    city: str | None = None
+    legal_form: str | None = None
 
     @property
     def countries(self) -> frozenset[str]:
@@ -193,11 +194,13 @@ class PairEvidence:
     reason: str
     score: float = 0.0
     street: Agreement = Agreement.UNKNOWN
+    legal_form: Agreement = Agreement.UNKNOWN
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "score": round(self.score, 2),
             "street": self.street.value,
+            "legal_form": self.legal_form.value,
             "left": list(self.left),
             "right": list(self.right),
             "name_similarity": round(self.name_similarity, 2),
@@ -229,7 +232,7 @@ class Matcher:
         self._noise = frozenset(self._plain(word) for word in config.name.noise_words)
         self._fuzzy_forms = [self._plain(word) for word in config.name.fuzzy_legal_forms]
         self._free = frozenset(d.lower() for d in config.domain.free_email_domains)
-        self._name_cache: dict[str, str] = {}
+        self._name_cache: dict[str, tuple[str, str]] = {}
 
     @staticmethod
     def _plain(text: str) -> str:
@@ -277,6 +280,7 @@ class Matcher:
             country=address.country if address else None,
             postal_code=address.postal_code if address else None,
             street=address.line1 if address else None,
+            city=address.city if address else None,
             domain=self.domain_of(candidate),
             tax_ids=[t.value for t in customer.tax_ids if t.value],
         )
@@ -290,18 +294,21 @@ class Matcher:
         street: str | None,
         domain: str | None,
         tax_ids: Iterable[str],
+        city: str | None = None,
     ) -> MatchKeys:
         """Comparable keys from raw fields; names are normalised once per distinct spelling."""
-        name_key = self._name_cache.get(name)
-        if name_key is None:
-            name_key = self.normalise_name(name)
+        cached = self._name_cache.get(name)
+        if cached is None:
+            cached = (self.normalise_name(name), self._plain(name))
             if len(self._name_cache) < _NAME_CACHE_SIZE:
-                self._name_cache[name] = name_key
+                self._name_cache[name] = cached
+        name_key, plain = cached
         postal = _NOT_ALNUM.sub("", postal_code.upper()) if postal_code else ""
         tax_keys = frozenset(k for t in tax_ids if (k := _NOT_ALNUM.sub("", t.upper())))
         country = country.strip().upper() or None if country else None
-        inferred = frozenset() if country else infer_countries(self._plain(name), tax_keys, domain)
+        inferred = frozenset() if country else infer_countries(plain, tax_keys, domain)
         street_key = _NOT_ALNUM.sub("", self._plain(street).upper()) if street else ""
+        city_key = _NOT_ALNUM.sub("", self._plain(city).upper()) if city else ""
         return MatchKeys(
             name_key=name_key,
             country=country,
@@ -310,6 +317,8 @@ class Matcher:
             tax_keys=tax_keys,
             inferred_countries=inferred,
             street=street_key or None,
+            city=city_key or None,
+            legal_form=legal_form_of(plain),
         )
 
     def domain_of(self, candidate: CustomerCandidate) -> str | None:
@@ -328,11 +337,13 @@ class Matcher:
 
     @staticmethod
     def name_similarity(left: str, right: str) -> float:
-        """0-100: the best of plain, word-order-insensitive and space-insensitive ratios."""
+        """0-100: the best of plain, word-order-insensitive and space-insensitive ratios, and edit
+        similarity counting a swap of two letters as one typo."""
         if not left or not right:
             return 0.0
         return max(
             fuzz.ratio(left, right),
+            DamerauLevenshtein.normalized_similarity(left, right) * 100,
             fuzz.token_sort_ratio(left, right),
             fuzz.ratio(left.replace(" ", ""), right.replace(" ", "")),
         )
@@ -362,8 +373,10 @@ class Matcher:
             if country is not Agreement.DIFFERENT
             else Agreement.DIFFERENT
         )
-        street = _agree(a.street, b.street) if postal is Agreement.SAME else Agreement.UNKNOWN
-        band, name_weight = self._name_band(similarity)
+        street = _agree_street(a, b, postal)
+        city = _agree(a.city, b.city) if postal is Agreement.UNKNOWN else Agreement.UNKNOWN
+        form = _agree(a.legal_form, b.legal_form)
+        band, name_weight = self._name_band(similarity, self._one_typo(a.name_key, b.name_key))
         parts = [(f"name {band}", name_weight)]
         for signal, agreement, pair in (
             ("tax id", tax, weights.tax_id),
@@ -371,6 +384,8 @@ class Matcher:
             ("country", country, weights.country),
             ("postal code", postal, weights.postal_code),
             ("street", street, weights.street),
+            ("city", city, weights.city),
+            ("legal form", form, weights.legal_form),
         ):
             if agreement is not Agreement.UNKNOWN:
                 weight = pair.same if agreement is Agreement.SAME else pair.different
@@ -391,14 +406,16 @@ class Matcher:
                 f"{reason} (score {score:g}: {explained})",
                 score,
                 street,
+                form,
             )
 
         if country is Agreement.DIFFERENT:
             if tax is Agreement.SAME:
                 return result(Outcome.REVIEW, "same tax id but different countries")
             return result(Outcome.NEW, "different countries")
-        identified = (tax is Agreement.SAME and rules.tax_id.auto_match) or (
-            similarity >= rules.name.auto_match
+        identified = (tax is Agreement.SAME and rules.tax_id.auto_match) or band in (
+            "identical",
+            "close",
         )
         if score >= rules.thresholds.auto_match:
             if identified:
@@ -408,11 +425,16 @@ class Matcher:
             return result(Outcome.REVIEW, "some evidence")
         return result(Outcome.NEW, "evidence against")
 
-    def _name_band(self, similarity: float) -> tuple[str, float]:
+    def _one_typo(self, left: str, right: str) -> bool:
+        if min(len(left), len(right)) < self.config.name.one_typo_min_length:
+            return False
+        return DamerauLevenshtein.distance(left, right, score_cutoff=1) <= 1
+
+    def _name_band(self, similarity: float, one_typo: bool) -> tuple[str, float]:
         name, weights = self.config.name, self.config.weights.name
         if similarity >= name.identical:
             return "identical", weights.identical
-        if similarity >= name.auto_match:
+        if similarity >= name.auto_match or one_typo:
             return "close", weights.close
         if similarity >= name.review:
             return "similar", weights.similar
@@ -431,6 +453,15 @@ def _agree(a: str | None, b: str | None) -> Agreement:
     if a is None or b is None:
         return Agreement.UNKNOWN
     return Agreement.SAME if a == b else Agreement.DIFFERENT
+
+
+def _agree_street(a: MatchKeys, b: MatchKeys, postal: Agreement) -> Agreement:
+    """A street says something inside one postal code, or one city when a postal code is missing."""
+    if postal is Agreement.SAME or (
+        postal is Agreement.UNKNOWN and a.city is not None and a.city == b.city
+    ):
+        return _agree(a.street, b.street)
+    return Agreement.UNKNOWN
 
 
 def _agree_countries(a: MatchKeys, b: MatchKeys) -> Agreement:
