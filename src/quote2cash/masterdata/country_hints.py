@@ -111,9 +111,9 @@ def legal_form_of(plain_name: str) -> str | None:
     words: list[str] = _WORD.findall(plain_name.replace(".", ""))
     if not words:
         return None
-    if len(words) >= 3 and words[-3:-1] in (["gmbh", "co"], ["gmbh", "und"], ["gmbh", "u"]):
-        return "gmbh co kg"
-    if len(words) >= 4 and words[-4:-1] == ["gmbh", "and", "co"]:
+    if words[-1] == "kg" and (
+        words[-3:-1] == ["gmbh", "co"] or words[-4:-2] in (["gmbh", "u"], ["gmbh", "und"])
+    ):
         return "gmbh co kg"
     for word in (words[-1], words[0]):
         form = LEGAL_FORM_ALIASES.get(word, word)

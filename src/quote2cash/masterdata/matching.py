@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 from anyascii import anyascii
-from cleanco import basename  # type: ignore[import-untyped]
 from pydantic import Field, model_validator
 from rapidfuzz import fuzz
 from rapidfuzz.distance import DamerauLevenshtein
@@ -33,6 +32,7 @@ from quote2cash.masterdata.config import (
     validate_model,
 )
 from quote2cash.masterdata.country_hints import infer_countries, legal_form_of
+from quote2cash.masterdata.legal_forms import basename
 
 Score = Annotated[float, Field(ge=0, le=100)]
 
@@ -116,7 +116,7 @@ class Thresholds(StrictModel):
 
 
 class BlockingRules(StrictModel):
-    max_block_size: Annotated[int, Field(ge=2)] = 200
+    max_block_size: Annotated[int, Field(ge=2)] = 50
     """A block key shared by more records says little (a common word) and is not compared."""
     min_token_length: Annotated[int, Field(ge=1)] = 3
 
@@ -160,7 +160,7 @@ class CustomerCandidate:
         return (self.system, self.local_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MatchKeys:
     name_key: str
     country: str | None
@@ -179,7 +179,7 @@ class MatchKeys:
         return frozenset({self.country}) if self.country else self.inferred_countries
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PairEvidence:
     """Why two candidates do or do not match: every signal, its score and the outcome."""
 
@@ -247,7 +247,7 @@ class Matcher:
         words = self._strip_forms(_words(self._plain(name)))
         text = " ".join(words)
         for _ in range(2):
-            text = basename(text, prefix=True, suffix=True) or text
+            text = basename(text) or text
         words = self._strip_forms(_words(text))
         if len(words) > 1 and any(
             fuzz.ratio(words[-1], form) >= self.config.name.fuzzy_legal_form_similarity

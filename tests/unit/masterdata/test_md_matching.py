@@ -261,7 +261,7 @@ GOOD = (CONFIG / "matching.yaml").read_text()
             "less than or equal to 100",
         ),
         (
-            GOOD.replace("max_block_size: 200", "max_block_size: many"),
+            GOOD.replace("max_block_size: 50", "max_block_size: many"),
             None,
             "blocking.max_block_size",
             "integer",
