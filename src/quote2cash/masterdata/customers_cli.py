@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from quote2cash.cli_text import FormatOption, OutputFormat, escape
+from quote2cash.cli_text import FormatOption, OutputFormat
 from quote2cash.masterdata.account_export import (
     ExportError,
     match_accounts,
@@ -53,7 +53,7 @@ def match(
         typer.echo(f"cannot match: {exc}", err=True)
         raise typer.Exit(2) from None
     for problem in loaded.problems:
-        console.print(f"skipped {escape(str(problem))}")
+        typer.echo(f"skipped {problem}", err=True)
     with Progress(console=console, transient=True, disable=output is OutputFormat.json) as bar:
         task = bar.add_task("comparing", total=max(len(loaded.ids), 1))
         run = match_accounts(
