@@ -114,7 +114,7 @@ _config_commands()
 
 
 def _customer_commands() -> None:
-    from quote2cash.masterdata.customers_cli import customers_app
+    from quote2cash.cli_customers import customers_app
 
     app.add_typer(customers_app, name="customers")
 

@@ -1,4 +1,5 @@
-"""``q2c customers match``: the data steward's batch run over an account export."""
+"""``q2c customers match``: the data steward's batch run over an account export (experience layer:
+the matching itself is masterdata's)."""
 
 from __future__ import annotations
 
