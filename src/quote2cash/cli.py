@@ -112,6 +112,15 @@ def _config_commands() -> None:
 
 _config_commands()
 
+
+def _customer_commands() -> None:
+    from quote2cash.cli_customers import customers_app
+
+    app.add_typer(customers_app, name="customers")
+
+
+_customer_commands()
+
 _debug = False
 
 

@@ -1,26 +1,27 @@
 """Customer matching: is this CRM account or ERP customer the same legal person as another?
 
-Each pair is compared on explainable signals (normalised legal name, name similarity, tax id,
-website domain, billing country, postal code). Thresholds come from ``config/matching.yaml``.
-The outcome is ``auto_match`` only when the evidence is strong and nothing contradicts it;
-doubtful pairs go to a steward (``review``); a different billing country never auto-matches.
+Each pair is compared on explainable signals (name similarity, tax id, website domain, billing
+country, postal code, street); each agreement or disagreement adds its configured evidence weight
+(Fellegi-Sunter style log-likelihood ratios, ``config/matching.yaml``) and the total decides:
+``auto_match``, ``review`` by a steward, or ``new``. A different (or inferred different) country
+never matches; candidate pairs come from ``blocking.py``, clusters from ``clustering.py``.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Self
 
 from anyascii import anyascii
-from cleanco import basename  # type: ignore[import-untyped]
 from pydantic import Field, model_validator
 from rapidfuzz import fuzz
+from rapidfuzz.distance import DamerauLevenshtein
 
 from quote2cash.canonical import Customer
 from quote2cash.masterdata.config import (
@@ -30,6 +31,8 @@ from quote2cash.masterdata.config import (
     read_yaml,
     validate_model,
 )
+from quote2cash.masterdata.country_hints import infer_countries, legal_form_of
+from quote2cash.masterdata.legal_forms import basename
 
 Score = Annotated[float, Field(ge=0, le=100)]
 
@@ -45,6 +48,8 @@ class NameRules(StrictModel):
     """Long legal forms also removed when misspelt (last word, similarity >= the next key)."""
     fuzzy_legal_form_similarity: Score = 85
     noise_words: list[str] = Field(default_factory=list)
+    one_typo_min_length: Annotated[int, Field(ge=1)] = 8
+    """Names this long that differ by one typo (Damerau-Levenshtein 1) count as close."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -62,15 +67,58 @@ class TaxIdRules(StrictModel):
     """The same tax id in the same (or an unknown) country is the same legal person."""
 
 
-class CorroborationRules(StrictModel):
-    min_signals: Annotated[int, Field(ge=0, le=2)] = 1
-    """Agreeing postal code / website domain needed for a fuzzy (not identical) name auto-match."""
-
-
 class DomainRules(StrictModel):
     review_name_similarity: Score = 60
     """Same website domain and at least this name similarity: ask a steward (parents share one)."""
     free_email_domains: list[str] = Field(default_factory=list)
+
+
+class AgreementWeights(StrictModel):
+    """Evidence for (same) and against (different) one legal person; unknown adds nothing."""
+
+    same: float
+    different: float
+
+
+class NameWeights(StrictModel):
+    """Evidence by name-similarity band (the band limits are ``name.*`` and ``domain.*``)."""
+
+    identical: float
+    close: float
+    similar: float
+    weak: float
+    different: float
+
+
+class Weights(StrictModel):
+    name: NameWeights
+    tax_id: AgreementWeights
+    domain: AgreementWeights
+    postal_code: AgreementWeights
+    street: AgreementWeights
+    city: AgreementWeights
+    country: AgreementWeights
+    legal_form: AgreementWeights
+
+
+class Thresholds(StrictModel):
+    auto_match: float
+    review: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.review > self.auto_match:
+            raise KeyedValueError(
+                ("review",),
+                f"review ({self.review:g}) must not exceed auto_match ({self.auto_match:g})",
+            )
+        return self
+
+
+class BlockingRules(StrictModel):
+    max_block_size: Annotated[int, Field(ge=2)] = 50
+    """A block key shared by more records says little (a common word) and is not compared."""
+    min_token_length: Annotated[int, Field(ge=1)] = 3
 
 
 class MatchingConfig(StrictModel):
@@ -79,8 +127,10 @@ class MatchingConfig(StrictModel):
     version: Annotated[int, Field(ge=1)] = 1
     name: NameRules
     tax_id: TaxIdRules = Field(default_factory=TaxIdRules)
-    corroboration: CorroborationRules = Field(default_factory=CorroborationRules)
     domain: DomainRules = Field(default_factory=DomainRules)
+    weights: Weights
+    thresholds: Thresholds
+    blocking: BlockingRules = Field(default_factory=BlockingRules)
 
 
 class Outcome(StrEnum):
@@ -110,16 +160,26 @@ class CustomerCandidate:
         return (self.system, self.local_id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MatchKeys:
     name_key: str
     country: str | None
     postal_code: str | None
     domain: str | None
     tax_keys: frozenset[str]
+    inferred_countries: frozenset[str] = frozenset()
+    """Where a record without a billing country can be (tax-id prefix, legal form, TLD)."""
+    street: str | None = None
+    city: str | None = None
+    legal_form: str | None = None
+
+    @property
+    def countries(self) -> frozenset[str]:
+        """The billing country, else the inferred ones; empty: nothing known."""
+        return frozenset({self.country}) if self.country else self.inferred_countries
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PairEvidence:
     """Why two candidates do or do not match: every signal, its score and the outcome."""
 
@@ -132,9 +192,15 @@ class PairEvidence:
     postal_code: Agreement
     outcome: Outcome
     reason: str
+    score: float = 0.0
+    street: Agreement = Agreement.UNKNOWN
+    legal_form: Agreement = Agreement.UNKNOWN
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "score": round(self.score, 2),
+            "street": self.street.value,
+            "legal_form": self.legal_form.value,
             "left": list(self.left),
             "right": list(self.right),
             "name_similarity": round(self.name_similarity, 2),
@@ -153,6 +219,7 @@ _GREEK_OU = re.compile("([\u03bf\u039f])([\u03c5\u03a5\u03cd\u038e])")
 _NOT_WORD = re.compile(r"[^a-z0-9&./ ]+")
 _SPACES = re.compile(r"\s+")
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
+_NAME_CACHE_SIZE = 2_000_000
 
 
 class Matcher:
@@ -165,6 +232,7 @@ class Matcher:
         self._noise = frozenset(self._plain(word) for word in config.name.noise_words)
         self._fuzzy_forms = [self._plain(word) for word in config.name.fuzzy_legal_forms]
         self._free = frozenset(d.lower() for d in config.domain.free_email_domains)
+        self._name_cache: dict[str, tuple[str, str]] = {}
 
     @staticmethod
     def _plain(text: str) -> str:
@@ -179,7 +247,7 @@ class Matcher:
         words = self._strip_forms(_words(self._plain(name)))
         text = " ".join(words)
         for _ in range(2):
-            text = basename(text, prefix=True, suffix=True) or text
+            text = basename(text) or text
         words = self._strip_forms(_words(text))
         if len(words) > 1 and any(
             fuzz.ratio(words[-1], form) >= self.config.name.fuzzy_legal_form_similarity
@@ -207,19 +275,50 @@ class Matcher:
     def keys(self, candidate: CustomerCandidate) -> MatchKeys:
         customer = candidate.customer
         address = customer.billing_address or customer.address
-        postal = (
-            _NOT_ALNUM.sub("", address.postal_code.upper())
-            if address and address.postal_code
-            else None
-        )
-        return MatchKeys(
-            name_key=self.normalise_name(customer.name),
+        return self.keys_of(
+            name=customer.name,
             country=address.country if address else None,
-            postal_code=postal or None,
+            postal_code=address.postal_code if address else None,
+            street=address.line1 if address else None,
+            city=address.city if address else None,
             domain=self.domain_of(candidate),
-            tax_keys=frozenset(
-                _NOT_ALNUM.sub("", t.value.upper()) for t in customer.tax_ids if t.value
-            ),
+            tax_ids=[t.value for t in customer.tax_ids if t.value],
+        )
+
+    def keys_of(
+        self,
+        *,
+        name: str,
+        country: str | None,
+        postal_code: str | None,
+        street: str | None,
+        domain: str | None,
+        tax_ids: Iterable[str],
+        city: str | None = None,
+    ) -> MatchKeys:
+        """Comparable keys from raw fields; names are normalised once per distinct spelling."""
+        cached = self._name_cache.get(name)
+        if cached is None:
+            cached = (self.normalise_name(name), self._plain(name))
+            if len(self._name_cache) < _NAME_CACHE_SIZE:
+                self._name_cache[name] = cached
+        name_key, plain = cached
+        postal = _NOT_ALNUM.sub("", postal_code.upper()) if postal_code else ""
+        tax_keys = frozenset(k for t in tax_ids if (k := _NOT_ALNUM.sub("", t.upper())))
+        country = country.strip().upper() or None if country else None
+        inferred = frozenset() if country else infer_countries(plain, tax_keys, domain)
+        street_key = _NOT_ALNUM.sub("", self._plain(street).upper()) if street else ""
+        city_key = _NOT_ALNUM.sub("", self._plain(city).upper()) if city else ""
+        return MatchKeys(
+            name_key=name_key,
+            country=country,
+            postal_code=postal or None,
+            domain=domain or None,
+            tax_keys=tax_keys,
+            inferred_countries=inferred,
+            street=street_key or None,
+            city=city_key or None,
+            legal_form=legal_form_of(plain),
         )
 
     def domain_of(self, candidate: CustomerCandidate) -> str | None:
@@ -238,11 +337,13 @@ class Matcher:
 
     @staticmethod
     def name_similarity(left: str, right: str) -> float:
-        """0-100: the best of plain, word-order-insensitive and space-insensitive ratios."""
+        """0-100: the best of plain, word-order-insensitive and space-insensitive ratios, and edit
+        similarity counting a swap of two letters as one typo."""
         if not left or not right:
             return 0.0
         return max(
             fuzz.ratio(left, right),
+            DamerauLevenshtein.normalized_similarity(left, right) * 100,
             fuzz.token_sort_ratio(left, right),
             fuzz.ratio(left.replace(" ", ""), right.replace(" ", "")),
         )
@@ -254,51 +355,92 @@ class Matcher:
         left_keys: MatchKeys | None = None,
         right_keys: MatchKeys | None = None,
     ) -> PairEvidence:
-        a = left_keys or self.keys(left)
-        b = right_keys or self.keys(right)
-        rules = self.config
+        return self.compare_keys(
+            left.key, right.key, left_keys or self.keys(left), right_keys or self.keys(right)
+        )
+
+    def compare_keys(
+        self, left: tuple[str, str], right: tuple[str, str], a: MatchKeys, b: MatchKeys
+    ) -> PairEvidence:
+        """Add up the evidence of every signal; the total and the hard rules give the outcome."""
+        rules, weights = self.config, self.config.weights
         similarity = self.name_similarity(a.name_key, b.name_key)
         tax = _agree_sets(a.tax_keys, b.tax_keys)
         domain = _agree(a.domain, b.domain)
-        country = _agree(a.country, b.country)
+        country = _agree_countries(a, b)
         postal = (
             _agree(a.postal_code, b.postal_code)
             if country is not Agreement.DIFFERENT
             else Agreement.DIFFERENT
         )
+        street = _agree_street(a, b, postal)
+        city = _agree(a.city, b.city) if postal is Agreement.UNKNOWN else Agreement.UNKNOWN
+        form = _agree(a.legal_form, b.legal_form)
+        band, name_weight = self._name_band(similarity, self._one_typo(a.name_key, b.name_key))
+        parts = [(f"name {band}", name_weight)]
+        for signal, agreement, pair in (
+            ("tax id", tax, weights.tax_id),
+            ("domain", domain, weights.domain),
+            ("country", country, weights.country),
+            ("postal code", postal, weights.postal_code),
+            ("street", street, weights.street),
+            ("city", city, weights.city),
+            ("legal form", form, weights.legal_form),
+        ):
+            if agreement is not Agreement.UNKNOWN:
+                weight = pair.same if agreement is Agreement.SAME else pair.different
+                parts.append((f"{signal} {agreement.value}", weight))
+        score = sum(weight for _, weight in parts)
+        explained = ", ".join(f"{what} {weight:+g}" for what, weight in parts)
 
         def result(outcome: Outcome, reason: str) -> PairEvidence:
             return PairEvidence(
-                left.key, right.key, similarity, tax, domain, country, postal, outcome, reason
+                left,
+                right,
+                similarity,
+                tax,
+                domain,
+                country,
+                postal,
+                outcome,
+                f"{reason} (score {score:g}: {explained})",
+                score,
+                street,
+                form,
             )
 
         if country is Agreement.DIFFERENT:
             if tax is Agreement.SAME:
-                return result(Outcome.REVIEW, "same tax id but different billing countries")
-            return result(Outcome.NEW, "different billing countries")
-        if tax is Agreement.SAME and rules.tax_id.auto_match:
-            return result(Outcome.AUTO_MATCH, "same tax id")
-        corroborating = (postal is Agreement.SAME) + (domain is Agreement.SAME)
-        contradicting = [
-            name
-            for name, agreement in (("tax id", tax), ("postal code", postal), ("domain", domain))
-            if agreement is Agreement.DIFFERENT
-        ]
-        if similarity >= rules.name.review:
-            if contradicting:
-                return result(
-                    Outcome.REVIEW, f"similar names but {', '.join(contradicting)} differ"
-                )
-            if similarity >= rules.name.identical:
-                return result(Outcome.AUTO_MATCH, "same normalised name, nothing contradicts")
-            if similarity >= rules.name.auto_match:
-                if corroborating >= rules.corroboration.min_signals:
-                    return result(Outcome.AUTO_MATCH, "similar names, corroborated")
-                return result(Outcome.REVIEW, "similar names, not corroborated")
-            return result(Outcome.REVIEW, "names somewhat similar")
-        if domain is Agreement.SAME and similarity >= rules.domain.review_name_similarity:
-            return result(Outcome.REVIEW, "same website domain, different names")
-        return result(Outcome.NEW, "names differ")
+                return result(Outcome.REVIEW, "same tax id but different countries")
+            return result(Outcome.NEW, "different countries")
+        identified = (tax is Agreement.SAME and rules.tax_id.auto_match) or band in (
+            "identical",
+            "close",
+        )
+        if score >= rules.thresholds.auto_match:
+            if identified:
+                return result(Outcome.AUTO_MATCH, "strong evidence")
+            return result(Outcome.REVIEW, "strong evidence but neither tax id nor name agree")
+        if score >= rules.thresholds.review:
+            return result(Outcome.REVIEW, "some evidence")
+        return result(Outcome.NEW, "evidence against")
+
+    def _one_typo(self, left: str, right: str) -> bool:
+        if min(len(left), len(right)) < self.config.name.one_typo_min_length:
+            return False
+        return DamerauLevenshtein.distance(left, right, score_cutoff=1) <= 1
+
+    def _name_band(self, similarity: float, one_typo: bool) -> tuple[str, float]:
+        name, weights = self.config.name, self.config.weights.name
+        if similarity >= name.identical:
+            return "identical", weights.identical
+        if similarity >= name.auto_match or one_typo:
+            return "close", weights.close
+        if similarity >= name.review:
+            return "similar", weights.similar
+        if similarity >= self.config.domain.review_name_similarity:
+            return "weak", weights.weak
+        return "different", weights.different
 
 
 def _words(text: str) -> list[str]:
@@ -311,6 +453,27 @@ def _agree(a: str | None, b: str | None) -> Agreement:
     if a is None or b is None:
         return Agreement.UNKNOWN
     return Agreement.SAME if a == b else Agreement.DIFFERENT
+
+
+def _agree_street(a: MatchKeys, b: MatchKeys, postal: Agreement) -> Agreement:
+    """A street says something inside one postal code, or one city when a postal code is missing."""
+    if postal is Agreement.SAME or (
+        postal is Agreement.UNKNOWN and a.city is not None and a.city == b.city
+    ):
+        return _agree(a.street, b.street)
+    return Agreement.UNKNOWN
+
+
+def _agree_countries(a: MatchKeys, b: MatchKeys) -> Agreement:
+    """Same only for two stated equal countries; different when the possibilities cannot meet."""
+    left, right = a.countries, b.countries
+    if not left or not right:
+        return Agreement.UNKNOWN
+    if not left & right:
+        return Agreement.DIFFERENT
+    if a.country and b.country:
+        return Agreement.SAME
+    return Agreement.UNKNOWN
 
 
 def _agree_sets(a: frozenset[str], b: frozenset[str]) -> Agreement:
@@ -333,85 +496,51 @@ class MatchRun:
 
 def conflict(a: MatchKeys, b: MatchKeys) -> str | None:
     """Why two records cannot be one legal person whatever their names say, if they cannot."""
-    if a.country and b.country and a.country != b.country:
-        return f"billing countries differ ({a.country}, {b.country})"
+    if a.countries and b.countries and not a.countries & b.countries:
+        return f"countries differ ({_show(a.countries)}, {_show(b.countries)})"
     if a.tax_keys and b.tax_keys and not a.tax_keys & b.tax_keys:
         return "tax ids differ"
     return None
 
 
-def match_all(matcher: Matcher, candidates: Sequence[CustomerCandidate]) -> MatchRun:
-    """Compare every pair (blocked by country) and join auto-matched pairs into clusters.
+def _show(countries: frozenset[str]) -> str:
+    return "/".join(sorted(countries))
 
-    Strongest pairs join first (same tax id, then name similarity). A pair whose join would put
-    two records that conflict (different countries or tax ids) into one cluster goes to review
-    instead, so transitive chains never merge what a direct comparison would not.
-    """
+
+def match_all(
+    matcher: Matcher,
+    candidates: Sequence[CustomerCandidate],
+    progress: Callable[[int, int], None] | None = None,
+) -> MatchRun:
+    """Compare the blocked pairs and cluster the auto-matches, whatever the input order."""
     keys = [matcher.keys(c) for c in candidates]
-    members: dict[int, list[int]] = {i: [i] for i in range(len(candidates))}
-    root = list(range(len(candidates)))
-    run = MatchRun(clusters=[])
+    return match_keys(matcher, [c.key for c in candidates], keys, progress)
+
+
+def match_keys(
+    matcher: Matcher,
+    ids: Sequence[tuple[str, str]],
+    keys: Sequence[MatchKeys],
+    progress: Callable[[int, int], None] | None = None,
+) -> MatchRun:
+    """``match_all`` on precomputed keys: what the batch CLI and the benchmark call."""
+    from quote2cash.masterdata.blocking import candidate_pairs
+    from quote2cash.masterdata.clustering import cluster
+
     autos: list[tuple[int, int, PairEvidence]] = []
-    for i, j in _pairs(keys):
-        evidence = matcher.compare(candidates[i], candidates[j], keys[i], keys[j])
+    reviews: list[PairEvidence] = []
+    for i, j in candidate_pairs(matcher.config.blocking, keys, progress):
+        evidence = matcher.compare_keys(ids[i], ids[j], keys[i], keys[j])
         if evidence.outcome is Outcome.AUTO_MATCH:
             autos.append((i, j, evidence))
         elif evidence.outcome is Outcome.REVIEW:
-            run.reviews.append(evidence)
-    autos.sort(key=lambda t: (t[2].tax_id is not Agreement.SAME, -t[2].name_similarity, t[0], t[1]))
-    for i, j, evidence in autos:
-        ri, rj = root[i], root[j]
-        if ri == rj:
-            run.auto_matches.append(evidence)
-            continue
-        clash = next(
-            (
-                why
-                for x in members[ri]
-                for y in members[rj]
-                if (why := conflict(keys[x], keys[y])) is not None
-            ),
-            None,
-        )
-        if clash is not None:
-            run.reviews.append(
-                replace(evidence, outcome=Outcome.REVIEW, reason=f"joining would merge: {clash}")
-            )
-            continue
-        run.auto_matches.append(evidence)
-        for x in members[rj]:
-            root[x] = ri
-        members[ri].extend(members.pop(rj))
-    run.clusters = [[candidates[x].key for x in group] for group in members.values()]
-    return run
-
-
-def _pairs(keys: Sequence[MatchKeys]) -> Iterable[tuple[int, int]]:
-    """All pairs that could be anything but NEW: same or unknown country, or a shared tax id."""
-    by_country: dict[str | None, list[int]] = {}
-    for index, key in enumerate(keys):
-        by_country.setdefault(key.country, []).append(index)
-    seen: set[tuple[int, int]] = set()
-    unknown = by_country.get(None, [])
-    for country, members in by_country.items():
-        pool = members if country is None else members + unknown
-        for x in range(len(pool)):
-            for y in range(x + 1, len(pool)):
-                pair = (min(pool[x], pool[y]), max(pool[x], pool[y]))
-                if pair not in seen:
-                    seen.add(pair)
-                    yield pair
-    by_tax: dict[str, list[int]] = {}
-    for index, key in enumerate(keys):
-        for tax in key.tax_keys:
-            by_tax.setdefault(tax, []).append(index)
-    for members in by_tax.values():
-        for x in range(len(members)):
-            for y in range(x + 1, len(members)):
-                pair = (min(members[x], members[y]), max(members[x], members[y]))
-                if pair not in seen:
-                    seen.add(pair)
-                    yield pair
+            reviews.append(evidence)
+    groups, accepted, refused = cluster(ids, keys, autos)
+    return MatchRun(
+        clusters=[[ids[x] for x in group] for group in groups],
+        reviews=reviews + refused,
+        auto_matches=accepted,
+    )
 
 
 def load_matching(path: str | Path) -> Matcher:

@@ -74,11 +74,12 @@ def cand(
     tax: str | None = None,
     website: str | None = None,
     email: str | None = None,
+    street: str = "Hauptstrasse 1",
 ) -> CustomerCandidate:
     customer = Customer(
         name=name,
         email=email,
-        address=Address(line1="Hauptstrasse 1", city="Berlin", postal_code=postal, country=country),
+        address=Address(line1=street, city="Berlin", postal_code=postal, country=country),
         tax_ids=(("eu_vat", tax),) if tax else (),
     )
     return CustomerCandidate("crm", local_id, customer, NOW, website)
@@ -130,7 +131,7 @@ PAIRS = [
     ),
     (
         "typo, no corroboration",
-        cand("1", "Brightwave Analytics GmbH", postal=None),
+        cand("1", "Brightwave Analytics GmbH", postal=None, street="Rosenweg 5"),
         cand("2", "Brigthwave Analytics GmbH"),
         Outcome.REVIEW,
     ),
@@ -148,7 +149,7 @@ PAIRS = [
     ),
     (
         "free-mail domains are not evidence",
-        cand("1", "Kappa Data GmbH", postal=None, email="a@gmail.com"),
+        cand("1", "Kappa Data GmbH", postal=None, email="a@gmail.com", street="Rosenweg 5"),
         cand("2", "Kapa Data GmbH", postal=None, email="b@gmail.com"),
         Outcome.REVIEW,
     ),
@@ -248,7 +249,7 @@ GOOD = (CONFIG / "matching.yaml").read_text()
     ("text", "line", "key", "problem"),
     [
         (
-            GOOD.replace("auto_match: 92", "auto_match: 70"),
+            GOOD.replace("auto_match: 90", "auto_match: 70"),
             None,
             "name.review",
             "review (80) <= auto_match (70)",
@@ -260,13 +261,13 @@ GOOD = (CONFIG / "matching.yaml").read_text()
             "less than or equal to 100",
         ),
         (
-            GOOD.replace("min_signals: 1", "min_signals: many"),
+            GOOD.replace("max_block_size: 50", "max_block_size: many"),
             None,
-            "corroboration.min_signals",
+            "blocking.max_block_size",
             "integer",
         ),
         (
-            GOOD.replace("  auto_match: 92\n", ""),
+            GOOD.replace("  auto_match: 90\n", ""),
             None,
             "name.auto_match",
             "required key is missing",
