@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 
 .PHONY: help venv browser prometheus demo test test-long lint format bench clean
 
@@ -32,8 +33,8 @@ prometheus:  ## Debian's prometheus and promtool for the alert-rule and scrape t
 	  --no-install-recommends prometheus >/dev/null; } || \
 	  echo "prometheus is missing and cannot be installed here: the alert-rule and scrape tests skip"
 
-test: $(STAMP) browser prometheus  ## run the whole test suite (what CI runs)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) browser prometheus  ## run the whole test suite (what CI runs), test files spread over TEST_WORKERS processes
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-long: $(STAMP) browser prometheus  ## the long trials: 1,000 kill points per backend, 400 property examples, 300 flow crash trials, 1,000 lifecycles
 	Q2C_LONG=1 $(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
