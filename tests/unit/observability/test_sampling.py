@@ -124,6 +124,39 @@ def test_a_dropped_event_s_traceparent_says_not_sampled_and_its_run_follows(
         assert run.is_recording()
 
 
+def test_the_hub_makes_no_span_under_an_unsampled_parent_and_its_trace_goes_on() -> None:
+    """``tracing.span`` skips the SDK under a parent-based sampler's unsampled parent (the span
+    would be dropped anyway), keeps the parent's trace current so what the block emits carries
+    it, and still records every span of a sampled trace."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=rate_limited_sampler(1, Clock()))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    try:
+        with tracing.span("intake kept", new_trace=True):
+            kept = tracing.traceparent_of(trace.get_current_span())
+            with tracing.span("step of kept") as step:
+                assert step.is_recording()
+        with tracing.span("intake dropped", new_trace=True) as root:
+            assert not root.is_recording()
+            dropped = root.get_span_context()
+            with tracing.span("step of dropped") as step:
+                assert step is root, "no new span under an unsampled parent"
+        dropped_parent = tracing.traceparent_of(root)
+        assert dropped_parent is not None
+        with tracing.span("event run", traceparent=dropped_parent) as run:
+            assert not run.is_recording()
+            assert trace.get_current_span().get_span_context().trace_id == dropped.trace_id
+            with tracing.span("step of run") as step:
+                assert step.get_span_context().trace_id == dropped.trace_id
+        with tracing.span("event run kept", traceparent=kept) as run:
+            assert run.is_recording()
+    finally:
+        tracing.shutdown()
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["event run kept", "intake kept", "step of kept"]
+
+
 @pytest.mark.parametrize(
     ("environ", "description"),
     [
