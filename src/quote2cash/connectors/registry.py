@@ -14,7 +14,7 @@ module knows the concrete connectors. Configuration is a YAML file (``systems.ya
       settings: {api_key: "${STRIPE_KEY}"}
 
 ``${NAME}`` is replaced by the environment variable NAME, so secrets stay out of the file; the
-sandbox builds its own (``quote2cash.sandbox.systems.systems_from_sandbox``).
+sandbox builds its own (``systems_from_sandbox`` in the sandbox package).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -209,23 +210,25 @@ def span(
     root (``new_trace``). An exception leaving it sets status ERROR, its message redacted."""
     if _tracer is None:
         return _NO_SPAN
+    parent = context_of(traceparent) if (traceparent or new_trace) else None
     if _children_follow_parent and not new_trace:
-        unsampled = _unsampled_parent(traceparent)
+        unsampled = _unsampled_parent(parent)
         if unsampled is not None:
             return unsampled
-    return _live_span(_tracer, name, attributes, traceparent, new_trace, links, kind)
+    return _live_span(_tracer, name, attributes, parent, links, kind)
 
 
-def _unsampled_parent(traceparent: str | None) -> contextlib.AbstractContextManager[Span] | None:
-    """The parent as the current span, when it is valid and not sampled (its trace goes on
-    through it, so what the block emits still carries the trace); None otherwise."""
-    parent = trace.get_current_span(context_of(traceparent) if traceparent else None)
-    context = parent.get_span_context()
+def _unsampled_parent(parent: Context | None) -> contextlib.AbstractContextManager[Span] | None:
+    """The parent (``parent``'s span, else the current one) as the current span, when it is
+    valid and not sampled (its trace goes on through it, so what the block emits still carries
+    the trace); None otherwise."""
+    span_in_hand = trace.get_current_span(parent)
+    context = span_in_hand.get_span_context()
     if not context.is_valid or context.trace_flags.sampled:
         return None
-    if traceparent is None:
-        return contextlib.nullcontext(parent)
-    return trace.use_span(parent, end_on_exit=False)
+    if parent is None:
+        return contextlib.nullcontext(span_in_hand)
+    return trace.use_span(span_in_hand, end_on_exit=False)
 
 
 @contextlib.contextmanager
@@ -233,12 +236,10 @@ def _live_span(
     tracer: trace.Tracer,
     name: str,
     attributes: Mapping[str, Any] | None,
-    traceparent: str | None,
-    new_trace: bool,
+    parent: Context | None,
     links: Sequence[Link | None],
     kind: SpanKind,
 ) -> Iterator[Span]:
-    parent = context_of(traceparent) if (traceparent or new_trace) else None
     with tracer.start_as_current_span(
         name,
         context=parent,

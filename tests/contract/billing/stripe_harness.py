@@ -61,7 +61,7 @@ class StripeEmulatorHarness:
 
     async def close(self) -> None:
         for built in self._connectors:
-            await built.aclose()
+            await built.close()
         self.emulator.config = EmulatorConfig()
 
     def billing_with_bad_secret(self) -> StripeBilling:

@@ -17,7 +17,6 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Final
 
 from quote2cash.canonical import (
@@ -32,6 +31,7 @@ from quote2cash.canonical import (
     Record,
     Ref,
 )
+from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.item_codes import item_codes
 from quote2cash.connectors.legacy_erp import mapping
 from quote2cash.connectors.legacy_erp.client import SYSTEM, LegacyErpClient, LegacyFault
@@ -71,7 +71,7 @@ def _reference(record: Record, key: str) -> str:
     return str(number or record.id_in("billing") or record.global_id or key)
 
 
-class LegacyErp:
+class LegacyErp(ClosesOnExit):
     """``connectors.roles.Erp`` and ``Ledger`` over the legacy ERP's SOAP service and drop folder.
 
     Build it with ``LegacyErp(LegacyErpConfig.for_sandbox(...))`` and use it as ``async with``.
@@ -87,17 +87,6 @@ class LegacyErp:
 
     def __repr__(self) -> str:
         return f"LegacyErp({self.config.base_url!r}, drop_folder={str(self.config.drop_folder)!r})"
-
-    async def __aenter__(self) -> LegacyErp:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._client.close()

@@ -1,7 +1,7 @@
 """Salesforce connector: the CRM role over the REST API (aiohttp, OAuth 2.0, SOQL, Collections).
 
 ``SalesforceCrm(SalesforceConfig(...))`` implements ``connectors.roles.Crm``;
-``quote2cash.sandbox.systems.salesforce_config`` points it at the local emulator.
+the sandbox's own ``systems.salesforce_config`` points it at the local emulator.
 """
 
 from quote2cash.connectors.salesforce.client import (

@@ -11,10 +11,10 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Final
 
 from quote2cash.canonical import Amendment, Customer, Order, Product
+from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.roles import (
     CrmStatus,
     LedgerEntry,
@@ -50,7 +50,7 @@ APPROVED_AMENDMENT_STATUS: Final = "Approved"
 """Amendment requests the hub picks up: a sales manager approved the seat change."""
 
 
-class SalesforceCrm:
+class SalesforceCrm(ClosesOnExit):
     """``Crm`` for one Salesforce org (``system = "crm"``); ``async with SalesforceCrm(cfg)``.
 
     Paging: a page is one Salesforce query batch and ``next_cursor`` its ``nextRecordsUrl``;
@@ -67,17 +67,6 @@ class SalesforceCrm:
 
     def __repr__(self) -> str:
         return f"SalesforceCrm({self.config.instance_url!r})"
-
-    async def __aenter__(self) -> SalesforceCrm:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self.client.close()

@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import stripe
@@ -54,6 +53,7 @@ from quote2cash.canonical import (
     TaxRate,
     UsageRecord,
 )
+from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.roles import (
     BillingEvent,
     LedgerEntry,
@@ -137,7 +137,7 @@ def verify_webhook(
     return _canonical(f"Stripe event {body['id']}", lambda: mapping.billing_event(body))
 
 
-class StripeBilling:
+class StripeBilling(ClosesOnExit):
     """``connectors.roles.Billing`` on one Stripe account; ``async with`` closes its HTTP pool."""
 
     def __init__(self, config: StripeConfig, *, system: str = BILLING) -> None:
@@ -158,18 +158,7 @@ class StripeBilling:
     def __repr__(self) -> str:
         return f"StripeBilling(system={self.system!r}, base_url={self.config.base_url!r})"
 
-    async def __aenter__(self) -> StripeBilling:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         await self.api.close()
 
     async def _call(self, operation: str, request: Callable[[], Awaitable[Any]]) -> dict[str, Any]:

@@ -18,8 +18,8 @@ Guarantees (see ``connectors.roles.Erp``):
 from __future__ import annotations
 
 import time
-from types import TracebackType
 
+from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.roles import SystemCheck
 from quote2cash.connectors.tryton.credit_notes import CreditNotes
 from quote2cash.connectors.tryton.invoices import POSTING_WARNINGS
@@ -33,7 +33,7 @@ from quote2cash.engine.errors import AuthError, PermanentError, TransientError
 __all__ = ["POSTING_WARNINGS", "TrytonErp"]
 
 
-class TrytonErp(Parties, Sales, Collections, CreditNotes, Ledger):
+class TrytonErp(Parties, Sales, Collections, CreditNotes, Ledger, ClosesOnExit):
     """``connectors.roles.Erp`` over Tryton's JSON-RPC; one logged-in session, opened lazily.
 
     Build it with a ``TrytonConfig`` (the sandbox: ``sandbox.systems.tryton_config``) and use it as
@@ -45,17 +45,6 @@ class TrytonErp(Parties, Sales, Collections, CreditNotes, Ledger):
 
     def __repr__(self) -> str:
         return f"TrytonErp({self.config.base_url!r}, database={self.config.database!r})"
-
-    async def __aenter__(self) -> TrytonErp:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def check(self) -> SystemCheck:
         """Log in and count companies; reports failures instead of raising them."""
