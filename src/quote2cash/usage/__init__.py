@@ -1,0 +1,1 @@
+"""Bulk usage ingestion: validate, deduplicate against all history, quarantine, aggregate, post."""
