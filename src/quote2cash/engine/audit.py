@@ -67,8 +67,16 @@ class AuditHead:
     chain: str = MAIN_CHAIN
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+"""One encoder for every entry: ``json.dumps`` with these options builds a new one per call."""
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """The exact text ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, default=str)`` gives: what every stored entry was signed over."""
+    return _CANONICAL.encode(value)
 
 
 def worker_chain(worker_id: str) -> str:
