@@ -168,7 +168,9 @@ def insert_audit_rows(conn: Connection, rows: Sequence[AuditRow], postgres: bool
     if postgres:
         copy_rows(conn, "audit_log", _AUDIT_COLUMNS, rows)
         return
+    first = rows[0][2]  # one commit's entries share their time: formatted once
+    stamp = sqlite_time(first)
     conn.exec_driver_sql(
         f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*r[:2], sqlite_time(r[2]), *r[3:]) for r in rows],
+        [(*r[:2], stamp if r[2] is first else sqlite_time(r[2]), *r[3:]) for r in rows],
     )
