@@ -20,17 +20,44 @@ SRC = Path(__file__).parents[1] / "src"
 PG_ADMIN = os.environ.get("Q2C_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def pg_database(prefix: str = "q2c_bench") -> tuple[str, Callable[[], None]]:
-    """A new, empty PostgreSQL database and the function that drops it (sessions and all)."""
+def pg_database(
+    prefix: str = "q2c_bench", *, template: str | None = None
+) -> tuple[str, Callable[[], None]]:
+    """A new PostgreSQL database (empty, or a file copy of ``template``) and the function that
+    drops it (sessions and all)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    copy = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
 
     def drop() -> None:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}", drop
+
+
+def pg_exists(name: str) -> bool:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    return found is not None
+
+
+def pg_rename(old: str, new: str, *, replace: bool = False) -> None:
+    """Rename database ``old`` to ``new`` (dropping an existing ``new`` first if ``replace``):
+    a database appears under its final name only once it is complete."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        if replace:
+            conn.execute(f'DROP DATABASE IF EXISTS "{new}" WITH (FORCE)')
+        conn.execute(f'ALTER DATABASE "{old}" RENAME TO "{new}"')
+
+
+def schema_head() -> str:
+    """The store's migration head: a database built for one schema is not reused by another."""
+    from alembic.script import ScriptDirectory
+
+    migrations = SRC / "quote2cash" / "store" / "migrations"  # this checkout's, as the children
+    return str(ScriptDirectory(str(migrations)).get_current_head())
 
 
 def store_url(

@@ -35,7 +35,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.retention.archive import run_archive
 from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.retention.restore import restore_archive
-from quote2cash.store.schema import events, steps
+from quote2cash.store.schema import event_state, steps
 
 ENGINE_TABLES = ("events", "steps", "failures", "subjects")
 BATCH = 5000
@@ -64,7 +64,9 @@ def fill(rt: Runtime, n: int) -> None:
             )
             positions = {event_id: pos for event_id, pos in found}
             conn.execute(
-                update(events).where(events.c.pos > last).values(status="done", processed_at=now)
+                update(event_state)
+                .where(event_state.c.pos > last)
+                .values(status="done", processed_at=now)
             )
             conn.execute(text("UPDATE subjects SET pending = 0"))
             conn.execute(

@@ -35,7 +35,7 @@ from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_billing, poll_crm
-from quote2cash.store.schema import events, steps, subjects
+from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events, steps, subjects
 
 TRIALS = 300 if LONG else 50
 DEALS = 40 if LONG else 14
@@ -147,8 +147,10 @@ def pending(runtime: Runtime) -> int:
         return int(
             conn.execute(
                 select(func.count())
-                .select_from(events.join(subjects, subjects.c.subject == events.c.subject))
-                .where(events.c.status == "pending", subjects.c.held_by.is_(None))
+                .select_from(
+                    event_state.join(subjects, subjects.c.subject == event_state.c.subject)
+                )
+                .where(event_state.c.status == "pending", subjects.c.held_by.is_(None))
             ).scalar_one()
         )
 
@@ -311,8 +313,11 @@ def assert_activated_once(runtime: Runtime, business: Business) -> None:
     with runtime.engine.connect() as conn:
         activations = Counter(
             conn.execute(
-                select(events.c.subject).where(
-                    events.c.type == "billing.subscription.activated", events.c.status == "done"
+                select(events.c.subject)
+                .select_from(EVENTS_WITH_STATE)
+                .where(
+                    events.c.type == "billing.subscription.activated",
+                    event_state.c.status == "done",
                 )
             ).scalars()
         )

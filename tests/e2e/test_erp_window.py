@@ -38,7 +38,7 @@ from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_crm
 from quote2cash.identity import Operator
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
-from quote2cash.store.schema import events, steps, subjects
+from quote2cash.store.schema import event_state, events, steps, subjects
 
 US = {
     "BillingStreet": "500 Pine Ave",
@@ -91,9 +91,9 @@ async def drain_all(hub: Hub, seconds: float = 60.0) -> None:
         await hub.settle()
         with hub.runtime.engine.connect() as conn:
             left = conn.execute(
-                select(events.c.pos)
-                .join(subjects, subjects.c.subject == events.c.subject)
-                .where(events.c.status == "pending", subjects.c.held_by.is_(None))
+                select(event_state.c.pos)
+                .join(subjects, subjects.c.subject == event_state.c.subject)
+                .where(event_state.c.status == "pending", subjects.c.held_by.is_(None))
             ).all()
         if not left:
             return

@@ -27,7 +27,7 @@ from quote2cash.defaults import packaged_config_dir
 from quote2cash.demo.sandbox import DemoSandbox
 from quote2cash.engine.queries import EventRow, failed_events, list_events
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import events, subjects
+from quote2cash.store.schema import event_state, events, subjects
 
 CONFIG = packaged_config_dir()
 POLL_SECONDS = 1.0
@@ -65,11 +65,11 @@ class LifecycleWorld:
         ``self.scope`` when set (a shrinking trial ignores an earlier run's stuck contract)."""
         q = (
             select(func.count())
-            .select_from(events.join(subjects, subjects.c.subject == events.c.subject))
-            .where(events.c.status == "pending", subjects.c.held_by.is_(None))
+            .select_from(event_state.join(subjects, subjects.c.subject == event_state.c.subject))
+            .where(event_state.c.status == "pending", subjects.c.held_by.is_(None))
         )
         if self.scope is not None:
-            q = q.where(events.c.subject.in_(sorted(self.scope)))
+            q = q.where(event_state.c.subject.in_(sorted(self.scope)))
         with self.runtime.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
@@ -93,7 +93,9 @@ class LifecycleWorld:
         with self.runtime.engine.connect() as conn:
             return int(
                 conn.execute(
-                    select(func.count()).select_from(events).where(events.c.status != "pending")
+                    select(func.count())
+                    .select_from(event_state)
+                    .where(event_state.c.status != "pending")
                 ).scalar_one()
             )
 

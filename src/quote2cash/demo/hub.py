@@ -20,7 +20,7 @@ from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_billing, poll_crm
-from quote2cash.store.schema import events, subjects
+from quote2cash.store.schema import event_state, subjects
 
 Progress = Callable[[int, int], None]
 """Called with (events done, events logged) after every batch."""
@@ -85,7 +85,7 @@ class DemoHub:
             rows: dict[str, int] = {
                 str(status): int(n)
                 for status, n in conn.execute(
-                    select(events.c.status, func.count()).group_by(events.c.status)
+                    select(event_state.c.status, func.count()).group_by(event_state.c.status)
                 )
             }
         total = sum(rows.values())
@@ -97,8 +97,10 @@ class DemoHub:
             return int(
                 conn.execute(
                     select(func.count())
-                    .select_from(events.join(subjects, subjects.c.subject == events.c.subject))
-                    .where(events.c.status == "pending", subjects.c.held_by.is_(None))
+                    .select_from(
+                        event_state.join(subjects, subjects.c.subject == event_state.c.subject)
+                    )
+                    .where(event_state.c.status == "pending", subjects.c.held_by.is_(None))
                 ).scalar_one()
             )
 

@@ -62,7 +62,7 @@ from quote2cash.engine.systems import SystemLimits
 from quote2cash.flows.subjects import contract_subject
 from quote2cash.observability.kpis import KpiReport, compute_kpis
 from quote2cash.reconcile.run import reconcile
-from quote2cash.store.schema import events, steps
+from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events, steps
 
 KEEP_SANDBOX = "Q2C_DEMO_KEEP_SANDBOX"
 SANDBOX_LIMITS = {"erp": SystemLimits(max_concurrency=1)}
@@ -292,7 +292,7 @@ async def _waves_and_window(
         during = conn.execute(select(steps.c.system).where(steps.c.completed_at >= start)).scalars()
         systems_during = list(during)
         window.done_during = len(
-            conn.execute(select(events.c.pos).where(events.c.processed_at >= start)).all()
+            conn.execute(select(event_state.c.pos).where(event_state.c.processed_at >= start)).all()
         )
     window.erp_steps_during = sum(1 for s in systems_during if s == "erp")
     window.crm_billing_steps_during = sum(1 for s in systems_during if s in ("crm", "billing"))
@@ -370,9 +370,11 @@ def _waiting_for_booking(runtime: Runtime) -> int:
     with runtime.engine.connect() as conn:
         return len(
             conn.execute(
-                select(events.c.subject).where(
+                select(events.c.subject)
+                .select_from(EVENTS_WITH_STATE)
+                .where(
                     events.c.type == "billing.subscription.activated",
-                    events.c.status == "pending",
+                    event_state.c.status == "pending",
                 )
             ).all()
         )

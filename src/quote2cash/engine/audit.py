@@ -67,8 +67,16 @@ class AuditHead:
     chain: str = MAIN_CHAIN
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+)
+"""One encoder for every entry: ``json.dumps`` with these options builds a new one per call."""
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """The exact text ``json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False, default=str)`` gives: what every stored entry was signed over."""
+    return _CANONICAL.encode(value)
 
 
 def worker_chain(worker_id: str) -> str:
@@ -92,12 +100,15 @@ def _digest(
     entry: AuditEntry,
     details: str,
     chain: str = MAIN_CHAIN,
+    *,
+    at_text: str | None = None,
 ) -> str:
-    """The entry's signature; "main" entries sign exactly the body they did before chains."""
+    """The entry's signature; "main" entries sign exactly the body they did before chains.
+    ``at_text`` is ``at`` as signed, when the caller has it already (one per batch)."""
     body: dict[str, Any] = {
         "key_id": key.key_id,
         "seq": seq,
-        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "at": at_text or at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": entry.actor,
         "action": entry.action,
         "entity": entry.entity,
@@ -139,11 +150,12 @@ def append_audit(
     key = key_for(conn.engine)
     at = at.astimezone(UTC)
     seq, prev = _lock_head(conn, chain)
+    at_text = at.isoformat(timespec="microseconds")
     rows: list[AuditRow] = []
     for entry in entries:
         seq += 1
         details = canonical_json(entry.details or {})
-        digest = _digest(key, prev, seq, at, entry, details, chain)
+        digest = _digest(key, prev, seq, at, entry, details, chain, at_text=at_text)
         rows.append(
             (
                 chain,

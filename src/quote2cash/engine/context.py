@@ -79,7 +79,14 @@ class HandlerContext:
         self._emitted: list[Event] = []
         self._released: list[str] = []
         self.actor = actor
-        self.log = logging.LoggerAdapter(log, {"event_id": event.id})
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger naming the event; made when a handler first logs (most never do)."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(log, {"event_id": self.event.id})
+        return self._log
 
     @property
     def now(self) -> datetime:

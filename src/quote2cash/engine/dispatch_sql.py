@@ -18,8 +18,8 @@ from quote2cash.store.bulk import copy_rows
 from quote2cash.store.types import parse_stored_time, sqlite_time_text
 
 _EVENT_COLUMNS = (
-    "pos, event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
-    "schema_version, data, attempts, traceparent"
+    "e.pos, e.event_id, e.source, e.type, e.subject, e.time, e.correlation_id, e.causation_id, "
+    "e.sequence, e.schema_version, e.data, s.attempts, e.traceparent"
 )
 
 _STEP_COLUMNS = "event_pos, name, idempotency_key, system, result, completed_at"
@@ -49,13 +49,14 @@ def load_pending(
     """The earliest pending events of the claimed subjects, in log order (a prefix per subject)."""
     if postgres:
         sql = (
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject = ANY(%s) "
-            "AND status = 'pending' ORDER BY pos LIMIT %s"
+            f"SELECT {_EVENT_COLUMNS} FROM event_state s JOIN events e ON e.pos = s.pos "
+            "WHERE s.subject = ANY(%s) AND s.status = 'pending' ORDER BY s.pos LIMIT %s"
         )
         return conn.exec_driver_sql(sql, (list(claimed), limit)).fetchall()
     sql = (
-        f"SELECT {_EVENT_COLUMNS} FROM events WHERE subject IN "
-        "(SELECT value FROM json_each(?)) AND status = 'pending' ORDER BY pos LIMIT ?"
+        f"SELECT {_EVENT_COLUMNS} FROM event_state s JOIN events e ON e.pos = s.pos "
+        "WHERE s.subject IN (SELECT value FROM json_each(?)) AND s.status = 'pending' "
+        "ORDER BY s.pos LIMIT ?"
     )
     return conn.exec_driver_sql(sql, (json.dumps(list(claimed)), limit)).fetchall()
 
@@ -100,14 +101,15 @@ def leases_held(conn: Connection, claimed: Sequence[str], owner: str, postgres: 
 
 
 def mark_done(conn: Connection, positions: Sequence[int], now: datetime, postgres: bool) -> None:
+    """Completion touches the narrow ``event_state`` rows only, never the event rows."""
     if postgres:
         conn.exec_driver_sql(
-            "UPDATE events SET status = 'done', processed_at = %s WHERE pos = ANY(%s)",
+            "UPDATE event_state SET status = 'done', processed_at = %s WHERE pos = ANY(%s)",
             (now, list(positions)),
         )
     else:
         conn.exec_driver_sql(
-            "UPDATE events SET status = 'done', processed_at = ? WHERE pos IN "
+            "UPDATE event_state SET status = 'done', processed_at = ? WHERE pos IN "
             "(SELECT value FROM json_each(?))",
             (sqlite_time(now), json.dumps(list(positions))),
         )
@@ -166,7 +168,9 @@ def insert_audit_rows(conn: Connection, rows: Sequence[AuditRow], postgres: bool
     if postgres:
         copy_rows(conn, "audit_log", _AUDIT_COLUMNS, rows)
         return
+    first = rows[0][2]  # one commit's entries share their time: formatted once
+    stamp = sqlite_time(first)
     conn.exec_driver_sql(
         f"INSERT INTO audit_log ({_AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*r[:2], sqlite_time(r[2]), *r[3:]) for r in rows],
+        [(*r[:2], stamp if r[2] is first else sqlite_time(r[2]), *r[3:]) for r in rows],
     )

@@ -30,7 +30,14 @@ from quote2cash.engine.replay import (
 )
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import Operator
-from quote2cash.store.schema import events, parked_events, subjects
+from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    STATE_COLUMNS,
+    event_state,
+    events,
+    parked_events,
+    subjects,
+)
 
 RECOVERABILITIES: Final = ("automatic_retry", "data_correction", "finance_approval", "technical")
 TECHNICAL_CATEGORIES: Final = frozenset({"auth"})
@@ -135,13 +142,14 @@ def list_exceptions(
     found: list[ExceptionItem] = []
     cursor = after or 0
     waiting = or_(
-        events.c.status.in_(("exception", "dead")),
-        (events.c.status == "pending") & (events.c.attempts > 0),
+        event_state.c.status.in_(("exception", "dead")),
+        (event_state.c.status == "pending") & (event_state.c.attempts > 0),
     )
     with runtime.engine.connect() as conn:
         while len(found) < limit:
             rows = conn.execute(
-                select(events)
+                select(events, *STATE_COLUMNS)
+                .select_from(EVENTS_WITH_STATE)
                 .where(waiting, events.c.pos > cursor)
                 .order_by(events.c.pos)
                 .limit(max(limit, 200))
@@ -159,7 +167,9 @@ def list_exceptions(
 
 
 def _failed(conn: Connection, pos: int) -> Any:
-    row = conn.execute(select(events).where(events.c.pos == pos)).first()
+    row = conn.execute(
+        select(events, *STATE_COLUMNS).select_from(EVENTS_WITH_STATE).where(events.c.pos == pos)
+    ).first()
     if row is None:
         raise UnknownEvent(f"no event at position {pos}")
     if row.status not in ("exception", "dead"):
@@ -272,7 +282,9 @@ def resolve_exception(runtime: Runtime, pos: int, *, by: Operator, reason: str) 
     with runtime.engine.begin() as conn:
         row = _failed(conn, pos)
         conn.execute(
-            update(events).where(events.c.pos == pos).values(status="resolved", processed_at=now)
+            update(event_state)
+            .where(event_state.c.pos == pos)
+            .values(status="resolved", processed_at=now)
         )
         conn.execute(delete(parked_events).where(parked_events.c.event_pos == pos))
         conn.execute(

@@ -228,13 +228,37 @@ def _reserve_postgres(conn: Connection, counts: dict[str, int]) -> dict[str, int
 
 
 def _insert_sqlite(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """The event rows, then their dispatch rows (``event_state``) in one statement: this
+    transaction holds SQLite's write lock, so every row past the old end is one of ours."""
     recorded = sqlite_time(cast(datetime, rows[0][10])) if rows else None
+    end = conn.exec_driver_sql("SELECT coalesce(max(pos), 0) FROM events").scalar_one()
     conn.exec_driver_sql(
         f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(*r[:4], sqlite_time(cast(datetime, r[4])), *r[5:10], recorded, r[11]) for r in rows],
     )
+    conn.exec_driver_sql(
+        "INSERT INTO event_state (pos, subject) SELECT pos, subject FROM events WHERE pos > ?",
+        (end,),
+    )
 
 
 def _copy_postgres(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:
-    """COPY is PostgreSQL's fastest path; duplicates were filtered out before."""
-    copy_rows(conn, "events", _COLUMNS, rows)
+    """COPY is PostgreSQL's fastest path; duplicates were filtered out before. Positions are
+    taken from the log's sequence first, so the dispatch rows are COPYed beside the events."""
+    positions = [
+        p
+        for (p,) in conn.exec_driver_sql(
+            "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence('events', 'pos') AS seq) "
+            "AS q, generate_series(1, %s) AS n ORDER BY n",
+            (len(rows),),
+        )
+    ]
+    copy_rows(
+        conn, "events", "pos, " + _COLUMNS, [(p, *r) for p, r in zip(positions, rows, strict=True)]
+    )
+    copy_rows(
+        conn,
+        "event_state",
+        "pos, subject",
+        [(p, r[3]) for p, r in zip(positions, rows, strict=True)],
+    )

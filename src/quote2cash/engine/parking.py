@@ -23,7 +23,15 @@ from quote2cash.engine import parking_postgres, parking_sqlite
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event
-from quote2cash.store.schema import events, failures, park_keys, parked_events, subjects
+from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    event_state,
+    events,
+    failures,
+    park_keys,
+    parked_events,
+    subjects,
+)
 
 EXPIRE_BATCH = 200
 _BACKENDS: dict[str, ModuleType] = {"postgresql": parking_postgres, "sqlite": parking_sqlite}
@@ -99,7 +107,9 @@ def commit_parking(
         assert p.event.pos is not None
         if p.key in released_keys or p.key in already:
             continue
-        conn.execute(update(events).where(events.c.pos == p.event.pos).values(status="parked"))
+        conn.execute(
+            update(event_state).where(event_state.c.pos == p.event.pos).values(status="parked")
+        )
         conn.execute(delete(parked_events).where(parked_events.c.event_pos == p.event.pos))
         conn.execute(
             insert(parked_events).values(
@@ -146,8 +156,11 @@ def commit_parking(
         per_key: Counter[str] = Counter()
         if freed:
             conn.execute(
-                update(events)
-                .where(events.c.pos.in_([pos for pos, _, _ in freed]), events.c.status == "parked")
+                update(event_state)
+                .where(
+                    event_state.c.pos.in_([pos for pos, _, _ in freed]),
+                    event_state.c.status == "parked",
+                )
                 .values(status="pending")
             )
             for _, subject, key in freed:
@@ -225,17 +238,17 @@ def expire_overdue(engine: Engine, now: datetime) -> int:
 
 def _expire(conn: Connection, row: Any, now: datetime, audit: list[AuditEntry]) -> None:
     ev = conn.execute(
-        select(events.c.event_id, events.c.type, events.c.correlation_id, events.c.attempts).where(
-            events.c.pos == row.event_pos
-        )
+        select(events.c.event_id, events.c.type, events.c.correlation_id, event_state.c.attempts)
+        .select_from(EVENTS_WITH_STATE)
+        .where(events.c.pos == row.event_pos)
     ).one()
     reason = (
         f"waited for {row.park_key} ({row.reason}) since {row.parked_at.isoformat()}; its deadline "
         f"{row.deadline.isoformat()} passed"
     )
     conn.execute(
-        update(events)
-        .where(events.c.pos == row.event_pos)
+        update(event_state)
+        .where(event_state.c.pos == row.event_pos)
         .values(status="exception", category=row.category, last_error=reason)
     )
     conn.execute(

@@ -9,7 +9,16 @@ from typing import Any
 from sqlalchemy import func, select
 
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import events, failures, parked_events, steps, subjects
+from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    STATE_COLUMNS,
+    event_state,
+    events,
+    failures,
+    parked_events,
+    steps,
+    subjects,
+)
 
 
 @dataclass(frozen=True)
@@ -69,13 +78,16 @@ def list_events(
     q = (
         select(
             events,
+            *STATE_COLUMNS,
             parked_events.c.park_key,
             parked_events.c.reason,
             parked_events.c.deadline,
         )
-        .outerjoin(
-            parked_events,
-            (parked_events.c.event_pos == events.c.pos) & parked_events.c.expired.is_(False),
+        .select_from(
+            EVENTS_WITH_STATE.outerjoin(
+                parked_events,
+                (parked_events.c.event_pos == events.c.pos) & parked_events.c.expired.is_(False),
+            )
         )
         .order_by(events.c.pos if after is not None else events.c.pos.desc())
         .limit(limit)
@@ -85,7 +97,7 @@ def list_events(
     if before is not None:
         q = q.where(events.c.pos < before)
     if status:
-        q = q.where(events.c.status == status)
+        q = q.where(event_state.c.status == status)
     if subject:
         q = q.where(events.c.subject == subject)
     if correlation_id:
@@ -104,9 +116,10 @@ def failed_events(runtime: Runtime, kind: str | None = None, limit: int = 200) -
     held = select(subjects.c.held_by).where(subjects.c.held_by.is_not(None))
     expired = select(parked_events.c.event_pos).where(parked_events.c.expired.is_(True))
     q = (
-        select(events)
+        select(events, *STATE_COLUMNS)
+        .select_from(EVENTS_WITH_STATE)
         .where(
-            events.c.status.in_(statuses),
+            event_state.c.status.in_(statuses),
             events.c.pos.in_(held.union(expired).scalar_subquery()),
         )
         .order_by(events.c.pos)
@@ -127,9 +140,11 @@ def is_position(ident: str) -> bool:
 def find_event(runtime: Runtime, ident: str) -> dict[str, Any] | None:
     """An event by id (or log position), with its steps and failure history."""
     with runtime.engine.connect() as conn:
-        q = select(events).where(events.c.event_id == ident)
+        q = select(events, *STATE_COLUMNS).select_from(EVENTS_WITH_STATE)
         if is_position(ident):
-            q = select(events).where((events.c.event_id == ident) | (events.c.pos == int(ident)))
+            q = q.where((events.c.event_id == ident) | (events.c.pos == int(ident)))
+        else:
+            q = q.where(events.c.event_id == ident)
         row = conn.execute(q.limit(1)).first()
         if row is None:
             return None
@@ -148,7 +163,9 @@ def find_event(runtime: Runtime, ident: str) -> dict[str, Any] | None:
 
 def status_counts(runtime: Runtime) -> dict[str, int]:
     with runtime.engine.connect() as conn:
-        rows = conn.execute(select(events.c.status, func.count()).group_by(events.c.status))
+        rows = conn.execute(
+            select(event_state.c.status, func.count()).group_by(event_state.c.status)
+        )
         counts = {status: int(n) for status, n in rows}
         held = conn.execute(
             select(func.count()).where(subjects.c.held_by.is_not(None))
@@ -160,7 +177,8 @@ def status_counts(runtime: Runtime) -> dict[str, int]:
 def latest_event_about(runtime: Runtime, event_type: str, object_id: str) -> EventRow | None:
     """The newest logged event of ``event_type`` whose data names ``object_id`` (in quotes)."""
     q = (
-        select(events)
+        select(events, *STATE_COLUMNS)
+        .select_from(EVENTS_WITH_STATE)
         .where(events.c.type == event_type)
         .where(events.c.data.contains(f'"{object_id}"', autoescape=True))
         .order_by(events.c.pos.desc())

@@ -23,7 +23,15 @@ from quote2cash.engine.events import Event, decode_data, encode_data
 from quote2cash.engine.runtime import Runtime
 from quote2cash.identity import NotAllowed, Operator
 from quote2cash.observability import tracing
-from quote2cash.store.schema import events, parked_events, replay_requests, subjects
+from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    STATE_COLUMNS,
+    event_state,
+    events,
+    parked_events,
+    replay_requests,
+    subjects,
+)
 
 FINANCE_SENSITIVE = re.compile(r"(invoice|credit_?memo|credit_?note|payment|refund)", re.I)
 MAX_EVENTS_PER_REQUEST = 100_000
@@ -79,7 +87,11 @@ def replayable_statuses(selector: Selector) -> list[str]:
 def replayable(selector: Selector) -> Select[Any]:
     """The events ``selector`` names that a replay would take, in log order (one definition
     for the request and its dry-run preview)."""
-    query = select(events).where(events.c.status.in_(replayable_statuses(selector)))
+    query = (
+        select(events, *STATE_COLUMNS)
+        .select_from(EVENTS_WITH_STATE)
+        .where(event_state.c.status.in_(replayable_statuses(selector)))
+    )
     if selector.event_ids:
         query = query.where(events.c.event_id.in_(selector.event_ids))
     if selector.correlation_id:
@@ -98,7 +110,9 @@ def check_selector(selector: Selector) -> None:
 
 def requeue_failed(conn: Connection, pos: int, subject: str) -> None:
     """Put a failed event (exception or dead letter) back in its place in its subject."""
-    conn.execute(update(events).where(events.c.pos == pos).values(status="pending", attempts=0))
+    conn.execute(
+        update(event_state).where(event_state.c.pos == pos).values(status="pending", attempts=0)
+    )
     conn.execute(delete(parked_events).where(parked_events.c.event_pos == pos))
     conn.execute(
         update(subjects)
@@ -289,7 +303,10 @@ def approve_replay(
     with runtime.engine.begin() as conn:
         _decide(conn, req, "executed", actor, note, now)
         rows = conn.execute(
-            select(events).where(events.c.pos.in_(req.positions)).order_by(events.c.pos)
+            select(events, *STATE_COLUMNS)
+            .select_from(EVENTS_WITH_STATE)
+            .where(events.c.pos.in_(req.positions))
+            .order_by(events.c.pos)
         ).all()
         requeued, rerun = 0, []
         for row in rows:

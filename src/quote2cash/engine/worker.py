@@ -56,7 +56,7 @@ from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.observability import metrics, tracing
 from quote2cash.observability.logging import event_context
-from quote2cash.store.schema import events, failures, subjects
+from quote2cash.store.schema import event_state, failures, subjects
 
 log = logging.getLogger("quote2cash.worker")
 
@@ -537,8 +537,8 @@ class Worker:
             for subject, f in failed:
                 assert f is not None
                 conn.execute(
-                    update(events)
-                    .where(events.c.pos == f["pos"])
+                    update(event_state)
+                    .where(event_state.c.pos == f["pos"])
                     .values(
                         status=f["status"],
                         attempts=f["attempt"],

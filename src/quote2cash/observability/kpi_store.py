@@ -20,6 +20,8 @@ import msgspec
 from sqlalchemy import ColumnElement, Connection, func, select
 
 from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    event_state,
     events,
     md_sync_state,
     md_xrefs,
@@ -146,7 +148,7 @@ _ROW = (
     events.c.subject,
     events.c.time,
     events.c.data,
-    events.c.status,
+    event_state.c.status,
     events.c.type,
 )
 
@@ -179,6 +181,7 @@ def events_of_type(
     """``type_`` events with ``since <= time < until`` (``ix_events_type_time``)."""
     rows = conn.execute(
         select(*_ROW)
+        .select_from(EVENTS_WITH_STATE)
         .where(events.c.type == type_, events.c.time >= since, events.c.time < until)
         .order_by(events.c.time)
     )
@@ -189,9 +192,9 @@ def milestone_events_after(conn: Connection, after: int, upto: int) -> list[Mile
     """Milestone-starting events logged at positions ``after < pos <= upto`` (a primary-key
     range: only what is new since the last read)."""
     rows = conn.execute(
-        select(*_ROW).where(
-            events.c.pos > after, events.c.pos <= upto, events.c.type.in_(MILESTONE_TYPES)
-        )
+        select(*_ROW)
+        .select_from(EVENTS_WITH_STATE)
+        .where(events.c.pos > after, events.c.pos <= upto, events.c.type.in_(MILESTONE_TYPES))
     )
     return [tuple(r) for r in rows]
 
@@ -199,7 +202,10 @@ def milestone_events_after(conn: Connection, after: int, upto: int) -> list[Mile
 def events_at(conn: Connection, positions: Iterable[int]) -> list[MilestoneRow]:
     out: list[MilestoneRow] = []
     for part in chunks(sorted(set(positions))):
-        out += [tuple(r) for r in conn.execute(select(*_ROW).where(events.c.pos.in_(part)))]
+        rows = conn.execute(
+            select(*_ROW).select_from(EVENTS_WITH_STATE).where(events.c.pos.in_(part))
+        )
+        out += [tuple(r) for r in rows]
     return out
 
 
@@ -368,7 +374,8 @@ def _activations_of(conn: Connection, contract_subjects: list[str]) -> dict[str,
     out: dict[str, tuple[int, str]] = {}
     for part in chunks(sorted(set(contract_subjects))):
         rows = conn.execute(
-            select(events.c.subject, events.c.pos, events.c.status)
+            select(events.c.subject, events.c.pos, event_state.c.status)
+            .select_from(EVENTS_WITH_STATE)
             .where(events.c.subject.in_(part), _of_type(ACTIVATED))
             .order_by(events.c.pos)
         )

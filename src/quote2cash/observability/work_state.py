@@ -16,7 +16,15 @@ from typing import Any, Final
 from sqlalchemy import Connection, and_, func, select
 
 from quote2cash.observability.kpi_store import chunks
-from quote2cash.store.schema import events, failures, maintenance_windows, subjects, systems
+from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    event_state,
+    events,
+    failures,
+    maintenance_windows,
+    subjects,
+    systems,
+)
 
 OPEN: Final = ("pending", "parked", "exception", "dead")
 
@@ -52,7 +60,8 @@ def open_subjects(conn: Connection) -> list[tuple[str, int, str | None, datetime
     for part in chunks(sorted({s for s, _, _ in found})):
         rows = conn.execute(
             select(events.c.subject, func.min(events.c.recorded_at))
-            .where(events.c.subject.in_(part), events.c.status.in_(OPEN))
+            .select_from(EVENTS_WITH_STATE)
+            .where(event_state.c.subject.in_(part), event_state.c.status.in_(OPEN))
             .group_by(events.c.subject)
         )
         oldest.update({r[0]: r[1] for r in rows})
@@ -65,10 +74,11 @@ def failure_systems(conn: Connection, subject_names: Sequence[str]) -> dict[str,
     for part in chunks(sorted(set(subject_names))):
         rows = conn.execute(
             select(events.c.subject, failures.c.system)
+            .select_from(EVENTS_WITH_STATE)
             .join(failures, failures.c.event_pos == events.c.pos)
             .where(
-                events.c.subject.in_(part),
-                events.c.status.in_(OPEN),
+                event_state.c.subject.in_(part),
+                event_state.c.status.in_(OPEN),
                 failures.c.system.is_not(None),
             )
             .order_by(failures.c.id)
@@ -95,8 +105,9 @@ def backlog_now(conn: Connection) -> list[Backlog]:
 def held_events(conn: Connection) -> list[tuple[str, str, str | None]]:
     """(type, status, category) of each event holding its subject (exception or dead letter)."""
     rows = conn.execute(
-        select(events.c.type, events.c.status, events.c.category)
+        select(events.c.type, event_state.c.status, event_state.c.category)
         .select_from(subjects)
+        .join(event_state, event_state.c.pos == subjects.c.held_by)
         .join(events, events.c.pos == subjects.c.held_by)
         .where(subjects.c.held_by.is_not(None))
     )
@@ -126,18 +137,25 @@ def event_history(
     with_work = open_subjects(conn)
     waiting = {s: w for s, _, w, _ in with_work if w}
     lookback = since - timedelta(days=1)
-    recent = select(
-        events.c.pos, events.c.subject, events.c.recorded_at, events.c.processed_at, events.c.status
-    ).where(events.c.time >= lookback, events.c.time < until)
+    columns = (
+        events.c.pos,
+        events.c.subject,
+        events.c.recorded_at,
+        event_state.c.processed_at,
+        event_state.c.status,
+    )
+    recent = (
+        select(*columns)
+        .select_from(EVENTS_WITH_STATE)
+        .where(events.c.time >= lookback, events.c.time < until)
+    )
     rows: dict[int, Any] = {r.pos: r for r in conn.execute(recent)}
     for part in chunks(sorted(s for s, _, _, _ in with_work)):
-        still_open = select(
-            events.c.pos,
-            events.c.subject,
-            events.c.recorded_at,
-            events.c.processed_at,
-            events.c.status,
-        ).where(events.c.subject.in_(part), events.c.status.in_(OPEN))
+        still_open = (
+            select(*columns)
+            .select_from(EVENTS_WITH_STATE)
+            .where(event_state.c.subject.in_(part), event_state.c.status.in_(OPEN))
+        )
         rows.update({r.pos: r for r in conn.execute(still_open)})
     system_of: dict[int, str] = {}
     for part in chunks(sorted(rows)):

@@ -41,7 +41,7 @@ from quote2cash.retention.parquet_file import (
     write_archive,
 )
 from quote2cash.retention.policy import RetentionPolicy, event_class
-from quote2cash.store.schema import archive_runs, events, failures, steps
+from quote2cash.store.schema import archive_runs, event_state, events, failures, steps
 
 ACTOR = "retention"
 PAGE = 10_000
@@ -249,8 +249,15 @@ def _delete(conn: Connection, positions: list[int]) -> None:
         conn.execute(delete(steps).where(where))
     for where in in_parts(conn, failures.c.event_pos, positions):
         conn.execute(delete(failures).where(where))
-    for where in in_parts(conn, events.c.pos, positions):
-        deleted += conn.execute(delete(events).where(where, events.c.status == "done")).rowcount
+    done: list[int] = []
+    for where in in_parts(conn, event_state.c.pos, positions):
+        done += conn.execute(
+            delete(event_state)
+            .where(where, event_state.c.status == "done")
+            .returning(event_state.c.pos)
+        ).scalars()
+    for where in in_parts(conn, events.c.pos, done):
+        deleted += conn.execute(delete(events).where(where)).rowcount
     if deleted != len(positions):
         raise ArchiveError(
             f"{len(positions) - deleted} of {len(positions)} events changed while archiving; "

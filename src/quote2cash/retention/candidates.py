@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import Connection, and_, exists, func, or_, select
 
 from quote2cash.retention.policy import RetentionPolicy
-from quote2cash.store.schema import events, parked_events, replay_requests
+from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    STATE_COLUMNS,
+    event_state,
+    events,
+    parked_events,
+    replay_requests,
+)
 
 
 def store_types(conn: Connection, policy: RetentionPolicy) -> dict[str, list[str]]:
@@ -47,21 +54,23 @@ def archivable(
     if not windows:
         return []
     unfinished = events.alias("unfinished")
+    unfinished_state = event_state.alias("unfinished_state")
     front = (
         select(unfinished.c.subject, func.min(unfinished.c.sequence).label("sequence"))
-        .where(unfinished.c.status != "done")
+        .select_from(unfinished_state.join(unfinished, unfinished.c.pos == unfinished_state.c.pos))
+        .where(unfinished_state.c.status != "done")
         .group_by(unfinished.c.subject)
         .subquery("front")
     )
     parked = exists().where(parked_events.c.event_pos == events.c.pos)
     pinned = pinned_positions(conn)
     query = (
-        select(events)
-        .outerjoin(front, front.c.subject == events.c.subject)
+        select(events, *STATE_COLUMNS)
+        .select_from(EVENTS_WITH_STATE.outerjoin(front, front.c.subject == events.c.subject))
         .where(
             events.c.pos > after,
             events.c.pos < below,
-            events.c.status == "done",
+            event_state.c.status == "done",
             or_(*windows),
             or_(front.c.sequence.is_(None), events.c.sequence < front.c.sequence),
             ~parked,

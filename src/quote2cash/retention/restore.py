@@ -22,7 +22,14 @@ from quote2cash.retention.audit_refs import audit_mismatches
 from quote2cash.retention.manifest import Manifest, ManifestError, manifest_path, read_manifest
 from quote2cash.retention.membership import in_parts
 from quote2cash.retention.parquet_file import ArchivedEvent, file_sha256, read_archive
-from quote2cash.store.schema import archive_runs, events, failures, steps
+from quote2cash.store.schema import (
+    STATE_COLUMNS,
+    archive_runs,
+    event_state,
+    events,
+    failures,
+    steps,
+)
 
 
 class RestoreError(RuntimeError):
@@ -221,7 +228,13 @@ def _check_absent(conn: Connection, path: Path, archived: list[ArchivedEvent]) -
 def _insert(conn: Connection, archived: list[ArchivedEvent]) -> None:
     for i in range(0, len(archived), 5000):
         part = archived[i : i + 5000]
-        conn.execute(insert(events), [a.row for a in part])
+        conn.execute(
+            insert(events), [{k: v for k, v in a.row.items() if k not in _STATE} for a in part]
+        )
+        conn.execute(
+            insert(event_state),
+            [{"pos": a.row["pos"], "subject": a.row["subject"], **_state(a.row)} for a in part],
+        )
         step_rows: list[dict[str, Any]] = [
             {**s, "event_pos": a.row["pos"]} for a in part for s in a.steps
         ]
@@ -230,3 +243,11 @@ def _insert(conn: Connection, archived: list[ArchivedEvent]) -> None:
         failure_rows = [{**f, "event_pos": a.row["pos"]} for a in part for f in a.failures]
         if failure_rows:
             conn.execute(insert(failures), failure_rows)
+
+
+_STATE = frozenset(c.name for c in STATE_COLUMNS)
+
+
+def _state(row: dict[str, Any]) -> dict[str, Any]:
+    """An archived row's dispatch state (the file keeps the event's columns as one row)."""
+    return {k: row[k] for k in _STATE}

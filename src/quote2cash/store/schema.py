@@ -47,27 +47,49 @@ events = Table(
     Column("sequence", BigInteger, nullable=False),
     Column("schema_version", Integer, nullable=False, server_default=text("1")),
     Column("data", Text, nullable=False),
-    Column("status", String(16), nullable=False, server_default=text("'pending'")),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("category", String(32), nullable=True),
-    Column("last_error", Text, nullable=True),
     Column("recorded_at", UtcDateTime(), nullable=False),
-    Column("processed_at", UtcDateTime(), nullable=True),
     Column("traceparent", String(55), nullable=True),
     UniqueConstraint("source", "event_id"),
     UniqueConstraint("subject", "sequence"),
     Index("ix_events_correlation_id", "correlation_id"),
     Index("ix_events_time", "time"),
     Index("ix_events_type_time", "type", "time"),
-    # Pending work only (migration 0015): the dispatcher's load reads a claimed subject's
-    # pending prefix, never the subject's processed history, however long it grows.
+)
+"""What was taken in: written once at intake, never touched by dispatch (migration 0017). Only an
+operator's correction (``data``) or a replay's new trace (``traceparent``) changes a row."""
+
+event_state = Table(
+    "event_state",
+    metadata,
+    Column("pos", BigId, primary_key=True, autoincrement=False),
+    Column("subject", String(300), nullable=False),
+    Column("status", String(16), nullable=False, server_default=text("'pending'")),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("category", String(32), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("processed_at", UtcDateTime(), nullable=True),
+    # Pending work only: the dispatcher's load reads a claimed subject's pending prefix, never
+    # its processed history. A row leaving 'pending' writes no entry here (the predicate).
     Index(
-        "ix_events_pending_subject_pos",
+        "ix_event_state_pending_subject_pos",
         "subject",
         "pos",
         sqlite_where=text("status = 'pending'"),
         postgresql_where=text("status = 'pending'"),
     ),
+)
+"""Where each event stands in dispatch, one narrow row per event (same ``pos``), written in the
+intake's transaction. Completing an event rewrites this row and its primary key entry only,
+not the wide ``events`` row and its six indexes (migration 0017)."""
+
+EVENTS_WITH_STATE = events.join(event_state, event_state.c.pos == events.c.pos)
+"""An event with its dispatch state: readers select ``events`` and ``STATE_COLUMNS`` from it."""
+STATE_COLUMNS = (
+    event_state.c.status,
+    event_state.c.attempts,
+    event_state.c.category,
+    event_state.c.last_error,
+    event_state.c.processed_at,
 )
 
 subjects = Table(

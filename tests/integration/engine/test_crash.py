@@ -26,7 +26,7 @@ from quote2cash.engine.events import Event, new_event
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
-from quote2cash.store.schema import events
+from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events
 from support.effects import EffectStore
 
 TRIALS = 1000 if LONG else 200
@@ -82,7 +82,9 @@ def fork_worker(db_url: str, effects_path: Path, self_kill: float, seed: int) ->
 
 def pending(runtime: Runtime) -> int:
     with runtime.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(events.c.status != "done")).scalar_one())
+        return int(
+            conn.execute(select(func.count()).where(event_state.c.status != "done")).scalar_one()
+        )
 
 
 @pytest.mark.slow
@@ -128,7 +130,11 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(db_url: str, tmp_
     assert kills >= TRIALS * 0.5, f"only {kills} kills landed"
 
     with runtime.engine.connect() as conn:
-        logged = conn.execute(select(events.c.subject, events.c.sequence, events.c.status)).all()
+        logged = conn.execute(
+            select(events.c.subject, events.c.sequence, event_state.c.status).select_from(
+                EVENTS_WITH_STATE
+            )
+        ).all()
     assert len(logged) == appended, "events lost from the log"
     assert {row.status for row in logged} == {"done"}
     store = EffectStore(effects_path)

@@ -13,15 +13,19 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
-from quote2cash.store.schema import events
+from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events
 
 
 def _logged(runtime: Runtime, type: str) -> list[tuple[str, str, str, str | None]]:
     with runtime.engine.connect() as conn:
         rows = conn.execute(
             select(
-                events.c.subject, events.c.status, events.c.correlation_id, events.c.causation_id
+                events.c.subject,
+                event_state.c.status,
+                events.c.correlation_id,
+                events.c.causation_id,
             )
+            .select_from(EVENTS_WITH_STATE)
             .where(events.c.type == type)
             .order_by(events.c.pos)
         ).all()

@@ -27,7 +27,7 @@ from quote2cash.engine.recorder import StepRecord, commit_steps
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
-from quote2cash.store.schema import events, steps
+from quote2cash.store.schema import event_state, events, steps
 from support.effects import EffectStore
 
 STEP = "charge_card"
@@ -82,7 +82,7 @@ def append_charges(runtime: Runtime, count: int) -> list[Event]:
 def assert_each_charged_once(runtime: Runtime, effects_path: Path, count: int) -> int:
     """Every event done, one step row and one effect each; returns the effect attempts."""
     with runtime.engine.connect() as conn:
-        statuses = conn.execute(select(events.c.status)).scalars().all()
+        statuses = conn.execute(select(event_state.c.status)).scalars().all()
         recorded = conn.execute(
             select(steps.c.idempotency_key).where(steps.c.name == STEP)
         ).scalars()

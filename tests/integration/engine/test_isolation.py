@@ -128,9 +128,9 @@ async def test_open_breaker_holds_without_spending_attempts(
     with runtime.engine.connect() as conn:
         from sqlalchemy import func, select
 
-        from quote2cash.store.schema import events
+        from quote2cash.store.schema import event_state
 
-        attempts = conn.execute(select(func.sum(events.c.attempts))).scalar_one()
+        attempts = conn.execute(select(func.sum(event_state.c.attempts))).scalar_one()
     assert attempts == 2  # two real failures opened it; the rest were held, not attempted
     down["erp"] = False
     clock.advance(61)  # half-open: one probe succeeds, the breaker closes, the rest drain

@@ -31,6 +31,7 @@ from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.store.schema import (
+    event_state,
     events,
     failures,
     park_keys,
@@ -242,7 +243,7 @@ EXAMPLES = 300 if LONG else 15
 
 def reset(engine: Engine) -> None:
     with forging(engine) as conn:
-        for table in (steps, failures, parked_events, park_keys, events, subjects):
+        for table in (steps, failures, parked_events, park_keys, event_state, events, subjects):
             conn.execute(delete(table))
         wipe_audit(conn)
 

@@ -21,7 +21,7 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
-from quote2cash.store.schema import events, failures, steps, subjects
+from quote2cash.store.schema import event_state, events, failures, steps, subjects
 from support.forger import forging, wipe_audit
 from support.ledger import Ledger
 
@@ -30,7 +30,7 @@ EXAMPLES = 400 if LONG else 30
 
 def reset(engine: Engine) -> None:
     with forging(engine) as conn:
-        for table in (steps, failures, events, subjects):
+        for table in (steps, failures, event_state, events, subjects):
             conn.execute(delete(table))
         wipe_audit(conn)
 

@@ -26,7 +26,7 @@ from quote2cash.retention.archive import ArchiveError, run_archive
 from quote2cash.retention.manifest import manifest_path
 from quote2cash.retention.policy import RetentionPolicy
 from quote2cash.retention.restore import RestoreError, list_runs, restore_archive
-from quote2cash.store.schema import audit_log, events, failures, steps, subjects
+from quote2cash.store.schema import audit_log, event_state, events, failures, steps, subjects
 from support.retention_handlers import registry
 
 POLICY = RetentionPolicy(finance_days=3650, other_days=90)
@@ -110,14 +110,18 @@ async def test_events_behind_unfinished_work_of_their_subject_stay(
     await Worker(runtime, registry).drain()
     append(runtime, "crm.account.updated", "acct-7", "second", 199)
     with runtime.engine.begin() as conn:
-        conn.execute(events.update().where(events.c.event_id == "second").values(status="parked"))
+        second = conn.execute(select(events.c.pos).where(events.c.event_id == "second")).scalar()
         conn.execute(
+            event_state.update().where(event_state.c.pos == second).values(status="parked")
+        )
+        third = conn.execute(
             events.insert().values(
                 event_id="third", source="q2c", type="crm.account.updated", subject="acct-7",
                 time=day(runtime.clock, 198), correlation_id="c", sequence=3, data="{}",
-                status="done", recorded_at=runtime.clock.now(),
-            )
-        )  # fmt: skip
+                recorded_at=runtime.clock.now(),
+            ).returning(events.c.pos)
+        ).scalar_one()  # fmt: skip
+        conn.execute(event_state.insert().values(pos=third, subject="acct-7", status="done"))
     report = run_archive(runtime, tmp_path / "a", POLICY)
     assert report.events == 1
     assert sorted(statuses(runtime)) == ["second", "third"]
@@ -136,6 +140,7 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
     assert set(statuses(runtime).values()) == {"done"}
     before = (
         rows_of(runtime, events, events.c.pos),
+        rows_of(runtime, event_state, event_state.c.pos),
         rows_of(runtime, steps, steps.c.event_pos),
         rows_of(runtime, failures, failures.c.id),
     )
@@ -156,6 +161,7 @@ async def test_round_trip_puts_back_the_same_rows_and_audit_stays_verifiable(
     assert restored.events == 6 and restored.audit_entries_checked >= 6
     after = (
         rows_of(runtime, events, events.c.pos),
+        rows_of(runtime, event_state, event_state.c.pos),
         rows_of(runtime, steps, steps.c.event_pos),
         rows_of(runtime, failures, failures.c.id),
     )

@@ -13,7 +13,7 @@ from quote2cash.engine.control import system_status
 from quote2cash.engine.exceptions import ExceptionItem, list_exceptions
 from quote2cash.engine.quarantine import QuarantinedDelivery, list_quarantine
 from quote2cash.engine.runtime import Runtime
-from quote2cash.store.schema import events
+from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events
 
 RECOVERABILITY: Final = {
     "automatic_retry": "Automatic retry",
@@ -95,7 +95,9 @@ def read_alerts(runtime: Runtime) -> list[Alert]:
             )
     with runtime.engine.connect() as conn:
         pending, oldest = conn.execute(
-            select(func.count(), func.min(events.c.recorded_at)).where(events.c.status == "pending")
+            select(func.count(), func.min(events.c.recorded_at))
+            .select_from(EVENTS_WITH_STATE)
+            .where(event_state.c.status == "pending")
         ).one()
     if pending and oldest is not None and now - oldest > BACKLOG_AGE:
         alerts.append(Alert("hub", "backlog", f"{pending} event(s) pending; oldest since", oldest))

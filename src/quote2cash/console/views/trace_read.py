@@ -16,6 +16,8 @@ from quote2cash.console.links import ObjectLinks
 from quote2cash.console.views.xref_keys import global_ids_of
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import (
+    EVENTS_WITH_STATE,
+    STATE_COLUMNS,
     audit_log,
     events,
     failures,
@@ -99,7 +101,8 @@ def read_trace(runtime: Runtime, correlation_id: str, links: ObjectLinks) -> Tra
     trace = Trace(correlation_id)
     with runtime.engine.connect() as conn:
         rows = conn.execute(
-            select(events)
+            select(events, *STATE_COLUMNS)
+            .select_from(EVENTS_WITH_STATE)
             .where(events.c.correlation_id == correlation_id)
             .order_by(events.c.pos)
             .limit(MAX_EVENTS)
