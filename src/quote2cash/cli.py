@@ -302,6 +302,7 @@ def worker(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     rt = open_runtime(db)
+    configure_budgets(rt, config)
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -675,6 +676,21 @@ def load_systems(config: str | None, sandbox: str) -> Any:
     path = config or os.environ.get("Q2C_SYSTEMS_CONFIG")
     try:
         return registry.from_file(path) if path else systems_from_sandbox(sandbox)
+    except registry.SystemsConfigError as exc:
+        fail(str(exc))
+
+
+def configure_budgets(rt: Runtime, config: str | None) -> None:
+    """The API budgets of the systems.yaml in use, shared through the store by every process."""
+    import os
+
+    from quote2cash.connectors import registry
+
+    path = config or os.environ.get("Q2C_SYSTEMS_CONFIG")
+    if not path:
+        return
+    try:
+        rt.gates.configure_budgets(registry.budgets_from_file(path))
     except registry.SystemsConfigError as exc:
         fail(str(exc))
 

@@ -168,7 +168,7 @@ class SystemGates:
     def configure_budgets(
         self, budgets: Iterable[Budget], backend: BudgetBackend | None = None
     ) -> None:
-        """Use ``budgets`` (systems.yaml) from now on, kept in ``backend`` (default: the store's)."""
+        """Use ``budgets`` (systems.yaml) from now on, kept in ``backend`` (default: the store)."""
         self._budgets = tuple(budgets)
         if backend is None:
             backend = backend_for(self.engine) if self.engine is not None else self._local
