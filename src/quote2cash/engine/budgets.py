@@ -211,6 +211,9 @@ class BudgetBackend(Protocol):
 
     def give_slot(self, budget: Budget, holder: str, slot: int) -> None: ...
 
+    def renew_slots(self, budget: Budget, holder: str, slots: list[int]) -> None:
+        """Extend the leases of slots this process still holds (calls longer than a lease)."""
+
 
 @dataclass
 class BudgetLane:
@@ -233,6 +236,7 @@ class BudgetLane:
     waiting: int = 0
     _lock: asyncio.Lock | None = None
     _freed: asyncio.Event | None = None
+    _renewer: asyncio.Future[None] | None = None
 
     def ready(self, now: float) -> bool:
         """May a call start now on local state alone? (No I/O, no allocation.)"""
@@ -321,12 +325,24 @@ class BudgetLane:
             slot = await asyncio.to_thread(self.backend.take_slot, self.budget, self.holder)
             if slot is not None:
                 self.slots.append((slot, time.monotonic()))
+                if self._renewer is None or self._renewer.done():
+                    self._renewer = asyncio.ensure_future(self._renew())
                 return
         if self._freed is None:
             self._freed = asyncio.Event()
         self._freed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._freed.wait(), SLOT_POLL_SECONDS)
+
+    async def _renew(self) -> None:
+        """While this process holds slots, renew their leases every third of a lease: a slot is
+        lost only when its holder stops renewing (it died or hangs)."""
+        every = self.budget.slot_lease_seconds / 3
+        while self.slots:
+            await asyncio.sleep(every)
+            held = [slot for slot, _ in self.slots]
+            if held:
+                await asyncio.to_thread(self.backend.renew_slots, self.budget, self.holder, held)
 
     def release(self) -> None:
         """A call ends: its slot goes to a waiting call here, or back to the deployment."""

@@ -53,3 +53,6 @@ class MemoryBudgets:
 
     def give_slot(self, budget: Budget, holder: str, slot: int) -> None:
         return None
+
+    def renew_slots(self, budget: Budget, holder: str, slots: list[int]) -> None:
+        return None

@@ -139,5 +139,14 @@ class PostgresBudgets:
                 (budget.key, slot, holder),
             )
 
+    def renew_slots(self, budget: Budget, holder: str, slots: list[int]) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE budget_slots SET "
+                "expires_at = clock_timestamp() + make_interval(secs => %s) "
+                "WHERE budget = %s AND holder = %s AND slot = ANY(%s)",
+                (budget.slot_lease_seconds, budget.key, holder, slots),
+            )
+
 
 _RETRY_AFTER = "the system asked to wait (Retry-After)"

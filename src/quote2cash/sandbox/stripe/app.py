@@ -20,6 +20,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -108,6 +109,8 @@ class _Counters:
     rate_limited: int = 0
     per_second: dict[int, int] = field(default_factory=dict)
     accepted_per_second: dict[int, int] = field(default_factory=dict)
+    accepted_at: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    limited_at: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 def _json_response(status: int, body: JSON, headers: dict[str, str] | None = None) -> web.Response:
@@ -276,6 +279,8 @@ class StripeEmulator:
                 "accepted_per_second": {
                     str(k): v for k, v in sorted(c.accepted_per_second.items())
                 },
+                "accepted_at": list(c.accepted_at),
+                "limited_at": list(c.limited_at),
             },
         )
 
@@ -356,6 +361,7 @@ class StripeEmulator:
                 counters.tokens -= 1
         if limited:
             counters.rate_limited += 1
+            counters.limited_at.append(time.time())
             headers = {"Stripe-Rate-Limited-Reason": "global-rate"}
             if cfg.retry_after_seconds is not None:
                 headers["Retry-After"] = str(cfg.retry_after_seconds)
@@ -368,6 +374,7 @@ class StripeEmulator:
                 headers=headers,
             )
         counters.accepted_per_second[second] = counters.accepted_per_second.get(second, 0) + 1
+        counters.accepted_at.append(time.time())
         fault = cfg.fail_next_500 > 0 or (
             cfg.fault_500_every_nth is not None and counters.requests % cfg.fault_500_every_nth == 0
         )
