@@ -24,7 +24,7 @@ from quote2cash.engine.budgets import (
 from quote2cash.engine.budgets_memory import MemoryBudgets
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.errors import SystemUnavailable, TransientError
-from quote2cash.engine.systems import SystemGates
+from quote2cash.engine.systems import SystemGates, report_usage
 
 T0 = datetime(2026, 3, 31, 23, 0, tzinfo=UTC)
 
@@ -226,3 +226,13 @@ def test_a_wait_longer_than_the_sleep_bound_holds_the_work_instead_of_sleeping()
 
     asyncio.run(run())
     assert slept == []
+
+
+def test_the_systems_own_usage_count_spends_the_shared_day_allocation() -> None:
+    backend = MemoryBudgets()
+    gates = SystemGates(ManualClock(T0))
+    budget = Budget("crm", "api", per_day=100)
+    gates.configure_budgets([budget], backend)
+    report_usage("crm", 90, 100)  # Sforce-Limit-Info: api-usage=90/100, other clients included
+    assert backend.reserve(budget, 20).count == 10
+    assert backend.reserve(budget, 1).count == 0
