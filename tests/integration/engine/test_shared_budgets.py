@@ -302,7 +302,8 @@ def test_a_killed_process_frees_its_concurrency_slots_within_the_lease(
             holder.send_signal(signal.SIGKILL)
             holder.wait()
             expires = expiry()
-            assert wait_for(lambda: len(recorder.starts) >= 8, 30), recorder.starts
+            # the six new subjects' calls (the dead worker's own two follow its subject leases)
+            assert wait_for(lambda: len(recorder.starts) >= 6, 30), len(recorder.starts)
         finally:
             stop(others)
     finally:
