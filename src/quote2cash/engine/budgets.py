@@ -231,6 +231,7 @@ class BudgetLane:
     interval: float = 0.0
     got_at: float = 0.0
     blocked_until: float = 0.0
+    blocked_reason: str = ""
     in_use: int = 0
     slots: deque[tuple[int, float]] = field(default_factory=deque)
     waiting: int = 0
@@ -278,15 +279,19 @@ class BudgetLane:
         try:
             async with self._lock:
                 await self._acquire(sleep)
-        finally:
+        except BaseException:
             self.waiting -= 1
+            if not self.waiting:
+                self._give_back_idle_slots()  # a slot taken for a call that will not happen
+            raise
+        self.waiting -= 1
 
     async def _acquire(self, sleep: Any) -> None:
         b = self.budget
         while True:
             now = time.monotonic()
             if now < self.blocked_until:
-                self._hold(self.blocked_until - now, "the system asked to wait (Retry-After)")
+                self._hold(self.blocked_until - now, self.blocked_reason)
             if b.concurrency is not None and not self._slot_free():
                 await self._wait_for_slot(sleep)
                 continue
@@ -302,6 +307,7 @@ class BudgetLane:
                 grant = await asyncio.to_thread(self.backend.reserve, b, b.lease_size)
                 if grant.count == 0:
                     self.blocked_until = time.monotonic() + grant.hold_seconds
+                    self.blocked_reason = grant.reason
                     self._hold(grant.hold_seconds, grant.reason)
                 self.count, self.used = grant.count, 0
                 self.tokens, self.interval = grant.tokens, 1.0 / grant.rate
@@ -344,6 +350,11 @@ class BudgetLane:
             if held:
                 await asyncio.to_thread(self.backend.renew_slots, self.budget, self.holder, held)
 
+    def _give_back_idle_slots(self) -> None:
+        while self._shared_slots and len(self.slots) > self.in_use:
+            slot, _ = self.slots.pop()
+            background(self.backend.give_slot, self.budget, self.holder, slot)
+
     def release(self) -> None:
         """A call ends: its slot goes to a waiting call here, or back to the deployment."""
         if self.budget.concurrency is None:
@@ -361,6 +372,7 @@ class BudgetLane:
         """The system said to wait (429/503 Retry-After): this process stops now, the others at
         their next lease."""
         self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+        self.blocked_reason = "the system asked to wait (Retry-After)"
         self.count = self.used
         background(self.backend.hold, self.budget, seconds)
 

@@ -5,11 +5,13 @@ PostgreSQL store share a Stripe budget; the Stripe emulator counts every call it
   processes use >= 95 % of the rate while work waits;
 * a 429 with Retry-After stops every process, not only the one that got it;
 * a day allocation, once spent, holds the remaining work (pending, never failed);
-* a killed process's concurrency slots come back within their lease.
+* a killed process's concurrency slots come back within their lease, and a call held before it
+  starts gives its slot back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -25,7 +27,8 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from quote2cash.engine.budgets import LEASE_GRACE_SECONDS
+from quote2cash.engine.budgets import LEASE_GRACE_SECONDS, Budget
+from quote2cash.engine.errors import SystemUnavailable
 from quote2cash.engine.events import new_event
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.db import open_engine
@@ -313,3 +316,29 @@ def test_a_killed_process_frees_its_concurrency_slots_within_the_lease(
     first = min(recorder.starts)
     assert first >= expires - 0.05, "a call started while the dead process's slots were leased"
     assert first <= expires + 1.0, f"slots came back {first - expires:.1f} s after their lease"
+
+
+def test_a_call_held_by_its_day_allocation_gives_its_slot_back(pg_url: str) -> None:
+    rt = Runtime.open(pg_url)
+    budget = Budget("erp", "posting", per_day=1, concurrency=1)
+    rt.gates.configure_budgets([budget])
+
+    def holders() -> list[str | None]:
+        with rt.engine.connect() as conn:
+            return list(conn.execute(select(budget_slots.c.holder)).scalars())
+
+    async def run() -> None:
+        gate = rt.gates.enter("erp", "erp.post_invoice") or await rt.gates.enter_waiting(
+            "erp", "erp.post_invoice"
+        )
+        assert holders() == [rt.gates.holder]
+        rt.gates.leave(gate, None, 0.0)
+        with pytest.raises(SystemUnavailable, match="daily allocation of 1 used"):
+            await rt.gates.enter_waiting("erp", "erp.post_invoice")
+        await asyncio.sleep(0.2)  # the slot goes back off the event loop
+
+    try:
+        asyncio.run(run())
+        assert holders() == [None]
+    finally:
+        rt.close()
