@@ -342,3 +342,24 @@ def test_a_call_held_by_its_day_allocation_gives_its_slot_back(pg_url: str) -> N
         assert holders() == [None]
     finally:
         rt.close()
+
+
+def test_a_bad_budget_stops_the_worker_with_one_line_naming_it(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    Runtime.open(db).close()
+    config = systems_yaml(tmp_path, "billing:\n  budgets:\n    writes: {rate: 0}\n")
+    handlers = "support.budget_calls:registry"
+    ran = subprocess.run(
+        [*Q2C, "worker", "--once", "--handlers", handlers, "--config", str(config)],
+        env={
+            **os.environ,
+            "Q2C_DATABASE_URL": db,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 2
+    assert "billing.budgets.writes.rate: expected a number > 0, got 0" in ran.stderr
+    assert "Traceback" not in ran.stderr
