@@ -723,6 +723,51 @@ def catalog_check(
     run_check(catalog, None if offline else provider)
 
 
+BUDGET_COLUMNS = (
+    "budget",
+    "tokens",
+    "updated_at",
+    "day_used",
+    "day_started",
+    "blocked_until",
+    "slots_held",
+    "slots",
+)
+
+
+@systems_app.command("budgets")
+def systems_budgets(db: DbOption = None, output: FormatOption = OutputFormat.table) -> None:
+    """The API budgets every hub process shares (PostgreSQL): tokens, day used, Retry-After
+    holds, concurrency slots held."""
+    from quote2cash.engine.budgets import backend_for
+
+    rt = open_runtime(db)
+    backend = backend_for(rt.engine)
+    if not backend.shared:
+        err.print(
+            "budgets are kept in each worker's memory on SQLite (one process calls out); "
+            "nothing is shared to show",
+            highlight=False,
+        )
+    records = backend.describe()
+
+    def when(key: str) -> Any:
+        return lambda r: f"{r[key]:%Y-%m-%d %H:%M:%S}" if r[key] else ""
+
+    show_records(
+        console,
+        records,
+        BUDGET_COLUMNS,
+        output,
+        display={
+            "tokens": lambda r: f"{r['tokens']:.2f}",
+            "updated_at": when("updated_at"),
+            "day_started": when("day_started"),
+            "blocked_until": when("blocked_until"),
+        },
+    )
+
+
 @systems_app.command("check")
 def systems_check(
     config: SystemsConfig = None,

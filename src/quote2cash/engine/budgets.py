@@ -214,6 +214,10 @@ class BudgetBackend(Protocol):
     def renew_slots(self, budget: Budget, holder: str, slots: list[int]) -> None:
         """Extend the leases of slots this process still holds (calls longer than a lease)."""
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Every budget's state as it stands (``q2c systems budgets``)."""
+        ...
+
 
 @dataclass
 class BudgetLane:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 from quote2cash.engine.budgets import BucketState, Budget, Grant, reserve
 from quote2cash.engine.clock import Clock, SystemClock
@@ -56,3 +57,19 @@ class MemoryBudgets:
 
     def renew_slots(self, budget: Budget, holder: str, slots: list[int]) -> None:
         return None
+
+    def describe(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                {
+                    "budget": key,
+                    "tokens": state.tokens,
+                    "updated_at": state.updated,
+                    "day_used": state.day_used,
+                    "day_started": state.day_started,
+                    "blocked_until": state.blocked_until,
+                    "slots_held": None,
+                    "slots": None,
+                }
+                for key, state in sorted(self._state.items())
+            ]

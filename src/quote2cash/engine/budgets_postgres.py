@@ -9,6 +9,7 @@ are free again when their lease runs out.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -147,6 +148,22 @@ class PostgresBudgets:
                 "WHERE budget = %s AND holder = %s AND slot = ANY(%s)",
                 (budget.slot_lease_seconds, budget.key, holder, slots),
             )
+
+    def describe(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT b.name, b.tokens, b.updated_at, b.day_used, b.day_started, "
+                "b.blocked_until, "
+                "count(s.slot) FILTER (WHERE s.holder IS NOT NULL "
+                "  AND s.expires_at >= clock_timestamp()), count(s.slot) "
+                "FROM budget_buckets b LEFT JOIN budget_slots s ON s.budget = b.name "
+                "GROUP BY b.name ORDER BY b.name"
+            ).all()
+        keys = ("budget", "tokens", "updated_at", "day_used", "day_started", "blocked_until")
+        return [
+            {**dict(zip(keys, row[:6], strict=True)), "slots_held": row[6], "slots": row[7]}
+            for row in rows
+        ]
 
 
 _RETRY_AFTER = "the system asked to wait (Retry-After)"

@@ -12,6 +12,7 @@ PostgreSQL store share a Stripe budget; the Stripe emulator counts every call it
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -28,7 +29,7 @@ import requests
 from sqlalchemy import func, select
 
 from quote2cash.engine.budgets import LEASE_GRACE_SECONDS, Budget
-from quote2cash.engine.errors import SystemUnavailable
+from quote2cash.engine.errors import SystemUnavailable, TransientError
 from quote2cash.engine.events import new_event
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.db import open_engine
@@ -363,3 +364,30 @@ def test_a_bad_budget_stops_the_worker_with_one_line_naming_it(tmp_path: Path) -
     assert ran.returncode == 2
     assert "billing.budgets.writes.rate: expected a number > 0, got 0" in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+def test_systems_budgets_shows_the_shared_state_as_json(pg_url: str) -> None:
+    rt = Runtime.open(pg_url)
+    budget = Budget("billing", "writes", rate=5, burst=2, per_day=100, concurrency=3)
+    rt.gates.configure_budgets([budget])
+
+    async def one_call() -> None:
+        gate = await rt.gates.enter_waiting("billing", "billing.pay")
+        rt.gates.leave(gate, TransientError("429", retry_after=60, throttled=True), 0.0)
+        await asyncio.sleep(0.3)  # the hold is written off the event loop
+
+    try:
+        asyncio.run(one_call())
+    finally:
+        rt.close()
+    shown = subprocess.run(
+        [*Q2C, "systems", "budgets", "--format", "json"],
+        env={**os.environ, "Q2C_DATABASE_URL": pg_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    [row] = json.loads(shown.stdout)
+    assert (row["budget"], row["day_used"], row["slots"]) == ("billing:writes", 1, 3)
+    assert row["blocked_until"] is not None and row["slots_held"] == 0
