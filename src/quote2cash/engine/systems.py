@@ -48,25 +48,6 @@ class SystemLimits:
     breaker_reset_seconds: float = 30.0
 
 
-class TokenBucket:
-    """Reservation-style token bucket: ``reserve`` says how long to wait for the next slot."""
-
-    def __init__(self, rate: float, burst: int, now: datetime) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("TokenBucket needs rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.updated = now
-
-    def reserve(self, now: datetime) -> float:
-        elapsed = max(0.0, (now - self.updated).total_seconds())
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive transient failures; lets one probe through later."""
 
