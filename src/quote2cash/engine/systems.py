@@ -1,7 +1,8 @@
-"""Failure isolation per target system: rate limit, concurrency cap, circuit breaker, pauses.
+"""Failure isolation per target system: budgets (rate, day, concurrency), breaker, pauses.
 
-A paused system or an open breaker does not fail work: it holds it in order (``SystemUnavailable``)
-and the subject resumes by itself when the system is available again.
+A paused system, an open breaker or a spent budget does not fail work: it holds it in order
+(``SystemUnavailable``) and the subject resumes by itself when the system is available again.
+A call passes the gate with one synchronous check (``SystemGates.enter``) in the common case.
 """
 
 from __future__ import annotations
