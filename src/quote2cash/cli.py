@@ -302,6 +302,7 @@ def worker(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     rt = open_runtime(db)
+    configure_budgets(rt, config)
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -679,6 +680,21 @@ def load_systems(config: str | None, sandbox: str) -> Any:
         fail(str(exc))
 
 
+def configure_budgets(rt: Runtime, config: str | None) -> None:
+    """The API budgets of the systems.yaml in use, shared through the store by every process."""
+    import os
+
+    from quote2cash.connectors import registry
+
+    path = config or os.environ.get("Q2C_SYSTEMS_CONFIG")
+    if not path:
+        return
+    try:
+        rt.gates.configure_budgets(registry.budgets_from_file(path))
+    except registry.SystemsConfigError as exc:
+        fail(str(exc))
+
+
 @catalog_app.command("check")
 def catalog_check(
     path: Annotated[
@@ -705,6 +721,51 @@ def catalog_check(
 
     catalog = Path(path) if path else active_config_dir() / "catalog.yaml"
     run_check(catalog, None if offline else provider)
+
+
+BUDGET_COLUMNS = (
+    "budget",
+    "tokens",
+    "updated_at",
+    "day_used",
+    "day_started",
+    "blocked_until",
+    "slots_held",
+    "slots",
+)
+
+
+@systems_app.command("budgets")
+def systems_budgets(db: DbOption = None, output: FormatOption = OutputFormat.table) -> None:
+    """The API budgets every hub process shares (PostgreSQL): tokens, day used, Retry-After
+    holds, concurrency slots held."""
+    from quote2cash.engine.budgets import backend_for
+
+    rt = open_runtime(db)
+    backend = backend_for(rt.engine)
+    if not backend.shared:
+        err.print(
+            "budgets are kept in each worker's memory on SQLite (one process calls out); "
+            "nothing is shared to show",
+            highlight=False,
+        )
+    records = backend.describe()
+
+    def when(key: str) -> Any:
+        return lambda r: f"{r[key]:%Y-%m-%d %H:%M:%S}" if r[key] else ""
+
+    show_records(
+        console,
+        records,
+        BUDGET_COLUMNS,
+        output,
+        display={
+            "tokens": lambda r: f"{r['tokens']:.2f}",
+            "updated_at": when("updated_at"),
+            "day_started": when("day_started"),
+            "blocked_until": when("blocked_until"),
+        },
+    )
 
 
 @systems_app.command("check")

@@ -339,7 +339,7 @@ def serve_command(
     until SIGTERM."""
     from quote2cash.api.app import HUB
     from quote2cash.api.serve import ServeOptions, run_loop, serve
-    from quote2cash.cli import fail, load_systems, open_runtime
+    from quote2cash.cli import configure_budgets, fail, load_systems, open_runtime
     from quote2cash.configuration import active_config_dir
     from quote2cash.observability.logging import configure_logging
     from quote2cash.settings import get_settings
@@ -349,6 +349,7 @@ def serve_command(
     runtime = open_runtime(db)
     use_sandbox = not (config or os.environ.get("Q2C_SYSTEMS_CONFIG"))
     systems = load_systems(config, sandbox)
+    configure_budgets(runtime, config)
     state = _sandbox_state(sandbox) if use_sandbox else {}
     hooked = use_sandbox and hook_sandbox
     callout_secret = _callout_secret(state) if use_sandbox else _callout_secret({})

@@ -30,6 +30,7 @@ __all__ = [
     "StatusClass",
     "classify_status",
     "header",
+    "is_throttled",
     "retry_after_seconds",
     "status_error",
     "transport_error",
@@ -79,6 +80,12 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
+def is_throttled(status: int, retry_after: float | None) -> bool:
+    """The system refused for load and said how long to wait: 429, or 503 with ``Retry-After``;
+    the engine then holds the system's budget in every process, not only this call."""
+    return status == 429 or (status == 503 and retry_after is not None)
+
+
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP-date; None if unusable."""
     if value is None or not value.strip():
@@ -118,7 +125,10 @@ def status_error(
     if kind is StatusClass.TRANSIENT:
         wait = retry_after_seconds(header(headers, "Retry-After"))
         return TransientError(
-            text, system=system, retry_after=default_retry_after if wait is None else wait
+            text,
+            system=system,
+            retry_after=default_retry_after if wait is None else wait,
+            throttled=is_throttled(status, wait),
         )
     if kind is StatusClass.AUTH:
         return AuthError(text, system=system)

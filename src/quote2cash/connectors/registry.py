@@ -14,7 +14,15 @@ module knows the concrete connectors. Configuration is a YAML file (``systems.ya
       settings: {api_key: "${STRIPE_KEY}"}
 
 ``${NAME}`` is replaced by the environment variable NAME, so secrets stay out of the file; the
-sandbox builds its own (``systems_from_sandbox`` in the sandbox package).
+sandbox builds its own (``systems_from_sandbox`` in the sandbox package). Each role may also
+name its API budgets (``budgets:``, docs/engine.md), shared by every hub process::
+
+    billing:
+      kind: stripe
+      settings: {...}
+      budgets:
+        reads: {rate: 25, burst: 25, operations: ["get_*", "list_*", "search_*"]}
+        writes: {rate: 25, burst: 5}
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from types import TracebackType
 from typing import Any
 
 from quote2cash.connectors.roles import Billing, Crm, Erp, SystemCheck
+from quote2cash.engine.budgets import Budget, BudgetConfigError, budgets_from_mapping
 from quote2cash.engine.errors import IntegrationError
 
 ROLES = ("crm", "erp", "billing")
@@ -48,6 +57,7 @@ class Systems:
     crm: Crm | None = None
     erp: Erp | None = None
     billing: Billing | None = None
+    budgets: tuple[Budget, ...] = ()
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
 
     def configured(self) -> dict[str, Any]:
@@ -126,8 +136,7 @@ def _expand(value: Any, source: str) -> Any:
     return value
 
 
-def from_file(path: str | Path) -> Systems:
-    """Connectors from a ``systems.yaml``; errors name the file and the role."""
+def _read(path: str | Path) -> dict[str, Any]:
     import yaml
 
     source = str(path)
@@ -140,9 +149,40 @@ def from_file(path: str | Path) -> Systems:
     unknown = sorted(set(data) - set(ROLES))
     if unknown:
         raise SystemsConfigError(f"{source}: unknown role(s) {unknown}; expected {list(ROLES)}")
-    systems = Systems()
     for role, spec in data.items():
-        if not isinstance(spec, dict) or "kind" not in spec:
+        if not isinstance(spec, dict):
+            raise SystemsConfigError(f"{source}: {role} needs 'kind' and 'settings'")
+        extra = sorted(set(spec) - {"kind", "settings", "budgets"})
+        if extra:
+            raise SystemsConfigError(
+                f"{source}: {role} has unknown key(s) {extra}; expected kind, settings, budgets"
+            )
+    return data
+
+
+def _budgets(data: dict[str, Any], source: str) -> tuple[Budget, ...]:
+    try:
+        return tuple(
+            b
+            for role, spec in data.items()
+            for b in budgets_from_mapping(role, spec.get("budgets"), source=source)
+        )
+    except BudgetConfigError as exc:
+        raise SystemsConfigError(str(exc)) from None
+
+
+def budgets_from_file(path: str | Path) -> tuple[Budget, ...]:
+    """Only the API budgets of a ``systems.yaml`` (connectors not built, secrets not read)."""
+    return _budgets(_read(path), str(path))
+
+
+def from_file(path: str | Path) -> Systems:
+    """Connectors and budgets from a ``systems.yaml``; errors name the file and the role."""
+    source = str(path)
+    data = _read(path)
+    systems = Systems(budgets=_budgets(data, source))
+    for role, spec in data.items():
+        if "kind" not in spec:
             raise SystemsConfigError(f"{source}: {role} needs 'kind' and 'settings'")
         settings = _expand(spec.get("settings") or {}, source)
         setattr(systems, role, build(role, spec["kind"], settings, source=source))

@@ -24,7 +24,7 @@ from quote2cash.engine.events import Event, encode_json
 from quote2cash.engine.parking import Parked, is_released
 from quote2cash.engine.projections import Projection
 from quote2cash.engine.recorder import StepRecord, StepRecorder, commit_steps
-from quote2cash.observability import tracing
+from quote2cash.observability import metrics, tracing
 
 if TYPE_CHECKING:
     from quote2cash.engine.runtime import Runtime
@@ -143,8 +143,15 @@ class HandlerContext:
         key = self.idempotency_key(name)
         with tracing.step_span(self.event, name, system):
             if system is not None:
-                async with self.runtime.gates.call(system, name):
+                gates = self.runtime.gates
+                gate = gates.enter(system, name) or await gates.enter_waiting(system, name)
+                started = metrics.now()
+                try:
                     result = await _maybe_await(action(key))
+                except BaseException as exc:
+                    gates.leave(gate, exc, started)
+                    raise
+                gates.leave(gate, None, started)
             else:
                 result = await _maybe_await(action(key))
         encoded = encode_json(result)

@@ -34,14 +34,21 @@ class IntegrationError(Exception):
 class TransientError(IntegrationError):
     """May succeed if tried again later (timeouts, connection errors, 429, 5xx).
 
-    ``retry_after`` (seconds) is the earliest the target asked to be called again.
+    ``retry_after`` (seconds) is the earliest the target asked to be called again; ``throttled``
+    says the system refused for load (429, or 503 with Retry-After): the budget waits everywhere.
     """
 
     def __init__(
-        self, message: str, *, system: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        system: str | None = None,
+        retry_after: float | None = None,
+        throttled: bool = False,
     ) -> None:
         super().__init__(message, system=system)
         self.retry_after = retry_after
+        self.throttled = throttled
 
 
 class PermanentError(IntegrationError):

@@ -1,20 +1,33 @@
-"""Failure isolation per target system: rate limit, concurrency cap, circuit breaker, pauses.
+"""Failure isolation per target system: budgets (rate, day, concurrency), breaker, pauses.
 
-A paused system or an open breaker does not fail work: it holds it in order (``SystemUnavailable``)
-and the subject resumes by itself when the system is available again.
+A paused system, an open breaker or a spent budget does not fail work: it holds it in order
+(``SystemUnavailable``) and the subject resumes by itself when the system is available again.
+A call passes the gate with one synchronous check (``SystemGates.enter``) in the common case.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 
+from quote2cash.engine.budgets import (
+    Budget,
+    BudgetBackend,
+    BudgetLane,
+    backend_for,
+    background,
+)
+from quote2cash.engine.budgets_memory import MemoryBudgets
 from quote2cash.engine.clock import Clock
 from quote2cash.engine.errors import PermanentError, SystemUnavailable, TransientError
 from quote2cash.observability import metrics
@@ -34,25 +47,6 @@ class SystemLimits:
     max_concurrency: int = 8
     breaker_threshold: int = 5
     breaker_reset_seconds: float = 30.0
-
-
-class TokenBucket:
-    """Reservation-style token bucket: ``reserve`` says how long to wait for the next slot."""
-
-    def __init__(self, rate: float, burst: int, now: datetime) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("TokenBucket needs rate > 0 and burst >= 1")
-        self.rate = rate
-        self.burst = float(burst)
-        self.tokens = float(burst)
-        self.updated = now
-
-    def reserve(self, now: datetime) -> float:
-        elapsed = max(0.0, (now - self.updated).total_seconds())
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.updated = now
-        self.tokens -= 1.0
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 class CircuitBreaker:
@@ -101,12 +95,25 @@ class _Pause:
     until: datetime | None
 
 
+@dataclass(eq=False)
+class GatePass:
+    """What one step name goes through: its system's breaker and budget lanes (made once per
+    process and name, so the common path allocates nothing)."""
+
+    system: str
+    operation: str
+    breaker: CircuitBreaker
+    lanes: tuple[BudgetLane, ...]
+    rated: bool
+
+
 class SystemGates:
     """All systems' gates for one worker process; pauses are read from the store.
 
     With ``engine`` set, every gate check re-reads pauses and windows in force when its copy is
     older than ``max_age_seconds`` of real time, so a pause holds every process's calls within
-    that bound, however long a batch runs."""
+    that bound, however long a batch runs. Budgets from systems.yaml (``configure_budgets``) are
+    shared through the store's budget backend; ``SystemLimits`` are this process's own."""
 
     def __init__(
         self,
@@ -125,14 +132,35 @@ class SystemGates:
         self.engine = engine
         self.max_age = max_age_seconds
         self._read_at = float("-inf")
-        self._buckets: dict[str, TokenBucket] = {}
-        self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._pauses: dict[str, _Pause] = {}
         self._refreshed: datetime | None = None
+        self._local = MemoryBudgets()
+        self._process_lanes: dict[str, BudgetLane] = {}
+        self._budgets: tuple[Budget, ...] = ()
+        self._shared_lanes: dict[str, BudgetLane] = {}
+        self._passes: dict[str, GatePass] = {}
+        self._usage_noted: dict[str, float] = {}
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _GATES.add(self)
 
     def limits_for(self, system: str) -> SystemLimits:
         return self.limits.get(system) or self.limits.get("*") or SystemLimits()
+
+    def configure_budgets(
+        self, budgets: Iterable[Budget], backend: BudgetBackend | None = None
+    ) -> None:
+        """Use ``budgets`` (systems.yaml) from now on, kept in ``backend`` (default: the store)."""
+        self._budgets = tuple(budgets)
+        if backend is None:
+            backend = backend_for(self.engine) if self.engine is not None else self._local
+        backend.ensure(list(self._budgets))
+        self._shared_lanes = {b.key: BudgetLane(b, backend, self.holder) for b in self._budgets}
+        self._passes.clear()
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        return self._budgets
 
     def breaker(self, system: str) -> CircuitBreaker:
         if system not in self._breakers:
@@ -141,6 +169,44 @@ class SystemGates:
                 lim.breaker_threshold, lim.breaker_reset_seconds
             )
         return self._breakers[system]
+
+    def gate_pass(self, system: str, name: str) -> GatePass:
+        """The (cached) pass for step ``name``: the system's own limits, then every configured
+        budget of the system whose operations match the step's operation."""
+        p = self._passes.get(name)
+        if p is not None and p.system == system:
+            return p
+        operation = name.split(".")[1] if name.startswith(system + ".") else name
+        lanes = [self._process_lane(system)]
+        lanes += [
+            self._shared_lanes[b.key]
+            for b in self._budgets
+            if b.system == system and b.matches(operation)
+        ]
+        p = GatePass(
+            system,
+            name,
+            self.breaker(system),
+            tuple(lanes),
+            any(lane.budget.rate is not None for lane in lanes),
+        )
+        self._passes[name] = p
+        metrics.breaker_changed(system, p.breaker.state(self.clock.now()))
+        return p
+
+    def _process_lane(self, system: str) -> BudgetLane:
+        lane = self._process_lanes.get(system)
+        if lane is None:
+            lim = self.limits_for(system)
+            budget = Budget(
+                system,
+                "process",
+                rate=lim.rate,
+                burst=lim.burst,
+                concurrency=lim.max_concurrency,
+            )
+            lane = self._process_lanes[system] = BudgetLane(budget, self._local, self.holder)
+        return lane
 
     def refresh(self, engine: Engine, *, force: bool = False) -> None:
         """Reload manual pauses and maintenance windows in force now."""
@@ -169,67 +235,118 @@ class SystemGates:
         """Raise ``SystemUnavailable`` if work for ``system`` must wait now."""
         if self.engine is not None and time.monotonic() - self._read_at >= self.max_age:
             self.refresh(self.engine, force=True)
-        now = self.clock.now()
         pause = self._pauses.get(system)
         if pause is not None:
             until = pause.until.timestamp() if pause.until else None
             raise SystemUnavailable(system, pause.reason, until=until)
-        state = self.breaker(system).state(now)
-        if state == "open":
-            opened = self.breaker(system).opened_at
-            assert opened is not None
-            until = (opened + self.breaker(system).reset).timestamp()
+        breaker = self.breaker(system)
+        if breaker.opened_at is not None and breaker.state(self.clock.now()) == "open":
+            until = (breaker.opened_at + breaker.reset).timestamp()
             raise SystemUnavailable(system, "circuit breaker open", until=until)
 
-    @asynccontextmanager
-    async def call(self, system: str, operation: str = "") -> AsyncIterator[None]:
-        """One request to ``system``: pause and breaker checked, rate and concurrency enforced;
-        ``operation`` (the step's name) labels its metrics."""
+    def enter(self, system: str, name: str) -> GatePass | None:
+        """The one synchronous check of a call: pause, breaker, and every budget's local lease.
+
+        Returns the pass when the call may start now (then ``leave`` it); None when it must wait
+        (``enter_waiting``); raises ``SystemUnavailable`` when its work must be held."""
+        p = self.gate_pass(system, name)
         try:
             self.check(system)
-            breaker = self.breaker(system)
-            allowed, retry_at = breaker.allow(self.clock.now())
+        except SystemUnavailable:
+            metrics.call_finished(system, name, "unavailable", 0.0)
+            raise
+        if p.breaker.opened_at is not None:
+            return None
+        now = time.monotonic()
+        for lane in p.lanes:
+            if not lane.ready(now):
+                return None
+        for lane in p.lanes:
+            lane.take()
+        if p.rated:
+            metrics.rate_limited(system, 0.0)
+        return p
+
+    async def enter_waiting(self, system: str, name: str) -> GatePass:
+        """The slow path: a half-open breaker's probe, a lease to fetch, a token or slot to wait."""
+        p = self.gate_pass(system, name)
+        taken: list[BudgetLane] = []
+        waited = time.monotonic()
+        try:
+            self.check(system)
+            allowed, retry_at = p.breaker.allow(self.clock.now())
             if not allowed:
                 until = retry_at.timestamp() if retry_at else None
                 raise SystemUnavailable(system, "circuit breaker open", until=until)
+            for lane in p.lanes:
+                if lane.ready(time.monotonic()):
+                    lane.take()
+                else:
+                    await lane.acquire(self.sleep)
+                taken.append(lane)
+            self.check(system)  # again: a pause may have come while this call waited
         except SystemUnavailable:
-            metrics.call_finished(system, operation, "unavailable", 0.0)
+            for lane in taken:
+                lane.release()
+            metrics.call_finished(system, name, "unavailable", 0.0)
             raise
-        lim = self.limits_for(system)
-        if lim.rate is not None:
-            bucket = self._buckets.get(system)
-            if bucket is None:
-                bucket = self._buckets[system] = TokenBucket(lim.rate, lim.burst, self.clock.now())
-            wait = bucket.reserve(self.clock.now())
-            if wait > 0:
-                await self.sleep(wait)
-            metrics.rate_limited(system, wait)
-        sem = self._semaphores.get(system)
-        if sem is None:
-            sem = self._semaphores[system] = asyncio.Semaphore(lim.max_concurrency)
-        async with sem:
-            try:  # again: a pause may have come while this call waited for its turn or its rate
-                self.check(system)
-            except SystemUnavailable:
-                metrics.call_finished(system, operation, "unavailable", 0.0)
-                raise
-            started = metrics.now()
-            try:
-                yield
-            except TransientError:
-                breaker.failure(self.clock.now())
-                metrics.call_finished(system, operation, "transient", started)
-                metrics.breaker_changed(system, breaker.state(self.clock.now()))
-                raise
-            except Exception as exc:
-                breaker.success()  # the system answered; the failure is not its availability
-                outcome = _outcome_of(exc)
-                metrics.call_finished(system, operation, outcome, started)
-                metrics.breaker_changed(system, "closed")
-                raise
-            breaker.success()
-            metrics.call_finished(system, operation, "ok", started)
-            metrics.breaker_changed(system, "closed")
+        if p.rated:
+            metrics.rate_limited(system, time.monotonic() - waited)
+        return p
+
+    def leave(self, p: GatePass, error: BaseException | None, started: float) -> None:
+        """A call through ``p`` ended (``error`` None when it succeeded): slots back, breaker
+        told, and a 429/503 with Retry-After holds the call's budgets in every process."""
+        for lane in p.lanes:
+            lane.release()
+        breaker = p.breaker
+        if error is None:
+            if breaker.failures or breaker.opened_at is not None:
+                breaker.success()
+                metrics.breaker_changed(p.system, "closed")
+            metrics.call_finished(p.system, p.operation, "ok", started)
+            return
+        if isinstance(error, TransientError):
+            if error.throttled and error.retry_after:
+                for lane in p.lanes:
+                    lane.hold_for(error.retry_after)
+            breaker.failure(self.clock.now())
+            metrics.call_finished(p.system, p.operation, "transient", started)
+            metrics.breaker_changed(p.system, breaker.state(self.clock.now()))
+            return
+        if isinstance(error, Exception):
+            breaker.success()  # the system answered; the failure is not its availability
+            metrics.call_finished(p.system, p.operation, _outcome_of(error), started)
+            metrics.breaker_changed(p.system, "closed")
+        elif breaker.probing:
+            breaker.probing = False  # cancelled: the probe did not happen
+
+    @asynccontextmanager
+    async def call(self, system: str, operation: str = "") -> AsyncIterator[None]:
+        """One request to ``system`` (for callers outside a step): the same gate as a step's;
+        ``operation`` (the step's name) labels its metrics and picks its budgets."""
+        name = operation or system
+        p = self.enter(system, name) or await self.enter_waiting(system, name)
+        started = metrics.now()
+        try:
+            yield
+        except BaseException as exc:
+            self.leave(p, exc, started)
+            raise
+        self.leave(p, None, started)
+
+    def note_usage(self, system: str, used: int, limit: int) -> None:
+        """The system reported its day usage (``Sforce-Limit-Info``): every process's day budget
+        of ``system`` counts at least ``used`` (written at most every USAGE_NOTE_SECONDS)."""
+        now = time.monotonic()
+        for b in self._budgets:
+            if b.system != system or b.per_day is None:
+                continue
+            if now - self._usage_noted.get(b.key, float("-inf")) < USAGE_NOTE_SECONDS:
+                continue
+            self._usage_noted[b.key] = now
+            lane = self._shared_lanes[b.key]
+            background(lane.backend.note_usage, b, used + max(0, b.per_day - limit))
 
     def status(self) -> dict[str, str]:
         now = self.clock.now()
@@ -237,6 +354,19 @@ class SystemGates:
         for name, br in self._breakers.items():
             out.setdefault(name, f"breaker {br.state(now)}")
         return out
+
+
+USAGE_NOTE_SECONDS = 5.0
+_GATES: weakref.WeakSet[SystemGates] = weakref.WeakSet()
+
+
+def report_usage(system: str | None, used: int, limit: int) -> None:
+    """For connectors: ``system``'s own count of its day allocation (e.g. Salesforce's
+    ``Sforce-Limit-Info: api-usage=N/M``) reaches every gate of this process."""
+    if system is None:
+        return
+    for gates in list(_GATES):
+        gates.note_usage(system, used, limit)
 
 
 def _outcome_of(exc: Exception) -> str:

@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -532,3 +533,28 @@ invoice_keys = Table(
 )
 """Ids GetInvoiceStatus accepts that the log names (billing id, invoice number, the CRM's ids
 from its publishing answers) -> billing id; ERP and global ids resolve through ``md_xrefs``."""
+
+
+# --- API budgets shared by every hub process (engine/budgets_postgres.py) -------------------
+
+budget_buckets = Table(
+    "budget_buckets",
+    metadata,
+    Column("name", String(120), primary_key=True),
+    Column("tokens", Float(precision=53), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("blocked_until", UtcDateTime(), nullable=True),
+    Column("day_started", UtcDateTime(), nullable=True),
+    Column("day_used", BigInteger, nullable=False, server_default=text("0")),
+)
+"""One token bucket per ``system:budget``: tokens at ``updated_at``, a Retry-After hold, the day."""
+
+budget_slots = Table(
+    "budget_slots",
+    metadata,
+    Column("budget", String(120), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("holder", String(200), nullable=True),
+    Column("expires_at", UtcDateTime(), nullable=True),
+)
+"""A budget's concurrency slots; a slot whose lease expired is free (its holder died)."""

@@ -22,6 +22,9 @@ from quote2cash.connectors.salesforce import (
     SalesforceConfig,
 )
 from quote2cash.connectors.salesforce.client import daily_limit_retry_after
+from quote2cash.engine.budgets import Budget
+from quote2cash.engine.budgets_memory import MemoryBudgets
+from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.errors import (
     AuthError,
     ConflictError,
@@ -29,6 +32,7 @@ from quote2cash.engine.errors import (
     MappingError,
     TransientError,
 )
+from quote2cash.engine.systems import SystemGates
 from quote2cash.sandbox.salesforce import DEFAULT_CLIENT_ID, DEFAULT_USERNAME
 
 
@@ -194,6 +198,20 @@ async def test_usage_follows_the_limit_header(harness: Any, client: SalesforceCl
     assert client.usage is not None
     assert client.usage.used == harness.desk.api_usage()
     assert client.usage.limit == 15000 and client.usage.remaining == 15000 - client.usage.used
+
+
+async def test_the_limit_header_spends_the_shared_day_budget(
+    harness: Any, client: SalesforceClient
+):
+    backend = MemoryBudgets()
+    gates = SystemGates(ManualClock())
+    budget = Budget("crm", "api", per_day=16000)  # 1,000 above the org's 15,000 (a licence)
+    gates.configure_budgets([budget], backend)
+    await client.limits()
+    used = harness.desk.api_usage()
+    assert used > 0
+    left = backend.reserve(budget, 20_000).count
+    assert left == 16000 - (used + 1000)  # the org's count, scaled to the configured allocation
 
 
 async def test_amounts_are_decimals_both_ways(client: SalesforceClient):

@@ -121,6 +121,20 @@ def test_requests_per_second_limit(sandbox: Sandbox) -> None:
     assert statuses.count(429) >= 10
 
 
+def test_burst_and_usage_count_every_call_and_name_the_limit(sandbox: Sandbox) -> None:
+    sandbox.emulator.config.rate_limit_per_second = 1
+    sandbox.emulator.config.rate_limit_burst = 3
+    answers = [sandbox.raw("GET", "/v1/customers") for _ in range(5)]
+    assert [status for status, _, _ in answers] == [200, 200, 200, 429, 429]
+    assert answers[3][1]["Stripe-Rate-Limited-Reason"] == "global-rate"
+    status, _, usage = sandbox.raw("GET", "/_emulator/usage")
+    assert status == 200
+    assert (usage["requests"], usage["rate_limited"]) == (5, 2)
+    assert sum(usage["per_second"].values()) == 5
+    assert sum(usage["accepted_per_second"].values()) == 3
+    assert len(usage["accepted_at"]) == 3 and len(usage["limited_at"]) == 2
+
+
 def test_expand_and_config_endpoint(sandbox: Sandbox, client: stripe.StripeClient) -> None:
     customer = client.v1.customers.create(
         params={

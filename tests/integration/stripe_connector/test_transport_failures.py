@@ -12,6 +12,8 @@ from aiohttp import web
 from quote2cash.connectors.stripe import StripeBilling
 from quote2cash.engine.errors import TransientError
 
+from .conftest import Sandbox
+
 
 def _closed_port() -> int:
     with socket.socket() as sock:
@@ -64,3 +66,15 @@ async def test_a_timeout_is_transient_after_one_request(
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.5)
     assert len(hits) == 1, "the engine retries, not the connector nor the SDK"
+
+
+async def test_a_429_is_throttled_with_retry_after_and_names_stripes_reason(
+    sandbox: Sandbox, billing: StripeBilling
+) -> None:
+    sandbox.emulator.config.fail_next_429 = 1
+    sandbox.emulator.config.retry_after_seconds = 7
+    with pytest.raises(TransientError) as info:
+        await billing.list_prices()
+    assert info.value.throttled is True
+    assert info.value.retry_after == 7
+    assert "(global-rate)" in str(info.value)

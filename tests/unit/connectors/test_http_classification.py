@@ -154,3 +154,22 @@ def test_transport_failures_are_transient_and_never_quote_the_exception(
 def test_a_timeout_says_so() -> None:
     for failure in (TimeoutError(), aiohttp.ServerTimeoutError()):
         assert "timed out" in http.transport_error(failure, "x", system=None).message
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "throttled"),
+    [
+        (429, {}, True),
+        (429, {"Retry-After": "2"}, True),
+        (503, {"Retry-After": "5"}, True),
+        (503, {}, False),
+        (500, {"Retry-After": "5"}, False),
+        (408, {}, False),
+    ],
+)
+def test_a_refusal_for_load_is_marked_throttled_so_the_budget_waits_everywhere(
+    status: int, headers: dict[str, str], throttled: bool
+) -> None:
+    error = http.status_error(status, "create customer", system="billing", headers=headers)
+    assert isinstance(error, TransientError)
+    assert error.throttled is throttled

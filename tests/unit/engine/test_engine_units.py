@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from quote2cash.engine.budgets import BucketState, Budget, reserve
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
-from quote2cash.engine.systems import CircuitBreaker, TokenBucket
+from quote2cash.engine.systems import CircuitBreaker
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -40,13 +41,18 @@ def test_bad_retry_policies_are_refused(kwargs: dict[str, float]) -> None:
 
 
 def test_token_bucket_paces_requests_per_second() -> None:
-    bucket = TokenBucket(rate=10, burst=2, now=T0)
-    waits = [bucket.reserve(T0) for _ in range(5)]
-    assert waits == pytest.approx([0, 0, 0.1, 0.2, 0.3])
+    budget = Budget("erp", "calls", rate=10, burst=2)
+    state = BucketState(2.0, T0)
+
+    def wait(now: datetime) -> float:
+        grant = reserve(state, budget, 1, now)
+        return max(0.0, (1 - grant.tokens) / grant.rate)
+
+    assert [wait(T0) for _ in range(5)] == pytest.approx([0, 0, 0.1, 0.2, 0.3])
     later = T0 + timedelta(seconds=10)
-    assert bucket.reserve(later) == 0  # refilled, but never above the burst
-    assert bucket.reserve(later) == 0
-    assert bucket.reserve(later) == pytest.approx(0.1)
+    assert wait(later) == 0  # refilled, but never above the burst
+    assert wait(later) == 0
+    assert wait(later) == pytest.approx(0.1)
 
 
 def test_breaker_opens_after_consecutive_failures_and_probes_once() -> None:

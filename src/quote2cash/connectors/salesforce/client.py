@@ -59,6 +59,7 @@ from quote2cash.engine.errors import (
     MappingError,
     TransientError,
 )
+from quote2cash.engine.systems import report_usage
 
 __all__ = [
     "COLLECTION_BATCH",
@@ -456,6 +457,7 @@ class SalesforceClient:
         match = _LIMIT_INFO.search(info) if info else None
         if match:
             self.usage = ApiUsage(int(match.group(1)), int(match.group(2)))
+            report_usage(self.system, self.usage.used, self.usage.limit)
 
     def _error(
         self, status: int, body: Any, headers: Mapping[str, str], what: str
@@ -479,12 +481,16 @@ class SalesforceClient:
                 f"{text}{usage}; daily API allocation used up, retry in {wait:.0f}s",
                 system=system,
                 retry_after=wait,
+                throttled=True,
             )
         kind = http.classify_status(status)
         if kind is http.StatusClass.TRANSIENT or code in _TRANSIENT_CODES:
             asked = http.retry_after_seconds(http.header(headers, "Retry-After"))
             return TransientError(
-                text, system=system, retry_after=_TRANSIENT_STATUS_RETRY if asked is None else asked
+                text,
+                system=system,
+                retry_after=_TRANSIENT_STATUS_RETRY if asked is None else asked,
+                throttled=http.is_throttled(status, asked),
             )
         if kind is http.StatusClass.AUTH:
             return AuthError(f"{text} ({self.config.login_name} lacks access)", system=system)

@@ -79,6 +79,12 @@ def _scrub(text: str, secret: str | None = None) -> str:
     return _KEY_PATTERN.sub("***", text)
 
 
+def _limited_reason(error: stripe.StripeError) -> str:
+    """Stripe's ``Stripe-Rate-Limited-Reason`` (global-rate, endpoint-concurrency, ...), if sent."""
+    reason = http.header(error.headers, "Stripe-Rate-Limited-Reason")
+    return f" ({reason[:40]})" if reason else ""
+
+
 def retry_after_of(error: stripe.StripeError) -> float | None:
     """Seconds from the ``Retry-After`` header Stripe (or a proxy) sent, if usable."""
     return http.retry_after_seconds(http.header(error.headers, "Retry-After"))
@@ -104,9 +110,10 @@ def map_stripe_error(
         )
     if isinstance(error, stripe.RateLimitError):
         return TransientError(
-            f"rate limited by Stripe while trying to {operation}",
+            f"rate limited by Stripe while trying to {operation}" + _limited_reason(error),
             system=system,
-            retry_after=retry_after_of(error),
+            retry_after=retry_after_of(error) or 1.0,
+            throttled=True,
         )
     if isinstance(error, stripe.APIConnectionError):
         return TransientError(

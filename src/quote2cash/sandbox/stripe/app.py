@@ -20,6 +20,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -68,6 +69,7 @@ class EmulatorConfig:
 
     api_keys: set[str] | None = None
     rate_limit_per_second: float | None = None
+    rate_limit_burst: int | None = None
     rate_limit_every_nth: int | None = None
     fail_next_429: int = 0
     fault_500_every_nth: int | None = None
@@ -98,9 +100,17 @@ class _SavedResponse:
 
 @dataclass
 class _Counters:
+    """Every API call counted (also refused ones): per whole second of arrival, and how many
+    the rate limiter refused (``GET /_emulator/usage``)."""
+
     requests: int = 0
     tokens: float | None = None
     last_refill: float = field(default_factory=time.monotonic)
+    rate_limited: int = 0
+    per_second: dict[int, int] = field(default_factory=dict)
+    accepted_per_second: dict[int, int] = field(default_factory=dict)
+    accepted_at: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    limited_at: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 def _json_response(status: int, body: JSON, headers: dict[str, str] | None = None) -> web.Response:
@@ -231,6 +241,7 @@ class StripeEmulator:
         app.router.add_post("/_emulator/config", self._set_config)
         app.router.add_get("/_emulator/webhook_attempts", self._webhook_attempts)
         app.router.add_post("/_emulator/drain_webhooks", self._drain_webhooks)
+        app.router.add_get("/_emulator/usage", self._usage)
         for module_route in sorted(ROUTES, key=lambda r: r.path.count("{")):
             app.router.add_route(
                 module_route.method, module_route.path, self._endpoint(module_route)
@@ -256,6 +267,22 @@ class StripeEmulator:
         self.webhooks.max_attempts = self.config.webhook_max_attempts
         self.webhooks.first_retry_delay = self.config.webhook_first_retry_delay
         return await self._get_config(request)
+
+    async def _usage(self, request: web.Request) -> web.Response:
+        c = self._counters
+        return _json_response(
+            200,
+            {
+                "requests": c.requests,
+                "rate_limited": c.rate_limited,
+                "per_second": {str(k): v for k, v in sorted(c.per_second.items())},
+                "accepted_per_second": {
+                    str(k): v for k, v in sorted(c.accepted_per_second.items())
+                },
+                "accepted_at": list(c.accepted_at),
+                "limited_at": list(c.limited_at),
+            },
+        )
 
     async def _webhook_attempts(self, request: web.Request) -> web.Response:
         return _json_response(200, {"data": [vars(a) for a in self.webhooks.attempts]})
@@ -310,6 +337,8 @@ class StripeEmulator:
         cfg = self.config
         counters = self._counters
         counters.requests += 1
+        second = int(time.time())
+        counters.per_second[second] = counters.per_second.get(second, 0) + 1
         limited = False
         if cfg.fail_next_429 > 0:
             cfg.fail_next_429 -= 1
@@ -318,10 +347,11 @@ class StripeEmulator:
             limited = True
         elif cfg.rate_limit_per_second:
             now = time.monotonic()
+            burst = cfg.rate_limit_burst or cfg.rate_limit_per_second
             if counters.tokens is None:
-                counters.tokens = cfg.rate_limit_per_second
+                counters.tokens = burst
             counters.tokens = min(
-                cfg.rate_limit_per_second,
+                burst,
                 counters.tokens + (now - counters.last_refill) * cfg.rate_limit_per_second,
             )
             counters.last_refill = now
@@ -330,11 +360,11 @@ class StripeEmulator:
             else:
                 counters.tokens -= 1
         if limited:
-            headers = (
-                {"Retry-After": str(cfg.retry_after_seconds)}
-                if cfg.retry_after_seconds is not None
-                else {}
-            )
+            counters.rate_limited += 1
+            counters.limited_at.append(time.time())
+            headers = {"Stripe-Rate-Limited-Reason": "global-rate"}
+            if cfg.retry_after_seconds is not None:
+                headers["Retry-After"] = str(cfg.retry_after_seconds)
             raise StripeApiError(
                 429,
                 "rate_limit_error",
@@ -343,6 +373,8 @@ class StripeEmulator:
                 saved=False,
                 headers=headers,
             )
+        counters.accepted_per_second[second] = counters.accepted_per_second.get(second, 0) + 1
+        counters.accepted_at.append(time.time())
         fault = cfg.fail_next_500 > 0 or (
             cfg.fault_500_every_nth is not None and counters.requests % cfg.fault_500_every_nth == 0
         )
