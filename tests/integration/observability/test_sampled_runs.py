@@ -8,8 +8,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -24,6 +26,7 @@ from quote2cash.engine.worker import Worker
 from quote2cash.observability import metrics, tracing
 from quote2cash.observability.sampling import rate_limited_sampler
 from quote2cash.store.schema import events as events_table
+from support.served import served
 
 KEPT = 2
 DEALS = 7
@@ -156,3 +159,32 @@ def test_an_invalid_unsampled_traceparent_starts_a_new_trace(
     with tracing.event_span(event, 1) as run:
         assert run.is_recording()
         assert f"{run.get_span_context().trace_id:032x}" != traceparent[3:35].lower()
+
+
+async def test_an_outbound_call_of_a_dropped_transaction_says_not_sampled_and_starts_nothing(
+    exporter: InMemorySpanExporter,
+) -> None:
+    """No span is made for a dropped transaction's run, but its trace context is in hand: the
+    call's ``traceparent`` names the transaction's trace, flagged not sampled, and no trace of
+    the call's own is started (the bucket still has tokens, so a root would be kept)."""
+    heard: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        heard.append(request.headers.get("traceparent", ""))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/ping", echo)
+    dropped = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02"
+    event = traced(new_event("crm.opportunity.closed_won", "contract:C-3"), dropped)
+    async with served(app) as base, aiohttp.ClientSession() as http:
+        with tracing.event_span(event, 1) as run:
+            assert not run.is_recording() and not tracing.traced_here()
+            async with http.get(f"{base}/ping") as answer:
+                assert answer.status == 200
+        async with http.get(f"{base}/ping") as answer:  # outside any transaction: a root
+            assert answer.status == 200
+    inside, outside = heard
+    assert inside[3:35] == dropped[3:35] and not int(inside[-2:], 16) & 1, inside
+    assert outside[3:35] != dropped[3:35] and int(outside[-2:], 16) & 1, outside
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET"], "only the root call's"
