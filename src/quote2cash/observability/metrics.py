@@ -42,11 +42,13 @@ _COUNT, _SUM, _FIRST_BUCKET = 0, 1, 2
 class ThreadTables:
     """Running sums kept per thread: the only writer of a thread's table is that thread, so the
     hot path takes no lock (prometheus_client's instruments take one per increment, about 1 us
-    of a step's metrics); a scrape adds the tables up. A table outlives its thread."""
+    of a step's metrics); a scrape adds the tables up. An ended thread's sums are kept, folded
+    into one table, so threads that come and go do not pile tables up."""
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._tables: list[dict[tuple[str, ...], list[float]]] = []
+        self._tables: list[tuple[threading.Thread, dict[tuple[str, ...], list[float]]]] = []
+        self._ended: dict[tuple[str, ...], list[float]] = {}
         self._created: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +59,7 @@ class ThreadTables:
         except AttributeError:
             table: dict[tuple[str, ...], list[float]] = {}
             with self._lock:
-                self._tables.append(table)
+                self._tables.append((threading.current_thread(), table))
             self._local.table = table
             return table
 
@@ -73,19 +75,32 @@ class ThreadTables:
     def totals(self) -> Iterator[tuple[tuple[str, ...], list[float], float]]:
         """(label values, summed row, created) for every key any thread has seen."""
         with self._lock:
-            tables, created = list(self._tables), dict(self._created)
-        summed: dict[tuple[str, ...], list[float]] = {}
-        for table in tables:
-            for key, row in table.copy().items():  # one C call each: safe while threads add
-                row = list(row)
-                have = summed.get(key)
-                if have is None:
-                    summed[key] = row
-                else:
-                    for i, value in enumerate(row):
-                        have[i] += value
+            live = []
+            for thread, table in self._tables:
+                if thread.is_alive():
+                    live.append((thread, table))
+                else:  # it writes no more: its sums join the ended threads'
+                    _add_rows(self._ended, table)
+            self._tables = live
+            summed = {key: list(row) for key, row in self._ended.items()}
+            created = dict(self._created)
+        for _, table in live:
+            _add_rows(summed, table.copy())  # one C call: safe while its thread adds
         for key in sorted(summed):
             yield key, summed[key], created.get(key, 0.0)
+
+
+def _add_rows(
+    into: dict[tuple[str, ...], list[float]], table: dict[tuple[str, ...], list[float]]
+) -> None:
+    for key, row in table.items():
+        row = list(row)
+        have = into.get(key)
+        if have is None:
+            into[key] = row
+        else:
+            for i, value in enumerate(row):
+                have[i] += value
 
 
 class _Timed(Collector):

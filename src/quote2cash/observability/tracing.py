@@ -372,12 +372,13 @@ def event_span(event: Event, attempt: int) -> contextlib.AbstractContextManager[
     unsampled = _unsampled_parent(event.traceparent, True)
     if unsampled is not None:
         return unsampled  # decided once, from the envelope: nothing is built for this event
-    return span(
+    return _live_span(
+        _tracer,
         f"event {event.type}",
         {**event_attributes(event), "q2c.attempt": attempt},
-        traceparent=event.traceparent,
-        new_trace=True,
-        kind=SpanKind.CONSUMER,
+        context_of(event.traceparent),
+        (),
+        SpanKind.CONSUMER,
     )
 
 
@@ -390,9 +391,13 @@ def step_span(
     unsampled = _unsampled_parent(None, False)
     if unsampled is not None:
         return unsampled
-    return span(
+    return _live_span(
+        _tracer,
         f"step {step}",
         {**event_attributes(event), "q2c.step": step, "q2c.system": system or "none"},
+        None,
+        (),
+        SpanKind.INTERNAL,
     )
 
 

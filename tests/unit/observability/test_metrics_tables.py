@@ -100,6 +100,14 @@ def test_threads_counting_at_once_lose_nothing() -> None:
     assert registry.get_sample_value("t_seconds_bucket", {"system": "s0", "le": "0.01"}) == (
         per_thread
     )
+    assert len(table.tables._tables) == 0, "ended threads' tables are folded into one"
+    table.add(("shared", "ok"), None)  # this thread's own table, alive
+    assert registry.get_sample_value("t_calls_total", {"system": "shared", "outcome": "ok"}) == (
+        per_thread * threads + 1
+    )
+    assert registry.get_sample_value("t_seconds_count", {"system": "shared"}) == (
+        per_thread * threads
+    ), "a count without a time is not observed"
 
 
 def test_the_breaker_gauge_follows_every_change_and_rate_limits_add_up() -> None:
