@@ -7,7 +7,9 @@ audit entries committed, as the real flows do). "on" = tracing exported over OTL
 receiver in this process (the shipped BatchSpanProcessor and the shipped sampler: parent-based,
 at most ``Q2C_TRACES_PER_SECOND`` (10) new traces a second) plus ``Q2C_METRICS_ENABLED=true``;
 "every" = the same with every trace recorded (``OTEL_TRACES_SAMPLER=parentbased_always_on``);
-"off" = no exporter and ``Q2C_METRICS_ENABLED=false``. Runs alternate off/on/every; the best of
+"dropped" = the same with no trace recorded (``Q2C_TRACES_PER_SECOND=0``): the fixed cost that
+tracing and metrics add to every event, whatever is sampled (it must export no span); "off" =
+no exporter and ``Q2C_METRICS_ENABLED=false``. Runs alternate off/on/every/dropped; the best of
 each mode is compared, and so is the worker process's CPU time per event (drain and span export;
 steadier than wall time on a shared machine). SQLite runs WAL with ``synchronous=NORMAL``, so
 commits do not wait for the disk and the figure is the CPU cost observability adds (fsync per
@@ -42,7 +44,7 @@ OTEL_VARIABLES = (
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "Q2C_TRACES_PER_SECOND",
 )
-MODES = ("off", "on", "every")
+MODES = ("off", "on", "every", "dropped")
 
 
 def child(events: int, subjects: int, url: str) -> dict[str, Any]:
@@ -120,6 +122,8 @@ def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> 
         env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
     if mode == "every":
         env["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
+    if mode == "dropped":
+        env["Q2C_TRACES_PER_SECOND"] = "0"
     args = ["--child", "--events", str(events), "--subjects", str(subjects), "--url", url]
     result = run_child(__file__, args, env, timeout=1800)
     if result["traced"] != (mode != "off"):
@@ -132,7 +136,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a run under a minute")
     parser.add_argument("--events", type=int)
     parser.add_argument("--subjects", type=int, default=500)
-    parser.add_argument("--runs", type=int, help="runs per mode (alternating off, on, every)")
+    parser.add_argument(
+        "--runs", type=int, help="runs per mode (alternating off, on, every, dropped)"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -193,6 +199,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     broken = [r for r in results["on"] if r["traces_whole"] != r["traces_received"]]
     if broken:
         raise RuntimeError(f"traces exported without all {SPANS_PER_EVENT} spans: {broken}")
+    leaked = [r for r in results["dropped"] if r["spans_received"]]
+    if leaked:
+        raise RuntimeError(f"spans exported with every trace dropped: {leaked}")
+    dropped = best("dropped", "process_per_s")
     out = {
         "events": events,
         "subjects": args.subjects,
@@ -218,6 +228,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "every_cpu_ms_per_event": round(least("every", "cpu_ms_per_event"), 3),
         "every_spans_expected_per_run": expected,
         "every_spans_received_min": received,
+        "dropped_events_per_s": round(dropped),
+        "ratio_dropped_vs_off": round(dropped / off, 3),
+        "dropped_overhead_pct": round(100 * (1 - dropped / off), 1),
+        "dropped_cpu_ms_per_event": round(least("dropped", "cpu_ms_per_event"), 3),
+        "cpu_ratio_dropped_vs_off": round(
+            least("dropped", "cpu_ms_per_event") / least("off", "cpu_ms_per_event"), 3
+        ),
         "metrics_setting_on": results["on"][0]["metrics"],
     }
     print(
@@ -226,7 +243,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"CPU per event {out['cpu_ratio_on_vs_off']}x, at least "
         f"{out['on_traces_recorded_min']:,} traces of {events:,} recorded whole; every trace "
         f"recorded: {out['ratio_every_vs_off']} ({out['every_overhead_pct']} % lower), "
-        f"spans exported {received:,} of {expected:,} per run"
+        f"spans exported {received:,} of {expected:,} per run; none recorded (the fixed cost): "
+        f"{out['ratio_dropped_vs_off']} ({out['dropped_overhead_pct']} % lower), CPU per event "
+        f"{out['cpu_ratio_dropped_vs_off']}x"
     )
     print(json.dumps(out))
     return out

@@ -9,6 +9,7 @@ no-op: effectively once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -57,6 +58,7 @@ def idempotency_key(event: Event, step: str) -> str:
 
 
 _decoder = msgspec.json.Decoder()
+_NO_STEP_SPAN = contextlib.nullcontext()
 
 
 class HandlerContext:
@@ -80,6 +82,7 @@ class HandlerContext:
         self._released: list[str] = []
         self.actor = actor
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
+        self._step_spans = tracing.traced_here()  # once per event: steps of a dropped trace skip it
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -141,7 +144,8 @@ class HandlerContext:
         if name in self._completed:
             return _decoder.decode(self._completed[name])  # type: ignore[no-any-return]
         key = self.idempotency_key(name)
-        with tracing.step_span(self.event, name, system):
+        spans = tracing.step_span(self.event, name, system) if self._step_spans else _NO_STEP_SPAN
+        with spans:
             if system is not None:
                 gates = self.runtime.gates
                 gate = gates.enter(system, name) or await gates.enter_waiting(system, name)

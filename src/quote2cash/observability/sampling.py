@@ -36,6 +36,19 @@ class RateLimitedSampler(Sampler):
         self._last = clock()
         self._lock = threading.Lock()
 
+    def _refill(self) -> None:
+        now = self._clock()
+        refill = max(0.0, now - self._last) * self.per_second
+        self._last = now
+        self._tokens = min(self._capacity, self._tokens + refill)
+
+    def has_token(self) -> bool:
+        """Whether a new trace would be recorded now, taking no token (a caller that would
+        make an SDK span only to see it dropped asks first; a race only drops one more)."""
+        with self._lock:
+            self._refill()
+            return self._tokens >= 1.0 - _EPSILON
+
     def should_sample(
         self,
         parent_context: Context | None,
@@ -47,10 +60,7 @@ class RateLimitedSampler(Sampler):
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         with self._lock:
-            now = self._clock()
-            refill = max(0.0, now - self._last) * self.per_second
-            self._last = now
-            self._tokens = min(self._capacity, self._tokens + refill)
+            self._refill()
             taken = self._tokens >= 1.0 - _EPSILON  # 0.1 s at 10/s is a whole token
             if taken:
                 self._tokens = max(0.0, self._tokens - 1.0)

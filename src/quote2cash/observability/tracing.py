@@ -11,12 +11,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from quote2cash.observability.redact import MASK, redact
@@ -26,6 +37,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from quote2cash.engine.events import Event
+    from quote2cash.observability.sampling import RateLimitedSampler
 
 log = logging.getLogger("quote2cash.tracing")
 
@@ -41,10 +53,15 @@ _HEADER_CAPTURE = (
 _propagator = TraceContextTextMapPropagator()
 _tracer: trace.Tracer | None = None
 _children_follow_parent = False
-"""True when the sampler is parent-based: a child of an unsampled span is never sampled, so it
-is not made at all (the SDK's span, sampler call and context managers cost about 45 us)."""
+"""True when the sampler is parent-based (and drops what an unsampled parent has): a child of an
+unsampled span is never sampled, so it is not made at all (the SDK's span, sampler call and
+context managers cost about 45 us), nor are its attributes built."""
+_root_bucket: RateLimitedSampler | None = None
+"""The shipped sampler's root bucket, when it is the one in use: an intake it has no token for
+gets its unsampled traceparent without an SDK span."""
 _provider: TracerProvider | None = None
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+_PLAIN_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 
 
 def tracing_wanted(environ: Mapping[str, str] | None = None) -> str | None:
@@ -121,9 +138,10 @@ def configure() -> bool:
 def install(provider: TracerProvider) -> None:
     """Trace into ``provider`` (tests pass one with an in-memory exporter), outbound aiohttp
     calls included; aiohttp sessions made before this are not traced."""
-    global _tracer, _provider, _children_follow_parent
+    global _tracer, _provider, _children_follow_parent, _root_bucket
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
-    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    from quote2cash.observability.sampling import RateLimitedSampler
 
     instrumentor = AioHttpClientInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
@@ -131,13 +149,30 @@ def install(provider: TracerProvider) -> None:
     instrumentor.instrument(tracer_provider=provider, url_filter=outbound_url)
     _provider = provider
     _tracer = provider.get_tracer(TRACER_NAME)
-    _children_follow_parent = isinstance(provider.sampler, ParentBased)
+    _children_follow_parent = _follows_parent(provider.sampler)
+    root = getattr(provider.sampler, "_root", None)
+    _root_bucket = root if _children_follow_parent and type(root) is RateLimitedSampler else None
+
+
+def _follows_parent(sampler: object) -> bool:
+    """Whether ``sampler`` drops every child of an unsampled parent, local or remote (the
+    parent-based samplers ``OTEL_TRACES_SAMPLER`` names, and the hub's own, do)."""
+    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, StaticSampler
+
+    if not isinstance(sampler, ParentBased):
+        return False
+    for name in ("_local_parent_not_sampled", "_remote_parent_not_sampled"):
+        delegate = getattr(sampler, name, None)
+        if not (isinstance(delegate, StaticSampler) and delegate._decision is Decision.DROP):
+            return False
+    return True
 
 
 def shutdown() -> None:
     """Export what is buffered and stop tracing (the CLI and ``q2c serve`` call this last)."""
-    global _tracer, _provider
+    global _tracer, _provider, _children_follow_parent, _root_bucket
     provider, _tracer, _provider = _provider, None, None
+    _children_follow_parent, _root_bucket = False, None
     if provider is None:
         return
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -210,25 +245,76 @@ def span(
     root (``new_trace``). An exception leaving it sets status ERROR, its message redacted."""
     if _tracer is None:
         return _NO_SPAN
+    unsampled = _unsampled_parent(traceparent, new_trace)
+    if unsampled is not None:
+        return unsampled
     parent = context_of(traceparent) if (traceparent or new_trace) else None
-    if _children_follow_parent and not new_trace:
-        unsampled = _unsampled_parent(parent)
-        if unsampled is not None:
-            return unsampled
     return _live_span(_tracer, name, attributes, parent, links, kind)
 
 
-def _unsampled_parent(parent: Context | None) -> contextlib.AbstractContextManager[Span] | None:
-    """The parent (``parent``'s span, else the current one) as the current span, when it is
-    valid and not sampled (its trace goes on through it, so what the block emits still carries
-    the trace); None otherwise."""
-    span_in_hand = trace.get_current_span(parent)
-    context = span_in_hand.get_span_context()
+def _unsampled_parent(
+    traceparent: str | None, new_trace: bool
+) -> contextlib.AbstractContextManager[Span] | None:
+    """Under a parent-based sampler, the parent (``traceparent``'s span, else the one in hand
+    unless ``new_trace``) as the current span when it is valid and not sampled: no SDK span is
+    made (it would be dropped) and the trace goes on through the parent, so what the block emits
+    or calls still carries it. None when a span must be made."""
+    if not _children_follow_parent:
+        return None
+    if traceparent:
+        remote = _unsampled_remote(traceparent)
+        return None if remote is None else _InHand(remote)
+    if new_trace:
+        return None
+    in_hand = trace.get_current_span()
+    context = in_hand.get_span_context()
     if not context.is_valid or context.trace_flags.sampled:
         return None
-    if parent is None:
-        return contextlib.nullcontext(span_in_hand)
-    return trace.use_span(span_in_hand, end_on_exit=False)
+    return contextlib.nullcontext(in_hand)
+
+
+def _unsampled_remote(traceparent: str) -> NonRecordingSpan | None:
+    """The span a plain (version 00) ``traceparent`` names when its sampled flag is off, read
+    without the propagator; None when it is sampled, or not plain (the propagator reads it)."""
+    if traceparent[-1] not in "02468ace":  # the sampled flag is the last hex digit's low bit
+        return None
+    plain = _PLAIN_TRACEPARENT.fullmatch(traceparent)
+    if plain is None:
+        return None
+    trace_id, span_id, flags = (int(part, 16) for part in plain.groups())
+    if not trace_id or not span_id:
+        return None
+    return NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(flags)))
+
+
+class _InHand:
+    """``trace.use_span`` for a span that records nothing: current within the block, no more
+    (no exception bookkeeping, no generator)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, current: Span) -> None:
+        self._span = current
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *_exc: object) -> None:
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
+
+def traced_here() -> bool:
+    """Whether a span started under the span in hand could be recorded: False when tracing is
+    off, or under a parent-based sampler when the span in hand is an unsampled trace's (a
+    caller that makes many such spans, one per step, may then skip them all)."""
+    if _tracer is None:
+        return False
+    if not _children_follow_parent:
+        return True
+    context = trace.get_current_span().get_span_context()
+    return not context.is_valid or context.trace_flags.sampled
 
 
 @contextlib.contextmanager
@@ -283,12 +369,16 @@ def event_span(event: Event, attempt: int) -> contextlib.AbstractContextManager[
     intake's), so every retry and later run joins the same trace; a new trace without one."""
     if _tracer is None:
         return _NO_SPAN
-    return span(
+    unsampled = _unsampled_parent(event.traceparent, True)
+    if unsampled is not None:
+        return unsampled  # decided once, from the envelope: nothing is built for this event
+    return _live_span(
+        _tracer,
         f"event {event.type}",
         {**event_attributes(event), "q2c.attempt": attempt},
-        traceparent=event.traceparent,
-        new_trace=True,
-        kind=SpanKind.CONSUMER,
+        context_of(event.traceparent),
+        (),
+        SpanKind.CONSUMER,
     )
 
 
@@ -298,9 +388,16 @@ def step_span(
     """A handler step's span, a child of its event's; outbound calls made in it are its children."""
     if _tracer is None:
         return _NO_SPAN
-    return span(
+    unsampled = _unsampled_parent(None, False)
+    if unsampled is not None:
+        return unsampled
+    return _live_span(
+        _tracer,
         f"step {step}",
         {**event_attributes(event), "q2c.step": step, "q2c.system": system or "none"},
+        None,
+        (),
+        SpanKind.INTERNAL,
     )
 
 
@@ -329,7 +426,9 @@ def _stamped(event: Event, traceparent: str | None) -> Event:
 
 def start_intake(events: Sequence[Event], via: str) -> tuple[list[Event], list[Span | None]]:
     """Give each event its own trace, rooted in an intake span linked to the span in hand (a
-    poll): one trace per business transaction, not one per poll. End them with ``end_intake``."""
+    poll): one trace per business transaction, not one per poll. End them with ``end_intake``.
+    An event whose trace the shipped sampler would drop gets its traceparent (flags: not
+    sampled) without an SDK span."""
     if _tracer is None:
         return list(events), [None] * len(events)
     poll = link_to(current_traceparent())
@@ -338,6 +437,10 @@ def start_intake(events: Sequence[Event], via: str) -> tuple[list[Event], list[S
     for event in events:
         if event.traceparent is not None:
             out.append(event)
+            spans.append(None)
+            continue
+        if _root_bucket is not None and not _root_bucket.has_token():
+            out.append(_stamped(event, _unsampled_traceparent()))
             spans.append(None)
             continue
         root = _tracer.start_span(
@@ -350,6 +453,14 @@ def start_intake(events: Sequence[Event], via: str) -> tuple[list[Event], list[S
         out.append(_stamped(event, traceparent_of(root)))
         spans.append(root)
     return out, spans
+
+
+def _unsampled_traceparent() -> str:
+    """A new trace's traceparent, flagged not sampled, with ids as the SDK would make them."""
+    assert _provider is not None
+    ids = _provider.id_generator
+    flags = TraceFlags.RANDOM_TRACE_ID if ids.is_trace_id_random() else TraceFlags.DEFAULT
+    return f"00-{ids.generate_trace_id():032x}-{ids.generate_span_id():016x}-{flags:02x}"
 
 
 def end_intake(spans: Sequence[Span | None], duplicates: Sequence[bool]) -> None:
