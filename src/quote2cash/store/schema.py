@@ -510,3 +510,29 @@ invoice_keys = Table(
 )
 """Ids GetInvoiceStatus accepts that the log names (billing id, invoice number, the CRM's ids
 from its publishing answers) -> billing id; ERP and global ids resolve through ``md_xrefs``."""
+
+# --- the business-event outbox (migration 0023; bus/ publishes it to NATS JetStream) -------
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("correlation_id", String(100), nullable=False),
+    Column("causation_id", String(200), nullable=False),
+    Column("time", UtcDateTime(), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("message_id"),
+    Index(
+        "ix_outbox_unpublished_id",
+        "id",
+        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL"),
+    ),
+)
+"""Business events written in the commit that makes them true; the publisher sends the rows not
+yet published in id order and marks them. ``message_id`` (unique) is JetStream's Nats-Msg-Id."""
