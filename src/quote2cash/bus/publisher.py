@@ -108,6 +108,8 @@ class BusPublisher:
                 self.stats.reconnects += 1
                 pause = random.uniform(delay / 2, delay)
                 log.warning("bus publisher: %s; reconnecting in %.1f s", reason, pause)
+                with suppress(Exception):  # the lag matters most while NATS is away
+                    await self._observe_lag()
                 await _wait(stop, pause)
                 delay = min(delay * 2, BACKOFF_CAP)
 
