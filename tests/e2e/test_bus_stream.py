@@ -13,6 +13,7 @@ import pytest
 from conftest import missing_service
 from contract.crm.salesforce_harness import Line
 from e2e.conftest import Hub, World, running_hub, sf_products
+from e2e.test_amendments import LifecycleHub, lifecycle_hub, request, won_deal
 from integration.bus.conftest import NATS_URL, _reachable, bus_config, drop_stream, stream_messages
 from quote2cash.bus import outbox_store
 from quote2cash.bus.publisher import BusConfig, BusPublisher, connect, ensure_stream
@@ -46,7 +47,7 @@ async def _settled(hub: Hub) -> None:
     assert failures == [], [e.last_error for e in failures]
 
 
-async def _publish_all(hub: Hub, bus: BusConfig) -> BusPublisher:
+async def _publish_all(hub: Hub | LifecycleHub, bus: BusConfig) -> BusPublisher:
     publisher = BusPublisher(hub.runtime.engine, bus)
     async with connect(bus) as js:
         await ensure_stream(js, bus)
@@ -124,3 +125,42 @@ async def test_a_deal_paid_and_refunded_is_on_the_stream_in_its_trace(
         m for m in messages if m.envelope["subject"] != messages[0].envelope["subject"]
     ]
     assert {m.envelope["subject"] for m in contract_events} == {"contract:C-BUS-0001"}
+
+
+__all__ = ["lifecycle_hub"]  # the fixture, imported for the test below
+
+
+async def test_amended_then_cancelled_contract_is_on_the_stream_in_its_trace(
+    world: World, lifecycle_hub: LifecycleHub, bus: BusConfig
+) -> None:
+    hub, desk = lifecycle_hub, world.desk
+    _, _, crm_sub = await won_deal(world, hub, "Strom Abo GmbH", "C-BUS-0002")
+    await hub.settle()
+    [closed] = list_events(hub.runtime, type_prefix="crm.opportunity.closed_won")
+    # 5 -> 3 seats, invoiced at once (a credit), then cancelled at once
+    request(desk, crm_sub, 1, previous=5, new=3)
+    await hub.settle()
+    request(desk, crm_sub, 2, previous=3, new=0)
+    await hub.settle()
+    assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
+    await _publish_all(hub, bus)
+
+    messages = await stream_messages(bus)
+    types = [m.envelope["type"] for m in messages]
+    for expected in (
+        "q2c.subscription.activated",
+        "q2c.subscription.amended",
+        "q2c.credit_note.issued",
+        "q2c.subscription.cancelled",
+    ):
+        assert expected in types, types
+    assert types.index("q2c.subscription.amended") < types.index("q2c.subscription.cancelled")
+    assert {m.envelope["correlation_id"] for m in messages} == {closed.correlation_id}
+    for m in messages:
+        validator = payload_validator(message_of_type(m.envelope["type"]))
+        assert [e.message for e in validator.iter_errors(m.envelope)] == [], m.envelope["type"]
+    data = {m.envelope["type"]: m.envelope["data"] for m in messages}
+    amended = data["q2c.subscription.amended"]
+    assert (amended["previous_seats"], amended["seats"]) == (5, 3)
+    assert data["q2c.subscription.cancelled"]["status"] == "canceled"
+    assert data["q2c.subscription.cancelled"]["canceled_at"] is not None
