@@ -21,7 +21,7 @@ import msgspec
 
 from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
-from quote2cash.engine.outbox import Outgoing
+from quote2cash.engine.outbox import Outgoing, outgoing_data
 from quote2cash.engine.parking import Parked, is_released
 from quote2cash.engine.projections import Projection
 from quote2cash.engine.recorder import StepRecord, StepRecorder, commit_steps
@@ -196,7 +196,8 @@ class HandlerContext:
 
         Its message id is derived from (this event, ``type``, ``key``): the same on a re-run, so
         the outbox and JetStream keep it once. ``subject`` (default: this event's) is its
-        business key; it carries this event's correlation id and names it as its cause.
+        business key; it carries this event's correlation id and names it as its cause. A type
+        that is not ``<entity>.<verb>`` or data that is not JSON-able is a ``ValueError`` here.
         """
         ident = step_uuid(f"{self.event.source}\x1f{self.event.id}\x1fpublish\x1f{type}\x1f{key}")
         message = Outgoing(
@@ -206,7 +207,7 @@ class HandlerContext:
             correlation_id=self.event.correlation_id,
             causation_id=self.event.id,
             time=self.now,
-            data=data,
+            data=outgoing_data(type, data),
         )
         self._published.setdefault(ident, message)
         return self._published[ident]

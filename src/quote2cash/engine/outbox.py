@@ -9,9 +9,10 @@ of it by its ``Nats-Msg-Id``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from sqlalchemy import Connection
@@ -20,9 +21,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from quote2cash.engine.events import encode_data
 from quote2cash.store.schema import outbox
 
+BUSINESS_TYPE: Final = re.compile(r"^[a-z][a-z0-9_]{0,40}\.[a-z][a-z0-9_]{0,40}$")
+"""``<entity>.<verb>``: two tokens, so its subject ``<prefix>.<entity>.<verb>`` is the stream's."""
+MAX_DATA_BYTES: Final = 256 * 1024
+"""Well under NATS's default max_payload (1 MB) with the envelope around it: a business event
+the server would refuse can never reach the outbox and stall the stream behind it."""
+
 
 class Outgoing(msgspec.Struct, kw_only=True, frozen=True):
-    """One business event as the outbox keeps it (the envelope's fields; data is JSON-able)."""
+    """One business event as the outbox keeps it: the envelope's fields, ``data`` as JSON text."""
 
     message_id: str
     type: str
@@ -30,7 +37,26 @@ class Outgoing(msgspec.Struct, kw_only=True, frozen=True):
     correlation_id: str
     causation_id: str
     time: datetime
-    data: dict[str, Any]
+    data: str
+
+
+def outgoing_data(event_type: str, data: dict[str, Any]) -> str:
+    """``data`` as the outbox keeps it; a type or payload the stream could not carry is a
+    ``ValueError`` naming it, raised in the handler that publishes it (never in a commit)."""
+    if not BUSINESS_TYPE.match(event_type):
+        raise ValueError(
+            f"business event type {event_type!r}: expected '<entity>.<verb>' (lower case)"
+        )
+    try:
+        text = encode_data(data)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise ValueError(f"business event {event_type}: data is not JSON-able ({exc})") from None
+    if len(text.encode()) > MAX_DATA_BYTES:
+        raise ValueError(
+            f"business event {event_type}: data is {len(text.encode())} bytes; expected at most "
+            f"{MAX_DATA_BYTES}"
+        )
+    return text
 
 
 def write_outbox(conn: Connection, messages: Sequence[Outgoing], at: datetime) -> int:
@@ -48,7 +74,7 @@ def write_outbox(conn: Connection, messages: Sequence[Outgoing], at: datetime) -
                 "correlation_id": m.correlation_id,
                 "causation_id": m.causation_id,
                 "time": m.time,
-                "data": encode_data(m.data),
+                "data": m.data,
                 "recorded_at": at,
             }
             for m in messages

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import missing_service
 from quote2cash.bus.publisher import BusConfig
+from quote2cash.engine.events import encode_data
 from quote2cash.engine.outbox import Outgoing, write_outbox
 from quote2cash.engine.runtime import Runtime
 
@@ -124,7 +125,7 @@ def numbered(start: int, count: int) -> list[Outgoing]:
             correlation_id=f"deal-{n % 17}",
             causation_id=f"evt-{n}",
             time=now,
-            data={"n": n, "total": f"{n}.00"},
+            data=encode_data({"n": n, "total": f"{n}.00"}),
         )
         for n in range(start, start + count)
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from quote2cash.engine.clock import ManualClock
@@ -111,3 +112,21 @@ async def test_publish_of_one_event_twice_with_one_key_is_one_message(runtime: R
     )
     await Worker(runtime, registry).drain()
     assert [r["type"] for r in _outbox(runtime)] == ["payment.received", "payment.received"]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data", "expected"),
+    [
+        ("Invoice Posted", {}, "expected '<entity>.<verb>'"),
+        ("q2c.invoice.posted", {}, "expected '<entity>.<verb>'"),
+        ("invoice.posted", {"erp": object()}, "not JSON-able"),
+        ("invoice.posted", {"blob": "x" * 300_000}, "expected at most"),
+    ],
+)
+def test_a_type_or_payload_the_stream_could_not_carry_fails_in_the_handler(
+    runtime: Runtime, event_type: str, data: dict[str, Any], expected: str
+) -> None:
+    ctx = HandlerContext(runtime, _event("evt_bad"), {})
+    with pytest.raises(ValueError, match=expected.replace("'", ".").replace("<", ".")):
+        ctx.publish(event_type, data)
+    assert ctx.published == []
