@@ -63,11 +63,19 @@ def publish(
     publisher = BusPublisher(rt.engine, config, clock=rt.clock)
 
     async def drain() -> None:
-        async with connect(config) as js:
-            await ensure_stream(js, config)
-            await publisher.settle_tail(js)
-            while await publisher.publish_batch(js):
-                pass
+        from quote2cash.bus.outbox_store import drop_lease, lease_owner
+
+        if not await publisher.lead():
+            owner = lease_owner(rt.engine, config.stream)
+            fail(f"publisher {owner} holds the lease of {config.where}: it publishes the outbox")
+        try:
+            async with connect(config) as js:
+                await ensure_stream(js, config)
+                await publisher.settle_tail(js)
+                while await publisher.publish_batch(js):
+                    pass
+        finally:
+            drop_lease(rt.engine, config.stream, publisher.owner)
 
     async def forever() -> None:
         stop = asyncio.Event()

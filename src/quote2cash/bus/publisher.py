@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("quote2cash.bus")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
+LEASE_SECONDS = 15.0
 
 
 class BusError(Exception):
@@ -81,37 +86,84 @@ class PublisherStats:
 
 
 class BusPublisher:
-    """One per deployment is enough (several are safe: JetStream drops their duplicates)."""
+    """Run one in every hub process if you like: the store's lease lets one publish at a time
+    (a stale one that still sends a batch is dropped by JetStream's duplicate window)."""
 
-    def __init__(self, engine: Engine, config: BusConfig, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: BusConfig,
+        *,
+        clock: Clock | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
         self.engine = engine
         self.config = config
         self.clock = clock or SystemClock()
+        self.lease_seconds = lease_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = PublisherStats()
+        self._lease_until = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until ``stop`` is set, reconnecting after any NATS failure."""
+        """Publish until ``stop`` is set while this publisher holds the stream's lease (other
+        processes' publishers wait), reconnecting after any NATS failure."""
         delay = BACKOFF_FIRST
-        while not stop.is_set():
-            try:
-                async with connect(self.config) as js:
-                    await ensure_stream(js, self.config)
-                    await self.settle_tail(js)
-                    delay = BACKOFF_FIRST
-                    while not stop.is_set():
-                        if await self.publish_batch(js) == 0:
-                            await self._observe_lag()
-                            await _wait(stop, self.config.poll_seconds)
-            except Exception as exc:
-                reason = str(exc) if isinstance(exc, BusError) else type(exc).__name__
-                self.stats.last_error = reason
-                self.stats.reconnects += 1
-                pause = random.uniform(delay / 2, delay)
-                log.warning("bus publisher: %s; reconnecting in %.1f s", reason, pause)
-                with suppress(Exception):  # the lag matters most while NATS is away
-                    await self._observe_lag()
-                await _wait(stop, pause)
-                delay = min(delay * 2, BACKOFF_CAP)
+        try:
+            while not stop.is_set():
+                if not await self.lead():
+                    await _wait(stop, min(self.lease_seconds / 3, 1.0))
+                    continue
+                try:
+                    async with connect(self.config) as js:
+                        await ensure_stream(js, self.config)
+                        await self.settle_tail(js)
+                        delay = BACKOFF_FIRST
+                        while not stop.is_set() and await self.lead():
+                            if await self.publish_batch(js) == 0:
+                                await self._observe_lag()
+                                await _wait(stop, self.config.poll_seconds)
+                except Exception as exc:
+                    reason = str(exc) if isinstance(exc, BusError) else type(exc).__name__
+                    self.stats.last_error = reason
+                    self.stats.reconnects += 1
+                    pause = random.uniform(delay / 2, delay)
+                    log.warning("bus publisher: %s; reconnecting in %.1f s", reason, pause)
+                    with suppress(Exception):  # the lag matters most while NATS is away
+                        await self._observe_lag()
+                    await _wait(stop, pause)
+                    delay = min(delay * 2, BACKOFF_CAP)
+        finally:
+            if self._lease_until:
+                with suppress(Exception):
+                    await asyncio.to_thread(
+                        outbox_store.drop_lease, self.engine, self.config.stream, self.owner
+                    )
+
+    async def lead(self) -> bool:
+        """Whether this publisher holds the stream's lease; renewed once a third of it is spent.
+        A lapsed lease is taken, and one whose owner's process on this host is gone at once."""
+        now = time.monotonic()
+        if self._lease_until - now > self.lease_seconds * 2 / 3:
+            return True
+
+        def attempt() -> bool:
+            owner = outbox_store.lease_owner(self.engine, self.config.stream)
+            dead = owner if owner and owner != self.owner and not owner_alive(owner) else None
+            return outbox_store.take_lease(
+                self.engine,
+                self.config.stream,
+                self.owner,
+                self.clock.now(),
+                self.lease_seconds,
+                dead=dead,
+            )
+
+        held = await asyncio.to_thread(attempt)
+        if held and not self._lease_until:
+            log.info("bus publisher %s publishes %s", self.owner, self.config.where)
+        self._lease_until = now + self.lease_seconds if held else 0.0
+        return held
 
     async def publish_batch(self, js: Any) -> int:
         """Publish the oldest unpublished rows and mark them; returns how many were sent."""
@@ -233,3 +285,23 @@ async def _ignore(error: Exception) -> None:
 def without_credentials(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
+
+
+def owner_alive(owner: str) -> bool:
+    """False only for an owner of this host whose process is gone (``host:pid:tag``)."""
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        pid = int(rest.partition(":")[0])
+    except ValueError:
+        return True
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -536,3 +536,14 @@ outbox = Table(
 )
 """Business events written in the commit that makes them true; the publisher sends the rows not
 yet published in id order and marks them. ``message_id`` (unique) is JetStream's Nats-Msg-Id."""
+
+outbox_lease = Table(
+    "outbox_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(120), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+)
+"""Which bus publisher sends a stream's outbox now: one per deployment, however many hub
+processes run one; another takes over when the lease lapses (at once if the owner's pid on the
+same host is gone)."""

@@ -1,7 +1,8 @@
 """outbox: business events committed with the step outcome that makes them true
 
 The bus publisher (``q2c bus publish``) sends the unpublished rows to NATS JetStream in id order
-with ``message_id`` as ``Nats-Msg-Id`` and marks them published.
+with ``message_id`` as ``Nats-Msg-Id`` and marks them published; ``outbox_lease`` elects one
+publisher per stream among the hub's processes.
 
 Revision ID: 0023
 Revises: 0016
@@ -46,8 +47,16 @@ def upgrade() -> None:
         sqlite_where=sa.text("published_at IS NULL"),
         postgresql_where=sa.text("published_at IS NULL"),
     )
+    op.create_table(
+        "outbox_lease",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("owner", sa.String(length=120), nullable=True),
+        sa.Column("lease_until", UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_outbox_lease")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("outbox_lease")
     op.drop_index("ix_outbox_unpublished_id", table_name="outbox")
     op.drop_table("outbox")
