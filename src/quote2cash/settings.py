@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     bus_batch_size: int = Field(
         default=256, ge=1, le=4000, description="outbox rows the publisher sends per batch"
     )
+    bus_keep_published_days: float = Field(
+        default=7.0, ge=0, description="published business events stay in the outbox this long"
+    )
     bus_poll_seconds: float = Field(
         default=0.2, gt=0, le=60, description="the publisher looks for new outbox rows this often"
     )

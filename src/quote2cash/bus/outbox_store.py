@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 
 from quote2cash.bus.envelope import OutboxRow
 from quote2cash.engine.dispatch_sql import parse_time
@@ -128,3 +128,22 @@ def drop_lease(engine: Engine, name: str, owner: str) -> None:
             .where(outbox_lease.c.name == name, outbox_lease.c.owner == owner)
             .values(owner=None, lease_until=None)
         )
+
+
+def prune_published(engine: Engine, before: datetime, *, limit: int = 10_000) -> int:
+    """Delete up to ``limit`` rows published before ``before`` (the stream holds them now);
+    unpublished rows are never touched. Returns how many went."""
+    with engine.begin() as conn:
+        ids = (
+            conn.execute(
+                select(outbox.c.id)
+                .where(outbox.c.published_at.is_not(None), outbox.c.published_at < before)
+                .order_by(outbox.c.id)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+        if ids:
+            conn.execute(delete(outbox).where(outbox.c.id.in_(ids)))
+    return len(ids)

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from quote2cash.bus import outbox_store
@@ -37,6 +38,7 @@ log = logging.getLogger("quote2cash.bus")
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0
 LEASE_SECONDS = 15.0
+PRUNE_EVERY = 600.0
 
 
 class BusError(Exception):
@@ -54,6 +56,8 @@ class BusConfig:
     batch_size: int = 256
     poll_seconds: float = 0.2
     timeout: float = 5.0
+    keep_published_days: float = 7.0
+    """Published rows stay in the outbox this long (to answer "was it sent, when"), then go."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BusConfig:
@@ -64,6 +68,7 @@ class BusConfig:
             duplicate_window=settings.bus_duplicate_window_seconds,
             batch_size=settings.bus_batch_size,
             poll_seconds=settings.bus_poll_seconds,
+            keep_published_days=settings.bus_keep_published_days,
         )
 
     @property
@@ -104,6 +109,7 @@ class BusPublisher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stats = PublisherStats()
         self._lease_until = 0.0
+        self._next_prune = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set while this publisher holds the stream's lease (other
@@ -122,6 +128,7 @@ class BusPublisher:
                         while not stop.is_set() and await self.lead():
                             if await self.publish_batch(js) == 0:
                                 await self._observe_lag()
+                                await self._prune()
                                 await _wait(stop, self.config.poll_seconds)
                 except Exception as exc:
                     reason = str(exc) if isinstance(exc, BusError) else type(exc).__name__
@@ -220,6 +227,18 @@ class BusPublisher:
         if settled:
             log.info("bus publisher: %d events were on the stream already (marked)", settled)
         return settled
+
+    async def _prune(self) -> None:
+        """When idle, at most once every ``PRUNE_EVERY`` seconds: published rows past their
+        keeping time leave the outbox (a batch at a time, so no long transaction)."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        before = self.clock.now() - timedelta(days=self.config.keep_published_days)
+        pruned = await asyncio.to_thread(outbox_store.prune_published, self.engine, before)
+        if pruned:
+            log.info("bus publisher: %d published events left the outbox", pruned)
 
     async def _observe_lag(self) -> None:
         lag = await asyncio.to_thread(outbox_store.backlog, self.engine)
