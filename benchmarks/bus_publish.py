@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("Q2C_AUDIT_KEY", "benchmark-audit-key-not-secret")
+os.environ.setdefault(  # a new store's first checkpoint goes here, not into the working folder
+    "Q2C_AUDIT_CHECKPOINT_FILE", f"{tempfile.gettempdir()}/q2c-bus-bench-checkpoints.jsonl"
+)
 
 from quote2cash.bus import outbox_store
 from quote2cash.bus.catalog import subject_of
