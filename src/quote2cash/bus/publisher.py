@@ -113,14 +113,14 @@ class BusPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set while this publisher holds the stream's lease (other
-        processes' publishers wait), reconnecting after any NATS failure."""
+        processes' publishers wait), reconnecting after any NATS or store failure."""
         delay = BACKOFF_FIRST
         try:
             while not stop.is_set():
-                if not await self.lead():
-                    await _wait(stop, min(self.lease_seconds / 3, 1.0))
-                    continue
                 try:
+                    if not await self.lead():
+                        await _wait(stop, min(self.lease_seconds / 3, 1.0))
+                        continue
                     async with connect(self.config) as js:
                         await ensure_stream(js, self.config)
                         await self.settle_tail(js)

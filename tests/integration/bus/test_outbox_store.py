@@ -3,9 +3,10 @@ only ever removes rows already on the stream."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select
 
 from integration.bus.conftest import fill
 from quote2cash.bus import outbox_store
@@ -53,3 +54,18 @@ async def test_an_idle_publisher_prunes_past_its_keeping_time(runtime: Runtime) 
 
     with runtime.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 2
+
+
+async def test_a_store_that_is_away_never_ends_the_publisher() -> None:
+    """The store unreachable (a PostgreSQL port nobody listens on): the publisher logs, backs
+    off and keeps trying until it is stopped; it never dies with the error."""
+    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
+    publisher = BusPublisher(engine, BusConfig(url="nats://127.0.0.1:4222", timeout=1.0))
+    stop = asyncio.Event()
+    task = asyncio.create_task(publisher.run(stop))
+    await asyncio.sleep(2.0)
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert publisher.stats.reconnects >= 2
+    assert publisher.stats.last_error == "OperationalError"
