@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from integration.bus.conftest import NATS_URL, _reachable, bus_config, drop_stre
 from quote2cash.bus import outbox_store
 from quote2cash.bus.publisher import BusConfig, BusPublisher, connect, ensure_stream
 from quote2cash.engine.queries import failed_events, list_events
+from quote2cash.masterdata.xref import Kind
 from support.asyncapi import message_of_type, payload_validator
 
 ADDRESS = {
@@ -164,3 +166,67 @@ async def test_amended_then_cancelled_contract_is_on_the_stream_in_its_trace(
     assert (amended["previous_seats"], amended["seats"]) == (5, 3)
     assert data["q2c.subscription.cancelled"]["status"] == "canceled"
     assert data["q2c.subscription.cancelled"]["canceled_at"] is not None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Stripe emulator's renewal event carries previous_attributes.items as "
+    "{current_period_start, current_period_end} (Stripe sends the previous items under 'data'), "
+    "so the connector hears billing.subscription.amended, not renewed, and the flow that "
+    "publishes subscription.renewed never runs (sandbox/stripe/billing_engine.py)",
+)
+async def test_a_renewal_is_on_the_stream_with_its_invoice(
+    world: World, lifecycle_hub: LifecycleHub, bus: BusConfig
+) -> None:
+    hub, desk, client = lifecycle_hub, world.desk, world.stripe()
+    name, email = "Erneuerung Bus GmbH", "billing@erneuerung-bus.example"
+    account = desk.account(
+        name,
+        currency="EUR",
+        BillingStreet="Ring 3",
+        BillingCity="Bonn",
+        BillingPostalCode="53111",
+        BillingCountryCode="DE",
+        BillingCountry="Germany",
+        Billing_Email__c=email,
+    )
+    # Billing runs this customer on a test clock: the hub finds it by email and global id.
+    clock = client.v1.test_helpers.test_clocks.create(
+        params={"frozen_time": int(datetime.now(UTC).timestamp())}
+    )
+    gid = hub.deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", account, actor="test")
+    client.v1.customers.create(
+        params={
+            "name": name,
+            "email": email,
+            "test_clock": clock.id,
+            "metadata": {"hub_global_id": gid},
+        }
+    )
+    _, billing_id, _ = await won_deal(world, hub, name, "C-BUS-0003", account=account)
+    await hub.settle()
+    first_end = client.v1.subscriptions.retrieve(billing_id)["items"]["data"][0][
+        "current_period_end"
+    ]
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": first_end + 60})
+    await hub.settle()
+    assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
+    await _publish_all(hub, bus)
+
+    messages = await stream_messages(bus)
+    types = [m.envelope["type"] for m in messages]
+    assert types.count("q2c.invoice.posted") == 2, types
+    heard = [e.type for e in list_events(hub.runtime, limit=100) if "subscription" in e.type]
+    assert types.count("q2c.subscription.renewed") == 1, heard
+    [renewed] = [m.envelope for m in messages if m.envelope["type"] == "q2c.subscription.renewed"]
+    assert renewed["data"]["subscription_id"] == billing_id
+    assert (
+        renewed["data"]["current_period_start"]
+        >= datetime.fromtimestamp(first_end, UTC).isoformat()
+    )
+    assert renewed["subject"] == "contract:C-BUS-0003"
+    [closed] = list_events(hub.runtime, type_prefix="crm.opportunity.closed_won")
+    assert {m.envelope["correlation_id"] for m in messages} == {closed.correlation_id}
+    for m in messages:
+        validator = payload_validator(message_of_type(m.envelope["type"]))
+        assert [e.message for e in validator.iter_errors(m.envelope)] == [], m.envelope["type"]
