@@ -121,6 +121,15 @@ def _customer_commands() -> None:
 
 _customer_commands()
 
+
+def _bus_commands() -> None:
+    from quote2cash.cli_bus import register
+
+    register(app)
+
+
+_bus_commands()
+
 _debug = False
 
 

@@ -19,7 +19,33 @@ class Settings(BaseSettings):
     )
     bus_url: str = Field(
         default="embedded",
-        description="'embedded' or nats://host:port: the NATS server audit checkpoints default to",
+        description="'embedded' or nats://host:port: the NATS server of the business-event "
+        "stream (q2c serve then runs its publisher) and the default of audit checkpoints",
+    )
+    bus_stream: str = Field(
+        default="Q2C_BUSINESS_EVENTS",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="JetStream stream of the business events (created if missing)",
+    )
+    bus_subject_prefix: str = Field(
+        default="q2c",
+        pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="business events go to <prefix>.<entity>.<verb> (q2c.invoice.posted)",
+    )
+    bus_duplicate_window_seconds: float = Field(
+        default=600.0,
+        ge=1,
+        le=86400,
+        description="JetStream drops a re-publish of a message id seen this recently",
+    )
+    bus_batch_size: int = Field(
+        default=256, ge=1, le=4000, description="outbox rows the publisher sends per batch"
+    )
+    bus_keep_published_days: float = Field(
+        default=7.0, ge=0, description="published business events stay in the outbox this long"
+    )
+    bus_poll_seconds: float = Field(
+        default=0.2, gt=0, le=60, description="the publisher looks for new outbox rows this often"
     )
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")

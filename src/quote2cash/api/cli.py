@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from quote2cash.bus.publisher import BusConfig, is_nats_url
 from quote2cash.cli_identity import (
     FormatOption,
     PasswordStdin,
@@ -368,6 +369,7 @@ def serve_command(
         console=_console_links(systems) if with_console else None,
         oidc=oidc,
         archive=_archive_schedule(runtime, settings),
+        bus=BusConfig.from_settings(settings) if is_nats_url(settings.bus_url) else None,
     )
 
     async def ready(url: str, app: Any) -> None:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from quote2cash.api.access_log import RedactingAccessLogger
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
+from quote2cash.bus.publisher import BusConfig, BusPublisher
 from quote2cash.console.links import ObjectLinks
 from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.checkpoints import checkpoint_forever
@@ -54,6 +55,8 @@ class ServeOptions:
     """The console's OpenID Connect sign-in (None: names and passwords only)."""
     archive: ArchiveSchedule | None = None
     """Archive expired processed events on this schedule (None: never)."""
+    bus: BusConfig | None = None
+    """Publish the outbox's business events to this JetStream stream (None: not here)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -198,6 +201,9 @@ async def serve(
                     reconcile_forever(runtime, systems, stop, status, options.reconcile_seconds)
                 )
             )
+        if options.bus is not None:
+            publisher = BusPublisher(runtime.engine, options.bus, clock=runtime.clock)
+            tasks.append(asyncio.create_task(publisher.run(stop)))
         if options.archive is not None and options.archive.every > 0:
             tasks.append(asyncio.create_task(archive_forever(runtime, stop, options.archive)))
         log.info("serving on %s (workers: %s)", url, options.workers)

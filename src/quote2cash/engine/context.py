@@ -22,6 +22,7 @@ import msgspec
 
 from quote2cash.engine.errors import Category
 from quote2cash.engine.events import Event, encode_json
+from quote2cash.engine.outbox import Outgoing, outgoing_data
 from quote2cash.engine.parking import Parked, is_released
 from quote2cash.engine.projections import Projection
 from quote2cash.engine.recorder import StepRecord, StepRecorder, commit_steps
@@ -80,6 +81,7 @@ class HandlerContext:
         self._completed = completed
         self._emitted: list[Event] = []
         self._released: list[str] = []
+        self._published: dict[str, Outgoing] = {}
         self.actor = actor
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
         self._step_spans = tracing.traced_here()  # once per event: steps of a dropped trace skip it
@@ -198,6 +200,39 @@ class HandlerContext:
     @property
     def emitted(self) -> list[Event]:
         return list(self._emitted)
+
+    def publish(
+        self,
+        type: str,
+        data: dict[str, Any],
+        *,
+        subject: str | None = None,
+        key: str = "",
+    ) -> Outgoing:
+        """Tell the business-event stream that ``type`` became true (call it after the step that
+        made it so): written to the outbox in the commit of this event's outcome, whatever it is.
+
+        Its message id is derived from (this event, ``type``, ``key``): the same on a re-run, so
+        the outbox and JetStream keep it once. ``subject`` (default: this event's) is its
+        business key; it carries this event's correlation id and names it as its cause. A type
+        that is not ``<entity>.<verb>`` or data that is not JSON-able is a ``ValueError`` here.
+        """
+        ident = step_uuid(f"{self.event.source}\x1f{self.event.id}\x1fpublish\x1f{type}\x1f{key}")
+        message = Outgoing(
+            message_id=ident,
+            type=type,
+            subject=subject or self.event.subject,
+            correlation_id=self.event.correlation_id,
+            causation_id=self.event.id,
+            time=self.now,
+            data=outgoing_data(type, data),
+        )
+        self._published.setdefault(ident, message)
+        return self._published[ident]
+
+    @property
+    def published(self) -> list[Outgoing]:
+        return list(self._published.values())
 
     def park(
         self,

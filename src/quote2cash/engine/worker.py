@@ -34,6 +34,7 @@ from quote2cash.engine.errors import (
     TransientError,
 )
 from quote2cash.engine.events import Event, decode_data
+from quote2cash.engine.outbox import Outgoing, write_outbox
 from quote2cash.engine.parking import (
     Park,
     Parked,
@@ -74,6 +75,8 @@ class _Outcome:
 
     done: list[int] = field(default_factory=list)
     emitted: list[Event] = field(default_factory=list)
+    published: list[Outgoing] = field(default_factory=list)
+    """Business events of the outbox: kept whatever the outcome (their steps are recorded)."""
     parked: list[Park] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
     failed: dict[str, Any] | None = None
@@ -358,6 +361,17 @@ class Worker:
             return carry_on
 
     async def _handle_event(self, event: Event, attempts: int, out: _Outcome) -> bool:
+        contexts: list[HandlerContext] = []
+        try:
+            return await self._handle_in(event, attempts, out, contexts)
+        finally:
+            # What the handler published before any failure stays true: its steps are recorded.
+            for ctx in contexts:
+                out.published.extend(ctx.published)
+
+    async def _handle_in(
+        self, event: Event, attempts: int, out: _Outcome, contexts: list[HandlerContext]
+    ) -> bool:
         assert event.pos is not None
         clock = self.runtime.clock
         spec = self.registry.resolve(event.type)
@@ -383,6 +397,7 @@ class Worker:
                     projections=self.registry.projections,
                     recorder=self._recorder,
                 )
+                contexts.append(ctx)
                 await spec.fn(ctx, event)
             except Parked as park:
                 if park.released:
@@ -510,6 +525,7 @@ class Worker:
         mine = [(s, outcomes[s]) for s in finished]
         done = [pos for _, o in mine for pos in o.done]
         emitted = [e for _, o in mine for e in o.emitted]
+        published = [m for _, o in mine for m in o.published]
         failed = [(s, o.failed) for s, o in mine if o.failed is not None]
         parks = [p for _, o in mine for p in o.parked]
         releases = [r for _, o in mine for r in o.releases]
@@ -593,6 +609,7 @@ class Worker:
             return_to_queues(conn, parking.returned)
             if emitted:
                 self.runtime.log.append_in(conn, emitted)
+            write_outbox(conn, published, now)
             append_audit(conn, audit, now, chain=worker_chain(self.worker_id))
         report.processed += len(done)
 

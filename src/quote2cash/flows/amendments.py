@@ -36,6 +36,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError, PermanentError
 from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
+from quote2cash.flows import announce
 from quote2cash.flows.allocation import SeatPrice, seat_billing_prices, seat_prices
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id
@@ -275,6 +276,15 @@ async def apply_amendment(
         )
         after = await _change_quantity(ctx, deps, companion, f"billing.change_quantity.{other}")
     await _book_delta(ctx, deps, deal, mapped, line, amendment, previous)
+    announce.subscription_amended(
+        ctx,
+        after,
+        contract_id=links.global_id,
+        amendment_id=request_id,
+        previous_seats=previous,
+        seats=amendment.new_quantity,
+        effective_at=amendment.effective_at,
+    )
     await _publish_applied(ctx, deps, request_id, links, after, previous=previous)
 
 

@@ -35,6 +35,7 @@ from quote2cash.connectors.roles import (
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError
 from quote2cash.engine.events import Event
+from quote2cash.flows import announce
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id, correlation_of_subject
 from quote2cash.flows.onboarding import dump, published
@@ -84,6 +85,9 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         )
     invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
     deps.xref.link(invoice_gid, "erp", posted["erp_id"], actor="flows")
+    announce.invoice_posted(
+        ctx, invoice, customer_id=customer_gid, erp_invoice_id=str(posted["erp_id"])
+    )
     credit = invoice.credit_applied
     if credit is not None and credit.is_positive():
         await ctx.step(
@@ -124,6 +128,9 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         lambda key: deps.erp.apply_payment(
             payment, erp_invoice_id=erp_invoice, idempotency_key=key
         ),
+    )
+    announce.payment_received(
+        ctx, invoice, payment, customer_id=_customer_of(deps, invoice), erp_invoice_id=erp_invoice
     )
     account = crm_account_of(deps, invoice)
     await publish_invoice(
@@ -203,6 +210,14 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
     erp_status = await ctx.step(
         "erp.invoice_status",
         lambda _k: _due(deps.erp.invoice_status(erp_invoice)),
+    )
+    announce.payment_reversed(
+        ctx,
+        invoice,
+        payment,
+        customer_id=_customer_of(deps, invoice),
+        erp_invoice_id=erp_invoice,
+        balance=Money(Decimal(erp_status["amount_due"]), invoice.currency),
     )
     account = crm_account_of(deps, invoice)
     full = payment.amount_refunded >= payment.amount
@@ -294,6 +309,12 @@ def wait_for_erp_invoice(ctx: HandlerContext, invoice_id: str, what: str) -> NoR
         f"{what}: invoice {invoice_id} is not posted in the ERP yet",
         deadline=INVOICE_WAIT,
     )
+
+
+def _customer_of(deps: FlowDeps, invoice: Invoice) -> str | None:
+    """The hub's global id of the invoice's billing customer (None: not one it onboarded)."""
+    billing_id = invoice.customer.id_in("billing")
+    return deps.xref.global_id_for(Kind.CUSTOMER, "billing", billing_id) if billing_id else None
 
 
 def crm_account_of(deps: FlowDeps, invoice: Invoice) -> str:

@@ -37,6 +37,7 @@ from quote2cash.connectors.roles import ContractState, CrmStatus, DealCanceled, 
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
+from quote2cash.flows import announce
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id
 from quote2cash.flows.invoices import (
@@ -55,6 +56,8 @@ from quote2cash.flows.subjects import contract_subject
 from quote2cash.masterdata.xref import Kind
 
 log = logging.getLogger("quote2cash.flows.lifecycle")
+RENEWED = "billing.subscription.renewed"
+CANCELED = "billing.subscription.canceled"
 CRM_SUBSCRIPTION = "crm_subscription"
 
 
@@ -148,6 +151,10 @@ async def mirror_subscription(ctx: HandlerContext, event: Event, deps: FlowDeps)
             lambda _k: dump(deps.billing.get_subscription(sub_id)),
         )
     )
+    if event.type == RENEWED:
+        announce.subscription_renewed(ctx, sub, contract_id=gid)
+    elif event.type == CANCELED:
+        announce.subscription_cancelled(ctx, sub, contract_id=gid)
     await publish_subscription(ctx, deps, links, sub, step="crm.publish_subscription")
 
 
@@ -250,6 +257,9 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
         lambda key: receipt_of(
             deps.erp.post_customer_credit(memo, legal_entity=entity_key, idempotency_key=key)
         ),
+    )
+    announce.credit_note_issued(
+        ctx, invoice, customer_id=customer_gid, erp_credit_note_id=str(credit_id["erp_id"])
     )
     invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
     deps.xref.link(invoice_gid, "erp", str(credit_id["erp_id"]), actor="flows")

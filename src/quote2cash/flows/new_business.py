@@ -30,6 +30,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
 from quote2cash.engine.trail import recorded_result
+from quote2cash.flows import announce
 from quote2cash.flows.allocation import billed, erp_lines, unit_amounts
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id, deal_event_id
@@ -339,6 +340,13 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
         await ctx.step(
             "billing.get_subscription", lambda _k: dump(deps.billing.get_subscription(sub_id))
         )
+    )
+    announce.subscription_activated(
+        ctx,
+        current,
+        contract_id=contract_gid,
+        opportunity_id=opportunity_id,
+        erp_order_id=str(erp_order),
     )
     links = ContractLinks(
         order.number or opportunity_id, contract_gid, sub_id, opportunity_id, deal.account_id

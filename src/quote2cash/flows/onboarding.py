@@ -29,6 +29,7 @@ from quote2cash.canonical import Customer
 from quote2cash.connectors.roles import CustomerLinks, StatusResult
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
+from quote2cash.flows import announce
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.sync import fingerprint
@@ -136,6 +137,16 @@ async def publish_account_ids(
         "crm.publish_account_ids",
         lambda key: published(deps.crm.publish_status([links], idempotency_key=key)),
     )
+    if not (shown.erp_customer_id or shown.billing_customer_id):
+        announce.customer_created(
+            ctx,
+            customer_id=record.global_id,
+            crm_account_id=record.crm_id,
+            billing_customer_id=billing_id,
+            erp_customer_id=erp_id,
+            legal_entity=record.entity.entity_key,
+            name=record.customer.name,
+        )
 
 
 async def dump(awaitable: Awaitable[BaseModel]) -> dict[str, Any]:

@@ -325,3 +325,20 @@ def event_handled(
             failure_status or "", "exception"
         )
     events_handled.add((event_type_label(event_type), outcome), time.perf_counter() - started)
+
+
+_bus_lag = Gauge(
+    "q2c_bus_outbox_lag",
+    "Business events in the outbox not yet on the stream (events), and the age of the oldest "
+    "(seconds), as this process's bus publisher last saw them.",
+    ("measure",),
+    registry=REGISTRY,
+)
+
+
+def bus_lag(pending: int, oldest_age_seconds: float) -> None:
+    """The bus publisher's lag behind the outbox (0 and 0 when it has caught up)."""
+    if not enabled():
+        return
+    _bus_lag.labels("events").set(pending)
+    _bus_lag.labels("oldest_seconds").set(oldest_age_seconds)

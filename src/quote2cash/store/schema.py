@@ -558,3 +558,39 @@ budget_slots = Table(
     Column("expires_at", UtcDateTime(), nullable=True),
 )
 """A budget's concurrency slots; a slot whose lease expired is free (its holder died)."""
+# --- the business-event outbox (migration 0023; bus/ publishes it to NATS JetStream) -------
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(64), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("subject", String(300), nullable=False),
+    Column("correlation_id", String(100), nullable=False),
+    Column("causation_id", String(200), nullable=False),
+    Column("time", UtcDateTime(), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("published_at", UtcDateTime(), nullable=True),
+    UniqueConstraint("message_id"),
+    Index(
+        "ix_outbox_unpublished_id",
+        "id",
+        sqlite_where=text("published_at IS NULL"),
+        postgresql_where=text("published_at IS NULL"),
+    ),
+)
+"""Business events written in the commit that makes them true; the publisher sends the rows not
+yet published in id order and marks them. ``message_id`` (unique) is JetStream's Nats-Msg-Id."""
+
+outbox_lease = Table(
+    "outbox_lease",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(120), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+)
+"""Which bus publisher sends a stream's outbox now: one per deployment, however many hub
+processes run one; another takes over when the lease lapses (at once if the owner's pid on the
+same host is gone)."""
