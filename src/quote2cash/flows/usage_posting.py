@@ -1,0 +1,190 @@
+"""Usage posting: accepted usage, aggregated per subscription meter and billing period, is
+added to billing's count once per aggregate version, in period order per subscription.
+
+Each version is one gated billing step (``billing.post_usage <aggregate>:v<version>``) whose
+result is the posting record, written with the step (``usage.postings``); billing's identifier
+is ``<aggregate>:v<version>`` and only the delta over what the period already got is sent, so a
+re-run, a replay or a second event for the same batch never counts usage twice. Usage of a
+period billing has already invoiced follows the late-usage policy: ``adjust`` counts the delta
+in the subscription's open period (the next invoice), ``reject`` records it as refused with the
+reason (reconciliation reports it) and sends nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from quote2cash.canonical import Subscription
+from quote2cash.connectors.roles import UsagePosting
+from quote2cash.engine.context import HandlerContext
+from quote2cash.engine.errors import DataError, MappingError
+from quote2cash.engine.events import Event
+from quote2cash.flows.deps import FlowDeps
+from quote2cash.flows.lifecycle import contract_links
+from quote2cash.flows.onboarding import dump
+from quote2cash.flows.subjects import CONTRACT_PREFIX
+from quote2cash.masterdata.xref import Kind
+from quote2cash.usage.postings import LatePosting, Outcome, Posting, posting_step
+from quote2cash.usage.records import UsageAggregate
+
+log = logging.getLogger("quote2cash.flows.usage_posting")
+
+BATCH_ACCEPTED = "usage.batch.accepted"
+
+
+def usage_identifier(aggregate: UsageAggregate) -> str:
+    """Billing's dedup key of one aggregate version."""
+    return f"{aggregate.aggregate_id}:v{aggregate.version}"
+
+
+async def post_accepted_usage(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
+    """``usage.batch.accepted``: post every pending aggregate of the batch's subscriptions,
+    oldest period first, each version once."""
+    ledger = deps.usage_ledger
+    if ledger is None:
+        raise MappingError("usage posting needs the usage ledger; none is configured")
+    resolved: dict[str, str] = {}
+
+    def billing_of(reference: str) -> str:
+        if reference not in resolved:
+            resolved[reference] = billing_subscription_of(deps, reference)
+        return resolved[reference]
+
+    named = _subscriptions_named(event)
+    named |= {billing_of(n) for n in named}
+    pending = [
+        a
+        for a in ledger.pending_aggregates()
+        if a.subscription in named or billing_of(a.subscription) in named
+    ]
+    pending.sort(key=lambda a: (a.subscription, a.period_start, a.meter, a.version))
+    read: dict[str, Subscription] = {}
+    for aggregate in pending:
+        if deps.usage_postings.of_aggregate(aggregate.aggregate_id, aggregate.version):
+            continue
+        billing_id = billing_of(aggregate.subscription)
+        if billing_id not in read:
+            read[billing_id] = await _read_subscription(ctx, deps, billing_id)
+        await _post(ctx, event, deps, aggregate, billing_id, read[billing_id])
+
+
+async def _read_subscription(ctx: HandlerContext, deps: FlowDeps, billing_id: str) -> Subscription:
+    """The subscription's open period, read once per event (recorded, so a re-run agrees)."""
+
+    def read(_key: str) -> Awaitable[dict[str, Any]]:
+        return dump(deps.billing.get_subscription(billing_id))
+
+    return Subscription.model_validate(
+        await ctx.step(f"billing.get_subscription {billing_id}", read)
+    )
+
+
+async def _post(
+    ctx: HandlerContext,
+    event: Event,
+    deps: FlowDeps,
+    aggregate: UsageAggregate,
+    billing_id: str,
+    subscription: Subscription,
+) -> None:
+    before = deps.usage_postings.posted_total(
+        aggregate.subscription, aggregate.meter, aggregate.period_start
+    )
+    delta = aggregate.quantity - before
+    late = aggregate.period_end <= subscription.current_period_start
+    identifier = usage_identifier(aggregate)
+
+    def record(outcome: Outcome, quantity: Decimal, at: datetime, **more: Any) -> Posting:
+        return Posting(
+            identifier=identifier,
+            aggregate_id=aggregate.aggregate_id,
+            version=aggregate.version,
+            subscription=aggregate.subscription,
+            billing_subscription=billing_id,
+            meter=aggregate.meter,
+            period_start=aggregate.period_start,
+            period_end=aggregate.period_end,
+            aggregate_quantity=aggregate.quantity,
+            quantity=quantity,
+            unit=aggregate.unit,
+            counted_at=at,
+            outcome=outcome,
+            event_id=event.id,
+            posted_at=ctx.now,
+            **more,
+        )
+
+    if late and deps.late_usage is LatePosting.REJECT:
+        reason = (
+            f"usage {identifier}: billing period {aggregate.period_start.isoformat()} - "
+            f"{aggregate.period_end.isoformat()} of subscription {billing_id} is already "
+            f"invoiced (open period starts {subscription.current_period_start.isoformat()}); "
+            f"late-usage policy reject: {delta} {aggregate.unit} not posted"
+        )
+        log.warning("%s", reason)
+        await ctx.local_step(
+            posting_step("usage.refuse_late ", aggregate.aggregate_id, aggregate.version),
+            lambda _k: record(Outcome.REJECTED, delta, ctx.now, reason=reason).to_json(),
+        )
+        return
+    at = subscription.current_period_start if late else aggregate.period_start
+    outcome = Outcome.ADJUSTED if late else Outcome.POSTED
+
+    async def post(key: str) -> dict[str, Any]:
+        (receipt,) = await deps.billing.post_usage(
+            [UsagePosting(billing_id, aggregate.meter, delta, at, identifier)],
+            idempotency_key=key,
+        )
+        return record(
+            outcome,
+            delta,
+            at,
+            meter_id=receipt.meter_id,
+            customer=receipt.customer,
+            duplicate=receipt.duplicate,
+        ).to_json()
+
+    await ctx.step(
+        posting_step("billing.post_usage ", aggregate.aggregate_id, aggregate.version), post
+    )
+
+
+def _subscriptions_named(event: Event) -> set[str]:
+    """The subscriptions a batch event is about: ``data['subscriptions']`` /
+    ``data['subscription']``, and the contract its subject names."""
+    named: set[str] = set()
+    listed = event.data.get("subscriptions")
+    if isinstance(listed, list):
+        named |= {str(s) for s in listed if s}
+    if event.data.get("subscription"):
+        named.add(str(event.data["subscription"]))
+    if event.subject.startswith(CONTRACT_PREFIX):
+        named.add(event.subject.removeprefix(CONTRACT_PREFIX))
+    if not named:
+        raise DataError(
+            f"{event.type} {event.id}: names no subscription (data.subscription(s) or a "
+            f"{CONTRACT_PREFIX} subject expected)"
+        )
+    return named
+
+
+def billing_subscription_of(deps: FlowDeps, reference: str) -> str:
+    """Billing's id of a subscription named by billing's own id (returned as it is), the hub's
+    global id of the contract, or its contract number; an unknown one is returned as it is
+    (billing then says whether it exists)."""
+    if deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", reference) is not None:
+        return reference
+    try:
+        billing = deps.xref.local_id(reference, "billing")
+    except (DataError, ValueError):
+        billing = None
+    if billing:
+        return billing
+    try:
+        return contract_links(deps, None, reference).billing_id
+    except DataError:
+        return reference
