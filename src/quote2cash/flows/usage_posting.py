@@ -115,6 +115,7 @@ async def _post(
             outcome=outcome,
             event_id=event.id,
             posted_at=ctx.now,
+            batch_ids=aggregate.batch_ids,
             **more,
         )
 

@@ -535,6 +535,7 @@ usage_postings = Table(
     Column("duplicate", Boolean, nullable=False, server_default=text("false")),
     Column("event_id", String(64), nullable=False),
     Column("posted_at", UtcDateTime(), nullable=False),
+    Column("batch_ids", Text, nullable=False, server_default=text("'[]'")),
     UniqueConstraint("aggregate_id", "version"),
     Index(
         "ix_usage_postings_subscription_meter_period_start", "subscription", "meter", "period_start"

@@ -5,6 +5,7 @@ billing did not get, nor forgets one it did. Explain and usage reconciliation re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -68,6 +69,8 @@ class Posting:
     meter_id: str | None = None
     customer: str | None = None
     duplicate: bool = False
+    batch_ids: tuple[str, ...] = ()
+    """The batches the aggregate version was made from (explain finds a delta's records)."""
 
     def to_json(self) -> dict[str, Any]:
         """The step result it is recorded from (times ISO 8601, quantities as text)."""
@@ -77,6 +80,7 @@ class Posting:
         out["aggregate_quantity"] = str(self.aggregate_quantity)
         out["quantity"] = str(self.quantity)
         out["outcome"] = self.outcome.value
+        out["batch_ids"] = list(self.batch_ids)
         return out
 
     @classmethod
@@ -101,6 +105,7 @@ class Posting:
             meter_id=data.get("meter_id"),
             customer=data.get("customer"),
             duplicate=bool(data.get("duplicate", False)),
+            batch_ids=tuple(str(b) for b in data.get("batch_ids") or ()),
         )
 
     @property
@@ -120,6 +125,7 @@ def record_posting(conn: Connection, posting: Posting) -> None:
     row["aggregate_quantity"] = str(posting.aggregate_quantity)
     row["quantity"] = str(posting.quantity)
     row["outcome"] = posting.outcome.value
+    row["batch_ids"] = json.dumps(list(posting.batch_ids))
     insert_missing(conn, usage_postings, row, key="identifier")
 
 
@@ -158,6 +164,7 @@ def _posting(row: Any) -> Posting:
         meter_id=row.meter_id,
         customer=row.customer,
         duplicate=bool(row.duplicate),
+        batch_ids=tuple(json.loads(row.batch_ids or "[]")),
     )
 
 

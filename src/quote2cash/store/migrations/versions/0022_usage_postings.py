@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("duplicate", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("event_id", sa.String(length=64), nullable=False),
         sa.Column("posted_at", UtcDateTime(), nullable=False),
+        sa.Column("batch_ids", sa.Text(), server_default=sa.text("'[]'"), nullable=False),
         sa.PrimaryKeyConstraint("identifier", name=op.f("pk_usage_postings")),
         sa.UniqueConstraint(
             "aggregate_id", "version", name=op.f("uq_usage_postings_aggregate_id_version")

@@ -1,0 +1,73 @@
+"""The posting flow: each aggregate version is counted by billing once, as a delta, in period
+order; re-runs and replays post nothing twice; late usage follows the configured policy."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from quote2cash.engine.queries import failed_events
+from quote2cash.usage.postings import LatePosting, Outcome
+
+from .conftest import FEB, JAN, MAR, UsageWorld
+
+DAY = timedelta(days=1)
+
+
+async def test_each_version_is_posted_once_as_a_delta_and_a_replay_posts_nothing(
+    world: UsageWorld,
+) -> None:
+    first = await world.accept(("100", JAN + DAY), ("20.5", JAN + 3 * DAY))
+    assert world.counted(JAN, FEB) == Decimal("120.5")
+    await world.accept(("4.5", JAN + 5 * DAY), ("7", FEB + DAY))
+    assert world.counted(JAN, FEB) == Decimal(125)
+    assert world.counted(FEB, MAR) == Decimal(7)
+    await world.announce(first)  # the same batch announced again (redelivery, replay)
+    assert world.counted(JAN, FEB) == Decimal(125)
+    postings = list(world.deps.usage_postings.all())
+    assert [(p.period_start, p.version, p.quantity, p.outcome) for p in postings] == [
+        (JAN, 1, Decimal("120.5"), Outcome.POSTED),
+        (JAN, 2, Decimal("4.5"), Outcome.POSTED),
+        (FEB, 1, Decimal(7), Outcome.POSTED),
+    ]
+    assert [p.identifier for p in postings] == [
+        f"agg-{world.subscription}-api_calls-20260101:v1",
+        f"agg-{world.subscription}-api_calls-20260101:v2",
+        f"agg-{world.subscription}-api_calls-20260201:v1",
+    ]
+    assert not failed_events(world.runtime.engine)
+
+
+async def test_the_invoice_bills_what_was_posted_for_its_period(world: UsageWorld) -> None:
+    await world.accept(("1000", JAN + DAY), ("336.5", JAN + 20 * DAY))
+    world.advance(FEB + timedelta(hours=1))
+    (line,) = world.usage_invoice_lines()
+    assert Decimal(line.quantity_decimal) == Decimal("1336.5")
+    assert line.amount == 495  # 1336.5 x 0.37 cents = 494.505 -> 495 cents
+
+
+async def test_late_usage_is_adjusted_into_the_next_invoice(world: UsageWorld) -> None:
+    await world.accept(("100", JAN + DAY))
+    world.advance(FEB + timedelta(hours=1))
+    await world.accept(("40", JAN + 10 * DAY))  # January, heard after January was invoiced
+    late = world.deps.usage_postings.of_period(world.subscription, "api_calls", JAN)[-1]
+    assert (late.version, late.quantity, late.outcome) == (2, Decimal(40), Outcome.ADJUSTED)
+    assert late.counted_at == FEB
+    world.advance(MAR + timedelta(hours=1))
+    jan, feb = world.usage_invoice_lines()
+    assert (Decimal(jan.quantity_decimal), Decimal(feb.quantity_decimal)) == (100, 40)
+
+
+async def test_late_usage_is_refused_with_its_reason_under_the_reject_policy(
+    world: UsageWorld,
+) -> None:
+    world.deps.late_usage = LatePosting.REJECT
+    await world.accept(("100", JAN + DAY))
+    world.advance(FEB + timedelta(hours=1))
+    await world.accept(("40", JAN + 10 * DAY))
+    refused = world.deps.usage_postings.of_period(world.subscription, "api_calls", JAN)[-1]
+    assert (refused.outcome, refused.quantity) == (Outcome.REJECTED, Decimal(40))
+    assert refused.reason is not None and "already invoiced" in refused.reason
+    assert world.counted(JAN, MAR) == Decimal(100)
+    assert world.deps.usage_postings.posted_total(world.subscription, "api_calls", JAN) == 100
+    assert not failed_events(world.runtime.engine)
