@@ -144,9 +144,7 @@ class UsageWorld:
 
 
 @pytest.fixture
-async def world(
-    emulator: tuple[StripeEmulator, str], tmp_path: Path
-) -> AsyncIterator[UsageWorld]:
+async def world(emulator: tuple[StripeEmulator, str], tmp_path: Path) -> AsyncIterator[UsageWorld]:
     running, stripe_url = emulator
     running.reset()
     runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
