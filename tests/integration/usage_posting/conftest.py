@@ -53,6 +53,8 @@ class UsageWorld:
     worker: Worker
     ledger: MemoryUsageLedger
     billing: StripeBilling
+    db_url: str = ""
+    stripe_url: str = ""
     subscription: str = ""
     customer: str = ""
     clock: str = ""
@@ -94,6 +96,16 @@ class UsageWorld:
         )
         self.subscription = sub.id
         self.ledger.periods[sub.id] = [(JAN, FEB), (FEB, MAR), (MAR, APR)]
+
+    def systems_yaml(self, folder: Path) -> Path:
+        """The hub's billing connector as a ``systems.yaml`` the CLI loads (``--config``)."""
+        path = folder / "systems.yaml"
+        key = self.billing.config.api_key.get_secret_value()
+        path.write_text(
+            f"billing:\n  kind: stripe\n  settings:\n    api_key: {key}\n"
+            f"    base_url: {self.stripe_url}\n"
+        )
+        return path
 
     def advance(self, to: datetime) -> None:
         self.sdk.v1.test_helpers.test_clocks.advance(
@@ -160,7 +172,16 @@ async def world(emulator: tuple[StripeEmulator, str], tmp_path: Path) -> AsyncIt
                 base_addresses={"api": stripe_url},
                 max_network_retries=0,
             )
-            built = UsageWorld(sdk, runtime, deps, worker, ledger, billing)
+            built = UsageWorld(
+                sdk,
+                runtime,
+                deps,
+                worker,
+                ledger,
+                billing,
+                db_url=f"sqlite:///{tmp_path / 'hub.sqlite'}",
+                stripe_url=stripe_url,
+            )
             built.subscribe()
             yield built
     finally:
