@@ -32,5 +32,6 @@ async def reconcile(
     drifts = with_events(runtime, compare(snapshot, xref))
     periods, usage = await reconcile_usage(runtime, systems.billing, usage_ledger, since=since)
     counts = snapshot.counts()
-    counts.setdefault("billing", {})["usage_period"] = len(periods)
+    if periods:
+        counts.setdefault("billing", {})["usage_period"] = len(periods)
     return Report(started, runtime.clock.now(), since, counts, (*drifts, *usage), snapshot)
