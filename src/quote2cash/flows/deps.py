@@ -30,6 +30,7 @@ from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.usage.postings import LatePosting, UsagePostings
 from quote2cash.usage.records import UsageLedger
+from quote2cash.usage.wiring import open_ledger
 
 R = TypeVar("R")
 
@@ -77,6 +78,7 @@ class FlowDeps:
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
             late_usage=LatePosting(get_settings().usage_late_posting),
+            usage_ledger=open_ledger(runtime),
         )
 
     def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:
