@@ -10,7 +10,8 @@ import pytest
 
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import Billing, UsagePosting
-from quote2cash.engine.errors import DataError
+from quote2cash.engine.errors import DataError, TransientError
+from support.engine_layer import EngineLayer
 
 from .harness import T0, BillingHarness, subscription_for
 
@@ -84,3 +85,23 @@ async def test_usage_lines_bill_the_period_in_arrears_at_the_unit_price_to_the_c
     assert line.amount == Money("4.95", "EUR")  # 1336.5 x 0.0037 = 4.94505
     assert line.invoice_id in harness.invoices_of(sub_id)
     assert await billing.usage_lines(invoice=line.invoice_id) == [line]
+
+
+async def test_rate_limits_and_server_errors_reach_the_engine_and_usage_is_counted_once(
+    billing: Billing, harness: BillingHarness
+) -> None:
+    sub_id, _ = await _metered(billing, harness)
+    postings = [
+        UsagePosting(sub_id, "api_calls", Decimal(n), T0 + timedelta(days=n), f"agg-{n}:v1")
+        for n in (1, 2, 3)
+    ]
+    await billing.post_usage(postings[:1], idempotency_key="evt-2:post")
+    harness.rate_limit_next(2)
+    engine = EngineLayer()
+    receipts = await engine.run(lambda: billing.post_usage(postings, idempotency_key="evt-2:post"))
+    assert len(engine.failures) == 2 and harness.pending_faults() == 0
+    assert [r.identifier for r in receipts] == ["agg-1:v1", "agg-2:v1", "agg-3:v1"]
+    harness.fail_next_server_errors(1)
+    with pytest.raises(TransientError):
+        await billing.post_usage(postings[:1], idempotency_key="evt-3:post")
+    assert await billing.usage_counted(sub_id, "api_calls", T0, FEB) == Decimal(6)

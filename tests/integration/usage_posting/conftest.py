@@ -156,10 +156,11 @@ class UsageWorld:
 
 
 @pytest.fixture
-async def world(emulator: tuple[StripeEmulator, str], tmp_path: Path) -> AsyncIterator[UsageWorld]:
+async def world(emulator: tuple[StripeEmulator, str], db_url: str) -> AsyncIterator[UsageWorld]:
+    """On SQLite and on PostgreSQL (the postings are written by a projection on both)."""
     running, stripe_url = emulator
     running.reset()
-    runtime = Runtime.open(f"sqlite:///{tmp_path / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
+    runtime = Runtime.open(db_url, sqlite_synchronous="NORMAL")
     billing = StripeBilling.for_sandbox(stripe_url)
     try:
         async with billing:
@@ -179,7 +180,7 @@ async def world(emulator: tuple[StripeEmulator, str], tmp_path: Path) -> AsyncIt
                 worker,
                 ledger,
                 billing,
-                db_url=f"sqlite:///{tmp_path / 'hub.sqlite'}",
+                db_url=db_url,
                 stripe_url=stripe_url,
             )
             built.subscribe()
