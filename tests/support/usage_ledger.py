@@ -35,7 +35,8 @@ class MemoryUsageLedger:
     def accept(
         self, subscription: str, meter: str, usage: Sequence[tuple[str, datetime]], **more: Any
     ) -> str:
-        """One accepted batch of ``(quantity, timestamp)`` records; returns its batch id."""
+        """One accepted batch of ``(quantity, timestamp)`` records; returns its batch id
+        (``prefix`` starts the aggregate ids, ``agg`` unless told)."""
         self._batches += 1
         batch = f"batch-{self._batches}"
         for n, (quantity, at) in enumerate(usage, 1):
@@ -50,7 +51,7 @@ class MemoryUsageLedger:
                 timestamp=at,
             )
             start, end = self.period_of(subscription, at)
-            aggregate_id = f"agg-{subscription}-{meter}-{start:%Y%m%d}"
+            aggregate_id = f"{more.get('prefix', 'agg')}-{subscription}-{meter}-{start:%Y%m%d}"
             self._records.setdefault(aggregate_id, []).append(record)
             held = self._aggregates.get(aggregate_id)
             if held is None:

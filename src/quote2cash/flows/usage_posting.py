@@ -12,9 +12,10 @@ reason (reconciliation reports it) and sends nothing.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,9 +37,24 @@ log = logging.getLogger("quote2cash.flows.usage_posting")
 BATCH_ACCEPTED = "usage.batch.accepted"
 
 
+IDENTIFIER_LIMIT = 100
+"""Stripe's longest meter event identifier."""
+
+
 def usage_identifier(aggregate: UsageAggregate) -> str:
-    """Billing's dedup key of one aggregate version."""
-    return f"{aggregate.aggregate_id}:v{aggregate.version}"
+    """Billing's dedup key of one aggregate version: ``<aggregate id>:v<version>``, or a hash of
+    the aggregate id in its place when that would be longer than billing takes."""
+    identifier = f"{aggregate.aggregate_id}:v{aggregate.version}"
+    if len(identifier) <= IDENTIFIER_LIMIT:
+        return identifier
+    digest = hashlib.sha256(aggregate.aggregate_id.encode()).hexdigest()[:40]
+    return f"q2c-{digest}:v{aggregate.version}"
+
+
+def counted_at(now: datetime, start: datetime, end: datetime) -> datetime:
+    """When billing is told the usage happened: now, kept inside ``[start, end)`` (Stripe takes
+    timestamps of the last 35 days only, so not the period's start of a long period)."""
+    return max(start, min(now, end - timedelta(seconds=1)))
 
 
 async def post_accepted_usage(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -128,11 +144,15 @@ async def _post(
         )
         log.warning("%s", reason)
         await ctx.local_step(
-            posting_step("usage.refuse_late ", aggregate.aggregate_id, aggregate.version),
+            posting_step("usage.refuse_late ", identifier),
             lambda _k: record(Outcome.REJECTED, delta, ctx.now, reason=reason).to_json(),
         )
         return
-    at = subscription.current_period_start if late else aggregate.period_start
+    at = (
+        counted_at(ctx.now, subscription.current_period_start, subscription.current_period_end)
+        if late
+        else counted_at(ctx.now, aggregate.period_start, aggregate.period_end)
+    )
     outcome = Outcome.ADJUSTED if late else Outcome.POSTED
 
     async def post(key: str) -> dict[str, Any]:
@@ -149,9 +169,7 @@ async def _post(
             duplicate=receipt.duplicate,
         ).to_json()
 
-    await ctx.step(
-        posting_step("billing.post_usage ", aggregate.aggregate_id, aggregate.version), post
-    )
+    await ctx.step(posting_step("billing.post_usage ", identifier), post)
 
 
 def _subscriptions_named(event: Event) -> set[str]:

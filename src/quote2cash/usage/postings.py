@@ -114,9 +114,10 @@ class Posting:
         return self.outcome is not Outcome.REJECTED
 
 
-def posting_step(prefix: str, aggregate_id: str, version: int) -> str:
-    """The step name that records an aggregate version (``prefix`` from ``POSTING_STEPS``)."""
-    return f"{prefix}{aggregate_id}:v{version}"
+def posting_step(prefix: str, identifier: str) -> str:
+    """The step name that records an aggregate version (``prefix`` from ``POSTING_STEPS``,
+    ``identifier`` billing's, at most 100 characters, so the name fits the step record)."""
+    return f"{prefix}{identifier}"
 
 
 def record_posting(conn: Connection, posting: Posting) -> None:

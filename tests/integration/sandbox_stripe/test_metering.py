@@ -171,3 +171,19 @@ def test_an_identifier_is_deduplicated_for_24_hours_of_real_time_only(sandbox: S
         assert len(events) == 2
     finally:
         store.clock = time.time
+
+
+def test_an_identifier_longer_than_100_characters_is_refused(client: stripe.StripeClient) -> None:
+    client.v1.billing.meters.create(
+        params={"display_name": "C", "event_name": "c", "default_aggregation": {"formula": "sum"}}
+    )
+    customer = make_customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.billing.meter_events.create(
+            params={
+                "event_name": "c",
+                "payload": {"stripe_customer_id": customer.id, "value": "1"},
+                "identifier": "x" * 101,
+            }
+        )
+    assert info.value.param == "identifier" and "100 characters" in str(info.value)

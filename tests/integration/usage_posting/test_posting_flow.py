@@ -52,7 +52,7 @@ async def test_late_usage_is_adjusted_into_the_next_invoice(world: UsageWorld) -
     await world.accept(("40", JAN + 10 * DAY))  # January, heard after January was invoiced
     late = world.deps.usage_postings.of_period(world.subscription, "api_calls", JAN)[-1]
     assert (late.version, late.quantity, late.outcome) == (2, Decimal(40), Outcome.ADJUSTED)
-    assert late.counted_at == FEB
+    assert late.counted_at == MAR - timedelta(seconds=1)  # inside the open period
     world.advance(MAR + timedelta(hours=1))
     jan, feb = world.usage_invoice_lines()
     assert (Decimal(jan.quantity_decimal), Decimal(feb.quantity_decimal)) == (100, 40)
@@ -71,3 +71,14 @@ async def test_late_usage_is_refused_with_its_reason_under_the_reject_policy(
     assert world.counted(JAN, MAR) == Decimal(100)
     assert world.deps.usage_postings.posted_total(world.subscription, "api_calls", JAN) == 100
     assert not failed_events(world.runtime.engine)
+
+
+async def test_a_long_aggregate_id_gets_an_identifier_billing_takes(world: UsageWorld) -> None:
+    batch = world.ledger.accept(
+        world.subscription, "api_calls", [("3", JAN + DAY)], prefix="x" * 120
+    )
+    await world.announce(batch)
+    (posting,) = list(world.deps.usage_postings.all())
+    assert posting.identifier.startswith("q2c-") and len(posting.identifier) <= 100
+    assert posting.aggregate_id.startswith("x" * 120)
+    assert world.counted(JAN, FEB) == Decimal(3)

@@ -150,6 +150,10 @@ def create_meter_event(store: Store, p: Params) -> JSON:
             f"payload[{value_key}]", f"payload[{value_key}] must be a number, got {value!r}."
         )
     identifier = p.str_("identifier") or store.new_id("mev")
+    if len(identifier) > 100:
+        raise invalid_param(
+            "identifier", f"Invalid string: {identifier[:20]}...; must be at most 100 characters"
+        )
     earlier = store.meter_event_ids.get((event_name, identifier))
     received = store.real_now()
     if earlier is not None and received - earlier["_received"] < IDENTIFIER_WINDOW:
