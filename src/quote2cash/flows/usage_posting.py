@@ -52,9 +52,14 @@ def usage_identifier(aggregate: UsageAggregate) -> str:
 
 
 def counted_at(now: datetime, start: datetime, end: datetime) -> datetime:
-    """When billing is told the usage happened: now, kept inside ``[start, end)`` (Stripe takes
-    timestamps of the last 35 days only, so not the period's start of a long period)."""
-    return max(start, min(now, end - timedelta(seconds=1)))
+    """When billing is told the usage happened: now, kept inside the whole minutes of
+    ``[start, end)`` (Stripe takes timestamps of the last 35 days only, so not the start of a
+    long period, and reads its counts back over whole minutes only)."""
+    first = start + timedelta(seconds=-start.timestamp() % 60)
+    last = end - timedelta(seconds=end.timestamp() % 60)
+    if last <= first:
+        first, last = start, end
+    return max(first, min(now, last - timedelta(seconds=1)))
 
 
 async def post_accepted_usage(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:

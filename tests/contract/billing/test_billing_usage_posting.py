@@ -105,3 +105,21 @@ async def test_rate_limits_and_server_errors_reach_the_engine_and_usage_is_count
     with pytest.raises(TransientError):
         await billing.post_usage(postings[:1], idempotency_key="evt-3:post")
     assert await billing.usage_counted(sub_id, "api_calls", T0, FEB) == Decimal(6)
+
+
+async def test_usage_is_read_back_over_a_period_that_starts_mid_minute(
+    billing: Billing, harness: BillingHarness
+) -> None:
+    price = harness.metered_price("api_calls", "1")
+    start = T0 + timedelta(seconds=37)
+    customer = harness.customer_with_card(clock=harness.start_clock(start))
+    created = await billing.create_subscription(
+        subscription_for(customer, [(price, None)], start=start), idempotency_key="evt-1:sub"
+    )
+    sub_id = created.id_in("billing")
+    assert sub_id is not None
+    end = created.current_period_end
+    assert created.current_period_start == start
+    posting = UsagePosting(sub_id, "api_calls", Decimal(8), start + timedelta(minutes=1), "a:v1")
+    await billing.post_usage([posting], idempotency_key="evt-2:post")
+    assert await billing.usage_counted(sub_id, "api_calls", start, end) == Decimal(8)

@@ -187,3 +187,15 @@ def test_an_identifier_longer_than_100_characters_is_refused(client: stripe.Stri
             }
         )
     assert info.value.param == "identifier" and "100 characters" in str(info.value)
+
+
+def test_event_summaries_take_whole_minutes_only(client: stripe.StripeClient) -> None:
+    meter = client.v1.billing.meters.create(
+        params={"display_name": "M", "event_name": "m", "default_aggregation": {"formula": "sum"}}
+    )
+    customer = make_customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.billing.meters.event_summaries.list(
+            meter.id, params={"customer": customer.id, "start_time": T0 + 1, "end_time": T0 + DAY}
+        )
+    assert info.value.param == "start_time" and "minute" in str(info.value)

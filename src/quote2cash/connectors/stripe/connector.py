@@ -845,13 +845,15 @@ class StripeBilling(ClosesOnExit):
     async def usage_counted(
         self, subscription: str, meter: str, start: datetime, end: datetime
     ) -> Decimal:
-        """The meter's event summary for the subscription's customer over ``[start, end)``."""
+        """The meter's event summary for the subscription's customer over the whole minutes of
+        ``[start, end)`` (Stripe summarises whole minutes only; the hub's postings keep their
+        timestamps inside them, see ``flows.usage_posting.counted_at``)."""
         target = await self._meter_of(subscription, meter)
-        params: Any = {
-            "customer": target.customer,
-            "start_time": int(start.timestamp()),
-            "end_time": int(end.timestamp()),
-        }
+        first = -(-int(start.timestamp()) // 60) * 60
+        last = int(end.timestamp()) // 60 * 60
+        if last <= first:
+            return Decimal(0)
+        params: Any = {"customer": target.customer, "start_time": first, "end_time": last}
         page = await self._call(
             f"read usage of meter {target.meter_id} for subscription {subscription}",
             lambda: self._sdk.v1.billing.meters.event_summaries.list_async(

@@ -216,11 +216,15 @@ def create_meter_event_adjustment(store: Store, p: Params) -> JSON:
 
 @route("GET", "/v1/billing/meters/{id}/event_summaries")
 def meter_event_summaries(store: Store, p: Params, id: str) -> JSON:
-    """One summary over ``[start_time, end_time)``; a usage quantity (JSON number), not money."""
+    """One summary over ``[start_time, end_time)`` (both on whole minutes, as Stripe requires);
+    a usage quantity (JSON number), not money."""
     meter = store.get("billing.meter", id)
     customer = p.req_str("customer")
     start = p.req_int("start_time")
     end = p.req_int("end_time")
+    for name, value in (("start_time", start), ("end_time", end)):
+        if value % 60:
+            raise invalid_param(name, f"{name} must be aligned with minute boundaries.")
     key = meter["customer_mapping"]["event_payload_key"]
     value_key = meter["value_settings"]["event_payload_key"]
     values = [
