@@ -77,6 +77,29 @@ class MemoryUsageLedger:
             )
         return batch
 
+    def amend(self, record_id: str, quantity: str) -> str:
+        """A correction of one record (same id, new quantity) in a batch of its own; returns the
+        batch id. Its aggregate gets a new version with the difference."""
+        self._batches += 1
+        batch = f"batch-{self._batches}"
+        for aggregate_id, records in self._records.items():
+            for n, held in enumerate(records):
+                if held.record_id != record_id:
+                    continue
+                new = replace(
+                    held, quantity=Decimal(quantity), batch_id=batch, revision=held.revision + 1
+                )
+                records[n] = new
+                aggregate = self._aggregates[aggregate_id]
+                self._aggregates[aggregate_id] = replace(
+                    aggregate,
+                    quantity=aggregate.quantity - held.quantity + new.quantity,
+                    batch_ids=(*aggregate.batch_ids, batch),
+                    version=aggregate.version + 1,
+                )
+                return batch
+        raise KeyError(record_id)
+
     # --- the protocol ----------------------------------------------------------------------
 
     def records_of(self, aggregate_id: str) -> Iterator[AcceptedRecord]:

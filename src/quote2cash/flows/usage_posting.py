@@ -112,7 +112,7 @@ async def _post(
     billing_id: str,
     subscription: Subscription,
 ) -> None:
-    before = deps.usage_postings.posted_total(
+    before = deps.usage_postings.handed_total(
         aggregate.subscription, aggregate.meter, aggregate.period_start
     )
     delta = aggregate.quantity - before
@@ -140,16 +140,25 @@ async def _post(
             **more,
         )
 
-    if late and deps.late_usage is LatePosting.REJECT:
+    reason = None
+    if delta < 0:
+        reason = (
+            f"usage {identifier}: the correction lowers {aggregate.meter} of subscription "
+            f"{billing_id} for {aggregate.period_start.date().isoformat()} by {-delta} "
+            f"{aggregate.unit}; billing meters only add, so it is not posted (a person credits "
+            "it)"
+        )
+    elif late and deps.late_usage is LatePosting.REJECT:
         reason = (
             f"usage {identifier}: billing period {aggregate.period_start.isoformat()} - "
             f"{aggregate.period_end.isoformat()} of subscription {billing_id} is already "
             f"invoiced (open period starts {subscription.current_period_start.isoformat()}); "
             f"late-usage policy reject: {delta} {aggregate.unit} not posted"
         )
+    if reason is not None:
         log.warning("%s", reason)
         await ctx.local_step(
-            posting_step("usage.refuse_late ", identifier),
+            posting_step("usage.refuse ", identifier),
             lambda _k: record(Outcome.REJECTED, delta, ctx.now, reason=reason).to_json(),
         )
         return

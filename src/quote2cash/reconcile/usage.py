@@ -41,6 +41,8 @@ class UsagePeriod:
     invoiced: Decimal | None
     line: str | None
     identifiers: tuple[str, ...]
+    refusals: tuple[str, ...] = ()
+    """Why versions were refused (late-usage policy, a correction lowering usage)."""
 
     @property
     def key(self) -> str:
@@ -119,6 +121,7 @@ async def read_usage_periods(
                 invoiced=line.quantity if line else None,
                 line=line.line_id if line else None,
                 identifiers=tuple(p.identifier for p in period_postings),
+                refusals=tuple(p.reason or "refused" for p in period_postings if not p.counted),
             )
         )
     return found
@@ -141,11 +144,21 @@ def usage_drifts(periods: list[UsagePeriod]) -> list[Drift]:
             drifts.append(
                 drift(
                     DriftKind.MISSING if period.ingested > handed else DriftKind.USAGE,
-                    f"ingested {period.ingested} {period.meter} but posted {period.posted}"
-                    + (f" and refused {period.refused}" if period.refused else ""),
+                    f"ingested {period.ingested} {period.meter} but handed {handed} to billing "
+                    f"(posted {period.posted}, refused {period.refused})",
                     "let the usage posting flow run (or replay the batch's "
-                    "usage.batch.accepted event); a posted quantity above the ingested one "
-                    "needs a person",
+                    "usage.batch.accepted event); more handed than ingested needs a person",
+                )
+            )
+        elif period.refused:
+            drifts.append(
+                drift(
+                    DriftKind.USAGE,
+                    f"ingested {period.ingested if period.ingested is not None else '?'} "
+                    f"{period.meter}, billing was sent {period.posted}: "
+                    + "; ".join(period.refusals),
+                    "a person credits or charges the refused usage (credit note or one-off "
+                    "charge on the next invoice)",
                 )
             )
         if period.counted != period.sent_into:

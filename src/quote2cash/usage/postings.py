@@ -23,7 +23,7 @@ from quote2cash.store.upsert import insert_missing
 if TYPE_CHECKING:
     from quote2cash.engine.events import Event
 
-POSTING_STEPS = ("billing.post_usage ", "usage.refuse_late ")
+POSTING_STEPS = ("billing.post_usage ", "usage.refuse ")
 """Step name prefixes whose results are postings (each followed by the aggregate and version)."""
 
 _decoder = msgspec.json.Decoder()
@@ -39,7 +39,8 @@ class LatePosting(StrEnum):
 
 class Outcome(StrEnum):
     """What became of an aggregate version: counted in its own period, moved into the open
-    period by the ``adjust`` policy, or refused by the ``reject`` policy (nothing sent)."""
+    period by the ``adjust`` policy, or refused (nothing sent: the ``reject`` policy, or a
+    correction that lowers usage, which billing meters cannot subtract)."""
 
     POSTED = "posted"
     ADJUSTED = "adjusted"
@@ -203,6 +204,13 @@ class UsagePostings:
         return sum(
             (p.quantity for p in self.of_period(subscription, meter, period_start) if p.counted),
             Decimal(0),
+        )
+
+    def handed_total(self, subscription: str, meter: str, period_start: datetime) -> Decimal:
+        """Everything handed to posting for the period, sent or refused: a new version's delta
+        is taken over this, so refused usage is refused once, not again with the next one."""
+        return sum(
+            (p.quantity for p in self.of_period(subscription, meter, period_start)), Decimal(0)
         )
 
     def counted_in(

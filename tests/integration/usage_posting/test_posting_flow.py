@@ -70,7 +70,30 @@ async def test_late_usage_is_refused_with_its_reason_under_the_reject_policy(
     assert refused.reason is not None and "already invoiced" in refused.reason
     assert world.counted(JAN, MAR) == Decimal(100)
     assert world.deps.usage_postings.posted_total(world.subscription, "api_calls", JAN) == 100
+    await world.accept(("5", JAN + 11 * DAY))  # refused once, not again with the next version
+    again = world.deps.usage_postings.of_period(world.subscription, "api_calls", JAN)[-1]
+    assert (again.version, again.outcome, again.quantity) == (3, Outcome.REJECTED, Decimal(5))
     assert not failed_events(world.runtime.engine)
+
+
+async def test_a_correction_that_lowers_usage_is_refused_not_sent_negative(
+    world: UsageWorld,
+) -> None:
+    batch = await world.accept(("100", JAN + DAY), ("30", JAN + 2 * DAY))
+    world.ledger.amend(f"{batch}-2", "10")
+    await world.announce("correction")
+    lowered = world.deps.usage_postings.of_period(world.subscription, "api_calls", JAN)[-1]
+    assert (lowered.version, lowered.outcome, lowered.quantity) == (
+        2,
+        Outcome.REJECTED,
+        Decimal(-20),
+    )
+    assert lowered.reason is not None and "lowers api_calls" in lowered.reason
+    assert world.counted(JAN, FEB) == Decimal(130)
+    await world.accept(("7", JAN + 3 * DAY))
+    latest = world.deps.usage_postings.of_period(world.subscription, "api_calls", JAN)[-1]
+    assert (latest.version, latest.outcome, latest.quantity) == (3, Outcome.POSTED, Decimal(7))
+    assert world.counted(JAN, FEB) == Decimal(137)
 
 
 async def test_a_long_aggregate_id_gets_an_identifier_billing_takes(world: UsageWorld) -> None:

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from quote2cash.reconcile.model import DriftKind
 from quote2cash.reconcile.usage import reconcile_usage
+from quote2cash.usage.postings import LatePosting
 
 from .conftest import FEB, JAN, MAR, UsageWorld
 
@@ -73,3 +74,18 @@ async def test_usage_ingested_but_not_posted_is_found(world: UsageWorld) -> None
     ]
     assert drifts[0].values["ingested"] == "16" and drifts[0].values["posted"] == "10"
     assert [p.counted for p in periods] == [Decimal(10), Decimal(0)]
+
+
+async def test_refused_usage_is_reported_with_its_reason(world: UsageWorld) -> None:
+    world.deps.late_usage = LatePosting.REJECT
+    await world.accept(("10", JAN + DAY))
+    world.advance(FEB + timedelta(hours=1))
+    await world.accept(("4", JAN + 9 * DAY))
+    _, drifts = await reconcile_usage(world.runtime, world.billing, world.ledger)
+    (drift,) = drifts
+    assert drift.kind is DriftKind.USAGE and "already invoiced" in drift.detail
+    assert (drift.values["ingested"], drift.values["posted"], drift.values["refused"]) == (
+        "14",
+        "10",
+        "4",
+    )
