@@ -64,30 +64,24 @@ def counted_at(now: datetime, start: datetime, end: datetime) -> datetime:
 
 async def post_accepted_usage(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``usage.batch.accepted``: post every pending aggregate of the batch's subscriptions,
-    oldest period first, each version once."""
+    oldest period first, each version once. An aggregate is the batch's when it names one of
+    them by any of its names (as given, billing's id, the hub's global id), resolved once per
+    event, never per aggregate."""
     ledger = deps.usage_ledger
     if ledger is None:
         raise MappingError("usage posting needs the usage ledger; none is configured")
-    resolved: dict[str, str] = {}
-
-    def billing_of(reference: str) -> str:
-        if reference not in resolved:
-            resolved[reference] = billing_subscription_of(deps, reference)
-        return resolved[reference]
-
     named = _subscriptions_named(event)
-    named |= {billing_of(n) for n in named}
-    pending = [
-        a
-        for a in ledger.pending_aggregates()
-        if a.subscription in named or billing_of(a.subscription) in named
-    ]
+    billing_ids = {n: billing_subscription_of(deps, n) for n in sorted(named)}
+    aliases = named | set(billing_ids.values()) | _global_ids(deps, set(billing_ids.values()))
+    pending = [a for a in ledger.pending_aggregates() if a.subscription in aliases]
     pending.sort(key=lambda a: (a.subscription, a.period_start, a.meter, a.version))
     read: dict[str, Subscription] = {}
     for aggregate in pending:
         if deps.usage_postings.of_aggregate(aggregate.aggregate_id, aggregate.version):
             continue
-        billing_id = billing_of(aggregate.subscription)
+        billing_id = billing_ids.get(aggregate.subscription) or billing_subscription_of(
+            deps, aggregate.subscription
+        )
         if billing_id not in read:
             read[billing_id] = await _read_subscription(ctx, deps, billing_id)
         await _post(ctx, event, deps, aggregate, billing_id, read[billing_id])
@@ -203,6 +197,12 @@ def _subscriptions_named(event: Event) -> set[str]:
             f"{CONTRACT_PREFIX} subject expected)"
         )
     return named
+
+
+def _global_ids(deps: FlowDeps, billing_ids: set[str]) -> set[str]:
+    """The hub's global ids of billing subscriptions (another name an aggregate may use)."""
+    found = (deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", b) for b in sorted(billing_ids))
+    return {g for g in found if g}
 
 
 def billing_subscription_of(deps: FlowDeps, reference: str) -> str:
