@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from quote2cash.engine.queries import failed_events
+from quote2cash.masterdata.xref import Kind
 from quote2cash.usage.postings import LatePosting, Outcome
 
 from .conftest import FEB, JAN, MAR, UsageWorld
@@ -105,3 +106,17 @@ async def test_a_long_aggregate_id_gets_an_identifier_billing_takes(world: Usage
     assert posting.identifier.startswith("q2c-") and len(posting.identifier) <= 100
     assert posting.aggregate_id.startswith("x" * 120)
     assert world.counted(JAN, FEB) == Decimal(3)
+
+
+async def test_usage_named_by_the_hubs_global_id_reaches_billings_subscription(
+    world: UsageWorld,
+) -> None:
+    gid = world.deps.xref.ensure_global_id(
+        Kind.SUBSCRIPTION, "billing", world.subscription, actor="test"
+    )
+    world.ledger.periods[gid] = world.ledger.periods[world.subscription]
+    batch = world.ledger.accept(gid, "api_calls", [("12", JAN + DAY)])
+    await world.announce(batch)  # the event names billing's id; the aggregate the global id
+    (posting,) = list(world.deps.usage_postings.all())
+    assert (posting.subscription, posting.billing_subscription) == (gid, world.subscription)
+    assert world.counted(JAN, FEB) == Decimal(12)
