@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -60,39 +60,40 @@ CONCURRENCY = 8
 @dataclass
 class RoundsLedger:
     """The benchmark's stand-in for intake's ledger: one aggregate per subscription, a new
-    version (10 more calls) each round."""
+    version (10 more calls, cumulative) each round, frozen when handed over."""
 
     aggregates: dict[str, UsageAggregate] = field(default_factory=dict)
+    handed: dict[str, UsageAggregate] = field(default_factory=dict)
 
     def next_round(self, periods: dict[str, tuple[datetime, datetime]]) -> None:
         for sub, (start, end) in periods.items():
             held = self.aggregates.get(sub)
-            self.aggregates[sub] = (
-                UsageAggregate(
-                    aggregate_id=f"bench-{sub}",
-                    subscription=sub,
-                    meter=METER,
-                    period_start=start,
-                    period_end=end,
-                    quantity=Decimal(10),
-                    unit="call",
-                    record_count=1,
-                    batch_ids=("b1",),
-                )
-                if held is None
-                else replace(
-                    held,
-                    quantity=held.quantity + 10,
-                    version=held.version + 1,
-                    batch_ids=(*held.batch_ids, f"b{held.version + 1}"),
-                )
+            version = 1 if held is None else held.version + 1
+            self.aggregates[sub] = UsageAggregate(
+                aggregate_id=f"bench-{sub}-v{version}",
+                subscription=sub,
+                meter=METER,
+                period_start=start,
+                period_end=end,
+                quantity=Decimal(10 * version),
+                unit="call",
+                record_count=version,
+                batch_ids=tuple(f"b{n}" for n in range(1, version + 1)),
+                version=version,
             )
 
     def records_of(self, aggregate_id: str) -> list[AcceptedRecord]:
         return []
 
     def pending_aggregates(self) -> Sequence[UsageAggregate]:
-        return list(self.aggregates.values())
+        return [a for a in self.aggregates.values() if a.aggregate_id not in self.handed]
+
+    def hand_over(self, aggregate_ids: Sequence[str], at: datetime) -> Sequence[UsageAggregate]:
+        known = {a.aggregate_id: a for a in self.aggregates.values()} | self.handed
+        for aggregate_id in aggregate_ids:
+            if aggregate_id in known:
+                self.handed[aggregate_id] = known[aggregate_id]
+        return [known[i] for i in aggregate_ids if i in known]
 
     def ingested_total(self, subscription: str, meter: str, period_start: datetime) -> Decimal:
         held = self.aggregates.get(subscription)
@@ -158,7 +159,11 @@ async def through_the_hub(
             for r in range(rounds):
                 ledger.next_round(periods)
                 batch = [
-                    new_event(BATCH_ACCEPTED, f"contract:{sub}", {"subscriptions": [sub]})
+                    new_event(
+                        BATCH_ACCEPTED,
+                        f"contract:{sub}",
+                        {"subscription": sub, "aggregates": [ledger.aggregates[sub].aggregate_id]},
+                    )
                     for sub in periods
                 ]
                 runtime.log.append_many(batch)

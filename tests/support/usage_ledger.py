@@ -1,9 +1,10 @@
 """A TEST DOUBLE of the ``UsageLedger`` protocol (usage/records.py), in memory.
 
 Posting, explain and usage reconciliation are tested against it until usage intake's real
-ledger (SQL, deduplicated against all history) replaces it in the integration; it keeps only
-what the protocol promises: records per aggregate, aggregates per subscription meter and
-billing period, a new version whenever a batch adds to an aggregate.
+ledger (SQL, deduplicated against all history) replaces it in the integration; it keeps what
+the protocol promises and intake's ledger does: one aggregate per subscription meter and
+billing period, growing in place until it is handed over to posting; records for a handed
+version make the next version (``<key>-v<n>``), whose quantity and batches are cumulative.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ class MemoryUsageLedger:
     """Accepted records by aggregate; ``periods`` lists each subscription's billing periods."""
 
     periods: dict[str, list[tuple[datetime, datetime]]] = field(default_factory=dict)
+    touched: dict[str, list[str]] = field(default_factory=dict)
+    """Per batch, the aggregate versions it made or changed (what intake's event names)."""
     _records: dict[str, list[AcceptedRecord]] = field(default_factory=dict)
-    _aggregates: dict[str, UsageAggregate] = field(default_factory=dict)
+    """Per period key, every record at its latest revision."""
+    _versions: dict[str, list[UsageAggregate]] = field(default_factory=dict)
+    _handed: set[str] = field(default_factory=set)
     _batches: int = 0
 
     def period_of(self, subscription: str, at: datetime) -> tuple[datetime, datetime]:
@@ -32,13 +37,49 @@ class MemoryUsageLedger:
                 return start, end
         raise ValueError(f"{subscription}: no billing period holds {at.isoformat()}")
 
+    def _new_batch(self) -> str:
+        self._batches += 1
+        batch = f"batch-{self._batches}"
+        self.touched[batch] = []
+        return batch
+
+    def _add(self, key: str, batch: str, difference: Decimal, records: int, **made: Any) -> None:
+        """Fold a batch's change into the period's newest version, or a successor if handed."""
+        versions = self._versions.setdefault(key, [])
+        newest = versions[-1] if versions else None
+        if newest is None:
+            made_now = UsageAggregate(
+                aggregate_id=f"{key}-v1",
+                quantity=difference,
+                record_count=records,
+                batch_ids=(batch,),
+                **made,
+            )
+            versions.append(made_now)
+        else:
+            batches = tuple(dict.fromkeys((*newest.batch_ids, batch)))
+            grown = replace(
+                newest,
+                quantity=newest.quantity + difference,
+                record_count=newest.record_count + records,
+                batch_ids=batches,
+            )
+            if newest.aggregate_id in self._handed:
+                version = newest.version + 1
+                grown = replace(grown, aggregate_id=f"{key}-v{version}", version=version)
+                versions.append(grown)
+            else:
+                versions[-1] = grown
+            made_now = grown
+        if made_now.aggregate_id not in self.touched[batch]:
+            self.touched[batch].append(made_now.aggregate_id)
+
     def accept(
         self, subscription: str, meter: str, usage: Sequence[tuple[str, datetime]], **more: Any
     ) -> str:
         """One accepted batch of ``(quantity, timestamp)`` records; returns its batch id
         (``prefix`` starts the aggregate ids, ``agg`` unless told)."""
-        self._batches += 1
-        batch = f"batch-{self._batches}"
+        batch = self._new_batch()
         for n, (quantity, at) in enumerate(usage, 1):
             record = AcceptedRecord(
                 source="test",
@@ -51,38 +92,25 @@ class MemoryUsageLedger:
                 timestamp=at,
             )
             start, end = self.period_of(subscription, at)
-            aggregate_id = f"{more.get('prefix', 'agg')}-{subscription}-{meter}-{start:%Y%m%d}"
-            self._records.setdefault(aggregate_id, []).append(record)
-            held = self._aggregates.get(aggregate_id)
-            if held is None:
-                self._aggregates[aggregate_id] = UsageAggregate(
-                    aggregate_id=aggregate_id,
-                    subscription=subscription,
-                    meter=meter,
-                    period_start=start,
-                    period_end=end,
-                    quantity=record.quantity,
-                    unit=record.unit,
-                    record_count=1,
-                    batch_ids=(batch,),
-                )
-                continue
-            new_batch = batch not in held.batch_ids
-            self._aggregates[aggregate_id] = replace(
-                held,
-                quantity=held.quantity + record.quantity,
-                record_count=held.record_count + 1,
-                batch_ids=(*held.batch_ids, batch) if new_batch else held.batch_ids,
-                version=held.version + 1 if new_batch else held.version,
+            key = f"{more.get('prefix', 'agg')}-{subscription}-{meter}-{start:%Y%m%d}"
+            self._records.setdefault(key, []).append(record)
+            self._add(
+                key,
+                batch,
+                record.quantity,
+                1,
+                subscription=subscription,
+                meter=meter,
+                period_start=start,
+                period_end=end,
+                unit=record.unit,
             )
         return batch
 
     def amend(self, record_id: str, quantity: str) -> str:
-        """A correction of one record (same id, new quantity) in a batch of its own; returns the
-        batch id. Its aggregate gets a new version with the difference."""
-        self._batches += 1
-        batch = f"batch-{self._batches}"
-        for aggregate_id, records in self._records.items():
+        """A correction of one record (same id, new quantity) in a batch of its own."""
+        batch = self._new_batch()
+        for key, records in self._records.items():
             for n, held in enumerate(records):
                 if held.record_id != record_id:
                     continue
@@ -90,31 +118,50 @@ class MemoryUsageLedger:
                     held, quantity=Decimal(quantity), batch_id=batch, revision=held.revision + 1
                 )
                 records[n] = new
-                aggregate = self._aggregates[aggregate_id]
-                self._aggregates[aggregate_id] = replace(
-                    aggregate,
-                    quantity=aggregate.quantity - held.quantity + new.quantity,
-                    batch_ids=(*aggregate.batch_ids, batch),
-                    version=aggregate.version + 1,
-                )
+                self._add(key, batch, new.quantity - held.quantity, 0)
                 return batch
         raise KeyError(record_id)
+
+    def _key_of(self, aggregate_id: str) -> tuple[str, UsageAggregate] | None:
+        for key, versions in self._versions.items():
+            for version in versions:
+                if version.aggregate_id == aggregate_id:
+                    return key, version
+        return None
 
     # --- the protocol ----------------------------------------------------------------------
 
     def records_of(self, aggregate_id: str) -> Iterator[AcceptedRecord]:
-        yield from self._records.get(aggregate_id, [])
+        """The period's records of the version's batches (latest revisions)."""
+        found = self._key_of(aggregate_id)
+        if found is None:
+            return iter(())
+        key, version = found
+        return (r for r in self._records.get(key, []) if r.batch_id in version.batch_ids)
 
     def pending_aggregates(self) -> Sequence[UsageAggregate]:
-        """The newest version of every aggregate (posting skips versions it recorded)."""
-        return list(self._aggregates.values())
+        return [
+            versions[-1]
+            for versions in self._versions.values()
+            if versions[-1].aggregate_id not in self._handed
+        ]
+
+    def hand_over(self, aggregate_ids: Sequence[str], at: datetime) -> Sequence[UsageAggregate]:
+        frozen = []
+        for aggregate_id in aggregate_ids:
+            found = self._key_of(aggregate_id)
+            if found is not None:
+                self._handed.add(aggregate_id)
+                frozen.append(found[1])
+        return frozen
 
     def ingested_total(self, subscription: str, meter: str, period_start: datetime) -> Decimal:
-        return sum(
-            (
-                a.quantity
-                for a in self._aggregates.values()
-                if (a.subscription, a.meter, a.period_start) == (subscription, meter, period_start)
-            ),
-            Decimal(0),
-        )
+        for versions in self._versions.values():
+            newest = versions[-1]
+            if (newest.subscription, newest.meter, newest.period_start) == (
+                subscription,
+                meter,
+                period_start,
+            ):
+                return newest.quantity
+        return Decimal(0)

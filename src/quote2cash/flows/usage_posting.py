@@ -63,20 +63,32 @@ def counted_at(now: datetime, start: datetime, end: datetime) -> datetime:
 
 
 async def post_accepted_usage(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``usage.batch.accepted``: post every pending aggregate of the batch's subscriptions,
-    oldest period first, each version once. An aggregate is the batch's when it names one of
-    them by any of its names (as given, billing's id, the hub's global id), resolved once per
-    event, never per aggregate."""
+    """``usage.batch.accepted``: hand the batch's aggregate versions (``data['aggregates']``)
+    and its subscriptions' pending ones over to posting (frozen: later records make new
+    versions), then post each version not posted yet, oldest period first.
+
+    The hand-over is a recorded step, so a re-run posts exactly the versions and quantities it
+    froze; the ledger's hand-over is idempotent, so a crash before that record re-freezes the
+    same versions (named by the event). An aggregate is the batch's when it names one of its
+    subscriptions by any of its names (as given, billing's id, the hub's global id), resolved
+    once per event, never per aggregate."""
     ledger = deps.usage_ledger
     if ledger is None:
         raise MappingError("usage posting needs the usage ledger; none is configured")
     named = _subscriptions_named(event)
     billing_ids = {n: billing_subscription_of(deps, n) for n in sorted(named)}
     aliases = named | set(billing_ids.values()) | _global_ids(deps, set(billing_ids.values()))
-    pending = [a for a in ledger.pending_aggregates() if a.subscription in aliases]
-    pending.sort(key=lambda a: (a.subscription, a.period_start, a.meter, a.version))
+    listed = event.data.get("aggregates")
+    ids = {str(i) for i in listed if i} if isinstance(listed, list) else set()
+    ids |= {a.aggregate_id for a in ledger.pending_aggregates() if a.subscription in aliases}
+
+    def hand_over(_key: str) -> list[dict[str, Any]]:
+        return [_aggregate_json(a) for a in ledger.hand_over(sorted(ids), ctx.now)]
+
+    handed = [_aggregate_of(d) for d in await ctx.local_step("usage.hand_over", hand_over)]
+    handed.sort(key=lambda a: (a.subscription, a.period_start, a.meter, a.version))
     read: dict[str, Subscription] = {}
-    for aggregate in pending:
+    for aggregate in handed:
         if deps.usage_postings.of_aggregate(aggregate.aggregate_id, aggregate.version):
             continue
         billing_id = billing_ids.get(aggregate.subscription) or billing_subscription_of(
@@ -85,6 +97,36 @@ async def post_accepted_usage(ctx: HandlerContext, event: Event, deps: FlowDeps)
         if billing_id not in read:
             read[billing_id] = await _read_subscription(ctx, deps, billing_id)
         await _post(ctx, event, deps, aggregate, billing_id, read[billing_id])
+
+
+def _aggregate_json(aggregate: UsageAggregate) -> dict[str, Any]:
+    return {
+        "aggregate_id": aggregate.aggregate_id,
+        "subscription": aggregate.subscription,
+        "meter": aggregate.meter,
+        "period_start": aggregate.period_start.isoformat(),
+        "period_end": aggregate.period_end.isoformat(),
+        "quantity": str(aggregate.quantity),
+        "unit": aggregate.unit,
+        "record_count": aggregate.record_count,
+        "batch_ids": list(aggregate.batch_ids),
+        "version": aggregate.version,
+    }
+
+
+def _aggregate_of(data: dict[str, Any]) -> UsageAggregate:
+    return UsageAggregate(
+        aggregate_id=str(data["aggregate_id"]),
+        subscription=str(data["subscription"]),
+        meter=str(data["meter"]),
+        period_start=datetime.fromisoformat(data["period_start"]),
+        period_end=datetime.fromisoformat(data["period_end"]),
+        quantity=Decimal(data["quantity"]),
+        unit=str(data["unit"]),
+        record_count=int(data["record_count"]),
+        batch_ids=tuple(str(b) for b in data["batch_ids"]),
+        version=int(data["version"]),
+    )
 
 
 async def _read_subscription(ctx: HandlerContext, deps: FlowDeps, billing_id: str) -> Subscription:

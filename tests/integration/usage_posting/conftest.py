@@ -124,7 +124,11 @@ class UsageWorld:
             new_event(
                 BATCH_ACCEPTED,
                 f"contract:{self.subscription}",
-                {"batch_id": batch, "subscriptions": [self.subscription]},
+                {
+                    "batch_id": batch,
+                    "subscription": self.subscription,
+                    "aggregates": self.ledger.touched.get(batch, []),
+                },
                 id=f"usage-{batch}-{self._events}",
             )
         )

@@ -32,9 +32,9 @@ async def test_each_version_is_posted_once_as_a_delta_and_a_replay_posts_nothing
         (FEB, 1, Decimal(7), Outcome.POSTED),
     ]
     assert [p.identifier for p in postings] == [
-        f"agg-{world.subscription}-api_calls-20260101:v1",
-        f"agg-{world.subscription}-api_calls-20260101:v2",
-        f"agg-{world.subscription}-api_calls-20260201:v1",
+        f"agg-{world.subscription}-api_calls-20260101-v1:v1",
+        f"agg-{world.subscription}-api_calls-20260101-v2:v2",
+        f"agg-{world.subscription}-api_calls-20260201-v1:v1",
     ]
     assert not failed_events(world.runtime.engine)
 
@@ -120,3 +120,18 @@ async def test_usage_named_by_the_hubs_global_id_reaches_billings_subscription(
     (posting,) = list(world.deps.usage_postings.all())
     assert (posting.subscription, posting.billing_subscription) == (gid, world.subscription)
     assert world.counted(JAN, FEB) == Decimal(12)
+
+
+async def test_versions_frozen_by_a_run_that_crashed_are_posted_by_the_next(
+    world: UsageWorld,
+) -> None:
+    batch = world.ledger.accept(world.subscription, "api_calls", [("9", JAN + DAY)])
+    world.ledger.hand_over(world.ledger.touched[batch], JAN)  # frozen, then the worker died
+    assert world.ledger.pending_aggregates() == []
+    late = world.ledger.accept(world.subscription, "api_calls", [("1", JAN + 2 * DAY)])
+    assert world.ledger.touched[late] != world.ledger.touched[batch]  # a new version
+    await world.announce(batch)  # the event names the frozen version
+    await world.announce(late)
+    postings = list(world.deps.usage_postings.all())
+    assert [(p.version, p.quantity) for p in postings] == [(1, Decimal(9)), (2, Decimal(1))]
+    assert world.counted(JAN, FEB) == Decimal(10)
