@@ -123,9 +123,11 @@ _customer_commands()
 
 
 def _usage_commands() -> None:
-    from quote2cash.cli_usage import register
+    from quote2cash.cli_usage_explain import register as register_explain
 
-    register(app)
+    usage_app = typer.Typer(help="Usage records: explain invoice lines.", no_args_is_help=True)
+    register_explain(usage_app)
+    app.add_typer(usage_app, name="usage")
 
 
 _usage_commands()

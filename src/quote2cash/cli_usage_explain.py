@@ -1,4 +1,7 @@
-"""``q2c usage``: explain a metered invoice line down to the usage records behind it."""
+"""``q2c usage explain``: a metered invoice line down to the usage records behind it.
+
+``register(usage_app)`` adds the command to the ``q2c usage`` group (intake's commands live
+beside it in their own module)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,6 @@ from rich.table import Table
 from quote2cash.cli_text import print_table as print_wide
 from quote2cash.engine.errors import IntegrationError
 
-usage_app = typer.Typer(help="Usage records: posting to billing, explain.", no_args_is_help=True)
 console = Console()
 
 DbOption = Annotated[
@@ -28,7 +30,6 @@ SandboxOption = Annotated[str, typer.Option("--workdir", help="The sandbox's fol
 FormatOption = Annotated[str, typer.Option("--format", help="table or json")]
 
 
-@usage_app.command("explain")
 def explain_command(
     invoice_line: Annotated[
         str,
@@ -111,5 +112,6 @@ def _print(data: dict[str, Any]) -> None:
     )
 
 
-def register(app: Any) -> None:
-    app.add_typer(usage_app, name="usage")
+def register(usage_app: typer.Typer) -> None:
+    """Add ``explain`` to the ``q2c usage`` group."""
+    usage_app.command("explain")(explain_command)
