@@ -17,6 +17,7 @@ from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.stripe import StripeBilling
 from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.events import new_event
+from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
@@ -55,6 +56,7 @@ class UsageWorld:
     billing: StripeBilling
     db_url: str = ""
     stripe_url: str = ""
+    emulator: StripeEmulator | None = None
     subscription: str = ""
     customer: str = ""
     clock: str = ""
@@ -171,7 +173,8 @@ async def world(emulator: tuple[StripeEmulator, str], db_url: str) -> AsyncItera
             deps = FlowDeps.build(runtime, Systems(billing=billing), packaged_config_dir())
             ledger = MemoryUsageLedger()
             deps.usage_ledger = ledger
-            worker = Worker(runtime, build_registry(deps), commit_interval=0.01)
+            quick = RetryPolicy(max_attempts=5, base_seconds=0.05, cap_seconds=0.2)
+            worker = Worker(runtime, build_registry(deps, quick), commit_interval=0.01)
             sdk = stripe.StripeClient(
                 api_key=billing.config.api_key.get_secret_value(),
                 base_addresses={"api": stripe_url},
@@ -186,6 +189,7 @@ async def world(emulator: tuple[StripeEmulator, str], db_url: str) -> AsyncItera
                 billing,
                 db_url=db_url,
                 stripe_url=stripe_url,
+                emulator=running,
             )
             built.subscribe()
             yield built

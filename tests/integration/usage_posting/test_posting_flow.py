@@ -3,16 +3,22 @@ order; re-runs and replays post nothing twice; late usage follows the configured
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
+from quote2cash.engine.control import pause_system, resume_system
+from quote2cash.engine.events import new_event
 from quote2cash.engine.queries import failed_events
+from quote2cash.flows.usage_posting import BATCH_ACCEPTED
+from quote2cash.identity import Operator
 from quote2cash.masterdata.xref import Kind
 from quote2cash.usage.postings import LatePosting, Outcome
 
 from .conftest import FEB, JAN, MAR, UsageWorld
 
 DAY = timedelta(days=1)
+OPS = Operator("ops", frozenset({"operator"}), via="token")
 
 
 async def test_each_version_is_posted_once_as_a_delta_and_a_replay_posts_nothing(
@@ -135,3 +141,43 @@ async def test_versions_frozen_by_a_run_that_crashed_are_posted_by_the_next(
     postings = list(world.deps.usage_postings.all())
     assert [(p.version, p.quantity) for p in postings] == [(1, Decimal(9)), (2, Decimal(1))]
     assert world.counted(JAN, FEB) == Decimal(10)
+
+
+async def drain_until_posted(world: UsageWorld, count: int) -> None:
+    """Run the worker until ``count`` postings are recorded (retries wait their backoff)."""
+    for _ in range(100):
+        await world.worker.drain()
+        if len(list(world.deps.usage_postings.all())) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"fewer than {count} postings after the retries")
+
+
+async def test_a_rate_limited_posting_is_retried_by_the_engine_and_counted_once(
+    world: UsageWorld,
+) -> None:
+    assert world.emulator is not None
+    world.emulator.config.retry_after_seconds = 0
+    world.emulator.config.fail_next_429 = 2
+    batch = world.ledger.accept(world.subscription, "api_calls", [("6", JAN + DAY)])
+    world.runtime.log.append(
+        new_event(
+            BATCH_ACCEPTED,
+            f"contract:{world.subscription}",
+            {"subscription": world.subscription, "aggregates": world.ledger.touched[batch]},
+        )
+    )
+    await drain_until_posted(world, 1)
+    assert world.emulator.config.fail_next_429 == 0, "the rate limit really hit"
+    assert world.counted(JAN, FEB) == Decimal(6)
+
+
+async def test_a_paused_billing_holds_posting_until_it_is_resumed(world: UsageWorld) -> None:
+    pause_system(world.runtime, "billing", by=OPS, reason="billing maintenance")
+    batch = world.ledger.accept(world.subscription, "api_calls", [("4", JAN + DAY)])
+    await world.announce(batch)
+    assert list(world.deps.usage_postings.all()) == []
+    assert world.counted(JAN, FEB) == Decimal(0)
+    resume_system(world.runtime, "billing", by=OPS)
+    await drain_until_posted(world, 1)
+    assert world.counted(JAN, FEB) == Decimal(4)
