@@ -135,7 +135,7 @@ class MemoryUsageLedger:
         """The period's records of the version's batches (latest revisions)."""
         found = self._key_of(aggregate_id)
         if found is None:
-            return iter(())
+            raise LookupError(f"usage aggregate {aggregate_id!r}: no such aggregate")
         key, version = found
         return (r for r in self._records.get(key, []) if r.batch_id in version.batch_ids)
 

@@ -148,9 +148,14 @@ def explain_line(line: UsageLine, postings: UsagePostings, ledger: UsageLedger) 
         ]
         seen = {b for p in earlier for b in p.batch_ids}
         added = set(posting.batch_ids) - seen
-        records = tuple(
-            r for r in ledger.records_of(posting.aggregate_id) if not added or r.batch_id in added
-        )
+        try:
+            held = list(ledger.records_of(posting.aggregate_id))
+        except LookupError:
+            raise DataError(
+                f"invoice line {line.line_id}: usage aggregate {posting.aggregate_id} was posted "
+                "into it but the usage ledger does not hold it (archived, or another store)"
+            ) from None
+        records = tuple(r for r in held if not added or r.batch_id in added)
         parts.append(PostedPart(posting, records))
     return Explanation(line, tuple(parts))
 

@@ -15,8 +15,10 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from quote2cash.cli import app
+from quote2cash.engine.errors import DataError
 from quote2cash.usage.explain import explain
 from quote2cash.usage.wiring import use_ledger
+from support.usage_ledger import MemoryUsageLedger
 
 from .conftest import FEB, JAN, MAR, UNIT_MINOR, UsageWorld
 
@@ -102,3 +104,12 @@ async def test_the_command_explains_by_line_id_or_invoice_and_line_number(
     assert table.exit_code == 0 and "agrees" in table.output
     wrong = await q2c("usage", "explain", f"{line.invoice}#99", *common)
     assert wrong.exit_code == 2 and "line 99 is not a metered usage line" in wrong.output
+
+
+async def test_a_ledger_without_the_posted_aggregate_is_a_clear_error(world: UsageWorld) -> None:
+    await world.accept(("5", JAN + DAY))
+    world.advance(FEB + timedelta(hours=1))
+    (line,) = world.usage_invoice_lines()
+    with pytest.raises(DataError) as raised:
+        await explain(world.billing, world.deps.usage_postings, MemoryUsageLedger(), line.id)
+    assert line.id in str(raised.value) and "does not hold it" in str(raised.value)
