@@ -1,7 +1,8 @@
 """Usage posting: accepted usage, aggregated per subscription meter and billing period, is
 added to billing's count once per aggregate version, in period order per subscription.
 
-Each version is one gated billing step (``billing.post_usage <aggregate>:v<version>``) whose
+Versions are first handed over (frozen in the ledger, a recorded step), so what is posted never
+changes under the flow. Each version is one gated billing step (``billing.post_usage <aggregate>:v<version>``) whose
 result is the posting record, written with the step (``usage.postings``); billing's identifier
 is ``<aggregate>:v<version>`` and only the delta over what the period already got is sent, so a
 re-run, a replay or a second event for the same batch never counts usage twice. Usage of a
