@@ -2,13 +2,14 @@
 added to billing's count once per aggregate version, in period order per subscription.
 
 Versions are first handed over (frozen in the ledger, a recorded step), so what is posted never
-changes under the flow. Each version is one gated billing step (``billing.post_usage <aggregate>:v<version>``) whose
-result is the posting record, written with the step (``usage.postings``); billing's identifier
-is ``<aggregate>:v<version>`` and only the delta over what the period already got is sent, so a
-re-run, a replay or a second event for the same batch never counts usage twice. Usage of a
-period billing has already invoiced follows the late-usage policy: ``adjust`` counts the delta
-in the subscription's open period (the next invoice), ``reject`` records it as refused with the
-reason (reconciliation reports it) and sends nothing.
+changes under the flow. Each version is then one gated billing step
+(``billing.post_usage <aggregate>:v<version>``) whose result is the posting record, written with
+the step (``usage.postings``); billing's identifier is ``<aggregate>:v<version>`` and only the
+delta over what the period already got is sent, so a re-run, a replay or a second event for the
+same batch never counts usage twice. Usage of a period billing has already invoiced follows the
+late-usage policy: ``adjust`` counts the delta in the subscription's open period (the next
+invoice), ``reject`` records it as refused with the reason (reconciliation reports it) and sends
+nothing.
 """
 
 from __future__ import annotations
