@@ -129,6 +129,15 @@ def _bus_commands() -> None:
 
 
 _bus_commands()
+def _usage_commands() -> None:
+    from quote2cash.cli_usage_explain import register as register_explain
+
+    usage_app = typer.Typer(help="Usage records: explain invoice lines.", no_args_is_help=True)
+    register_explain(usage_app)
+    app.add_typer(usage_app, name="usage")
+
+
+_usage_commands()
 
 _debug = False
 

@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         ge=0,
         description="q2c serve reconciles CRM/billing/ERP this often (0: never)",
     )
+    usage_late_posting: str = Field(
+        default="adjust",
+        pattern="^(adjust|reject)$",
+        description=(
+            "usage of a billing period already invoiced: adjust (counted on the next invoice) "
+            "or reject (recorded as refused, reported by reconciliation)"
+        ),
+    )
     metrics_enabled: bool = Field(
         default=True, description="record per-process Prometheus metrics (false: near-zero cost)"
     )

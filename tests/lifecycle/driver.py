@@ -1,9 +1,14 @@
 """The people of a lifecycle at work: a sales rep in Salesforce (simple-salesforce), the
-customer and the billing team in Stripe (the stripe SDK). Nothing here talks to the hub."""
+customer and the billing team in Stripe (the stripe SDK). Nothing here talks to the hub, except
+the customer's usage feed when ``USAGE_VIA_HUB`` is on (it posts usage to ``POST /v1/usage``)."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,6 +18,13 @@ import stripe
 
 from lifecycle.generator import UNMAPPED, Action, Do, Lifecycle
 from lifecycle.world import LifecycleWorld
+
+USAGE_VIA_HUB = os.environ.get("Q2C_LIFECYCLE_USAGE_VIA_HUB") == "1"
+"""Metered usage goes through the hub's pipeline (``POST /v1/usage``: intake, ledger, the posting
+flow) instead of straight to billing's meter. Off until usage intake and posting are merged
+(set ``Q2C_LIFECYCLE_USAGE_VIA_HUB=1``); the body follows usage intake's record fields."""
+USAGE_FEED = "usage-feed"
+"""The operator whose API token the customer's usage feed uses."""
 
 GOOD_CARD = "pm_card_visa"
 DECLINING_CARD = "pm_card_chargeDeclined"
@@ -302,6 +314,9 @@ class Actors:
             return
 
     def _usage(self, run: Running, calls: int) -> None:
+        if USAGE_VIA_HUB:
+            self._usage_through_the_hub(run, calls)
+            return
         self.client.v1.billing.meter_events.create(
             params={
                 "event_name": "api_calls",
@@ -309,6 +324,52 @@ class Actors:
                 "timestamp": self._clock_time(run),
             }
         )
+
+    def _usage_through_the_hub(self, run: Running, calls: int) -> None:
+        """The customer's usage feed: one record per report, keyed by lifecycle and action."""
+        sub = self._subscription(run)
+        if sub is None:
+            run.failures.append(f"usage of {calls} calls: no billing subscription to report on")
+            return
+        at = datetime.fromtimestamp(self._clock_time(run), UTC)
+        record = {
+            "id": f"{run.lifecycle.name}-{len(run.done)}",
+            "subscription": str(sub["id"]),
+            "meter": "api_calls",
+            "quantity": str(calls),
+            "unit": "call",
+            "timestamp": at.isoformat(),
+        }
+        body = json.dumps({"source": "lifecycle", "records": [record]}).encode()
+        request = urllib.request.Request(
+            f"{self.world.base_url}/v1/usage",
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {self._usage_token()}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                outcome = json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            run.failures.append(f"usage {record['id']}: the hub answered {error.code}")
+            return
+        if int(outcome.get("accepted", 0)) != 1:
+            run.failures.append(f"usage {record['id']}: not accepted ({outcome})")
+
+    def _usage_token(self) -> str:
+        """An operator's API token for the usage feed, made once per world."""
+        token = self.world.usage_token
+        if token is None:
+            from support.identity import first_admin, new_operator, token_of
+
+            admin = first_admin(self.world.runtime, "lifecycle-admin")
+            feed = new_operator(self.world.runtime, admin, USAGE_FEED, "operator")
+            token = token_of(self.world.runtime, feed)
+            self.world.usage_token = token
+        return token
 
     def _renew(self, run: Running) -> None:
         sub = self._subscription(run)

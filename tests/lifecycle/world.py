@@ -56,6 +56,8 @@ class LifecycleWorld:
     """How billing collects (the hub's setting): send_invoice or charge_automatically."""
     scope: set[str] | None = None
     erp: str = "tryton"
+    usage_token: str | None = None
+    """The customer's usage feed's API token (``driver.USAGE_VIA_HUB``), made on first use."""
 
     def stripe(self) -> stripe.StripeClient:
         return self.sandbox.stripe()

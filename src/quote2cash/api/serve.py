@@ -117,10 +117,11 @@ async def reconcile_forever(
     """The scheduled reconciliation: one run now, then every ``every`` s; the last report is
     kept in ``status`` (served at ``/v1/reconciliation``). A failed run keeps the last report."""
     from quote2cash.reconcile.run import reconcile
+    from quote2cash.usage.wiring import open_ledger
 
     while not stop.is_set():
         try:
-            report = await reconcile(runtime, systems)
+            report = await reconcile(runtime, systems, usage_ledger=open_ledger(runtime))
             status.reconciliation = report
             log.info("reconciliation: %d drift(s)", len(report.drifts))
         except Exception as exc:

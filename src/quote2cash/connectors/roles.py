@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -221,6 +222,57 @@ class StatusResult:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class UsagePosting:
+    """Usage to add to billing's count of one subscription's meter: ``quantity`` more (a delta),
+    counted at ``at`` (inside the billing period it belongs to). ``identifier`` is billing's
+    key for it: the same identifier is counted once however often it is posted."""
+
+    subscription: str
+    """Billing's subscription id."""
+    meter: str
+    """The meter as the catalog names it (billing's meter event name, or its id)."""
+    quantity: Decimal
+    at: datetime
+    identifier: str
+
+
+@dataclass(frozen=True)
+class PostedUsage:
+    """Billing's receipt for one posting; ``duplicate``: billing already had the identifier and
+    counted it once (success, nothing added)."""
+
+    identifier: str
+    subscription: str
+    meter: str
+    meter_id: str
+    customer: str
+    quantity: Decimal
+    at: datetime
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """A metered invoice line: a subscription meter's usage billed for ``[period_start,
+    period_end)``; ``position`` is its 1-based place among the invoice's lines."""
+
+    invoice_id: str
+    invoice_number: str | None
+    invoice_status: str
+    line_id: str
+    position: int
+    subscription: str
+    meter: str
+    meter_id: str
+    period_start: datetime
+    period_end: datetime
+    quantity: Decimal
+    unit_amount: Decimal
+    """Price per unit in currency units (may have more decimals than the currency)."""
+    amount: Money
+
+
 @runtime_checkable
 class Crm(Protocol):
     """The CRM owns opportunities, pipeline and quotes; the hub writes back status fields only."""
@@ -344,6 +396,28 @@ class Billing(Protocol):
     async def list_prices(self) -> list[PricePlan]: ...
 
     async def report_usage(self, record: UsageRecord) -> None: ...
+
+    async def post_usage(
+        self, postings: Sequence[UsagePosting], *, idempotency_key: str
+    ) -> list[PostedUsage]:
+        """Add each posting to its subscription meter's count, receipts in input order.
+
+        Idempotent by ``UsagePosting.identifier`` (billing deduplicates it, on Stripe within
+        24 hours; the hub's postings record covers all history). A meter not on the
+        subscription's items is a ``DataError`` naming both."""
+        ...
+
+    async def usage_counted(
+        self, subscription: str, meter: str, start: datetime, end: datetime
+    ) -> Decimal:
+        """What billing counted on the subscription's meter for ``[start, end)``."""
+        ...
+
+    async def usage_lines(
+        self, *, subscription: str | None = None, invoice: str | None = None
+    ) -> list[UsageLine]:
+        """The metered lines of a subscription's invoices (or of one invoice), oldest first."""
+        ...
 
     async def get_invoice(self, invoice_id: str) -> Invoice: ...
 

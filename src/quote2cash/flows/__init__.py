@@ -25,7 +25,9 @@ from quote2cash.flows.lifecycle import (
     sync_payment_or_settled,
 )
 from quote2cash.flows.new_business import submit_subscription_order
+from quote2cash.flows.usage_posting import BATCH_ACCEPTED, post_accepted_usage
 from quote2cash.readmodels.invoice_status import InvoiceStatusProjection
+from quote2cash.usage.postings import UsagePostingProjection
 
 FlowHandler = Callable[[HandlerContext, Event, FlowDeps], Awaitable[None]]
 
@@ -44,6 +46,7 @@ FLOWS: dict[str, FlowHandler] = {
     "billing.subscription.past_due": mirror_subscription,
     "billing.subscription.canceled": mirror_subscription,
     REJECTED: hold_rejected_record,
+    BATCH_ACCEPTED: post_accepted_usage,
 }
 
 RETRIES: dict[str, RetryPolicy] = {}
@@ -67,6 +70,8 @@ def build_registry(deps: FlowDeps, default_retry: RetryPolicy | None = None) -> 
     registry.add("billing.*", _recorded_only)
     # GetInvoiceStatus's read model, kept in the transactions of the steps that change it.
     registry.add_projection(InvoiceStatusProjection())
+    # The usage postings record, written with each posting step.
+    registry.add_projection(UsagePostingProjection())
     return registry
 
 

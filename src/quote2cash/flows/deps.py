@@ -28,6 +28,9 @@ from quote2cash.masterdata import (
 from quote2cash.masterdata.entities import EntityDecisions
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
+from quote2cash.usage.postings import LatePosting, UsagePostings
+from quote2cash.usage.records import UsageLedger
+from quote2cash.usage.wiring import open_ledger
 
 R = TypeVar("R")
 
@@ -46,6 +49,14 @@ class FlowDeps:
     _price_keys: dict[str, str] = field(default_factory=dict)
     _price_plans: dict[str, PricePlan] = field(default_factory=dict)
     tax_rules: TaxResolver | None = None
+    usage_ledger: UsageLedger | None = None
+    """Where accepted usage is kept (usage intake's ledger); None: usage posting is not wired."""
+    late_usage: LatePosting = LatePosting.ADJUST
+
+    @property
+    def usage_postings(self) -> UsagePostings:
+        """The record of usage posted to billing (written by the posting steps)."""
+        return UsagePostings(self.runtime.engine)
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path | None = None) -> FlowDeps:
@@ -53,6 +64,8 @@ class FlowDeps:
         config_dir = config_dir or packaged_config_dir()
         entities = load_entities(config_dir / "entities.yaml")
         tax_file = config_dir / "tax.yaml"
+        from quote2cash.settings import get_settings
+
         return cls(
             runtime=runtime,
             crm_role=systems.crm,
@@ -64,6 +77,8 @@ class FlowDeps:
             sync=SyncState(runtime.engine, runtime.clock, xref),
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
+            late_usage=LatePosting(get_settings().usage_late_posting),
+            usage_ledger=open_ledger(runtime),
         )
 
     def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:

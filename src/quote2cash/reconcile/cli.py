@@ -15,6 +15,7 @@ from quote2cash.reconcile.model import Report
 from quote2cash.reconcile.render import FORMATS, as_csv, as_json, print_table
 from quote2cash.reconcile.repair import file_repair
 from quote2cash.reconcile.run import reconcile
+from quote2cash.usage.wiring import open_ledger
 
 TokenOption = Annotated[
     str | None,
@@ -53,7 +54,7 @@ def _run(db: str | None, config: str | None, sandbox: str, since: str | None) ->
 
     async def run() -> Report:
         async with systems:
-            return await reconcile(runtime, systems, since=cut)
+            return await reconcile(runtime, systems, since=cut, usage_ledger=open_ledger(runtime))
 
     try:
         return asyncio.run(run())

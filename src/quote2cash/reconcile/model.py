@@ -20,6 +20,8 @@ class DriftKind(StrEnum):
     CURRENCY_OR_ENTITY = "currency_or_entity"
     DUPLICATE = "duplicate"
     ORPHAN = "orphan"
+    USAGE = "usage"
+    """Usage quantities disagree: ingested, posted, counted by billing or invoiced."""
 
 
 @dataclass(frozen=True)

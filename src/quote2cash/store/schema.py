@@ -594,3 +594,37 @@ outbox_lease = Table(
 """Which bus publisher sends a stream's outbox now: one per deployment, however many hub
 processes run one; another takes over when the lease lapses (at once if the owner's pid on the
 same host is gone)."""
+# --- usage postings (migration 0022; usage/postings.py keeps it) ----------------------------
+
+usage_postings = Table(
+    "usage_postings",
+    metadata,
+    Column("identifier", String(300), primary_key=True),
+    Column("aggregate_id", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("subscription", String(200), nullable=False),
+    Column("billing_subscription", String(200), nullable=False),
+    Column("meter", String(200), nullable=False),
+    Column("period_start", UtcDateTime(), nullable=False),
+    Column("period_end", UtcDateTime(), nullable=False),
+    Column("aggregate_quantity", String(64), nullable=False),
+    Column("quantity", String(64), nullable=False),
+    Column("unit", String(64), nullable=False),
+    Column("counted_at", UtcDateTime(), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("meter_id", String(200), nullable=True),
+    Column("customer", String(200), nullable=True),
+    Column("duplicate", Boolean, nullable=False, server_default=text("false")),
+    Column("event_id", String(64), nullable=False),
+    Column("posted_at", UtcDateTime(), nullable=False),
+    Column("batch_ids", Text, nullable=False, server_default=text("'[]'")),
+    UniqueConstraint("aggregate_id", "version"),
+    Index(
+        "ix_usage_postings_subscription_meter_period_start", "subscription", "meter", "period_start"
+    ),
+    Index("ix_usage_postings_billing_subscription_meter", "billing_subscription", "meter"),
+)
+"""One row per aggregate version handed to billing (``posted``, ``adjusted`` into a later open
+period, or ``rejected`` by the late-usage policy), written with the step that posted it:
+``quantity`` is the delta sent (Decimal text), ``identifier`` billing's meter event identifier."""

@@ -61,6 +61,12 @@ class UsageLedger(Protocol):
         """Aggregates (or new versions) not yet handed to posting."""
         ...
 
+    def hand_over(self, aggregate_ids: Sequence[str], at: datetime) -> Sequence[UsageAggregate]:
+        """Freeze these versions for posting and return them as frozen (unknown ids left out):
+        records that arrive later for their periods make a new version. Idempotent: a version
+        handed over before is returned as it was frozen, so a re-run posts the same quantity."""
+        ...
+
     def ingested_total(self, subscription: str, meter: str, period_start: datetime) -> Decimal:
         """Sum of accepted quantity for one subscription meter and period, for reconciliation."""
         ...

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
 import stripe
 
-from .conftest import DAY, T0, make_clock, make_customer, make_seat_price
+from .conftest import DAY, T0, Sandbox, make_clock, make_customer, make_seat_price
 
 FEB_1 = T0 + 31 * DAY
 
@@ -130,3 +131,71 @@ def test_count_meter_and_custom_payload_keys(client: stripe.StripeClient) -> Non
     client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": FEB_1})
     renewal = client.v1.invoices.list(params={"subscription": sub.id}).data[0]
     assert [(line.quantity, line.amount) for line in renewal.lines.data] == [(4, 12)]
+
+
+def test_an_identifier_is_deduplicated_for_24_hours_of_real_time_only(sandbox: Sandbox) -> None:
+    """Stripe dedups ``identifier`` in a rolling 24 h window: the hub cannot lean on it for
+    older postings (its own postings record covers all history)."""
+    client = sandbox.client()
+    client.v1.billing.meters.create(
+        params={
+            "display_name": "Calls",
+            "event_name": "calls",
+            "default_aggregation": {"formula": "sum"},
+        }
+    )
+    customer = make_customer(client)
+    store = sandbox.emulator.store
+    now = [float(T0 + 40 * DAY)]
+    store.clock = lambda: now[0]
+    try:
+
+        def record() -> None:
+            client.v1.billing.meter_events.create(
+                params={
+                    "event_name": "calls",
+                    "payload": {"stripe_customer_id": customer.id, "value": "5"},
+                    "identifier": "agg-1:v1",
+                    "timestamp": T0 + 39 * DAY,
+                }
+            )
+
+        record()
+        now[0] += DAY - 1
+        with pytest.raises(stripe.InvalidRequestError) as info:
+            record()
+        assert info.value.code == "duplicate_meter_event"
+        now[0] += 1
+        record()
+        events = [e for e in store.all("billing.meter_event") if e["identifier"] == "agg-1:v1"]
+        assert len(events) == 2
+    finally:
+        store.clock = time.time
+
+
+def test_an_identifier_longer_than_100_characters_is_refused(client: stripe.StripeClient) -> None:
+    client.v1.billing.meters.create(
+        params={"display_name": "C", "event_name": "c", "default_aggregation": {"formula": "sum"}}
+    )
+    customer = make_customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.billing.meter_events.create(
+            params={
+                "event_name": "c",
+                "payload": {"stripe_customer_id": customer.id, "value": "1"},
+                "identifier": "x" * 101,
+            }
+        )
+    assert info.value.param == "identifier" and "100 characters" in str(info.value)
+
+
+def test_event_summaries_take_whole_minutes_only(client: stripe.StripeClient) -> None:
+    meter = client.v1.billing.meters.create(
+        params={"display_name": "M", "event_name": "m", "default_aggregation": {"formula": "sum"}}
+    )
+    customer = make_customer(client)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.billing.meters.event_summaries.list(
+            meter.id, params={"customer": customer.id, "start_time": T0 + 1, "end_time": T0 + DAY}
+        )
+    assert info.value.param == "start_time" and "minute" in str(info.value)

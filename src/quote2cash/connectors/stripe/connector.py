@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, TypeVar
 
@@ -43,6 +44,7 @@ from quote2cash.canonical import (
     Amendment,
     Customer,
     Invoice,
+    Money,
     MoneyError,
     Payment,
     PricePlan,
@@ -59,8 +61,11 @@ from quote2cash.connectors.roles import (
     LedgerEntry,
     LedgerKind,
     Page,
+    PostedUsage,
     RejectedRecord,
     SystemCheck,
+    UsageLine,
+    UsagePosting,
 )
 from quote2cash.connectors.stripe import mapping
 from quote2cash.connectors.stripe.client import (
@@ -87,6 +92,15 @@ BILLING: Final = "billing"
 _ENDED: Final = frozenset({"canceled", "incomplete_expired"})
 _ID_PREFIXES: Final = ("price_", "plan_")
 _PAGE: Final = 100
+
+
+@dataclass(frozen=True)
+class _MeterTarget:
+    meter_id: str
+    event_name: str
+    customer_key: str
+    value_key: str
+    customer: str
 
 
 def _opts(idempotency_key: str) -> Any:
@@ -146,6 +160,9 @@ class StripeBilling(ClosesOnExit):
         self.api = StripeApi(config, system=system)
         self._sdk = self.api.sdk
         self._usage_targets: dict[str, tuple[str, str, str, str]] = {}
+        self._meter_targets: dict[tuple[str, str], _MeterTarget] = {}
+        self._meters_read: dict[str, dict[str, Any]] = {}
+        self._prices_read: dict[str, dict[str, Any]] = {}
         self._coupons: set[str] = set()
         self._tax_rates: dict[str, TaxRate] = {}
         self._tax_rate_ids: dict[str, str] = {}
@@ -778,6 +795,229 @@ class StripeBilling(ClosesOnExit):
         )
         self._usage_targets[item_id] = target
         return target
+
+    async def post_usage(
+        self, postings: Sequence[UsagePosting], *, idempotency_key: str
+    ) -> list[PostedUsage]:
+        """One v1 billing meter event per posting, ``identifier`` = the posting's identifier and
+        ``Idempotency-Key`` = ``{key}:{identifier}``; Stripe's ``duplicate_meter_event`` answer is
+        a receipt with ``duplicate`` set (already counted once)."""
+        receipts: list[PostedUsage] = []
+        for posting in postings:
+            target = await self._meter_of(posting.subscription, posting.meter)
+            params: Any = {
+                "event_name": target.event_name,
+                "identifier": posting.identifier,
+                "timestamp": int(posting.at.timestamp()),
+                "payload": {
+                    target.customer_key: target.customer,
+                    target.value_key: format(posting.quantity.normalize(), "f"),
+                },
+            }
+            duplicate = False
+            try:
+                await self.api.call(
+                    f"post usage {posting.identifier} of subscription {posting.subscription}",
+                    lambda params=params, posting=posting: (  # type: ignore[misc]
+                        self._sdk.v1.billing.meter_events.create_async(
+                            params=params, options=_opts(f"{idempotency_key}:{posting.identifier}")
+                        )
+                    ),
+                )
+            except InvalidRequest as error:
+                if error.code != "duplicate_meter_event":
+                    raise
+                duplicate = True
+            receipts.append(
+                PostedUsage(
+                    identifier=posting.identifier,
+                    subscription=posting.subscription,
+                    meter=posting.meter,
+                    meter_id=target.meter_id,
+                    customer=target.customer,
+                    quantity=posting.quantity,
+                    at=posting.at,
+                    duplicate=duplicate,
+                )
+            )
+        return receipts
+
+    async def usage_counted(
+        self, subscription: str, meter: str, start: datetime, end: datetime
+    ) -> Decimal:
+        """The meter's event summary for the subscription's customer over the whole minutes of
+        ``[start, end)`` (Stripe summarises whole minutes only; the hub's postings keep their
+        timestamps inside them, see ``flows.usage_posting.counted_at``)."""
+        target = await self._meter_of(subscription, meter)
+        first = -(-int(start.timestamp()) // 60) * 60
+        last = int(end.timestamp()) // 60 * 60
+        if last <= first:
+            return Decimal(0)
+        params: Any = {"customer": target.customer, "start_time": first, "end_time": last}
+        page = await self._call(
+            f"read usage of meter {target.meter_id} for subscription {subscription}",
+            lambda: self._sdk.v1.billing.meters.event_summaries.list_async(
+                target.meter_id, params=params
+            ),
+        )
+        return sum(
+            (Decimal(str(s.get("aggregated_value") or 0)) for s in page.get("data") or []),
+            Decimal(0),
+        )
+
+    async def usage_lines(
+        self, *, subscription: str | None = None, invoice: str | None = None
+    ) -> list[UsageLine]:
+        """Lines of metered prices, read from the invoices' lines and their prices' meters."""
+        if invoice is not None:
+            invoices = [
+                await self._call(
+                    f"read invoice {invoice}",
+                    lambda: self._sdk.v1.invoices.retrieve_async(invoice),
+                )
+            ]
+        elif subscription is not None:
+            invoices = await self._invoices_of(subscription)
+        else:
+            raise DataError("usage_lines needs a subscription or an invoice", system=self.system)
+        found: list[UsageLine] = []
+        for held in sorted(invoices, key=lambda i: int(i.get("created") or 0)):
+            found.extend(await self._usage_lines_of(held))
+        return found
+
+    async def _invoices_of(self, subscription: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"subscription": subscription, "limit": _PAGE}
+        while True:
+            page = await self._call(
+                f"list invoices of subscription {subscription}",
+                lambda params=dict(params): self._sdk.v1.invoices.list_async(params=params),  # type: ignore[misc]
+            )
+            data = list(page.get("data") or [])
+            found.extend(data)
+            if not page.get("has_more") or not data:
+                return found
+            params["starting_after"] = str(data[-1]["id"])
+
+    async def _usage_lines_of(self, invoice: Mapping[str, Any]) -> list[UsageLine]:
+        invoice_id = str(invoice["id"])
+        lines = list((invoice.get("lines") or {}).get("data") or [])
+        if (invoice.get("lines") or {}).get("has_more"):
+            lines = []
+            params: dict[str, Any] = {"limit": _PAGE}
+            while True:
+                page = await self._call(
+                    f"list lines of invoice {invoice_id}",
+                    lambda params=dict(params): self._sdk.v1.invoices.line_items.list_async(  # type: ignore[misc]
+                        invoice_id, params=params
+                    ),
+                )
+                data = list(page.get("data") or [])
+                lines.extend(data)
+                if not page.get("has_more") or not data:
+                    break
+                params["starting_after"] = str(data[-1]["id"])
+        currency = str(invoice["currency"]).upper()
+        found: list[UsageLine] = []
+        for position, line in enumerate(lines, 1):
+            usage = await self._usage_line(invoice, line, position, currency)
+            if usage is not None:
+                found.append(usage)
+        return found
+
+    async def _usage_line(
+        self, invoice: Mapping[str, Any], line: Mapping[str, Any], position: int, currency: str
+    ) -> UsageLine | None:
+        details = (line.get("pricing") or {}).get("price_details") or {}
+        price_id = details.get("price") or (line.get("price") or {}).get("id")
+        parent = (line.get("parent") or {}).get("subscription_item_details") or {}
+        subscription = parent.get("subscription") or line.get("subscription")
+        if not price_id or not subscription:
+            return None
+        price = await self._price(str(price_id))
+        meter_id = (price.get("recurring") or {}).get("meter")
+        if not meter_id:
+            return None
+        meter = await self._meter(str(meter_id))
+        period = line.get("period") or {}
+        quantity = line.get("quantity_decimal", line.get("quantity"))
+        unit_minor = (line.get("pricing") or {}).get("unit_amount_decimal")
+        if unit_minor is None:
+            unit_minor = price.get("unit_amount_decimal", price.get("unit_amount"))
+        unit = mapping.unit_amount(unit_minor, currency)
+        if quantity is None or unit is None:
+            raise MappingError(
+                f"Stripe invoice {invoice['id']} line {line.get('id')}: metered line without "
+                "quantity or unit amount",
+                system=self.system,
+            )
+        return UsageLine(
+            invoice_id=str(invoice["id"]),
+            invoice_number=invoice.get("number"),
+            invoice_status=str(invoice.get("status") or ""),
+            line_id=str(line["id"]),
+            position=position,
+            subscription=str(subscription),
+            meter=str(meter["event_name"]),
+            meter_id=str(meter_id),
+            period_start=datetime.fromtimestamp(int(period["start"]), UTC),
+            period_end=datetime.fromtimestamp(int(period["end"]), UTC),
+            quantity=Decimal(str(quantity)),
+            unit_amount=unit,
+            amount=Money.from_stripe_amount(int(line["amount"]), currency),
+        )
+
+    async def _price(self, price_id: str) -> dict[str, Any]:
+        cached = self._prices_read.get(price_id)
+        if cached is None:
+            cached = await self._call(
+                f"read price {price_id}", lambda: self._sdk.v1.prices.retrieve_async(price_id)
+            )
+            self._prices_read[price_id] = cached
+        return cached
+
+    async def _meter(self, meter_id: str) -> dict[str, Any]:
+        cached = self._meters_read.get(meter_id)
+        if cached is None:
+            cached = await self._call(
+                f"read billing meter {meter_id}",
+                lambda: self._sdk.v1.billing.meters.retrieve_async(meter_id),
+            )
+            self._meters_read[meter_id] = cached
+        return cached
+
+    async def _meter_of(self, subscription: str, meter: str) -> _MeterTarget:
+        """Where usage of ``meter`` on ``subscription`` goes: the meter of the item whose
+        metered price counts it, and the payload keys naming the customer and the value."""
+        cached = self._meter_targets.get((subscription, meter))
+        if cached is not None:
+            return cached
+        sub = await self._subscription(subscription)
+        for item in (sub.get("items") or {}).get("data") or []:
+            meter_id = ((item.get("price") or {}).get("recurring") or {}).get("meter")
+            if not meter_id:
+                continue
+            held = await self._meter(str(meter_id))
+            if meter not in (held.get("event_name"), held.get("id")):
+                continue
+            target = _MeterTarget(
+                meter_id=str(meter_id),
+                event_name=str(held["event_name"]),
+                customer_key=str(
+                    (held.get("customer_mapping") or {}).get("event_payload_key")
+                    or "stripe_customer_id"
+                ),
+                value_key=str(
+                    (held.get("value_settings") or {}).get("event_payload_key") or "value"
+                ),
+                customer=str(sub["customer"]),
+            )
+            self._meter_targets[(subscription, meter)] = target
+            return target
+        raise DataError(
+            f"subscription {subscription}: no item has a metered price on meter {meter!r}",
+            system=self.system,
+        )
 
     # --- invoices and payments ----------------------------------------------------------------
 

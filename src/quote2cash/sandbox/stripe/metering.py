@@ -12,6 +12,10 @@ from .params import Params
 from .routing import route
 from .store import JSON, Store, paginate, public
 
+IDENTIFIER_WINDOW = 24 * 3600
+"""Stripe deduplicates a meter event ``identifier`` within a rolling 24 hours (real time), not
+forever: a repeat after that is counted again."""
+
 
 @route("POST", "/v1/billing/meters")
 def create_meter(store: Store, p: Params) -> JSON:
@@ -109,7 +113,8 @@ def list_meters(store: Store, p: Params) -> JSON:
 
 @route("POST", "/v1/billing/meter_events")
 def create_meter_event(store: Store, p: Params) -> JSON:
-    """Record usage; a repeated ``identifier`` is rejected with 400 and never counted twice."""
+    """Record usage; an ``identifier`` repeated within 24 hours is rejected with 400
+    (``duplicate_meter_event``) and not counted twice; after that it is a new event."""
     p.allow("event_name", "payload", "identifier", "timestamp")
     event_name = p.req_str("event_name")
     payload_params = p.sub("payload", required=True)
@@ -145,7 +150,13 @@ def create_meter_event(store: Store, p: Params) -> JSON:
             f"payload[{value_key}]", f"payload[{value_key}] must be a number, got {value!r}."
         )
     identifier = p.str_("identifier") or store.new_id("mev")
-    if (event_name, identifier) in store.meter_event_ids:
+    if len(identifier) > 100:
+        raise invalid_param(
+            "identifier", f"Invalid string: {identifier[:20]}...; must be at most 100 characters"
+        )
+    earlier = store.meter_event_ids.get((event_name, identifier))
+    received = store.real_now()
+    if earlier is not None and received - earlier["_received"] < IDENTIFIER_WINDOW:
         raise StripeApiError(
             400,
             "invalid_request_error",
@@ -164,6 +175,7 @@ def create_meter_event(store: Store, p: Params) -> JSON:
         "livemode": False,
         "payload": payload,
         "timestamp": p.int_("timestamp") or now,
+        "_received": received,
     }
     store.add("billing.meter_event", event)
     store.remember_meter_event((event_name, identifier), event)
@@ -204,11 +216,15 @@ def create_meter_event_adjustment(store: Store, p: Params) -> JSON:
 
 @route("GET", "/v1/billing/meters/{id}/event_summaries")
 def meter_event_summaries(store: Store, p: Params, id: str) -> JSON:
-    """One summary over ``[start_time, end_time)``; a usage quantity (JSON number), not money."""
+    """One summary over ``[start_time, end_time)`` (both on whole minutes, as Stripe requires);
+    a usage quantity (JSON number), not money."""
     meter = store.get("billing.meter", id)
     customer = p.req_str("customer")
     start = p.req_int("start_time")
     end = p.req_int("end_time")
+    for name, value in (("start_time", start), ("end_time", end)):
+        if value % 60:
+            raise invalid_param(name, f"{name} must be aligned with minute boundaries.")
     key = meter["customer_mapping"]["event_payload_key"]
     value_key = meter["value_settings"]["event_payload_key"]
     values = [
