@@ -17,7 +17,7 @@ from alembic import op
 from quote2cash.store.types import UtcDateTime
 
 revision = "0023"
-down_revision = "0016"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
