@@ -26,6 +26,7 @@ from quote2cash.masterdata import (
     load_tax,
 )
 from quote2cash.masterdata.entities import EntityDecisions
+from quote2cash.masterdata.ownership import OwnershipConfig, load_ownership
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 
@@ -46,6 +47,7 @@ class FlowDeps:
     _price_keys: dict[str, str] = field(default_factory=dict)
     _price_plans: dict[str, PricePlan] = field(default_factory=dict)
     tax_rules: TaxResolver | None = None
+    ownership: OwnershipConfig | None = None
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path | None = None) -> FlowDeps:
@@ -53,6 +55,7 @@ class FlowDeps:
         config_dir = config_dir or packaged_config_dir()
         entities = load_entities(config_dir / "entities.yaml")
         tax_file = config_dir / "tax.yaml"
+        ownership_file = config_dir / "ownership.yaml"
         return cls(
             runtime=runtime,
             crm_role=systems.crm,
@@ -64,7 +67,15 @@ class FlowDeps:
             sync=SyncState(runtime.engine, runtime.clock, xref),
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
+            ownership=load_ownership(ownership_file) if ownership_file.exists() else None,
         )
+
+    @property
+    def ownership_rules(self) -> OwnershipConfig:
+        """Field ownership (``ownership.yaml``); the packaged rules when none was configured."""
+        if self.ownership is None:
+            self.ownership = load_ownership(packaged_config_dir() / "ownership.yaml")
+        return self.ownership
 
     def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:
         """The tax a legal entity charges the customer; untaxed when no tax rules are configured."""

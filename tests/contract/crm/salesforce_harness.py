@@ -89,7 +89,7 @@ ASSUMED_SCHEMA: dict[str, Any] = {
     },
     "fields": {
         "Account": {
-            "VAT_Number__c": {"type": "string", "length": 32},
+            "VAT_Number__c": {"type": "string", "length": 32, "read_only_for_users": True},
             "Billing_Email__c": {"type": "email"},
         }
     },

@@ -16,6 +16,7 @@ from typing import Any, Final
 from quote2cash.canonical import Amendment, Customer, Order, Product
 from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.roles import (
+    ChangedAccount,
     CrmStatus,
     LedgerEntry,
     LedgerKind,
@@ -120,6 +121,26 @@ class SalesforceCrm(ClosesOnExit):
             tax_id_type=self.config.account_tax_id_type,
         )
 
+    async def changed_accounts(
+        self, since: datetime | None = None, cursor: str | None = None, limit: int = 200
+    ) -> Page[ChangedAccount]:
+        """Accounts carrying the hub's global id whose SystemModstamp is at or after ``since``,
+        oldest change first, one query batch a page."""
+        if cursor is not None:
+            page = await self.client.query_page(next_records_url=cursor, batch_size=limit)
+        else:
+            page = await self.client.query_page(
+                mapping.changed_accounts_soql(since), batch_size=limit
+            )
+        items: list[ChangedAccount] = []
+        rejected: list[RejectedRecord] = []
+        for record in page.records:
+            try:
+                items.append(mapping.changed_account(record))
+            except DataError as refused:
+                rejected.append(self._rejected("Account", record, refused))
+        return Page(items, page.next_records_url, rejected)
+
     async def list_products(self) -> list[Product]:
         soql = f"SELECT {', '.join(mapping.PRODUCT_FIELDS)} FROM Product2 ORDER BY Name, Id"
         return [mapping.product(record) async for record in self.client.query(soql)]
@@ -199,7 +220,12 @@ class SalesforceCrm(ClosesOnExit):
         """Each business status as its Salesforce record (``mapping.status_record``), written
         by ``write_records``."""
         records = [
-            mapping.status_record(u, amendment_object=self.config.amendment_object) for u in updates
+            mapping.status_record(
+                u,
+                amendment_object=self.config.amendment_object,
+                tax_id_field=self.config.account_tax_id_field,
+            )
+            for u in updates
         ]
         return await self.write_records(records, idempotency_key=idempotency_key)
 

@@ -35,7 +35,9 @@ from quote2cash.canonical import (
     validate_record,
 )
 from quote2cash.connectors.roles import (
+    AccountFinancials,
     AmendmentOutcome,
+    ChangedAccount,
     ContractState,
     CrmStatus,
     CustomerLinks,
@@ -359,6 +361,29 @@ def customer(
     return _validated(Customer, data, what)
 
 
+def changed_accounts_soql(since: datetime | None) -> str:
+    """Onboarded Accounts (they carry the hub's global id) changed at or after ``since``."""
+    where = "Hub_Global_Id__c != null"
+    if since is not None:
+        where += f" AND SystemModstamp >= {soql_datetime(since)}"
+    return f"SELECT Id, SystemModstamp FROM Account WHERE {where} ORDER BY SystemModstamp, Id"
+
+
+def changed_account(record: Mapping[str, Any]) -> ChangedAccount:
+    account_id = _text(record, "Id") or "?"
+    stamp = _text(record, "SystemModstamp")
+    try:
+        changed = datetime.fromisoformat(str(stamp).replace("+0000", "+00:00"))
+    except ValueError:
+        changed = None
+    if changed is None or changed.utcoffset() is None:
+        raise DataError(
+            f"Salesforce Account {account_id}: SystemModstamp {stamp!r} is not a UTC date-time",
+            system=SYSTEM,
+        )
+    return ChangedAccount(account_id, changed.astimezone(UTC))
+
+
 # --- Product2 -> Product ---------------------------------------------------------------------
 
 
@@ -561,10 +586,20 @@ DEAL_SUBSCRIPTION_STATUS: Final[Mapping[SubscriptionStatus, str]] = {
 PENDING: Final = "Pending"
 
 
-def status_record(status: CrmStatus, *, amendment_object: str) -> SObjectUpdate:
+def status_record(
+    status: CrmStatus, *, amendment_object: str, tax_id_field: str | None = None
+) -> SObjectUpdate:
     """The Salesforce record a business status is written to; upserted by an external id where
-    the hub creates the record (Invoice__c, Subscription__c), else updated by its Id."""
+    the hub creates the record (Invoice__c, Subscription__c), else updated by its Id.
+    ``tax_id_field`` is the Account field holding the tax registration (None: the org has none)."""
     match status:
+        case AccountFinancials():
+            values: dict[str, Any] = {}
+            if status.tax_id is not None and tax_id_field:
+                values[tax_id_field] = status.tax_id or None
+            if status.legal_entity is not None:
+                values["Legal_Entity__c"] = status.legal_entity or None
+            return SObjectUpdate("Account", "Id", status.account_id, values)
         case CustomerLinks():
             return SObjectUpdate(
                 "Account",
