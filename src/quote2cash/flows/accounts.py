@@ -88,9 +88,10 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
         record=f"account {account_id} ({account.name})",
     )
     for conflict in owned.conflicts:
+        # A subject per warning: a warning waiting for a person holds back no other.
         ctx.emit(
             VIOLATION_EVENT,
-            f"ownership:crm:{account_id}",
+            f"ownership:{event.id}:{conflict.field}",
             conflict.event_payload(gid),
             key=f"ownership:{conflict.field}",
         )

@@ -37,6 +37,8 @@ from quote2cash.sandbox.salesforce import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
+    SALES_PASSWORD,
+    SALES_USERNAME,
     RunningEmulator,
     run_in_thread,
 )
@@ -157,15 +159,15 @@ class SalesforceDesk:
         self.admin("POST", "reset")
         self.admin("PATCH", "config", EMULATOR_DEFAULTS)
 
-    def _token(self) -> str:
+    def _token(self, username: str = DEFAULT_USERNAME, password: str = DEFAULT_PASSWORD) -> str:
         response = self.http.post(
             f"{self.emulator.instance_url}/services/oauth2/token",
             data={
                 "grant_type": "password",
                 "client_id": DEFAULT_CLIENT_ID,
                 "client_secret": DEFAULT_CLIENT_SECRET,
-                "username": DEFAULT_USERNAME,
-                "password": DEFAULT_PASSWORD,
+                "username": username,
+                "password": password,
             },
         )
         assert response.status_code == 200, response.text
@@ -176,6 +178,16 @@ class SalesforceDesk:
 
         self.sf = Salesforce(
             instance_url=self.emulator.instance_url, session_id=self._token(), session=self.http
+        )
+
+    def sales_rep(self) -> Any:
+        """A simple-salesforce session of a sales rep (not the integration user): the fields the
+        hub manages are read-only to them."""
+        from simple_salesforce import Salesforce
+
+        token = self._token(SALES_USERNAME, SALES_PASSWORD)
+        return Salesforce(
+            instance_url=self.emulator.instance_url, session_id=token, session=self.http
         )
 
     def api_usage(self) -> int:
