@@ -429,6 +429,19 @@ class SalesforceHarness:
             fields["ERP_Customer_Number__c"] = erp_customer_number
         return self.desk.account(name, currency, **fields)
 
+    def onboarded_account(self, name: str, hub_id: str, *, tax_id: str | None = None) -> str:
+        fields: dict[str, Any] = {"Hub_Global_Id__c": hub_id}
+        if tax_id is not None:
+            fields["VAT_Number__c"] = tax_id
+        return self.desk.account(name, "EUR", **fields)
+
+    def edit_account(self, account_id: str, *, name: str) -> None:
+        self.desk.sales_rep().Account.update(account_id, {"Name": name})
+
+    def account_financials(self, account_id: str) -> tuple[str | None, str | None]:
+        record = self.desk.sf.Account.get(account_id)
+        return record["VAT_Number__c"], record["Legal_Entity__c"]
+
     def product(self, code: str, name: str, prices: dict[str, str]) -> str:
         return self.desk.product(code, name, prices)
 
