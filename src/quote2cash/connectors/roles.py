@@ -27,6 +27,7 @@ from quote2cash.canonical import (
     Product,
     Subscription,
     SubscriptionStatus,
+    TaxIdValue,
     UsageRecord,
 )
 
@@ -127,11 +128,12 @@ class CustomerLinks:
 
 @dataclass(frozen=True)
 class AccountFinancials:
-    """The ERP-owned values a CRM account shows read-only: its tax registration and the legal
-    entities serving it (``None``: leave the field as it is; ``""``: clear it)."""
+    """The ERP-owned values a CRM account shows read-only: its tax registrations and the legal
+    entities serving it (``None``: leave as shown; ``()`` / ``""``: clear the CRM's main tax
+    registration / legal entity)."""
 
     account_id: str
-    tax_id: str | None = None
+    tax_ids: tuple[TaxIdValue, ...] | None = None
     legal_entity: str | None = None
 
 

@@ -22,6 +22,7 @@ from quote2cash.engine.errors import Category, PermanentError
 from quote2cash.engine.events import Event
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.onboarding import (
+    CustomerRecord,
     customer_record,
     published,
     read_account,
@@ -54,14 +55,16 @@ def account_event(change: ChangedAccount, *, time: datetime) -> Event:
     )
 
 
-async def _erp_record(ctx: HandlerContext, deps: FlowDeps, erp_id: str) -> dict[str, Any]:
+async def _erp_record(
+    ctx: HandlerContext, deps: FlowDeps, erp_id: str, step: str
+) -> dict[str, Any]:
     """The ERP's customer with only the fields the ERP carries (what it owns is compared)."""
 
     async def read() -> dict[str, Any]:
         customer = await deps.erp.get_customer(erp_id)
         return customer.model_dump(mode="json", exclude_unset=True)
 
-    return dict(await ctx.step("erp.get_customer", lambda _k: read()))
+    return dict(await ctx.step(step, lambda _k: read()))
 
 
 async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -71,20 +74,19 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
     if gid is None:
         return
     account = await read_account(ctx, deps, account_id)
-    erp_id = deps.xref.local_id(gid, "erp")
-    entity_key = deps.decisions.decided(gid)
-    held: dict[str, Customer] = {}
-    if erp_id is not None:
-        erp = Customer.model_validate(await _erp_record(ctx, deps, erp_id))
-        held["erp"] = erp.model_copy(
-            update={"legal_entity": Ref(global_id=entity_key) if entity_key else None}
-        )
+    entities = deps.entity_customers.entities_of(gid)
+    home = next((e for e, keyed in entities.items() if keyed == gid), None)
+    entity_key = home or deps.decisions.decided(gid)
+    if entity_key is None:
+        return
+    entities.setdefault(entity_key, gid)
+    held = await _held_by_erp(ctx, deps, entities, entity_key)
     owned = reconcile_owned(
         deps.ownership_rules,
         "customer",
         "crm",
         account,
-        held,
+        {"erp": held} if held is not None else {},
         record=f"account {account_id} ({account.name})",
     )
     for conflict in owned.conflicts:
@@ -95,35 +97,59 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
             conflict.event_payload(gid),
             key=f"ownership:{conflict.field}",
         )
-    if entity_key is None:
-        return
-    spec = deps.entities.config.entities[entity_key]
-    entity = deps.entities.as_decided(entity_key, spec.base_currency)
-    record_account = owned.record
-    tax = deps.tax_for(record_account, entity)
-    record = customer_record(
-        deps, record_account.model_copy(update={"tax_exemption": tax.exemption}), entity
-    )
-    if erp_id is not None:
+    record = _record(deps, owned.record, entity_key)
+    if held is not None:
         await write_erp_customer(ctx, deps, record)
+    for other in sorted(set(entities) - {entity_key}):
+        step = f"erp.upsert_customer.{other}"
+        await write_erp_customer(ctx, deps, _record(deps, owned.record, other), step=step)
     if deps.xref.local_id(gid, "billing") is not None:
         await write_billing_customer(ctx, deps, record)
-    if "erp" in held:
-        await publish_financials(ctx, deps, account, held["erp"], entity_key)
+    if held is not None:
+        await publish_financials(ctx, deps, account, held)
+
+
+async def _held_by_erp(
+    ctx: HandlerContext, deps: FlowDeps, entities: dict[str, str], home: str
+) -> Customer | None:
+    """What the ERP holds of the customer: its home ERP customer, with the tax registrations
+    of all its entities' ERP customers and the entities serving it (None: not in the ERP)."""
+    home_id = deps.xref.local_id(entities[home], "erp")
+    if home_id is None:
+        return None
+    erp = Customer.model_validate(await _erp_record(ctx, deps, home_id, "erp.get_customer"))
+    tax_ids = list(erp.tax_ids)
+    for entity in sorted(set(entities) - {home}):
+        erp_id = deps.xref.local_id(entities[entity], "erp")
+        if erp_id is not None:
+            step = f"erp.get_customer.{entity}"
+            other = Customer.model_validate(await _erp_record(ctx, deps, erp_id, step))
+            tax_ids += [t for t in other.tax_ids if t not in tax_ids]
+    served = ",".join(sorted(entities))
+    return erp.model_copy(update={"tax_ids": tuple(tax_ids), "legal_entity": Ref(global_id=served)})
+
+
+def _record(deps: FlowDeps, account: Customer, entity_key: str) -> CustomerRecord:
+    """The customer as the hub writes it for ``entity_key`` (as onboarding builds it)."""
+    spec = deps.entities.config.entities[entity_key]
+    entity = deps.entities.as_decided(entity_key, spec.base_currency)
+    tax = deps.tax_for(account, entity)
+    return customer_record(
+        deps, account.model_copy(update={"tax_exemption": tax.exemption}), entity
+    )
 
 
 async def publish_financials(
-    ctx: HandlerContext, deps: FlowDeps, account: Customer, erp: Customer, entity_key: str
+    ctx: HandlerContext, deps: FlowDeps, account: Customer, erp: Customer
 ) -> None:
-    """Write the ERP's tax registration and the legal entity to the account's read-only
-    fields, unless it shows them already."""
-    account_id = account.external_ids["crm"]
-    tax_id = erp.tax_ids[0].value if erp.tax_ids else ""
-    shown_tax = account.tax_ids[0].value if account.tax_ids else ""
-    shown_entity = shown_value(account.legal_entity) or ""
-    if (shown_value(tax_id), shown_entity) == (shown_value(shown_tax), entity_key):
+    """Write the ERP's tax registrations and the legal entities serving the customer to the
+    account's read-only fields, unless it shows them already."""
+    held = (shown_value(erp.tax_ids), shown_value(erp.legal_entity))
+    if (shown_value(account.tax_ids), shown_value(account.legal_entity)) == held:
         return
-    financials = AccountFinancials(account_id, tax_id=tax_id, legal_entity=entity_key)
+    financials = AccountFinancials(
+        account.external_ids["crm"], tax_ids=erp.tax_ids, legal_entity=held[1] or ""
+    )
     await ctx.step(
         "crm.publish_account_financials",
         lambda key: published(deps.crm.publish_status([financials], idempotency_key=key)),

@@ -26,6 +26,7 @@ from quote2cash.masterdata import (
     load_tax,
 )
 from quote2cash.masterdata.entities import EntityDecisions
+from quote2cash.masterdata.entity_customers import EntityCustomers
 from quote2cash.masterdata.ownership import OwnershipConfig, load_ownership
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
@@ -87,6 +88,11 @@ class FlowDeps:
     def decisions(self) -> EntityDecisions:
         """Each contract's legal entity, as decided at Closed Won."""
         return EntityDecisions(self.runtime.engine, self.runtime.clock)
+
+    @property
+    def entity_customers(self) -> EntityCustomers:
+        """The global id keying a customer's ERP customer in each legal entity."""
+        return EntityCustomers(self.xref, self.runtime.clock)
 
     @property
     def crm(self) -> Crm:

@@ -55,8 +55,8 @@ DEAL_RESOLVED = "deal.resolved"
 @dataclass(frozen=True)
 class ResolvedDeal:
     """What Closed Won resolved for a contract (the deal, its products' codes, the CRM account,
-    the customer's global id, the legal entity): activation and amendments use it instead of
-    reading the CRM and resolving again."""
+    the customer's global id as the legal entity serves it, the legal entity): activation and
+    amendments use it instead of reading the CRM and resolving again."""
 
     order: Order
     codes: dict[str, str]
@@ -235,8 +235,9 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     tax = deps.tax_for(account, entity)
     account = account.model_copy(update={"tax_exemption": tax.exemption})
     customer = customer_record(deps, account, entity)
-    deal = ResolvedDeal(order, codes, customer.crm_id, customer.global_id, entity.entity_key)
-    deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)
+    served = customer.entity_gid or customer.global_id
+    deal = ResolvedDeal(order, codes, customer.crm_id, served, entity.entity_key)
+    deps.decisions.decide(contract_gid, served, entity.entity_key)
     await ctx.local_step(DEAL_RESOLVED, lambda _k: deal.as_json())
     erp_first = deps.onboarding.erp_first
     if erp_first:
@@ -292,12 +293,13 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
 def _decided_entity(
     deps: FlowDeps, order: Order, account: Customer, contract_gid: str
 ) -> EntityResolution:
-    """The contract's legal entity: the one already decided for it, else the account's by the
-    rules, which must invoice in the deal's currency."""
+    """The contract's legal entity: the one already decided for it, else the rules' for the
+    account buying in the deal's currency (an account may buy through several entities), which
+    must invoice in that currency."""
     kept = deps.decisions.decided(contract_gid)
     if kept is not None:
         return deps.entities.as_decided(kept, order.currency)
-    entity = deps.entities.resolve(account)
+    entity = deps.entities.resolve(account.model_copy(update={"currency": order.currency}))
     if entity.invoicing_currency != order.currency:
         raise DataError(
             f"{order.label}: field 'currency' is {order.currency}; legal entity "

@@ -8,6 +8,10 @@ an open breaker, and the ERP customer and the account's ids follow in order when
 contract's later events, its booking and invoices, wait behind them). ``erp_first`` writes the
 ERP customer before anything reaches billing.
 
+A customer buying through several legal entities has one ERP customer per entity
+(``masterdata.entity_customers``), each with the tax registrations of its jurisdiction; billing
+and the CRM see one customer.
+
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
 shows are not published again: a customer's second deal costs no master-data calls.
@@ -31,6 +35,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
+from quote2cash.masterdata.entity_customers import tax_ids_for
 from quote2cash.masterdata.sync import fingerprint
 from quote2cash.masterdata.xref import Kind
 
@@ -45,6 +50,9 @@ class CustomerRecord:
     crm_id: str
     entity: EntityResolution
     print_: str
+    entity_gid: str = ""
+    """The customer as ``entity`` serves it: the global id its ERP and billing customers are
+    keyed by ("": ``global_id``, its home entity's)."""
 
 
 async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> Customer:
@@ -58,13 +66,19 @@ async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> 
 def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution) -> CustomerRecord:
     crm_id = account.external_ids["crm"]
     gid = deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", crm_id, actor="flows")
-    customer = account.model_copy(update={"global_id": gid, "currency": entity.invoicing_currency})
+    erp_gid = deps.entity_customers.account_for(
+        gid, entity.entity_key, home=deps.decisions.decided(gid), actor="flows"
+    )
+    tax_ids = tax_ids_for(account, entity.entity_key, deps.entities)
+    customer = account.model_copy(
+        update={"global_id": gid, "currency": entity.invoicing_currency, "tax_ids": tax_ids}
+    )
     # the ids and legal entity the hub itself writes back to the account are not master data
     print_ = fingerprint(
         customer.model_copy(update={"external_ids": {"crm": crm_id}, "legal_entity": None}),
         legal_entity=entity.entity_key,
     )
-    return CustomerRecord(account, customer, gid, crm_id, entity, print_)
+    return CustomerRecord(account, customer, gid, crm_id, entity, print_, erp_gid)
 
 
 def contract_entity(
@@ -81,15 +95,34 @@ def contract_entity(
     return entity
 
 
-async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord) -> str:
-    gid, print_ = record.global_id, record.print_
+def _as_served(record: CustomerRecord, system: str) -> tuple[str, Customer]:
+    """The global id and record a system's customer is written with: another entity's is
+    keyed by its own id and never by the home one's ids the CRM account shows."""
+    gid, customer = record.entity_gid or record.global_id, record.customer
+    if gid != record.global_id:
+        ids = {k: v for k, v in customer.external_ids.items() if k != system}
+        customer = customer.model_copy(update={"global_id": gid, "external_ids": ids})
+    return gid, customer
+
+
+async def write_erp_customer(
+    ctx: HandlerContext,
+    deps: FlowDeps,
+    record: CustomerRecord,
+    *,
+    step: str = "erp.upsert_customer",
+) -> str:
+    """The customer's ERP customer in the record's legal entity, written unless unchanged
+    (``step`` names the write: one per entity where an event writes several)."""
+    gid, customer = _as_served(record, "erp")
+    print_ = record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
     if erp_id is None:
         erp_id = str(
             await ctx.step(
-                "erp.upsert_customer",
+                step,
                 lambda key: deps.erp.upsert_customer(
-                    record.customer, legal_entity=record.entity.entity_key, idempotency_key=key
+                    customer, legal_entity=record.entity.entity_key, idempotency_key=key
                 ),
             )
         )
@@ -101,13 +134,16 @@ async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: Custom
 async def write_billing_customer(
     ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord
 ) -> str:
-    gid, print_ = record.global_id, record.print_
+    """The customer's billing customer for the record's legal entity (billing holds one
+    currency per customer), written unless unchanged."""
+    gid, customer = _as_served(record, "billing")
+    print_ = record.print_
     billing_id = deps.sync.unchanged(gid, "billing", print_)
     if billing_id is None:
         billing_id = str(
             await ctx.step(
                 "billing.upsert_customer",
-                lambda key: deps.billing.upsert_customer(record.customer, idempotency_key=key),
+                lambda key: deps.billing.upsert_customer(customer, idempotency_key=key),
             )
         )
         deps.xref.link(gid, "billing", billing_id, actor="flows")
@@ -118,10 +154,14 @@ async def write_billing_customer(
 async def publish_account_ids(
     ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord, *, billing_id: str, erp_id: str
 ) -> None:
-    """Write the hub's ids and the legal entity back to the account, unless it shows them all."""
+    """Write the hub's ids and the legal entities back to the account, unless it shows them
+    all; the ERP id shown is the home entity's ERP customer, the entities all that serve it."""
     account = record.account
+    if record.entity_gid and record.entity_gid != record.global_id:
+        erp_id = deps.xref.local_id(record.global_id, "erp") or erp_id
+        billing_id = deps.xref.local_id(record.global_id, "billing") or billing_id
     links = CustomerLinks(
-        record.crm_id, record.global_id, erp_id, billing_id, record.entity.entity_key
+        record.crm_id, record.global_id, erp_id, billing_id, served_by(deps, record)
     )
     shown = CustomerLinks(
         record.crm_id,
@@ -136,6 +176,12 @@ async def publish_account_ids(
         "crm.publish_account_ids",
         lambda key: published(deps.crm.publish_status([links], idempotency_key=key)),
     )
+
+
+def served_by(deps: FlowDeps, record: CustomerRecord) -> str:
+    """The legal entities serving the customer as the CRM shows them: ``DE`` or ``DE,US``."""
+    keys = set(deps.entity_customers.entities_of(record.global_id)) | {record.entity.entity_key}
+    return ",".join(sorted(keys))
 
 
 async def dump(awaitable: Awaitable[BaseModel]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ fields it owns and replaced by the owner's value for the others, each difference
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -229,7 +230,7 @@ def shown_value(value: Any) -> str | None:
             ids = [data.get("global_id"), *dict(data.get("external_ids") or {}).values()]
             return next((str(i) for i in ids if i), None)
         if set(data) >= {"type", "value"} and len(data) == 2:
-            return "".join(str(data["value"]).split()).upper()
+            return re.sub(r"[^0-9A-Z]", "", str(data["value"]).upper())
         return ", ".join(str(v) for v in data.values() if v not in (None, "", [], {}))
     if isinstance(value, tuple | list):
         parts = sorted(p for p in (shown_value(v) for v in value) if p)

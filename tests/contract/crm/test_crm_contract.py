@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from quote2cash.canonical import Address, Money, Order, OrderStatus
+from quote2cash.canonical import Address, Money, Order, OrderStatus, TaxIdValue
 from quote2cash.connectors.roles import AccountFinancials, ChangedAccount, Crm
 from quote2cash.engine.errors import AuthError, DataError, TransientError
 
@@ -263,7 +263,8 @@ async def test_changed_accounts_are_the_onboarded_ones_changed_since(harness: Cr
 async def test_account_financials_are_written_to_the_account(harness: CrmHarness):
     account = harness.onboarded_account("Financials GmbH", "CUS-0002", tax_id="DE999999999")
     crm = harness.crm()
-    update = AccountFinancials(account, tax_id="DE811569869", legal_entity="DE")
+    vat = TaxIdValue(type="eu_vat", value="DE811569869")
+    update = AccountFinancials(account, tax_ids=(vat,), legal_entity="DE")
     results = await crm.publish_status([update], idempotency_key="evt-5:financials")
     assert [r.error for r in results] == [None]
     assert harness.account_financials(account) == ("DE811569869", "DE")
@@ -272,7 +273,7 @@ async def test_account_financials_are_written_to_the_account(harness: CrmHarness
     unchanged = AccountFinancials(account, legal_entity="US")
     await crm.publish_status([unchanged], idempotency_key="evt-6:financials")
     assert harness.account_financials(account) == ("DE811569869", "US")
-    cleared = AccountFinancials(account, tax_id="")
+    cleared = AccountFinancials(account, tax_ids=())
     await crm.publish_status([cleared], idempotency_key="evt-7:financials")
     assert harness.account_financials(account) == (None, "US")
 

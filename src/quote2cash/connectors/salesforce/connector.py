@@ -119,6 +119,7 @@ class SalesforceCrm(ClosesOnExit):
             email_field=self.config.account_email_field,
             tax_id_field=self.config.account_tax_id_field,
             tax_id_type=self.config.account_tax_id_type,
+            other_tax_id_fields=self.config.account_other_tax_id_fields,
         )
 
     async def changed_accounts(
@@ -223,11 +224,20 @@ class SalesforceCrm(ClosesOnExit):
             mapping.status_record(
                 u,
                 amendment_object=self.config.amendment_object,
-                tax_id_field=self.config.account_tax_id_field,
+                tax_id_fields=self._tax_id_fields(),
             )
             for u in updates
         ]
         return await self.write_records(records, idempotency_key=idempotency_key)
+
+    def _tax_id_fields(self) -> list[tuple[str, str]]:
+        config = self.config
+        main = (
+            [(config.account_tax_id_type, config.account_tax_id_field)]
+            if config.account_tax_id_field
+            else []
+        )
+        return main + [(t, f) for f, t in config.account_other_tax_id_fields.items()]
 
     async def write_records(
         self, updates: Sequence[SObjectUpdate], *, idempotency_key: str

@@ -330,6 +330,7 @@ def customer(
     email_field: str | None = None,
     tax_id_field: str | None = None,
     tax_id_type: str = "eu_vat",
+    other_tax_id_fields: Mapping[str, str] | None = None,
 ) -> Customer:
     """An Account as a Customer; optional custom fields are read only if the record has them."""
     account_id = _text(account, "Id") or "?"
@@ -354,7 +355,12 @@ def customer(
         "email": _text(account, email_field) if email_field else None,
         "phone": _text(account, "Phone"),
         "address": address,
-        "tax_ids": ((tax_id_type, tax_id),) if tax_id else (),
+        "tax_ids": (((tax_id_type, tax_id),) if tax_id else ())
+        + tuple(
+            (kind, value)
+            for field, kind in (other_tax_id_fields or {}).items()
+            if (value := _text(account, field))
+        ),
         "currency": _text(account, "CurrencyIsoCode"),
         "legal_entity": Ref.external(SYSTEM, legal_entity) if legal_entity else None,
     }
@@ -587,16 +593,23 @@ PENDING: Final = "Pending"
 
 
 def status_record(
-    status: CrmStatus, *, amendment_object: str, tax_id_field: str | None = None
+    status: CrmStatus,
+    *,
+    amendment_object: str,
+    tax_id_fields: Sequence[tuple[str, str]] = (),
 ) -> SObjectUpdate:
     """The Salesforce record a business status is written to; upserted by an external id where
     the hub creates the record (Invoice__c, Subscription__c), else updated by its Id.
-    ``tax_id_field`` is the Account field holding the tax registration (None: the org has none)."""
+    ``tax_id_fields`` are the Account's tax registration fields as (tax id type, field), the
+    main one first: it is cleared when the ERP has none of its type, the others only written."""
     match status:
         case AccountFinancials():
             values: dict[str, Any] = {}
-            if status.tax_id is not None and tax_id_field:
-                values[tax_id_field] = status.tax_id or None
+            if status.tax_ids is not None:
+                for index, (kind, field) in enumerate(tax_id_fields):
+                    value = next((t.value for t in status.tax_ids if t.type == kind), None)
+                    if value is not None or index == 0:
+                        values[field] = value
             if status.legal_entity is not None:
                 values["Legal_Entity__c"] = status.legal_entity or None
             return SObjectUpdate("Account", "Id", status.account_id, values)
