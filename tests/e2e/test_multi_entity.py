@@ -16,6 +16,7 @@ import pytest
 
 from contract.crm.salesforce_harness import Line
 from e2e.conftest import CONFIG, Hub, World, sf_products
+from e2e.test_amendments import start_intake_now
 from quote2cash.engine.queries import failed_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
@@ -168,6 +169,7 @@ async def test_one_account_buying_through_two_entities_is_one_erp_customer_per_e
     """A German group buys in EUR from Q2C GmbH and in USD from Q2C Inc.: one CRM account, one
     golden customer, two ERP customers (each in its company with its own tax registration)
     and a billing customer per currency; the CRM shows the home ERP customer and both entities."""
+    await start_intake_now(hub.runtime, world)
     desk = world.desk
     products = sf_products(desk)
     account = desk.account(

@@ -86,6 +86,8 @@ class Customer(Record):
     tax_exemption: TaxExemption = TaxExemption.NONE
     currency: CurrencyCode | None = None
     legal_entity: Ref | None = None
+    parent: Ref | None = None
+    """The parent account in the customer's hierarchy (a group's holding), if any."""
 
     @field_validator("email")
     @classmethod

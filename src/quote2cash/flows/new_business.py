@@ -219,7 +219,9 @@ async def line_discounts(
 
 
 async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``crm.opportunity.closed_won``: onboard the customer and create the subscription."""
+    """``crm.opportunity.closed_won``: onboard the customer and create the subscription. The
+    customer billed (billing, ERP, invoices) is the deal's bill-to account where it names one;
+    the contract stays on the sold-to account in the CRM."""
     opportunity_id = str(event.data["opportunity_id"])
     order = await read_deal(ctx, deps, opportunity_id)
     if order.status.value != "booked":
@@ -227,7 +229,10 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     codes = await read_product_codes(ctx, deps, order)
     mapped = map_deal(deps, order, codes)
     discounts = await line_discounts(deps, order, mapped)
-    account = await read_account(ctx, deps, order.customer.external_ids["crm"])
+    sold_to = order.customer.external_ids["crm"]
+    # The account billed: the deal's bill-to where it names one, else the buyer's own.
+    bill_to = order.bill_to.id_in("crm") if order.bill_to else None
+    account = await read_account(ctx, deps, bill_to or sold_to)
     contract_gid = deps.xref.ensure_global_id(
         Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
     )
@@ -236,7 +241,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     account = account.model_copy(update={"tax_exemption": tax.exemption})
     customer = customer_record(deps, account, entity)
     served = customer.entity_gid or customer.global_id
-    deal = ResolvedDeal(order, codes, customer.crm_id, served, entity.entity_key)
+    deal = ResolvedDeal(order, codes, sold_to, served, entity.entity_key)
     deps.decisions.decide(contract_gid, served, entity.entity_key)
     await ctx.local_step(DEAL_RESOLVED, lambda _k: deal.as_json())
     erp_first = deps.onboarding.erp_first
@@ -279,7 +284,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         lambda key: published(deps.crm.publish_status([subscribed], idempotency_key=key)),
     )
     links = ContractLinks(
-        order.number or opportunity_id, contract_gid, sub_id, opportunity_id, customer.crm_id
+        order.number or opportunity_id, contract_gid, sub_id, opportunity_id, sold_to
     )
     await publish_subscription(
         ctx, deps, links, billing_sub, step="crm.publish_subscription_record"

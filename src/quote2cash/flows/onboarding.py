@@ -66,6 +66,7 @@ async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> 
 def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution) -> CustomerRecord:
     crm_id = account.external_ids["crm"]
     gid = deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", crm_id, actor="flows")
+    keep_parent(deps, gid, account)
     erp_gid = deps.entity_customers.account_for(
         gid, entity.entity_key, home=deps.decisions.decided(gid), actor="flows"
     )
@@ -75,10 +76,30 @@ def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution)
     )
     # the ids and legal entity the hub itself writes back to the account are not master data
     print_ = fingerprint(
-        customer.model_copy(update={"external_ids": {"crm": crm_id}, "legal_entity": None}),
+        customer.model_copy(
+            update={"external_ids": {"crm": crm_id}, "legal_entity": None, "parent": None}
+        ),
         legal_entity=entity.entity_key,
     )
     return CustomerRecord(account, customer, gid, crm_id, entity, print_, erp_gid)
+
+
+def keep_parent(deps: FlowDeps, gid: str, account: Customer) -> None:
+    """The golden record keeps the CRM's account hierarchy: the account's parent (known to the
+    hub from then on) becomes the customer's parent; a cleared parent detaches it (audited)."""
+    parent_id = account.parent.id_in("crm") if account.parent else None
+    parent = (
+        deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", parent_id, actor="flows")
+        if parent_id
+        else None
+    )
+    if deps.xref.parent_of(gid) != parent:
+        deps.xref.reparent(
+            gid,
+            parent,
+            actor="flows",
+            reason=f"CRM account {account.external_ids['crm']}: parent account {parent_id}",
+        )
 
 
 def contract_entity(

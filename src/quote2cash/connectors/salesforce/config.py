@@ -65,6 +65,12 @@ class SalesforceConfig(BaseModel):
         pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$",
         description="custom object where sales reps request mid-term seat changes",
     )
+    opportunity_bill_to_field: str | None = Field(
+        default="Bill_To_Account__c",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$",
+        description="Opportunity lookup to the account invoiced when it is not the buyer "
+        "(None: the org has none; every deal bills its own account)",
+    )
     account_email_field: str | None = Field(default="Billing_Email__c")
     account_tax_id_field: str | None = Field(default="VAT_Number__c")
     account_tax_id_type: str = Field(default="eu_vat", pattern=r"^[a-z]{2,3}(_[a-z0-9]+)+$")

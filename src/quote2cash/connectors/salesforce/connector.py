@@ -84,7 +84,10 @@ class SalesforceCrm(ClosesOnExit):
             where = "IsWon = true"
             if since is not None:
                 where += f" AND SystemModstamp >= {mapping.soql_datetime(since)}"
-            page = await self.client.query_page(mapping.opportunity_soql(where), batch_size=limit)
+            page = await self.client.query_page(
+                mapping.opportunity_soql(where, self.config.opportunity_bill_to_field),
+                batch_size=limit,
+            )
         orders: list[Order] = []
         rejected: list[RejectedRecord] = []
         for record in page.records:
@@ -98,7 +101,9 @@ class SalesforceCrm(ClosesOnExit):
         """One Opportunity as an Order (any stage: won is booked, lost cancelled, open draft)."""
         self._check_id("Opportunity", deal_id)
         page = await self.client.query_page(
-            mapping.opportunity_soql(f"Id = {mapping.soql_string(deal_id)}")
+            mapping.opportunity_soql(
+                f"Id = {mapping.soql_string(deal_id)}", self.config.opportunity_bill_to_field
+            )
         )
         if not page.records:
             raise DataError(f"Salesforce Opportunity {deal_id} not found", system=self.system)
@@ -106,7 +111,7 @@ class SalesforceCrm(ClosesOnExit):
 
     async def _order(self, record: dict[str, Any]) -> Order:
         lines = await self.client.children(record.get("OpportunityLineItems"))
-        return mapping.order(record, lines)
+        return mapping.order(record, lines, self.config.opportunity_bill_to_field)
 
     # --- accounts and products ---
 

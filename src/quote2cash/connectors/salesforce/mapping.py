@@ -89,6 +89,8 @@ OPPORTUNITY_FIELDS: Final = (
     "SystemModstamp",
     *ACCOUNT_REF_FIELDS,
 )
+BILL_TO_FIELD: Final = "Bill_To_Account__c"
+"""The Opportunity lookup naming the account invoiced when it is not the buyer (the package's)."""
 PRODUCT_FIELDS: Final = (
     "Id",
     "Name",
@@ -119,11 +121,13 @@ AMENDMENT_FIELDS: Final = (
 )
 
 
-def opportunity_soql(where: str) -> str:
-    """Opportunities with their account ids and product lines (a child subquery)."""
+def opportunity_soql(where: str, bill_to_field: str | None = None) -> str:
+    """Opportunities with their account ids and product lines (a child subquery), and the
+    bill-to account lookup where the org has one."""
     lines = f"(SELECT {', '.join(LINE_FIELDS)} FROM OpportunityLineItems ORDER BY CreatedDate, Id)"
+    fields = [*OPPORTUNITY_FIELDS, *([bill_to_field] if bill_to_field else [])]
     return (
-        f"SELECT {', '.join(OPPORTUNITY_FIELDS)}, {lines} FROM Opportunity WHERE {where} "
+        f"SELECT {', '.join(fields)}, {lines} FROM Opportunity WHERE {where} "
         "ORDER BY SystemModstamp, Id"
     )
 
@@ -257,7 +261,11 @@ def order_line(line: Mapping[str, Any], currency: str, what: str) -> OrderLine:
     return _validated(OrderLine, data, line_what)
 
 
-def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> Order:
+def order(
+    opportunity: Mapping[str, Any],
+    lines: Sequence[Mapping[str, Any]],
+    bill_to_field: str | None = None,
+) -> Order:
     """A deal as an Order: booked if won, cancelled if lost, otherwise draft.
 
     ``number`` is the contract number (Contract_Number__c) or else the Opportunity Id;
@@ -282,6 +290,9 @@ def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) ->
     start = min(service_dates) if service_dates else _date(opportunity, "CloseDate", what)
     if start is None:
         raise DataError(f"{what}: neither a line ServiceDate nor CloseDate is set", system=SYSTEM)
+    bill_to = _text(opportunity, bill_to_field) if bill_to_field else None
+    if bill_to == _text(opportunity, "AccountId"):
+        bill_to = None
     if opportunity.get("IsWon") or opportunity.get("StageName") == CLOSED_WON:
         status = OrderStatus.BOOKED
     elif opportunity.get("StageName") == CLOSED_LOST:
@@ -292,6 +303,7 @@ def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) ->
         "external_ids": {SYSTEM: opportunity_id},
         "number": _text(opportunity, "Contract_Number__c") or opportunity_id,
         "customer": customer_ref(opportunity, what),
+        "bill_to": Ref.external(SYSTEM, bill_to) if bill_to else None,
         "currency": currency,
         "status": status,
         "start_date": start,
@@ -363,6 +375,7 @@ def customer(
         ),
         "currency": _text(account, "CurrencyIsoCode"),
         "legal_entity": Ref.external(SYSTEM, legal_entity) if legal_entity else None,
+        "parent": Ref.external(SYSTEM, parent) if (parent := _text(account, "ParentId")) else None,
     }
     return _validated(Customer, data, what)
 
