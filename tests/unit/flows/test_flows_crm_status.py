@@ -193,6 +193,7 @@ EIN = TaxIdValue(type="us_ein", value="04-2103594")
         ((VAT, EIN), {"VAT_Number__c": "DE811569869", "EIN__c": "04-2103594"}),
         ((VAT,), {"VAT_Number__c": "DE811569869"}),
         ((EIN,), {"VAT_Number__c": None, "EIN__c": "04-2103594"}),
+        ((TaxIdValue(type="gb_vat", value="GB980780684"),), {"VAT_Number__c": "GB980780684"}),
         ((), {"VAT_Number__c": None}),
         (None, {}),
     ],

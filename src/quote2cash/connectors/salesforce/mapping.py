@@ -621,6 +621,10 @@ def status_record(
             if status.tax_ids is not None:
                 for index, (kind, field) in enumerate(tax_id_fields):
                     value = next((t.value for t in status.tax_ids if t.type == kind), None)
+                    if value is None and index == 0 and kind.endswith("_vat"):
+                        # the main VAT field shows any VAT registration (gb_vat, ch_vat ...)
+                        vats = (t.value for t in status.tax_ids if t.type.endswith("_vat"))
+                        value = next(vats, None)
                     if value is not None or index == 0:
                         values[field] = value
             if status.legal_entity is not None:
