@@ -31,6 +31,19 @@ async def settle_with_accounts(hub: Hub, rounds: int = 8) -> None:
             return
 
 
+async def erp_vat_ids(world: World) -> set[str]:
+    """The tax registrations of the ERP's party for the account (any name it has had)."""
+    async with world.erp_client() as erp:
+        parties = await erp.model("party.party").search(
+            [("name", "in", ["Ownership Werke GmbH", "Ownership Werke AG"])]
+        )
+        assert len(parties) == 1, parties
+        codes = await erp.model("party.identifier").search_read(
+            [("party", "=", parties[0]), ("type", "!=", None)], ["code"]
+        )
+    return {str(c["code"]) for c in codes}
+
+
 async def test_crm_edits_propagate_for_crm_fields_and_warn_for_erp_fields(
     world: World, hub: Hub
 ) -> None:
@@ -68,13 +81,20 @@ async def test_crm_edits_propagate_for_crm_fields_and_warn_for_erp_fields(
     # ... an administrator (a data load) can: CRM-owned and ERP-owned fields in one edit.
     desk.sf.Account.update(
         account,
-        {
-            "BillingStreet": "Karlsplatz 3",
-            "Phone": "+49 89 123456",
-            "VAT_Number__c": EDITED_VAT,
-            "Legal_Entity__c": "US",
-        },
+        {"BillingStreet": "Karlsplatz 3", "Phone": "+49 89 123456", "VAT_Number__c": EDITED_VAT},
     )
+    # A deal closes before the hub sees the account change: its onboarding writes the new
+    # name and street to the ERP but keeps the ERP's VAT id (ownership, not the poll's order).
+    desk.deal(
+        account,
+        "EUR",
+        [Line(products["PLAT-SEAT"], 1, "45.00")],
+        name="Ownership platform 2",
+        Contract_Number__c="C-OWN-2",
+    )
+    await hub.settle()
+    assert await erp_vat_ids(world) == {ERP_VAT}
+    desk.sf.Account.update(account, {"Legal_Entity__c": "US"})
     await settle_with_accounts(hub)
 
     # ERP: the new name and street arrived; the VAT id the CRM showed did not.

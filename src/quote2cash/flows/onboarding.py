@@ -12,6 +12,9 @@ A customer buying through several legal entities has one ERP customer per entity
 (``masterdata.entity_customers``), each with the tax registrations of its jurisdiction; billing
 and the CRM see one customer.
 
+An ERP customer that exists keeps the values the ERP owns (``config/ownership.yaml``): a CRM edit
+of its tax registration is not sent with a later deal (the account sync warns about it).
+
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
 shows are not published again: a customer's second deal costs no master-data calls.
@@ -36,6 +39,7 @@ from quote2cash.engine.errors import DataError
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.entity_customers import tax_ids_for
+from quote2cash.masterdata.ownership import reconcile_owned
 from quote2cash.masterdata.sync import fingerprint
 from quote2cash.masterdata.xref import Kind
 
@@ -139,6 +143,9 @@ async def write_erp_customer(
     print_ = record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
     if erp_id is None:
+        known = deps.xref.local_id(gid, "erp")
+        if known is not None:
+            customer = await _with_erp_owned(ctx, deps, customer, known, step)
         erp_id = str(
             await ctx.step(
                 step,
@@ -150,6 +157,25 @@ async def write_erp_customer(
         deps.xref.link(gid, "erp", erp_id, actor="flows")
         deps.sync.record(gid, "erp", print_, erp_id)
     return erp_id
+
+
+async def _with_erp_owned(
+    ctx: HandlerContext, deps: FlowDeps, customer: Customer, erp_id: str, step: str
+) -> Customer:
+    """An existing ERP customer keeps what the ERP owns (tax registrations ...): the CRM's
+    values of those fields are not sent (``masterdata.ownership``; the account sync warns)."""
+
+    async def read() -> dict[str, Any]:
+        held = await deps.erp.get_customer(erp_id)
+        return held.model_dump(mode="json", exclude_unset=True)
+
+    name = "erp.get_customer" if step == "erp.upsert_customer" else f"{step}.read"
+    held = Customer.model_validate(await ctx.step(name, lambda _k: read()))
+    label = f"account {customer.external_ids.get('crm', customer.global_id)}"
+    owned = reconcile_owned(
+        deps.ownership_rules, "customer", "crm", customer, {"erp": held}, record=label
+    )
+    return owned.record
 
 
 async def write_billing_customer(
