@@ -128,13 +128,14 @@ class CustomerLinks:
 
 @dataclass(frozen=True)
 class AccountFinancials:
-    """The ERP-owned values a CRM account shows read-only: its tax registrations and the legal
-    entities serving it (``None``: leave as shown; ``()`` / ``""``: clear the CRM's main tax
-    registration / legal entity)."""
+    """The ERP-owned values a CRM account shows read-only: its tax registrations, the legal
+    entities serving it and its credit limit (``None``: leave as shown; ``()`` / ``""``: clear
+    the CRM's main tax registration / legal entity)."""
 
     account_id: str
     tax_ids: tuple[TaxIdValue, ...] | None = None
     legal_entity: str | None = None
+    credit_limit: Money | None = None
 
 
 @dataclass(frozen=True)

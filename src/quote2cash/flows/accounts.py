@@ -29,7 +29,12 @@ from quote2cash.flows.onboarding import (
     write_billing_customer,
     write_erp_customer,
 )
-from quote2cash.masterdata.ownership import VIOLATION_EVENT, reconcile_owned, shown_value
+from quote2cash.masterdata.ownership import (
+    VIOLATION_EVENT,
+    differs,
+    reconcile_owned,
+    shown_value,
+)
 from quote2cash.masterdata.xref import Kind
 
 ACCOUNT_CHANGED = "crm.account.changed"
@@ -142,13 +147,17 @@ def _record(deps: FlowDeps, account: Customer, entity_key: str) -> CustomerRecor
 async def publish_financials(
     ctx: HandlerContext, deps: FlowDeps, account: Customer, erp: Customer
 ) -> None:
-    """Write the ERP's tax registrations and the legal entities serving the customer to the
-    account's read-only fields, unless it shows them already."""
-    held = (shown_value(erp.tax_ids), shown_value(erp.legal_entity))
-    if (shown_value(account.tax_ids), shown_value(account.legal_entity)) == held:
+    """Write the ERP's tax registrations, the legal entities serving the customer and its
+    credit limit (where the ERP holds one) to the account's read-only fields, unless it shows
+    them already."""
+    fields = ["tax_ids", "legal_entity"] + (["credit_limit"] if erp.credit_limit else [])
+    if not any(differs(getattr(account, name), getattr(erp, name)) for name in fields):
         return
     financials = AccountFinancials(
-        account.external_ids["crm"], tax_ids=erp.tax_ids, legal_entity=held[1] or ""
+        account.external_ids["crm"],
+        tax_ids=erp.tax_ids,
+        legal_entity=shown_value(erp.legal_entity) or "",
+        credit_limit=erp.credit_limit,
     )
     await ctx.step(
         "crm.publish_account_financials",

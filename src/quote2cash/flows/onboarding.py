@@ -81,7 +81,12 @@ def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution)
     # the ids and legal entity the hub itself writes back to the account are not master data
     print_ = fingerprint(
         customer.model_copy(
-            update={"external_ids": {"crm": crm_id}, "legal_entity": None, "parent": None}
+            update={
+                "external_ids": {"crm": crm_id},
+                "legal_entity": None,
+                "parent": None,
+                "credit_limit": None,
+            }
         ),
         legal_entity=entity.entity_key,
     )

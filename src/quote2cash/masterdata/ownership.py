@@ -18,6 +18,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, field_validator
 
+from quote2cash.canonical import Money
 from quote2cash.engine.errors import MappingError
 from quote2cash.engine.events import Event, new_event
 from quote2cash.masterdata.config import StrictModel, parse_yaml, read_yaml, validate_model
@@ -224,6 +225,8 @@ def shown_value(value: Any) -> str | None:
         return None
     if isinstance(value, Enum):
         return str(value.value)
+    if isinstance(value, Money):
+        return str(Money.quantize(value.amount, value.currency))
     if isinstance(value, BaseModel):
         data = value.model_dump(mode="json", exclude_none=True)
         if set(data) <= {"global_id", "external_ids"}:
@@ -236,6 +239,17 @@ def shown_value(value: Any) -> str | None:
         parts = sorted(p for p in (shown_value(v) for v in value) if p)
         return ", ".join(parts) or None
     return str(value)
+
+
+def differs(shown: Any, held: Any) -> bool:
+    """Whether a system shows another value than the owner holds. A collection (tax ids) may
+    be shown in part (a CRM with one VAT field): only a member the owner does not hold, or none
+    shown of a non-empty one, differs."""
+    if isinstance(shown, tuple | list) and isinstance(held, tuple | list):
+        mine = {shown_value(v) for v in shown} - {None}
+        theirs = {shown_value(v) for v in held} - {None}
+        return bool(mine - theirs) or (not mine and bool(theirs))
+    return shown_value(shown) != shown_value(held)
 
 
 def reconcile_owned(
@@ -268,8 +282,8 @@ def reconcile_owned(
             continue
         owned_value = getattr(held[holder], name)
         updates[name] = owned_value
-        mine, theirs = shown_value(getattr(sent, name)), shown_value(owned_value)
-        if mine != theirs:
+        if differs(getattr(sent, name), owned_value):
+            mine, theirs = shown_value(getattr(sent, name)), shown_value(owned_value)
             conflicts.append(
                 FieldConflict(entity, record, name, source_system, holder, mine, theirs)
             )

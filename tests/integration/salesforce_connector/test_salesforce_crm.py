@@ -282,7 +282,10 @@ async def test_account_parent_and_every_tax_registration_are_mapped(harness: Any
         ("us_ein", "04-2103594"),
     ]
     top = await harness.crm().get_account(holding)
-    assert top.parent is None and top.tax_ids == ()
+    assert top.parent is None and top.tax_ids == () and top.credit_limit is None
+    desk.sf.Account.update(child, {"Credit_Limit__c": 25000})
+    limited = await harness.crm().get_account(child)
+    assert limited.credit_limit == Money("25000.00", "EUR")
 
 
 async def test_hub_managed_fields_are_read_only_to_a_sales_rep(harness: Any):

@@ -32,8 +32,13 @@ EUR = "EUR"
 
 CASES: list[tuple[CrmStatus, SObjectUpdate]] = [
     (
-        AccountFinancials(ACCOUNT, legal_entity="DE,US"),
-        SObjectUpdate("Account", "Id", ACCOUNT, {"Legal_Entity__c": "DE,US"}),
+        AccountFinancials(ACCOUNT, legal_entity="DE,US", credit_limit=Money("25000.00", EUR)),
+        SObjectUpdate(
+            "Account",
+            "Id",
+            ACCOUNT,
+            {"Legal_Entity__c": "DE,US", "Credit_Limit__c": Decimal("25000.00")},
+        ),
     ),
     (
         CustomerLinks(ACCOUNT, "CUST-1", "P-7", "cus_1", "ACME-FR"),

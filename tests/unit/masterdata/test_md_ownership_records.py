@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from quote2cash.canonical import Address, Customer, Ref
+from quote2cash.canonical import Address, Customer, Money, Ref
 from quote2cash.masterdata.ownership import (
     VIOLATION_EVENT,
     load_ownership,
@@ -44,6 +44,7 @@ def erp_customer(**changes: object) -> Customer:
         "address": HOME,
         "tax_ids": (("eu_vat", "DE 123 456 789"),),
         "legal_entity": Ref(global_id="DE"),
+        "credit_limit": Money("10000.00", "EUR"),
     }
     values.update(changes)
     return Customer.model_validate(values)
@@ -57,6 +58,7 @@ CLASSES = [
     ("address", MOVED, True),
     ("tax_ids", (("eu_vat", "DE999999999"),), False),
     ("legal_entity", Ref.external("crm", "US"), False),
+    ("credit_limit", Money("50000", "EUR"), False),
 ]
 
 
@@ -139,3 +141,20 @@ def test_ids_are_never_owned_fields() -> None:
     sent = crm_account(external_ids={"crm": "001A", "erp": "99"}, global_id="CUS-2")
     owned = reconcile_owned(OWNERSHIP, "customer", "crm", sent, {"erp": erp_customer()}, record="a")
     assert owned.conflicts == () and "external_ids" not in owned.propagated
+
+
+def test_a_crm_showing_part_of_the_erps_tax_ids_is_no_conflict() -> None:
+    """A CRM with one VAT field shows one of the ERP's registrations: nothing differs; one the
+    ERP does not hold does."""
+    two = erp_customer(tax_ids=(("eu_vat", "DE123456789"), ("us_ein", "04-2103594")))
+    shown = reconcile_owned(OWNERSHIP, "customer", "crm", crm_account(), {"erp": two}, record="a")
+    assert shown.conflicts == () and shown.record.tax_ids == two.tax_ids
+    extra = crm_account(tax_ids=(("eu_vat", "DE123456789"), ("eu_vat", "DE999999999")))
+    other = reconcile_owned(OWNERSHIP, "customer", "crm", extra, {"erp": two}, record="a")
+    assert [c.field for c in other.conflicts] == ["tax_ids"]
+
+
+def test_the_same_credit_limit_written_otherwise_is_no_conflict() -> None:
+    sent = crm_account(credit_limit=Money("10000", "EUR"))
+    owned = reconcile_owned(OWNERSHIP, "customer", "crm", sent, {"erp": erp_customer()}, record="a")
+    assert owned.conflicts == ()

@@ -377,6 +377,9 @@ def customer(
         "legal_entity": Ref.external(SYSTEM, legal_entity) if legal_entity else None,
         "parent": Ref.external(SYSTEM, parent) if (parent := _text(account, "ParentId")) else None,
     }
+    limit, currency = account.get("Credit_Limit__c"), _text(account, "CurrencyIsoCode")
+    if limit is not None and currency is not None:
+        data["credit_limit"] = _money(limit, currency, what, "Credit_Limit__c")
     return _validated(Customer, data, what)
 
 
@@ -629,6 +632,8 @@ def status_record(
                         values[field] = value
             if status.legal_entity is not None:
                 values["Legal_Entity__c"] = status.legal_entity or None
+            if status.credit_limit is not None:
+                values["Credit_Limit__c"] = status.credit_limit.amount
             return SObjectUpdate("Account", "Id", status.account_id, values)
         case CustomerLinks():
             return SObjectUpdate(
