@@ -17,6 +17,7 @@ import pytest
 from contract.crm.salesforce_harness import Line
 from e2e.conftest import CONFIG, Hub, World, sf_products
 from e2e.test_amendments import start_intake_now
+from e2e.test_ownership import settle_with_accounts
 from quote2cash.engine.queries import failed_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
@@ -255,3 +256,13 @@ async def test_one_account_buying_through_two_entities_is_one_erp_customer_per_e
     assert shown["Legal_Entity__c"] == "DE,US"
     assert shown["ERP_Customer_Number__c"] == erp_ids["DE"]
     assert shown["Hub_Global_Id__c"] == golden
+
+    # A CRM-owned edit reaches every entity's ERP customer and billing customer.
+    desk.sales_rep().Account.update(account, {"Name": "Nordlicht Group GmbH"})
+    await settle_with_accounts(hub)
+    assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
+    async with world.erp_client() as erp:
+        renamed = await erp.model("party.party").search([("name", "=", "Nordlicht Group GmbH")])
+    assert sorted(renamed) == sorted(int(str(i)) for i in erp_ids.values())
+    names = {client.v1.customers.retrieve(c.id).name for c in named}
+    assert names == {"Nordlicht Group GmbH"}

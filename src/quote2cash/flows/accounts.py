@@ -105,11 +105,16 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
     record = _record(deps, owned.record, entity_key)
     if held is not None:
         await write_erp_customer(ctx, deps, record)
-    for other in sorted(set(entities) - {entity_key}):
-        step = f"erp.upsert_customer.{other}"
-        await write_erp_customer(ctx, deps, _record(deps, owned.record, other), step=step)
     if deps.xref.local_id(gid, "billing") is not None:
         await write_billing_customer(ctx, deps, record)
+    for other in sorted(set(entities) - {entity_key}):
+        served = _record(deps, owned.record, other)
+        if deps.xref.local_id(entities[other], "erp") is not None:
+            step = f"erp.upsert_customer.{other}"
+            await write_erp_customer(ctx, deps, served, step=step)
+        if deps.xref.local_id(entities[other], "billing") is not None:
+            step = f"billing.upsert_customer.{other}"
+            await write_billing_customer(ctx, deps, served, step=step)
     if held is not None:
         await publish_financials(ctx, deps, account, held)
 

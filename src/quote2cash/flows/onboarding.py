@@ -125,12 +125,15 @@ def contract_entity(
     return entity
 
 
-def _as_served(record: CustomerRecord, system: str) -> tuple[str, Customer]:
+def _as_served(deps: FlowDeps, record: CustomerRecord, system: str) -> tuple[str, Customer]:
     """The global id and record a system's customer is written with: another entity's is
-    keyed by its own id and never by the home one's ids the CRM account shows."""
+    keyed by its own ids, never by the home one's the CRM account shows."""
     gid, customer = record.entity_gid or record.global_id, record.customer
     if gid != record.global_id:
         ids = {k: v for k, v in customer.external_ids.items() if k != system}
+        own = deps.xref.local_id(gid, system)
+        if own is not None:
+            ids[system] = own
         customer = customer.model_copy(update={"global_id": gid, "external_ids": ids})
     return gid, customer
 
@@ -144,7 +147,7 @@ async def write_erp_customer(
 ) -> str:
     """The customer's ERP customer in the record's legal entity, written unless unchanged
     (``step`` names the write: one per entity where an event writes several)."""
-    gid, customer = _as_served(record, "erp")
+    gid, customer = _as_served(deps, record, "erp")
     print_ = record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
     if erp_id is None:
@@ -184,17 +187,21 @@ async def _with_erp_owned(
 
 
 async def write_billing_customer(
-    ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord
+    ctx: HandlerContext,
+    deps: FlowDeps,
+    record: CustomerRecord,
+    *,
+    step: str = "billing.upsert_customer",
 ) -> str:
     """The customer's billing customer for the record's legal entity (billing holds one
-    currency per customer), written unless unchanged."""
-    gid, customer = _as_served(record, "billing")
+    currency per customer), written unless unchanged (``step``: one per entity)."""
+    gid, customer = _as_served(deps, record, "billing")
     print_ = record.print_
     billing_id = deps.sync.unchanged(gid, "billing", print_)
     if billing_id is None:
         billing_id = str(
             await ctx.step(
-                "billing.upsert_customer",
+                step,
                 lambda key: deps.billing.upsert_customer(customer, idempotency_key=key),
             )
         )
