@@ -81,6 +81,9 @@ class CrmHarness(Protocol):
     def onboarded_account(self, name: str, hub_id: str, *, tax_id: str | None = None) -> str:
         """An account the hub has onboarded: it shows the hub's global id ``hub_id``."""
 
+    def many_onboarded_accounts(self, count: int) -> list[str]:
+        """``count`` onboarded accounts, loaded in bulk."""
+
     def edit_account(self, account_id: str, *, name: str) -> None:
         """A person edits the account (here its name)."""
 

@@ -306,6 +306,22 @@ class SalesforceDesk:
             )
         return ids
 
+    def many_onboarded_accounts(self, count: int) -> list[str]:
+        """``count`` accounts carrying a hub global id, loaded in bulk (sObject Collections)."""
+        ids: list[str] = []
+        for start in range(0, count, 200):
+            batch = [
+                {
+                    "attributes": {"type": "Account"},
+                    "Name": f"Onboarded {n}",
+                    "CurrencyIsoCode": "EUR",
+                    "Hub_Global_Id__c": f"CUS-bulk-{n}",
+                }
+                for n in range(start, min(start + 200, count))
+            ]
+            ids += [r["id"] for r in self._collection("POST", batch)]
+        return ids
+
     def _collection(self, method: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         results = self.sf.restful(
             "composite/sobjects", method=method, json={"allOrNone": True, "records": records}
@@ -434,6 +450,9 @@ class SalesforceHarness:
         if tax_id is not None:
             fields["VAT_Number__c"] = tax_id
         return self.desk.account(name, "EUR", **fields)
+
+    def many_onboarded_accounts(self, count: int) -> list[str]:
+        return self.desk.many_onboarded_accounts(count)
 
     def edit_account(self, account_id: str, *, name: str) -> None:
         self.desk.sales_rep().Account.update(account_id, {"Name": name})

@@ -260,6 +260,23 @@ async def test_changed_accounts_are_the_onboarded_ones_changed_since(harness: Cr
     assert again.account_id == onboarded and again.changed_at >= changed[0].changed_at
 
 
+async def test_changed_account_pages_cover_every_account_once(harness: CrmHarness):
+    seeded = harness.many_onboarded_accounts(harness.page_size + 5)
+    crm = harness.crm()
+    seen: list[str] = []
+    sizes: list[int] = []
+    cursor: str | None = None
+    while True:
+        page = await crm.changed_accounts(cursor=cursor, limit=harness.page_size)
+        sizes.append(len(page.items))
+        seen += [c.account_id for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(sizes) >= 2 and max(sizes) <= harness.page_size
+    assert sorted(seen) == sorted(seeded)
+
+
 async def test_account_financials_are_written_to_the_account(harness: CrmHarness):
     account = harness.onboarded_account("Financials GmbH", "CUS-0002", tax_id="DE999999999")
     crm = harness.crm()
