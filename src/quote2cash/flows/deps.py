@@ -92,7 +92,7 @@ class FlowDeps:
     @property
     def entity_customers(self) -> EntityCustomers:
         """The global id keying a customer's ERP customer in each legal entity."""
-        return EntityCustomers(self.xref, self.runtime.clock)
+        return EntityCustomers(self.xref, self.entities.config.entities, self.runtime.clock)
 
     @property
     def crm(self) -> Crm:

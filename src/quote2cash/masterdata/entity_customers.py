@@ -12,8 +12,9 @@ entity's ERP customer. Merges keep working: a merged customer's pairs are found 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 
 from quote2cash.canonical import Customer, TaxIdValue
 from quote2cash.engine.clock import Clock
@@ -34,8 +35,12 @@ class EntityCustomers:
     """Which global id keys a customer's ERP customer in each legal entity; every change is an
     xref link in the caller's audited store."""
 
-    def __init__(self, store: XrefStore, clock: Clock | None = None) -> None:
+    def __init__(
+        self, store: XrefStore, entities: Iterable[str], clock: Clock | None = None
+    ) -> None:
         self.store = store
+        self.entities = tuple(entities)
+        """The group's legal entities (``entities.yaml``): pairs are looked up by exact key."""
         self.clock = clock or store.clock
 
     def account_for(
@@ -81,12 +86,14 @@ class EntityCustomers:
         with self.store.engine.connect() as conn:
             survivor = xref.resolve(conn, customer_gid)
             ids = (survivor, *xref._merged_ids(conn, survivor))
+            keys = [pair_key(entity, gid) for gid in ids for entity in self.entities]
             rows = conn.execute(
                 select(md_xrefs.c.local_id, md_xrefs.c.global_id)
                 .where(
+                    md_xrefs.c.kind == Kind.CUSTOMER.value,
                     md_xrefs.c.system == SYSTEM,
+                    md_xrefs.c.local_id.in_(keys),
                     md_xrefs.c.valid_to.is_(None),
-                    or_(*(md_xrefs.c.local_id.like(f"%/{gid}") for gid in ids)),
                 )
                 .order_by(md_xrefs.c.valid_from, md_xrefs.c.id)
             ).all()

@@ -28,7 +28,7 @@ def store(tmp_path: Path) -> Iterator[XrefStore]:
 def test_the_first_entity_is_the_customer_itself_and_another_gets_its_own_id(
     store: XrefStore,
 ) -> None:
-    customers = EntityCustomers(store)
+    customers = EntityCustomers(store, ENTITIES.config.entities)
     golden = store.ensure_global_id(Kind.CUSTOMER, "crm", "001A")
     assert customers.account_for(golden, "DE") == golden
     assert customers.account_for(golden, "DE") == golden
@@ -42,7 +42,7 @@ def test_the_first_entity_is_the_customer_itself_and_another_gets_its_own_id(
 def test_a_customer_with_an_erp_customer_from_before_keeps_it_in_its_decided_entity(
     store: XrefStore,
 ) -> None:
-    customers = EntityCustomers(store)
+    customers = EntityCustomers(store, ENTITIES.config.entities)
     golden = store.ensure_global_id(Kind.CUSTOMER, "crm", "001B")
     store.link(golden, "erp", "17")
     # its first deal of the new kind is in USD; its ERP customer was made for Q2C GmbH
@@ -53,7 +53,7 @@ def test_a_customer_with_an_erp_customer_from_before_keeps_it_in_its_decided_ent
 
 
 def test_merged_customers_keep_their_entity_customers(store: XrefStore) -> None:
-    customers = EntityCustomers(store)
+    customers = EntityCustomers(store, ENTITIES.config.entities)
     first = store.ensure_global_id(Kind.CUSTOMER, "crm", "001C")
     second = store.ensure_global_id(Kind.CUSTOMER, "crm", "001D")
     assert customers.account_for(first, "DE") == first
