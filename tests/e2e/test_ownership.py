@@ -81,10 +81,16 @@ async def test_crm_edits_propagate_for_crm_fields_and_warn_for_erp_fields(
     # ... an administrator (a data load) can: CRM-owned and ERP-owned fields in one edit.
     desk.sf.Account.update(
         account,
-        {"BillingStreet": "Karlsplatz 3", "Phone": "+49 89 123456", "VAT_Number__c": EDITED_VAT},
+        {
+            "BillingStreet": "Karlsplatz 3",
+            "Phone": "+49 89 123456",
+            "VAT_Number__c": EDITED_VAT,
+            "Legal_Entity__c": "US",
+        },
     )
     # A deal closes before the hub sees the account change: its onboarding writes the new
-    # name and street to the ERP but keeps the ERP's VAT id (ownership, not the poll's order).
+    # name and street to the ERP but keeps the ERP's VAT id (ownership, not the poll's order),
+    # and warns of the legal entity it writes back over the edit.
     desk.deal(
         account,
         "EUR",
@@ -94,7 +100,6 @@ async def test_crm_edits_propagate_for_crm_fields_and_warn_for_erp_fields(
     )
     await hub.settle()
     assert await erp_vat_ids(world) == {ERP_VAT}
-    desk.sf.Account.update(account, {"Legal_Entity__c": "US"})
     await settle_with_accounts(hub)
 
     # ERP: the new name and street arrived; the VAT id the CRM showed did not.

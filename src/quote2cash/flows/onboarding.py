@@ -39,7 +39,7 @@ from quote2cash.engine.errors import DataError
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.entity_customers import tax_ids_for
-from quote2cash.masterdata.ownership import reconcile_owned
+from quote2cash.masterdata.ownership import VIOLATION_EVENT, FieldConflict, reconcile_owned
 from quote2cash.masterdata.sync import fingerprint
 from quote2cash.masterdata.xref import Kind
 
@@ -231,9 +231,31 @@ async def publish_account_ids(
     )
     if shown == links:
         return
+    _warn_of_entity_edit(ctx, deps, record, shown.legal_entity, links.legal_entity)
     await ctx.step(
         "crm.publish_account_ids",
         lambda key: published(deps.crm.publish_status([links], idempotency_key=key)),
+    )
+
+
+def _warn_of_entity_edit(
+    ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord, shown: str, served: str
+) -> None:
+    """An account showing an entity that does not serve the customer was edited in the CRM:
+    the write-back undoes it, and the ownership warning says so (as the account sync would)."""
+    owners = deps.ownership_rules.owners_of("customer", "legal_entity")
+    foreign = {e for e in shown.split(",") if e} - set(served.split(","))
+    if not foreign or "crm" in owners or not owners:
+        return
+    label = f"account {record.crm_id} ({record.account.name})"
+    conflict = FieldConflict(
+        "customer", label, "legal_entity", "crm", owners[0], shown or None, served
+    )
+    ctx.emit(
+        VIOLATION_EVENT,
+        f"ownership:{ctx.event.id}:legal_entity",
+        conflict.event_payload(record.global_id),
+        key="ownership:legal_entity",
     )
 
 
