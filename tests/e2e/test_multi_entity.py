@@ -16,6 +16,8 @@ import pytest
 
 from contract.crm.salesforce_harness import Line
 from e2e.conftest import CONFIG, Hub, World, sf_products
+from e2e.test_amendments import start_intake_now
+from e2e.test_ownership import settle_with_accounts
 from quote2cash.engine.queries import failed_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.systems import SystemLimits
@@ -160,3 +162,107 @@ async def test_each_account_lands_in_its_legal_entity_and_currency(world: World,
         american: Decimal("588.00"),
         british: Decimal("147.00"),
     }
+
+
+async def test_one_account_buying_through_two_entities_is_one_erp_customer_per_entity(
+    world: World, hub: Hub
+) -> None:
+    """A German group buys in EUR from Q2C GmbH and in USD from Q2C Inc.: one CRM account, one
+    golden customer, two ERP customers (each in its company with its own tax registration)
+    and a billing customer per currency; the CRM shows the home ERP customer and both entities."""
+    await start_intake_now(hub.runtime, world)
+    desk = world.desk
+    products = sf_products(desk)
+    account = desk.account(
+        "Nordlicht Global GmbH",
+        currency="EUR",
+        BillingStreet="Speicherstadt 5",
+        BillingCity="Hamburg",
+        BillingPostalCode="20457",
+        BillingCountryCode="DE",
+        BillingCountry="Germany",
+        VAT_Number__c="DE811569869",
+        EIN__c="04-2103594",
+    )
+    desk.deal(
+        account,
+        "EUR",
+        [Line(products["PLAT-SEAT"], 4, "45.00")],
+        name="Nordlicht Europe",
+        Contract_Number__c="C-MS-EUR-1",
+    )
+    await hub.settle()
+    desk.deal(
+        account,
+        "USD",
+        [Line(products["PLAT-SEAT"], 3, "49.00")],
+        name="Nordlicht Americas",
+        Contract_Number__c="C-MS-USD-1",
+    )
+    await hub.settle()
+    assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
+
+    # The hub: one golden customer for the account, keyed per entity.
+    xref = hub.deps.xref
+    golden = xref.global_id_for("customer", "crm", account)
+    assert golden is not None
+    served = hub.deps.entity_customers.entities_of(golden)
+    assert set(served) == {"DE", "US"} and served["DE"] == golden != served["US"]
+    assert hub.deps.entity_customers.customer_of(served["US"]) == golden
+    erp_ids = {entity: xref.local_id(gid, "erp") for entity, gid in served.items()}
+    assert None not in erp_ids.values() and erp_ids["DE"] != erp_ids["US"]
+
+    # ERP: two parties, each with its own tax registration, selling in its own company.
+    entities = tryton_config(world.erp).legal_entities
+    async with world.erp_client() as erp:
+        parties = await erp.model("party.party").search_read(
+            [("name", "=", "Nordlicht Global GmbH")], ["identifiers"]
+        )
+        assert sorted(str(p["id"]) for p in parties) == sorted(str(i) for i in erp_ids.values())
+        for entity, erp_id in erp_ids.items():
+            idents = await erp.model("party.identifier").search_read(
+                [("party", "=", int(str(erp_id))), ("type", "!=", None)], ["type", "code"]
+            )
+            sales = await erp.model("sale.sale").search_read(
+                [("party", "=", int(str(erp_id)))], ["company", "currency.code"]
+            )
+            invoices = await erp.model("account.invoice").search_read(
+                [("party", "=", int(str(erp_id))), ("type", "=", "out")], ["company"]
+            )
+            company = entities[entity].company
+            currency = "EUR" if entity == "DE" else "USD"
+            assert [(s["company"], s["currency."]["code"]) for s in sales] == [(company, currency)]
+            assert [i["company"] for i in invoices] == [company]
+            kinds = {i["type"] for i in idents}
+            assert kinds == ({"eu_vat"} if entity == "DE" else {"us_ein"}), idents
+
+    # Billing: a customer per currency (billing holds one currency per customer).
+    client = world.stripe()
+    named = [
+        c
+        for c in client.v1.customers.list().auto_paging_iter()
+        if c.name == "Nordlicht Global GmbH"
+    ]
+    currencies = sorted(
+        item["price"]["currency"]
+        for c in named
+        for s in client.v1.subscriptions.list(params={"customer": c.id}).data
+        for item in s["items"]["data"]
+    )
+    assert len(named) == 2 and currencies == ["eur", "usd"]
+
+    # CRM: the home (first) entity's ERP customer and both entities on the one account.
+    shown = desk.sf.Account.get(account)
+    assert shown["Legal_Entity__c"] == "DE,US"
+    assert shown["ERP_Customer_Number__c"] == erp_ids["DE"]
+    assert shown["Hub_Global_Id__c"] == golden
+
+    # A CRM-owned edit reaches every entity's ERP customer and billing customer.
+    desk.sales_rep().Account.update(account, {"Name": "Nordlicht Group GmbH"})
+    await settle_with_accounts(hub)
+    assert failed_events(hub.runtime) == [], [e.last_error for e in failed_events(hub.runtime)]
+    async with world.erp_client() as erp:
+        renamed = await erp.model("party.party").search([("name", "=", "Nordlicht Group GmbH")])
+    assert sorted(renamed) == sorted(int(str(i)) for i in erp_ids.values())
+    names = {client.v1.customers.retrieve(c.id).name for c in named}
+    assert names == {"Nordlicht Group GmbH"}

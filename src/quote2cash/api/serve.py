@@ -27,7 +27,7 @@ from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
-from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
+from quote2cash.flows.intake import poll_accounts, poll_amendments, poll_billing, poll_crm
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
 from quote2cash.retention.schedule import ArchiveSchedule, archive_forever
@@ -64,12 +64,14 @@ Poller = tuple[str, Callable[[], Awaitable[int]]]
 
 
 def default_pollers(runtime: Runtime, systems: Any) -> list[Poller]:
-    """Closed-won deals from the CRM and events from billing, for the roles configured."""
+    """Closed-won deals, amendment requests and account changes from the CRM and events from
+    billing, for the roles configured."""
     pollers: list[Poller] = []
     if systems.crm is not None:
         xref = XrefStore(runtime.engine, runtime.clock)
         pollers.append(("crm", partial(poll_crm, runtime, systems.crm)))
         pollers.append(("crm.amendments", partial(poll_amendments, runtime, systems.crm, xref)))
+        pollers.append(("crm.accounts", partial(poll_accounts, runtime, systems.crm)))
     if systems.billing is not None:
         pollers.append(("billing", partial(poll_billing, runtime, systems.billing)))
     return pollers

@@ -60,6 +60,9 @@ class Order(Record):
 
     number: Identifier | None = None
     customer: Ref
+    """The sold-to account: who bought."""
+    bill_to: Ref | None = None
+    """The account invoiced and paying, when it is not the sold-to (a group's treasury)."""
     legal_entity: Ref | None = None
     currency: CurrencyCode
     status: OrderStatus = OrderStatus.BOOKED

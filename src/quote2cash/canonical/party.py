@@ -10,6 +10,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from quote2cash.canonical.base import CanonicalModel, Record, Ref
 from quote2cash.canonical.currency import CurrencyCode
+from quote2cash.canonical.money import Money
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -86,6 +87,10 @@ class Customer(Record):
     tax_exemption: TaxExemption = TaxExemption.NONE
     currency: CurrencyCode | None = None
     legal_entity: Ref | None = None
+    parent: Ref | None = None
+    """The parent account in the customer's hierarchy (a group's holding), if any."""
+    credit_limit: Money | None = None
+    """The credit finance grants the customer (ERP-owned; None: the system holds none)."""
 
     @field_validator("email")
     @classmethod

@@ -28,6 +28,7 @@ from quote2cash.canonical import (
     Product,
     Subscription,
     SubscriptionStatus,
+    TaxIdValue,
     UsageRecord,
 )
 
@@ -127,6 +128,26 @@ class CustomerLinks:
 
 
 @dataclass(frozen=True)
+class AccountFinancials:
+    """The ERP-owned values a CRM account shows read-only: its tax registrations, the legal
+    entities serving it and its credit limit (``None``: leave as shown; ``()`` / ``""``: clear
+    the CRM's main tax registration / legal entity)."""
+
+    account_id: str
+    tax_ids: tuple[TaxIdValue, ...] | None = None
+    legal_entity: str | None = None
+    credit_limit: Money | None = None
+
+
+@dataclass(frozen=True)
+class ChangedAccount:
+    """A CRM account the hub onboarded that changed at ``changed_at`` (the CRM's stamp)."""
+
+    account_id: str
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
 class DealSubscribed:
     """A won deal has its billing subscription; ``correlation_id`` traces the deal in the hub."""
 
@@ -199,6 +220,7 @@ class AmendmentOutcome:
 
 CrmStatus = (
     CustomerLinks
+    | AccountFinancials
     | DealSubscribed
     | DealActivated
     | DealCanceled
@@ -286,6 +308,13 @@ class Crm(Protocol):
     async def get_deal(self, deal_id: str) -> Order: ...
 
     async def get_account(self, account_id: str) -> Customer: ...
+
+    async def changed_accounts(
+        self, since: datetime | None = None, cursor: str | None = None, limit: int = 200
+    ) -> Page[ChangedAccount]:
+        """Accounts the hub onboarded (they carry its global id) changed at or after ``since``,
+        oldest change first; a change in the ``since`` instant may come again, never be lost."""
+        ...
 
     async def amendment_requests(
         self, since: datetime | None = None, cursor: str | None = None

@@ -17,6 +17,8 @@ class Category(StrEnum):
     AUTH = "auth"
     CONFLICT = "conflict"
     APPROVAL_REQUIRED = "approval_required"
+    OWNERSHIP = "ownership"
+    """A system changed a field another system owns: not propagated, someone should know."""
 
 
 class IntegrationError(Exception):

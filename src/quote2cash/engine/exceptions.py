@@ -41,7 +41,7 @@ from quote2cash.store.schema import (
 
 RECOVERABILITIES: Final = ("automatic_retry", "data_correction", "finance_approval", "technical")
 TECHNICAL_CATEGORIES: Final = frozenset({"auth"})
-CORRECTABLE_CATEGORIES: Final = frozenset({"data", "mapping", "conflict"})
+CORRECTABLE_CATEGORIES: Final = frozenset({"data", "mapping", "conflict", "ownership"})
 MAX_LIMIT: Final = 1000
 
 

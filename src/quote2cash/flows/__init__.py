@@ -15,6 +15,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
+from quote2cash.flows.accounts import ACCOUNT_CHANGED, hold_ownership_warning, sync_account_change
 from quote2cash.flows.amendments import activate_contract, request_amendment
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import REJECTED, hold_rejected_record
@@ -26,6 +27,7 @@ from quote2cash.flows.lifecycle import (
 )
 from quote2cash.flows.new_business import submit_subscription_order
 from quote2cash.flows.usage_posting import BATCH_ACCEPTED, post_accepted_usage
+from quote2cash.masterdata.ownership import VIOLATION_EVENT
 from quote2cash.readmodels.invoice_status import InvoiceStatusProjection
 from quote2cash.usage.postings import UsagePostingProjection
 
@@ -47,6 +49,8 @@ FLOWS: dict[str, FlowHandler] = {
     "billing.subscription.canceled": mirror_subscription,
     REJECTED: hold_rejected_record,
     BATCH_ACCEPTED: post_accepted_usage,
+    ACCOUNT_CHANGED: sync_account_change,
+    VIOLATION_EVENT: hold_ownership_warning,
 }
 
 RETRIES: dict[str, RetryPolicy] = {}

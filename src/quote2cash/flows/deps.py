@@ -26,6 +26,8 @@ from quote2cash.masterdata import (
     load_tax,
 )
 from quote2cash.masterdata.entities import EntityDecisions
+from quote2cash.masterdata.entity_customers import EntityCustomers
+from quote2cash.masterdata.ownership import OwnershipConfig, load_ownership
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.usage.postings import LatePosting, UsagePostings
@@ -57,6 +59,7 @@ class FlowDeps:
     def usage_postings(self) -> UsagePostings:
         """The record of usage posted to billing (written by the posting steps)."""
         return UsagePostings(self.runtime.engine)
+    ownership: OwnershipConfig | None = None
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path | None = None) -> FlowDeps:
@@ -66,6 +69,7 @@ class FlowDeps:
         tax_file = config_dir / "tax.yaml"
         from quote2cash.settings import get_settings
 
+        ownership_file = config_dir / "ownership.yaml"
         return cls(
             runtime=runtime,
             crm_role=systems.crm,
@@ -79,7 +83,15 @@ class FlowDeps:
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
             late_usage=LatePosting(get_settings().usage_late_posting),
             usage_ledger=open_ledger(runtime),
+            ownership=load_ownership(ownership_file) if ownership_file.exists() else None,
         )
+
+    @property
+    def ownership_rules(self) -> OwnershipConfig:
+        """Field ownership (``ownership.yaml``); the packaged rules when none was configured."""
+        if self.ownership is None:
+            self.ownership = load_ownership(packaged_config_dir() / "ownership.yaml")
+        return self.ownership
 
     def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:
         """The tax a legal entity charges the customer; untaxed when no tax rules are configured."""
@@ -91,6 +103,11 @@ class FlowDeps:
     def decisions(self) -> EntityDecisions:
         """Each contract's legal entity, as decided at Closed Won."""
         return EntityDecisions(self.runtime.engine, self.runtime.clock)
+
+    @property
+    def entity_customers(self) -> EntityCustomers:
+        """The global id keying a customer's ERP customer in each legal entity."""
+        return EntityCustomers(self.xref, self.entities.config.entities, self.runtime.clock)
 
     @property
     def crm(self) -> Crm:

@@ -203,6 +203,29 @@ async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
     return new
 
 
+async def poll_accounts(runtime: Runtime, crm: Crm, *, source: str = "crm.accounts") -> int:
+    """Log every change of an onboarded CRM account since the last poll (by SystemModstamp),
+    one event per change in the account's own subject (``flows.accounts``)."""
+    from quote2cash.flows.accounts import account_event
+
+    raw = read_cursor(runtime, source)
+    since = datetime.fromisoformat(raw) if raw else None
+    started = runtime.clock.now()
+    new = 0
+    cursor: str | None = None
+    while True:
+        page = await crm.changed_accounts(since=since, cursor=cursor)
+        built: list[Built] = [
+            (f"Account {c.account_id}", partial(account_event, c, time=started)) for c in page.items
+        ]
+        new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    save_cursor(runtime, source, started.isoformat())
+    return new
+
+
 async def poll_amendments(
     runtime: Runtime, crm: Crm, xref: XrefStore, *, source: str = "crm.amendments"
 ) -> int:

@@ -62,7 +62,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     if customer_gid is None:
         raise DataError(f"{invoice.label}: billing customer is not one the hub onboarded")
     erp_customer = deps.xref.local_id(customer_gid, "erp")
-    crm_account = deps.xref.local_id(customer_gid, "crm")
+    crm_account = deps.xref.local_id(deps.entity_customers.customer_of(customer_gid), "crm")
     if erp_customer is None or crm_account is None:
         raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
     entity_key = await entity_of(ctx, deps, invoice, customer_gid, erp_customer)
@@ -321,7 +321,7 @@ def crm_account_of(deps: FlowDeps, invoice: Invoice) -> str:
     gid = deps.xref.global_id_for(
         Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
     )
-    account = deps.xref.local_id(gid, "crm") if gid else None
+    account = deps.xref.local_id(deps.entity_customers.customer_of(gid), "crm") if gid else None
     if account is None:
         raise DataError(f"{invoice.label}: billing customer has no CRM account")
     return account

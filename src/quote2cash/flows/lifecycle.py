@@ -95,7 +95,9 @@ def contract_state(links: ContractLinks, sub: Subscription, deps: FlowDeps) -> C
     customer = sub.customer.id_in("billing")
     customer_gid = deps.xref.global_id_for(Kind.CUSTOMER, "billing", customer) if customer else None
     account = links.account_id or (
-        deps.xref.local_id(customer_gid, "crm") if customer_gid else None
+        deps.xref.local_id(deps.entity_customers.customer_of(customer_gid), "crm")
+        if customer_gid
+        else None
     )
     if account is None:
         raise DataError(f"{sub.label}: billing customer {customer} has no CRM account")

@@ -56,8 +56,8 @@ DEAL_RESOLVED = "deal.resolved"
 @dataclass(frozen=True)
 class ResolvedDeal:
     """What Closed Won resolved for a contract (the deal, its products' codes, the CRM account,
-    the customer's global id, the legal entity): activation and amendments use it instead of
-    reading the CRM and resolving again."""
+    the customer's global id as the legal entity serves it, the legal entity): activation and
+    amendments use it instead of reading the CRM and resolving again."""
 
     order: Order
     codes: dict[str, str]
@@ -220,7 +220,9 @@ async def line_discounts(
 
 
 async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
-    """``crm.opportunity.closed_won``: onboard the customer and create the subscription."""
+    """``crm.opportunity.closed_won``: onboard the customer and create the subscription. The
+    customer billed (billing, ERP, invoices) is the deal's bill-to account where it names one;
+    the contract stays on the sold-to account in the CRM."""
     opportunity_id = str(event.data["opportunity_id"])
     order = await read_deal(ctx, deps, opportunity_id)
     if order.status.value != "booked":
@@ -228,7 +230,10 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     codes = await read_product_codes(ctx, deps, order)
     mapped = map_deal(deps, order, codes)
     discounts = await line_discounts(deps, order, mapped)
-    account = await read_account(ctx, deps, order.customer.external_ids["crm"])
+    sold_to = order.customer.external_ids["crm"]
+    # The account billed: the deal's bill-to where it names one, else the buyer's own.
+    bill_to = order.bill_to.id_in("crm") if order.bill_to else None
+    account = await read_account(ctx, deps, bill_to or sold_to)
     contract_gid = deps.xref.ensure_global_id(
         Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
     )
@@ -236,8 +241,9 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     tax = deps.tax_for(account, entity)
     account = account.model_copy(update={"tax_exemption": tax.exemption})
     customer = customer_record(deps, account, entity)
-    deal = ResolvedDeal(order, codes, customer.crm_id, customer.global_id, entity.entity_key)
-    deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)
+    served = customer.entity_gid or customer.global_id
+    deal = ResolvedDeal(order, codes, sold_to, served, entity.entity_key)
+    deps.decisions.decide(contract_gid, served, entity.entity_key)
     await ctx.local_step(DEAL_RESOLVED, lambda _k: deal.as_json())
     erp_first = deps.onboarding.erp_first
     if erp_first:
@@ -279,7 +285,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         lambda key: published(deps.crm.publish_status([subscribed], idempotency_key=key)),
     )
     links = ContractLinks(
-        order.number or opportunity_id, contract_gid, sub_id, opportunity_id, customer.crm_id
+        order.number or opportunity_id, contract_gid, sub_id, opportunity_id, sold_to
     )
     await publish_subscription(
         ctx, deps, links, billing_sub, step="crm.publish_subscription_record"
@@ -293,12 +299,13 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
 def _decided_entity(
     deps: FlowDeps, order: Order, account: Customer, contract_gid: str
 ) -> EntityResolution:
-    """The contract's legal entity: the one already decided for it, else the account's by the
-    rules, which must invoice in the deal's currency."""
+    """The contract's legal entity: the one already decided for it, else the rules' for the
+    account buying in the deal's currency (an account may buy through several entities), which
+    must invoice in that currency."""
     kept = deps.decisions.decided(contract_gid)
     if kept is not None:
         return deps.entities.as_decided(kept, order.currency)
-    entity = deps.entities.resolve(account)
+    entity = deps.entities.resolve(account.model_copy(update={"currency": order.currency}))
     if entity.invoicing_currency != order.currency:
         raise DataError(
             f"{order.label}: field 'currency' is {order.currency}; legal entity "

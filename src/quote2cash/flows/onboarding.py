@@ -8,6 +8,13 @@ an open breaker, and the ERP customer and the account's ids follow in order when
 contract's later events, its booking and invoices, wait behind them). ``erp_first`` writes the
 ERP customer before anything reaches billing.
 
+A customer buying through several legal entities has one ERP customer per entity
+(``masterdata.entity_customers``), each with the tax registrations of its jurisdiction; billing
+and the CRM see one customer.
+
+An ERP customer that exists keeps the values the ERP owns (``config/ownership.yaml``): a CRM edit
+of its tax registration is not sent with a later deal (the account sync warns about it).
+
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
 shows are not published again: a customer's second deal costs no master-data calls.
@@ -32,6 +39,8 @@ from quote2cash.engine.errors import DataError
 from quote2cash.flows import announce
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
+from quote2cash.masterdata.entity_customers import tax_ids_for
+from quote2cash.masterdata.ownership import VIOLATION_EVENT, FieldConflict, reconcile_owned
 from quote2cash.masterdata.sync import fingerprint
 from quote2cash.masterdata.xref import Kind
 
@@ -46,6 +55,9 @@ class CustomerRecord:
     crm_id: str
     entity: EntityResolution
     print_: str
+    entity_gid: str = ""
+    """The customer as ``entity`` serves it: the global id its ERP and billing customers are
+    keyed by ("": ``global_id``, its home entity's)."""
 
 
 async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> Customer:
@@ -59,13 +71,45 @@ async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> 
 def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution) -> CustomerRecord:
     crm_id = account.external_ids["crm"]
     gid = deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", crm_id, actor="flows")
-    customer = account.model_copy(update={"global_id": gid, "currency": entity.invoicing_currency})
+    keep_parent(deps, gid, account)
+    erp_gid = deps.entity_customers.account_for(
+        gid, entity.entity_key, home=deps.decisions.decided(gid), actor="flows"
+    )
+    tax_ids = tax_ids_for(account, entity.entity_key, deps.entities)
+    customer = account.model_copy(
+        update={"global_id": gid, "currency": entity.invoicing_currency, "tax_ids": tax_ids}
+    )
     # the ids and legal entity the hub itself writes back to the account are not master data
     print_ = fingerprint(
-        customer.model_copy(update={"external_ids": {"crm": crm_id}, "legal_entity": None}),
+        customer.model_copy(
+            update={
+                "external_ids": {"crm": crm_id},
+                "legal_entity": None,
+                "parent": None,
+                "credit_limit": None,
+            }
+        ),
         legal_entity=entity.entity_key,
     )
-    return CustomerRecord(account, customer, gid, crm_id, entity, print_)
+    return CustomerRecord(account, customer, gid, crm_id, entity, print_, erp_gid)
+
+
+def keep_parent(deps: FlowDeps, gid: str, account: Customer) -> None:
+    """The golden record keeps the CRM's account hierarchy: the account's parent (known to the
+    hub from then on) becomes the customer's parent; a cleared parent detaches it (audited)."""
+    parent_id = account.parent.id_in("crm") if account.parent else None
+    parent = (
+        deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", parent_id, actor="flows")
+        if parent_id
+        else None
+    )
+    if deps.xref.parent_of(gid) != parent:
+        deps.xref.reparent(
+            gid,
+            parent,
+            actor="flows",
+            reason=f"CRM account {account.external_ids['crm']}: parent account {parent_id}",
+        )
 
 
 def contract_entity(
@@ -82,15 +126,40 @@ def contract_entity(
     return entity
 
 
-async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord) -> str:
-    gid, print_ = record.global_id, record.print_
+def _as_served(deps: FlowDeps, record: CustomerRecord, system: str) -> tuple[str, Customer]:
+    """The global id and record a system's customer is written with: another entity's is
+    keyed by its own ids, never by the home one's the CRM account shows."""
+    gid, customer = record.entity_gid or record.global_id, record.customer
+    if gid != record.global_id:
+        ids = {k: v for k, v in customer.external_ids.items() if k != system}
+        own = deps.xref.local_id(gid, system)
+        if own is not None:
+            ids[system] = own
+        customer = customer.model_copy(update={"global_id": gid, "external_ids": ids})
+    return gid, customer
+
+
+async def write_erp_customer(
+    ctx: HandlerContext,
+    deps: FlowDeps,
+    record: CustomerRecord,
+    *,
+    step: str = "erp.upsert_customer",
+) -> str:
+    """The customer's ERP customer in the record's legal entity, written unless unchanged
+    (``step`` names the write: one per entity where an event writes several)."""
+    gid, customer = _as_served(deps, record, "erp")
+    print_ = record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
     if erp_id is None:
+        known = deps.xref.local_id(gid, "erp")
+        if known is not None:
+            customer = await _with_erp_owned(ctx, deps, customer, known, step)
         erp_id = str(
             await ctx.step(
-                "erp.upsert_customer",
+                step,
                 lambda key: deps.erp.upsert_customer(
-                    record.customer, legal_entity=record.entity.entity_key, idempotency_key=key
+                    customer, legal_entity=record.entity.entity_key, idempotency_key=key
                 ),
             )
         )
@@ -99,16 +168,42 @@ async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: Custom
     return erp_id
 
 
+async def _with_erp_owned(
+    ctx: HandlerContext, deps: FlowDeps, customer: Customer, erp_id: str, step: str
+) -> Customer:
+    """An existing ERP customer keeps what the ERP owns (tax registrations ...): the CRM's
+    values of those fields are not sent (``masterdata.ownership``; the account sync warns)."""
+
+    async def read() -> dict[str, Any]:
+        held = await deps.erp.get_customer(erp_id)
+        return held.model_dump(mode="json", exclude_unset=True)
+
+    name = "erp.get_customer" if step == "erp.upsert_customer" else f"{step}.read"
+    held = Customer.model_validate(await ctx.step(name, lambda _k: read()))
+    label = f"account {customer.external_ids.get('crm', customer.global_id)}"
+    owned = reconcile_owned(
+        deps.ownership_rules, "customer", "crm", customer, {"erp": held}, record=label
+    )
+    return owned.record
+
+
 async def write_billing_customer(
-    ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord
+    ctx: HandlerContext,
+    deps: FlowDeps,
+    record: CustomerRecord,
+    *,
+    step: str = "billing.upsert_customer",
 ) -> str:
-    gid, print_ = record.global_id, record.print_
+    """The customer's billing customer for the record's legal entity (billing holds one
+    currency per customer), written unless unchanged (``step``: one per entity)."""
+    gid, customer = _as_served(deps, record, "billing")
+    print_ = record.print_
     billing_id = deps.sync.unchanged(gid, "billing", print_)
     if billing_id is None:
         billing_id = str(
             await ctx.step(
-                "billing.upsert_customer",
-                lambda key: deps.billing.upsert_customer(record.customer, idempotency_key=key),
+                step,
+                lambda key: deps.billing.upsert_customer(customer, idempotency_key=key),
             )
         )
         deps.xref.link(gid, "billing", billing_id, actor="flows")
@@ -119,10 +214,14 @@ async def write_billing_customer(
 async def publish_account_ids(
     ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord, *, billing_id: str, erp_id: str
 ) -> None:
-    """Write the hub's ids and the legal entity back to the account, unless it shows them all."""
+    """Write the hub's ids and the legal entities back to the account, unless it shows them
+    all; the ERP id shown is the home entity's ERP customer, the entities all that serve it."""
     account = record.account
+    if record.entity_gid and record.entity_gid != record.global_id:
+        erp_id = deps.xref.local_id(record.global_id, "erp") or erp_id
+        billing_id = deps.xref.local_id(record.global_id, "billing") or billing_id
     links = CustomerLinks(
-        record.crm_id, record.global_id, erp_id, billing_id, record.entity.entity_key
+        record.crm_id, record.global_id, erp_id, billing_id, served_by(deps, record)
     )
     shown = CustomerLinks(
         record.crm_id,
@@ -133,6 +232,7 @@ async def publish_account_ids(
     )
     if shown == links:
         return
+    _warn_of_entity_edit(ctx, deps, record, shown.legal_entity, links.legal_entity)
     await ctx.step(
         "crm.publish_account_ids",
         lambda key: published(deps.crm.publish_status([links], idempotency_key=key)),
@@ -147,6 +247,33 @@ async def publish_account_ids(
             legal_entity=record.entity.entity_key,
             name=record.customer.name,
         )
+
+
+def _warn_of_entity_edit(
+    ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord, shown: str, served: str
+) -> None:
+    """An account showing an entity that does not serve the customer was edited in the CRM:
+    the write-back undoes it, and the ownership warning says so (as the account sync would)."""
+    owners = deps.ownership_rules.owners_of("customer", "legal_entity")
+    foreign = {e for e in shown.split(",") if e} - set(served.split(","))
+    if not foreign or "crm" in owners or not owners:
+        return
+    label = f"account {record.crm_id} ({record.account.name})"
+    conflict = FieldConflict(
+        "customer", label, "legal_entity", "crm", owners[0], shown or None, served
+    )
+    ctx.emit(
+        VIOLATION_EVENT,
+        f"ownership:{ctx.event.id}:legal_entity",
+        conflict.event_payload(record.global_id),
+        key="ownership:legal_entity",
+    )
+
+
+def served_by(deps: FlowDeps, record: CustomerRecord) -> str:
+    """The legal entities serving the customer as the CRM shows them: ``DE`` or ``DE,US``."""
+    keys = set(deps.entity_customers.entities_of(record.global_id)) | {record.entity.entity_key}
+    return ",".join(sorted(keys))
 
 
 async def dump(awaitable: Awaitable[BaseModel]) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def _customers(snapshot: Snapshot, xref: CrossRefs) -> list[Drift]:
     drifts: list[Drift] = []
     billing = snapshot.of(BILLING, LedgerKind.CUSTOMER)
     for key, group in [
-        *((f"e-mail {k}", g) for k, g in _by_number(billing).items()),
+        *((f"e-mail {k}", g) for k, g in _by_number(billing).items() if not _per_currency(g)),
         *((f"global id {k}", g) for k, g in _group(billing, lambda e: e.links.get("hub")).items()),
     ]:
         if len(group) > 1:
@@ -159,6 +159,13 @@ def _customers(snapshot: Snapshot, xref: CrossRefs) -> list[Drift]:
                 )
             )
     return drifts
+
+
+def _per_currency(group: Sequence[LedgerEntry]) -> bool:
+    """Billing customers of one e-mail, one per currency: a customer served by several legal
+    entities (billing holds one currency per customer), not a duplicate."""
+    currencies = [e.currency for e in group]
+    return None not in currencies and len(set(currencies)) == len(currencies)
 
 
 def _group(

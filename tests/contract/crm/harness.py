@@ -78,6 +78,18 @@ class CrmHarness(Protocol):
     ) -> str:
         """A customer account; ``erp_customer_number`` is the ERP's id the CRM keeps on it."""
 
+    def onboarded_account(self, name: str, hub_id: str, *, tax_id: str | None = None) -> str:
+        """An account the hub has onboarded: it shows the hub's global id ``hub_id``."""
+
+    def many_onboarded_accounts(self, count: int) -> list[str]:
+        """``count`` onboarded accounts, loaded in bulk."""
+
+    def edit_account(self, account_id: str, *, name: str) -> None:
+        """A person edits the account (here its name)."""
+
+    def account_financials(self, account_id: str) -> tuple[str | None, str | None]:
+        """The tax registration and legal entity the account shows (read-only to sales)."""
+
     def product(self, code: str, name: str, prices: dict[str, str]) -> str:
         """An active product with a list price per currency (sales may differ)."""
 

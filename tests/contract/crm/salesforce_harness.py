@@ -37,6 +37,8 @@ from quote2cash.sandbox.salesforce import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
+    SALES_PASSWORD,
+    SALES_USERNAME,
     RunningEmulator,
     run_in_thread,
 )
@@ -89,7 +91,7 @@ ASSUMED_SCHEMA: dict[str, Any] = {
     },
     "fields": {
         "Account": {
-            "VAT_Number__c": {"type": "string", "length": 32},
+            "VAT_Number__c": {"type": "string", "length": 32, "read_only_for_users": True},
             "Billing_Email__c": {"type": "email"},
         }
     },
@@ -157,15 +159,15 @@ class SalesforceDesk:
         self.admin("POST", "reset")
         self.admin("PATCH", "config", EMULATOR_DEFAULTS)
 
-    def _token(self) -> str:
+    def _token(self, username: str = DEFAULT_USERNAME, password: str = DEFAULT_PASSWORD) -> str:
         response = self.http.post(
             f"{self.emulator.instance_url}/services/oauth2/token",
             data={
                 "grant_type": "password",
                 "client_id": DEFAULT_CLIENT_ID,
                 "client_secret": DEFAULT_CLIENT_SECRET,
-                "username": DEFAULT_USERNAME,
-                "password": DEFAULT_PASSWORD,
+                "username": username,
+                "password": password,
             },
         )
         assert response.status_code == 200, response.text
@@ -176,6 +178,16 @@ class SalesforceDesk:
 
         self.sf = Salesforce(
             instance_url=self.emulator.instance_url, session_id=self._token(), session=self.http
+        )
+
+    def sales_rep(self) -> Any:
+        """A simple-salesforce session of a sales rep (not the integration user): the fields the
+        hub manages are read-only to them."""
+        from simple_salesforce import Salesforce
+
+        token = self._token(SALES_USERNAME, SALES_PASSWORD)
+        return Salesforce(
+            instance_url=self.emulator.instance_url, session_id=token, session=self.http
         )
 
     def api_usage(self) -> int:
@@ -292,6 +304,22 @@ class SalesforceDesk:
                     for i in chunk
                 ],
             )
+        return ids
+
+    def many_onboarded_accounts(self, count: int) -> list[str]:
+        """``count`` accounts carrying a hub global id, loaded in bulk (sObject Collections)."""
+        ids: list[str] = []
+        for start in range(0, count, 200):
+            batch = [
+                {
+                    "attributes": {"type": "Account"},
+                    "Name": f"Onboarded {n}",
+                    "CurrencyIsoCode": "EUR",
+                    "Hub_Global_Id__c": f"CUS-bulk-{n}",
+                }
+                for n in range(start, min(start + 200, count))
+            ]
+            ids += [r["id"] for r in self._collection("POST", batch)]
         return ids
 
     def _collection(self, method: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -416,6 +444,22 @@ class SalesforceHarness:
         if erp_customer_number is not None:
             fields["ERP_Customer_Number__c"] = erp_customer_number
         return self.desk.account(name, currency, **fields)
+
+    def onboarded_account(self, name: str, hub_id: str, *, tax_id: str | None = None) -> str:
+        fields: dict[str, Any] = {"Hub_Global_Id__c": hub_id}
+        if tax_id is not None:
+            fields["VAT_Number__c"] = tax_id
+        return self.desk.account(name, "EUR", **fields)
+
+    def many_onboarded_accounts(self, count: int) -> list[str]:
+        return self.desk.many_onboarded_accounts(count)
+
+    def edit_account(self, account_id: str, *, name: str) -> None:
+        self.desk.sales_rep().Account.update(account_id, {"Name": name})
+
+    def account_financials(self, account_id: str) -> tuple[str | None, str | None]:
+        record = self.desk.sf.Account.get(account_id)
+        return record["VAT_Number__c"], record["Legal_Entity__c"]
 
     def product(self, code: str, name: str, prices: dict[str, str]) -> str:
         return self.desk.product(code, name, prices)

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from quote2cash.canonical import Address, Money, Order, OrderStatus
-from quote2cash.connectors.roles import Crm
+from quote2cash.canonical import Address, Money, Order, OrderStatus, TaxIdValue
+from quote2cash.connectors.roles import AccountFinancials, ChangedAccount, Crm
 from quote2cash.engine.errors import AuthError, DataError, TransientError
 
 from .harness import CrmHarness, Line, PublishedInvoice
@@ -231,6 +231,68 @@ async def test_refused_status_fails_that_record_only(harness: CrmHarness):
     assert results[1].error is None and results[1].created is True
     assert harness.published_invoices("INV-BAD") == []
     assert len(harness.published_invoices("INV-GOOD")) == 1
+
+
+async def all_changed(crm: Crm, since: datetime | None = None) -> list[ChangedAccount]:
+    found: list[ChangedAccount] = []
+    cursor: str | None = None
+    while True:
+        page = await crm.changed_accounts(since=since, cursor=cursor)
+        assert page.rejected == []
+        found += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+async def test_changed_accounts_are_the_onboarded_ones_changed_since(harness: CrmHarness):
+    started = datetime.now(UTC) - timedelta(seconds=2)
+    onboarded = harness.onboarded_account("Onboarded GmbH", "CUS-0001")
+    harness.account("Prospect GmbH", "EUR")
+    crm = harness.crm()
+    changed = await all_changed(crm, since=started)
+    assert [c.account_id for c in changed] == [onboarded]
+    assert changed[0].changed_at >= started.replace(microsecond=0)
+    assert changed[0].changed_at.utcoffset() == timedelta(0)
+    assert await all_changed(crm, since=datetime.now(UTC) + timedelta(days=1)) == []
+    harness.edit_account(onboarded, name="Onboarded AG")
+    [again] = await all_changed(crm, since=changed[0].changed_at)
+    assert again.account_id == onboarded and again.changed_at >= changed[0].changed_at
+
+
+async def test_changed_account_pages_cover_every_account_once(harness: CrmHarness):
+    seeded = harness.many_onboarded_accounts(harness.page_size + 5)
+    crm = harness.crm()
+    seen: list[str] = []
+    sizes: list[int] = []
+    cursor: str | None = None
+    while True:
+        page = await crm.changed_accounts(cursor=cursor, limit=harness.page_size)
+        sizes.append(len(page.items))
+        seen += [c.account_id for c in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(sizes) >= 2 and max(sizes) <= harness.page_size
+    assert sorted(seen) == sorted(seeded)
+
+
+async def test_account_financials_are_written_to_the_account(harness: CrmHarness):
+    account = harness.onboarded_account("Financials GmbH", "CUS-0002", tax_id="DE999999999")
+    crm = harness.crm()
+    vat = TaxIdValue(type="eu_vat", value="DE811569869")
+    update = AccountFinancials(account, tax_ids=(vat,), legal_entity="DE")
+    results = await crm.publish_status([update], idempotency_key="evt-5:financials")
+    assert [r.error for r in results] == [None]
+    assert harness.account_financials(account) == ("DE811569869", "DE")
+    shown = await crm.get_account(account)
+    assert [t.value for t in shown.tax_ids] == ["DE811569869"]
+    unchanged = AccountFinancials(account, legal_entity="US")
+    await crm.publish_status([unchanged], idempotency_key="evt-6:financials")
+    assert harness.account_financials(account) == ("DE811569869", "US")
+    cleared = AccountFinancials(account, tax_ids=())
+    await crm.publish_status([cleared], idempotency_key="evt-7:financials")
+    assert harness.account_financials(account) == (None, "US")
 
 
 async def test_bad_secret_is_an_auth_error_naming_crm_not_the_secret(harness: CrmHarness):

@@ -135,3 +135,35 @@ async def test_list_items_returns_every_item_past_the_page_size(erp_world: ErpWo
         paged = await erp.list_items()
     assert len(unpaged) >= 2
     assert [p.external_ids for p in paged] == [p.external_ids for p in unpaged]
+
+
+async def test_one_company_in_two_legal_entities_is_two_customers_each_with_its_registration(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    """How the hub serves a customer buying through two entities: one ERP customer per entity,
+    each keyed by its own global id, with that jurisdiction's tax registration, each selling in
+    its own entity (the hub's ``masterdata.entity_customers``)."""
+    german = builders.customer(unique, "DE", tax_ids=[("eu_vat", "DE811569869")])
+    american = german.model_copy(
+        update={
+            "global_id": f"cus-{unique}-us",
+            "tax_ids": (TaxIdValue(type="us_ein", value="04-2103594"),),
+        }
+    )
+    de_id = await erp.upsert_customer(german, legal_entity="DE", idempotency_key=f"de-{unique}")
+    us_id = await erp.upsert_customer(american, legal_entity="US", idempotency_key=f"us-{unique}")
+    assert de_id != us_id
+    stored = {e: await erp.get_customer(i) for e, i in (("DE", de_id), ("US", us_id))}
+    assert {e: [t.type for t in c.tax_ids] for e, c in stored.items()} == {
+        "DE": ["eu_vat"],
+        "US": ["us_ein"],
+    }
+    assert stored["US"].tax_ids[0].value.replace("-", "") == "042103594"
+    assert stored["DE"].name == stored["US"].name == german.name
+    code = erp_world.item_codes[0]
+    for entity, erp_id in (("DE", de_id), ("US", us_id)):
+        order = builders.order(f"{unique}-{entity}", erp_id, erp_world.currencies[entity], code)
+        booked = await erp.book_order(
+            order, legal_entity=entity, idempotency_key=f"o-{entity}-{unique}"
+        )
+        assert booked

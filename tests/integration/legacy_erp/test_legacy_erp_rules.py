@@ -44,6 +44,23 @@ async def test_an_order_over_the_credit_limit_is_refused_for_approval_naming_bot
     assert await erp.book_order(second, legal_entity="US", idempotency_key="o2" + unique)
 
 
+async def test_the_credit_limit_finance_sets_is_read_with_the_customer_in_its_currency(
+    erp: LegacyErp, endpoint: LegacyErpEndpoint, unique: str
+) -> None:
+    """The ERP owns the credit limit: the hub reads it (for the CRM's read-only field), never
+    writes it; an upsert of the customer leaves it as finance set it."""
+    party = await erp.upsert_customer(
+        builders.customer(unique, "DE"), legal_entity="DE", idempotency_key=unique
+    )
+    soap(endpoint).service.SetCreditLimit(party, "25000.00")
+    customer = await erp.get_customer(party)
+    assert customer.credit_limit == Money("25000.00", "EUR")
+    renamed = builders.customer(unique, "DE", name=f"Renamed {unique}")
+    await erp.upsert_customer(renamed, legal_entity="DE", idempotency_key=f"r-{unique}")
+    again = await erp.get_customer(party)
+    assert (again.name, again.credit_limit) == (f"Renamed {unique}", Money("25000.00", "EUR"))
+
+
 async def test_a_de_customer_abroad_in_the_eu_needs_a_vat_registration(
     erp: LegacyErp, unique: str
 ) -> None:

@@ -249,3 +249,65 @@ def test_config_repr_hides_secrets(harness: Any):
     config = harness.config()
     secret = config.client_secret.get_secret_value()
     assert secret not in repr(config) and secret not in repr(SalesforceCrm(config))
+
+
+async def test_a_deal_billed_to_another_account_names_it_as_bill_to(harness: Any):
+    desk = harness.desk
+    buyer = desk.account("Buyer GmbH", "EUR")
+    treasury = desk.account("Treasury GmbH", "EUR")
+    seat = desk.product("SEAT", "Seat", {"EUR": "10.00"})
+    billed = desk.deal(buyer, "EUR", [Line(seat, 1, "10.00")], Bill_To_Account__c=treasury)
+    own = desk.deal(buyer, "EUR", [Line(seat, 1, "10.00")], Bill_To_Account__c=buyer)
+    plain = desk.deal(buyer, "EUR", [Line(seat, 1, "10.00")])
+    crm = harness.crm()
+    order = await crm.get_deal(billed)
+    assert order.customer.id_in("crm") == buyer
+    assert order.bill_to is not None and order.bill_to.external_ids == {"crm": treasury}
+    assert (await crm.get_deal(own)).bill_to is None
+    assert (await crm.get_deal(plain)).bill_to is None
+    # an org without the lookup: configured off, every deal bills its own account
+    assert (await harness.crm(opportunity_bill_to_field=None).get_deal(billed)).bill_to is None
+
+
+async def test_account_parent_and_every_tax_registration_are_mapped(harness: Any):
+    desk = harness.desk
+    holding = desk.account("Holding AG", "EUR")
+    child = desk.account(
+        "Child GmbH", "EUR", ParentId=holding, VAT_Number__c="DE811569869", EIN__c="04-2103594"
+    )
+    customer = await harness.crm().get_account(child)
+    assert customer.parent is not None and customer.parent.external_ids == {"crm": holding}
+    assert [t.as_pair() for t in customer.tax_ids] == [
+        ("eu_vat", "DE811569869"),
+        ("us_ein", "04-2103594"),
+    ]
+    top = await harness.crm().get_account(holding)
+    assert top.parent is None and top.tax_ids == () and top.credit_limit is None
+    desk.sf.Account.update(child, {"Credit_Limit__c": 25000})
+    limited = await harness.crm().get_account(child)
+    assert limited.credit_limit == Money("25000.00", "EUR")
+
+
+async def test_hub_managed_fields_are_read_only_to_a_sales_rep(harness: Any):
+    """Field-level security in the emulator: the integration user writes them, a rep cannot."""
+    from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+    desk = harness.desk
+    account = desk.account("Guarded GmbH", "EUR", Legal_Entity__c="DE")
+    rep = desk.sales_rep()
+    for field, value in (
+        ("VAT_Number__c", "DE811569869"),
+        ("Legal_Entity__c", "US"),
+        ("Hub_Global_Id__c", "CUS-x"),
+        ("ERP_Customer_Number__c", "7"),
+    ):
+        with pytest.raises(SalesforceMalformedRequest) as refused:
+            rep.Account.update(account, {field: value})
+        assert "INVALID_FIELD_FOR_INSERT_UPDATE" in str(refused.value) and field in str(
+            refused.value
+        )
+    rep.Account.update(account, {"Name": "Guarded AG", "Phone": "+49 1"})
+    shown = desk.sf.Account.get(account)
+    assert (shown["Name"], shown["Legal_Entity__c"]) == ("Guarded AG", "DE")
+    desk.sf.Account.update(account, {"Legal_Entity__c": "US"})
+    assert desk.sf.Account.get(account)["Legal_Entity__c"] == "US"

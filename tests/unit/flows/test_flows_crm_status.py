@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from quote2cash.canonical import Money, SubscriptionStatus
+from quote2cash.canonical import Money, SubscriptionStatus, TaxIdValue
 from quote2cash.connectors.roles import (
+    AccountFinancials,
     AmendmentOutcome,
     ContractState,
     CrmStatus,
@@ -30,6 +31,15 @@ OPP, ACCOUNT = "006000000000001AAA", "001000000000001AAA"
 EUR = "EUR"
 
 CASES: list[tuple[CrmStatus, SObjectUpdate]] = [
+    (
+        AccountFinancials(ACCOUNT, legal_entity="DE,US", credit_limit=Money("25000.00", EUR)),
+        SObjectUpdate(
+            "Account",
+            "Id",
+            ACCOUNT,
+            {"Legal_Entity__c": "DE,US", "Credit_Limit__c": Decimal("25000.00")},
+        ),
+    ),
     (
         CustomerLinks(ACCOUNT, "CUST-1", "P-7", "cus_1", "ACME-FR"),
         SObjectUpdate(
@@ -175,6 +185,32 @@ def test_each_business_status_is_one_salesforce_record(
     status: CrmStatus, record: SObjectUpdate
 ) -> None:
     assert status_record(status, amendment_object="Seat_Change__c") == record
+
+
+TAX_FIELDS = [("eu_vat", "VAT_Number__c"), ("us_ein", "EIN__c")]
+VAT = TaxIdValue(type="eu_vat", value="DE811569869")
+EIN = TaxIdValue(type="us_ein", value="04-2103594")
+
+
+@pytest.mark.parametrize(
+    ("tax_ids", "fields"),
+    [
+        ((VAT, EIN), {"VAT_Number__c": "DE811569869", "EIN__c": "04-2103594"}),
+        ((VAT,), {"VAT_Number__c": "DE811569869"}),
+        ((EIN,), {"VAT_Number__c": None, "EIN__c": "04-2103594"}),
+        ((TaxIdValue(type="gb_vat", value="GB980780684"),), {"VAT_Number__c": "GB980780684"}),
+        ((), {"VAT_Number__c": None}),
+        (None, {}),
+    ],
+)
+def test_erp_owned_tax_registrations_go_to_their_fields(
+    tax_ids: tuple[TaxIdValue, ...] | None, fields: dict[str, object]
+) -> None:
+    """The main field is cleared when the ERP has none of its type; a further field (which an
+    org may lack) is only ever written."""
+    status = AccountFinancials(ACCOUNT, tax_ids=tax_ids)
+    record = status_record(status, amendment_object="X__c", tax_id_fields=TAX_FIELDS)
+    assert record == SObjectUpdate("Account", "Id", ACCOUNT, fields)
 
 
 def test_every_status_kind_has_a_case() -> None:

@@ -360,3 +360,20 @@ def test_an_open_erp_credit_note_matches_billing_s_customer_credit() -> None:
         "customer balance",
         {"billing": "98.00 USD", "erp": "49.01 USD"},
     )
+
+
+@pytest.mark.parametrize(("second", "duplicate"), [("EUR", False), ("USD", True), (None, True)])
+def test_one_billing_customer_per_currency_of_one_email_is_no_duplicate(
+    second: str | None, duplicate: bool
+) -> None:
+    """A customer served by two legal entities has a billing customer per currency (billing
+    holds one currency per customer); two of one currency, or one without, are duplicates."""
+    snap, refs = world()
+    edit(snap, "billing", C, "cus_1", currency="USD")
+    twin = LedgerEntry(
+        C, "billing", "cus_2", number="a@acme.test", currency=second, links={"hub": "CUS-2"}
+    )
+    snap.add("billing", C, [twin])
+    refs.add("customer", billing="cus_2", erp="8")
+    found = [d for d in compare(snap, refs) if d.object == "customer"]
+    assert [d.kind for d in found] == ([DriftKind.DUPLICATE] if duplicate else [])

@@ -198,7 +198,8 @@ class LegacyErp(ClosesOnExit):
                     f"{label} does not exist in the legacy ERP", system=SYSTEM
                 ) from None
             raise mapping.fault_error(label, fault.code, fault.message) from None
-        return mapping.customer_from(row)
+        entity = self.config.legal_entities.get(str(row.get("entity") or ""))
+        return mapping.customer_from(row, entity.currency if entity else None)
 
     async def list_items(self) -> list[Product]:
         items: list[Product] = []

@@ -80,7 +80,8 @@ def customer_record(customer: Customer, *, reference: str, entity: str) -> dict[
     }
 
 
-def customer_from(row: Mapping[str, Any]) -> Customer:
+def customer_from(row: Mapping[str, Any], currency: str | None = None) -> Customer:
+    """A ``GetCustomer`` row; its credit limit is in ``currency`` (its entity's), when known."""
     address = None
     if row.get("line1") and row.get("city") and row.get("country"):
         address = Address(
@@ -101,6 +102,11 @@ def customer_from(row: Mapping[str, Any]) -> Customer:
             "phone": row.get("phone"),
             "address": address,
             "tax_ids": tax_ids,
+            **(
+                {"credit_limit": Money(Decimal(str(row["credit_limit"])), currency)}
+                if currency and row.get("credit_limit") is not None
+                else {}
+            ),
         }
     )
 

@@ -65,9 +65,23 @@ class SalesforceConfig(BaseModel):
         pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$",
         description="custom object where sales reps request mid-term seat changes",
     )
+    opportunity_bill_to_field: str | None = Field(
+        default="Bill_To_Account__c",
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*__c$",
+        description="Opportunity lookup to the account invoiced when it is not the buyer "
+        "(None: the org has none; every deal bills its own account)",
+    )
     account_email_field: str | None = Field(default="Billing_Email__c")
     account_tax_id_field: str | None = Field(default="VAT_Number__c")
     account_tax_id_type: str = Field(default="eu_vat", pattern=r"^[a-z]{2,3}(_[a-z0-9]+)+$")
+    account_other_tax_id_fields: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")],
+        Annotated[str, Field(pattern=r"^[a-z]{2,3}(_[a-z0-9]+)+$")],
+    ] = Field(
+        default_factory=lambda: {"EIN__c": "us_ein"},
+        description="further Account fields holding a tax registration, field -> tax id type "
+        "(e.g. a US EIN for the US company); a field the org lacks is skipped",
+    )
 
     @model_validator(mode="after")
     def _credentials_for_flow(self) -> Self:

@@ -16,6 +16,7 @@ from typing import Any, Final
 from quote2cash.canonical import Amendment, Customer, Order, Product
 from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.roles import (
+    ChangedAccount,
     CrmStatus,
     LedgerEntry,
     LedgerKind,
@@ -83,7 +84,10 @@ class SalesforceCrm(ClosesOnExit):
             where = "IsWon = true"
             if since is not None:
                 where += f" AND SystemModstamp >= {mapping.soql_datetime(since)}"
-            page = await self.client.query_page(mapping.opportunity_soql(where), batch_size=limit)
+            page = await self.client.query_page(
+                mapping.opportunity_soql(where, self.config.opportunity_bill_to_field),
+                batch_size=limit,
+            )
         orders: list[Order] = []
         rejected: list[RejectedRecord] = []
         for record in page.records:
@@ -97,7 +101,9 @@ class SalesforceCrm(ClosesOnExit):
         """One Opportunity as an Order (any stage: won is booked, lost cancelled, open draft)."""
         self._check_id("Opportunity", deal_id)
         page = await self.client.query_page(
-            mapping.opportunity_soql(f"Id = {mapping.soql_string(deal_id)}")
+            mapping.opportunity_soql(
+                f"Id = {mapping.soql_string(deal_id)}", self.config.opportunity_bill_to_field
+            )
         )
         if not page.records:
             raise DataError(f"Salesforce Opportunity {deal_id} not found", system=self.system)
@@ -105,7 +111,7 @@ class SalesforceCrm(ClosesOnExit):
 
     async def _order(self, record: dict[str, Any]) -> Order:
         lines = await self.client.children(record.get("OpportunityLineItems"))
-        return mapping.order(record, lines)
+        return mapping.order(record, lines, self.config.opportunity_bill_to_field)
 
     # --- accounts and products ---
 
@@ -118,7 +124,28 @@ class SalesforceCrm(ClosesOnExit):
             email_field=self.config.account_email_field,
             tax_id_field=self.config.account_tax_id_field,
             tax_id_type=self.config.account_tax_id_type,
+            other_tax_id_fields=self.config.account_other_tax_id_fields,
         )
+
+    async def changed_accounts(
+        self, since: datetime | None = None, cursor: str | None = None, limit: int = 200
+    ) -> Page[ChangedAccount]:
+        """Accounts carrying the hub's global id whose SystemModstamp is at or after ``since``,
+        oldest change first, one query batch a page."""
+        if cursor is not None:
+            page = await self.client.query_page(next_records_url=cursor, batch_size=limit)
+        else:
+            page = await self.client.query_page(
+                mapping.changed_accounts_soql(since), batch_size=limit
+            )
+        items: list[ChangedAccount] = []
+        rejected: list[RejectedRecord] = []
+        for record in page.records:
+            try:
+                items.append(mapping.changed_account(record))
+            except DataError as refused:
+                rejected.append(self._rejected("Account", record, refused))
+        return Page(items, page.next_records_url, rejected)
 
     async def list_products(self) -> list[Product]:
         soql = f"SELECT {', '.join(mapping.PRODUCT_FIELDS)} FROM Product2 ORDER BY Name, Id"
@@ -199,9 +226,23 @@ class SalesforceCrm(ClosesOnExit):
         """Each business status as its Salesforce record (``mapping.status_record``), written
         by ``write_records``."""
         records = [
-            mapping.status_record(u, amendment_object=self.config.amendment_object) for u in updates
+            mapping.status_record(
+                u,
+                amendment_object=self.config.amendment_object,
+                tax_id_fields=self._tax_id_fields(),
+            )
+            for u in updates
         ]
         return await self.write_records(records, idempotency_key=idempotency_key)
+
+    def _tax_id_fields(self) -> list[tuple[str, str]]:
+        config = self.config
+        main = (
+            [(config.account_tax_id_type, config.account_tax_id_field)]
+            if config.account_tax_id_field
+            else []
+        )
+        return main + [(t, f) for f, t in config.account_other_tax_id_fields.items()]
 
     async def write_records(
         self, updates: Sequence[SObjectUpdate], *, idempotency_key: str

@@ -35,7 +35,9 @@ from quote2cash.canonical import (
     validate_record,
 )
 from quote2cash.connectors.roles import (
+    AccountFinancials,
     AmendmentOutcome,
+    ChangedAccount,
     ContractState,
     CrmStatus,
     CustomerLinks,
@@ -87,6 +89,8 @@ OPPORTUNITY_FIELDS: Final = (
     "SystemModstamp",
     *ACCOUNT_REF_FIELDS,
 )
+BILL_TO_FIELD: Final = "Bill_To_Account__c"
+"""The Opportunity lookup naming the account invoiced when it is not the buyer (the package's)."""
 PRODUCT_FIELDS: Final = (
     "Id",
     "Name",
@@ -117,11 +121,13 @@ AMENDMENT_FIELDS: Final = (
 )
 
 
-def opportunity_soql(where: str) -> str:
-    """Opportunities with their account ids and product lines (a child subquery)."""
+def opportunity_soql(where: str, bill_to_field: str | None = None) -> str:
+    """Opportunities with their account ids and product lines (a child subquery), and the
+    bill-to account lookup where the org has one."""
     lines = f"(SELECT {', '.join(LINE_FIELDS)} FROM OpportunityLineItems ORDER BY CreatedDate, Id)"
+    fields = [*OPPORTUNITY_FIELDS, *([bill_to_field] if bill_to_field else [])]
     return (
-        f"SELECT {', '.join(OPPORTUNITY_FIELDS)}, {lines} FROM Opportunity WHERE {where} "
+        f"SELECT {', '.join(fields)}, {lines} FROM Opportunity WHERE {where} "
         "ORDER BY SystemModstamp, Id"
     )
 
@@ -255,7 +261,11 @@ def order_line(line: Mapping[str, Any], currency: str, what: str) -> OrderLine:
     return _validated(OrderLine, data, line_what)
 
 
-def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> Order:
+def order(
+    opportunity: Mapping[str, Any],
+    lines: Sequence[Mapping[str, Any]],
+    bill_to_field: str | None = None,
+) -> Order:
     """A deal as an Order: booked if won, cancelled if lost, otherwise draft.
 
     ``number`` is the contract number (Contract_Number__c) or else the Opportunity Id;
@@ -280,6 +290,9 @@ def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) ->
     start = min(service_dates) if service_dates else _date(opportunity, "CloseDate", what)
     if start is None:
         raise DataError(f"{what}: neither a line ServiceDate nor CloseDate is set", system=SYSTEM)
+    bill_to = _text(opportunity, bill_to_field) if bill_to_field else None
+    if bill_to == _text(opportunity, "AccountId"):
+        bill_to = None
     if opportunity.get("IsWon") or opportunity.get("StageName") == CLOSED_WON:
         status = OrderStatus.BOOKED
     elif opportunity.get("StageName") == CLOSED_LOST:
@@ -290,6 +303,7 @@ def order(opportunity: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) ->
         "external_ids": {SYSTEM: opportunity_id},
         "number": _text(opportunity, "Contract_Number__c") or opportunity_id,
         "customer": customer_ref(opportunity, what),
+        "bill_to": Ref.external(SYSTEM, bill_to) if bill_to else None,
         "currency": currency,
         "status": status,
         "start_date": start,
@@ -328,6 +342,7 @@ def customer(
     email_field: str | None = None,
     tax_id_field: str | None = None,
     tax_id_type: str = "eu_vat",
+    other_tax_id_fields: Mapping[str, str] | None = None,
 ) -> Customer:
     """An Account as a Customer; optional custom fields are read only if the record has them."""
     account_id = _text(account, "Id") or "?"
@@ -352,11 +367,43 @@ def customer(
         "email": _text(account, email_field) if email_field else None,
         "phone": _text(account, "Phone"),
         "address": address,
-        "tax_ids": ((tax_id_type, tax_id),) if tax_id else (),
+        "tax_ids": (((tax_id_type, tax_id),) if tax_id else ())
+        + tuple(
+            (kind, value)
+            for field, kind in (other_tax_id_fields or {}).items()
+            if (value := _text(account, field))
+        ),
         "currency": _text(account, "CurrencyIsoCode"),
         "legal_entity": Ref.external(SYSTEM, legal_entity) if legal_entity else None,
+        "parent": Ref.external(SYSTEM, parent) if (parent := _text(account, "ParentId")) else None,
     }
+    limit, currency = account.get("Credit_Limit__c"), _text(account, "CurrencyIsoCode")
+    if limit is not None and currency is not None:
+        data["credit_limit"] = _money(limit, currency, what, "Credit_Limit__c")
     return _validated(Customer, data, what)
+
+
+def changed_accounts_soql(since: datetime | None) -> str:
+    """Onboarded Accounts (they carry the hub's global id) changed at or after ``since``."""
+    where = "Hub_Global_Id__c != null"
+    if since is not None:
+        where += f" AND SystemModstamp >= {soql_datetime(since)}"
+    return f"SELECT Id, SystemModstamp FROM Account WHERE {where} ORDER BY SystemModstamp, Id"
+
+
+def changed_account(record: Mapping[str, Any]) -> ChangedAccount:
+    account_id = _text(record, "Id") or "?"
+    stamp = _text(record, "SystemModstamp")
+    try:
+        changed = datetime.fromisoformat(str(stamp).replace("+0000", "+00:00"))
+    except ValueError:
+        changed = None
+    if changed is None or changed.utcoffset() is None:
+        raise DataError(
+            f"Salesforce Account {account_id}: SystemModstamp {stamp!r} is not a UTC date-time",
+            system=SYSTEM,
+        )
+    return ChangedAccount(account_id, changed.astimezone(UTC))
 
 
 # --- Product2 -> Product ---------------------------------------------------------------------
@@ -561,10 +608,33 @@ DEAL_SUBSCRIPTION_STATUS: Final[Mapping[SubscriptionStatus, str]] = {
 PENDING: Final = "Pending"
 
 
-def status_record(status: CrmStatus, *, amendment_object: str) -> SObjectUpdate:
+def status_record(
+    status: CrmStatus,
+    *,
+    amendment_object: str,
+    tax_id_fields: Sequence[tuple[str, str]] = (),
+) -> SObjectUpdate:
     """The Salesforce record a business status is written to; upserted by an external id where
-    the hub creates the record (Invoice__c, Subscription__c), else updated by its Id."""
+    the hub creates the record (Invoice__c, Subscription__c), else updated by its Id.
+    ``tax_id_fields`` are the Account's tax registration fields as (tax id type, field), the
+    main one first: it is cleared when the ERP has none of its type, the others only written."""
     match status:
+        case AccountFinancials():
+            values: dict[str, Any] = {}
+            if status.tax_ids is not None:
+                for index, (kind, field) in enumerate(tax_id_fields):
+                    value = next((t.value for t in status.tax_ids if t.type == kind), None)
+                    if value is None and index == 0 and kind.endswith("_vat"):
+                        # the main VAT field shows any VAT registration (gb_vat, ch_vat ...)
+                        vats = (t.value for t in status.tax_ids if t.type.endswith("_vat"))
+                        value = next(vats, None)
+                    if value is not None or index == 0:
+                        values[field] = value
+            if status.legal_entity is not None:
+                values["Legal_Entity__c"] = status.legal_entity or None
+            if status.credit_limit is not None:
+                values["Credit_Limit__c"] = status.credit_limit.amount
+            return SObjectUpdate("Account", "Id", status.account_id, values)
         case CustomerLinks():
             return SObjectUpdate(
                 "Account",

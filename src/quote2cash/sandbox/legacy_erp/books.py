@@ -69,6 +69,9 @@ _VAT_FORMAT: Final = {
     "ES": r"ES[0-9A-Z]\d{7}[0-9A-Z]",
 }
 _VAT_GENERIC: Final = r"[A-Z]{2}[0-9A-Z]{8,12}"
+_TAX_ID_FORMAT: Final = {"us_ein": r"[0-9]{2}-?[0-9]{7}"}
+"""Registrations other than VAT, by the hub's tax id type (the customer's ``vat_type``)."""
+_TAX_ID_GENERIC: Final = r"[0-9A-Z][0-9A-Z./-]{2,30}"
 
 
 class Refusal(Exception):
@@ -823,12 +826,13 @@ def _check_customer(data: CustomerData, entity: Entity, what: str) -> None:
         )
     if data.vat:
         vat = data.vat.replace(" ", "").upper()
-        pattern = _VAT_FORMAT.get(vat[:2], _VAT_GENERIC)
+        kind = data.vat_type or "eu_vat"
+        if kind.endswith("_vat"):
+            pattern, name = _VAT_FORMAT.get(vat[:2], _VAT_GENERIC), "VAT registration number"
+        else:
+            pattern, name = _TAX_ID_FORMAT.get(kind, _TAX_ID_GENERIC), f"{kind} tax id"
         if not re.fullmatch(pattern, vat):
-            raise Refusal(
-                "Client.Validation",
-                f"{what}: tax_id {data.vat!r} is not a valid VAT registration number",
-            )
+            raise Refusal("Client.Validation", f"{what}: tax_id {data.vat!r} is not a valid {name}")
     elif entity.code == "DE" and data.country in EU_COUNTRIES and data.country != entity.country:
         raise Refusal(
             "Client.TaxRegistrationRequired",

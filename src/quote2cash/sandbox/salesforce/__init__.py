@@ -34,6 +34,10 @@ Delivery is asynchronous; any non-2xx answer or connection error is retried up t
 ``callout_max_attempts`` times with exponential backoff (``callout_backoff_seconds`` x 2^n),
 re-signed with a fresh timestamp each attempt. ``GET /_emulator/callouts`` lists outcomes.
 
+Users: ``DEFAULT_USERNAME`` is the hub's integration user; ``SALES_USERNAME`` a sales rep,
+to whom fields marked ``read_only_for_users`` (the hub's ids, the ERP-owned values) are read-only
+(INVALID_FIELD_FOR_INSERT_UPDATE), as field-level security makes them in a real org.
+
 Admin endpoints (no auth, loopback only): ``POST /_emulator/reset``,
 ``GET|PATCH /_emulator/config``, ``POST /_emulator/clock {"advance_seconds": n}``,
 ``POST /_emulator/sessions/expire``, ``GET /_emulator/callouts``.
@@ -45,6 +49,8 @@ from .emulator import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
+    SALES_PASSWORD,
+    SALES_USERNAME,
     RunningEmulator,
     SalesforceEmulator,
     run_in_thread,
@@ -56,6 +62,8 @@ __all__ = [
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_PASSWORD",
     "DEFAULT_USERNAME",
+    "SALES_PASSWORD",
+    "SALES_USERNAME",
     "SIGNATURE_HEADER",
     "RunningEmulator",
     "SalesforceEmulator",

@@ -31,6 +31,9 @@ DEFAULT_CLIENT_ID = "q2c-emulator-client"
 DEFAULT_CLIENT_SECRET = "q2c-emulator-secret"  # noqa: S105 - well-known sandbox credential
 DEFAULT_USERNAME = "integration@quote2cash.example"
 DEFAULT_PASSWORD = "emulator-password"  # noqa: S105 - well-known sandbox credential
+SALES_USERNAME = "sales@quote2cash.example"
+"""A sales rep: the fields the hub manages (``read_only_for_users``) are read-only to them."""
+SALES_PASSWORD = "emulator-sales-password"  # noqa: S105 - well-known sandbox credential
 _JSON = "application/json;charset=UTF-8"
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -81,7 +84,10 @@ class SalesforceEmulator:
         self.auth = Authenticator(self.clock)
         self.auth.ttl = timedelta(seconds=session_ttl_seconds)
         self.auth.clients = dict(clients or {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET})
-        self.auth.users = dict(users or {DEFAULT_USERNAME: DEFAULT_PASSWORD})
+        self.auth.users = dict(
+            users or {DEFAULT_USERNAME: DEFAULT_PASSWORD, SALES_USERNAME: SALES_PASSWORD}
+        )
+        self.store.integration_users = {DEFAULT_USERNAME}
         for client_id, pem in (jwt_certificates or {}).items():
             self.auth.jwt_keys[client_id] = load_rsa_public_key(pem)
         self.callouts = CalloutDispatcher()
@@ -262,7 +268,7 @@ class SalesforceEmulator:
         version, _, sub_path = rest.partition("/")
         if version not in SUPPORTED_VERSIONS:
             raise not_found()
-        self.auth.check(request.headers.get("Authorization"))
+        session = self.auth.check(request.headers.get("Authorization"))
         today = self.clock.now().date()
         if today != self._usage_day:
             self._usage_day, self.api.used = today, 0
@@ -276,12 +282,15 @@ class SalesforceEmulator:
         except msgspec.DecodeError as exc:
             error = SalesforceError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}")
             return _json(400, error.body(), self._limit_header())
+        self.store.acting_user = session.username
         try:
             response = self.api.dispatch(
                 request.method, version, sub_path, request.query, body, request.headers
             )
         except SalesforceError as exc:
             return _json(exc.status, exc.body(), self._limit_header())
+        finally:
+            self.store.acting_user = None
         headers = {**response.headers, **self._limit_header()}
         if response.status == 204:
             return web.Response(status=204, headers=headers)

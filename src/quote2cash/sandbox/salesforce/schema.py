@@ -111,6 +111,8 @@ class FieldDef:
     default: Any = None
     calculated: bool = False
     auto_number: bool = False
+    read_only_for_users: bool = False
+    """Field-level security: editable by the integration user only (the hub's write-backs)."""
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -733,6 +735,7 @@ _FIELD_KEYS = frozenset(
         "values",
         "restricted",
         "default",
+        "read_only_for_users",
     }
 )
 
@@ -768,7 +771,7 @@ def _custom_field(source: str, where: str, name: Any, spec: Any) -> FieldDef:
                 f"{key}.{int_key}",
                 "a non-negative integer",
             )
-    for bool_key in ("required", "external_id", "unique", "restricted"):
+    for bool_key in ("required", "external_id", "unique", "restricted", "read_only_for_users"):
         if bool_key in spec:
             _check(isinstance(spec[bool_key], bool), source, f"{key}.{bool_key}", "true or false")
     reference_to: tuple[str, ...] = ()
@@ -810,6 +813,7 @@ def _custom_field(source: str, where: str, name: Any, spec: Any) -> FieldDef:
         picklist_values=tuple(values),
         restricted_picklist=bool(spec.get("restricted", False)),
         default=spec.get("default"),
+        read_only_for_users=bool(spec.get("read_only_for_users", False)),
     )
 
 

@@ -76,6 +76,10 @@ class Store:
         self.schema = schema
         self.clock = clock
         self.listeners: list[Callable[[ClosedWon], None]] = []
+        self.acting_user: str | None = None
+        """The signed-in user of the request being served (None: the emulator itself)."""
+        self.integration_users: set[str] = set()
+        """Users whose profile may edit ``read_only_for_users`` fields (the hub's)."""
         self.reset()
 
     def reset(self) -> None:
@@ -407,6 +411,8 @@ class Store:
                     "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}"
                 )
             allowed = field_def.createable if creating else field_def.updateable
+            if field_def.read_only_for_users and not self._integration_user():
+                allowed = False
             if not allowed:
                 if field_def.type == "id" and not creating:
                     continue
@@ -423,6 +429,9 @@ class Store:
                 read_only,
             )
         return values
+
+    def _integration_user(self) -> bool:
+        return self.acting_user is None or self.acting_user in self.integration_users
 
     def _resolve_foreign_key(self, obj: ObjectDef, rel: FieldDef, raw: Record) -> str:
         target = self.schema.objects[rel.reference_to[0]]
