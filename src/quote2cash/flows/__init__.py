@@ -16,6 +16,12 @@ from quote2cash.engine.events import Event
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.flows.amendments import activate_contract, request_amendment
+from quote2cash.flows.customers import (
+    ACCOUNT_MERGED,
+    TASK_DECIDED,
+    release_steward_task,
+    reparent_merged_account,
+)
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import REJECTED, hold_rejected_record
 from quote2cash.flows.invoices import mark_overdue, record_failed_payment, sync_refund
@@ -44,6 +50,8 @@ FLOWS: dict[str, FlowHandler] = {
     "billing.subscription.past_due": mirror_subscription,
     "billing.subscription.canceled": mirror_subscription,
     REJECTED: hold_rejected_record,
+    TASK_DECIDED: release_steward_task,
+    ACCOUNT_MERGED: reparent_merged_account,
 }
 
 RETRIES: dict[str, RetryPolicy] = {}

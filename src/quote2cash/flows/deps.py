@@ -19,10 +19,14 @@ from quote2cash.masterdata import (
     Catalog,
     EntityResolution,
     EntityResolver,
+    GoldenCustomers,
     TaxDetermination,
     TaxResolver,
     load_catalog,
     load_entities,
+    load_matching,
+    load_ownership,
+    load_survivorship,
     load_tax,
 )
 from quote2cash.masterdata.entities import EntityDecisions
@@ -46,6 +50,9 @@ class FlowDeps:
     _price_keys: dict[str, str] = field(default_factory=dict)
     _price_plans: dict[str, PricePlan] = field(default_factory=dict)
     tax_rules: TaxResolver | None = None
+    golden: GoldenCustomers | None = None
+    """The golden customer record onboarding files accounts through (None: one customer per
+    CRM account, as before matching was configured)."""
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path | None = None) -> FlowDeps:
@@ -64,6 +71,7 @@ class FlowDeps:
             sync=SyncState(runtime.engine, runtime.clock, xref),
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
+            golden=_golden(runtime, config_dir),
         )
 
     def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:
@@ -124,6 +132,19 @@ class FlowDeps:
                     if lookup_key in bill.prices():
                         return item.item
         return None
+
+
+def _golden(runtime: Runtime, config_dir: Path) -> GoldenCustomers | None:
+    """Golden customers under the folder's matching (the one ``q2c customers match`` reads),
+    survivorship and ownership rules; None when the folder has no matching.yaml."""
+    if not (config_dir / "matching.yaml").exists():
+        return None
+    survivorship = load_survivorship(
+        config_dir / "survivorship.yaml", load_ownership(config_dir / "ownership.yaml")
+    )
+    return GoldenCustomers(
+        runtime.engine, load_matching(config_dir / "matching.yaml"), survivorship, runtime.clock
+    )
 
 
 def _configured(role: R | None, name: str) -> R:

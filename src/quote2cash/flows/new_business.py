@@ -31,6 +31,7 @@ from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
 from quote2cash.engine.trail import recorded_result
 from quote2cash.flows.allocation import billed, erp_lines, unit_amounts
+from quote2cash.flows.customers import resolve_customer
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id, deal_event_id
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
@@ -234,6 +235,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     entity = _decided_entity(deps, order, account, contract_gid)
     tax = deps.tax_for(account, entity)
     account = account.model_copy(update={"tax_exemption": tax.exemption})
+    await resolve_customer(ctx, deps, account)
     customer = customer_record(deps, account, entity)
     deal = ResolvedDeal(order, codes, customer.crm_id, customer.global_id, entity.entity_key)
     deps.decisions.decide(contract_gid, customer.global_id, entity.entity_key)

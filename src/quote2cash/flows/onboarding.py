@@ -29,6 +29,7 @@ from quote2cash.canonical import Customer
 from quote2cash.connectors.roles import CustomerLinks, StatusResult
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
+from quote2cash.flows.customers import flag_duplicate, survivor_account
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.sync import fingerprint
@@ -45,6 +46,10 @@ class CustomerRecord:
     crm_id: str
     entity: EntityResolution
     print_: str
+    duplicate_of: str | None = None
+    """The CRM account holding the customer's ids when this account is another account of the
+    same golden customer: the customer's ERP and billing customers serve it, and it is flagged
+    in the CRM for sales operations to merge instead of getting the ids."""
 
 
 async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> Customer:
@@ -64,7 +69,8 @@ def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution)
         customer.model_copy(update={"external_ids": {"crm": crm_id}, "legal_entity": None}),
         legal_entity=entity.entity_key,
     )
-    return CustomerRecord(account, customer, gid, crm_id, entity, print_)
+    duplicate_of = survivor_account(deps, gid, crm_id)
+    return CustomerRecord(account, customer, gid, crm_id, entity, print_, duplicate_of)
 
 
 def contract_entity(
@@ -84,6 +90,8 @@ def contract_entity(
 async def write_erp_customer(ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord) -> str:
     gid, print_ = record.global_id, record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
+    if erp_id is None and record.duplicate_of is not None:
+        erp_id = deps.xref.local_id(gid, "erp")
     if erp_id is None:
         erp_id = str(
             await ctx.step(
@@ -103,6 +111,8 @@ async def write_billing_customer(
 ) -> str:
     gid, print_ = record.global_id, record.print_
     billing_id = deps.sync.unchanged(gid, "billing", print_)
+    if billing_id is None and record.duplicate_of is not None:
+        billing_id = deps.xref.local_id(gid, "billing")
     if billing_id is None:
         billing_id = str(
             await ctx.step(
@@ -118,7 +128,11 @@ async def write_billing_customer(
 async def publish_account_ids(
     ctx: HandlerContext, deps: FlowDeps, record: CustomerRecord, *, billing_id: str, erp_id: str
 ) -> None:
-    """Write the hub's ids and the legal entity back to the account, unless it shows them all."""
+    """Write the hub's ids and the legal entity back to the account, unless it shows them all;
+    a duplicate account is flagged for sales operations instead (the ids stay on one account)."""
+    if record.duplicate_of is not None:
+        await flag_duplicate(ctx, deps, record.crm_id, record.duplicate_of, record.global_id)
+        return
     account = record.account
     links = CustomerLinks(
         record.crm_id, record.global_id, erp_id, billing_id, record.entity.entity_key

@@ -129,6 +129,15 @@ class TaskDecision:
     merge: MergeResult | None
 
 
+@dataclass(frozen=True)
+class AccountMergeResult:
+    """What a source system's merge of two records did to the golden record."""
+
+    survivor_global_id: str | None
+    merged: MergeResult | None
+    retired: bool
+
+
 def _record_json(candidate: CustomerCandidate) -> str:
     return json.dumps(
         {
@@ -635,6 +644,72 @@ class GoldenCustomers:
             if also is not None:
                 also(conn)
             return TaskDecision(system, local_id, survivor or own, survivor, merged)
+
+    def crm_account_merged(
+        self,
+        system: str,
+        loser: str,
+        survivor: str,
+        *,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> AccountMergeResult:
+        """A source system merged record ``loser`` into ``survivor`` (the loser is gone): the
+        loser's customer merges into the survivor's (cross-references, source records), or
+        passes to the survivor when the hub did not know it; the loser's link is retired and
+        its source record dropped; audited, one transaction. Safe to repeat."""
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INGEST_LOCK})
+            now = self.clock.now()
+            lost = xref.lookup(conn, Kind.CUSTOMER, system, loser)
+            kept = xref.lookup(conn, Kind.CUSTOMER, system, survivor)
+            merged: MergeResult | None = None
+            if lost is not None and kept is None:
+                xref.link(conn, now, lost, system, survivor, actor)
+                kept = lost
+            elif lost is not None and kept is not None and lost != kept:
+                merged = self._merge(
+                    conn,
+                    now,
+                    kept,
+                    lost,
+                    actor=actor,
+                    reason=f"{system} merged account {loser} into {survivor}",
+                    correlation_id=correlation_id,
+                )
+            retired = xref.retire(conn, now, Kind.CUSTOMER, system, loser, actor) is not None
+            s = md_customer_sources.c
+            conn.execute(delete(md_customer_sources).where(s.system == system, s.local_id == loser))
+            b = md_customer_blocks.c
+            conn.execute(delete(md_customer_blocks).where(b.system == system, b.local_id == loser))
+            if (
+                kept is not None
+                and conn.execute(select(s.system).where(s.global_id == kept).limit(1)).first()
+            ):
+                self._refresh(conn, now, kept)
+            append_audit(
+                conn,
+                [
+                    AuditEntry(
+                        actor=actor,
+                        action="masterdata.customer.account_merged",
+                        entity=f"customer/{kept or lost or '-'}",
+                        correlation_id=correlation_id,
+                        details={
+                            "system": system,
+                            "merged_account": loser,
+                            "survivor_account": survivor,
+                            "merged_customer": merged.merged if merged else None,
+                            "survivor_customer": kept,
+                            "moved": [list(m) for m in merged.moved] if merged else [],
+                            "retired": retired,
+                        },
+                    )
+                ],
+                now,
+            )
+            return AccountMergeResult(kept, merged, retired)
 
     def merge(
         self,

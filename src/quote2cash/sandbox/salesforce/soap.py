@@ -42,7 +42,7 @@ def _text(element: ET.Element, name: str) -> str | None:
     return (found[0].text or "").strip() if found else None
 
 
-def handle(body: bytes, store: Store, check_session: Callable[[str], None]) -> tuple[int, bytes]:
+def handle(body: bytes, store: Store, check_session: Callable[[str], object]) -> tuple[int, bytes]:
     """One SOAP call: (HTTP status, envelope). A fault is HTTP 500, as Salesforce answers."""
     try:
         return 200, _envelope(_call(body, store, check_session))
@@ -50,7 +50,7 @@ def handle(body: bytes, store: Store, check_session: Callable[[str], None]) -> t
         return 500, _fault(fault.code, fault.message)
 
 
-def _call(body: bytes, store: Store, check_session: Callable[[str], None]) -> ET.Element:
+def _call(body: bytes, store: Store, check_session: Callable[[str], object]) -> ET.Element:
     if len(body) > _MAX_BODY or b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise SoapFault("sf:INVALID_XML", "request is too large or declares a DTD")
     try:
@@ -118,7 +118,7 @@ def _merge_one(request: ET.Element, store: Store) -> ET.Element:
 def _envelope(payload: ET.Element) -> bytes:
     envelope = ET.Element(f"{{{ENVELOPE}}}Envelope")
     ET.SubElement(envelope, f"{{{ENVELOPE}}}Body").append(payload)
-    return ET.tostring(envelope, encoding="utf-8", xml_declaration=True)
+    return bytes(ET.tostring(envelope, encoding="utf-8", xml_declaration=True))
 
 
 def _fault(code: str, message: str) -> bytes:
