@@ -19,8 +19,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection
-
 from quote2cash.canonical import Customer
 from quote2cash.connectors.roles import AccountMerge, Crm, DuplicateAccount, StatusResult
 from quote2cash.engine.context import HandlerContext
@@ -129,7 +127,7 @@ def decide_steward_task(
     now = runtime.clock.now()
     event_id = f"steward:{system}:{local_id}:{uuid.uuid4().hex}"
 
-    def log_release(conn: Connection) -> None:
+    def log_release(conn: Any) -> None:  # the decision's transaction (the outbox pattern)
         runtime.log.append_in(conn, [_decided_event(event_id, system, local_id, same_as, by, now)])
 
     decision = golden.decide_task(
