@@ -71,7 +71,7 @@ class FlowDeps:
             sync=SyncState(runtime.engine, runtime.clock, xref),
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
-            golden=_golden(runtime, config_dir),
+            golden=golden_customers(runtime, config_dir),
         )
 
     def tax_for(self, customer: Customer, entity: EntityResolution) -> TaxDetermination:
@@ -134,7 +134,7 @@ class FlowDeps:
         return None
 
 
-def _golden(runtime: Runtime, config_dir: Path) -> GoldenCustomers | None:
+def golden_customers(runtime: Runtime, config_dir: Path) -> GoldenCustomers | None:
     """Golden customers under the folder's matching (the one ``q2c customers match`` reads),
     survivorship and ownership rules; None when the folder has no matching.yaml."""
     if not (config_dir / "matching.yaml").exists():
