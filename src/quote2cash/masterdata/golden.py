@@ -197,7 +197,7 @@ class GoldenCustomers:
                         },
                     )
                 ]
-                if result.outcome is IngestOutcome.REVIEW
+                if result.review_ids
                 else []
             )
             append_audit(
