@@ -63,7 +63,11 @@ async def resolve_customer(ctx: HandlerContext, deps: FlowDeps, account: Custome
         return {"global_id": result.global_id, "outcome": result.outcome.value}
 
     filed = await ctx.local_step(CUSTOMER_RESOLVED, ingest)
-    if filed["outcome"] in (IngestOutcome.REVIEW.value, IngestOutcome.KNOWN.value):
+    doubtful = filed["outcome"] == IngestOutcome.REVIEW.value or (
+        filed["outcome"] == IngestOutcome.KNOWN.value
+        and not _onboarded(deps, str(filed["global_id"]))
+    )
+    if doubtful:
         task = golden.task("crm", crm_id)
         if task is not None:
             ctx.park(
@@ -78,6 +82,13 @@ async def resolve_customer(ctx: HandlerContext, deps: FlowDeps, account: Custome
     if gid is None:
         raise DataError(f"CRM account {crm_id} was filed but has no global id")
     return gid
+
+
+def _onboarded(deps: FlowDeps, global_id: str) -> bool:
+    """Whether the customer has an ERP or billing customer: an account known from before (a
+    later deal) waits for its task only while its customer has reached neither system."""
+    ids = deps.xref.system_ids(global_id)
+    return bool(ids.get("erp") or ids.get("billing"))
 
 
 def survivor_account(deps: FlowDeps, global_id: str, crm_id: str) -> str | None:
