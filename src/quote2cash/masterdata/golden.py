@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, text, update
 
 from quote2cash.canonical import Customer
 from quote2cash.engine.audit import AuditEntry, append_audit
@@ -283,19 +283,26 @@ class GoldenCustomers:
         if not blocks:
             return []
         b = md_customer_blocks.c
-        sizes = conn.execute(
-            select(b.block, func.count()).where(b.block.in_(blocks)).group_by(b.block)
-        ).all()
-        useful = [block for block, size in sizes if size < rules.max_block_size]
-        if not useful:
+        members: dict[str, set[str]] = {}
+        for block in blocks:
+            # at most max_block_size rows read per block: the cost does not grow with the store
+            rows = conn.execute(
+                select(b.system, b.local_id).where(b.block == block).limit(rules.max_block_size)
+            ).all()
+            if len(rows) < rules.max_block_size:
+                for system, local_id in rows:
+                    members.setdefault(system, set()).add(local_id)
+        if not members:
             return []
-        members = (
-            select(b.system, b.local_id).where(b.block.in_(useful)).distinct().subquery("members")
-        )
         s = md_customer_sources.c
         rows = conn.execute(
-            select(md_customer_sources).join(
-                members, and_(s.system == members.c.system, s.local_id == members.c.local_id)
+            select(md_customer_sources).where(
+                or_(
+                    *(
+                        and_(s.system == system, s.local_id.in_(sorted(ids)))
+                        for system, ids in sorted(members.items())
+                    )
+                )
             )
         ).all()
         return [(_candidate(row), str(row.global_id)) for row in rows]
