@@ -129,6 +129,8 @@ def _bus_commands() -> None:
 
 
 _bus_commands()
+
+
 def _usage_commands() -> None:
     from quote2cash.cli_usage_explain import register as register_explain
 

@@ -24,6 +24,7 @@ from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.flows import build_registry
+from quote2cash.flows.customers import poll_account_merges
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_amendments, poll_billing, poll_crm
 from quote2cash.sandbox.seed import seed_salesforce, seed_stripe
@@ -100,6 +101,7 @@ class Hub:
             assert self.systems.crm is not None and self.systems.billing is not None
             new = await poll_crm(self.runtime, self.systems.crm)
             new += await poll_amendments(self.runtime, self.systems.crm, self.deps.xref)
+            new += await poll_account_merges(self.runtime, self.systems.crm)
             new += await poll_billing(self.runtime, self.systems.billing)
             report = await self.worker.drain()
             if new == 0 and report.processed == 0:

@@ -143,6 +143,7 @@ async def test_erp_first_policy_writes_nothing_to_billing_while_the_erp_is_pause
                 "crm.get_deal",
                 "crm.list_products",
                 "crm.get_account",
+                "customer.resolved",
                 "deal.resolved",
             }
 

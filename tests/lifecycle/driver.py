@@ -47,6 +47,17 @@ PLACES = {
 }
 
 
+def company_place(lc: Lifecycle) -> dict[str, str]:
+    """The company's billing address: its entity's city, a street and postal code of its own."""
+    place = dict(PLACES[lc.entity])
+    n = lc.place_number
+    if lc.entity == "DE":
+        place.update(BillingStreet=f"Leopoldstraße {n + 1}", BillingPostalCode=f"80{n:03d}")
+    else:
+        place.update(BillingStreet=f"{n + 100} State St", BillingPostalCode=f"53{n:03d}")
+    return place
+
+
 @dataclass
 class Running:
     """One lifecycle under way: what its people know of it so far."""
@@ -132,7 +143,7 @@ class Actors:
                 params={"frozen_time": now, "name": lc.name}
             ).id
         )
-        place = PLACES[lc.entity]
+        place = company_place(lc)
         address = {
             "line1": place["BillingStreet"],
             "city": place["BillingCity"],

@@ -8,6 +8,7 @@ own Stripe test clock. What may be drawn is bounded by ``Space``.
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -93,6 +94,13 @@ class Lifecycle:
     @property
     def name(self) -> str:
         return f"{self.stem} {self.seed}{self.tag} {'GmbH' if self.entity == 'DE' else 'Inc.'}"
+
+    @property
+    def place_number(self) -> int:
+        """0-999, different for every seed of a run of up to 1,000 consecutive seeds (and for a
+        re-run's tag): the company's own street and postal code, so the golden record's matcher
+        sees distinct companies, not one company's accounts (DESIGN §2 "Duplicates")."""
+        return (self.seed * 37 + zlib.crc32(self.tag.encode())) % 1000
 
     @property
     def currency(self) -> str:

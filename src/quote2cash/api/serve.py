@@ -27,6 +27,7 @@ from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.runtime import Runtime
+from quote2cash.flows.customers import poll_account_merges
 from quote2cash.flows.intake import poll_accounts, poll_amendments, poll_billing, poll_crm
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
@@ -72,6 +73,7 @@ def default_pollers(runtime: Runtime, systems: Any) -> list[Poller]:
         pollers.append(("crm", partial(poll_crm, runtime, systems.crm)))
         pollers.append(("crm.amendments", partial(poll_amendments, runtime, systems.crm, xref)))
         pollers.append(("crm.accounts", partial(poll_accounts, runtime, systems.crm)))
+        pollers.append(("crm.merges", partial(poll_account_merges, runtime, systems.crm)))
     if systems.billing is not None:
         pollers.append(("billing", partial(poll_billing, runtime, systems.billing)))
     return pollers

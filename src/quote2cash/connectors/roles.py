@@ -148,6 +148,25 @@ class ChangedAccount:
 
 
 @dataclass(frozen=True)
+class DuplicateAccount:
+    """A CRM account that is a duplicate of ``survivor_account_id`` (the account holding the
+    customer's ids): marked for sales operations to merge; it gets none of the unique ids."""
+
+    account_id: str
+    survivor_account_id: str
+    global_id: str
+
+
+@dataclass(frozen=True)
+class AccountMerge:
+    """The CRM merged ``merged_account_id`` into ``survivor_account_id`` (the loser is deleted)."""
+
+    merged_account_id: str
+    survivor_account_id: str
+    merged_at: datetime
+
+
+@dataclass(frozen=True)
 class DealSubscribed:
     """A won deal has its billing subscription; ``correlation_id`` traces the deal in the hub."""
 
@@ -321,6 +340,19 @@ class Crm(Protocol):
     ) -> Page[Amendment]: ...
 
     async def list_products(self) -> list[Product]: ...
+
+    async def flag_duplicate_account(
+        self, flag: DuplicateAccount, *, idempotency_key: str
+    ) -> StatusResult:
+        """Mark ``flag.account_id`` as a duplicate of its survivor for sales operations to merge;
+        flagging again converges on the same record. A refusal is ``error``, not raised."""
+        ...
+
+    async def account_merges(
+        self, since: datetime | None = None, cursor: str | None = None
+    ) -> Page[AccountMerge]:
+        """Accounts the CRM merged into another at or after ``since``, oldest first."""
+        ...
 
     async def publish_status(
         self, updates: Sequence[CrmStatus], *, idempotency_key: str

@@ -24,6 +24,7 @@ from quote2cash.console.views import (
     replays,
     revenue,
     signin,
+    stewardship,
     systems,
 )
 from quote2cash.engine.control import ControlError
@@ -114,6 +115,8 @@ def console_app(console: Console) -> web.Application:
     r.add_post("/exceptions/{pos}/correct", queue.correct)
     r.add_post("/exceptions/{pos}/resolve", queue.resolve)
     r.add_post("/quarantine/{id}/discard", queue.discard)
+    r.add_get("/customers", stewardship.tasks)
+    r.add_post("/customers/{system}/{local_id}/decide", stewardship.decide)
     r.add_get("/replays", replays.list_page)
     r.add_post("/replays", replays.request)
     r.add_post("/replays/preview", replays.preview)

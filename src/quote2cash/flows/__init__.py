@@ -17,6 +17,12 @@ from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.flows.accounts import ACCOUNT_CHANGED, hold_ownership_warning, sync_account_change
 from quote2cash.flows.amendments import activate_contract, request_amendment
+from quote2cash.flows.customers import (
+    ACCOUNT_MERGED,
+    TASK_DECIDED,
+    release_steward_task,
+    reparent_merged_account,
+)
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import REJECTED, hold_rejected_record
 from quote2cash.flows.invoices import mark_overdue, record_failed_payment, sync_refund
@@ -51,6 +57,8 @@ FLOWS: dict[str, FlowHandler] = {
     BATCH_ACCEPTED: post_accepted_usage,
     ACCOUNT_CHANGED: sync_account_change,
     VIOLATION_EVENT: hold_ownership_warning,
+    TASK_DECIDED: release_steward_task,
+    ACCOUNT_MERGED: reparent_merged_account,
 }
 
 RETRIES: dict[str, RetryPolicy] = {}

@@ -19,15 +19,19 @@ from quote2cash.masterdata import (
     Catalog,
     EntityResolution,
     EntityResolver,
+    GoldenCustomers,
     TaxDetermination,
     TaxResolver,
     load_catalog,
     load_entities,
+    load_matching,
+    load_ownership,
+    load_survivorship,
     load_tax,
 )
 from quote2cash.masterdata.entities import EntityDecisions
 from quote2cash.masterdata.entity_customers import EntityCustomers
-from quote2cash.masterdata.ownership import OwnershipConfig, load_ownership
+from quote2cash.masterdata.ownership import OwnershipConfig
 from quote2cash.masterdata.sync import SyncState
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.usage.postings import LatePosting, UsagePostings
@@ -59,7 +63,11 @@ class FlowDeps:
     def usage_postings(self) -> UsagePostings:
         """The record of usage posted to billing (written by the posting steps)."""
         return UsagePostings(self.runtime.engine)
+
     ownership: OwnershipConfig | None = None
+    golden: GoldenCustomers | None = None
+    """The golden customer record onboarding files accounts through (None: one customer per
+    CRM account, as before matching was configured)."""
 
     @classmethod
     def build(cls, runtime: Runtime, systems: Any, config_dir: Path | None = None) -> FlowDeps:
@@ -84,6 +92,7 @@ class FlowDeps:
             late_usage=LatePosting(get_settings().usage_late_posting),
             usage_ledger=open_ledger(runtime),
             ownership=load_ownership(ownership_file) if ownership_file.exists() else None,
+            golden=golden_customers(runtime, config_dir),
         )
 
     @property
@@ -156,6 +165,19 @@ class FlowDeps:
                     if lookup_key in bill.prices():
                         return item.item
         return None
+
+
+def golden_customers(runtime: Runtime, config_dir: Path) -> GoldenCustomers | None:
+    """Golden customers under the folder's matching (the one ``q2c customers match`` reads),
+    survivorship and ownership rules; None when the folder has no matching.yaml."""
+    if not (config_dir / "matching.yaml").exists():
+        return None
+    survivorship = load_survivorship(
+        config_dir / "survivorship.yaml", load_ownership(config_dir / "ownership.yaml")
+    )
+    return GoldenCustomers(
+        runtime.engine, load_matching(config_dir / "matching.yaml"), survivorship, runtime.clock
+    )
 
 
 def _configured(role: R | None, name: str) -> R:

@@ -32,6 +32,7 @@ from quote2cash.engine.events import Event
 from quote2cash.engine.trail import recorded_result
 from quote2cash.flows import announce
 from quote2cash.flows.allocation import billed, erp_lines, unit_amounts
+from quote2cash.flows.customers import resolve_customer
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id, deal_event_id
 from quote2cash.flows.lifecycle import ContractLinks, publish_subscription
@@ -240,6 +241,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     entity = _decided_entity(deps, order, account, contract_gid)
     tax = deps.tax_for(account, entity)
     account = account.model_copy(update={"tax_exemption": tax.exemption})
+    await resolve_customer(ctx, deps, account)
     customer = customer_record(deps, account, entity)
     served = customer.entity_gid or customer.global_id
     deal = ResolvedDeal(order, codes, sold_to, served, entity.entity_key)

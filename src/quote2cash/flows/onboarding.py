@@ -37,6 +37,7 @@ from quote2cash.connectors.roles import CustomerLinks, StatusResult
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.flows import announce
+from quote2cash.flows.customers import flag_duplicate, survivor_account
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.entity_customers import tax_ids_for
@@ -58,6 +59,10 @@ class CustomerRecord:
     entity_gid: str = ""
     """The customer as ``entity`` serves it: the global id its ERP and billing customers are
     keyed by ("": ``global_id``, its home entity's)."""
+    duplicate_of: str | None = None
+    """The CRM account holding the customer's ids when this account is another account of the
+    same golden customer: the customer's ERP and billing customers serve it, and it is flagged
+    in the CRM for sales operations to merge instead of getting the ids."""
 
 
 async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> Customer:
@@ -91,7 +96,8 @@ def customer_record(deps: FlowDeps, account: Customer, entity: EntityResolution)
         ),
         legal_entity=entity.entity_key,
     )
-    return CustomerRecord(account, customer, gid, crm_id, entity, print_, erp_gid)
+    duplicate_of = survivor_account(deps, gid, crm_id)
+    return CustomerRecord(account, customer, gid, crm_id, entity, print_, erp_gid, duplicate_of)
 
 
 def keep_parent(deps: FlowDeps, gid: str, account: Customer) -> None:
@@ -151,6 +157,8 @@ async def write_erp_customer(
     gid, customer = _as_served(deps, record, "erp")
     print_ = record.print_
     erp_id = deps.sync.unchanged(gid, "erp", print_)
+    if erp_id is None and record.duplicate_of is not None:
+        erp_id = deps.xref.local_id(gid, "erp")
     if erp_id is None:
         known = deps.xref.local_id(gid, "erp")
         if known is not None:
@@ -199,6 +207,8 @@ async def write_billing_customer(
     gid, customer = _as_served(deps, record, "billing")
     print_ = record.print_
     billing_id = deps.sync.unchanged(gid, "billing", print_)
+    if billing_id is None and record.duplicate_of is not None:
+        billing_id = deps.xref.local_id(gid, "billing")
     if billing_id is None:
         billing_id = str(
             await ctx.step(
@@ -216,6 +226,9 @@ async def publish_account_ids(
 ) -> None:
     """Write the hub's ids and the legal entities back to the account, unless it shows them
     all; the ERP id shown is the home entity's ERP customer, the entities all that serve it."""
+    if record.duplicate_of is not None:
+        await flag_duplicate(ctx, deps, record.crm_id, record.duplicate_of, record.global_id)
+        return
     account = record.account
     if record.entity_gid and record.entity_gid != record.global_id:
         erp_id = deps.xref.local_id(record.global_id, "erp") or erp_id

@@ -28,6 +28,8 @@ from quote2cash.masterdata.golden import (
     IngestResult,
     MatchReview,
     ReviewStatus,
+    StewardTask,
+    TaskDecision,
 )
 from quote2cash.masterdata.matching import (
     CustomerCandidate,
@@ -89,7 +91,9 @@ __all__ = [
     "Provenance",
     "ResolvedMapping",
     "ReviewStatus",
+    "StewardTask",
     "Survivorship",
+    "TaskDecision",
     "TaxDetermination",
     "TaxResolver",
     "XrefStore",

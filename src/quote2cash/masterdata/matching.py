@@ -376,7 +376,10 @@ class Matcher:
         street = _agree_street(a, b, postal)
         city = _agree(a.city, b.city) if postal is Agreement.UNKNOWN else Agreement.UNKNOWN
         form = _agree(a.legal_form, b.legal_form)
-        band, name_weight = self._name_band(similarity, self._one_typo(a.name_key, b.name_key))
+        if _numbers_differ(a.name_key, b.name_key):
+            band, name_weight = "different (numbers)", self.config.weights.name.different
+        else:
+            band, name_weight = self._name_band(similarity, self._one_typo(a.name_key, b.name_key))
         parts = [(f"name {band}", name_weight)]
         for signal, agreement, pair in (
             ("tax id", tax, weights.tax_id),
@@ -441,6 +444,19 @@ class Matcher:
         if similarity >= self.config.domain.review_name_similarity:
             return "weak", weights.weak
         return "different", weights.different
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def _numbers_differ(left: str, right: str) -> bool:
+    """Both names carry numbers and not the same ones: numbered entities ("Fund 1", "Fund 2",
+    "Ledger 3 Corp") are different legal persons however alike the rest, never a typo."""
+    if not (_NUMBER.search(left) and _NUMBER.search(right)):
+        return False
+    return sorted(int(n) for n in _NUMBER.findall(left)) != sorted(
+        int(n) for n in _NUMBER.findall(right)
+    )
 
 
 def _words(text: str) -> list[str]:

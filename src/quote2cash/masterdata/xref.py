@@ -229,6 +229,26 @@ def link(
     return True
 
 
+def retire(
+    conn: Connection, now: datetime, kind: Kind | str, system: str, local_id: str, actor: str
+) -> str | None:
+    """Close the current link of a local id that no longer exists in its system (merged away);
+    its history stays readable. Returns the global id it was linked to, None if none."""
+    parsed = _check_key(kind, system, local_id)
+    closed = conn.execute(
+        update(md_xrefs)
+        .where(
+            md_xrefs.c.kind == parsed.value,
+            md_xrefs.c.system == system,
+            md_xrefs.c.local_id == local_id,
+            md_xrefs.c.valid_to.is_(None),
+        )
+        .values(valid_to=now, changed_by=actor)
+        .returning(md_xrefs.c.global_id)
+    ).scalar_one_or_none()
+    return None if closed is None else str(closed)
+
+
 def current_refs(conn: Connection, global_id: str) -> list[CrossReference]:
     rows = conn.execute(
         select(md_xrefs)

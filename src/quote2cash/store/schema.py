@@ -333,6 +333,17 @@ md_customer_sources = Table(
     Index("ix_md_customer_sources_domain", "domain"),
 )
 
+md_customer_blocks = Table(
+    "md_customer_blocks",
+    metadata,
+    Column("block", String(300), primary_key=True),
+    Column("system", String(50), primary_key=True),
+    Column("local_id", String(255), primary_key=True),
+    Index("ix_md_customer_blocks_record", "system", "local_id"),
+)
+"""Each golden-record source record under every match block key it has (``blocking.block_keys``):
+the candidates an incremental match compares, as the batch run would."""
+
 md_sync_state = Table(
     "md_sync_state",
     metadata,

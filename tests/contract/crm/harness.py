@@ -130,6 +130,15 @@ class CrmHarness(Protocol):
 
     def approve(self, request_id: str) -> None: ...
 
+    # --- duplicates ---------------------------------------------------------------------------
+
+    def merge_accounts(self, master: str, loser: str) -> None:
+        """Sales operations merge ``loser`` into ``master`` in the CRM (the loser goes)."""
+
+    def duplicate_flag(self, account_id: str) -> tuple[str | None, str | None]:
+        """The account's duplicate marks: (the survivor it duplicates, the merge status as
+        ``pending_merge`` ...), (None, None) when unmarked."""
+
     # --- status write-back ----------------------------------------------------------------------
 
     def invoice_status(self, number: str, standing: str, amount: str) -> InvoiceState:

@@ -380,6 +380,46 @@ class SalesforceDesk:
         self.sf.Account.delete(gone)
         return gone
 
+    # --- sales operations ---
+
+    def merge_accounts(self, master: str, loser: str) -> dict[str, Any]:
+        """Merge ``loser`` into ``master`` as sales operations would: the SOAP partner API's
+        ``merge()`` (no REST equivalent), on simple-salesforce's session."""
+        envelope = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:urn="urn:partner.soap.sforce.com" '
+            'xmlns:urn1="urn:sobject.partner.soap.sforce.com">'
+            "<soapenv:Header><urn:SessionHeader>"
+            f"<urn:sessionId>{self.sf.session_id}</urn:sessionId>"
+            "</urn:SessionHeader></soapenv:Header>"
+            "<soapenv:Body><urn:merge><urn:request>"
+            f"<urn:masterRecord><urn1:type>Account</urn1:type><urn1:Id>{master}</urn1:Id>"
+            "</urn:masterRecord>"
+            f"<urn:recordToMergeIds>{loser}</urn:recordToMergeIds>"
+            "</urn:request></urn:merge></soapenv:Body></soapenv:Envelope>"
+        )
+        response = self.sf.session.post(
+            f"https://{self.sf.sf_instance}/services/Soap/u/{self.sf.sf_version}",
+            data=envelope.encode("utf-8"),
+            headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '""'},
+        )
+        assert response.status_code == 200, response.text
+        from xml.etree import ElementTree
+
+        result = ElementTree.fromstring(response.content).find(
+            ".//{urn:partner.soap.sforce.com}result"
+        )
+        assert result is not None, response.text
+        found = {child.tag.rsplit("}", 1)[-1]: child.text for child in result}
+        assert found.get("success") == "true", response.text
+        return found
+
+    def duplicate_flag(self, account_id: str) -> tuple[str | None, str | None]:
+        """The account's duplicate marks: (Q2C_Duplicate_Of__c, Q2C_Merge_Status__c)."""
+        row = self.sf.Account.get(account_id)
+        return row["Q2C_Duplicate_Of__c"], row["Q2C_Merge_Status__c"]
+
 
 class SalesforceHarness:
     """The contract's view of the Salesforce implementation: how to build it, seed it, break it."""
@@ -508,6 +548,15 @@ class SalesforceHarness:
 
     def approve(self, request_id: str) -> None:
         self.desk.approve(request_id)
+
+    # --- duplicates ---
+
+    def merge_accounts(self, master: str, loser: str) -> None:
+        self.desk.merge_accounts(master, loser)
+
+    def duplicate_flag(self, account_id: str) -> tuple[str | None, str | None]:
+        survivor, status = self.desk.duplicate_flag(account_id)
+        return survivor, None if status is None else status.lower().replace(" ", "_")
 
     # --- status write-back targets ---
 

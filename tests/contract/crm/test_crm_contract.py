@@ -333,3 +333,50 @@ async def test_check_reports_a_working_connection(harness: CrmHarness):
     check = await harness.crm().check()
     assert (check.system, check.reachable, check.authenticated) == ("crm", True, True)
     assert check.latency_ms is not None and check.latency_ms >= 0
+
+
+# --- duplicate accounts and CRM merges ---------------------------------------------------------
+
+
+async def test_a_duplicate_account_is_flagged_for_sales_operations(harness: CrmHarness):
+    from quote2cash.connectors.roles import DuplicateAccount
+
+    survivor = harness.account("Kestrel Optics GmbH", "EUR")
+    duplicate = harness.account("Kestrel Optics", "EUR")
+    crm = harness.crm()
+    flag = DuplicateAccount(duplicate, survivor, "CUS-" + "a" * 32)
+    result = await crm.flag_duplicate_account(flag, idempotency_key="flag-1")
+    assert result.error is None and result.crm_id == duplicate
+    assert harness.duplicate_flag(duplicate) == (survivor, "pending_merge")
+    assert harness.duplicate_flag(survivor) == (None, None)
+    again = await crm.flag_duplicate_account(flag, idempotency_key="flag-2")
+    assert again.error is None and harness.duplicate_flag(duplicate) == (survivor, "pending_merge")
+    # the duplicate gets none of the customer's unique ids
+    account = await crm.get_account(duplicate)
+    assert account.global_id is None and "erp" not in account.external_ids
+
+    gone = harness.missing_account_id()
+    refused = await crm.flag_duplicate_account(
+        DuplicateAccount(gone, survivor, flag.global_id), idempotency_key="flag-3"
+    )
+    assert refused.error and gone in refused.error + str(refused.external_id)
+
+
+async def test_account_merges_name_the_loser_and_the_survivor(harness: CrmHarness):
+    survivor = harness.account("Harrier Freight Ltd", "EUR")
+    loser = harness.account("Harrier Freight", "EUR")
+    seat = harness.product("SEAT-HF", "Seat", {"EUR": "10.00"})
+    deal = harness.deal(loser, "EUR", [Line(seat, 1, "10.00")], contract_number="C-HF-1")
+    crm = harness.crm()
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    assert (await crm.account_merges(since=before)).items == []
+
+    harness.merge_accounts(survivor, loser)
+    page = await crm.account_merges(since=before)
+    assert [(m.merged_account_id, m.survivor_account_id) for m in page.items] == [(loser, survivor)]
+    assert page.items[0].merged_at >= before.replace(microsecond=0)
+    assert (await crm.get_deal(deal)).customer.id_in("crm") == survivor  # re-parented
+    with pytest.raises(DataError):
+        await crm.get_account(loser)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert (await crm.account_merges(since=later)).items == []

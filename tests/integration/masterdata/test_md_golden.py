@@ -110,6 +110,7 @@ def test_ingest_matches_queues_and_merges_on_a_steward_decision(
         "masterdata.customer.auto_match",
         "masterdata.customer.known",
         "masterdata.customer.new",
+        "masterdata.steward_task.opened",
         "masterdata.customer.review",
         "masterdata.match_review.decided",
         "masterdata.xref.merged",

@@ -167,3 +167,24 @@ def test_shuffled_input_gives_the_same_clusters(matcher: Matcher) -> None:
         )
         assert sorted(sorted(c) for c in run.clusters) == expected, seed
         assert len(run.reviews) == len(first.reviews)
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("Ledger 1 Corp", "Ledger 2 Corp", Outcome.NEW),  # one "typo", but a numbered entity
+        ("Lakeshore 1 Inc.", "Lakeshore 3 Inc.", Outcome.NEW),
+        ("Harbour Fund 12 LP", "Harbour Fund 21 LP", Outcome.NEW),
+        ("7-Eleven Inc", "7 Eleven Inc", Outcome.AUTO_MATCH),  # the same number
+        ("Studio 54 LLC", "Studio 054 LLC", Outcome.AUTO_MATCH),
+    ],
+)
+def test_names_with_different_numbers_are_different_entities(
+    matcher: Matcher, left: str, right: str, expected: Outcome
+) -> None:
+    place = {"country": "US", "postal_code": "53703", "street": "100 State St", "city": "Madison"}
+    a, b = keys(matcher, left, **place), keys(matcher, right, **place)
+    evidence = matcher.compare_keys(("crm", "a"), ("crm", "b"), a, b)
+    assert evidence.outcome is expected, evidence.reason
+    if expected is Outcome.NEW:
+        assert "name different (numbers)" in evidence.reason

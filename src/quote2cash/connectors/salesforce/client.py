@@ -524,17 +524,19 @@ class SalesforceClient:
         *,
         next_records_url: str | None = None,
         batch_size: int | None = None,
+        include_deleted: bool = False,
     ) -> QueryPage:
         """The first batch of ``soql``, or the batch at ``next_records_url``.
 
         ``batch_size`` is sent as ``Sforce-Query-Options: batchSize`` (Salesforce allows 200-2000
-        and may return fewer).
+        and may return fewer). ``include_deleted`` asks ``queryAll`` (deleted and merged records
+        too, as Salesforce keeps them in the recycle bin).
         """
         headers = {}
         if batch_size is not None:
             headers["Sforce-Query-Options"] = f"batchSize={min(max(batch_size, 200), 2000)}"
         if next_records_url is not None:
-            if not next_records_url.startswith(self.api_base + "/query"):
+            if not next_records_url.startswith(self.api_base + "/query"):  # also /queryAll
                 raise DataError(
                     f"Salesforce query cursor {next_records_url[:80]!r} is not a nextRecordsUrl "
                     f"of API {self.api_base}",
@@ -546,9 +548,10 @@ class SalesforceClient:
         else:
             if not soql:
                 raise ValueError("give soql or next_records_url")
+            endpoint = "queryAll" if include_deleted else "query"
             response = await self.request(
                 "GET",
-                f"{self.api_base}/query",
+                f"{self.api_base}/{endpoint}",
                 params={"q": soql},
                 headers=headers,
                 what=f"query {_query_target(soql)}",

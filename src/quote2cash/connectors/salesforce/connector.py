@@ -16,8 +16,10 @@ from typing import Any, Final
 from quote2cash.canonical import Amendment, Customer, Order, Product
 from quote2cash.connectors.closing import ClosesOnExit
 from quote2cash.connectors.roles import (
+    AccountMerge,
     ChangedAccount,
     CrmStatus,
+    DuplicateAccount,
     LedgerEntry,
     LedgerKind,
     Page,
@@ -150,6 +152,36 @@ class SalesforceCrm(ClosesOnExit):
     async def list_products(self) -> list[Product]:
         soql = f"SELECT {', '.join(mapping.PRODUCT_FIELDS)} FROM Product2 ORDER BY Name, Id"
         return [mapping.product(record) async for record in self.client.query(soql)]
+
+    # --- duplicates and merges ---
+
+    async def flag_duplicate_account(
+        self, flag: DuplicateAccount, *, idempotency_key: str
+    ) -> StatusResult:
+        """``Q2C_Duplicate_Of__c`` (the survivor) and ``Q2C_Merge_Status__c`` on the duplicate."""
+        self._check_id("Account", flag.account_id)
+        self._check_id("Account", flag.survivor_account_id)
+        [result] = await self.write_records(
+            [mapping.duplicate_flag(flag)], idempotency_key=idempotency_key
+        )
+        return result
+
+    async def account_merges(
+        self, since: datetime | None = None, cursor: str | None = None
+    ) -> Page[AccountMerge]:
+        """Accounts deleted by a merge (``queryAll`` with ``MasterRecordId``), one batch a page."""
+        if cursor is not None:
+            page = await self.client.query_page(next_records_url=cursor)
+        else:
+            page = await self.client.query_page(mapping.merges_soql(since), include_deleted=True)
+        merges: list[AccountMerge] = []
+        rejected: list[RejectedRecord] = []
+        for record in page.records:
+            try:
+                merges.append(mapping.account_merge(record))
+            except (DataError, MappingError) as refused:
+                rejected.append(self._rejected("Account", record, refused))
+        return Page(merges, page.next_records_url, rejected)
 
     # --- amendments ---
 

@@ -36,6 +36,7 @@ from quote2cash.canonical import (
 )
 from quote2cash.connectors.roles import (
     AccountFinancials,
+    AccountMerge,
     AmendmentOutcome,
     ChangedAccount,
     ContractState,
@@ -45,6 +46,7 @@ from quote2cash.connectors.roles import (
     DealCanceled,
     DealInvoiceStanding,
     DealSubscribed,
+    DuplicateAccount,
     InvoiceStanding,
     InvoiceState,
     LedgerEntry,
@@ -705,3 +707,48 @@ def status_record(
 
 def _opportunity(opportunity_id: str, **fields: Any) -> SObjectUpdate:
     return SObjectUpdate("Opportunity", "Id", opportunity_id, fields)
+
+
+# --- duplicate accounts and CRM merges ---------------------------------------------------------
+
+DUPLICATE_OF_FIELD: Final = "Q2C_Duplicate_Of__c"
+"""Account lookup: the account holding the customer's hub ids that this one duplicates."""
+MERGE_STATUS_FIELD: Final = "Q2C_Merge_Status__c"
+"""Account picklist for sales operations: ``Pending Merge`` while the duplicate waits."""
+PENDING_MERGE: Final = "Pending Merge"
+
+
+def duplicate_flag(flag: DuplicateAccount) -> SObjectUpdate:
+    """The duplicate's Account, updated by Id: a lookup to the survivor and the merge status;
+    the unique external-id fields (``Hub_Global_Id__c``, ``ERP_Customer_Number__c``) stay on the
+    survivor."""
+    return SObjectUpdate(
+        "Account",
+        "Id",
+        flag.account_id,
+        {DUPLICATE_OF_FIELD: flag.survivor_account_id, MERGE_STATUS_FIELD: PENDING_MERGE},
+    )
+
+
+def merges_soql(since: datetime | None) -> str:
+    """Accounts deleted by a merge (``queryAll``: ``MasterRecordId`` names the survivor)."""
+    where = "IsDeleted = true AND MasterRecordId != null"
+    if since is not None:
+        where += f" AND SystemModstamp >= {soql_datetime(since)}"
+    return (
+        f"SELECT Id, MasterRecordId, SystemModstamp FROM Account WHERE {where} "
+        "ORDER BY SystemModstamp, Id"
+    )
+
+
+def account_merge(record: dict[str, Any]) -> AccountMerge:
+    what = f"Salesforce Account {record.get('Id')}"
+    loser, survivor = _text(record, "Id"), _text(record, "MasterRecordId")
+    stamp = record.get("SystemModstamp")
+    if loser is None or survivor is None or not isinstance(stamp, str):
+        raise DataError(f"{what}: a merged account needs Id, MasterRecordId and SystemModstamp")
+    try:
+        merged_at = datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("+0000", "+00:00"))
+    except ValueError:
+        raise DataError(f"{what}: SystemModstamp {stamp!r} is not a datetime") from None
+    return AccountMerge(loser, survivor, merged_at)

@@ -19,6 +19,7 @@ import msgspec
 import trustme
 from aiohttp import web
 
+from . import soap
 from .api import SUPPORTED_VERSIONS, Api, versions
 from .auth import Authenticator, OAuthError, load_rsa_public_key
 from .callout import CalloutDispatcher
@@ -239,6 +240,8 @@ class SalesforceEmulator:
                 return _json(200, versions())
             if path.startswith("/services/data/v"):
                 return await self._data(request, path[len("/services/data/v") :])
+            if path.startswith("/services/Soap/u/") and request.method == "POST":
+                return await self._soap(request)
             raise not_found()
         except SalesforceError as exc:
             return _json(exc.status, exc.body())
@@ -295,6 +298,14 @@ class SalesforceEmulator:
         if response.status == 204:
             return web.Response(status=204, headers=headers)
         return _json(response.status, response.body, headers)
+
+    async def _soap(self, request: web.Request) -> web.Response:
+        """The partner SOAP API (``merge()``), counted against the daily API limit."""
+        self.api.used += 1
+        status, body = soap.handle(
+            await request.read(), self.store, lambda token: self.auth.check(f"Bearer {token}")
+        )
+        return web.Response(status=status, body=body, content_type="text/xml", charset="utf-8")
 
     def _limit_header(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.api.used}/{self.api.daily_limit}"}

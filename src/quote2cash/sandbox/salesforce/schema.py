@@ -445,6 +445,17 @@ def standard_objects() -> list[ObjectDef]:
         )
     )
     account.add(_ref("ParentId", "Account", "Parent", "ChildAccounts", label="Parent Account ID"))
+    account.add(
+        _ref(
+            "MasterRecordId",
+            "Account",
+            "MasterRecord",
+            None,
+            label="Master Record ID",
+            createable=False,
+            updateable=False,
+        )
+    )
     _address(account, "Billing")
     _address(account, "Shipping")
     account.add(FieldDef("Phone", "phone", "Account Phone", length=40))

@@ -34,6 +34,10 @@ Record = dict[str, Any]
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+MERGEABLE = frozenset({"Account", "Contact", "Lead"})
+"""What the SOAP ``merge()`` call accepts."""
+
+
 @dataclass
 class ClosedWon:
     """An opportunity that became Closed Won in a committed write; feeds the outbound callout."""
@@ -345,6 +349,53 @@ class Store:
                     f"{child_obj.label_plural.lower()}: {children[0]['Id']}",
                 )
         self._after_write(obj, deleted, previous)
+
+    def merge(
+        self, type_name: str, master_id: str, losers: list[str], master_values: Any = None
+    ) -> dict[str, Any]:
+        """Merge like the SOAP ``merge()`` call: up to two records into the master, their related
+        records re-parented to it, the losers deleted with ``MasterRecordId`` set; one transaction.
+        Returns the MergeResult's fields (id, mergedRecordIds, updatedRelatedIds)."""
+        obj = self.object(type_name)
+        if obj.name not in MERGEABLE:
+            raise bad_request(
+                "INVALID_TYPE", f"merge: {obj.name} is not mergeable (Account, Contact, Lead)"
+            )
+        if not 1 <= len(losers) <= 2:
+            raise bad_request(
+                "INVALID_OPERATION",
+                "merge: give one or two records to merge (three records at most in a request)",
+            )
+        master = self.get(obj.name, master_id)
+        values = self._validate(obj, master_values or {}, creating=False)
+        loser_records = []
+        for loser_id in losers:
+            loser = self.get(obj.name, loser_id)
+            if loser["Id"] == master["Id"]:
+                raise bad_request("INVALID_OPERATION", "merge: the master is among the records")
+            loser_records.append(loser)
+        related: list[str] = []
+        with self.transaction():
+            for loser in loser_records:
+                for child_obj, f in self.schema.referrers(obj.name):
+                    if f.name == "MasterRecordId" or not f.updateable:
+                        continue
+                    for child in list(self.records(child_obj.name)):
+                        if child[f.name] != loser["Id"]:
+                            continue
+                        pointer = None if child["Id"] == master["Id"] else master["Id"]
+                        self._apply_update(child_obj, child, {f.name: pointer})
+                        related.append(child["Id"])
+                self._delete(obj, self.get(obj.name, loser["Id"]))
+                gone = dict(self.tables[obj.name][loser["Id"]], MasterRecordId=master["Id"])
+                self._put(obj.name, gone)
+            if values:
+                self._apply_update(obj, self.get(obj.name, master["Id"]), values)
+        return {
+            "id": master["Id"],
+            "mergedRecordIds": [r["Id"] for r in loser_records],
+            "updatedRelatedIds": sorted(set(related) - {master["Id"]}),
+        }
 
     def upsert(
         self, type_name: str, field_name: str, value: str, body: Any, *, update_only: bool = False
