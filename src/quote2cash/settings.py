@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -124,6 +125,22 @@ class Settings(BaseSettings):
     )
     archive_max_events: int = Field(
         default=200_000, ge=1, description="events one archive run (one file) takes at most"
+    )
+    usage_dir: str | None = Field(
+        default=None,
+        description="folder of the usage ledger (Parquet) and its key index (default: beside "
+        "the SQLite file, else .q2c/usage)",
+    )
+    usage_late_policy: Literal["adjust", "reject"] = Field(
+        default="adjust",
+        description="usage dated in a closed billing period: adjust (count it in the next open "
+        "period) or reject (quarantine it)",
+    )
+    usage_chunk_rows: int = Field(
+        default=1_000_000, ge=1, description="records one usage batch of a file holds at most"
+    )
+    usage_watch_dir: str | None = Field(
+        default=None, description="q2c serve ingests usage files dropped here (none: off)"
     )
 
     @field_validator("retention_finance_days", "retention_other_days", mode="before")
