@@ -121,6 +121,15 @@ def _customer_commands() -> None:
 
 _customer_commands()
 
+
+def _usage_commands() -> None:
+    from quote2cash.cli_usage import register
+
+    register(app)
+
+
+_usage_commands()
+
 _debug = False
 
 

@@ -35,7 +35,7 @@ from quote2cash.engine.events import new_event
 from quote2cash.engine.log import EventLog
 from quote2cash.store.schema import usage_aggregates, usage_batches, usage_quarantine
 from quote2cash.usage.keyindex import KeyIndex, _fsync_dir
-from quote2cash.usage.reading import FIELDS, file_chunks, rows_chunk
+from quote2cash.usage.reading import file_chunks, rows_chunk
 from quote2cash.usage.terms import SubscriptionTerms, load_terms
 from quote2cash.usage.validation import LatePolicy, check_chunk, new_connection, reference_tables
 
@@ -702,4 +702,27 @@ def _plain(value: Decimal) -> str:
     return text if text != "-0" else "0"
 
 
-__all__ = ["FIELDS", "MAX_API_RECORDS", "BatchReceipt", "UsageIntake", "usage_dir_for"]
+def intake_for(engine: Engine, clock: Clock | None = None) -> UsageIntake:
+    """The store's intake as configured (``Q2C_USAGE_DIR``, ``Q2C_USAGE_LATE_POLICY``)."""
+    from quote2cash.settings import get_settings
+
+    settings = get_settings()
+    url = engine.url.render_as_string(hide_password=False)
+    return UsageIntake(
+        engine,
+        usage_dir_for(url, settings.usage_dir),
+        policy=settings.usage_late_policy,
+        clock=clock,
+        chunk_rows=settings.usage_chunk_rows,
+    )
+
+
+def list_batches(
+    engine: Engine, *, limit: int = 50, source: str | None = None
+) -> list[dict[str, Any]]:
+    """Receipts, newest first."""
+    query = select(usage_batches).order_by(usage_batches.c.seq.desc()).limit(limit)
+    if source:
+        query = query.where(usage_batches.c.source == source)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
