@@ -86,6 +86,11 @@ def _record(row: Any) -> QuarantinedRecord:
     )
 
 
+def _may_decide(by: Operator, what: str) -> None:
+    if not by.holds("operator"):
+        raise UsageQuarantineError(f"{what}: {by.name} needs the operator role")
+
+
 class UsageQuarantine:
     """List, show, correct and resubmit quarantined usage records."""
 
@@ -119,6 +124,7 @@ class UsageQuarantine:
         self, ident: int, changes: dict[str, Any], *, by: Operator, note: str | None = None
     ) -> QuarantinedRecord:
         """Record a person's correction (field -> new value; null removes it); audited."""
+        _may_decide(by, f"correct quarantined usage record {ident}")
         record = self.show(ident)
         if record.status != "held":
             raise UsageQuarantineError(
@@ -165,6 +171,7 @@ class UsageQuarantine:
         """Run held records (corrected or as they were) through intake again, as ``by``."""
         if not idents:
             raise UsageQuarantineError("resubmit: give at least one quarantined record id")
+        _may_decide(by, "resubmit quarantined usage records")
         records = [self.show(i) for i in idents]
         done = [r.id for r in records if r.status != "held"]
         if done:

@@ -138,10 +138,10 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
     con = duckdb.connect()
     try:
         con.execute("SET threads TO 2")
-        reader = con.execute(
-            "SELECT * FROM read_csv(?, header = true, all_varchar = true, "
+        reader = con.sql(
+            "SELECT * FROM read_csv($path, header = true, all_varchar = true, "
             "store_rejects = true, null_padding = false)",
-            [str(path)],
+            params={"path": str(path)},
         ).to_arrow_reader(chunk_rows)
         assert reader is not None
         line = 2

@@ -140,7 +140,11 @@ def terms_from_snapshot(
     first: Mapping[str, Any] = items[0] if items else {}
     price: Mapping[str, Any] = first.get("price") or first.get("plan") or {}
     recurring: Mapping[str, Any] = price.get("recurring") or price
-    current = _instant(first.get("current_period_start") or obj.get("current_period_start"))
+    starts = [_instant(i.get("current_period_start")) for i in items]
+    current = max(
+        (s for s in [*starts, _instant(obj.get("current_period_start"))] if s is not None),
+        default=None,
+    )
     ended = _instant(obj.get("ended_at"))
     if ended is None and obj.get("status") not in _LIVE and obj.get("status") is not None:
         ended = _instant(obj.get("canceled_at"))
