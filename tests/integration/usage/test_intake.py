@@ -14,8 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
-from tests.support.identity import first_admin, new_operator, via_token
-from tests.support.usage_terms import log_subscription
 
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.runtime import Runtime
@@ -23,6 +21,8 @@ from quote2cash.store.schema import audit_log, events, usage_batches, usage_quar
 from quote2cash.usage.intake import BATCH_ACCEPTED, UsageIntake
 from quote2cash.usage.ledger import SqlUsageLedger
 from quote2cash.usage.quarantine import UsageQuarantine, UsageQuarantineError
+from support.identity import first_admin, new_operator, via_token
+from support.usage_terms import log_subscription
 
 MARCH = datetime(2026, 3, 15, tzinfo=UTC)
 
