@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from quote2cash.usage.duck import connection
 
 HASH_PROBE: Final = "q2c-usage-key-probe"
 """Hashed at open: if DuckDB's ``hash`` changed (an upgrade), the index is rebuilt from the
@@ -47,7 +48,7 @@ def arange(count: int) -> pa.Array:
 
 
 def hash_check() -> int:
-    con = duckdb.connect()
+    con = connection()
     try:
         return int(con.execute(f"SELECT hash('{HASH_PROBE}')").fetchall()[0][0])
     finally:
@@ -96,7 +97,7 @@ def _build_bloom(keys: pa.Array) -> pa.Array:
     words = bloom_words(len(keys))
     high, mask = bloom_probe(keys)
     index = pc.bit_wise_and(high, _u(words - 1))
-    con = duckdb.connect()
+    con = connection()
     try:
         slots = pa.table({"i": index, "m": mask})
         con.register("slots", slots)

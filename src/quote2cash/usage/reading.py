@@ -12,9 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from quote2cash.usage.duck import connection
 
 FIELDS: Final = (
     "id",
@@ -135,7 +136,7 @@ def _normalised(table: pa.Table, first_line: int) -> pa.Table:
 
 
 def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
-    con = duckdb.connect()
+    con = connection()
     try:
         con.execute("SET threads TO 2")
         reader = con.sql(

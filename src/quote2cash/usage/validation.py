@@ -15,6 +15,7 @@ from typing import Final, Literal
 import duckdb
 import pyarrow as pa
 
+from quote2cash.usage.duck import connection
 from quote2cash.usage.terms import SubscriptionTerms
 
 LatePolicy = Literal["adjust", "reject"]
@@ -283,7 +284,4 @@ def check_chunk(
 
 
 def new_connection() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    con.execute("SET TimeZone = 'UTC'")
-    return con
+    return connection()
