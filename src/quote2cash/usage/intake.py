@@ -26,7 +26,6 @@ from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
@@ -37,28 +36,18 @@ from quote2cash.store.schema import usage_aggregates, usage_batches, usage_quara
 from quote2cash.usage.keyindex import KeyIndex, _fsync_dir
 from quote2cash.usage.reading import file_chunks, rows_chunk
 from quote2cash.usage.terms import SubscriptionTerms, load_terms
-from quote2cash.usage.validation import LatePolicy, check_chunk, new_connection, reference_tables
+from quote2cash.usage.validation import (
+    LatePolicy,
+    check_chunk,
+    new_connection,
+    reference_tables,
+)
 
 AUDIT_CHAIN: Final = "usage"
 BATCH_ACCEPTED: Final = "usage.batch.accepted"
 EVENT_SOURCE: Final = "q2c.usage"
 MAX_API_RECORDS: Final = 10_000
 """The most records one ``POST /v1/usage`` batch may carry."""
-
-_OUTCOME_SQL: Final = """
-SELECT c.*, s.stored,
-  CASE
-    WHEN c.key IS NULL THEN 'quarantined'
-    WHEN c.rn > 1 AND c.content = c.first_content THEN 'duplicate'
-    WHEN c.rn > 1 THEN 'conflict_batch'
-    WHEN s.stored IS NOT NULL AND s.stored = c.content THEN 'duplicate'
-    WHEN c.field IS NOT NULL THEN 'quarantined'
-    WHEN s.stored IS NOT NULL AND NOT ($corrections OR c.wants_correction) THEN 'conflict'
-    WHEN s.stored IS NOT NULL THEN 'corrected'
-    ELSE 'accepted'
-  END AS outcome
-FROM checked c POSITIONAL JOIN stored_col s
-"""
 
 
 @dataclass(frozen=True)
@@ -317,8 +306,15 @@ class UsageIntake:
         try:
             reference_tables(con, terms)
             with self._locked() as index:
-                checked = check_chunk(con, chunk, source=source, policy=self.policy, now=now)
-                decided = self._decide(con, index, checked, corrections)
+                decided = check_chunk(
+                    con,
+                    chunk,
+                    source=source,
+                    policy=self.policy,
+                    now=now,
+                    lookup=index.lookup,
+                    corrections=corrections,
+                )
                 con.register("decided", decided)
                 counts = dict(
                     con.sql("SELECT outcome, count(*) FROM decided GROUP BY outcome").fetchall()
@@ -360,29 +356,6 @@ class UsageIntake:
         finally:
             con.close()
         return BatchReceipt(**{**asdict(receipt), "seq": seq})
-
-    def _decide(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        index: KeyIndex,
-        checked: pa.Table,
-        corrections: bool,
-    ) -> pa.Table:
-        """Each record's outcome: accepted, duplicate, corrected, quarantined or a conflict."""
-        firsts = pc.and_(pc.is_valid(checked.column("key")), pc.equal(checked.column("rn"), 1))
-        where = pc.indices_nonzero(pc.fill_null(firsts, False))
-        keys = pc.take(checked.column("key"), where).combine_chunks()
-        found = index.lookup(keys) if len(keys) else pa.array([], pa.uint64())
-        stored = pc.scatter(found, where.cast(pa.int64()), max_index=checked.num_rows - 1)
-        if checked.num_rows == 0:
-            stored = pa.array([], pa.uint64())
-        con.register("checked", checked)
-        con.register("stored_col", pa.table({"stored": stored}))
-        try:
-            return con.sql(_OUTCOME_SQL, params={"corrections": corrections}).to_arrow_table()
-        finally:
-            con.unregister("checked")
-            con.unregister("stored_col")
 
     def _priors(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
         """The latest accepted revision of each corrected record (to reverse its quantity)."""
@@ -451,19 +424,8 @@ class UsageIntake:
     ) -> int:
         now = receipt.received_at
         quarantined = con.sql(
-            "SELECT line, rid, field, CASE outcome "
-            "WHEN 'conflict' THEN 'record ''' || rid || ''': field ''id'' was accepted before with "
-            'other values: send it with corrections (--corrections or "correction": true) to '
-            "amend it' "
-            "WHEN 'conflict_batch' THEN 'record ''' || rid || ''': field ''id'' appears more than "
-            "once in this batch with different values: expected one record per id' "
-            "ELSE reason END AS reason, "
-            "CASE WHEN outcome LIKE 'conflict%' THEN 'id' ELSE coalesce(field, 'id') END "
-            "AS qfield, "
-            "json_object('id', rid, 'subscription', sref, 'customer', cref, 'meter', mname, "
-            "'quantity', qraw, 'unit', uraw, 'timestamp', traw, 'properties', praw) AS raw "
-            "FROM decided WHERE outcome IN ('quarantined', 'conflict', 'conflict_batch') "
-            "ORDER BY line"
+            "SELECT line, rid, field, reason, field, raw FROM decided "
+            "WHERE outcome IN ('quarantined', 'conflict', 'conflict_batch') ORDER BY line"
         ).fetchall()
         deltas = self._deltas(con, priors)
         resubmitted = (
@@ -636,7 +598,7 @@ class UsageIntake:
     ) -> list[tuple[str, str]]:
         """Fold the deltas into the aggregates; a version handed to posting gets a successor."""
         touched: list[tuple[str, str]] = []
-        keyed = {agg_key(d[0], d[1], d[2]): d for d in deltas}
+        keyed = {agg_key(d[0], d[1], _aware(d[2])): d for d in deltas}
         current: dict[str, Any] = {}
         names = list(keyed)
         for start in range(0, len(names), 500):
@@ -657,6 +619,7 @@ class UsageIntake:
             current.update({r.agg_key: r for r in rows})
         inserts: list[dict[str, Any]] = []
         for key, (sub, meter, start_at, end_at, unit, dq, dn) in keyed.items():
+            start_at, end_at = _aware(start_at), _aware(end_at)
             row = current.get(key)
             quantity = Decimal(dq)
             if row is None:
@@ -694,6 +657,11 @@ class UsageIntake:
         if inserts:
             conn.execute(insert(usage_aggregates), inserts)
         return touched
+
+
+def _aware(value: datetime) -> datetime:
+    """The checks compute in naive UTC wall clock; the store keeps aware UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _plain(value: Decimal) -> str:

@@ -229,6 +229,14 @@ class KeyIndex:
         if len(self.runs) > MAX_RUNS:
             self.compact()
 
+    def add_sorted(self, keys: pa.Array, values: pa.Array, watermark: int) -> None:
+        """Add a run already sorted by key with unique keys (a bulk load; nothing re-sorted)."""
+        runs = [{"name": r.name, "count": r.count} for r in self.runs]
+        runs.append(self._write_files(keys.cast(_U64), values.cast(_U64)))
+        self._save(runs, max(watermark, self.watermark))
+        self.close()
+        self._load()
+
     def _write_run(self, keys: pa.Array, values: pa.Array, *, newest_last: bool) -> dict[str, Any]:
         """Sort, keep one value per key (the last given when ``newest_last``), write the files."""
         order_col = arange(len(keys))
@@ -242,6 +250,9 @@ class KeyIndex:
             table = table.filter(keep)
         k = table.column("k").combine_chunks().cast(_U64)
         v = table.column("v").combine_chunks().cast(_U64)
+        return self._write_files(k, v)
+
+    def _write_files(self, k: pa.Array, v: pa.Array) -> dict[str, Any]:
         name = f"run-{uuid.uuid4().hex}"
         _write_private(
             self.folder / f"{name}.keys", k.buffers()[1][k.offset * 8 : (k.offset + len(k)) * 8]

@@ -94,7 +94,7 @@ class SqlUsageLedger:
                     "files": paths,
                     "sub": row.subscription,
                     "meter": row.meter,
-                    "start": row.period_start,
+                    "start": row.period_start.astimezone(UTC).replace(tzinfo=None),
                 },
             ).fetchall()
             columns = [
