@@ -112,26 +112,6 @@ def ingest(
     _show_receipts(receipts, output)
 
 
-def watch_once(intake: UsageIntake, folder: Path, *, source: str, actor: str) -> list[Any]:
-    """Ingest every usage file in ``folder``; each then moves to ``done/`` (or ``failed/``)."""
-    from quote2cash.usage.reading import UsageFileError, format_of
-
-    receipts: list[Any] = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            format_of(path)
-        except UsageFileError:
-            continue
-        target = folder / "done"
-        try:
-            receipts.extend(intake.ingest_file(path, source=source, actor=actor))
-        except (UsageFileError, OSError):
-            target = folder / "failed"
-        target.mkdir(mode=0o700, exist_ok=True)
-        path.replace(target / path.name)
-    return receipts
-
-
 @usage_app.command("watch")
 def watch(
     folder: Annotated[Path, typer.Argument(help="The drop folder to watch")],
@@ -146,6 +126,7 @@ def watch(
 ) -> None:
     """Ingest usage files dropped into FOLDER (each moves to done/ or failed/ after)."""
     from quote2cash.cli import open_runtime
+    from quote2cash.usage.watch import watch_once
 
     runtime = open_runtime(db)
     intake = _intake(runtime)

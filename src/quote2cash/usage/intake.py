@@ -34,7 +34,7 @@ from quote2cash.engine.events import new_event
 from quote2cash.engine.log import EventLog
 from quote2cash.store.schema import usage_aggregates, usage_batches, usage_quarantine
 from quote2cash.usage.keyindex import KeyIndex, _fsync_dir
-from quote2cash.usage.reading import file_chunks, rows_chunk
+from quote2cash.usage.reading import UsageFileError, file_chunks, format_of, rows_chunk
 from quote2cash.usage.terms import SubscriptionTerms, load_terms
 from quote2cash.usage.validation import (
     LatePolicy,
@@ -146,6 +146,10 @@ class UsageIntake:
     ) -> list[BatchReceipt]:
         """One batch per chunk of the file, each all-or-nothing; re-ingesting after a crash
         finds the committed chunks' records as duplicates and completes the rest."""
+        if not path.is_file():
+            raise UsageFileError(f"{path}: no such file")
+        if fmt is None:
+            format_of(path)
         sha = file_sha256(path)
         correlation = correlation_id or str(uuid.uuid4())
         receipts: list[BatchReceipt] = []
