@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 
 from quote2cash.store.schema import usage_aggregates, usage_batches
-from quote2cash.usage.records import AcceptedRecord, UsageAggregate
+from quote2cash.usage.records import AcceptedRecord, UsageAggregate, UsageLedger
 from quote2cash.usage.validation import new_connection
 
 
@@ -180,3 +180,8 @@ class SqlUsageLedger:
     def count_batches(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(usage_batches)).scalar_one())
+
+
+def as_usage_ledger(ledger: SqlUsageLedger) -> UsageLedger:
+    """The store's ledger as posting sees it (mypy checks it implements the protocol)."""
+    return ledger
