@@ -150,6 +150,15 @@ def files(count: int) -> tuple[Path, Path]:
 # --- measured in child processes (clean peak RSS each) -------------------------------------
 
 
+def peak_rss_mb() -> int:
+    """This process's peak resident set (VmHWM: since its exec, unlike ru_maxrss, which a
+    child inherits from the process that forked it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def child_validate_dedup(path: Path, index_dir: Path) -> dict[str, Any]:
     from quote2cash.usage.keyindex import KeyIndex
     from quote2cash.usage.reading import file_chunks
@@ -180,7 +189,7 @@ def child_validate_dedup(path: Path, index_dir: Path) -> dict[str, Any]:
         "cpu_seconds": round(cpu, 3),
         "records_per_cpu_s": round(records / cpu),
         "outcomes": outcomes,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -214,7 +223,7 @@ def child_end_to_end(path: Path, index_dir: Path) -> dict[str, Any]:
             "duplicate": sum(r.duplicate for r in receipts),
             "quarantined": sum(r.quarantined for r in receipts),
             "batches": len(receipts),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_mb": peak_rss_mb(),
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -145,55 +145,55 @@ END"""
 time without a zone is refused rather than guessed."""
 
 _REASON_SQL: Final = r"""CASE
-    WHEN outcome = 'conflict' THEN who || ': field ''id'' was accepted before with other '
+    WHEN outcome = 'conflict' THEN WHO || ': field ''id'' was accepted before with other '
       || 'values: send it with corrections (--corrections or "correction": true) to amend it'
-    WHEN outcome = 'conflict_batch' THEN who || ': field ''id'' appears more than once in '
+    WHEN outcome = 'conflict_batch' THEN WHO || ': field ''id'' appears more than once in '
       || 'this batch with different values: expected one record per id'
     WHEN outcome <> 'quarantined' THEN NULL
-    WHEN field = 'row' THEN who || ': field ''row'' is malformed: ' || malformed
+    WHEN field = 'row' THEN WHO || ': field ''row'' is malformed: ' || malformed
     WHEN field = 'id' THEN CASE WHEN rid IS NULL
-      THEN who || ': field ''id'' is missing: expected a record id unique within its source'
-      ELSE who || ': field ''id'' is ' || length(rid) || ' characters: expected at most '
+      THEN WHO || ': field ''id'' is missing: expected a record id unique within its source'
+      ELSE WHO || ': field ''id'' is ' || length(rid) || ' characters: expected at most '
         || $max_id END
     WHEN field = 'subscription' THEN CASE WHEN sref IS NULL
-      THEN who || ': field ''subscription'' is missing: expected a contract number, hub id or '
+      THEN WHO || ': field ''subscription'' is missing: expected a contract number, hub id or '
         || 'billing subscription id (or a ''customer'')'
-      ELSE who || ': field ''subscription'' is ' || quote(sref) || ': expected a contract '
+      ELSE WHO || ': field ''subscription'' is ' || quote(sref) || ': expected a contract '
         || 'number, hub id or billing subscription id the hub knows' END
     WHEN field = 'customer' THEN CASE WHEN cust_n > 1
-      THEN who || ': field ''customer'' is ' || quote(cref) || ': it has ' || cust_n
+      THEN WHO || ': field ''customer'' is ' || quote(cref) || ': it has ' || cust_n
         || ' subscriptions with meter ' || quote(mname) || ': expected a ''subscription'''
-      ELSE who || ': field ''customer'' is ' || quote(cref) || ': expected a customer with a '
+      ELSE WHO || ': field ''customer'' is ' || quote(cref) || ': expected a customer with a '
         || 'subscription metering ' || quote(coalesce(mname, '')) END
     WHEN field = 'meter' THEN CASE WHEN mname IS NULL
-      THEN who || ': field ''meter'' is missing: expected one of the subscription''s meters ('
+      THEN WHO || ': field ''meter'' is missing: expected one of the subscription''s meters ('
         || coalesce(known_meters, 'none') || ')'
-      ELSE who || ': field ''meter'' is ' || quote(mname) || ': not on subscription '
+      ELSE WHO || ': field ''meter'' is ' || quote(mname) || ': not on subscription '
         || quote(sub) || 's items: expected one of ' || coalesce(known_meters, 'none') END
     WHEN field = 'quantity' THEN CASE
-      WHEN q IS NULL THEN who || ': field ''quantity'' is ' || coalesce(quote(qraw), 'missing')
+      WHEN q IS NULL THEN WHO || ': field ''quantity'' is ' || coalesce(quote(qraw), 'missing')
         || ': expected a decimal number'
-      WHEN q < 0 THEN who || ': field ''quantity'' is ' || qraw || ': expected zero or more'
-      ELSE who || ': field ''quantity'' is ' || qraw || ': expected at most '
+      WHEN q < 0 THEN WHO || ': field ''quantity'' is ' || qraw || ': expected zero or more'
+      ELSE WHO || ': field ''quantity'' is ' || qraw || ': expected at most '
         || $max_scale || ' decimal places' END
     WHEN field = 'unit'
-      THEN who || ': field ''unit'' is ' || quote(uraw) || ': expected ' || quote(item_unit)
+      THEN WHO || ': field ''unit'' is ' || quote(uraw) || ': expected ' || quote(item_unit)
     WHEN field = 'timestamp' THEN CASE
-      WHEN ts IS NULL THEN who || ': field ''timestamp'' is ' || coalesce(quote(traw), 'missing')
+      WHEN ts IS NULL THEN WHO || ': field ''timestamp'' is ' || coalesce(quote(traw), 'missing')
         || ': expected an ISO 8601 time with a zone (2026-01-31T12:00:00Z) or epoch seconds'
       WHEN ts < service_start OR (service_end IS NOT NULL AND ts >= service_end)
-        THEN who || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
+        THEN WHO || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
           || ': outside the subscription''s service (from '
           || strftime(service_start, '%Y-%m-%dT%H:%M:%SZ')
           || coalesce(' to ' || strftime(service_end, '%Y-%m-%dT%H:%M:%SZ'), '') || ')'
       WHEN ts > $now
-        THEN who || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
+        THEN WHO || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
           || ': expected a time that is not in the future'
-      ELSE who || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
+      ELSE WHO || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
         || ': in the closed billing period ' || strftime(ps0, '%Y-%m-%d') || ' to '
         || strftime(pe0, '%Y-%m-%d') || ' (late usage policy: reject)' END
     WHEN field = 'properties'
-      THEN who || ': field ''properties'' is not a JSON object: expected {"name": value, ...}'
+      THEN WHO || ': field ''properties'' is not a JSON object: expected {"name": value, ...}'
   END"""
 
 _CHECK_TEMPLATE: Final = """
@@ -241,8 +241,7 @@ WITH r AS (
 ), per2 AS (
   SELECT per.*,
     CASE WHEN mc > 0 THEN ps0 + to_months(CAST(mc AS INTEGER))
-    ELSE ps0 + to_days(CAST(cd AS INTEGER)) END AS pe0,
-    'record ' || coalesce(quote(rid), 'at line ' || line) AS who
+    ELSE ps0 + to_days(CAST(cd AS INTEGER)) END AS pe0
   FROM per
 ), checked AS (
   SELECT per2.*,
@@ -295,8 +294,11 @@ SELECT line, rid, key, content, outcome, sub, meter, coalesce(item_unit, uraw) A
       'quantity', qraw, 'unit', uraw, 'timestamp', traw, 'properties', praw) END AS raw
 FROM decided
 """
-_CHECK_SQL: Final = _CHECK_TEMPLATE.replace("TIME_HERE", TIME_SQL).replace(
-    "REASON_HERE", _REASON_SQL
+_WHO: Final = "('record ' || coalesce(quote(rid), 'at line ' || line))"
+_CHECK_SQL: Final = (
+    _CHECK_TEMPLATE.replace("TIME_HERE", TIME_SQL)
+    .replace("REASON_HERE", _REASON_SQL)
+    .replace("WHO", _WHO)
 )
 
 
