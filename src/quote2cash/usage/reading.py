@@ -153,7 +153,8 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
             yield _normalised(table, line)
             line += table.num_rows
         rejects = con.execute(
-            "SELECT line, csv_line, error_message FROM reject_errors ORDER BY line"
+            "SELECT line, any_value(csv_line), min(error_message) FROM reject_errors "
+            "GROUP BY line ORDER BY line"
         ).fetchall()
     finally:
         con.close()

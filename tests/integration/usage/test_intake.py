@@ -326,3 +326,22 @@ def test_files_in_each_format_stream_in_chunks(
     finally:
         intake.close()
     assert ledger.ingested_total(sub, "api_calls", MARCH) == Decimal(sum(range(25)) - 3)
+
+
+def test_unreadable_csv_rows_are_quarantined_not_dropped(
+    runtime: Runtime, intake: UsageIntake, sub: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text(
+        "id,subscription,meter,quantity,timestamp\n"
+        "a,C-1,api_calls,1,2026-03-20T10:00:00Z\n"
+        "b,C-1,api_calls,1,2026-03-20T10:00:00Z,extra,more\n"
+        "c,C-1\n"
+        "d,C-1,api_calls,2,2026-03-21T10:00:00Z\n"
+    )
+    receipts = intake.ingest_file(path, source="files", actor="a")
+    assert sum(r.records for r in receipts) == 4
+    assert sum(r.accepted for r in receipts) == 2
+    rows = quarantined(runtime)
+    assert [q.field for q in rows] == ["row", "row"]
+    assert "Expected Number of Columns" in rows[0].reason and "b,C-1" in rows[0].reason
