@@ -68,10 +68,21 @@ def _empty_columns() -> dict[str, list[Any]]:
     return {name: [] for name in (*FIELDS, "line", "malformed")}
 
 
+def _strings(values: list[Any]) -> pa.Array:
+    """Text as Arrow strings; a lone surrogate (valid JSON, not UTF-8) becomes U+FFFD."""
+    try:
+        return pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        return pa.array(
+            [None if v is None else v.encode("utf-8", "replace").decode("utf-8") for v in values],
+            pa.string(),
+        )
+
+
 def _chunk(columns: Mapping[str, list[Any]]) -> pa.Table:
-    arrays = {name: pa.array(columns[name], pa.string()) for name in FIELDS}
+    arrays = {name: _strings(columns[name]) for name in FIELDS}
     arrays["line"] = pa.array(columns["line"], pa.int64())
-    arrays["malformed"] = pa.array(columns["malformed"], pa.string())
+    arrays["malformed"] = _strings(columns["malformed"])
     return pa.table(arrays)
 
 

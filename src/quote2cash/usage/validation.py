@@ -32,7 +32,10 @@ def _naive(value: object) -> object:
 
 def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[SubscriptionTerms]) -> None:
     """The terms as four small DuckDB tables: refs, meters, customer meters, subscriptions."""
-    con.execute("CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || x || ''''")
+    con.execute(
+        "CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || "
+        "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
+    )
     refs: dict[str, list[object]] = {"ref": [], "sub": []}
     meters: dict[str, list[object]] = {"sub": [], "alias": [], "meter": [], "item_unit": []}
     by_customer: dict[tuple[str, str], list[str]] = {}

@@ -122,3 +122,9 @@ async def test_bad_requests_are_4xx_naming_what_was_expected(
     odd = [row("x", quantity={"a": 1}), row("y", timestamp=None), 7, None, row("z", id=["l"])]
     status, answer = await post(http, url, tokens["meterd"], {"source": "meterd", "records": odd})
     assert status == 200 and answer["quarantined"] == 4 and answer["accepted"] == 1
+    lone = {"source": "meterd", "records": [row("\ud800", meter="\ud800")]}
+    status, answer = await post(http, url, tokens["meterd"], lone)
+    assert status == 400 and "not valid JSON" in answer["error"]["message"]
+    nul = [row("nul\u0000", subscription="C-\u0000"), row("m", meter="api\u0000calls")]
+    status, answer = await post(http, url, tokens["meterd"], {"source": "meterd", "records": nul})
+    assert status == 200 and answer["quarantined"] == 2, answer

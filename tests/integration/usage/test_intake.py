@@ -90,7 +90,7 @@ def test_each_rule_quarantines_naming_record_field_and_expectation(
     assert says in q.reason
     assert f"field '{field}'" in q.reason
     if row.get("id"):
-        assert f"record '{row['id']}'" in q.reason
+        assert f"record '{row['id'][:200]}" in q.reason  # a long value is cut at 200
     assert json.loads(q.raw)["quantity"] == row.get("quantity")
 
 
@@ -345,3 +345,19 @@ def test_unreadable_csv_rows_are_quarantined_not_dropped(
     rows = quarantined(runtime)
     assert [q.field for q in rows] == ["row", "row"]
     assert "Expected Number of Columns" in rows[0].reason and "b,C-1" in rows[0].reason
+
+
+def test_jsonl_text_that_is_not_utf8_is_quarantined_not_a_crash(
+    runtime: Runtime, intake: UsageIntake, sub: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "odd.jsonl"
+    path.write_text(
+        json.dumps(rec("a"))
+        + "\n"
+        + '{"id": "\\ud800", "subscription": "C-1", "meter": "\\ud800"}\n',
+        encoding="utf-8",
+    )
+    receipts = intake.ingest_file(path, source="files", actor="a")
+    assert (sum(r.accepted for r in receipts), sum(r.quarantined for r in receipts)) == (1, 1)
+    [q] = quarantined(runtime)
+    assert q.field == "meter"
