@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quote2cash.usage.duck import connection
+from quote2cash.usage.keyindex import arange
 
 FIELDS: Final = (
     "id",
@@ -141,7 +143,7 @@ def _normalised(table: pa.Table, first_line: int) -> pa.Table:
             out[name] = column.cast(pa.string())
         else:
             out[name] = pa.nulls(table.num_rows, pa.string())
-    out["line"] = pa.array(range(first_line, first_line + table.num_rows), pa.int64())
+    out["line"] = pc.add(arange(table.num_rows), first_line)
     out["malformed"] = pa.nulls(table.num_rows, pa.string())
     return pa.table(out)
 
