@@ -493,7 +493,7 @@ class UsageIntake:
                     AuditEntry(
                         receipt.submitted_by,
                         "usage.record.corrected",
-                        entity=f"{receipt.source}:{row[0]}",
+                        entity=storable(f"{receipt.source}:{row[0]}"),
                         correlation_id=receipt.correlation_id,
                         details={
                             "batch_id": receipt.batch_id,
@@ -554,7 +554,7 @@ class UsageIntake:
                     update(usage_quarantine)
                     .where(usage_quarantine.c.id == int(line))
                     .values(
-                        reason=reason,
+                        reason=storable(reason),
                         field=qfield,
                         decided_by=receipt.submitted_by,
                         decided_at=receipt.received_at,
@@ -567,11 +567,11 @@ class UsageIntake:
                 {
                     "batch_id": receipt.batch_id,
                     "source": receipt.source,
-                    "record_id": (rid or None) and str(rid)[:255],
+                    "record_id": storable(rid)[:255] if rid else None,
                     "line": int(line),
                     "field": qfield,
-                    "reason": reason,
-                    "raw": raw,
+                    "reason": storable(reason),
+                    "raw": storable(raw),
                     "status": "held",
                     "received_at": receipt.received_at,
                 }
@@ -661,6 +661,11 @@ class UsageIntake:
         if inserts:
             conn.execute(insert(usage_aggregates), inserts)
         return touched
+
+
+def storable(text: Any) -> str:
+    """Text every store takes: PostgreSQL refuses NUL in text, so it becomes U+FFFD."""
+    return str(text).replace("\x00", "\ufffd")
 
 
 def _aware(value: datetime) -> datetime:
