@@ -132,11 +132,11 @@ _bus_commands()
 
 
 def _usage_commands() -> None:
+    from quote2cash.cli_usage import register, usage_app
     from quote2cash.cli_usage_explain import register as register_explain
 
-    usage_app = typer.Typer(help="Usage records: explain invoice lines.", no_args_is_help=True)
     register_explain(usage_app)
-    app.add_typer(usage_app, name="usage")
+    register(app)
 
 
 _usage_commands()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,14 +99,6 @@ class Settings(BaseSettings):
         ge=0,
         description="q2c serve reconciles CRM/billing/ERP this often (0: never)",
     )
-    usage_late_posting: str = Field(
-        default="adjust",
-        pattern="^(adjust|reject)$",
-        description=(
-            "usage of a billing period already invoiced: adjust (counted on the next invoice) "
-            "or reject (recorded as refused, reported by reconciliation)"
-        ),
-    )
     metrics_enabled: bool = Field(
         default=True, description="record per-process Prometheus metrics (false: near-zero cost)"
     )
@@ -158,6 +151,23 @@ class Settings(BaseSettings):
     )
     archive_max_events: int = Field(
         default=200_000, ge=1, description="events one archive run (one file) takes at most"
+    )
+    usage_dir: str | None = Field(
+        default=None,
+        description="folder of the usage ledger (Parquet) and its key index (default: beside "
+        "the SQLite file, else .q2c/usage)",
+    )
+    usage_late_policy: Literal["adjust", "reject"] = Field(
+        default="adjust",
+        description="usage dated in a closed or already invoiced billing period: adjust (count "
+        "it in the next open period / invoice) or reject (quarantine it at intake; refuse it at "
+        "posting, reported by reconciliation)",
+    )
+    usage_chunk_rows: int = Field(
+        default=1_000_000, ge=1, description="records one usage batch of a file holds at most"
+    )
+    usage_watch_dir: str | None = Field(
+        default=None, description="q2c serve ingests usage files dropped here (none: off)"
     )
 
     @field_validator("retention_finance_days", "retention_other_days", mode="before")

@@ -108,3 +108,13 @@ def parse_body(raw: bytes, kind: type[T]) -> T:
         raise BodyError(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise BodyError("request body nests too deep") from None
+
+
+class UsageBatchBody(Body):
+    """A batch of usage records (JSON objects, at most 10,000: more is a 413); a record that
+    fails validation is quarantined with its reason, never the batch refused for it.
+    ``corrections``: a record id seen before with new values amends it (audited)."""
+
+    source: Name
+    records: list[Any]
+    corrections: bool = False

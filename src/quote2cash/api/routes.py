@@ -465,6 +465,54 @@ async def metrics(hub: HubApi, call: Call) -> web.Response:
     return response
 
 
+async def ingest_usage(hub: HubApi, call: Call) -> web.Response:
+    """A usage batch, committed whole: its receipt and why each refused record was refused."""
+    from quote2cash.usage.intake import MAX_API_RECORDS, intake_for
+    from quote2cash.usage.quarantine import UsageQuarantine
+
+    body: bodies.UsageBatchBody = call.body
+    count = len(body.records)
+    if count > MAX_API_RECORDS:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"field 'records' holds {count} records: at most {MAX_API_RECORDS} per batch",
+        )
+    if count == 0:
+        raise ApiError(422, "empty_batch", "field 'records' is empty: expected 1 to 10000 records")
+    operator = call.operator
+
+    def run() -> dict[str, Any]:
+        intake = intake_for(hub.runtime.engine, hub.runtime.clock)
+        try:
+            receipt = intake.ingest_rows(
+                body.records,
+                source=body.source,
+                actor=operator.name,
+                corrections=body.corrections,
+            )
+            refused = UsageQuarantine(intake).records(
+                status=None, batch_id=receipt.batch_id, limit=MAX_API_RECORDS
+            )
+        finally:
+            intake.close()
+        return {
+            **receipt.as_dict(),
+            "quarantined_records": [
+                {
+                    "id": r.id,
+                    "record_id": r.record_id,
+                    "line": r.line,
+                    "field": r.field,
+                    "reason": r.reason,
+                }
+                for r in refused
+            ],
+        }
+
+    return json_response(await hub._store(run))
+
+
 async def openapi(hub: HubApi, call: Call) -> web.Response:
     from quote2cash.api.openapi import document
 
@@ -582,6 +630,11 @@ ROUTES: Final[tuple[Route, ...]] = (
           "File the replay request that repairs a drift.", role="operator",
           params=(Param("drift", "drift id", where="path", max_length=40),),
           body=bodies.EmptyBody, ok=201, tag=DECISION),
+    Route("POST", "/v1/usage", ingest_usage,
+          "Ingest a batch of usage records (validated, deduplicated against all history).",
+          role="operator", body=bodies.UsageBatchBody,
+          answers={413: "more than 10,000 records in the batch", 422: "no records"},
+          tag="usage"),
     Route("POST", "/v1/tokens", create_token, "Issue an API token of the caller's own.",
           body=bodies.TokenBody, ok=201, tag=DECISION),
     Route("POST", "/v1/tokens/{name}/revoke", revoke, "Revoke an API token.",

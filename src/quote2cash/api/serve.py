@@ -211,6 +211,17 @@ async def serve(
             tasks.append(asyncio.create_task(publisher.run(stop)))
         if options.archive is not None and options.archive.every > 0:
             tasks.append(asyncio.create_task(archive_forever(runtime, stop, options.archive)))
+        from quote2cash.settings import get_settings
+
+        usage_drop = get_settings().usage_watch_dir
+        if usage_drop:
+            from quote2cash.usage.watch import watch_forever
+
+            tasks.append(
+                asyncio.create_task(
+                    watch_forever(runtime.engine, runtime.clock, Path(usage_drop), stop)
+                )
+            )
         log.info("serving on %s (workers: %s)", url, options.workers)
         if stripe_verifier is None:
             log.warning("no Stripe webhook secret: Stripe webhooks are answered 503")

@@ -89,7 +89,7 @@ class FlowDeps:
             sync=SyncState(runtime.engine, runtime.clock, xref),
             onboarding=load_onboarding(config_dir / "onboarding.yaml"),
             tax_rules=load_tax(tax_file, entities) if tax_file.exists() else None,
-            late_usage=LatePosting(get_settings().usage_late_posting),
+            late_usage=LatePosting(get_settings().usage_late_policy),
             usage_ledger=open_ledger(runtime),
             ownership=load_ownership(ownership_file) if ownership_file.exists() else None,
             golden=golden_customers(runtime, config_dir),

@@ -639,3 +639,72 @@ usage_postings = Table(
 """One row per aggregate version handed to billing (``posted``, ``adjusted`` into a later open
 period, or ``rejected`` by the late-usage policy), written with the step that posted it:
 ``quantity`` is the delta sent (Decimal text), ``identifier`` billing's meter event identifier."""
+# --- usage intake (migration 0021; usage/ keeps them) ----------------------------------------
+
+usage_batches = Table(
+    "usage_batches",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("origin", String(500), nullable=True),
+    Column("part", Integer, nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("submitted_by", String(100), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("correlation_id", String(100), nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("duplicate", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("corrected", Integer, nullable=False),
+    Column("ledger_file", String(200), nullable=True),
+    UniqueConstraint("batch_id"),
+)
+"""One receipt per usage batch, committed with everything the batch changed: the ledger file of
+its accepted records (Parquet, written before the commit), its counts, who sent it."""
+
+usage_quarantine = Table(
+    "usage_quarantine",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", String(40), nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("record_id", String(255), nullable=True),
+    Column("line", BigInteger, nullable=True),
+    Column("field", String(40), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("raw", Text(), nullable=False),
+    Column("corrected", Text(), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("decided_by", String(100), nullable=True),
+    Column("decided_at", UtcDateTime(), nullable=True),
+    Column("resubmitted_batch", String(40), nullable=True),
+    Index("ix_usage_quarantine_status_id", "status", "id"),
+)
+"""Usage records that failed validation or conflict with history: the record as sent, why
+(field and reason), and what a person corrected before resubmitting it."""
+
+usage_aggregates = Table(
+    "usage_aggregates",
+    metadata,
+    Column("aggregate_id", String(80), primary_key=True),
+    Column("agg_key", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("subscription", String(300), nullable=False),
+    Column("meter", String(255), nullable=False),
+    Column("period_start", UtcDateTime(), nullable=False),
+    Column("period_end", UtcDateTime(), nullable=False),
+    Column("unit", String(50), nullable=False),
+    Column("quantity", String(64), nullable=False),
+    Column("record_count", BigInteger, nullable=False),
+    Column("batch_ids", Text(), nullable=False),
+    Column("last_batch_seq", BigInteger, nullable=False),
+    Column("handed_at", UtcDateTime(), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("agg_key", "version"),
+    Index("ix_usage_aggregates_sub_meter_period", "subscription", "meter", "period_start"),
+)
+"""Usage per subscription meter and billing period, one row per version: a version handed to
+posting is frozen, and a later record makes the next version (cumulative quantity)."""

@@ -31,7 +31,7 @@ _decoder = msgspec.json.Decoder()
 
 class LatePosting(StrEnum):
     """What to do with usage of a billing period that is already invoiced
-    (``Q2C_USAGE_LATE_POSTING``)."""
+    (``Q2C_USAGE_LATE_POLICY``)."""
 
     ADJUST = "adjust"
     REJECT = "reject"

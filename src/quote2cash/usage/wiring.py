@@ -1,8 +1,7 @@
 """Where the commands find the hub's usage ledger (``UsageLedger``) for a store.
 
-Usage intake owns the ledger; until its implementation is wired here, ``open_ledger`` returns
-what ``use_ledger`` installed (an embedding process, a test), else None and the usage commands
-say the ledger is not configured.
+The ledger is usage intake's ``SqlUsageLedger`` over the store and the usage folder, unless
+``use_ledger`` installed another (an embedding process, a test).
 """
 
 from __future__ import annotations
@@ -25,5 +24,12 @@ def use_ledger(factory: LedgerFactory | None) -> None:
 
 
 def open_ledger(runtime: Runtime) -> UsageLedger | None:
-    """The usage ledger over ``runtime``'s store, or None if none is wired."""
-    return _factory[0](runtime) if _factory else None
+    """The usage ledger over ``runtime``'s store (and the usage folder of its settings)."""
+    if _factory:
+        return _factory[0](runtime)
+    from quote2cash.settings import get_settings
+    from quote2cash.usage.intake import usage_dir_for
+    from quote2cash.usage.ledger import SqlUsageLedger
+
+    url = runtime.engine.url.render_as_string(hide_password=False)
+    return SqlUsageLedger(runtime.engine, usage_dir_for(url, get_settings().usage_dir))

@@ -13,7 +13,7 @@ from alembic import op
 from quote2cash.store.types import UtcDateTime
 
 revision = "0022"
-down_revision = "0018"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
