@@ -129,7 +129,7 @@ def default_checkpoint_file(url: str) -> Path:
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         store = Path(str(parsed.database))
         return store.with_name(store.name + ".audit-checkpoints.jsonl")
-    return Path("q2c-audit-checkpoints.jsonl")
+    return Path(".q2c") / "audit-checkpoints.jsonl"
 
 
 def checkpoint_store_for(url: str, settings: Settings | None = None) -> CheckpointStore:
