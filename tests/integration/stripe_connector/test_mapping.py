@@ -319,6 +319,9 @@ def test_stripe_shaped_renewals_are_renewed_and_seat_changes_amended() -> None:
     # a trial's end moves the period and the status: the contract is activated
     trial_end = {"items": {"data": [jan]}, "latest_invoice": "in_1", "status": "trialing"}
     assert _updated(_basil_sub(feb), trial_end) == "billing.subscription.activated"
+    # malformed previous items from outside are named, never a crash (billing is read anyway)
+    for odd in ("abc", {"data": [1, "x"]}, {"data": "xy"}, {"data": [{"id": [1], "quantity": 3}]}):
+        assert _updated(_basil_sub(feb), {"items": odd}).startswith("billing.subscription.")
 
 
 def test_event_subject_prefers_the_subscription_then_the_customer() -> None:

@@ -309,9 +309,11 @@ def price_plan_from_stripe(price: Mapping[str, Any]) -> PricePlan | None:
 
 
 def _items(sub: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The items of a subscription (or of a ``previous_attributes``): ``items.data`` or a bare
+    list; entries that are no objects are not items."""
     items = sub.get("items") or {}
     data = items.get("data") if isinstance(items, Mapping) else items
-    return list(data or [])
+    return [i for i in data if isinstance(i, Mapping)] if isinstance(data, list) else []
 
 
 def _item_price(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -653,11 +655,11 @@ def _quantities(items: Sequence[Mapping[str, Any]]) -> set[tuple[str | None, int
 
 def _period_moved(old_items: Sequence[Mapping[str, Any]], obj: Mapping[str, Any]) -> bool:
     """An item's ``current_period_start`` (where current API versions keep the period) moved."""
-    now = {i.get("id"): i.get("current_period_start") for i in _items(obj)}
+    now = {str(i.get("id")): i.get("current_period_start") for i in _items(obj)}
     return any(
         "current_period_start" in old
-        and old.get("id") in now
-        and old["current_period_start"] != now[old.get("id")]
+        and str(old.get("id")) in now
+        and old["current_period_start"] != now[str(old.get("id"))]
         for old in old_items
     )
 
