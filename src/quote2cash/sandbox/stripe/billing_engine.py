@@ -475,11 +475,12 @@ def refresh_amounts(invoice: JSON, store: Store) -> None:
     invoice["amount_remaining"] = max(due - invoice["amount_paid"], 0)
 
 
-def emit_invoice(store: Store, type_: str, invoice: JSON, previous: JSON | None = None) -> None:
+def emit_invoice(store: Store, type_: str, invoice: JSON, before: JSON | None = None) -> None:
+    """Announce ``invoice`` as it is now (``before``: as served before an update)."""
     store.emit(
         type_,
         render(store, invoice),
-        previous=previous,
+        before=before,
         created=store.now_for_customer(invoice["customer"]),
     )
 
