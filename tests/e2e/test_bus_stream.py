@@ -168,13 +168,6 @@ async def test_amended_then_cancelled_contract_is_on_the_stream_in_its_trace(
     assert data["q2c.subscription.cancelled"]["canceled_at"] is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Stripe emulator's renewal event carries previous_attributes.items as "
-    "{current_period_start, current_period_end} (Stripe sends the previous items under 'data'), "
-    "so the connector hears billing.subscription.amended, not renewed, and the flow that "
-    "publishes subscription.renewed never runs (sandbox/stripe/billing_engine.py)",
-)
 async def test_a_renewal_is_on_the_stream_with_its_invoice(
     world: World, lifecycle_hub: LifecycleHub, bus: BusConfig
 ) -> None:

@@ -19,7 +19,7 @@ from e2e.test_amendments import (
     stripe_invoices,
     won_deal,
 )
-from quote2cash.engine.queries import failed_events
+from quote2cash.engine.queries import failed_events, list_events
 from quote2cash.flows.status import get_invoice_status
 from quote2cash.masterdata.xref import Kind
 
@@ -131,6 +131,10 @@ async def test_renewal_then_cancellation_at_period_end(
     renewed = client.v1.subscriptions.retrieve(billing_id)
     second_end = renewed["items"]["data"][0]["current_period_end"]
     assert renewed.status == "active" and second_end > first_end
+    # heard as a renewal (Stripe's previous_attributes: the items with their old period)
+    heard = [e.type for e in list_events(hub.runtime, type_prefix="billing.subscription.")]
+    assert heard.count("billing.subscription.renewed") == 1, heard
+    assert "billing.subscription.amended" not in heard, heard
     bills = stripe_invoices(world, billing_id)
     assert [b.total for b in bills] == [26775, 26775]  # 5 seats at 45.00 plus 19 % VAT
     erp = await erp_documents(world, name)

@@ -174,3 +174,25 @@ def test_events_log_for_a_new_subscription(client: stripe.StripeClient) -> None:
     assert expanded.data[0].subscription.id == sub.id
     client.v1.customers.delete(customer.id)
     assert client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+
+
+def test_every_update_event_says_what_it_was_before(client: stripe.StripeClient) -> None:
+    """``previous_attributes`` as Stripe: changed keys only, nested objects diffed (a new
+    metadata key was null), on products, prices, customers and invoices alike."""
+    customer = make_customer(client)
+    price = make_seat_price(client)
+    client.v1.prices.update(price.id, params={"nickname": "Seats", "metadata": {"tier": "a"}})
+    client.v1.products.update(price.product, params={"name": "Seat licence"})
+    client.v1.customers.update(customer.id, params={"metadata": {"crm": "001"}})
+    invoice = client.v1.invoices.create(params={"customer": customer.id})
+    client.v1.invoices.update(invoice.id, params={"description": "March"})
+
+    def previous(type_: str) -> dict[str, object]:
+        (event,) = client.v1.events.list(params={"type": type_}).data[:1]
+        return event.data.to_dict()["previous_attributes"]
+
+    assert previous("price.updated") == {"nickname": None, "metadata": {"tier": None}}
+    product = previous("product.updated")
+    assert product["name"] == "Seat" and set(product) <= {"name", "updated"}
+    assert previous("customer.updated") == {"metadata": {"crm": None}}
+    assert previous("invoice.updated") == {"description": None}

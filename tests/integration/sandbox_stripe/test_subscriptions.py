@@ -478,3 +478,102 @@ def test_trial_then_first_paid_period(client: stripe.StripeClient) -> None:
         trial_end,
         trial_end + 31 * DAY,
     )
+
+
+# --- previous_attributes as Stripe sends them -------------------------------------------------
+# A real renewal (API 2025-08-27.basil, captured from Stripe) carries
+# ``previous_attributes = {"items": {"data": [<every item, with its old current_period_*>]},
+# "latest_invoice": <the previous invoice>}``: nested objects hold only their changed keys,
+# changed arrays come whole.
+
+
+def _sub_updates(client: stripe.StripeClient, sub_id: str) -> list[Any]:
+    """This subscription's ``customer.subscription.updated`` events, oldest first, as dicts."""
+    events = client.v1.events.list(params={"type": "customer.subscription.updated", "limit": 100})
+    return [e.data.to_dict() for e in reversed(events.data) if e.data.object.id == sub_id]
+
+
+def test_renewal_event_carries_the_items_old_periods_and_previous_invoice(
+    client: stripe.StripeClient,
+) -> None:
+    clock, _, sub = _setup(client)
+    first_invoice = sub.latest_invoice.id
+    before = len(_sub_updates(client, sub.id))
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": FEB_1 + 3600})
+    (renewal,) = _sub_updates(client, sub.id)[before:]
+    previous = renewal["previous_attributes"]
+    assert set(previous) == {"items", "latest_invoice"}
+    assert previous["latest_invoice"] == first_invoice
+    assert set(previous["items"]) == {"data"}  # the list envelope itself did not change
+    (old_item,) = previous["items"]["data"]
+    (new_item,) = renewal["object"]["items"]["data"]
+    assert old_item["id"] == new_item["id"] and old_item["object"] == "subscription_item"
+    assert (old_item["current_period_start"], old_item["current_period_end"]) == (T0, FEB_1)
+    assert (new_item["current_period_start"], new_item["current_period_end"]) == (FEB_1, MAR_1)
+    assert old_item["quantity"] == new_item["quantity"] == 5
+    assert renewal["object"]["latest_invoice"] != first_invoice
+    # invoice.created comes before the subscription's update, as on Stripe
+    types = [
+        e.type
+        for e in reversed(client.v1.events.list(params={"limit": 100, "created": {"gt": T0}}).data)
+    ]
+    last_created = len(types) - 1 - types[::-1].index("invoice.created")
+    assert types.index("customer.subscription.updated", last_created) > last_created
+
+
+def test_quantity_change_event_carries_the_old_items_only(client: stripe.StripeClient) -> None:
+    _, _, sub = _setup(client)
+    item = sub["items"].data[0]
+    before = len(_sub_updates(client, sub.id))
+    client.v1.subscription_items.update(
+        item.id, params={"quantity": 8, "proration_behavior": "none"}
+    )
+    client.v1.subscriptions.update(
+        sub.id, params={"items": [{"id": item.id, "quantity": 9}], "proration_behavior": "none"}
+    )
+    client.v1.subscriptions.update(sub.id, params={"metadata": {"contract_number": "C-1"}})
+    by_item, by_sub, by_meta = _sub_updates(client, sub.id)[before:]
+    for event, old, new in ((by_item, 5, 8), (by_sub, 8, 9)):
+        previous = event["previous_attributes"]
+        assert set(previous["items"]) == {"data"}
+        assert [i["quantity"] for i in previous["items"]["data"]] == [old]
+        assert event["object"]["items"]["data"][0]["quantity"] == new
+        # the period did not move: the old items carry the same period as the new ones
+        assert previous["items"]["data"][0]["current_period_start"] == T0
+    assert by_meta["previous_attributes"] == {"metadata": {"contract_number": None}}
+
+
+def test_removing_an_item_announces_the_items_before(client: stripe.StripeClient) -> None:
+    _, _, sub = _setup(client)
+    addon = make_seat_price(client, 3100)
+    added = client.v1.subscription_items.create(
+        params={"subscription": sub.id, "price": addon.id, "quantity": 1}
+    )
+    client.v1.subscription_items.delete(added.id, params={"proration_behavior": "none"})
+    removal = _sub_updates(client, sub.id)[-1]
+    old = removal["previous_attributes"]["items"]["data"]
+    assert sorted(i["id"] for i in old) == sorted([sub["items"].data[0].id, added.id])
+    assert [i["id"] for i in removal["object"]["items"]["data"]] == [sub["items"].data[0].id]
+
+
+def test_trial_end_is_one_update_from_trialing_with_the_new_period(
+    client: stripe.StripeClient,
+) -> None:
+    clock = make_clock(client)
+    customer = make_customer(client, clock)
+    price = make_seat_price(client)
+    sub = client.v1.subscriptions.create(
+        params={"customer": customer.id, "items": [{"price": price.id}], "trial_period_days": 14}
+    )
+    before = len(_sub_updates(client, sub.id))
+    client.v1.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": T0 + 15 * DAY})
+    (ended,) = _sub_updates(client, sub.id)[before:]
+    previous = ended["previous_attributes"]
+    assert previous["status"] == "trialing" and ended["object"]["status"] == "active"
+    assert previous["items"]["data"][0]["current_period_end"] == T0 + 14 * DAY
+
+
+def test_activation_is_announced_once(client: stripe.StripeClient) -> None:
+    _, _, sub = _setup(client)
+    (activated,) = _sub_updates(client, sub.id)
+    assert activated["previous_attributes"]["status"] == "incomplete"

@@ -221,6 +221,109 @@ def test_subscription_updates_get_business_names() -> None:
     assert EVENT_TYPES["invoice.payment_failed"] == "billing.payment.failed"
 
 
+MAR_1 = FEB_1 + 28 * 86400
+
+
+def _basil_item(quantity: int, start: int, end: int, price: str = "price_1") -> dict[str, Any]:
+    """A subscription item as Stripe (2025-03-31.basil and later) serves it: the period is here."""
+    return {
+        "id": "si_1",
+        "object": "subscription_item",
+        "created": JAN_1,
+        "current_period_start": start,
+        "current_period_end": end,
+        "discounts": [],
+        "metadata": {},
+        "plan": {"id": price, "object": "plan", "amount": 1000, "interval": "month"},
+        "price": {"id": price, "object": "price", "unit_amount": 1000, "type": "recurring"},
+        "quantity": quantity,
+        "subscription": "sub_1",
+        "tax_rates": [],
+    }
+
+
+def _basil_sub(*items: dict[str, Any], status: str = "active") -> dict[str, Any]:
+    return {
+        "id": "sub_1",
+        "object": "subscription",
+        "status": status,
+        "customer": "cus_1",
+        "cancel_at_period_end": False,
+        "items": {
+            "object": "list",
+            "data": list(items),
+            "has_more": False,
+            "total_count": len(items),
+            "url": "/v1/subscription_items?subscription=sub_1",
+        },
+        "latest_invoice": "in_2",
+        "plan": items[0]["plan"],
+        "quantity": items[0]["quantity"],
+    }
+
+
+def _updated(obj: dict[str, Any], previous: dict[str, Any]) -> str:
+    """The hub's name for a ``customer.subscription.updated`` event as Stripe delivers it."""
+    event = {
+        "id": "evt_1",
+        "object": "event",
+        "type": "customer.subscription.updated",
+        "created": FEB_1,
+        "data": {"object": obj, "previous_attributes": previous},
+    }
+    return billing_event(event).type
+
+
+def test_stripe_shaped_renewals_are_renewed_and_seat_changes_amended() -> None:
+    """Payloads shaped as Stripe sends them: a changed list comes whole under
+    ``previous_attributes.items.data`` (basil: with each item's old period); older API versions
+    keep the period on the subscription."""
+    jan = _basil_item(3, JAN_1, FEB_1)
+    feb = _basil_item(3, FEB_1, MAR_1)
+    renewed = {"items": {"data": [jan]}, "latest_invoice": "in_1"}
+    assert _updated(_basil_sub(feb), renewed) == "billing.subscription.renewed"
+    # older API versions: the period on the subscription, no items in previous_attributes
+    legacy = {**_sub(3), "current_period_start": FEB_1, "current_period_end": MAR_1}
+    legacy_previous = {
+        "current_period_start": JAN_1,
+        "current_period_end": FEB_1,
+        "latest_invoice": "in_1",
+    }
+    assert _updated(legacy, legacy_previous) == "billing.subscription.renewed"
+    # seats changed mid-period: the items come whole, the period unmoved
+    more = _basil_item(5, JAN_1, FEB_1)
+    amended = {"items": {"data": [jan]}, "quantity": 3}
+    assert _updated(_basil_sub(more), amended) == "billing.subscription.amended"
+    legacy_items = {"data": [{k: v for k, v in jan.items() if "period" not in k}]}
+    assert _updated(_basil_sub(more), {"items": legacy_items, "quantity": 3}) == (
+        "billing.subscription.amended"
+    )
+    # another price for the same seats is an amendment, never a renewal
+    swapped = _basil_item(3, JAN_1, FEB_1, price="price_2")
+    assert _updated(_basil_sub(swapped), {"items": {"data": [jan]}, "plan": jan["plan"]}) == (
+        "billing.subscription.amended"
+    )
+    # an item added (the list's total_count changes too)
+    addon = {**_basil_item(1, JAN_1, FEB_1, price="price_9"), "id": "si_2"}
+    added = {"items": {"data": [jan], "total_count": 1}}
+    assert _updated(_basil_sub(jan, addon), added) == "billing.subscription.amended"
+    # a new phase at the boundary changes seats and period at once: the seats win
+    assert _updated(_basil_sub(_basil_item(4, FEB_1, MAR_1)), renewed) == (
+        "billing.subscription.amended"
+    )
+    # only an item's metadata changed: neither renewed nor amended
+    tagged = {**jan, "metadata": {"note": "x"}}
+    assert _updated(_basil_sub(tagged), {"items": {"data": [jan]}}) == (
+        "billing.subscription.updated"
+    )
+    # a trial's end moves the period and the status: the contract is activated
+    trial_end = {"items": {"data": [jan]}, "latest_invoice": "in_1", "status": "trialing"}
+    assert _updated(_basil_sub(feb), trial_end) == "billing.subscription.activated"
+    # malformed previous items from outside are named, never a crash (billing is read anyway)
+    for odd in ("abc", {"data": [1, "x"]}, {"data": "xy"}, {"data": [{"id": [1], "quantity": 3}]}):
+        assert _updated(_basil_sub(feb), {"items": odd}).startswith("billing.subscription.")
+
+
 def test_event_subject_prefers_the_subscription_then_the_customer() -> None:
     def event(obj: dict[str, Any]) -> dict[str, Any]:
         return {"id": "evt_1", "type": "x.y", "created": JAN_1, "data": {"object": obj}}

@@ -309,9 +309,11 @@ def price_plan_from_stripe(price: Mapping[str, Any]) -> PricePlan | None:
 
 
 def _items(sub: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The items of a subscription (or of a ``previous_attributes``): ``items.data`` or a bare
+    list; entries that are no objects are not items."""
     items = sub.get("items") or {}
     data = items.get("data") if isinstance(items, Mapping) else items
-    return list(data or [])
+    return [i for i in data if isinstance(i, Mapping)] if isinstance(data, list) else []
 
 
 def _item_price(item: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -651,7 +653,23 @@ def _quantities(items: Sequence[Mapping[str, Any]]) -> set[tuple[str | None, int
     return {(_ident(_item_price(i).get("id")), i.get("quantity")) for i in items}
 
 
+def _period_moved(old_items: Sequence[Mapping[str, Any]], obj: Mapping[str, Any]) -> bool:
+    """An item's ``current_period_start`` (where current API versions keep the period) moved."""
+    now = {str(i.get("id")): i.get("current_period_start") for i in _items(obj)}
+    return any(
+        "current_period_start" in old
+        and str(old.get("id")) in now
+        and old["current_period_start"] != now[str(old.get("id"))]
+        for old in old_items
+    )
+
+
 def _subscription_change(obj: Mapping[str, Any], previous: Mapping[str, Any]) -> str:
+    """Name a ``customer.subscription.updated`` by what changed. Stripe puts a changed list
+    whole in ``previous_attributes`` (``items: {data: [every item as it was]}``), so the old
+    items are compared with the new: other seats or prices -> amended (first: a phase change
+    at the boundary moves the period too); the same seats in a later period -> renewed
+    (periods on the items, current API versions, or on the subscription, older ones)."""
     status, before = obj.get("status"), previous.get("status")
     if before is not None and before != status:
         if status == "active":
@@ -659,11 +677,10 @@ def _subscription_change(obj: Mapping[str, Any], previous: Mapping[str, Any]) ->
         if status == "past_due":
             return "billing.subscription.past_due"
     if "items" in previous:
-        old = previous["items"]
-        old_items = old.get("data", []) if isinstance(old, Mapping) else old or []
+        old_items = _items(previous)
         if _quantities(old_items) != _quantities(_items(obj)):
             return "billing.subscription.amended"
-        if any("current_period_start" in i for i in old_items):
+        if _period_moved(old_items, obj):
             return "billing.subscription.renewed"
     if "quantity" in previous or "plan" in previous:
         return "billing.subscription.amended"

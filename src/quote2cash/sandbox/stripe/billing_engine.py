@@ -475,11 +475,12 @@ def refresh_amounts(invoice: JSON, store: Store) -> None:
     invoice["amount_remaining"] = max(due - invoice["amount_paid"], 0)
 
 
-def emit_invoice(store: Store, type_: str, invoice: JSON, previous: JSON | None = None) -> None:
+def emit_invoice(store: Store, type_: str, invoice: JSON, before: JSON | None = None) -> None:
+    """Announce ``invoice`` as it is now (``before``: as served before an update)."""
     store.emit(
         type_,
         render(store, invoice),
-        previous=previous,
+        before=before,
         created=store.now_for_customer(invoice["customer"]),
     )
 
@@ -527,10 +528,10 @@ def mark_paid(store: Store, invoice: JSON, now: int) -> None:
     if subscription_id:
         sub = store.lookup("subscription", subscription_id)
         if sub is not None and sub["status"] in ("incomplete", "past_due", "unpaid"):
-            previous = {"status": sub["status"]}
+            before = render(store, sub)
             sub["status"] = "active"
             store.emit(
-                "customer.subscription.updated", render(store, sub), previous=previous, created=now
+                "customer.subscription.updated", render(store, sub), before=before, created=now
             )
 
 
@@ -648,13 +649,9 @@ def _record_failure(store: Store, invoice: JSON, now: int) -> None:
     if sub is None or invoice["billing_reason"] == "subscription_create":
         return
     if sub["status"] == "active":
+        before = render(store, sub)
         sub["status"] = "past_due"
-        store.emit(
-            "customer.subscription.updated",
-            render(store, sub),
-            previous={"status": "active"},
-            created=now,
-        )
+        store.emit("customer.subscription.updated", render(store, sub), before=before, created=now)
     if (
         sub["status"] == "past_due"
         and invoice["collection_method"] == "charge_automatically"
@@ -998,9 +995,13 @@ def subscription_invoice(
     return invoice
 
 
-def issue_subscription_invoice(store: Store, sub: JSON, invoice: JSON) -> StripeApiError | None:
-    """Announce, finalize and (charging automatically) collect it; returns a payment failure."""
-    emit_invoice(store, "invoice.created", invoice)
+def issue_subscription_invoice(
+    store: Store, sub: JSON, invoice: JSON, *, announced: bool = False
+) -> StripeApiError | None:
+    """Announce (unless ``announced``), finalize and (charging automatically) collect it;
+    returns a payment failure."""
+    if not announced:
+        emit_invoice(store, "invoice.created", invoice)
     sub["latest_invoice"] = invoice["id"]
     finalize_invoice(store, invoice)
     if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
@@ -1029,15 +1030,10 @@ def cycle_subscription(store: Store, sub: JSON) -> None:
             issue_subscription_invoice(store, sub, invoice)
         end_subscription(store, sub, boundary, reason="cancellation_requested")
         return
+    before = render(store, sub)
     ending_trial = sub["status"] == "trialing"
     if ending_trial:
         sub["status"] = "active"
-        store.emit(
-            "customer.subscription.updated",
-            render(store, sub),
-            previous={"status": "trialing"},
-            created=boundary,
-        )
     next_index = sub["_period_index"] + 1
     recurring = sub["_recurring"]
     next_end = add_interval(
@@ -1053,18 +1049,17 @@ def cycle_subscription(store: Store, sub: JSON) -> None:
         period=(start, boundary),
         usage=None if ending_trial else (start, boundary),
     )
-    previous = {"current_period_start": start, "current_period_end": boundary}
     sub["_period_index"] = next_index
     sub["_period_start"] = boundary
     sub["_period_end"] = next_end
     add_period_lines(store, invoice, sub, boundary, next_end)
-    store.emit(
-        "customer.subscription.updated",
-        render(store, sub),
-        previous={"items": previous},
-        created=boundary,
-    )
-    issue_subscription_invoice(store, sub, invoice)
+    # As Stripe: the renewal invoice is created, then one ``customer.subscription.updated``
+    # whose previous_attributes hold the items with their old period (the period lives on the
+    # items), the previous latest invoice and, at a trial's end, ``status: trialing``.
+    emit_invoice(store, "invoice.created", invoice)
+    sub["latest_invoice"] = invoice["id"]
+    store.emit("customer.subscription.updated", render(store, sub), before=before, created=boundary)
+    issue_subscription_invoice(store, sub, invoice, announced=True)
 
 
 def end_subscription(store: Store, sub: JSON, when: int, *, reason: str) -> None:
@@ -1123,13 +1118,13 @@ def advance_clock(store: Store, clock: JSON, target: int) -> None:
             continue
         sub = store.get("subscription", target_obj["id"])
         if action == "expire":
-            previous = {"status": "incomplete"}
+            before = render(store, sub)
             sub["status"] = "incomplete_expired"
             latest = store.lookup("invoice", sub["latest_invoice"] or "")
             if latest is not None and latest["status"] == "open":
                 void_invoice(store, latest)
             store.emit(
-                "customer.subscription.updated", render(store, sub), previous=previous, created=when
+                "customer.subscription.updated", render(store, sub), before=before, created=when
             )
             continue
         cycle_subscription(store, sub)

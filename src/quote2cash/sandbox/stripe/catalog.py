@@ -99,6 +99,7 @@ def retrieve_product(store: Store, p: Params, id: str) -> JSON:
 def update_product(store: Store, p: Params, id: str) -> JSON:
     p.allow(*_PRODUCT_PARAMS)
     product = store.get("product", id)
+    before = public(product)
     _apply_product(product, p)
     if p.has("default_price"):
         default = p.str_("default_price")
@@ -110,7 +111,7 @@ def update_product(store: Store, p: Params, id: str) -> JSON:
                 )
         product["default_price"] = default
     product["updated"] = store.real_now()
-    store.emit("product.updated", public(product))
+    store.emit("product.updated", public(product), before=before)
     return public(product)
 
 
@@ -281,6 +282,7 @@ def retrieve_price(store: Store, p: Params, id: str) -> JSON:
 def update_price(store: Store, p: Params, id: str) -> JSON:
     p.allow("active", "metadata", "nickname", "lookup_key", "transfer_lookup_key", "tax_behavior")
     price = store.get("price", id)
+    before = public(price)
     if p.has("active"):
         price["active"] = bool(p.bool_("active"))
     if p.has("nickname"):
@@ -291,7 +293,7 @@ def update_price(store: Store, p: Params, id: str) -> JSON:
             _take_lookup_key(store, key, bool(p.bool_("transfer_lookup_key")), id)
         price["lookup_key"] = key
     price["metadata"] = p.metadata(price["metadata"])
-    store.emit("price.updated", public(price))
+    store.emit("price.updated", public(price), before=before)
     return public(price)
 
 

@@ -156,9 +156,7 @@ def update_coupon(store: Store, p: Params, id: str) -> JSON:
         coupon["name"] = name
     coupon["metadata"] = p.metadata(coupon["metadata"])
     after = render(store, coupon)
-    store.emit(
-        "coupon.updated", after, previous={k: v for k, v in before.items() if after.get(k) != v}
-    )
+    store.emit("coupon.updated", after, before=before)
     return after
 
 

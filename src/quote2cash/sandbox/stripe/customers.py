@@ -165,8 +165,7 @@ def update_customer(store: Store, p: Params, id: str) -> JSON:
     attached = _apply(store, customer, p)
     _announce(store, attached)
     after = public(customer)
-    previous = {k: v for k, v in before.items() if after.get(k) != v}
-    store.emit("customer.updated", after, previous=previous)
+    store.emit("customer.updated", after, before=before)
     return after
 
 

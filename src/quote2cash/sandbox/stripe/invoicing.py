@@ -267,6 +267,7 @@ def update_invoice(store: Store, p: Params, id: str) -> JSON:
         "footer",
     )
     invoice = store.get("invoice", id)
+    before = render(store, invoice)
     draft_only = (
         "collection_method",
         "days_until_due",
@@ -290,7 +291,7 @@ def update_invoice(store: Store, p: Params, id: str) -> JSON:
     if p.has("days_until_due"):
         invoice["days_until_due"] = p.int_("days_until_due", minimum=0)
     invoice["metadata"] = p.metadata(invoice["metadata"])
-    emit_invoice(store, "invoice.updated", invoice)
+    emit_invoice(store, "invoice.updated", invoice, before=before)
     return render(store, invoice)
 
 
@@ -542,6 +543,7 @@ def create_credit_note(store: Store, p: Params) -> JSON:
         "refunds",
     )
     invoice = store.get("invoice", p.req_str("invoice"), "invoice")
+    before = render(store, invoice)
     if invoice["status"] not in ("open", "paid"):
         raise invalid_state(
             f"You can only create credit notes for open or paid invoices; {invoice['id']} "
@@ -702,7 +704,7 @@ def create_credit_note(store: Store, p: Params) -> JSON:
             customer["balance"] -= credit_amount
             note["customer_balance_transaction"] = store.new_id("cbtxn")
     store.emit("credit_note.created", render_credit_note(note), created=now)
-    emit_invoice(store, "invoice.updated", invoice)
+    emit_invoice(store, "invoice.updated", invoice, before=before)
     return render_credit_note(note)
 
 

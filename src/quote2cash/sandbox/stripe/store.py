@@ -182,9 +182,15 @@ class Store:
         obj: JSON,
         *,
         previous: JSON | None = None,
+        before: JSON | None = None,
         created: int | None = None,
     ) -> JSON:
-        """Record an event with a snapshot of ``obj``; webhooks deliver it after the request."""
+        """Record an event with a snapshot of ``obj``; webhooks deliver it after the request.
+
+        ``before`` (the object as served before the change) yields ``previous_attributes`` by
+        Stripe's rules (``previous_attributes``); ``previous`` gives them as they are."""
+        if before is not None:
+            previous = previous_attributes(before, obj)
         data: JSON = {"object": copy.deepcopy(obj)}
         if previous:
             data["previous_attributes"] = copy.deepcopy(previous)
@@ -205,6 +211,23 @@ class Store:
         self.add("event", event)
         self.new_events.append(event)
         return event
+
+
+def previous_attributes(before: JSON, after: JSON) -> JSON:
+    """An ``*.updated`` event's ``data.previous_attributes`` as Stripe sends them: every changed
+    key with its old value; a nested object (a ``list`` envelope too) holds only its changed
+    keys, a key that was absent is null, and a changed array is given whole (so a renewed
+    subscription's ``items`` is ``{"data": [every item with its old period]}``)."""
+    out: JSON = {}
+    for key in [*before, *(k for k in after if k not in before)]:
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            out[key] = previous_attributes(old, new)
+        else:
+            out[key] = copy.deepcopy(old)
+    return out
 
 
 def list_object(data: list[JSON], url: str, has_more: bool = False) -> JSON:

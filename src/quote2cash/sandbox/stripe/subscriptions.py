@@ -272,21 +272,18 @@ def create_subscription(store: Store, p: Params) -> JSON:
     finalize_invoice(store, invoice)
     if trial_end:
         return render(store, sub)
-    if invoice["status"] == "paid" or collection == "send_invoice":
+    # Paying the first invoice activates the subscription and announces it (``mark_paid``);
+    # only an activation without payment (``send_invoice``) is announced here, so once.
+    if invoice["status"] == "paid":
+        return render(store, sub)
+    if collection == "send_invoice":
+        before = render(store, sub)
         sub["status"] = "active"
+        store.emit("customer.subscription.updated", render(store, sub), before=before, created=now)
     elif behavior != "default_incomplete":
         error = pay_invoice(store, invoice)
-        if error is None:
-            sub["status"] = "active"
-        elif behavior == "error_if_incomplete":
+        if error is not None and behavior == "error_if_incomplete":
             raise error
-    if sub["status"] == "active":
-        store.emit(
-            "customer.subscription.updated",
-            render(store, sub),
-            previous={"status": "incomplete"},
-            created=now,
-        )
     return render(store, sub)
 
 
@@ -539,9 +536,7 @@ def update_subscription(store: Store, p: Params, id: str) -> JSON:
         sub["default_tax_rates"] = default_rates
     sub["metadata"] = p.metadata(sub["metadata"])
     _after_change(store, sub, behavior, prorated, payment_behavior)
-    after = render(store, sub)
-    previous = {k: v for k, v in before.items() if after.get(k) != v}
-    store.emit("customer.subscription.updated", after, previous=previous)
+    store.emit("customer.subscription.updated", render(store, sub), before=before)
     return render(store, sub)
 
 
@@ -678,9 +673,7 @@ def create_subscription_item(store: Store, p: Params) -> JSON:
             )
         )
     _after_change(store, sub, behavior, prorated, payment_behavior)
-    store.emit(
-        "customer.subscription.updated", render(store, sub), previous={"items": before["items"]}
-    )
+    store.emit("customer.subscription.updated", render(store, sub), before=before)
     return render(store, item)
 
 
@@ -733,9 +726,7 @@ def update_subscription_item(store: Store, p: Params, id: str) -> JSON:
         old_discounts=old_discounts,
     )
     _after_change(store, sub, behavior, prorated, payment_behavior)
-    store.emit(
-        "customer.subscription.updated", render(store, sub), previous={"items": before["items"]}
-    )
+    store.emit("customer.subscription.updated", render(store, sub), before=before)
     return render(store, item)
 
 
@@ -747,9 +738,10 @@ def delete_subscription_item(store: Store, p: Params, id: str) -> JSON:
     _live(sub)
     behavior = p.str_("proration_behavior", choices=PRORATION_BEHAVIORS) or "create_prorations"
     payment_behavior = _payment_behavior(p)
+    before = render(store, sub)
     prorated = _delete_item(store, sub, item, behavior, _proration_time(store, sub, p))
     _after_change(store, sub, behavior, prorated, payment_behavior)
-    store.emit("customer.subscription.updated", render(store, sub))
+    store.emit("customer.subscription.updated", render(store, sub), before=before)
     return {"id": id, "object": "subscription_item", "deleted": True}
 
 

@@ -130,9 +130,7 @@ def update_tax_rate(store: Store, p: Params, id: str) -> JSON:
     before = render(store, rate)
     _set_mutable(rate, p)
     after = render(store, rate)
-    store.emit(
-        "tax_rate.updated", after, previous={k: v for k, v in before.items() if after.get(k) != v}
-    )
+    store.emit("tax_rate.updated", after, before=before)
     return after
 
 
