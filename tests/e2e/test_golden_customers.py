@@ -25,7 +25,7 @@ from quote2cash.identity import Operator
 from quote2cash.masterdata import GoldenCustomers
 from quote2cash.masterdata.xref import Kind
 from quote2cash.sandbox.seed import seed_salesforce
-from quote2cash.store.schema import audit_log, events
+from quote2cash.store.schema import EVENTS_WITH_STATE, audit_log, event_state, events
 
 STEWARD = Operator("steward", frozenset({"operator"}), via="token")
 AUSTIN = {
@@ -148,9 +148,9 @@ async def test_a_doubtful_account_parks_its_deal_until_a_steward_decides(
     with hub.runtime.engine.connect() as conn:
         statuses = dict(
             conn.execute(
-                select(events.c.subject, events.c.status).where(
-                    events.c.type == "crm.opportunity.closed_won"
-                )
+                select(events.c.subject, event_state.c.status)
+                .select_from(EVENTS_WITH_STATE)
+                .where(events.c.type == "crm.opportunity.closed_won")
             ).all()
         )
     assert statuses["contract:C-MG-0002"] == "parked", statuses
