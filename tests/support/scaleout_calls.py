@@ -24,7 +24,9 @@ SCHEMA = (
     " pid INTEGER NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
 )
 registry = Registry()
-_conn: Any = None
+_pool: asyncio.Queue[Any] | None = None
+CONNECTIONS = 8
+"""Connections per process to the stand-in ERP, as an HTTP client keeps a few to a real one."""
 
 
 def create_tables(url: str) -> None:
@@ -33,12 +35,14 @@ def create_tables(url: str) -> None:
             conn.execute(statement)
 
 
-async def _connection() -> Any:
-    global _conn
-    if _conn is None:
+async def _connections() -> asyncio.Queue[Any]:
+    global _pool
+    if _pool is None:
         url = os.environ["Q2C_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
-        _conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    return _conn
+        _pool = pool = asyncio.Queue()  # set first: callers meanwhile wait for a connection
+        for _ in range(CONNECTIONS):
+            pool.put_nowait(await psycopg.AsyncConnection.connect(url, autocommit=True))
+    return _pool
 
 
 @registry.on(BOOKED)
@@ -49,14 +53,18 @@ async def book(ctx: HandlerContext, event: Event) -> None:
     async def post(key: str) -> int:
         if latency:
             await asyncio.sleep(latency)
-        conn = await _connection()
+        pool = await _connections()
+        conn = await pool.get()
         pid = os.getpid()
-        await conn.execute(  # one statement: the attempt and the booking commit together
-            "WITH attempt AS (INSERT INTO booking_attempts (key, subject, pid) "
-            "VALUES (%s, %s, %s)) INSERT INTO booked (key, subject, sequence, pid) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
-            (key, event.subject, pid, key, event.subject, event.sequence or 0, pid),
-        )
+        try:
+            await conn.execute(  # one statement: the attempt and the booking commit together
+                "WITH attempt AS (INSERT INTO booking_attempts (key, subject, pid) "
+                "VALUES (%s, %s, %s)) INSERT INTO booked (key, subject, sequence, pid) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                (key, event.subject, pid, key, event.subject, event.sequence or 0, pid),
+            )
+        finally:
+            pool.put_nowait(conn)
         return pid
 
     await ctx.step("erp.book", post)
