@@ -3,7 +3,8 @@
 Each event runs one recorded step (``support.scaleout_calls``: one INSERT into a stand-in ERP
 table, deduped by idempotency key), so a worker's cost per event is a claim share, a load, the
 step's call, its group-committed record and the completion. The rate is measured from the first
-booking to the last (process start-up excluded); the store is fresh for each process count.
+booking to the last; the events are logged once every process is up. The store is fresh
+for each process count.
 Also reported: lost and duplicated bookings and per-subject order violations (all 0).
 
     python benchmarks/worker_scaleout.py [--quick] [--events N] [--subjects S] [--step-ms L]
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -33,6 +35,24 @@ os.environ.setdefault(
 )
 
 
+def wait_for_connections(
+    conn: psycopg.Connection[Any], processes: int, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    """Until the store has a session per worker process (each holds one once it runs)."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchone()
+        if row and row[0] >= processes:
+            return
+        if any(w.poll() is not None for w in workers):
+            raise SystemExit("a worker exited early")
+        time.sleep(0.2)
+    raise SystemExit("the workers did not connect in 300 s")
+
+
 def run(
     processes: int, events: int, subjects: int, max_subjects: int, step_ms: float
 ) -> dict[str, float]:
@@ -43,12 +63,8 @@ def run(
 
     url, drop = pg_database("q2c_scaleout")
     try:
-        rt = Runtime.open(url)
+        Runtime.open(url).close()
         create_tables(url)
-        rt.log.append_many(
-            [new_event(BOOKED, f"contract:{i % subjects}", {"i": i}) for i in range(events)]
-        )
-        rt.close()
         env = {
             **os.environ,
             "Q2C_DATABASE_URL": url,
@@ -63,9 +79,16 @@ def run(
             subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for _ in range(processes)
         ]
-        started = time.monotonic()
         try:
             with psycopg.connect(url, autocommit=True) as conn:
+                # Every process has started and connected before any event is logged.
+                wait_for_connections(conn, processes, workers)
+                rt = Runtime.open(url, initialise=False)
+                rt.log.append_many(
+                    [new_event(BOOKED, f"contract:{i % subjects}", {"i": i}) for i in range(events)]
+                )
+                rt.close()
+                started = time.monotonic()
                 while time.monotonic() - started < 600:
                     done = conn.execute(
                         "SELECT count(*) FROM event_state WHERE status = 'done'"
@@ -113,8 +136,8 @@ def main() -> None:
         "--step-ms", type=float, default=0.0, help="the ERP call's latency in each step"
     )
     args = parser.parse_args()
-    events = args.events or (2000 if args.quick else 20_000)
-    subjects = args.subjects or (500 if args.quick else 5000)
+    events = args.events or (5000 if args.quick else 50_000)
+    subjects = args.subjects or (1000 if args.quick else 10_000)
     figures: dict[str, object] = {
         "events": events,
         "subjects": subjects,
