@@ -296,7 +296,6 @@ class Worker:
             select(subjects.c.subject)
             .where(subjects.c.lease_owner.is_not(None), subjects.c.lease_until < now, *ready)
             .order_by(subjects.c.lease_until)
-            .limit(self.max_subjects)
         )
         queued = (
             select(subjects.c.subject)
