@@ -312,8 +312,28 @@ def worker(
     sandbox: SandboxDir = ".q2c/sandbox",
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 5000,
     once: Annotated[bool, typer.Option(help="Drain what is ready now, then exit")] = False,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="Q2C_WORKER_LEASE_SECONDS",
+            min=1.0,
+            help="A claimed subject's lease, renewed every third of it while it runs: a killed "
+            "worker's subjects go to the others within it",
+        ),
+    ] = 60.0,
+    max_subjects: Annotated[
+        int,
+        typer.Option(
+            envvar="Q2C_WORKER_MAX_SUBJECTS",
+            min=1,
+            max=100_000,
+            help="Subjects one batch claims at most (lower it so several workers share few "
+            "busy subjects)",
+        ),
+    ] = 1000,
 ) -> None:
-    """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C."""
+    """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C. Run as
+    many as you like on one PostgreSQL store: subjects are leased to one worker at a time."""
     from contextlib import AsyncExitStack
 
     from quote2cash.engine.worker import Worker
@@ -340,7 +360,13 @@ def worker(
                 registry = build_registry(deps)
             else:
                 registry = load_registry(handlers)
-            w = Worker(rt, registry, batch_size=batch_size)
+            w = Worker(
+                rt,
+                registry,
+                batch_size=batch_size,
+                lease_seconds=lease_seconds,
+                max_subjects=max_subjects,
+            )
             if once:
                 from quote2cash.engine.checkpoints import Checkpointer
 

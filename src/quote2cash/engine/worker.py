@@ -284,31 +284,48 @@ class Worker:
 
     # -- claim and load -------------------------------------------------------------------
     def _claim(self, now: datetime) -> list[str]:
+        """Lease up to ``max_subjects`` ready subjects: first those whose lease lapsed (a dead
+        worker's, which had events in flight), then the longest unclaimed. Skipping locked rows,
+        concurrent claimers never wait for each other nor take the same subject."""
         ready = (
+            subjects.c.pending > 0,
+            subjects.c.held_by.is_(None),
+            or_(subjects.c.ready_at.is_(None), subjects.c.ready_at <= now),
+        )
+        lapsed = (
+            select(subjects.c.subject)
+            .where(subjects.c.lease_owner.is_not(None), subjects.c.lease_until < now, *ready)
+            .order_by(subjects.c.lease_until)
+        )
+        queued = (
             select(subjects.c.subject)
             .where(
-                subjects.c.pending > 0,
-                subjects.c.held_by.is_(None),
-                or_(subjects.c.ready_at.is_(None), subjects.c.ready_at <= now),
+                *ready,
                 or_(subjects.c.lease_owner.is_(None), subjects.c.lease_until < now),
             )
             .order_by(subjects.c.claimed_at)
-            .limit(self.max_subjects)
         )
-        if self._postgres:
-            ready = ready.with_for_update(skip_locked=True)
-        stmt = (
-            update(subjects)
-            .where(subjects.c.subject.in_(ready.scalar_subquery()))
-            .values(
-                lease_owner=self.worker_id,
-                lease_until=now + self.lease,
-                claimed_at=int(now.timestamp() * 1_000_000),
-            )
-            .returning(subjects.c.subject)
-        )
+        claimed: list[str] = []
         with self.runtime.engine.begin() as conn:
-            return [row[0] for row in conn.execute(stmt)]
+            for query in (lapsed, queued):
+                room = self.max_subjects - len(claimed)
+                if room <= 0:
+                    break
+                query = query.limit(room)
+                if self._postgres:
+                    query = query.with_for_update(skip_locked=True)
+                stmt = (
+                    update(subjects)
+                    .where(subjects.c.subject.in_(query.scalar_subquery()))
+                    .values(
+                        lease_owner=self.worker_id,
+                        lease_until=now + self.lease,
+                        claimed_at=int(now.timestamp() * 1_000_000),
+                    )
+                    .returning(subjects.c.subject)
+                )
+                claimed += [row[0] for row in conn.execute(stmt)]
+        return claimed
 
     def _load(self, claimed: list[str]) -> dict[str, list[tuple[Event, int]]]:
         by_subject: dict[str, list[tuple[Event, int]]] = defaultdict(list)

@@ -112,6 +112,12 @@ subjects = Table(
         postgresql_where=text("pending > 0 AND held_by IS NULL"),
     ),
     Index(
+        "ix_subjects_leased",
+        "lease_until",
+        sqlite_where=text("lease_owner IS NOT NULL"),
+        postgresql_where=text("lease_owner IS NOT NULL"),
+    ),
+    Index(
         "ix_subjects_held_by",
         "held_by",
         sqlite_where=text("held_by IS NOT NULL"),

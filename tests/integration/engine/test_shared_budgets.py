@@ -33,7 +33,7 @@ from quote2cash.engine.errors import SystemUnavailable, TransientError
 from quote2cash.engine.events import new_event
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.db import open_engine
-from quote2cash.store.schema import budget_slots, events, subjects
+from quote2cash.store.schema import budget_slots, event_state, subjects
 from support.budget_calls import BILLING_CALL, ERP_CALL
 
 Q2C = [sys.executable, "-m", "quote2cash.cli"]
@@ -133,7 +133,9 @@ def statuses(db: str) -> dict[str, int]:
     engine = open_engine(db)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(events.c.status, func.count()).group_by(events.c.status))
+            rows = conn.execute(
+                select(event_state.c.status, func.count()).group_by(event_state.c.status)
+            )
             return {status: int(n) for status, n in rows}
     finally:
         engine.dispose()
@@ -221,7 +223,7 @@ def test_a_spent_day_allocation_holds_work_without_failing_it(
     rt = Runtime.open(pg_url, initialise=False)
     try:
         with rt.engine.connect() as conn:
-            attempts = conn.execute(select(func.max(events.c.attempts))).scalar_one()
+            attempts = conn.execute(select(func.max(event_state.c.attempts))).scalar_one()
     finally:
         rt.close()
     assert attempts == 0, "held work must not spend attempts"
