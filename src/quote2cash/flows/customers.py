@@ -22,7 +22,6 @@ from typing import Any
 from quote2cash.canonical import Customer
 from quote2cash.connectors.roles import AccountMerge, Crm, DuplicateAccount, StatusResult
 from quote2cash.engine.context import HandlerContext
-from quote2cash.engine.cursors import read_cursor, save_cursor
 from quote2cash.engine.errors import Category, DataError
 from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
@@ -187,24 +186,14 @@ def merge_event(merge: AccountMerge, *, time: datetime) -> Event:
 
 async def poll_account_merges(runtime: Runtime, crm: Crm, *, source: str = "crm.merges") -> int:
     """Log every account the CRM merged since the last poll; returns how many were new."""
-    from quote2cash.flows.intake import Built, _new, intake_events
+    from quote2cash.flows.intake import poll_since
 
-    raw = read_cursor(runtime, source)
-    since = datetime.fromisoformat(raw) if raw else None
-    started = runtime.clock.now()
-    new, cursor = 0, None
-    while True:
-        page = await crm.account_merges(since=since, cursor=cursor)
-        built: list[Built] = [
-            (f"Account {m.merged_account_id}", partial(merge_event, m, time=started))
-            for m in page.items
-        ]
-        new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    save_cursor(runtime, source, started.isoformat())
-    return new
+    return await poll_since(
+        runtime,
+        source,
+        lambda since, cursor: crm.account_merges(since=since, cursor=cursor),
+        lambda m, at: (f"Account {m.merged_account_id}", partial(merge_event, m, time=at)),
+    )
 
 
 async def reparent_merged_account(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from functools import partial
+from typing import TypeVar
 
 from quote2cash.canonical import Amendment, Order
-from quote2cash.connectors.roles import Billing, BillingEvent, Crm, RejectedRecord
+from quote2cash.connectors.roles import Billing, BillingEvent, Crm, Page, RejectedRecord
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.cursors import read_cursor, save_cursor
 from quote2cash.engine.errors import Category, DataError, IntegrationError, PermanentError
@@ -125,6 +126,7 @@ async def hold_rejected_record(ctx: HandlerContext, event: Event, deps: FlowDeps
 
 
 Built = tuple[str, Callable[[], Event]]
+T = TypeVar("T")
 """A record's name and how to build its event (building may refuse the record)."""
 
 
@@ -182,25 +184,41 @@ async def poll_billing(runtime: Runtime, billing: Billing, *, source: str = "bil
     return new
 
 
-async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
-    """Log every Closed Won deal changed since the last poll (by SystemModstamp)."""
+async def poll_since(
+    runtime: Runtime,
+    source: str,
+    fetch: Callable[[datetime | None, str | None], Awaitable[Page[T]]],
+    build: Callable[[T, datetime], Built],
+) -> int:
+    """Log every record ``fetch`` pages through since ``source``'s cursor (one CRM poll); the
+    cursor then moves to when this poll started, so a change made meanwhile is read again."""
     raw = read_cursor(runtime, source)
     since = datetime.fromisoformat(raw) if raw else None
     started = runtime.clock.now()
     new = 0
     cursor: str | None = None
     while True:
-        page = await crm.closed_won_deals(since=since, cursor=cursor)
-        built: list[Built] = [
-            (f"Opportunity {o.external_ids.get('crm')}", partial(order_event, o, time=started))
-            for o in page.items
-        ]
+        page = await fetch(since, cursor)
+        built = [build(item, started) for item in page.items]
         new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     save_cursor(runtime, source, started.isoformat())
     return new
+
+
+async def poll_crm(runtime: Runtime, crm: Crm, *, source: str = "crm") -> int:
+    """Log every Closed Won deal changed since the last poll (by SystemModstamp)."""
+    return await poll_since(
+        runtime,
+        source,
+        lambda since, cursor: crm.closed_won_deals(since=since, cursor=cursor),
+        lambda deal, at: (
+            f"Opportunity {deal.external_ids.get('crm')}",
+            partial(order_event, deal, time=at),
+        ),
+    )
 
 
 async def poll_accounts(runtime: Runtime, crm: Crm, *, source: str = "crm.accounts") -> int:
@@ -208,22 +226,12 @@ async def poll_accounts(runtime: Runtime, crm: Crm, *, source: str = "crm.accoun
     one event per change in the account's own subject (``flows.accounts``)."""
     from quote2cash.flows.accounts import account_event
 
-    raw = read_cursor(runtime, source)
-    since = datetime.fromisoformat(raw) if raw else None
-    started = runtime.clock.now()
-    new = 0
-    cursor: str | None = None
-    while True:
-        page = await crm.changed_accounts(since=since, cursor=cursor)
-        built: list[Built] = [
-            (f"Account {c.account_id}", partial(account_event, c, time=started)) for c in page.items
-        ]
-        new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    save_cursor(runtime, source, started.isoformat())
-    return new
+    return await poll_since(
+        runtime,
+        source,
+        lambda since, cursor: crm.changed_accounts(since=since, cursor=cursor),
+        lambda c, at: (f"Account {c.account_id}", partial(account_event, c, time=at)),
+    )
 
 
 async def poll_amendments(
@@ -233,29 +241,17 @@ async def poll_amendments(
     subject when the hub knows the contract (see ``flows.amendments``)."""
     from quote2cash.flows.amendments import amendment_event, contract_of
 
-    raw = read_cursor(runtime, source)
-    since = datetime.fromisoformat(raw) if raw else None
-    started = runtime.clock.now()
-    new = 0
-    cursor: str | None = None
-    while True:
-        page = await crm.amendment_requests(since=since, cursor=cursor)
+    def request(amendment: Amendment, at: datetime) -> Event:
+        contract = contract_of(runtime, xref, amendment)
+        subject = contract_subject(contract) if contract else None
+        correlation = (correlation_of_subject(runtime, subject) if subject else None) or (
+            f"amendment-{uuid.uuid5(DEAL_NAMESPACE, amendment.external_ids['crm'])}"
+        )
+        return amendment_event(amendment, contract, time=at, correlation_id=correlation)
 
-        def request(amendment: Amendment) -> Event:
-            contract = contract_of(runtime, xref, amendment)
-            subject = contract_subject(contract) if contract else None
-            correlation = (correlation_of_subject(runtime, subject) if subject else None) or (
-                f"amendment-{uuid.uuid5(DEAL_NAMESPACE, amendment.external_ids['crm'])}"
-            )
-            return amendment_event(amendment, contract, time=started, correlation_id=correlation)
-
-        built: list[Built] = [
-            (f"amendment request {a.external_ids.get('crm')}", partial(request, a))
-            for a in page.items
-        ]
-        new += _new(runtime, intake_events("crm", built, page.rejected, time=started))
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
-    save_cursor(runtime, source, started.isoformat())
-    return new
+    return await poll_since(
+        runtime,
+        source,
+        lambda since, cursor: crm.amendment_requests(since=since, cursor=cursor),
+        lambda a, at: (f"amendment request {a.external_ids.get('crm')}", partial(request, a, at)),
+    )
