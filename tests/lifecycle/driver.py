@@ -19,10 +19,9 @@ import stripe
 from lifecycle.generator import UNMAPPED, Action, Do, Lifecycle
 from lifecycle.world import LifecycleWorld
 
-USAGE_VIA_HUB = os.environ.get("Q2C_LIFECYCLE_USAGE_VIA_HUB") == "1"
+USAGE_VIA_HUB = os.environ.get("Q2C_LIFECYCLE_USAGE_VIA_HUB", "1") != "0"
 """Metered usage goes through the hub's pipeline (``POST /v1/usage``: intake, ledger, the posting
-flow) instead of straight to billing's meter. Off until usage intake and posting are merged
-(set ``Q2C_LIFECYCLE_USAGE_VIA_HUB=1``); the body follows usage intake's record fields."""
+flow); ``Q2C_LIFECYCLE_USAGE_VIA_HUB=0`` reports it straight to billing's meter instead."""
 USAGE_FEED = "usage-feed"
 """The operator whose API token the customer's usage feed uses."""
 

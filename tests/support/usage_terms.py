@@ -27,6 +27,7 @@ def log_subscription(
     ended_at: datetime | None = None,
     unit: str | None = "call",
     meters: tuple[str, ...] = ("api_calls",),
+    test_clock: str | None = None,
 ) -> str:
     """Log billing's snapshot of a metered subscription; returns its hub global id."""
     gid = XrefStore(runtime.engine).ensure_global_id(Kind.SUBSCRIPTION, "billing", billing_id)
@@ -68,6 +69,7 @@ def log_subscription(
         "ended_at": _epoch(ended_at) if ended_at else None,
         "metadata": {"contract_number": contract},
         "items": {"object": "list", "data": items},
+        "test_clock": test_clock,
     }
     runtime.log.append(
         new_event(

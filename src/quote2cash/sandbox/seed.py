@@ -112,6 +112,8 @@ def seed_stripe(base_url: str, api_key: str) -> dict[str, str]:
                 if price.metered:
                     meter_id = meter_id or _api_calls_meter(client)
                     params["recurring"].update(usage_type="metered", meter=meter_id)
+                    # what usage records name the item by, and count it in (docs/usage.md)
+                    params["metadata"] = {"meter": "api_calls", "unit": "call"}
             created = client.v1.prices.create(
                 params=cast("PriceCreateParams", params),
                 options={"idempotency_key": f"q2c-seed-price-{price.lookup_key}"},

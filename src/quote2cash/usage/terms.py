@@ -51,6 +51,9 @@ class SubscriptionTerms:
     interval: str = "month"
     interval_count: int = 1
     closed_before: datetime | None = None
+    on_test_clock: bool = False
+    """Billing runs the subscription on a simulated clock (Stripe test clocks): its "now" is
+    that clock's, so usage may be dated up to the end of its current period."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def period_of(self, at: datetime) -> tuple[datetime, datetime]:
@@ -161,6 +164,7 @@ def terms_from_snapshot(
         interval=str(recurring.get("interval") or "month"),
         interval_count=int(recurring.get("interval_count") or 1),
         closed_before=current,
+        on_test_clock=bool(obj.get("test_clock")),
     )
 
 

@@ -51,6 +51,7 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
             "closed_before",
             "open_start",
             "open_end",
+            "future_limit",
             "known_meters",
         )
     }
@@ -76,6 +77,7 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         subs["closed_before"].append(t.closed_before)
         subs["open_start"].append(open_start)
         subs["open_end"].append(open_end)
+        subs["future_limit"].append(open_end if t.on_test_clock else None)
         subs["known_meters"].append(", ".join(i.meter for i in t.items) or "none")
     ts = pa.timestamp("us")
     con.register(
@@ -116,12 +118,13 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
             ("closed_before", ts),
             ("open_start", ts),
             ("open_end", ts),
+            ("future_limit", ts),
             ("known_meters", pa.string()),
         ]
     )
     for column in ("service_start", "service_end", "anchor", "closed_before"):
         subs[column] = [_naive(v) for v in subs[column]]
-    for column in ("open_start", "open_end"):
+    for column in ("open_start", "open_end", "future_limit"):
         subs[column] = [_naive(v) for v in subs[column]]
     con.register("subs", pa.table(subs, schema=schema))
 
@@ -189,7 +192,7 @@ _REASON_SQL: Final = r"""CASE
           || ': outside the subscription''s service (from '
           || strftime(service_start, '%Y-%m-%dT%H:%M:%SZ')
           || coalesce(' to ' || strftime(service_end, '%Y-%m-%dT%H:%M:%SZ'), '') || ')'
-      WHEN ts > $now
+      WHEN ts > greatest($now, coalesce(future_limit, $now))
         THEN WHO || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
           || ': expected a time that is not in the future'
       ELSE WHO || ': field ''timestamp'' is ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ')
@@ -223,7 +226,7 @@ WITH r AS (
   LEFT JOIN custmeters cm ON r.sref IS NULL AND cm.customer = r.cref AND cm.alias = r.mname
 ), j AS (
   SELECT p.*, m.meter, m.item_unit, s.service_start, s.service_end, s.anchor, s.mc, s.cd,
-    s.closed_before, s.open_start, s.open_end, s.known_meters,
+    s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,
     CASE WHEN s.mc > 0 THEN
       ((year(p.ts) - year(s.anchor)) * 12 + month(p.ts) - month(s.anchor)) // s.mc * s.mc
     END AS mstep,
@@ -265,7 +268,7 @@ WITH r AS (
       WHEN uraw IS NOT NULL AND lower(uraw) <> lower(item_unit) THEN 'unit'
       WHEN ts IS NULL THEN 'timestamp'
       WHEN ts < service_start OR (service_end IS NOT NULL AND ts >= service_end) THEN 'timestamp'
-      WHEN ts > $now THEN 'timestamp'
+      WHEN ts > greatest($now, coalesce(future_limit, $now)) THEN 'timestamp'
       WHEN closed_before IS NOT NULL AND pe0 <= closed_before AND $policy = 'reject'
         THEN 'timestamp'
       WHEN praw IS NOT NULL AND NOT coalesce(json_valid(praw) AND json_type(praw) = 'OBJECT', false)

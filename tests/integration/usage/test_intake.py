@@ -118,6 +118,32 @@ def test_ended_subscription_refuses_usage_after_its_end(
     assert "outside the subscription's service" in quarantined(runtime)[0].reason
 
 
+def test_a_subscription_on_a_test_clock_takes_usage_up_to_its_current_period_end(
+    runtime: Runtime, intake: UsageIntake
+) -> None:
+    """Billing's simulated clock runs ahead of the hub's: usage dated by it (inside the
+    subscription's current period) is not "in the future"; past that period it still is, and a
+    subscription on real time keeps the hub's clock as the bound."""
+    # the hub's clock (the intake fixture's) says 2026-04-01; the period runs March 15 - April 15
+    log_subscription(
+        runtime, "sub_tc", contract="C-TC", current_period_start=MARCH, test_clock="clock_1"
+    )
+    log_subscription(runtime, "sub_rt", contract="C-RT", current_period_start=MARCH)
+    receipt = intake.ingest_rows(
+        [
+            rec("ahead", subscription="C-TC", timestamp="2026-04-10T00:00:00Z"),
+            rec("beyond", subscription="C-TC", timestamp="2026-06-20T00:00:00Z"),
+            rec("real", subscription="C-RT", timestamp="2026-04-10T00:00:00Z"),
+        ],
+        source="s",
+        actor="alice",
+    )
+    assert (receipt.accepted, receipt.quarantined) == (1, 2)
+    refused = {row.record_id: row.reason for row in quarantined(runtime)}
+    assert set(refused) == {"beyond", "real"}
+    assert all("not in the future" in reason for reason in refused.values())
+
+
 def test_closed_period_adjust_counts_it_in_the_open_period(
     runtime: Runtime, intake: UsageIntake, ledger: SqlUsageLedger, sub: str
 ) -> None:
