@@ -3,12 +3,15 @@ per reference, with the same receipts ``post_invoice`` gives one at a time."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from contract.erp import builders
 from contract.erp.harness import ErpWorld
 from quote2cash.canonical import InvoiceStatus
-from quote2cash.connectors.roles import Erp, InvoicePosting
+from quote2cash.connectors.batching import BatchingErp
+from quote2cash.connectors.roles import Erp, InvoicePosting, PostedInvoice
 from quote2cash.engine.errors import DataError, MappingError
 
 ENTITIES = ["US", "DE"]
@@ -91,3 +94,31 @@ async def test_a_batch_resumes_an_invoice_posted_alone_and_spans_legal_entities(
 
 async def test_an_empty_batch_is_no_call(erp: Erp) -> None:
     assert await erp.post_invoices([]) == []
+
+
+async def test_postings_made_at_once_go_as_few_batches_each_caller_its_own_answer(
+    erp: Erp, erp_world: ErpWorld, unique: str
+) -> None:
+    currency = erp_world.currencies["US"]
+    customer_id = await _customer(erp, unique, "US")
+    code = erp_world.item_codes[0]
+    batched = BatchingErp(erp, max_batch=4, window=0.2)
+    invoices = [builders.invoice(f"{unique}-{n}", customer_id, currency, code) for n in range(5)]
+    invoices.insert(2, builders.invoice(f"{unique}-gone", customer_id, currency, f"GONE-{unique}"))
+    answers = await asyncio.gather(
+        *(
+            batched.post_invoice(inv, legal_entity="US", idempotency_key=f"s-{unique}-{n}")
+            for n, inv in enumerate(invoices)
+        ),
+        return_exceptions=True,
+    )
+    assert batched.batches_sent == 2  # four at once, then the other two after the window
+    refused = answers[2]
+    assert isinstance(refused, MappingError) and f"GONE-{unique}" in str(refused)
+    receipts = [a for n, a in enumerate(answers) if n != 2]
+    assert all(isinstance(r, PostedInvoice) for r in receipts)
+    assert len({r.erp_id for r in receipts if isinstance(r, PostedInvoice)}) == 5
+    alone = await erp.post_invoice(invoices[5], legal_entity="US", idempotency_key="x")
+    assert alone == answers[5]
+    # what the batcher does not batch passes through to the connector
+    assert (await batched.invoice_status(alone.erp_id)).total == invoices[5].total
