@@ -12,7 +12,7 @@ from contract.erp.harness import ErpWorld
 from quote2cash.canonical import InvoiceStatus
 from quote2cash.connectors.batching import BatchingErp
 from quote2cash.connectors.roles import Erp, InvoicePosting, PostedInvoice
-from quote2cash.engine.errors import DataError, MappingError
+from quote2cash.engine.errors import DataError, MappingError, TransientError
 
 ENTITIES = ["US", "DE"]
 
@@ -122,3 +122,20 @@ async def test_postings_made_at_once_go_as_few_batches_each_caller_its_own_answe
     assert alone == answers[5]
     # what the batcher does not batch passes through to the connector
     assert (await batched.invoice_status(alone.erp_id)).total == invoices[5].total
+
+
+async def test_an_unreachable_erp_is_each_items_transient_error(
+    erp_world: ErpWorld, unique: str
+) -> None:
+    currency = erp_world.currencies["US"]
+    invoices = [
+        builders.invoice(f"{unique}-{n}", "1", currency, erp_world.item_codes[0]) for n in range(2)
+    ]
+    async with erp_world.connect_unreachable() as down:
+        results = await down.post_invoices(
+            [InvoicePosting(inv, "US", f"d-{unique}-{n}") for n, inv in enumerate(invoices)]
+        )
+    assert [r.posted for r in results] == [None, None]
+    for result in results:
+        assert isinstance(result.error, TransientError)
+        assert all(secret not in str(result.error) for secret in erp_world.secrets)
