@@ -10,6 +10,7 @@ the order of one contract's postings is kept because its events still run one af
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +23,11 @@ from quote2cash.connectors.roles import (
     PostedInvoice,
     SystemCheck,
 )
-from quote2cash.engine.errors import TransientError
+from quote2cash.engine.errors import IntegrationError, TransientError
 
 __all__ = ["BatchingErp"]
+
+_log = logging.getLogger(__name__)
 
 _Waiting = tuple[InvoicePosting, "asyncio.Future[InvoicePostingResult]"]
 
@@ -88,8 +91,9 @@ class BatchingErp:
 
     async def _post(self, batch: list[_Waiting]) -> None:
         self.batches_sent += 1
+        _log.info("erp invoice batch of %d posting(s)", len(batch))
         try:
-            results = await self.inner.post_invoices([posting for posting, _ in batch])
+            results = await self._post_all([posting for posting, _ in batch])
         except BaseException as exc:  # every waiter learns of it; none is left hanging
             for _, future in batch:
                 if not future.done():
@@ -100,6 +104,19 @@ class BatchingErp:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():  # its caller may have been cancelled meanwhile
                 future.set_result(result)
+
+    async def _post_all(self, postings: list[InvoicePosting]) -> list[InvoicePostingResult]:
+        """A batch of one takes ``post_invoice``'s own path (nothing gathered, nothing gained)."""
+        if len(postings) > 1:
+            return await self.inner.post_invoices(postings)
+        [one] = postings
+        try:
+            posted = await self.inner.post_invoice(
+                one.invoice, legal_entity=one.legal_entity, idempotency_key=one.idempotency_key
+            )
+        except IntegrationError as exc:
+            return [InvoicePostingResult(error=exc)]
+        return [InvoicePostingResult(posted=posted)]
 
     # --- the rest of the role, passed through --------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from decimal import Decimal
@@ -34,6 +35,8 @@ from quote2cash.engine.errors import (
     IntegrationError,
     MappingError,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["INVOICE_FIELDS", "POSTING_WARNINGS", "Invoices", "posted_invoice"]
 
@@ -242,6 +245,10 @@ class Invoices(TrytonSession):
                         results[index] = InvoicePostingResult(posted=posted_invoice(row))
                     else:
                         alone.append(index)
+        if alone:
+            _log.info(
+                "tryton invoice batch: %d of %d item(s) posted alone", len(alone), len(indexes)
+            )
         for index in alone:
             await self._post_alone(postings[index], index, results)
 
