@@ -60,6 +60,7 @@ class FlowDeps:
     def usage_postings(self) -> UsagePostings:
         """The record of usage posted to billing (written by the posting steps)."""
         return UsagePostings(self.runtime.engine)
+
     ownership: OwnershipConfig | None = None
 
     @classmethod
