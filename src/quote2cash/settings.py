@@ -99,6 +99,21 @@ class Settings(BaseSettings):
         ge=0,
         description="q2c serve reconciles CRM/billing/ERP this often (0: never)",
     )
+    erp_batch_size: int = Field(
+        default=8,
+        ge=1,
+        le=200,
+        description=(
+            "ERP invoice postings ready at once are posted together, up to this many per batch "
+            "(1: one at a time)"
+        ),
+    )
+    erp_batch_window_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=1000,
+        description="how long a batch of ERP invoice postings waits for more before it is sent",
+    )
     metrics_enabled: bool = Field(
         default=True, description="record per-process Prometheus metrics (false: near-zero cost)"
     )

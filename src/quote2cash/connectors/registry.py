@@ -78,6 +78,16 @@ class Systems:
         await self._stack.aclose()
 
 
+def batching_erp(erp: Erp | None, *, max_batch: int, window_ms: float) -> Erp | None:
+    """``erp`` with its invoice postings gathered into batches (``connectors.batching``), as the
+    flows get it; ``max_batch`` 1 (or no ERP) leaves it as it is."""
+    if erp is None or max_batch <= 1:
+        return erp
+    from quote2cash.connectors.batching import BatchingErp
+
+    return BatchingErp(erp, max_batch=max_batch, window=window_ms / 1000)
+
+
 def build(role: str, kind: str, settings: dict[str, Any], *, source: str = "configuration") -> Any:
     """One connector for ``role`` from its kind and settings (validated by its config class)."""
     if role not in KINDS:

@@ -31,6 +31,7 @@ from quote2cash.canonical import (
     TaxIdValue,
     UsageRecord,
 )
+from quote2cash.engine.errors import IntegrationError
 
 T = TypeVar("T")
 
@@ -77,6 +78,23 @@ class PostedInvoice:
     number: str
     total: Money
     status: InvoiceStatus
+
+
+@dataclass(frozen=True)
+class InvoicePosting:
+    """One invoice of a batch for ``Erp.post_invoices``: what ``post_invoice`` takes."""
+
+    invoice: Invoice
+    legal_entity: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class InvoicePostingResult:
+    """One batch item's outcome: its receipt, or the error ``post_invoice`` would have raised."""
+
+    posted: PostedInvoice | None = None
+    error: IntegrationError | None = None
 
 
 @dataclass(frozen=True)
@@ -384,6 +402,14 @@ class Erp(Protocol):
     async def post_invoice(
         self, invoice: Invoice, *, legal_entity: str, idempotency_key: str
     ) -> PostedInvoice: ...
+
+    async def post_invoices(self, postings: Sequence[InvoicePosting]) -> list[InvoicePostingResult]:
+        """Post several invoices in as few ERP calls as the ERP allows; results in input order.
+
+        Each item behaves as ``post_invoice`` would alone: its reference is looked up before
+        anything is created (never posted twice), and one item's failure is that item's
+        ``error``, never the others'. Only a failure of the whole connection is raised."""
+        ...
 
     async def apply_payment(
         self, payment: Payment, *, erp_invoice_id: str, idempotency_key: str

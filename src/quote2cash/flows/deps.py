@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from quote2cash.canonical import Customer, PricePlan
+from quote2cash.connectors.registry import batching_erp
 from quote2cash.connectors.roles import Billing, Crm, Erp
 from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.errors import MappingError
@@ -81,7 +82,11 @@ class FlowDeps:
         return cls(
             runtime=runtime,
             crm_role=systems.crm,
-            erp_role=systems.erp,
+            erp_role=batching_erp(
+                systems.erp,
+                max_batch=(settings := get_settings()).erp_batch_size,
+                window_ms=settings.erp_batch_window_ms,
+            ),
             billing_role=systems.billing,
             catalog=load_catalog(config_dir / "catalog.yaml"),
             entities=entities,

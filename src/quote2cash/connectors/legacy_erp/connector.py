@@ -13,6 +13,7 @@ Guarantees (see ``connectors.roles.Erp``):
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ from quote2cash.connectors.legacy_erp.client import SYSTEM, LegacyErpClient, Leg
 from quote2cash.connectors.legacy_erp.config import LegacyErpConfig, LegacyErpEntity
 from quote2cash.connectors.legacy_erp.files import DropFolder
 from quote2cash.connectors.roles import (
+    InvoicePosting,
+    InvoicePostingResult,
     InvoiceStatusReport,
     LedgerEntry,
     LedgerKind,
@@ -240,6 +243,105 @@ class LegacyErp(ClosesOnExit):
             INVOICE, _reference(invoice, idempotency_key), rows, label
         )
         return mapping.posted(await self._document(number, label))
+
+    async def post_invoices(self, postings: Sequence[InvoicePosting]) -> list[InvoicePostingResult]:
+        """The invoices not yet known (``FindDocument``) and not waiting in a file of their own
+        go into ONE drop file, answered per reference by the batch; each item's refusal or
+        missing answer is its own ``error``. A reference twice in the batch is posted once."""
+        results: dict[str, InvoicePostingResult] = {}
+        references: list[str] = []
+        numbers: dict[str, str] = {}  # reference -> document number
+        waits: dict[str, tuple[str, str]] = {}  # reference -> (file name, label)
+        new: list[tuple[str, list[dict[str, str]]]] = []
+        for posting in postings:
+            invoice = posting.invoice
+            reference = _reference(invoice, posting.idempotency_key)
+            references.append(reference)
+            if reference in results or reference in numbers or reference in waits:
+                continue
+            label = invoice.label or "Invoice"
+            try:
+                entity = self._entity(posting.legal_entity, label)
+                if not invoice.lines:
+                    raise DataError(
+                        f"{label}: an invoice without lines cannot be posted", system=SYSTEM
+                    )
+                customer = self._customer_of(invoice.customer, label)
+                items = await self._item_codes([line.product for line in invoice.lines], label)
+                rows = mapping.invoice_rows(
+                    invoice, entity=entity.code, customer=customer, items=items
+                )
+                found = await self._soap(label, "FindDocument", INVOICE, reference)
+            except IntegrationError as exc:
+                results[reference] = InvoicePostingResult(error=exc)
+                continue
+            if found:
+                numbers[reference] = str(found)
+                continue
+            name = self._files.waiting(INVOICE, reference)
+            if name is None:
+                new.append((reference, rows))
+                waits[reference] = ("", label)
+            else:
+                waits[reference] = (name, label)
+        try:
+            if new:
+                name = self._files.drop_many(INVOICE, new)
+                for reference, _ in new:
+                    waits[reference] = (name, waits[reference][1])
+            await self._wait_answers(waits, numbers, results)
+        except OSError as exc:
+            for reference, (_, label) in waits.items():
+                results.setdefault(
+                    reference,
+                    InvoicePostingResult(
+                        error=TransientError(
+                            f"{label}: the legacy ERP's drop folder is not usable ({exc.strerror})",
+                            system=SYSTEM,
+                        )
+                    ),
+                )
+        for reference, number in numbers.items():
+            try:
+                document = await self._document(number, f"invoice {reference}")
+                results[reference] = InvoicePostingResult(posted=mapping.posted(document))
+            except IntegrationError as exc:
+                results[reference] = InvoicePostingResult(error=exc)
+        return [results[reference] for reference in references]
+
+    async def _wait_answers(
+        self,
+        waits: dict[str, tuple[str, str]],
+        numbers: dict[str, str],
+        results: dict[str, InvoicePostingResult],
+    ) -> None:
+        """Poll the files of ``waits`` until each reference is answered or the wait is over."""
+        pending = dict(waits)
+        deadline = time.monotonic() + self.config.ack_wait_seconds
+        while pending:
+            for reference, (name, label) in list(pending.items()):
+                answer = self._files.answer(name, reference)
+                if answer is None:
+                    continue
+                del pending[reference]
+                if answer.document:
+                    numbers[reference] = answer.document
+                else:
+                    results[reference] = InvoicePostingResult(
+                        error=mapping.fault_error(
+                            label, answer.code or "Server", answer.message or ""
+                        )
+                    )
+            if not pending or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(self.config.ack_poll_seconds)
+        for reference, (name, label) in pending.items():
+            results[reference] = InvoicePostingResult(
+                error=TransientError(
+                    f"{label}: waiting for the legacy ERP's batch to process {name}",
+                    system=SYSTEM,
+                )
+            )
 
     async def invoice_status(self, erp_invoice_id: str) -> InvoiceStatusReport:
         return mapping.status_report(

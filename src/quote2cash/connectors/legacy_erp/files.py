@@ -78,6 +78,24 @@ class DropFolder:
         os.replace(temporary, inbox / name)
         return name
 
+    def drop_many(
+        self, record_type: str, documents: Sequence[tuple[str, Sequence[Mapping[str, str]]]]
+    ) -> str:
+        """Write several documents ((reference, rows), distinct references) as ONE file, which
+        the batch answers per reference; its name (``-batch-`` marks it)."""
+        digest = _digest(record_type, "\0".join(reference for reference, _ in documents))
+        name = f"{time.time_ns():020d}-{record_type}-batch-{digest}.csv"
+        inbox = self.root / "in"
+        temporary = inbox / f".{name}.tmp"
+        with open_private(temporary, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            for reference, rows in documents:
+                for row in rows:
+                    writer.writerow({**row, "record_type": record_type, "reference": reference})
+        os.replace(temporary, inbox / name)
+        return name
+
     def answer(self, name: str, reference: str) -> Answer | None:
         """The batch's answer to file ``name`` for ``reference``; None while it is unanswered."""
         stem = name.removesuffix(".csv")

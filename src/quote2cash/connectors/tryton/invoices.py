@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from decimal import Decimal
 from typing import Any, Final
 
@@ -13,6 +15,8 @@ from quote2cash.canonical import (
     Money,
 )
 from quote2cash.connectors.roles import (
+    InvoicePosting,
+    InvoicePostingResult,
     InvoiceStatusReport,
     PostedInvoice,
 )
@@ -28,8 +32,11 @@ from quote2cash.connectors.tryton.session import (
 from quote2cash.engine.errors import (
     ConflictError,
     DataError,
+    IntegrationError,
     MappingError,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["INVOICE_FIELDS", "POSTING_WARNINGS", "Invoices", "posted_invoice"]
 
@@ -69,6 +76,181 @@ class Invoices(TrytonSession):
             return await self._post_invoice(
                 invoice, legal_entity=legal_entity, idempotency_key=idempotency_key
             )
+
+    async def post_invoices(self, postings: Sequence[InvoicePosting]) -> list[InvoicePostingResult]:
+        """Per legal entity one search of the references, one create of the new drafts, one read
+        to check their totals, one ``post`` and one read back: a batch of B costs ~5 calls, not
+        ~5 B. Any batched call that fails sends each of its items down ``post_invoice``'s own
+        path alone, so one bad invoice (refused, or stopped by Tryton) fails only itself."""
+        results: list[InvoicePostingResult | None] = [None] * len(postings)
+        first_of: dict[tuple[str, str], int] = {}
+        by_entity: dict[str, list[int]] = {}
+        for index, posting in enumerate(postings):
+            key = (posting.legal_entity, record_reference(posting.invoice, posting.idempotency_key))
+            if key not in first_of:  # the same reference twice: its first item posts it
+                first_of[key] = index
+                by_entity.setdefault(posting.legal_entity, []).append(index)
+        async with AsyncExitStack() as locks:
+            # in name order, so two batches sharing references cannot wait on each other
+            for entity_code, reference in sorted(first_of):
+                await locks.enter_async_context(
+                    self._exclusive(f"invoice:{entity_code}:{reference}")
+                )
+            for indexes in by_entity.values():
+                await self._post_batch(postings, indexes, results)
+        out: list[InvoicePostingResult] = []
+        for posting in postings:
+            key = (posting.legal_entity, record_reference(posting.invoice, posting.idempotency_key))
+            result = results[first_of[key]]
+            assert result is not None
+            out.append(result)
+        return out
+
+    async def _post_alone(
+        self, posting: InvoicePosting, index: int, results: list[InvoicePostingResult | None]
+    ) -> None:
+        try:
+            posted = await self._post_invoice(
+                posting.invoice,
+                legal_entity=posting.legal_entity,
+                idempotency_key=posting.idempotency_key,
+            )
+        except IntegrationError as exc:
+            results[index] = InvoicePostingResult(error=exc)
+        else:
+            results[index] = InvoicePostingResult(posted=posted)
+
+    async def _post_batch(
+        self,
+        postings: Sequence[InvoicePosting],
+        indexes: Sequence[int],
+        results: list[InvoicePostingResult | None],
+    ) -> None:
+        """Post the items ``indexes`` (one legal entity, distinct references) into ``results``."""
+        alone: list[int] = []  # items that go down the one-at-a-time path
+        prepared: list[tuple[int, str, int, str]] = []  # index, label, party, reference
+        entity: TrytonLegalEntity | None = None
+        for index in indexes:
+            posting = postings[index]
+            label = posting.invoice.label or "Invoice"
+            try:
+                entity = self._entity(posting.legal_entity, label)
+                party = self._party_of(posting.invoice.customer, label)
+                if not posting.invoice.lines:
+                    raise DataError(
+                        f"{label}: an invoice without lines cannot be posted", system=SYSTEM
+                    )
+            except IntegrationError as exc:
+                results[index] = InvoicePostingResult(error=exc)
+                continue
+            reference = record_reference(posting.invoice, posting.idempotency_key)
+            prepared.append((index, label, party, reference))
+        if entity is None or not prepared:
+            return
+        try:
+            erp = await self._erp()
+            ctx = await self._context(entity)
+            invoices = erp.model("account.invoice")
+            existing = await invoices.search_read(
+                [
+                    ("company", "=", entity.company),
+                    ("type", "=", "out"),
+                    ("reference", "in", [reference for *_, reference in prepared]),
+                ],
+                ["reference"],
+                context=ctx,
+            )
+        except IntegrationError:
+            for index, *_ in prepared:
+                await self._post_alone(postings[index], index, results)
+            return
+        # an earlier attempt left a document: resume it alone (checks party, state, duplicates)
+        found = {str(row["reference"]) for row in existing}
+        new: list[tuple[int, str, dict[str, Any]]] = []
+        for index, label, party, reference in prepared:
+            if reference in found:
+                alone.append(index)
+                continue
+            posting = postings[index]
+            try:
+                values = await self._invoice_values(
+                    posting.invoice, entity, party, reference, posting.idempotency_key, label
+                )
+            except IntegrationError as exc:
+                results[index] = InvoicePostingResult(error=exc)
+                continue
+            new.append((index, label, values))
+        ids: list[int] = []
+        if new:
+            try:
+                ids = await invoices.create([values for *_, values in new], context=ctx)
+            except IntegrationError:
+                alone.extend(index for index, *_ in new)
+                new, ids = [], []
+        to_post: list[tuple[int, int]] = []  # index, draft id
+        if ids:
+            try:
+                rows = {
+                    int(row["id"]): row
+                    for row in await invoices.read(ids, list(INVOICE_FIELDS), context=ctx)
+                }
+                wrong: list[int] = []
+                for (index, label, _), invoice_id in zip(new, ids, strict=True):
+                    invoice = postings[index].invoice
+                    total = Decimal(rows[invoice_id]["total_amount"])
+                    tax = Decimal(rows[invoice_id]["tax_amount"])
+                    if total != invoice.total.amount or tax != invoice.tax.amount:
+                        wrong.append(invoice_id)
+                        results[index] = InvoicePostingResult(
+                            error=DataError(
+                                f"{label}: the ERP computes total {total} (tax {tax}) "
+                                f"{invoice.total.currency} but billing's total is "
+                                f"{invoice.total} (tax {invoice.tax}); not posted, the draft "
+                                "was deleted",
+                                system=SYSTEM,
+                            )
+                        )
+                    else:
+                        to_post.append((index, invoice_id))
+                if wrong:
+                    await invoices.delete(wrong, context=ctx)
+            except IntegrationError:
+                # the drafts exist under their references: the single path resumes each one
+                alone.extend(index for index, *_ in new if results[index] is None)
+                to_post = []
+        if to_post:
+            try:
+                async with self._exclusive("post"):
+                    await invoices.execute_button(
+                        "post",
+                        [invoice_id for _, invoice_id in to_post],
+                        context=ctx,
+                        allow_warnings=POSTING_WARNINGS,
+                    )
+                rows = {
+                    int(row["id"]): row
+                    for row in await invoices.read(
+                        [invoice_id for _, invoice_id in to_post],
+                        list(INVOICE_FIELDS),
+                        context=ctx,
+                    )
+                }
+            except IntegrationError:
+                # Tryton posts a call's records in one transaction: one refusal undoes them all
+                alone.extend(index for index, _ in to_post)
+            else:
+                for index, invoice_id in to_post:
+                    row = rows.get(invoice_id)
+                    if row is not None and row["state"] in ("posted", "paid"):
+                        results[index] = InvoicePostingResult(posted=posted_invoice(row))
+                    else:
+                        alone.append(index)
+        if alone:
+            _log.info(
+                "tryton invoice batch: %d of %d item(s) posted alone", len(alone), len(indexes)
+            )
+        for index in alone:
+            await self._post_alone(postings[index], index, results)
 
     async def _left_by_earlier_attempt(
         self, entity: TrytonLegalEntity, reference: str, party: int, label: str
@@ -145,6 +327,22 @@ class Invoices(TrytonSession):
         label: str,
     ) -> int:
         erp = await self._erp()
+        values = await self._invoice_values(invoice, entity, party, reference, key, label)
+        with about(label):
+            return await erp.model("account.invoice").create_one(
+                values, context=await self._context(entity)
+            )
+
+    async def _invoice_values(
+        self,
+        invoice: Invoice,
+        entity: TrytonLegalEntity,
+        party: int,
+        reference: str,
+        key: str,
+        label: str,
+    ) -> dict[str, Any]:
+        """The ``account.invoice`` create values of ``invoice`` (a draft; checked before any)."""
         ctx = await self._context(entity)
         postings = mapping.tax_postings(
             [(line.amount, line.tax, line.tax_rate) for line in invoice.lines], invoice.tax
@@ -177,25 +375,21 @@ class Invoices(TrytonSession):
                     values["defer_to"] = line.service_last_day
             lines.append(values)
         issued = invoice.issued_at.date() if invoice.issued_at else utc_today()
-        with about(label):
-            return await erp.model("account.invoice").create_one(
-                {
-                    "type": "out",
-                    "company": entity.company,
-                    "currency": await self._currency(invoice.currency, label),
-                    "party": party,
-                    "invoice_address": await self._invoice_address(party, label, ctx),
-                    "account": entity.receivable_account,
-                    "journal": entity.revenue_journal,
-                    "invoice_date": min(issued, utc_today()),
-                    "payment_term_date": invoice.due_date,
-                    "reference": reference,
-                    "description": f"{label} ({mapping.idempotency_marker(key)})"[:250],
-                    "lines": [("create", lines)],
-                    "taxes": [("create", taxes)] if taxes else [],
-                },
-                context=ctx,
-            )
+        return {
+            "type": "out",
+            "company": entity.company,
+            "currency": await self._currency(invoice.currency, label),
+            "party": party,
+            "invoice_address": await self._invoice_address(party, label, ctx),
+            "account": entity.receivable_account,
+            "journal": entity.revenue_journal,
+            "invoice_date": min(issued, utc_today()),
+            "payment_term_date": invoice.due_date,
+            "reference": reference,
+            "description": f"{label} ({mapping.idempotency_marker(key)})"[:250],
+            "lines": [("create", lines)],
+            "taxes": [("create", taxes)] if taxes else [],
+        }
 
     async def _tax_lines(
         self,
