@@ -87,15 +87,21 @@ def test_sigkill_mid_stream_leaves_every_event_exactly_once_in_order(
     try:
         for _ in range(KILLS):
             proc = _publisher(db_url, bus)
-            seen = _wait_for_growth(bus, seen, proc, FIRST + LATER)
-            time.sleep(rng.uniform(0.0, 0.25))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
+            try:
+                seen = _wait_for_growth(bus, seen, proc, FIRST + LATER)
+                time.sleep(rng.uniform(0.0, 0.25))
+            finally:  # killed here whatever happened: a failed wait leaves no publisher behind
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
             time.sleep(1.2)  # past the stream's duplicate window
         writer.join(timeout=60)
         assert done_writing.is_set()
         last = _publisher(db_url, bus, "--once")  # what is left, then exit
-        assert last.wait(timeout=120) == 0, last.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        try:
+            assert last.wait(timeout=120) == 0, last.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+        finally:
+            if last.poll() is None:
+                last.kill()
     finally:
         done_writing.set()
         writer.join(timeout=60)
