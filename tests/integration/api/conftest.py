@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from contract.crm.salesforce_harness import Line, SalesforceDesk, http_session, running_emulator
 from quote2cash.engine.runtime import Runtime
 from quote2cash.sandbox.stripe import StripeEmulator
-from quote2cash.store.schema import events
+from quote2cash.store.schema import EVENTS_WITH_STATE, STATE_COLUMNS, events
 from support.served import served as served
 
 STRIPE_KEY = "sk_test_q2c_api"
@@ -39,8 +39,9 @@ async def eventually(
 
 
 def logged(runtime: Runtime, **where: str) -> list[Any]:
-    """Rows of the log matching ``where`` (column = value), read on a fresh connection."""
-    q = select(events)
+    """Rows of the log matching ``where`` (column = value) with their dispatch state, read on a
+    fresh connection."""
+    q = select(events, *STATE_COLUMNS).select_from(EVENTS_WITH_STATE)
     for column, value in where.items():
         q = q.where(events.c[column] == value)
     with runtime.engine.connect() as conn:

@@ -95,7 +95,11 @@ async def test_publisher_survives_a_nats_restart(runtime: Runtime, own_nats: Own
         await asyncio.sleep(1.5)
         waiting = (await asyncio.to_thread(outbox_store.backlog, runtime.engine)).pending
         assert waiting > 0
-        assert _lag() > 0  # reported while the server is away (between reconnect tries)
+        for _ in range(300):  # reported while the server is away (between reconnect tries)
+            if _lag() > 0:
+                break
+            await asyncio.sleep(0.05)
+        assert _lag() > 0
         await asyncio.to_thread(own_nats.start)
         deadline = time.monotonic() + 60
         while (await asyncio.to_thread(outbox_store.backlog, runtime.engine)).pending:
