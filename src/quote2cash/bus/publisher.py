@@ -17,8 +17,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 from quote2cash.bus import outbox_store
 from quote2cash.bus.catalog import stream_subjects, subject_of
 from quote2cash.bus.envelope import MSG_ID_HEADER, OutboxRow
+from quote2cash.engine.checkpoints_jetstream import jetstream, without_credentials
 from quote2cash.engine.clock import Clock, SystemClock
+from quote2cash.engine.worker import process_alive
 from quote2cash.observability import metrics
 
 if TYPE_CHECKING:
@@ -246,29 +247,9 @@ class BusPublisher:
         metrics.bus_lag(lag.pending, max(age, 0.0))
 
 
-@asynccontextmanager
-async def connect(config: BusConfig) -> AsyncIterator[Any]:
+def connect(config: BusConfig) -> AbstractAsyncContextManager[Any]:
     """A JetStream context on a connection of our own; no silent reconnects (``run`` decides)."""
-    import nats
-
-    try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                config.url,
-                connect_timeout=config.timeout,
-                max_reconnect_attempts=1,
-                allow_reconnect=False,
-                error_cb=_ignore,
-            ),
-            timeout=config.timeout,
-        )
-    except Exception as exc:
-        raise BusError(f"{config.where}: unreachable ({type(exc).__name__})") from None
-    try:
-        yield nc.jetstream(timeout=config.timeout)
-    finally:
-        with suppress(Exception):
-            await nc.close()
+    return jetstream(config.url, config.timeout, lambda why: BusError(f"{config.where}: {why}"))
 
 
 async def ensure_stream(js: Any, config: BusConfig) -> None:
@@ -297,15 +278,6 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def _ignore(error: Exception) -> None:
-    return None
-
-
-def without_credentials(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url
-
-
 def owner_alive(owner: str) -> bool:
     """False only for an owner of this host whose process is gone (``host:pid:tag``)."""
     host, _, rest = owner.partition(":")
@@ -315,12 +287,4 @@ def owner_alive(owner: str) -> bool:
         pid = int(rest.partition(":")[0])
     except ValueError:
         return True
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)

@@ -7,8 +7,8 @@ last message on it, so verify reads no more than one record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 
 from quote2cash.engine.checkpoints import Checkpoint, CheckpointError
@@ -25,31 +25,12 @@ class JetStreamCheckpoints:
         self.stream = stream
         self.subjects = f"q2c.audit.{stream}"
         self.timeout = timeout
-        self.where = f"JetStream stream {stream} at {_without_credentials(url)}"
+        self.where = f"JetStream stream {stream} at {without_credentials(url)}"
 
-    @asynccontextmanager
-    async def _jetstream(self) -> AsyncIterator[Any]:
-        import nats
-
-        try:
-            # nats-py retries a refused first connect without end and prints each try's
-            # traceback through error_cb: bound it, and keep it quiet.
-            nc = await asyncio.wait_for(
-                nats.connect(
-                    self.url,
-                    connect_timeout=self.timeout,
-                    max_reconnect_attempts=1,
-                    allow_reconnect=False,
-                    error_cb=_ignore,
-                ),
-                timeout=self.timeout,
-            )
-        except Exception as exc:
-            raise CheckpointError(f"{self.where}: unreachable ({type(exc).__name__})") from None
-        try:
-            yield nc.jetstream(timeout=self.timeout)
-        finally:
-            await nc.close()
+    def _jetstream(self) -> AbstractAsyncContextManager[Any]:
+        return jetstream(
+            self.url, self.timeout, lambda why: CheckpointError(f"{self.where}: {why}")
+        )
 
     async def prepare(self) -> None:
         """Create the stream (deny delete, deny purge) or check an existing one refuses both.
@@ -114,10 +95,44 @@ class JetStreamCheckpoints:
         return Checkpoint.from_json(msg.data or b"")
 
 
+@asynccontextmanager
+async def jetstream(
+    url: str,
+    timeout: float,  # noqa: ASYNC109 (bounds the connect and each JetStream request)
+    unreachable: Callable[[str], Exception],
+) -> AsyncIterator[Any]:
+    """A JetStream context on a connection of its own, without silent reconnects: the caller
+    decides when to try again; a refused connect raises ``unreachable("unreachable (...)")``.
+    ``timeout`` bounds the connect and every JetStream request alike."""
+    import nats
+
+    try:
+        # nats-py retries a refused first connect without end and prints each try's
+        # traceback through error_cb: bound it, and keep it quiet.
+        nc = await asyncio.wait_for(
+            nats.connect(
+                url,
+                connect_timeout=timeout,
+                max_reconnect_attempts=1,
+                allow_reconnect=False,
+                error_cb=_ignore,
+            ),
+            timeout=timeout,
+        )
+    except Exception as exc:
+        raise unreachable(f"unreachable ({type(exc).__name__})") from None
+    try:
+        yield nc.jetstream(timeout=timeout)
+    finally:
+        with suppress(Exception):
+            await nc.close()
+
+
 async def _ignore(error: Exception) -> None:
     return None
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
+    """The URL as it may be shown: no user or password."""
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url

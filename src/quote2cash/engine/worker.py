@@ -673,6 +673,11 @@ def _pid_alive(owner: str) -> bool:
         pid = int(owner.split(":")[1])
     except (IndexError, ValueError):
         return True
+    return process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """False only when no process of this host has ``pid`` (this one always counts as alive)."""
     if pid == os.getpid():
         return True
     try:
