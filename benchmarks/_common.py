@@ -90,6 +90,18 @@ def backend_cpu_seconds(url: str) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def pg_blocks_read(url: str) -> int:
+    """Blocks ``url``'s database has read from outside PostgreSQL's shared buffers so far (its
+    ``pg_stat_database.blks_read``): index and table pages a workload did not find cached.
+    Backends publish their counts when they exit (or every second or so), so dispose of a
+    pool's connections before reading the figure that ends a measurement."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        row = conn.execute(
+            "SELECT blks_read FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This environment with the project's ``src`` first on the path."""
     env = dict(os.environ)

@@ -42,6 +42,7 @@ from typing import Any
 from _common import (
     backend_cpu_seconds,
     child_env,
+    pg_blocks_read,
     pg_database,
     pg_exists,
     pg_rename,
@@ -81,6 +82,7 @@ def engine_run(
         evs = make_events(n, subjects)
         worker = Worker(runtime, step_registry(steps, STEP_SYSTEMS))
         server_cpu = backend_cpu_seconds(url) if postgres else 0.0
+        blocks = pg_blocks_read(url) if postgres else 0
         cpu = time.process_time()
         start = time.perf_counter()
         for i in range(0, n, APPEND_BATCH):
@@ -91,6 +93,10 @@ def engine_run(
         cpu = time.process_time() - cpu
         server_cpu = backend_cpu_seconds(url) - server_cpu if postgres else 0.0
         recorded, audited = _since(runtime, marks)
+        if postgres:  # the pool's backends exit and publish their block counts
+            runtime.engine.dispose()
+            time.sleep(0.5)
+            blocks = pg_blocks_read(url) - blocks
         if processed != n:
             raise RuntimeError(f"processed {processed} of {n} events")
         if recorded < n * steps or audited < n * steps:
@@ -108,6 +114,7 @@ def engine_run(
         "first_round_per_s": first_round,
         "worker_cpu_us_per_event": cpu / n * 1e6,
         "server_cpu_us_per_event": server_cpu / n * 1e6,
+        "server_blocks_read_per_event": blocks / n,
         "audit_entries": audited,
         "history_seed_s": seeded,
     }
@@ -317,6 +324,7 @@ def measure_all(
             out[f"{name}_worker_cpu_us_per_event"] = round(r["worker_cpu_us_per_event"])
             if backend == "postgres":
                 out[f"{name}_server_cpu_us_per_event"] = round(r["server_cpu_us_per_event"])
+                out[f"{name}_blocks_read_per_event"] = round(r["server_blocks_read_per_event"], 2)
             if steps:
                 out[f"{name}_dispatch_per_s"] = round(r["dispatch_per_s"])
             _say(backend, name, r)
@@ -336,6 +344,9 @@ def measure_all(
             )
             out["pg_steps1_1m_history_server_cpu_us_per_event"] = round(
                 r["server_cpu_us_per_event"]
+            )
+            out["pg_steps1_1m_history_blocks_read_per_event"] = round(
+                r["server_blocks_read_per_event"], 2
             )
             out["history_events"] = history
             out["history_is_1m"] = history >= 1_000_000
@@ -380,7 +391,8 @@ def _say(backend: str, name: str, r: dict[str, Any]) -> None:
         f"  {backend:<9} {name:<32} end to end {r['end_to_end_per_s']:>8,.0f}/s  append "
         f"{r['append_per_s']:>8,.0f}/s  dispatch {r['dispatch_per_s']:>8,.0f}/s  audit entries "
         f"{r['audit_entries']:,}; CPU/event worker {r['worker_cpu_us_per_event']:,.0f} us, "
-        f"PostgreSQL {r['server_cpu_us_per_event']:,.0f} us",
+        f"PostgreSQL {r['server_cpu_us_per_event']:,.0f} us, "
+        f"blocks read {r['server_blocks_read_per_event']:.2f}",
         flush=True,
     )
 

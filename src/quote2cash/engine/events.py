@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+
+from quote2cash.engine.ids import new_id
 
 _TYPE_PARTS = 3
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -51,12 +52,12 @@ def new_event(
 ) -> Event:
     """Build an envelope with a fresh id; a new correlation id is minted when none is given."""
     return Event(
-        id=id or str(uuid.uuid4()),
+        id=id or new_id(),
         source=source,
         type=type,
         subject=subject,
         time=time or datetime.now(UTC),
-        correlation_id=correlation_id or str(uuid.uuid4()),
+        correlation_id=correlation_id or new_id(),
         causation_id=causation_id,
         data=data or {},
     )
