@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quote2cash.usage.duck import connection
+from quote2cash.usage.keyindex import arange
+from quote2cash.usage.reading import FIELDS
 from quote2cash.usage.terms import SubscriptionTerms
 
 LatePolicy = Literal["adjust", "reject"]
@@ -336,14 +338,27 @@ def check_chunk(
     now: datetime,
     lookup: Callable[[pa.Array], pa.Array],
     corrections: bool = False,
+    fast: bool = True,
 ) -> pa.Table:
     """Each record of the chunk checked and decided: ``outcome`` is accepted, duplicate,
     corrected, quarantined or conflict[_batch]; ``lookup`` gives each key's stored content
-    hash from history (null: never accepted). The reference tables must be registered."""
-    con.register("raw_chunk", chunk)
+    hash from history (null: never accepted). The reference tables must be registered.
+
+    Plain valid records that are new or exact repeats are decided by the fast path (Arrow
+    kernels, see ``_fast_rows``); the rest by the checking query. ``fast=False`` sends every
+    record through the query (the definition the fast path is tested against)."""
+    n = chunk.num_rows
+    limit = (now + timedelta(hours=FUTURE_SLACK_HOURS)).astimezone(UTC).replace(tzinfo=None)
+    if fast:
+        plain, values = _fast_rows(con, chunk, policy=policy, limit=limit)
+    else:
+        plain, values = _all_false(n), {}
+    con.register("raw_chunk", chunk.append_column("plain", plain))
     try:
         hashed = con.sql(
-            f"SELECT {KEY_SQL} AS key, {CONTENT_SQL} AS content FROM raw_chunk",
+            f"""SELECT CASE WHEN plain THEN {_PLAIN_KEY_SQL} ELSE {KEY_SQL} END AS key,
+                CASE WHEN plain THEN {_PLAIN_CONTENT_SQL} ELSE {CONTENT_SQL} END AS content
+            FROM raw_chunk""",
             params={"source": source},
         ).to_arrow_table()
     finally:
@@ -351,7 +366,7 @@ def check_chunk(
     keys = hashed.column("key").combine_chunks().cast(pa.uint64())
     contents = hashed.column("content").combine_chunks().cast(pa.uint64())
     known = pc.is_valid(keys)
-    stored = pc.if_else(known, lookup(pc.fill_null(keys, 0)), pa.nulls(len(keys), pa.uint64()))
+    stored = pc.if_else(known, lookup(pc.fill_null(keys, 0)), pa.nulls(n, pa.uint64()))
     later, first_content = repeats(keys, contents)
     extra = {
         "key": keys,
@@ -360,24 +375,269 @@ def check_chunk(
         "later": later,
         "first_content": first_content,
     }
-    for name, column in extra.items():
-        chunk = chunk.append_column(name, column)
-    con.register("chunk", chunk)
-    limit = (now + timedelta(hours=FUTURE_SLACK_HOURS)).astimezone(UTC).replace(tzinfo=None)
+    duplicate = _true(
+        pc.if_else(later, pc.equal(contents, first_content), pc.equal(stored, contents))
+    )
+    new = _true(pc.and_(pc.invert(later), pc.is_null(stored)))
+    plain = _true(pc.and_(plain, pc.or_(duplicate, new)))
+    slow = pc.invert(plain)
+    checked = None
+    if not values or pc.any(slow).as_py():
+        rest = chunk if not values else chunk.filter(slow)
+        for name, column in extra.items():
+            rest = rest.append_column(name, column if not values else column.filter(slow))
+        con.register("chunk", rest)
+        try:
+            checked = con.sql(
+                _CHECK_SQL,
+                params={
+                    "policy": policy,
+                    "now": limit,
+                    "max_id": MAX_ID,
+                    "max_scale": MAX_SCALE,
+                    "corrections": corrections,
+                },
+            ).to_arrow_table()
+        finally:
+            con.unregister("chunk")
+        if not values:
+            return checked
+    schema = checked.schema if checked is not None else _decided_schema(con)
+    decided = pa.table(
+        {
+            "line": chunk.column("line"),
+            "rid": values["rid"],
+            "key": keys,
+            "content": contents,
+            "outcome": pc.if_else(duplicate, "duplicate", "accepted"),
+            **{k: values[k] for k in ("sub", "meter", "unit", "q", "ts")},
+            **{k: values[k] for k in ("period_start", "period_end", "adjusted")},
+            **{k: pa.nulls(n, pa.string()) for k in ("praw", "field", "reason", "raw")},
+        }
+    ).filter(plain)
+    decided = decided.cast(schema)
+    if checked is None or checked.num_rows == 0:
+        return decided
+    positions = pa.concat_arrays([pc.indices_nonzero(plain), pc.indices_nonzero(slow)]).cast(
+        pa.int64()
+    )
+    order = pc.scatter(arange(n), positions, max_index=n - 1)
+    return pa.concat_tables([decided, checked]).take(order)
+
+
+_PLAIN_KEY_SQL: Final = "hash($source || chr(31) || id)"
+_PLAIN_CONTENT_SQL: Final = """hash(concat_ws(chr(31), subscription, coalesce(customer, ''),
+  meter, quantity, coalesce(unit, ''), "timestamp", ''))"""
+"""``KEY_SQL`` and ``CONTENT_SQL`` for fast-path records: their text needs no trimming (the
+same strings, so the same hashes, without the cost of trimming)."""
+
+
+def _decided_schema(con: duckdb.DuckDBPyConnection) -> pa.Schema:
+    """The checking query's output schema (run on no rows)."""
+    empty = pa.table(
+        {
+            **{name: pa.array([], pa.string()) for name in FIELDS},
+            "line": pa.array([], pa.int64()),
+            "malformed": pa.array([], pa.string()),
+            **{name: pa.array([], pa.uint64()) for name in ("key", "content", "stored")},
+            "later": pa.array([], pa.bool_()),
+            "first_content": pa.array([], pa.uint64()),
+        }
+    )
+    con.register("chunk", empty)
     try:
-        return con.sql(
-            _CHECK_SQL,
-            params={
-                "policy": policy,
-                "now": limit,
-                "max_id": MAX_ID,
-                "max_scale": MAX_SCALE,
-                "corrections": corrections,
-            },
-        ).to_arrow_table()
+        return (
+            con.sql(
+                _CHECK_SQL,
+                params={
+                    "policy": "adjust",
+                    "now": datetime(2000, 1, 1, tzinfo=UTC).replace(tzinfo=None),
+                    "max_id": MAX_ID,
+                    "max_scale": MAX_SCALE,
+                    "corrections": False,
+                },
+            )
+            .to_arrow_table()
+            .schema
+        )
     finally:
         con.unregister("chunk")
 
 
 def new_connection() -> duckdb.DuckDBPyConnection:
     return connection()
+
+
+# --- the fast path: plain valid records decided with Arrow kernels ---------------------------
+
+_EDGE_SAFE: Final = r"^[!-~](?s:.*[!-~])?$"
+"""Text that starts and ends with a printable ASCII character other than a space: DuckDB's
+``trim`` leaves it as it is (whatever characters trim removes, none of them is such)."""
+_FAST_QUANTITY: Final = r"^[0-9]{1,24}(\.[0-9]{1,12})?$"
+_FAST_TIME: Final = (
+    r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"
+)
+_FAST_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+_MONTH_KEY: Final = 1_000_000
+"""A (subscription code, year * 12 + month) pair as one integer: code * _MONTH_KEY + month."""
+
+
+def _edge_safe(text: str | None) -> bool:
+    return bool(text) and "!" <= text[0] <= "~" and "!" <= text[-1] <= "~"  # type: ignore[index]
+
+
+def _all_false(n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(False), n)
+
+
+def _true(mask: pa.Array) -> pa.Array:
+    """A boolean mask with nulls as false."""
+    return pc.fill_null(mask, False)
+
+
+def _fast_rows(
+    con: duckdb.DuckDBPyConnection, chunk: pa.Table, *, policy: LatePolicy, limit: datetime
+) -> tuple[pa.Array, dict[str, pa.Array]]:
+    """Which records the fast path can decide, and their resolved values (garbage elsewhere).
+
+    A record takes the fast path only when every check passes and each of its values is in a
+    plain form whose meaning is beyond doubt: no spaces to trim, a subscription reference and
+    a meter alias that map to exactly one row of the terms, the item's unit or none, a plain
+    decimal quantity (at most 12 decimal places), a time ``YYYY-MM-DDTHH:MM:SSZ`` within the
+    subscription's service and not in the future, a monthly or yearly cycle, no properties, no
+    correction flag. Everything else, every failing record included, goes through the checking
+    query (``_CHECK_SQL``), which stays the definition; the billing periods of fast records are
+    computed by the same DuckDB expressions, once per subscription and month.
+    """
+    n = chunk.num_rows
+    refs = con.sql("SELECT ref, sub FROM refs").fetchall()
+    meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters").fetchall()
+    subs = con.sql(
+        "SELECT sub, service_start, service_end, anchor, mc, closed_before, open_start, "
+        "open_end, future_limit FROM subs"
+    ).to_arrow_table()
+    names = subs.column("sub").to_pylist()
+    if n == 0 or len(set(names)) != len(names):
+        return _all_false(n), {}
+    code_of = {name: i for i, name in enumerate(names)}
+    ref_count: dict[str, int] = {}
+    for ref, _ in refs:
+        ref_count[ref] = ref_count.get(ref, 0) + 1
+    fast_refs = [
+        (r, code_of[s]) for r, s in refs if ref_count[r] == 1 and _edge_safe(r) and s in code_of
+    ]
+    aliases = sorted({a for _, a, _, _ in meters if _edge_safe(a)})
+    alias_code = {a: i for i, a in enumerate(aliases)}
+    pair_count: dict[tuple[str, str], int] = {}
+    for s, a, _, _ in meters:
+        pair_count[(s, a)] = pair_count.get((s, a), 0) + 1
+    pairs = [
+        (code_of[s] * len(aliases) + alias_code[a], m, u)
+        for s, a, m, u in meters
+        if pair_count[(s, a)] == 1 and a in alias_code and s in code_of and _edge_safe(u)
+    ]
+    if not fast_refs or not pairs:
+        return _all_false(n), {}
+
+    column = chunk.column
+    fast = pc.is_null(column("malformed"))
+    for name in ("properties", "correction"):
+        if column(name).null_count != n:
+            fast = pc.and_(fast, pc.is_null(column(name)))
+    rid = column("id")
+    fast = pc.and_(fast, pc.match_substring_regex(rid, _EDGE_SAFE))
+    fast = pc.and_(fast, pc.less_equal(pc.binary_length(rid), MAX_ID))
+    customer = column("customer")
+    if customer.null_count != n:
+        fast = pc.and_(
+            fast, pc.or_kleene(pc.is_null(customer), pc.match_substring_regex(customer, _EDGE_SAFE))
+        )
+    ref_index = pc.index_in(column("subscription"), pa.array([r for r, _ in fast_refs]))
+    sub_code = pc.take(pa.array([c for _, c in fast_refs], pa.int64()), ref_index)
+    meter_alias = pc.index_in(column("meter"), pa.array(aliases, pa.string()))
+    pair = pc.add(pc.multiply(sub_code, len(aliases)), pc.cast(meter_alias, pa.int64()))
+    meter_row = pc.index_in(pair, pa.array([p for p, _, _ in pairs], pa.int64()))
+    fast = pc.and_(fast, pc.is_valid(meter_row))
+    item_unit = pc.take(pa.array([u for _, _, u in pairs], pa.string()), meter_row)
+    unit = column("unit")
+    fast = pc.and_(fast, pc.or_kleene(pc.is_null(unit), pc.equal(unit, item_unit)))
+    quantity, stamp = column("quantity"), column("timestamp")
+    fast = pc.and_(fast, pc.match_substring_regex(quantity, _FAST_QUANTITY))
+    fast = pc.and_(fast, pc.match_substring_regex(stamp, _FAST_TIME))
+    fast = _true(fast)
+    q = pc.cast(pc.if_else(fast, quantity, "0"), pa.decimal128(38, 12))
+    ts = pc.strptime(
+        pc.if_else(fast, stamp, "2000-01-01T00:00:00Z"),
+        format=_FAST_TIME_FORMAT,
+        unit="us",
+        error_is_null=True,
+    )
+    # an impossible day (February 30) parses as a day of the next month: refused here
+    day = pc.cast(pc.utf8_slice_codeunits(pc.if_else(fast, stamp, "2000-01-01"), 8, 10), pa.int64())
+    fast = _true(pc.and_(fast, pc.equal(pc.day(ts), day)))
+    code = pc.if_else(fast, sub_code, 0)
+    per_sub = {name: pc.take(subs.column(name), code) for name in subs.column_names[1:]}
+    upper = pc.max_element_wise(
+        pc.fill_null(per_sub["future_limit"], pa.scalar(limit, pa.timestamp("us"))),
+        pa.scalar(limit, pa.timestamp("us")),
+    )
+    within = pc.and_(
+        pc.greater(per_sub["mc"], 0),
+        pc.and_(
+            pc.greater_equal(ts, per_sub["service_start"]),
+            pc.greater_equal(ts, per_sub["anchor"]),
+        ),
+    )
+    within = pc.and_(within, pc.less_equal(ts, upper))
+    within = pc.and_(
+        within,
+        pc.or_kleene(pc.is_null(per_sub["service_end"]), pc.less(ts, per_sub["service_end"])),
+    )
+    fast = _true(pc.and_(fast, within))
+    month = pc.add(pc.multiply(pc.year(ts), 12), pc.month(ts))
+    month_key = pc.add(pc.multiply(code, _MONTH_KEY), month)
+    wanted = pc.unique(pc.filter(month_key, fast))
+    months = pa.table(
+        {
+            "k": wanted,
+            "sub": pc.take(subs.column("sub"), pc.divide(wanted, _MONTH_KEY)),
+            "ym": pc.subtract(wanted, pc.multiply(pc.divide(wanted, _MONTH_KEY), _MONTH_KEY)),
+        }
+    )
+    con.register("fast_months", months)
+    try:
+        starts = con.sql(
+            """SELECT k, b, pb, b + to_months(CAST(mc AS INTEGER)) AS eb,
+                 pb + to_months(CAST(mc AS INTEGER)) AS epb
+               FROM (SELECT k, mc, anchor + to_months(CAST(mstep AS INTEGER)) AS b,
+                       anchor + to_months(CAST(mstep - mc AS INTEGER)) AS pb
+                     FROM (SELECT f.k, s.mc, s.anchor,
+                             (f.ym - (year(s.anchor) * 12 + month(s.anchor))) // s.mc * s.mc
+                               AS mstep
+                           FROM fast_months f JOIN subs s ON s.sub = f.sub))"""
+        ).to_arrow_table()
+    finally:
+        con.unregister("fast_months")
+    at = pc.index_in(month_key, starts.column("k"))
+    b, pb, eb, epb = (pc.take(starts.column(c), at) for c in ("b", "pb", "eb", "epb"))
+    before = _true(pc.greater(b, ts))
+    ps0, pe0 = pc.if_else(before, pb, b), pc.if_else(before, epb, eb)
+    in_closed = _true(pc.less_equal(pe0, per_sub["closed_before"]))
+    if policy == "reject":
+        fast = pc.and_(fast, pc.invert(in_closed))
+        adjusted = _all_false(n)
+    else:
+        adjusted = in_closed
+    values = {
+        "rid": rid,
+        "sub": pc.take(subs.column("sub"), code),
+        "meter": pc.take(pa.array([m for _, m, _ in pairs], pa.string()), meter_row),
+        "unit": item_unit,
+        "q": q,
+        "ts": ts,
+        "period_start": pc.if_else(adjusted, per_sub["open_start"], ps0),
+        "period_end": pc.if_else(adjusted, per_sub["open_end"], pe0),
+        "adjusted": adjusted,
+    }
+    return fast, values
