@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from quote2cash.usage.duck import connection
-from quote2cash.usage.keyindex import arange
 from quote2cash.usage.reading import FIELDS
 from quote2cash.usage.terms import SubscriptionTerms
 
@@ -380,6 +379,8 @@ def check_chunk(
     )
     new = _true(pc.and_(pc.invert(later), pc.is_null(stored)))
     plain = _true(pc.and_(plain, pc.or_(duplicate, new)))
+    if isinstance(plain, pa.ChunkedArray):
+        plain = plain.combine_chunks()
     slow = pc.invert(plain)
     checked = None
     if not values or pc.any(slow).as_py():
@@ -403,26 +404,25 @@ def check_chunk(
         if not values:
             return checked
     schema = checked.schema if checked is not None else _decided_schema(con)
-    decided = pa.table(
-        {
-            "line": chunk.column("line"),
-            "rid": values["rid"],
-            "key": keys,
-            "content": contents,
-            "outcome": pc.if_else(duplicate, "duplicate", "accepted"),
-            **{k: values[k] for k in ("sub", "meter", "unit", "q", "ts")},
-            **{k: values[k] for k in ("period_start", "period_end", "adjusted")},
-            **{k: pa.nulls(n, pa.string()) for k in ("praw", "field", "reason", "raw")},
-        }
-    ).filter(plain)
-    decided = decided.cast(schema)
-    if checked is None or checked.num_rows == 0:
-        return decided
-    positions = pa.concat_arrays([pc.indices_nonzero(plain), pc.indices_nonzero(slow)]).cast(
-        pa.int64()
-    )
-    order = pc.scatter(arange(n), positions, max_index=n - 1)
-    return pa.concat_tables([decided, checked]).take(order)
+    columns: dict[str, pa.Array] = {
+        "line": chunk.column("line"),
+        "rid": values["rid"],
+        "key": keys,
+        "content": contents,
+        "outcome": pc.if_else(duplicate, "duplicate", "accepted"),
+        **{k: values[k] for k in ("sub", "meter", "unit", "q", "ts")},
+        **{k: values[k] for k in ("period_start", "period_end", "adjusted")},
+        **{k: pa.nulls(n, pa.string()) for k in ("praw", "field", "reason", "raw")},
+    }
+    same = ("line", "key", "content")  # the query gives the chunk's own values back
+    for name, column in columns.items():
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        column = column.cast(schema.field(name).type)
+        if checked is not None and checked.num_rows and name not in same:
+            column = pc.replace_with_mask(column, slow, checked.column(name).combine_chunks())
+        columns[name] = column
+    return pa.table(columns, schema=schema)
 
 
 _PLAIN_KEY_SQL: Final = "hash($source || chr(31) || id)"
@@ -567,15 +567,14 @@ def _fast_rows(
     fast = pc.and_(fast, pc.match_substring_regex(stamp, _FAST_TIME))
     fast = _true(fast)
     q = pc.cast(pc.if_else(fast, quantity, "0"), pa.decimal128(38, 12))
-    ts = pc.strptime(
-        pc.if_else(fast, stamp, "2000-01-01T00:00:00Z"),
-        format=_FAST_TIME_FORMAT,
-        unit="us",
-        error_is_null=True,
-    )
-    # an impossible day (February 30) parses as a day of the next month: refused here
-    day = pc.cast(pc.utf8_slice_codeunits(pc.if_else(fast, stamp, "2000-01-01"), 8, 10), pa.int64())
-    fast = _true(pc.and_(fast, pc.equal(pc.day(ts), day)))
+    stamps = pc.if_else(fast, stamp, "2000-01-01T00:00:00Z")
+    try:  # Arrow's ISO 8601 parser; it refuses impossible days (February 30) as a whole
+        ts = pc.cast(pc.cast(stamps, pa.timestamp("us", "UTC")), pa.timestamp("us"))
+    except pa.ArrowInvalid:
+        ts = pc.strptime(stamps, format=_FAST_TIME_FORMAT, unit="us", error_is_null=True)
+        # an impossible day parses as a day of the next month: such a record is not plain
+        day = pc.cast(pc.utf8_slice_codeunits(stamps, 8, 10), pa.int64())
+        fast = _true(pc.and_(fast, pc.equal(pc.day(ts), day)))
     code = pc.if_else(fast, sub_code, 0)
     per_sub = {name: pc.take(subs.column(name), code) for name in subs.column_names[1:]}
     upper = pc.max_element_wise(

@@ -125,6 +125,7 @@ TIMES = [
 ]
 
 
+IMPOSSIBLE = {"2026-02-29T00:00:00Z", "2026-02-30T00:00:00Z"}
 PLAIN_TIMES = [t for t in TIMES if t.endswith(":00Z") or t.endswith("9Z")]
 
 
@@ -183,13 +184,22 @@ def _decide(
         con.close()
 
 
-@pytest.mark.parametrize(("policy", "corrections"), [("adjust", False), ("reject", True)])
+@pytest.mark.parametrize(
+    ("policy", "corrections", "impossible_day"),
+    [("adjust", False, True), ("reject", True, True), ("adjust", False, False)],
+)
 def test_fast_path_decides_every_record_as_the_checking_query(
-    policy: LatePolicy, corrections: bool
+    policy: LatePolicy, corrections: bool, impossible_day: bool
 ) -> None:
+    """With an impossible day (February 30) in the chunk, times are parsed by ``strptime``;
+    without, by Arrow's ISO 8601 cast: both paths are compared."""
     rows = _records(seed=16, count=6000)
+    if not impossible_day:
+        rows = [r for r in rows if r.get("timestamp") not in IMPOSSIBLE]
     # every spelling of a time and quantity at least once with a plain record around it
-    for t, q in itertools.product(TIMES, QUANTITIES):
+    for t, q in itertools.product(
+        [t for t in TIMES if impossible_day or t not in IMPOSSIBLE], QUANTITIES
+    ):
         rows.append(
             {
                 "id": f"x{t}{q}",
@@ -210,6 +220,7 @@ def test_fast_path_decides_every_record_as_the_checking_query(
     slow = _decide(chunk, policy, False, history, corrections)
     fast = _decide(chunk, policy, True, history, corrections)
     assert len(fast) == len(slow) == len(rows)
+    assert any(r.get("timestamp") in IMPOSSIBLE for r in rows) == impossible_day
     for a, b in zip(fast, slow, strict=True):
         assert a == b
     outcomes = {r["outcome"] for r in slow}
