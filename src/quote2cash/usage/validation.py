@@ -315,6 +315,8 @@ def repeats(keys: pa.Array, contents: pa.Array) -> tuple[pa.Array, pa.Array]:
     n = len(keys)
     if n == 0:
         return pa.array([], pa.bool_()), pa.array([], pa.uint64())
+    if keys.null_count == 0 and pc.count_distinct(keys).as_py() == n:  # no repeats (common)
+        return _all_false(n), contents
     order = pc.sort_indices(keys)
     ordered = pc.take(keys, order)
     same = pc.fill_null(pc.equal(ordered.slice(1), ordered.slice(0, n - 1)), False)
@@ -491,6 +493,19 @@ def _all_false(n: int) -> pa.Array:
     return pa.repeat(pa.scalar(False), n)
 
 
+def _only(column: pa.Array | pa.ChunkedArray, mask: pa.Array) -> pa.Array:
+    """``column`` (text) with null wherever ``mask`` is false, without copying the text: the
+    mask's bits become the validity (``mask`` implies a value; both unsliced)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    if column.offset or mask.offset or mask.null_count:
+        return pc.if_else(mask, column, pa.scalar(None, column.type))
+    _, offsets, data = column.buffers()
+    return pa.Array.from_buffers(column.type, len(column), [mask.buffers()[1], offsets, data])
+
+
 def _true(mask: pa.Array) -> pa.Array:
     """A boolean mask with nulls as false."""
     return pc.fill_null(mask, False)
@@ -566,8 +581,8 @@ def _fast_rows(
     fast = pc.and_(fast, pc.match_substring_regex(quantity, _FAST_QUANTITY))
     fast = pc.and_(fast, pc.match_substring_regex(stamp, _FAST_TIME))
     fast = _true(fast)
-    q = pc.cast(pc.if_else(fast, quantity, "0"), pa.decimal128(38, 12))
-    stamps = pc.if_else(fast, stamp, "2000-01-01T00:00:00Z")
+    q = pc.cast(_only(quantity, fast), pa.decimal128(38, 12))
+    stamps = _only(stamp, fast)
     try:  # Arrow's ISO 8601 parser; it refuses impossible days (February 30) as a whole
         ts = pc.cast(pc.cast(stamps, pa.timestamp("us", "UTC")), pa.timestamp("us"))
     except pa.ArrowInvalid:
