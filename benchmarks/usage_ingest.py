@@ -161,7 +161,7 @@ def peak_rss_mb() -> int:
 
 def child_validate_dedup(path: Path, index_dir: Path) -> dict[str, Any]:
     from quote2cash.usage.keyindex import KeyIndex
-    from quote2cash.usage.reading import file_chunks
+    from quote2cash.usage.reading import file_chunks, prefetched
     from quote2cash.usage.validation import check_chunk, reference_tables
 
     index = KeyIndex(index_dir)
@@ -170,7 +170,7 @@ def child_validate_dedup(path: Path, index_dir: Path) -> dict[str, Any]:
     started, cpu = time.perf_counter(), time.process_time()
     reference_tables(con, terms())
     records = 0
-    for chunk in file_chunks(path, CHUNK):
+    for chunk in prefetched(file_chunks(path, CHUNK)):
         decided = check_chunk(
             con, chunk, source=SOURCE, policy="adjust", now=NOW, lookup=index.lookup
         )

@@ -8,6 +8,8 @@ Every chunk is an Arrow table with the columns of ``FIELDS`` (text, null where a
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -201,3 +203,53 @@ def file_chunks(path: Path, chunk_rows: int, fmt: str | None = None) -> Iterator
     if kind == "parquet":
         return _parquet_chunks(path, chunk_rows)
     raise UsageFileError(f"{path.name}: unknown format {kind!r}: expected one of {FORMATS}")
+
+
+_DONE: Final = object()
+
+
+def prefetched(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """The same chunks, the next one read in a thread while the caller works on the current
+    one (reading a file chunk is Arrow and DuckDB work that releases the GIL, so the two run
+    on two cores). At most one chunk waits ahead; an error while reading is raised here, at
+    the chunk where it happened; stopping early stops the reader."""
+    ahead: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not offer(chunk):
+                    break
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+            return
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        offer(_DONE)
+
+    reader = threading.Thread(target=read, name="q2c-usage-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.Table)
+            yield item
+    finally:
+        stop.set()
+        reader.join()
