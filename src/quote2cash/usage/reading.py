@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -208,7 +208,7 @@ def file_chunks(path: Path, chunk_rows: int, fmt: str | None = None) -> Iterator
 _DONE: Final = object()
 
 
-def prefetched(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+def prefetched(chunks: Iterator[pa.Table]) -> Generator[pa.Table, None, None]:
     """The same chunks, the next one read in a thread while the caller works on the current
     one (reading a file chunk is Arrow and DuckDB work that releases the GIL, so the two run
     on two cores). At most one chunk waits ahead; an error while reading is raised here, at
