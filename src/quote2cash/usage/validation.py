@@ -8,9 +8,10 @@ The terms are loaded into DuckDB once per batch, never looked up per record.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import duckdb
 import pyarrow as pa
@@ -481,8 +482,6 @@ _FAST_TIME: Final = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$"
 )
 _FAST_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
-_MONTH_KEY: Final = 1_000_000
-"""A (subscription code, year * 12 + month) pair as one integer: code * _MONTH_KEY + month."""
 
 
 def _edge_safe(text: str | None) -> bool:
@@ -591,58 +590,19 @@ def _fast_rows(
         day = pc.cast(pc.utf8_slice_codeunits(stamps, 8, 10), pa.int64())
         fast = _true(pc.and_(fast, pc.equal(pc.day(ts), day)))
     code = pc.if_else(fast, sub_code, 0)
-    per_sub = {name: pc.take(subs.column(name), code) for name in subs.column_names[1:]}
-    upper = pc.max_element_wise(
-        pc.fill_null(per_sub["future_limit"], pa.scalar(limit, pa.timestamp("us"))),
-        pa.scalar(limit, pa.timestamp("us")),
+    seconds = pc.divide(pc.cast(ts, pa.int64()), 1_000_000)  # whole seconds (the format's)
+    fast = _true(pc.and_(fast, pc.and_(pc.greater_equal(seconds, 0), pc.less(seconds, 1 << 32))))
+    if not pc.any(fast).as_py():
+        return fast, {}
+    segments = _segments(con, subs, pc.filter(code, fast), pc.filter(ts, fast), policy, limit)
+    found = pc.search_sorted(
+        segments.column("at"),
+        pc.add(pc.shift_left(code, 32), pc.if_else(fast, seconds, 0)),
+        side="right",
     )
-    within = pc.and_(
-        pc.greater(per_sub["mc"], 0),
-        pc.and_(
-            pc.greater_equal(ts, per_sub["service_start"]),
-            pc.greater_equal(ts, per_sub["anchor"]),
-        ),
-    )
-    within = pc.and_(within, pc.less_equal(ts, upper))
-    within = pc.and_(
-        within,
-        pc.or_kleene(pc.is_null(per_sub["service_end"]), pc.less(ts, per_sub["service_end"])),
-    )
-    fast = _true(pc.and_(fast, within))
-    month = pc.add(pc.multiply(pc.year(ts), 12), pc.month(ts))
-    month_key = pc.add(pc.multiply(code, _MONTH_KEY), month)
-    wanted = pc.unique(pc.filter(month_key, fast))
-    months = pa.table(
-        {
-            "k": wanted,
-            "sub": pc.take(subs.column("sub"), pc.divide(wanted, _MONTH_KEY)),
-            "ym": pc.subtract(wanted, pc.multiply(pc.divide(wanted, _MONTH_KEY), _MONTH_KEY)),
-        }
-    )
-    con.register("fast_months", months)
-    try:
-        starts = con.sql(
-            """SELECT k, b, pb, b + to_months(CAST(mc AS INTEGER)) AS eb,
-                 pb + to_months(CAST(mc AS INTEGER)) AS epb
-               FROM (SELECT k, mc, anchor + to_months(CAST(mstep AS INTEGER)) AS b,
-                       anchor + to_months(CAST(mstep - mc AS INTEGER)) AS pb
-                     FROM (SELECT f.k, s.mc, s.anchor,
-                             (f.ym - (year(s.anchor) * 12 + month(s.anchor))) // s.mc * s.mc
-                               AS mstep
-                           FROM fast_months f JOIN subs s ON s.sub = f.sub))"""
-        ).to_arrow_table()
-    finally:
-        con.unregister("fast_months")
-    at = pc.index_in(month_key, starts.column("k"))
-    b, pb, eb, epb = (pc.take(starts.column(c), at) for c in ("b", "pb", "eb", "epb"))
-    before = _true(pc.greater(b, ts))
-    ps0, pe0 = pc.if_else(before, pb, b), pc.if_else(before, epb, eb)
-    in_closed = _true(pc.less_equal(pe0, per_sub["closed_before"]))
-    if policy == "reject":
-        fast = pc.and_(fast, pc.invert(in_closed))
-        adjusted = _all_false(n)
-    else:
-        adjusted = in_closed
+    segment = pc.max_element_wise(pc.subtract(pc.cast(found, pa.int64()), 1), 0)
+    fast = _true(pc.and_(fast, pc.take(segments.column("ok"), segment)))
+    adjusted = pc.take(segments.column("adjusted"), segment)
     values = {
         "rid": rid,
         "sub": pc.take(subs.column("sub"), code),
@@ -650,8 +610,120 @@ def _fast_rows(
         "unit": item_unit,
         "q": q,
         "ts": ts,
-        "period_start": pc.if_else(adjusted, per_sub["open_start"], ps0),
-        "period_end": pc.if_else(adjusted, per_sub["open_end"], pe0),
+        "period_start": pc.take(segments.column("period_start"), segment),
+        "period_end": pc.take(segments.column("period_end"), segment),
         "adjusted": adjusted,
     }
     return fast, values
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+_SECOND: Final = timedelta(seconds=1)
+
+
+def _floor_s(at: datetime) -> int:
+    return (at - _EPOCH) // _SECOND
+
+
+def _ceil_s(at: datetime) -> int:
+    return -((_EPOCH - at) // _SECOND)
+
+
+def _segments(
+    con: duckdb.DuckDBPyConnection,
+    subs: pa.Table,
+    codes: pa.Array,
+    times: pa.Array,
+    policy: LatePolicy,
+    limit: datetime,
+) -> pa.Table:
+    """The time line of each subscription in the chunk cut into segments, one row each, keyed
+    ``at`` = code << 32 | the segment's first second (sorted): a record (in whole seconds) is
+    in the last segment at or before its own key. Each segment says whether a record in it
+    passes the time checks (``ok``: in service, from the cycle anchor, not in the future, not
+    a closed period refused by policy) and its billing period as the checking query has it:
+    the period starts are DuckDB's ``anchor + to_months(step)``, their ends ``start +
+    to_months(months)``; a late record's period is the open one when the policy adjusts."""
+    present = sorted(pc.unique(codes).to_pylist())
+    extremes = pc.min_max(times)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    rows = subs.to_pylist()
+    wanted: dict[str, list[object]] = {"sub": [], "lo": [], "hi": [], "mc": []}
+    for c in present:
+        row = rows[c]
+        mc, anchor = row["mc"], row["anchor"]
+        if not mc or mc <= 0:
+            continue
+        base = anchor.year * 12 + anchor.month
+        first = max(0, ((low.year * 12 + low.month - base) // mc - 1) * mc)
+        last = ((high.year * 12 + high.month - base) // mc + 1) * mc
+        for key, value in (("sub", row["sub"]), ("lo", first), ("hi", last), ("mc", mc)):
+            wanted[key].append(value)
+    starts: dict[str, list[tuple[datetime, datetime]]] = {}
+    if wanted["sub"]:
+        con.register("fast_steps", pa.table(wanted))
+        try:
+            found = con.sql(
+                """SELECT sub, b, b + to_months(CAST(mc AS INTEGER)) AS e
+                FROM (SELECT f.sub, f.mc, s.anchor + to_months(CAST(step AS INTEGER)) AS b
+                      FROM (SELECT sub, mc, unnest(range(lo, hi + 1, mc)) AS step
+                            FROM fast_steps) f JOIN subs s ON s.sub = f.sub)
+                ORDER BY sub, b"""
+            ).fetchall()
+        finally:
+            con.unregister("fast_steps")
+        for sub, start, end in found:
+            starts.setdefault(sub, []).append((start, end))
+    out: dict[str, list[object]] = {
+        "at": [],
+        "ok": [],
+        "adjusted": [],
+        "period_start": [],
+        "period_end": [],
+    }
+
+    def cut(code: int, second: int, ok: bool, adjusted: bool, period: tuple[Any, Any]) -> None:
+        out["at"].append((code << 32) + second)
+        out["ok"].append(ok)
+        out["adjusted"].append(adjusted)
+        out["period_start"].append(period[0])
+        out["period_end"].append(period[1])
+
+    for c in present:
+        row = rows[c]
+        cut(c, 0, False, False, (None, None))
+        periods = starts.get(row["sub"], [])
+        if not periods:
+            continue
+        lo = _ceil_s(max(row["service_start"], row["anchor"]))
+        hi = _floor_s(max(limit, row["future_limit"] or limit)) + 1
+        if row["service_end"] is not None:
+            hi = min(hi, _ceil_s(row["service_end"]))
+        begins = [_ceil_s(start) for start, _ in periods]
+        for second in sorted({*begins, lo, hi}):
+            if not 0 < second < 1 << 32:
+                continue
+            held = bisect.bisect_right(begins, second) - 1
+            if held < 0:
+                cut(c, second, False, False, (None, None))
+                continue
+            period = periods[held]
+            ok = lo <= second < hi
+            closed = row["closed_before"]
+            in_closed = closed is not None and period[1] <= closed
+            if in_closed and policy == "reject":
+                cut(c, second, False, False, period)
+            elif in_closed:
+                cut(c, second, ok, True, (row["open_start"], row["open_end"]))
+            else:
+                cut(c, second, ok, False, period)
+    ts = pa.timestamp("us")
+    return pa.table(
+        {
+            "at": pa.array(out["at"], pa.int64()),
+            "ok": pa.array(out["ok"], pa.bool_()),
+            "adjusted": pa.array(out["adjusted"], pa.bool_()),
+            "period_start": pa.array(out["period_start"], ts),
+            "period_end": pa.array(out["period_end"], ts),
+        }
+    )
