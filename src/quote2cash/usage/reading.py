@@ -7,6 +7,7 @@ Every chunk is an Arrow table with the columns of ``FIELDS`` (text, null where a
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import threading
@@ -161,12 +162,20 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
         ).to_arrow_reader(chunk_rows)
         assert reader is not None
         line = 2
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            if table.num_rows == 0:
+        waiting: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in itertools.chain(reader, [None]):
+            if batch is not None and batch.num_rows == 0:
                 continue
-            yield _normalised(table, line)
-            line += table.num_rows
+            # DuckDB hands out batches smaller than asked for: gathered up to ``chunk_rows``
+            if waiting and (batch is None or rows + batch.num_rows > chunk_rows):
+                table = pa.Table.from_batches(waiting)
+                yield _normalised(table, line)
+                line += table.num_rows
+                waiting, rows = [], 0
+            if batch is not None:
+                waiting.append(batch)
+                rows += batch.num_rows
         rejects = con.execute(
             "SELECT line, any_value(csv_line), min(error_message) FROM reject_errors "
             "GROUP BY line ORDER BY line"

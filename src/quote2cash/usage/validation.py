@@ -316,7 +316,7 @@ def repeats(keys: pa.Array, contents: pa.Array) -> tuple[pa.Array, pa.Array]:
     n = len(keys)
     if n == 0:
         return pa.array([], pa.bool_()), pa.array([], pa.uint64())
-    if keys.null_count == 0 and pc.count_distinct(keys).as_py() == n:  # no repeats (common)
+    if keys.null_count == 0 and len(pc.unique(keys)) == n:  # no repeats (the common case)
         return _all_false(n), contents
     order = pc.sort_indices(keys)
     ordered = pc.take(keys, order)
