@@ -412,20 +412,45 @@ def check_chunk(
         "rid": values["rid"],
         "key": keys,
         "content": contents,
-        "outcome": pc.if_else(duplicate, "duplicate", "accepted"),
+        "outcome": _coded(pc.cast(duplicate, pa.int32()), ["accepted", "duplicate"]),
         **{k: values[k] for k in ("sub", "meter", "unit", "q", "ts")},
         **{k: values[k] for k in ("period_start", "period_end", "adjusted")},
         **{k: pa.nulls(n, pa.string()) for k in ("praw", "field", "reason", "raw")},
     }
     same = ("line", "key", "content")  # the query gives the chunk's own values back
+    mixed = checked is not None and checked.num_rows > 0
+    # where a record of the query sits in ``checked`` (null for fast records)
+    slot = pc.if_else(
+        slow,
+        pc.subtract(pc.cumulative_sum(pc.cast(slow, pa.int64())), 1),
+        pa.scalar(None, pa.int64()),
+    )
     for name, column in columns.items():
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
-        column = column.cast(schema.field(name).type)
-        if checked is not None and checked.num_rows and name not in same:
-            column = pc.replace_with_mask(column, slow, checked.column(name).combine_chunks())
+        theirs = checked.column(name).combine_chunks() if mixed and checked is not None else None
+        if theirs is not None and name in ("praw", "field", "reason", "raw"):
+            column = pc.take(theirs, slot)  # null for every fast record
+        elif isinstance(column, pa.DictionaryArray):
+            # a few distinct values: decoded once, the query's values appended to the dictionary
+            if theirs is not None:
+                dictionary = pa.concat_arrays([column.dictionary, theirs.cast(pa.string())])
+                at = pc.if_else(slow, pc.add(slot, len(column.dictionary)), column.indices)
+                column = pa.DictionaryArray.from_arrays(pc.cast(at, pa.int64()), dictionary)
+            column = column.cast(schema.field(name).type)
+        else:
+            column = column.cast(schema.field(name).type)
+            if theirs is not None and name not in same:
+                column = pc.replace_with_mask(column, slow, theirs)
         columns[name] = column
     return pa.table(columns, schema=schema)
+
+
+def _coded(indices: pa.Array | pa.ChunkedArray, values: Sequence[str] | pa.Array) -> pa.Array:
+    """Text given as indices into a few values (decoded when the table is put together)."""
+    if isinstance(indices, pa.ChunkedArray):
+        indices = indices.combine_chunks()
+    return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()))
 
 
 _PLAIN_KEY_SQL: Final = "hash($source || chr(31) || id)"
@@ -605,9 +630,9 @@ def _fast_rows(
     adjusted = pc.take(segments.column("adjusted"), segment)
     values = {
         "rid": rid,
-        "sub": pc.take(subs.column("sub"), code),
-        "meter": pc.take(pa.array([m for _, m, _ in pairs], pa.string()), meter_row),
-        "unit": item_unit,
+        "sub": _coded(code, subs.column("sub").combine_chunks()),
+        "meter": _coded(meter_row, [m for _, m, _ in pairs]),
+        "unit": _coded(meter_row, [u for _, _, u in pairs]),
         "q": q,
         "ts": ts,
         "period_start": pc.take(segments.column("period_start"), segment),

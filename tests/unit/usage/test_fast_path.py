@@ -260,3 +260,25 @@ def test_fast_path_takes_the_plain_records_and_leaves_the_rest() -> None:
     finally:
         con.close()
     assert mask.to_pylist() == [True, True] + [False] * len(others)
+
+
+def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
+    """No record for the query at all: the fast path's table stands alone."""
+    rows = [
+        {
+            "id": f"p{i}",
+            "subscription": "C-1",
+            "meter": "api_calls",
+            "quantity": str(i),
+            "unit": "call" if i % 2 else None,
+            "timestamp": "2026-03-20T10:00:00Z",
+        }
+        for i in range(100)
+    ]
+    chunk = rows_chunk(rows)
+    history = {}
+    first = _decide(chunk, "adjust", False, {}, False)
+    history[first[0]["key"]] = first[0]["content"]
+    fast = _decide(chunk, "adjust", True, history, False)
+    assert fast == _decide(chunk, "adjust", False, history, False)
+    assert [r["outcome"] for r in fast[:2]] == ["duplicate", "accepted"]
