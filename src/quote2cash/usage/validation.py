@@ -406,6 +406,19 @@ def check_chunk(
             con.unregister("chunk")
         if not values:
             return checked
+        if checked.num_rows != rest.num_rows:
+            # a reference shared by two subscriptions makes the query's joins repeat a record:
+            # the rows cannot be merged back one for one, so the query decides the whole chunk
+            return check_chunk(
+                con,
+                chunk,
+                source=source,
+                policy=policy,
+                now=now,
+                lookup=lookup,
+                corrections=corrections,
+                fast=False,
+            )
     schema = checked.schema if checked is not None else _decided_schema(con)
     columns: dict[str, pa.Array] = {
         "line": chunk.column("line"),

@@ -282,3 +282,51 @@ def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
     fast = _decide(chunk, "adjust", True, history, False)
     assert fast == _decide(chunk, "adjust", False, history, False)
     assert [r["outcome"] for r in fast[:2]] == ["duplicate", "accepted"]
+
+
+def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> None:
+    """The query's join repeats such a record (one row per subscription): the fast path's
+    table cannot take its rows one for one, so the whole chunk is decided as the query has it."""
+    shared = [
+        *_terms()[:1],
+        SubscriptionTerms(
+            subscription="sub_9",
+            references=("C-9", "C-1"),
+            customer="cus_9",
+            subject="contract:C-9",
+            items=(MeteredItem("api_calls", "call", ("api_calls",)),),
+            service_start=datetime(2026, 1, 15, tzinfo=UTC),
+            service_end=None,
+            cycle_anchor=datetime(2026, 1, 15, tzinfo=UTC),
+        ),
+    ]
+    rows = [
+        {
+            "id": f"s{i}",
+            "subscription": "C-9" if i % 2 else "C-1",
+            "meter": "api_calls",
+            "quantity": "1",
+            "unit": "call",
+            "timestamp": "2026-03-20T10:00:00Z",
+        }
+        for i in range(10)
+    ]
+    chunk = rows_chunk(rows)
+    decided = {}
+    for fast in (True, False):
+        con = connection()
+        try:
+            reference_tables(con, shared)
+            decided[fast] = check_chunk(
+                con,
+                chunk,
+                source="meter",
+                policy="adjust",
+                now=NOW,
+                lookup=lambda keys: pa.nulls(len(keys), pa.uint64()),
+                fast=fast,
+            ).to_pylist()
+        finally:
+            con.close()
+    assert decided[True] == decided[False]
+    assert len(decided[True]) == 15  # the query's own (repeating) answer, kept as it was
