@@ -11,6 +11,7 @@ are serialised by a lock file, so two writers never decide the same key apart.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -34,7 +35,13 @@ from quote2cash.engine.events import new_event
 from quote2cash.engine.log import EventLog
 from quote2cash.store.schema import usage_aggregates, usage_batches, usage_quarantine
 from quote2cash.usage.keyindex import KeyIndex, _fsync_dir
-from quote2cash.usage.reading import UsageFileError, file_chunks, format_of, rows_chunk
+from quote2cash.usage.reading import (
+    UsageFileError,
+    file_chunks,
+    format_of,
+    prefetched,
+    rows_chunk,
+)
 from quote2cash.usage.terms import SubscriptionTerms, load_terms
 from quote2cash.usage.validation import (
     LatePolicy,
@@ -154,20 +161,21 @@ class UsageIntake:
         correlation = correlation_id or str(uuid.uuid4())
         receipts: list[BatchReceipt] = []
         terms = self._terms()
-        for part, chunk in enumerate(file_chunks(path, self.chunk_rows, fmt), start=1):
-            receipts.append(
-                self._ingest_chunk(
-                    chunk,
-                    terms,
-                    source=source,
-                    actor=actor,
-                    corrections=corrections,
-                    sha=sha,
-                    origin=path.name,
-                    part=part,
-                    correlation_id=correlation,
+        with contextlib.closing(prefetched(file_chunks(path, self.chunk_rows, fmt))) as chunks:
+            for part, chunk in enumerate(chunks, start=1):
+                receipts.append(
+                    self._ingest_chunk(
+                        chunk,
+                        terms,
+                        source=source,
+                        actor=actor,
+                        corrections=corrections,
+                        sha=sha,
+                        origin=path.name,
+                        part=part,
+                        correlation_id=correlation,
+                    )
                 )
-            )
         return receipts
 
     def ingest_rows(

@@ -7,8 +7,11 @@ Every chunk is an Arrow table with the columns of ``FIELDS`` (text, null where a
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -159,12 +162,20 @@ def _csv_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
         ).to_arrow_reader(chunk_rows)
         assert reader is not None
         line = 2
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            if table.num_rows == 0:
+        waiting: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in itertools.chain(reader, [None]):
+            if batch is not None and batch.num_rows == 0:
                 continue
-            yield _normalised(table, line)
-            line += table.num_rows
+            # DuckDB hands out batches smaller than asked for: gathered up to ``chunk_rows``
+            if waiting and (batch is None or rows + batch.num_rows > chunk_rows):
+                table = pa.Table.from_batches(waiting)
+                yield _normalised(table, line)
+                line += table.num_rows
+                waiting, rows = [], 0
+            if batch is not None:
+                waiting.append(batch)
+                rows += batch.num_rows
         rejects = con.execute(
             "SELECT line, any_value(csv_line), min(error_message) FROM reject_errors "
             "GROUP BY line ORDER BY line"
@@ -201,3 +212,53 @@ def file_chunks(path: Path, chunk_rows: int, fmt: str | None = None) -> Iterator
     if kind == "parquet":
         return _parquet_chunks(path, chunk_rows)
     raise UsageFileError(f"{path.name}: unknown format {kind!r}: expected one of {FORMATS}")
+
+
+_DONE: Final = object()
+
+
+def prefetched(chunks: Iterator[pa.Table]) -> Generator[pa.Table, None, None]:
+    """The same chunks, the next one read in a thread while the caller works on the current
+    one (reading a file chunk is Arrow and DuckDB work that releases the GIL, so the two run
+    on two cores). At most one chunk waits ahead; an error while reading is raised here, at
+    the chunk where it happened; stopping early stops the reader."""
+    ahead: queue.Queue[object] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not offer(chunk):
+                    break
+        except BaseException as exc:  # handed to the consumer, raised there
+            offer(exc)
+            return
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        offer(_DONE)
+
+    reader = threading.Thread(target=read, name="q2c-usage-read", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pa.Table)
+            yield item
+    finally:
+        stop.set()
+        reader.join()
