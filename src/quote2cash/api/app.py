@@ -43,6 +43,7 @@ from quote2cash.engine.control import ControlError, system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, decode_data, validate_envelope
 from quote2cash.engine.exceptions import UnknownEvent
+from quote2cash.engine.hub_state import RECONCILIATION, kept_state
 from quote2cash.engine.log import Appended
 from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
 from quote2cash.engine.queries import EventRow, find_event, list_events
@@ -82,11 +83,10 @@ MAX_BODY: Final = 4 * 1024 * 1024
 
 @dataclass
 class HubStatus:
-    """What ``/health`` reports besides the store: is the worker loop running (None: not here)."""
+    """What ``/health`` reports besides the store: is the worker loop running (None: not here).
+    Nothing else lives per process: the last reconciliation's report is kept in the store."""
 
     worker_running: bool | None = None
-    reconciliation: Report | None = None
-    """The last scheduled reconciliation's report (None: none has run yet)."""
 
 
 class ApiError(Exception):
@@ -482,9 +482,14 @@ class HubApi:
             )
         return json_response({"invoice": _invoice_json(view)})
 
+    def kept_reconciliation(self) -> Report | None:
+        """The last report a scheduled run kept in the store (any serve process's)."""
+        kept = kept_state(self.runtime.engine, RECONCILIATION)
+        return None if kept is None else Report.from_json(kept.data)
+
     async def reconciliation(self, request: web.Request) -> web.Response:
         """The last three-way reconciliation the scheduled run kept (``q2c serve``)."""
-        report = self.status.reconciliation
+        report: Report | None = await self._store(self.kept_reconciliation)
         if report is None:
             raise ApiError(
                 404,
@@ -644,7 +649,7 @@ def build_app(
         from quote2cash.console.app import add_console
         from quote2cash.console.context import Console
 
-        console = Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation)
+        console = Console(runtime, console_links, reconciliation=hub.kept_reconciliation)
         add_console(app, console)
         if oidc is not None:
             from quote2cash.console.oidc_routes import add_oidc_routes

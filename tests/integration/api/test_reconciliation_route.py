@@ -1,5 +1,5 @@
-"""``GET /v1/reconciliation``: bearer auth like every /v1 route, 404 until a run was kept, then
-the kept report as JSON (ids per system, money as strings, repairs)."""
+"""``GET /v1/reconciliation``: bearer auth like every /v1 route, 404 until a run was kept in the
+store, then the kept report as JSON (ids per system, money as strings, repairs)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from decimal import Decimal
 import aiohttp
 
 from quote2cash.api.app import HubStatus, build_app
+from quote2cash.engine.hub_state import RECONCILIATION, keep_state
 from quote2cash.engine.runtime import Runtime
 from quote2cash.reconcile.model import Drift, DriftKind, Repair, Report
 from support.identity import first_admin, new_operator, token_of
@@ -47,7 +48,7 @@ async def test_the_kept_report_is_served_to_token_holders_only(
             assert before.status == 404
             assert "no reconciliation has run yet" in (await before.json())["error"]["message"]
         kept = report()
-        status.reconciliation = kept
+        keep_state(runtime.engine, RECONCILIATION, kept.to_json(), at=kept.finished_at, by="test")
         async with http.get(f"{url}/v1/reconciliation", headers=headers) as answer:
             assert answer.status == 200
             body = (await answer.json())["report"]
