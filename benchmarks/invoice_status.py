@@ -12,11 +12,13 @@ its latency counts from that planned instant (no coordinated omission). Three ph
 ``idle`` (serve without workers), ``dispatching`` (serve's own worker draining a backlog of
 events appended just before, at full speed, during the whole window) and ``worker_apart`` (the
 same with ``q2c worker`` in its own process beside a serve without workers). Each window also
-reports serve's CPU per request (robust to a shared machine's load) and the load average.
+reports serve's CPU per request (robust to a shared machine's load; with ``--processes N``
+summed over every serve process) and the load average.
 Prints a table; the last line is one JSON object.
 
     python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
     python benchmarks/invoice_status.py --quick    # under a minute
+    python benchmarks/invoice_status.py --quick --processes 2   # q2c serve --processes 2
 """
 
 from __future__ import annotations
@@ -329,9 +331,32 @@ def run_client(base: str, token: str, ids_file: Path, rate: int, seconds: float)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used (Linux ``/proc``), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time the process and its live descendants (``--processes``) have
+    used (Linux ``/proc``), in seconds."""
+    total = 0.0
+    for one in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
 
 
 def loaded_window(
@@ -366,7 +391,7 @@ def dispatching_window(
     its own process; reports what it dispatched meanwhile."""
     append_backlog(url, args.backlog)
     before = done_count(url)
-    process, base = start_serve(url, folder, workers=not apart)
+    process, base = start_serve(url, folder, workers=not apart, processes=args.processes)
     worker = start_worker(url, folder) if apart else None
     try:
         started = time.perf_counter()
@@ -388,7 +413,7 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     ids_file.write_text(json.dumps(made.pop("ids")))
     token = made.pop("token")
     result: dict[str, Any] = dict(made)
-    process, base = start_serve(url, folder, workers=False)
+    process, base = start_serve(url, folder, workers=False, processes=args.processes)
     try:
         run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
         result["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
@@ -413,6 +438,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="length of each load window")
     parser.add_argument("--backlog", type=int, help="events serve's worker drains in phase 2")
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="serve processes on the port (q2c serve --processes N); CPU is summed over them",
+    )
     args = parser.parse_args()
     args.events = args.events if args.events is not None else (30_000 if args.quick else 1_000_000)
     args.live = args.live or (100 if args.quick else 2000)
@@ -431,11 +462,16 @@ def main() -> None:
             engine = open_engine(url)
             migrate(engine)
             engine.dispose()
-            result = {"backend": args.backend, **measure(url, args, folder)}
+            result = {
+                "backend": args.backend,
+                "processes": args.processes,
+                **measure(url, args, folder),
+            }
         finally:
             drop()
     print(
-        f"{args.backend}: {result['events']} events in the store "
+        f"{args.backend}, {args.processes} serve process(es): {result['events']} events in the "
+        "store "
         f"(history bulk-loaded in {result['history_load_s']} s; read model rebuilt from "
         f"{result['rebuilt_events']} billing events in {result['rebuild_s']} s)"
     )

@@ -142,14 +142,20 @@ def _event_json(row: EventRow) -> dict[str, Any]:
     }
 
 
+_INVOICE_FIELDS: Final = tuple(f.name for f in fields(InvoiceStatusView))
+
+
 def _invoice_json(view: InvoiceStatusView) -> dict[str, Any]:
-    """The view with money as ``{"amount": "12.30", "currency": "EUR"}`` (never a float)."""
+    """The view with money as ``{"amount": "12.30", "currency": "EUR"}`` (never a float), times
+    and dates as ISO 8601; every field is flat, so one pass without recursion (a hot path)."""
     out: dict[str, Any] = {}
-    for field in fields(view):
-        value = getattr(view, field.name)
+    for name in _INVOICE_FIELDS:
+        value = getattr(view, name)
         if isinstance(value, Money):
             value = {"amount": str(value.amount), "currency": value.currency}
-        out[field.name] = jsonable(value)
+        elif isinstance(value, datetime | date):
+            value = value.isoformat()
+        out[name] = value
     out["is_credit"] = view.is_credit
     return out
 
@@ -207,7 +213,8 @@ class HubApi:
     async def _store(self, call: Callable[[], Any]) -> Any:
         """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(call), self.store_timeout)
+            async with asyncio.timeout(self.store_timeout):
+                return await asyncio.to_thread(call)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.warning("store unavailable: %s", type(exc).__name__)
             raise ApiError(
@@ -480,7 +487,9 @@ class HubApi:
                 f"no invoice known by {ident!r} (a billing, ERP or CRM id, the invoice number, "
                 "or a global id INV-...)",
             )
-        return json_response({"invoice": _invoice_json(view)})
+        return web.Response(
+            text=json.dumps({"invoice": _invoice_json(view)}), content_type="application/json"
+        )
 
     def kept_reconciliation(self) -> Report | None:
         """The last report a scheduled run kept in the store (any serve process's)."""

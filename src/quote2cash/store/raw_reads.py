@@ -7,7 +7,8 @@ much CPU as the read itself.
 Same answers as the SQLAlchemy path: the statement is SQLAlchemy's own compilation, and the
 columns the statement types (``TextClause.columns``) go through their types' result processors.
 Each statement reads the last committed state by itself (autocommit: no transaction, no lock on
-SQLite). A connection whose call fails is closed, never reused; the engine's dispose closes all.
+SQLite). A connection whose call fails is closed, never reused, and the driver's error is raised
+as SQLAlchemy's (``DBAPIError`` family); the engine's dispose closes all.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import threading
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from typing import Any, Final
 
 from sqlalchemy import Engine, TextClause, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TextualSelect
 
 KEPT: Final = 8
@@ -107,8 +110,14 @@ class RawReads:
                     compiled.shape(cursor.description)
             finally:
                 cursor.close()
-        except BaseException:
-            dbapi.close()
+        except BaseException as exc:
+            with suppress(Exception):
+                dbapi.close()
+            if isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
+                # as SQLAlchemy raises it (OperationalError...), so callers catch one family
+                raise DBAPIError.instance(
+                    compiled.sql, None, exc, self.engine.dialect.loaded_dbapi.Error
+                ) from exc
             raise
         self._give_back(dbapi)
         return None if raw is None else compiled.make(raw)
