@@ -403,6 +403,8 @@ class ServeChoice:
     reuse_port: bool = False
     stripe_secret: str | None = field(default=None, repr=False)
     """A webhook secret the ``--processes`` parent registered on the sandbox for all of them."""
+    hooked_by_parent: bool = False
+    """The ``--processes`` parent pointed the sandbox's emulators at the port already."""
 
 
 def sandbox_in_use(config: str | None) -> bool:
@@ -440,7 +442,8 @@ def serve_one(chosen: ServeChoice, *, on_started: Callable[[], None] | None = No
     given = chosen.stripe_secret
     hooked = use_sandbox and chosen.hook_sandbox and given is None
     callout_secret = _callout_secret(state) if use_sandbox else _callout_secret({})
-    refused = None if hooked or given else refuse_fixed_secrets(systems.billing, callout_secret)
+    elsewhere = chosen.hooked_by_parent
+    refused = None if hooked or elsewhere else refuse_fixed_secrets(systems.billing, callout_secret)
     if refused is not None:
         runtime.close()
         fail(refused)
@@ -462,7 +465,7 @@ def serve_one(chosen: ServeChoice, *, on_started: Callable[[], None] | None = No
     if given is not None:
         verifier: StripeVerifier | None = _verifier_of(given)
     else:
-        verifier = None if hooked else _stripe_verifier(systems.billing)
+        verifier = None if hooked or elsewhere else _stripe_verifier(systems.billing)
 
     async def ready(url: str, app: Any) -> None:
         if hooked:

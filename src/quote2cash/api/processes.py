@@ -55,7 +55,8 @@ def serve_processes(chosen: ServeChoice, count: int) -> None:
     url = f"http://{chosen.host}:{port}"
     shared = replace(chosen, port=port, reuse_port=True, hook_sandbox=False)
     if chosen.hook_sandbox and sandbox_in_use(chosen.config):
-        shared = replace(shared, stripe_secret=hook_sandbox_once(chosen, url))
+        fresh = hook_sandbox_once(chosen, url)
+        shared = replace(shared, stripe_secret=fresh, hooked_by_parent=True)
     context = multiprocessing.get_context("spawn")
     stopping = False
 

@@ -2,7 +2,8 @@
 report and invoice status live in the store), the scheduled reconciliation runs once per interval
 across all of them (the ``serve.schedule`` lease), and killing the process that runs it hands the
 schedule to another. ``q2c serve --processes 2`` serves one port from two processes, starts a
-killed one again, and stops them all on SIGTERM.
+killed one again, stops them all on SIGTERM, and every one of them verifies Stripe webhooks
+with the one secret the parent registered on the sandbox.
 
 Each process is the product as an operator runs it (``q2c serve`` from this checkout); no
 system is configured, so each scheduled reconciliation fails fast and says so in the log, which
@@ -27,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
 from quote2cash.engine.events import new_event
 from quote2cash.engine.hub_state import RECONCILIATION, keep_state
@@ -36,6 +38,9 @@ from quote2cash.identity.accounts import create_first_admin
 from quote2cash.identity.tokens import issue_token
 from quote2cash.readmodels.invoice_status import rebuild
 from quote2cash.reconcile.model import Drift, DriftKind, Repair, Report
+from quote2cash.store.schema import events
+
+from .conftest import STRIPE_KEY, StripeSandbox
 
 SRC = Path(__file__).parents[3] / "src"
 INTERVAL = 2.0
@@ -85,7 +90,8 @@ def serve_env() -> dict[str, str]:
 def start(url: str, folder: Path, name: str, *extra: str) -> Serve:
     sandbox = folder / "sandbox"
     sandbox.mkdir(exist_ok=True)
-    (sandbox / "state.json").write_text("{}", encoding="utf-8")
+    if not (sandbox / "state.json").exists():  # no system: an empty sandbox
+        (sandbox / "state.json").write_text("{}", encoding="utf-8")
     command = [sys.executable, "-m", "quote2cash.cli", "serve", "--db", url, "--port", "0"]
     command += ["--no-workers", "--poll-seconds", "0", "--no-console", "--no-hook-sandbox"]
     command += ["--workdir", str(sandbox), *extra]
@@ -276,3 +282,62 @@ async def test_processes_option_serves_one_port_from_n_processes(
         stop(parent)
     assert parent.process.returncode == 0
     assert not alive(served | now)  # every serve process ended with the parent
+
+
+async def test_every_process_verifies_the_one_sandbox_webhook_secret(
+    store: Store, tmp_path: Path, stripe_sandbox: StripeSandbox
+) -> None:
+    """The parent registers one webhook endpoint on the sandbox's Stripe emulator and hands its
+    fresh secret to each process, a restarted one too: deliveries before and after both first
+    processes are killed are all accepted (200) and logged."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    state = {"stripe": {"api_key": STRIPE_KEY, "base_url": stripe_sandbox.base_url}}
+    (sandbox / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    parent = start(store.url, tmp_path, "hooked", "--processes", "2", "--hook-sandbox")
+    try:
+        endpoints = stripe_sandbox.sdk.v1.webhook_endpoints.list(params={"limit": 100}).data
+        assert [e.url for e in endpoints] == [f"{parent.url}/webhooks/stripe"]
+        customers = []
+        first = serving_children(parent.process.pid)
+        for victim in [None, *sorted(first)]:
+            if victim is not None:
+                os.kill(victim, signal.SIGKILL)
+                for _ in range(300):
+                    now = serving_children(parent.process.pid)
+                    if len(now) == 2 and victim not in now and await listening(parent.url):
+                        break
+                    await asyncio.sleep(0.2)
+            for _ in range(3):
+                made = stripe_sandbox.sdk.v1.customers.create(params={"name": "Acme GmbH"})
+                customers.append(made.id)
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{stripe_sandbox.base_url}/_emulator/drain_webhooks") as r:
+                    assert r.status == 200
+                attempts = await stripe_sandbox.attempts(http)
+        assert not alive(first)  # both first processes are gone: the last deliveries met new ones
+        statuses = [a["status"] for a in attempts]
+        assert statuses and set(statuses) <= {200, None}, attempts  # None: a killed connection
+        logged_ids = logged_billing_events(store.url)
+        created = {a["event"] for a in attempts if a["status"] == 200}
+        assert created <= logged_ids and len(created) >= len(customers)
+    finally:
+        stop(parent)
+
+
+async def listening(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/health") as answer:
+            return answer.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+def logged_billing_events(url: str) -> set[str]:
+    runtime = Runtime.open(url, initialise=False)
+    try:
+        with runtime.engine.connect() as conn:
+            rows = conn.execute(select(events.c.event_id).where(events.c.source == "billing"))
+            return {str(r.event_id) for r in rows}
+    finally:
+        runtime.close()
