@@ -19,6 +19,7 @@ Prints a table; the last line is one JSON object.
     python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
     python benchmarks/invoice_status.py --quick    # under a minute
     python benchmarks/invoice_status.py --quick --processes 2   # q2c serve --processes 2
+    python benchmarks/invoice_status.py --quick --processes 1,2 # both, on the same store
 """
 
 from __future__ import annotations
@@ -408,19 +409,28 @@ def dispatching_window(
 
 
 def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The store once, then the three phases for each count of serve processes asked for."""
     made = asyncio.run(populate(url, args.events, args.live))
     ids_file = folder / "ids.json"
     ids_file.write_text(json.dumps(made.pop("ids")))
     token = made.pop("token")
     result: dict[str, Any] = dict(made)
-    process, base = start_serve(url, folder, workers=False, processes=args.processes)
-    try:
-        run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
-        result["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
-    finally:
-        stop_serve(process)
-    for phase, apart in (("dispatching", False), ("worker_apart", True)):
-        result[phase] = dispatching_window(url, args, folder, token, ids_file, apart=apart)
+    runs: dict[str, Any] = {}
+    for count in args.counts:
+        args.processes = count
+        run: dict[str, Any] = {}
+        process, base = start_serve(url, folder, workers=False, processes=count)
+        try:
+            run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
+            run["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
+        finally:
+            stop_serve(process)
+        for phase, apart in (("dispatching", False), ("worker_apart", True)):
+            run[phase] = dispatching_window(url, args, folder, token, ids_file, apart=apart)
+        runs[str(count)] = run
+    result.update(runs[str(args.counts[0])])  # the first count's phases at the top, as before
+    if len(args.counts) > 1:
+        result["by_processes"] = runs
     return result
 
 
@@ -440,11 +450,12 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument(
         "--processes",
-        type=int,
-        default=1,
-        help="serve processes on the port (q2c serve --processes N); CPU is summed over them",
+        default="1",
+        help="serve processes on the port (q2c serve --processes N; CPU summed over them), or "
+        "several counts measured on the same store, e.g. 1,2",
     )
     args = parser.parse_args()
+    args.counts = [int(c) for c in str(args.processes).split(",") if c.strip()]
     args.events = args.events if args.events is not None else (30_000 if args.quick else 1_000_000)
     args.live = args.live or (100 if args.quick else 2000)
     args.seconds = args.seconds or (3.0 if args.quick else 30.0)
@@ -464,29 +475,30 @@ def main() -> None:
             engine.dispose()
             result = {
                 "backend": args.backend,
-                "processes": args.processes,
+                "processes": args.counts[0] if len(args.counts) == 1 else args.counts,
                 **measure(url, args, folder),
             }
         finally:
             drop()
     print(
-        f"{args.backend}, {args.processes} serve process(es): {result['events']} events in the "
-        "store "
+        f"{args.backend}: {result['events']} events in the store "
         f"(history bulk-loaded in {result['history_load_s']} s; read model rebuilt from "
         f"{result['rebuilt_events']} billing events in {result['rebuild_s']} s)"
     )
     print(
-        f"  {'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}"
-        f"{'errors':>8}{'worker ev/s':>13}{'cpu ms/req':>12}{'load':>6}"
+        f"  {'procs':<6}{'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'p99.9':>8}{'errors':>8}{'worker ev/s':>13}{'cpu ms/req':>12}{'load':>6}"
     )
-    for phase in ("idle", "dispatching", "worker_apart"):
-        f = result[phase]
-        print(
-            f"  {phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}{f['p99_ms']:>8}"
-            f"{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
-            f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
-            f"{f['load_average']:>6}"
-        )
+    runs = result.get("by_processes") or {str(args.counts[0]): result}
+    for count, run in runs.items():
+        for phase in ("idle", "dispatching", "worker_apart"):
+            f = run[phase]
+            print(
+                f"  {count:<6}{phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}"
+                f"{f['p99_ms']:>8}{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
+                f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
+                f"{f['load_average']:>6}"
+            )
     print(json.dumps(result))
 
 
