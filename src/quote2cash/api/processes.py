@@ -5,7 +5,8 @@ The parent migrates the store once, reserves the port (resolving port 0), points
 emulators at it once (one Stripe webhook secret for all), starts the processes (spawned, so none
 inherits an open store connection), prints ``q2c serving on URL`` when every one listens, starts a
 process again if one dies, and on SIGTERM or SIGINT stops them all (each finishes its requests in
-flight). The scheduled jobs run in one of them at a time (``serve.schedule`` lease)."""
+flight). The scheduled jobs run in one of them at a time (``serve.schedule`` lease); processes
+that keep dying at start make the parent give up."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ from quote2cash.cli_text import escape
 
 STARTUP_SECONDS: Final = 120.0
 STOP_SECONDS: Final = 30.0
+QUICK_DEATH_SECONDS: Final = 10.0
+QUICK_DEATHS: Final = 5
+"""Processes ending this soon after their start, this many times in a row: the parent gives up
+(a broken configuration) instead of restarting them for ever."""
 console = Console()
 
 
@@ -82,15 +87,25 @@ def serve_processes(chosen: ServeChoice, count: int) -> None:
                     fail(f"a serve process did not start (exit code {process.exitcode})")
         holder.close()
         console.print(escape(f"q2c serving on {url} ({count} processes)"), highlight=False)
+        started_at = [time.monotonic()] * count
+        quick_deaths = 0
         while not stopping:
             time.sleep(0.5)
             for i, (process, _) in enumerate(children):
                 if not process.is_alive() and not stopping:
+                    lived = time.monotonic() - started_at[i]
+                    quick_deaths = quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+                    if quick_deaths >= QUICK_DEATHS:
+                        fail(
+                            f"serve processes keep ending within {QUICK_DEATH_SECONDS:.0f} s of "
+                            f"their start (last exit code {process.exitcode}); see their log"
+                        )
                     console.print(
                         f"a serve process ended (exit code {process.exitcode}); starting another",
                         highlight=False,
                     )
                     children[i] = start()
+                    started_at[i] = time.monotonic()
     finally:
         holder.close()
         for process, _ in children:
