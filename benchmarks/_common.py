@@ -127,10 +127,11 @@ def run_child(
 
 
 def start_serve(
-    url: str, folder: Path, *, workers: bool = False, console: bool = False
+    url: str, folder: Path, *, workers: bool = False, console: bool = False, processes: int = 1
 ) -> tuple[subprocess.Popen[str], str]:
     """``q2c serve`` of this checkout on ``url`` (no polling, an empty sandbox state), its log in
-    ``folder/serve.log``; returns the process and the address it serves on."""
+    ``folder/serve.log``; returns the process and the address it serves on. ``processes`` > 1:
+    ``q2c serve --processes N`` (the process returned is their parent)."""
     sandbox = folder / "sandbox"
     sandbox.mkdir(exist_ok=True)
     (sandbox / "state.json").write_text("{}", encoding="utf-8")
@@ -140,6 +141,7 @@ def start_serve(
     command += ["--db", url, "--port", "0", "--poll-seconds", "0"]
     command += ["--workers" if workers else "--no-workers"]
     command += [] if console else ["--no-console"]
+    command += ["--processes", str(processes)] if processes > 1 else []
     command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
     with (folder / "serve.log").open("a") as log:
         process = subprocess.Popen(

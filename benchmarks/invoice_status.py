@@ -12,11 +12,14 @@ its latency counts from that planned instant (no coordinated omission). Three ph
 ``idle`` (serve without workers), ``dispatching`` (serve's own worker draining a backlog of
 events appended just before, at full speed, during the whole window) and ``worker_apart`` (the
 same with ``q2c worker`` in its own process beside a serve without workers). Each window also
-reports serve's CPU per request (robust to a shared machine's load) and the load average.
+reports serve's CPU per request (robust to a shared machine's load; with ``--processes N``
+summed over every serve process) and the load average.
 Prints a table; the last line is one JSON object.
 
     python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
     python benchmarks/invoice_status.py --quick    # under a minute
+    python benchmarks/invoice_status.py --quick --processes 2   # q2c serve --processes 2
+    python benchmarks/invoice_status.py --quick --processes 1,2 # both, on the same store
 """
 
 from __future__ import annotations
@@ -329,9 +332,32 @@ def run_client(base: str, token: str, ids_file: Path, rate: int, seconds: float)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used (Linux ``/proc``), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time the process and its live descendants (``--processes``) have
+    used (Linux ``/proc``), in seconds."""
+    total = 0.0
+    for one in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
 
 
 def loaded_window(
@@ -366,7 +392,7 @@ def dispatching_window(
     its own process; reports what it dispatched meanwhile."""
     append_backlog(url, args.backlog)
     before = done_count(url)
-    process, base = start_serve(url, folder, workers=not apart)
+    process, base = start_serve(url, folder, workers=not apart, processes=args.processes)
     worker = start_worker(url, folder) if apart else None
     try:
         started = time.perf_counter()
@@ -383,19 +409,28 @@ def dispatching_window(
 
 
 def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The store once, then the three phases for each count of serve processes asked for."""
     made = asyncio.run(populate(url, args.events, args.live))
     ids_file = folder / "ids.json"
     ids_file.write_text(json.dumps(made.pop("ids")))
     token = made.pop("token")
     result: dict[str, Any] = dict(made)
-    process, base = start_serve(url, folder, workers=False)
-    try:
-        run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
-        result["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
-    finally:
-        stop_serve(process)
-    for phase, apart in (("dispatching", False), ("worker_apart", True)):
-        result[phase] = dispatching_window(url, args, folder, token, ids_file, apart=apart)
+    runs: dict[str, Any] = {}
+    for count in args.counts:
+        args.processes = count
+        run: dict[str, Any] = {}
+        process, base = start_serve(url, folder, workers=False, processes=count)
+        try:
+            run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
+            run["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
+        finally:
+            stop_serve(process)
+        for phase, apart in (("dispatching", False), ("worker_apart", True)):
+            run[phase] = dispatching_window(url, args, folder, token, ids_file, apart=apart)
+        runs[str(count)] = run
+    result.update(runs[str(args.counts[0])])  # the first count's phases at the top, as before
+    if len(args.counts) > 1:
+        result["by_processes"] = runs
     return result
 
 
@@ -413,7 +448,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, help="length of each load window")
     parser.add_argument("--backlog", type=int, help="events serve's worker drains in phase 2")
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
+    parser.add_argument(
+        "--processes",
+        default="1",
+        help="serve processes on the port (q2c serve --processes N; CPU summed over them), or "
+        "several counts measured on the same store, e.g. 1,2",
+    )
     args = parser.parse_args()
+    args.counts = [int(c) for c in str(args.processes).split(",") if c.strip()]
     args.events = args.events if args.events is not None else (30_000 if args.quick else 1_000_000)
     args.live = args.live or (100 if args.quick else 2000)
     args.seconds = args.seconds or (3.0 if args.quick else 30.0)
@@ -431,7 +473,11 @@ def main() -> None:
             engine = open_engine(url)
             migrate(engine)
             engine.dispose()
-            result = {"backend": args.backend, **measure(url, args, folder)}
+            result = {
+                "backend": args.backend,
+                "processes": args.counts[0] if len(args.counts) == 1 else args.counts,
+                **measure(url, args, folder),
+            }
         finally:
             drop()
     print(
@@ -440,17 +486,19 @@ def main() -> None:
         f"{result['rebuilt_events']} billing events in {result['rebuild_s']} s)"
     )
     print(
-        f"  {'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'p99.9':>8}"
-        f"{'errors':>8}{'worker ev/s':>13}{'cpu ms/req':>12}{'load':>6}"
+        f"  {'procs':<6}{'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'p99.9':>8}{'errors':>8}{'worker ev/s':>13}{'cpu ms/req':>12}{'load':>6}"
     )
-    for phase in ("idle", "dispatching", "worker_apart"):
-        f = result[phase]
-        print(
-            f"  {phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}{f['p99_ms']:>8}"
-            f"{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
-            f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
-            f"{f['load_average']:>6}"
-        )
+    runs = result.get("by_processes") or {str(args.counts[0]): result}
+    for count, run in runs.items():
+        for phase in ("idle", "dispatching", "worker_apart"):
+            f = run[phase]
+            print(
+                f"  {count:<6}{phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}"
+                f"{f['p99_ms']:>8}{f['p999_ms']:>8}{sum(f['errors'].values()):>8}"
+                f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
+                f"{f['load_average']:>6}"
+            )
     print(json.dumps(result))
 
 

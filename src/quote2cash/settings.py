@@ -94,6 +94,18 @@ class Settings(BaseSettings):
         ge=0,
         description="workers checkpoint the audit head this often (0: every batch)",
     )
+    serve_lease_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="q2c serve's scheduled jobs run in one process at a time, under a store lease "
+        "this long: a dead leader's jobs resume in another serve process within it",
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="the Stripe webhook endpoint's signing secret (whsec_...) for every q2c "
+        "serve process; overrides systems.yaml's billing webhook_secret",
+    )
     reconcile_interval_seconds: float = Field(
         default=3600.0,
         ge=0,

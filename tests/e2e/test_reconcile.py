@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 from contract.crm.salesforce_harness import Line
 from e2e.conftest import Hub, World, sf_products
 from integration.api.conftest import served
-from quote2cash.api.app import HubStatus, build_app
+from quote2cash.api.app import build_app
 from quote2cash.api.serve import reconcile_forever
 from quote2cash.cli import app as q2c
 from quote2cash.connectors.tryton.connector import POSTING_WARNINGS
+from quote2cash.engine.hub_state import RECONCILIATION, kept_state
 from quote2cash.engine.queries import failed_events
 from quote2cash.engine.replay import approve_replay, list_requests, reject_replay
 from quote2cash.flows.intake import poll_billing
@@ -410,22 +411,21 @@ async def _since_reads_only_newer_objects(hub: Hub, report: Report, started: dat
 
 
 async def _scheduled_run_is_served(hub: Hub, report: Report) -> None:
-    status = HubStatus()
     stop = asyncio.Event()
-    task = asyncio.create_task(reconcile_forever(hub.runtime, hub.systems, stop, status, 3600))
+    task = asyncio.create_task(reconcile_forever(hub.runtime, hub.systems, stop, 3600))
     for _ in range(600):
-        if status.reconciliation is not None:
+        if kept_state(hub.runtime.engine, RECONCILIATION) is not None:
             break
         await asyncio.sleep(0.1)
     stop.set()
     await task
-    assert status.reconciliation is not None
+    assert kept_state(hub.runtime.engine, RECONCILIATION) is not None
     reader = new_operator(
         hub.runtime, Operator("admin", frozenset({"admin"}), via="token"), "recon-reader", "viewer"
     )
     token = token_of(hub.runtime, reader)
     async with (
-        served(build_app(hub.runtime, status=status)) as url,
+        served(build_app(hub.runtime)) as url,
         aiohttp.ClientSession() as http,
     ):
         async with http.get(f"{url}/v1/reconciliation") as anonymous:

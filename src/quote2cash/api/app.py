@@ -43,6 +43,7 @@ from quote2cash.engine.control import ControlError, system_status
 from quote2cash.engine.errors import AuthError, DataError, IntegrationError, PermanentError
 from quote2cash.engine.events import Event, EventValidationError, decode_data, validate_envelope
 from quote2cash.engine.exceptions import UnknownEvent
+from quote2cash.engine.hub_state import RECONCILIATION, kept_state
 from quote2cash.engine.log import Appended
 from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
 from quote2cash.engine.queries import EventRow, find_event, list_events
@@ -82,11 +83,10 @@ MAX_BODY: Final = 4 * 1024 * 1024
 
 @dataclass
 class HubStatus:
-    """What ``/health`` reports besides the store: is the worker loop running (None: not here)."""
+    """What ``/health`` reports besides the store: is the worker loop running (None: not here).
+    Nothing else lives per process: the last reconciliation's report is kept in the store."""
 
     worker_running: bool | None = None
-    reconciliation: Report | None = None
-    """The last scheduled reconciliation's report (None: none has run yet)."""
 
 
 class ApiError(Exception):
@@ -142,14 +142,20 @@ def _event_json(row: EventRow) -> dict[str, Any]:
     }
 
 
+_INVOICE_FIELDS: Final = tuple(f.name for f in fields(InvoiceStatusView))
+
+
 def _invoice_json(view: InvoiceStatusView) -> dict[str, Any]:
-    """The view with money as ``{"amount": "12.30", "currency": "EUR"}`` (never a float)."""
+    """The view with money as ``{"amount": "12.30", "currency": "EUR"}`` (never a float), times
+    and dates as ISO 8601; every field is flat, so one pass without recursion (a hot path)."""
     out: dict[str, Any] = {}
-    for field in fields(view):
-        value = getattr(view, field.name)
+    for name in _INVOICE_FIELDS:
+        value = getattr(view, name)
         if isinstance(value, Money):
             value = {"amount": str(value.amount), "currency": value.currency}
-        out[field.name] = jsonable(value)
+        elif isinstance(value, datetime | date):
+            value = value.isoformat()
+        out[name] = value
     out["is_credit"] = view.is_credit
     return out
 
@@ -207,7 +213,8 @@ class HubApi:
     async def _store(self, call: Callable[[], Any]) -> Any:
         """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(call), self.store_timeout)
+            async with asyncio.timeout(self.store_timeout):
+                return await asyncio.to_thread(call)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.warning("store unavailable: %s", type(exc).__name__)
             raise ApiError(
@@ -480,11 +487,18 @@ class HubApi:
                 f"no invoice known by {ident!r} (a billing, ERP or CRM id, the invoice number, "
                 "or a global id INV-...)",
             )
-        return json_response({"invoice": _invoice_json(view)})
+        return web.Response(
+            text=json.dumps({"invoice": _invoice_json(view)}), content_type="application/json"
+        )
+
+    def kept_reconciliation(self) -> Report | None:
+        """The last report a scheduled run kept in the store (any serve process's)."""
+        kept = kept_state(self.runtime.engine, RECONCILIATION)
+        return None if kept is None else Report.from_json(kept.data)
 
     async def reconciliation(self, request: web.Request) -> web.Response:
         """The last three-way reconciliation the scheduled run kept (``q2c serve``)."""
-        report = self.status.reconciliation
+        report: Report | None = await self._store(self.kept_reconciliation)
         if report is None:
             raise ApiError(
                 404,
@@ -644,7 +658,7 @@ def build_app(
         from quote2cash.console.app import add_console
         from quote2cash.console.context import Console
 
-        console = Console(runtime, console_links, reconciliation=lambda: hub.status.reconciliation)
+        console = Console(runtime, console_links, reconciliation=hub.kept_reconciliation)
         add_console(app, console)
         if oidc is not None:
             from quote2cash.console.oidc_routes import add_oidc_routes

@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +33,7 @@ from quote2cash.cli_identity import (
 )
 from quote2cash.cli_text import DataTable, escape, print_table
 from quote2cash.console.links import ObjectLinks
+from quote2cash.settings import get_settings
 
 if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
@@ -174,7 +177,7 @@ def fixed_sandbox_secrets() -> frozenset[str]:
 def refuse_fixed_secrets(billing: Any, callout_secret: str | None) -> str | None:
     """Why this hub must not start with these webhook secrets, or None if they are its own."""
     config = getattr(billing, "config", None)
-    secret: Any = getattr(config, "webhook_secret", None)
+    secret: Any = get_settings().stripe_webhook_secret or getattr(config, "webhook_secret", None)
     value = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
     known = fixed_sandbox_secrets()
     if value in known:
@@ -192,6 +195,11 @@ def refuse_fixed_secrets(billing: Any, callout_secret: str | None) -> str | None
 
 
 def _stripe_verifier(billing: Any) -> StripeVerifier | None:
+    """From ``Q2C_STRIPE_WEBHOOK_SECRET``, else the billing connector's configured secret: the
+    same in every serve process of a deployment."""
+    configured = get_settings().stripe_webhook_secret
+    if configured is not None:
+        return _verifier_of(configured.get_secret_value())
     config = getattr(billing, "config", None)
     if billing is None or getattr(config, "webhook_secret", None) is None:
         return None
@@ -215,15 +223,22 @@ def _callout_secret(state: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier | None:
+def _verifier_of(secret: str) -> StripeVerifier:
+    from quote2cash.connectors.stripe import verify_webhook
+
+    def verify(payload: bytes, header: str) -> Any:
+        return verify_webhook(payload, header, secret)
+
+    return verify
+
+
+async def _hook_sandbox(state: dict[str, Any], base_url: str) -> str | None:
     """Point the sandbox's emulators at this hub: a Stripe webhook endpoint (whose fresh signing
-    secret is returned as a verifier) and the Salesforce Closed-Won callout URL."""
+    secret is returned) and the Salesforce Closed-Won callout URL."""
     import aiohttp
     import stripe
 
-    from quote2cash.connectors.stripe import verify_webhook
-
-    verifier: StripeVerifier | None = None
+    fresh: str | None = None
     st = state.get("stripe")
     if st:
         client = stripe.StripeClient(api_key=st["api_key"], base_addresses={"api": st["base_url"]})
@@ -243,12 +258,7 @@ async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier 
             )
             return str(created.secret)
 
-        secret = await asyncio.to_thread(register)
-
-        def verify(payload: bytes, header: str) -> Any:
-            return verify_webhook(payload, header, secret)
-
-        verifier = verify
+        fresh = await asyncio.to_thread(register)
     sf = state.get("salesforce")
     if sf:
         context = ssl.create_default_context(cafile=sf["ca_file"])
@@ -259,7 +269,7 @@ async def _hook_sandbox(state: dict[str, Any], base_url: str) -> StripeVerifier 
                 ssl=context,
             )
             response.raise_for_status()
-    return verifier
+    return fresh
 
 
 def _console_links(systems: Any) -> ObjectLinks:
@@ -335,52 +345,140 @@ def serve_command(
     with_console: Annotated[
         bool, typer.Option("--console/--no-console", help="Serve the operations console")
     ] = True,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            max=64,
+            help="Serve processes sharing the port (SO_REUSEPORT), each with its workers unless "
+            "--no-workers; the scheduled jobs run in one of them at a time",
+        ),
+    ] = 1,
+    reuse_port: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-port/--no-reuse-port",
+            help="Listen with SO_REUSEPORT, so independent q2c serve processes share the port",
+        ),
+    ] = False,
 ) -> None:
     """Serve the API (webhooks, /v1, /health), the console (/console), the workers and polling,
     until SIGTERM."""
+    chosen = ServeChoice(
+        host,
+        port,
+        workers,
+        poll_seconds,
+        config,
+        sandbox,
+        hook_sandbox,
+        config_dir,
+        db,
+        with_console,
+        reuse_port or processes > 1,
+    )
+    if processes > 1:
+        from quote2cash.api.processes import serve_processes
+
+        serve_processes(chosen, processes)
+    else:
+        serve_one(chosen)
+
+
+@dataclass(frozen=True)
+class ServeChoice:
+    """``q2c serve``'s options, as one process (or each of ``--processes``) runs them."""
+
+    host: str
+    port: int
+    workers: bool
+    poll_seconds: float
+    config: str | None
+    sandbox: str
+    hook_sandbox: bool
+    config_dir: str | None
+    db: str | None
+    with_console: bool
+    reuse_port: bool = False
+    stripe_secret: str | None = field(default=None, repr=False)
+    """A webhook secret the ``--processes`` parent registered on the sandbox for all of them."""
+    hooked_by_parent: bool = False
+    """The ``--processes`` parent pointed the sandbox's emulators at the port already."""
+
+
+def sandbox_in_use(config: str | None) -> bool:
+    return not (config or os.environ.get("Q2C_SYSTEMS_CONFIG"))
+
+
+def hook_sandbox_once(chosen: ServeChoice, url: str) -> str | None:
+    """Point the sandbox's emulators at ``url`` (``--processes``: once, for every process) and
+    return the Stripe endpoint's fresh secret."""
+    from quote2cash.cli import fail
+
+    state = _sandbox_state(chosen.sandbox)
+    try:
+        return asyncio.run(_hook_sandbox(state, url))
+    except Exception as exc:
+        fail(f"could not point the sandbox's emulators at {url}: {type(exc).__name__}")
+
+
+def serve_one(chosen: ServeChoice, *, on_started: Callable[[], None] | None = None) -> None:
+    """One serve process; ``on_started`` (a ``--processes`` child) replaces the printed line."""
     from quote2cash.api.app import HUB
     from quote2cash.api.serve import ServeOptions, run_loop, serve
     from quote2cash.cli import configure_budgets, fail, load_systems, open_runtime
     from quote2cash.configuration import active_config_dir
     from quote2cash.observability.logging import configure_logging
-    from quote2cash.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    runtime = open_runtime(db)
-    use_sandbox = not (config or os.environ.get("Q2C_SYSTEMS_CONFIG"))
+    runtime = open_runtime(chosen.db)
+    config, sandbox = chosen.config, chosen.sandbox
+    use_sandbox = sandbox_in_use(config)
     systems = load_systems(config, sandbox)
     configure_budgets(runtime, config)
     state = _sandbox_state(sandbox) if use_sandbox else {}
-    hooked = use_sandbox and hook_sandbox
+    given = chosen.stripe_secret
+    hooked = use_sandbox and chosen.hook_sandbox and given is None
     callout_secret = _callout_secret(state) if use_sandbox else _callout_secret({})
-    refused = None if hooked else refuse_fixed_secrets(systems.billing, callout_secret)
+    elsewhere = chosen.hooked_by_parent
+    refused = None if hooked or elsewhere else refuse_fixed_secrets(systems.billing, callout_secret)
     if refused is not None:
         runtime.close()
         fail(refused)
-    oidc = _oidc_client(runtime) if with_console else None
+    oidc = _oidc_client(runtime) if chosen.with_console else None
     options = ServeOptions(
-        host,
-        port,
-        workers,
-        poll_seconds,
-        active_config_dir(config_dir),
+        chosen.host,
+        chosen.port,
+        chosen.workers,
+        chosen.poll_seconds,
+        active_config_dir(chosen.config_dir),
         reconcile_seconds=settings.reconcile_interval_seconds,
-        console=_console_links(systems) if with_console else None,
+        console=_console_links(systems) if chosen.with_console else None,
         oidc=oidc,
         archive=_archive_schedule(runtime, settings),
         bus=BusConfig.from_settings(settings) if is_nats_url(settings.bus_url) else None,
+        schedule_lease_seconds=settings.serve_lease_seconds,
+        reuse_port=chosen.reuse_port,
     )
+    if given is not None:
+        verifier: StripeVerifier | None = _verifier_of(given)
+    else:
+        verifier = None if hooked or elsewhere else _stripe_verifier(systems.billing)
 
     async def ready(url: str, app: Any) -> None:
         if hooked:
             try:
-                verifier = await _hook_sandbox(state, url)
+                fresh = await _hook_sandbox(state, url)
             except Exception as exc:
                 fail(f"could not point the sandbox's emulators at {url}: {type(exc).__name__}")
-            if verifier is not None:
-                app[HUB].stripe_verifier = verifier
-        console.print(escape(f"q2c serving on {url}"), highlight=False)
+            if fresh is not None:
+                app[HUB].stripe_verifier = _verifier_of(fresh)
+        if on_started is not None:
+            on_started()
+        else:
+            console.print(escape(f"q2c serving on {url}"), highlight=False)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -393,7 +491,7 @@ def serve_command(
                 systems,
                 stop,
                 options,
-                stripe_verifier=None if hooked else _stripe_verifier(systems.billing),
+                stripe_verifier=verifier,
                 callout_secret=callout_secret,
                 on_ready=ready,
             )

@@ -391,7 +391,7 @@ async def discard(hub: HubApi, call: Call) -> web.Response:
 
 async def repair_drift(hub: HubApi, call: Call) -> web.Response:
     """File the replay request that repairs a drift of the last reconciliation."""
-    report = hub.status.reconciliation
+    report = await hub._store(hub.kept_reconciliation)
     drift = report.find(call.params["drift"]) if report else None
     if drift is None:
         raise ApiError(404, "not_found", f"no drift {call.params['drift']!r} in the last report")

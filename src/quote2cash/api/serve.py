@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 
@@ -26,6 +26,7 @@ from quote2cash.console.links import ObjectLinks
 from quote2cash.defaults import packaged_config_dir
 from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
+from quote2cash.engine.leadership import Leadership
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.customers import poll_account_merges
 from quote2cash.flows.intake import poll_accounts, poll_amendments, poll_billing, poll_crm
@@ -58,6 +59,11 @@ class ServeOptions:
     """Archive expired processed events on this schedule (None: never)."""
     bus: BusConfig | None = None
     """Publish the outbox's business events to this JetStream stream (None: not here)."""
+    schedule_lease_seconds: float = 15.0
+    """The scheduled jobs' lease: a dead leader's jobs resume elsewhere within it (at once when
+    its process on the same host is gone)."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT, so several serve processes share the port (``--processes``)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -116,23 +122,141 @@ async def run_worker(
 
 
 async def reconcile_forever(
-    runtime: Runtime, systems: Any, stop: asyncio.Event, status: HubStatus, every: float
+    runtime: Runtime, systems: Any, stop: asyncio.Event, every: float, *, owner: str = "serve"
 ) -> None:
-    """The scheduled reconciliation: one run now, then every ``every`` s; the last report is
-    kept in ``status`` (served at ``/v1/reconciliation``). A failed run keeps the last report."""
+    """The scheduled reconciliation: a run once ``every`` s have passed since the last run of any
+    serve process (at once if none ran), then every ``every`` s; each report is kept in the store
+    (``engine/hub_state.py``), so every serve process serves it. A failed run keeps the last."""
+    from quote2cash.engine.hub_state import (
+        RECONCILIATION,
+        RECONCILIATION_RUN,
+        keep_state,
+        kept_state,
+    )
     from quote2cash.reconcile.run import reconcile
     from quote2cash.usage.wiring import open_ledger
 
+    wait = 0.0
+    with contextlib.suppress(Exception):  # the last run unreadable: run now
+        ran = await asyncio.to_thread(kept_state, runtime.engine, RECONCILIATION_RUN)
+        if ran is not None:
+            since = (runtime.clock.now() - ran.recorded_at).total_seconds()
+            wait = min(every, max(0.0, every - since))
     while not stop.is_set():
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            if stop.is_set():
+                return
+        wait = every
         try:
             report = await reconcile(runtime, systems, usage_ledger=open_ledger(runtime))
-            status.reconciliation = report
+            await asyncio.to_thread(
+                keep_state,
+                runtime.engine,
+                RECONCILIATION,
+                report.to_json(),
+                at=runtime.clock.now(),
+                by=owner,
+            )
+            outcome = "kept"
             log.info("reconciliation: %d drift(s)", len(report.drifts))
         except Exception as exc:
             reason = exc if isinstance(exc, IntegrationError) else type(exc).__name__
+            outcome = f"failed: {reason}"
             log.warning("reconciliation failed (%s); next try in %.0f s", reason, every)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                keep_state,
+                runtime.engine,
+                RECONCILIATION_RUN,
+                {"outcome": outcome[:500]},
+                at=runtime.clock.now(),
+                by=owner,
+            )
+
+
+SCHEDULE_LEASE: Final = "serve.schedule"
+"""The store lease whose holder, one serve process of the deployment, runs the scheduled jobs."""
+
+Jobs = Callable[[asyncio.Event], list[Coroutine[Any, Any, None]]]
+"""The scheduled jobs and pollers, each to run until the given event is set."""
+
+
+async def lead_schedule(leadership: Leadership, jobs: Jobs, stop: asyncio.Event) -> None:
+    """Run ``jobs`` while this process holds the schedule's lease, until ``stop``: started when
+    the lease is taken (a lapsed one, or at once when its holder's process here is gone), stopped
+    if it is lost, and handed over on a clean stop."""
+    running: tuple[asyncio.Event, list[asyncio.Task[None]]] | None = None
+
+    async def stop_jobs() -> None:
+        nonlocal running
+        if running is not None:
+            running[0].set()
+            await asyncio.gather(*running[1], return_exceptions=True)
+            running = None
+
+    try:
+        while not stop.is_set():
+            try:
+                held = await leadership.held()
+            except Exception as exc:
+                log.warning("schedule lease unreadable (%s)", type(exc).__name__)
+                held = False
+            if held and running is None:
+                log.info("this process (%s) runs the scheduled jobs", leadership.owner)
+                done = asyncio.Event()
+                running = (done, [asyncio.create_task(job) for job in jobs(done)])
+            elif not held and running is not None:
+                log.warning("schedule lease lost: this process stops its scheduled jobs")
+                await stop_jobs()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(leadership.seconds / 3, 1.0))
+    finally:
+        await stop_jobs()
+        await leadership.release()
+
+
+def has_scheduled_jobs(options: ServeOptions) -> bool:
+    from quote2cash.settings import get_settings
+
+    archive = options.archive is not None and options.archive.every > 0
+    return bool(
+        options.poll_seconds > 0
+        or options.reconcile_seconds > 0
+        or archive
+        or get_settings().usage_watch_dir
+    )
+
+
+def scheduled_jobs(
+    runtime: Runtime,
+    systems: Any,
+    stop: asyncio.Event,
+    options: ServeOptions,
+    owner: str,
+    pollers: list[Poller] | None,
+) -> list[Coroutine[Any, Any, None]]:
+    """What one serve process of a deployment runs at a time: polling, the reconciliation and
+    archive schedules, the usage drop folder."""
+    from quote2cash.settings import get_settings
+
+    jobs: list[Coroutine[Any, Any, None]] = []
+    if options.poll_seconds > 0:
+        chosen = default_pollers(runtime, systems) if pollers is None else pollers
+        jobs.append(poll_forever(chosen, stop, options.poll_seconds))
+    if options.reconcile_seconds > 0:
+        jobs.append(
+            reconcile_forever(runtime, systems, stop, options.reconcile_seconds, owner=owner)
+        )
+    if options.archive is not None and options.archive.every > 0:
+        jobs.append(archive_forever(runtime, stop, options.archive))
+    usage_drop = get_settings().usage_watch_dir
+    if usage_drop:
+        from quote2cash.usage.watch import watch_forever
+
+        jobs.append(watch_forever(runtime.engine, runtime.clock, Path(usage_drop), stop))
+    return jobs
 
 
 def run_loop(main: Coroutine[Any, Any, None], choice: str = "auto") -> None:
@@ -180,7 +304,9 @@ async def serve(
     await runner.setup()
     tasks: list[asyncio.Task[None]] = []
     try:
-        site = web.TCPSite(runner, options.host, options.port)
+        site = web.TCPSite(
+            runner, options.host, options.port, reuse_port=options.reuse_port or None
+        )
         await site.start()
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"
@@ -190,38 +316,18 @@ async def serve(
             )
         else:  # the worker checkpoints the audit head; without one, API decisions need it too
             tasks.append(asyncio.create_task(checkpoint_forever(runtime, stop)))
-        if options.poll_seconds > 0:
-            tasks.append(
-                asyncio.create_task(
-                    poll_forever(
-                        default_pollers(runtime, systems) if pollers is None else pollers,
-                        stop,
-                        options.poll_seconds,
-                    )
-                )
-            )
-        if options.reconcile_seconds > 0:
-            tasks.append(
-                asyncio.create_task(
-                    reconcile_forever(runtime, systems, stop, status, options.reconcile_seconds)
-                )
-            )
         if options.bus is not None:
             publisher = BusPublisher(runtime.engine, options.bus, clock=runtime.clock)
             tasks.append(asyncio.create_task(publisher.run(stop)))
-        if options.archive is not None and options.archive.every > 0:
-            tasks.append(asyncio.create_task(archive_forever(runtime, stop, options.archive)))
-        from quote2cash.settings import get_settings
+        leadership = Leadership(
+            runtime.engine, SCHEDULE_LEASE, options.schedule_lease_seconds, clock=runtime.clock
+        )
 
-        usage_drop = get_settings().usage_watch_dir
-        if usage_drop:
-            from quote2cash.usage.watch import watch_forever
+        def jobs(done: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+            return scheduled_jobs(runtime, systems, done, options, leadership.owner, pollers)
 
-            tasks.append(
-                asyncio.create_task(
-                    watch_forever(runtime.engine, runtime.clock, Path(usage_drop), stop)
-                )
-            )
+        if has_scheduled_jobs(options):
+            tasks.append(asyncio.create_task(lead_schedule(leadership, jobs, stop)))
         log.info("serving on %s (workers: %s)", url, options.workers)
         if stripe_verifier is None:
             log.warning("no Stripe webhook secret: Stripe webhooks are answered 503")

@@ -1,17 +1,20 @@
-"""The publisher's reads and writes of the outbox: unpublished rows in id order, marks, lag."""
+"""The publisher's reads and writes of the outbox: unpublished rows in id order, marks, lag;
+its lease is one of the store's named leases (``store/leases.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from quote2cash.bus.envelope import OutboxRow
 from quote2cash.engine.dispatch_sql import parse_time
-from quote2cash.store.schema import outbox, outbox_lease
-from quote2cash.store.upsert import insert_missing
+from quote2cash.store.leases import drop_lease as drop_lease
+from quote2cash.store.leases import lease_owner as lease_owner
+from quote2cash.store.leases import take_lease as take_lease
+from quote2cash.store.schema import outbox
 
 _COLUMNS = (
     outbox.c.id,
@@ -88,46 +91,6 @@ def backlog(engine: Engine) -> Backlog:
     with engine.connect() as conn:
         count, oldest = conn.execute(query).one()
     return Backlog(int(count), parse_time(oldest) if oldest is not None else None)
-
-
-def take_lease(
-    engine: Engine, name: str, owner: str, now: datetime, seconds: float, *, dead: str | None = None
-) -> bool:
-    """Take or extend the lease ``name`` for ``owner``: True when it is ours until
-    ``now + seconds``. Free, lapsed, already ours, or held by ``dead`` (an owner known gone)
-    counts as takeable; one conditional UPDATE decides between racing publishers."""
-    with engine.begin() as conn:
-        insert_missing(conn, outbox_lease, {"name": name}, key="name")
-        takeable = or_(
-            outbox_lease.c.owner.is_(None),
-            outbox_lease.c.owner == owner,
-            outbox_lease.c.lease_until < now,
-            *([outbox_lease.c.owner == dead] if dead else []),
-        )
-        result = conn.execute(
-            update(outbox_lease)
-            .where(and_(outbox_lease.c.name == name, takeable))
-            .values(owner=owner, lease_until=now + timedelta(seconds=seconds))
-        )
-    return bool(result.rowcount)
-
-
-def lease_owner(engine: Engine, name: str) -> str | None:
-    with engine.connect() as conn:
-        owner = conn.execute(
-            select(outbox_lease.c.owner).where(outbox_lease.c.name == name)
-        ).scalar_one_or_none()
-    return None if owner is None else str(owner)
-
-
-def drop_lease(engine: Engine, name: str, owner: str) -> None:
-    """Let the next publisher in at once (a clean stop)."""
-    with engine.begin() as conn:
-        conn.execute(
-            update(outbox_lease)
-            .where(outbox_lease.c.name == name, outbox_lease.c.owner == owner)
-            .values(owner=None, lease_until=None)
-        )
 
 
 def prune_published(engine: Engine, before: datetime, *, limit: int = 10_000) -> int:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 import time
-import uuid
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,7 +24,7 @@ from quote2cash.bus.catalog import stream_subjects, subject_of
 from quote2cash.bus.envelope import MSG_ID_HEADER, OutboxRow
 from quote2cash.engine.checkpoints_jetstream import jetstream, without_credentials
 from quote2cash.engine.clock import Clock, SystemClock
-from quote2cash.engine.worker import process_alive
+from quote2cash.engine.leadership import Leadership
 from quote2cash.observability import metrics
 
 if TYPE_CHECKING:
@@ -107,9 +104,9 @@ class BusPublisher:
         self.config = config
         self.clock = clock or SystemClock()
         self.lease_seconds = lease_seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease = Leadership(engine, config.stream, lease_seconds, clock=self.clock)
+        self.owner = self._lease.owner
         self.stats = PublisherStats()
-        self._lease_until = 0.0
         self._next_prune = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -142,35 +139,14 @@ class BusPublisher:
                     await _wait(stop, pause)
                     delay = min(delay * 2, BACKOFF_CAP)
         finally:
-            if self._lease_until:
-                with suppress(Exception):
-                    await asyncio.to_thread(
-                        outbox_store.drop_lease, self.engine, self.config.stream, self.owner
-                    )
+            await self._lease.release()
 
     async def lead(self) -> bool:
-        """Whether this publisher holds the stream's lease; renewed once a third of it is spent.
-        A lapsed lease is taken, and one whose owner's process on this host is gone at once."""
-        now = time.monotonic()
-        if self._lease_until - now > self.lease_seconds * 2 / 3:
-            return True
-
-        def attempt() -> bool:
-            owner = outbox_store.lease_owner(self.engine, self.config.stream)
-            dead = owner if owner and owner != self.owner and not owner_alive(owner) else None
-            return outbox_store.take_lease(
-                self.engine,
-                self.config.stream,
-                self.owner,
-                self.clock.now(),
-                self.lease_seconds,
-                dead=dead,
-            )
-
-        held = await asyncio.to_thread(attempt)
-        if held and not self._lease_until:
+        """Whether this publisher holds the stream's lease (``engine/leadership.py``)."""
+        was = self._lease.holding
+        held = await self._lease.held()
+        if held and not was:
             log.info("bus publisher %s publishes %s", self.owner, self.config.where)
-        self._lease_until = now + self.lease_seconds if held else 0.0
         return held
 
     async def publish_batch(self, js: Any) -> int:
@@ -276,15 +252,3 @@ async def ensure_stream(js: Any, config: BusConfig) -> None:
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
-def owner_alive(owner: str) -> bool:
-    """False only for an owner of this host whose process is gone (``host:pid:tag``)."""
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        pid = int(rest.partition(":")[0])
-    except ValueError:
-        return True
-    return process_alive(pid)

@@ -25,7 +25,8 @@ class Console:
     runtime: Runtime
     links: ObjectLinks = field(default_factory=ObjectLinks)
     reconciliation: Callable[[], Any] = lambda: None
-    """The latest reconciliation report (``HubStatus.reconciliation``), None if none ran."""
+    """The latest reconciliation report kept in the store, None if none ran (called off the
+    event loop: it reads the store)."""
     session_ttl: timedelta = DEFAULT_TTL
     oidc_enabled: bool = False
     config_dir: Path | None = None

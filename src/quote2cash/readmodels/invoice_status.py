@@ -30,6 +30,7 @@ from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import decode_data
 from quote2cash.masterdata.xref import Kind, current_refs, lookup, resolve
 from quote2cash.store.db import read_connection
+from quote2cash.store.raw_reads import raw_reads
 from quote2cash.store.schema import events, invoice_keys, invoice_status, steps
 from quote2cash.store.types import UtcDateTime
 
@@ -367,24 +368,25 @@ def find_invoice(engine: Engine, ident: str) -> StoredInvoice | None:
     else an id the log named (billing id, invoice number, CRM id), in the order the log scan
     tried them. One statement of indexed lookups; a global id merged into another (rare for
     invoices) takes the exact path through ``md_xrefs``' merge chain instead. A read-only
-    connection: on SQLite it never waits for a worker's write lock."""
-    with read_connection(engine) as conn:
-        row = conn.execute(
-            _FIND,
-            {
-                "kind": str(Kind.INVOICE),
-                "ident": ident,
-                # Only an INV-... id is tried as a global id (as the log scan did).
-                "global_ident": ident if ident.upper().startswith("INV-") else None,
-            },
-        ).first()
-        if row is None:
-            return None
-        if row.way_merged_into is not None or row.gid_merged_into is not None:
+    connection: on SQLite it never waits for a worker's write lock. The statement runs on the
+    driver's connection (``store/raw_reads.py``): this read is answered many times a second."""
+    row = raw_reads(engine).first(
+        _FIND,
+        {
+            "kind": str(Kind.INVOICE),
+            "ident": ident,
+            # Only an INV-... id is tried as a global id (as the log scan did).
+            "global_ident": ident if ident.upper().startswith("INV-") else None,
+        },
+    )
+    if row is None:
+        return None
+    if row.way_merged_into is not None or row.gid_merged_into is not None:
+        with read_connection(engine) as conn:
             return _find_exactly(conn, ident)
-        if row.billing_id is None:
-            return None
-        return _stored(row, row.gid, row.erp_id)
+    if row.billing_id is None:
+        return None
+    return _stored(row, row.gid, row.erp_id)
 
 
 def _find_exactly(conn: Connection, ident: str) -> StoredInvoice | None:

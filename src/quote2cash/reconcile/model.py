@@ -86,9 +86,31 @@ class Drift:
                 "event_id": self.repair.event_id,
                 "finance_sensitive": self.repair.finance_sensitive,
                 "event_status": self.repair.event_status,
+                "about": self.repair.about,
                 "proposal": self.repair.describe(),
             },
         }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Drift:
+        """The drift ``to_json`` wrote (its id is derived again, so it matches)."""
+        repair = raw["repair"]
+        return cls(
+            DriftKind(raw["kind"]),
+            raw["object"],
+            raw["key"],
+            {s: tuple(v) for s, v in raw["ids"].items()},
+            raw["detail"],
+            Repair(
+                repair["action"],
+                repair.get("event_type"),
+                repair.get("event_id"),
+                bool(repair.get("finance_sensitive")),
+                repair.get("about"),
+                repair.get("event_status"),
+            ),
+            dict(raw.get("values") or {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -123,3 +145,15 @@ class Report:
             "by_kind": by_kind,
             "drifts": [d.to_json() for d in self.drifts],
         }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Report:
+        """The report ``to_json`` wrote (without the snapshot, which is never kept)."""
+        since = raw.get("since")
+        return cls(
+            datetime.fromisoformat(raw["started_at"]),
+            datetime.fromisoformat(raw["finished_at"]),
+            datetime.fromisoformat(since) if since else None,
+            {k: dict(v) for k, v in raw["counts"].items()},
+            tuple(Drift.from_json(d) for d in raw["drifts"]),
+        )

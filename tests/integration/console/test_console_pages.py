@@ -10,9 +10,9 @@ import aiohttp
 from aiohttp import web
 
 from integration.console.site import ConsoleSite, Prepared, serving, sign_in
-from quote2cash.api.app import HubStatus
 from quote2cash.console.views.signin import start_session
 from quote2cash.engine.control import system_status
+from quote2cash.engine.hub_state import RECONCILIATION, keep_state
 from quote2cash.identity import Operator
 from quote2cash.reconcile.model import Drift, DriftKind, Repair, Report
 
@@ -62,20 +62,19 @@ async def test_reconciliation_groups_drift_by_kind(prepared: Prepared, tmp_path:
     def drift(kind: DriftKind, key: str) -> Drift:
         return Drift(kind, "invoice", key, {"billing": (key,)}, f"{kind} on {key}", Repair("look"))
 
-    status = HubStatus(
-        reconciliation=Report(
-            now,
-            now,
-            None,
-            {"invoice": {"crm": 3, "billing": 3, "erp": 2}},
-            (
-                drift(DriftKind.MISSING, "in_1"),
-                drift(DriftKind.MISSING, "in_2"),
-                drift(DriftKind.AMOUNT, "in_3<b>"),
-            ),
-        )
+    kept = Report(
+        now,
+        now,
+        None,
+        {"invoice": {"crm": 3, "billing": 3, "erp": 2}},
+        (
+            drift(DriftKind.MISSING, "in_1"),
+            drift(DriftKind.MISSING, "in_2"),
+            drift(DriftKind.AMOUNT, "in_3<b>"),
+        ),
     )
-    async with serving(prepared, tmp_path, status=status) as site, _session() as http:
+    async with serving(prepared, tmp_path) as site, _session() as http:
+        keep_state(site.runtime.engine, RECONCILIATION, kept.to_json(), at=now, by="test")
         await sign_in(http, site, "victor")
         async with http.get(f"{site.url}/console/reconciliation") as answer:
             page = await answer.text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -20,7 +21,7 @@ def by_kind(report: Report) -> list[tuple[str, list[Drift]]]:
 
 
 async def report(request: web.Request) -> web.StreamResponse:
-    latest: Any = console_of(request).reconciliation()
+    latest: Any = await asyncio.to_thread(console_of(request).reconciliation)
     if not isinstance(latest, Report):
         return page(request, "reconciliation.html", report=None, groups=[], widest=1)
     groups = by_kind(latest)
