@@ -611,7 +611,7 @@ outbox_lease = Table(
 """Which bus publisher sends a stream's outbox now: one per deployment, however many hub
 processes run one; another takes over when the lease lapses (at once if the owner's pid on the
 same host is gone). Also the lease ``serve.schedule``: which ``q2c serve`` process runs the
-scheduled jobs and pollers (migration 0025serve)."""
+scheduled jobs and pollers (migration 0025)."""
 
 hub_state = Table(
     "hub_state",
@@ -622,7 +622,7 @@ hub_state = Table(
     Column("recorded_by", String(120), nullable=False),
 )
 """What one serve process's scheduled job produced, by name (``reconciliation``: the last
-report as JSON), so every serve process answers the same (migration 0025serve)."""
+report as JSON), so every serve process answers the same (migration 0025)."""
 # --- usage postings (migration 0022; usage/postings.py keeps it) ----------------------------
 
 usage_postings = Table(

@@ -4,7 +4,7 @@ Many serve processes share one store; what one scheduled job produced is kept he
 any process serves the same answer. The scheduled jobs themselves run in one process at a time,
 elected through ``outbox_lease`` (lease ``serve.schedule``).
 
-Revision ID: 0025serve
+Revision ID: 0025
 Revises: 0024
 Create Date: 2026-12-06
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 from quote2cash.store.types import UtcDateTime
 
-revision = "0025serve"
+revision = "0025"
 down_revision = "0024"
 branch_labels = None
 depends_on = None
