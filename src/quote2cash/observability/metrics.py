@@ -46,7 +46,8 @@ class ThreadTables:
     into one table, so threads that come and go do not pile tables up."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self.local = threading.local()
+        """Its ``table`` attribute is this thread's table, once it has one."""
         self._tables: list[tuple[threading.Thread, dict[tuple[str, ...], list[float]]]] = []
         self._ended: dict[tuple[str, ...], list[float]] = {}
         self._created: dict[tuple[str, ...], float] = {}
@@ -55,12 +56,12 @@ class ThreadTables:
     def table(self) -> dict[tuple[str, ...], list[float]]:
         """This thread's table: label values -> row."""
         try:
-            return self._local.table  # type: ignore[no-any-return]
+            return self.local.table  # type: ignore[no-any-return]
         except AttributeError:
             table: dict[tuple[str, ...], list[float]] = {}
             with self._lock:
                 self._tables.append((threading.current_thread(), table))
-            self._local.table = table
+            self.local.table = table
             return table
 
     def new_row(self, key: tuple[str, ...], width: int) -> list[float]:
@@ -122,16 +123,19 @@ class _Timed(Collector):
         self.buckets = tuple(buckets)
         self.width = _FIRST_BUCKET + len(self.buckets) + 1
         self.tables = ThreadTables()
+        self._local = self.tables.local
 
     def add(self, key: tuple[str, ...], seconds: float | None) -> None:
-        """Count ``key`` (its last value the outcome); observe ``seconds`` unless None."""
-        row = self.tables.table().get(key)
-        if row is None:
+        """Count ``key`` (its last value the outcome); observe ``seconds`` unless None. The
+        engine calls this per step: one frame, this thread's row found in one lookup."""
+        try:
+            row = self._local.table[key]
+        except (AttributeError, KeyError):
             row = self.tables.new_row(key, self.width)
-        row[_COUNT] += 1
+        row[0] += 1  # _COUNT
         if seconds is not None:
-            row[_SUM] += seconds
-            row[_FIRST_BUCKET + bisect_left(self.buckets, seconds)] += 1
+            row[1] += seconds  # _SUM
+            row[2 + bisect_left(self.buckets, seconds)] += 1  # _FIRST_BUCKET + bucket
 
     def collect(self) -> Iterator[Metric]:
         counter = CounterMetricFamily(*self.counter, labels=(*self.labels, "outcome"))
@@ -272,6 +276,11 @@ def event_type_label(event_type: str) -> str:
     return event_type if _EVENT_TYPE.match(event_type) else OTHER
 
 
+@lru_cache(maxsize=4096)
+def _handled_key(event_type: str, outcome: str) -> tuple[str, str]:
+    return event_type_label(event_type), outcome
+
+
 def now() -> float:
     """A start time for ``call_finished`` / ``event_handled`` (0 when metrics are off)."""
     return time.perf_counter() if (_enabled or (_enabled is None and enabled())) else 0.0
@@ -281,9 +290,10 @@ def call_finished(system: str, operation: str, outcome: str, started: float) -> 
     """One call to ``system`` ended with ``outcome`` (its latency counted when it was made)."""
     if not (_enabled or (_enabled is None and enabled())):
         return
-    timed = outcome in TIMED_OUTCOMES
-    seconds = time.perf_counter() - started if timed else None
-    system_calls.add(_call_key(system, operation, outcome), seconds)
+    if outcome in TIMED_OUTCOMES:
+        system_calls.add(_call_key(system, operation, outcome), time.perf_counter() - started)
+    else:
+        system_calls.add(_call_key(system, operation, outcome), None)
 
 
 def rate_limited(system: str, waited: float) -> None:
@@ -324,7 +334,7 @@ def event_handled(
         outcome = {"pending": "retried", "dead": "dead_lettered"}.get(
             failure_status or "", "exception"
         )
-    events_handled.add((event_type_label(event_type), outcome), time.perf_counter() - started)
+    events_handled.add(_handled_key(event_type, outcome), time.perf_counter() - started)
 
 
 _bus_lag = Gauge(
