@@ -40,7 +40,8 @@ def event_path_child(events: int) -> dict[str, Any]:
     times, without the engine: the worker's (``metrics.now``, ``tracing.event_span``,
     ``span.is_recording``, ``metrics.event_handled``), the handler context's
     (``tracing.traced_here``, a step span when it says so) and the gate's per step
-    (``metrics.now``, ``metrics.call_finished``). Deterministic, so its instruction count is
+    (``metrics.now``, ``metrics.call_succeeded`` with the labels the gate keeps per step name).
+    Deterministic, so its instruction count is
     the fixed cost alone, to the instruction."""
     import os
 
@@ -52,6 +53,7 @@ def event_path_child(events: int) -> dict[str, Any]:
         new_event("crm.opportunity.closed_won", f"contract:C-{i:06d}", {"n": i}, source="crm")
         for i in range(events)
     ]
+    labels = {step: metrics.call_labels(step.split(".", 1)[0], step, "ok") for step in STEPS}
     evs, spans = tracing.start_intake(evs, "poll")
     tracing.end_intake(spans, [False] * len(spans))
     os.getsid(0)
@@ -63,7 +65,7 @@ def event_path_child(events: int) -> dict[str, Any]:
                 system = step.split(".", 1)[0]
                 with tracing.step_span(event, step, system) if step_spans else NO_SPAN:
                     called = metrics.now()
-                    metrics.call_finished(system, step, "ok", called)
+                    metrics.call_succeeded(labels[step], called)
             if span.is_recording():
                 tracing.set_outcome(span, "done")
         metrics.event_handled(

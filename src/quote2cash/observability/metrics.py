@@ -236,8 +236,19 @@ _breaker_lock = threading.Lock()
 
 def configure(enabled: bool) -> None:
     """Turn the per-process instruments on or off (the overhead benchmark compares both)."""
-    global _enabled
+    global _enabled, now
     _enabled = enabled
+    now = time.perf_counter if enabled else float
+
+
+def _first_now() -> float:
+    configure(enabled())
+    return now()
+
+
+now: Callable[[], float] = _first_now
+"""A start time for ``call_finished`` / ``event_handled`` (0 when metrics are off): the clock
+itself, or ``float``, once the setting is read, so a step pays no Python frame for it."""
 
 
 def enabled() -> bool:
@@ -266,7 +277,7 @@ def operation_of(step: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _call_key(system: str, operation: str, outcome: str) -> tuple[str, str, str]:
+def call_labels(system: str, operation: str, outcome: str) -> tuple[str, str, str]:
     """A call's label values; bounded by the labels, so a cache of them is too."""
     return name_label(system), operation_of(operation) if operation else "unknown", outcome
 
@@ -281,19 +292,22 @@ def _handled_key(event_type: str, outcome: str) -> tuple[str, str]:
     return event_type_label(event_type), outcome
 
 
-def now() -> float:
-    """A start time for ``call_finished`` / ``event_handled`` (0 when metrics are off)."""
-    return time.perf_counter() if (_enabled or (_enabled is None and enabled())) else 0.0
-
-
 def call_finished(system: str, operation: str, outcome: str, started: float) -> None:
     """One call to ``system`` ended with ``outcome`` (its latency counted when it was made)."""
     if not (_enabled or (_enabled is None and enabled())):
         return
     if outcome in TIMED_OUTCOMES:
-        system_calls.add(_call_key(system, operation, outcome), time.perf_counter() - started)
+        system_calls.add(call_labels(system, operation, outcome), time.perf_counter() - started)
     else:
-        system_calls.add(_call_key(system, operation, outcome), None)
+        system_calls.add(call_labels(system, operation, outcome), None)
+
+
+def call_succeeded(labels: tuple[str, str, str], started: float) -> None:
+    """``call_finished`` of a call that succeeded, its ``call_labels`` worked out beforehand
+    (the gate keeps them per step name): the engine's per-step path."""
+    if not (_enabled or (_enabled is None and enabled())):
+        return
+    system_calls.add(labels, time.perf_counter() - started)
 
 
 def rate_limited(system: str, waited: float) -> None:
