@@ -85,7 +85,9 @@ def child(events: int, subjects: int, url: str) -> dict[str, Any]:
         tracing.end_intake(spans, [r.duplicate for r in receipts])
     appended = time.perf_counter()
     cpu = time.process_time()
+    os.getsid(0)  # a mark for callgrind's --dump-before=getsid (observability_profile.py)
     report = asyncio.run(worker.drain())
+    os.getsid(0)
     done = time.perf_counter()
     flushed = tracing.flush()
     cpu = time.process_time() - cpu
@@ -113,7 +115,8 @@ def whole_traces(spans: list[Any]) -> tuple[int, int]:
     return len(per_trace), sum(1 for n in per_trace.values() if n == SPANS_PER_EVENT)
 
 
-def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> dict[str, Any]:
+def mode_env(mode: str, endpoint: str) -> dict[str, str]:
+    """The child's environment for ``mode`` (off, on, every, dropped)."""
     env = {k: v for k, v in child_env().items() if k not in OTEL_VARIABLES}
     env["Q2C_AUDIT_KEY"] = env.get("Q2C_AUDIT_KEY", "observability-benchmark-audit-key")
     env["Q2C_AUDIT_CHECKPOINT_FILE"] = str(Path(tempfile.gettempdir()) / "q2c-obs-bench.jsonl")
@@ -124,6 +127,11 @@ def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> 
         env["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
     if mode == "dropped":
         env["Q2C_TRACES_PER_SECOND"] = "0"
+    return env
+
+
+def run_mode(mode: str, endpoint: str, url: str, events: int, subjects: int) -> dict[str, Any]:
+    env = mode_env(mode, endpoint)
     args = ["--child", "--events", str(events), "--subjects", str(subjects), "--url", url]
     result = run_child(__file__, args, env, timeout=1800)
     if result["traced"] != (mode != "off"):

@@ -105,6 +105,8 @@ class GatePass:
     breaker: CircuitBreaker
     lanes: tuple[BudgetLane, ...]
     rated: bool
+    ok_labels: tuple[str, str, str]
+    """The labels of a call through it that succeeds (metrics), worked out once."""
 
 
 class SystemGates:
@@ -189,6 +191,7 @@ class SystemGates:
             self.breaker(system),
             tuple(lanes),
             any(lane.budget.rate is not None for lane in lanes),
+            metrics.call_labels(system, name, "ok"),
         )
         self._passes[name] = p
         metrics.breaker_changed(system, p.breaker.state(self.clock.now()))
@@ -304,7 +307,7 @@ class SystemGates:
             if breaker.failures or breaker.opened_at is not None:
                 breaker.success()
                 metrics.breaker_changed(p.system, "closed")
-            metrics.call_finished(p.system, p.operation, "ok", started)
+            metrics.call_succeeded(p.ok_labels, started)
             return
         if isinstance(error, TransientError):
             if error.throttled and error.retry_after:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -64,6 +65,20 @@ log = logging.getLogger("quote2cash.worker")
 P = ParamSpec("P")
 R = TypeVar("R")
 HOLD_POLL_SECONDS = 5.0
+_start_up_frozen = False
+
+
+def freeze_start_up_heap() -> None:
+    """Move every object alive now (modules, settings, the tracing SDK, pools) out of the
+    garbage collector's reach, once per process: a full collection then traverses only what the
+    work made, not the start-up heap (``gc.freeze``). Those objects live as long as the process
+    anyway; a cycle among them that dies later is never collected."""
+    global _start_up_frozen
+    if not _start_up_frozen:
+        _start_up_frozen = True
+        gc.freeze()
+
+
 MAX_REREADS = 3
 """How often an event may park on a key already released (it read the release too early) and
 run again at once; after that the wait is a transient failure, so it never spins."""
@@ -178,6 +193,7 @@ class Worker:
         """Process until ``stop`` is set; sleeps only when nothing is ready. The audit head is
         checkpointed outside the store every ``Q2C_AUDIT_CHECKPOINT_SECONDS`` and on the way out."""
         checkpointer = Checkpointer(self.runtime)
+        freeze_start_up_heap()
         try:
             await self._db(self.recover_dead_leases)
             while not stop.is_set():
@@ -193,6 +209,7 @@ class Worker:
     async def drain(self, *, max_batches: int = 1_000_000) -> BatchReport:
         """Run batches until nothing is ready *now*; returns the summed report."""
         total = BatchReport()
+        freeze_start_up_heap()
         try:
             for _ in range(max_batches):
                 report = await self.run_once()

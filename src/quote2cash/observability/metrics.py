@@ -46,7 +46,8 @@ class ThreadTables:
     into one table, so threads that come and go do not pile tables up."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self.local = threading.local()
+        """Its ``table`` attribute is this thread's table, once it has one."""
         self._tables: list[tuple[threading.Thread, dict[tuple[str, ...], list[float]]]] = []
         self._ended: dict[tuple[str, ...], list[float]] = {}
         self._created: dict[tuple[str, ...], float] = {}
@@ -55,12 +56,12 @@ class ThreadTables:
     def table(self) -> dict[tuple[str, ...], list[float]]:
         """This thread's table: label values -> row."""
         try:
-            return self._local.table  # type: ignore[no-any-return]
+            return self.local.table  # type: ignore[no-any-return]
         except AttributeError:
             table: dict[tuple[str, ...], list[float]] = {}
             with self._lock:
                 self._tables.append((threading.current_thread(), table))
-            self._local.table = table
+            self.local.table = table
             return table
 
     def new_row(self, key: tuple[str, ...], width: int) -> list[float]:
@@ -122,16 +123,19 @@ class _Timed(Collector):
         self.buckets = tuple(buckets)
         self.width = _FIRST_BUCKET + len(self.buckets) + 1
         self.tables = ThreadTables()
+        self._local = self.tables.local
 
     def add(self, key: tuple[str, ...], seconds: float | None) -> None:
-        """Count ``key`` (its last value the outcome); observe ``seconds`` unless None."""
-        row = self.tables.table().get(key)
-        if row is None:
+        """Count ``key`` (its last value the outcome); observe ``seconds`` unless None. The
+        engine calls this per step: one frame, this thread's row found in one lookup."""
+        try:
+            row = self._local.table[key]
+        except (AttributeError, KeyError):
             row = self.tables.new_row(key, self.width)
-        row[_COUNT] += 1
+        row[0] += 1  # _COUNT
         if seconds is not None:
-            row[_SUM] += seconds
-            row[_FIRST_BUCKET + bisect_left(self.buckets, seconds)] += 1
+            row[1] += seconds  # _SUM
+            row[2 + bisect_left(self.buckets, seconds)] += 1  # _FIRST_BUCKET + bucket
 
     def collect(self) -> Iterator[Metric]:
         counter = CounterMetricFamily(*self.counter, labels=(*self.labels, "outcome"))
@@ -232,8 +236,19 @@ _breaker_lock = threading.Lock()
 
 def configure(enabled: bool) -> None:
     """Turn the per-process instruments on or off (the overhead benchmark compares both)."""
-    global _enabled
+    global _enabled, now
     _enabled = enabled
+    now = time.perf_counter if enabled else float
+
+
+def _first_now() -> float:
+    configure(enabled())
+    return now()
+
+
+now: Callable[[], float] = _first_now
+"""A start time for ``call_finished`` / ``event_handled`` (0 when metrics are off): the clock
+itself, or ``float``, once the setting is read, so a step pays no Python frame for it."""
 
 
 def enabled() -> bool:
@@ -262,7 +277,7 @@ def operation_of(step: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _call_key(system: str, operation: str, outcome: str) -> tuple[str, str, str]:
+def call_labels(system: str, operation: str, outcome: str) -> tuple[str, str, str]:
     """A call's label values; bounded by the labels, so a cache of them is too."""
     return name_label(system), operation_of(operation) if operation else "unknown", outcome
 
@@ -272,18 +287,27 @@ def event_type_label(event_type: str) -> str:
     return event_type if _EVENT_TYPE.match(event_type) else OTHER
 
 
-def now() -> float:
-    """A start time for ``call_finished`` / ``event_handled`` (0 when metrics are off)."""
-    return time.perf_counter() if (_enabled or (_enabled is None and enabled())) else 0.0
+@lru_cache(maxsize=4096)
+def _handled_key(event_type: str, outcome: str) -> tuple[str, str]:
+    return event_type_label(event_type), outcome
 
 
 def call_finished(system: str, operation: str, outcome: str, started: float) -> None:
     """One call to ``system`` ended with ``outcome`` (its latency counted when it was made)."""
     if not (_enabled or (_enabled is None and enabled())):
         return
-    timed = outcome in TIMED_OUTCOMES
-    seconds = time.perf_counter() - started if timed else None
-    system_calls.add(_call_key(system, operation, outcome), seconds)
+    if outcome in TIMED_OUTCOMES:
+        system_calls.add(call_labels(system, operation, outcome), time.perf_counter() - started)
+    else:
+        system_calls.add(call_labels(system, operation, outcome), None)
+
+
+def call_succeeded(labels: tuple[str, str, str], started: float) -> None:
+    """``call_finished`` of a call that succeeded, its ``call_labels`` worked out beforehand
+    (the gate keeps them per step name): the engine's per-step path."""
+    if not (_enabled or (_enabled is None and enabled())):
+        return
+    system_calls.add(labels, time.perf_counter() - started)
 
 
 def rate_limited(system: str, waited: float) -> None:
@@ -324,7 +348,7 @@ def event_handled(
         outcome = {"pending": "retried", "dead": "dead_lettered"}.get(
             failure_status or "", "exception"
         )
-    events_handled.add((event_type_label(event_type), outcome), time.perf_counter() - started)
+    events_handled.add(_handled_key(event_type, outcome), time.perf_counter() - started)
 
 
 _bus_lag = Gauge(

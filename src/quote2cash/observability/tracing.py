@@ -13,6 +13,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -28,6 +29,7 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from quote2cash.observability.redact import MASK, redact
@@ -61,7 +63,24 @@ _root_bucket: RateLimitedSampler | None = None
 gets its unsampled traceparent without an SDK span."""
 _provider: TracerProvider | None = None
 _NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
-_PLAIN_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_HEX_OR_DASH = re.compile(r"[0-9a-f-]*")
+_NO_TRACE_ID, _NO_SPAN_ID = "0" * 32, "0" * 16
+
+
+def _runtime_context_var() -> ContextVar[Context] | None:
+    """The variable OpenTelemetry keeps the current context in, when it is the contextvars
+    runtime context (the default): a dropped transaction's run sets it directly, one
+    ``ContextVar.set`` without the API's layers. None: the API is used."""
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(var, ContextVar):
+        return var
+    return None
+
+
+_CURRENT = _runtime_context_var()
 
 
 def tracing_wanted(environ: Mapping[str, str] | None = None) -> str | None:
@@ -274,17 +293,44 @@ def _unsampled_parent(
 
 
 def _unsampled_remote(traceparent: str) -> NonRecordingSpan | None:
-    """The span a plain (version 00) ``traceparent`` names when its sampled flag is off, read
-    without the propagator; None when it is sampled, or not plain (the propagator reads it)."""
-    if traceparent[-1] not in "02468ace":  # the sampled flag is the last hex digit's low bit
+    """The span a plain (version 00) ``traceparent`` names when its sampled flag is off, checked
+    without the propagator or a regex and its ids read only when asked for; None when it is
+    sampled, or not plain (the propagator reads it), or names no trace or span."""
+    if (
+        len(traceparent) != 55
+        or traceparent[-1] not in "02468ace"  # the sampled flag is the last hex digit's low bit
+        or not traceparent.startswith("00-")
+        or traceparent[35] != "-"
+        or traceparent[52] != "-"
+        or traceparent.count("-") != 3
+        or _HEX_OR_DASH.fullmatch(traceparent) is None  # lower-case hex between the dashes
+        or traceparent[3:35] == _NO_TRACE_ID
+        or traceparent[36:52] == _NO_SPAN_ID
+    ):
         return None
-    plain = _PLAIN_TRACEPARENT.fullmatch(traceparent)
-    if plain is None:
-        return None
-    trace_id, span_id, flags = (int(part, 16) for part in plain.groups())
-    if not trace_id or not span_id:
-        return None
-    return NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(flags)))
+    return _Unsampled(traceparent)
+
+
+class _Unsampled(NonRecordingSpan):
+    """A dropped transaction's span, named by its checked plain ``traceparent``: its ids are
+    parsed when first asked for (a log line, an emitted event, an outbound call), not per run."""
+
+    def __init__(self, traceparent: str) -> None:  # no super().__init__: no context yet
+        self._traceparent = traceparent
+        self._parsed: SpanContext | None = None
+
+    def get_span_context(self) -> SpanContext:
+        parsed = self._parsed
+        if parsed is None:
+            tp = self._traceparent
+            parsed = self._parsed = SpanContext(
+                int(tp[3:35], 16), int(tp[36:52], 16), True, TraceFlags(int(tp[53:], 16))
+            )
+        return parsed
+
+    @property
+    def _context(self) -> SpanContext:  # type: ignore[override]
+        return self.get_span_context()
 
 
 class _InHand:
@@ -295,14 +341,28 @@ class _InHand:
 
     def __init__(self, current: Span) -> None:
         self._span = current
-        self._token: object = None
+        self._token: Any = None
 
     def __enter__(self) -> Span:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        if _CURRENT is None:
+            self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        else:
+            self._token = _CURRENT.set(Context({**_CURRENT.get(), _SPAN_KEY: self._span}))
         return self._span
 
     def __exit__(self, *_exc: object) -> None:
-        otel_context.detach(self._token)  # type: ignore[arg-type]
+        if _CURRENT is None:
+            otel_context.detach(self._token)
+        else:
+            _CURRENT.reset(self._token)
+
+
+def _span_in_hand() -> Span:
+    """``trace.get_current_span()``, read from the runtime context's variable when it can be."""
+    if _CURRENT is None:
+        return trace.get_current_span()
+    current = _CURRENT.get().get(_SPAN_KEY)
+    return current if isinstance(current, Span) else trace.INVALID_SPAN
 
 
 def traced_here() -> bool:
@@ -313,7 +373,10 @@ def traced_here() -> bool:
         return False
     if not _children_follow_parent:
         return True
-    context = trace.get_current_span().get_span_context()
+    in_hand = _span_in_hand()
+    if type(in_hand) is _Unsampled:
+        return False
+    context = in_hand.get_span_context()
     return not context.is_valid or context.trace_flags.sampled
 
 
@@ -369,9 +432,10 @@ def event_span(event: Event, attempt: int) -> contextlib.AbstractContextManager[
     intake's), so every retry and later run joins the same trace; a new trace without one."""
     if _tracer is None:
         return _NO_SPAN
-    unsampled = _unsampled_parent(event.traceparent, True)
-    if unsampled is not None:
-        return unsampled  # decided once, from the envelope: nothing is built for this event
+    if _children_follow_parent and event.traceparent:
+        remote = _unsampled_remote(event.traceparent)
+        if remote is not None:  # decided once, from the envelope: nothing is built for it
+            return _InHand(remote)
     return _live_span(
         _tracer,
         f"event {event.type}",

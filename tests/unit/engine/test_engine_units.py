@@ -93,3 +93,18 @@ def test_handler_resolution_exact_then_prefix_then_star() -> None:
     assert registry.resolve("crm.account.updated").fn is c  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="already registered"):
         registry.add("billing.*", a)  # type: ignore[arg-type]
+
+
+def test_a_worker_freezes_the_start_up_heap_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Full collections then skip the start-up heap; a second worker or drain freezes nothing
+    more (what the work made stays collectable)."""
+    from quote2cash.engine import worker
+
+    frozen: list[int] = []
+    monkeypatch.setattr(worker, "_start_up_frozen", False)
+    monkeypatch.setattr(worker.gc, "freeze", lambda: frozen.append(1))
+    worker.freeze_start_up_heap()
+    worker.freeze_start_up_heap()
+    assert frozen == [1]

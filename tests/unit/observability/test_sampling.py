@@ -3,8 +3,11 @@ span always follows its parent's decision (a trace is whole or absent)."""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 
+import msgspec
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -187,3 +190,41 @@ def test_configure_uses_the_hub_s_sampler_unless_otel_names_one(
     finally:
         tracing.shutdown()
         get_settings.cache_clear()
+
+
+def test_a_dropped_run_is_the_envelope_s_trace_through_the_public_api() -> None:
+    """A dropped transaction's run reads its ``traceparent`` lazily and sets the context
+    variable directly: what the OpenTelemetry API, a log line, an emitted event and a child
+    span see inside it is the envelope's trace and span, flagged not sampled; outside, nothing."""
+    from quote2cash.engine.events import new_event
+    from quote2cash.observability.logging import JsonFormatter
+
+    assert tracing._CURRENT is not None, "the fast path is in use with this OpenTelemetry"
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=rate_limited_sampler(1, Clock()))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-02"
+    event = msgspec.structs.replace(
+        new_event("crm.opportunity.closed_won", "contract:C-9"), traceparent=parent
+    )
+    line = logging.LogRecord("t", logging.INFO, __file__, 1, "in the run", None, None)
+    try:
+        with tracing.event_span(event, 1) as run:
+            assert not run.is_recording() and not tracing.traced_here()
+            seen = trace.get_current_span().get_span_context()
+            assert (seen.trace_id, seen.span_id) == (
+                0x0AF7651916CD43DD8448EB211C80319C,
+                0xB7AD6B7169203331,
+            )
+            assert seen.is_remote and seen.is_valid and int(seen.trace_flags) == 2
+            assert tracing.current_traceparent() == parent
+            logged = json.loads(JsonFormatter().format(line))
+            assert (logged["trace_id"], logged["span_id"]) == (parent[3:35], parent[36:52])
+            with tracing.span("step of the run") as step:
+                assert step.get_span_context().trace_id == seen.trace_id
+        assert not trace.get_current_span().get_span_context().is_valid
+        assert tracing.current_traceparent() is None
+    finally:
+        tracing.shutdown()
+    assert exporter.get_finished_spans() == ()
