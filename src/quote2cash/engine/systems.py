@@ -343,11 +343,14 @@ class SystemGates:
         name = operation or system
         p = self.enter(system, name) or await self.enter_waiting(system, name)
         started = metrics.now()
+        token = call_in_progress(self, p)  # its further requests take tokens too
         try:
             yield
         except BaseException as exc:
             self.leave(p, exc, started)
             raise
+        finally:
+            reset_call(token)
         self.leave(p, None, started)
 
     def note_usage(self, system: str, used: int, limit: int) -> None:
