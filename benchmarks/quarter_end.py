@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -271,19 +272,42 @@ def stop_hub(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def book_of(plan: Plan, tag: str) -> Any:
-    """The demo's book, one deal per account, every deal on mapped products; contract numbers
-    of this run; the renewing accounts are the self-serve ones (signed up on a test clock)."""
-    from quote2cash.demo.book import DemoLine, build_book
+    """``plan.deals`` accounts with one deal each, cloned from the demo's book (its entities,
+    places, sizes and deal lines) under coined names and streets, so no two accounts look
+    alike to customer matching; the first ``plan.renewals`` signed up in Stripe first (on the
+    renewal clock). Contract numbers are this run's."""
+    from quote2cash.demo.book import Book, DemoDeal, DemoLine, Payer, build_book
 
-    book = build_book(accounts=plan.deals, deals=plan.deals, self_serve=plan.renewals)
-    deals = []
-    for i, deal in enumerate(book.deals[: plan.deals]):
-        lines = deal.lines
-        if deal.unmapped or not any(line.code == "PLAT-SEAT" for line in lines):
+    base = build_book(accounts=40, deals=40, self_serve=0)
+    sold_by = {d.account.key: d for d in base.deals}
+    rng = random.Random(tag)
+    book = Book()
+    for i in range(plan.deals):
+        template = base.accounts[i % len(base.accounts)]
+        sold = sold_by.get(template.key)
+        name = f"{coined(rng)} {coined(rng)} {template.name.split()[-1]}"
+        place = replace(template.place, street=f"{rng.randint(1, 9999)} {coined(rng)} Street")
+        renewing = i < plan.renewals
+        account = replace(
+            template,
+            key=f"Q{i:05d}",
+            name=name,
+            place=place,
+            self_serve=renewing,
+            payer=Payer.CARD if renewing else template.payer,
+        )
+        lines = sold.lines if sold is not None else ()
+        if not lines or sold is None or sold.unmapped or all(x.code != "PLAT-SEAT" for x in lines):
             lines = (DemoLine("PLAT-SEAT", 10),)
-        deals.append(replace(deal, lines=lines, contract_number=f"QE-{tag}-{i:05d}"))
-    book.deals = deals
+        book.accounts.append(account)
+        book.deals.append(DemoDeal(f"QE-{tag}-{i:05d}", account, f"{name} platform", lines, wave=1))
     return book
+
+
+def coined(rng: random.Random) -> str:
+    """A made-up word of three syllables (``Ravulo``): names no matcher mistakes for another."""
+    word = "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+    return word.capitalize()
 
 
 def salesforce(run: Run) -> Any:
