@@ -328,6 +328,19 @@ def stripe_client(run: Run) -> Any:
     )
 
 
+def patiently(call: Any) -> Any:
+    """The billing team's own call while the hub spends the budget: Stripe may refuse it (429;
+    the SDK does not retry those), so it waits and asks again, as another integration would."""
+    import stripe
+
+    for _ in range(120):
+        try:
+            return call()
+        except stripe.RateLimitError:
+            time.sleep(1.0)
+    return call()
+
+
 def open_accounts(run: Run, book: Any) -> tuple[Any, str | None]:
     """Reps open every account; the renewing ones signed up in Stripe first, on one clock."""
     from quote2cash.demo.actors import Customers, SalesOrg
@@ -424,10 +437,9 @@ def advance_renewals(run: Run, clock: str | None, deadline: float) -> None:
             break
         time.sleep(2.0)
     client = stripe_client(run)
-    frozen = int(client.v1.test_helpers.test_clocks.retrieve(clock).frozen_time)
-    client.v1.test_helpers.test_clocks.advance(
-        clock, params={"frozen_time": frozen + RENEWAL_SHIFT_S}
-    )
+    clocks = client.v1.test_helpers.test_clocks
+    frozen = int(patiently(lambda: clocks.retrieve(clock)).frozen_time)
+    patiently(lambda: clocks.advance(clock, params={"frozen_time": frozen + RENEWAL_SHIFT_S}))
     run.marks["renewal_wave"] = time.monotonic()
 
 

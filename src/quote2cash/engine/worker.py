@@ -186,7 +186,7 @@ class Worker:
         try:
             await self._db(self.recover_dead_leases)
             while not stop.is_set():
-                report = await self.run_once()
+                report = await self.run_once(stop)
                 await checkpointer.tick()
                 if report.idle:
                     with contextlib.suppress(TimeoutError):
@@ -209,10 +209,11 @@ class Worker:
             self.close()
         return total
 
-    async def run_once(self) -> BatchReport:
+    async def run_once(self, stop: asyncio.Event | None = None) -> BatchReport:
         """Claim a batch and run it; subjects that finish are committed every
         ``commit_interval`` seconds, so one slow call does not hold the others back. Steps are
-        group-committed (engine.recorder); every store call runs in the worker's store thread."""
+        group-committed (engine.recorder); every store call runs in the worker's store thread.
+        Once ``stop`` is set the batch claims no more subjects (``refill_seconds``) and ends."""
         await self._db(self.runtime.gates.refresh, self.runtime.engine)
         now = self.runtime.clock.now()
         expired = await self._db(expire_overdue, self.runtime.engine, now)
@@ -249,7 +250,13 @@ class Worker:
                 if finished:
                     await self._db(self._commit, finished, by_subject, outcomes, report)
                     finished = []
-                if self.refill_seconds is not None and waiting and monotonic() >= refill_at:
+                stopping = stop is not None and stop.is_set()  # finish the batch, take no more
+                if (
+                    self.refill_seconds is not None
+                    and waiting
+                    and not stopping
+                    and monotonic() >= refill_at
+                ):
                     refill_at = monotonic() + self.refill_seconds
                     started = await self._refill(running, by_subject, outcomes, report)
                     finished += [s for s in started if s not in by_subject]
