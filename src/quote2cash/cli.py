@@ -331,6 +331,16 @@ def worker(
             "busy subjects)",
         ),
     ] = 1000,
+    refill_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="Q2C_WORKER_REFILL_SECONDS",
+            min=0.0,
+            help="While a batch runs, claim newly ready subjects this often, so subjects "
+            "waiting on a slow system (the ERP) do not hold the others back (0: a batch ends "
+            "when its last subject does)",
+        ),
+    ] = 0.5,
 ) -> None:
     """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C. Run as
     many as you like on one PostgreSQL store: subjects are leased to one worker at a time."""
@@ -366,6 +376,7 @@ def worker(
                 batch_size=batch_size,
                 lease_seconds=lease_seconds,
                 max_subjects=max_subjects,
+                refill_seconds=refill_seconds or None,
             )
             if once:
                 from quote2cash.engine.checkpoints import Checkpointer

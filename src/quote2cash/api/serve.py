@@ -72,7 +72,8 @@ Poller = tuple[str, Callable[[], Awaitable[int]]]
 
 def default_pollers(runtime: Runtime, systems: Any) -> list[Poller]:
     """Closed-won deals, amendment requests and account changes from the CRM and events from
-    billing, for the roles configured."""
+    billing, for the roles configured; each poll passes its system's gate, so its requests
+    (every page) spend the deployment's shared budgets like the workers' calls."""
     pollers: list[Poller] = []
     if systems.crm is not None:
         xref = XrefStore(runtime.engine, runtime.clock)
@@ -82,7 +83,13 @@ def default_pollers(runtime: Runtime, systems: Any) -> list[Poller]:
         pollers.append(("crm.merges", partial(poll_account_merges, runtime, systems.crm)))
     if systems.billing is not None:
         pollers.append(("billing", partial(poll_billing, runtime, systems.billing)))
-    return pollers
+    return [(name, partial(_gated_poll, runtime, name, poll)) for name, poll in pollers]
+
+
+async def _gated_poll(runtime: Runtime, name: str, poll: Callable[[], Awaitable[int]]) -> int:
+    system = name.split(".")[0]
+    async with runtime.gates.call(system, f"{system}.poll_{name.replace('.', '_')}"):
+        return await poll()
 
 
 async def poll_forever(pollers: list[Poller], stop: asyncio.Event, every: float) -> None:

@@ -243,13 +243,16 @@ class BudgetLane:
     _freed: asyncio.Event | None = None
     _renewer: asyncio.Future[None] | None = None
 
-    def ready(self, now: float) -> bool:
-        """May a call start now on local state alone? (No I/O, no allocation.)"""
+    def ready(self, now: float, slot: bool = True) -> bool:
+        """May a call start now on local state alone? (No I/O, no allocation.) ``slot`` False:
+        a further request of a call that holds its slot already, so only a token is needed."""
         if now < self.blocked_until:
             return False
         b = self.budget
-        if b.concurrency is not None and self.in_use >= (
-            len(self.slots) if self._shared_slots else b.concurrency
+        if (
+            slot
+            and b.concurrency is not None
+            and self.in_use >= (len(self.slots) if self._shared_slots else b.concurrency)
         ):
             return False
         if b.rate is None and b.per_day is None:
@@ -264,25 +267,26 @@ class BudgetLane:
             return False
         return True
 
-    def take(self) -> None:
+    def take(self, slot: bool = True) -> None:
         b = self.budget
         if b.rate is not None or b.per_day is not None:
             self.used += 1
-        if b.concurrency is not None:
+        if slot and b.concurrency is not None:
             self.in_use += 1
 
     @property
     def _shared_slots(self) -> bool:
         return self.backend.shared
 
-    async def acquire(self, sleep: Any = asyncio.sleep) -> None:
-        """Wait for a token and a slot: sleep up to MAX_SLEEP_SECONDS, else SystemUnavailable."""
+    async def acquire(self, sleep: Any = asyncio.sleep, slot: bool = True) -> None:
+        """Wait for a token and a slot (``slot`` False: a token only): sleep up to
+        MAX_SLEEP_SECONDS, else SystemUnavailable."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         self.waiting += 1
         try:
             async with self._lock:
-                await self._acquire(sleep)
+                await self._acquire(sleep, slot)
         except BaseException:
             self.waiting -= 1
             if not self.waiting:
@@ -290,13 +294,13 @@ class BudgetLane:
             raise
         self.waiting -= 1
 
-    async def _acquire(self, sleep: Any) -> None:
+    async def _acquire(self, sleep: Any, slot: bool) -> None:
         b = self.budget
         while True:
             now = time.monotonic()
             if now < self.blocked_until:
                 self._hold(self.blocked_until - now, self.blocked_reason)
-            if b.concurrency is not None and not self._slot_free():
+            if slot and b.concurrency is not None and not self._slot_free():
                 await self._wait_for_slot(sleep)
                 continue
             if b.rate is None and b.per_day is None:
@@ -324,7 +328,7 @@ class BudgetLane:
                 await sleep(valid - now)
                 continue
             break
-        self.take()
+        self.take(slot)
 
     def _slot_free(self) -> bool:
         cap = len(self.slots) if self._shared_slots else self.budget.concurrency

@@ -26,6 +26,7 @@ from quote2cash.engine.outbox import Outgoing, outgoing_data
 from quote2cash.engine.parking import Parked, is_released
 from quote2cash.engine.projections import Projection
 from quote2cash.engine.recorder import StepRecord, StepRecorder, commit_steps
+from quote2cash.engine.systems import call_in_progress, reset_call
 from quote2cash.observability import metrics, tracing
 
 if TYPE_CHECKING:
@@ -152,11 +153,14 @@ class HandlerContext:
                 gates = self.runtime.gates
                 gate = gates.enter(system, name) or await gates.enter_waiting(system, name)
                 started = metrics.now()
+                call = call_in_progress(gates, gate)
                 try:
                     result = await _maybe_await(action(key))
                 except BaseException as exc:
                     gates.leave(gate, exc, started)
                     raise
+                finally:
+                    reset_call(call)
                 gates.leave(gate, None, started)
             else:
                 result = await _maybe_await(action(key))

@@ -15,6 +15,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -324,6 +325,20 @@ class SystemGates:
         elif breaker.probing:
             breaker.probing = False  # cancelled: the probe did not happen
 
+    async def further_request(self, p: GatePass) -> None:
+        """A further request of a call that went through ``p`` (its first was paid at the
+        gate): one more token from each of its rate and day budgets, waiting as the gate would;
+        its concurrency slots are held already."""
+        now = time.monotonic()
+        for lane in p.lanes:
+            if lane.budget.rate is None and lane.budget.per_day is None:
+                continue
+            if lane.ready(now, slot=False):
+                lane.take(slot=False)
+            else:
+                await lane.acquire(self.sleep, slot=False)
+                now = time.monotonic()
+
     @asynccontextmanager
     async def call(self, system: str, operation: str = "") -> AsyncIterator[None]:
         """One request to ``system`` (for callers outside a step): the same gate as a step's;
@@ -331,11 +346,14 @@ class SystemGates:
         name = operation or system
         p = self.enter(system, name) or await self.enter_waiting(system, name)
         started = metrics.now()
+        token = call_in_progress(self, p)  # its further requests take tokens too
         try:
             yield
         except BaseException as exc:
             self.leave(p, exc, started)
             raise
+        finally:
+            reset_call(token)
         self.leave(p, None, started)
 
     def note_usage(self, system: str, used: int, limit: int) -> None:
@@ -361,6 +379,40 @@ class SystemGates:
 
 USAGE_NOTE_SECONDS = 5.0
 _GATES: weakref.WeakSet[SystemGates] = weakref.WeakSet()
+
+
+@dataclass(eq=False)
+class CallInProgress:
+    """The gated call (a step) running in this task: its gates, its pass, its requests so far."""
+
+    gates: SystemGates
+    gate: GatePass
+    requests: int = 0
+
+
+_CALL: ContextVar[CallInProgress | None] = ContextVar("q2c_call_in_progress", default=None)
+
+
+def call_in_progress(gates: SystemGates, gate: GatePass) -> Token[CallInProgress | None]:
+    """Mark the gated call this task runs now (``reset_call`` with the token when it ends)."""
+    return _CALL.set(CallInProgress(gates, gate))
+
+
+def reset_call(token: Token[CallInProgress | None]) -> None:
+    _CALL.reset(token)
+
+
+async def request_token(system: str | None) -> None:
+    """For connectors, before each HTTP request to ``system``: the step's gate paid for its
+    first request; each further one takes a token of the step's budgets too, so a budget holds
+    per request sent, not per step (Stripe counts requests). Outside a gated step of ``system``
+    (polling, tools) nothing is taken."""
+    current = _CALL.get()
+    if current is None or system is None or current.gate.system != system:
+        return
+    current.requests += 1
+    if current.requests > 1:
+        await current.gates.further_request(current.gate)
 
 
 def report_usage(system: str | None, used: int, limit: int) -> None:

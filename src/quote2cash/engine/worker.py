@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import insert, or_, select, update
@@ -159,6 +160,7 @@ class Worker:
         concurrency: int = 1000,
         commit_interval: float = 0.25,
         step_linger: float = 0.0,
+        refill_seconds: float | None = None,
     ) -> None:
         self.runtime = runtime
         self.registry = registry
@@ -173,6 +175,9 @@ class Worker:
         self._steps: dict[int, dict[str, str]] = {}
         self._rereads: defaultdict[int, int] = defaultdict(int)
         self.step_linger = step_linger
+        self.refill_seconds = refill_seconds
+        """While a batch runs, claim more ready subjects this often (None: a batch ends when its
+        last subject does), so subjects waiting on a slow system do not hold the others back."""
         self._store: StoreThread | None = None
         self._recorder: StepRecorder | None = None
 
@@ -197,7 +202,7 @@ class Worker:
         try:
             await self._db(self.recover_dead_leases)
             while not stop.is_set():
-                report = await self.run_once()
+                report = await self.run_once(stop)
                 await checkpointer.tick()
                 if report.idle:
                     with contextlib.suppress(TimeoutError):
@@ -221,10 +226,11 @@ class Worker:
             self.close()
         return total
 
-    async def run_once(self) -> BatchReport:
+    async def run_once(self, stop: asyncio.Event | None = None) -> BatchReport:
         """Claim a batch and run it; subjects that finish are committed every
         ``commit_interval`` seconds, so one slow call does not hold the others back. Steps are
-        group-committed (engine.recorder); every store call runs in the worker's store thread."""
+        group-committed (engine.recorder); every store call runs in the worker's store thread.
+        Once ``stop`` is set the batch claims no more subjects (``refill_seconds``) and ends."""
         await self._db(self.runtime.gates.refresh, self.runtime.engine)
         now = self.runtime.clock.now()
         expired = await self._db(expire_overdue, self.runtime.engine, now)
@@ -250,6 +256,7 @@ class Worker:
             task = asyncio.ensure_future(self._run_subject(subject_events, outcomes[subject]))
             running[task] = subject
         heartbeat = asyncio.ensure_future(self._heartbeat(running))
+        refill_at = monotonic() + (self.refill_seconds or 0.0)
         try:
             waiting = set(running)
             while waiting:
@@ -260,6 +267,17 @@ class Worker:
                 if finished:
                     await self._db(self._commit, finished, by_subject, outcomes, report)
                     finished = []
+                stopping = stop is not None and stop.is_set()  # finish the batch, take no more
+                if (
+                    self.refill_seconds is not None
+                    and waiting
+                    and not stopping
+                    and monotonic() >= refill_at
+                ):
+                    refill_at = monotonic() + self.refill_seconds
+                    started = await self._refill(running, by_subject, outcomes, report)
+                    finished += [s for s in started if s not in by_subject]
+                    waiting |= {t for t, s in running.items() if s in started}
             if finished:
                 await self._db(self._commit, finished, by_subject, outcomes, report)
         finally:
@@ -271,6 +289,31 @@ class Worker:
             report.step_commits += self._recorder.commits
             self._recorder = None
         return report
+
+    async def _refill(
+        self,
+        running: dict[asyncio.Task[None], str],
+        by_subject: dict[str, list[tuple[Event, int]]],
+        outcomes: dict[str, _Outcome],
+        report: BatchReport,
+    ) -> list[str]:
+        """Claim ready subjects up to ``max_subjects`` in flight and start them in this batch;
+        returns the subjects claimed (those with nothing to load are finished at once)."""
+        room = self.max_subjects - len(running)
+        if room <= 0:
+            return []
+        claimed = await self._db(self._claim, self.runtime.clock.now(), room)
+        if not claimed:
+            return []
+        loaded = await self._db(self._load, claimed, merge=True)
+        report.claimed_subjects += len(claimed)
+        for subject in claimed:
+            outcomes[subject] = _Outcome()
+        for subject, subject_events in loaded.items():
+            by_subject[subject] = subject_events
+            task = asyncio.ensure_future(self._run_subject(subject_events, outcomes[subject]))
+            running[task] = subject
+        return claimed
 
     async def _heartbeat(self, running: dict[asyncio.Task[None], str]) -> None:
         """Extend the leases of subjects still running, so a long call does not lose them."""
@@ -300,7 +343,7 @@ class Worker:
             )
 
     # -- claim and load -------------------------------------------------------------------
-    def _claim(self, now: datetime) -> list[str]:
+    def _claim(self, now: datetime, limit: int | None = None) -> list[str]:
         """Lease up to ``max_subjects`` ready subjects: first those whose lease lapsed (a dead
         worker's, which had events in flight), then the longest unclaimed. Skipping locked rows,
         concurrent claimers never wait for each other nor take the same subject."""
@@ -323,9 +366,10 @@ class Worker:
             .order_by(subjects.c.claimed_at)
         )
         claimed: list[str] = []
+        most = self.max_subjects if limit is None else limit
         with self.runtime.engine.begin() as conn:
             for query in (lapsed, queued):
-                room = self.max_subjects - len(claimed)
+                room = most - len(claimed)
                 if room <= 0:
                     break
                 query = query.limit(room)
@@ -344,11 +388,19 @@ class Worker:
                 claimed += [row[0] for row in conn.execute(stmt)]
         return claimed
 
-    def _load(self, claimed: list[str]) -> dict[str, list[tuple[Event, int]]]:
+    def _load(
+        self, claimed: list[str], *, merge: bool = False
+    ) -> dict[str, list[tuple[Event, int]]]:
+        """The claimed subjects' pending events and their recorded steps (``merge``: added to
+        the steps of the subjects already running)."""
         by_subject: dict[str, list[tuple[Event, int]]] = defaultdict(list)
         with self.runtime.engine.connect() as conn:
             rows = sql.load_pending(conn, claimed, self.batch_size, self._postgres)
-            self._steps = sql.load_steps(conn, [r[0] for r in rows], self._postgres) if rows else {}
+            loaded = sql.load_steps(conn, [r[0] for r in rows], self._postgres) if rows else {}
+        if merge:
+            self._steps.update(loaded)
+        else:
+            self._steps = loaded
         for pos, eid, source, type_, subject, time, cid, cause, seq, ver, data, tries, tp in rows:
             ev = Event(
                 id=eid,

@@ -45,3 +45,18 @@ def test_admin_config_names_the_bad_key(http, emulator):
     assert wrong_type.status_code == 400 and "daily_api_limit" in wrong_type.json()["error"]
     shown = http.get(url).json()
     assert shown["daily_api_limit"] == 15000 and "callout_secret" not in shown
+
+
+def test_usage_counts_calls_over_the_day_and_over_a_rate_budget(sf: Salesforce, http, emulator):
+    # 2 calls allowed in any 100 s (burst 1 + 0.01/s x 100 s): the same on a slow machine
+    budget = {"budget_rate": 0.01, "budget_burst": 1, "budget_window_seconds": 100}
+    admin(http, emulator, "PATCH", "config", {"daily_api_limit": 3, **budget})
+    for _ in range(3):
+        sf.query("SELECT COUNT() FROM Account")
+    with pytest.raises(SalesforceRefusedRequest):
+        sf.query("SELECT COUNT() FROM Account")
+    usage = admin(http, emulator, "GET", "usage")
+    assert (usage["over_daily_limit"], usage["api_usage"], usage["daily_api_limit"]) == (1, 3, 3)
+    assert usage["budget_calls"] == 4 and usage["over_budget"] == 2
+    bad = http.patch(f"{emulator.instance_url}/_emulator/config", json={"budget_rate": -1})
+    assert bad.status_code == 400 and "budget_rate" in bad.json()["error"]

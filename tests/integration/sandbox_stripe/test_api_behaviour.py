@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import stripe
 
@@ -133,6 +135,21 @@ def test_burst_and_usage_count_every_call_and_name_the_limit(sandbox: Sandbox) -
     assert sum(usage["per_second"].values()) == 5
     assert sum(usage["accepted_per_second"].values()) == 3
     assert len(usage["accepted_at"]) == 3 and len(usage["limited_at"]) == 2
+
+
+def test_usage_counts_calls_over_the_configured_budget_without_refusing_them(
+    sandbox: Sandbox,
+) -> None:
+    # 3 calls allowed in any 100 s (burst 2 + 0.01/s x 100 s), so a slow machine counts the same
+    budget = {"budget_rate": 0.01, "budget_burst": 2, "budget_window_seconds": 100}
+    status, _, _ = sandbox.raw("POST", "/_emulator/config", json.dumps(budget))
+    assert status == 200
+    answers = [sandbox.raw("GET", "/v1/customers")[0] for _ in range(5)]
+    assert answers == [200] * 5  # counted, never refused: refusing is the rate limiter's job
+    _, _, usage = sandbox.raw("GET", "/_emulator/usage")
+    assert (usage["budget_calls"], usage["over_budget"], usage["peak_in_window"]) == (5, 2, 5)
+    status, _, body = sandbox.raw("POST", "/_emulator/config", json.dumps({"budget_rate": 0}))
+    assert status == 400 and "budget_rate" in body["error"]
 
 
 def test_expand_and_config_endpoint(sandbox: Sandbox, client: stripe.StripeClient) -> None:

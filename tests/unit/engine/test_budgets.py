@@ -24,7 +24,13 @@ from quote2cash.engine.budgets import (
 from quote2cash.engine.budgets_memory import MemoryBudgets
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.errors import SystemUnavailable, TransientError
-from quote2cash.engine.systems import SystemGates, report_usage
+from quote2cash.engine.systems import (
+    SystemGates,
+    call_in_progress,
+    report_usage,
+    request_token,
+    reset_call,
+)
 
 T0 = datetime(2026, 3, 31, 23, 0, tzinfo=UTC)
 
@@ -236,3 +242,29 @@ def test_the_systems_own_usage_count_spends_the_shared_day_allocation() -> None:
     report_usage("crm", 90, 100)  # Sforce-Limit-Info: api-usage=90/100, other clients included
     assert backend.reserve(budget, 20).count == 10
     assert backend.reserve(budget, 1).count == 0
+
+
+def test_each_further_request_of_a_step_takes_a_token_and_no_second_slot() -> None:
+    """Stripe counts requests, not steps: a step that looks up a price, then creates a coupon
+    and a subscription spends three tokens of its budget (issue 17's quarter-end benchmark)."""
+    gates = gates_with(Budget("billing", "writes", rate=1000, burst=100, concurrency=2))
+    seen: list[tuple[int, int]] = []
+
+    async def run() -> None:
+        gate = await gates.enter_waiting("billing", "billing.create_subscription")
+        lane = gate.lanes[-1]
+        call = call_in_progress(gates, gate)
+        try:
+            for _ in range(3):  # the first request was paid at the gate
+                await request_token("billing")
+                seen.append((lane.used, lane.in_use))
+            await request_token("crm")  # not this step's system: nothing taken
+        finally:
+            reset_call(call)
+        await request_token("billing")  # outside a step (polling): nothing taken
+        gates.leave(gate, None, 0.0)
+
+    asyncio.run(run())
+    assert seen == [(1, 1), (2, 1), (3, 1)]
+    lane = gates.gate_pass("billing", "billing.create_subscription").lanes[-1]
+    assert (lane.used, lane.in_use) == (3, 0)

@@ -25,6 +25,7 @@ from quote2cash.engine.errors import (
     IntegrationError,
     TransientError,
 )
+from quote2cash.engine.systems import request_token
 
 __all__ = [
     "CardDeclined",
@@ -205,6 +206,7 @@ class StripeApi:
 
         ``operation`` completes "trying to ..." in messages, e.g. ``"create subscription C-1"``.
         """
+        await request_token(self.system)  # the step's budgets hold per request sent
         try:
             return await request()
         except stripe.StripeError as error:

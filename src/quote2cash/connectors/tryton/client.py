@@ -310,7 +310,10 @@ class TrytonClient:
         ``allow_warnings`` lists warning kinds (e.g. ``"invoice_similar"``) the caller accepts:
         such a warning is acknowledged for this user and the call retried; any other raises
         ``TrytonWarning``. Acknowledging uses ``res.user.warning.skip``, which a non-admin user
-        may call (creating ``res.user.warning`` directly is refused to them).
+        may call (creating ``res.user.warning`` directly is refused to them), for good
+        (``always``): a kind accepted once is accepted every time, and a warning keyed by a
+        record that recurs (the GmbH's unvalidated VAT number, on every one of its invoices)
+        no longer costs each later call a failed attempt whose work Tryton rolls back.
         """
         ctx = dict(self.context if context is None else context)
         allowed = frozenset(allow_warnings)
@@ -323,7 +326,7 @@ class TrytonClient:
                     raise
                 acknowledged.add(warning.name)
                 await self.call_without_context(
-                    "model.res.user.warning.skip", warning.name, False, self.context
+                    "model.res.user.warning.skip", warning.name, True, self.context
                 )
 
     async def call_without_context(self, method: str, *params: Any) -> Any:

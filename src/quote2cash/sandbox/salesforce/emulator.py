@@ -19,6 +19,8 @@ import msgspec
 import trustme
 from aiohttp import web
 
+from quote2cash.sandbox.budget_window import BudgetWindow
+
 from . import soap
 from .api import SUPPORTED_VERSIONS, Api, versions
 from .auth import Authenticator, OAuthError, load_rsa_public_key
@@ -97,6 +99,9 @@ class SalesforceEmulator:
         self.callouts.backoff_seconds = callout_backoff_seconds
         self.store.listeners.append(self._on_closed_won)
         self._usage_day: date = self.clock.now().date()
+        self.budget = BudgetWindow()
+        self.over_daily_limit = 0
+        """API calls refused because the day's allocation was spent (``/_emulator/usage``)."""
         self._ca = trustme.CA()
         self._cert = self._ca.issue_cert("127.0.0.1", "localhost")
         self._own_ca_dir: str | None = None
@@ -150,6 +155,8 @@ class SalesforceEmulator:
         self.api.cursors.clear()
         self.api.used = 0
         self.callouts.clear()
+        self.budget.reset()
+        self.over_daily_limit = 0
 
     # ----- configuration -----
 
@@ -164,6 +171,9 @@ class SalesforceEmulator:
             "callout_max_attempts": self.callouts.max_attempts,
             "callout_backoff_seconds": self.callouts.backoff_seconds,
             "clock_offset_seconds": self.clock.offset.total_seconds(),
+            "budget_rate": self.budget.rate,
+            "budget_burst": self.budget.burst,
+            "budget_window_seconds": self.budget.window,
         }
 
     def configure(self, changes: Mapping[str, Any]) -> None:
@@ -191,13 +201,37 @@ class SalesforceEmulator:
             ),
             "jwt_certificates": self._set_jwt_certificates,
         }
-        unknown = set(changes) - set(setters)
+        budget = {"budget_rate", "budget_burst", "budget_window_seconds"}
+        unknown = set(changes) - set(setters) - budget
         if unknown:
             raise ValueError(
-                f"unknown configuration keys {sorted(unknown)}; expected some of {sorted(setters)}"
+                f"unknown configuration keys {sorted(unknown)}; expected some of "
+                f"{sorted(set(setters) | budget)}"
             )
         for key, value in changes.items():
-            setters[key](value)
+            if key not in budget:
+                setters[key](value)
+        if budget & set(changes):
+            values = {**self.config(), **changes}
+            self.budget.configure(
+                rate=None
+                if values["budget_rate"] is None
+                else _number(values["budget_rate"], "budget_rate"),
+                burst=None
+                if values["budget_burst"] is None
+                else _number(values["budget_burst"], "budget_burst"),
+                window=_number(values["budget_window_seconds"], "budget_window_seconds"),
+            )
+
+    def usage(self) -> dict[str, Any]:
+        """Every API call counted server-side: the day's use, calls refused by the daily
+        allocation, and calls above the configured rate budget (sliding window)."""
+        return {
+            "api_usage": self.api.used,
+            "daily_api_limit": self.api.daily_limit,
+            "over_daily_limit": self.over_daily_limit,
+            **self.budget.summary(),
+        }
 
     def _set_jwt_certificates(self, value: Any) -> None:
         if not isinstance(value, dict):
@@ -275,7 +309,9 @@ class SalesforceEmulator:
         today = self.clock.now().date()
         if today != self._usage_day:
             self._usage_day, self.api.used = today, 0
+        self.budget.arrive()
         if self.api.used >= self.api.daily_limit:
+            self.over_daily_limit += 1
             error = SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             return _json(403, error.body(), self._limit_header())
         self.api.used += 1
@@ -301,6 +337,7 @@ class SalesforceEmulator:
 
     async def _soap(self, request: web.Request) -> web.Response:
         """The partner SOAP API (``merge()``), counted against the daily API limit."""
+        self.budget.arrive()
         self.api.used += 1
         status, body = soap.handle(
             await request.read(), self.store, lambda token: self.auth.check(f"Bearer {token}")
@@ -324,6 +361,8 @@ class SalesforceEmulator:
             return _json(200, {"reset": True})
         if action == "config" and method == "GET":
             return _json(200, self.config())
+        if action == "usage" and method == "GET":
+            return _json(200, self.usage())
         if action == "config" and method in ("PATCH", "POST"):
             try:
                 self.configure(body)

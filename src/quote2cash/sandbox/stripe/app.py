@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from quote2cash.sandbox.budget_window import BudgetWindow
+
 from . import (
     catalog,
     coupons,
@@ -71,6 +73,10 @@ class EmulatorConfig:
     rate_limit_per_second: float | None = None
     rate_limit_burst: int | None = None
     rate_limit_every_nth: int | None = None
+    budget_rate: float | None = None
+    """Count (never refuse) calls above this rate: ``over_budget`` in ``/_emulator/usage``."""
+    budget_burst: float | None = None
+    budget_window_seconds: float = 1.0
     fail_next_429: int = 0
     fault_500_every_nth: int | None = None
     fail_next_500: int = 0
@@ -140,6 +146,7 @@ class StripeEmulator:
         self.webhooks = webhooks.WebhookDispatcher(self.store)
         self._saved: dict[tuple[str, str], _SavedResponse] = {}
         self._counters = _Counters()
+        self._budget = BudgetWindow()
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -231,6 +238,7 @@ class StripeEmulator:
         self._saved.clear()
         self.webhooks.attempts.clear()
         self._counters = _Counters()
+        self._budget.reset()
 
     # --- application --------------------------------------------------------------------------
 
@@ -261,7 +269,13 @@ class StripeEmulator:
 
     async def _set_config(self, request: web.Request) -> web.Response:
         try:
-            self.config.update(await request.json())
+            values = await request.json()
+            self.config.update(values)
+            if any(key.startswith("budget_") for key in values):
+                cfg = self.config
+                self._budget.configure(
+                    rate=cfg.budget_rate, burst=cfg.budget_burst, window=cfg.budget_window_seconds
+                )
         except (KeyError, ValueError, TypeError) as exc:
             return _json_response(400, {"error": f"bad config: {exc}"})
         self.webhooks.max_attempts = self.config.webhook_max_attempts
@@ -281,6 +295,7 @@ class StripeEmulator:
                 },
                 "accepted_at": list(c.accepted_at),
                 "limited_at": list(c.limited_at),
+                **self._budget.summary(),
             },
         )
 
@@ -337,6 +352,7 @@ class StripeEmulator:
         cfg = self.config
         counters = self._counters
         counters.requests += 1
+        self._budget.arrive()
         second = int(time.time())
         counters.per_second[second] = counters.per_second.get(second, 0) + 1
         limited = False
