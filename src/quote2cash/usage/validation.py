@@ -9,6 +9,7 @@ The terms are loaded into DuckDB once per batch, never looked up per record.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from quote2cash.usage.duck import connection
 from quote2cash.usage.reading import FIELDS
-from quote2cash.usage.terms import SubscriptionTerms
+from quote2cash.usage.terms import SubscriptionTerms, cycle_boundary, period_index
 
 LatePolicy = Literal["adjust", "reject"]
 MAX_ID: Final = 255
@@ -33,12 +34,16 @@ def _naive(value: object) -> object:
 
 
 def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[SubscriptionTerms]) -> None:
-    """The terms as four small DuckDB tables: refs, meters, customer meters, subscriptions."""
+    """The terms as five small DuckDB tables: refs, meters, reference meters, customer meters,
+    subscriptions. ``refs`` has one row per reference: the subscription it names, or none
+    when it names several (``n``); ``refmeters`` then says, per meter alias, which of those
+    has it (``n`` of them): a reference is resolved when it names one subscription, or
+    several of which exactly one has the record's meter."""
     con.execute(
         "CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || "
         "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
     )
-    refs: dict[str, list[object]] = {"ref": [], "sub": []}
+    named: dict[str, list[str]] = {}
     meters: dict[str, list[object]] = {"sub": [], "alias": [], "meter": [], "item_unit": []}
     by_customer: dict[tuple[str, str], list[str]] = {}
     subs: dict[str, list[object]] = {
@@ -59,8 +64,9 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     }
     for t in terms:
         for ref in t.references:
-            refs["ref"].append(ref)
-            refs["sub"].append(t.subscription)
+            subs_named = named.setdefault(ref, [])
+            if t.subscription not in subs_named:
+                subs_named.append(t.subscription)
         for item in t.items:
             for alias in item.aliases:
                 meters["sub"].append(t.subscription)
@@ -82,8 +88,42 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         subs["future_limit"].append(open_end if t.on_test_clock else None)
         subs["known_meters"].append(", ".join(i.meter for i in t.items) or "none")
     ts = pa.timestamp("us")
+    refs = {
+        "ref": list(named),
+        "sub": [s[0] if len(s) == 1 else None for s in named.values()],
+        "n": [len(s) for s in named.values()],
+    }
     con.register(
-        "refs", pa.table(refs, schema=pa.schema([("ref", pa.string()), ("sub", pa.string())]))
+        "refs",
+        pa.table(
+            refs,
+            schema=pa.schema([("ref", pa.string()), ("sub", pa.string()), ("n", pa.int64())]),
+        ),
+    )
+    shared = {ref: set(s) for ref, s in named.items() if len(s) > 1}
+    by_ref: dict[tuple[str, str], list[str]] = {}
+    for owner, named_as in zip(meters["sub"], meters["alias"], strict=True) if shared else ():
+        for ref, among in shared.items():
+            if owner in among and owner not in by_ref.setdefault((ref, str(named_as)), []):
+                by_ref[(ref, str(named_as))].append(str(owner))
+    con.register(
+        "refmeters",
+        pa.table(
+            {
+                "ref": [r for r, _ in by_ref],
+                "alias": [a for _, a in by_ref],
+                "sub": [s[0] for s in by_ref.values()],
+                "n": [len(s) for s in by_ref.values()],
+            },
+            schema=pa.schema(
+                [
+                    ("ref", pa.string()),
+                    ("alias", pa.string()),
+                    ("sub", pa.string()),
+                    ("n", pa.int64()),
+                ]
+            ),
+        ),
     )
     con.register(
         "meters",
@@ -166,6 +206,11 @@ _REASON_SQL: Final = r"""CASE
     WHEN field = 'subscription' THEN CASE WHEN sref IS NULL
       THEN WHO || ': field ''subscription'' is missing: expected a contract number, hub id or '
         || 'billing subscription id (or a ''customer'')'
+      WHEN ref_n > 1 THEN WHO || ': field ''subscription'' is ' || quote(sref) || ': it names '
+        || ref_n || ' subscriptions' || CASE WHEN refmeter_n > 1
+          THEN ', ' || refmeter_n || ' of them with meter ' || quote(mname)
+          ELSE ', none of them with meter ' || quote(coalesce(mname, '')) END
+        || ': expected the hub id or billing subscription id of one subscription'
       ELSE WHO || ': field ''subscription'' is ' || quote(sref) || ': expected a contract '
         || 'number, hub id or billing subscription id the hub knows' END
     WHEN field = 'customer' THEN CASE WHEN cust_n > 1
@@ -221,35 +266,36 @@ WITH r AS (
   SELECT r.*,
     TRY_CAST(qraw AS DECIMAL(38, 12)) AS q,
     TIME_HERE AS ts,
-    coalesce(refs.sub, CASE WHEN cm.n = 1 THEN cm.sub END) AS sub,
-    cm.n AS cust_n
+    coalesce(refs.sub, CASE WHEN rm.n = 1 THEN rm.sub END, CASE WHEN cm.n = 1 THEN cm.sub END)
+      AS sub,
+    cm.n AS cust_n, refs.n AS ref_n, rm.n AS refmeter_n
   FROM r
   LEFT JOIN refs ON refs.ref = r.sref
+  LEFT JOIN refmeters rm ON refs.n > 1 AND rm.ref = r.sref AND rm.alias = r.mname
   LEFT JOIN custmeters cm ON r.sref IS NULL AND cm.customer = r.cref AND cm.alias = r.mname
 ), j AS (
   SELECT p.*, m.meter, m.item_unit, s.service_start, s.service_end, s.anchor, s.mc, s.cd,
     s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,
-    CASE WHEN s.mc > 0 THEN
-      ((year(p.ts) - year(s.anchor)) * 12 + month(p.ts) - month(s.anchor)) // s.mc * s.mc
-    END AS mstep,
-    CASE WHEN s.mc = 0 THEN
-      (epoch(p.ts) - epoch(s.anchor)) // (s.cd * 86400) * s.cd
-    END AS dstep
+    CASE WHEN s.mc > 0 THEN CAST(floor(((year(p.ts) - year(s.anchor)) * 12
+        + month(p.ts) - month(s.anchor)) / s.mc) AS BIGINT)
+    ELSE (epoch_us(p.ts) - epoch_us(s.anchor)
+        - ((epoch_us(p.ts) - epoch_us(s.anchor)) % (s.cd * 86400000000)
+          + s.cd * 86400000000) % (s.cd * 86400000000)) // (s.cd * 86400000000)
+    END AS k0
   FROM p
   LEFT JOIN meters m ON m.sub = p.sub AND m.alias = p.mname
   LEFT JOIN subs s ON s.sub = p.sub
 ), per AS (
   SELECT j.*,
-    CASE WHEN mc > 0 THEN
-      CASE WHEN anchor + to_months(CAST(mstep AS INTEGER)) > ts
-        THEN anchor + to_months(CAST(mstep - mc AS INTEGER))
-        ELSE anchor + to_months(CAST(mstep AS INTEGER)) END
-    ELSE anchor + to_days(CAST(dstep AS INTEGER)) END AS ps0
+    CASE WHEN mc > 0 AND anchor + to_months(CAST(k0 * mc AS INTEGER)) > ts THEN k0 - 1
+    ELSE k0 END AS k
   FROM j
 ), per2 AS (
   SELECT per.*,
-    CASE WHEN mc > 0 THEN ps0 + to_months(CAST(mc AS INTEGER))
-    ELSE ps0 + to_days(CAST(cd AS INTEGER)) END AS pe0
+    CASE WHEN mc > 0 THEN anchor + to_months(CAST(k * mc AS INTEGER))
+    ELSE anchor + to_days(CAST(k * cd AS INTEGER)) END AS ps0,
+    CASE WHEN mc > 0 THEN anchor + to_months(CAST((k + 1) * mc AS INTEGER))
+    ELSE anchor + to_days(CAST((k + 1) * cd AS INTEGER)) END AS pe0
   FROM per
 ), checked AS (
   SELECT per2.*,
@@ -557,16 +603,16 @@ def _fast_rows(
     plain form whose meaning is beyond doubt: no spaces to trim, a subscription reference and
     a meter alias that map to exactly one row of the terms, the item's unit or none, a plain
     decimal quantity (at most 12 decimal places), a time ``YYYY-MM-DDTHH:MM:SSZ`` within the
-    subscription's service and not in the future, a monthly or yearly cycle, no properties, no
-    correction flag. Everything else, every failing record included, goes through the checking
-    query (``_CHECK_SQL``), which stays the definition; the billing periods of fast records are
-    computed by the same DuckDB expressions, once per subscription and month.
+    subscription's service and not in the future, no properties, no correction flag.
+    Everything else, every failing record included, goes through the checking query
+    (``_CHECK_SQL``); the billing periods of fast records are the terms' own
+    (``terms.cycle_boundary``), computed once per subscription and period.
     """
     n = chunk.num_rows
-    refs = con.sql("SELECT ref, sub FROM refs").fetchall()
+    refs = con.sql("SELECT ref, sub FROM refs WHERE sub IS NOT NULL").fetchall()
     meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters").fetchall()
     subs = con.sql(
-        "SELECT sub, service_start, service_end, anchor, mc, closed_before, open_start, "
+        "SELECT sub, service_start, service_end, anchor, mc, cd, closed_before, open_start, "
         "open_end, future_limit FROM subs"
     ).to_arrow_table()
     names = subs.column("sub").to_pylist()
@@ -656,6 +702,7 @@ def _fast_rows(
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+_MAX_FAST_PERIODS: Final = 4000
 _SECOND: Final = timedelta(seconds=1)
 
 
@@ -679,39 +726,31 @@ def _segments(
     ``at`` = code << 32 | the segment's first second (sorted): a record (in whole seconds) is
     in the last segment at or before its own key. Each segment says whether a record in it
     passes the time checks (``ok``: in service, from the cycle anchor, not in the future, not
-    a closed period refused by policy) and its billing period as the checking query has it:
-    the period starts are DuckDB's ``anchor + to_months(step)``, their ends ``start +
-    to_months(months)``; a late record's period is the open one when the policy adjusts."""
+    a closed period refused by policy) and its billing period, by the terms' one rule
+    (``terms.cycle_boundary``, the same as ``SubscriptionTerms.period_of`` and the checking
+    query); a late record's period is the open one when the policy adjusts."""
     present = sorted(pc.unique(codes).to_pylist())
     extremes = pc.min_max(times)
     low, high = extremes["min"].as_py(), extremes["max"].as_py()
     rows = subs.to_pylist()
-    wanted: dict[str, list[object]] = {"sub": [], "lo": [], "hi": [], "mc": []}
+    starts: dict[str, list[tuple[datetime, datetime]]] = {}
     for c in present:
         row = rows[c]
-        mc, anchor = row["mc"], row["anchor"]
-        if not mc or mc <= 0:
+        mc, cd, anchor = row["mc"] or 0, row["cd"] or 0, row["anchor"]
+        # only the periods the chunk's records can be valid in: within the subscription's
+        # service, from the anchor, not in the future
+        first = max(low, row["service_start"], anchor)
+        last = min(high, max(limit, row["future_limit"] or limit))
+        if row["service_end"] is not None:
+            last = min(last, row["service_end"])
+        if first > last:
             continue
-        base = anchor.year * 12 + anchor.month
-        first = max(0, ((low.year * 12 + low.month - base) // mc - 1) * mc)
-        last = ((high.year * 12 + high.month - base) // mc + 1) * mc
-        for key, value in (("sub", row["sub"]), ("lo", first), ("hi", last), ("mc", mc)):
-            wanted[key].append(value)
-    starts: dict[str, list[tuple[datetime, datetime]]] = {}
-    if wanted["sub"]:
-        con.register("fast_steps", pa.table(wanted))
-        try:
-            found = con.sql(
-                """SELECT sub, b, b + to_months(CAST(mc AS INTEGER)) AS e
-                FROM (SELECT f.sub, f.mc, s.anchor + to_months(CAST(step AS INTEGER)) AS b
-                      FROM (SELECT sub, mc, unnest(range(lo, hi + 1, mc)) AS step
-                            FROM fast_steps) f JOIN subs s ON s.sub = f.sub)
-                ORDER BY sub, b"""
-            ).fetchall()
-        finally:
-            con.unregister("fast_steps")
-        for sub, start, end in found:
-            starts.setdefault(sub, []).append((start, end))
+        k_first = period_index(anchor, mc, cd, first)
+        k_last = period_index(anchor, mc, cd, last)
+        if k_last - k_first > _MAX_FAST_PERIODS:
+            continue  # a long span of short periods: the query decides these records
+        bounds = [cycle_boundary(anchor, mc, cd, k) for k in range(k_first, k_last + 2)]
+        starts[row["sub"]] = list(itertools.pairwise(bounds))
     out: dict[str, list[object]] = {
         "at": [],
         "ok": [],

@@ -249,17 +249,17 @@ def test_fast_path_takes_the_plain_records_and_leaves_the_rest() -> None:
         {**plain, "id": "a3", "unit": "CALL"},  # unit in another case
         {**plain, "id": "a4", "timestamp": "2026-03-20T10:00:00.5Z"},  # a fraction
         {**plain, "id": "a5", "quantity": "-1"},  # fails a check
-        {**plain, "id": "a7", "subscription": "C-5"},  # a day cycle
         {**plain, "id": "a8", "properties": {"k": 1}},  # properties
     ]
-    chunk = rows_chunk([plain, {**plain, "id": "a9", "unit": None}, *others])
+    day_cycle = {**plain, "id": "a7", "subscription": "C-5"}  # periods of 7 days: fast too
+    chunk = rows_chunk([plain, {**plain, "id": "a9", "unit": None}, day_cycle, *others])
     con = connection()
     try:
         reference_tables(con, _terms())
         mask, _ = _fast_rows(con, chunk, policy="adjust", limit=datetime(2026, 4, 2, 12))
     finally:
         con.close()
-    assert mask.to_pylist() == [True, True] + [False] * len(others)
+    assert mask.to_pylist() == [True, True, True] + [False] * len(others)
 
 
 def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
@@ -284,9 +284,10 @@ def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
     assert [r["outcome"] for r in fast[:2]] == ["duplicate", "accepted"]
 
 
-def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> None:
-    """The query's join repeats such a record (one row per subscription): the fast path's
-    table cannot take its rows one for one, so the whole chunk is decided as the query has it."""
+def test_a_reference_of_two_subscriptions_is_resolved_by_the_meter_or_quarantined() -> None:
+    """A reference naming two subscriptions is ambiguous: quarantined with a reason naming
+    the record, the field and what is expected, unless exactly one of them has the record's
+    meter; one row per record either way, the same with and without the fast path."""
     shared = [
         *_terms()[:1],
         SubscriptionTerms(
@@ -304,9 +305,9 @@ def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> Non
         {
             "id": f"s{i}",
             "subscription": "C-9" if i % 2 else "C-1",
-            "meter": "api_calls",
+            "meter": "storage" if i % 4 == 2 else "api_calls",
             "quantity": "1",
-            "unit": "call",
+            "unit": "GB" if i % 4 == 2 else "call",
             "timestamp": "2026-03-20T10:00:00Z",
         }
         for i in range(10)
@@ -329,4 +330,16 @@ def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> Non
         finally:
             con.close()
     assert decided[True] == decided[False]
-    assert len(decided[True]) == 15  # the query's own (repeating) answer, kept as it was
+    assert [r["rid"] for r in decided[True]] == [f"s{i}" for i in range(10)]
+    for i, row in enumerate(decided[True]):
+        if i % 2:  # C-9 names sub_9 only
+            assert (row["outcome"], row["sub"]) == ("accepted", "sub_9")
+        elif i % 4 == 2:  # only sub_1 of the two meters storage
+            assert (row["outcome"], row["sub"], row["meter"]) == ("accepted", "sub_1", "storage")
+        else:
+            assert row["outcome"] == "quarantined" and row["field"] == "subscription"
+            assert row["reason"] == (
+                f"record 's{i}': field 'subscription' is 'C-1': it names 2 subscriptions, "
+                "2 of them with meter 'api_calls': expected the hub id or billing "
+                "subscription id of one subscription"
+            )
