@@ -37,8 +37,10 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     """The terms as five small DuckDB tables: refs, meters, reference meters, customer meters,
     subscriptions. ``refs`` has one row per reference: the subscription it names, or none
     when it names several (``n``); ``refmeters`` then says, per meter alias, which of those
-    has it (``n`` of them): a reference is resolved when it names one subscription, or
-    several of which exactly one has the record's meter."""
+    has it (``n`` of them), ``cands`` lists them with their service: a reference is
+    resolved when it names one subscription, or several of which exactly one has the
+    record's meter, or exactly one has it and is in service at the record's time (a contract
+    whose billing subscription was replaced: usage before the change goes to the old one)."""
     con.execute(
         "CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || "
         "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
@@ -106,6 +108,8 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         for ref, among in shared.items():
             if owner in among and owner not in by_ref.setdefault((ref, str(named_as)), []):
                 by_ref[(ref, str(named_as))].append(str(owner))
+    service = {t.subscription: (t.service_start, t.service_end) for t in terms}
+    span = pa.struct([("sub", pa.string()), ("s", ts), ("e", ts)])
     con.register(
         "refmeters",
         pa.table(
@@ -114,6 +118,13 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
                 "alias": [a for _, a in by_ref],
                 "sub": [s[0] for s in by_ref.values()],
                 "n": [len(s) for s in by_ref.values()],
+                "cands": [
+                    [
+                        {"sub": c, "s": _naive(service[c][0]), "e": _naive(service[c][1])}
+                        for c in sorted(s)
+                    ]
+                    for s in by_ref.values()
+                ],
             },
             schema=pa.schema(
                 [
@@ -121,6 +132,7 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
                     ("alias", pa.string()),
                     ("sub", pa.string()),
                     ("n", pa.int64()),
+                    ("cands", pa.list_(span)),
                 ]
             ),
         ),
@@ -209,6 +221,8 @@ _REASON_SQL: Final = r"""CASE
       WHEN ref_n > 1 THEN WHO || ': field ''subscription'' is ' || quote(sref) || ': it names '
         || ref_n || ' subscriptions' || CASE WHEN refmeter_n > 1
           THEN ', ' || refmeter_n || ' of them with meter ' || quote(mname)
+            || coalesce(', ' || live_n || ' in service at ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ'),
+              '')
           ELSE ', none of them with meter ' || quote(coalesce(mname, '')) END
         || ': expected the hub id or billing subscription id of one subscription'
       ELSE WHO || ': field ''subscription'' is ' || quote(sref) || ': expected a contract '
@@ -262,17 +276,26 @@ WITH r AS (
     nullif(trim(properties), '') AS praw,
     correction IS NOT NULL AND lower(trim(correction)) IN ('true', '1', 'yes') AS wants_correction
   FROM chunk
-), p AS (
+), p0 AS (
   SELECT r.*,
     TRY_CAST(qraw AS DECIMAL(38, 12)) AS q,
     TIME_HERE AS ts,
-    coalesce(refs.sub, CASE WHEN rm.n = 1 THEN rm.sub END, CASE WHEN cm.n = 1 THEN cm.sub END)
-      AS sub,
-    cm.n AS cust_n, refs.n AS ref_n, rm.n AS refmeter_n
+    refs.sub AS ref_sub, refs.n AS ref_n, rm.sub AS refmeter_sub, rm.n AS refmeter_n,
+    rm.cands AS refmeter_cands, cm.sub AS cust_sub, cm.n AS cust_n
   FROM r
   LEFT JOIN refs ON refs.ref = r.sref
   LEFT JOIN refmeters rm ON refs.n > 1 AND rm.ref = r.sref AND rm.alias = r.mname
   LEFT JOIN custmeters cm ON r.sref IS NULL AND cm.customer = r.cref AND cm.alias = r.mname
+), p1 AS (
+  SELECT p0.*,
+    CASE WHEN refmeter_n > 1 AND ts IS NOT NULL THEN list_transform(list_filter(refmeter_cands,
+      lambda c: ts >= c.s AND (c.e IS NULL OR ts < c.e)), lambda c: c.sub) END AS live
+  FROM p0
+), p AS (
+  SELECT p1.*, len(live) AS live_n,
+    coalesce(ref_sub, CASE WHEN refmeter_n = 1 THEN refmeter_sub END,
+      CASE WHEN len(live) = 1 THEN live[1] END, CASE WHEN cust_n = 1 THEN cust_sub END) AS sub
+  FROM p1
 ), j AS (
   SELECT p.*, m.meter, m.item_unit, s.service_start, s.service_end, s.anchor, s.mc, s.cd,
     s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,

@@ -340,6 +340,69 @@ def test_a_reference_of_two_subscriptions_is_resolved_by_the_meter_or_quarantine
             assert row["outcome"] == "quarantined" and row["field"] == "subscription"
             assert row["reason"] == (
                 f"record 's{i}': field 'subscription' is 'C-1': it names 2 subscriptions, "
-                "2 of them with meter 'api_calls': expected the hub id or billing "
-                "subscription id of one subscription"
+                "2 of them with meter 'api_calls', 2 in service at 2026-03-20T10:00:00Z: "
+                "expected the hub id or billing subscription id of one subscription"
             )
+
+
+def test_a_contract_whose_subscription_was_replaced_goes_by_the_time() -> None:
+    """Two billing subscriptions of one contract with the same meter, the first ended when
+    the second started: a record goes to the one in service at its time; outside both, or
+    in both, it is quarantined."""
+
+    def sub(name: str, start: datetime, end: datetime | None) -> SubscriptionTerms:
+        return SubscriptionTerms(
+            subscription=name,
+            references=("C-7", name),
+            customer="cus_7",
+            subject="contract:C-7",
+            items=(MeteredItem("api_calls", "call", ("api_calls",)),),
+            service_start=start,
+            service_end=end,
+            cycle_anchor=start,
+        )
+
+    feb = datetime(2026, 2, 1, tzinfo=UTC)
+    terms = [sub("sub_old", datetime(2025, 6, 1, tzinfo=UTC), feb), sub("sub_new", feb, None)]
+    times = ["2026-01-31T23:59:59Z", "2026-02-01T00:00:00Z", "2026-03-20T10:00:00Z"]
+    times += ["2025-05-31T00:00:00Z", "2026-01-10T10:00:00+01:00"]
+    rows = [
+        {
+            "id": f"t{i}",
+            "subscription": "C-7",
+            "meter": "api_calls",
+            "quantity": "1",
+            "timestamp": t,
+        }
+        for i, t in enumerate(times)
+    ]
+    decided = {}
+    for fast in (True, False):
+        con = connection()
+        try:
+            reference_tables(con, terms)
+            decided[fast] = check_chunk(
+                con,
+                rows_chunk(rows),
+                source="meter",
+                policy="adjust",
+                now=NOW,
+                lookup=lambda keys: pa.nulls(len(keys), pa.uint64()),
+                fast=fast,
+            ).to_pylist()
+        finally:
+            con.close()
+    assert decided[True] == decided[False]
+    got = [(r["outcome"], r["sub"]) for r in decided[False]]
+    assert got == [
+        ("accepted", "sub_old"),
+        ("accepted", "sub_new"),
+        ("accepted", "sub_new"),
+        ("quarantined", None),
+        ("accepted", "sub_old"),
+    ]
+    assert decided[False][3]["reason"] == (
+        "record 't3': field 'subscription' is 'C-7': it names 2 subscriptions, 2 of them with "
+        "meter 'api_calls', 0 in service at 2025-05-31T00:00:00Z: expected the hub id or "
+        "billing subscription id of one subscription"
+    )
