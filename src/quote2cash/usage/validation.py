@@ -46,8 +46,15 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
     )
     named: dict[str, list[str]] = {}
-    meters: dict[str, list[object]] = {"sub": [], "alias": [], "meter": [], "item_unit": []}
+    meters: dict[str, list[object]] = {
+        "sub": [],
+        "alias": [],
+        "meter": [],
+        "item_unit": [],
+        "n": [],
+    }
     by_customer: dict[tuple[str, str], list[str]] = {}
+    named_items: dict[tuple[str, str], list[tuple[str, str]]] = {}
     subs: dict[str, list[object]] = {
         k: []
         for k in (
@@ -71,10 +78,9 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
                 subs_named.append(t.subscription)
         for item in t.items:
             for alias in item.aliases:
-                meters["sub"].append(t.subscription)
-                meters["alias"].append(alias)
-                meters["meter"].append(item.meter)
-                meters["item_unit"].append(item.unit)
+                found = named_items.setdefault((t.subscription, alias), [])
+                if (item.meter, item.unit) not in found:
+                    found.append((item.meter, item.unit))
                 if t.customer:
                     by_customer.setdefault((t.customer, alias), []).append(t.subscription)
         open_start, open_end = t.period_of(t.closed_before) if t.closed_before else (None, None)
@@ -89,6 +95,13 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         subs["open_end"].append(open_end)
         subs["future_limit"].append(open_end if t.on_test_clock else None)
         subs["known_meters"].append(", ".join(i.meter for i in t.items) or "none")
+    for (owner, named_as), found in named_items.items():
+        # one row per subscription and alias: ``n`` items it names (more than one: ambiguous)
+        meters["sub"].append(owner)
+        meters["alias"].append(named_as)
+        meters["meter"].append(found[0][0])
+        meters["item_unit"].append(found[0][1])
+        meters["n"].append(len(found))
     ts = pa.timestamp("us")
     refs = {
         "ref": list(named),
@@ -104,10 +117,10 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     )
     shared = {ref: set(s) for ref, s in named.items() if len(s) > 1}
     by_ref: dict[tuple[str, str], list[str]] = {}
-    for owner, named_as in zip(meters["sub"], meters["alias"], strict=True) if shared else ():
+    for owner, named_as in named_items if shared else ():
         for ref, among in shared.items():
-            if owner in among and owner not in by_ref.setdefault((ref, str(named_as)), []):
-                by_ref[(ref, str(named_as))].append(str(owner))
+            if owner in among and owner not in by_ref.setdefault((ref, named_as), []):
+                by_ref[(ref, named_as)].append(owner)
     service = {t.subscription: (t.service_start, t.service_end) for t in terms}
     span = pa.struct([("sub", pa.string()), ("s", ts), ("e", ts)])
     con.register(
@@ -139,7 +152,15 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     )
     con.register(
         "meters",
-        pa.table(meters, schema=pa.schema([(k, pa.string()) for k in meters])),
+        pa.table(
+            meters,
+            schema=pa.schema(
+                [
+                    *((k, pa.string()) for k in ("sub", "alias", "meter", "item_unit")),
+                    ("n", pa.int64()),
+                ]
+            ),
+        ),
     )
     customers = {
         "customer": [c for c, _ in by_customer],
@@ -232,7 +253,11 @@ _REASON_SQL: Final = r"""CASE
         || ' subscriptions with meter ' || quote(mname) || ': expected a ''subscription'''
       ELSE WHO || ': field ''customer'' is ' || quote(cref) || ': expected a customer with a '
         || 'subscription metering ' || quote(coalesce(mname, '')) END
-    WHEN field = 'meter' THEN CASE WHEN mname IS NULL
+    WHEN field = 'meter' THEN CASE WHEN meter_n > 1
+      THEN WHO || ': field ''meter'' is ' || quote(mname) || ': it names ' || meter_n
+        || ' of subscription ' || quote(sub) || 's metered items: expected one of '
+        || coalesce(known_meters, 'none')
+      WHEN mname IS NULL
       THEN WHO || ': field ''meter'' is missing: expected one of the subscription''s meters ('
         || coalesce(known_meters, 'none') || ')'
       ELSE WHO || ': field ''meter'' is ' || quote(mname) || ': not on subscription '
@@ -297,8 +322,8 @@ WITH r AS (
       CASE WHEN len(live) = 1 THEN live[1] END, CASE WHEN cust_n = 1 THEN cust_sub END) AS sub
   FROM p1
 ), j AS (
-  SELECT p.*, m.meter, m.item_unit, s.service_start, s.service_end, s.anchor, s.mc, s.cd,
-    s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,
+  SELECT p.*, m.meter, m.item_unit, m.n AS meter_n, s.service_start, s.service_end, s.anchor,
+    s.mc, s.cd, s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,
     CASE WHEN s.mc > 0 THEN CAST(floor(((year(p.ts) - year(s.anchor)) * 12
         + month(p.ts) - month(s.anchor)) / s.mc) AS BIGINT)
     ELSE (epoch_us(p.ts) - epoch_us(s.anchor)
@@ -332,6 +357,7 @@ WITH r AS (
       WHEN sref IS NULL AND cust_n > 1 THEN 'customer'
       WHEN mname IS NULL THEN 'meter'
       WHEN sref IS NULL AND sub IS NULL THEN 'customer'
+      WHEN meter_n > 1 THEN 'meter'
       WHEN meter IS NULL THEN 'meter'
       WHEN q IS NULL THEN 'quantity'
       WHEN q < 0 THEN 'quantity'
@@ -476,8 +502,9 @@ def check_chunk(
         if not values:
             return checked
         if checked.num_rows != rest.num_rows:
-            # a reference shared by two subscriptions makes the query's joins repeat a record:
-            # the rows cannot be merged back one for one, so the query decides the whole chunk
+            # not expected (every reference table has one row per key, so the query one row per
+            # record); should it happen, the rows cannot be merged back one for one, so the
+            # query decides the whole chunk
             return check_chunk(
                 con,
                 chunk,
@@ -633,7 +660,7 @@ def _fast_rows(
     """
     n = chunk.num_rows
     refs = con.sql("SELECT ref, sub FROM refs WHERE sub IS NOT NULL").fetchall()
-    meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters").fetchall()
+    meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters WHERE n = 1").fetchall()
     subs = con.sql(
         "SELECT sub, service_start, service_end, anchor, mc, cd, closed_before, open_start, "
         "open_end, future_limit FROM subs"

@@ -406,3 +406,52 @@ def test_a_contract_whose_subscription_was_replaced_goes_by_the_time() -> None:
         "meter 'api_calls', 0 in service at 2025-05-31T00:00:00Z: expected the hub id or "
         "billing subscription id of one subscription"
     )
+
+
+def test_a_meter_alias_naming_two_items_of_a_subscription_is_quarantined() -> None:
+    """Two metered items of one subscription share a name (their product): a record giving
+    that name is ambiguous, one row, quarantined; the items' own names are accepted."""
+    terms = [
+        SubscriptionTerms(
+            subscription="sub_8",
+            references=("C-8",),
+            customer="cus_8",
+            subject="contract:C-8",
+            items=(
+                MeteredItem("api_calls", "call", ("api_calls", "prod_api")),
+                MeteredItem("api_calls_eu", "call", ("api_calls_eu", "prod_api")),
+            ),
+            service_start=datetime(2026, 1, 15, tzinfo=UTC),
+            service_end=None,
+            cycle_anchor=datetime(2026, 1, 15, tzinfo=UTC),
+        )
+    ]
+    rows = [
+        {"id": f"m{i}", "subscription": "C-8", "meter": meter, "quantity": "1"}
+        | {"timestamp": "2026-03-20T10:00:00Z"}
+        for i, meter in enumerate(["prod_api", "api_calls", "api_calls_eu"])
+    ]
+    decided = {}
+    for fast in (True, False):
+        con = connection()
+        try:
+            reference_tables(con, terms)
+            decided[fast] = check_chunk(
+                con,
+                rows_chunk(rows),
+                source="meter",
+                policy="adjust",
+                now=NOW,
+                lookup=lambda keys: pa.nulls(len(keys), pa.uint64()),
+                fast=fast,
+            ).to_pylist()
+        finally:
+            con.close()
+    assert decided[True] == decided[False]
+    got = [(r["outcome"], r["meter"], r["field"]) for r in decided[False]]
+    assert got[1:] == [("accepted", "api_calls", None), ("accepted", "api_calls_eu", None)]
+    assert got[0][0] == "quarantined" and got[0][2] == "meter"
+    assert decided[False][0]["reason"] == (
+        "record 'm0': field 'meter' is 'prod_api': it names 2 of subscription 'sub_8's metered "
+        "items: expected one of api_calls, api_calls_eu"
+    )
