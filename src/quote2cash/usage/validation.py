@@ -39,8 +39,8 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     when it names several (``n``); ``refmeters`` then says, per meter alias, which of those
     has it (``n`` of them), ``cands`` lists them with their service: a reference is
     resolved when it names one subscription, or several of which exactly one has the
-    record's meter, or exactly one has it and is in service at the record's time (a contract
-    whose billing subscription was replaced: usage before the change goes to the old one)."""
+    record's meter, or exactly one has it and is in service at the record's time (two
+    subscriptions of one contract, one after the other: usage goes to the one of its time)."""
     con.execute(
         "CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || "
         "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
