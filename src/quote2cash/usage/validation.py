@@ -780,8 +780,13 @@ def _segments(
     (``terms.cycle_boundary``, the same as ``SubscriptionTerms.period_of`` and the checking
     query); a late record's period is the open one when the policy adjusts."""
     present = sorted(pc.unique(codes).to_pylist())
-    extremes = pc.min_max(times)
-    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    spans = (
+        pa.table({"code": codes, "ts": times})
+        .group_by("code")
+        .aggregate([("ts", "min"), ("ts", "max")])
+        .to_pylist()
+    )
+    span_of = {r["code"]: (r["ts_min"], r["ts_max"]) for r in spans}
     rows = subs.to_pylist()
     starts: dict[str, list[tuple[datetime, datetime]]] = {}
     for c in present:
@@ -789,6 +794,7 @@ def _segments(
         mc, cd, anchor = row["mc"] or 0, row["cd"] or 0, row["anchor"]
         # only the periods the chunk's records can be valid in: within the subscription's
         # service, from the anchor, not in the future
+        low, high = span_of[c]  # this subscription's records in the chunk
         first = max(low, row["service_start"], anchor)
         last = min(high, max(limit, row["future_limit"] or limit))
         if row["service_end"] is not None:

@@ -23,7 +23,7 @@ from quote2cash.sandbox.stripe.billing_engine import add_interval
 from quote2cash.usage.duck import connection
 from quote2cash.usage.reading import rows_chunk
 from quote2cash.usage.terms import MeteredItem, SubscriptionTerms
-from quote2cash.usage.validation import check_chunk, reference_tables
+from quote2cash.usage.validation import _fast_rows, check_chunk, reference_tables
 
 NOW = datetime(2100, 1, 1, tzinfo=UTC)
 CYCLES = [("day", 1), ("day", 3), ("week", 1), ("week", 2), ("month", 1), ("month", 3)]
@@ -124,6 +124,13 @@ def test_query_fast_path_and_terms_give_every_timestamp_the_same_period() -> Non
     slow = _decide(rows, fast=False)
     fast = _decide(rows, fast=True)
     assert fast == slow
+    con = connection()
+    try:
+        reference_tables(con, ALL)
+        taken, _ = _fast_rows(con, rows_chunk(rows), policy="adjust", limit=_naive(NOW))
+    finally:
+        con.close()
+    assert sum(taken.to_pylist()) == len(rows) // 2  # the fast path took every plain time
     wrong = [
         (row["rid"], rows[i]["timestamp"], (row["period_start"], row["period_end"]), expected[i])
         for i, row in enumerate(slow)
