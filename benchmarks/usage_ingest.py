@@ -40,6 +40,11 @@ from typing import Any
 
 os.environ.setdefault("Q2C_AUDIT_KEY", "benchmark-audit-key-not-secret")
 
+# Arrow's allocator as the q2c entry point sets it before pyarrow loads
+# (quote2cash.allocator.ALLOCATOR_DEFAULTS; children inherit it)
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "-1")
+os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")
+
 from _common import child_env, run_child
 from quote2cash.usage.duck import connection
 from quote2cash.usage.terms import MeteredItem, SubscriptionTerms

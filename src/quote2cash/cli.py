@@ -970,7 +970,11 @@ def demo(
 
 def main(argv: list[str] | None = None) -> Any:
     """The ``q2c`` entry point: files it creates are 0600, secrets never logged, and an error
-    is one line saying what to do (its traceback only with ``--debug``)."""
+    is one line saying what to do (its traceback only with ``--debug``). Arrow's allocator
+    settings are made first, before anything loads ``pyarrow`` (``quote2cash.allocator``)."""
+    from quote2cash.allocator import configure_allocator
+
+    configure_allocator()
     from quote2cash.cli_errors import describe_failure
     from quote2cash.observability import tracing
     from quote2cash.observability.redact import install_redaction

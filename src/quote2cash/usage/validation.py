@@ -9,6 +9,7 @@ The terms are loaded into DuckDB once per batch, never looked up per record.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 
 from quote2cash.usage.duck import connection
 from quote2cash.usage.reading import FIELDS
-from quote2cash.usage.terms import SubscriptionTerms
+from quote2cash.usage.terms import SubscriptionTerms, cycle_boundary, period_index
 
 LatePolicy = Literal["adjust", "reject"]
 MAX_ID: Final = 255
@@ -33,14 +34,27 @@ def _naive(value: object) -> object:
 
 
 def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[SubscriptionTerms]) -> None:
-    """The terms as four small DuckDB tables: refs, meters, customer meters, subscriptions."""
+    """The terms as five small DuckDB tables: refs, meters, reference meters, customer meters,
+    subscriptions. ``refs`` has one row per reference: the subscription it names, or none
+    when it names several (``n``); ``refmeters`` then says, per meter alias, which of those
+    has it (``n`` of them), ``cands`` lists them with their service: a reference is
+    resolved when it names one subscription, or several of which exactly one has the
+    record's meter, or exactly one has it and is in service at the record's time (two
+    subscriptions of one contract, one after the other: usage goes to the one of its time)."""
     con.execute(
         "CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || "
         "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
     )
-    refs: dict[str, list[object]] = {"ref": [], "sub": []}
-    meters: dict[str, list[object]] = {"sub": [], "alias": [], "meter": [], "item_unit": []}
+    named: dict[str, list[str]] = {}
+    meters: dict[str, list[object]] = {
+        "sub": [],
+        "alias": [],
+        "meter": [],
+        "item_unit": [],
+        "n": [],
+    }
     by_customer: dict[tuple[str, str], list[str]] = {}
+    named_items: dict[tuple[str, str], list[tuple[str, str]]] = {}
     subs: dict[str, list[object]] = {
         k: []
         for k in (
@@ -59,14 +73,14 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     }
     for t in terms:
         for ref in t.references:
-            refs["ref"].append(ref)
-            refs["sub"].append(t.subscription)
+            subs_named = named.setdefault(ref, [])
+            if t.subscription not in subs_named:
+                subs_named.append(t.subscription)
         for item in t.items:
             for alias in item.aliases:
-                meters["sub"].append(t.subscription)
-                meters["alias"].append(alias)
-                meters["meter"].append(item.meter)
-                meters["item_unit"].append(item.unit)
+                found = named_items.setdefault((t.subscription, alias), [])
+                if (item.meter, item.unit) not in found:
+                    found.append((item.meter, item.unit))
                 if t.customer:
                     by_customer.setdefault((t.customer, alias), []).append(t.subscription)
         open_start, open_end = t.period_of(t.closed_before) if t.closed_before else (None, None)
@@ -81,13 +95,72 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         subs["open_end"].append(open_end)
         subs["future_limit"].append(open_end if t.on_test_clock else None)
         subs["known_meters"].append(", ".join(i.meter for i in t.items) or "none")
+    for (owner, named_as), found in named_items.items():
+        # one row per subscription and alias: ``n`` items it names (more than one: ambiguous)
+        meters["sub"].append(owner)
+        meters["alias"].append(named_as)
+        meters["meter"].append(found[0][0])
+        meters["item_unit"].append(found[0][1])
+        meters["n"].append(len(found))
     ts = pa.timestamp("us")
+    refs = {
+        "ref": list(named),
+        "sub": [s[0] if len(s) == 1 else None for s in named.values()],
+        "n": [len(s) for s in named.values()],
+    }
     con.register(
-        "refs", pa.table(refs, schema=pa.schema([("ref", pa.string()), ("sub", pa.string())]))
+        "refs",
+        pa.table(
+            refs,
+            schema=pa.schema([("ref", pa.string()), ("sub", pa.string()), ("n", pa.int64())]),
+        ),
+    )
+    shared = {ref: set(s) for ref, s in named.items() if len(s) > 1}
+    by_ref: dict[tuple[str, str], list[str]] = {}
+    for owner, named_as in named_items if shared else ():
+        for ref, among in shared.items():
+            if owner in among and owner not in by_ref.setdefault((ref, named_as), []):
+                by_ref[(ref, named_as)].append(owner)
+    service = {t.subscription: (t.service_start, t.service_end) for t in terms}
+    span = pa.struct([("sub", pa.string()), ("s", ts), ("e", ts)])
+    con.register(
+        "refmeters",
+        pa.table(
+            {
+                "ref": [r for r, _ in by_ref],
+                "alias": [a for _, a in by_ref],
+                "sub": [s[0] for s in by_ref.values()],
+                "n": [len(s) for s in by_ref.values()],
+                "cands": [
+                    [
+                        {"sub": c, "s": _naive(service[c][0]), "e": _naive(service[c][1])}
+                        for c in sorted(s)
+                    ]
+                    for s in by_ref.values()
+                ],
+            },
+            schema=pa.schema(
+                [
+                    ("ref", pa.string()),
+                    ("alias", pa.string()),
+                    ("sub", pa.string()),
+                    ("n", pa.int64()),
+                    ("cands", pa.list_(span)),
+                ]
+            ),
+        ),
     )
     con.register(
         "meters",
-        pa.table(meters, schema=pa.schema([(k, pa.string()) for k in meters])),
+        pa.table(
+            meters,
+            schema=pa.schema(
+                [
+                    *((k, pa.string()) for k in ("sub", "alias", "meter", "item_unit")),
+                    ("n", pa.int64()),
+                ]
+            ),
+        ),
     )
     customers = {
         "customer": [c for c, _ in by_customer],
@@ -166,6 +239,13 @@ _REASON_SQL: Final = r"""CASE
     WHEN field = 'subscription' THEN CASE WHEN sref IS NULL
       THEN WHO || ': field ''subscription'' is missing: expected a contract number, hub id or '
         || 'billing subscription id (or a ''customer'')'
+      WHEN ref_n > 1 THEN WHO || ': field ''subscription'' is ' || quote(sref) || ': it names '
+        || ref_n || ' subscriptions' || CASE WHEN refmeter_n > 1
+          THEN ', ' || refmeter_n || ' of them with meter ' || quote(mname)
+            || coalesce(', ' || live_n || ' in service at ' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ'),
+              '')
+          ELSE ', none of them with meter ' || quote(coalesce(mname, '')) END
+        || ': expected the hub id or billing subscription id of one subscription'
       ELSE WHO || ': field ''subscription'' is ' || quote(sref) || ': expected a contract '
         || 'number, hub id or billing subscription id the hub knows' END
     WHEN field = 'customer' THEN CASE WHEN cust_n > 1
@@ -173,7 +253,11 @@ _REASON_SQL: Final = r"""CASE
         || ' subscriptions with meter ' || quote(mname) || ': expected a ''subscription'''
       ELSE WHO || ': field ''customer'' is ' || quote(cref) || ': expected a customer with a '
         || 'subscription metering ' || quote(coalesce(mname, '')) END
-    WHEN field = 'meter' THEN CASE WHEN mname IS NULL
+    WHEN field = 'meter' THEN CASE WHEN meter_n > 1
+      THEN WHO || ': field ''meter'' is ' || quote(mname) || ': it names ' || meter_n
+        || ' of subscription ' || quote(sub) || 's metered items: expected one of '
+        || coalesce(known_meters, 'none')
+      WHEN mname IS NULL
       THEN WHO || ': field ''meter'' is missing: expected one of the subscription''s meters ('
         || coalesce(known_meters, 'none') || ')'
       ELSE WHO || ': field ''meter'' is ' || quote(mname) || ': not on subscription '
@@ -217,39 +301,49 @@ WITH r AS (
     nullif(trim(properties), '') AS praw,
     correction IS NOT NULL AND lower(trim(correction)) IN ('true', '1', 'yes') AS wants_correction
   FROM chunk
-), p AS (
+), p0 AS (
   SELECT r.*,
     TRY_CAST(qraw AS DECIMAL(38, 12)) AS q,
     TIME_HERE AS ts,
-    coalesce(refs.sub, CASE WHEN cm.n = 1 THEN cm.sub END) AS sub,
-    cm.n AS cust_n
+    refs.sub AS ref_sub, refs.n AS ref_n, rm.sub AS refmeter_sub, rm.n AS refmeter_n,
+    rm.cands AS refmeter_cands, cm.sub AS cust_sub, cm.n AS cust_n
   FROM r
   LEFT JOIN refs ON refs.ref = r.sref
+  LEFT JOIN refmeters rm ON refs.n > 1 AND rm.ref = r.sref AND rm.alias = r.mname
   LEFT JOIN custmeters cm ON r.sref IS NULL AND cm.customer = r.cref AND cm.alias = r.mname
+), p1 AS (
+  SELECT p0.*,
+    CASE WHEN refmeter_n > 1 AND ts IS NOT NULL THEN list_transform(list_filter(refmeter_cands,
+      lambda c: ts >= c.s AND (c.e IS NULL OR ts < c.e)), lambda c: c.sub) END AS live
+  FROM p0
+), p AS (
+  SELECT p1.*, len(live) AS live_n,
+    coalesce(ref_sub, CASE WHEN refmeter_n = 1 THEN refmeter_sub END,
+      CASE WHEN len(live) = 1 THEN live[1] END, CASE WHEN cust_n = 1 THEN cust_sub END) AS sub
+  FROM p1
 ), j AS (
-  SELECT p.*, m.meter, m.item_unit, s.service_start, s.service_end, s.anchor, s.mc, s.cd,
-    s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,
-    CASE WHEN s.mc > 0 THEN
-      ((year(p.ts) - year(s.anchor)) * 12 + month(p.ts) - month(s.anchor)) // s.mc * s.mc
-    END AS mstep,
-    CASE WHEN s.mc = 0 THEN
-      (epoch(p.ts) - epoch(s.anchor)) // (s.cd * 86400) * s.cd
-    END AS dstep
+  SELECT p.*, m.meter, m.item_unit, m.n AS meter_n, s.service_start, s.service_end, s.anchor,
+    s.mc, s.cd, s.closed_before, s.open_start, s.open_end, s.future_limit, s.known_meters,
+    CASE WHEN s.mc > 0 THEN CAST(floor(((year(p.ts) - year(s.anchor)) * 12
+        + month(p.ts) - month(s.anchor)) / s.mc) AS BIGINT)
+    ELSE (epoch_us(p.ts) - epoch_us(s.anchor)
+        - ((epoch_us(p.ts) - epoch_us(s.anchor)) % (s.cd * 86400000000)
+          + s.cd * 86400000000) % (s.cd * 86400000000)) // (s.cd * 86400000000)
+    END AS k0
   FROM p
   LEFT JOIN meters m ON m.sub = p.sub AND m.alias = p.mname
   LEFT JOIN subs s ON s.sub = p.sub
 ), per AS (
   SELECT j.*,
-    CASE WHEN mc > 0 THEN
-      CASE WHEN anchor + to_months(CAST(mstep AS INTEGER)) > ts
-        THEN anchor + to_months(CAST(mstep - mc AS INTEGER))
-        ELSE anchor + to_months(CAST(mstep AS INTEGER)) END
-    ELSE anchor + to_days(CAST(dstep AS INTEGER)) END AS ps0
+    CASE WHEN mc > 0 AND anchor + to_months(CAST(k0 * mc AS INTEGER)) > ts THEN k0 - 1
+    ELSE k0 END AS k
   FROM j
 ), per2 AS (
   SELECT per.*,
-    CASE WHEN mc > 0 THEN ps0 + to_months(CAST(mc AS INTEGER))
-    ELSE ps0 + to_days(CAST(cd AS INTEGER)) END AS pe0
+    CASE WHEN mc > 0 THEN anchor + to_months(CAST(k * mc AS INTEGER))
+    ELSE anchor + to_days(CAST(k * cd AS INTEGER)) END AS ps0,
+    CASE WHEN mc > 0 THEN anchor + to_months(CAST((k + 1) * mc AS INTEGER))
+    ELSE anchor + to_days(CAST((k + 1) * cd AS INTEGER)) END AS pe0
   FROM per
 ), checked AS (
   SELECT per2.*,
@@ -263,6 +357,7 @@ WITH r AS (
       WHEN sref IS NULL AND cust_n > 1 THEN 'customer'
       WHEN mname IS NULL THEN 'meter'
       WHEN sref IS NULL AND sub IS NULL THEN 'customer'
+      WHEN meter_n > 1 THEN 'meter'
       WHEN meter IS NULL THEN 'meter'
       WHEN q IS NULL THEN 'quantity'
       WHEN q < 0 THEN 'quantity'
@@ -407,8 +502,9 @@ def check_chunk(
         if not values:
             return checked
         if checked.num_rows != rest.num_rows:
-            # a reference shared by two subscriptions makes the query's joins repeat a record:
-            # the rows cannot be merged back one for one, so the query decides the whole chunk
+            # not expected (every reference table has one row per key, so the query one row per
+            # record); should it happen, the rows cannot be merged back one for one, so the
+            # query decides the whole chunk
             return check_chunk(
                 con,
                 chunk,
@@ -557,16 +653,16 @@ def _fast_rows(
     plain form whose meaning is beyond doubt: no spaces to trim, a subscription reference and
     a meter alias that map to exactly one row of the terms, the item's unit or none, a plain
     decimal quantity (at most 12 decimal places), a time ``YYYY-MM-DDTHH:MM:SSZ`` within the
-    subscription's service and not in the future, a monthly or yearly cycle, no properties, no
-    correction flag. Everything else, every failing record included, goes through the checking
-    query (``_CHECK_SQL``), which stays the definition; the billing periods of fast records are
-    computed by the same DuckDB expressions, once per subscription and month.
+    subscription's service and not in the future, no properties, no correction flag.
+    Everything else, every failing record included, goes through the checking query
+    (``_CHECK_SQL``); the billing periods of fast records are the terms' own
+    (``terms.cycle_boundary``), computed once per subscription and period.
     """
     n = chunk.num_rows
-    refs = con.sql("SELECT ref, sub FROM refs").fetchall()
-    meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters").fetchall()
+    refs = con.sql("SELECT ref, sub FROM refs WHERE sub IS NOT NULL").fetchall()
+    meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters WHERE n = 1").fetchall()
     subs = con.sql(
-        "SELECT sub, service_start, service_end, anchor, mc, closed_before, open_start, "
+        "SELECT sub, service_start, service_end, anchor, mc, cd, closed_before, open_start, "
         "open_end, future_limit FROM subs"
     ).to_arrow_table()
     names = subs.column("sub").to_pylist()
@@ -656,6 +752,7 @@ def _fast_rows(
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)
+_MAX_FAST_PERIODS: Final = 4000
 _SECOND: Final = timedelta(seconds=1)
 
 
@@ -679,39 +776,37 @@ def _segments(
     ``at`` = code << 32 | the segment's first second (sorted): a record (in whole seconds) is
     in the last segment at or before its own key. Each segment says whether a record in it
     passes the time checks (``ok``: in service, from the cycle anchor, not in the future, not
-    a closed period refused by policy) and its billing period as the checking query has it:
-    the period starts are DuckDB's ``anchor + to_months(step)``, their ends ``start +
-    to_months(months)``; a late record's period is the open one when the policy adjusts."""
+    a closed period refused by policy) and its billing period, by the terms' one rule
+    (``terms.cycle_boundary``, the same as ``SubscriptionTerms.period_of`` and the checking
+    query); a late record's period is the open one when the policy adjusts."""
     present = sorted(pc.unique(codes).to_pylist())
-    extremes = pc.min_max(times)
-    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    spans = (
+        pa.table({"code": codes, "ts": times})
+        .group_by("code")
+        .aggregate([("ts", "min"), ("ts", "max")])
+        .to_pylist()
+    )
+    span_of = {r["code"]: (r["ts_min"], r["ts_max"]) for r in spans}
     rows = subs.to_pylist()
-    wanted: dict[str, list[object]] = {"sub": [], "lo": [], "hi": [], "mc": []}
+    starts: dict[str, list[tuple[datetime, datetime]]] = {}
     for c in present:
         row = rows[c]
-        mc, anchor = row["mc"], row["anchor"]
-        if not mc or mc <= 0:
+        mc, cd, anchor = row["mc"] or 0, row["cd"] or 0, row["anchor"]
+        # only the periods the chunk's records can be valid in: within the subscription's
+        # service, from the anchor, not in the future
+        low, high = span_of[c]  # this subscription's records in the chunk
+        first = max(low, row["service_start"], anchor)
+        last = min(high, max(limit, row["future_limit"] or limit))
+        if row["service_end"] is not None:
+            last = min(last, row["service_end"])
+        if first > last:
             continue
-        base = anchor.year * 12 + anchor.month
-        first = max(0, ((low.year * 12 + low.month - base) // mc - 1) * mc)
-        last = ((high.year * 12 + high.month - base) // mc + 1) * mc
-        for key, value in (("sub", row["sub"]), ("lo", first), ("hi", last), ("mc", mc)):
-            wanted[key].append(value)
-    starts: dict[str, list[tuple[datetime, datetime]]] = {}
-    if wanted["sub"]:
-        con.register("fast_steps", pa.table(wanted))
-        try:
-            found = con.sql(
-                """SELECT sub, b, b + to_months(CAST(mc AS INTEGER)) AS e
-                FROM (SELECT f.sub, f.mc, s.anchor + to_months(CAST(step AS INTEGER)) AS b
-                      FROM (SELECT sub, mc, unnest(range(lo, hi + 1, mc)) AS step
-                            FROM fast_steps) f JOIN subs s ON s.sub = f.sub)
-                ORDER BY sub, b"""
-            ).fetchall()
-        finally:
-            con.unregister("fast_steps")
-        for sub, start, end in found:
-            starts.setdefault(sub, []).append((start, end))
+        k_first = period_index(anchor, mc, cd, first)
+        k_last = period_index(anchor, mc, cd, last)
+        if k_last - k_first > _MAX_FAST_PERIODS:
+            continue  # a long span of short periods: the query decides these records
+        bounds = [cycle_boundary(anchor, mc, cd, k) for k in range(k_first, k_last + 2)]
+        starts[row["sub"]] = list(itertools.pairwise(bounds))
     out: dict[str, list[object]] = {
         "at": [],
         "ok": [],

@@ -249,17 +249,17 @@ def test_fast_path_takes_the_plain_records_and_leaves_the_rest() -> None:
         {**plain, "id": "a3", "unit": "CALL"},  # unit in another case
         {**plain, "id": "a4", "timestamp": "2026-03-20T10:00:00.5Z"},  # a fraction
         {**plain, "id": "a5", "quantity": "-1"},  # fails a check
-        {**plain, "id": "a7", "subscription": "C-5"},  # a day cycle
         {**plain, "id": "a8", "properties": {"k": 1}},  # properties
     ]
-    chunk = rows_chunk([plain, {**plain, "id": "a9", "unit": None}, *others])
+    day_cycle = {**plain, "id": "a7", "subscription": "C-5"}  # periods of 7 days: fast too
+    chunk = rows_chunk([plain, {**plain, "id": "a9", "unit": None}, day_cycle, *others])
     con = connection()
     try:
         reference_tables(con, _terms())
         mask, _ = _fast_rows(con, chunk, policy="adjust", limit=datetime(2026, 4, 2, 12))
     finally:
         con.close()
-    assert mask.to_pylist() == [True, True] + [False] * len(others)
+    assert mask.to_pylist() == [True, True, True] + [False] * len(others)
 
 
 def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
@@ -284,9 +284,10 @@ def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
     assert [r["outcome"] for r in fast[:2]] == ["duplicate", "accepted"]
 
 
-def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> None:
-    """The query's join repeats such a record (one row per subscription): the fast path's
-    table cannot take its rows one for one, so the whole chunk is decided as the query has it."""
+def test_a_reference_of_two_subscriptions_is_resolved_by_the_meter_or_quarantined() -> None:
+    """A reference naming two subscriptions is ambiguous: quarantined with a reason naming
+    the record, the field and what is expected, unless exactly one of them has the record's
+    meter; one row per record either way, the same with and without the fast path."""
     shared = [
         *_terms()[:1],
         SubscriptionTerms(
@@ -304,9 +305,9 @@ def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> Non
         {
             "id": f"s{i}",
             "subscription": "C-9" if i % 2 else "C-1",
-            "meter": "api_calls",
+            "meter": "storage" if i % 4 == 2 else "api_calls",
             "quantity": "1",
-            "unit": "call",
+            "unit": "GB" if i % 4 == 2 else "call",
             "timestamp": "2026-03-20T10:00:00Z",
         }
         for i in range(10)
@@ -329,4 +330,128 @@ def test_a_reference_of_two_subscriptions_leaves_the_chunk_to_the_query() -> Non
         finally:
             con.close()
     assert decided[True] == decided[False]
-    assert len(decided[True]) == 15  # the query's own (repeating) answer, kept as it was
+    assert [r["rid"] for r in decided[True]] == [f"s{i}" for i in range(10)]
+    for i, row in enumerate(decided[True]):
+        if i % 2:  # C-9 names sub_9 only
+            assert (row["outcome"], row["sub"]) == ("accepted", "sub_9")
+        elif i % 4 == 2:  # only sub_1 of the two meters storage
+            assert (row["outcome"], row["sub"], row["meter"]) == ("accepted", "sub_1", "storage")
+        else:
+            assert row["outcome"] == "quarantined" and row["field"] == "subscription"
+            assert row["reason"] == (
+                f"record 's{i}': field 'subscription' is 'C-1': it names 2 subscriptions, "
+                "2 of them with meter 'api_calls', 2 in service at 2026-03-20T10:00:00Z: "
+                "expected the hub id or billing subscription id of one subscription"
+            )
+
+
+def test_a_contract_whose_subscription_was_replaced_goes_by_the_time() -> None:
+    """Two billing subscriptions of one contract with the same meter, the first ended when
+    the second started: a record goes to the one in service at its time; outside both, or
+    in both, it is quarantined."""
+
+    def sub(name: str, start: datetime, end: datetime | None) -> SubscriptionTerms:
+        return SubscriptionTerms(
+            subscription=name,
+            references=("C-7", name),
+            customer="cus_7",
+            subject="contract:C-7",
+            items=(MeteredItem("api_calls", "call", ("api_calls",)),),
+            service_start=start,
+            service_end=end,
+            cycle_anchor=start,
+        )
+
+    feb = datetime(2026, 2, 1, tzinfo=UTC)
+    terms = [sub("sub_old", datetime(2025, 6, 1, tzinfo=UTC), feb), sub("sub_new", feb, None)]
+    times = ["2026-01-31T23:59:59Z", "2026-02-01T00:00:00Z", "2026-03-20T10:00:00Z"]
+    times += ["2025-05-31T00:00:00Z", "2026-01-10T10:00:00+01:00"]
+    rows = [
+        {
+            "id": f"t{i}",
+            "subscription": "C-7",
+            "meter": "api_calls",
+            "quantity": "1",
+            "timestamp": t,
+        }
+        for i, t in enumerate(times)
+    ]
+    decided = {}
+    for fast in (True, False):
+        con = connection()
+        try:
+            reference_tables(con, terms)
+            decided[fast] = check_chunk(
+                con,
+                rows_chunk(rows),
+                source="meter",
+                policy="adjust",
+                now=NOW,
+                lookup=lambda keys: pa.nulls(len(keys), pa.uint64()),
+                fast=fast,
+            ).to_pylist()
+        finally:
+            con.close()
+    assert decided[True] == decided[False]
+    got = [(r["outcome"], r["sub"]) for r in decided[False]]
+    assert got == [
+        ("accepted", "sub_old"),
+        ("accepted", "sub_new"),
+        ("accepted", "sub_new"),
+        ("quarantined", None),
+        ("accepted", "sub_old"),
+    ]
+    assert decided[False][3]["reason"] == (
+        "record 't3': field 'subscription' is 'C-7': it names 2 subscriptions, 2 of them with "
+        "meter 'api_calls', 0 in service at 2025-05-31T00:00:00Z: expected the hub id or "
+        "billing subscription id of one subscription"
+    )
+
+
+def test_a_meter_alias_naming_two_items_of_a_subscription_is_quarantined() -> None:
+    """Two metered items of one subscription share a name (their product): a record giving
+    that name is ambiguous, one row, quarantined; the items' own names are accepted."""
+    terms = [
+        SubscriptionTerms(
+            subscription="sub_8",
+            references=("C-8",),
+            customer="cus_8",
+            subject="contract:C-8",
+            items=(
+                MeteredItem("api_calls", "call", ("api_calls", "prod_api")),
+                MeteredItem("api_calls_eu", "call", ("api_calls_eu", "prod_api")),
+            ),
+            service_start=datetime(2026, 1, 15, tzinfo=UTC),
+            service_end=None,
+            cycle_anchor=datetime(2026, 1, 15, tzinfo=UTC),
+        )
+    ]
+    rows = [
+        {"id": f"m{i}", "subscription": "C-8", "meter": meter, "quantity": "1"}
+        | {"timestamp": "2026-03-20T10:00:00Z"}
+        for i, meter in enumerate(["prod_api", "api_calls", "api_calls_eu"])
+    ]
+    decided = {}
+    for fast in (True, False):
+        con = connection()
+        try:
+            reference_tables(con, terms)
+            decided[fast] = check_chunk(
+                con,
+                rows_chunk(rows),
+                source="meter",
+                policy="adjust",
+                now=NOW,
+                lookup=lambda keys: pa.nulls(len(keys), pa.uint64()),
+                fast=fast,
+            ).to_pylist()
+        finally:
+            con.close()
+    assert decided[True] == decided[False]
+    got = [(r["outcome"], r["meter"], r["field"]) for r in decided[False]]
+    assert got[1:] == [("accepted", "api_calls", None), ("accepted", "api_calls_eu", None)]
+    assert got[0][0] == "quarantined" and got[0][2] == "meter"
+    assert decided[False][0]["reason"] == (
+        "record 'm0': field 'meter' is 'prod_api': it names 2 of subscription 'sub_8's metered "
+        "items: expected one of api_calls, api_calls_eu"
+    )
