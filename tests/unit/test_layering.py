@@ -41,6 +41,7 @@ RUNTIME_PACKAGES = (
     "readmodels",
     "settings",
     "private_files",
+    "allocator",
     "defaults",
 )
 """The runtime parts every layer uses (and their settings); they sit below the three layers."""
