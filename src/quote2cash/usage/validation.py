@@ -882,8 +882,9 @@ def _fast_terms(tables: dict[str, pa.Table]) -> _FastTerms | None:
 
 
 def _bytes_at(column: pa.Array | pa.ChunkedArray, positions: Sequence[int]) -> list[pa.Array]:
-    """Per text value, its byte at each of ``positions`` (negative: from its end), as uint8;
-    0 where the value is null or too short. Read from the values' buffers, no copies."""
+    """Per text value, its byte at each of ``positions`` (negative: from its end), as uint8,
+    read from the values' buffers without copies. Where the value is null or not long
+    enough the byte is some other one: the caller checks the length."""
     if isinstance(column, pa.ChunkedArray):
         parts = [_bytes_at(c, positions) for c in column.chunks]
         if not parts:
@@ -896,16 +897,14 @@ def _bytes_at(column: pa.Array | pa.ChunkedArray, positions: Sequence[int]) -> l
     if data is None or data.size == 0:
         return [pa.repeat(pa.scalar(0, pa.uint8()), n) for _ in positions]
     offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, offsets_buffer], offset=column.offset)
-    starts, ends = offsets.slice(0, n), offsets.slice(1, n)
-    length = pc.subtract(ends, starts)
     data_bytes = pa.Array.from_buffers(pa.uint8(), data.size, [None, data])
-    valid = pc.is_valid(column)
     out = []
     for at in positions:
-        inside = _true(pc.and_(valid, pc.greater(length, at if at >= 0 else -at - 1)))
-        where = pc.add(starts, at) if at >= 0 else pc.add(ends, at)
-        byte = pc.take(data_bytes, pc.if_else(inside, where, 0))
-        out.append(pc.if_else(inside, byte, pa.scalar(0, pa.uint8())))
+        if at >= 0:
+            where = pc.min_element_wise(pc.add(offsets.slice(0, n), at), data.size - 1)
+        else:
+            where = pc.max_element_wise(pc.add(offsets.slice(1, n), at), 0)
+        out.append(pc.take(data_bytes, where))
     return out
 
 
@@ -913,11 +912,12 @@ def _edge_safe_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``_edge_safe`` of each value (null stays null): it starts and ends with a printable
     ASCII character other than a space."""
     first, last = _bytes_at(column, (0, -1))
-    printable = [
-        pc.and_(pc.greater_equal(b, ord("!")), pc.less_equal(b, ord("~"))) for b in (first, last)
-    ]
-    safe = pc.and_(printable[0], printable[1])
-    return pc.if_else(pc.is_valid(column), safe, pa.scalar(None, pa.bool_()))
+    safe = pc.greater_equal(pc.binary_length(column), 1)
+    for byte in (first, last):
+        safe = pc.and_(
+            safe, pc.and_(pc.greater_equal(byte, ord("!")), pc.less_equal(byte, ord("~")))
+        )
+    return safe
 
 
 def _fast_rows(
