@@ -32,6 +32,8 @@ HASH_PROBE: Final = "q2c-usage-key-probe"
 """Hashed at open: if DuckDB's ``hash`` changed (an upgrade), the index is rebuilt from the
 ledger."""
 BITS_PER_KEY: Final = 10
+FENCE_STEP: Final = 512
+"""Keys per block of a run's fence: one page of 4 KiB."""
 MAX_RUNS: Final = 6
 _U64 = pa.uint64()
 
@@ -113,7 +115,8 @@ def _build_bloom(keys: pa.Array) -> pa.Array:
 
 @dataclass
 class Run:
-    """One sorted run: keys, values and its Bloom filter, memory-mapped read-only."""
+    """One sorted run: keys, values and its Bloom filter, memory-mapped read-only; a fence
+    (every ``FENCE_STEP``-th key) kept in memory, built on the first lookup."""
 
     name: str
     count: int
@@ -121,6 +124,7 @@ class Run:
     values: pa.Array
     bloom: pa.Array
     _maps: tuple[mmap.mmap, ...]
+    _fence: pa.Array | None = None
 
     def close(self) -> None:
         for m in self._maps:
@@ -135,12 +139,35 @@ class Run:
         if len(candidates) == 0:
             return candidates, pa.array([], _U64)
         probe = pc.take(keys, candidates)
-        at = pc.search_sorted(self.keys, probe)
-        inside = pc.less(at, pa.scalar(self.count, pa.uint64()))
-        at = pc.if_else(inside, at, pa.scalar(0, pa.uint64()))
-        same = pc.and_(inside, pc.equal(pc.take(self.keys, at), probe))
+        at = self._position(probe)
+        same = pc.equal(pc.take(self.keys, at), probe)
         found = pc.indices_nonzero(same)
         return pc.take(candidates, found), pc.take(self.values, pc.take(at, found))
+
+    def _position(self, probe: pa.Array) -> pa.Array:
+        """Per probe, the position of the last key at or before it (0 when none is): the
+        fence, in memory, names its block of ``FENCE_STEP`` keys, searched step by step, so
+        a probe reads one page of the memory-mapped keys instead of one per halving."""
+        if self._fence is None:
+            self._fence = pc.take(
+                self.keys, pc.multiply(arange(-(-self.count // FENCE_STEP)), FENCE_STEP)
+            )
+        block = pc.subtract(
+            pc.cast(pc.search_sorted(self._fence, probe, side="right"), pa.int64()), 1
+        )
+        low = pc.multiply(pc.max_element_wise(block, 0), FENCE_STEP)
+        high = pc.min_element_wise(pc.add(low, FENCE_STEP), self.count)
+        # invariant: keys[low] <= probe (or low is the block's start), probe < keys[high]
+        while True:
+            width = pc.subtract(high, low)
+            if pc.max(width).as_py() <= 1:
+                return low
+            middle = pc.add(low, pc.divide(width, 2))
+            right = pc.less_equal(
+                pc.take(self.keys, pc.min_element_wise(middle, self.count - 1)), probe
+            )
+            low = pc.if_else(right, middle, low)
+            high = pc.if_else(right, high, middle)
 
 
 def _map_array(path: Path, count: int) -> tuple[pa.Array, mmap.mmap]:

@@ -9,10 +9,14 @@ The terms are loaded into DuckDB once per batch, never looked up per record.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
+import threading
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -23,6 +27,7 @@ from quote2cash.usage.reading import FIELDS
 from quote2cash.usage.terms import SubscriptionTerms, cycle_boundary, period_index
 
 LatePolicy = Literal["adjust", "reject"]
+T = TypeVar("T")
 MAX_ID: Final = 255
 MAX_SCALE: Final = 12
 FUTURE_SLACK_HOURS: Final = 24
@@ -45,11 +50,53 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
     has it (``n`` of them), ``cands`` lists them with their service: a reference is
     resolved when it names one subscription, or several of which exactly one has the
     record's meter, or exactly one has it and is in service at the record's time (two
-    subscriptions of one contract, one after the other: usage goes to the one of its time)."""
+    subscriptions of one contract, one after the other: usage goes to the one of its time).
+
+    The tables and the fast path's lookups are built once for the same terms and reused by
+    every later chunk (each chunk's connection registers them); other terms rebuild them."""
     con.execute(
         "CREATE OR REPLACE TEMP MACRO quote(x) AS '''' || "
         "CASE WHEN length(x) > 200 THEN left(x, 200) || '...' ELSE x END || ''''"
     )
+    reference = _reference(terms)
+    for name, table in reference.tables.items():
+        con.register(name, table)
+    with _REFERENCE_LOCK:
+        _REGISTERED[con] = reference
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The reference tables of one list of terms, and the fast path's lookups over them."""
+
+    terms: tuple[SubscriptionTerms, ...]
+    tables: dict[str, pa.Table]
+    fast: _FastTerms | None
+
+
+_REFERENCE_LOCK: Final = threading.Lock()
+_LAST_REFERENCE: list[_Reference] = []
+_REGISTERED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Reference] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _reference(terms: Sequence[SubscriptionTerms]) -> _Reference:
+    """The reference data of ``terms``: the last one built when the terms are equal."""
+    key = tuple(terms)
+    with _REFERENCE_LOCK:
+        if _LAST_REFERENCE and _LAST_REFERENCE[0].terms == key:
+            return _LAST_REFERENCE[0]
+    tables = _reference_data(key)
+    reference = _Reference(key, tables, _fast_terms(tables))
+    with _REFERENCE_LOCK:
+        _LAST_REFERENCE[:] = [reference]
+    return reference
+
+
+def _reference_data(terms: Sequence[SubscriptionTerms]) -> dict[str, pa.Table]:
+    """The five reference tables of ``terms`` (see ``reference_tables``)."""
+    tables: dict[str, pa.Table] = {}
     named: dict[str, list[str]] = {}
     meters: dict[str, list[object]] = {
         "sub": [],
@@ -113,12 +160,9 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         "sub": [s[0] if len(s) == 1 else None for s in named.values()],
         "n": [len(s) for s in named.values()],
     }
-    con.register(
-        "refs",
-        pa.table(
-            refs,
-            schema=pa.schema([("ref", pa.string()), ("sub", pa.string()), ("n", pa.int64())]),
-        ),
+    tables["refs"] = pa.table(
+        refs,
+        schema=pa.schema([("ref", pa.string()), ("sub", pa.string()), ("n", pa.int64())]),
     )
     shared = {ref: set(s) for ref, s in named.items() if len(s) > 1}
     by_ref: dict[tuple[str, str], list[str]] = {}
@@ -128,43 +172,37 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
                 by_ref[(ref, named_as)].append(owner)
     service = {t.subscription: (t.service_start, t.service_end) for t in terms}
     span = pa.struct([("sub", pa.string()), ("s", ts), ("e", ts)])
-    con.register(
-        "refmeters",
-        pa.table(
-            {
-                "ref": [r for r, _ in by_ref],
-                "alias": [a for _, a in by_ref],
-                "sub": [s[0] for s in by_ref.values()],
-                "n": [len(s) for s in by_ref.values()],
-                "cands": [
-                    [
-                        {"sub": c, "s": _naive(service[c][0]), "e": _naive(service[c][1])}
-                        for c in sorted(s)
-                    ]
-                    for s in by_ref.values()
-                ],
-            },
-            schema=pa.schema(
+    tables["refmeters"] = pa.table(
+        {
+            "ref": [r for r, _ in by_ref],
+            "alias": [a for _, a in by_ref],
+            "sub": [s[0] for s in by_ref.values()],
+            "n": [len(s) for s in by_ref.values()],
+            "cands": [
                 [
-                    ("ref", pa.string()),
-                    ("alias", pa.string()),
-                    ("sub", pa.string()),
-                    ("n", pa.int64()),
-                    ("cands", pa.list_(span)),
+                    {"sub": c, "s": _naive(service[c][0]), "e": _naive(service[c][1])}
+                    for c in sorted(s)
                 ]
-            ),
+                for s in by_ref.values()
+            ],
+        },
+        schema=pa.schema(
+            [
+                ("ref", pa.string()),
+                ("alias", pa.string()),
+                ("sub", pa.string()),
+                ("n", pa.int64()),
+                ("cands", pa.list_(span)),
+            ]
         ),
     )
-    con.register(
-        "meters",
-        pa.table(
-            meters,
-            schema=pa.schema(
-                [
-                    *((k, pa.string()) for k in ("sub", "alias", "meter", "item_unit")),
-                    ("n", pa.int64()),
-                ]
-            ),
+    tables["meters"] = pa.table(
+        meters,
+        schema=pa.schema(
+            [
+                *((k, pa.string()) for k in ("sub", "alias", "meter", "item_unit")),
+                ("n", pa.int64()),
+            ]
         ),
     )
     customers = {
@@ -173,18 +211,15 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         "sub": [s[0] for s in by_customer.values()],
         "n": [len(set(s)) for s in by_customer.values()],
     }
-    con.register(
-        "custmeters",
-        pa.table(
-            customers,
-            schema=pa.schema(
-                [
-                    ("customer", pa.string()),
-                    ("alias", pa.string()),
-                    ("sub", pa.string()),
-                    ("n", pa.int64()),
-                ]
-            ),
+    tables["custmeters"] = pa.table(
+        customers,
+        schema=pa.schema(
+            [
+                ("customer", pa.string()),
+                ("alias", pa.string()),
+                ("sub", pa.string()),
+                ("n", pa.int64()),
+            ]
         ),
     )
     schema = pa.schema(
@@ -206,7 +241,8 @@ def reference_tables(con: duckdb.DuckDBPyConnection, terms: Sequence[Subscriptio
         subs[column] = [_naive(v) for v in subs[column]]
     for column in ("open_start", "open_end", "future_limit"):
         subs[column] = [_naive(v) for v in subs[column]]
-    con.register("subs", pa.table(subs, schema=schema))
+    tables["subs"] = pa.table(subs, schema=schema)
+    return tables
 
 
 CONTENT_SQL: Final = """hash(concat_ws(chr(31), coalesce(trim(subscription), ''),
@@ -431,6 +467,123 @@ def repeats(keys: pa.Array, contents: pa.Array) -> tuple[pa.Array, pa.Array]:
     return later, first_content
 
 
+def _stored_hashes(
+    con: duckdb.DuckDBPyConnection,
+    chunk: pa.Table,
+    source: str,
+    lookup: Callable[[pa.Array], pa.Array],
+    *,
+    plain: bool,
+) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Each record's key and content hash (``KEY_SQL``, ``CONTENT_SQL``; their plain forms
+    when ``plain``: right only for records the fast path takes, see ``_plain_hashes``) and
+    the content hash history holds for its key (null: none, or no key)."""
+    if plain:
+        keys, contents = _plain_hashes(con, chunk, source)
+    else:
+        con.register("raw_chunk", chunk)
+        try:
+            hashed = con.sql(
+                f"SELECT {KEY_SQL} AS key, {CONTENT_SQL} AS content FROM raw_chunk",
+                params={"source": source},
+            ).to_arrow_table()
+        finally:
+            con.unregister("raw_chunk")
+        keys = hashed.column("key").combine_chunks().cast(pa.uint64())
+        contents = hashed.column("content").combine_chunks().cast(pa.uint64())
+    if keys.null_count:
+        stored = pc.if_else(
+            pc.is_valid(keys), lookup(pc.fill_null(keys, 0)), pa.nulls(len(keys), pa.uint64())
+        )
+    else:
+        stored = lookup(keys)
+    return keys, contents, stored
+
+
+def _hashed_chunk(
+    con: duckdb.DuckDBPyConnection,
+    chunk: pa.Table,
+    source: str,
+    lookup: Callable[[pa.Array], pa.Array],
+) -> tuple[pa.Array, pa.Array, pa.Array, bool]:
+    """``_stored_hashes`` in the plain form, the history lookup in a thread of its own, and
+    whether no key is there twice."""
+    keys, contents = _plain_hashes(con, chunk, source)
+    looking = _InThread(lookup, keys)
+    try:
+        distinct = len(pc.unique(keys)) == len(keys)
+    finally:
+        looking.join()
+    return keys, contents, looking.result(), distinct
+
+
+def _none_repeated(keys: pa.Array, others: pa.Array) -> bool:
+    """No key of ``keys`` (nulls aside) twice among them or among ``others``."""
+    present = keys.drop_null()
+    if len(pc.unique(present)) != len(present):
+        return False
+    return not pc.any(pc.is_in(others, value_set=present)).as_py()
+
+
+def _plain_hashes(
+    con: duckdb.DuckDBPyConnection, chunk: pa.Table, source: str
+) -> tuple[pa.Array, pa.Array]:
+    """``KEY_SQL`` and ``CONTENT_SQL`` of records whose text needs no trimming and whose
+    subscription, meter, quantity and time are present (the fast path's): DuckDB's ``hash``
+    of the same text, the text put together by Arrow (cheaper than DuckDB's ``concat_ws``
+    over six columns). For any other record the values are not its hashes."""
+    sep = chr(31)
+    fields = ("subscription", "customer", "meter", "quantity", "unit", "timestamp")
+    texts = pa.table(
+        {
+            "k": pc.binary_join_element_wise(source, chunk.column("id"), sep),
+            "c": pc.binary_join_element_wise(
+                *(chunk.column(name) for name in fields),
+                "",  # ``properties``, none on a fast record
+                sep,
+                null_handling="replace",
+                null_replacement="",
+            ),
+        }
+    )
+    con.register("plain_texts", texts)
+    try:
+        hashed = con.sql("SELECT hash(k) AS k, hash(c) AS c FROM plain_texts").to_arrow_table()
+    finally:
+        con.unregister("plain_texts")
+    return (
+        hashed.column("k").combine_chunks().cast(pa.uint64()),
+        hashed.column("c").combine_chunks().cast(pa.uint64()),
+    )
+
+
+class _InThread(Generic[T]):
+    """A call run in a thread of its own; ``result`` waits for it and returns its value or
+    raises its error. Worth it for Arrow and DuckDB work, which releases the GIL."""
+
+    def __init__(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> None:
+        self._value: list[T] = []
+        self._error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._value.append(call(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller of ``result``
+                self._error.append(exc)
+
+        self._thread = threading.Thread(target=run, name="q2c-usage-check", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._value[0]
+
+
 def check_chunk(
     con: duckdb.DuckDBPyConnection,
     chunk: pa.Table,
@@ -452,24 +605,32 @@ def check_chunk(
     n = chunk.num_rows
     limit = (now + timedelta(hours=FUTURE_SLACK_HOURS)).astimezone(UTC).replace(tzinfo=None)
     if fast:
-        plain, values = _fast_rows(con, chunk, policy=policy, limit=limit)
+        # the plain form's hashes of every record and their history, in a thread (DuckDB and
+        # Arrow release the GIL) while the fast path checks the records
+        with contextlib.closing(con.cursor()) as cursor:
+            hashing = _InThread(_hashed_chunk, cursor, chunk, source, lookup)
+            try:
+                plain, values = _fast_rows(con, chunk, policy=policy, limit=limit)
+            finally:
+                hashing.join()
+        keys, contents, stored, distinct = hashing.result()
+        plain = _flat(plain)
+        other = pc.invert(plain)
+        if pc.any(other).as_py():  # the rest: hashed over their trimmed fields, as defined
+            part = _stored_hashes(con, chunk.filter(other), source, lookup, plain=False)
+            distinct = distinct and _none_repeated(part[0], keys.filter(plain))
+            keys, contents, stored = (
+                pc.replace_with_mask(whole, other, mine)
+                for whole, mine in zip((keys, contents, stored), part, strict=True)
+            )
     else:
         plain, values = _all_false(n), {}
-    con.register("raw_chunk", chunk.append_column("plain", plain))
-    try:
-        hashed = con.sql(
-            f"""SELECT CASE WHEN plain THEN {_PLAIN_KEY_SQL} ELSE {KEY_SQL} END AS key,
-                CASE WHEN plain THEN {_PLAIN_CONTENT_SQL} ELSE {CONTENT_SQL} END AS content
-            FROM raw_chunk""",
-            params={"source": source},
-        ).to_arrow_table()
-    finally:
-        con.unregister("raw_chunk")
-    keys = hashed.column("key").combine_chunks().cast(pa.uint64())
-    contents = hashed.column("content").combine_chunks().cast(pa.uint64())
-    known = pc.is_valid(keys)
-    stored = pc.if_else(known, lookup(pc.fill_null(keys, 0)), pa.nulls(n, pa.uint64()))
-    later, first_content = repeats(keys, contents)
+        keys, contents, stored = _stored_hashes(con, chunk, source, lookup, plain=False)
+        distinct = False
+    if distinct:  # no key twice in the chunk (the common case)
+        later, first_content = _all_false(n), contents
+    else:
+        later, first_content = repeats(keys, contents)
     extra = {
         "key": keys,
         "content": contents,
@@ -539,24 +700,34 @@ def check_chunk(
         pc.subtract(pc.cumulative_sum(pc.cast(slow, pa.int64())), 1),
         pa.scalar(None, pa.int64()),
     )
-    for name, column in columns.items():
+
+    def merged(name: str, column: pa.Array | pa.ChunkedArray) -> pa.Array:
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         theirs = checked.column(name).combine_chunks() if mixed and checked is not None else None
         if theirs is not None and name in ("praw", "field", "reason", "raw"):
-            column = pc.take(theirs, slot)  # null for every fast record
-        elif isinstance(column, pa.DictionaryArray):
+            return pc.take(theirs, slot)  # null for every fast record
+        if isinstance(column, pa.DictionaryArray):
             # a few distinct values: decoded once, the query's values appended to the dictionary
             if theirs is not None:
                 dictionary = pa.concat_arrays([column.dictionary, theirs.cast(pa.string())])
                 at = pc.if_else(slow, pc.add(slot, len(column.dictionary)), column.indices)
                 column = pa.DictionaryArray.from_arrays(pc.cast(at, pa.int64()), dictionary)
-            column = column.cast(schema.field(name).type)
-        else:
-            column = column.cast(schema.field(name).type)
-            if theirs is not None and name not in same:
-                column = pc.replace_with_mask(column, slow, theirs)
-        columns[name] = column
+            return column.cast(schema.field(name).type)
+        column = column.cast(schema.field(name).type)
+        if theirs is not None and name not in same:
+            column = pc.replace_with_mask(column, slow, theirs)
+        return column
+
+    # every other column in a thread (Arrow releases the GIL): the two halves side by side
+    names = list(columns)
+    half = _InThread(lambda: {name: merged(name, columns[name]) for name in names[::2]})
+    try:
+        mine = {name: merged(name, columns[name]) for name in names[1::2]}
+    finally:
+        half.join()
+    columns = {**half.result(), **mine}
+    columns = {name: columns[name] for name in names}
     return pa.table(columns, schema=schema)
 
 
@@ -565,13 +736,6 @@ def _coded(indices: pa.Array | pa.ChunkedArray, values: Sequence[str] | pa.Array
     if isinstance(indices, pa.ChunkedArray):
         indices = indices.combine_chunks()
     return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()))
-
-
-_PLAIN_KEY_SQL: Final = "hash($source || chr(31) || id)"
-_PLAIN_CONTENT_SQL: Final = """hash(concat_ws(chr(31), subscription, coalesce(customer, ''),
-  meter, quantity, coalesce(unit, ''), "timestamp", ''))"""
-"""``KEY_SQL`` and ``CONTENT_SQL`` for fast-path records: their text needs no trimming (the
-same strings, so the same hashes, without the cost of trimming)."""
 
 
 def _decided_schema(con: duckdb.DuckDBPyConnection) -> pa.Schema:
@@ -644,35 +808,48 @@ def _only(column: pa.Array | pa.ChunkedArray, mask: pa.Array) -> pa.Array:
     return pa.Array.from_buffers(column.type, len(column), [mask.buffers()[1], offsets, data])
 
 
+def _flat(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
 def _true(mask: pa.Array) -> pa.Array:
     """A boolean mask with nulls as false."""
     return pc.fill_null(mask, False)
 
 
-def _fast_rows(
-    con: duckdb.DuckDBPyConnection, chunk: pa.Table, *, policy: LatePolicy, limit: datetime
-) -> tuple[pa.Array, dict[str, pa.Array]]:
-    """Which records the fast path can decide, and their resolved values (garbage elsewhere).
+@dataclass(frozen=True)
+class _FastTerms:
+    """The fast path's lookups over the reference tables: the references and (subscription,
+    meter alias) pairs that name exactly one row, as arrays for ``index_in``; subscriptions
+    by code (their position in ``subs``)."""
 
-    A record takes the fast path only when every check passes and each of its values is in a
-    plain form whose meaning is beyond doubt: no spaces to trim, a subscription reference and
-    a meter alias that map to exactly one row of the terms, the item's unit or none, a plain
-    decimal quantity (at most 12 decimal places), a time ``YYYY-MM-DDTHH:MM:SSZ`` within the
-    subscription's service and not in the future, no properties, no correction flag.
-    Everything else, every failing record included, goes through the checking query
-    (``_CHECK_SQL``); the billing periods of fast records are the terms' own
-    (``terms.cycle_boundary``), computed once per subscription and period.
-    """
-    n = chunk.num_rows
-    refs = con.sql("SELECT ref, sub FROM refs WHERE sub IS NOT NULL").fetchall()
-    meters = con.sql("SELECT sub, alias, meter, item_unit FROM meters WHERE n = 1").fetchall()
-    subs = con.sql(
-        "SELECT sub, service_start, service_end, anchor, mc, cd, closed_before, open_start, "
-        "open_end, future_limit FROM subs"
-    ).to_arrow_table()
+    names: pa.Array
+    rows: list[dict[str, Any]]
+    refs: pa.Array
+    ref_codes: pa.Array
+    aliases: pa.Array
+    pairs: pa.Array
+    pair_meters: pa.Array
+    pair_units: pa.Array
+
+
+def _tables_of(con: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
+    """The reference tables registered in ``con`` (when not by ``reference_tables``)."""
+    return {name: con.table(name).to_arrow_table() for name in ("refs", "meters", "subs")}
+
+
+def _fast_terms(tables: dict[str, pa.Table]) -> _FastTerms | None:
+    """The fast path's lookups, or none when it cannot decide any record by these terms."""
+    refs = [(r["ref"], r["sub"]) for r in tables["refs"].to_pylist() if r["sub"] is not None]
+    meters = [
+        (m["sub"], m["alias"], m["meter"], m["item_unit"])
+        for m in tables["meters"].to_pylist()
+        if m["n"] == 1
+    ]
+    subs = tables["subs"]
     names = subs.column("sub").to_pylist()
-    if n == 0 or len(set(names)) != len(names):
-        return _all_false(n), {}
+    if len(set(names)) != len(names):
+        return None
     code_of = {name: i for i, name in enumerate(names)}
     ref_count: dict[str, int] = {}
     for ref, _ in refs:
@@ -691,6 +868,76 @@ def _fast_rows(
         if pair_count[(s, a)] == 1 and a in alias_code and s in code_of and _edge_safe(u)
     ]
     if not fast_refs or not pairs:
+        return None
+    return _FastTerms(
+        names=subs.column("sub").combine_chunks(),
+        rows=subs.to_pylist(),
+        refs=pa.array([r for r, _ in fast_refs], pa.string()),
+        ref_codes=pa.array([c for _, c in fast_refs], pa.int64()),
+        aliases=pa.array(aliases, pa.string()),
+        pairs=pa.array([p for p, _, _ in pairs], pa.int64()),
+        pair_meters=pa.array([m for _, m, _ in pairs], pa.string()),
+        pair_units=pa.array([u for _, _, u in pairs], pa.string()),
+    )
+
+
+def _bytes_at(column: pa.Array | pa.ChunkedArray, positions: Sequence[int]) -> list[pa.Array]:
+    """Per text value, its byte at each of ``positions`` (negative: from its end), as uint8,
+    read from the values' buffers without copies. Where the value is null or not long
+    enough the byte is some other one: the caller checks the length."""
+    if isinstance(column, pa.ChunkedArray):
+        parts = [_bytes_at(c, positions) for c in column.chunks]
+        if not parts:
+            return [pa.array([], pa.uint8()) for _ in positions]
+        return [pa.concat_arrays([p[i] for p in parts]) for i in range(len(positions))]
+    n = len(column)
+    if column.type != pa.string():
+        column = column.cast(pa.string())
+    _, offsets_buffer, data = column.buffers()
+    if data is None or data.size == 0:
+        return [pa.repeat(pa.scalar(0, pa.uint8()), n) for _ in positions]
+    offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, offsets_buffer], offset=column.offset)
+    data_bytes = pa.Array.from_buffers(pa.uint8(), data.size, [None, data])
+    out = []
+    for at in positions:
+        if at >= 0:
+            where = pc.min_element_wise(pc.add(offsets.slice(0, n), at), data.size - 1)
+        else:
+            where = pc.max_element_wise(pc.add(offsets.slice(1, n), at), 0)
+        out.append(pc.take(data_bytes, where))
+    return out
+
+
+def _edge_safe_column(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``_edge_safe`` of each value (null stays null): it starts and ends with a printable
+    ASCII character other than a space."""
+    first, last = _bytes_at(column, (0, -1))
+    safe = pc.greater_equal(pc.binary_length(column), 1)
+    for byte in (first, last):
+        safe = pc.and_(
+            safe, pc.and_(pc.greater_equal(byte, ord("!")), pc.less_equal(byte, ord("~")))
+        )
+    return safe
+
+
+def _fast_rows(
+    con: duckdb.DuckDBPyConnection, chunk: pa.Table, *, policy: LatePolicy, limit: datetime
+) -> tuple[pa.Array, dict[str, pa.Array]]:
+    """Which records the fast path can decide, and their resolved values (garbage elsewhere).
+
+    A record takes the fast path only when every check passes and each of its values is in a
+    plain form whose meaning is beyond doubt: no spaces to trim, a subscription reference and
+    a meter alias that map to exactly one row of the terms, the item's unit or none, a plain
+    decimal quantity (at most 12 decimal places), a time ``YYYY-MM-DDTHH:MM:SSZ`` within the
+    subscription's service and not in the future, no properties, no correction flag.
+    Everything else, every failing record included, goes through the checking query
+    (``_CHECK_SQL``); the billing periods of fast records are the terms' own
+    (``terms.cycle_boundary``), computed once per subscription and period.
+    """
+    n = chunk.num_rows
+    registered = _REGISTERED.get(con)
+    terms = registered.fast if registered is not None else _fast_terms(_tables_of(con))
+    if n == 0 or terms is None:
         return _all_false(n), {}
 
     column = chunk.column
@@ -699,31 +946,46 @@ def _fast_rows(
         if column(name).null_count != n:
             fast = pc.and_(fast, pc.is_null(column(name)))
     rid = column("id")
-    fast = pc.and_(fast, pc.match_substring_regex(rid, _EDGE_SAFE))
+    fast = pc.and_(fast, _edge_safe_column(rid))
     fast = pc.and_(fast, pc.less_equal(pc.binary_length(rid), MAX_ID))
     customer = column("customer")
     if customer.null_count != n:
-        fast = pc.and_(
-            fast, pc.or_kleene(pc.is_null(customer), pc.match_substring_regex(customer, _EDGE_SAFE))
-        )
-    ref_index = pc.index_in(column("subscription"), pa.array([r for r, _ in fast_refs]))
-    sub_code = pc.take(pa.array([c for _, c in fast_refs], pa.int64()), ref_index)
-    meter_alias = pc.index_in(column("meter"), pa.array(aliases, pa.string()))
-    pair = pc.add(pc.multiply(sub_code, len(aliases)), pc.cast(meter_alias, pa.int64()))
-    meter_row = pc.index_in(pair, pa.array([p for p, _, _ in pairs], pa.int64()))
+        fast = pc.and_(fast, pc.or_kleene(pc.is_null(customer), _edge_safe_column(customer)))
+    ref_index = pc.index_in(column("subscription"), terms.refs)
+    sub_code = pc.take(terms.ref_codes, ref_index)
+    meter_alias = pc.index_in(column("meter"), terms.aliases)
+    pair = pc.add(pc.multiply(sub_code, len(terms.aliases)), pc.cast(meter_alias, pa.int64()))
+    meter_row = pc.index_in(pair, terms.pairs)
     fast = pc.and_(fast, pc.is_valid(meter_row))
-    item_unit = pc.take(pa.array([u for _, _, u in pairs], pa.string()), meter_row)
     unit = column("unit")
-    fast = pc.and_(fast, pc.or_kleene(pc.is_null(unit), pc.equal(unit, item_unit)))
+    if unit.null_count != n:
+        item_unit = pc.take(terms.pair_units, meter_row)
+        fast = pc.and_(fast, pc.or_kleene(pc.is_null(unit), pc.equal(unit, item_unit)))
     quantity, stamp = column("quantity"), column("timestamp")
-    fast = pc.and_(fast, pc.match_substring_regex(quantity, _FAST_QUANTITY))
-    fast = pc.and_(fast, pc.match_substring_regex(stamp, _FAST_TIME))
+    q_length = pc.binary_length(quantity)
+    dotted = pc.any(pc.match_substring(quantity, ".")).as_py()
+    if dotted:
+        fast = pc.and_(fast, pc.match_substring_regex(quantity, _FAST_QUANTITY))
+    else:  # whole numbers only: digits, at most 24 (``_FAST_QUANTITY`` without a fraction)
+        fast = pc.and_(fast, pc.and_(pc.ascii_is_decimal(quantity), pc.less_equal(q_length, 24)))
+    # a time of the plain form's length, first digit, "T" and "Z"; Arrow's ISO 8601 parser
+    # checks the rest (digits, dashes, colons, ranges, the day of the month) below
+    t_length = pc.binary_length(stamp)
+    first, tee, zulu = _bytes_at(stamp, (0, 10, 19))
+    fast = pc.and_(fast, pc.equal(t_length, 20))
+    fast = pc.and_(fast, pc.and_(pc.greater_equal(first, ord("1")), pc.less_equal(first, ord("9"))))
+    fast = pc.and_(fast, pc.and_(pc.equal(tee, ord("T")), pc.equal(zulu, ord("Z"))))
     fast = _true(fast)
-    q = pc.cast(_only(quantity, fast), pa.decimal128(38, 12))
-    stamps = _only(stamp, fast)
-    try:  # Arrow's ISO 8601 parser; it refuses impossible days (February 30) as a whole
-        ts = pc.cast(pc.cast(stamps, pa.timestamp("us", "UTC")), pa.timestamp("us"))
+    longest = None if dotted else pc.max(pc.filter(q_length, fast)).as_py()
+    if longest is not None and longest <= 18:  # whole numbers within int64: cast through it
+        q = pc.cast(pc.cast(_only(quantity, fast), pa.int64()), pa.decimal128(38, 12))
+    else:
+        q = pc.cast(_only(quantity, fast), pa.decimal128(38, 12))
+    try:  # Arrow's ISO 8601 parser; it refuses a malformed or impossible time as a whole
+        ts = pc.cast(pc.cast(_only(stamp, fast), pa.timestamp("us", "UTC")), pa.timestamp("us"))
     except pa.ArrowInvalid:
+        fast = _true(pc.and_(fast, pc.match_substring_regex(stamp, _FAST_TIME)))
+        stamps = _only(stamp, fast)
         ts = pc.strptime(stamps, format=_FAST_TIME_FORMAT, unit="us", error_is_null=True)
         # an impossible day parses as a day of the next month: such a record is not plain
         day = pc.cast(pc.utf8_slice_codeunits(stamps, 8, 10), pa.int64())
@@ -733,7 +995,7 @@ def _fast_rows(
     fast = _true(pc.and_(fast, pc.and_(pc.greater_equal(seconds, 0), pc.less(seconds, 1 << 32))))
     if not pc.any(fast).as_py():
         return fast, {}
-    segments = _segments(con, subs, pc.filter(code, fast), pc.filter(ts, fast), policy, limit)
+    segments = _segments(terms, pc.filter(code, fast), pc.filter(ts, fast), policy, limit)
     found = pc.search_sorted(
         segments.column("at"),
         pc.add(pc.shift_left(code, 32), pc.if_else(fast, seconds, 0)),
@@ -744,9 +1006,9 @@ def _fast_rows(
     adjusted = pc.take(segments.column("adjusted"), segment)
     values = {
         "rid": rid,
-        "sub": _coded(code, subs.column("sub").combine_chunks()),
-        "meter": _coded(meter_row, [m for _, m, _ in pairs]),
-        "unit": _coded(meter_row, [u for _, _, u in pairs]),
+        "sub": _coded(code, terms.names),
+        "meter": _coded(meter_row, terms.pair_meters),
+        "unit": _coded(meter_row, terms.pair_units),
         "q": q,
         "ts": ts,
         "period_start": pc.take(segments.column("period_start"), segment),
@@ -770,8 +1032,7 @@ def _ceil_s(at: datetime) -> int:
 
 
 def _segments(
-    con: duckdb.DuckDBPyConnection,
-    subs: pa.Table,
+    terms: _FastTerms,
     codes: pa.Array,
     times: pa.Array,
     policy: LatePolicy,
@@ -792,7 +1053,7 @@ def _segments(
         .to_pylist()
     )
     span_of = {r["code"]: (r["ts_min"], r["ts_max"]) for r in spans}
-    rows = subs.to_pylist()
+    rows = terms.rows
     starts: dict[str, list[tuple[datetime, datetime]]] = {}
     for c in present:
         row = rows[c]

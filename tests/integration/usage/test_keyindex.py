@@ -3,11 +3,12 @@ forgets everything, and files are private."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pyarrow as pa
 
-from quote2cash.usage.keyindex import MAX_RUNS, KeyIndex
+from quote2cash.usage.keyindex import FENCE_STEP, MAX_RUNS, KeyIndex
 
 
 def u64(values: list[int]) -> pa.Array:
@@ -47,3 +48,20 @@ def test_no_false_negatives_and_no_false_hits(tmp_path: Path) -> None:
     others = u64([(i * 0x9E3779B97F4A7C15 + 1) % 2**64 for i in range(1, 200_001)])
     assert index.lookup(others).null_count == len(others)
     index.close()
+
+
+def test_every_stored_key_is_found_through_the_fence_at_block_edges(tmp_path: Path) -> None:
+    """Runs of one key, one block of the fence, a block and one key, many blocks: every
+    key found with its value, keys between and beyond them not (the search within a block
+    ends on the block's first and last key alike)."""
+    rng = random.Random(16)
+    for count in (1, FENCE_STEP - 1, FENCE_STEP, FENCE_STEP + 1, 7 * FENCE_STEP + 3):
+        keys = sorted({rng.getrandbits(64) | 2 for _ in range(count)})
+        index = KeyIndex(tmp_path / f"ix{count}")
+        index.add_sorted(u64(keys), u64([k ^ 1 for k in keys]), 0)
+        assert index.lookup(u64(keys)).to_pylist() == [k ^ 1 for k in keys]
+        stored = set(keys)
+        misses = [k - 1 for k in keys if k - 1 not in stored] + [0, 1, 2**64 - 1]
+        misses = [k for k in misses if k not in stored]
+        assert index.lookup(u64(misses)).null_count == len(misses)
+        index.close()

@@ -284,6 +284,95 @@ def test_a_chunk_of_only_plain_records_is_decided_alike() -> None:
     assert [r["outcome"] for r in fast[:2]] == ["duplicate", "accepted"]
 
 
+WHOLE_QUANTITIES = [
+    "3",
+    "007",
+    "123456789012345678",
+    "1234567890123456789",
+    "\u0663",
+    "1\u0663",
+    "",
+]
+"""Whole numbers only (no chunk-wide fraction): the fast path's digit check and its cast
+through int64 up to 18 digits; non-ASCII digits and the empty text are the query's."""
+SAME_LENGTH_TIMES = [
+    "2026-03-20T10:00:00Z",
+    "2026-03-20T1O:00:00Z",
+    "2026/03/20T10:00:00Z",
+    "2026-03-20t10:00:00Z",
+    "2026-03-20 10:00:00Z",
+    "2026-03-20T10:00:00z",
+    "0026-03-20T10:00:00Z",
+    "2026-13-20T10:00:00Z",
+    "2026-03-20T10:00:0\u00e9",
+    "2026-03-20T10-00-00Z",
+    "+026-03-20T10:00:00Z",
+    "2026-03-2010:00:00ZZ",
+]
+"""Times of the plain form's length (20) that are not all plain: Arrow's parser decides the
+digits and separators the fast path does not look at."""
+
+
+@pytest.mark.parametrize("policy", ["adjust", "reject"])
+def test_whole_quantities_and_times_of_the_plain_length_are_decided_alike(
+    policy: LatePolicy,
+) -> None:
+    rows = [
+        {
+            "id": f"w{i}",
+            "subscription": "C-1",
+            "meter": "api_calls",
+            "quantity": q,
+            "unit": "call",
+            "timestamp": t,
+        }
+        for i, (q, t) in enumerate(
+            itertools.product(WHOLE_QUANTITIES, ["2026-03-20T10:00:00Z", *SAME_LENGTH_TIMES])
+        )
+    ]
+    for plain_times, within_int64 in itertools.product((True, False), (True, False)):
+        part = [
+            r
+            for r in rows
+            if (r["timestamp"] == SAME_LENGTH_TIMES[0]) == plain_times
+            and (len(str(r["quantity"])) <= 18 or not within_int64)
+        ]
+        chunk = rows_chunk(part)
+        fast = _decide(chunk, policy, True, {}, False)
+        assert fast == _decide(chunk, policy, False, {}, False)
+    decided = _decide(rows_chunk(rows), policy, True, {}, False)
+    assert decided == _decide(rows_chunk(rows), policy, False, {}, False)
+    accepted = {(r["rid"], str(r["q"])) for r in decided if r["outcome"] == "accepted"}
+    assert ("w0", "3.000000000000") in accepted
+    assert any(q == "1234567890123456789.000000000000" for _, q in accepted)
+    quantity_of = {r["id"]: r["quantity"] for r in rows}
+    assert {quantity_of[rid] for rid, _ in accepted}.isdisjoint({"\u0663", "1\u0663", ""})
+
+
+def test_a_trimmed_id_repeating_a_plain_one_is_a_repeat_in_the_chunk() -> None:
+    """Every plain key distinct, but a record the query takes (an id with spaces) has the
+    key of a plain record once trimmed: a repeat within the chunk, as the query decides."""
+    plain = {
+        "subscription": "C-1",
+        "meter": "api_calls",
+        "quantity": "2",
+        "unit": "call",
+        "timestamp": "2026-03-20T10:00:00Z",
+    }
+    rows = [{**plain, "id": f"d{i}"} for i in range(50)]
+    rows += [{**plain, "id": " d7 "}, {**plain, "id": "d9 ", "quantity": "3"}]
+    rows += [{**plain, "id": " e1"}, {**plain, "id": "e1 "}]
+    chunk = rows_chunk(rows)
+    fast = _decide(chunk, "adjust", True, {}, False)
+    assert fast == _decide(chunk, "adjust", False, {}, False)
+    assert [r["outcome"] for r in fast[50:]] == [
+        "duplicate",
+        "conflict_batch",
+        "accepted",
+        "duplicate",
+    ]
+
+
 def test_a_reference_of_two_subscriptions_is_resolved_by_the_meter_or_quarantined() -> None:
     """A reference naming two subscriptions is ambiguous: quarantined with a reason naming
     the record, the field and what is expected, unless exactly one of them has the record's
