@@ -277,6 +277,7 @@ class Worker:
             task = asyncio.ensure_future(self._run_subject(subject_events, outcomes[subject]))
             running[task] = subject
         heartbeat = asyncio.ensure_future(self._heartbeat(running))
+        gates_fresh = asyncio.ensure_future(self._keep_gates_fresh())
         refill_at = monotonic() + (self.refill_seconds or 0.0)
         try:
             waiting = set(running)
@@ -303,6 +304,7 @@ class Worker:
                 await self._db(self._commit, finished, by_subject, outcomes, report)
         finally:
             heartbeat.cancel()
+            gates_fresh.cancel()
             for task in running:
                 task.cancel()
             await self._recorder.close()
@@ -343,6 +345,15 @@ class Worker:
             await asyncio.sleep(interval)
             if running:
                 await self._db(self._extend_leases, list(running.values()))
+
+    async def _keep_gates_fresh(self) -> None:
+        """Reload pauses and maintenance windows off the loop before they age out, so a step's
+        gate check never reads the store on the loop (it still does if this falls behind: a
+        pause holds every call within the gates' age limit either way)."""
+        gates = self.runtime.gates
+        while True:
+            await self._flow_calls().call(gates.refresh, self.runtime.engine, force=True)
+            await asyncio.sleep(max(gates.max_age / 2, 0.05))
 
     def _extend_leases(self, subject_names: list[str]) -> None:
         until = self.runtime.clock.now() + self.lease
