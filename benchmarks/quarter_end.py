@@ -83,6 +83,7 @@ class Plan:
     batch: int
     erp_slots: int
     timeout: float
+    crm_slots: int | None = None
     keep: bool = False
 
 
@@ -177,6 +178,8 @@ def systems_yaml(run: Run, plan: Plan) -> tuple[Path, dict[str, str]]:
     assert endpoint is not None
     crm = salesforce_config(sf["instance_url"], sf["ca_file"]).model_dump(mode="json")
     crm.update(client_secret="${Q2C_BENCH_SF_SECRET}", password="${Q2C_BENCH_SF_PASSWORD}")
+    if plan.crm_slots is not None:  # requests in flight per process (else the connector's)
+        crm["max_concurrency"] = plan.crm_slots
     erp = tryton_config(endpoint, max_concurrency=plan.erp_slots, timeout=300.0).model_dump(
         mode="json"
     )
@@ -888,6 +891,9 @@ def main() -> None:
     parser.add_argument("--raw-invoices", type=int, default=16, help="per raw phase")
     parser.add_argument("--batch", type=int, default=8, help="invoices per Tryton call (raw)")
     parser.add_argument("--erp-slots", type=int, default=4, help="ERP calls in flight at once")
+    parser.add_argument(
+        "--crm-slots", type=int, default=None, help="CRM requests in flight per process"
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per process count")
     parser.add_argument("--keep", action="store_true", help="keep the hub's store")
     args = parser.parse_args()
@@ -911,7 +917,8 @@ def main() -> None:
             args.batch,
             args.erp_slots,
             timeout,
-            args.keep,
+            keep=args.keep,
+            crm_slots=args.crm_slots,
         )
         result = run_once(plan)
         print(f"{n} hub process(es): {json.dumps(result)}", flush=True)
