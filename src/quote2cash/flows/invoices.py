@@ -266,12 +266,13 @@ async def _route_to_contract(
     if not sub.contract_number:
         return False
     subject = contract_subject(sub.contract_number)
+    correlation = await in_store(correlation_of_subject, deps.runtime, subject)
     routed = ctx.emit(
         event.type,
         subject,
         {**event.data, "routed_from": event.id},
         key="contract",
-        correlation_id=correlation_of_subject(deps.runtime, subject),
+        correlation_id=correlation,
     )
     log.info("refund event %s goes to %s as %s", event.id, subject, routed.id)
     return True
