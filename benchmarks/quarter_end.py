@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -61,6 +62,10 @@ SF_PER_DAY = 101_000
 ERP_CALLS = ["get_*", "upsert_*", "book_*", "apply_*", "invoice_*", "issue_*", "reverse_*"]
 ERP_CALLS += ["post_customer_*"]
 """The ERP steps other than invoice postings (``erp.<operation>``)."""
+TRYTON_RPC = re.compile(
+    r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] INFO werkzeug .*\"POST /[^ ]*rpc/? HTTP"
+)
+"""One JSON-RPC request in trytond's access log (its time, the server's local time: UTC here)."""
 RENEWAL_SHIFT_S = 31 * 24 * 3600 + 3600
 """The renewal clock moves a month and an hour on: every monthly subscription on it renews."""
 
@@ -78,6 +83,7 @@ class Plan:
     batch: int
     erp_slots: int
     timeout: float
+    crm_slots: int | None = None
     keep: bool = False
 
 
@@ -172,6 +178,8 @@ def systems_yaml(run: Run, plan: Plan) -> tuple[Path, dict[str, str]]:
     assert endpoint is not None
     crm = salesforce_config(sf["instance_url"], sf["ca_file"]).model_dump(mode="json")
     crm.update(client_secret="${Q2C_BENCH_SF_SECRET}", password="${Q2C_BENCH_SF_PASSWORD}")
+    if plan.crm_slots is not None:  # requests in flight per process (else the connector's)
+        crm["max_concurrency"] = plan.crm_slots
     erp = tryton_config(endpoint, max_concurrency=plan.erp_slots, timeout=300.0).model_dump(
         mode="json"
     )
@@ -557,6 +565,9 @@ def store_timings(run: Run) -> dict[str, Any]:
             "WHERE name = 'erp.post_invoice'"
         ).fetchone()
         failures = conn.execute("SELECT kind, count(*) FROM failures GROUP BY kind").fetchall()
+        post_times = conn.execute(
+            "SELECT completed_at FROM steps WHERE name = 'erp.post_invoice'"
+        ).fetchall()
         renewal_posts = conn.execute(
             "SELECT completed_at FROM (SELECT s.completed_at, row_number() OVER "
             "(PARTITION BY e.subject ORDER BY e.sequence) AS n FROM steps s "
@@ -586,7 +597,50 @@ def store_timings(run: Run) -> dict[str, Any]:
         "failures": {kind: int(n) for kind, n in failures},
         "erp_steps": {name: int(n) for name, n in erp_steps},
         "renewal_posts_per_s": rate_of([row[0].timestamp() for row in renewal_posts]),
+        "renewal_post_times": [row[0].timestamp() for row in renewal_posts],
+        "post_times": [row[0].timestamp() for row in post_times],
     }
+
+
+def tryton_calls(run: Run) -> list[float]:
+    """When each JSON-RPC request reached Tryton (its access log), as UTC timestamps."""
+    path = Path(run.state["tryton"]["workdir"]) / "trytond.log"
+    times = []
+    with path.open(errors="replace") as lines:
+        for line in lines:
+            found = TRYTON_RPC.search(line)
+            if found:
+                at = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+                times.append(at.timestamp())
+    return times
+
+
+def tryton_call_counts(
+    run: Run, timings: dict[str, Any], raw: dict[str, Any], hub_from: float, hub_to: float
+) -> dict[str, Any]:
+    """Tryton's requests while the hub ran, and per posting in the renewal wave (from its first
+    to its last renewal posting, every posting in that window counted), against the raw phase's
+    requests per invoice (create, acknowledge, post); the quick run's floor at the raw rate."""
+    calls = tryton_calls(run)
+    hub_calls = sum(1 for t in calls if hub_from <= t <= hub_to)
+    wave = timings["renewal_post_times"]
+    counts: dict[str, Any] = {"hub_calls": hub_calls, "hub_postings": timings["hub_posts"]}
+    if len(wave) > 1:
+        first, last = min(wave), max(wave)
+        in_wave = sum(1 for t in calls if first <= t <= last)
+        posts = sum(1 for t in timings["post_times"] if first <= t <= last)
+        counts.update(
+            renewal_wave_calls=in_wave,
+            renewal_wave_postings=posts,
+            renewal_wave_calls_per_posting=round(in_wave / posts, 2) if posts else None,
+        )
+    # the raw phase of one invoice per call (create, acknowledge, post; its values made before)
+    began, ended = raw["raw_one_window"]
+    raw_calls = sum(1 for t in calls if began <= t <= ended)
+    counts["raw_calls"] = raw_calls
+    counts["raw_calls_per_invoice"] = round(raw_calls / raw["raw_one"]["invoices"], 2)
+    counts["raw_calls_per_s"] = round(raw_calls / max(ended - began, 1e-9), 3)
+    return counts
 
 
 def rate_of(times: list[float]) -> float:
@@ -676,9 +730,12 @@ def measure_raw(run: Run, plan: Plan) -> dict[str, Any]:
                 ]
 
             await erp_posting.raw(erp, fresh(args.batch), args.batch)  # warm-up
-            one = await erp_posting.raw(erp, fresh(args.invoices), 1)
+            invoices = fresh(args.invoices)
+            began = time.time()
+            one = await erp_posting.raw(erp, invoices, 1)
+            window = {"raw_one_window": [began, time.time()]}
             batched = await erp_posting.raw(erp, fresh(args.invoices), args.batch)
-            return {"raw_one": one, "raw_batch": batched}
+            return {"raw_one": one, "raw_batch": batched, **window}
 
     return asyncio.run(go())
 
@@ -711,6 +768,7 @@ def run_once(plan: Plan) -> dict[str, Any]:
         hub = start_hub(run, plan, config, hub_env(run, secrets_env))
         time.sleep(3.0)  # the processes import and connect before the spike
         run.started = time.monotonic()
+        started_wall = time.time()
         deadline = run.started + plan.timeout
         close_deals(run, org, book)
         log(f"  {len(run.closed_at)} deals closed won in {time.monotonic() - run.started:.1f} s")
@@ -741,6 +799,7 @@ def run_once(plan: Plan) -> dict[str, Any]:
                 last_report = time.monotonic()
             time.sleep(1.0)
         finished = time.monotonic()
+        finished_wall = time.time()
         usage = emulator_usage(run)
         stop_hub(hub)
         hub = []
@@ -748,6 +807,7 @@ def run_once(plan: Plan) -> dict[str, Any]:
             f"{stripe_url(run)}/_emulator/config", json={"rate_limit_per_second": None}, timeout=10
         ).raise_for_status()
         timings = store_timings(run)
+        calls = tryton_call_counts(run, timings, raw, started_wall, finished_wall)
         counted = read_back(run, org)
         start, end = stripe_busy_window(run, run.db)
         utilisation, busy_seconds = budget_use(usage["stripe"], start, end)
@@ -765,7 +825,7 @@ def run_once(plan: Plan) -> dict[str, Any]:
             "deals_activated": len(activation),
             "deals_per_min": round(60 * len(activation) / span, 1) if span > 0 else 0.0,
             "erp_raw_posts_per_s": raw_rate,
-            "erp_raw": {k: v["invoices_per_s"] for k, v in raw.items()},
+            "erp_raw": {k: raw[k]["invoices_per_s"] for k in ("raw_one", "raw_batch")},
             "erp_hub_posts_per_s": timings["hub_posts_per_s"],
             "erp_hub_posts": timings["hub_posts"],
             "erp_utilisation": round(timings["hub_posts_per_s"] / raw_rate, 3) if raw_rate else 0.0,
@@ -790,6 +850,14 @@ def run_once(plan: Plan) -> dict[str, Any]:
             "events": rows,
             "failures": timings["failures"],
             "erp_steps": timings["erp_steps"],
+            "tryton_calls": calls,
+            # the quick run (1,000 / 200 / 500: this run's mix, 1,000 / deals times) needs this
+            # run's Tryton requests that many times over; at Tryton's raw rate it takes at least
+            "quick_min_wall_s_at_raw_rate": round(
+                calls["hub_calls"] * (1000 / plan.deals) / calls["raw_calls_per_s"]
+            )
+            if calls["raw_calls_per_s"] and plan.deals
+            else None,
             # unfinished at the deadline, what is missing is work not done yet, not lost
             "lost": counted["lost"] if done else None,
             "not_done_at_deadline": 0 if done else counted["lost"],
@@ -823,6 +891,9 @@ def main() -> None:
     parser.add_argument("--raw-invoices", type=int, default=16, help="per raw phase")
     parser.add_argument("--batch", type=int, default=8, help="invoices per Tryton call (raw)")
     parser.add_argument("--erp-slots", type=int, default=4, help="ERP calls in flight at once")
+    parser.add_argument(
+        "--crm-slots", type=int, default=None, help="CRM requests in flight per process"
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per process count")
     parser.add_argument("--keep", action="store_true", help="keep the hub's store")
     args = parser.parse_args()
@@ -846,7 +917,8 @@ def main() -> None:
             args.batch,
             args.erp_slots,
             timeout,
-            args.keep,
+            keep=args.keep,
+            crm_slots=args.crm_slots,
         )
         result = run_once(plan)
         print(f"{n} hub process(es): {json.dumps(result)}", flush=True)

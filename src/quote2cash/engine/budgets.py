@@ -312,7 +312,7 @@ class BudgetLane:
                 + LEASE_GRACE_SECONDS
                 < now
             ):
-                grant = await asyncio.to_thread(self.backend.reserve, b, b.lease_size)
+                grant = await asyncio.to_thread(self.backend.reserve, b, self._lease_wanted())
                 if grant.count == 0:
                     self.blocked_until = time.monotonic() + grant.hold_seconds
                     self.blocked_reason = grant.reason
@@ -329,6 +329,15 @@ class BudgetLane:
                 continue
             break
         self.take(slot)
+
+    def _lease_wanted(self) -> int:
+        """Tokens to reserve: a lease, or one for each call waiting here (up to the burst), so a
+        queue of calls costs the shared bucket one round trip, not one each. Every token keeps
+        the time the bucket makes it valid, so a bigger lease never spends faster than the rate."""
+        b = self.budget
+        if b.rate is None:
+            return b.lease_size
+        return max(b.lease_size, min(b.burst, self.waiting))
 
     def _slot_free(self) -> bool:
         cap = len(self.slots) if self._shared_slots else self.budget.concurrency

@@ -42,10 +42,11 @@ for that many handlers' next stretch of work, not for all of a batch's."""
 
 
 class StoreThread:
-    """One thread that runs a worker's store calls in order, so the event loop stays free."""
+    """One thread that runs a worker's store calls in order, so the event loop stays free
+    (``threads`` > 1: calls that need no order among themselves, run side by side)."""
 
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    def __init__(self, name: str, *, threads: int = 1) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` in the store thread with the caller's context (log fields, trace)."""

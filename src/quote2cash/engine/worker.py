@@ -57,6 +57,7 @@ from quote2cash.engine.recorder import (
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.retry import RetryPolicy
 from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.store_calls import running_store_calls, store_calls_for
 from quote2cash.observability import metrics, tracing
 from quote2cash.observability.logging import event_context
 from quote2cash.store.schema import event_state, failures, subjects
@@ -179,6 +180,7 @@ class Worker:
         """While a batch runs, claim more ready subjects this often (None: a batch ends when its
         last subject does), so subjects waiting on a slow system do not hold the others back."""
         self._store: StoreThread | None = None
+        self._flow_store: StoreThread | None = None
         self._recorder: StepRecorder | None = None
 
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -187,8 +189,17 @@ class Worker:
             self._store = StoreThread(f"q2c-store-{self.worker_id}")
         return await self._store.call(fn, *args, **kwargs)
 
+    def _flow_calls(self) -> StoreThread:
+        """Where this worker's handlers run their own store calls (``engine.store_calls``)."""
+        if self._flow_store is None:
+            self._flow_store = store_calls_for(self.worker_id, self.runtime.engine.dialect.name)
+        return self._flow_store
+
     def close(self) -> None:
-        """Stop the store thread (a later batch starts a new one)."""
+        """Stop the store threads (a later batch starts new ones)."""
+        if self._flow_store is not None:
+            self._flow_store.close()
+        self._flow_store = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -239,6 +250,16 @@ class Worker:
         if not claimed:
             return report
         by_subject = await self._db(self._load, claimed)
+        with running_store_calls(self._flow_calls()):
+            return await self._run_batch(claimed, by_subject, report, stop)
+
+    async def _run_batch(
+        self,
+        claimed: list[str],
+        by_subject: dict[str, list[tuple[Event, int]]],
+        report: BatchReport,
+        stop: asyncio.Event | None,
+    ) -> BatchReport:
         outcomes = {s: _Outcome() for s in claimed}
         assert self._store is not None
         self._recorder = StepRecorder(
@@ -256,6 +277,7 @@ class Worker:
             task = asyncio.ensure_future(self._run_subject(subject_events, outcomes[subject]))
             running[task] = subject
         heartbeat = asyncio.ensure_future(self._heartbeat(running))
+        gates_fresh = asyncio.ensure_future(self._keep_gates_fresh())
         refill_at = monotonic() + (self.refill_seconds or 0.0)
         try:
             waiting = set(running)
@@ -282,6 +304,7 @@ class Worker:
                 await self._db(self._commit, finished, by_subject, outcomes, report)
         finally:
             heartbeat.cancel()
+            gates_fresh.cancel()
             for task in running:
                 task.cancel()
             await self._recorder.close()
@@ -322,6 +345,15 @@ class Worker:
             await asyncio.sleep(interval)
             if running:
                 await self._db(self._extend_leases, list(running.values()))
+
+    async def _keep_gates_fresh(self) -> None:
+        """Reload pauses and maintenance windows off the loop before they age out, so a step's
+        gate check never reads the store on the loop (it still does if this falls behind: a
+        pause holds every call within the gates' age limit either way)."""
+        gates = self.runtime.gates
+        while True:
+            await self._flow_calls().call(gates.refresh, self.runtime.engine, force=True)
+            await asyncio.sleep(max(gates.max_age / 2, 0.05))
 
     def _extend_leases(self, subject_names: list[str]) -> None:
         until = self.runtime.clock.now() + self.lease

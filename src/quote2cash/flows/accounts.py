@@ -20,6 +20,7 @@ from quote2cash.connectors.roles import AccountFinancials, ChangedAccount
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import Category, PermanentError
 from quote2cash.engine.events import Event
+from quote2cash.engine.store_calls import in_store
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.onboarding import (
     CustomerRecord,
@@ -75,16 +76,13 @@ async def _erp_record(
 async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``crm.account.changed``: propagate what the CRM owns, warn about and undo the rest."""
     account_id = str(event.data["account_id"])
-    gid = deps.xref.global_id_for(Kind.CUSTOMER, "crm", account_id)
+    gid = await in_store(deps.xref.global_id_for, Kind.CUSTOMER, "crm", account_id)
     if gid is None:
         return
     account = await read_account(ctx, deps, account_id)
-    entities = deps.entity_customers.entities_of(gid)
-    home = next((e for e, keyed in entities.items() if keyed == gid), None)
-    entity_key = home or deps.decisions.decided(gid)
+    entities, entity_key = await in_store(_served_by, deps, gid)
     if entity_key is None:
         return
-    entities.setdefault(entity_key, gid)
     held = await _held_by_erp(ctx, deps, entities, entity_key)
     owned = reconcile_owned(
         deps.ownership_rules,
@@ -102,17 +100,17 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
             conflict.event_payload(gid),
             key=f"ownership:{conflict.field}",
         )
-    record = _record(deps, owned.record, entity_key)
+    record = await in_store(_record, deps, owned.record, entity_key)
     if held is not None:
         await write_erp_customer(ctx, deps, record)
-    if deps.xref.local_id(gid, "billing") is not None:
+    if await in_store(deps.xref.local_id, gid, "billing") is not None:
         await write_billing_customer(ctx, deps, record)
     for other in sorted(set(entities) - {entity_key}):
-        served = _record(deps, owned.record, other)
-        if deps.xref.local_id(entities[other], "erp") is not None:
+        served = await in_store(_record, deps, owned.record, other)
+        if await in_store(deps.xref.local_id, entities[other], "erp") is not None:
             step = f"erp.upsert_customer.{other}"
             await write_erp_customer(ctx, deps, served, step=step)
-        if deps.xref.local_id(entities[other], "billing") is not None:
+        if await in_store(deps.xref.local_id, entities[other], "billing") is not None:
             step = f"billing.upsert_customer.{other}"
             await write_billing_customer(ctx, deps, served, step=step)
     if held is not None:
@@ -124,19 +122,30 @@ async def _held_by_erp(
 ) -> Customer | None:
     """What the ERP holds of the customer: its home ERP customer, with the tax registrations
     of all its entities' ERP customers and the entities serving it (None: not in the ERP)."""
-    home_id = deps.xref.local_id(entities[home], "erp")
+    home_id = await in_store(deps.xref.local_id, entities[home], "erp")
     if home_id is None:
         return None
     erp = Customer.model_validate(await _erp_record(ctx, deps, home_id, "erp.get_customer"))
     tax_ids = list(erp.tax_ids)
     for entity in sorted(set(entities) - {home}):
-        erp_id = deps.xref.local_id(entities[entity], "erp")
+        erp_id = await in_store(deps.xref.local_id, entities[entity], "erp")
         if erp_id is not None:
             step = f"erp.get_customer.{entity}"
             other = Customer.model_validate(await _erp_record(ctx, deps, erp_id, step))
             tax_ids += [t for t in other.tax_ids if t not in tax_ids]
     served = ",".join(sorted(entities))
     return erp.model_copy(update={"tax_ids": tuple(tax_ids), "legal_entity": Ref(global_id=served)})
+
+
+def _served_by(deps: FlowDeps, gid: str) -> tuple[dict[str, str], str | None]:
+    """The entities serving the customer (entity -> the global id keying it there) and its home
+    entity (None: the hub never decided one, so there is nothing to sync)."""
+    entities = deps.entity_customers.entities_of(gid)
+    home = next((e for e, keyed in entities.items() if keyed == gid), None)
+    entity_key = home or deps.decisions.decided(gid)
+    if entity_key is not None:
+        entities.setdefault(entity_key, gid)
+    return entities, entity_key
 
 
 def _record(deps: FlowDeps, account: Customer, entity_key: str) -> CustomerRecord:

@@ -36,6 +36,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError, PermanentError
 from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.store_calls import in_store
 from quote2cash.flows import announce
 from quote2cash.flows.allocation import SeatPrice, seat_billing_prices, seat_prices
 from quote2cash.flows.deps import FlowDeps
@@ -140,26 +141,26 @@ async def request_amendment(ctx: HandlerContext, event: Event, deps: FlowDeps) -
     amendment = Amendment.model_validate(event.data["amendment"])
     number = amendment.amendment_number
     if not event.subject.startswith(CONTRACT_PREFIX):
-        _forward_to_contract(ctx, event, deps, amendment)
+        await _forward_to_contract(ctx, event, deps, amendment)
         return
     contract = event.subject.removeprefix(CONTRACT_PREFIX)
     request_id = amendment.external_ids["crm"]
-    if ctx.released(request_applied_key(request_id)):
+    if await in_store(ctx.released, request_applied_key(request_id)):
         log.info("%s of contract %s was already applied", amendment.label, contract)
         return
-    if ctx.released(applied_key(contract, number)):
+    if await in_store(ctx.released, applied_key(contract, number)):
         raise DataError(
             f"{amendment.label}: its amendment number is {number}, but contract "
             f"{contract} already applied another request as amendment {number}; expected the "
             "next free number"
         )
-    if not ctx.released(activated_key(contract)):
+    if not await in_store(ctx.released, activated_key(contract)):
         ctx.park(
             activated_key(contract),
             f"{amendment.label}: waiting for the activation of contract {contract}",
             deadline=AMENDMENT_WAIT,
         )
-    if number > 1 and not ctx.released(applied_key(contract, number - 1)):
+    if number > 1 and not await in_store(ctx.released, applied_key(contract, number - 1)):
         ctx.park(
             applied_key(contract, number - 1),
             f"{amendment.label}: waiting for amendment {number - 1} of contract {contract}",
@@ -174,11 +175,11 @@ async def request_amendment(ctx: HandlerContext, event: Event, deps: FlowDeps) -
     ctx.release(request_applied_key(request_id))
 
 
-def _forward_to_contract(
+async def _forward_to_contract(
     ctx: HandlerContext, event: Event, deps: FlowDeps, amendment: Amendment
 ) -> None:
     """From the side lane into the contract's subject, once the contract is known."""
-    contract = contract_of(deps.runtime, deps.xref, amendment)
+    contract = await in_store(contract_of, deps.runtime, deps.xref, amendment)
     if contract is None:
         billing_id = amendment.subscription.id_in("billing")
         crm_id = amendment.subscription.id_in("crm")
@@ -205,7 +206,7 @@ async def activate_contract(ctx: HandlerContext, event: Event, deps: FlowDeps) -
     """``billing.subscription.activated``: the activation, then its amendments may go ahead
     (the contract's and its subscription's keys are released with the activation's completion)."""
     await activate_subscription(ctx, event, deps)
-    release_activation(ctx, event, deps)
+    await in_store(release_activation, ctx, event, deps)
 
 
 def release_activation(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
@@ -230,7 +231,7 @@ async def apply_amendment(
     ctx: HandlerContext, deps: FlowDeps, contract: str, amendment: Amendment
 ) -> None:
     """Billing first (the truth), then the ERP delta booking, then the CRM."""
-    links = contract_links(deps, amendment.subscription.id_in("billing"), contract)
+    links = await in_store(contract_links, deps, amendment.subscription.id_in("billing"), contract)
     sub_id = links.billing_id
     before = Subscription.model_validate(
         await ctx.step(
@@ -372,7 +373,7 @@ async def _book_delta(
         )
         return
     customer_gid = deal.customer_gid
-    erp_customer = deps.xref.local_id(customer_gid, "erp")
+    erp_customer = await in_store(deps.xref.local_id, customer_gid, "erp")
     if erp_customer is None:
         raise DataError(f"{amendment.label}: customer {customer_gid} has no ERP id")
     request_id = amendment.external_ids["crm"]
@@ -400,8 +401,13 @@ async def _book_delta(
         "erp.book_amendment",
         lambda key: deps.erp.book_order(booking, legal_entity=deal.entity, idempotency_key=key),
     )
+    await in_store(_link_amendment, deps, request_id, str(sale))
+
+
+def _link_amendment(deps: FlowDeps, request_id: str, sale: str) -> None:
+    """The amendment request's global id, linked to its ERP booking."""
     order_gid = deps.xref.ensure_global_id(Kind.ORDER, "crm", request_id, actor="flows")
-    deps.xref.link(order_gid, "erp", str(sale), actor="flows")
+    deps.xref.link(order_gid, "erp", sale, actor="flows")
 
 
 def _priced(seat: SeatPrice, previous: int, new: int) -> dict[str, Any]:
@@ -430,7 +436,7 @@ async def _publish_applied(
     previous: int | None,
 ) -> None:
     outcome = AmendmentOutcome(request_id, applied=True, previous_seats=previous)
-    state = contract_state(links, after, deps)
+    state = await in_store(contract_state, links, after, deps)
     await ctx.step(
         "crm.publish_amendment",
         lambda key: published(deps.crm.publish_status([outcome, state], idempotency_key=key)),

@@ -25,6 +25,7 @@ from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import Category, DataError
 from quote2cash.engine.events import Event
 from quote2cash.engine.runtime import Runtime
+from quote2cash.engine.store_calls import in_store
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.identity import Operator
 from quote2cash.masterdata import CustomerCandidate, GoldenCustomers, IngestOutcome, TaskDecision
@@ -54,20 +55,22 @@ async def resolve_customer(ctx: HandlerContext, deps: FlowDeps, account: Custome
     crm_id = account.external_ids["crm"]
     golden = deps.golden
     if golden is None:
-        return deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", crm_id, actor="flows")
+        return await in_store(
+            deps.xref.ensure_global_id, Kind.CUSTOMER, "crm", crm_id, actor="flows"
+        )
 
     def ingest(_key: str) -> dict[str, Any]:
         candidate = CustomerCandidate("crm", crm_id, account, ctx.now)
         result = golden.ingest(candidate, actor="flows", correlation_id=ctx.event.correlation_id)
         return {"global_id": result.global_id, "outcome": result.outcome.value}
 
-    filed = await ctx.local_step(CUSTOMER_RESOLVED, ingest)
+    filed = await ctx.local_step(CUSTOMER_RESOLVED, lambda key: in_store(ingest, key))
     doubtful = filed["outcome"] == IngestOutcome.REVIEW.value or (
         filed["outcome"] == IngestOutcome.KNOWN.value
-        and not _onboarded(deps, str(filed["global_id"]))
+        and not await in_store(_onboarded, deps, str(filed["global_id"]))
     )
     if doubtful:
-        task = golden.task("crm", crm_id)
+        task = await in_store(golden.task, "crm", crm_id)
         if task is not None:
             ctx.park(
                 task_key("crm", crm_id),
@@ -77,7 +80,7 @@ async def resolve_customer(ctx: HandlerContext, deps: FlowDeps, account: Custome
                 deadline=STEWARD_WAIT,
                 category=Category.DATA,
             )
-    gid = deps.xref.global_id_for(Kind.CUSTOMER, "crm", crm_id)
+    gid = await in_store(deps.xref.global_id_for, Kind.CUSTOMER, "crm", crm_id)
     if gid is None:
         raise DataError(f"CRM account {crm_id} was filed but has no global id")
     return gid
@@ -204,6 +207,11 @@ async def reparent_merged_account(ctx: HandlerContext, event: Event, deps: FlowD
     golden = deps.golden
     if golden is None:
         raise DataError("CRM account merges need the golden record (matching.yaml)")
-    golden.crm_account_merged(
-        "crm", loser, survivor, actor="crm-merge", correlation_id=event.correlation_id
+    await in_store(
+        golden.crm_account_merged,
+        "crm",
+        loser,
+        survivor,
+        actor="crm-merge",
+        correlation_id=event.correlation_id,
     )

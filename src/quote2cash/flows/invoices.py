@@ -35,6 +35,7 @@ from quote2cash.connectors.roles import (
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError, MappingError
 from quote2cash.engine.events import Event
+from quote2cash.engine.store_calls import in_store
 from quote2cash.flows import announce
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id, correlation_of_subject
@@ -56,15 +57,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     """``billing.invoice.finalized``: post it in the ERP and show it in the CRM."""
     invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
-    customer_gid = deps.xref.global_id_for(
-        Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
-    )
-    if customer_gid is None:
-        raise DataError(f"{invoice.label}: billing customer is not one the hub onboarded")
-    erp_customer = deps.xref.local_id(customer_gid, "erp")
-    crm_account = deps.xref.local_id(deps.entity_customers.customer_of(customer_gid), "crm")
-    if erp_customer is None or crm_account is None:
-        raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
+    customer_gid, erp_customer, crm_account = await in_store(_invoice_parties, deps, invoice)
     entity_key = await entity_of(ctx, deps, invoice, customer_gid, erp_customer)
     lines = [await _erp_line(deps, invoice, line) for line in invoice.lines]
     erp_invoice = invoice.model_copy(
@@ -83,8 +76,7 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         raise DataError(
             f"{invoice.label}: ERP posted {posted['total']} but billing says {invoice.total}"
         )
-    invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
-    deps.xref.link(invoice_gid, "erp", posted["erp_id"], actor="flows")
+    await in_store(link_erp_invoice, deps, invoice_id, str(posted["erp_id"]))
     announce.invoice_posted(
         ctx, invoice, customer_id=customer_gid, erp_invoice_id=str(posted["erp_id"])
     )
@@ -104,12 +96,32 @@ async def sync_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     ctx.release(erp_invoice_key(invoice_id))
 
 
+def _invoice_parties(deps: FlowDeps, invoice: Invoice) -> tuple[str, str, str]:
+    """The invoice's customer: its global id, its ERP customer and its CRM account."""
+    customer_gid = deps.xref.global_id_for(
+        Kind.CUSTOMER, "billing", invoice.customer.external_ids["billing"]
+    )
+    if customer_gid is None:
+        raise DataError(f"{invoice.label}: billing customer is not one the hub onboarded")
+    erp_customer = deps.xref.local_id(customer_gid, "erp")
+    crm_account = deps.xref.local_id(deps.entity_customers.customer_of(customer_gid), "crm")
+    if erp_customer is None or crm_account is None:
+        raise DataError(f"{invoice.label}: customer {customer_gid} lacks its ERP or CRM id")
+    return customer_gid, erp_customer, crm_account
+
+
+def link_erp_invoice(deps: FlowDeps, invoice_id: str, erp_id: str) -> None:
+    """Billing's invoice (or credit) and the ERP document posting it, under one global id."""
+    invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
+    deps.xref.link(invoice_gid, "erp", erp_id, actor="flows")
+
+
 async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None:
     """``billing.payment.succeeded``: apply the cash billing collected (``amount_paid``, never
     the credit balance it used) to the ERP invoice; the CRM shows it paid."""
     invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
-    erp_invoice = _erp_invoice_of(ctx, deps, invoice_id)
+    erp_invoice = await _erp_invoice_of(ctx, deps, invoice_id)
     paid = invoice.amount_paid
     if paid is None or not paid.is_positive():
         raise DataError(
@@ -130,9 +142,13 @@ async def sync_payment(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
         ),
     )
     announce.payment_received(
-        ctx, invoice, payment, customer_id=_customer_of(deps, invoice), erp_invoice_id=erp_invoice
+        ctx,
+        invoice,
+        payment,
+        customer_id=await in_store(_customer_of, deps, invoice),
+        erp_invoice_id=erp_invoice,
     )
-    account = crm_account_of(deps, invoice)
+    account = await in_store(crm_account_of, deps, invoice)
     await publish_invoice(
         ctx, deps, invoice, account, InvoiceStanding.PAID, step="crm.publish_paid"
     )
@@ -147,7 +163,7 @@ async def record_failed_payment(ctx: HandlerContext, event: Event, deps: FlowDep
     if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
         log.info("%s is %s now; the failed payment is past", invoice.label, invoice.status)
         return
-    account = crm_account_of(deps, invoice)
+    account = await in_store(crm_account_of, deps, invoice)
     standing = InvoiceStanding.OVERDUE if is_past_due(invoice, event.time) else InvoiceStanding.OPEN
     await publish_invoice(ctx, deps, invoice, account, standing, step="crm.publish_failed")
 
@@ -160,7 +176,7 @@ async def mark_overdue(ctx: HandlerContext, event: Event, deps: FlowDeps) -> Non
     if invoice.status is not InvoiceStatus.OPEN or not invoice.amount_due.is_positive():
         log.info("%s is %s; not overdue any more", invoice.label, invoice.status)
         return
-    account = crm_account_of(deps, invoice)
+    account = await in_store(crm_account_of, deps, invoice)
     await publish_invoice(
         ctx, deps, invoice, account, InvoiceStanding.OVERDUE, step="crm.publish_overdue"
     )
@@ -192,7 +208,7 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
     if payment.amount_refunded is None or invoice_id is None:
         log.info("payment %s: no refunded invoice payment (recorded only)", payment_id)
         return
-    if deps.xref.global_id_for(Kind.INVOICE, "billing", invoice_id) is None:
+    if await in_store(deps.xref.global_id_for, Kind.INVOICE, "billing", invoice_id) is None:
         log.info("payment %s paid invoice %s, which the hub never posted", payment_id, invoice_id)
         return
     invoice = await read_invoice(ctx, deps, invoice_id)
@@ -200,7 +216,7 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         ctx, event, deps, invoice
     ):
         return
-    erp_invoice = _erp_invoice_of(ctx, deps, invoice_id)
+    erp_invoice = await _erp_invoice_of(ctx, deps, invoice_id)
     await ctx.step(
         "erp.reverse_payment",
         lambda key: deps.erp.reverse_payment(
@@ -215,11 +231,11 @@ async def sync_refund(ctx: HandlerContext, event: Event, deps: FlowDeps) -> None
         ctx,
         invoice,
         payment,
-        customer_id=_customer_of(deps, invoice),
+        customer_id=await in_store(_customer_of, deps, invoice),
         erp_invoice_id=erp_invoice,
         balance=Money(Decimal(erp_status["amount_due"]), invoice.currency),
     )
-    account = crm_account_of(deps, invoice)
+    account = await in_store(crm_account_of, deps, invoice)
     full = payment.amount_refunded >= payment.amount
     await publish_invoice(
         ctx,
@@ -250,12 +266,13 @@ async def _route_to_contract(
     if not sub.contract_number:
         return False
     subject = contract_subject(sub.contract_number)
+    correlation = await in_store(correlation_of_subject, deps.runtime, subject)
     routed = ctx.emit(
         event.type,
         subject,
         {**event.data, "routed_from": event.id},
         key="contract",
-        correlation_id=correlation_of_subject(deps.runtime, subject),
+        correlation_id=correlation,
     )
     log.info("refund event %s goes to %s as %s", event.id, subject, routed.id)
     return True
@@ -279,12 +296,9 @@ async def entity_of(
     """The legal entity decided for the invoice's contract (else its customer's latest); for a
     customer onboarded before decisions were kept, the ERP's customer master completed with the
     invoice's currency, which it does not carry."""
-    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
-    contract = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id) if sub_id else None
-    for gid in (contract, customer_gid):
-        kept = deps.decisions.decided(gid) if gid else None
-        if kept is not None:
-            return kept
+    kept = await in_store(_decided_for, deps, invoice, customer_gid)
+    if kept is not None:
+        return kept
     master = Customer.model_validate(
         await ctx.step("erp.get_customer", lambda _k: dump(deps.erp.get_customer(erp_customer)))
     )
@@ -293,9 +307,25 @@ async def entity_of(
     return deps.entities.resolve(master).entity_key
 
 
-def _erp_invoice_of(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> str:
+def _decided_for(deps: FlowDeps, invoice: Invoice, customer_gid: str) -> str | None:
+    """The legal entity decided for the invoice's contract, else for its customer."""
+    sub_id = invoice.subscription.id_in("billing") if invoice.subscription else None
+    contract = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id) if sub_id else None
+    for gid in (contract, customer_gid):
+        kept = deps.decisions.decided(gid) if gid else None
+        if kept is not None:
+            return kept
+    return None
+
+
+def erp_invoice_id(deps: FlowDeps, invoice_id: str) -> str | None:
+    """The ERP document that posted billing's invoice (None: not posted by the hub yet)."""
     gid = deps.xref.global_id_for(Kind.INVOICE, "billing", invoice_id)
-    erp_id = deps.xref.local_id(gid, "erp") if gid else None
+    return deps.xref.local_id(gid, "erp") if gid else None
+
+
+async def _erp_invoice_of(ctx: HandlerContext, deps: FlowDeps, invoice_id: str) -> str:
+    erp_id = await in_store(erp_invoice_id, deps, invoice_id)
     if erp_id is None:
         wait_for_erp_invoice(ctx, invoice_id, f"{ctx.event.type} {ctx.event.id}")
     return erp_id
@@ -377,7 +407,7 @@ async def publish_invoice(
         due_date=invoice.due_date,
     )
     updates: list[CrmStatus] = [state]
-    opportunity = _opportunity_of(deps, invoice)
+    opportunity = await in_store(_opportunity_of, deps, invoice)
     if opportunity is not None:
         updates.append(DealInvoiceStanding(opportunity, standing))
     await ctx.step(

@@ -37,6 +37,7 @@ from quote2cash.connectors.roles import ContractState, CrmStatus, DealCanceled, 
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
+from quote2cash.engine.store_calls import in_store
 from quote2cash.flows import announce
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import billed_object_id
@@ -44,6 +45,7 @@ from quote2cash.flows.invoices import (
     PUBLISH_INVOICE,
     crm_account_of,
     entity_of,
+    link_erp_invoice,
     publish_invoice,
     read_invoice,
     receipt_of,
@@ -123,7 +125,7 @@ async def publish_subscription(
     step: str,
 ) -> None:
     """The contract's state in the CRM; a canceled contract also shows its deal Canceled."""
-    updates: list[CrmStatus] = [contract_state(links, sub, deps)]
+    updates: list[CrmStatus] = [await in_store(contract_state, links, sub, deps)]
     if sub.status is SubscriptionStatus.CANCELED:
         updates.append(DealCanceled(links.opportunity_id))
     ids = await ctx.step(
@@ -131,7 +133,9 @@ async def publish_subscription(
         lambda key: published(deps.crm.publish_status(updates, idempotency_key=key)),
     )
     if ids and ids[0]:
-        deps.xref.link(links.global_id, CRM_SUBSCRIPTION, str(ids[0]), actor="flows")
+        await in_store(
+            deps.xref.link, links.global_id, CRM_SUBSCRIPTION, str(ids[0]), actor="flows"
+        )
 
 
 # --- billing's subscription events ------------------------------------------------------------
@@ -141,12 +145,12 @@ async def mirror_subscription(ctx: HandlerContext, event: Event, deps: FlowDeps)
     """``billing.subscription.{amended,renewed,cancel_scheduled,canceled}``: the CRM sees
     billing's current state (read now, so a late event never rolls the CRM back)."""
     sub_id = billed_object_id(event)
-    gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id)
+    gid = await in_store(deps.xref.global_id_for, Kind.SUBSCRIPTION, "billing", sub_id)
     if gid is None:
         log.info("billing subscription %s is not a hub contract; recorded only", sub_id)
         return
     contract = str(event.data.get("contract_number") or gid)
-    links = contract_links(deps, sub_id, contract)
+    links = await in_store(contract_links, deps, sub_id, contract)
     sub = Subscription.model_validate(
         await ctx.step(
             "billing.get_subscription",
@@ -207,7 +211,7 @@ async def sync_payment_or_settled(ctx: HandlerContext, event: Event, deps: FlowD
     if invoice.amount_paid is not None and invoice.amount_paid.is_positive():
         await sync_payment(ctx, event, deps)
         return
-    account = crm_account_of(deps, invoice)
+    account = await in_store(crm_account_of, deps, invoice)
     await publish_invoice(
         ctx, deps, invoice, account, InvoiceStanding.PAID, step="crm.publish_paid"
     )
@@ -220,8 +224,8 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     invoice_id = billed_object_id(event)
     invoice = await read_invoice(ctx, deps, invoice_id)
     customer = invoice.customer.external_ids["billing"]
-    customer_gid = deps.xref.global_id_for(Kind.CUSTOMER, "billing", customer)
-    erp_customer = deps.xref.local_id(customer_gid, "erp") if customer_gid else None
+    customer_gid = await in_store(deps.xref.global_id_for, Kind.CUSTOMER, "billing", customer)
+    erp_customer = await in_store(deps.xref.local_id, customer_gid, "erp") if customer_gid else None
     if customer_gid is None or erp_customer is None:
         raise DataError(f"{invoice.label}: billing customer {customer} has no ERP customer")
     entity_key = await entity_of(ctx, deps, invoice, customer_gid, erp_customer)
@@ -263,13 +267,12 @@ async def credit_invoice(ctx: HandlerContext, event: Event, deps: FlowDeps) -> N
     announce.credit_note_issued(
         ctx, invoice, customer_id=customer_gid, erp_credit_note_id=str(credit_id["erp_id"])
     )
-    invoice_gid = deps.xref.ensure_global_id(Kind.INVOICE, "billing", invoice_id, actor="flows")
-    deps.xref.link(invoice_gid, "erp", str(credit_id["erp_id"]), actor="flows")
+    await in_store(link_erp_invoice, deps, invoice_id, str(credit_id["erp_id"]))
     await publish_invoice(
         ctx,
         deps,
         invoice,
-        crm_account_of(deps, invoice),
+        await in_store(crm_account_of, deps, invoice),
         standing_of(invoice),
         step=PUBLISH_INVOICE,
     )

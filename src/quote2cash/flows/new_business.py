@@ -29,6 +29,7 @@ from quote2cash.connectors.roles import DealActivated, DealSubscribed
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import Event
+from quote2cash.engine.store_calls import in_store
 from quote2cash.engine.trail import recorded_result
 from quote2cash.flows import announce
 from quote2cash.flows.allocation import billed, erp_lines, unit_amounts
@@ -111,15 +112,21 @@ async def resolved_deal(
 ) -> ResolvedDeal:
     """What Closed Won recorded for the contract; a contract won before that was recorded is
     read from the CRM once more, in this event's steps, with its kept legal entity."""
-    recorded = recorded_result(deps.runtime, "crm", deal_event_id(opportunity_id), DEAL_RESOLVED)
+    recorded = await in_store(
+        recorded_result, deps.runtime, "crm", deal_event_id(opportunity_id), DEAL_RESOLVED
+    )
     if recorded is not None:
         return ResolvedDeal.from_json(recorded)
     order = await read_deal(ctx, deps, opportunity_id)
     codes = await read_product_codes(ctx, deps, order)
     account = await read_account(ctx, deps, order.customer.external_ids["crm"])
     account_id = account.external_ids["crm"]
-    customer_gid = deps.xref.ensure_global_id(Kind.CUSTOMER, "crm", account_id, actor="flows")
-    entity = contract_entity(deps, contract_gid, customer_gid, account, order.currency)
+    customer_gid = await in_store(
+        deps.xref.ensure_global_id, Kind.CUSTOMER, "crm", account_id, actor="flows"
+    )
+    entity = await in_store(
+        contract_entity, deps, contract_gid, customer_gid, account, order.currency
+    )
     return ResolvedDeal(order, codes, account_id, customer_gid, entity.entity_key)
 
 
@@ -235,17 +242,17 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     # The account billed: the deal's bill-to where it names one, else the buyer's own.
     bill_to = order.bill_to.id_in("crm") if order.bill_to else None
     account = await read_account(ctx, deps, bill_to or sold_to)
-    contract_gid = deps.xref.ensure_global_id(
-        Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
+    contract_gid = await in_store(
+        deps.xref.ensure_global_id, Kind.SUBSCRIPTION, "crm", opportunity_id, actor="flows"
     )
-    entity = _decided_entity(deps, order, account, contract_gid)
+    entity = await in_store(_decided_entity, deps, order, account, contract_gid)
     tax = deps.tax_for(account, entity)
     account = account.model_copy(update={"tax_exemption": tax.exemption})
     await resolve_customer(ctx, deps, account)
-    customer = customer_record(deps, account, entity)
+    customer = await in_store(customer_record, deps, account, entity)
     served = customer.entity_gid or customer.global_id
     deal = ResolvedDeal(order, codes, sold_to, served, entity.entity_key)
-    deps.decisions.decide(contract_gid, served, entity.entity_key)
+    await in_store(deps.decisions.decide, contract_gid, served, entity.entity_key)
     await ctx.local_step(DEAL_RESOLVED, lambda _k: deal.as_json())
     erp_first = deps.onboarding.erp_first
     if erp_first:
@@ -280,7 +287,7 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
     )
     billing_sub = Subscription.model_validate(created)
     sub_id = billing_sub.external_ids["billing"]
-    deps.xref.link(contract_gid, "billing", sub_id, actor="flows")
+    await in_store(deps.xref.link, contract_gid, "billing", sub_id, actor="flows")
     subscribed = DealSubscribed(opportunity_id, sub_id, billing_sub.status, event.correlation_id)
     await ctx.step(
         "crm.publish_subscription",
@@ -296,6 +303,12 @@ async def submit_subscription_order(ctx: HandlerContext, event: Event, deps: Flo
         # The deal's last writes: while the ERP is away the contract waits here, in order.
         erp_id = await write_erp_customer(ctx, deps, customer)
         await publish_account_ids(ctx, deps, customer, billing_id=billing_id, erp_id=erp_id)
+
+
+def link_booking(deps: FlowDeps, erp_order: str, sub_id: str) -> None:
+    """The ERP booking's global id, linked to the billing subscription it books."""
+    order_gid = deps.xref.ensure_global_id(Kind.ORDER, "erp", erp_order, actor="flows")
+    deps.xref.link(order_gid, "billing", sub_id, actor="flows")
 
 
 def _decided_entity(
@@ -320,16 +333,16 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
     """``billing.subscription.activated``: book the contract in the ERP (revenue setup), as
     Closed Won resolved it, and tell the CRM it is active."""
     sub_id = billed_object_id(event)
-    contract_gid = deps.xref.global_id_for(Kind.SUBSCRIPTION, "billing", sub_id)
+    contract_gid = await in_store(deps.xref.global_id_for, Kind.SUBSCRIPTION, "billing", sub_id)
     if contract_gid is None:
         raise DataError(f"billing subscription {sub_id} is not a contract the hub created")
-    opportunity_id = deps.xref.local_id(contract_gid, "crm")
+    opportunity_id = await in_store(deps.xref.local_id, contract_gid, "crm")
     if opportunity_id is None:
         raise DataError(f"contract {contract_gid} has no CRM opportunity")
     deal = await resolved_deal(ctx, deps, opportunity_id, contract_gid)
     order = deal.order
     mapped = map_deal(deps, order, deal.codes)
-    erp_customer = deps.xref.local_id(deal.customer_gid, "erp")
+    erp_customer = await in_store(deps.xref.local_id, deal.customer_gid, "erp")
     booking = order.model_copy(
         update={
             "global_id": contract_gid,
@@ -343,8 +356,7 @@ async def activate_subscription(ctx: HandlerContext, event: Event, deps: FlowDep
         "erp.book_order",
         lambda key: deps.erp.book_order(booking, legal_entity=deal.entity, idempotency_key=key),
     )
-    order_gid = deps.xref.ensure_global_id(Kind.ORDER, "erp", str(erp_order), actor="flows")
-    deps.xref.link(order_gid, "billing", sub_id, actor="flows")
+    await in_store(link_booking, deps, str(erp_order), sub_id)
     current = Subscription.model_validate(
         await ctx.step(
             "billing.get_subscription", lambda _k: dump(deps.billing.get_subscription(sub_id))

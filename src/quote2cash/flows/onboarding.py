@@ -36,6 +36,7 @@ from quote2cash.canonical import Customer
 from quote2cash.connectors.roles import CustomerLinks, StatusResult
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
+from quote2cash.engine.store_calls import in_store
 from quote2cash.flows import announce
 from quote2cash.flows.customers import flag_duplicate, survivor_account
 from quote2cash.flows.deps import FlowDeps
@@ -154,13 +155,10 @@ async def write_erp_customer(
 ) -> str:
     """The customer's ERP customer in the record's legal entity, written unless unchanged
     (``step`` names the write: one per entity where an event writes several)."""
-    gid, customer = _as_served(deps, record, "erp")
+    gid, customer = await in_store(_as_served, deps, record, "erp")
     print_ = record.print_
-    erp_id = deps.sync.unchanged(gid, "erp", print_)
-    if erp_id is None and record.duplicate_of is not None:
-        erp_id = deps.xref.local_id(gid, "erp")
+    erp_id, known = await in_store(_written, deps, record, gid, "erp")
     if erp_id is None:
-        known = deps.xref.local_id(gid, "erp")
         if known is not None:
             customer = await _with_erp_owned(ctx, deps, customer, known, step)
         erp_id = str(
@@ -171,8 +169,7 @@ async def write_erp_customer(
                 ),
             )
         )
-        deps.xref.link(gid, "erp", erp_id, actor="flows")
-        deps.sync.record(gid, "erp", print_, erp_id)
+        await in_store(_remember, deps, gid, "erp", print_, erp_id)
     return erp_id
 
 
@@ -204,11 +201,9 @@ async def write_billing_customer(
 ) -> str:
     """The customer's billing customer for the record's legal entity (billing holds one
     currency per customer), written unless unchanged (``step``: one per entity)."""
-    gid, customer = _as_served(deps, record, "billing")
+    gid, customer = await in_store(_as_served, deps, record, "billing")
     print_ = record.print_
-    billing_id = deps.sync.unchanged(gid, "billing", print_)
-    if billing_id is None and record.duplicate_of is not None:
-        billing_id = deps.xref.local_id(gid, "billing")
+    billing_id, _known = await in_store(_written, deps, record, gid, "billing")
     if billing_id is None:
         billing_id = str(
             await ctx.step(
@@ -216,9 +211,26 @@ async def write_billing_customer(
                 lambda key: deps.billing.upsert_customer(customer, idempotency_key=key),
             )
         )
-        deps.xref.link(gid, "billing", billing_id, actor="flows")
-        deps.sync.record(gid, "billing", print_, billing_id)
+        await in_store(_remember, deps, gid, "billing", print_, billing_id)
     return billing_id
+
+
+def _written(
+    deps: FlowDeps, record: CustomerRecord, gid: str, system: str
+) -> tuple[str | None, str | None]:
+    """The system's customer if the hub need not write it (unchanged since its last write, or
+    a duplicate account's customer), and the one the cross-reference links (None: none)."""
+    unchanged = deps.sync.unchanged(gid, system, record.print_)
+    if unchanged is not None:
+        return unchanged, unchanged
+    linked = deps.xref.local_id(gid, system)
+    return (linked if record.duplicate_of is not None else None), linked
+
+
+def _remember(deps: FlowDeps, gid: str, system: str, print_: str, local_id: str) -> None:
+    """Link the system's customer written and keep what was written (``masterdata.sync``)."""
+    deps.xref.link(gid, system, local_id, actor="flows")
+    deps.sync.record(gid, system, print_, local_id)
 
 
 async def publish_account_ids(
@@ -230,12 +242,7 @@ async def publish_account_ids(
         await flag_duplicate(ctx, deps, record.crm_id, record.duplicate_of, record.global_id)
         return
     account = record.account
-    if record.entity_gid and record.entity_gid != record.global_id:
-        erp_id = deps.xref.local_id(record.global_id, "erp") or erp_id
-        billing_id = deps.xref.local_id(record.global_id, "billing") or billing_id
-    links = CustomerLinks(
-        record.crm_id, record.global_id, erp_id, billing_id, served_by(deps, record)
-    )
+    links = await in_store(_account_links, deps, record, billing_id, erp_id)
     shown = CustomerLinks(
         record.crm_id,
         account.global_id or "",
@@ -260,6 +267,18 @@ async def publish_account_ids(
             legal_entity=record.entity.entity_key,
             name=record.customer.name,
         )
+
+
+def _account_links(
+    deps: FlowDeps, record: CustomerRecord, billing_id: str, erp_id: str
+) -> CustomerLinks:
+    """What the account should show: the home entity's customers, the entities serving it."""
+    if record.entity_gid and record.entity_gid != record.global_id:
+        erp_id = deps.xref.local_id(record.global_id, "erp") or erp_id
+        billing_id = deps.xref.local_id(record.global_id, "billing") or billing_id
+    return CustomerLinks(
+        record.crm_id, record.global_id, erp_id, billing_id, served_by(deps, record)
+    )
 
 
 def _warn_of_entity_edit(

@@ -11,6 +11,7 @@ import pytest
 
 from contract.erp import builders
 from quote2cash.canonical import Money, Ref
+from quote2cash.connectors.roles import InvoicePosting
 from quote2cash.connectors.tryton import TrytonClient, TrytonErp
 from quote2cash.connectors.tryton.mapping import (
     global_id_marker,
@@ -328,3 +329,40 @@ async def test_postgres_backend_books_posts_and_collects(tryton_pg_server: Tryto
         status = await erp.invoice_status(posted.erp_id)
         assert (status.status.value, status.amount_due) == ("paid", Money.zero("EUR"))
     assert dt.datetime.now(dt.UTC).year in tryton_pg_server.setup.years
+
+
+async def test_a_posting_warning_met_once_is_acknowledged_before_the_next_batch_posts(
+    connector: TrytonErp,
+) -> None:
+    """Tryton keys its missing-default-taxes warning by the one invoice: once the connector has
+    met it, later postings acknowledge theirs first, so a batch posts in one call that nothing
+    refuses (not one refusal per invoice), and its parties' addresses are read in one call."""
+    unique = _unique()
+    party = await connector.upsert_customer(
+        builders.customer(unique, "US"), legal_entity="US", idempotency_key=unique
+    )
+    first = builders.invoice(f"{unique}-0", party, "USD", "PLAT-SEAT")
+    await connector.post_invoice(first, legal_entity="US", idempotency_key=f"{unique}-0")
+    client = await connector._erp()
+    assert "invoice_taxes" in client.warned
+    sent: list[str] = []
+    send = client.call_without_context
+
+    async def counted(method: str, *params: object) -> object:
+        sent.append(method)
+        return await send(method, *params)
+
+    client.call_without_context = counted  # type: ignore[method-assign]
+    batch = [
+        InvoicePosting(
+            builders.invoice(f"{unique}-{n}", party, "USD", "PLAT-SEAT"), "US", f"{unique}-{n}"
+        )
+        for n in (1, 2, 3)
+    ]
+    results = await connector.post_invoices(batch)
+    assert [r.error for r in results] == [None, None, None]
+    assert len({r.posted.erp_id for r in results if r.posted}) == 3
+    assert sent.count("model.account.invoice.post") == 1
+    assert sent.count("model.res.user.warning.skip") == 3
+    assert sent.count("model.party.address.search_read") == 1
+    assert "model.party.address.search" not in sent

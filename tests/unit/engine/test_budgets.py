@@ -186,6 +186,37 @@ def test_the_common_path_is_one_synchronous_check_with_no_new_objects() -> None:
     assert lane.used == 2 and lane.count == lane.budget.lease_size
 
 
+def test_calls_queued_on_a_budget_share_one_reservation_and_keep_its_rate() -> None:
+    """Stripe's 25/s leases one token a round trip; calls waiting together reserve theirs at
+    once (up to the burst), each token still valid no sooner than the rate allows."""
+    backend = MemoryBudgets()
+    asked: list[int] = []
+    reserve_one = backend.reserve
+
+    def counted(budget: Budget, n: int) -> object:
+        asked.append(n)
+        return reserve_one(budget, n)
+
+    backend.reserve = counted  # type: ignore[method-assign,assignment]
+    gates = SystemGates(ManualClock(T0))
+    gates.configure_budgets([Budget("billing", "api", rate=25, burst=5)], backend)
+    started: list[float] = []
+
+    async def call() -> None:
+        gate = await gates.enter_waiting("billing", "billing.create_subscription")
+        started.append(asyncio.get_running_loop().time())
+        gates.leave(gate, None, 0.0)
+
+    async def run() -> None:
+        await asyncio.gather(*(call() for _ in range(12)))
+
+    asyncio.run(run())
+    assert len(started) == 12
+    assert sum(asked) >= 12 and len(asked) < 12  # fewer round trips than calls
+    assert max(asked) <= 5  # never more than the burst at once
+    assert started[-1] - started[0] >= (12 - 5) / 25 * 0.9  # past the burst, 25/s at most
+
+
 def test_only_the_matching_budgets_gate_a_step() -> None:
     gates = gates_with(
         Budget("billing", "reads", rate=10, operations=("get_*",)),

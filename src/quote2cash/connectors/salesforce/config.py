@@ -54,7 +54,14 @@ class SalesforceConfig(BaseModel):
     ca_file: Path | None = Field(default=None, description="extra CA bundle (sandbox, proxies)")
     connect_timeout: float = Field(default=10.0, gt=0)
     request_timeout: float = Field(default=60.0, gt=0)
-    max_concurrency: int = Field(default=4, ge=1, le=25)
+    max_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=25,
+        description="requests in flight per process (Salesforce caps long-running requests at "
+        "25 per org; 8 is the engine's own cap per system and process): a deal's CRM reads "
+        "come before its billing work, so at 4 they set the pace of the billing budget's use",
+    )
     daily_limit_retry_cap_seconds: float = Field(
         default=3600.0,
         gt=0,

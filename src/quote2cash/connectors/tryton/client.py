@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 import json
 import re
@@ -225,6 +226,9 @@ class TrytonClient:
         self._ids = itertools.count(1)
         self.user_id: int | None = None
         self.context: dict[str, Any] = {}
+        self.warned: set[str] = set()
+        """The warning kinds a call of this session was allowed and acknowledged (a caller may
+        acknowledge the next one before its call, ``acknowledge_for``)."""
 
     def __repr__(self) -> str:
         return (
@@ -325,9 +329,20 @@ class TrytonClient:
                 if warning.kind not in allowed or warning.name in acknowledged:
                     raise
                 acknowledged.add(warning.name)
+                self.warned.add(warning.kind)
                 await self.call_without_context(
                     "model.res.user.warning.skip", warning.name, True, self.context
                 )
+
+    async def acknowledge_for(self, kind: str, model: str, ids: Sequence[int]) -> None:
+        """Acknowledge, before the call that would raise it, the warning ``kind`` Tryton keys by
+        each of these records alone (its ``res.user.warning.format``): that call then does its
+        work once, instead of failing on the warning of each record in turn and running again."""
+        for record in ids:
+            digest = hashlib.md5(f"{model},{record}".encode(), usedforsecurity=False).hexdigest()
+            await self.call_without_context(
+                "model.res.user.warning.skip", f"{digest}.{kind}", True, self.context
+            )
 
     async def call_without_context(self, method: str, *params: Any) -> Any:
         """Call exactly with ``params`` (server-level methods, or a caller-built context)."""

@@ -21,6 +21,7 @@ from quote2cash.connectors.roles import (
     PostedInvoice,
 )
 from quote2cash.connectors.tryton import mapping
+from quote2cash.connectors.tryton.client import TrytonClient
 from quote2cash.connectors.tryton.config import TrytonLegalEntity
 from quote2cash.connectors.tryton.session import (
     SYSTEM,
@@ -40,6 +41,10 @@ _log = logging.getLogger(__name__)
 
 __all__ = ["INVOICE_FIELDS", "POSTING_WARNINGS", "Invoices", "posted_invoice"]
 
+PER_INVOICE_WARNINGS: Final = ("invoice_taxes",)
+"""Posting warnings Tryton keys by the one invoice: once a session has met one, the next
+postings acknowledge theirs before posting (each would otherwise fail, be acknowledged, run
+again; a batch of B fails B times)."""
 POSTING_WARNINGS: Final = (
     # the sandbox cannot reach the EU's VIES service to validate VAT numbers
     "account.invoice eu_vat valid",
@@ -166,6 +171,9 @@ class Invoices(TrytonSession):
             return
         # an earlier attempt left a document: resume it alone (checks party, state, duplicates)
         found = {str(row["reference"]) for row in existing}
+        addresses = await self._batch_addresses(
+            [party for _, _, party, reference in prepared if reference not in found], ctx
+        )
         new: list[tuple[int, str, dict[str, Any]]] = []
         for index, label, party, reference in prepared:
             if reference in found:
@@ -174,7 +182,13 @@ class Invoices(TrytonSession):
             posting = postings[index]
             try:
                 values = await self._invoice_values(
-                    posting.invoice, entity, party, reference, posting.idempotency_key, label
+                    posting.invoice,
+                    entity,
+                    party,
+                    reference,
+                    posting.idempotency_key,
+                    label,
+                    address=addresses.get(party),
                 )
             except IntegrationError as exc:
                 results[index] = InvoicePostingResult(error=exc)
@@ -220,6 +234,7 @@ class Invoices(TrytonSession):
                 to_post = []
         if to_post:
             try:
+                await self._acknowledge_expected(erp, [invoice_id for _, invoice_id in to_post])
                 async with self._exclusive("post"):
                     await invoices.execute_button(
                         "post",
@@ -251,6 +266,25 @@ class Invoices(TrytonSession):
             )
         for index in alone:
             await self._post_alone(postings[index], index, results)
+
+    async def _batch_addresses(
+        self, parties: Sequence[int], ctx: Mapping[str, Any]
+    ) -> dict[int, int]:
+        """The batch's parties' invoice addresses in one call (none found: each item looks its
+        own up, and a failed call leaves that to them too)."""
+        if len(parties) < 2:
+            return {}
+        try:
+            return await self._invoice_addresses(parties, ctx)
+        except IntegrationError:
+            return {}
+
+    async def _acknowledge_expected(self, erp: TrytonClient, invoice_ids: Sequence[int]) -> None:
+        """The per-invoice warnings this session has met before, acknowledged ahead of the post
+        (each is one that posting accepts anyway)."""
+        for kind in PER_INVOICE_WARNINGS:
+            if kind in erp.warned:
+                await erp.acknowledge_for(kind, "account.invoice", invoice_ids)
 
     async def _left_by_earlier_attempt(
         self, entity: TrytonLegalEntity, reference: str, party: int, label: str
@@ -341,8 +375,11 @@ class Invoices(TrytonSession):
         reference: str,
         key: str,
         label: str,
+        *,
+        address: int | None = None,
     ) -> dict[str, Any]:
-        """The ``account.invoice`` create values of ``invoice`` (a draft; checked before any)."""
+        """The ``account.invoice`` create values of ``invoice`` (a draft; checked before any);
+        ``address``: the party's invoice address when the caller looked it up already."""
         ctx = await self._context(entity)
         postings = mapping.tax_postings(
             [(line.amount, line.tax, line.tax_rate) for line in invoice.lines], invoice.tax
@@ -380,7 +417,7 @@ class Invoices(TrytonSession):
             "company": entity.company,
             "currency": await self._currency(invoice.currency, label),
             "party": party,
-            "invoice_address": await self._invoice_address(party, label, ctx),
+            "invoice_address": address or await self._invoice_address(party, label, ctx),
             "account": entity.receivable_account,
             "journal": entity.revenue_journal,
             "invoice_date": min(issued, utc_today()),
@@ -495,6 +532,7 @@ class Invoices(TrytonSession):
                 f"{expected_tax}); not posted, the draft was deleted",
                 system=SYSTEM,
             )
+        await self._acknowledge_expected(erp, [invoice_id])
         # Tryton deletes a warning's acknowledgement when it is used, so two postings that
         # acknowledge the same warning at once would race: post one at a time per connector.
         async with self._exclusive("post"):

@@ -228,6 +228,23 @@ class TrytonSession:
             )
         return party
 
+    async def _invoice_addresses(
+        self, parties: Sequence[int], ctx: Mapping[str, Any]
+    ) -> dict[int, int]:
+        """Each party's invoice address (its first, as ``_invoice_address`` picks it) in one
+        call; a party without one is left out (its own look-up then names the problem)."""
+        erp = await self._erp()
+        rows = await erp.model("party.address").search_read(
+            [("party", "in", sorted(set(parties)))],
+            ["party"],
+            order=[("sequence", "ASC"), ("id", "ASC")],
+            context=ctx,
+        )
+        found: dict[int, int] = {}
+        for row in rows:
+            found.setdefault(int(row["party"]), int(row["id"]))
+        return found
+
     async def _invoice_address(self, party: int, label: str, ctx: Mapping[str, Any]) -> int:
         erp = await self._erp()
         ids = await erp.model("party.address").search(
