@@ -123,7 +123,7 @@ async def _answers(runtime: Runtime, xref: XrefStore, ident: str) -> tuple[Any, 
 
     model = one(get_invoice_status)
     on_loop = await find_invoice_on_loop(runtime.engine, ident.strip())
-    assert (on_loop and invoice_view(on_loop) or "unknown") == model, ident
+    assert (invoice_view(on_loop) if on_loop else "unknown") == model, ident
     return model, one(invoice_status_from_log)
 
 
