@@ -152,6 +152,8 @@ async def open_loop_raw(
         for planned in conn.waiting:
             latencies.append((now - planned) * 1000)
             unanswered += 1
+        conn.waiting.clear()  # counted here, not again when the closed connection reports
+        conn.answered = lambda *_: None
         if conn.transport is not None:
             conn.transport.close()
     if unanswered:
@@ -167,7 +169,7 @@ async def open_loop_raw(
         "p99_ms": round(cuts[989], 2),
         "p999_ms": round(cuts[998], 2),
         "max_ms": round(max(latencies), 2),
-        "errors": errors,
+        "errors": dict(errors),
         "client": "raw",
         "client_connections": connections,
         "client_pipelined": pipelined,

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, TextClause, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.selectable import TextualSelect
 
-from quote2cash.store.raw_reads import KEPT, _Compiled, raw_reads
+from quote2cash.store.raw_reads import _Compiled, raw_reads
 
 Statement = TextualSelect | TextClause
 
@@ -46,12 +46,20 @@ class ThreadReads:
         return None
 
 
+IN_FLIGHT: Final = 4
+"""Reads on the server at once per loop; more wait their turn. Unbounded, a burst opened a
+connection per waiting request and the process spent itself connecting (measured: most
+requests timed out at 1,000/s where 4 connections answer all)."""
+
+
 class PsycopgLoopReads:
-    """psycopg's ``AsyncConnection`` on the loop: a few kept idle, one per read in flight."""
+    """psycopg's ``AsyncConnection`` on the loop: one per read in flight, at most
+    ``IN_FLIGHT``, kept open between reads."""
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         self.engine = engine
         self.loop = loop
+        self._slots = asyncio.Semaphore(IN_FLIGHT)
         self._idle: list[Any] = []
         self._compiled: dict[int, _Compiled] = {}
         self._closed = False
@@ -70,6 +78,10 @@ class PsycopgLoopReads:
         compiled = self._compiled.get(id(statement))
         if compiled is None:
             compiled = self._compiled.setdefault(id(statement), _Compiled(self.engine, statement))
+        async with self._slots:
+            return await self._first(compiled, values)
+
+    async def _first(self, compiled: _Compiled, values: dict[str, Any]) -> Any:
         import psycopg
 
         conn: Any = None
@@ -90,7 +102,7 @@ class PsycopgLoopReads:
             if isinstance(exc, psycopg.Error):
                 raise DBAPIError.instance(compiled.sql, None, exc, psycopg.Error) from exc
             raise
-        if self._closed or len(self._idle) >= KEPT:
+        if self._closed:
             await conn.close()
         else:
             self._idle.append(conn)
