@@ -49,15 +49,13 @@ from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
 from quote2cash.engine.queries import EventRow, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, deal_event, rejected_event
-from quote2cash.flows.status import InvoiceStatusView
-from quote2cash.flows.status import _view as invoice_view
+from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
 from quote2cash.identity.tokens import authenticate_token, cached_operator
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
 from quote2cash.observability.kpi_collector import kpi_registry
 from quote2cash.observability.logging import correlation
-from quote2cash.readmodels.invoice_status import find_invoice_on_loop
 from quote2cash.reconcile.model import Report
 from quote2cash.settings import get_settings
 
@@ -214,13 +212,9 @@ class HubApi:
 
     async def _store(self, call: Callable[[], Any]) -> Any:
         """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
-        return await self._awaited(asyncio.to_thread(call))
-
-    async def _awaited(self, read: Awaitable[Any]) -> Any:
-        """Await a store read within the store timeout; a failing store is a 503."""
         try:
             async with asyncio.timeout(self.store_timeout):
-                return await read
+                return await asyncio.to_thread(call)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.warning("store unavailable: %s", type(exc).__name__)
             raise ApiError(
@@ -478,8 +472,15 @@ class HubApi:
         """GetInvoiceStatus: by billing, ERP or CRM id, invoice number or global id, answered
         from the hub's own state (no external call)."""
         ident = request.match_info["id"]
-        found = await self._awaited(find_invoice_on_loop(self.runtime.engine, ident.strip()))
-        if found is None:
+
+        def read() -> InvoiceStatusView | None:
+            try:
+                return get_invoice_status(self.runtime, self.xref, ident)
+            except DataError:
+                return None
+
+        view: InvoiceStatusView | None = await self._store(read)
+        if view is None:
             raise ApiError(
                 404,
                 "not_found",
@@ -487,8 +488,7 @@ class HubApi:
                 "or a global id INV-...)",
             )
         return web.Response(
-            text=json.dumps({"invoice": _invoice_json(invoice_view(found))}),
-            content_type="application/json",
+            text=json.dumps({"invoice": _invoice_json(view)}), content_type="application/json"
         )
 
     def kept_reconciliation(self) -> Report | None:

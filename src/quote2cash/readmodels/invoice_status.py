@@ -15,7 +15,6 @@ or after the step that follows them; they are not copied here but resolved at re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from quote2cash.engine.errors import DataError
 from quote2cash.engine.events import decode_data
 from quote2cash.masterdata.xref import Kind, current_refs, lookup, resolve
 from quote2cash.store.db import read_connection
-from quote2cash.store.loop_reads import loop_reads
 from quote2cash.store.raw_reads import raw_reads
 from quote2cash.store.schema import events, invoice_keys, invoice_status, steps
 from quote2cash.store.types import UtcDateTime
@@ -372,39 +370,21 @@ def find_invoice(engine: Engine, ident: str) -> StoredInvoice | None:
     invoices) takes the exact path through ``md_xrefs``' merge chain instead. A read-only
     connection: on SQLite it never waits for a worker's write lock. The statement runs on the
     driver's connection (``store/raw_reads.py``): this read is answered many times a second."""
-    row = raw_reads(engine).first(_FIND, _find_values(ident))
-    if row is not None and (row.way_merged_into is not None or row.gid_merged_into is not None):
+    row = raw_reads(engine).first(
+        _FIND,
+        {
+            "kind": str(Kind.INVOICE),
+            "ident": ident,
+            # Only an INV-... id is tried as a global id (as the log scan did).
+            "global_ident": ident if ident.upper().startswith("INV-") else None,
+        },
+    )
+    if row is None:
+        return None
+    if row.way_merged_into is not None or row.gid_merged_into is not None:
         with read_connection(engine) as conn:
             return _find_exactly(conn, ident)
-    return _found(row)
-
-
-async def find_invoice_on_loop(engine: Engine, ident: str) -> StoredInvoice | None:
-    """``find_invoice``, awaited on the event loop: on PostgreSQL the statement runs on the
-    driver's asynchronous connection, with no thread hop (``store/loop_reads.py``); the rare
-    merged global id takes the exact path in a thread."""
-    row = await loop_reads(engine).first(_FIND, _find_values(ident))
-    if row is not None and (row.way_merged_into is not None or row.gid_merged_into is not None):
-
-        def exactly() -> StoredInvoice | None:
-            with read_connection(engine) as conn:
-                return _find_exactly(conn, ident)
-
-        return await asyncio.to_thread(exactly)
-    return _found(row)
-
-
-def _find_values(ident: str) -> dict[str, Any]:
-    return {
-        "kind": str(Kind.INVOICE),
-        "ident": ident,
-        # Only an INV-... id is tried as a global id (as the log scan did).
-        "global_ident": ident if ident.upper().startswith("INV-") else None,
-    }
-
-
-def _found(row: Any) -> StoredInvoice | None:
-    if row is None or row.billing_id is None:
+    if row.billing_id is None:
         return None
     return _stored(row, row.gid, row.erp_id)
 
