@@ -343,8 +343,8 @@ async def serve(
             log.warning("no Salesforce callout secret: callouts are answered 503")
         if on_ready is not None:
             await on_ready(url, app)
-        # Without this a full collection traverses the whole start-up heap while requests
-        # wait: measured 40-190 ms pauses in a serve without workers (a worker freezes too).
+        # Else a full collection traverses the whole start-up heap while requests wait (up to
+        # 190 ms measured); a serve without workers has no worker to freeze it.
         freeze_start_up_heap()
         await stop.wait()
     finally:

@@ -372,8 +372,8 @@ async def test_serve_without_workers_freezes_its_start_up_heap_before_serving(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch, http: aiohttp.ClientSession
 ) -> None:
     """A web process has no worker to freeze the start-up heap; serve does it once started, so
-    a full collection while requests wait never traverses that heap (40-190 ms pauses measured
-    without it, docs/benchmarks.md)."""
+    a full collection while requests wait never traverses that heap (up to 190 ms measured,
+    docs/benchmarks.md)."""
     from quote2cash.engine import worker
 
     frozen: list[int] = []
