@@ -143,7 +143,9 @@ def start_serve(
     command += [] if console else ["--no-console"]
     command += ["--processes", str(processes)] if processes > 1 else []
     command += ["--workdir", str(sandbox), "--no-hook-sandbox"]
-    with (folder / "serve.log").open("a") as log:
+    from quote2cash.private_files import open_private
+
+    with open_private(folder / "serve.log", "a") as log:  # the hub's log: 0600 like its data
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=folder
         )

@@ -406,7 +406,9 @@ def start_worker(url: str, folder: Path) -> subprocess.Popen[str]:
     env = {**child_env({"Q2C_LOG_LEVEL": "WARNING"})}
     command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "worker"]
     command += ["--db", url, "--workdir", str(folder / "sandbox")]
-    with (folder / "worker.log").open("a") as log:
+    from quote2cash.private_files import open_private
+
+    with open_private(folder / "worker.log", "a") as log:
         return subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env, cwd=folder)
 
 

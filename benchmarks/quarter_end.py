@@ -242,10 +242,12 @@ def start_hub(
     run: Run, plan: Plan, config: Path, env: dict[str, str]
 ) -> list[subprocess.Popen[bytes]]:
     """N workers and one polling ``q2c serve``; their logs in the run's folder."""
+    from quote2cash.private_files import open_private
+
     q2c = [sys.executable, "-m", "quote2cash.cli"]
     processes = []
     for i in range(plan.processes):
-        with (run.folder / f"worker-{i}.log").open("ab") as out:
+        with open_private(run.folder / f"worker-{i}.log", "ab") as out:
             processes.append(
                 subprocess.Popen(
                     [*q2c, "worker", "--config", str(config)],
@@ -255,7 +257,7 @@ def start_hub(
                     cwd=run.folder,
                 )
             )
-    with (run.folder / "serve.log").open("ab") as out:
+    with open_private(run.folder / "serve.log", "ab") as out:
         serve = [*q2c, "serve", "--no-workers", "--no-console", "--port", "0"]
         serve += ["--poll-seconds", str(plan.poll_seconds), "--config", str(config)]
         processes.append(
