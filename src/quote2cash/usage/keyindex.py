@@ -108,8 +108,8 @@ def _fence_header(count: int) -> bytes:
 
 
 def _fence_bytes(fence: pa.Array, count: int) -> bytes:
-    body = fence.buffers()[1][fence.offset * 8 : (fence.offset + len(fence)) * 8]
-    return _fence_header(count) + body.to_pybytes()
+    body: pa.Buffer = fence.buffers()[1][fence.offset * 8 : (fence.offset + len(fence)) * 8]
+    return _fence_header(count) + bytes(memoryview(body))
 
 
 def _read_fence(path: Path, count: int) -> pa.Array | None:
