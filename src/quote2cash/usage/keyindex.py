@@ -3,7 +3,11 @@
 Each key is a 64-bit hash of (source, record id) paired with a 64-bit hash of the record's
 values. Keys live in sorted runs (raw little-endian uint64 files, memory-mapped, probed with
 Arrow's vectorised ``search_sorted``), each with a blocked Bloom filter in front (one 64-bit
-word per key, four bits set), so a new key costs one memory read per run. A newer run's value
+word per key, four bits set), so a new key costs one memory read per run. Beside each run a
+small fence file holds every ``FENCE_STEP``-th key (written with the run), so a lookup reads
+one page of the keys per probe and opening a run touches none of them; a run without a
+readable fence (an index written before it, a fence of another format) still works: its
+fence is built from the keys on first use and written for the next open. A newer run's value
 for a key wins (a correction). Small runs are merged, so lookups touch few runs.
 
 Guarantees: the index is derived from the ledger (the store's committed batches): its manifest
@@ -34,6 +38,12 @@ ledger."""
 BITS_PER_KEY: Final = 10
 FENCE_STEP: Final = 512
 """Keys per block of a run's fence: one page of 4 KiB."""
+FENCE_MAGIC: Final = b"q2cfence"
+FENCE_VERSION: Final = 1
+_FENCE_HEADER: Final = 32
+"""A fence file: magic, then version, step and run key count as little-endian uint64, then
+the fence keys as little-endian uint64."""
+RUN_FILES: Final = ("keys", "vals", "bloom", "fence")
 MAX_RUNS: Final = 6
 _U64 = pa.uint64()
 
@@ -86,6 +96,35 @@ def _write_private(path: Path, data: bytes | memoryview | pa.Buffer) -> None:
         os.close(fd)
 
 
+def fence_of(keys: pa.Array) -> pa.Array:
+    """Every ``FENCE_STEP``-th key of a sorted run (from the first)."""
+    return pc.take(keys, pc.multiply(arange(-(-len(keys) // FENCE_STEP)), FENCE_STEP))
+
+
+def _fence_header(count: int) -> bytes:
+    return FENCE_MAGIC + b"".join(
+        n.to_bytes(8, "little") for n in (FENCE_VERSION, FENCE_STEP, count)
+    )
+
+
+def _fence_bytes(fence: pa.Array, count: int) -> bytes:
+    body: pa.Buffer = fence.buffers()[1][fence.offset * 8 : (fence.offset + len(fence)) * 8]
+    return _fence_header(count) + bytes(memoryview(body))
+
+
+def _read_fence(path: Path, count: int) -> pa.Array | None:
+    """The fence stored at ``path`` for a run of ``count`` keys, or none when it is absent
+    or not of this format, step and run."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    blocks = -(-count // FENCE_STEP)
+    if data[:_FENCE_HEADER] != _fence_header(count) or len(data) != _FENCE_HEADER + blocks * 8:
+        return None
+    return pa.Array.from_buffers(_U64, blocks, [None, pa.py_buffer(data)[_FENCE_HEADER:]])
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -115,8 +154,9 @@ def _build_bloom(keys: pa.Array) -> pa.Array:
 
 @dataclass
 class Run:
-    """One sorted run: keys, values and its Bloom filter, memory-mapped read-only; a fence
-    (every ``FENCE_STEP``-th key) kept in memory, built on the first lookup."""
+    """One sorted run: keys, values and its Bloom filter, memory-mapped read-only; its fence
+    (every ``FENCE_STEP``-th key) in memory, read from the run's fence file, or built from the
+    keys on the first lookup (and then written) when that file is absent or unreadable."""
 
     name: str
     count: int
@@ -125,6 +165,7 @@ class Run:
     bloom: pa.Array
     _maps: tuple[mmap.mmap, ...]
     _fence: pa.Array | None = None
+    fence_path: Path | None = None
 
     def close(self) -> None:
         for m in self._maps:
@@ -149,9 +190,9 @@ class Run:
         fence, in memory, names its block of ``FENCE_STEP`` keys, searched step by step, so
         a probe reads one page of the memory-mapped keys instead of one per halving."""
         if self._fence is None:
-            self._fence = pc.take(
-                self.keys, pc.multiply(arange(-(-self.count // FENCE_STEP)), FENCE_STEP)
-            )
+            self._fence = fence_of(self.keys)
+            if self.fence_path is not None:
+                _write_fence(self.fence_path, self._fence, self.count)
         block = pc.subtract(
             pc.cast(pc.search_sorted(self._fence, probe, side="right"), pa.int64()), 1
         )
@@ -168,6 +209,18 @@ class Run:
             )
             low = pc.if_else(right, middle, low)
             high = pc.if_else(right, high, middle)
+
+
+def _write_fence(path: Path, fence: pa.Array, count: int) -> None:
+    """Write a run's fence file (atomically: its content is a function of the run's keys,
+    so a concurrent writer of the same file writes the same bytes); best effort for a run
+    built before fence files, as the fence can always be rebuilt from the keys."""
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        _write_private(tmp, _fence_bytes(fence, count))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def _map_array(path: Path, count: int) -> tuple[pa.Array, mmap.mmap]:
@@ -213,7 +266,9 @@ class KeyIndex:
         values, m2 = _map_array(self.folder / f"{name}.vals", count)
         words = (self.folder / f"{name}.bloom").stat().st_size // 8
         bloom, m3 = _map_array(self.folder / f"{name}.bloom", words)
-        return Run(name, count, keys, values, bloom, (m1, m2, m3))
+        fence_path = self.folder / f"{name}.fence"
+        fence = _read_fence(fence_path, count)
+        return Run(name, count, keys, values, bloom, (m1, m2, m3), fence, fence_path)
 
     def close(self) -> None:
         for run in self.runs:
@@ -289,6 +344,7 @@ class KeyIndex:
         )
         bloom = _build_bloom(k)
         _write_private(self.folder / f"{name}.bloom", bloom.buffers()[1][: len(bloom) * 8])
+        _write_private(self.folder / f"{name}.fence", _fence_bytes(fence_of(k), len(k)))
         _fsync_dir(self.folder)
         return {"name": name, "count": len(k)}
 
@@ -313,7 +369,7 @@ class KeyIndex:
         self._save([*kept, merged], self.watermark)
         self.close()
         for name in old:
-            for ext in ("keys", "vals", "bloom"):
+            for ext in RUN_FILES:
                 (self.folder / f"{name}.{ext}").unlink(missing_ok=True)
         self._load()
 
@@ -323,6 +379,6 @@ class KeyIndex:
         self._save([], 0)
         self.close()
         for name in names:
-            for ext in ("keys", "vals", "bloom"):
+            for ext in RUN_FILES:
                 (self.folder / f"{name}.{ext}").unlink(missing_ok=True)
         self._load()

@@ -20,6 +20,10 @@ from typing import Any, Final, Generic, Literal, TypeVar
 
 import duckdb
 import pyarrow as pa
+
+# Table.group_by's engine (with pyarrow.dataset, ~60-120 ms): loaded with the module, like
+# pyarrow itself, not lazily while the first chunk is checked
+import pyarrow.acero
 import pyarrow.compute as pc
 
 from quote2cash.usage.duck import connection

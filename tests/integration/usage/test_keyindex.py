@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from quote2cash.usage.keyindex import FENCE_STEP, MAX_RUNS, KeyIndex
+from quote2cash.usage.keyindex import FENCE_MAGIC, FENCE_STEP, MAX_RUNS, KeyIndex
 
 
 def u64(values: list[int]) -> pa.Array:
@@ -65,3 +65,41 @@ def test_every_stored_key_is_found_through_the_fence_at_block_edges(tmp_path: Pa
         misses = [k for k in misses if k not in stored]
         assert index.lookup(u64(misses)).null_count == len(misses)
         index.close()
+
+
+def test_fence_file_is_written_with_a_run_and_an_index_without_it_still_works(
+    tmp_path: Path,
+) -> None:
+    """A run's fence file is written with the run and read at open; a missing fence file (an
+    index built before them) or one of another format or step is ignored: the fence is built
+    from the keys on the first lookup and written again, and every key is still found."""
+    rng = random.Random(17)
+    keys = sorted({rng.getrandbits(64) for _ in range(5 * FENCE_STEP + 11)})
+    folder = tmp_path / "ix"
+    index = KeyIndex(folder)
+    index.add_sorted(u64(keys), u64([k ^ 5 for k in keys]), 0)
+    (fence,) = folder.glob("*.fence")
+    written = fence.read_bytes()
+    blocks = -(-len(keys) // FENCE_STEP)
+    assert written.startswith(FENCE_MAGIC) and len(written) == 32 + 8 * blocks
+    stored = [int.from_bytes(written[32 + 8 * i : 40 + 8 * i], "little") for i in range(blocks)]
+    assert stored == keys[::FENCE_STEP]
+    index.close()
+    for damage in (None, b"q2cfence" + (99).to_bytes(8, "little"), b"x" * 40):
+        if damage is None:
+            fence.unlink()
+        else:
+            fence.write_bytes(damage + written[len(damage) :])
+        reopened = KeyIndex(folder)
+        assert reopened.lookup(u64(keys)).to_pylist() == [k ^ 5 for k in keys]
+        assert reopened.lookup(u64([keys[0] - 1, keys[-1] + 1])).null_count == 2
+        assert fence.read_bytes() == written  # written again for the next open
+        assert fence.stat().st_mode & 0o777 == 0o600
+        reopened.close()
+    assert sorted(p.suffix for p in folder.iterdir()) == [
+        ".bloom",
+        ".fence",
+        ".json",
+        ".keys",
+        ".vals",
+    ]
