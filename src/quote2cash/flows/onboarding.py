@@ -17,10 +17,11 @@ of its tax registration is not sent with a later deal (the account sync warns ab
 
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
-shows are not published again: a customer's second deal costs no master-data calls. The first
-write-back of the ids is remembered as what the account shows (``masterdata.sync``), so its echo
-through the CRM poll is not synced again (``flows.accounts``), unless the account shows an
-ERP-owned value the ERP was not written with: that change is the account sync's to warn about.
+shows are not published again: a customer's second deal costs no master-data calls. The
+write-back of an account's first ERP id is remembered as what the account shows
+(``masterdata.sync``), so its echo through the CRM poll is not synced again (``flows.accounts``),
+unless the account shows an ERP-owned value the ERP was not written with: that change is the
+account sync's to warn about.
 
 The legal entity is decided once per contract before any system is written (an account no rule
 resolves goes to the exception queue, category ``mapping``, untouched) and kept
@@ -271,8 +272,7 @@ async def publish_account_ids(
     if shown == links:
         return
     _warn_of_entity_edit(ctx, deps, record, shown.legal_entity, links.legal_entity)
-    first = not (shown.erp_customer_id or shown.billing_customer_id)
-    if first and _erp_has_what_account_shows(deps, record):
+    if not shown.erp_customer_id and _erp_has_what_account_shows(deps, record):
         entity = Ref.external("crm", links.legal_entity) if links.legal_entity else None
         after = account.model_copy(update={"legal_entity": entity})
         await in_store(remember_shown, deps, record.global_id, after)
