@@ -7,10 +7,15 @@ is not propagated: it becomes a ``masterdata.ownership.violated`` warning in the
 ERP's value is written back to the account's read-only fields. Which field is whose is decided
 by ``masterdata.ownership`` (``config/ownership.yaml``), nowhere else. An account the hub has not
 onboarded is left alone (its first deal onboards it).
+
+An account change whose account shows exactly what the hub last synced and wrote back
+(``masterdata.sync.account_fingerprint``: every field a person can change) is the hub's own
+write-back coming back through the poll: it is recorded as handled and no system is called.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +32,7 @@ from quote2cash.flows.onboarding import (
     customer_record,
     published,
     read_account,
+    remember_shown,
     write_billing_customer,
     write_erp_customer,
 )
@@ -36,10 +42,12 @@ from quote2cash.masterdata.ownership import (
     reconcile_owned,
     shown_value,
 )
+from quote2cash.masterdata.sync import CRM_ACCOUNT, account_fingerprint
 from quote2cash.masterdata.xref import Kind
 
 ACCOUNT_CHANGED = "crm.account.changed"
 _NAMESPACE = uuid.UUID("5c0f7a51-9d2e-4b8a-8f36-1e7d2a9c4b60")
+log = logging.getLogger("quote2cash.flows.accounts")
 
 
 def account_subject(account_id: str) -> str:
@@ -80,6 +88,9 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
     if gid is None:
         return
     account = await read_account(ctx, deps, account_id)
+    if await in_store(is_as_synced, deps, gid, account):
+        log.info("account %s shows what the hub last synced: nothing changed", account_id)
+        return
     entities, entity_key = await in_store(_served_by, deps, gid)
     if entity_key is None:
         return
@@ -113,8 +124,16 @@ async def sync_account_change(ctx: HandlerContext, event: Event, deps: FlowDeps)
         if await in_store(deps.xref.local_id, entities[other], "billing") is not None:
             step = f"billing.upsert_customer.{other}"
             await write_billing_customer(ctx, deps, served, step=step)
+    shown = account if held is None else financials_shown(account, held)
+    await in_store(remember_shown, deps, gid, shown)
     if held is not None:
         await publish_financials(ctx, deps, account, held)
+
+
+def is_as_synced(deps: FlowDeps, gid: str, account: Customer) -> bool:
+    """Whether the account shows what the hub last synced of it and wrote back to it."""
+    crm_id = account.external_ids["crm"]
+    return deps.sync.unchanged(gid, CRM_ACCOUNT, account_fingerprint(account)) == crm_id
 
 
 async def _held_by_erp(
@@ -158,14 +177,28 @@ def _record(deps: FlowDeps, account: Customer, entity_key: str) -> CustomerRecor
     )
 
 
+def _financial_fields(erp: Customer) -> list[str]:
+    return ["tax_ids", "legal_entity"] + (["credit_limit"] if erp.credit_limit else [])
+
+
+def _shows_financials(account: Customer, erp: Customer) -> bool:
+    return not any(differs(getattr(account, f), getattr(erp, f)) for f in _financial_fields(erp))
+
+
+def financials_shown(account: Customer, erp: Customer) -> Customer:
+    """The account as it shows once ``publish_financials`` wrote the ERP's values to it."""
+    if _shows_financials(account, erp):
+        return account
+    return account.model_copy(update={f: getattr(erp, f) for f in _financial_fields(erp)})
+
+
 async def publish_financials(
     ctx: HandlerContext, deps: FlowDeps, account: Customer, erp: Customer
 ) -> None:
     """Write the ERP's tax registrations, the legal entities serving the customer and its
     credit limit (where the ERP holds one) to the account's read-only fields, unless it shows
     them already."""
-    fields = ["tax_ids", "legal_entity"] + (["credit_limit"] if erp.credit_limit else [])
-    if not any(differs(getattr(account, name), getattr(erp, name)) for name in fields):
+    if _shows_financials(account, erp):
         return
     financials = AccountFinancials(
         account.external_ids["crm"],

@@ -17,7 +17,11 @@ of its tax registration is not sent with a later deal (the account sync warns ab
 
 A customer the hub already wrote, unchanged since (same canonical record, same legal entity;
 ``masterdata.sync``), is not written to the ERP or billing again, and ids the account already
-shows are not published again: a customer's second deal costs no master-data calls.
+shows are not published again: a customer's second deal costs no master-data calls. The
+write-back of an account's first ERP id is remembered as what the account shows
+(``masterdata.sync``), so its echo through the CRM poll is not synced again (``flows.accounts``),
+unless the account shows an ERP-owned value the ERP was not written with: that change is the
+account sync's to warn about.
 
 The legal entity is decided once per contract before any system is written (an account no rule
 resolves goes to the exception queue, category ``mapping``, untouched) and kept
@@ -27,12 +31,12 @@ resolves goes to the exception queue, category ``mapping``, untouched) and kept
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
-from quote2cash.canonical import Customer
+from quote2cash.canonical import Customer, Ref
 from quote2cash.connectors.roles import CustomerLinks, StatusResult
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.errors import DataError
@@ -42,8 +46,19 @@ from quote2cash.flows.customers import flag_duplicate, survivor_account
 from quote2cash.flows.deps import FlowDeps
 from quote2cash.masterdata.entities import EntityResolution
 from quote2cash.masterdata.entity_customers import tax_ids_for
-from quote2cash.masterdata.ownership import VIOLATION_EVENT, FieldConflict, reconcile_owned
-from quote2cash.masterdata.sync import fingerprint
+from quote2cash.masterdata.ownership import (
+    VIOLATION_EVENT,
+    FieldConflict,
+    OwnedRecord,
+    differs,
+    reconcile_owned,
+)
+from quote2cash.masterdata.sync import (
+    CRM_ACCOUNT,
+    NOT_FROM_ACCOUNT,
+    account_fingerprint,
+    fingerprint,
+)
 from quote2cash.masterdata.xref import Kind
 
 
@@ -64,6 +79,9 @@ class CustomerRecord:
     """The CRM account holding the customer's ids when this account is another account of the
     same golden customer: the customer's ERP and billing customers serve it, and it is flagged
     in the CRM for sales operations to merge instead of getting the ids."""
+    erp_kept: set[str] = field(default_factory=set, compare=False)
+    """The fields whose ERP values an existing ERP customer kept over the account's in this
+    event (ownership): a change the account sync, not onboarding, warns about."""
 
 
 async def read_account(ctx: HandlerContext, deps: FlowDeps, account_id: str) -> Customer:
@@ -160,7 +178,9 @@ async def write_erp_customer(
     erp_id, known = await in_store(_written, deps, record, gid, "erp")
     if erp_id is None:
         if known is not None:
-            customer = await _with_erp_owned(ctx, deps, customer, known, step)
+            owned = await _with_erp_owned(ctx, deps, customer, known, step)
+            record.erp_kept.update(conflict.field for conflict in owned.conflicts)
+            customer = owned.record
         erp_id = str(
             await ctx.step(
                 step,
@@ -175,7 +195,7 @@ async def write_erp_customer(
 
 async def _with_erp_owned(
     ctx: HandlerContext, deps: FlowDeps, customer: Customer, erp_id: str, step: str
-) -> Customer:
+) -> OwnedRecord[Customer]:
     """An existing ERP customer keeps what the ERP owns (tax registrations ...): the CRM's
     values of those fields are not sent (``masterdata.ownership``; the account sync warns)."""
 
@@ -186,10 +206,9 @@ async def _with_erp_owned(
     name = "erp.get_customer" if step == "erp.upsert_customer" else f"{step}.read"
     held = Customer.model_validate(await ctx.step(name, lambda _k: read()))
     label = f"account {customer.external_ids.get('crm', customer.global_id)}"
-    owned = reconcile_owned(
+    return reconcile_owned(
         deps.ownership_rules, "customer", "crm", customer, {"erp": held}, record=label
     )
-    return owned.record
 
 
 async def write_billing_customer(
@@ -253,6 +272,10 @@ async def publish_account_ids(
     if shown == links:
         return
     _warn_of_entity_edit(ctx, deps, record, shown.legal_entity, links.legal_entity)
+    if not shown.erp_customer_id and _erp_has_what_account_shows(deps, record):
+        entity = Ref.external("crm", links.legal_entity) if links.legal_entity else None
+        after = account.model_copy(update={"legal_entity": entity})
+        await in_store(remember_shown, deps, record.global_id, after)
     await ctx.step(
         "crm.publish_account_ids",
         lambda key: published(deps.crm.publish_status([links], idempotency_key=key)),
@@ -267,6 +290,27 @@ async def publish_account_ids(
             legal_entity=record.entity.entity_key,
             name=record.customer.name,
         )
+
+
+def _erp_has_what_account_shows(deps: FlowDeps, record: CustomerRecord) -> bool:
+    """Whether every ERP-owned value the account shows is what its ERP customer was written
+    with (the legal entity aside: the write-back sets it), so the account sync has nothing to
+    warn about. The ERP's credit limit is not compared here: an account showing one is synced."""
+    if record.erp_kept or record.account.credit_limit is not None:
+        return False
+    for name in sorted(record.account.model_fields_set - NOT_FROM_ACCOUNT - {"legal_entity"}):
+        if "crm" in deps.ownership_rules.owners_of("customer", name):
+            continue
+        if differs(getattr(record.account, name), getattr(record.customer, name)):
+            return False
+    return True
+
+
+def remember_shown(deps: FlowDeps, gid: str, shown: Customer) -> None:
+    """Keep what the account will show once the hub's writes to it land (``flows.accounts``
+    then knows their echo). Kept before the writes: one that fails leaves the account showing
+    something else, which is synced again."""
+    deps.sync.record(gid, CRM_ACCOUNT, account_fingerprint(shown), shown.external_ids["crm"])
 
 
 def _account_links(

@@ -6,6 +6,10 @@ write depends on, e.g. the legal entity). ``unchanged`` answers the system's id 
 last write carried the same fingerprint *and* the cross-reference still points at that id (a
 merge or re-parent since then makes the hub write again). Recording happens after the write
 succeeded; a crash in between only costs one idempotent write more.
+
+A CRM account's own row (system ``crm``) holds ``account_fingerprint`` of the account as the hub
+last synced it and expects the CRM to show it, write-back included: an account change whose
+account still shows exactly that is the hub's own write coming back, not a person's edit.
 """
 
 from __future__ import annotations
@@ -17,15 +21,36 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Engine, select
 
+from quote2cash.canonical import Customer
 from quote2cash.engine.clock import Clock
+from quote2cash.masterdata.ownership import IDENTITY_FIELDS, shown_value
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.store.schema import md_sync_state
 from quote2cash.store.upsert import upsert_row
 
+CRM_ACCOUNT = "crm"
+"""The sync state's system for what the hub last synced of the CRM account itself."""
+SHOWN_BY_HUB = frozenset({"legal_entity", "tax_ids", "credit_limit"})
+"""Account fields the hub writes the ERP's values to; the CRM shows them in its own form."""
+NOT_FROM_ACCOUNT = IDENTITY_FIELDS | {"tax_exemption"}
+"""Ids (the hub's write-back) and the tax exemption, which the hub derives, never reads."""
+
 
 def fingerprint(record: BaseModel, **context: Any) -> str:
     """SHA-256 of the record's JSON form (keys sorted) and of ``context``."""
-    payload = {"record": record.model_dump(mode="json"), "context": context}
+    return _digest({"record": record.model_dump(mode="json"), "context": context})
+
+
+def account_fingerprint(account: Customer) -> str:
+    """SHA-256 of every account field a person can change: exact JSON values, except the fields
+    the hub shows the ERP's values in, compared as people read them (``shown_value``)."""
+    fields = account.model_dump(mode="json", exclude=set(NOT_FROM_ACCOUNT))
+    for name in SHOWN_BY_HUB:
+        fields[name] = shown_value(getattr(account, name))
+    return _digest({"account": account.external_ids.get("crm"), "fields": fields})
+
+
+def _digest(payload: dict[str, Any]) -> str:
     encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(encoded.encode()).hexdigest()
 
