@@ -20,9 +20,12 @@ from e2e.conftest import Hub, World, sf_products
 from quote2cash.api.app import build_app
 from quote2cash.engine.queries import failed_events
 from quote2cash.masterdata.xref import Kind
+from support.load import load_factor
 
 TOLERANCE = 3.0
-"""Seconds: Stripe stamps whole seconds; the hub's Closed Won is its poll of the CRM."""
+"""Seconds on a quiet machine: Stripe stamps whole seconds; the hub's Closed Won is its poll of
+the CRM, and the ERP's booking is stamped when Tryton writes the sale, before its call returns
+to the hub. On a loaded machine the last gap grows, so the bound stretches by the load."""
 ADDRESSES = {
     "US": {"BillingStreet": "1 Main St", "BillingCity": "Austin", "BillingPostalCode": "73301",
            "BillingState": "TX", "BillingCountryCode": "US", "BillingCountry": "United States"},
@@ -134,6 +137,7 @@ async def test_metrics_kpis_match_the_systems(world: World, hub: Hub) -> None:
     assert failed_events(hub.runtime) == []
 
     series = await scrape(hub)
+    tolerance = TOLERANCE * load_factor()
     for entity, at in seen.items():
         # Order activation: the CRM's close -> billing's subscription -> the ERP's booking.
         name = "q2c_order_activation_seconds"
@@ -141,13 +145,13 @@ async def test_metrics_kpis_match_the_systems(world: World, hub: Hub) -> None:
             expected = (reached - at["closed"]).total_seconds()
             assert sample(series, f"{name}_count", entity=entity, stage=stage) == 1
             got = sample(series, f"{name}_sum", entity=entity, stage=stage)
-            assert abs(got - expected) <= TOLERANCE, (entity, stage, got, expected)
+            assert abs(got - expected) <= tolerance, (entity, stage, got, expected, tolerance)
         # Invoice generation lag: billing finalised -> posted in the ERP -> in the CRM.
         name = "q2c_invoice_generation_lag_seconds"
         for stage, reached in (("erp", at["posted"]), ("crm", at["in_crm"])):
             expected = (reached - at["finalized"]).total_seconds()
             got = sample(series, f"{name}_sum", entity=entity, stage=stage)
-            assert abs(got - expected) <= TOLERANCE, (entity, stage, got, expected)
+            assert abs(got - expected) <= tolerance, (entity, stage, got, expected, tolerance)
         # Money, to the cent: bookings as the ERP booked them, billings as billing billed and
         # the ERP posted them, collections as billing collected them.
         labels = {"entity": entity, "currency": CURRENCY[entity]}

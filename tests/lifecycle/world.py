@@ -28,6 +28,7 @@ from quote2cash.demo.sandbox import DemoSandbox
 from quote2cash.engine.queries import EventRow, failed_events, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.store.schema import event_state, events, subjects
+from support.load import load_factor
 
 CONFIG = packaged_config_dir()
 POLL_SECONDS = 1.0
@@ -135,13 +136,6 @@ class LifecycleWorld:
             f"(load average {os.getloadavg()[0]:.1f}): {self.pending()} events pending, "
             f"{self.undelivered_webhooks()} webhooks undelivered"
         )
-
-
-def load_factor() -> float:
-    """How much slower than a quiet machine this one runs now (load average per core, at least
-    1): the harness's time bounds stretch by it, so a machine shared with other work slows a run
-    down instead of failing it, while a hub that is truly stuck still fails."""
-    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 def _plain(value: Any) -> Any:
