@@ -70,6 +70,11 @@ def record_reference(record: Record, key: str) -> str:
     return str(number or record.id_in("billing") or record.global_id or key)
 
 
+ADDRESS_ORDER: Final = (("sequence", "ASC"), ("id", "ASC"))
+"""Which of a party's addresses is its invoice address: the first by sequence, then id (one rule
+for the single and the batched look-up)."""
+
+
 class TrytonSession:
     """One logged-in JSON-RPC session and the state the business areas share (caches, locks)."""
 
@@ -237,7 +242,7 @@ class TrytonSession:
         rows = await erp.model("party.address").search_read(
             [("party", "in", sorted(set(parties)))],
             ["party"],
-            order=[("sequence", "ASC"), ("id", "ASC")],
+            order=ADDRESS_ORDER,
             context=ctx,
         )
         found: dict[int, int] = {}
@@ -250,7 +255,7 @@ class TrytonSession:
         ids = await erp.model("party.address").search(
             [("party", "=", party)],
             limit=1,
-            order=[("sequence", "ASC"), ("id", "ASC")],
+            order=ADDRESS_ORDER,
             context=ctx,
         )
         if not ids:
