@@ -35,6 +35,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.store.db import open_engine
 from quote2cash.store.schema import budget_slots, event_state, subjects
 from support.budget_calls import BILLING_CALL, ERP_CALL
+from support.load import load_factor
 
 Q2C = [sys.executable, "-m", "quote2cash.cli"]
 TESTS = Path(__file__).parents[2]
@@ -318,7 +319,12 @@ def test_a_killed_process_frees_its_concurrency_slots_within_the_lease(
         rt.close()
     first = min(recorder.starts)
     assert first >= expires - 0.05, "a call started while the dead process's slots were leased"
-    assert first <= expires + 1.0, f"slots came back {first - expires:.1f} s after their lease"
+    # within a second of the lease on a quiet machine; stretched by the load, as the lifecycle
+    # harness's bounds are (CI failed this at load 8-10 on 2 cores: 3.3 s)
+    bound = 1.0 * load_factor()
+    assert first <= expires + bound, (
+        f"slots came back {first - expires:.1f} s after their lease (bound {bound:.1f} s)"
+    )
 
 
 def test_a_call_held_by_its_day_allocation_gives_its_slot_back(pg_url: str) -> None:
