@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         default=365, ge=1, description="the longest lifetime a new API token may be given"
     )
     worker_nice: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=19,
         description="how much lower a worker's CPU priority is than the web's on a shared host "

@@ -1,5 +1,5 @@
-"""Q2C_WORKER_NICE: a worker's store threads, or a whole `q2c worker` process (threads it had
-and threads it starts later), run at a nice value that much higher; 0 changes nothing."""
+"""Q2C_WORKER_NICE (default 0: as before): a worker's store threads, or a whole `q2c worker`
+process (threads it had and threads it starts later), run at a nice value that much higher."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ print(base, nice(), seen["early"], seen["late"])
 
 
 def test_the_default_and_its_bounds() -> None:
-    assert Settings.model_fields["worker_nice"].default == 10
+    assert Settings.model_fields["worker_nice"].default == 0
     assert Settings(worker_nice=0).worker_nice == 0
     for wrong in (-1, 20):
         with pytest.raises(ValidationError):
