@@ -346,10 +346,12 @@ def worker(
     many as you like on one PostgreSQL store: subjects are leased to one worker at a time."""
     from contextlib import AsyncExitStack
 
+    from quote2cash.engine.niceness import lower_process_priority
     from quote2cash.engine.worker import Worker
     from quote2cash.observability.logging import configure_logging
 
     settings = get_settings()
+    lower_process_priority(settings.worker_nice)  # every thread, now and started later
     configure_logging(settings.log_level, settings.log_format)
     rt = open_runtime(db)
     configure_budgets(rt, config)

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     token_max_ttl_days: int = Field(
         default=365, ge=1, description="the longest lifetime a new API token may be given"
     )
+    worker_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="how much lower a worker's CPU priority is than the web's on a shared host "
+        "(Linux nice): a `q2c worker` process takes it whole, `q2c serve --workers` for its "
+        "worker's store threads (0: the same priority)",
+    )
     token_cache_seconds: float = Field(
         default=5.0,
         ge=0,

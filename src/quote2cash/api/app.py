@@ -20,11 +20,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
@@ -34,6 +35,7 @@ from quote2cash.api.auth import OPERATOR, client_of
 from quote2cash.api.intake import Unintelligible, callout_shape, stripe_shape
 from quote2cash.api.routing import ParameterError
 from quote2cash.api.signatures import SIGNATURE_HEADER, SignatureError, verify_callout
+from quote2cash.api.store_calls import StoreThreads
 from quote2cash.canonical import Money
 from quote2cash.connectors.roles import BillingEvent, RejectedRecord
 from quote2cash.connectors.salesforce import mapping as salesforce_mapping
@@ -142,22 +144,38 @@ def _event_json(row: EventRow) -> dict[str, Any]:
     }
 
 
-_INVOICE_FIELDS: Final = tuple(f.name for f in fields(InvoiceStatusView))
+def _money(value: Money | None) -> dict[str, str] | None:
+    return None if value is None else {"amount": str(value.amount), "currency": value.currency}
+
+
+def _iso(value: date | datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _invoice_json(view: InvoiceStatusView) -> dict[str, Any]:
     """The view with money as ``{"amount": "12.30", "currency": "EUR"}`` (never a float), times
-    and dates as ISO 8601; every field is flat, so one pass without recursion (a hot path)."""
-    out: dict[str, Any] = {}
-    for name in _INVOICE_FIELDS:
-        value = getattr(view, name)
-        if isinstance(value, Money):
-            value = {"amount": str(value.amount), "currency": value.currency}
-        elif isinstance(value, datetime | date):
-            value = value.isoformat()
-        out[name] = value
-    out["is_credit"] = view.is_credit
-    return out
+    and dates as ISO 8601; every field is flat, so spelled out once (a hot path)."""
+    return {
+        "global_id": view.global_id,
+        "billing_id": view.billing_id,
+        "erp_id": view.erp_id,
+        "crm_id": view.crm_id,
+        "number": view.number,
+        "contract": view.contract,
+        "status": view.status,
+        "currency": view.currency,
+        "total": _money(view.total),
+        "amount_paid": _money(view.amount_paid),
+        "amount_due": _money(view.amount_due),
+        "due_date": _iso(view.due_date),
+        "paid_at": _iso(view.paid_at),
+        "posted_in_erp": view.posted_in_erp,
+        "payment_applied_in_erp": view.payment_applied_in_erp,
+        "as_of": _iso(view.as_of),
+        "amount_refunded": _money(view.amount_refunded),
+        "refund_reversed_in_erp": view.refund_reversed_in_erp,
+        "is_credit": view.is_credit,
+    }
 
 
 def _maybe_json(raw: Any) -> Any:
@@ -209,12 +227,12 @@ class HubApi:
         self.callout_tolerance = callout_tolerance
         self.store_timeout = store_timeout
         self.xref = XrefStore(runtime.engine, runtime.clock)
+        self.store_threads = StoreThreads()
 
     async def _store(self, call: Callable[[], Any]) -> Any:
         """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
         try:
-            async with asyncio.timeout(self.store_timeout):
-                return await asyncio.to_thread(call)
+            return await self.store_threads.call(call, self.store_timeout)
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.warning("store unavailable: %s", type(exc).__name__)
             raise ApiError(
@@ -488,7 +506,9 @@ class HubApi:
                 "or a global id INV-...)",
             )
         return web.Response(
-            text=json.dumps({"invoice": _invoice_json(view)}), content_type="application/json"
+            body=msgspec.json.encode({"invoice": _invoice_json(view)}),
+            content_type="application/json",
+            charset="utf-8",
         )
 
     def kept_reconciliation(self) -> Report | None:
@@ -644,6 +664,11 @@ def build_app(
     )
     app = web.Application(middlewares=[hub.errors, hub.bearer], client_max_size=MAX_BODY)
     app[HUB] = hub
+
+    async def close_store_threads(app: web.Application) -> None:
+        await asyncio.to_thread(hub.store_threads.close)
+
+    app.on_cleanup.append(close_store_threads)
     from quote2cash.api.routes import ROUTES
     from quote2cash.api.routing import checked
 

@@ -132,13 +132,16 @@ def _check(param: Param, raw: str) -> Any:
 def checked(route: Route, hub: HubApi) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The aiohttp handler for ``route``: check parameters and body, then run the handler."""
 
+    action = route.summary.rstrip(".").lower()
+    checked_params = tuple(p for p in route.params if p.where != "header")
+    known = {p.name for p in route.params if p.where == "query"}
+    refuses_unknown = route.path.startswith("/v1")
+
     async def handle(request: web.Request) -> web.StreamResponse:
         if route.role is not None:
-            operator_of(request).require(route.role, route.summary.rstrip(".").lower())
+            operator_of(request).require(route.role, action)
         params: dict[str, Any] = {}
-        for param in route.params:
-            if param.where == "header":
-                continue
+        for param in checked_params:
             source: Mapping[str, str] = (
                 request.match_info if param.where == "path" else request.query
             )
@@ -146,9 +149,9 @@ def checked(route: Route, hub: HubApi) -> Callable[[web.Request], Awaitable[web.
             if raw is None or (raw == "" and param.kind == "string" and not param.enum):
                 continue
             params[param.name] = _check(param, raw)
-        known = {p.name for p in route.params if p.where == "query"}
-        unknown = sorted(set(request.query) - known)
-        if unknown and route.path.startswith("/v1"):
+        query = request.query
+        unknown = sorted(set(query) - known) if query else []
+        if unknown and refuses_unknown:
             raise ParameterError(
                 400,
                 "invalid_parameter",

@@ -120,7 +120,10 @@ async def run_worker(
     from quote2cash.flows.deps import FlowDeps
 
     try:
-        worker = Worker(runtime, build_registry(FlowDeps.build(runtime, systems, config_dir)))
+        from quote2cash.settings import get_settings
+
+        registry = build_registry(FlowDeps.build(runtime, systems, config_dir))
+        worker = Worker(runtime, registry, nice=get_settings().worker_nice)
         status.worker_running = True
         await worker.run(stop)
     except Exception as exc:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from quote2cash.engine import dispatch_sql as sql
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.clock import Clock
+from quote2cash.engine.niceness import lower_thread_priority
 from quote2cash.engine.projections import Projection, project_step
 
 if TYPE_CHECKING:
@@ -45,8 +46,14 @@ class StoreThread:
     """One thread that runs a worker's store calls in order, so the event loop stays free
     (``threads`` > 1: calls that need no order among themselves, run side by side)."""
 
-    def __init__(self, name: str, *, threads: int = 1) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+    def __init__(self, name: str, *, threads: int = 1, nice: int = 0) -> None:
+        """``nice``: each thread's nice value raised by this much (``engine.niceness``)."""
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads,
+            thread_name_prefix=name,
+            initializer=lower_thread_priority,
+            initargs=(nice,),
+        )
 
     async def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` in the store thread with the caller's context (log fields, trace)."""

@@ -37,11 +37,11 @@ async def in_store(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     return await runner.call(fn, *args, **kwargs)
 
 
-def store_calls_for(worker: str, dialect: str) -> StoreThread:
+def store_calls_for(worker: str, dialect: str, *, nice: int = 0) -> StoreThread:
     """Where a worker's flows run their store calls (the caller closes it): one thread on
-    SQLite, whose writers take turns; a few on PostgreSQL."""
+    SQLite, whose writers take turns; a few on PostgreSQL; ``nice`` as ``StoreThread``'s."""
     threads = POSTGRES_THREADS if dialect == "postgresql" else 1
-    return StoreThread(f"q2c-flows-{worker}", threads=threads)
+    return StoreThread(f"q2c-flows-{worker}", threads=threads, nice=nice)
 
 
 @contextlib.contextmanager

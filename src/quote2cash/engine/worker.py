@@ -162,8 +162,12 @@ class Worker:
         commit_interval: float = 0.25,
         step_linger: float = 0.0,
         refill_seconds: float | None = None,
+        nice: int = 0,
     ) -> None:
         self.runtime = runtime
+        self.nice = nice
+        """The store threads' nice value above the process's (``engine.niceness``): in a process
+        that also serves the web, the worker's database work yields the cores to requests."""
         self.registry = registry
         self.worker_id = worker_id or make_worker_id()
         self.batch_size = batch_size
@@ -186,13 +190,15 @@ class Worker:
     async def _db(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a store call in this worker's store thread: the event loop never waits on it."""
         if self._store is None:
-            self._store = StoreThread(f"q2c-store-{self.worker_id}")
+            self._store = StoreThread(f"q2c-store-{self.worker_id}", nice=self.nice)
         return await self._store.call(fn, *args, **kwargs)
 
     def _flow_calls(self) -> StoreThread:
         """Where this worker's handlers run their own store calls (``engine.store_calls``)."""
         if self._flow_store is None:
-            self._flow_store = store_calls_for(self.worker_id, self.runtime.engine.dialect.name)
+            self._flow_store = store_calls_for(
+                self.worker_id, self.runtime.engine.dialect.name, nice=self.nice
+            )
         return self._flow_store
 
     def close(self) -> None:
