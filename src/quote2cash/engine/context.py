@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeGuard, TypeVar, cast, overload
@@ -104,18 +104,18 @@ class HandlerContext:
         return step in self._completed
 
     @overload
-    async def step(self, name: str, action: Callable[[str], Awaitable[T]]) -> T: ...
+    def step(self, name: str, action: Callable[[str], Awaitable[T]]) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def step(self, name: str, action: Callable[[str], T]) -> T: ...
+    def step(self, name: str, action: Callable[[str], T]) -> Coroutine[Any, Any, T]: ...
 
-    async def step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> T:
+    def step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> Coroutine[Any, Any, T]:
         """Run ``action(idempotency_key)`` once per (event, step); its result must be JSON-able.
 
         The call goes through the gate (pause, breaker, rate) of the target system the name
         starts with (``crm.get_deal`` -> crm). A name that starts with none is a ``ValueError``
         before anything runs, so no system call goes ungated; a step that calls no system is a
-        ``local_step``.
+        ``local_step``. Await it: it returns the step's coroutine (one frame per step, not two).
         """
         system = step_system(name)
         if system is None:
@@ -124,21 +124,25 @@ class HandlerContext:
                 f"<system> one of {', '.join(TARGET_SYSTEMS)} (use local_step for one that "
                 "calls no system)"
             )
-        return await self._run(name, action, system)
+        return self._run(name, action, system)
 
     @overload
-    async def local_step(self, name: str, action: Callable[[str], Awaitable[T]]) -> T: ...
+    def local_step(
+        self, name: str, action: Callable[[str], Awaitable[T]]
+    ) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def local_step(self, name: str, action: Callable[[str], T]) -> T: ...
+    def local_step(self, name: str, action: Callable[[str], T]) -> Coroutine[Any, Any, T]: ...
 
-    async def local_step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> T:
+    def local_step(
+        self, name: str, action: Callable[[str], Awaitable[T] | T]
+    ) -> Coroutine[Any, Any, T]:
         """A recorded step that calls no system (a decision, a reading of the hub's own state):
         like ``step``, ungated; a name that starts with a target system is a ``ValueError``."""
         system = step_system(name)
         if system is not None:
             raise ValueError(f"step {name!r} calls {system}: it is a gated step (use step)")
-        return await self._run(name, action, None)
+        return self._run(name, action, None)
 
     async def _run(
         self, name: str, action: Callable[[str], Awaitable[T] | T], system: str | None
