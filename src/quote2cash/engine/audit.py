@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import msgspec
 from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from quote2cash.engine.audit_key import AuditKey, key_for
@@ -71,11 +72,36 @@ _CANONICAL = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
 )
 """One encoder for every entry: ``json.dumps`` with these options builds a new one per call."""
+_PLAIN_ENCODER = msgspec.json.Encoder(order="sorted")
+"""Gives the same text as ``_CANONICAL`` for plain values (``_plain``), ten times faster."""
+_SCALARS: Final = frozenset({str, int, bool, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    """Only str, int, bool, None and dicts (str keys) and lists of them: the values whose JSON
+    text msgspec writes exactly as ``json`` does (sorted keys, no ASCII escaping, no spaces).
+    Floats, Decimals, times, tuples and subclasses (enums) take ``json``'s own path."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v)):
+                return False
+        return True
+    if kind is list:
+        return all(type(v) in _SCALARS or _plain(v) for v in value)
+    return False
 
 
 def canonical_json(value: Any) -> str:
     """The exact text ``json.dumps(value, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False, default=str)`` gives: what every stored entry was signed over."""
+    if _plain(value):
+        try:
+            return _PLAIN_ENCODER.encode(value).decode()
+        except (UnicodeEncodeError, OverflowError):  # a lone surrogate: json's own text
+            pass
     return _CANONICAL.encode(value)
 
 

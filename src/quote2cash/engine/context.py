@@ -14,9 +14,10 @@ import hashlib
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar, overload
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeGuard, TypeVar, cast, overload
 
 import msgspec
 
@@ -41,17 +42,15 @@ log = logging.getLogger("quote2cash.engine")
 
 
 _NAMESPACE_BYTES = STEP_NAMESPACE.bytes
+_VARIANT: Final = {d: f"{int(d, 16) & 0x3 | 0x8:x}" for d in "0123456789abcdef"}
 
 
 def step_uuid(name: str) -> str:
     """``str(uuid.uuid5(STEP_NAMESPACE, name))`` without building a UUID object: the same text
     (a step's key must never change), computed once per step on the worker's hot path."""
-    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
-    digest = bytearray(sha1.digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).hexdigest()
+    # version 5 in the 13th digit, the RFC 4122 variant in the top bits of the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 def idempotency_key(event: Event, step: str) -> str:
@@ -105,18 +104,18 @@ class HandlerContext:
         return step in self._completed
 
     @overload
-    async def step(self, name: str, action: Callable[[str], Awaitable[T]]) -> T: ...
+    def step(self, name: str, action: Callable[[str], Awaitable[T]]) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def step(self, name: str, action: Callable[[str], T]) -> T: ...
+    def step(self, name: str, action: Callable[[str], T]) -> Coroutine[Any, Any, T]: ...
 
-    async def step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> T:
+    def step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> Coroutine[Any, Any, T]:
         """Run ``action(idempotency_key)`` once per (event, step); its result must be JSON-able.
 
         The call goes through the gate (pause, breaker, rate) of the target system the name
         starts with (``crm.get_deal`` -> crm). A name that starts with none is a ``ValueError``
         before anything runs, so no system call goes ungated; a step that calls no system is a
-        ``local_step``.
+        ``local_step``. Await it: it returns the step's coroutine (one frame per step, not two).
         """
         system = step_system(name)
         if system is None:
@@ -125,21 +124,25 @@ class HandlerContext:
                 f"<system> one of {', '.join(TARGET_SYSTEMS)} (use local_step for one that "
                 "calls no system)"
             )
-        return await self._run(name, action, system)
+        return self._run(name, action, system)
 
     @overload
-    async def local_step(self, name: str, action: Callable[[str], Awaitable[T]]) -> T: ...
+    def local_step(
+        self, name: str, action: Callable[[str], Awaitable[T]]
+    ) -> Coroutine[Any, Any, T]: ...
 
     @overload
-    async def local_step(self, name: str, action: Callable[[str], T]) -> T: ...
+    def local_step(self, name: str, action: Callable[[str], T]) -> Coroutine[Any, Any, T]: ...
 
-    async def local_step(self, name: str, action: Callable[[str], Awaitable[T] | T]) -> T:
+    def local_step(
+        self, name: str, action: Callable[[str], Awaitable[T] | T]
+    ) -> Coroutine[Any, Any, T]:
         """A recorded step that calls no system (a decision, a reading of the hub's own state):
         like ``step``, ungated; a name that starts with a target system is a ``ValueError``."""
         system = step_system(name)
         if system is not None:
             raise ValueError(f"step {name!r} calls {system}: it is a gated step (use step)")
-        return await self._run(name, action, None)
+        return self._run(name, action, None)
 
     async def _run(
         self, name: str, action: Callable[[str], Awaitable[T] | T], system: str | None
@@ -155,7 +158,9 @@ class HandlerContext:
                 started = metrics.now()
                 call = call_in_progress(gates, gate)
                 try:
-                    result = await _maybe_await(action(key))
+                    result = action(key)
+                    if _is_awaitable(result):
+                        result = await result
                 except BaseException as exc:
                     gates.leave(gate, exc, started)
                     raise
@@ -163,11 +168,21 @@ class HandlerContext:
                     reset_call(call)
                 gates.leave(gate, None, started)
             else:
-                result = await _maybe_await(action(key))
+                result = action(key)
+                if _is_awaitable(result):
+                    result = await result
         encoded = encode_json(result)
-        await self._record(name, key, system, encoded)
+        # Returns once the step is committed: by the worker's group commit, else on its own.
+        assert self.event.pos is not None
+        record = StepRecord(
+            self.event, name, key, system, encoded, self.now, self.actor, self.projections
+        )
+        if self.recorder is not None:
+            await self.recorder.record(record)
+        else:
+            commit_steps(self.runtime.engine, [record], record.completed_at)
         self._completed[name] = encoded
-        return result
+        return cast(T, result)
 
     def emit(
         self,
@@ -264,17 +279,6 @@ class HandlerContext:
         """Whether a completed event has released ``key``."""
         return is_released(self.runtime.engine, key)
 
-    async def _record(self, name: str, key: str, system: str | None, encoded: str) -> None:
-        """Returns once the step is committed: by the worker's group commit, else on its own."""
-        assert self.event.pos is not None
-        record = StepRecord(
-            self.event, name, key, system, encoded, self.now, self.actor, self.projections
-        )
-        if self.recorder is not None:
-            await self.recorder.record(record)
-        else:
-            commit_steps(self.runtime.engine, [record], record.completed_at)
-
 
 def step_system(name: str) -> str | None:
     """The target system a step named ``<system>.<operation>`` calls, else None."""
@@ -282,7 +286,14 @@ def step_system(name: str) -> str | None:
     return prefix if prefix in TARGET_SYSTEMS else None
 
 
-async def _maybe_await(value: Awaitable[T] | T) -> T:
-    if inspect.isawaitable(value):
-        return await value
-    return value
+_NEVER_AWAITABLE: Final = frozenset({str, dict, list, int, bool, type(None)})
+"""Results a step's action returns most (exact types): no ``isawaitable`` look-up for them."""
+
+
+def _is_awaitable(value: object) -> TypeGuard[Awaitable[Any]]:
+    """``inspect.isawaitable``, with its answer for a coroutine and plain results taken first
+    (the step's hot path, once per step)."""
+    kind = type(value)
+    if kind is CoroutineType:
+        return True
+    return kind not in _NEVER_AWAITABLE and inspect.isawaitable(value)

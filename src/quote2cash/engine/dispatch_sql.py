@@ -40,6 +40,8 @@ def sqlite_time(value: datetime) -> str:
 def parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if len(value) == 26 and value[4] == "-" and value[10] == " ":  # the store's own text
+        return datetime.fromisoformat(value + "+00:00")
     return parse_stored_time(value).replace(tzinfo=UTC)
 
 

@@ -16,7 +16,7 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -156,15 +156,8 @@ def _settled(done: asyncio.Future[None]) -> None:
         done.exception()
 
 
-@dataclass
-class _Waiting:
-    record: StepRecord
-    done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-    def __post_init__(self) -> None:
-        self.done.add_done_callback(_settled)
+_Waiting = tuple[StepRecord, "asyncio.Future[None]"]
+"""A queued record and the future its handler awaits (done once the record is committed)."""
 
 
 class StepRecorder:
@@ -197,17 +190,20 @@ class StepRecorder:
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
-    async def record(self, record: StepRecord) -> None:
-        """Returns once ``record`` is committed (or was recorded before by another worker)."""
-        waiting = _Waiting(record)
-        self._queue.append(waiting)
+    def record(self, record: StepRecord) -> asyncio.Future[None]:
+        """Queue ``record``; the future it returns is done once the record is committed (or
+        was recorded before by another worker). A plain call, not a coroutine: a handler awaits
+        the future itself, and a cancelled handler cancels only that wait (the batch still
+        commits)."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        done.add_done_callback(_settled)
+        self._queue.append((record, done))
         self._wake.set()
         if self._flusher is None:
             # A context of its own: the commit belongs to no one handler's trace or log fields.
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush_forever(), context=contextvars.Context()
-            )
-        await waiting.done  # a cancelled handler cancels only its wait: the batch still commits
+            self._flusher = loop.create_task(self._flush_forever(), context=contextvars.Context())
+        return done
 
     async def close(self) -> None:
         """Commit what is queued, then stop the flusher."""
@@ -237,18 +233,18 @@ class StepRecorder:
             return
         try:
             await self.store.call(
-                commit_steps, self.engine, [w.record for w in batch], self.clock.now(), self.chain
+                commit_steps, self.engine, [r for r, _ in batch], self.clock.now(), self.chain
             )
         except Exception as exc:
-            for w in batch:
-                if not w.done.done():
-                    w.done.set_exception(exc)
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
             return
         self.commits += 1
         self.recorded += len(batch)
         for start in range(0, len(batch), WAKE_CHUNK):
             if start:
                 await asyncio.sleep(0)  # the loop polls its sockets between chunks
-            for w in batch[start : start + WAKE_CHUNK]:
-                if not w.done.done():
-                    w.done.set_result(None)
+            for _, done in batch[start : start + WAKE_CHUNK]:
+                if not done.done():
+                    done.set_result(None)

@@ -479,19 +479,17 @@ class Worker:
     async def _run_event(self, event: Event, attempts: int, out: _Outcome) -> bool:
         """Run one event in its trace's span; False stops the subject for this batch."""
         with tracing.event_span(event, attempts + 1) as span:
-            carry_on = await self._handle_event(event, attempts, out)
+            contexts: list[HandlerContext] = []
+            try:
+                carry_on = await self._handle_in(event, attempts, out, contexts)
+            finally:
+                # What the handler published before any failure stays true: its steps are
+                # recorded.
+                for ctx in contexts:
+                    out.published.extend(ctx.published)
             if span.is_recording():
                 tracing.set_outcome(span, _outcome_of(event, out))
             return carry_on
-
-    async def _handle_event(self, event: Event, attempts: int, out: _Outcome) -> bool:
-        contexts: list[HandlerContext] = []
-        try:
-            return await self._handle_in(event, attempts, out, contexts)
-        finally:
-            # What the handler published before any failure stays true: its steps are recorded.
-            for ctx in contexts:
-                out.published.extend(ctx.published)
 
     async def _handle_in(
         self, event: Event, attempts: int, out: _Outcome, contexts: list[HandlerContext]

@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,16 +25,29 @@ current_event: contextvars.ContextVar[tuple[str, str, str] | None] = contextvars
 )
 
 
-@contextmanager
-def event_context(event: Event) -> Iterator[None]:
+class _EventContext:
+    """``event_context``'s block: a plain class, not a generator (made once per event)."""
+
+    __slots__ = ("_event", "_tokens")
+
+    def __init__(self, event: Event) -> None:
+        self._event = event
+
+    def __enter__(self) -> None:
+        event = self._event
+        self._tokens = (
+            correlation_id.set(event.correlation_id),
+            current_event.set((event.id, event.type, event.subject)),
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        correlation_id.reset(self._tokens[0])
+        current_event.reset(self._tokens[1])
+
+
+def event_context(event: Event) -> AbstractContextManager[None]:
     """Within this block every log line names the event, its subject and its correlation id."""
-    t1 = correlation_id.set(event.correlation_id)
-    t2 = current_event.set((event.id, event.type, event.subject))
-    try:
-        yield
-    finally:
-        correlation_id.reset(t1)
-        current_event.reset(t2)
+    return _EventContext(event)
 
 
 @contextmanager
