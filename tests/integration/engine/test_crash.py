@@ -28,6 +28,7 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
 from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events
 from support.effects import EffectStore
+from support.load import load_factor
 
 TRIALS = 1000 if LONG else 200
 SUBJECTS = 25
@@ -111,7 +112,8 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(db_url: str, tmp_
         # Children kill themselves right after 5% of side effects (before the step is
         # recorded); the parent kills the others at a random time within their batch.
         pid = fork_worker(db_url, effects_path, 0.05, trial)
-        time.sleep(rng.uniform(0.0, 0.12))
+        # stretched by the load, so a slow box's child has started work when most kills land
+        time.sleep(rng.uniform(0.0, 0.12) * load_factor())
         try:
             os.kill(pid, signal.SIGKILL)
             kills += 1
