@@ -1,5 +1,7 @@
 """Installed as users install it: the built wheel, with its ``sandbox`` extra, in a fresh
-virtualenv, runs ``q2c demo --quick`` from an empty folder (no repository, no ``config/``)."""
+virtualenv, runs ``q2c demo --quick`` from an empty folder (no repository, no ``config/``); what
+it prints and leaves in its store is checked in full (``support.demo_checks``): this is CI's one
+run of the quick demo on Tryton."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+from support.demo_checks import check_quick_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +65,7 @@ def test_the_wheel_runs_the_quick_demo_from_an_empty_folder(tmp_path: Path) -> N
         for k, v in os.environ.items()
         if not k.startswith(("Q2C_", "PYTHON", "VIRTUAL_ENV")) or k == "Q2C_CACHE_DIR"
     }
+    env["COLUMNS"] = "140"  # the width the summary's checks read it at (rich reads COLUMNS)
     done = subprocess.run(
         [str(venv / "bin" / "q2c"), "demo", "--quick"],
         cwd=empty,
@@ -73,3 +78,4 @@ def test_the_wheel_runs_the_quick_demo_from_an_empty_folder(tmp_path: Path) -> N
     assert done.returncode == 0, output[-5000:]
     assert "Traceback" not in output
     assert any(line.startswith("reconciled: ") for line in done.stdout.splitlines()), output[-3000:]
+    check_quick_demo(done.stdout, empty / ".q2c" / "demo")
