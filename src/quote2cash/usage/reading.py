@@ -141,6 +141,7 @@ def _normalised(table: pa.Table, first_line: int) -> pa.Table:
     names = [_ALIASES.get(n.lower(), n.lower()) for n in table.column_names]
     table = table.rename_columns(names)
     out: dict[str, pa.Array] = {}
+    none = pa.nulls(table.num_rows, pa.string())  # one array for every absent field
     for name in FIELDS:
         if name in table.column_names:
             column = table.column(name)
@@ -148,9 +149,9 @@ def _normalised(table: pa.Table, first_line: int) -> pa.Table:
                 column = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.string())
             out[name] = column.cast(pa.string())
         else:
-            out[name] = pa.nulls(table.num_rows, pa.string())
+            out[name] = none
     out["line"] = pc.add(arange(table.num_rows), first_line)
-    out["malformed"] = pa.nulls(table.num_rows, pa.string())
+    out["malformed"] = none
     return pa.table(out)
 
 
