@@ -7,7 +7,9 @@ must give the same records, nulls, line numbers and rejected rows with DuckDB's 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -123,3 +125,33 @@ def test_random_plain_files_read_the_same(tmp_path: Path) -> None:
         path.write_text("\n".join(lines) + ("\n" if rng.random() < 0.8 else ""))
         assert reading._plain_csv_header(path) is not None
         _same_as_duckdb(path, rng.choice((1, 7, 100, 1000)))
+
+
+def test_a_wrong_width_far_into_a_file_hands_over_to_duckdb_where_arrow_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reading, "_ARROW_BLOCK", 1 << 16)  # many blocks, read one by one
+    duckdb_chunks = reading._duckdb_csv_chunks
+    skipped: list[int] = []
+
+    def recorded(path: Path, chunk_rows: int, **kwargs: Any) -> Iterator[pa.Table]:
+        skipped.append(kwargs.get("skip", 0))
+        return duckdb_chunks(path, chunk_rows, **kwargs)
+
+    monkeypatch.setattr(reading, "_duckdb_csv_chunks", recorded)
+    path = tmp_path / "late.csv"
+    lines = [HEADER]
+    lines += [f"r{i},C-{i % 7},api_calls,{i},call,2026-03-20T10:00:00Z" for i in range(50_000)]
+    lines[30_001] = "odd,C-1,api_calls,1,call,2026-03-20T10:00:00Z,extra"
+    lines[40_001] = "wide,C-1,api_calls,1,call,2026-03-20T10:00:00Z,,"  # extra fields empty
+    path.write_text("\n".join(lines) + "\n")
+    assert reading._plain_csv_header(path) is not None
+    chunks = _same_as_duckdb(path, 1000)
+    assert skipped[0] >= 20_000 and skipped[0] % 1000 == 0  # Arrow's records, then DuckDB's
+    assert skipped[1:] == [0]  # the whole file by DuckDB, as the test compares
+    rows = _whole(chunks)
+    assert len(rows) == 50_000
+    assert [r["id"] for r in rows[:3]] == ["r0", "r1", "r2"]
+    assert rows[40_000 - 1]["id"] == "wide"  # DuckDB takes it, as it always did
+    assert rows[-1]["id"] is None and "Expected Number of Columns" in rows[-1]["malformed"]
+    assert [r["line"] for r in rows[:-1]] == list(range(2, 50_001))
