@@ -284,16 +284,16 @@ class KeyIndex:
     def lookup(self, keys: pa.Array) -> pa.Array:
         """The stored value hash of each key, or null where the key was never accepted."""
         keys = keys.cast(_U64)
-        result = pa.nulls(len(keys), _U64)
         if not self.runs or len(keys) == 0:
-            return result
+            return pa.nulls(len(keys), _U64)
         high, mask = bloom_probe(keys)
+        result = None  # the newest run's value wins
         for run in reversed(self.runs):
             positions, values = run.lookup(keys, high, mask)
             if len(positions):
                 found = pc.scatter(values, positions.cast(pa.int64()), max_index=len(keys) - 1)
-                result = pc.coalesce(result, found)
-        return result
+                result = found if result is None else pc.coalesce(result, found)
+        return result if result is not None else pa.nulls(len(keys), _U64)
 
     # --- writes --------------------------------------------------------------------------
 

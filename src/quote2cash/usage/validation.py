@@ -694,7 +694,7 @@ def check_chunk(
         "outcome": _coded(pc.cast(duplicate, pa.int32()), ["accepted", "duplicate"]),
         **{k: values[k] for k in ("sub", "meter", "unit", "q", "ts")},
         **{k: values[k] for k in ("period_start", "period_end", "adjusted")},
-        **{k: pa.nulls(n, pa.string()) for k in ("praw", "field", "reason", "raw")},
+        **dict.fromkeys(("praw", "field", "reason", "raw"), pa.nulls(n, pa.string())),
     }
     same = ("line", "key", "content")  # the query gives the chunk's own values back
     mixed = checked is not None and checked.num_rows > 0
