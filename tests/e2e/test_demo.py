@@ -14,9 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from quote2cash.demo import run_demo
-from quote2cash.engine.queries import failed_events
-from quote2cash.engine.runtime import Runtime
-from quote2cash.sandbox import orchestrator
+from support.demo_checks import check_left_behind, check_reconciled
 
 
 def test_quick_demo_on_the_legacy_erp_reconciles(tmp_path: Path) -> None:
@@ -30,17 +28,8 @@ def test_quick_demo_on_the_legacy_erp_reconciles(tmp_path: Path) -> None:
     text = console.export_text()
     assert ok, text[-4000:]
     assert "Salesforce, Stripe and the legacy ERP" in text
-    assert "three-way reconciliation (q2c reconcile): 0 drift(s)" in text
-    for currency in ("EUR", "USD"):
-        row = next(line for line in text.splitlines() if line.strip(" │|").startswith(currency))
-        assert "equal to the cent" in row, row
+    check_reconciled(text)
     refund = next(line for line in text.splitlines() if "card refund" in line)
     assert "the legacy ERP open invoice, owes" in refund, refund
     assert "drained in order: yes" in text
-    assert orchestrator.read_state(folder / "sandbox") is None
-    runtime = Runtime.open(f"sqlite:///{folder / 'hub.sqlite'}", initialise=False)
-    try:
-        failed = failed_events(runtime)
-        assert [(f.type, f.category) for f in failed] == [("crm.opportunity.closed_won", "mapping")]
-    finally:
-        runtime.close()
+    check_left_behind(folder)

@@ -22,6 +22,7 @@ from quote2cash.usage.intake import BATCH_ACCEPTED, UsageIntake
 from quote2cash.usage.ledger import SqlUsageLedger
 from quote2cash.usage.quarantine import UsageQuarantine, UsageQuarantineError
 from support.identity import first_admin, new_operator, via_token
+from support.usage_files import RAGGED_CSV
 from support.usage_terms import log_subscription
 
 MARCH = datetime(2026, 3, 15, tzinfo=UTC)
@@ -359,13 +360,7 @@ def test_unreadable_csv_rows_are_quarantined_not_dropped(
     runtime: Runtime, intake: UsageIntake, sub: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "ragged.csv"
-    path.write_text(
-        "id,subscription,meter,quantity,timestamp\n"
-        "a,C-1,api_calls,1,2026-03-20T10:00:00Z\n"
-        "b,C-1,api_calls,1,2026-03-20T10:00:00Z,extra,more\n"
-        "c,C-1\n"
-        "d,C-1,api_calls,2,2026-03-21T10:00:00Z\n"
-    )
+    path.write_text(RAGGED_CSV)
     receipts = intake.ingest_file(path, source="files", actor="a")
     assert sum(r.records for r in receipts) == 4
     assert sum(r.accepted for r in receipts) == 2

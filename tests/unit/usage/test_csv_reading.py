@@ -16,6 +16,7 @@ import pytest
 
 from quote2cash.usage import reading
 from quote2cash.usage.reading import file_chunks
+from support.usage_files import RAGGED_CSV
 
 HEADER = "id,subscription,meter,quantity,unit,timestamp"
 CASES = 40
@@ -53,13 +54,7 @@ def test_a_plain_file_is_read_by_arrow_as_duckdb_reads_it(tmp_path: Path) -> Non
 
 def test_rows_of_the_wrong_width_in_a_plain_file_get_duckdbs_reasons(tmp_path: Path) -> None:
     path = tmp_path / "ragged.csv"
-    path.write_text(
-        "id,subscription,meter,quantity,timestamp\n"
-        "a,C-1,api_calls,1,2026-03-20T10:00:00Z\n"
-        "b,C-1,api_calls,1,2026-03-20T10:00:00Z,extra,more\n"
-        "c,C-1\n"
-        "d,C-1,api_calls,2,2026-03-21T10:00:00Z\n"
-    )
+    path.write_text(RAGGED_CSV)
     assert reading._plain_csv_header(path) is not None
     rows = _whole(_same_as_duckdb(path, 2))
     assert [r["id"] for r in rows] == ["a", "d", None, None]
