@@ -68,8 +68,9 @@ def engine_run(
     (``first_round_per_s``: right after a restart, caches cold)."""
     from engine_history import history_events, make_events, seed_history, step_registry
     from quote2cash.engine.runtime import Runtime
-    from quote2cash.engine.worker import Worker
+    from quote2cash.engine.worker import Worker, raise_worker_gc_threshold
 
+    raise_worker_gc_threshold()  # as `q2c worker` does
     runtime = Runtime.open(url)
     postgres = runtime.engine.dialect.name == "postgresql"
     seeded = time.perf_counter()

@@ -347,11 +347,12 @@ def worker(
     from contextlib import AsyncExitStack
 
     from quote2cash.engine.niceness import lower_process_priority
-    from quote2cash.engine.worker import Worker
+    from quote2cash.engine.worker import Worker, raise_worker_gc_threshold
     from quote2cash.observability.logging import configure_logging
 
     settings = get_settings()
     lower_process_priority(settings.worker_nice)  # every thread, now and started later
+    raise_worker_gc_threshold()  # a worker-only process: fewer young collections
     configure_logging(settings.log_level, settings.log_format)
     rt = open_runtime(db)
     configure_budgets(rt, config)

@@ -108,3 +108,22 @@ def test_a_worker_freezes_the_start_up_heap_once_per_process(
     worker.freeze_start_up_heap()
     worker.freeze_start_up_heap()
     assert frozen == [1]
+
+
+def test_a_worker_only_process_raises_the_young_threshold_and_keeps_the_older_ones() -> None:
+    """`q2c worker` collects the young generation less often; a higher threshold set before
+    is kept, and the older generations' ratios are not touched."""
+    import gc
+
+    from quote2cash.engine import worker
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 11, 12)
+        worker.raise_worker_gc_threshold()
+        assert gc.get_threshold() == (worker.WORKER_GC_GEN0, 11, 12)
+        gc.set_threshold(50_000, 11, 12)
+        worker.raise_worker_gc_threshold()
+        assert gc.get_threshold() == (50_000, 11, 12)
+    finally:
+        gc.set_threshold(*before)
