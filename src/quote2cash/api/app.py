@@ -51,15 +51,16 @@ from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
 from quote2cash.engine.queries import EventRow, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, deal_event, rejected_event
-from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
+from quote2cash.flows.status import InvoiceStatusView, get_invoice_status, warm_invoice_status
 from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
-from quote2cash.identity.tokens import authenticate_token, cached_operator
+from quote2cash.identity.tokens import authenticate_token, cached_operator, warm_token_checks
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
 from quote2cash.observability.kpi_collector import kpi_registry
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
 from quote2cash.settings import get_settings
+from quote2cash.store.db import kept_connections
 
 if TYPE_CHECKING:
     from quote2cash.identity.oidc import OidcClient
@@ -668,6 +669,17 @@ def build_app(
     async def close_store_threads(app: web.Application) -> None:
         await asyncio.to_thread(hub.store_threads.close)
 
+    async def ready_store_reads(app: web.Application) -> None:
+        """Before the site listens: the store threads and the invoice read's connections, so a
+        freshly started process's first answers wait for neither (its p99 did)."""
+        hub.store_threads.start()
+        try:
+            await hub._store(lambda: warm_invoice_status(runtime, hub.store_threads.limit))
+            await hub._store(lambda: warm_token_checks(runtime, kept_connections(runtime.engine)))
+        except Exception as exc:  # a store down now: requests connect when it is back
+            log.warning("store connections not readied at start: %s", type(exc).__name__)
+
+    app.on_startup.append(ready_store_reads)
     app.on_cleanup.append(close_store_threads)
     from quote2cash.api.routes import ROUTES
     from quote2cash.api.routing import checked
