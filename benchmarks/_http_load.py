@@ -28,6 +28,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 CONNECTIONS = 64
+START_S = 0.5
+"""The first seconds of a window, reported apart (``start_p99_ms``)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -90,6 +92,7 @@ async def open_loop_raw(
     tail = f" HTTP/1.1\r\nHost: {host}:{port}\r\n{lines}\r\n".encode()
     requests = [b"GET " + quote(p, safe="/").encode() + tail for p in paths]
     latencies: list[float] = []
+    planned_at: list[float] = []  # each latency's planned instant
     errors: dict[str, int] = {}
     idle: list[_Connection] = []
     busy: list[_Connection] = []
@@ -100,6 +103,7 @@ async def open_loop_raw(
         nonlocal outstanding
         latency = time.perf_counter() - planned
         latencies.append(latency * 1000)
+        planned_at.append(planned)
         if status != b"200" or latency > timeout:
             name = "TimeoutError" if latency > timeout else status.decode("ascii", "replace")
             errors[name] = errors.get(name, 0) + 1
@@ -151,6 +155,7 @@ async def open_loop_raw(
     for conn in idle + busy:
         for planned in conn.waiting:
             latencies.append((now - planned) * 1000)
+            planned_at.append(planned)
             unanswered += 1
         conn.waiting.clear()  # counted here, not again when the closed connection reports
         conn.answered = lambda *_: None
@@ -169,9 +174,22 @@ async def open_loop_raw(
         "p99_ms": round(cuts[989], 2),
         "p999_ms": round(cuts[998], 2),
         "max_ms": round(max(latencies), 2),
+        **_start_and_rest(latencies, planned_at, t0),
         "errors": dict(errors),
         "client": "raw",
         "client_connections": connections,
         "client_pipelined": pipelined,
         "client_cpu_ms_per_request": round(cpu * 1000 / total, 3),
     }
+
+
+def _start_and_rest(latencies: list[float], planned_at: list[float], t0: float) -> dict[str, Any]:
+    """p99 of the requests planned in the window's first ``START_S`` seconds and of the rest: a
+    freshly started server's (or worker's) start-up tail apart from the steady state's."""
+    start = [lat for lat, at in zip(latencies, planned_at, strict=True) if at < t0 + START_S]
+    rest = [lat for lat, at in zip(latencies, planned_at, strict=True) if at >= t0 + START_S]
+
+    def p99(values: list[float]) -> float | None:
+        return round(statistics.quantiles(values, n=100)[98], 2) if len(values) > 1 else None
+
+    return {"start_p99_ms": p99(start), "rest_p99_ms": p99(rest)}

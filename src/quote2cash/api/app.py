@@ -51,15 +51,16 @@ from quote2cash.engine.quarantine import UnknownDelivery, quarantine_delivery
 from quote2cash.engine.queries import EventRow, find_event, list_events
 from quote2cash.engine.runtime import Runtime
 from quote2cash.flows.intake import REJECTED, billing_event, deal_event, rejected_event
-from quote2cash.flows.status import InvoiceStatusView, get_invoice_status
-from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated
-from quote2cash.identity.tokens import authenticate_token, cached_operator
+from quote2cash.flows.status import InvoiceStatusView, get_invoice_status, warm_invoice_status
+from quote2cash.identity import IdentityError, NotAllowed, NotAuthenticated, Operator
+from quote2cash.identity.tokens import authenticate_token, cached_operator, warm_token_checks
 from quote2cash.masterdata.xref import XrefStore
 from quote2cash.observability import tracing
 from quote2cash.observability.kpi_collector import kpi_registry
 from quote2cash.observability.logging import correlation
 from quote2cash.reconcile.model import Report
 from quote2cash.settings import get_settings
+from quote2cash.store.db import kept_connections
 
 if TYPE_CHECKING:
     from quote2cash.identity.oidc import OidcClient
@@ -228,6 +229,7 @@ class HubApi:
         self.store_timeout = store_timeout
         self.xref = XrefStore(runtime.engine, runtime.clock)
         self.store_threads = StoreThreads()
+        self._token_checks: dict[tuple[str, str], asyncio.Future[Operator]] = {}
 
     async def _store(self, call: Callable[[], Any]) -> Any:
         """Run a store call off the event loop; a failing store is a 503 (the sender retries)."""
@@ -566,6 +568,36 @@ class HubApi:
             )
             return error_response(500, "internal", "internal error; the operator can see the log")
 
+    async def _check_token(self, token: str, client: str) -> Operator:
+        """The store's check of ``token`` from ``client``; requests that miss the cache while the
+        same check is in flight take its operator (a check as fresh as the cache's) instead of
+        each queueing one (a fresh process's first burst did). A failed check is not shared:
+        each such request checks for itself, so every failure is counted as before."""
+        key = (token, client)
+        running = self._token_checks.get(key)
+        if running is not None:
+            with contextlib.suppress(Exception):
+                return await asyncio.shield(running)
+            checked: Operator = await self._store(
+                lambda: authenticate_token(self.runtime, token, client=client)
+            )
+            return checked
+        running = asyncio.get_running_loop().create_future()
+        self._token_checks[key] = running
+        try:
+            operator: Operator = await self._store(
+                lambda: authenticate_token(self.runtime, token, client=client)
+            )
+        except BaseException as exc:
+            running.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
+            running.exception()  # retrieved: no joiner is a reason to report it
+            raise
+        else:
+            running.set_result(operator)
+            return operator
+        finally:
+            del self._token_checks[key]
+
     @web.middleware
     async def bearer(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -584,9 +616,7 @@ class HubApi:
         operator = cached_operator(self.runtime, presented, client=client)
         if operator is None:
             try:
-                operator = await self._store(
-                    lambda: authenticate_token(self.runtime, presented, client=client)
-                )
+                operator = await self._check_token(presented, client)
             except NotAuthenticated as exc:
                 raise ApiError(401, "unauthenticated", f"{exc}{hint}") from None
         operator.require("viewer", f"{request.method} {request.path}")
@@ -668,6 +698,17 @@ def build_app(
     async def close_store_threads(app: web.Application) -> None:
         await asyncio.to_thread(hub.store_threads.close)
 
+    async def ready_store_reads(app: web.Application) -> None:
+        """Before the site listens: the store threads and the invoice read's connections, so a
+        freshly started process's first answers wait for neither (its p99 did)."""
+        hub.store_threads.start()
+        try:
+            await hub._store(lambda: warm_invoice_status(runtime, hub.store_threads.limit))
+            await hub._store(lambda: warm_token_checks(runtime, kept_connections(runtime.engine)))
+        except Exception as exc:  # a store down now: requests connect when it is back
+            log.warning("store connections not readied at start: %s", type(exc).__name__)
+
+    app.on_startup.append(ready_store_reads)
     app.on_cleanup.append(close_store_threads)
     from quote2cash.api.routes import ROUTES
     from quote2cash.api.routing import checked

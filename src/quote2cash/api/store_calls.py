@@ -71,6 +71,11 @@ class StoreThreads:
         finally:
             timer.cancel()
 
+    def start(self) -> None:
+        """Start every thread now rather than as calls first need them."""
+        for _ in range(self.limit - len(self._threads)):
+            self._grow()
+
     def _grow(self) -> None:
         with self._lock:
             if self._closed or len(self._threads) >= self.limit:

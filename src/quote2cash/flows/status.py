@@ -21,7 +21,7 @@ from quote2cash.canonical import Money
 from quote2cash.engine.errors import DataError
 from quote2cash.engine.runtime import Runtime
 from quote2cash.masterdata.xref import XrefStore
-from quote2cash.readmodels.invoice_status import StoredInvoice, find_invoice
+from quote2cash.readmodels.invoice_status import StoredInvoice, find_invoice, warm_invoice_reads
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,12 @@ def get_invoice_status(runtime: Runtime, xref: XrefStore, invoice_id: str) -> In
             "or a global id INV-...)"
         )
     return _view(found)
+
+
+def warm_invoice_status(runtime: Runtime, connections: int) -> None:
+    """Ready the store connections ``get_invoice_status`` answers on, ``connections`` of them
+    (a web process calls it before it listens)."""
+    warm_invoice_reads(runtime.engine, connections)
 
 
 def _view(r: StoredInvoice) -> InvoiceStatusView:

@@ -5,6 +5,7 @@ disabled owner's tokens are refused, a role the owner lost is never carried), at
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from quote2cash.engine.audit import AuditEntry, append_audit
 from quote2cash.engine.runtime import Runtime
@@ -203,26 +204,7 @@ def authenticate_token(runtime: Runtime, token: str, *, client: str = "unknown")
     digest = token_hash(token) if _well_formed(token) else None
     now = runtime.clock.now()
     with read_connection(runtime.engine) as conn:
-        locked = throttle.locked_in(conn, [key], now)
-        row: Any = (
-            conn.execute(
-                select(
-                    api_tokens.c.name,
-                    api_tokens.c.owner,
-                    api_tokens.c.roles,
-                    api_tokens.c.expires_at,
-                    api_tokens.c.revoked_at,
-                    operators.c.roles.label("owner_roles"),
-                    operators.c.disabled_at,
-                )
-                .select_from(
-                    api_tokens.outerjoin(operators, operators.c.name == api_tokens.c.owner)
-                )
-                .where(api_tokens.c.token_hash == digest)
-            ).first()
-            if digest is not None and not locked
-            else None
-        )
+        locked, row = _lockout_and_token(conn, key, digest, now)
     if locked:
         log.warning("token authentication refused from client %r: locked out", client)
         raise NotAuthenticated("too many failed attempts from this client; try again later")
@@ -245,6 +227,41 @@ def authenticate_token(runtime: Runtime, token: str, *, client: str = "unknown")
     if digest is not None:
         cache.keep(digest, operator, row.expires_at, now, generation)
     return operator
+
+
+def _lockout_and_token(conn: Connection, key: str, digest: str | None, now: datetime) -> Any:
+    """Whether ``key`` is locked out, and the row of the token hashed to ``digest`` (None when
+    locked out or no such token)."""
+    locked = throttle.locked_in(conn, [key], now)
+    row: Any = (
+        conn.execute(
+            select(
+                api_tokens.c.name,
+                api_tokens.c.owner,
+                api_tokens.c.roles,
+                api_tokens.c.expires_at,
+                api_tokens.c.revoked_at,
+                operators.c.roles.label("owner_roles"),
+                operators.c.disabled_at,
+            )
+            .select_from(api_tokens.outerjoin(operators, operators.c.name == api_tokens.c.owner))
+            .where(api_tokens.c.token_hash == digest)
+        ).first()
+        if digest is not None and not locked
+        else None
+    )
+    return locked, row
+
+
+def warm_token_checks(runtime: Runtime, connections: int) -> None:
+    """Open ``connections`` of the store's pooled connections at once, each running the token
+    check's statements for a hash no token has (nothing recorded, nothing cached), so the first
+    requests of a freshly started web process do not each open one and plan them."""
+    now = runtime.clock.now()
+    with contextlib.ExitStack() as held:
+        for _ in range(connections):
+            conn = held.enter_context(read_connection(runtime.engine))
+            _lockout_and_token(conn, "warm-up", "", now)
 
 
 def revoke_token(runtime: Runtime, token_name: str, *, by: Operator) -> None:

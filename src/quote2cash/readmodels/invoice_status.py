@@ -389,6 +389,14 @@ def find_invoice(engine: Engine, ident: str) -> StoredInvoice | None:
     return _stored(row, row.gid, row.erp_id)
 
 
+def warm_invoice_reads(engine: Engine, connections: int) -> None:
+    """Ready ``connections`` of ``find_invoice``'s kept connections, each having run its
+    statement once (for an id no invoice has), before the first request needs them."""
+    raw_reads(engine).warm(
+        _FIND, {"kind": str(Kind.INVOICE), "ident": "", "global_ident": None}, connections
+    )
+
+
 def _find_exactly(conn: Connection, ident: str) -> StoredInvoice | None:
     """The same answer through ``masterdata.xref``'s own functions, merges followed."""
     billing_id = _billing_id(conn, ident)

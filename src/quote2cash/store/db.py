@@ -80,6 +80,12 @@ def _ping_when_idle(engine: Engine, idle: float) -> None:
             raise DisconnectionError(lost) from None
 
 
+def kept_connections(engine: Engine) -> int:
+    """How many connections the engine's pool keeps open between uses (1 for a single shared
+    one, as an in-memory SQLite store has)."""
+    return engine.pool.size() if isinstance(engine.pool, QueuePool) else 1
+
+
 def read_connection(engine: Engine) -> Connection:
     """A connection for reads only, in autocommit: each statement reads the last committed state
     by itself (no BEGIN/ROLLBACK round trips; ``snapshot_connection`` when statements must

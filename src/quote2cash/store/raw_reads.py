@@ -80,7 +80,9 @@ class RawReads:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            pass
+            return self._new_connection()
+
+    def _new_connection(self) -> Any:
         pooled = self.engine.raw_connection()
         dbapi: Any = pooled.driver_connection
         pooled.detach()  # ours now: the pool's slot is freed, its reset-on-return never runs
@@ -121,6 +123,18 @@ class RawReads:
             raise
         self._give_back(dbapi)
         return None if raw is None else compiled.make(raw)
+
+    def warm(
+        self, statement: TextualSelect | TextClause, values: Mapping[str, Any], connections: int
+    ) -> None:
+        """Open up to ``connections`` kept connections now, each running ``statement`` once, so
+        the first answers do not each pay a new server connection, its first plan and its
+        catalogue caches (measured: the tail of a freshly started web process)."""
+        count = min(connections, KEPT) - self._idle.qsize()
+        for _ in range(count):
+            self._give_back(self._new_connection())
+        for _ in range(count):  # the queue is first in, first out: each connection runs it once
+            self.first(statement, values)
 
     def close(self) -> None:
         self._closed = True

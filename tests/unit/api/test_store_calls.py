@@ -96,3 +96,17 @@ async def test_close_lets_the_running_call_finish_then_refuses() -> None:
     await running
     with pytest.raises(RuntimeError, match="closed"):
         await threads.call(lambda: None, 5)
+
+
+async def test_start_runs_every_thread_before_any_call() -> None:
+    threads = StoreThreads(limit=3, name="q2c-store-started")
+    try:
+        threads.start()
+        threads.start()  # again: none more
+        named = [t for t in threading.enumerate() if t.name.startswith("q2c-store-started")]
+        assert len(named) == 3
+        assert await threads.call(lambda: 7, 5) == 7
+        named = [t for t in threading.enumerate() if t.name.startswith("q2c-store-started")]
+        assert len(named) == 3
+    finally:
+        threads.close()
