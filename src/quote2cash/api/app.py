@@ -573,21 +573,21 @@ class HubApi:
         same check is in flight take its operator (a check as fresh as the cache's) instead of
         each queueing one (a fresh process's first burst did). A failed check is not shared:
         each such request checks for itself, so every failure is counted as before."""
+
+        def check() -> Operator:
+            return authenticate_token(self.runtime, token, client=client)
+
         key = (token, client)
         running = self._token_checks.get(key)
         if running is not None:
             with contextlib.suppress(Exception):
                 return await asyncio.shield(running)
-            checked: Operator = await self._store(
-                lambda: authenticate_token(self.runtime, token, client=client)
-            )
+            checked: Operator = await self._store(check)
             return checked
         running = asyncio.get_running_loop().create_future()
         self._token_checks[key] = running
         try:
-            operator: Operator = await self._store(
-                lambda: authenticate_token(self.runtime, token, client=client)
-            )
+            operator: Operator = await self._store(check)
         except BaseException as exc:
             running.set_exception(exc if isinstance(exc, Exception) else RuntimeError("cancelled"))
             running.exception()  # retrieved: no joiner is a reason to report it

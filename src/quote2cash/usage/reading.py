@@ -12,7 +12,7 @@ import json
 import queue
 import re
 import threading
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -240,25 +240,36 @@ def _arrow_csv_chunks(path: Path, chunk_rows: int, names: list[str]) -> Iterator
         ),
     )
     done = 0  # records handed out
-    waiting: list[pa.RecordBatch] = []
-    rows = 0
     try:
-        for batch in itertools.chain(reader, [None]):
-            if odd:
-                break
-            if batch is not None:
-                waiting.append(batch)
-                rows += batch.num_rows
-            while rows >= chunk_rows or (batch is None and rows):
-                table = pa.Table.from_batches(waiting, schema=reader.schema)
-                head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
-                yield _normalised(head, 2 + done)
-                done += head.num_rows
-                waiting, rows = rest.to_batches(), rest.num_rows
+        # whole chunks until the parsing of a batch meets a row of the wrong width
+        for table in _sized(reader, chunk_rows, lambda: bool(odd)):
+            yield _normalised(table, 2 + done)
+            done += table.num_rows
     finally:
         reader.close()
     if odd:
         yield from _duckdb_csv_chunks(path, chunk_rows, skip=done, names=names)
+
+
+def _sized(
+    batches: Iterator[pa.RecordBatch], chunk_rows: int, stopped: Callable[[], bool] = lambda: False
+) -> Iterator[pa.Table]:
+    """``batches`` gathered and cut into tables of exactly ``chunk_rows`` rows, the last one
+    shorter: the chunks the Arrow and Parquet readers hand out. Once ``stopped()`` (asked as
+    each batch arrives and at the end), nothing more is handed out, not even a last part."""
+    waiting: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in itertools.chain(batches, [None]):
+        if stopped():
+            return
+        if batch is not None:
+            waiting.append(batch)
+            rows += batch.num_rows
+        while rows >= chunk_rows or (batch is None and rows):
+            table = pa.Table.from_batches(waiting)
+            head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
+            yield head
+            waiting, rows = rest.to_batches(), rest.num_rows
 
 
 def _rejects(con: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
@@ -353,18 +364,9 @@ def _parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
     # ``chunk_rows`` as before, the dictionaries unified, the indices put end to end
     file = pq.ParquetFile(path, metadata=file.metadata, read_dictionary=coded)
     line = 1
-    waiting: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in itertools.chain(file.iter_batches(batch_size=chunk_rows), [None]):
-        if batch is not None:
-            waiting.append(batch)
-            rows += batch.num_rows
-        while rows >= chunk_rows or (batch is None and rows):
-            table = pa.Table.from_batches(waiting)
-            head, rest = table.slice(0, chunk_rows), table.slice(chunk_rows)
-            yield _normalised(_contiguous(head), line)
-            line += head.num_rows
-            waiting, rows = rest.to_batches(), rest.num_rows
+    for table in _sized(file.iter_batches(batch_size=chunk_rows), chunk_rows):
+        yield _normalised(_contiguous(table), line)
+        line += table.num_rows
 
 
 def _contiguous(table: pa.Table) -> pa.Table:
