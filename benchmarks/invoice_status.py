@@ -18,8 +18,10 @@ out of work before it closed is flagged (``worker_busy_whole_window``). The phas
 ``--rounds`` times (3); each phase shows the window with the median p99, every round's p99 beside
 it, and the dispatching phases' median p99 over idle's (``*_p99_over_idle``). Each window also
 reports serve's CPU per request (robust to a shared machine's load; with ``--processes N``
-summed over every serve process), the load generator's own CPU per request and the load
-average. The load generator (``--client raw``, the default) is ``_http_load``'s kept-alive raw
+summed over every serve process), the load generator's own CPU per request, the cores each
+party used during the window (``cores_used``: serve, a worker apart, the store's PostgreSQL
+backends, the load generator; column ``cores`` their total, against this machine's 2) and the
+load average. The load generator (``--client raw``, the default) is ``_http_load``'s kept-alive raw
 sockets: aiohttp's client (``--client aiohttp``) cost a third of a core at 1,000 requests/s on
 the same 2 cores as the server it measures. The p99 of the requests planned in a window's first
 half second (``start_p99_ms``, column ``0-.5s``) is reported apart from the rest's
@@ -53,7 +55,7 @@ import aiohttp
 import psycopg
 from sqlalchemy import func, select
 
-from _common import child_env, pg_database, start_serve, stop_serve
+from _common import backend_cpu_seconds, child_env, pg_database, start_serve, stop_serve
 from _http_load import open_loop_raw
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
@@ -393,16 +395,41 @@ def descendants(pid: int) -> list[int]:
 
 
 def loaded_window(
-    process: subprocess.Popen[str], base: str, token: str, ids_file: Path, rate: int, s: float
+    process: subprocess.Popen[str],
+    base: str,
+    token: str,
+    ids_file: Path,
+    rate: int,
+    s: float,
+    *,
+    url: str,
+    worker: subprocess.Popen[str] | None = None,
 ) -> dict[str, Any]:
     """One load window, with serve's CPU per request (robust to a shared machine's load, unlike
-    wall latency) and the load average beside it."""
+    wall latency) and the load average beside it; and the cores each party used meanwhile
+    (serve with its in-process worker if any, a worker apart, the store's PostgreSQL backends,
+    the load generator): on this 2-core machine, a total near 2 means requests queue for a core."""
     cpu0 = cpu_seconds(process.pid)
+    worker0 = cpu_seconds(worker.pid) if worker is not None else 0.0
+    server0 = backend_cpu_seconds(url) if url.startswith("postgresql") else 0.0
+    started = time.perf_counter()
     figures: dict[str, Any] = run_client(base, token, ids_file, rate, s)
+    window = time.perf_counter() - started
     used = cpu_seconds(process.pid) - cpu0
+    worker_used = cpu_seconds(worker.pid) - worker0 if worker is not None else 0.0
+    server_used = backend_cpu_seconds(url) - server0 if url.startswith("postgresql") else 0.0
     figures["serve_cpu_ms_per_request"] = round(used * 1000 / figures["requests"], 3)
     answered = figures["requests"] - sum(figures["errors"].values())
     figures["serve_cpu_ms_per_answer"] = round(used * 1000 / max(1, answered), 3)
+    client_used = figures["client_cpu_ms_per_request"] * figures["requests"] / 1000
+    cores = {
+        "serve": used / window,
+        "worker_apart": worker_used / window,
+        "postgres": server_used / window,
+        "client": client_used / window,
+    }
+    cores["total"] = sum(cores.values())
+    figures["cores_used"] = {k: round(v, 2) for k, v in cores.items()}
     figures["load_average"] = round(os.getloadavg()[0], 1)
     return figures
 
@@ -449,7 +476,9 @@ def dispatching_window(
         run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
         pending = pending_count(url)
         started = time.perf_counter()
-        figures = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
+        figures = loaded_window(
+            process, base, token, ids_file, args.rate, args.seconds, url=url, worker=worker
+        )
         left = pending_count(url)
         window = time.perf_counter() - started
     finally:
@@ -505,7 +534,9 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             process, base = start_serve(url, folder, workers=False, processes=count)
             try:
                 run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
-                figures = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
+                figures = loaded_window(
+                    process, base, token, ids_file, args.rate, args.seconds, url=url
+                )
                 windows["idle"].append(figures)
             finally:
                 stop_serve(process)
@@ -594,7 +625,7 @@ def main() -> None:
     print(
         f"  {'procs':<6}{'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'p99.9':>8}{'0-.5s':>8}{'rest':>8}{'errors':>8}{'worker ev/s':>13}"
-        f"{'cpu ms/req':>12}{'client':>8}{'load':>6}  p99 of each round"
+        f"{'cpu ms/req':>12}{'client':>8}{'cores':>6}{'load':>6}  p99 of each round"
     )
     runs = result.get("by_processes") or {str(args.counts[0]): result}
     for count, run in runs.items():
@@ -605,7 +636,7 @@ def main() -> None:
                 f"{f['p99_ms']:>8}{f['p999_ms']:>8}{f.get('start_p99_ms', '-')!s:>8}"
                 f"{f.get('rest_p99_ms', '-')!s:>8}{sum(f['errors'].values()):>8}"
                 f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
-                f"{f['client_cpu_ms_per_request']:>8}"
+                f"{f['client_cpu_ms_per_request']:>8}{f['cores_used']['total']:>6}"
                 f"{f['load_average']:>6}  {' / '.join(map(str, f['p99_ms_rounds']))}"
             )
         print(
