@@ -9,17 +9,23 @@ kind of id (billing id, number, ERP id, CRM id, global id), old and live invoice
 
 Load is open-loop: request i is sent at t0 + i/R whether or not earlier ones have answered, and
 its latency counts from that planned instant (no coordinated omission). Three phases:
-``idle`` (serve without workers), ``dispatching`` (serve's own worker draining a backlog of
-events appended just before, at full speed, during the whole window) and ``worker_apart`` (the
-same with ``q2c worker`` in its own process beside a serve without workers). Each window also
+``idle`` (serve without workers), ``dispatching`` (serve's own worker draining a backlog at full
+speed) and ``worker_apart`` (the same with ``q2c worker`` in its own process beside a serve
+without workers). Every window starts a serve (and worker) and warms serve for a second first,
+as in production, where the web process is not started beside the load; the backlog is topped up
+to ``--backlog`` pending events before each dispatching window, and a window whose worker ran
+out of work before it closed is flagged (``worker_busy_whole_window``). The phases alternate
+``--rounds`` times (3); each phase shows the window with the median p99, every round's p99 beside
+it, and the dispatching phases' median p99 over idle's (``*_p99_over_idle``). Each window also
 reports serve's CPU per request (robust to a shared machine's load; with ``--processes N``
-summed over every serve process), the load generator's own CPU per request and the load
-average. The load generator (``--client raw``, the default) is ``_http_load``'s kept-alive raw
+summed over every serve process), the load generator's own CPU per request, the cores each
+party used during the window (``cores_used``: serve, a worker apart, the store's PostgreSQL
+backends, the load generator; column ``cores`` their total, against this machine's 2) and the
+load average. The load generator (``--client raw``, the default) is ``_http_load``'s kept-alive raw
 sockets: aiohttp's client (``--client aiohttp``) cost a third of a core at 1,000 requests/s on
 the same 2 cores as the server it measures. The p99 of the requests planned in a window's first
 half second (``start_p99_ms``, column ``0-.5s``) is reported apart from the rest's
-(``rest_p99_ms``): the dispatching windows start a fresh serve (and worker), whose start-up tail
-lands there. Prints a table; the last line is one JSON object.
+(``rest_p99_ms``). Prints a table; the last line is one JSON object.
 
     python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
     python benchmarks/invoice_status.py --quick    # under a minute
@@ -49,7 +55,7 @@ import aiohttp
 import psycopg
 from sqlalchemy import func, select
 
-from _common import child_env, pg_database, start_serve, stop_serve
+from _common import backend_cpu_seconds, child_env, pg_database, start_serve, stop_serve
 from _http_load import open_loop_raw
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
@@ -389,16 +395,41 @@ def descendants(pid: int) -> list[int]:
 
 
 def loaded_window(
-    process: subprocess.Popen[str], base: str, token: str, ids_file: Path, rate: int, s: float
+    process: subprocess.Popen[str],
+    base: str,
+    token: str,
+    ids_file: Path,
+    rate: int,
+    s: float,
+    *,
+    url: str,
+    worker: subprocess.Popen[str] | None = None,
 ) -> dict[str, Any]:
     """One load window, with serve's CPU per request (robust to a shared machine's load, unlike
-    wall latency) and the load average beside it."""
+    wall latency) and the load average beside it; and the cores each party used meanwhile
+    (serve with its in-process worker if any, a worker apart, the store's PostgreSQL backends,
+    the load generator): on this 2-core machine, a total near 2 means requests queue for a core."""
     cpu0 = cpu_seconds(process.pid)
+    worker0 = cpu_seconds(worker.pid) if worker is not None else 0.0
+    server0 = backend_cpu_seconds(url) if url.startswith("postgresql") else 0.0
+    started = time.perf_counter()
     figures: dict[str, Any] = run_client(base, token, ids_file, rate, s)
+    window = time.perf_counter() - started
     used = cpu_seconds(process.pid) - cpu0
+    worker_used = cpu_seconds(worker.pid) - worker0 if worker is not None else 0.0
+    server_used = backend_cpu_seconds(url) - server0 if url.startswith("postgresql") else 0.0
     figures["serve_cpu_ms_per_request"] = round(used * 1000 / figures["requests"], 3)
     answered = figures["requests"] - sum(figures["errors"].values())
     figures["serve_cpu_ms_per_answer"] = round(used * 1000 / max(1, answered), 3)
+    client_used = figures["client_cpu_ms_per_request"] * figures["requests"] / 1000
+    cores = {
+        "serve": used / window,
+        "worker_apart": worker_used / window,
+        "postgres": server_used / window,
+        "client": client_used / window,
+    }
+    cores["total"] = sum(cores.values())
+    figures["cores_used"] = {k: round(v, 2) for k, v in cores.items()}
     figures["load_average"] = round(os.getloadavg()[0], 1)
     return figures
 
@@ -415,27 +446,77 @@ def start_worker(url: str, folder: Path) -> subprocess.Popen[str]:
         return subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env, cwd=folder)
 
 
+def pending_count(url: str) -> int:
+    runtime = Runtime.open(url)
+    try:
+        with runtime.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(event_state)
+                    .where(event_state.c.status == "pending")
+                ).scalar_one()
+            )
+    finally:
+        runtime.close()
+
+
 def dispatching_window(
     url: str, args: argparse.Namespace, folder: Path, token: str, ids_file: Path, *, apart: bool
 ) -> dict[str, Any]:
-    """A window while a worker drains a fresh backlog: serve's own (``apart`` False) or one in
-    its own process; reports what it dispatched meanwhile."""
-    append_backlog(url, args.backlog)
-    before = done_count(url)
+    """A window while a worker drains a backlog: serve's own (``apart`` False) or one in its own
+    process. Serve (and the worker) are started and serve warmed as in the idle phase (its
+    start-up tail is not dispatch's), the worker draining meanwhile; the window counts only if the
+    worker still had work when it closed (``worker_busy_whole_window``); reports what the worker
+    dispatched during the window."""
+    append_backlog(url, max(0, args.backlog - pending_count(url)))  # topped up to --backlog
     process, base = start_serve(url, folder, workers=not apart, processes=args.processes)
     worker = start_worker(url, folder) if apart else None
     try:
+        run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
+        pending = pending_count(url)
         started = time.perf_counter()
-        figures = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
-        dispatched = done_count(url) - before
+        figures = loaded_window(
+            process, base, token, ids_file, args.rate, args.seconds, url=url, worker=worker
+        )
+        left = pending_count(url)
         window = time.perf_counter() - started
     finally:
         if worker is not None:
             stop_serve(worker)
         stop_serve(process)
-    figures["worker_events_per_s"] = round(dispatched / window, 1)
-    figures["backlog_left"] = max(0, args.backlog - dispatched)
+    figures["worker_events_per_s"] = round((pending - left) / window, 1)
+    figures["backlog_left"] = left
+    figures["worker_busy_whole_window"] = left > 0
+    if not left:
+        print(
+            f"  note: the worker drained the backlog before the window closed (--backlog "
+            f"{args.backlog:,} too small): part of this window had no dispatch",
+            file=sys.stderr,
+        )
     return figures
+
+
+PHASES = ("idle", "dispatching", "worker_apart")
+
+
+def median_windows(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per phase, the window whose p99 is the median of its rounds (its figures shown), with
+    every round's p99 beside it; and the dispatching phases' median p99 over idle's."""
+    run: dict[str, Any] = {}
+    for phase, rounds in windows.items():
+        ordered = sorted(rounds, key=lambda f: f["p99_ms"])
+        run[phase] = {
+            **ordered[(len(ordered) - 1) // 2],
+            "p99_ms_rounds": [f["p99_ms"] for f in rounds],
+        }
+        run[phase]["rest_p99_ms_rounds"] = [f["rest_p99_ms"] for f in rounds]
+    for phase in ("dispatching", "worker_apart"):
+        run[f"{phase}_p99_over_idle"] = round(run[phase]["p99_ms"] / run["idle"]["p99_ms"], 2)
+        run[f"{phase}_busy_every_window"] = all(
+            f["worker_busy_whole_window"] for f in windows[phase]
+        )
+    return run
 
 
 def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
@@ -448,16 +529,21 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     runs: dict[str, Any] = {}
     for count in args.counts:
         args.processes = count
-        run: dict[str, Any] = {}
-        process, base = start_serve(url, folder, workers=False, processes=count)
-        try:
-            run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
-            run["idle"] = loaded_window(process, base, token, ids_file, args.rate, args.seconds)
-        finally:
-            stop_serve(process)
-        for phase, apart in (("dispatching", False), ("worker_apart", True)):
-            run[phase] = dispatching_window(url, args, folder, token, ids_file, apart=apart)
-        runs[str(count)] = run
+        windows: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
+        for _ in range(args.rounds):  # the phases alternate: a shared machine's load hits all
+            process, base = start_serve(url, folder, workers=False, processes=count)
+            try:
+                run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
+                figures = loaded_window(
+                    process, base, token, ids_file, args.rate, args.seconds, url=url
+                )
+                windows["idle"].append(figures)
+            finally:
+                stop_serve(process)
+            for phase, apart in (("dispatching", False), ("worker_apart", True)):
+                figures = dispatching_window(url, args, folder, token, ids_file, apart=apart)
+                windows[phase].append(figures)
+        runs[str(count)] = median_windows(windows)
     result.update(runs[str(args.counts[0])])  # the first count's phases at the top, as before
     if len(args.counts) > 1:
         result["by_processes"] = runs
@@ -484,7 +570,12 @@ def main() -> None:
     parser.add_argument("--live", type=int, help="invoices processed by the worker")
     parser.add_argument("--rate", type=int, default=1000, help="requests per second")
     parser.add_argument("--seconds", type=float, help="length of each load window")
-    parser.add_argument("--backlog", type=int, help="events serve's worker drains in phase 2")
+    parser.add_argument(
+        "--backlog", type=int, help="pending events when each dispatching window's worker starts"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="windows per phase, alternated (median shown)"
+    )
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument(
         "--processes",
@@ -505,7 +596,7 @@ def main() -> None:
     args.events = args.events if args.events is not None else (30_000 if args.quick else 1_000_000)
     args.live = args.live or (100 if args.quick else 2000)
     args.seconds = args.seconds or (3.0 if args.quick else 30.0)
-    args.backlog = args.backlog or (10_000 if args.quick else 300_000)
+    args.backlog = args.backlog or (150_000 if args.quick else 800_000)
     from quote2cash.store.db import migrate, open_engine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -534,20 +625,25 @@ def main() -> None:
     print(
         f"  {'procs':<6}{'phase':<13}{'rate':>6}{'sent/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'p99.9':>8}{'0-.5s':>8}{'rest':>8}{'errors':>8}{'worker ev/s':>13}"
-        f"{'cpu ms/req':>12}{'client':>8}{'load':>6}"
+        f"{'cpu ms/req':>12}{'client':>8}{'cores':>6}{'load':>6}  p99 of each round"
     )
     runs = result.get("by_processes") or {str(args.counts[0]): result}
     for count, run in runs.items():
-        for phase in ("idle", "dispatching", "worker_apart"):
+        for phase in PHASES:
             f = run[phase]
             print(
                 f"  {count:<6}{phase:<13}{f['rate']:>6}{f['achieved_rps']:>8}{f['p50_ms']:>8}"
                 f"{f['p99_ms']:>8}{f['p999_ms']:>8}{f.get('start_p99_ms', '-')!s:>8}"
                 f"{f.get('rest_p99_ms', '-')!s:>8}{sum(f['errors'].values()):>8}"
                 f"{f.get('worker_events_per_s', '-'):>13}{f['serve_cpu_ms_per_request']:>12}"
-                f"{f['client_cpu_ms_per_request']:>8}"
-                f"{f['load_average']:>6}"
+                f"{f['client_cpu_ms_per_request']:>8}{f['cores_used']['total']:>6}"
+                f"{f['load_average']:>6}  {' / '.join(map(str, f['p99_ms_rounds']))}"
             )
+        print(
+            f"  {count:<6}median p99 over idle's: dispatching {run['dispatching_p99_over_idle']}x, "
+            f"worker apart {run['worker_apart_p99_over_idle']}x (worker busy in every window: "
+            f"{run['dispatching_busy_every_window'] and run['worker_apart_busy_every_window']})"
+        )
     print(json.dumps(result))
 
 

