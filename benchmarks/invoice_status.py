@@ -267,7 +267,7 @@ def append_backlog(url: str, n: int) -> None:
         runtime.close()
 
 
-def done_count(url: str) -> int:
+def pending_count(url: str) -> int:
     runtime = Runtime.open(url)
     try:
         with runtime.engine.connect() as conn:
@@ -275,7 +275,7 @@ def done_count(url: str) -> int:
                 conn.execute(
                     select(func.count())
                     .select_from(event_state)
-                    .where(event_state.c.status == "done")
+                    .where(event_state.c.status == "pending")
                 ).scalar_one()
             )
     finally:
@@ -444,21 +444,6 @@ def start_worker(url: str, folder: Path) -> subprocess.Popen[str]:
 
     with open_private(folder / "worker.log", "a") as log:
         return subprocess.Popen(command, stdout=log, stderr=log, text=True, env=env, cwd=folder)
-
-
-def pending_count(url: str) -> int:
-    runtime = Runtime.open(url)
-    try:
-        with runtime.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(event_state)
-                    .where(event_state.c.status == "pending")
-                ).scalar_one()
-            )
-    finally:
-        runtime.close()
 
 
 def dispatching_window(
