@@ -45,9 +45,11 @@ def parse_time(value: Any) -> datetime:
     return parse_stored_time(value).replace(tzinfo=UTC)
 
 
-LOAD_ROUNDS = 3
+LOAD_ROUNDS = 16
 """At most this many reads per load: the first asks each claimed subject for an even share of
-the batch, the next ones ask only the subjects that filled their share for the room left."""
+the batch, the next ones ask only the subjects that filled their share for the room left. A read
+that leaves room has a subject that ran out of pending events, which drops out, so the reads end
+when the batch is full or no subject has more; the cap only bounds a pathological spread."""
 
 
 def load_pending(conn: Connection, claimed: Sequence[str], limit: int, postgres: bool) -> list[Any]:
@@ -60,8 +62,8 @@ def load_pending(conn: Connection, claimed: Sequence[str], limit: int, postgres:
     events in log order and cutting at ``limit`` walked every processed row ahead of them (135-150
     ms per load with 100,000 events done and 50,000 pending, against 30-50 ms this way). A
     subject that filled its share may hold more; the next read (up to ``LOAD_ROUNDS``) gives the
-    room left to those subjects, after the last position each returned, so one busy subject can
-    still fill the batch."""
+    room left to those subjects, after the last position each returned, until the batch is full
+    or none has more, so one busy subject can still fill the batch."""
     rows: list[Any] = []
     after = dict.fromkeys(claimed, 0)
     for _ in range(LOAD_ROUNDS):
