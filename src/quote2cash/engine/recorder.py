@@ -163,12 +163,6 @@ def commit_steps(
     return skipped
 
 
-def _settled(done: asyncio.Future[None]) -> None:
-    """A handler cancelled while its record commits leaves no unretrieved error behind."""
-    if not done.cancelled():
-        done.exception()
-
-
 _Waiting = tuple[StepRecord, "asyncio.Future[None]"]
 """A queued record and the future its handler awaits (done once the record is committed)."""
 
@@ -210,7 +204,6 @@ class StepRecorder:
         commits)."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        done.add_done_callback(_settled)
         self._queue.append((record, done))
         self._wake.set()
         if self._flusher is None:
@@ -252,6 +245,10 @@ class StepRecorder:
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
+                    # Marked as seen: a handler cancelled before it resumes leaves no "never
+                    # retrieved" error behind; one that resumes still raises it. (No done
+                    # callback per step: each would cost the loop a call_soon.)
+                    done.exception()
             return
         self.commits += 1
         self.recorded += len(batch)

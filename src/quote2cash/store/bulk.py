@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import psycopg
 from sqlalchemy import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 
 def copy_rows(
@@ -17,9 +17,9 @@ def copy_rows(
     rows: Iterable[Sequence[object]],
     types: Sequence[str] | None = None,
 ) -> None:
-    """COPY ``rows`` into ``table (columns)``; a duplicate key raises SQLAlchemy's
-    ``IntegrityError``, as an INSERT through the connection would. With ``types`` (the columns'
-    PostgreSQL types) the rows go in binary: the server parses no text (times above all)."""
+    """COPY ``rows`` into ``table (columns)``; a failure raises SQLAlchemy's error (a duplicate
+    key its ``IntegrityError``), as an INSERT through the connection would. With ``types`` (the
+    columns' PostgreSQL types) the rows go in binary: the server parses no text."""
     raw = conn.connection.driver_connection
     assert raw is not None
     statement = f"COPY {table} ({columns}) FROM STDIN"
@@ -31,5 +31,5 @@ def copy_rows(
                 copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
-    except psycopg.IntegrityError as err:
-        raise IntegrityError(statement, None, err) from err
+    except psycopg.Error as err:  # as SQLAlchemy's: a deadlock victim's retry sees it too
+        raise DBAPIError.instance(statement, None, err, psycopg.Error) from err
