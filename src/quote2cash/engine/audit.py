@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -118,6 +119,49 @@ def _check_chain(chain: str) -> None:
         raise ValueError(f"audit chain name {chain[:40]!r}: expected 1 to {CHAIN_MAX} characters")
 
 
+_TEXT: Final = frozenset({str, type(None)})
+
+
+def _signed_body(
+    key_id: str,
+    seq: int,
+    at_text: str,
+    actor: str,
+    action: str,
+    entity: str | None,
+    correlation_id: str | None,
+    details: str,
+    chain: str,
+) -> bytes:
+    """The UTF-8 canonical JSON an entry's signature covers; "main" entries sign exactly the
+    body they did before chains. Text fields go straight to msgspec (no ``_plain`` walk)."""
+    body: dict[str, Any] = {
+        "key_id": key_id,
+        "seq": seq,
+        "at": at_text,
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "correlation_id": correlation_id,
+        "details": details,
+    }
+    if chain != MAIN_CHAIN:
+        body["chain"] = chain
+    if (
+        type(actor) is str
+        and type(action) is str
+        and type(details) is str
+        and type(entity) in _TEXT
+        and type(correlation_id) in _TEXT
+        and type(seq) is int
+    ):
+        try:
+            return _PLAIN_ENCODER.encode(body)
+        except (UnicodeEncodeError, OverflowError):  # a lone surrogate: json's own text
+            pass
+    return canonical_json(body).encode()
+
+
 def _digest(
     key: AuditKey,
     prev_hash: str,
@@ -129,21 +173,20 @@ def _digest(
     *,
     at_text: str | None = None,
 ) -> str:
-    """The entry's signature; "main" entries sign exactly the body they did before chains.
-    ``at_text`` is ``at`` as signed, when the caller has it already (one per batch)."""
-    body: dict[str, Any] = {
-        "key_id": key.key_id,
-        "seq": seq,
-        "at": at_text or at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "actor": entry.actor,
-        "action": entry.action,
-        "entity": entry.entity,
-        "correlation_id": entry.correlation_id,
-        "details": details,
-    }
-    if chain != MAIN_CHAIN:
-        body["chain"] = chain
-    return key.sign(prev_hash + canonical_json(body))
+    """The entry's signature. ``at_text`` is ``at`` as signed, when the caller has it already
+    (one per batch)."""
+    body = _signed_body(
+        key.key_id,
+        seq,
+        at_text or at.astimezone(UTC).isoformat(timespec="microseconds"),
+        entry.actor,
+        entry.action,
+        entry.entity,
+        entry.correlation_id,
+        details,
+        chain,
+    )
+    return key.sign_bytes(prev_hash.encode() + body)
 
 
 def _lock_head(conn: Connection, chain: str) -> tuple[int, str]:
@@ -170,32 +213,54 @@ def append_audit(
     writers of different chains never lock the same row. Entries are signed with the key bound
     to the connection's engine (the Runtime binds it).
     """
+    texts = [
+        (e.actor, e.action, e.entity, e.correlation_id, canonical_json(e.details or {}))
+        for e in entries
+    ]
+    append_audit_texts(conn, texts, at, chain=chain)
+
+
+AuditText = tuple[str, str, str | None, str | None, str]
+"""(actor, action, entity, correlation_id, details) of an entry to append, its details already
+their canonical JSON (``canonical_json``, or ``canonical_texts`` for a dict of strings)."""
+
+
+def canonical_texts(details: dict[str, str | None]) -> str:
+    """``canonical_json`` of a dict whose values are str or None (a step entry's details),
+    without walking it first; anything else still takes ``canonical_json``'s own path."""
+    for value in details.values():
+        if type(value) not in _TEXT:
+            return canonical_json(details)
+    try:
+        return _PLAIN_ENCODER.encode(details).decode()
+    except (UnicodeEncodeError, OverflowError, TypeError):
+        return canonical_json(details)
+
+
+def append_audit_texts(
+    conn: Connection, entries: Sequence[AuditText], at: datetime, *, chain: str = MAIN_CHAIN
+) -> None:
+    """``append_audit`` for entries whose details are already canonical JSON: the group
+    commit's path, one pass over its entries (digest and row together)."""
     if not entries:
         return
     _check_chain(chain)
     key = key_for(conn.engine)
+    key_id = key.key_id
+    sign = key.sign_bytes
     at = at.astimezone(UTC)
     seq, prev = _lock_head(conn, chain)
     at_text = at.isoformat(timespec="microseconds")
     rows: list[AuditRow] = []
-    for entry in entries:
+    append = rows.append
+    for actor, action, entity, correlation_id, details in entries:
         seq += 1
-        details = canonical_json(entry.details or {})
-        digest = _digest(key, prev, seq, at, entry, details, chain, at_text=at_text)
-        rows.append(
-            (
-                chain,
-                seq,
-                at,
-                entry.actor,
-                entry.action,
-                entry.entity,
-                entry.correlation_id,
-                details,
-                prev,
-                digest,
-                key.key_id,
-            )
+        body = _signed_body(
+            key_id, seq, at_text, actor, action, entity, correlation_id, details, chain
+        )
+        digest = sign(prev.encode() + body)
+        append(
+            (chain, seq, at, actor, action, entity, correlation_id, details, prev, digest, key_id)
         )
         prev = digest
     insert_audit_rows(conn, rows, conn.dialect.name == "postgresql")

@@ -40,8 +40,27 @@ class AuditKey:
     def key_id(self) -> str:
         return hashlib.sha256(self.secret).hexdigest()[:8]
 
+    @cached_property
+    def _pads(self) -> tuple[hashlib._Hash, hashlib._Hash]:
+        """HMAC's inner and outer SHA-256 states after the padded key (RFC 2104), hashed once:
+        each signature then copies them instead of hashing the key's two blocks again."""
+        block = self.secret if len(self.secret) <= 64 else hashlib.sha256(self.secret).digest()
+        block = block.ljust(64, b"\0")
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        return inner, outer
+
     def sign(self, message: str) -> str:
-        return hmac.new(self.secret, message.encode(), hashlib.sha256).hexdigest()
+        return self.sign_bytes(message.encode())
+
+    def sign_bytes(self, message: bytes) -> str:
+        """``hmac.new(secret, message, sha256).hexdigest()``, from the precomputed key states."""
+        inner, outer = self._pads
+        h = inner.copy()
+        h.update(message)
+        o = outer.copy()
+        o.update(h.digest())
+        return o.hexdigest()
 
     def holds(self, message: str, mac: str) -> bool:
         return hmac.compare_digest(self.sign(message), mac)

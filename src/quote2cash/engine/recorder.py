@@ -16,15 +16,14 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from quote2cash.engine import dispatch_sql as sql
-from quote2cash.engine.audit import AuditEntry, append_audit
+from quote2cash.engine.audit import AuditEntry, AuditText, append_audit_texts, canonical_texts
 from quote2cash.engine.clock import Clock
 from quote2cash.engine.niceness import lower_thread_priority
 from quote2cash.engine.projections import Projection, project_step
@@ -37,6 +36,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 DEADLOCK_SQLSTATE = "40P01"
 COMMIT_ATTEMPTS = 3
+STEP_ACTION: Final = "step.completed"
 WAKE_CHUNK = 32
 """Handlers woken per loop iteration after a commit: a web app on the same loop waits at most
 for that many handlers' next stretch of work, not for all of a batch's."""
@@ -65,9 +65,9 @@ class StoreThread:
         self._executor.shutdown(wait=True)
 
 
-@dataclass(frozen=True)
-class StepRecord:
-    """One completed step as it will be stored: row, audit entry and read-model updates."""
+class StepRecord(NamedTuple):
+    """One completed step as it will be stored: row, audit entry and read-model updates (a
+    tuple: one is made per step on the event loop)."""
 
     event: Event
     name: str
@@ -86,31 +86,44 @@ class StepRecord:
     def audit_entry(self) -> AuditEntry:
         return AuditEntry(
             actor=self.actor,
-            action="step.completed",
+            action=STEP_ACTION,
             entity=self.event.subject,
             correlation_id=self.event.correlation_id,
-            details={
-                "event_id": self.event.id,
-                "type": self.event.type,
-                "step": self.name,
-                "system": self.system,
-                "idempotency_key": self.key,
-            },
+            details=self._details(),
         )
+
+    def audit_text(self) -> AuditText:
+        """``audit_entry`` with its details as their canonical JSON (what is signed)."""
+        event = self.event
+        details = canonical_texts(self._details())
+        return (self.actor, STEP_ACTION, event.subject, event.correlation_id, details)
+
+    def _details(self) -> dict[str, str | None]:
+        return {
+            "event_id": self.event.id,
+            "type": self.event.type,
+            "step": self.name,
+            "system": self.system,
+            "idempotency_key": self.key,
+        }
 
 
 def write_steps(
     conn: Connection, records: Sequence[StepRecord], at: datetime, chain: str = "main"
 ) -> None:
     """Insert ``records`` with their projections and audit entries in ``conn``'s transaction."""
-    sql.insert_steps(
-        conn,
-        [(r.position, r.name, r.key, r.system, r.result, r.completed_at) for r in records],
-        conn.dialect.name == "postgresql",
-    )
+    rows: list[sql.StepRow] = []
+    texts: list[AuditText] = []
     for r in records:
-        project_step(r.projections, conn, r.event, r.name, r.result)
-    append_audit(conn, [r.audit_entry() for r in records], at, chain=chain)
+        event = r.event
+        assert event.pos is not None, "only a logged event's steps are recorded"
+        rows.append((event.pos, r.name, r.key, r.system, r.result, r.completed_at))
+        texts.append(r.audit_text())
+    sql.insert_steps(conn, rows, conn.dialect.name == "postgresql")
+    for r in records:
+        if r.projections:
+            project_step(r.projections, conn, r.event, r.name, r.result)
+    append_audit_texts(conn, texts, at, chain=chain)
 
 
 def is_deadlock(err: DBAPIError) -> bool:
@@ -148,12 +161,6 @@ def commit_steps(
             skipped += 1
             log.info("step %s of event %s was already recorded", record.name, record.event.id)
     return skipped
-
-
-def _settled(done: asyncio.Future[None]) -> None:
-    """A handler cancelled while its record commits leaves no unretrieved error behind."""
-    if not done.cancelled():
-        done.exception()
 
 
 _Waiting = tuple[StepRecord, "asyncio.Future[None]"]
@@ -197,7 +204,6 @@ class StepRecorder:
         commits)."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        done.add_done_callback(_settled)
         self._queue.append((record, done))
         self._wake.set()
         if self._flusher is None:
@@ -239,6 +245,10 @@ class StepRecorder:
             for _, done in batch:
                 if not done.done():
                     done.set_exception(exc)
+                    # Marked as seen: a handler cancelled before it resumes leaves no "never
+                    # retrieved" error behind; one that resumes still raises it. (No done
+                    # callback per step: each would cost the loop a call_soon.)
+                    done.exception()
             return
         self.commits += 1
         self.recorded += len(batch)

@@ -10,6 +10,7 @@ must exist once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import threading
@@ -17,13 +18,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, func, select
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError
 
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.context import HandlerContext
 from quote2cash.engine.events import Event, new_event
-from quote2cash.engine.recorder import StepRecord, commit_steps
+from quote2cash.engine.recorder import StepRecord, StepRecorder, StoreThread, commit_steps
 from quote2cash.engine.registry import Registry
 from quote2cash.engine.runtime import Runtime
 from quote2cash.engine.worker import Worker
@@ -260,3 +263,41 @@ async def test_projections_see_their_step_in_the_same_transaction(runtime: Runti
     report = await Worker(runtime, registry).drain()
     assert report.processed == 20 and report.step_commits < 20
     assert seen == [("reserve", True, True)] * 20
+
+
+async def test_a_failed_group_commit_reaches_its_waiters_and_leaves_no_unseen_error(
+    runtime: Runtime,
+) -> None:
+    """Every handler waiting on a commit that fails gets its error; a record whose handler is
+    gone (cancelled, never resumed) leaves no "exception was never retrieved" behind."""
+    batch = [new_event("test.card.charged", f"card-{i}", {"n": i}) for i in range(2)]
+    runtime.log.append_many(batch)
+    with runtime.engine.connect() as conn:
+        pos = {r.event_id: r.pos for r in conn.execute(select(events.c.event_id, events.c.pos))}
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE steps")  # every commit of a step now fails
+    now = runtime.clock.now()
+    loop = asyncio.get_running_loop()
+    unseen: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: unseen.append(context))
+    store = StoreThread("test-store")
+    recorder = StepRecorder(runtime.engine, store, runtime.clock)
+    try:
+        waited, dropped = (
+            recorder.record(
+                StepRecord(
+                    Event(**{**_fields(ev), "pos": pos[ev.id]}), STEP, "k", None, "1", now, "engine"
+                )
+            )
+            for ev in batch
+        )
+        with pytest.raises(DBAPIError):
+            await waited
+        assert dropped.done() and not dropped.cancelled()  # failed too; never looked at
+    finally:
+        await recorder.close()
+        store.close()
+    del waited, dropped
+    gc.collect()
+    await asyncio.sleep(0)
+    assert unseen == []

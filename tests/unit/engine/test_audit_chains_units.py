@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quote2cash.engine.audit import (
     CHAIN_MAX,
@@ -16,6 +18,7 @@ from quote2cash.engine.audit import (
     AuditEntry,
     _check_chain,
     _digest,
+    canonical_texts,
     worker_chain,
 )
 from quote2cash.engine.audit_key import AuditKey
@@ -70,3 +73,64 @@ def test_worker_chain_is_named_after_the_worker_and_bounded() -> None:
 def test_chain_names_out_of_bounds_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="audit chain name"):
         _check_chain(name)
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)))  # a signed body is UTF-8
+_MAYBE = st.none() | _TEXT
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _TEXT,
+    _TEXT,
+    _MAYBE,
+    _MAYBE,
+    _TEXT,
+    st.integers(1, 2**62),
+    st.sampled_from([MAIN_CHAIN]) | _TEXT,
+)
+def test_the_digest_is_hmac_sha256_over_json_dumps_of_the_body(
+    actor: str, action: str, entity: str | None, cid: str | None, details: str, seq: int, chain: str
+) -> None:
+    """The writer's and the verifier's digest (msgspec body, precomputed HMAC states) against
+    the formula spelled out with ``json`` and ``hmac`` alone, for any text in any field."""
+    body: dict[str, object] = {
+        "key_id": KEY.key_id,
+        "seq": seq,
+        "at": "2026-12-06T12:00:00.000000+00:00",
+        "actor": actor,
+        "action": action,
+        "entity": entity,
+        "correlation_id": cid,
+        "details": details,
+    }
+    if chain != MAIN_CHAIN:
+        body["chain"] = chain
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hmac.new(KEY.secret, (GENESIS + text).encode(), hashlib.sha256).hexdigest()
+    entry = AuditEntry(actor, action, entity, cid)
+    assert _digest(KEY, GENESIS, seq, AT, entry, details, chain) == expected
+
+
+@pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, b"k" * 65, bytes(range(200))])
+def test_signing_from_precomputed_key_states_is_hmac_sha256(secret: bytes) -> None:
+    key = AuditKey(secret)
+    for message in (b"", b"m", b"x" * 1000):
+        assert key.sign_bytes(message) == hmac.new(secret, message, hashlib.sha256).hexdigest()
+    assert key.sign("é") == hmac.new(secret, "é".encode(), hashlib.sha256).hexdigest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(st.characters(blacklist_categories=())),
+        st.none() | st.text(st.characters(blacklist_categories=())),
+        max_size=6,
+    )
+)
+def test_canonical_texts_writes_json_dumps_text(details: dict[str, str | None]) -> None:
+    """A step entry's details (strings, lone surrogates too) as ``canonical_json`` writes them."""
+    expected = json.dumps(
+        details, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
+    assert canonical_texts(details) == expected
