@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -111,10 +113,42 @@ async def poll_forever(pollers: list[Poller], stop: asyncio.Event, every: float)
             await asyncio.wait_for(stop.wait(), timeout=every)
 
 
+WEB_SWITCH_INTERVAL = 0.0005
+"""Python's thread switch interval while serve runs a worker in its own process (default 5 ms).
+The worker's store threads hold the GIL for long stretches (a batch's rows, its commits), and
+the web's event loop waits up to a whole interval for it at every hand-off: with 0.5 ms the p99
+of `GET /v1/invoices/{id}` at 1,000 requests/s beside serve's own worker at full speed fell from
+37-38 to 14-15 ms, the worker's rate unchanged (docs/benchmarks.md)."""
+
+
+_handoff_lock = threading.Lock()
+_handoff: list[float] = []  # the interval before the first block still open, once per block
+
+
+@contextlib.contextmanager
+def quick_gil_handoff(seconds: float = WEB_SWITCH_INTERVAL) -> Iterator[None]:
+    """The thread switch interval at most ``seconds`` while any such block is open (blocks may
+    overlap, e.g. two serves in one test process); the last to close restores the interval the
+    first found."""
+    with _handoff_lock:
+        _handoff.append(sys.getswitchinterval())
+        sys.setswitchinterval(min(_handoff[-1], seconds))
+    try:
+        yield
+    finally:
+        with _handoff_lock:
+            first = _handoff[0]
+            _handoff.pop()
+            if not _handoff:
+                sys.setswitchinterval(first)
+
+
 async def run_worker(
     runtime: Runtime, systems: Any, stop: asyncio.Event, status: HubStatus, config_dir: Path
 ) -> None:
-    """The flows' worker; ``status`` says whether it runs (``/health`` reports it)."""
+    """The flows' worker; ``status`` says whether it runs (``/health`` reports it). While it
+    runs, threads hand the GIL over every ``WEB_SWITCH_INTERVAL``, so requests do not wait on
+    the worker's store threads for the default 5 ms a time."""
     from quote2cash.engine.worker import Worker
     from quote2cash.flows import build_registry
     from quote2cash.flows.deps import FlowDeps
@@ -125,7 +159,8 @@ async def run_worker(
         registry = build_registry(FlowDeps.build(runtime, systems, config_dir))
         worker = Worker(runtime, registry, nice=get_settings().worker_nice)
         status.worker_running = True
-        await worker.run(stop)
+        with quick_gil_handoff():
+            await worker.run(stop)
     except Exception as exc:
         log.error("the worker stopped: %s", type(exc).__name__, exc_info=True)
     finally:

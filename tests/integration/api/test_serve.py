@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from contract.crm.salesforce_harness import SalesforceDesk
-from quote2cash.api.serve import ServeOptions, serve
+from quote2cash.api.serve import WEB_SWITCH_INTERVAL, ServeOptions, quick_gil_handoff, serve
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.stripe import StripeBilling, StripeConfig, verify_webhook
 from quote2cash.defaults import packaged_config_dir
@@ -50,6 +50,7 @@ async def test_serve_runs_api_worker_and_polling_until_stopped(
         ready.set_result(url)
 
     options = ServeOptions(port=0, workers=True, poll_seconds=0.2, config_dir=CONFIG)
+    switch_interval = sys.getswitchinterval()
     try:
         async with Systems(billing=billing) as systems:
             task = asyncio.create_task(
@@ -99,9 +100,12 @@ async def test_serve_runs_api_worker_and_polling_until_stopped(
             async with http.get(f"{base}/health") as r:
                 assert r.status == 200
                 assert (await r.json())["worker"] == {"enabled": True, "running": True}
+            # the worker's store threads hand the GIL back to the web loop every 0.5 ms...
+            assert sys.getswitchinterval() == pytest.approx(WEB_SWITCH_INTERVAL)
 
             stop.set()
             await asyncio.wait_for(task, 15)
+            assert sys.getswitchinterval() == switch_interval  # ...and only while it runs
             try:
                 async with http.get(f"{base}/health") as r:
                     raise AssertionError(f"still serving after stop: {r.status}")
@@ -405,3 +409,15 @@ async def test_serve_without_workers_freezes_its_start_up_heap_before_serving(
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+def test_overlapping_gil_handoffs_restore_the_interval_the_first_found() -> None:
+    before = sys.getswitchinterval()
+    first, second = quick_gil_handoff(), quick_gil_handoff()
+    first.__enter__()
+    second.__enter__()
+    assert sys.getswitchinterval() == pytest.approx(WEB_SWITCH_INTERVAL)
+    first.__exit__(None, None, None)  # the first closes while the second is still open
+    assert sys.getswitchinterval() == pytest.approx(WEB_SWITCH_INTERVAL)
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
