@@ -183,7 +183,10 @@ def test_running_loops_checkpoint_the_head(tmp_path: Path, clock: ManualClock, l
             task = asyncio.create_task(Worker(rt, Registry()).run(stop, idle_seconds=0.05))
         else:
             task = asyncio.create_task(checkpoint_forever(rt, stop))
-        await asyncio.sleep(0.3)
+        for _ in range(400):  # the loop's first checkpoint (seq 3), however slow its start
+            if (tmp_path / "cp.jsonl").exists() and (tmp_path / "cp.jsonl").read_text():
+                break
+            await asyncio.sleep(0.025)
         with rt.engine.begin() as conn:  # a decision while the loop runs: caught at stop
             append_audit(conn, [AuditEntry("omar", "x.approved", "e9")], clock.now())
         stop.set()

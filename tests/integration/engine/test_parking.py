@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, select, update
 from conftest import LONG
 from integration.api.conftest import served
 from quote2cash.api.app import build_app
+from quote2cash.engine import context as context_module
 from quote2cash.engine.audit import verify_audit
 from quote2cash.engine.clock import ManualClock
 from quote2cash.engine.context import HandlerContext
@@ -117,21 +118,36 @@ async def test_a_park_and_its_release_in_one_batch_of_one_subject(runtime: Runti
 
 
 async def test_a_release_committed_between_a_park_and_its_commit_is_not_missed(
-    runtime: Runtime,
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The parking event has seen no release; another worker commits one before the park's
-    commit: the event stays pending and completes (it is never parked on a released key)."""
+    commit: the event stays pending and completes (it is never parked on a released key).
+
+    The interleaving is forced, not left to timing: the racing handler waits until step 2 has
+    looked for step 1's release and not found it, and the batch commits once both are done."""
     ledger = Ledger()
     registry = chain_registry(ledger)
     other = Worker(runtime, registry, worker_id="other")
+    looked = asyncio.Event()
+    real = context_module.is_released
+
+    def spying(engine: Engine, needed: str) -> bool:
+        found = real(engine, needed)
+        if needed == key("C", 1) and not found:
+            looked.set()
+        return found
+
+    monkeypatch.setattr(context_module, "is_released", spying)
 
     @registry.on("test.release.raced")
     async def race(ctx: HandlerContext, event: Event) -> None:
+        await asyncio.wait_for(looked.wait(), 10)
         runtime.log.append(step_event("C", 1, subject="side:C"))
         await other.drain()
 
     runtime.log.append_many([step_event("C", 2), new_event("test.release.raced", "race:C")])
-    report = await Worker(runtime, registry, worker_id="main").run_once()
+    main = Worker(runtime, registry, worker_id="main", commit_interval=30.0)
+    report = await main.run_once()
     assert report.parked == 0
     assert ledger.order["C"] == [1]
     assert list_events(runtime, status="parked") == []
