@@ -95,14 +95,20 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def _plain_bytes(value: Any) -> bytes | None:
+    """msgspec's UTF-8 text of a value already known plain, or None where only ``json`` can
+    write it (a lone surrogate, an int past 64 bits)."""
+    try:
+        return _PLAIN_ENCODER.encode(value)
+    except (UnicodeEncodeError, OverflowError, TypeError):
+        return None
+
+
 def canonical_json(value: Any) -> str:
     """The exact text ``json.dumps(value, sort_keys=True, separators=(",", ":"),
     ensure_ascii=False, default=str)`` gives: what every stored entry was signed over."""
-    if _plain(value):
-        try:
-            return _PLAIN_ENCODER.encode(value).decode()
-        except (UnicodeEncodeError, OverflowError):  # a lone surrogate: json's own text
-            pass
+    if _plain(value) and (fast := _plain_bytes(value)) is not None:
+        return fast.decode()
     return _CANONICAL.encode(value)
 
 
@@ -154,11 +160,9 @@ def _signed_body(
         and type(entity) in _TEXT
         and type(correlation_id) in _TEXT
         and type(seq) is int
+        and (fast := _plain_bytes(body)) is not None
     ):
-        try:
-            return _PLAIN_ENCODER.encode(body)
-        except (UnicodeEncodeError, OverflowError):  # a lone surrogate: json's own text
-            pass
+        return fast
     return canonical_json(body).encode()
 
 
@@ -228,13 +232,12 @@ their canonical JSON (``canonical_json``, or ``canonical_texts`` for a dict of s
 def canonical_texts(details: dict[str, str | None]) -> str:
     """``canonical_json`` of a dict whose values are str or None (a step entry's details),
     without walking it first; anything else still takes ``canonical_json``'s own path."""
-    for value in details.values():
-        if type(value) not in _TEXT:
-            return canonical_json(details)
-    try:
-        return _PLAIN_ENCODER.encode(details).decode()
-    except (UnicodeEncodeError, OverflowError, TypeError):
-        return canonical_json(details)
+    if (
+        all(type(value) in _TEXT for value in details.values())
+        and (fast := _plain_bytes(details)) is not None
+    ):
+        return fast.decode()
+    return canonical_json(details)
 
 
 def append_audit_texts(

@@ -27,24 +27,6 @@ _AUDIT_COLUMNS = (
     "chain, seq, at, actor, action, entity, correlation_id, details, prev_hash, hash, key_id"
 )
 
-# The columns' PostgreSQL types, for binary COPY (psycopg's text formatting of a time costs the
-# store thread ~3.5 us per step; the server's CPU is the same either way). A type changed in a
-# migration must change here too: a mismatch fails every step commit, not silently.
-_STEP_TYPES = ("int8", "varchar", "varchar", "varchar", "text", "timestamptz")
-_AUDIT_TYPES = (
-    "varchar",
-    "int8",
-    "timestamptz",
-    "varchar",
-    "varchar",
-    "varchar",
-    "varchar",
-    "text",
-    "varchar",
-    "varchar",
-    "varchar",
-)
-
 SubjectUpdate = tuple[str, int, datetime | None, int | None, str | None]
 StepRow = tuple[int, str, str, str | None, str, datetime]
 """(event_pos, name, idempotency_key, system, result, completed_at) of one recorded step."""
@@ -211,7 +193,7 @@ def insert_steps(conn: Connection, rows: Sequence[StepRow], postgres: bool) -> N
     if not rows:
         return
     if postgres:
-        copy_rows(conn, "steps", _STEP_COLUMNS, rows, _STEP_TYPES)
+        copy_rows(conn, "steps", _STEP_COLUMNS, rows, binary=True)
         return
     conn.exec_driver_sql(
         f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -228,7 +210,7 @@ def insert_audit_rows(conn: Connection, rows: Sequence[AuditRow], postgres: bool
     if not rows:
         return
     if postgres:
-        copy_rows(conn, "audit_log", _AUDIT_COLUMNS, rows, _AUDIT_TYPES)
+        copy_rows(conn, "audit_log", _AUDIT_COLUMNS, rows, binary=True)
         return
     first = rows[0][2]  # one commit's entries share their time: formatted once
     stamp = sqlite_time(first)

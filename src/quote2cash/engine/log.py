@@ -169,21 +169,6 @@ _COLUMNS = (
     "event_id, source, type, subject, time, correlation_id, causation_id, sequence, "
     "schema_version, data, recorded_at, traceparent"
 )
-_EVENT_TYPES = (
-    "int8",  # pos
-    *("varchar",) * 4,  # event_id, source, type, subject
-    "timestamptz",
-    "varchar",  # correlation_id
-    "varchar",  # causation_id
-    "int8",  # sequence
-    "int4",  # schema_version
-    "text",  # data
-    "timestamptz",  # recorded_at
-    "varchar",  # traceparent
-)
-"""``pos`` and ``_COLUMNS``' PostgreSQL types: the rows are COPYed in binary (the times are not
-formatted as text by the client and parsed by the server); a migration that changes a column's
-type changes it here too, or every append fails."""
 
 
 def _existing(
@@ -273,12 +258,12 @@ def _copy_postgres(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None
         "events",
         "pos, " + _COLUMNS,
         [(p, *r) for p, r in zip(positions, rows, strict=True)],
-        _EVENT_TYPES,
+        binary=True,  # the times are not formatted as text by the client and parsed by the server
     )
     copy_rows(
         conn,
         "event_state",
         "pos, subject",
         [(p, r[3]) for p, r in zip(positions, rows, strict=True)],
-        ("int8", "varchar"),
+        binary=True,
     )
