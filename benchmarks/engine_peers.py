@@ -44,6 +44,8 @@ GUARANTEES = {
     "dbos": "per-key order via a partitioned queue (partition_concurrency=1); step output "
     "checkpointed; no audit chain",
     "raw_insert": "ceiling: the same event rows inserted in batches; no dispatch at all",
+    "floor": "ceiling: the rows the engine's guarantees write, in the commits per-key order "
+    "allows, by psycopg alone",
 }
 
 
@@ -308,6 +310,164 @@ def _raw_postgres(url: str, rows: list[tuple[Any, ...]]) -> None:
                 for row in rows[i : i + BATCH]:
                     copy.write_row(row)
             conn.commit()
+
+
+def floor_rows(url: str, evs: list[Event], steps: int) -> dict[str, Any]:
+    """The rows the engine's guarantees write for these events, in the transactions its per-key
+    order allows, written by psycopg alone (PostgreSQL): nothing of the engine runs.
+
+    Append, per 1,000 events: the subjects' counters (one upsert), the event rows and their
+    dispatch rows (``event_state``), two binary COPYs, one commit. Dispatch: a subject's next
+    step can be recorded only once its previous one is committed (a step returns once its record
+    is durable, and events of one subject run in order), so there are ``steps`` x (events per
+    subject) rounds, each one transaction: the chain head locked, the round's step rows and audit
+    entries COPYed, the head moved, committed. Then every event is marked done and its subject's
+    counter moved, one commit. Digests and keys are made before the clock starts.
+
+    Left out (so this is a floor on the engine's cost, a ceiling on its rate): claims and leases,
+    loading the events, the handlers and the steps' gates, signing the audit entries."""
+    from quote2cash.engine.events import encode_data
+    from quote2cash.engine.runtime import Runtime
+    from quote2cash.store.bulk import column_types
+
+    Runtime.open(url).close()
+    now = datetime.now(UTC)
+    chain = "floor"
+    event_columns = (
+        "pos, event_id, source, type, subject, time, correlation_id, sequence, data, recorded_at"
+    )
+    step_columns = "event_pos, name, idempotency_key, system, result, completed_at"
+    audit_columns = (
+        "chain, seq, at, actor, action, entity, correlation_id, details, prev_hash, hash, key_id"
+    )
+    types = {
+        "events": column_types("events", event_columns),
+        "event_state": column_types("event_state", "pos, subject"),
+        "steps": column_types("steps", step_columns),
+        "audit_log": column_types("audit_log", audit_columns),
+    }
+    order: dict[str, int] = {}  # events per subject
+    sequence: list[int] = []  # each event's place in its subject
+    rounds: list[list[int]] = []  # per round, indexes into evs
+    for i, e in enumerate(evs):
+        depth = order.get(e.subject, 0)
+        order[e.subject] = depth + 1
+        sequence.append(depth + 1)
+        for step in range(steps):
+            r = depth * steps + step
+            while len(rounds) <= r:
+                rounds.append([])
+            rounds[r].append(i)
+    data = [encode_data(e.data) for e in evs]
+    digest = "0" * 64
+    details = [
+        f'{{"event_id":"{e.id}","idempotency_key":"{e.id}:{k}","step":"billing.record_{k}",'
+        f'"system":"billing","type":"{e.type}"}}'
+        for e in evs
+        for k in range(steps)
+    ]
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO audit_head (chain, seq, hash) VALUES (%s, 0, %s)", (chain, digest)
+        )
+        conn.commit()
+        start = time.perf_counter()
+        positions: list[int] = []
+        for b in range(0, len(evs), BATCH):
+            batch = evs[b : b + BATCH]
+            counts: dict[str, int] = {}
+            for e in batch:
+                counts[e.subject] = counts.get(e.subject, 0) + 1
+            ordered = sorted(counts.items())
+            conn.execute(
+                "INSERT INTO subjects (subject, last_sequence, pending) "
+                "SELECT s, n, n FROM unnest(%s::text[], %s::bigint[]) AS t(s, n) "
+                "ON CONFLICT (subject) DO UPDATE SET last_sequence = subjects.last_sequence + "
+                "excluded.last_sequence, pending = subjects.pending + excluded.pending",
+                ([s for s, _ in ordered], [n for _, n in ordered]),
+            )
+            got = conn.execute(
+                "SELECT nextval(pg_get_serial_sequence('events', 'pos')) "
+                "FROM generate_series(1, %s)",
+                (len(batch),),
+            ).fetchall()
+            pos = [p for (p,) in got]
+            positions += pos
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY events ({event_columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types["events"])
+                    for j, (p, e) in enumerate(zip(pos, batch, strict=True)):
+                        row = (p, e.id, e.source, e.type, e.subject, e.time, e.correlation_id)
+                        cp.write_row((*row, sequence[b + j], data[b + j], now))
+                with cur.copy("COPY event_state (pos, subject) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types["event_state"])
+                    for p, e in zip(pos, batch, strict=True):
+                        cp.write_row((p, e.subject))
+            conn.commit()
+        appended = time.perf_counter()
+        seq = 0
+        for r, members in enumerate(rounds):
+            with conn.cursor() as cur:
+                cur.execute("SELECT seq FROM audit_head WHERE chain = %s FOR UPDATE", (chain,))
+                with cur.copy(f"COPY steps ({step_columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types["steps"])
+                    for i in members:
+                        name = f"billing.record_{r % steps}"
+                        cp.write_row(
+                            (positions[i], name, f"{evs[i].id}:{r % steps}", "billing", "ok", now)
+                        )
+                with cur.copy(f"COPY audit_log ({audit_columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.set_types(types["audit_log"])
+                    for i in members:
+                        seq += 1
+                        e = evs[i]
+                        cp.write_row(
+                            (
+                                chain,
+                                seq,
+                                now,
+                                "worker",
+                                "step.completed",
+                                e.subject,
+                                e.correlation_id,
+                                details[i * steps + r % steps],
+                                digest,
+                                digest,
+                                "k",
+                            )
+                        )
+                cur.execute(
+                    "UPDATE audit_head SET seq = %s, hash = %s WHERE chain = %s",
+                    (seq, digest, chain),
+                )
+            conn.commit()
+        conn.execute(
+            "UPDATE event_state SET status = 'done', processed_at = %s WHERE pos = ANY(%s)",
+            (now, positions),
+        )
+        conn.execute(
+            "UPDATE subjects AS s SET pending = s.pending - v.n, lease_owner = NULL, "
+            "lease_until = NULL FROM unnest(%s::text[], %s::bigint[]) AS v(subject, n) "
+            "WHERE s.subject = v.subject",
+            (list(order), list(order.values())),
+        )
+        conn.commit()
+        done = time.perf_counter()
+        written = conn.execute(
+            "SELECT (SELECT count(*) FROM steps), (SELECT count(*) FROM audit_log), "
+            "(SELECT count(*) FROM event_state WHERE status = 'done'), "
+            "(SELECT coalesce(sum(pending), 0) FROM subjects)"
+        ).fetchone()
+    n = len(evs)
+    if written != (n * steps, n * steps, n, 0):
+        raise RuntimeError(f"floor wrote (steps, audit, done, pending) {written} for {n}x{steps}")
+    return {
+        "events": n,
+        "steps_per_event": steps,
+        "rounds": len(rounds),
+        "append_per_s": n / (appended - start),
+        "end_to_end_per_s": n / (done - start),
+    }
 
 
 def run_peer(name: str, url: str, n: int, subjects: int, **options: Any) -> dict[str, Any]:

@@ -159,6 +159,11 @@ def child_main(args: argparse.Namespace) -> dict[str, Any]:
         from engine_peers import raw_insert
 
         return raw_insert(args.url, make_events(args.events, args.subjects))
+    if args.child == "floor":
+        from engine_history import make_events
+        from engine_peers import floor_rows
+
+        return floor_rows(args.url, make_events(args.events, args.subjects), args.steps)
     from engine_peers import run_peer
 
     return run_peer(
@@ -293,7 +298,7 @@ def run(args: argparse.Namespace, backends: list[str], history: int) -> dict[str
         flush=True,
     )
     started = time.perf_counter()
-    postgres = 4 + (0 if args.skip_peers else len(PEERS))
+    postgres = 6 + (0 if args.skip_peers else len(PEERS))
     postgres = postgres if "postgres" in backends else 0
     with tempfile.TemporaryDirectory() as folder:
         stores = ScratchStores(folder, postgres)
@@ -361,10 +366,28 @@ def measure_all(
         raw = measure("raw_insert", backend, stores, args)
         out[f"{short}_raw_insert_rows_per_s"] = round(raw["rows_per_s"])
         print(f"  {backend:<9} raw batched insert (ceiling): {raw['rows_per_s']:>9,.0f} rows/s")
+        if backend == "postgres":
+            floors(args, stores, out)
     if "pg_raw_insert_rows_per_s" in out:
         out["raw_insert_rows_per_s"] = out["pg_raw_insert_rows_per_s"]
     if not args.skip_peers and "postgres" in backends:
         peers(args, stores, out)
+
+
+def floors(args: argparse.Namespace, stores: ScratchStores, out: dict[str, Any]) -> None:
+    """The rows the guarantees write, by psycopg alone (``engine_peers.floor_rows``): the rate
+    no implementation of these guarantees on this server beats; the engine's share of it."""
+    for steps in (1, 3):
+        r = measure("floor", "postgres", stores, args, steps=steps)
+        rate = r["end_to_end_per_s"]
+        out[f"pg_steps{steps}_floor_events_per_s"] = round(rate)
+        share = out[f"pg_steps{steps}_events_per_s"] / rate
+        out[f"pg_steps{steps}_share_of_floor"] = round(share, 3)
+        print(
+            f"  postgres  rows of {steps} step(s) per event, psycopg alone (ceiling): {rate:>8,.0f}"
+            f" events/s in {r['rounds']} ordered commits; the engine reaches {share:.0%} of it",
+            flush=True,
+        )
 
 
 def peers(args: argparse.Namespace, stores: ScratchStores, out: dict[str, Any]) -> None:
