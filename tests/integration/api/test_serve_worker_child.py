@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ import aiohttp
 import pytest
 from sqlalchemy.engine import make_url
 
+from quote2cash.engine.audit import read_head
 from quote2cash.engine.events import new_event
 from quote2cash.engine.runtime import Runtime
+from quote2cash.identity.accounts import create_first_admin
 
 from .conftest import eventually, logged
 
@@ -54,7 +57,7 @@ def serve_env() -> dict[str, str]:
         if not k.startswith("Q2C_") or k.startswith("Q2C_AUDIT_") or k == "Q2C_REQUIRE_SERVICES"
     }
     env["PYTHONPATH"] = f"{SRC}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    env.update(Q2C_LOG_LEVEL="INFO", Q2C_LOG_FORMAT="json")
+    env.update(Q2C_LOG_LEVEL="INFO", Q2C_LOG_FORMAT="json", Q2C_AUDIT_CHECKPOINT_SECONDS="0.5")
     return env
 
 
@@ -171,6 +174,36 @@ async def handled(db: str, event_id: str) -> str | None:
         runtime.close()
 
 
+def audit_decision(db: str) -> None:
+    """An audited change made beside serve (its API's decisions are audited the same way)."""
+    runtime = Runtime.open(db)
+    try:
+        create_first_admin(runtime, "admin")
+    finally:
+        runtime.close()
+
+
+async def checkpointed_seq(db: str) -> int:
+    """The audit seq of the store's last signed checkpoint outside it (-1: none)."""
+    runtime = Runtime.open(db)
+    try:
+        with runtime.engine.connect() as conn:
+            head = read_head(conn)
+        assert head is not None and head.store_id is not None
+        checkpoint = await runtime.checkpoints.latest(head.store_id)
+        return -1 if checkpoint is None else checkpoint.seq
+    finally:
+        runtime.close()
+
+
+async def checkpoint_after(db: str, change: Any) -> bool:
+    """Whether a checkpoint newer than the last one comes after ``change`` (within a minute)."""
+    before = await checkpointed_seq(db)
+    await asyncio.to_thread(change)
+    after = await eventually(lambda: checkpointed_seq(db), lambda seq: seq > before, within=60)
+    return after > before
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[str]:
     """The store's URL, initialised; on PostgreSQL with a password in it."""
@@ -194,6 +227,7 @@ async def test_serve_runs_its_worker_in_a_child_it_restarts_and_stops(
         status, body = await health(serve.url)
         assert status == 200 and body["worker"] == {"enabled": True, "running": True}
         assert await handled(store, append_billing_event(store, "cus_child_1")) == "done"
+        assert await checkpoint_after(store, partial(audit_decision, store))  # by the child
 
         os.kill(first, signal.SIGKILL)
         second = one_worker(serve, other_than={first})
@@ -240,6 +274,7 @@ async def test_a_worker_child_that_cannot_start_is_given_up(tmp_path: Path) -> N
         assert status == 503 and body["worker"] == {"enabled": True, "running": False}
         assert body["store"] == {"reachable": True}
         assert worker_children(serve.process.pid) == set()
+        assert await checkpoint_after(db, partial(audit_decision, db))  # by serve itself now
     finally:
         code = stop(serve)
     assert code == 0
