@@ -4,8 +4,8 @@ process (``worker_child.py``) or on serve's own event loop (``worker_mode``).
 Shutdown (``stop`` set, e.g. on SIGTERM): the listener closes first and requests in flight
 finish, so nothing is acknowledged that is not logged; pollers stop; the worker finishes its
 batch (a child worker is sent SIGTERM once the requests in flight are answered); buffered spans
-are exported; then the connectors close. Polling and webhooks give the
-same event ids, so an event heard both ways is logged once.
+are exported; then the connectors close. Polling and webhooks give the same event ids, so an
+event heard both ways is logged once.
 """
 
 from __future__ import annotations
