@@ -127,11 +127,18 @@ def run_child(
 
 
 def start_serve(
-    url: str, folder: Path, *, workers: bool = False, console: bool = False, processes: int = 1
+    url: str,
+    folder: Path,
+    *,
+    workers: bool = False,
+    console: bool = False,
+    processes: int = 1,
+    worker_mode: str | None = None,
 ) -> tuple[subprocess.Popen[str], str]:
     """``q2c serve`` of this checkout on ``url`` (no polling, an empty sandbox state), its log in
     ``folder/serve.log``; returns the process and the address it serves on. ``processes`` > 1:
-    ``q2c serve --processes N`` (the process returned is their parent)."""
+    ``q2c serve --processes N`` (the process returned is their parent). ``worker_mode``: serve's
+    ``--worker-mode`` (None: its default, a child process)."""
     sandbox = folder / "sandbox"
     sandbox.mkdir(exist_ok=True)
     (sandbox / "state.json").write_text("{}", encoding="utf-8")
@@ -140,6 +147,7 @@ def start_serve(
     command = [sys.executable, "-c", "from quote2cash.cli import main; main()", "serve"]
     command += ["--db", url, "--port", "0", "--poll-seconds", "0"]
     command += ["--workers" if workers else "--no-workers"]
+    command += ["--worker-mode", worker_mode] if workers and worker_mode else []
     command += [] if console else ["--no-console"]
     command += ["--processes", str(processes)] if processes > 1 else []
     command += ["--workdir", str(sandbox), "--no-hook-sandbox"]

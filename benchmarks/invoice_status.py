@@ -8,23 +8,26 @@ rebuilt from the whole log as migration 0015 does (its time is reported). Reques
 kind of id (billing id, number, ERP id, CRM id, global id), old and live invoices alike.
 
 Load is open-loop: request i is sent at t0 + i/R whether or not earlier ones have answered, and
-its latency counts from that planned instant (no coordinated omission). Three phases:
-``idle`` (serve without workers), ``dispatching`` (serve's own worker draining a backlog at full
-speed) and ``worker_apart`` (the same with ``q2c worker`` in its own process beside a serve
-without workers). Every window starts a serve (and worker) and warms serve for a second first,
-as in production, where the web process is not started beside the load; the backlog is topped up
-to ``--backlog`` pending events before each dispatching window, and a window whose worker ran
-out of work before it closed is flagged (``worker_busy_whole_window``). The phases alternate
-``--rounds`` times (3); each phase shows the window with the median p99, every round's p99 beside
-it, and the dispatching phases' median p99 over idle's (``*_p99_over_idle``). Each window also
-reports serve's CPU per request (robust to a shared machine's load; with ``--processes N``
-summed over every serve process), the load generator's own CPU per request, the cores each
-party used during the window (``cores_used``: serve, a worker apart, the store's PostgreSQL
-backends, the load generator; column ``cores`` their total, against this machine's 2) and the
-load average. The load generator (``--client raw``, the default) is ``_http_load``'s kept-alive raw
-sockets: aiohttp's client (``--client aiohttp``) cost a third of a core at 1,000 requests/s on
-the same 2 cores as the server it measures. The p99 of the requests planned in a window's first
-half second (``start_p99_ms``, column ``0-.5s``) is reported apart from the rest's
+its latency counts from that planned instant (no coordinated omission). Four phases: ``idle``
+(serve without workers), ``dispatching`` (serve's own worker on its event loop, ``--worker-mode
+loop``, draining a backlog at full speed), ``worker_apart`` (the same with ``q2c worker`` in its
+own process beside a serve without workers) and ``worker_child`` (``q2c serve`` as it starts by
+default: its worker a child process it supervises). Every window starts a serve (and worker)
+and warms serve for a second first, as in production, where the web process is not started
+beside the load; the backlog is topped up to ``--backlog`` pending events before each
+dispatching window, and a window whose worker ran out of work before it closed is flagged
+(``worker_busy_whole_window``). The phases alternate ``--rounds`` times (3); each phase shows
+the window with the median p99, every round's p99 beside it, and the dispatching phases' median
+p99 over idle's (``*_p99_over_idle``). Each window also reports serve's CPU per request (robust
+to a shared machine's load; with ``--processes N`` summed over every serve process, worker
+children left out), the load generator's own CPU per request, the cores each party used during
+the window (``cores_used``: serve, a worker apart, serve's worker children, the store's
+PostgreSQL backends, the load generator; column ``cores`` their total, against this machine's
+2) and the load average. The load generator (``--client raw``, the default) is
+``_http_load``'s kept-alive raw sockets: aiohttp's client (``--client aiohttp``) cost a third of
+a core at 1,000 requests/s on the same 2 cores as the server it measures. The p99 of the
+requests planned in a window's first half second (``start_p99_ms``, column ``0-.5s``) is
+reported apart from the rest's
 (``rest_p99_ms``). Prints a table; the last line is one JSON object.
 
     python benchmarks/invoice_status.py            # PostgreSQL, 1,000,000 events, 1,000 req/s
@@ -365,11 +368,13 @@ def run_client(base: str, token: str, ids_file: Path, rate: int, seconds: float)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, worker_children: bool = False) -> float:
     """User plus system CPU time the process and its live descendants (``--processes``) have
-    used (Linux ``/proc``), in seconds."""
+    used (Linux ``/proc``), in seconds: serve's own (``q2c worker`` children left out), or with
+    ``worker_children`` only theirs (serve's default ``--worker-mode process``)."""
     total = 0.0
-    for one in [pid, *descendants(pid)]:
+    mine, workers = descendants(pid)
+    for one in workers if worker_children else [pid, *mine]:
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
@@ -378,20 +383,35 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def descendants(pid: int) -> list[int]:
+def is_worker(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_text(errors="replace").split("\0")
+    except FileNotFoundError:
+        return False
+    return "worker" in argv
+
+
+def descendants(pid: int) -> tuple[list[int], list[int]]:
+    """The live descendants of ``pid``: serve processes, and ``q2c worker`` children with theirs."""
     found: list[int] = []
+    workers: list[int] = []
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
-        return found
+        return found, workers
     for task in tasks:
         try:
             children = [int(c) for c in (task / "children").read_text().split()]
         except FileNotFoundError:
             continue
         for child in children:
-            found += [child, *descendants(child)]
-    return found
+            mine, theirs = descendants(child)
+            if is_worker(child):
+                workers += [child, *mine, *theirs]
+            else:
+                found += [child, *mine]
+                workers += theirs
+    return found, workers
 
 
 def loaded_window(
@@ -410,12 +430,14 @@ def loaded_window(
     (serve with its in-process worker if any, a worker apart, the store's PostgreSQL backends,
     the load generator): on this 2-core machine, a total near 2 means requests queue for a core."""
     cpu0 = cpu_seconds(process.pid)
+    child0 = cpu_seconds(process.pid, worker_children=True)
     worker0 = cpu_seconds(worker.pid) if worker is not None else 0.0
     server0 = backend_cpu_seconds(url) if url.startswith("postgresql") else 0.0
     started = time.perf_counter()
     figures: dict[str, Any] = run_client(base, token, ids_file, rate, s)
     window = time.perf_counter() - started
     used = cpu_seconds(process.pid) - cpu0
+    child_used = cpu_seconds(process.pid, worker_children=True) - child0
     worker_used = cpu_seconds(worker.pid) - worker0 if worker is not None else 0.0
     server_used = backend_cpu_seconds(url) - server0 if url.startswith("postgresql") else 0.0
     figures["serve_cpu_ms_per_request"] = round(used * 1000 / figures["requests"], 3)
@@ -425,6 +447,7 @@ def loaded_window(
     cores = {
         "serve": used / window,
         "worker_apart": worker_used / window,
+        "worker_child": child_used / window,
         "postgres": server_used / window,
         "client": client_used / window,
     }
@@ -447,15 +470,20 @@ def start_worker(url: str, folder: Path) -> subprocess.Popen[str]:
 
 
 def dispatching_window(
-    url: str, args: argparse.Namespace, folder: Path, token: str, ids_file: Path, *, apart: bool
+    url: str, args: argparse.Namespace, folder: Path, token: str, ids_file: Path, *, phase: str
 ) -> dict[str, Any]:
-    """A window while a worker drains a backlog: serve's own (``apart`` False) or one in its own
-    process. Serve (and the worker) are started and serve warmed as in the idle phase (its
-    start-up tail is not dispatch's), the worker draining meanwhile; the window counts only if the
-    worker still had work when it closed (``worker_busy_whole_window``); reports what the worker
-    dispatched during the window."""
+    """A window while a worker drains a backlog: serve's own on its loop (``dispatching``), one in
+    its own process beside serve (``worker_apart``), or serve's worker child (``worker_child``,
+    serve's default mode). Serve (and the worker) are started and serve warmed as in the idle
+    phase (its start-up tail is not dispatch's), the worker draining meanwhile; the window counts
+    only if the worker still had work when it closed (``worker_busy_whole_window``); reports what
+    the worker dispatched during the window."""
     append_backlog(url, max(0, args.backlog - pending_count(url)))  # topped up to --backlog
-    process, base = start_serve(url, folder, workers=not apart, processes=args.processes)
+    apart = phase == "worker_apart"
+    mode = "loop" if phase == "dispatching" else None
+    process, base = start_serve(
+        url, folder, workers=not apart, processes=args.processes, worker_mode=mode
+    )
     worker = start_worker(url, folder) if apart else None
     try:
         run_client(base, token, ids_file, args.rate, min(1.0, args.seconds))  # warm-up
@@ -482,7 +510,8 @@ def dispatching_window(
     return figures
 
 
-PHASES = ("idle", "dispatching", "worker_apart")
+DISPATCHING = ("dispatching", "worker_apart", "worker_child")
+PHASES = ("idle", *DISPATCHING)
 
 
 def median_windows(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -496,7 +525,7 @@ def median_windows(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "p99_ms_rounds": [f["p99_ms"] for f in rounds],
         }
         run[phase]["rest_p99_ms_rounds"] = [f["rest_p99_ms"] for f in rounds]
-    for phase in ("dispatching", "worker_apart"):
+    for phase in DISPATCHING:
         run[f"{phase}_p99_over_idle"] = round(run[phase]["p99_ms"] / run["idle"]["p99_ms"], 2)
         run[f"{phase}_busy_every_window"] = all(
             f["worker_busy_whole_window"] for f in windows[phase]
@@ -505,7 +534,7 @@ def median_windows(windows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    """The store once, then the three phases for each count of serve processes asked for."""
+    """The store once, then the four phases for each count of serve processes asked for."""
     made = asyncio.run(populate(url, args.events, args.live))
     ids_file = folder / "ids.json"
     ids_file.write_text(json.dumps(made.pop("ids")))
@@ -525,8 +554,8 @@ def measure(url: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 windows["idle"].append(figures)
             finally:
                 stop_serve(process)
-            for phase, apart in (("dispatching", False), ("worker_apart", True)):
-                figures = dispatching_window(url, args, folder, token, ids_file, apart=apart)
+            for phase in DISPATCHING:
+                figures = dispatching_window(url, args, folder, token, ids_file, phase=phase)
                 windows[phase].append(figures)
         runs[str(count)] = median_windows(windows)
     result.update(runs[str(args.counts[0])])  # the first count's phases at the top, as before
@@ -626,8 +655,9 @@ def main() -> None:
             )
         print(
             f"  {count:<6}median p99 over idle's: dispatching {run['dispatching_p99_over_idle']}x, "
-            f"worker apart {run['worker_apart_p99_over_idle']}x (worker busy in every window: "
-            f"{run['dispatching_busy_every_window'] and run['worker_apart_busy_every_window']})"
+            f"worker apart {run['worker_apart_p99_over_idle']}x, worker child "
+            f"{run['worker_child_p99_over_idle']}x (worker busy in every window: "
+            f"{all(run[f'{phase}_busy_every_window'] for phase in DISPATCHING)})"
         )
     print(json.dumps(result))
 

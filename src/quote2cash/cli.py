@@ -341,6 +341,15 @@ def worker(
             "when its last subject does)",
         ),
     ] = 0.5,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(
+            "--parent-pid",
+            hidden=True,
+            help="Stop (finishing the batch) once this parent process is gone: q2c serve's "
+            "worker child",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker: events are handled in order per subject until SIGTERM or Ctrl-C. Run as
     many as you like on one PostgreSQL store: subjects are leased to one worker at a time."""
@@ -392,6 +401,11 @@ def worker(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            if parent_pid is not None:
+                from quote2cash.api.worker_child import stop_when_parent_ends
+
+                watch = asyncio.create_task(stop_when_parent_ends(parent_pid, stop))
+                stack.callback(watch.cancel)
             await w.run(stop)
 
     asyncio.run(main())

@@ -1,9 +1,11 @@
-"""``q2c serve``: the API, the worker loop and the polling fallback in one asyncio process.
+"""``q2c serve``: the API, the worker and the polling fallback; the worker in a supervised child
+process (``worker_child.py``) or on serve's own event loop (``worker_mode``).
 
 Shutdown (``stop`` set, e.g. on SIGTERM): the listener closes first and requests in flight
 finish, so nothing is acknowledged that is not logged; pollers stop; the worker finishes its
-batch; buffered spans are exported; then the connectors close. Polling and webhooks give the
-same event ids, so an event heard both ways is logged once.
+batch (a child worker is sent SIGTERM once the requests in flight are answered); buffered spans
+are exported; then the connectors close. Polling and webhooks give the same event ids, so an
+event heard both ways is logged once.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from aiohttp import web
 
 from quote2cash.api.access_log import RedactingAccessLogger
 from quote2cash.api.app import HubStatus, StripeVerifier, build_app
+from quote2cash.api.worker_child import WorkerChild, WorkerMode, store_url_of, supervise_worker
 from quote2cash.bus.publisher import BusConfig, BusPublisher
 from quote2cash.console.links import ObjectLinks
 from quote2cash.defaults import packaged_config_dir
+from quote2cash.engine.audit_key import is_memory_store
 from quote2cash.engine.checkpoints import checkpoint_forever
 from quote2cash.engine.errors import IntegrationError
 from quote2cash.engine.leadership import Leadership
@@ -67,6 +71,14 @@ class ServeOptions:
     its process on the same host is gone)."""
     reuse_port: bool = False
     """Listen with SO_REUSEPORT, so several serve processes share the port (``--processes``)."""
+    worker_mode: WorkerMode = "loop"
+    """Where the worker runs (with ``workers``): ``process``, a supervised child ``q2c worker``
+    whose store threads never hold this loop's GIL (``q2c serve``'s default; ``worker_child``
+    says what it gets); ``loop``, on this event loop with the ``systems`` given here. The
+    dataclass defaults to ``loop`` because a child cannot share the connector objects a caller
+    injects in process (tests, embedders): it builds its own from ``worker_child``."""
+    worker_child: WorkerChild = field(default_factory=WorkerChild)
+    """The systems.yaml and sandbox folder of a ``process`` worker (its catalog: ``config_dir``)."""
 
 
 Poller = tuple[str, Callable[[], Awaitable[int]]]
@@ -335,7 +347,17 @@ async def serve(
 
     ``pollers`` defaults to ``default_pollers(runtime, systems)``.
     """
+    if (
+        options.workers
+        and options.worker_mode == "process"
+        and is_memory_store(store_url_of(runtime))
+    ):
+        raise ValueError(
+            "a worker in a child process needs a store it can open too, not an in-memory SQLite: "
+            "use a file or PostgreSQL, or worker_mode 'loop'"
+        )
     status = HubStatus(worker_running=False if options.workers else None)
+    web_closed = asyncio.Event()  # a child worker stops once requests in flight are answered
     app = build_app(
         runtime,
         stripe_verifier=stripe_verifier,
@@ -356,7 +378,17 @@ async def serve(
         await site.start()
         host, port = runner.addresses[0][:2]
         url = f"http://{host}:{port}"
-        if options.workers:
+        if options.workers and options.worker_mode == "process":
+            supervised = supervise_worker(
+                runtime,
+                options.worker_child,
+                options.config_dir,
+                web_closed,
+                status,
+                options.shutdown_seconds,
+            )
+            tasks.append(asyncio.create_task(supervised))
+        elif options.workers:
             tasks.append(
                 asyncio.create_task(run_worker(runtime, systems, stop, status, options.config_dir))
             )
@@ -374,7 +406,8 @@ async def serve(
 
         if has_scheduled_jobs(options):
             tasks.append(asyncio.create_task(lead_schedule(leadership, jobs, stop)))
-        log.info("serving on %s (workers: %s)", url, options.workers)
+        mode = f"{options.workers} ({options.worker_mode})" if options.workers else "False"
+        log.info("serving on %s (workers: %s)", url, mode)
         if stripe_verifier is None:
             log.warning("no Stripe webhook secret: Stripe webhooks are answered 503")
         if callout_secret is None:
@@ -388,6 +421,7 @@ async def serve(
     finally:
         stop.set()
         await runner.cleanup()
+        web_closed.set()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(tracing.flush)
