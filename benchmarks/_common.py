@@ -138,7 +138,7 @@ def start_serve(
     """``q2c serve`` of this checkout on ``url`` (no polling, an empty sandbox state), its log in
     ``folder/serve.log``; returns the process and the address it serves on. ``processes`` > 1:
     ``q2c serve --processes N`` (the process returned is their parent). ``worker_mode``: serve's
-    ``--worker-mode`` (None: its default, a child process)."""
+    ``--worker-mode`` (None: its default, ``auto``)."""
     sandbox = folder / "sandbox"
     sandbox.mkdir(exist_ok=True)
     (sandbox / "state.json").write_text("{}", encoding="utf-8")

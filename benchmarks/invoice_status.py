@@ -474,13 +474,13 @@ def dispatching_window(
 ) -> dict[str, Any]:
     """A window while a worker drains a backlog: serve's own on its loop (``dispatching``), one in
     its own process beside serve (``worker_apart``), or serve's worker child (``worker_child``,
-    serve's default mode). Serve (and the worker) are started and serve warmed as in the idle
-    phase (its start-up tail is not dispatch's), the worker draining meanwhile; the window counts
-    only if the worker still had work when it closed (``worker_busy_whole_window``); reports what
-    the worker dispatched during the window."""
+    serve's default mode on PostgreSQL). Serve (and the worker) are started and serve warmed as
+    in the idle phase (its start-up tail is not dispatch's), the worker draining meanwhile; the
+    window counts only if the worker still had work when it closed
+    (``worker_busy_whole_window``); reports what the worker dispatched during the window."""
     append_backlog(url, max(0, args.backlog - pending_count(url)))  # topped up to --backlog
     apart = phase == "worker_apart"
-    mode = "loop" if phase == "dispatching" else None
+    mode = "loop" if phase == "dispatching" else "process"  # explicit: SQLite's default is loop
     process, base = start_serve(
         url, folder, workers=not apart, processes=args.processes, worker_mode=mode
     )

@@ -37,7 +37,6 @@ from quote2cash.settings import get_settings
 
 if TYPE_CHECKING:
     from quote2cash.api.app import StripeVerifier
-    from quote2cash.api.worker_child import WorkerMode
     from quote2cash.engine.runtime import Runtime
     from quote2cash.identity import Operator
     from quote2cash.identity.oidc import OidcClient
@@ -369,9 +368,10 @@ def serve_command(
             "--worker-mode",
             envvar="Q2C_SERVE_WORKER_MODE",
             help="process: the worker is a child q2c worker, restarted if it ends (the web's "
-            "latency stays its own); loop: it runs on serve's own event loop",
+            "latency stays its own); loop: it runs on serve's own event loop; auto: process on "
+            "PostgreSQL, loop on SQLite",
         ),
-    ] = "process",
+    ] = "auto",
 ) -> None:
     """Serve the API (webhooks, /v1, /health), the console (/console), the workers and polling,
     until SIGTERM."""
@@ -380,7 +380,7 @@ def serve_command(
     if worker_mode not in WORKER_MODES:
         from quote2cash.cli import fail
 
-        fail(f"--worker-mode is {worker_mode!r}; expected {' or '.join(WORKER_MODES)}")
+        fail(f"--worker-mode is {worker_mode!r}; expected {', '.join(WORKER_MODES)}")
     chosen = ServeChoice(
         host,
         port,
@@ -418,7 +418,8 @@ class ServeChoice:
     db: str | None
     with_console: bool
     reuse_port: bool = False
-    worker_mode: WorkerMode = "process"
+    worker_mode: str = "auto"
+    """``--worker-mode`` as asked (``auto`` is resolved once the store is open)."""
     stripe_secret: str | None = field(default=None, repr=False)
     """A webhook secret the ``--processes`` parent registered on the sandbox for all of them."""
     hooked_by_parent: bool = False
@@ -445,7 +446,7 @@ def serve_one(chosen: ServeChoice, *, on_started: Callable[[], None] | None = No
     """One serve process; ``on_started`` (a ``--processes`` child) replaces the printed line."""
     from quote2cash.api.app import HUB
     from quote2cash.api.serve import ServeOptions, run_loop, serve
-    from quote2cash.api.worker_child import WorkerChild
+    from quote2cash.api.worker_child import WorkerChild, resolve_mode
     from quote2cash.cli import configure_budgets, fail, load_systems, open_runtime
     from quote2cash.configuration import active_config_dir
     from quote2cash.observability.logging import configure_logging
@@ -480,7 +481,7 @@ def serve_one(chosen: ServeChoice, *, on_started: Callable[[], None] | None = No
         bus=BusConfig.from_settings(settings) if is_nats_url(settings.bus_url) else None,
         schedule_lease_seconds=settings.serve_lease_seconds,
         reuse_port=chosen.reuse_port,
-        worker_mode=chosen.worker_mode,
+        worker_mode=resolve_mode(chosen.worker_mode, runtime.engine.dialect.name),
         worker_child=WorkerChild(config, sandbox),
     )
     if given is not None:

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WorkerMode = Literal["process", "loop"]
-WORKER_MODES: Final[tuple[WorkerMode, ...]] = ("process", "loop")
+WORKER_MODES: Final[tuple[str, ...]] = ("auto", "process", "loop")
+"""``q2c serve --worker-mode``: ``auto`` (the default) is ``process`` on a PostgreSQL store (the
+production shape, DESIGN §6) and ``loop`` on a SQLite file (the embedded shape: workers in
+serve's own process)."""
 
 QUICK_DEATH_SECONDS: Final = 10.0
 QUICK_DEATHS: Final = 5
@@ -51,6 +54,13 @@ class WorkerChild:
 
     systems_config: str | None = None
     sandbox: str = ".q2c/sandbox"
+
+
+def resolve_mode(asked: str, dialect: str) -> WorkerMode:
+    """``auto`` made concrete for a store of ``dialect``; ``process`` and ``loop`` as asked."""
+    if asked == "loop" or (asked == "auto" and dialect != "postgresql"):
+        return "loop"
+    return "process"
 
 
 def worker_command(child: WorkerChild, parent_pid: int) -> list[str]:

@@ -1,8 +1,8 @@
-"""``q2c serve``'s worker in a child process (``--worker-mode process``, the default): a real
-``q2c serve`` of this checkout, its child a real ``q2c worker`` found in the process tree
-(``/proc``). The child handles what is logged; one that is killed is started again; one that
-cannot start is given up (``/health`` 503); serve's SIGTERM stops it, and a serve killed hard
-leaves none behind. The store URL (a password in it) never shows in a child's argv."""
+"""``q2c serve``'s worker in a child process (``--worker-mode process``, the default on
+PostgreSQL): a real ``q2c serve`` of this checkout, its child a real ``q2c worker`` found in the
+process tree (``/proc``). The child handles what is logged; one that is killed is started
+again; one that cannot start is given up (``/health`` 503); serve's SIGTERM stops it, and a serve
+killed hard leaves none behind. The store URL (a password in it) never shows in a child's argv."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def store(db_url: str) -> Iterator[str]:
 async def test_serve_runs_its_worker_in_a_child_it_restarts_and_stops(
     store: str, tmp_path: Path
 ) -> None:
-    serve = start(store, tmp_path)
+    serve = start(store, tmp_path, "--worker-mode", "process")
     try:
         first = one_worker(serve)
         assert first != serve.process.pid
@@ -244,10 +244,28 @@ async def test_serve_runs_its_worker_in_a_child_it_restarts_and_stops(
     assert PASSWORD not in serve.text()
 
 
+async def test_the_default_is_a_child_on_postgresql_and_serves_loop_on_sqlite(
+    store: str, tmp_path: Path
+) -> None:
+    """``--worker-mode auto``: the production shape (PostgreSQL) runs its worker apart, the
+    embedded one (a SQLite file) in serve's own process (DESIGN §6)."""
+    serve = start(store, tmp_path)
+    try:
+        assert await handled(store, append_billing_event(store, "cus_auto_1")) == "done"
+        status, body = await health(serve.url)
+        assert status == 200 and body["worker"] == {"enabled": True, "running": True}
+        if store.startswith("postgresql"):
+            assert one_worker(serve) != serve.process.pid
+        else:
+            assert worker_children(serve.process.pid) == set()
+    finally:
+        assert stop(serve) == 0
+
+
 async def test_a_serve_killed_hard_leaves_no_worker_behind(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     Runtime.open(db).close()
-    serve = start(db, tmp_path)
+    serve = start(db, tmp_path, "--worker-mode", "process")
     try:
         child = one_worker(serve)
         serve.process.kill()  # SIGKILL: serve cannot stop its child itself
@@ -264,7 +282,9 @@ async def test_a_worker_child_that_cannot_start_is_given_up(tmp_path: Path) -> N
     says so, and ``/health`` answers 503 while the API keeps serving."""
     db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     Runtime.open(db).close()
-    serve = start(db, tmp_path, "--config-dir", str(tmp_path / "missing"))
+    serve = start(
+        db, tmp_path, "--worker-mode", "process", "--config-dir", str(tmp_path / "missing")
+    )
     try:
         given_up = wait_for(lambda: any("given up" in m for m in serve.messages()), within=120)
         assert given_up, serve.text()[-3000:]
@@ -296,7 +316,7 @@ async def test_worker_mode_loop_runs_the_worker_on_serves_own_loop(tmp_path: Pat
 async def test_each_of_processes_supervises_its_own_worker_child(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
     Runtime.open(db).close()
-    serve = start(db, tmp_path, "--processes", "2")
+    serve = start(db, tmp_path, "--worker-mode", "process", "--processes", "2")
     try:
         served = wait_for(
             lambda: {c for c in children(serve.process.pid) if "spawn_main" in " ".join(cmdline(c))}
@@ -326,4 +346,4 @@ def test_an_unknown_worker_mode_is_one_clear_error(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "--worker-mode is 'threads'; expected process or loop" in done.stderr
+    assert "--worker-mode is 'threads'; expected auto, process, loop" in done.stderr
