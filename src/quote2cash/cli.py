@@ -355,12 +355,17 @@ def worker(
     many as you like on one PostgreSQL store: subjects are leased to one worker at a time."""
     from contextlib import AsyncExitStack
 
-    from quote2cash.engine.niceness import lower_process_priority
+    from quote2cash.engine.niceness import enter_idle_class, lower_process_priority
     from quote2cash.engine.worker import Worker, raise_worker_gc_threshold
     from quote2cash.observability.logging import configure_logging
 
     settings = get_settings()
     lower_process_priority(settings.worker_nice)  # every thread, now and started later
+    idle_class = settings.worker_idle_class
+    if idle_class is None:
+        idle_class = parent_pid is not None  # serve's worker child shares serve's cores
+    if idle_class:
+        enter_idle_class()
     raise_worker_gc_threshold()  # a worker-only process: fewer young collections
     configure_logging(settings.log_level, settings.log_format)
     rt = open_runtime(db)

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         "(Linux nice): a `q2c worker` process takes it whole, `q2c serve --workers` for its "
         "worker's store threads (0: the same priority)",
     )
+    worker_idle_class: bool | None = Field(
+        default=None,
+        description="a `q2c worker` process runs in Linux's idle scheduling class (SCHED_IDLE): "
+        "any other runnable thread on its cores, the web's first, goes before it; unset: on for "
+        "`q2c serve`'s worker child (it shares serve's host), off for a `q2c worker` of its own",
+    )
     token_cache_seconds: float = Field(
         default=5.0,
         ge=0,

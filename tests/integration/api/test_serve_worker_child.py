@@ -61,7 +61,7 @@ def serve_env() -> dict[str, str]:
     return env
 
 
-def start(db: str, folder: Path, *extra: str) -> Serve:
+def start(db: str, folder: Path, *extra: str, env: dict[str, str] | None = None) -> Serve:
     sandbox = folder / "sandbox"
     sandbox.mkdir(exist_ok=True)
     (sandbox / "state.json").write_text("{}", encoding="utf-8")  # no system: an empty sandbox
@@ -71,7 +71,12 @@ def start(db: str, folder: Path, *extra: str) -> Serve:
     log = folder / "serve.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=err, text=True, env=serve_env(), cwd=folder
+            command,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**serve_env(), **(env or {})},
+            cwd=folder,
         )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -227,6 +232,9 @@ async def test_serve_runs_its_worker_in_a_child_it_restarts_and_stops(
         status, body = await health(serve.url)
         assert status == 200 and body["worker"] == {"enabled": True, "running": True}
         assert await handled(store, append_billing_event(store, "cus_child_1")) == "done"
+        # serve's cores go to the web first: the child is in the idle scheduling class
+        assert os.sched_getscheduler(first) == os.SCHED_IDLE
+        assert os.sched_getscheduler(serve.process.pid) == os.SCHED_OTHER
         assert await checkpoint_after(store, partial(audit_decision, store))  # by the child
 
         os.kill(first, signal.SIGKILL)
@@ -258,6 +266,18 @@ async def test_the_default_is_a_child_on_postgresql_and_serves_loop_on_sqlite(
             assert one_worker(serve) != serve.process.pid
         else:
             assert worker_children(serve.process.pid) == set()
+    finally:
+        assert stop(serve) == 0
+
+
+async def test_the_child_keeps_the_normal_class_when_told(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    Runtime.open(db).close()
+    serve = start(db, tmp_path, "--worker-mode", "process", env={"Q2C_WORKER_IDLE_CLASS": "false"})
+    try:
+        child = one_worker(serve)
+        assert await handled(db, append_billing_event(db, "cus_normal_1")) == "done"
+        assert os.sched_getscheduler(child) == os.SCHED_OTHER
     finally:
         assert stop(serve) == 0
 

@@ -1,5 +1,6 @@
 """Q2C_WORKER_NICE (default 0: as before): a worker's store threads, or a whole `q2c worker`
-process (threads it had and threads it starts later), run at a nice value that much higher."""
+process (threads it had and threads it starts later), run at a nice value that much higher; and
+Q2C_WORKER_IDLE_CLASS: a whole `q2c worker` process in Linux's idle scheduling class."""
 
 from __future__ import annotations
 
@@ -61,3 +62,35 @@ def test_the_default_and_its_bounds() -> None:
     for wrong in (-1, 20):
         with pytest.raises(ValidationError):
             Settings(worker_nice=wrong)
+
+
+def test_the_idle_class_takes_every_thread_a_process_has_and_starts() -> None:
+    script = """
+import os, threading
+from quote2cash.engine.niceness import enter_idle_class
+def policy():
+    return os.sched_getscheduler(threading.get_native_id())
+base = policy()
+seen = {}
+ready, go = threading.Event(), threading.Event()
+def early():
+    ready.set(); go.wait(); seen["early"] = policy()
+t = threading.Thread(target=early); t.start(); ready.wait()
+entered = enter_idle_class()
+go.set(); t.join()
+late = threading.Thread(target=lambda: seen.__setitem__("late", policy()))
+late.start(); late.join()
+print(base, int(entered), policy(), seen["early"], seen["late"])
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=os.environ
+    )
+    base, entered, main, early, late = (int(x) for x in out.stdout.split())
+    assert base == os.SCHED_OTHER and entered == 1
+    assert main == early == late == os.SCHED_IDLE
+
+
+def test_the_idle_class_is_unset_by_default() -> None:
+    """Unset: the CLI decides (on for serve's worker child, off for a worker of its own)."""
+    assert Settings.model_fields["worker_idle_class"].default is None
+    assert Settings(worker_idle_class=False).worker_idle_class is False
