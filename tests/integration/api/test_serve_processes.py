@@ -17,8 +17,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,82 +39,29 @@ from quote2cash.reconcile.model import Drift, DriftKind, Repair, Report
 from quote2cash.store.schema import events
 
 from .conftest import STRIPE_KEY, StripeSandbox
+from .serve_process import Serve, start_serve, stop
+from .serve_process import serve_env as base_env
 
-SRC = Path(__file__).parents[3] / "src"
 INTERVAL = 2.0
 """The reconciliation interval the processes run with (Q2C_RECONCILE_INTERVAL_SECONDS)."""
 RUNS = re.compile(r"reconciliation (failed|: )")
 
 
-@dataclass
-class Serve:
-    process: subprocess.Popen[str]
-    url: str
-    log: Path
+def runs(serve: Serve) -> list[datetime]:
+    """When each scheduled reconciliation of this process ended."""
+    return [datetime.fromisoformat(x["time"]) for x in serve.lines() if RUNS.search(x["message"])]
 
-    def lines(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("{"):
-                out.append(json.loads(line))
-        return out
 
-    def runs(self) -> list[datetime]:
-        """When each scheduled reconciliation of this process ended."""
-        return [
-            datetime.fromisoformat(x["time"]) for x in self.lines() if RUNS.search(x["message"])
-        ]
-
-    def leads(self) -> bool:
-        return any("runs the scheduled jobs" in x["message"] for x in self.lines())
+def leads(serve: Serve) -> bool:
+    return any("runs the scheduled jobs" in m for m in serve.messages())
 
 
 def serve_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("Q2C_") or k.startswith("Q2C_AUDIT_") or k == "Q2C_REQUIRE_SERVICES"
-    }
-    env["PYTHONPATH"] = f"{SRC}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    env.update(
-        Q2C_LOG_LEVEL="INFO",
-        Q2C_LOG_FORMAT="json",
-        Q2C_RECONCILE_INTERVAL_SECONDS=str(INTERVAL),
-        Q2C_SERVE_LEASE_SECONDS="30",
-    )
-    return env
+    return base_env(Q2C_RECONCILE_INTERVAL_SECONDS=str(INTERVAL), Q2C_SERVE_LEASE_SECONDS="30")
 
 
 def start(url: str, folder: Path, name: str, *extra: str) -> Serve:
-    sandbox = folder / "sandbox"
-    sandbox.mkdir(exist_ok=True)
-    if not (sandbox / "state.json").exists():  # no system: an empty sandbox
-        (sandbox / "state.json").write_text("{}", encoding="utf-8")
-    command = [sys.executable, "-m", "quote2cash.cli", "serve", "--db", url, "--port", "0"]
-    command += ["--no-workers", "--poll-seconds", "0", "--no-console", "--no-hook-sandbox"]
-    command += ["--workdir", str(sandbox), *extra]
-    log = folder / f"{name}.log"
-    with log.open("w") as err:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=err, text=True, env=serve_env(), cwd=folder
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"serving on (http://\S+)", line)
-    if found is None:
-        process.kill()
-        pytest.fail(f"q2c serve did not start: {log.read_text()[-2000:]}")
-    return Serve(process, found.group(1), log)
-
-
-def stop(serve: Serve) -> None:
-    if serve.process.poll() is None:
-        serve.process.send_signal(signal.SIGTERM)
-        try:
-            serve.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.process.kill()
-            serve.process.wait()
+    return start_serve(url, folder, "--no-workers", *extra, name=name, env=serve_env())
 
 
 @dataclass
@@ -204,12 +149,12 @@ async def test_two_serve_processes_answer_alike_and_share_one_schedule(
         assert report["report"]["drifts"][0]["values"] == {"billing": "147.00", "erp": "148.00"}
 
         await asyncio.sleep(4 * INTERVAL + 1)
-        leaders = [s for s in (first, second) if s.leads()]
+        leaders = [s for s in (first, second) if leads(s)]
         assert len(leaders) == 1, [s.log.read_text()[-1500:] for s in (first, second)]
         leader = leaders[0]
         other = second if leader is first else first
-        assert other.runs() == []  # the schedule ran in the leader only
-        ran = leader.runs()
+        assert runs(other) == []  # the schedule ran in the leader only
+        ran = runs(leader)
         assert len(ran) >= 3, ran  # and never closer than the interval: once per interval
         assert min(gaps(ran)) >= INTERVAL * 0.9, gaps(ran)
 
@@ -217,11 +162,11 @@ async def test_two_serve_processes_answer_alike_and_share_one_schedule(
         leader.process.wait()
         killed_at = datetime.now(UTC)
         for _ in range(75):
-            if other.leads() and other.runs():
+            if leads(other) and runs(other):
                 break
             await asyncio.sleep(0.2)
-        assert other.leads(), other.log.read_text()[-2000:]
-        taken = other.runs()
+        assert leads(other), other.log.read_text()[-2000:]
+        taken = runs(other)
         assert taken, other.log.read_text()[-2000:]
         # handed over within seconds (well inside the 30 s lease: the dead pid is seen), and
         # the next run keeps the interval from the dead leader's last one

@@ -7,15 +7,12 @@ killed hard leaves none behind. The store URL (a password in it) never shows in 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,72 +27,19 @@ from quote2cash.engine.runtime import Runtime
 from quote2cash.identity.accounts import create_first_admin
 
 from .conftest import eventually, logged
+from .serve_process import Serve, start_serve, stop
+from .serve_process import serve_env as base_env
 
-SRC = Path(__file__).parents[3] / "src"
 PASSWORD = "pw-never-in-argv-7c1e"
 """Put into the PostgreSQL URL (the server trusts local connections, so any password does)."""
 
 
-@dataclass
-class Serve:
-    process: subprocess.Popen[str]
-    url: str
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def messages(self) -> list[str]:
-        lines = self.text().splitlines()
-        return [json.loads(x)["message"] for x in lines if x.startswith("{")]
-
-
 def serve_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("Q2C_") or k.startswith("Q2C_AUDIT_") or k == "Q2C_REQUIRE_SERVICES"
-    }
-    env["PYTHONPATH"] = f"{SRC}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    env.update(Q2C_LOG_LEVEL="INFO", Q2C_LOG_FORMAT="json", Q2C_AUDIT_CHECKPOINT_SECONDS="0.5")
-    return env
+    return base_env(Q2C_AUDIT_CHECKPOINT_SECONDS="0.5")
 
 
 def start(db: str, folder: Path, *extra: str, env: dict[str, str] | None = None) -> Serve:
-    sandbox = folder / "sandbox"
-    sandbox.mkdir(exist_ok=True)
-    (sandbox / "state.json").write_text("{}", encoding="utf-8")  # no system: an empty sandbox
-    command = [sys.executable, "-m", "quote2cash.cli", "serve", "--db", db, "--port", "0"]
-    command += ["--poll-seconds", "0", "--no-console", "--no-hook-sandbox"]
-    command += ["--workdir", str(sandbox), *extra]
-    log = folder / "serve.log"
-    with log.open("w") as err:
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env={**serve_env(), **(env or {})},
-            cwd=folder,
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"serving on (http://\S+)", line)
-    if found is None:
-        process.kill()
-        pytest.fail(f"q2c serve did not start: {log.read_text()[-2000:]}")
-    return Serve(process, found.group(1), log)
-
-
-def stop(serve: Serve) -> int:
-    if serve.process.poll() is None:
-        serve.process.send_signal(signal.SIGTERM)
-        try:
-            serve.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.process.kill()
-            serve.process.wait()
-    return serve.process.returncode
+    return start_serve(db, folder, *extra, env={**serve_env(), **(env or {})})
 
 
 def children(pid: int) -> set[int]:
