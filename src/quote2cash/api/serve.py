@@ -73,10 +73,10 @@ class ServeOptions:
     """Listen with SO_REUSEPORT, so several serve processes share the port (``--processes``)."""
     worker_mode: WorkerMode = "loop"
     """Where the worker runs (with ``workers``): ``process``, a supervised child ``q2c worker``
-    whose store threads never hold this loop's GIL (``q2c serve``'s default; ``worker_child``
-    says what it gets); ``loop``, on this event loop with the ``systems`` given here. The
-    dataclass defaults to ``loop`` because a child cannot share the connector objects a caller
-    injects in process (tests, embedders): it builds its own from ``worker_child``."""
+    whose store threads never hold this loop's GIL (``q2c serve``'s default on PostgreSQL;
+    ``worker_child`` says what it gets); ``loop``, on this event loop with the ``systems`` given
+    here. The dataclass defaults to ``loop`` because a child cannot share the connector objects
+    a caller injects in process (tests, embedders): it builds its own from ``worker_child``."""
     worker_child: WorkerChild = field(default_factory=WorkerChild)
     """The systems.yaml and sandbox folder of a ``process`` worker (its catalog: ``config_dir``)."""
 
@@ -126,7 +126,8 @@ async def poll_forever(pollers: list[Poller], stop: asyncio.Event, every: float)
 
 
 WEB_SWITCH_INTERVAL = 0.0005
-"""Python's thread switch interval while serve runs a worker in its own process (default 5 ms).
+"""Python's thread switch interval while serve runs a worker on its own event loop
+(``worker_mode`` ``loop``; Python's default is 5 ms).
 The worker's store threads hold the GIL for long stretches (a batch's rows, its commits), and
 the web's event loop waits up to a whole interval for it at every hand-off: with 0.5 ms the p99
 of `GET /v1/invoices/{id}` at 1,000 requests/s beside serve's own worker at full speed fell from

@@ -32,20 +32,20 @@ def lower_thread_priority(by: int) -> None:
         _lower(threading.get_native_id(), by)
 
 
+def _thread_ids() -> list[int]:
+    """This process's threads (Linux ``/proc``; elsewhere the calling thread alone)."""
+    try:
+        return [int(task.name) for task in Path("/proc/self/task").iterdir()]
+    except OSError:
+        return [threading.get_native_id()]
+
+
 def lower_process_priority(by: int) -> None:
     """Every thread of this process raised by ``by`` now (those it starts later inherit it)."""
     if by <= 0:
         return
-    try:
-        tids = [int(task.name) for task in Path("/proc/self/task").iterdir()]
-    except OSError:
-        tids = [threading.get_native_id()]
-    for tid in tids:
+    for tid in _thread_ids():
         _lower(tid, by)
-
-
-IDLE_POLICY = 5
-"""``SCHED_IDLE``'s number on Linux (``/proc/<pid>/stat`` field 41 shows it)."""
 
 
 def enter_idle_class() -> bool:
@@ -62,11 +62,7 @@ def enter_idle_class() -> bool:
     if policy is None:
         return False
     try:
-        tids = [int(task.name) for task in Path("/proc/self/task").iterdir()]
-    except OSError:
-        tids = [0]
-    try:
-        for tid in tids:
+        for tid in _thread_ids():
             os.sched_setscheduler(tid, policy, os.sched_param(0))
     except OSError:
         return False
