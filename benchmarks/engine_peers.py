@@ -314,71 +314,131 @@ def _raw_postgres(url: str, rows: list[tuple[Any, ...]]) -> None:
 
 def floor_rows(url: str, evs: list[Event], steps: int) -> dict[str, Any]:
     """The rows the engine's guarantees write for these events, in the transactions its per-key
-    order allows, written by psycopg alone (PostgreSQL): nothing of the engine runs.
+    order allows, written by the database driver alone (psycopg, or Python's ``sqlite3`` with
+    the engine's pragmas: WAL, synchronous FULL): nothing of the engine runs.
 
     Append, per 1,000 events: the subjects' counters (one upsert), the event rows and their
-    dispatch rows (``event_state``), two binary COPYs, one commit. Dispatch: a subject's next
-    step can be recorded only once its previous one is committed (a step returns once its record
-    is durable, and events of one subject run in order), so there are ``steps`` x (events per
-    subject) rounds, each one transaction: the chain head locked, the round's step rows and audit
-    entries COPYed, the head moved, committed. Then every event is marked done and its subject's
-    counter moved, one commit. Digests and keys are made before the clock starts.
+    dispatch rows (``event_state``), one commit (PostgreSQL: two binary COPYs; SQLite:
+    ``executemany``). Dispatch: a subject's next step can be recorded only once its previous one
+    is committed (a step returns once its record is durable, and events of one subject run in
+    order), so there are ``steps`` x (events per subject) rounds, each one transaction: the chain
+    head locked, the round's step rows and audit entries written, the head moved, committed. Then
+    every event is marked done and its subject's counter moved, one commit. Digests and keys are
+    made before the clock starts.
 
     Left out (so this is a floor on the engine's cost, a ceiling on its rate): claims and leases,
     loading the events, the handlers and the steps' gates, signing the audit entries."""
-    from quote2cash.engine.events import encode_data
     from quote2cash.engine.runtime import Runtime
-    from quote2cash.store.bulk import column_types
 
     Runtime.open(url).close()
-    now = datetime.now(UTC)
-    chain = "floor"
-    event_columns = (
+    plan = _FloorPlan(evs, steps)
+    write = _floor_sqlite if url.startswith("sqlite") else _floor_postgres
+    start, appended, done = write(url, plan)
+    n = len(evs)
+    if plan.written != (n * steps, n * steps, n, 0):
+        raise RuntimeError(
+            f"floor wrote (steps, audit, done, pending) {plan.written} for {n}x{steps}"
+        )
+    return {
+        "events": n,
+        "steps_per_event": steps,
+        "rounds": len(plan.rounds),
+        "append_per_s": n / (appended - start),
+        "end_to_end_per_s": n / (done - start),
+    }
+
+
+class _FloorPlan:
+    """What the floor writes, made before its clock starts: each event's place in its subject,
+    the commit rounds (per round, indexes into the events), the rows' values."""
+
+    EVENT_COLUMNS = (
         "pos, event_id, source, type, subject, time, correlation_id, sequence, data, recorded_at"
     )
-    step_columns = "event_pos, name, idempotency_key, system, result, completed_at"
-    audit_columns = (
+    STEP_COLUMNS = "event_pos, name, idempotency_key, system, result, completed_at"
+    AUDIT_COLUMNS = (
         "chain, seq, at, actor, action, entity, correlation_id, details, prev_hash, hash, key_id"
     )
+    CHAIN = "floor"
+    DIGEST = "0" * 64
+    COUNTS = (
+        "SELECT (SELECT count(*) FROM steps), (SELECT count(*) FROM audit_log), "
+        "(SELECT count(*) FROM event_state WHERE status = 'done'), "
+        "(SELECT coalesce(sum(pending), 0) FROM subjects)"
+    )
+
+    def __init__(self, evs: list[Event], steps: int) -> None:
+        from quote2cash.engine.events import encode_data
+
+        self.evs = evs
+        self.steps = steps
+        self.now = datetime.now(UTC)
+        self.order: dict[str, int] = {}  # events per subject
+        self.sequence: list[int] = []  # each event's place in its subject
+        self.rounds: list[list[int]] = []
+        for i, e in enumerate(evs):
+            depth = self.order.get(e.subject, 0)
+            self.order[e.subject] = depth + 1
+            self.sequence.append(depth + 1)
+            for step in range(steps):
+                r = depth * steps + step
+                while len(self.rounds) <= r:
+                    self.rounds.append([])
+                self.rounds[r].append(i)
+        self.data = [encode_data(e.data) for e in evs]
+        self.details = [
+            f'{{"event_id":"{e.id}","idempotency_key":"{e.id}:{k}","step":"billing.record_{k}",'
+            f'"system":"billing","type":"{e.type}"}}'
+            for e in evs
+            for k in range(steps)
+        ]
+        self.written: tuple[Any, ...] = ()
+
+    def batches(self) -> list[tuple[int, list[Event], list[tuple[str, int]]]]:
+        """Append batches: (offset, events, sorted (subject, count))."""
+        out = []
+        for b in range(0, len(self.evs), BATCH):
+            batch = self.evs[b : b + BATCH]
+            counts: dict[str, int] = {}
+            for e in batch:
+                counts[e.subject] = counts.get(e.subject, 0) + 1
+            out.append((b, batch, sorted(counts.items())))
+        return out
+
+    def event_row(self, pos: int, i: int) -> tuple[Any, ...]:
+        e = self.evs[i]
+        return (pos, e.id, e.source, e.type, e.subject, e.time, e.correlation_id,
+                self.sequence[i], self.data[i], self.now)  # fmt: skip
+
+    def step_row(self, pos: int, i: int, r: int) -> tuple[Any, ...]:
+        k = r % self.steps
+        return (pos, f"billing.record_{k}", f"{self.evs[i].id}:{k}", "billing", "ok", self.now)
+
+    def audit_row(self, seq: int, i: int, r: int) -> tuple[Any, ...]:
+        e = self.evs[i]
+        details = self.details[i * self.steps + r % self.steps]
+        return (self.CHAIN, seq, self.now, "worker", "step.completed", e.subject,
+                e.correlation_id, details, self.DIGEST, self.DIGEST, "k")  # fmt: skip
+
+
+def _floor_postgres(url: str, plan: _FloorPlan) -> tuple[float, float, float]:
+    from quote2cash.store.bulk import column_types
+
     types = {
-        "events": column_types("events", event_columns),
+        "events": column_types("events", plan.EVENT_COLUMNS),
         "event_state": column_types("event_state", "pos, subject"),
-        "steps": column_types("steps", step_columns),
-        "audit_log": column_types("audit_log", audit_columns),
+        "steps": column_types("steps", plan.STEP_COLUMNS),
+        "audit_log": column_types("audit_log", plan.AUDIT_COLUMNS),
     }
-    order: dict[str, int] = {}  # events per subject
-    sequence: list[int] = []  # each event's place in its subject
-    rounds: list[list[int]] = []  # per round, indexes into evs
-    for i, e in enumerate(evs):
-        depth = order.get(e.subject, 0)
-        order[e.subject] = depth + 1
-        sequence.append(depth + 1)
-        for step in range(steps):
-            r = depth * steps + step
-            while len(rounds) <= r:
-                rounds.append([])
-            rounds[r].append(i)
-    data = [encode_data(e.data) for e in evs]
-    digest = "0" * 64
-    details = [
-        f'{{"event_id":"{e.id}","idempotency_key":"{e.id}:{k}","step":"billing.record_{k}",'
-        f'"system":"billing","type":"{e.type}"}}'
-        for e in evs
-        for k in range(steps)
-    ]
     with psycopg.connect(url) as conn:
         conn.execute(
-            "INSERT INTO audit_head (chain, seq, hash) VALUES (%s, 0, %s)", (chain, digest)
+            "INSERT INTO audit_head (chain, seq, hash) VALUES (%s, 0, %s)",
+            (plan.CHAIN, plan.DIGEST),
         )
         conn.commit()
         start = time.perf_counter()
         positions: list[int] = []
-        for b in range(0, len(evs), BATCH):
-            batch = evs[b : b + BATCH]
-            counts: dict[str, int] = {}
-            for e in batch:
-                counts[e.subject] = counts.get(e.subject, 0) + 1
-            ordered = sorted(counts.items())
+        for b, batch, ordered in plan.batches():
             conn.execute(
                 "INSERT INTO subjects (subject, last_sequence, pending) "
                 "SELECT s, n, n FROM unnest(%s::text[], %s::bigint[]) AS t(s, n) "
@@ -394,11 +454,11 @@ def floor_rows(url: str, evs: list[Event], steps: int) -> dict[str, Any]:
             pos = [p for (p,) in got]
             positions += pos
             with conn.cursor() as cur:
-                with cur.copy(f"COPY events ({event_columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                events = f"COPY events ({plan.EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                with cur.copy(events) as cp:
                     cp.set_types(types["events"])
-                    for j, (p, e) in enumerate(zip(pos, batch, strict=True)):
-                        row = (p, e.id, e.source, e.type, e.subject, e.time, e.correlation_id)
-                        cp.write_row((*row, sequence[b + j], data[b + j], now))
+                    for j, p in enumerate(pos):
+                        cp.write_row(plan.event_row(p, b + j))
                 with cur.copy("COPY event_state (pos, subject) FROM STDIN (FORMAT BINARY)") as cp:
                     cp.set_types(types["event_state"])
                     for p, e in zip(pos, batch, strict=True):
@@ -406,68 +466,102 @@ def floor_rows(url: str, evs: list[Event], steps: int) -> dict[str, Any]:
             conn.commit()
         appended = time.perf_counter()
         seq = 0
-        for r, members in enumerate(rounds):
+        for r, members in enumerate(plan.rounds):
             with conn.cursor() as cur:
-                cur.execute("SELECT seq FROM audit_head WHERE chain = %s FOR UPDATE", (chain,))
-                with cur.copy(f"COPY steps ({step_columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                cur.execute("SELECT seq FROM audit_head WHERE chain = %s FOR UPDATE", (plan.CHAIN,))
+                steps = f"COPY steps ({plan.STEP_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                with cur.copy(steps) as cp:
                     cp.set_types(types["steps"])
                     for i in members:
-                        name = f"billing.record_{r % steps}"
-                        cp.write_row(
-                            (positions[i], name, f"{evs[i].id}:{r % steps}", "billing", "ok", now)
-                        )
-                with cur.copy(f"COPY audit_log ({audit_columns}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.write_row(plan.step_row(positions[i], i, r))
+                audit = f"COPY audit_log ({plan.AUDIT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                with cur.copy(audit) as cp:
                     cp.set_types(types["audit_log"])
                     for i in members:
                         seq += 1
-                        e = evs[i]
-                        cp.write_row(
-                            (
-                                chain,
-                                seq,
-                                now,
-                                "worker",
-                                "step.completed",
-                                e.subject,
-                                e.correlation_id,
-                                details[i * steps + r % steps],
-                                digest,
-                                digest,
-                                "k",
-                            )
-                        )
+                        cp.write_row(plan.audit_row(seq, i, r))
                 cur.execute(
                     "UPDATE audit_head SET seq = %s, hash = %s WHERE chain = %s",
-                    (seq, digest, chain),
+                    (seq, plan.DIGEST, plan.CHAIN),
                 )
             conn.commit()
         conn.execute(
             "UPDATE event_state SET status = 'done', processed_at = %s WHERE pos = ANY(%s)",
-            (now, positions),
+            (plan.now, positions),
         )
         conn.execute(
             "UPDATE subjects AS s SET pending = s.pending - v.n, lease_owner = NULL, "
             "lease_until = NULL FROM unnest(%s::text[], %s::bigint[]) AS v(subject, n) "
             "WHERE s.subject = v.subject",
-            (list(order), list(order.values())),
+            (list(plan.order), list(plan.order.values())),
         )
         conn.commit()
         done = time.perf_counter()
-        written = conn.execute(
-            "SELECT (SELECT count(*) FROM steps), (SELECT count(*) FROM audit_log), "
-            "(SELECT count(*) FROM event_state WHERE status = 'done'), "
-            "(SELECT coalesce(sum(pending), 0) FROM subjects)"
-        ).fetchone()
-    n = len(evs)
-    if written != (n * steps, n * steps, n, 0):
-        raise RuntimeError(f"floor wrote (steps, audit, done, pending) {written} for {n}x{steps}")
-    return {
-        "events": n,
-        "steps_per_event": steps,
-        "rounds": len(rounds),
-        "append_per_s": n / (appended - start),
-        "end_to_end_per_s": n / (done - start),
-    }
+        plan.written = tuple(conn.execute(plan.COUNTS).fetchone() or ())
+    return start, appended, done
+
+
+def _floor_sqlite(url: str, plan: _FloorPlan) -> tuple[float, float, float]:
+    conn = sqlite3.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(
+        "INSERT INTO audit_head (chain, seq, hash) VALUES (?, 0, ?)", (plan.CHAIN, plan.DIGEST)
+    )
+    marks = ", ".join("?" * 10)
+    insert_event = f"INSERT INTO events ({plan.EVENT_COLUMNS}) VALUES ({marks})"
+    insert_step = f"INSERT INTO steps ({plan.STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+    insert_audit = f"INSERT INTO audit_log ({plan.AUDIT_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+    stamp = _stamp(plan.now)
+
+    def stamped(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(_stamp(v) if isinstance(v, datetime) else v for v in row)
+
+    event_rows = [stamped(plan.event_row(i + 1, i)) for i in range(len(plan.evs))]
+    start = time.perf_counter()
+    for b, batch, ordered in plan.batches():
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO subjects (subject, last_sequence, pending) VALUES (?, ?, ?) "
+            "ON CONFLICT (subject) DO UPDATE SET last_sequence = last_sequence + "
+            "excluded.last_sequence, pending = pending + excluded.pending",
+            [(s, n, n) for s, n in ordered],
+        )
+        conn.executemany(insert_event, event_rows[b : b + len(batch)])
+        conn.executemany(
+            "INSERT INTO event_state (pos, subject) VALUES (?, ?)",
+            [(b + j + 1, e.subject) for j, e in enumerate(batch)],
+        )
+        conn.execute("COMMIT")
+    appended = time.perf_counter()
+    seq = 0
+    for r, members in enumerate(plan.rounds):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("SELECT seq FROM audit_head WHERE chain = ?", (plan.CHAIN,)).fetchone()
+        conn.executemany(insert_step, [stamped(plan.step_row(i + 1, i, r)) for i in members])
+        rows = [stamped(plan.audit_row(seq + k + 1, i, r)) for k, i in enumerate(members)]
+        seq += len(members)
+        conn.executemany(insert_audit, rows)
+        conn.execute(
+            "UPDATE audit_head SET seq = ?, hash = ? WHERE chain = ?",
+            (seq, plan.DIGEST, plan.CHAIN),
+        )
+        conn.execute("COMMIT")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(
+        "UPDATE event_state SET status = 'done', processed_at = ? WHERE pos = ?",
+        [(stamp, i + 1) for i in range(len(plan.evs))],
+    )
+    conn.executemany(
+        "UPDATE subjects SET pending = pending - ?, lease_owner = NULL, lease_until = NULL "
+        "WHERE subject = ?",
+        [(n, s) for s, n in plan.order.items()],
+    )
+    conn.execute("COMMIT")
+    done = time.perf_counter()
+    plan.written = tuple(conn.execute(plan.COUNTS).fetchone() or ())
+    conn.close()
+    return start, appended, done
 
 
 def run_peer(name: str, url: str, n: int, subjects: int, **options: Any) -> dict[str, Any]:

@@ -18,8 +18,11 @@ nothing; dispatch only, the append not counted) is reported beside it and never 
 Peers on the same PostgreSQL, same N jobs across the same S keys, each job one INSERT of a
 result row in its own transaction (see ``engine_peers.py`` for their settings and guarantees):
 procrastinate with a lock per subject, pgqueuer, DBOS with a partitioned queue per key; and the
-raw batched insert of the same event rows as the ceiling. Every measurement runs in its own
-process on its own fresh store, dropped afterwards. The last line is one JSON object.
+raw batched insert of the same event rows as the ceiling. On both stores, the floor of the
+guarantees' rows: the same events' step rows and audit entries written by the database driver
+alone in the commits per-key order allows (``engine_peers.floor_rows``), and the engine's share
+of it. Every measurement runs in its own process on its own fresh store, dropped afterwards. The
+last line is one JSON object.
 
     python benchmarks/engine_throughput.py            # 5,000 events, 500 subjects, 1M history
     python benchmarks/engine_throughput.py --quick    # 1,000 events, 100 subjects, 1M history
@@ -366,26 +369,30 @@ def measure_all(
         raw = measure("raw_insert", backend, stores, args)
         out[f"{short}_raw_insert_rows_per_s"] = round(raw["rows_per_s"])
         print(f"  {backend:<9} raw batched insert (ceiling): {raw['rows_per_s']:>9,.0f} rows/s")
-        if backend == "postgres":
-            floors(args, stores, out)
+        floors(args, stores, out, backend)
     if "pg_raw_insert_rows_per_s" in out:
         out["raw_insert_rows_per_s"] = out["pg_raw_insert_rows_per_s"]
     if not args.skip_peers and "postgres" in backends:
         peers(args, stores, out)
 
 
-def floors(args: argparse.Namespace, stores: ScratchStores, out: dict[str, Any]) -> None:
-    """The rows the guarantees write, by psycopg alone (``engine_peers.floor_rows``): the rate
-    no implementation of these guarantees on this server beats; the engine's share of it."""
+def floors(
+    args: argparse.Namespace, stores: ScratchStores, out: dict[str, Any], backend: str
+) -> None:
+    """The rows the guarantees write, by the database driver alone (``engine_peers.floor_rows``):
+    the rate no implementation of these guarantees on this store beats; the engine's share."""
+    short = "pg" if backend == "postgres" else "sqlite"
+    driver = "psycopg" if backend == "postgres" else "sqlite3"
     for steps in (1, 3):
-        r = measure("floor", "postgres", stores, args, steps=steps)
+        r = measure("floor", backend, stores, args, steps=steps)
         rate = r["end_to_end_per_s"]
-        out[f"pg_steps{steps}_floor_events_per_s"] = round(rate)
-        share = out[f"pg_steps{steps}_events_per_s"] / rate
-        out[f"pg_steps{steps}_share_of_floor"] = round(share, 3)
+        out[f"{short}_steps{steps}_floor_events_per_s"] = round(rate)
+        share = out[f"{short}_steps{steps}_events_per_s"] / rate
+        out[f"{short}_steps{steps}_share_of_floor"] = round(share, 3)
         print(
-            f"  postgres  rows of {steps} step(s) per event, psycopg alone (ceiling): {rate:>8,.0f}"
-            f" events/s in {r['rounds']} ordered commits; the engine reaches {share:.0%} of it",
+            f"  {backend:<9} rows of {steps} step(s) per event, {driver} alone (ceiling): "
+            f"{rate:>8,.0f} events/s in {r['rounds']} ordered commits; the engine reaches "
+            f"{share:.0%} of it",
             flush=True,
         )
 
