@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import stripe
 
+from conftest import migrated_store
 from contract.crm.salesforce_harness import SalesforceDesk, http_session, running_emulator
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.salesforce import SalesforceCrm
@@ -111,7 +112,8 @@ class Hub:
 @asynccontextmanager
 async def running_hub(world: World, folder: Path, **billing: Any) -> AsyncIterator[Hub]:
     """A hub on its own SQLite store, connected to ``world`` (billing settings overridable)."""
-    runtime = Runtime.open(f"sqlite:///{folder / 'hub.sqlite'}", sqlite_synchronous="NORMAL")
+    store = migrated_store(f"sqlite:///{folder / 'hub.sqlite'}")
+    runtime = Runtime.open(store, sqlite_synchronous="NORMAL")
     try:
         systems = world.systems(**billing)
         async with systems:

@@ -37,7 +37,7 @@ from quote2cash.flows.deps import FlowDeps
 from quote2cash.flows.intake import poll_billing, poll_crm
 from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events, steps, subjects
 
-TRIALS = 300 if LONG else 50
+TRIALS = 300 if LONG else 30
 DEALS = 40 if LONG else 14
 SELF_KILL = 0.08
 LIMITS = {"erp": SystemLimits(max_concurrency=1)}

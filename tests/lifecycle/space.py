@@ -98,7 +98,7 @@ def _erps() -> tuple[str, ...]:
 ERPS = _erps()
 """The ERPs a world is built on, one world each: both by default, or the one
 ``Q2C_LIFECYCLE_ERP`` names (``legacy``: the legacy ERP, SOAP + batch files; its CI set is seeds
-1-20, see ``test_lifecycles.CI_SEEDS``; its full set of 30: ``Q2C_LIFECYCLE_ERP=legacy
+1-10, see ``test_lifecycles.CI_SEEDS``; its full set of 30: ``Q2C_LIFECYCLE_ERP=legacy
 Q2C_LIFECYCLE_SEEDS=1-30``; ``Q2C_LONG=1`` works on it too)."""
 
 SPACE = _from_environment()

@@ -30,7 +30,7 @@ from quote2cash.store.schema import EVENTS_WITH_STATE, event_state, events
 from support.effects import EffectStore
 from support.load import load_factor
 
-TRIALS = 1000 if LONG else 200
+TRIALS = 1000 if LONG else 120
 SUBJECTS = 25
 
 

@@ -25,7 +25,7 @@ from quote2cash.store.schema import event_state, events, failures, steps, subjec
 from support.forger import forging, wipe_audit
 from support.ledger import Ledger
 
-EXAMPLES = 400 if LONG else 30
+EXAMPLES = 400 if LONG else 20
 
 
 def reset(engine: Engine) -> None:

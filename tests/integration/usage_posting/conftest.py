@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import stripe
 
+from conftest import migrated_store
 from quote2cash.connectors.registry import Systems
 from quote2cash.connectors.stripe import StripeBilling
 from quote2cash.defaults import packaged_config_dir
@@ -166,7 +167,7 @@ async def world(emulator: tuple[StripeEmulator, str], db_url: str) -> AsyncItera
     """On SQLite and on PostgreSQL (the postings are written by a projection on both)."""
     running, stripe_url = emulator
     running.reset()
-    runtime = Runtime.open(db_url, sqlite_synchronous="NORMAL")
+    runtime = Runtime.open(migrated_store(db_url), sqlite_synchronous="NORMAL")
     billing = StripeBilling.for_sandbox(stripe_url)
     try:
         async with billing:
