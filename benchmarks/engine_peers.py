@@ -286,10 +286,16 @@ def raw_insert(url: str, evs: list[Event]) -> dict[str, Any]:
     return {"rows": len(rows), "rows_per_s": len(rows) / (time.perf_counter() - start)}
 
 
-def _raw_sqlite(url: str, rows: list[tuple[Any, ...]]) -> None:
+def _sqlite_connect(url: str) -> sqlite3.Connection:
+    """Python's ``sqlite3`` on the store, autocommit, with the engine's pragmas (WAL, FULL)."""
     conn = sqlite3.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def _raw_sqlite(url: str, rows: list[tuple[Any, ...]]) -> None:
+    conn = _sqlite_connect(url)
     sql = f"INSERT INTO events ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
     rows = [(*r[:4], _stamp(r[4]), *r[5:10], _stamp(r[10])) for r in rows]
     for i in range(0, len(rows), BATCH):
@@ -333,12 +339,10 @@ def floor_rows(url: str, evs: list[Event], steps: int) -> dict[str, Any]:
     Runtime.open(url).close()
     plan = _FloorPlan(evs, steps)
     write = _floor_sqlite if url.startswith("sqlite") else _floor_postgres
-    start, appended, done = write(url, plan)
+    start, appended, done, written = write(url, plan)
     n = len(evs)
-    if plan.written != (n * steps, n * steps, n, 0):
-        raise RuntimeError(
-            f"floor wrote (steps, audit, done, pending) {plan.written} for {n}x{steps}"
-        )
+    if written != (n * steps, n * steps, n, 0):
+        raise RuntimeError(f"floor wrote (steps, audit, done, pending) {written} for {n}x{steps}")
     return {
         "events": n,
         "steps_per_event": steps,
@@ -392,7 +396,6 @@ class _FloorPlan:
             for e in evs
             for k in range(steps)
         ]
-        self.written: tuple[Any, ...] = ()
 
     def batches(self) -> list[tuple[int, list[Event], list[tuple[str, int]]]]:
         """Append batches: (offset, events, sorted (subject, count))."""
@@ -421,7 +424,11 @@ class _FloorPlan:
                 e.correlation_id, details, self.DIGEST, self.DIGEST, "k")  # fmt: skip
 
 
-def _floor_postgres(url: str, plan: _FloorPlan) -> tuple[float, float, float]:
+Timed = tuple[float, float, float, tuple[Any, ...]]
+"""A floor writer's clock readings (start, appended, done) and its ``_FloorPlan.COUNTS`` row."""
+
+
+def _floor_postgres(url: str, plan: _FloorPlan) -> Timed:
     from quote2cash.store.bulk import column_types
 
     types = {
@@ -497,14 +504,12 @@ def _floor_postgres(url: str, plan: _FloorPlan) -> tuple[float, float, float]:
         )
         conn.commit()
         done = time.perf_counter()
-        plan.written = tuple(conn.execute(plan.COUNTS).fetchone() or ())
-    return start, appended, done
+        written = tuple(conn.execute(plan.COUNTS).fetchone() or ())
+    return start, appended, done, written
 
 
-def _floor_sqlite(url: str, plan: _FloorPlan) -> tuple[float, float, float]:
-    conn = sqlite3.connect(Path(url.removeprefix("sqlite:///")), isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+def _floor_sqlite(url: str, plan: _FloorPlan) -> Timed:
+    conn = _sqlite_connect(url)
     conn.execute(
         "INSERT INTO audit_head (chain, seq, hash) VALUES (?, 0, ?)", (plan.CHAIN, plan.DIGEST)
     )
@@ -559,9 +564,9 @@ def _floor_sqlite(url: str, plan: _FloorPlan) -> tuple[float, float, float]:
     )
     conn.execute("COMMIT")
     done = time.perf_counter()
-    plan.written = tuple(conn.execute(plan.COUNTS).fetchone() or ())
+    written = tuple(conn.execute(plan.COUNTS).fetchone() or ())
     conn.close()
-    return start, appended, done
+    return start, appended, done, written
 
 
 def run_peer(name: str, url: str, n: int, subjects: int, **options: Any) -> dict[str, Any]:
